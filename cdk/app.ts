@@ -1,0 +1,11 @@
+import { App, Validations } from 'aws-cdk-lib';
+import cdkNag from 'cdk-nag';
+import { ClaudeSessionsStack } from './claude-sessions-stack.js';
+
+const app = new App();
+new ClaudeSessionsStack(app, 'ClaudeSessions', {
+  apiKeySecretName: app.node.tryGetContext('apiKeySecretName'),
+  env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
+});
+// Every synth runs the AwsSolutions pack; a finding fails it unless acknowledged with a reason.
+Validations.of(app).addPlugins(new cdkNag.AwsSolutionsChecks(app, { verbose: true }));

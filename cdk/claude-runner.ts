@@ -1,0 +1,61 @@
+import { Duration, RemovalPolicy, Size } from 'aws-cdk-lib';
+import { DockerImageCode, DockerImageFunction, Tracing, type IFunction } from 'aws-cdk-lib/aws-lambda';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
+import { IgnoreMode } from 'aws-cdk-lib';
+import { Construct } from 'constructs';
+import { fileURLToPath } from 'node:url';
+import { DEFAULT_IDLE_TIMEOUT_MS } from '../lib/claude/run-session-task.js';
+
+export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+export interface ClaudeRunnerProps {
+  /** Holds the Anthropic API key: a plain string, or JSON with ANTHROPIC_API_KEY. */
+  readonly apiKeySecret: ISecret;
+  /** @default 3008 MB: the CLI and the tools it runs want memory and the CPU that comes with it */
+  readonly memorySize?: number;
+  /** @default 5 minutes without output before the CLI is treated as hung */
+  readonly idleTimeout?: Duration;
+  /** @default 2, the CLI's own API retries (CLAUDE_CODE_MAX_RETRIES) */
+  readonly maxApiRetries?: number;
+  /** @default RetentionDays.ONE_MONTH */
+  readonly logRetention?: RetentionDays;
+}
+
+/**
+ * The container Lambda that runs the real Claude CLI. Its image is built by Docker at
+ * deploy time only; synth just stages the Dockerfile's context (no Docker needed).
+ */
+export class ClaudeRunner extends Construct {
+  readonly function: IFunction;
+
+  constructor(scope: Construct, id: string, props: ClaudeRunnerProps) {
+    super(scope, id);
+    const logGroup = new LogGroup(this, 'Logs', {
+      retention: props.logRetention ?? RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const fn = new DockerImageFunction(this, 'Function', {
+      description: 'Runs the Claude Code CLI headless for one session',
+      code: DockerImageCode.fromImageAsset(PROJECT_ROOT, {
+        file: 'functions/runner/Dockerfile',
+        // Only what the image build reads: keeps the staged asset small and its hash stable.
+        ignoreMode: IgnoreMode.DOCKER,
+        exclude: ['*', '!package.json', '!package-lock.json', '!tsconfig.json', '!lib/**', '!functions/**'],
+      }),
+      memorySize: props.memorySize ?? 3008,
+      ephemeralStorageSize: Size.gibibytes(2),
+      timeout: Duration.minutes(15),
+      tracing: Tracing.ACTIVE,
+      logGroup,
+      environment: {
+        API_KEY_SECRET_ARN: props.apiKeySecret.secretArn,
+        CLAUDE_IDLE_TIMEOUT_MS: String(props.idleTimeout?.toMilliseconds() ?? DEFAULT_IDLE_TIMEOUT_MS),
+        CLAUDE_CODE_MAX_RETRIES: String(props.maxApiRetries ?? 2),
+        POWERTOOLS_SERVICE_NAME: 'claude-sessions-runner',
+      },
+    });
+    props.apiKeySecret.grantRead(fn);
+    this.function = fn;
+  }
+}

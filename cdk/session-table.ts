@@ -1,0 +1,33 @@
+import { RemovalPolicy } from 'aws-cdk-lib';
+import { AttributeType, BillingMode, Table, TableEncryption, type ITable } from 'aws-cdk-lib/aws-dynamodb';
+import { Construct } from 'constructs';
+import { PROJECT_INDEX } from '../lib/sessions/session-item.js';
+
+export interface SessionTableProps {
+  /** @default RemovalPolicy.RETAIN: session history outlives the stack */
+  readonly removalPolicy?: RemovalPolicy;
+}
+
+/** The one table of DESIGN.md: session (and later milestone) items, and a GSI by project. */
+export class SessionTable extends Construct {
+  readonly table: ITable;
+
+  constructor(scope: Construct, id: string, props: SessionTableProps = {}) {
+    super(scope, id);
+    const table = new Table(this, 'Table', {
+      partitionKey: { name: 'pk', type: AttributeType.STRING },
+      sortKey: { name: 'sk', type: AttributeType.STRING },
+      billingMode: BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      encryption: TableEncryption.AWS_MANAGED,
+      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
+    });
+    // A project's sessions, newest first; items without startedAt (milestones) stay out.
+    table.addGlobalSecondaryIndex({
+      indexName: PROJECT_INDEX,
+      partitionKey: { name: 'projectId', type: AttributeType.STRING },
+      sortKey: { name: 'startedAt', type: AttributeType.STRING },
+    });
+    this.table = table;
+  }
+}

@@ -1,0 +1,178 @@
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
+import { Grant } from 'aws-cdk-lib/aws-iam';
+import type { IFunction } from 'aws-cdk-lib/aws-lambda';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import {
+  Choice,
+  Condition,
+  CustomState,
+  DefinitionBody,
+  Fail,
+  JitterType,
+  LogLevel,
+  QueryLanguage,
+  StateMachine,
+  StateMachineType,
+  Succeed,
+  TaskInput,
+} from 'aws-cdk-lib/aws-stepfunctions';
+import { LambdaInvoke } from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { Construct } from 'constructs';
+import {
+  CLOSE_FAILED_NAMES,
+  CLOSE_FAILED_UPDATE,
+  CLOSE_NAMES,
+  CLOSE_UPDATE,
+  CREATE_CONDITION,
+  RUNNING_CONDITION,
+  SESSION_SK,
+} from '../lib/sessions/session-item.js';
+
+export interface SessionWorkflowProps {
+  readonly table: ITable;
+  readonly validator: IFunction;
+  readonly runner: IFunction;
+  /** @default Duration.hours(9): above the longest session a runtime allows */
+  readonly timeout?: Duration;
+  /** @default RetentionDays.ONE_MONTH */
+  readonly logRetention?: RetentionDays;
+}
+
+/** DynamoDB errors worth retrying on the direct integrations (throttling, service faults). */
+const TRANSIENT_DYNAMODB_ERRORS = [
+  'DynamoDB.ProvisionedThroughputExceededException',
+  'DynamoDB.ThrottlingException',
+  'DynamoDB.RequestLimitExceeded',
+  'DynamoDB.InternalServerErrorException',
+  'DynamoDB.AmazonDynamoDBException',
+];
+
+const sessionKey = {
+  pk: { 'S.$': "States.Format('SESSION#{}', $.session.sessionId)" },
+  sk: { S: SESSION_SK },
+};
+
+/**
+ * The session lifecycle as a Standard state machine in JSONPath (DESIGN.md, request flow):
+ * ValidateInput -> CreateSession -> RunClaude -> RecordUsage, and a finally-style Catch on
+ * every state after CreateSession that closes the session FAILED and keeps the error.
+ */
+export class SessionWorkflow extends Construct {
+  readonly stateMachine: StateMachine;
+
+  constructor(scope: Construct, id: string, props: SessionWorkflowProps) {
+    super(scope, id);
+    const tableName = props.table.tableName;
+
+    const validateInput = new LambdaInvoke(this, 'ValidateInput', {
+      lambdaFunction: props.validator,
+      payload: TaskInput.fromObject({ 'input.$': '$', 'executionArn.$': '$$.Execution.Id' }),
+      payloadResponseOnly: true,
+      resultPath: '$',
+    });
+
+    const createSession = new CustomState(this, 'CreateSession', {
+      stateJson: {
+        Type: 'Task',
+        Resource: 'arn:aws:states:::dynamodb:putItem',
+        Parameters: { TableName: tableName, 'Item.$': '$.item', ConditionExpression: CREATE_CONDITION },
+        ResultPath: null,
+      },
+    });
+
+    const runClaude = new LambdaInvoke(this, 'RunClaude', {
+      lambdaFunction: props.runner,
+      payload: TaskInput.fromJsonPathAt('$.session'),
+      payloadResponseOnly: true,
+      resultPath: '$.run',
+      retryOnServiceExceptions: true,
+    });
+
+    const recordUsage = new CustomState(this, 'RecordUsage', {
+      stateJson: {
+        Type: 'Task',
+        Resource: 'arn:aws:states:::dynamodb:updateItem',
+        Parameters: {
+          TableName: tableName,
+          Key: sessionKey,
+          UpdateExpression: CLOSE_UPDATE,
+          ConditionExpression: RUNNING_CONDITION,
+          ExpressionAttributeNames: CLOSE_NAMES,
+          'ExpressionAttributeValues.$': '$.run.values',
+        },
+        ResultPath: null,
+      },
+    });
+
+    const closeFailed = new CustomState(this, 'CloseFailed', {
+      stateJson: {
+        Type: 'Task',
+        Resource: 'arn:aws:states:::dynamodb:updateItem',
+        Parameters: {
+          TableName: tableName,
+          Key: sessionKey,
+          UpdateExpression: CLOSE_FAILED_UPDATE,
+          ConditionExpression: RUNNING_CONDITION,
+          ExpressionAttributeNames: CLOSE_FAILED_NAMES,
+          ExpressionAttributeValues: {
+            ':running': { S: 'RUNNING' },
+            ':status': { S: 'FAILED' },
+            ':endedAt': { 'S.$': '$$.State.EnteredTime' },
+            ':error': { 'S.$': '$.failure.Error' },
+            ':cause': { 'S.$': '$.failure.Cause' },
+          },
+        },
+        ResultPath: null,
+      },
+    });
+    // The original error stays the execution's error, whatever happened to the close.
+    const runFailed = new Fail(this, 'RunFailed', { errorPath: '$.failure.Error', causePath: '$.failure.Cause' });
+    const sessionExists = new Fail(this, 'SessionAlreadyExists', {
+      error: 'SessionAlreadyExists',
+      cause: 'A session with this sessionId exists already; it was left as it was and Claude did not run.',
+    });
+    const claudeFailed = new Fail(this, 'ClaudeFailed', { errorPath: '$.run.record.error', causePath: '$.run.record.cause' });
+    const done = new Succeed(this, 'Done', { outputPath: '$.run.record' });
+
+    for (const state of [createSession, recordUsage, closeFailed]) {
+      state.addRetry({ errors: TRANSIENT_DYNAMODB_ERRORS, interval: Duration.seconds(1), backoffRate: 2, maxAttempts: 4, jitterStrategy: JitterType.FULL });
+    }
+    createSession.addCatch(sessionExists, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: '$.failure' });
+    runClaude.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
+    recordUsage.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
+    // A close that finds the session already final (or cannot write) still ends the run failed.
+    closeFailed.addCatch(runFailed, { errors: ['States.ALL'], resultPath: '$.closeFailure' });
+    closeFailed.next(runFailed);
+
+    const definition = validateInput
+      .next(createSession)
+      .next(runClaude)
+      .next(recordUsage)
+      .next(
+        new Choice(this, 'ClaudeSucceeded')
+          .when(Condition.stringEquals('$.run.record.status', 'COMPLETED'), done)
+          .otherwise(claudeFailed),
+      );
+
+    const logGroup = new LogGroup(this, 'Logs', {
+      retention: props.logRetention ?? RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    this.stateMachine = new StateMachine(this, 'StateMachine', {
+      definitionBody: DefinitionBody.fromChainable(definition),
+      stateMachineType: StateMachineType.STANDARD,
+      queryLanguage: QueryLanguage.JSON_PATH,
+      timeout: props.timeout ?? Duration.hours(9),
+      tracingEnabled: true,
+      // Execution data holds the prompt: logs keep the events, never the data.
+      logs: { destination: logGroup, level: LogLevel.ALL, includeExecutionData: false },
+    });
+    // The table only, not its indexes: the workflow writes items and reads nothing.
+    Grant.addToPrincipal({
+      grantee: this.stateMachine,
+      actions: ['dynamodb:PutItem', 'dynamodb:UpdateItem'],
+      resourceArns: [props.table.tableArn],
+    });
+  }
+}

@@ -1,0 +1,30 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import middy from '@middy/core';
+import type { Context } from 'aws-lambda';
+import { readApiKey } from '../../lib/claude/api-key.js';
+import { DEFAULT_IDLE_TIMEOUT_MS, runSessionTask } from '../../lib/claude/run-session-task.js';
+import type { SessionStart } from '../../lib/sessions/execution-input.js';
+
+const logger = new Logger();
+const secrets = new SecretsManagerClient({});
+let apiKey: Promise<string> | undefined; // read once per cold start
+
+export const handler = middy(async (session: SessionStart, context: Context) => {
+  logger.appendKeys({ sessionId: session.sessionId, projectId: session.projectId, executionArn: session.executionArn });
+  apiKey ??= readApiKey(secrets, process.env.API_KEY_SECRET_ARN!).catch((err: unknown) => {
+    apiKey = undefined; // a fixed secret is picked up by the next invocation
+    throw err;
+  });
+  logger.info('running Claude', { promptChars: session.promptChars, promptSha256: session.promptSha256 });
+  const result = await runSessionTask(session, {
+    endpoint: { apiKey: await apiKey, baseUrl: process.env.ANTHROPIC_BASE_URL },
+    idleTimeoutMs: Number(process.env.CLAUDE_IDLE_TIMEOUT_MS ?? DEFAULT_IDLE_TIMEOUT_MS),
+    maxRetries: Number(process.env.CLAUDE_CODE_MAX_RETRIES ?? 2),
+    remainingMs: () => context.getRemainingTimeInMillis(),
+  });
+  const { status, usage, numTurns, totalCostUsd, durationMs, error } = result.record;
+  logger.info('Claude finished', { status, usage, numTurns, totalCostUsd, durationMs, error });
+  return result;
+}).use(injectLambdaContext(logger, { resetKeys: true }));

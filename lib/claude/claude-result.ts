@@ -1,0 +1,84 @@
+import { z } from 'zod';
+import type { Usage } from '../sessions/session-item.js';
+
+const count = z.number().int().nonnegative().catch(0);
+
+const ApiUsage = z
+  .object({
+    input_tokens: count.default(0),
+    output_tokens: count.default(0),
+    cache_read_input_tokens: count.default(0),
+    cache_creation_input_tokens: count.default(0),
+  })
+  .loose();
+
+const ModelUsage = z
+  .object({
+    inputTokens: count.default(0),
+    outputTokens: count.default(0),
+    cacheReadInputTokens: count.default(0),
+    cacheCreationInputTokens: count.default(0),
+    costUSD: z.number().nonnegative().catch(0).default(0),
+  })
+  .loose();
+
+/** The CLI's final `result` object (measured with 2.1.x; see DESIGN.md "Claude CLI facts"). */
+export const ClaudeResult = z
+  .object({
+    type: z.literal('result'),
+    subtype: z.string(),
+    is_error: z.boolean(),
+    api_error_status: z.number().nullable().optional(),
+    session_id: z.string(),
+    num_turns: count.default(0),
+    duration_ms: count.default(0),
+    total_cost_usd: z.number().nonnegative().default(0),
+    result: z.string().optional(),
+    stop_reason: z.string().nullable().optional(),
+    terminal_reason: z.string().optional(),
+    errors: z.array(z.string()).optional(),
+    usage: ApiUsage.default({ input_tokens: 0, output_tokens: 0, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 }),
+    modelUsage: z.record(z.string(), ModelUsage).default({}),
+  })
+  .loose();
+export type ClaudeResult = z.infer<typeof ClaudeResult>;
+
+export function fromApiUsage(usage: z.infer<typeof ApiUsage>): Usage {
+  return {
+    inputTokens: usage.input_tokens,
+    outputTokens: usage.output_tokens,
+    cacheReadInputTokens: usage.cache_read_input_tokens,
+    cacheCreationInputTokens: usage.cache_creation_input_tokens,
+  };
+}
+
+/**
+ * The usage to record. When a run ends on --max-budget-usd the top-level usage can be
+ * all zeros while money was spent; modelUsage still holds the per-model counts then.
+ */
+export function usageOf(result: ClaudeResult): Usage {
+  const top = fromApiUsage(result.usage);
+  const topIsZero = Object.values(top).every((n) => n === 0);
+  if (!topIsZero || result.total_cost_usd === 0) return top;
+  const sum: Usage = { inputTokens: 0, outputTokens: 0, cacheReadInputTokens: 0, cacheCreationInputTokens: 0 };
+  for (const m of Object.values(result.modelUsage)) {
+    sum.inputTokens += m.inputTokens;
+    sum.outputTokens += m.outputTokens;
+    sum.cacheReadInputTokens += m.cacheReadInputTokens;
+    sum.cacheCreationInputTokens += m.cacheCreationInputTokens;
+  }
+  return sum;
+}
+
+/**
+ * A Claude-level failure: the CLI ran and reported, but the task did not succeed.
+ * API failures exit 1 with subtype "success" and is_error true, so is_error decides.
+ */
+export function claudeFailure(result: ClaudeResult): { error: string; cause: string } | null {
+  if (!result.is_error && result.subtype === 'success') return null;
+  const detail = result.errors?.join('; ') || result.result || result.subtype;
+  if (result.subtype === 'error_max_turns') return { error: 'ClaudeMaxTurns', cause: detail };
+  if (result.subtype === 'error_max_budget_usd') return { error: 'ClaudeMaxBudget', cause: detail };
+  if (result.api_error_status) return { error: 'ClaudeApiError', cause: `HTTP ${result.api_error_status}: ${detail}` };
+  return { error: 'ClaudeError', cause: `${result.subtype}: ${detail}` };
+}

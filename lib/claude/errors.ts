@@ -1,0 +1,35 @@
+/**
+ * Infrastructure failures of a Claude run. Each `name` is what the workflow's Catch
+ * records as the session's error, so the names are part of the contract.
+ */
+export class ClaudeOutputError extends Error {
+  override readonly name = 'ClaudeOutputError';
+}
+
+export class ClaudeCrashError extends Error {
+  override readonly name = 'ClaudeCrashError';
+  constructor(
+    readonly exitCode: number | null,
+    readonly signal: string | null,
+    readonly stderrTail: string,
+  ) {
+    super(
+      `the Claude CLI ended ${signal ? `on signal ${signal}` : `with exit code ${exitCode}`} without a result` +
+        (stderrTail ? `: ${stderrTail}` : ''),
+    );
+  }
+}
+
+export class ClaudeSpawnError extends Error {
+  override readonly name = 'ClaudeSpawnError';
+}
+
+export class SessionIdMismatchError extends Error {
+  override readonly name = 'SessionIdMismatchError';
+  constructor(
+    readonly expected: string,
+    readonly reported: string,
+  ) {
+    super(`Claude reported session ${reported}, expected ${expected}`);
+  }
+}

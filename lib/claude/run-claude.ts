@@ -1,0 +1,212 @@
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { buildClaudeArgs, type ClaudeArgsOptions } from './claude-args.js';
+import { ClaudeResult, fromApiUsage } from './claude-result.js';
+import { ClaudeCrashError, ClaudeOutputError, ClaudeSpawnError } from './errors.js';
+import type { Usage } from '../sessions/session-item.js';
+
+export interface ClaudeEndpoint {
+  /** Passed to the CLI only, never logged or returned. */
+  apiKey: string;
+  /** ANTHROPIC_BASE_URL; unset means the real API. */
+  baseUrl?: string;
+}
+
+export interface RunClaudeOptions extends ClaudeArgsOptions {
+  endpoint: ClaudeEndpoint;
+  /** Wall-clock limit for the whole run. */
+  timeoutMs: number;
+  /** Kill when the CLI prints nothing for this long (a hung CLI or a stalled stream). */
+  idleTimeoutMs: number;
+  /** How many times the CLI itself retries a failed API call (CLAUDE_CODE_MAX_RETRIES). */
+  maxRetries?: number;
+  /** The CLI's binary; defaults to the one of @anthropic-ai/claude-code. */
+  claudePath?: string;
+  /** Where the per-run HOME is made; defaults to the OS temp dir (Lambda: /tmp). */
+  workRoot?: string;
+}
+
+export type ClaudeRun =
+  | { kind: 'result'; result: ClaudeResult; wallMs: number }
+  /** Killed by a watchdog; `usage` is what the stream had reported until then. */
+  | { kind: 'timeout'; reason: 'wall-clock' | 'no-output'; limitMs: number; usage: Usage; numTurns: number; wallMs: number };
+
+const KILL_GRACE_MS = 2_000;
+
+export function defaultClaudePath(): string {
+  const require = createRequire(import.meta.url);
+  return join(require.resolve('@anthropic-ai/claude-code/package.json'), '..', 'bin', 'claude.exe');
+}
+
+/**
+ * Runs the real `claude` CLI once, headless, in a throw-away HOME, and returns its
+ * result. Throws for infrastructure failures (no result, crash, unparseable output).
+ */
+export async function runClaude(options: RunClaudeOptions): Promise<ClaudeRun> {
+  const home = await mkdtemp(join(options.workRoot ?? tmpdir(), 'claude-run-'));
+  const workDir = join(home, 'work');
+  await mkdir(workDir, { recursive: true });
+  try {
+    return await spawnClaude(options, home, workDir);
+  } finally {
+    // Nothing of one session stays on a warm container for the next.
+    await rm(home, { recursive: true, force: true });
+  }
+}
+
+function claudeEnv(options: RunClaudeOptions, home: string): NodeJS.ProcessEnv {
+  // A fresh environment, not process.env: the runner's AWS credentials and other
+  // secrets stay out of reach of the CLI and of any tool it runs.
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+    HOME: home,
+    CLAUDE_CONFIG_DIR: join(home, '.claude'),
+    TMPDIR: home,
+    LANG: 'C.UTF-8',
+    ANTHROPIC_API_KEY: options.endpoint.apiKey,
+    DISABLE_AUTOUPDATER: '1',
+    DISABLE_TELEMETRY: '1',
+    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
+    CLAUDE_CODE_MAX_RETRIES: String(options.maxRetries ?? 2),
+    // A single stalled request must not outlive the run's own limit.
+    API_TIMEOUT_MS: String(Math.max(1_000, Math.min(options.timeoutMs, 600_000))),
+  };
+  if (options.endpoint.baseUrl) env.ANTHROPIC_BASE_URL = options.endpoint.baseUrl;
+  return env;
+}
+
+async function spawnClaude(options: RunClaudeOptions, home: string, workDir: string): Promise<ClaudeRun> {
+  const started = Date.now();
+  const child = spawn(options.claudePath ?? defaultClaudePath(), buildClaudeArgs(options), {
+    cwd: workDir,
+    env: claudeEnv(options, home),
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true, // its own process group, so a kill takes the tools it started too
+  });
+  const progress = new StreamProgress();
+  let result: ClaudeResult | undefined;
+  let badLine: string | undefined;
+  let stderrTail = '';
+  let killedFor: 'wall-clock' | 'no-output' | undefined;
+
+  const killGroup = (reason: 'wall-clock' | 'no-output') => {
+    if (killedFor) return;
+    killedFor = reason;
+    signalGroup(child.pid, 'SIGTERM');
+    setTimeout(() => signalGroup(child.pid, 'SIGKILL'), KILL_GRACE_MS).unref();
+  };
+  const wallTimer = setTimeout(() => killGroup('wall-clock'), options.timeoutMs);
+  let idleTimer = setTimeout(() => killGroup('no-output'), options.idleTimeoutMs);
+  const sawOutput = () => {
+    clearTimeout(idleTimer);
+    idleTimer = setTimeout(() => killGroup('no-output'), options.idleTimeoutMs);
+  };
+
+  child.stderr.on('data', (chunk: Buffer) => {
+    sawOutput();
+    stderrTail = (stderrTail + chunk.toString('utf8')).slice(-500);
+  });
+  const lines = createInterface({ input: child.stdout, crlfDelay: Infinity });
+  lines.on('line', (line) => {
+    sawOutput();
+    if (!line.trim()) return;
+    let event: unknown;
+    try {
+      event = JSON.parse(line);
+    } catch {
+      badLine ??= line.slice(0, 200);
+      return;
+    }
+    progress.observe(event);
+    if ((event as { type?: unknown }).type === 'result') {
+      const parsed = ClaudeResult.safeParse(event);
+      if (parsed.success) result = parsed.data;
+      else badLine ??= `result object did not match: ${parsed.error.issues.map((i) => i.path.join('.')).join(', ')}`;
+    }
+  });
+
+  const exit = await new Promise<{ code: number | null; signal: string | null }>((resolve, reject) => {
+    child.once('error', (err) => reject(new ClaudeSpawnError(`could not start the Claude CLI: ${err.message}`, { cause: err })));
+    // 'close' waits for stdout to drain, so the result line is in before we look.
+    child.once('close', (code, signal) => resolve({ code, signal }));
+  }).finally(() => {
+    clearTimeout(wallTimer);
+    clearTimeout(idleTimer);
+  });
+  const wallMs = Date.now() - started;
+
+  if (killedFor) {
+    const limitMs = killedFor === 'wall-clock' ? options.timeoutMs : options.idleTimeoutMs;
+    return { kind: 'timeout', reason: killedFor, limitMs, usage: progress.usage(), numTurns: progress.turns, wallMs };
+  }
+  if (result) return { kind: 'result', result, wallMs };
+  if (badLine !== undefined) {
+    throw new ClaudeOutputError(`the Claude CLI printed output that is not its JSON result: ${JSON.stringify(badLine)}`);
+  }
+  if (exit.code === 0) throw new ClaudeOutputError('the Claude CLI exited 0 but printed no JSON result');
+  throw new ClaudeCrashError(exit.code, exit.signal, stderrTail.trim());
+}
+
+function signalGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (!pid) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+/** Usage as the stream reports it, for runs that are killed before their result. */
+class StreamProgress {
+  turns = 0;
+  private readonly finished: Usage[] = [];
+  private readonly current = new Map<string, Usage>();
+
+  observe(raw: unknown): void {
+    const line = raw as { type?: string; parent_tool_use_id?: string | null; event?: { type?: string; message?: { usage?: unknown }; usage?: unknown } };
+    if (line.type !== 'stream_event' || !line.event) return;
+    const key = line.parent_tool_use_id ?? 'main';
+    const { event } = line;
+    if (event.type === 'message_start') {
+      const previous = this.current.get(key);
+      if (previous) this.finished.push(previous);
+      this.turns += 1;
+      this.current.set(key, toUsage(event.message?.usage));
+    } else if (event.type === 'message_delta') {
+      // message_delta carries the message's cumulative counts: they replace, not add.
+      const before = this.current.get(key);
+      const delta = toUsage(event.usage);
+      this.current.set(key, before ? { ...before, ...nonZero(delta) } : delta);
+    }
+  }
+
+  usage(): Usage {
+    const total: Usage = { inputTokens: 0, outputTokens: 0, cacheReadInputTokens: 0, cacheCreationInputTokens: 0 };
+    for (const u of [...this.finished, ...this.current.values()]) {
+      total.inputTokens += u.inputTokens;
+      total.outputTokens += u.outputTokens;
+      total.cacheReadInputTokens += u.cacheReadInputTokens;
+      total.cacheCreationInputTokens += u.cacheCreationInputTokens;
+    }
+    return total;
+  }
+}
+
+function toUsage(raw: unknown): Usage {
+  const u = (raw ?? {}) as Record<string, unknown>;
+  const n = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0);
+  return fromApiUsage({
+    input_tokens: n(u.input_tokens),
+    output_tokens: n(u.output_tokens),
+    cache_read_input_tokens: n(u.cache_read_input_tokens),
+    cache_creation_input_tokens: n(u.cache_creation_input_tokens),
+  });
+}
+
+function nonZero(usage: Usage): Partial<Usage> {
+  return Object.fromEntries(Object.entries(usage).filter(([, v]) => v > 0));
+}

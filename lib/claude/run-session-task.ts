@@ -1,0 +1,105 @@
+import { marshall, type NativeAttributeValue } from '@aws-sdk/util-dynamodb';
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import { DEFAULT_LAMBDA_TIMEOUT_SECONDS, type SessionStart } from '../sessions/execution-input.js';
+import {
+  RESULT_MAX_CHARS,
+  closeValues,
+  toClosedRecord,
+  type RunOutcome,
+  type SessionRecord,
+} from '../sessions/session-item.js';
+import { claudeFailure, usageOf } from './claude-result.js';
+import { SessionIdMismatchError } from './errors.js';
+import { runClaude, type ClaudeEndpoint } from './run-claude.js';
+
+export interface RunnerConfig {
+  endpoint: ClaudeEndpoint;
+  claudePath?: string;
+  workRoot?: string;
+  /** @default 300 s without a line of output */
+  idleTimeoutMs?: number;
+  /** @default 2 */
+  maxRetries?: number;
+  /** Time the platform still gives this run (Lambda's remaining time), if bounded. */
+  remainingMs?: () => number;
+  now?: () => Date;
+}
+
+/** What RunClaude returns: the closed record, and the values RecordUsage writes. */
+export interface TaskResult {
+  record: SessionRecord;
+  values: Record<string, AttributeValue>;
+}
+
+/** Time kept back from the platform's limit to report and close the session. */
+const REPORT_MARGIN_MS = 30_000;
+export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
+
+/**
+ * The runner's one job: run Claude for a created session and say how it went.
+ * A Claude-level failure is an outcome (its usage was spent and is recorded);
+ * an infrastructure failure throws, and the workflow's Catch closes the session.
+ */
+export async function runSessionTask(start: SessionStart, config: RunnerConfig): Promise<TaskResult> {
+  const now = config.now ?? (() => new Date());
+  let timeoutMs = (start.timeoutSeconds ?? DEFAULT_LAMBDA_TIMEOUT_SECONDS) * 1000;
+  if (config.remainingMs) timeoutMs = Math.max(1_000, Math.min(timeoutMs, config.remainingMs() - REPORT_MARGIN_MS));
+
+  const run = await runClaude({
+    prompt: start.prompt,
+    sessionId: start.sessionId,
+    conversation: 'fresh',
+    maxTurns: start.maxTurns,
+    maxBudgetUsd: start.maxBudgetUsd,
+    endpoint: config.endpoint,
+    timeoutMs,
+    idleTimeoutMs: config.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+    maxRetries: config.maxRetries,
+    claudePath: config.claudePath,
+    workRoot: config.workRoot,
+  });
+
+  let outcome: RunOutcome;
+  if (run.kind === 'timeout') {
+    const seconds = Math.round(run.limitMs / 1000);
+    outcome = {
+      status: 'TIMED_OUT',
+      endedAt: now().toISOString(),
+      claudeSessionId: start.sessionId,
+      usage: run.usage,
+      numTurns: run.numTurns,
+      totalCostUsd: 0, // the CLI reports cost only in its result, which a killed run never prints
+      durationMs: run.wallMs,
+      modelUsage: {},
+      stopReason: null,
+      result: null,
+      error: 'ClaudeTimeoutError',
+      cause: run.reason === 'wall-clock'
+        ? `the Claude CLI ran past its ${seconds} s limit and was stopped`
+        : `the Claude CLI printed nothing for ${seconds} s and was stopped`,
+    };
+  } else {
+    const { result } = run;
+    // The one invariant: the conversation Claude ran is the session we track.
+    if (result.session_id !== start.sessionId) throw new SessionIdMismatchError(start.sessionId, result.session_id);
+    const failure = claudeFailure(result);
+    outcome = {
+      status: failure ? 'FAILED' : 'COMPLETED',
+      endedAt: now().toISOString(),
+      claudeSessionId: result.session_id,
+      usage: usageOf(result),
+      numTurns: result.num_turns,
+      totalCostUsd: result.total_cost_usd,
+      durationMs: result.duration_ms || run.wallMs,
+      modelUsage: result.modelUsage,
+      stopReason: result.stop_reason ?? null,
+      result: result.result?.slice(0, RESULT_MAX_CHARS) ?? null,
+      error: failure?.error ?? null,
+      cause: failure?.cause.slice(0, RESULT_MAX_CHARS) ?? null,
+    };
+  }
+  return {
+    record: toClosedRecord(start, outcome),
+    values: marshall(closeValues(outcome) as Record<string, NativeAttributeValue>, { removeUndefinedValues: true }),
+  };
+}

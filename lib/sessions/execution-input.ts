@@ -1,0 +1,118 @@
+import { createHash } from 'node:crypto';
+import { v4 as uuidv4, validate as isUuid } from 'uuid';
+import { z } from 'zod';
+
+export const MAX_PROMPT_CHARS = 100_000;
+/** Lambda's hard limit is 900 s; the runner keeps a minute to report and close. */
+export const MAX_LAMBDA_TIMEOUT_SECONDS = 840;
+export const MAX_FARGATE_TIMEOUT_SECONDS = 28_800;
+export const DEFAULT_LAMBDA_TIMEOUT_SECONDS = 840;
+
+const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+const idField = z.string().regex(ID_PATTERN, 'must be 1-64 characters of A-Z a-z 0-9 . _ -');
+const uuidField = z.string().refine((v) => isUuid(v), 'must be a UUID');
+
+export const SESSION_MODES = ['fresh', 'milestone'] as const;
+export const RUNTIMES = ['lambda', 'fargate'] as const;
+export const TRIGGERS = ['api', 'schedule', 'console', 'cli'] as const;
+
+/**
+ * The one execution input (DESIGN.md): API body, schedule payload, console input and
+ * CLI all pass through this schema, in their handler and again inside the workflow.
+ */
+export const ExecutionInput = z
+  .strictObject({
+    prompt: z.string().min(1, 'must not be empty').max(MAX_PROMPT_CHARS, `must be at most ${MAX_PROMPT_CHARS} characters`),
+    projectId: idField,
+    taskId: idField.optional(),
+    sessionId: uuidField.optional(),
+    mode: z.enum(SESSION_MODES).default('fresh'),
+    milestoneId: uuidField.optional(),
+    runtime: z.enum(RUNTIMES).default('lambda'),
+    maxTurns: z.int().min(1).max(200).optional(),
+    maxBudgetUsd: z.number().positive().optional(),
+    timeoutSeconds: z.int().min(1).optional(),
+    trigger: z.enum(TRIGGERS).default('console'),
+  })
+  .superRefine((input, ctx) => {
+    if (input.mode === 'milestone' && !input.milestoneId) {
+      ctx.addIssue({ code: 'custom', path: ['milestoneId'], message: 'is required when mode is milestone' });
+    }
+    if (input.milestoneId && input.mode !== 'milestone') {
+      ctx.addIssue({ code: 'custom', path: ['mode'], message: 'must be milestone when milestoneId is given' });
+    }
+    const limit = input.runtime === 'lambda' ? MAX_LAMBDA_TIMEOUT_SECONDS : MAX_FARGATE_TIMEOUT_SECONDS;
+    if (input.timeoutSeconds !== undefined && input.timeoutSeconds > limit) {
+      ctx.addIssue({ code: 'custom', path: ['timeoutSeconds'], message: `must be at most ${limit} on the ${input.runtime} runtime` });
+    }
+  });
+export type ExecutionInput = z.output<typeof ExecutionInput>;
+export type ExecutionInputBody = z.input<typeof ExecutionInput>;
+
+export interface FieldError {
+  field: string;
+  message: string;
+}
+
+/** Bad input: names each bad field and says why. Its name is what the workflow's error shows. */
+export class InvalidInputError extends Error {
+  override readonly name = 'InvalidInputError';
+  constructor(readonly errors: FieldError[]) {
+    super(`Invalid input: ${errors.map((e) => `${e.field} ${e.message}`).join('; ')}`);
+  }
+}
+
+/** Parses an execution input or throws InvalidInputError naming every bad field. */
+export function parseExecutionInput(raw: unknown): ExecutionInput {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new InvalidInputError([{ field: '(input)', message: 'must be a JSON object' }]);
+  }
+  const parsed = ExecutionInput.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  throw new InvalidInputError(parsed.error.issues.map(toFieldError));
+}
+
+function toFieldError(issue: z.core.$ZodIssue): FieldError {
+  if (issue.code === 'unrecognized_keys') {
+    return { field: issue.keys.join(', '), message: 'is not a known field' };
+  }
+  const field = issue.path.length ? issue.path.join('.') : '(input)';
+  if (issue.code === 'invalid_type' && issue.input === undefined) return { field, message: 'is required' };
+  if (issue.code === 'invalid_value') return { field, message: `must be one of ${issue.values.map(String).join(', ')}` };
+  return { field, message: issue.message };
+}
+
+/**
+ * A validated input made ready to store: the session UUID fixed, the prompt reduced to
+ * what may be stored about it (its length and hash, never its text).
+ */
+export interface SessionStart extends Omit<ExecutionInput, 'sessionId'> {
+  sessionId: string;
+  promptSha256: string;
+  promptChars: number;
+  startedAt: string;
+  executionArn: string;
+}
+
+export function prepareSessionStart(raw: unknown, context: { executionArn: string; now?: Date }): SessionStart {
+  const input = parseExecutionInput(raw);
+  assertDeployed(input);
+  return {
+    ...input,
+    sessionId: input.sessionId ?? uuidv4(),
+    promptSha256: createHash('sha256').update(input.prompt).digest('hex'),
+    promptChars: input.prompt.length,
+    startedAt: (context.now ?? new Date()).toISOString(),
+    executionArn: context.executionArn,
+  };
+}
+
+export const SessionIdParam = uuidField;
+
+/** Valid by the schema but not built yet: refused by name rather than run half-way. */
+function assertDeployed(input: ExecutionInput): void {
+  const errors: FieldError[] = [];
+  if (input.runtime === 'fargate') errors.push({ field: 'runtime', message: 'fargate is not available yet; use lambda' });
+  if (input.mode === 'milestone') errors.push({ field: 'mode', message: 'milestone is not available yet; use fresh' });
+  if (errors.length) throw new InvalidInputError(errors);
+}

@@ -1,0 +1,180 @@
+import type { SessionStart } from './execution-input.js';
+
+/**
+ * The session item's layout, shared by SessionRepository and the workflow's direct
+ * DynamoDB states (cdk/session-workflow.ts), so the two writers cannot drift apart.
+ */
+export const SESSION_SK = 'SESSION';
+export const PROJECT_INDEX = 'byProject';
+export const RESULT_MAX_CHARS = 2_000;
+
+export const SESSION_STATUSES = ['RUNNING', 'COMPLETED', 'FAILED', 'TIMED_OUT', 'ABORTED'] as const;
+export type SessionStatus = (typeof SESSION_STATUSES)[number];
+export type FinalStatus = Exclude<SessionStatus, 'RUNNING'>;
+
+export function sessionPk(sessionId: string): string {
+  return `SESSION#${sessionId}`;
+}
+
+export interface Usage {
+  inputTokens: number;
+  outputTokens: number;
+  cacheReadInputTokens: number;
+  cacheCreationInputTokens: number;
+}
+
+export const ZERO_USAGE: Usage = { inputTokens: 0, outputTokens: 0, cacheReadInputTokens: 0, cacheCreationInputTokens: 0 };
+
+/** What a finished Claude run adds to its session; RecordUsage writes exactly this. */
+export interface RunOutcome {
+  status: 'COMPLETED' | 'FAILED' | 'TIMED_OUT';
+  endedAt: string;
+  claudeSessionId: string | null;
+  usage: Usage;
+  numTurns: number;
+  totalCostUsd: number;
+  durationMs: number;
+  modelUsage: Record<string, unknown>;
+  stopReason: string | null;
+  result: string | null;
+  error: string | null;
+  cause: string | null;
+}
+
+/** The session as users see it: `show --json`, `GET /sessions/{id}`, the workflow's output. */
+export interface SessionRecord {
+  sessionId: string;
+  projectId: string;
+  taskId: string | null;
+  milestoneId: string | null;
+  mode: string;
+  trigger: string;
+  runtime: string;
+  status: SessionStatus;
+  startedAt: string;
+  endedAt: string | null;
+  claudeSessionId: string | null;
+  usage: Usage;
+  numTurns: number;
+  totalCostUsd: number;
+  durationMs: number;
+  stopReason: string | null;
+  result: string | null;
+  error: string | null;
+  cause: string | null;
+}
+
+export type SessionItem = Record<string, unknown>;
+
+/** The item CreateSession puts: RUNNING, zero usage, the prompt's hash and length only. */
+export function toSessionItem(start: SessionStart): SessionItem {
+  const item: SessionItem = {
+    pk: sessionPk(start.sessionId),
+    sk: SESSION_SK,
+    sessionId: start.sessionId,
+    projectId: start.projectId,
+    mode: start.mode,
+    trigger: start.trigger,
+    runtime: start.runtime,
+    status: 'RUNNING',
+    startedAt: start.startedAt,
+    executionArn: start.executionArn,
+    promptSha256: start.promptSha256,
+    promptChars: start.promptChars,
+    usage: ZERO_USAGE,
+    numTurns: 0,
+    totalCostUsd: 0,
+    durationMs: 0,
+  };
+  for (const key of ['taskId', 'milestoneId', 'maxTurns', 'maxBudgetUsd', 'timeoutSeconds'] as const) {
+    if (start[key] !== undefined) item[key] = start[key];
+  }
+  return item;
+}
+
+export const CREATE_CONDITION = 'attribute_not_exists(pk)';
+
+// Every close is conditional on RUNNING: a late or repeated close (runner, Catch, reaper)
+// can neither overwrite a final state nor record usage twice.
+export const RUNNING_CONDITION = '#status = :running';
+
+export const CLOSE_UPDATE =
+  'SET #status = :status, endedAt = :endedAt, claudeSessionId = :claudeSessionId, #usage = :usage, ' +
+  'numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, modelUsage = :modelUsage, ' +
+  'stopReason = :stopReason, #result = :result, #error = :error, #cause = :cause';
+
+export const CLOSE_FAILED_UPDATE = 'SET #status = :status, endedAt = :endedAt, #error = :error, #cause = :cause';
+
+export const CLOSE_NAMES = { '#status': 'status', '#usage': 'usage', '#result': 'result', '#error': 'error', '#cause': 'cause' };
+export const CLOSE_FAILED_NAMES = { '#status': 'status', '#error': 'error', '#cause': 'cause' };
+
+/** The values of CLOSE_UPDATE for one outcome, `:running` included for the condition. */
+export function closeValues(outcome: RunOutcome): Record<string, unknown> {
+  return {
+    ':running': 'RUNNING',
+    ':status': outcome.status,
+    ':endedAt': outcome.endedAt,
+    ':claudeSessionId': outcome.claudeSessionId,
+    ':usage': outcome.usage,
+    ':numTurns': outcome.numTurns,
+    ':totalCostUsd': outcome.totalCostUsd,
+    ':durationMs': outcome.durationMs,
+    ':modelUsage': outcome.modelUsage,
+    ':stopReason': outcome.stopReason,
+    ':result': outcome.result,
+    ':error': outcome.error,
+    ':cause': outcome.cause,
+  };
+}
+
+export function toSessionRecord(item: SessionItem): SessionRecord {
+  const str = (key: string): string | null => (typeof item[key] === 'string' ? (item[key] as string) : null);
+  const num = (key: string): number => (typeof item[key] === 'number' ? (item[key] as number) : 0);
+  const usage = (item.usage ?? {}) as Partial<Usage>;
+  return {
+    sessionId: String(item.sessionId),
+    projectId: String(item.projectId),
+    taskId: str('taskId'),
+    milestoneId: str('milestoneId'),
+    mode: String(item.mode),
+    trigger: String(item.trigger),
+    runtime: String(item.runtime),
+    status: item.status as SessionStatus,
+    startedAt: String(item.startedAt),
+    endedAt: str('endedAt'),
+    claudeSessionId: str('claudeSessionId'),
+    usage: {
+      inputTokens: usage.inputTokens ?? 0,
+      outputTokens: usage.outputTokens ?? 0,
+      cacheReadInputTokens: usage.cacheReadInputTokens ?? 0,
+      cacheCreationInputTokens: usage.cacheCreationInputTokens ?? 0,
+    },
+    numTurns: num('numTurns'),
+    totalCostUsd: num('totalCostUsd'),
+    durationMs: num('durationMs'),
+    stopReason: str('stopReason'),
+    result: str('result'),
+    error: str('error'),
+    cause: readableCause(str('cause')),
+  };
+}
+
+/**
+ * A Lambda error reaches Step Functions' Catch with a JSON Cause (errorType,
+ * errorMessage, stack trace). Users get the message; the trace stays in the logs.
+ */
+export function readableCause(cause: string | null): string | null {
+  if (!cause || !cause.startsWith('{')) return cause;
+  try {
+    const parsed = JSON.parse(cause) as { errorMessage?: unknown };
+    return typeof parsed.errorMessage === 'string' ? parsed.errorMessage : cause;
+  } catch {
+    return cause;
+  }
+}
+
+/** The record a run produces, from its start and its outcome. */
+export function toClosedRecord(start: SessionStart, outcome: RunOutcome): SessionRecord {
+  const { endedAt, ...rest } = outcome;
+  return toSessionRecord({ ...toSessionItem(start), ...rest, endedAt });
+}

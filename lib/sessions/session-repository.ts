@@ -1,0 +1,208 @@
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import {
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  ScanCommand,
+  UpdateCommand,
+  type DynamoDBDocumentClient,
+} from '@aws-sdk/lib-dynamodb';
+import type { SessionStart } from './execution-input.js';
+import {
+  CLOSE_FAILED_NAMES,
+  CLOSE_FAILED_UPDATE,
+  CLOSE_NAMES,
+  CLOSE_UPDATE,
+  CREATE_CONDITION,
+  PROJECT_INDEX,
+  RUNNING_CONDITION,
+  SESSION_SK,
+  closeValues,
+  sessionPk,
+  toSessionItem,
+  toSessionRecord,
+  type FinalStatus,
+  type RunOutcome,
+  type SessionRecord,
+  type SessionStatus,
+  type Usage,
+} from './session-item.js';
+
+export class SessionExistsError extends Error {
+  override readonly name = 'SessionExistsError';
+  constructor(readonly sessionId: string) {
+    super(`session ${sessionId} already exists`);
+  }
+}
+
+export interface SessionPage {
+  items: SessionRecord[];
+  nextToken: string | null;
+}
+
+export interface UsageTotals {
+  projectId: string;
+  sessions: number;
+  byStatus: Record<string, number>;
+  usage: Usage;
+  numTurns: number;
+  totalCostUsd: number;
+  durationMs: number;
+}
+
+/** Sessions in the one table. Every write out of RUNNING is conditional on RUNNING. */
+export class SessionRepository {
+  constructor(
+    private readonly client: DynamoDBDocumentClient,
+    private readonly tableName: string,
+  ) {}
+
+  async create(start: SessionStart): Promise<void> {
+    try {
+      await this.client.send(
+        new PutCommand({ TableName: this.tableName, Item: toSessionItem(start), ConditionExpression: CREATE_CONDITION }),
+      );
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) throw new SessionExistsError(start.sessionId);
+      throw err;
+    }
+  }
+
+  /** Records a run's outcome; false when the session was no longer RUNNING (nothing changed). */
+  async close(sessionId: string, outcome: RunOutcome): Promise<boolean> {
+    return this.conditionalUpdate(sessionId, CLOSE_UPDATE, CLOSE_NAMES, closeValues(outcome));
+  }
+
+  /** Closes without usage (the Catch branch, the reaper); false when already closed. */
+  async closeWithError(sessionId: string, status: FinalStatus, error: string, cause: string, endedAt = new Date()): Promise<boolean> {
+    return this.conditionalUpdate(sessionId, CLOSE_FAILED_UPDATE, CLOSE_FAILED_NAMES, {
+      ':running': 'RUNNING', ':status': status, ':endedAt': endedAt.toISOString(), ':error': error, ':cause': cause,
+    });
+  }
+
+  async get(sessionId: string): Promise<SessionRecord | undefined> {
+    const { Item } = await this.client.send(
+      new GetCommand({ TableName: this.tableName, Key: { pk: sessionPk(sessionId), sk: SESSION_SK }, ConsistentRead: true }),
+    );
+    return Item ? toSessionRecord(Item) : undefined;
+  }
+
+  /** A project's sessions, newest first, one page at a time. */
+  async listByProject(
+    projectId: string,
+    options: { status?: SessionStatus; limit?: number; nextToken?: string | null } = {},
+  ): Promise<SessionPage> {
+    const { Items = [], LastEvaluatedKey } = await this.client.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        IndexName: PROJECT_INDEX,
+        KeyConditionExpression: 'projectId = :projectId',
+        ...(options.status
+          ? { FilterExpression: '#status = :status', ExpressionAttributeNames: { '#status': 'status' } }
+          : {}),
+        ExpressionAttributeValues: { ':projectId': projectId, ...(options.status ? { ':status': options.status } : {}) },
+        ScanIndexForward: false,
+        Limit: options.limit ?? 50,
+        ExclusiveStartKey: options.nextToken ? decodeToken(options.nextToken) : undefined,
+      }),
+    );
+    return { items: Items.map(toSessionRecord), nextToken: LastEvaluatedKey ? encodeToken(LastEvaluatedKey) : null };
+  }
+
+  /** Every session of a project, newest first, following pages. */
+  async *allByProject(projectId: string, status?: SessionStatus): AsyncGenerator<SessionRecord> {
+    let nextToken: string | null = null;
+    do {
+      const page: SessionPage = await this.listByProject(projectId, { status, limit: 100, nextToken });
+      yield* page.items;
+      nextToken = page.nextToken;
+    } while (nextToken);
+  }
+
+  async listRunning(projectId: string): Promise<SessionRecord[]> {
+    const running: SessionRecord[] = [];
+    for await (const session of this.allByProject(projectId, 'RUNNING')) running.push(session);
+    return running;
+  }
+
+  /** Totals derived from the session items, never kept as counters (DESIGN.md, data model). */
+  async usageTotals(projectId: string): Promise<UsageTotals> {
+    const totals: UsageTotals = {
+      projectId, sessions: 0, byStatus: {}, numTurns: 0, totalCostUsd: 0, durationMs: 0,
+      usage: { inputTokens: 0, outputTokens: 0, cacheReadInputTokens: 0, cacheCreationInputTokens: 0 },
+    };
+    for await (const s of this.allByProject(projectId)) {
+      totals.sessions += 1;
+      totals.byStatus[s.status] = (totals.byStatus[s.status] ?? 0) + 1;
+      totals.usage.inputTokens += s.usage.inputTokens;
+      totals.usage.outputTokens += s.usage.outputTokens;
+      totals.usage.cacheReadInputTokens += s.usage.cacheReadInputTokens;
+      totals.usage.cacheCreationInputTokens += s.usage.cacheCreationInputTokens;
+      totals.numTurns += s.numTurns;
+      totals.totalCostUsd += s.totalCostUsd;
+      totals.durationMs += s.durationMs;
+    }
+    // Summing binary floats drifts in the last digits; costs are quoted to a millionth of a dollar.
+    totals.totalCostUsd = Math.round(totals.totalCostUsd * 1e6) / 1e6;
+    return totals;
+  }
+
+  /** Project ids with at least one session (a scan: for the local CLI and small tables). */
+  async projectIds(): Promise<string[]> {
+    const ids = new Set<string>();
+    let start: Record<string, unknown> | undefined;
+    do {
+      const page = await this.client.send(
+        new ScanCommand({ TableName: this.tableName, IndexName: PROJECT_INDEX, ProjectionExpression: 'projectId', ExclusiveStartKey: start }),
+      );
+      for (const item of page.Items ?? []) ids.add(String(item.projectId));
+      start = page.LastEvaluatedKey;
+    } while (start);
+    return [...ids].sort();
+  }
+
+  private async conditionalUpdate(
+    sessionId: string,
+    update: string,
+    names: Record<string, string>,
+    values: Record<string, unknown>,
+  ): Promise<boolean> {
+    try {
+      await this.client.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { pk: sessionPk(sessionId), sk: SESSION_SK },
+          UpdateExpression: update,
+          ConditionExpression: RUNNING_CONDITION,
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: values,
+        }),
+      );
+      return true;
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) return false;
+      throw err;
+    }
+  }
+}
+
+function encodeToken(key: Record<string, unknown>): string {
+  return Buffer.from(JSON.stringify(key), 'utf8').toString('base64url');
+}
+
+function decodeToken(token: string): Record<string, unknown> {
+  try {
+    const key = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as unknown;
+    if (key && typeof key === 'object' && !Array.isArray(key)) return key as Record<string, unknown>;
+  } catch {
+    // fall through to the error below
+  }
+  throw new InvalidNextTokenError();
+}
+
+export class InvalidNextTokenError extends Error {
+  override readonly name = 'InvalidNextTokenError';
+  constructor() {
+    super('nextToken is not a token this API returned');
+  }
+}
