@@ -13,13 +13,15 @@ export interface ClaudeSessionsStackProps extends StackProps {
 
 export class ClaudeSessionsStack extends Stack {
   readonly workflow: SessionWorkflow;
+  readonly runner: ClaudeRunner;
+  readonly validator: InputValidator;
 
   constructor(scope: Construct, id: string, props: ClaudeSessionsStackProps = {}) {
     super(scope, id, props);
     const apiKeySecret = this.apiKeySecret(props.apiKeySecretName);
     const sessions = new SessionTable(this, 'Sessions');
-    const validator = new InputValidator(this, 'InputValidator');
-    const runner = new ClaudeRunner(this, 'Runner', { apiKeySecret });
+    const validator = (this.validator = new InputValidator(this, 'InputValidator'));
+    const runner = (this.runner = new ClaudeRunner(this, 'Runner', { apiKeySecret }));
     this.workflow = new SessionWorkflow(this, 'Workflow', {
       table: sessions.table,
       validator: validator.function,

@@ -67,9 +67,10 @@ export class SessionWorkflow extends Construct {
 
     const validateInput = new LambdaInvoke(this, 'ValidateInput', {
       lambdaFunction: props.validator,
-      payload: TaskInput.fromObject({ 'input.$': '$', 'executionArn.$': '$$.Execution.Id' }),
+      payload: TaskInput.fromObject({ 'input.$': '$', 'executionArn.$': '$$.Execution.Id', 'executionName.$': '$$.Execution.Name' }),
       payloadResponseOnly: true,
-      resultPath: '$',
+      // The result replaces the raw input (ResultPath's default, left unset on purpose:
+      // aws-local-stepfunctions reads an explicit "$" as a key named "$").
     });
 
     const createSession = new CustomState(this, 'CreateSession', {
@@ -83,7 +84,8 @@ export class SessionWorkflow extends Construct {
 
     const runClaude = new LambdaInvoke(this, 'RunClaude', {
       lambdaFunction: props.runner,
-      payload: TaskInput.fromJsonPathAt('$.session'),
+      // InputPath, not payload: CDK renders fromJsonPathAt with payloadResponseOnly as "Parameters": "$.session".
+      inputPath: '$.session',
       payloadResponseOnly: true,
       resultPath: '$.run',
       retryOnServiceExceptions: true,

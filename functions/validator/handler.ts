@@ -1,11 +1,11 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import { prepareSession } from '../../lib/sessions/workflow-steps.js';
+import { prepareSession, type ValidateInputEvent } from '../../lib/sessions/workflow-steps.js';
 
 const logger = new Logger();
 
-export const handler = middy(async (event: { input: unknown; executionArn: string }) => {
+export const handler = middy(async (event: ValidateInputEvent) => {
   const prepared = prepareSession(event);
   const { sessionId, projectId, promptChars, promptSha256, trigger } = prepared.session;
   logger.info('session prepared', { sessionId, projectId, promptChars, promptSha256, trigger });

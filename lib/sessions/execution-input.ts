@@ -94,12 +94,18 @@ export interface SessionStart extends Omit<ExecutionInput, 'sessionId'> {
   executionArn: string;
 }
 
-export function prepareSessionStart(raw: unknown, context: { executionArn: string; now?: Date }): SessionStart {
+export function prepareSessionStart(
+  raw: unknown,
+  context: { executionArn: string; executionName?: string; now?: Date },
+): SessionStart {
   const input = parseExecutionInput(raw);
   assertDeployed(input);
+  // Without a sessionId the execution's own name is used when it is a UUID (Scheduler's and
+  // the console's generated names are), so the execution can be found by the session id.
+  const fromName = context.executionName && isUuid(context.executionName) ? context.executionName : undefined;
   return {
     ...input,
-    sessionId: input.sessionId ?? uuidv4(),
+    sessionId: input.sessionId ?? fromName ?? uuidv4(),
     promptSha256: createHash('sha256').update(input.prompt).digest('hex'),
     promptChars: input.prompt.length,
     startedAt: (context.now ?? new Date()).toISOString(),

@@ -9,8 +9,14 @@ export interface PreparedSession {
   item: Record<string, AttributeValue>;
 }
 
+export interface ValidateInputEvent {
+  input: unknown;
+  executionArn: string;
+  executionName: string;
+}
+
 /** The ValidateInput step, shared by the Lambda handler and the embedded runtime. */
-export function prepareSession(event: { input: unknown; executionArn: string }, now = new Date()): PreparedSession {
-  const session = prepareSessionStart(event.input, { executionArn: event.executionArn, now });
+export function prepareSession(event: ValidateInputEvent, now = new Date()): PreparedSession {
+  const session = prepareSessionStart(event.input, { executionArn: event.executionArn, executionName: event.executionName, now });
   return { session, item: marshall(toSessionItem(session) as Record<string, NativeAttributeValue>) };
 }

@@ -1,0 +1,85 @@
+import { CreateTableCommand, DescribeTableCommand, DynamoDBClient, ResourceInUseException } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createRequire } from 'node:module';
+import { LOCAL_TABLE_NAME, type WorkflowDefinition } from './workflow-definition.js';
+
+const require = createRequire(import.meta.url);
+const dynalite = require('dynalite') as (options: { path?: string; createTableMs?: number }) => Server;
+
+export class LocalStateBusyError extends Error {
+  override readonly name = 'LocalStateBusyError';
+}
+
+/** DynamoDB on 127.0.0.1: dynalite, LevelDB on disk (or memory for tests). */
+export class LocalDynamoDb {
+  readonly client: DynamoDBClient;
+  readonly documentClient: DynamoDBDocumentClient;
+  readonly tableName = LOCAL_TABLE_NAME;
+
+  private constructor(
+    private readonly server: Server,
+    readonly endpoint: string,
+  ) {
+    this.client = new DynamoDBClient({
+      endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+      maxAttempts: 3,
+    });
+    this.documentClient = DynamoDBDocumentClient.from(this.client, {
+      marshallOptions: { removeUndefinedValues: true },
+    });
+  }
+
+  /** Starts dynalite and creates the table from the synthesized definition if it is missing. */
+  static async start(options: { path?: string; table: WorkflowDefinition['table'] }): Promise<LocalDynamoDb> {
+    const server = dynalite({ path: options.path, createTableMs: 0 });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve());
+    });
+    const { port } = server.address() as AddressInfo;
+    const db = new LocalDynamoDb(server, `http://127.0.0.1:${port}`);
+    try {
+      await db.ensureTable(options.table);
+    } catch (err) {
+      await db.close();
+      if (options.path && /lock/i.test(String((err as Error)?.message))) {
+        throw new LocalStateBusyError(
+          `the local state in ${options.path} is in use by another claude-sessions process (is \`serve\` running?)`,
+          { cause: err },
+        );
+      }
+      throw err;
+    }
+    return db;
+  }
+
+  private async ensureTable(table: WorkflowDefinition['table']): Promise<void> {
+    try {
+      await this.client.send(new DescribeTableCommand({ TableName: this.tableName }));
+      return;
+    } catch (err) {
+      if ((err as Error).name !== 'ResourceNotFoundException') throw err;
+    }
+    try {
+      await this.client.send(
+        new CreateTableCommand({
+          TableName: this.tableName,
+          BillingMode: 'PAY_PER_REQUEST',
+          ...(table as Omit<ConstructorParameters<typeof CreateTableCommand>[0], 'TableName'>),
+        }),
+      );
+    } catch (err) {
+      if (!(err instanceof ResourceInUseException)) throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.documentClient.destroy();
+    this.server.closeAllConnections?.();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}

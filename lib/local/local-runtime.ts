@@ -1,0 +1,204 @@
+import './polyfill.js';
+import { PutItemCommand, UpdateItemCommand, type PutItemCommandInput, type UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
+import { StateMachine, type EventLog } from 'aws-local-stepfunctions';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { v4 as uuidv4 } from 'uuid';
+import { runSessionTask, type RunnerConfig } from '../claude/run-session-task.js';
+import type { ClaudeEndpoint } from '../claude/run-claude.js';
+import type { SessionStart } from '../sessions/execution-input.js';
+import type { SessionRecord } from '../sessions/session-item.js';
+import { SessionRepository } from '../sessions/session-repository.js';
+import { prepareSession, type ValidateInputEvent } from '../sessions/workflow-steps.js';
+import { AnthropicStandIn } from './anthropic-stand-in.js';
+import { LocalDynamoDb } from './local-dynamodb.js';
+import { loadWorkflowDefinition, type WorkflowDefinition } from './workflow-definition.js';
+
+export interface LocalRuntimeOptions {
+  /** State directory (DynamoDB on disk, cached definition); omit for in-memory state. */
+  home?: string;
+  /**
+   * Where Claude is: a key (and base URL) for a real endpoint, or a stand-in to talk to.
+   * @default from ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL, else a built-in stand-in
+   */
+  endpoint?: ClaudeEndpoint;
+  standIn?: AnthropicStandIn;
+  runner?: Omit<RunnerConfig, 'endpoint'>;
+  /** Directory for the cached definition when home is not set. */
+  cacheDir?: string;
+}
+
+export type ExecutionStatus = 'SUCCEEDED' | 'FAILED' | 'ABORTED' | 'TIMED_OUT';
+
+export interface ExecutionOutcome {
+  status: ExecutionStatus;
+  output?: unknown;
+  error?: string;
+  cause?: string;
+}
+
+export interface LocalExecution {
+  executionArn: string;
+  name: string;
+  /** Each state as it is entered, left, failed or caught, as the execution runs. */
+  events: AsyncIterable<EventLog>;
+  outcome: Promise<ExecutionOutcome>;
+  abort(): void;
+}
+
+const STATE_MACHINE_ARN = 'arn:aws:states:us-east-1:000000000000:stateMachine:ClaudeSessionsWorkflow';
+
+/**
+ * The synthesized state machine, run on this machine: aws-local-stepfunctions executes
+ * the ASL from `cdk synth`; its Task states are routed to the real calls (DynamoDB on
+ * dynalite, the validator and runner code in-process, the real Claude CLI).
+ */
+export class LocalRuntime {
+  readonly repository: SessionRepository;
+  /** Set when the runtime started its own stand-in (no API key given). */
+  readonly standIn?: AnthropicStandIn;
+  private readonly machine: StateMachine;
+  private readonly executions = new Map<string, LocalExecution>();
+
+  private constructor(
+    private readonly definition: WorkflowDefinition,
+    readonly dynamodb: LocalDynamoDb,
+    private readonly runnerConfig: RunnerConfig,
+    ownStandIn: AnthropicStandIn | undefined,
+  ) {
+    this.repository = new SessionRepository(dynamodb.documentClient, dynamodb.tableName);
+    this.standIn = ownStandIn;
+    this.machine = new StateMachine(definition.asl as never, { validationOptions: { checkArn: false } });
+  }
+
+  static async start(options: LocalRuntimeOptions = {}): Promise<LocalRuntime> {
+    const cacheDir = options.home ? join(options.home, 'cache') : (options.cacheDir ?? join(process.cwd(), '.claude-sessions', 'cache'));
+    if (options.home) await mkdir(options.home, { recursive: true });
+    const definition = await loadWorkflowDefinition(cacheDir);
+    const dynamodb = await LocalDynamoDb.start({
+      path: options.home ? join(options.home, 'dynamodb') : undefined,
+      table: definition.table,
+    });
+    let endpoint = options.endpoint;
+    let ownStandIn: AnthropicStandIn | undefined;
+    if (!endpoint && options.standIn) endpoint = { apiKey: 'sk-ant-local-stand-in', baseUrl: options.standIn.url };
+    if (!endpoint && process.env.ANTHROPIC_API_KEY) {
+      endpoint = { apiKey: process.env.ANTHROPIC_API_KEY, baseUrl: process.env.ANTHROPIC_BASE_URL || undefined };
+    }
+    if (!endpoint) {
+      ownStandIn = await new AnthropicStandIn().start();
+      endpoint = { apiKey: 'sk-ant-local-stand-in', baseUrl: ownStandIn.url };
+    }
+    return new LocalRuntime(definition, dynamodb, { ...options.runner, endpoint }, ownStandIn);
+  }
+
+  /**
+   * StartExecution: the name is the session id when the input has one. A name already
+   * running returns that execution, as Step Functions does for an identical request.
+   */
+  startExecution(input: unknown, name?: string): LocalExecution {
+    const sessionId = (input as { sessionId?: unknown } | null)?.sessionId;
+    const executionName = name ?? (typeof sessionId === 'string' && sessionId ? sessionId : uuidv4());
+    const existing = this.executions.get(executionName);
+    if (existing) return existing;
+
+    const executionArn = `${STATE_MACHINE_ARN.replace(':stateMachine:', ':execution:')}:${executionName}`;
+    const run = this.machine.run(input, {
+      overrides: { taskResourceLocalHandlers: this.taskHandlers(), retryIntervalOverrides: this.fastRetries() },
+      context: {
+        Execution: { Id: executionArn, Name: executionName, StartTime: new Date().toISOString() },
+        StateMachine: { Id: STATE_MACHINE_ARN, Name: 'ClaudeSessionsWorkflow' },
+        // aws-local-stepfunctions does not fill $$.State.EnteredTime; close enough for endedAt.
+        State: {
+          get EnteredTime() {
+            return new Date().toISOString();
+          },
+        },
+      },
+    });
+    const outcome = run.result.then(
+      (output): ExecutionOutcome => ({ status: 'SUCCEEDED', output }),
+      (err: unknown): ExecutionOutcome => toExecutionOutcome(err),
+    );
+    const execution: LocalExecution = { executionArn, name: executionName, events: run.eventLogs, outcome, abort: run.abort };
+    this.executions.set(executionName, execution);
+    void outcome.finally(() => this.executions.delete(executionName));
+    return execution;
+  }
+
+  /** Starts an execution, waits for it to end, and returns the session it tracked. */
+  async run(input: unknown): Promise<{ execution: LocalExecution; outcome: ExecutionOutcome; session?: SessionRecord }> {
+    const execution = this.startExecution(input);
+    const outcome = await execution.outcome;
+    const session = await this.repository.get(execution.name).catch(() => undefined);
+    return { execution, outcome, session };
+  }
+
+  async close(): Promise<void> {
+    for (const execution of this.executions.values()) execution.abort();
+    await Promise.allSettled([...this.executions.values()].map((e) => e.outcome));
+    await this.standIn?.close();
+    await this.dynamodb.close();
+  }
+
+  private taskHandlers(): Record<string, (input: any) => Promise<unknown>> {
+    const handlers: Record<string, (input: any) => Promise<unknown>> = {};
+    for (const [name, state] of Object.entries(this.definition.asl.States)) {
+      if (state.Type !== 'Task') continue;
+      const resource = String(state.Resource);
+      if (resource === 'arn:aws:states:::dynamodb:putItem') {
+        handlers[name] = (params: PutItemCommandInput) => this.dynamodbCall(new PutItemCommand(params));
+      } else if (resource === 'arn:aws:states:::dynamodb:updateItem') {
+        handlers[name] = (params: UpdateItemCommandInput) => this.dynamodbCall(new UpdateItemCommand(params));
+      } else if (this.definition.functions[resource] === 'validator') {
+        handlers[name] = (event: ValidateInputEvent) => lambdaCall(async () => prepareSession(event));
+      } else if (this.definition.functions[resource] === 'runner') {
+        handlers[name] = (session: SessionStart) => lambdaCall(() => runSessionTask(session, this.runnerConfig));
+      } else {
+        throw new Error(`state ${name} calls ${resource}, which the local runtime cannot run`);
+      }
+    }
+    return handlers;
+  }
+
+  /** Retries keep their order and count locally, without the production back-off waits. */
+  private fastRetries(): Record<string, number> {
+    return Object.fromEntries(
+      Object.entries(this.definition.asl.States).filter(([, s]) => 'Retry' in s).map(([name]) => [name, 50]),
+    );
+  }
+
+  /** A direct DynamoDB integration: errors carry the names Step Functions gives them. */
+  private async dynamodbCall(command: PutItemCommand | UpdateItemCommand): Promise<unknown> {
+    try {
+      await this.dynamodb.client.send(command as never);
+      return {};
+    } catch (err) {
+      throw namedError(`DynamoDB.${(err as Error).name}`, (err as Error).message);
+    }
+  }
+}
+
+/** A Lambda error as Step Functions sees it: Error is the error's name, Cause a JSON document. */
+async function lambdaCall<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    const error = err instanceof Error ? err : new Error(String(err));
+    throw namedError(error.name, JSON.stringify({ errorType: error.name, errorMessage: error.message }));
+  }
+}
+
+function namedError(name: string, message: string): Error {
+  const error = new Error(message);
+  error.name = name;
+  return error;
+}
+
+function toExecutionOutcome(err: unknown): ExecutionOutcome {
+  const error = err as Error & { cause?: Error };
+  if (error?.name === 'ExecutionAbortedError') return { status: 'ABORTED' };
+  if (error?.name === 'ExecutionTimeoutError') return { status: 'TIMED_OUT', error: 'States.Timeout' };
+  const cause = error?.cause instanceof Error ? error.cause : error;
+  return { status: 'FAILED', error: cause?.name ?? 'Error', cause: cause?.message };
+}
