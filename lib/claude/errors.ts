@@ -33,3 +33,7 @@ export class SessionIdMismatchError extends Error {
     super(`Claude reported session ${reported}, expected ${expected}`);
   }
 }
+
+export class ClaudeAbortedError extends Error {
+  override readonly name = 'ClaudeAbortedError';
+}

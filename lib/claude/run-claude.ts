@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { buildClaudeArgs, type ClaudeArgsOptions } from './claude-args.js';
 import { ClaudeResult, fromApiUsage } from './claude-result.js';
-import { ClaudeCrashError, ClaudeOutputError, ClaudeSpawnError } from './errors.js';
+import { ClaudeAbortedError, ClaudeCrashError, ClaudeOutputError, ClaudeSpawnError } from './errors.js';
 import type { Usage } from '../sessions/session-item.js';
 
 export interface ClaudeEndpoint {
@@ -28,6 +28,8 @@ export interface RunClaudeOptions extends ClaudeArgsOptions {
   claudePath?: string;
   /** Where the per-run HOME is made; defaults to the OS temp dir (Lambda: /tmp). */
   workRoot?: string;
+  /** Stops the CLI (its whole process group) when the execution is aborted. */
+  signal?: AbortSignal;
 }
 
 export type ClaudeRun =
@@ -91,15 +93,17 @@ async function spawnClaude(options: RunClaudeOptions, home: string, workDir: str
   let result: ClaudeResult | undefined;
   let badLine: string | undefined;
   let stderrTail = '';
-  let killedFor: 'wall-clock' | 'no-output' | undefined;
+  let killedFor: 'wall-clock' | 'no-output' | 'aborted' | undefined;
 
-  const killGroup = (reason: 'wall-clock' | 'no-output') => {
+  const killGroup = (reason: 'wall-clock' | 'no-output' | 'aborted') => {
     if (killedFor) return;
     killedFor = reason;
     signalGroup(child.pid, 'SIGTERM');
     setTimeout(() => signalGroup(child.pid, 'SIGKILL'), KILL_GRACE_MS).unref();
   };
   const wallTimer = setTimeout(() => killGroup('wall-clock'), options.timeoutMs);
+  const onAbort = () => killGroup('aborted');
+  options.signal?.addEventListener('abort', onAbort, { once: true });
   let idleTimer = setTimeout(() => killGroup('no-output'), options.idleTimeoutMs);
   const sawOutput = () => {
     clearTimeout(idleTimer);
@@ -136,9 +140,11 @@ async function spawnClaude(options: RunClaudeOptions, home: string, workDir: str
   }).finally(() => {
     clearTimeout(wallTimer);
     clearTimeout(idleTimer);
+    options.signal?.removeEventListener('abort', onAbort);
   });
   const wallMs = Date.now() - started;
 
+  if (killedFor === 'aborted') throw new ClaudeAbortedError('the Claude CLI was stopped because its execution was aborted');
   if (killedFor) {
     const limitMs = killedFor === 'wall-clock' ? options.timeoutMs : options.idleTimeoutMs;
     return { kind: 'timeout', reason: killedFor, limitMs, usage: progress.usage(), numTurns: progress.turns, wallMs };

@@ -23,6 +23,7 @@ export interface RunnerConfig {
   /** Time the platform still gives this run (Lambda's remaining time), if bounded. */
   remainingMs?: () => number;
   now?: () => Date;
+  signal?: AbortSignal;
 }
 
 /** What RunClaude returns: the closed record, and the values RecordUsage writes. */
@@ -57,6 +58,7 @@ export async function runSessionTask(start: SessionStart, config: RunnerConfig):
     maxRetries: config.maxRetries,
     claudePath: config.claudePath,
     workRoot: config.workRoot,
+    signal: config.signal,
   });
 
   let outcome: RunOutcome;

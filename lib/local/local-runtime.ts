@@ -1,6 +1,6 @@
 import './polyfill.js';
 import { PutItemCommand, UpdateItemCommand, type PutItemCommandInput, type UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
-import { StateMachine, type EventLog } from 'aws-local-stepfunctions';
+import { StateMachine } from 'aws-local-stepfunctions';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { v4 as uuidv4 } from 'uuid';
@@ -27,6 +27,9 @@ export interface LocalRuntimeOptions {
   /** Directory for the cached definition when home is not set. */
   cacheDir?: string;
 }
+
+/** One entry of the execution's event log (StateEntered, StateFailed, …). */
+export type EventLog = ReturnType<StateMachine['run']>['eventLogs'] extends AsyncGenerator<infer E> ? E : never;
 
 export type ExecutionStatus = 'SUCCEEDED' | 'FAILED' | 'ABORTED' | 'TIMED_OUT';
 
@@ -103,8 +106,9 @@ export class LocalRuntime {
     if (existing) return existing;
 
     const executionArn = `${STATE_MACHINE_ARN.replace(':stateMachine:', ':execution:')}:${executionName}`;
-    const run = this.machine.run(input, {
-      overrides: { taskResourceLocalHandlers: this.taskHandlers(), retryIntervalOverrides: this.fastRetries() },
+    const stop = new AbortController();
+    const run = this.machine.run(input as never, {
+      overrides: { taskResourceLocalHandlers: this.taskHandlers(stop.signal) as never, retryIntervalOverrides: this.fastRetries() },
       context: {
         Execution: { Id: executionArn, Name: executionName, StartTime: new Date().toISOString() },
         StateMachine: { Id: STATE_MACHINE_ARN, Name: 'ClaudeSessionsWorkflow' },
@@ -116,11 +120,20 @@ export class LocalRuntime {
         },
       },
     });
-    const outcome = run.result.then(
-      (output): ExecutionOutcome => ({ status: 'SUCCEEDED', output }),
-      (err: unknown): ExecutionOutcome => toExecutionOutcome(err),
-    );
-    const execution: LocalExecution = { executionArn, name: executionName, events: run.eventLogs, outcome, abort: run.abort };
+    const outcome = run.result
+      .then(
+        (output): ExecutionOutcome => ({ status: 'SUCCEEDED', output }),
+        (err: unknown): ExecutionOutcome => toExecutionOutcome(err),
+      )
+      .then(async (result) => {
+        await this.reap(executionName, result);
+        return result;
+      });
+    const abort = () => {
+      stop.abort();
+      run.abort();
+    };
+    const execution: LocalExecution = { executionArn, name: executionName, events: run.eventLogs, outcome, abort };
     this.executions.set(executionName, execution);
     void outcome.finally(() => this.executions.delete(executionName));
     return execution;
@@ -141,7 +154,20 @@ export class LocalRuntime {
     await this.dynamodb.close();
   }
 
-  private taskHandlers(): Record<string, (input: any) => Promise<unknown>> {
+  /**
+   * What the reaper does on AWS (an EventBridge rule on ABORTED / TIMED_OUT executions):
+   * close a session the workflow could not close itself. Conditional, so it never
+   * overrides a session that was closed normally.
+   */
+  private async reap(executionName: string, outcome: ExecutionOutcome): Promise<void> {
+    if (outcome.status !== 'ABORTED' && outcome.status !== 'TIMED_OUT') return;
+    const cause = outcome.status === 'ABORTED' ? 'the execution was aborted' : 'the execution ran past its time limit';
+    await this.repository
+      .closeWithError(executionName, outcome.status, `Execution${outcome.status === 'ABORTED' ? 'Aborted' : 'TimedOut'}`, cause)
+      .catch(() => false); // no session yet (aborted before CreateSession) is fine
+  }
+
+  private taskHandlers(signal: AbortSignal): Record<string, (input: any) => Promise<unknown>> {
     const handlers: Record<string, (input: any) => Promise<unknown>> = {};
     for (const [name, state] of Object.entries(this.definition.asl.States)) {
       if (state.Type !== 'Task') continue;
@@ -153,7 +179,7 @@ export class LocalRuntime {
       } else if (this.definition.functions[resource] === 'validator') {
         handlers[name] = (event: ValidateInputEvent) => lambdaCall(async () => prepareSession(event));
       } else if (this.definition.functions[resource] === 'runner') {
-        handlers[name] = (session: SessionStart) => lambdaCall(() => runSessionTask(session, this.runnerConfig));
+        handlers[name] = (session: SessionStart) => lambdaCall(() => runSessionTask(session, { ...this.runnerConfig, signal }));
       } else {
         throw new Error(`state ${name} calls ${resource}, which the local runtime cannot run`);
       }

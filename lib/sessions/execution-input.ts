@@ -69,15 +69,19 @@ export function parseExecutionInput(raw: unknown): ExecutionInput {
   }
   const parsed = ExecutionInput.safeParse(raw);
   if (parsed.success) return parsed.data;
-  throw new InvalidInputError(parsed.error.issues.map(toFieldError));
+  throw new InvalidInputError(parsed.error.issues.map((issue) => toFieldError(issue, raw as Record<string, unknown>)));
 }
 
-function toFieldError(issue: z.core.$ZodIssue): FieldError {
+function toFieldError(issue: z.core.$ZodIssue, raw: Record<string, unknown>): FieldError {
   if (issue.code === 'unrecognized_keys') {
     return { field: issue.keys.join(', '), message: 'is not a known field' };
   }
   const field = issue.path.length ? issue.path.join('.') : '(input)';
-  if (issue.code === 'invalid_type' && issue.input === undefined) return { field, message: 'is required' };
+  if (issue.code === 'invalid_type') {
+    const given = issue.path.length === 1 ? raw[String(issue.path[0])] : undefined;
+    if (given === undefined) return { field, message: 'is required' };
+    return { field, message: `must be ${issue.expected === 'int' ? 'a whole number' : `a ${issue.expected}`}, not ${JSON.stringify(given)}` };
+  }
   if (issue.code === 'invalid_value') return { field, message: `must be one of ${issue.values.map(String).join(', ')}` };
   return { field, message: issue.message };
 }
@@ -98,8 +102,7 @@ export function prepareSessionStart(
   raw: unknown,
   context: { executionArn: string; executionName?: string; now?: Date },
 ): SessionStart {
-  const input = parseExecutionInput(raw);
-  assertDeployed(input);
+  const input = validateStartInput(raw);
   // Without a sessionId the execution's own name is used when it is a UUID (Scheduler's and
   // the console's generated names are), so the execution can be found by the session id.
   const fromName = context.executionName && isUuid(context.executionName) ? context.executionName : undefined;
@@ -114,6 +117,13 @@ export function prepareSessionStart(
 }
 
 export const SessionIdParam = uuidField;
+
+/** What a trigger checks before it starts an execution: the schema, and what is deployed. */
+export function validateStartInput(raw: unknown): ExecutionInput {
+  const input = parseExecutionInput(raw);
+  assertDeployed(input);
+  return input;
+}
 
 /** Valid by the schema but not built yet: refused by name rather than run half-way. */
 function assertDeployed(input: ExecutionInput): void {

@@ -1,0 +1,23 @@
+#!/usr/bin/env node
+// Runs the TypeScript CLI through tsx, so `npx claude-sessions` works right after `npm ci`.
+import { register } from 'tsx/esm/api';
+
+// The SDK only talks to the local dynalite here; its Node 20 end-of-support notice is noise.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+register();
+const { main } = await import('../lib/cli/main.ts');
+
+let interrupted = false;
+const code = await main(process.argv.slice(2), {
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+  env: process.env,
+  cwd: process.cwd(),
+  onInterrupt: (stop) =>
+    process.on('SIGINT', () => {
+      if (interrupted) process.exit(130);
+      interrupted = true;
+      stop();
+    }),
+});
+process.exitCode = code;

@@ -1,0 +1,80 @@
+import type { SessionRecord } from '../sessions/session-item.js';
+import type { UsageTotals } from '../sessions/session-repository.js';
+
+export function formatUsd(usd: number): string {
+  return `$${usd.toFixed(usd < 1 ? 6 : 2)}`;
+}
+
+export function formatMs(ms: number): string {
+  if (ms < 1_000) return `${ms} ms`;
+  if (ms < 120_000) return `${(ms / 1_000).toFixed(1)} s`;
+  return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1_000)} s`;
+}
+
+function int(n: number): string {
+  return n.toLocaleString('en-US');
+}
+
+/** A closed session for people: what ran, what it cost, how it ended, the start of the reply. */
+export function formatSession(s: SessionRecord, replyLines = 6): string {
+  const rows: [string, string][] = [
+    ['Session', `${s.sessionId}  ${s.status}`],
+    ['Project', `${s.projectId}${s.taskId ? ` / task ${s.taskId}` : ''}   (mode ${s.mode}, runtime ${s.runtime}, trigger ${s.trigger})`],
+    ['Tokens', `input ${int(s.usage.inputTokens)} · output ${int(s.usage.outputTokens)} · cache read ${int(s.usage.cacheReadInputTokens)} · cache write ${int(s.usage.cacheCreationInputTokens)}`],
+    ['Turns', String(s.numTurns)],
+    ['Cost', formatUsd(s.totalCostUsd)],
+    ['Duration', formatMs(s.durationMs)],
+    ['Started', s.startedAt],
+    ['Ended', s.endedAt ?? '(running)'],
+  ];
+  if (s.error) rows.push(['Error', `${s.error}${s.cause ? `: ${s.cause}` : ''}`]);
+  const out = rows.map(([k, v]) => `${k.padEnd(9)} ${v}`);
+  if (s.result) {
+    const lines = s.result.split('\n');
+    out.push('Reply', ...lines.slice(0, replyLines).map((l) => `  ${l}`));
+    if (lines.length > replyLines) out.push(`  … (${lines.length - replyLines} more lines: show ${s.sessionId})`);
+  }
+  return out.join('\n');
+}
+
+export function formatTable(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n');
+}
+
+export function formatSessionTable(sessions: SessionRecord[]): string {
+  if (!sessions.length) return 'No sessions.';
+  return formatTable(
+    ['STARTED', 'SESSION', 'PROJECT', 'STATUS', 'IN', 'OUT', 'CACHE R/W', 'TURNS', 'COST', 'DURATION'],
+    sessions.map((s) => [
+      s.startedAt.replace('T', ' ').slice(0, 19),
+      s.sessionId,
+      s.projectId,
+      s.status,
+      int(s.usage.inputTokens),
+      int(s.usage.outputTokens),
+      `${int(s.usage.cacheReadInputTokens)}/${int(s.usage.cacheCreationInputTokens)}`,
+      String(s.numTurns),
+      formatUsd(s.totalCostUsd),
+      formatMs(s.durationMs),
+    ]),
+  );
+}
+
+export function formatUsageTable(totals: UsageTotals[]): string {
+  if (!totals.length) return 'No sessions.';
+  return formatTable(
+    ['PROJECT', 'SESSIONS', 'BY STATUS', 'IN', 'OUT', 'CACHE R/W', 'TURNS', 'COST'],
+    totals.map((t) => [
+      t.projectId,
+      String(t.sessions),
+      Object.entries(t.byStatus).map(([k, v]) => `${k} ${v}`).join(', '),
+      int(t.usage.inputTokens),
+      int(t.usage.outputTokens),
+      `${int(t.usage.cacheReadInputTokens)}/${int(t.usage.cacheCreationInputTokens)}`,
+      String(t.numTurns),
+      formatUsd(t.totalCostUsd),
+    ]),
+  );
+}

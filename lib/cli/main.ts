@@ -1,0 +1,239 @@
+import { join } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { v4 as uuidv4 } from 'uuid';
+import { InvalidInputError, validateStartInput } from '../sessions/execution-input.js';
+import { SESSION_STATUSES, type SessionRecord, type SessionStatus } from '../sessions/session-item.js';
+import type { UsageTotals } from '../sessions/session-repository.js';
+import { LocalRuntime, type EventLog } from '../local/local-runtime.js';
+import { formatMs, formatSession, formatSessionTable, formatUsageTable } from './format.js';
+
+export interface CliIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  /** Lets the caller stop a run (Ctrl-C). */
+  onInterrupt?: (stop: () => void) => void;
+}
+
+const USAGE = `claude-sessions: run Claude Code headless as tracked sessions (the local runtime)
+
+  run <prompt> [--project P] [--task T] [--session-id UUID] [--max-turns N]
+               [--max-budget-usd X] [--timeout-seconds S] [--json]
+  list  [--project P] [--status S] [--limit N] [--json]
+  show  <sessionId> [--json]
+  usage [--project P] [--json]
+
+State lives in ./.claude-sessions (or $CLAUDE_SESSIONS_HOME). Without ANTHROPIC_API_KEY,
+run talks to a built-in local stand-in for the Anthropic API.`;
+
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'run':
+        return await runCommand(rest, io);
+      case 'list':
+        return await listCommand(rest, io);
+      case 'show':
+        return await showCommand(rest, io);
+      case 'usage':
+        return await usageCommand(rest, io);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        io.stdout(`${USAGE}\n`);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (err) {
+    if (err instanceof InvalidInputError) {
+      io.stderr(`error: invalid input\n${err.errors.map((e) => `  ${e.field}: ${e.message}`).join('\n')}\n`);
+      return 2;
+    }
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      io.stderr(`error: ${(err as Error).message}\n\n${USAGE}\n`);
+      return 2;
+    }
+    io.stderr(`error: ${(err as Error).message ?? String(err)}\n`);
+    return 1;
+  }
+}
+
+function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, positionals = 0) {
+  const parsed = parseArgs({ args, options, allowPositionals: positionals > 0, strict: true });
+  if (parsed.positionals.length > positionals) throw new UsageError(`unexpected argument "${parsed.positionals[positionals]}"`);
+  return parsed;
+}
+
+function home(io: CliIo): string {
+  return io.env.CLAUDE_SESSIONS_HOME || join(io.cwd, '.claude-sessions');
+}
+
+function numberFlag(name: string, value: string | undefined): number | string | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  // Left as text when not a number, so the schema names the field in its error.
+  return value.trim() !== '' && Number.isFinite(n) ? n : value;
+}
+
+async function runCommand(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parse(
+    args,
+    {
+      project: { type: 'string', default: 'default' },
+      task: { type: 'string' },
+      'session-id': { type: 'string' },
+      mode: { type: 'string' },
+      milestone: { type: 'string' },
+      runtime: { type: 'string' },
+      'max-turns': { type: 'string' },
+      'max-budget-usd': { type: 'string' },
+      'timeout-seconds': { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+    1,
+  );
+  const input = Object.fromEntries(
+    Object.entries({
+      prompt: positionals[0] ?? '',
+      projectId: values.project,
+      taskId: values.task,
+      sessionId: values['session-id'] ?? uuidv4(),
+      mode: values.mode ?? (values.milestone ? 'milestone' : undefined),
+      milestoneId: values.milestone,
+      runtime: values.runtime,
+      maxTurns: numberFlag('max-turns', values['max-turns']),
+      maxBudgetUsd: numberFlag('max-budget-usd', values['max-budget-usd']),
+      timeoutSeconds: numberFlag('timeout-seconds', values['timeout-seconds']),
+      trigger: 'cli',
+    }).filter(([, v]) => v !== undefined),
+  );
+  // The same schema the workflow applies, first here: a bad flag costs no execution.
+  validateStartInput(input);
+  const sessionId = String(input.sessionId);
+
+  const started = Date.now();
+  const progress = (text: string) => io.stderr(`${text}\n`);
+  const runtime = await LocalRuntime.start({ home: home(io) });
+  try {
+    if (runtime.standIn) {
+      progress(`No ANTHROPIC_API_KEY set: Claude runs against the built-in local stand-in at ${runtime.standIn.url}.`);
+    } else {
+      progress(`Claude runs against ${io.env.ANTHROPIC_BASE_URL || 'the Anthropic API'}.`);
+    }
+    progress(`Session ${sessionId} · project ${input.projectId} · local state machine`);
+    const execution = runtime.startExecution(input, sessionId);
+    io.onInterrupt?.(() => {
+      progress('Interrupted: aborting the execution…');
+      execution.abort();
+    });
+    const showing = showStates(execution.events, started, progress);
+    const outcome = await execution.outcome;
+    await showing;
+    const session = await runtime.repository.get(sessionId);
+    if (outcome.error === 'SessionAlreadyExists') {
+      progress(`error: session ${sessionId} exists already (${session?.status}); Claude was not run again and the session is unchanged.`);
+      return 1;
+    }
+    if (!session) {
+      progress(`error: execution ${outcome.status} before a session was created: ${outcome.error ?? ''} ${readable(outcome.cause)}`.trim());
+      return 1;
+    }
+    if (values.json) io.stdout(`${JSON.stringify(session, null, 2)}\n`);
+    else io.stdout(`\n${formatSession(session)}\n`);
+    progress(`Done in ${formatMs(Date.now() - started)}.`);
+    return session.status === 'COMPLETED' ? 0 : 1;
+  } finally {
+    await runtime.close();
+  }
+}
+
+async function showStates(events: AsyncIterable<EventLog>, started: number, print: (s: string) => void): Promise<void> {
+  const stamp = () => `[${((Date.now() - started) / 1000).toFixed(2).padStart(6)}s]`;
+  for await (const event of events) {
+    if (event.type === 'StateEntered') print(`${stamp()} → ${event.state.name}`);
+    else if (event.type === 'StateFailed') print(`${stamp()} ✗ ${event.state.name}: ${event.Error}`);
+    else if (event.type === 'StateRetried') print(`${stamp()} ↻ ${event.state.name} (retry ${event.retry.attempt})`);
+    else if (event.type === 'ExecutionSucceeded') print(`${stamp()} ✓ execution succeeded`);
+    else if (event.type === 'ExecutionFailed') print(`${stamp()} ✗ execution failed: ${event.Error}`);
+    else if (event.type === 'ExecutionAborted') print(`${stamp()} ✗ execution aborted`);
+    else if (event.type === 'ExecutionTimeout') print(`${stamp()} ✗ execution timed out`);
+  }
+}
+
+function readable(cause: string | undefined): string {
+  if (!cause) return '';
+  try {
+    const parsed = JSON.parse(cause) as { errorMessage?: string };
+    return parsed.errorMessage ?? cause;
+  } catch {
+    return cause;
+  }
+}
+
+async function withRepository<T>(io: CliIo, fn: (runtime: LocalRuntime) => Promise<T>): Promise<T> {
+  const runtime = await LocalRuntime.start({ home: home(io), endpoint: { apiKey: 'unused' } });
+  try {
+    return await fn(runtime);
+  } finally {
+    await runtime.close();
+  }
+}
+
+async function listCommand(args: string[], io: CliIo): Promise<number> {
+  const { values } = parse(args, {
+    project: { type: 'string' },
+    status: { type: 'string' },
+    limit: { type: 'string', default: '50' },
+    json: { type: 'boolean', default: false },
+  });
+  const status = values.status?.toUpperCase();
+  if (status && !SESSION_STATUSES.includes(status as SessionStatus)) {
+    throw new UsageError(`--status must be one of ${SESSION_STATUSES.join(', ')}`);
+  }
+  const limit = Number(values.limit);
+  if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number from 1');
+  const sessions = await withRepository(io, async ({ repository }) => {
+    const projects = values.project ? [values.project] : await repository.projectIds();
+    const all: SessionRecord[] = [];
+    for (const projectId of projects) {
+      const page = await repository.listByProject(projectId, { status: status as SessionStatus | undefined, limit });
+      all.push(...page.items);
+    }
+    return all.sort((a, b) => b.startedAt.localeCompare(a.startedAt)).slice(0, limit);
+  });
+  io.stdout(values.json ? `${JSON.stringify(sessions, null, 2)}\n` : `${formatSessionTable(sessions)}\n`);
+  return 0;
+}
+
+async function showCommand(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parse(args, { json: { type: 'boolean', default: false } }, 1);
+  const sessionId = positionals[0];
+  if (!sessionId) throw new UsageError('show needs a session id');
+  const session = await withRepository(io, ({ repository }) => repository.get(sessionId));
+  if (!session) {
+    io.stderr(`error: no session ${sessionId}\n`);
+    return 1;
+  }
+  io.stdout(values.json ? `${JSON.stringify(session, null, 2)}\n` : `${formatSession(session, Infinity)}\n`);
+  return 0;
+}
+
+async function usageCommand(args: string[], io: CliIo): Promise<number> {
+  const { values } = parse(args, { project: { type: 'string' }, json: { type: 'boolean', default: false } });
+  const totals = await withRepository(io, async ({ repository }) => {
+    const projects = values.project ? [values.project] : await repository.projectIds();
+    const all: UsageTotals[] = [];
+    for (const projectId of projects) all.push(await repository.usageTotals(projectId));
+    return all;
+  });
+  io.stdout(values.json ? `${JSON.stringify(totals, null, 2)}\n` : `${formatUsageTable(totals)}\n`);
+  return 0;
+}
