@@ -1,0 +1,206 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { v4 as uuidv4 } from 'uuid';
+import { fakeClaude, startTestRuntime, type TestRuntime } from './support.js';
+
+let env: TestRuntime;
+
+beforeAll(async () => {
+  env = await startTestRuntime();
+});
+afterAll(async () => {
+  await env.close();
+});
+beforeEach(() => {
+  env.anthropic.reset();
+});
+
+async function expectNothingRunning(projectId: string) {
+  expect(await env.runtime.repository.listRunning(projectId)).toEqual([]);
+}
+
+describe('the session workflow on the local state machine, with the real Claude CLI', () => {
+  it('records exactly the usage the API reported, against the one session UUID', async () => {
+    // Prepare
+    env.anthropic.respondWith({
+      kind: 'text',
+      text: 'All done.',
+      usage: { input_tokens: 1234, output_tokens: 567, cache_read_input_tokens: 89, cache_creation_input_tokens: 10 },
+    });
+    const sessionId = uuidv4();
+    // Act
+    const { outcome, session } = await env.runtime.run({ prompt: 'Summarise the README', projectId: 'p-ok', sessionId });
+    // Assess
+    expect(outcome.status).toBe('SUCCEEDED');
+    expect(outcome.output).toEqual(session);
+    expect(session).toMatchObject({
+      sessionId,
+      claudeSessionId: sessionId,
+      projectId: 'p-ok',
+      mode: 'fresh',
+      runtime: 'lambda',
+      status: 'COMPLETED',
+      usage: { inputTokens: 1234, outputTokens: 567, cacheReadInputTokens: 89, cacheCreationInputTokens: 10 },
+      numTurns: 1,
+      result: 'All done.',
+      error: null,
+      cause: null,
+    });
+    expect(session!.totalCostUsd).toBeGreaterThan(0);
+    expect(session!.endedAt! >= session!.startedAt).toBe(true);
+    // The CLI's request carried the session's UUID.
+    expect(env.anthropic.messageRequests.map((r) => r.sessionId)).toEqual([sessionId]);
+    await expectNothingRunning('p-ok');
+  });
+
+  it('stores the prompt as its length and hash, never its text', async () => {
+    const prompt = 'secret plans '.repeat(20);
+    const { execution } = await env.runtime.run({ prompt, projectId: 'p-hash' });
+    const { Item } = await env.runtime.dynamodb.documentClient.send(
+      new (await import('@aws-sdk/lib-dynamodb')).GetCommand({
+        TableName: env.runtime.dynamodb.tableName,
+        Key: { pk: `SESSION#${execution.name}`, sk: 'SESSION' },
+      }),
+    );
+    expect(Item).toMatchObject({ promptChars: prompt.length, promptSha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(JSON.stringify(Item)).not.toContain('secret plans');
+  });
+
+  it('closes the session FAILED with the error text and the usage spent when the API answers 400', async () => {
+    // Prepare: one paid turn asking for a tool, then a 400 on the next request.
+    env.anthropic.respondWith(
+      { kind: 'tool_use', usage: { input_tokens: 50, output_tokens: 5 } },
+      { kind: 'error', status: 400, message: 'messages.1: unexpected tool_use_id' },
+    );
+    // Act
+    const { outcome, session } = await env.runtime.run({ prompt: 'hi', projectId: 'p-400' });
+    // Assess
+    expect(outcome).toMatchObject({ status: 'FAILED', error: 'ClaudeApiError' });
+    expect(session).toMatchObject({
+      status: 'FAILED',
+      error: 'ClaudeApiError',
+      cause: expect.stringMatching(/HTTP 400.*unexpected tool_use_id/),
+      usage: { inputTokens: 50, outputTokens: 5 },
+    });
+    expect(session!.totalCostUsd).toBeGreaterThan(0);
+    await expectNothingRunning('p-400');
+  });
+
+  it.each([401, 529])('closes the session FAILED, not RUNNING, on HTTP %i with the CLI retries bounded', async (status) => {
+    env.anthropic.respondByDefault({ kind: 'error', status });
+    const { session } = await env.runtime.run({ prompt: 'hi', projectId: `p-${status}` });
+    expect(session).toMatchObject({ status: 'FAILED', error: 'ClaudeApiError', cause: expect.stringContaining(String(status)) });
+    // maxRetries 0: one request, not the CLI's default ten over three minutes.
+    expect(env.anthropic.messageRequests.length).toBeLessThanOrEqual(2);
+    await expectNothingRunning(`p-${status}`);
+  });
+
+  it('keeps the usage of a run stopped by --max-turns and closes it FAILED', async () => {
+    env.anthropic.respondByDefault({ kind: 'tool_use', usage: { input_tokens: 100, output_tokens: 10 } });
+    const { session } = await env.runtime.run({ prompt: 'loop', projectId: 'p-turns', maxTurns: 2 });
+    expect(session).toMatchObject({ status: 'FAILED', error: 'ClaudeMaxTurns', cause: expect.stringMatching(/maximum number of turns/) });
+    const requests = env.anthropic.messageRequests.length;
+    expect(requests).toBe(2);
+    expect(session!.usage).toMatchObject({ inputTokens: 100 * requests, outputTokens: 10 * requests });
+    expect(session!.numTurns).toBeGreaterThanOrEqual(2);
+    await expectNothingRunning('p-turns');
+  });
+
+  it('a second start with the same session id neither runs Claude again nor changes the first session', async () => {
+    const sessionId = uuidv4();
+    const first = await env.runtime.run({ prompt: 'first', projectId: 'p-dup', sessionId });
+    const requestsAfterFirst = env.anthropic.messageRequests.length;
+    const second = await env.runtime.run({ prompt: 'second', projectId: 'p-dup', sessionId });
+    expect(second.outcome).toMatchObject({ status: 'FAILED', error: 'SessionAlreadyExists' });
+    expect(env.anthropic.messageRequests.length).toBe(requestsAfterFirst);
+    expect(second.session).toEqual(first.session);
+  });
+
+  it.each([
+    ['a missing prompt', { projectId: 'p' }, 'prompt'],
+    ['an empty prompt', { prompt: '', projectId: 'p' }, 'prompt'],
+    ['a prompt over 100,000 characters', { prompt: 'x'.repeat(100_001), projectId: 'p' }, 'prompt'],
+    ['an invalid UUID', { prompt: 'hi', projectId: 'p', sessionId: 'not-a-uuid' }, 'sessionId'],
+    ['an unknown mode', { prompt: 'hi', projectId: 'p', mode: 'sometimes' }, 'mode'],
+    ['a projectId with bad characters', { prompt: 'hi', projectId: 'has space' }, 'projectId'],
+    ['maxTurns out of range', { prompt: 'hi', projectId: 'p', maxTurns: 0 }, 'maxTurns'],
+  ])('a console input with %s fails naming the field and creates no session', async (_label, input, field) => {
+    const { outcome, execution } = await env.runtime.run(input);
+    expect(outcome.status).toBe('FAILED');
+    expect(outcome.error).toBe('InvalidInputError');
+    expect(JSON.parse(outcome.cause!).errorMessage).toMatch(new RegExp(`\\b${field}\\b`));
+    expect(await env.runtime.repository.get(execution.name)).toBeUndefined();
+    expect(env.anthropic.messageRequests).toEqual([]);
+  });
+
+  it('takes a UUID execution name as the session id when the input has none (console, schedules)', async () => {
+    const name = uuidv4();
+    const execution = env.runtime.startExecution({ prompt: 'hi', projectId: 'p-name' }, name);
+    await execution.outcome;
+    expect(await env.runtime.repository.get(name)).toMatchObject({ sessionId: name, status: 'COMPLETED' });
+  });
+});
+
+describe('runner faults go through the Catch branch and close the session FAILED', () => {
+  it('times out a stalled API, keeps the tokens reported before the stall, and closes TIMED_OUT', async () => {
+    const stalled = await startTestRuntime({ idleTimeoutMs: 1_500 });
+    try {
+      stalled.anthropic.respondByDefault({ kind: 'stall', usage: { input_tokens: 42, output_tokens: 1 } });
+      const started = Date.now();
+      const { outcome, session } = await stalled.runtime.run({ prompt: 'hi', projectId: 'p-stall' });
+      expect(Date.now() - started).toBeLessThan(60_000);
+      expect(outcome).toMatchObject({ status: 'FAILED', error: 'ClaudeTimeoutError' });
+      expect(session).toMatchObject({
+        status: 'TIMED_OUT',
+        error: 'ClaudeTimeoutError',
+        cause: expect.stringMatching(/printed nothing for 2 s/),
+        usage: { inputTokens: 42 },
+      });
+      expect(await stalled.runtime.repository.listRunning('p-stall')).toEqual([]);
+    } finally {
+      await stalled.close();
+    }
+  });
+
+  it('closes FAILED when the CLI prints something that is not its JSON result', async () => {
+    const broken = await startTestRuntime({ claudePath: await fakeClaude("console.log('Segmentation fault (core dumped)');") });
+    try {
+      const { outcome, session } = await broken.runtime.run({ prompt: 'hi', projectId: 'p-bad-json' });
+      expect(outcome).toMatchObject({ status: 'FAILED', error: 'ClaudeOutputError' });
+      expect(session).toMatchObject({ status: 'FAILED', error: 'ClaudeOutputError', cause: expect.stringMatching(/not its JSON result/) });
+      expect(await broken.runtime.repository.listRunning('p-bad-json')).toEqual([]);
+    } finally {
+      await broken.close();
+    }
+  });
+
+  it('closes FAILED when the CLI exits non-zero with no output', async () => {
+    const crashing = await startTestRuntime({ claudePath: await fakeClaude("process.stderr.write('boom'); process.exit(3);") });
+    try {
+      const { session } = await crashing.runtime.run({ prompt: 'hi', projectId: 'p-crash' });
+      expect(session).toMatchObject({ status: 'FAILED', error: 'ClaudeCrashError', cause: expect.stringMatching(/exit code 3.*boom/) });
+    } finally {
+      await crashing.close();
+    }
+  });
+
+  it('treats a reported session id that differs as a failure, not a warning', async () => {
+    const other = uuidv4();
+    const lying = await startTestRuntime({
+      claudePath: await fakeClaude(
+        `console.log(JSON.stringify({ type: 'result', subtype: 'success', is_error: false, session_id: '${other}', num_turns: 1, total_cost_usd: 0.01, result: 'ok', usage: { input_tokens: 5, output_tokens: 6 } }));`,
+      ),
+    });
+    try {
+      const sessionId = uuidv4();
+      const { outcome, session } = await lying.runtime.run({ prompt: 'hi', projectId: 'p-mismatch', sessionId });
+      expect(outcome).toMatchObject({ status: 'FAILED', error: 'SessionIdMismatchError' });
+      expect(session).toMatchObject({
+        status: 'FAILED',
+        error: 'SessionIdMismatchError',
+        cause: `Claude reported session ${other}, expected ${sessionId}`,
+      });
+    } finally {
+      await lying.close();
+    }
+  });
+});

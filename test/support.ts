@@ -1,0 +1,41 @@
+import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
+import { LocalRuntime } from '../lib/local/local-runtime.js';
+import type { RunnerConfig } from '../lib/claude/run-session-task.js';
+
+export interface TestRuntime {
+  runtime: LocalRuntime;
+  anthropic: AnthropicStandIn;
+  close(): Promise<void>;
+}
+
+/** The real runtime on in-memory dynalite, the real CLI talking to a stand-in the test steers. */
+export async function startTestRuntime(runner: Omit<RunnerConfig, 'endpoint'> = {}): Promise<TestRuntime> {
+  const anthropic = await new AnthropicStandIn().start();
+  const runtime = await LocalRuntime.start({
+    standIn: anthropic,
+    runner: { idleTimeoutMs: 30_000, maxRetries: 0, ...runner },
+  });
+  return {
+    runtime,
+    anthropic,
+    async close() {
+      await runtime.close();
+      await anthropic.close();
+    },
+  };
+}
+
+/**
+ * A stand-in for the external `claude` executable, for faults the real CLI cannot be
+ * made to show (a wrong session id, output that is not JSON). Our code is never faked.
+ */
+export async function fakeClaude(script: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'fake-claude-'));
+  const path = join(dir, 'claude');
+  await writeFile(path, `#!/usr/bin/env node\n${script}\n`);
+  await chmod(path, 0o755);
+  return path;
+}
