@@ -1,0 +1,110 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
+
+const BIN = join(process.cwd(), 'bin', 'claude-sessions.js');
+let home: string;
+
+interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** The CLI as a user runs it: its own process, its state on disk between commands. */
+function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  const base = { ...process.env };
+  delete base.ANTHROPIC_API_KEY;
+  delete base.ANTHROPIC_BASE_URL;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { ...base, CLAUDE_SESSIONS_HOME: home, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+beforeAll(async () => {
+  home = await mkdtemp(join(tmpdir(), 'claude-sessions-home-'));
+});
+
+describe('npx claude-sessions', () => {
+  let sessionId: string;
+
+  it('run --json: says it uses the stand-in first, shows the states, prints exactly the session record', async () => {
+    const run = await cli(['run', 'Summarise the README', '--project', 'demo', '--json']);
+    expect(run.code).toBe(0);
+    expect(run.stderr.split('\n')[0]).toMatch(/^No ANTHROPIC_API_KEY set: .*local stand-in/);
+    expect(run.stderr).toMatch(/→ CreateSession[\s\S]*→ RunClaude[\s\S]*→ RecordUsage/);
+    const session = JSON.parse(run.stdout);
+    expect(Object.keys(session).sort()).toEqual([
+      'cause', 'claudeSessionId', 'durationMs', 'endedAt', 'error', 'milestoneId', 'mode', 'numTurns', 'projectId',
+      'result', 'runtime', 'sessionId', 'startedAt', 'status', 'stopReason', 'taskId', 'totalCostUsd', 'trigger', 'usage',
+    ]);
+    expect(session).toMatchObject({ projectId: 'demo', status: 'COMPLETED', trigger: 'cli', usage: { inputTokens: 12, outputTokens: 34 } });
+    expect(session.claudeSessionId).toBe(session.sessionId);
+    sessionId = session.sessionId;
+  });
+
+  it('show and list read what run stored, from a new process', async () => {
+    const show = await cli(['show', sessionId, '--json']);
+    expect(show.code).toBe(0);
+    expect(JSON.parse(show.stdout)).toMatchObject({ sessionId, status: 'COMPLETED' });
+
+    const list = await cli(['list', '--project', 'demo']);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toContain(sessionId);
+    expect(list.stdout).toMatch(/COMPLETED\s+12\s+34/);
+
+    const usage = await cli(['usage', '--json']);
+    expect(JSON.parse(usage.stdout)).toEqual([expect.objectContaining({ projectId: 'demo', sessions: 1 })]);
+  });
+
+  it('prints a readable session without --json', async () => {
+    const run = await cli(['run', 'hello', '--project', 'demo', '--max-turns', '1']);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/Tokens\s+input 12 · output 34 · cache read 0 · cache write 0/);
+    expect(run.stdout).toMatch(/Reply\n {2}Hello from the local Anthropic stand-in/);
+  });
+
+  it('refuses bad input before anything runs, naming each field, and leaves nothing RUNNING', async () => {
+    const run = await cli(['run', '', '--project', 'bad id', '--session-id', 'nope', '--mode', 'weird']);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/prompt: must not be empty/);
+    expect(run.stderr).toMatch(/projectId: must be 1-64 characters/);
+    expect(run.stderr).toMatch(/sessionId: must be a UUID/);
+    expect(run.stderr).toMatch(/mode: must be one of fresh, milestone/);
+    const running = await cli(['list', '--status', 'RUNNING', '--json']);
+    expect(JSON.parse(running.stdout)).toEqual([]);
+  });
+
+  it('with ANTHROPIC_API_KEY set talks to ANTHROPIC_BASE_URL, the same code path but the URL', async () => {
+    const api = await new AnthropicStandIn().start();
+    try {
+      api.respondWith({ kind: 'text', text: 'from the configured endpoint', usage: { input_tokens: 7, output_tokens: 8 } });
+      const run = await cli(['run', 'hi', '--project', 'real', '--json'], { ANTHROPIC_API_KEY: 'sk-ant-test', ANTHROPIC_BASE_URL: api.url });
+      expect(run.code).toBe(0);
+      expect(run.stderr).not.toMatch(/stand-in/);
+      const session = JSON.parse(run.stdout);
+      expect(session).toMatchObject({ result: 'from the configured endpoint', usage: { inputTokens: 7, outputTokens: 8 } });
+      expect(api.messageRequests.map((r) => r.sessionId)).toEqual([session.sessionId]);
+
+      // A session that did not complete exits non-zero, and still prints its record.
+      api.respondByDefault({ kind: 'error', status: 401, message: 'invalid x-api-key' });
+      const failed = await cli(['run', 'hi', '--project', 'real', '--json'], { ANTHROPIC_API_KEY: 'sk-ant-bad', ANTHROPIC_BASE_URL: api.url });
+      expect(failed.code).toBe(1);
+      expect(JSON.parse(failed.stdout)).toMatchObject({ status: 'FAILED', error: 'ClaudeApiError', cause: expect.stringMatching(/401/) });
+    } finally {
+      await api.close();
+    }
+  });
+});

@@ -1,0 +1,133 @@
+import { App } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { spawnSync } from 'node:child_process';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ClaudeSessionsStack } from '../cdk/claude-sessions-stack.js';
+import { fromTemplate, type WorkflowDefinition } from '../lib/local/workflow-definition.js';
+
+let template: Template;
+let states: WorkflowDefinition['asl']['States'];
+
+beforeAll(() => {
+  const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+  const stack = new ClaudeSessionsStack(app, 'Test');
+  template = Template.fromStack(stack);
+  states = fromTemplate(template.toJSON() as never, {}).asl.States;
+});
+
+describe('the rendered session workflow', () => {
+  it('creates the session conditionally, and a duplicate id ends without touching it', () => {
+    expect(states.CreateSession).toMatchObject({
+      Resource: 'arn:aws:states:::dynamodb:putItem',
+      Parameters: { ConditionExpression: 'attribute_not_exists(pk)', 'Item.$': '$.item' },
+      Catch: [{ ErrorEquals: ['DynamoDB.ConditionalCheckFailedException'], Next: 'SessionAlreadyExists' }],
+      Next: 'RunClaude',
+    });
+    expect(states.CreateSession!.Catch).toHaveLength(1); // no finally-branch: the session is not ours to close
+  });
+
+  it('catches States.ALL into CloseFailed on every Task state after CreateSession', () => {
+    for (const name of ['RunClaude', 'RecordUsage']) {
+      expect(states[name]!.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'CloseFailed' }]);
+    }
+    const tasks = Object.entries(states).filter(([, s]) => s.Type === 'Task').map(([n]) => n);
+    expect(tasks.sort()).toEqual(['CloseFailed', 'CreateSession', 'RecordUsage', 'RunClaude', 'ValidateInput']);
+  });
+
+  it('closes only a RUNNING session, on both close paths', () => {
+    for (const name of ['RecordUsage', 'CloseFailed']) {
+      expect(states[name]).toMatchObject({
+        Resource: 'arn:aws:states:::dynamodb:updateItem',
+        Parameters: { ConditionExpression: '#status = :running', ExpressionAttributeNames: { '#status': 'status' } },
+      });
+    }
+    expect(states.RecordUsage!.Parameters).toMatchObject({ 'ExpressionAttributeValues.$': '$.run.values' });
+    expect(states.CloseFailed!.Parameters).toMatchObject({
+      ExpressionAttributeValues: {
+        ':running': { S: 'RUNNING' },
+        ':status': { S: 'FAILED' },
+        ':error': { 'S.$': '$.failure.Error' },
+        ':cause': { 'S.$': '$.failure.Cause' },
+        ':endedAt': { 'S.$': '$$.State.EnteredTime' },
+      },
+    });
+  });
+
+  it('keeps the original error as the execution error, even when the close itself fails', () => {
+    expect(states.CloseFailed).toMatchObject({
+      Next: 'RunFailed',
+      Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.closeFailure', Next: 'RunFailed' }],
+    });
+    expect(states.RunFailed).toEqual({ Type: 'Fail', ErrorPath: '$.failure.Error', CausePath: '$.failure.Cause' });
+  });
+
+  it('ends a Claude-level failure failed, after its usage is recorded', () => {
+    expect(states.RecordUsage!.Next).toBe('ClaudeSucceeded');
+    expect(states.ClaudeSucceeded).toMatchObject({
+      Type: 'Choice',
+      Choices: [{ Variable: '$.run.record.status', StringEquals: 'COMPLETED', Next: 'Done' }],
+      Default: 'ClaudeFailed',
+    });
+    expect(states.Done).toMatchObject({ Type: 'Succeed', OutputPath: '$.run.record' });
+  });
+
+  it('is a Standard, JSONPath state machine that logs events but never execution data (prompts)', () => {
+    template.hasResourceProperties('AWS::StepFunctions::StateMachine', {
+      StateMachineType: 'STANDARD',
+      TracingConfiguration: { Enabled: true },
+      LoggingConfiguration: Match.objectLike({ IncludeExecutionData: false, Level: 'ALL' }),
+    });
+  });
+
+  it('lets the state machine write the table items only: no index, no read, no delete', () => {
+    const policies = template.findResources('AWS::IAM::Policy', {
+      Properties: { Roles: [{ Ref: Match.stringLikeRegexp('WorkflowStateMachineRole') }] },
+    });
+    const statements = Object.values(policies).flatMap((p) => (p as any).Properties.PolicyDocument.Statement);
+    const dynamo = statements.filter((s: any) => JSON.stringify(s.Action).includes('dynamodb'));
+    expect(dynamo).toEqual([
+      expect.objectContaining({
+        Action: ['dynamodb:PutItem', 'dynamodb:UpdateItem'],
+        Resource: { 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] },
+      }),
+    ]);
+  });
+
+  it('gives the runner the key through a secret it reads, never as a plain environment value', () => {
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      PackageType: 'Image',
+      Timeout: 900,
+      Environment: { Variables: Match.objectLike({ API_KEY_SECRET_ARN: { Ref: Match.stringLikeRegexp('AnthropicApiKey') } }) },
+    });
+    const text = JSON.stringify(template.toJSON());
+    expect(text).not.toMatch(/ANTHROPIC_API_KEY"\s*:\s*"sk-/);
+  });
+
+  it('keeps sessions in an on-demand table with point-in-time recovery and a by-project index', () => {
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      BillingMode: 'PAY_PER_REQUEST',
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      GlobalSecondaryIndexes: [
+        Match.objectLike({
+          IndexName: 'byProject',
+          KeySchema: [
+            { AttributeName: 'projectId', KeyType: 'HASH' },
+            { AttributeName: 'startedAt', KeyType: 'RANGE' },
+          ],
+        }),
+      ],
+    });
+  });
+});
+
+describe('npx cdk synth', () => {
+  it('passes offline without Docker, with no unacknowledged cdk-nag finding', () => {
+    const synth = spawnSync('npx', ['cdk', 'synth', '--quiet', '--output', 'cdk.out.test'], {
+      encoding: 'utf8',
+      env: { ...process.env, CI: 'true' },
+      timeout: 180_000,
+    });
+    expect(synth.stderr + synth.stdout).not.toMatch(/AwsSolutions-/);
+    expect(synth.status).toBe(0);
+  });
+});
