@@ -13,11 +13,14 @@ const code = await main(process.argv.slice(2), {
   stderr: (text) => process.stderr.write(text),
   env: process.env,
   cwd: process.cwd(),
-  onInterrupt: (stop) =>
-    process.on('SIGINT', () => {
-      if (interrupted) process.exit(130);
-      interrupted = true;
-      stop();
-    }),
+  onInterrupt: (stop) => {
+    for (const signal of ['SIGINT', 'SIGTERM']) {
+      process.on(signal, () => {
+        if (interrupted) process.exit(130);
+        interrupted = true;
+        stop();
+      });
+    }
+  },
 });
 process.exitCode = code;

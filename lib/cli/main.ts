@@ -5,6 +5,7 @@ import { InvalidInputError, validateStartInput } from '../sessions/execution-inp
 import { SESSION_STATUSES, type SessionRecord, type SessionStatus } from '../sessions/session-item.js';
 import type { UsageTotals } from '../sessions/session-repository.js';
 import { LocalRuntime, type EventLog } from '../local/local-runtime.js';
+import { startLocalApiServer } from '../local/local-api-server.js';
 import { formatMs, formatSession, formatSessionTable, formatUsageTable } from './format.js';
 
 export interface CliIo {
@@ -12,7 +13,7 @@ export interface CliIo {
   stderr: (text: string) => void;
   env: NodeJS.ProcessEnv;
   cwd: string;
-  /** Lets the caller stop a run (Ctrl-C). */
+  /** Lets the caller stop a run or a server (Ctrl-C). */
   onInterrupt?: (stop: () => void) => void;
 }
 
@@ -23,6 +24,7 @@ const USAGE = `claude-sessions: run Claude Code headless as tracked sessions (th
   list  [--project P] [--status S] [--limit N] [--json]
   show  <sessionId> [--json]
   usage [--project P] [--json]
+  serve [--port 8787]          the HTTP API of API Gateway, on 127.0.0.1
 
 State lives in ./.claude-sessions (or $CLAUDE_SESSIONS_HOME). Without ANTHROPIC_API_KEY,
 run talks to a built-in local stand-in for the Anthropic API.`;
@@ -43,6 +45,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         return await showCommand(rest, io);
       case 'usage':
         return await usageCommand(rest, io);
+      case 'serve':
+        return await serveCommand(rest, io);
       case undefined:
       case 'help':
       case '--help':
@@ -235,5 +239,29 @@ async function usageCommand(args: string[], io: CliIo): Promise<number> {
     return all;
   });
   io.stdout(values.json ? `${JSON.stringify(totals, null, 2)}\n` : `${formatUsageTable(totals)}\n`);
+  return 0;
+}
+
+async function serveCommand(args: string[], io: CliIo): Promise<number> {
+  const { values } = parse(args, { port: { type: 'string', default: '8787' } });
+  const port = Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new UsageError('--port must be a port number');
+  const runtime = await LocalRuntime.start({ home: home(io) });
+  const { createApiHandler } = await import('../../functions/api/router.js');
+  const handler = createApiHandler({ repository: runtime.repository, starter: runtime });
+  const server = await startLocalApiServer(handler, port).catch(async (err: unknown) => {
+    await runtime.close();
+    throw err;
+  });
+  io.stderr(
+    (runtime.standIn
+      ? `No ANTHROPIC_API_KEY set: Claude runs against the built-in local stand-in at ${runtime.standIn.url}.\n`
+      : `Claude runs against ${io.env.ANTHROPIC_BASE_URL || 'the Anthropic API'}.\n`) +
+      `claude-sessions API listening on ${server.url} (state in ${home(io)}). Ctrl-C stops it.\n`,
+  );
+  await new Promise<void>((resolve) => io.onInterrupt?.(resolve));
+  io.stderr('Stopping: running sessions are aborted and closed ABORTED.\n');
+  await server.close();
+  await runtime.close();
   return 0;
 }

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { v4 as uuidv4 } from 'uuid';
 import { runSessionTask, type RunnerConfig } from '../claude/run-session-task.js';
 import type { ClaudeEndpoint } from '../claude/run-claude.js';
-import type { SessionStart } from '../sessions/execution-input.js';
+import type { ExecutionInput, SessionStart } from '../sessions/execution-input.js';
+import { executionArnFor, type SessionStarter, type StartedSession } from '../api/session-starter.js';
 import type { SessionRecord } from '../sessions/session-item.js';
 import { SessionRepository } from '../sessions/session-repository.js';
 import { prepareSession, type ValidateInputEvent } from '../sessions/workflow-steps.js';
@@ -56,7 +57,7 @@ const STATE_MACHINE_ARN = 'arn:aws:states:us-east-1:000000000000:stateMachine:Cl
  * the ASL from `cdk synth`; its Task states are routed to the real calls (DynamoDB on
  * dynalite, the validator and runner code in-process, the real Claude CLI).
  */
-export class LocalRuntime {
+export class LocalRuntime implements SessionStarter {
   readonly repository: SessionRepository;
   /** Set when the runtime started its own stand-in (no API key given). */
   readonly standIn?: AnthropicStandIn;
@@ -105,7 +106,7 @@ export class LocalRuntime {
     const existing = this.executions.get(executionName);
     if (existing) return existing;
 
-    const executionArn = `${STATE_MACHINE_ARN.replace(':stateMachine:', ':execution:')}:${executionName}`;
+    const executionArn = executionArnFor(STATE_MACHINE_ARN, executionName);
     const stop = new AbortController();
     const run = this.machine.run(input as never, {
       overrides: { taskResourceLocalHandlers: this.taskHandlers(stop.signal) as never, retryIntervalOverrides: this.fastRetries() },
@@ -137,6 +138,20 @@ export class LocalRuntime {
     this.executions.set(executionName, execution);
     void outcome.finally(() => this.executions.delete(executionName));
     return execution;
+  }
+
+  /**
+   * SessionStarter for the HTTP API: like StartExecution with name = sessionId, a
+   * session that exists already (running or closed) starts nothing new.
+   */
+  async start(input: ExecutionInput & { sessionId: string }): Promise<StartedSession> {
+    const executionArn = executionArnFor(STATE_MACHINE_ARN, input.sessionId);
+    if (this.executions.has(input.sessionId) || (await this.repository.get(input.sessionId))) {
+      return { sessionId: input.sessionId, executionArn, started: false };
+    }
+    const execution = this.startExecution(input, input.sessionId);
+    void execution.outcome; // runs in the background; its session tells how it went
+    return { sessionId: input.sessionId, executionArn: execution.executionArn, started: true };
   }
 
   /** Starts an execution, waits for it to end, and returns the session it tracked. */

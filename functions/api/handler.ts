@@ -1,0 +1,14 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SFNClient } from '@aws-sdk/client-sfn';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { StepFunctionsStarter } from '../../lib/api/session-starter.js';
+import { SessionRepository } from '../../lib/sessions/session-repository.js';
+import { createApiHandler } from './router.js';
+
+// Clients once per cold start.
+const documentClient = DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } });
+
+export const handler = createApiHandler({
+  repository: new SessionRepository(documentClient, process.env.TABLE_NAME!),
+  starter: new StepFunctionsStarter(new SFNClient({}), process.env.STATE_MACHINE_ARN!),
+});
