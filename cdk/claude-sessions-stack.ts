@@ -5,16 +5,22 @@ import { ClaudeRunner } from './claude-runner.js';
 import { InputValidator } from './input-validator.js';
 import { SessionTable } from './session-table.js';
 import { SessionWorkflow } from './session-workflow.js';
+import { SessionApi } from './session-api.js';
+import { SessionSchedules } from './session-schedules.js';
+import type { ScheduleEntry } from '../lib/sessions/schedule-entry.js';
 
 export interface ClaudeSessionsStackProps extends StackProps {
   /** Name of an existing Secrets Manager secret holding the Anthropic API key. @default a new secret to fill in */
   readonly apiKeySecretName?: string;
+  /** Scheduled sessions (cdk.json context `schedules`). @default none */
+  readonly schedules?: readonly ScheduleEntry[];
 }
 
 export class ClaudeSessionsStack extends Stack {
   readonly workflow: SessionWorkflow;
   readonly runner: ClaudeRunner;
   readonly validator: InputValidator;
+  readonly api: SessionApi;
 
   constructor(scope: Construct, id: string, props: ClaudeSessionsStackProps = {}) {
     super(scope, id, props);
@@ -27,7 +33,10 @@ export class ClaudeSessionsStack extends Stack {
       validator: validator.function,
       runner: runner.function,
     });
+    this.api = new SessionApi(this, 'Http', { table: sessions.table, stateMachine: this.workflow.stateMachine });
+    new SessionSchedules(this, 'Schedules', { stateMachine: this.workflow.stateMachine, schedules: props.schedules ?? [] });
     this.suppressReviewedFindings(runner, validator, this.workflow);
+    this.suppressApiFindings(this.api);
   }
 
   private apiKeySecret(name: string | undefined): ISecret {
@@ -63,5 +72,23 @@ export class ClaudeSessionsStack extends Stack {
       acknowledge(workflow, `IAM5[Resource::<${logicalId}.Arn>:*]`,
         'lambda:InvokeFunction on this one function and its versions (ARN:*), as the LambdaInvoke task grants it.');
     }
+  }
+
+  private suppressApiFindings(http: SessionApi): void {
+    const acknowledge = (scope: Construct, rule: string, reason: string) =>
+      Validations.of(scope).acknowledge({ id: `AwsSolutions::AwsSolutions-${rule}`, reason });
+    acknowledge(http, 'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+      'The AWS-maintained minimum for a function to write its own log group; it grants nothing else.');
+    acknowledge(http, 'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
+      'The account-level role API Gateway needs to write access and execution logs.');
+    acknowledge(http, 'IAM5[Resource::*]', 'X-Ray PutTraceSegments and PutTelemetryRecords support no resource-level permissions.');
+    const tableId = this.getLogicalId(
+      (this.node.findChild('Sessions').node.findChild('Table') as Construct).node.defaultChild as CfnElement,
+    );
+    acknowledge(http, `IAM5[Resource::<${tableId}.Arn>/index/*]`,
+      'Query on the byProject index of this one table (lists a project\'s sessions); grantReadData scopes it to the table\'s indexes.');
+    acknowledge(http, 'APIG2', 'Requests are validated in the handler by the shared zod schema, which names each bad field; a model would duplicate it.');
+    acknowledge(http, 'APIG3', 'Every method is IAM-authorised (SigV4) and the stage is throttled; a WAF web ACL is left to the deployer.');
+    acknowledge(http, 'COG4', 'The API uses AWS_IAM authorisation, not a Cognito user pool: its callers are AWS principals.');
   }
 }

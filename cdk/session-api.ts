@@ -1,0 +1,86 @@
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import {
+  AccessLogFormat,
+  AuthorizationType,
+  LambdaRestApi,
+  LogGroupLogDestination,
+  MethodLoggingLevel,
+  type RestApi,
+} from 'aws-cdk-lib/aws-apigateway';
+import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
+import { Architecture, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
+import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import { join } from 'node:path';
+import { PROJECT_ROOT } from './claude-runner.js';
+
+export interface SessionApiProps {
+  readonly table: ITable;
+  readonly stateMachine: IStateMachine;
+  /** @default 10 requests per second, bursts of 20 */
+  readonly throttle?: { rateLimit: number; burstLimit: number };
+  /** @default RetentionDays.ONE_MONTH */
+  readonly logRetention?: RetentionDays;
+}
+
+/**
+ * The REST API: one IAM-authorised {proxy+} in front of one function that routes
+ * (so 404 and 405 are the same on AWS and under `claude-sessions serve`).
+ */
+export class SessionApi extends Construct {
+  readonly api: RestApi;
+  readonly function: NodejsFunction;
+
+  constructor(scope: Construct, id: string, props: SessionApiProps) {
+    super(scope, id);
+    this.function = new NodejsFunction(this, 'Function', {
+      description: 'claude-sessions HTTP API',
+      entry: join(PROJECT_ROOT, 'functions/api/handler.ts'),
+      depsLockFilePath: join(PROJECT_ROOT, 'package-lock.json'),
+      projectRoot: PROJECT_ROOT,
+      runtime: Runtime.NODEJS_24_X,
+      architecture: Architecture.ARM_64,
+      memorySize: 512,
+      timeout: Duration.seconds(15),
+      tracing: Tracing.ACTIVE,
+      logGroup: new LogGroup(this, 'FunctionLogs', {
+        retention: props.logRetention ?? RetentionDays.ONE_MONTH,
+        removalPolicy: RemovalPolicy.DESTROY,
+      }),
+      bundling: { format: OutputFormat.ESM, minify: true, sourceMap: true, mainFields: ['module', 'main'] },
+      environment: {
+        TABLE_NAME: props.table.tableName,
+        STATE_MACHINE_ARN: props.stateMachine.stateMachineArn,
+        POWERTOOLS_SERVICE_NAME: 'claude-sessions-api',
+        NODE_OPTIONS: '--enable-source-maps',
+      },
+    });
+    // Reads of the table (and its project index), and starting this one state machine: nothing else.
+    props.table.grantReadData(this.function);
+    props.stateMachine.grantStartExecution(this.function);
+
+    const accessLogs = new LogGroup(this, 'AccessLogs', {
+      retention: props.logRetention ?? RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    this.api = new LambdaRestApi(this, 'Api', {
+      handler: this.function,
+      proxy: true,
+      description: 'Start and read claude-sessions (IAM-authorised)',
+      cloudWatchRole: true,
+      defaultMethodOptions: { authorizationType: AuthorizationType.IAM },
+      deployOptions: {
+        stageName: 'v1',
+        throttlingRateLimit: props.throttle?.rateLimit ?? 10,
+        throttlingBurstLimit: props.throttle?.burstLimit ?? 20,
+        tracingEnabled: true,
+        loggingLevel: MethodLoggingLevel.ERROR,
+        dataTraceEnabled: false, // request bodies carry prompts
+        accessLogDestination: new LogGroupLogDestination(accessLogs),
+        accessLogFormat: AccessLogFormat.jsonWithStandardFields(),
+      },
+    });
+  }
+}
