@@ -14,7 +14,6 @@ import {
   QueryLanguage,
   StateMachine,
   StateMachineType,
-  Succeed,
   TaskInput,
 } from 'aws-cdk-lib/aws-stepfunctions';
 import { LambdaInvoke } from 'aws-cdk-lib/aws-stepfunctions-tasks';
@@ -55,7 +54,7 @@ const sessionKey = {
 
 /**
  * The session lifecycle as a Standard state machine in JSONPath (DESIGN.md, request flow):
- * ValidateInput -> CreateSession -> RunClaude -> RecordUsage, and a finally-style Catch on
+ * ValidateInput -> CreateSession -> RunClaude -> ClaudeSucceeded? -> RecordUsage, and a finally-style Catch on
  * every state after CreateSession that closes the session FAILED and keeps the error.
  */
 export class SessionWorkflow extends Construct {
@@ -91,21 +90,24 @@ export class SessionWorkflow extends Construct {
       retryOnServiceExceptions: true,
     });
 
-    const recordUsage = new CustomState(this, 'RecordUsage', {
-      stateJson: {
-        Type: 'Task',
-        Resource: 'arn:aws:states:::dynamodb:updateItem',
-        Parameters: {
-          TableName: tableName,
-          Key: sessionKey,
-          UpdateExpression: CLOSE_UPDATE,
-          ConditionExpression: RUNNING_CONDITION,
-          ExpressionAttributeNames: CLOSE_NAMES,
-          'ExpressionAttributeValues.$': '$.run.values',
-        },
-        ResultPath: null,
+    // Two writes of the same update, so the Choice comes before the write and a completed
+    // session passes five states (RecordUsage ends the execution with the session record).
+    const recordUsageState = (end: boolean) => ({
+      Type: 'Task',
+      Resource: 'arn:aws:states:::dynamodb:updateItem',
+      Parameters: {
+        TableName: tableName,
+        Key: sessionKey,
+        UpdateExpression: CLOSE_UPDATE,
+        ConditionExpression: RUNNING_CONDITION,
+        ExpressionAttributeNames: CLOSE_NAMES,
+        'ExpressionAttributeValues.$': '$.run.values',
       },
+      ResultPath: null,
+      ...(end ? { OutputPath: '$.run.record', End: true } : {}),
     });
+    const recordUsage = new CustomState(this, 'RecordUsage', { stateJson: recordUsageState(true) });
+    const recordFailedRun = new CustomState(this, 'RecordFailedRun', { stateJson: recordUsageState(false) });
 
     const closeFailed = new CustomState(this, 'CloseFailed', {
       stateJson: {
@@ -135,14 +137,15 @@ export class SessionWorkflow extends Construct {
       cause: 'A session with this sessionId exists already; it was left as it was and Claude did not run.',
     });
     const claudeFailed = new Fail(this, 'ClaudeFailed', { errorPath: '$.run.record.error', causePath: '$.run.record.cause' });
-    const done = new Succeed(this, 'Done', { outputPath: '$.run.record' });
 
-    for (const state of [createSession, recordUsage, closeFailed]) {
+    for (const state of [createSession, recordUsage, recordFailedRun, closeFailed]) {
       state.addRetry({ errors: TRANSIENT_DYNAMODB_ERRORS, interval: Duration.seconds(1), backoffRate: 2, maxAttempts: 4, jitterStrategy: JitterType.FULL });
     }
     createSession.addCatch(sessionExists, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: '$.failure' });
     runClaude.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
     recordUsage.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
+    recordFailedRun.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
+    recordFailedRun.next(claudeFailed);
     // A close that finds the session already final (or cannot write) still ends the run failed.
     closeFailed.addCatch(runFailed, { errors: ['States.ALL'], resultPath: '$.closeFailure' });
     closeFailed.next(runFailed);
@@ -150,11 +153,10 @@ export class SessionWorkflow extends Construct {
     const definition = validateInput
       .next(createSession)
       .next(runClaude)
-      .next(recordUsage)
       .next(
         new Choice(this, 'ClaudeSucceeded')
-          .when(Condition.stringEquals('$.run.record.status', 'COMPLETED'), done)
-          .otherwise(claudeFailed),
+          .when(Condition.stringEquals('$.run.record.status', 'COMPLETED'), recordUsage)
+          .otherwise(recordFailedRun),
       );
 
     const logGroup = new LogGroup(this, 'Logs', {

@@ -44,7 +44,7 @@ describe('npx claude-sessions', () => {
     const run = await cli(['run', 'Summarise the README', '--project', 'demo', '--json']);
     expect(run.code).toBe(0);
     expect(run.stderr.split('\n')[0]).toMatch(/^No ANTHROPIC_API_KEY set: .*local stand-in/);
-    expect(run.stderr).toMatch(/→ CreateSession[\s\S]*→ RunClaude[\s\S]*→ RecordUsage/);
+    expect(run.stderr).toMatch(/→ CreateSession[\s\S]*→ RunClaude[\s\S]*→ ClaudeSucceeded[\s\S]*→ RecordUsage/);
     const session = JSON.parse(run.stdout);
     expect(Object.keys(session).sort()).toEqual([
       'cause', 'claudeSessionId', 'durationMs', 'endedAt', 'error', 'milestoneId', 'mode', 'numTurns', 'projectId',

@@ -27,15 +27,15 @@ describe('the rendered session workflow', () => {
   });
 
   it('catches States.ALL into CloseFailed on every Task state after CreateSession', () => {
-    for (const name of ['RunClaude', 'RecordUsage']) {
+    for (const name of ['RunClaude', 'RecordUsage', 'RecordFailedRun']) {
       expect(states[name]!.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'CloseFailed' }]);
     }
     const tasks = Object.entries(states).filter(([, s]) => s.Type === 'Task').map(([n]) => n);
-    expect(tasks.sort()).toEqual(['CloseFailed', 'CreateSession', 'RecordUsage', 'RunClaude', 'ValidateInput']);
+    expect(tasks.sort()).toEqual(['CloseFailed', 'CreateSession', 'RecordFailedRun', 'RecordUsage', 'RunClaude', 'ValidateInput']);
   });
 
   it('closes only a RUNNING session, on both close paths', () => {
-    for (const name of ['RecordUsage', 'CloseFailed']) {
+    for (const name of ['RecordUsage', 'RecordFailedRun', 'CloseFailed']) {
       expect(states[name]).toMatchObject({
         Resource: 'arn:aws:states:::dynamodb:updateItem',
         Parameters: { ConditionExpression: '#status = :running', ExpressionAttributeNames: { '#status': 'status' } },
@@ -61,14 +61,16 @@ describe('the rendered session workflow', () => {
     expect(states.RunFailed).toEqual({ Type: 'Fail', ErrorPath: '$.failure.Error', CausePath: '$.failure.Cause' });
   });
 
-  it('ends a Claude-level failure failed, after its usage is recorded', () => {
-    expect(states.RecordUsage!.Next).toBe('ClaudeSucceeded');
+  it('records usage on both outcomes, and ends a Claude-level failure failed after its usage is recorded', () => {
+    expect(states.RunClaude!.Next).toBe('ClaudeSucceeded');
     expect(states.ClaudeSucceeded).toMatchObject({
       Type: 'Choice',
-      Choices: [{ Variable: '$.run.record.status', StringEquals: 'COMPLETED', Next: 'Done' }],
-      Default: 'ClaudeFailed',
+      Choices: [{ Variable: '$.run.record.status', StringEquals: 'COMPLETED', Next: 'RecordUsage' }],
+      Default: 'RecordFailedRun',
     });
-    expect(states.Done).toMatchObject({ Type: 'Succeed', OutputPath: '$.run.record' });
+    expect(states.RecordUsage).toMatchObject({ End: true, OutputPath: '$.run.record' });
+    expect(states.RecordFailedRun!.Next).toBe('ClaudeFailed');
+    expect(states.RecordFailedRun!.Parameters).toEqual(states.RecordUsage!.Parameters);
   });
 
   it('is a Standard, JSONPath state machine that logs events but never execution data (prompts)', () => {
