@@ -68,6 +68,11 @@ export class AnthropicStandIn {
     return this.requests.filter((r) => r.path === '/v1/messages');
   }
 
+  /** Streams still open (a stalled reply stays open until its client goes away). */
+  get openStreams(): number {
+    return this.open.size;
+  }
+
   get url(): string {
     const address = this.server?.address() as AddressInfo | undefined;
     if (!address) throw new Error('the Anthropic stand-in is not started');

@@ -11,6 +11,7 @@ import { executionArnFor, type SessionStarter, type StartedSession } from '../ap
 import type { SessionRecord } from '../sessions/session-item.js';
 import { SessionRepository } from '../sessions/session-repository.js';
 import { prepareSession, type ValidateInputEvent } from '../sessions/workflow-steps.js';
+import { reapExecution } from '../sessions/session-reaper.js';
 import { AnthropicStandIn } from './anthropic-stand-in.js';
 import { LocalDynamoDb } from './local-dynamodb.js';
 import { loadWorkflowDefinition, type WorkflowDefinition } from './workflow-definition.js';
@@ -127,7 +128,13 @@ export class LocalRuntime implements SessionStarter {
         (err: unknown): ExecutionOutcome => toExecutionOutcome(err),
       )
       .then(async (result) => {
-        await this.reap(executionName, result);
+        // What EventBridge delivers to the reaper on AWS, delivered here in-process.
+        if (result.status !== 'SUCCEEDED') {
+          await reapExecution(this.repository, {
+            executionArn, name: executionName, status: result.status, input: JSON.stringify(input ?? null),
+            error: result.error ?? null, cause: result.cause ?? null,
+          }).catch(() => undefined);
+        }
         return result;
       });
     const abort = () => {
@@ -167,19 +174,6 @@ export class LocalRuntime implements SessionStarter {
     await Promise.allSettled([...this.executions.values()].map((e) => e.outcome));
     await this.standIn?.close();
     await this.dynamodb.close();
-  }
-
-  /**
-   * What the reaper does on AWS (an EventBridge rule on ABORTED / TIMED_OUT executions):
-   * close a session the workflow could not close itself. Conditional, so it never
-   * overrides a session that was closed normally.
-   */
-  private async reap(executionName: string, outcome: ExecutionOutcome): Promise<void> {
-    if (outcome.status !== 'ABORTED' && outcome.status !== 'TIMED_OUT') return;
-    const cause = outcome.status === 'ABORTED' ? 'the execution was aborted' : 'the execution ran past its time limit';
-    await this.repository
-      .closeWithError(executionName, outcome.status, `Execution${outcome.status === 'ABORTED' ? 'Aborted' : 'TimedOut'}`, cause)
-      .catch(() => false); // no session yet (aborted before CreateSession) is fine
   }
 
   private taskHandlers(signal: AbortSignal): Record<string, (input: any) => Promise<unknown>> {

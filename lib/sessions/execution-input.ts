@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { v4 as uuidv4, validate as isUuid } from 'uuid';
+import { v5 as uuidv5, validate as isUuid } from 'uuid';
 import { z } from 'zod';
 
 export const MAX_PROMPT_CHARS = 100_000;
@@ -103,12 +103,9 @@ export function prepareSessionStart(
   context: { executionArn: string; executionName?: string; now?: Date },
 ): SessionStart {
   const input = validateStartInput(raw);
-  // Without a sessionId the execution's own name is used when it is a UUID (Scheduler's and
-  // the console's generated names are), so the execution can be found by the session id.
-  const fromName = context.executionName && isUuid(context.executionName) ? context.executionName : undefined;
   return {
     ...input,
-    sessionId: input.sessionId ?? fromName ?? uuidv4(),
+    sessionId: sessionIdForExecution({ inputSessionId: input.sessionId, ...context }),
     promptSha256: createHash('sha256').update(input.prompt).digest('hex'),
     promptChars: input.prompt.length,
     startedAt: (context.now ?? new Date()).toISOString(),
@@ -117,6 +114,20 @@ export function prepareSessionStart(
 }
 
 export const SessionIdParam = uuidField;
+
+// Fixed namespace for session ids derived from execution ARNs (uuid v5 of the ARN).
+const EXECUTION_NAMESPACE = '5f0e5c4a-8d1b-4a57-9a53-0b9c6a0d2f7e';
+
+/**
+ * The session id of an execution, computable both by the workflow and by the reaper from
+ * an execution event: the input's sessionId, else the execution name when it is a UUID
+ * (API, CLI, Scheduler and the console's generated names), else one derived from the ARN.
+ */
+export function sessionIdForExecution(execution: { inputSessionId?: unknown; executionName?: string; executionArn: string }): string {
+  if (typeof execution.inputSessionId === 'string' && isUuid(execution.inputSessionId)) return execution.inputSessionId;
+  if (execution.executionName && isUuid(execution.executionName)) return execution.executionName;
+  return uuidv5(execution.executionArn, EXECUTION_NAMESPACE);
+}
 
 /** What a trigger checks before it starts an execution: the schema, and what is deployed. */
 export function validateStartInput(raw: unknown): ExecutionInput {

@@ -1,0 +1,97 @@
+import { App } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { v4 as uuidv4 } from 'uuid';
+import { ClaudeSessionsStack } from '../cdk/claude-sessions-stack.js';
+import { prepareSessionStart, sessionIdForExecution } from '../lib/sessions/execution-input.js';
+import { reapExecution } from '../lib/sessions/session-reaper.js';
+import type { RunOutcome } from '../lib/sessions/session-item.js';
+import { startTestRuntime, type TestRuntime } from './support.js';
+
+let env: TestRuntime;
+beforeAll(async () => {
+  env = await startTestRuntime();
+});
+afterAll(async () => {
+  await env.close();
+});
+beforeEach(() => env.anthropic.reset());
+
+async function waitFor<T>(probe: () => Promise<T | undefined>): Promise<T> {
+  for (let i = 0; i < 200; i++) {
+    const value = await probe();
+    if (value) return value;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('condition not reached');
+}
+
+const completed: RunOutcome = {
+  status: 'COMPLETED', endedAt: new Date().toISOString(), claudeSessionId: null,
+  usage: { inputTokens: 9, outputTokens: 9, cacheReadInputTokens: 0, cacheCreationInputTokens: 0 },
+  numTurns: 1, totalCostUsd: 0.01, durationMs: 5, modelUsage: {}, stopReason: 'end_turn', result: 'ok', error: null, cause: null,
+};
+
+describe('the reaper: no session outlives its execution', () => {
+  it('closes the session ABORTED when a running execution is aborted, and stops the CLI', async () => {
+    env.anthropic.respondByDefault({ kind: 'stall', usage: { input_tokens: 5, output_tokens: 1 } });
+    const sessionId = uuidv4();
+    const execution = env.runtime.startExecution({ prompt: 'long job', projectId: 'reap-abort', sessionId }, sessionId);
+    await waitFor(async () => env.anthropic.messageRequests.length > 0 || undefined);
+    execution.abort();
+    expect((await execution.outcome).status).toBe('ABORTED');
+    expect(await env.runtime.repository.get(sessionId)).toMatchObject({ status: 'ABORTED', error: 'ExecutionAborted' });
+    expect(await env.runtime.repository.listRunning('reap-abort')).toEqual([]);
+    // The CLI was killed: its stalled stream to the API is closed from its side.
+    await waitFor(async () => env.anthropic.openStreams === 0 || undefined);
+  });
+
+  it('finds the session of a console execution with a name that is not a UUID', async () => {
+    env.anthropic.respondByDefault({ kind: 'stall' });
+    const execution = env.runtime.startExecution({ prompt: 'by hand', projectId: 'reap-console' }, 'my-manual-run');
+    const sessionId = sessionIdForExecution({ executionName: 'my-manual-run', executionArn: execution.executionArn });
+    await waitFor(async () => (await env.runtime.repository.get(sessionId))?.status === 'RUNNING' || undefined);
+    execution.abort();
+    await execution.outcome;
+    expect(await env.runtime.repository.get(sessionId)).toMatchObject({ status: 'ABORTED' });
+  });
+
+  it('after a normal close changes nothing, and a close after the reaper changes nothing either', async () => {
+    const { repository } = env.runtime;
+    const a = prepareSessionStart({ prompt: 'p', projectId: 'reap-race', sessionId: uuidv4() }, { executionArn: 'arn:a' });
+    await repository.create(a);
+    await repository.close(a.sessionId, completed);
+    const late = await reapExecution(repository, { executionArn: 'arn:a', name: a.sessionId, status: 'FAILED', error: 'X', cause: 'late' });
+    expect(late).toEqual({ sessionId: a.sessionId, closed: false });
+    expect(await repository.get(a.sessionId)).toMatchObject({ status: 'COMPLETED', usage: { inputTokens: 9 }, error: null });
+
+    const b = prepareSessionStart({ prompt: 'p', projectId: 'reap-race', sessionId: uuidv4() }, { executionArn: 'arn:b' });
+    await repository.create(b);
+    expect(await reapExecution(repository, { executionArn: 'arn:b', name: b.sessionId, status: 'TIMED_OUT' })).toEqual({ sessionId: b.sessionId, closed: true });
+    expect(await repository.close(b.sessionId, completed)).toBe(false);
+    expect(await repository.get(b.sessionId)).toMatchObject({ status: 'TIMED_OUT', error: 'ExecutionTimedOut', usage: { inputTokens: 0 } });
+  });
+});
+
+describe('the reaper on AWS', () => {
+  const template = Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Test'));
+
+  it('is invoked for this state machine when an execution is aborted, times out or fails', () => {
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.states'],
+        'detail-type': ['Step Functions Execution Status Change'],
+        detail: { status: ['ABORTED', 'TIMED_OUT', 'FAILED'], stateMachineArn: [{ Ref: Match.stringLikeRegexp('^WorkflowStateMachine') }] },
+      },
+      Targets: [Match.objectLike({ DeadLetterConfig: Match.anyValue(), RetryPolicy: Match.anyValue() })],
+    });
+  });
+
+  it('may only update items of the table', () => {
+    const policies = Object.values(template.findResources('AWS::IAM::Policy', {
+      Properties: { Roles: [{ Ref: Match.stringLikeRegexp('^ReaperFunctionServiceRole') }] },
+    }));
+    const dynamo = policies.flatMap((p: any) => p.Properties.PolicyDocument.Statement).filter((s: any) => JSON.stringify(s.Action).includes('dynamodb'));
+    expect(dynamo).toEqual([expect.objectContaining({ Action: 'dynamodb:UpdateItem', Resource: { 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] } })]);
+  });
+});
