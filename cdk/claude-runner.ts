@@ -4,10 +4,8 @@ import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { IgnoreMode } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
-import { fileURLToPath } from 'node:url';
 import { DEFAULT_IDLE_TIMEOUT_MS } from '../lib/claude/run-session-task.js';
-
-export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
+import { PROJECT_ROOT, acknowledgeFunctionBasics } from './service-function.js';
 
 export interface ClaudeRunnerProps {
   /** Holds the Anthropic API key: a plain string, or JSON with ANTHROPIC_API_KEY. */
@@ -56,6 +54,7 @@ export class ClaudeRunner extends Construct {
       },
     });
     props.apiKeySecret.grantRead(fn);
+    acknowledgeFunctionBasics(this);
     this.function = fn;
   }
 }

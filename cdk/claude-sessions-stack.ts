@@ -35,18 +35,11 @@ export class ClaudeSessionsStack extends Stack {
       runner: runner.function,
     });
     this.api = new SessionApi(this, 'Http', { table: sessions.table, stateMachine: this.workflow.stateMachine });
-    const reaper = new SessionReaper(this, 'Reaper', { table: sessions.table, stateMachine: this.workflow.stateMachine });
+    new SessionReaper(this, 'Reaper', { table: sessions.table, stateMachine: this.workflow.stateMachine });
     new SessionSchedules(this, 'Schedules', { stateMachine: this.workflow.stateMachine, schedules: props.schedules ?? [] });
     this.suppressReviewedFindings(runner, validator, this.workflow);
     this.suppressApiFindings(this.api);
-    Validations.of(reaper).acknowledge({
-      id: 'AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
-      reason: 'The AWS-maintained minimum for a function to write its own log group; it grants nothing else.',
-    });
-    Validations.of(reaper).acknowledge({
-      id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
-      reason: 'X-Ray PutTraceSegments and PutTelemetryRecords support no resource-level permissions.',
-    });
+
   }
 
   private apiKeySecret(name: string | undefined): ISecret {
@@ -70,11 +63,6 @@ export class ClaudeSessionsStack extends Stack {
   private suppressReviewedFindings(runner: ClaudeRunner, validator: InputValidator, workflow: SessionWorkflow): void {
     const acknowledge = (scope: Construct, rule: string, reason: string) =>
       Validations.of(scope).acknowledge({ id: `AwsSolutions::AwsSolutions-${rule}`, reason });
-    for (const fn of [runner, validator]) {
-      acknowledge(fn, 'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
-        'The AWS-maintained minimum for a function to write its own log group; it grants nothing else.');
-      acknowledge(fn, 'IAM5[Resource::*]', 'X-Ray PutTraceSegments and PutTelemetryRecords support no resource-level permissions.');
-    }
     acknowledge(workflow, 'IAM5[Resource::*]',
       'X-Ray and CloudWatch Logs delivery APIs (logs:CreateLogDelivery and friends) support no resource-level permissions.');
     for (const fn of [runner, validator]) {
@@ -87,11 +75,8 @@ export class ClaudeSessionsStack extends Stack {
   private suppressApiFindings(http: SessionApi): void {
     const acknowledge = (scope: Construct, rule: string, reason: string) =>
       Validations.of(scope).acknowledge({ id: `AwsSolutions::AwsSolutions-${rule}`, reason });
-    acknowledge(http, 'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
-      'The AWS-maintained minimum for a function to write its own log group; it grants nothing else.');
     acknowledge(http, 'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
       'The account-level role API Gateway needs to write access and execution logs.');
-    acknowledge(http, 'IAM5[Resource::*]', 'X-Ray PutTraceSegments and PutTelemetryRecords support no resource-level permissions.');
     const tableId = this.getLogicalId(
       (this.node.findChild('Sessions').node.findChild('Table') as Construct).node.defaultChild as CfnElement,
     );

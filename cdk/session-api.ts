@@ -8,13 +8,11 @@ import {
   type RestApi,
 } from 'aws-cdk-lib/aws-apigateway';
 import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
-import { Architecture, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
-import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { join } from 'node:path';
-import { PROJECT_ROOT } from './claude-runner.js';
+import { ServiceFunction } from './service-function.js';
 
 export interface SessionApiProps {
   readonly table: ITable;
@@ -35,28 +33,15 @@ export class SessionApi extends Construct {
 
   constructor(scope: Construct, id: string, props: SessionApiProps) {
     super(scope, id);
-    this.function = new NodejsFunction(this, 'Function', {
+    this.function = new ServiceFunction(this, 'Service', {
+      entry: 'functions/api/handler.ts',
       description: 'claude-sessions HTTP API',
-      entry: join(PROJECT_ROOT, 'functions/api/handler.ts'),
-      depsLockFilePath: join(PROJECT_ROOT, 'package-lock.json'),
-      projectRoot: PROJECT_ROOT,
-      runtime: Runtime.NODEJS_24_X,
-      architecture: Architecture.ARM_64,
+      serviceName: 'claude-sessions-api',
       memorySize: 512,
       timeout: Duration.seconds(15),
-      tracing: Tracing.ACTIVE,
-      logGroup: new LogGroup(this, 'FunctionLogs', {
-        retention: props.logRetention ?? RetentionDays.ONE_MONTH,
-        removalPolicy: RemovalPolicy.DESTROY,
-      }),
-      bundling: { format: OutputFormat.ESM, minify: true, sourceMap: true, mainFields: ['module', 'main'] },
-      environment: {
-        TABLE_NAME: props.table.tableName,
-        STATE_MACHINE_ARN: props.stateMachine.stateMachineArn,
-        POWERTOOLS_SERVICE_NAME: 'claude-sessions-api',
-        NODE_OPTIONS: '--enable-source-maps',
-      },
-    });
+      logRetention: props.logRetention,
+      environment: { TABLE_NAME: props.table.tableName, STATE_MACHINE_ARN: props.stateMachine.stateMachineArn },
+    }).function;
     // Reads of the table (and its project index), and starting this one state machine: nothing else.
     props.table.grantReadData(this.function);
     props.stateMachine.grantStartExecution(this.function);

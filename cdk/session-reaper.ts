@@ -1,17 +1,15 @@
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration } from 'aws-cdk-lib';
 import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
 import { Rule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
 import { Grant } from 'aws-cdk-lib/aws-iam';
-import { Architecture, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
-import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
-import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
+import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Validations } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
-import { join } from 'node:path';
-import { PROJECT_ROOT } from './claude-runner.js';
+import { ServiceFunction } from './service-function.js';
 
 export interface SessionReaperProps {
   readonly table: ITable;
@@ -30,23 +28,14 @@ export class SessionReaper extends Construct {
 
   constructor(scope: Construct, id: string, props: SessionReaperProps) {
     super(scope, id);
-    this.function = new NodejsFunction(this, 'Function', {
+    this.function = new ServiceFunction(this, 'Service', {
+      entry: 'functions/reaper/handler.ts',
       description: 'Closes the session of an aborted, timed-out or failed execution',
-      entry: join(PROJECT_ROOT, 'functions/reaper/handler.ts'),
-      depsLockFilePath: join(PROJECT_ROOT, 'package-lock.json'),
-      projectRoot: PROJECT_ROOT,
-      runtime: Runtime.NODEJS_24_X,
-      architecture: Architecture.ARM_64,
-      memorySize: 256,
+      serviceName: 'claude-sessions-reaper',
       timeout: Duration.seconds(30),
-      tracing: Tracing.ACTIVE,
-      logGroup: new LogGroup(this, 'Logs', {
-        retention: props.logRetention ?? RetentionDays.ONE_MONTH,
-        removalPolicy: RemovalPolicy.DESTROY,
-      }),
-      bundling: { format: OutputFormat.ESM, minify: true, sourceMap: true, mainFields: ['module', 'main'] },
-      environment: { TABLE_NAME: props.table.tableName, POWERTOOLS_SERVICE_NAME: 'claude-sessions-reaper' },
-    });
+      logRetention: props.logRetention,
+      environment: { TABLE_NAME: props.table.tableName },
+    }).function;
     // A conditional close of an item: UpdateItem on the table, nothing more.
     Grant.addToPrincipal({ grantee: this.function, actions: ['dynamodb:UpdateItem'], resourceArns: [props.table.tableArn] });
 

@@ -27,7 +27,7 @@ describe('the REST API', () => {
 
   it('lets the API function start only this state machine, and only read the table', () => {
     const policies = Object.values(template.findResources('AWS::IAM::Policy', {
-      Properties: { Roles: [{ Ref: Match.stringLikeRegexp('^HttpFunctionServiceRole') }] },
+      Properties: { Roles: [{ Ref: Match.stringLikeRegexp('^Http.*FunctionServiceRole') }] },
     }));
     const statements = policies.flatMap((p: any) => p.Properties.PolicyDocument.Statement);
     const start = statements.filter((s: any) => [s.Action].flat().includes('states:StartExecution'));

@@ -80,7 +80,7 @@ function home(io: CliIo): string {
   return io.env.CLAUDE_SESSIONS_HOME || join(io.cwd, '.claude-sessions');
 }
 
-function numberFlag(name: string, value: string | undefined): number | string | undefined {
+function numberFlag(value: string | undefined): number | string | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
   // Left as text when not a number, so the schema names the field in its error.
@@ -113,9 +113,9 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
       mode: values.mode ?? (values.milestone ? 'milestone' : undefined),
       milestoneId: values.milestone,
       runtime: values.runtime,
-      maxTurns: numberFlag('max-turns', values['max-turns']),
-      maxBudgetUsd: numberFlag('max-budget-usd', values['max-budget-usd']),
-      timeoutSeconds: numberFlag('timeout-seconds', values['timeout-seconds']),
+      maxTurns: numberFlag(values['max-turns']),
+      maxBudgetUsd: numberFlag(values['max-budget-usd']),
+      timeoutSeconds: numberFlag(values['timeout-seconds']),
       trigger: 'cli',
     }).filter(([, v]) => v !== undefined),
   );
