@@ -1,4 +1,5 @@
 import { Duration, RemovalPolicy, Size } from 'aws-cdk-lib';
+import { DockerImageAsset, Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import { DockerImageCode, DockerImageFunction, Tracing, type IFunction } from 'aws-cdk-lib/aws-lambda';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
@@ -26,21 +27,26 @@ export interface ClaudeRunnerProps {
  */
 export class ClaudeRunner extends Construct {
   readonly function: IFunction;
+  readonly image: DockerImageAsset;
 
   constructor(scope: Construct, id: string, props: ClaudeRunnerProps) {
     super(scope, id);
+    // One image, two entry points: this Lambda, and the Fargate task (cdk/fargate-runner.ts).
+    this.image = new DockerImageAsset(this, 'Image', {
+      directory: PROJECT_ROOT,
+      file: 'functions/runner/Dockerfile',
+      platform: Platform.LINUX_AMD64,
+      // Only what the image build reads: keeps the staged asset small and its hash stable.
+      ignoreMode: IgnoreMode.DOCKER,
+      exclude: ['*', '!package.json', '!package-lock.json', '!tsconfig.json', '!lib/**', '!functions/**'],
+    });
     const logGroup = new LogGroup(this, 'Logs', {
       retention: props.logRetention ?? RetentionDays.ONE_MONTH,
       removalPolicy: RemovalPolicy.DESTROY,
     });
     const fn = new DockerImageFunction(this, 'Function', {
       description: 'Runs the Claude Code CLI headless for one session',
-      code: DockerImageCode.fromImageAsset(PROJECT_ROOT, {
-        file: 'functions/runner/Dockerfile',
-        // Only what the image build reads: keeps the staged asset small and its hash stable.
-        ignoreMode: IgnoreMode.DOCKER,
-        exclude: ['*', '!package.json', '!package-lock.json', '!tsconfig.json', '!lib/**', '!functions/**'],
-      }),
+      code: DockerImageCode.fromEcr(this.image.repository, { tagOrDigest: this.image.imageTag }),
       memorySize: props.memorySize ?? 3008,
       ephemeralStorageSize: Size.gibibytes(2),
       timeout: Duration.minutes(15),

@@ -8,11 +8,15 @@ import { SessionWorkflow } from './session-workflow.js';
 import { SessionApi } from './session-api.js';
 import { SessionSchedules } from './session-schedules.js';
 import { SessionReaper } from './session-reaper.js';
+import { FargateRunner, taskFamilyRevisionsFinding } from './fargate-runner.js';
+import type { IVpc } from 'aws-cdk-lib/aws-ec2';
 import type { ScheduleEntry } from '../lib/sessions/schedule-entry.js';
 
 export interface ClaudeSessionsStackProps extends StackProps {
   /** Name of an existing Secrets Manager secret holding the Anthropic API key. @default a new secret to fill in */
   readonly apiKeySecretName?: string;
+  /** A VPC with private subnets (and egress) for Fargate tasks. @default a public-subnet VPC, no NAT */
+  readonly vpc?: IVpc;
   /** Scheduled sessions (cdk.json context `schedules`). @default none */
   readonly schedules?: readonly ScheduleEntry[];
 }
@@ -29,15 +33,23 @@ export class ClaudeSessionsStack extends Stack {
     const sessions = new SessionTable(this, 'Sessions');
     const validator = (this.validator = new InputValidator(this, 'InputValidator'));
     const runner = (this.runner = new ClaudeRunner(this, 'Runner', { apiKeySecret }));
+    const fargate = new FargateRunner(this, 'Fargate', { image: runner.image, apiKeySecret, vpc: props.vpc });
     this.workflow = new SessionWorkflow(this, 'Workflow', {
       table: sessions.table,
       validator: validator.function,
       runner: runner.function,
+      fargate,
     });
+    // The task answers its token; it may do nothing else with the state machine.
+    this.workflow.stateMachine.grantTaskResponse(fargate.taskDefinition.taskRole);
     this.api = new SessionApi(this, 'Http', { table: sessions.table, stateMachine: this.workflow.stateMachine });
     new SessionReaper(this, 'Reaper', { table: sessions.table, stateMachine: this.workflow.stateMachine });
     new SessionSchedules(this, 'Schedules', { stateMachine: this.workflow.stateMachine, schedules: props.schedules ?? [] });
     this.suppressReviewedFindings(runner, validator, this.workflow);
+    Validations.of(this.workflow).acknowledge({
+      id: `AwsSolutions::AwsSolutions-${taskFamilyRevisionsFinding(this.getLogicalId(fargate.taskDefinition.node.defaultChild as CfnElement))}`,
+      reason: 'ecs:RunTask on the revisions of this one task definition family, as the EcsRunTask state grants it.',
+    });
     this.suppressApiFindings(this.api);
 
   }

@@ -9,14 +9,20 @@ import {
   CustomState,
   DefinitionBody,
   Fail,
+  IntegrationPattern,
   JitterType,
+  JsonPath,
   LogLevel,
   QueryLanguage,
   StateMachine,
   StateMachineType,
   TaskInput,
+  Timeout,
 } from 'aws-cdk-lib/aws-stepfunctions';
-import { LambdaInvoke } from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { EcsFargateLaunchTarget, EcsRunTask, LambdaInvoke } from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { SubnetType } from 'aws-cdk-lib/aws-ec2';
+import { FargatePlatformVersion } from 'aws-cdk-lib/aws-ecs';
+import type { FargateRunner } from './fargate-runner.js';
 import { Construct } from 'constructs';
 import {
   CLOSE_FAILED_NAMES,
@@ -32,6 +38,10 @@ export interface SessionWorkflowProps {
   readonly table: ITable;
   readonly validator: IFunction;
   readonly runner: IFunction;
+  /** The Fargate runtime for long sessions (`runtime: "fargate"`). */
+  readonly fargate: FargateRunner;
+  /** @default Duration.minutes(2): a task that stops beating for this long has failed */
+  readonly heartbeat?: Duration;
   /** @default Duration.hours(9): above the longest session a runtime allows */
   readonly timeout?: Duration;
   /** @default RetentionDays.ONE_MONTH */
@@ -92,6 +102,28 @@ export class SessionWorkflow extends Construct {
 
     // Two writes of the same update, so the Choice comes before the write and a completed
     // session passes five states (RecordUsage ends the execution with the session record).
+    const runOnFargate = new EcsRunTask(this, 'RunClaudeOnFargate', {
+      integrationPattern: IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+      cluster: props.fargate.cluster,
+      taskDefinition: props.fargate.taskDefinition,
+      launchTarget: new EcsFargateLaunchTarget({ platformVersion: FargatePlatformVersion.LATEST }),
+      subnets: { subnetType: props.fargate.subnetType },
+      assignPublicIp: props.fargate.subnetType === SubnetType.PUBLIC,
+      containerOverrides: [
+        {
+          containerDefinition: props.fargate.container,
+          environment: [
+            { name: 'SESSION_INPUT_JSON', value: JsonPath.jsonToString(JsonPath.objectAt('$.session')) },
+            { name: 'TASK_TOKEN', value: JsonPath.taskToken },
+          ],
+        },
+      ],
+      heartbeatTimeout: Timeout.duration(props.heartbeat ?? Duration.minutes(2)),
+      // The runner stops Claude at timeoutSeconds; the platform gives it a margin to report.
+      taskTimeout: Timeout.at('$.session.platformTimeoutSeconds'),
+      resultPath: '$.run',
+    });
+
     const recordUsageState = (end: boolean) => ({
       Type: 'Task',
       Resource: 'arn:aws:states:::dynamodb:updateItem',
@@ -143,6 +175,7 @@ export class SessionWorkflow extends Construct {
     }
     createSession.addCatch(sessionExists, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: '$.failure' });
     runClaude.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
+    runOnFargate.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
     recordUsage.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
     recordFailedRun.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
     recordFailedRun.next(claudeFailed);
@@ -150,14 +183,16 @@ export class SessionWorkflow extends Construct {
     closeFailed.addCatch(runFailed, { errors: ['States.ALL'], resultPath: '$.closeFailure' });
     closeFailed.next(runFailed);
 
-    const definition = validateInput
-      .next(createSession)
-      .next(runClaude)
-      .next(
-        new Choice(this, 'ClaudeSucceeded')
-          .when(Condition.stringEquals('$.run.record.status', 'COMPLETED'), recordUsage)
-          .otherwise(recordFailedRun),
-      );
+    const claudeSucceeded = new Choice(this, 'ClaudeSucceeded')
+      .when(Condition.stringEquals('$.run.record.status', 'COMPLETED'), recordUsage)
+      .otherwise(recordFailedRun);
+    runClaude.next(claudeSucceeded);
+    runOnFargate.next(claudeSucceeded);
+    const definition = validateInput.next(createSession).next(
+      new Choice(this, 'ChooseRuntime')
+        .when(Condition.stringEquals('$.session.runtime', 'fargate'), runOnFargate)
+        .otherwise(runClaude),
+    );
 
     const logGroup = new LogGroup(this, 'Logs', {
       retention: props.logRetention ?? RetentionDays.ONE_MONTH,

@@ -21,17 +21,17 @@ describe('the rendered session workflow', () => {
       Resource: 'arn:aws:states:::dynamodb:putItem',
       Parameters: { ConditionExpression: 'attribute_not_exists(pk)', 'Item.$': '$.item' },
       Catch: [{ ErrorEquals: ['DynamoDB.ConditionalCheckFailedException'], Next: 'SessionAlreadyExists' }],
-      Next: 'RunClaude',
+      Next: 'ChooseRuntime',
     });
     expect(states.CreateSession!.Catch).toHaveLength(1); // no finally-branch: the session is not ours to close
   });
 
   it('catches States.ALL into CloseFailed on every Task state after CreateSession', () => {
-    for (const name of ['RunClaude', 'RecordUsage', 'RecordFailedRun']) {
+    for (const name of ['RunClaude', 'RunClaudeOnFargate', 'RecordUsage', 'RecordFailedRun']) {
       expect(states[name]!.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'CloseFailed' }]);
     }
     const tasks = Object.entries(states).filter(([, s]) => s.Type === 'Task').map(([n]) => n);
-    expect(tasks.sort()).toEqual(['CloseFailed', 'CreateSession', 'RecordFailedRun', 'RecordUsage', 'RunClaude', 'ValidateInput']);
+    expect(tasks.sort()).toEqual(['CloseFailed', 'CreateSession', 'RecordFailedRun', 'RecordUsage', 'RunClaude', 'RunClaudeOnFargate', 'ValidateInput']);
   });
 
   it('closes only a RUNNING session, on both close paths', () => {

@@ -2,7 +2,7 @@ import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
-import { LocalRuntime } from '../lib/local/local-runtime.js';
+import { LocalRuntime, type LocalRuntimeOptions } from '../lib/local/local-runtime.js';
 import type { RunnerConfig } from '../lib/claude/run-session-task.js';
 
 export interface TestRuntime {
@@ -12,11 +12,15 @@ export interface TestRuntime {
 }
 
 /** The real runtime on in-memory dynalite, the real CLI talking to a stand-in the test steers. */
-export async function startTestRuntime(runner: Omit<RunnerConfig, 'endpoint'> = {}): Promise<TestRuntime> {
+export async function startTestRuntime(
+  runner: Omit<RunnerConfig, 'endpoint'> = {},
+  options: Pick<LocalRuntimeOptions, 'fargateHeartbeatSeconds'> = {},
+): Promise<TestRuntime> {
   const anthropic = await new AnthropicStandIn().start();
   const runtime = await LocalRuntime.start({
     standIn: anthropic,
     runner: { idleTimeoutMs: 30_000, maxRetries: 0, ...runner },
+    ...options,
   });
   return {
     runtime,

@@ -1,6 +1,6 @@
 import { marshall, type NativeAttributeValue } from '@aws-sdk/util-dynamodb';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
-import { DEFAULT_LAMBDA_TIMEOUT_SECONDS, type SessionStart } from '../sessions/execution-input.js';
+import type { SessionStart } from '../sessions/execution-input.js';
 import {
   RESULT_MAX_CHARS,
   closeValues,
@@ -43,7 +43,7 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
  */
 export async function runSessionTask(start: SessionStart, config: RunnerConfig): Promise<TaskResult> {
   const now = config.now ?? (() => new Date());
-  let timeoutMs = (start.timeoutSeconds ?? DEFAULT_LAMBDA_TIMEOUT_SECONDS) * 1000;
+  let timeoutMs = start.timeoutSeconds * 1000;
   if (config.remainingMs) timeoutMs = Math.max(1_000, Math.min(timeoutMs, config.remainingMs() - REPORT_MARGIN_MS));
 
   const run = await runClaude({

@@ -1,6 +1,8 @@
 import './polyfill.js';
 import { PutItemCommand, UpdateItemCommand, type PutItemCommandInput, type UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
 import { StateMachine } from 'aws-local-stepfunctions';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { v4 as uuidv4 } from 'uuid';
@@ -14,7 +16,12 @@ import { prepareSession, type ValidateInputEvent } from '../sessions/workflow-st
 import { reapExecution } from '../sessions/session-reaper.js';
 import { AnthropicStandIn } from './anthropic-stand-in.js';
 import { LocalDynamoDb } from './local-dynamodb.js';
-import { loadWorkflowDefinition, type WorkflowDefinition } from './workflow-definition.js';
+import { LocalTaskCallbacks } from './local-task-callbacks.js';
+import { PROJECT_ROOT, loadWorkflowDefinition, type WorkflowDefinition } from './workflow-definition.js';
+
+interface EcsRunTaskParameters {
+  Overrides?: { ContainerOverrides?: { Environment?: { Name: string; Value: string }[] }[] };
+}
 
 export interface LocalRuntimeOptions {
   /** State directory (DynamoDB on disk, cached definition); omit for in-memory state. */
@@ -28,6 +35,8 @@ export interface LocalRuntimeOptions {
   runner?: Omit<RunnerConfig, 'endpoint'>;
   /** Directory for the cached definition when home is not set. */
   cacheDir?: string;
+  /** Overrides the Fargate state's HeartbeatSeconds (tests: seconds, not minutes). */
+  fargateHeartbeatSeconds?: number;
 }
 
 /** One entry of the execution's event log (StateEntered, StateFailed, …). */
@@ -65,15 +74,20 @@ export class LocalRuntime implements SessionStarter {
   private readonly machine: StateMachine;
   private readonly executions = new Map<string, LocalExecution>();
 
+  /** Fargate tasks running now, as ECS ListTasks would show them. */
+  readonly fargateTasks = new Map<string, ChildProcess>();
+
   private constructor(
     private readonly definition: WorkflowDefinition,
     readonly dynamodb: LocalDynamoDb,
     private readonly runnerConfig: RunnerConfig,
     ownStandIn: AnthropicStandIn | undefined,
+    private readonly callbacks: LocalTaskCallbacks,
+    private readonly fargateHeartbeatSeconds: number | undefined,
   ) {
     this.repository = new SessionRepository(dynamodb.documentClient, dynamodb.tableName);
     this.standIn = ownStandIn;
-    this.machine = new StateMachine(definition.asl as never, { validationOptions: { checkArn: false } });
+    this.machine = new StateMachine(withoutTimeoutPaths(definition.asl) as never, { validationOptions: { checkArn: false } });
   }
 
   static async start(options: LocalRuntimeOptions = {}): Promise<LocalRuntime> {
@@ -94,7 +108,8 @@ export class LocalRuntime implements SessionStarter {
       ownStandIn = await new AnthropicStandIn().start();
       endpoint = { apiKey: 'sk-ant-local-stand-in', baseUrl: ownStandIn.url };
     }
-    return new LocalRuntime(definition, dynamodb, { ...options.runner, endpoint }, ownStandIn);
+    const callbacks = await new LocalTaskCallbacks().start();
+    return new LocalRuntime(definition, dynamodb, { ...options.runner, endpoint }, ownStandIn, callbacks, options.fargateHeartbeatSeconds);
   }
 
   /**
@@ -118,6 +133,12 @@ export class LocalRuntime implements SessionStarter {
         State: {
           get EnteredTime() {
             return new Date().toISOString();
+          },
+        },
+        // A fresh token each time a .waitForTaskToken state reads it.
+        Task: {
+          get Token() {
+            return randomUUID();
           },
         },
       },
@@ -171,8 +192,10 @@ export class LocalRuntime implements SessionStarter {
 
   async close(): Promise<void> {
     for (const execution of this.executions.values()) execution.abort();
+    for (const task of this.fargateTasks.values()) signalGroup(task, 'SIGKILL');
     await Promise.allSettled([...this.executions.values()].map((e) => e.outcome));
     await this.standIn?.close();
+    await this.callbacks.close();
     await this.dynamodb.close();
   }
 
@@ -185,6 +208,9 @@ export class LocalRuntime implements SessionStarter {
         handlers[name] = (params: PutItemCommandInput) => this.dynamodbCall(new PutItemCommand(params));
       } else if (resource === 'arn:aws:states:::dynamodb:updateItem') {
         handlers[name] = (params: UpdateItemCommandInput) => this.dynamodbCall(new UpdateItemCommand(params));
+      } else if (resource.endsWith(':states:::ecs:runTask.waitForTaskToken')) {
+        const heartbeatSeconds = this.fargateHeartbeatSeconds ?? (state.HeartbeatSeconds as number | undefined);
+        handlers[name] = (params: EcsRunTaskParameters) => this.runFargateTask(params, heartbeatSeconds, signal);
       } else if (this.definition.functions[resource] === 'validator') {
         handlers[name] = (event: ValidateInputEvent) => lambdaCall(async () => prepareSession(event));
       } else if (this.definition.functions[resource] === 'runner') {
@@ -194,6 +220,53 @@ export class LocalRuntime implements SessionStarter {
       }
     }
     return handlers;
+  }
+
+  /**
+   * ECS RunTask with a task token: the task entry point as its own Node process, with the
+   * environment ECS would give it, reporting to the local task-token endpoint.
+   */
+  private async runFargateTask(params: EcsRunTaskParameters, heartbeatSeconds: number | undefined, signal: AbortSignal): Promise<unknown> {
+    const overrides = Object.fromEntries(
+      (params.Overrides?.ContainerOverrides?.[0]?.Environment ?? []).map((e) => [e.Name, e.Value]),
+    );
+    const token = overrides.TASK_TOKEN;
+    if (!token) throw namedError('ECS.InvalidParameterException', 'the task has no TASK_TOKEN override');
+    const heartbeatMs = heartbeatSeconds ? heartbeatSeconds * 1000 : undefined;
+    const session = JSON.parse(overrides.SESSION_INPUT_JSON ?? '{}') as { sessionId?: string; platformTimeoutSeconds?: number };
+    const sessionId = session.sessionId ?? token;
+    const waiting = this.callbacks.wait(token, heartbeatMs, signal, session.platformTimeoutSeconds);
+    waiting.catch(() => undefined); // awaited below; never an unhandled rejection if spawning throws first
+    const { endpoint } = this.runnerConfig;
+    const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'functions', 'task', 'main.ts')], {
+      cwd: PROJECT_ROOT,
+      detached: true,
+      stdio: 'ignore',
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        ...overrides,
+        AWS_REGION: 'us-east-1',
+        AWS_ACCESS_KEY_ID: 'local',
+        AWS_SECRET_ACCESS_KEY: 'local',
+        AWS_ENDPOINT_URL_SFN: this.callbacks.endpoint,
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+        ANTHROPIC_API_KEY: endpoint.apiKey,
+        ...(endpoint.baseUrl ? { ANTHROPIC_BASE_URL: endpoint.baseUrl } : {}),
+        CLAUDE_CODE_MAX_RETRIES: String(this.runnerConfig.maxRetries ?? 2),
+        ...(this.runnerConfig.idleTimeoutMs ? { CLAUDE_IDLE_TIMEOUT_MS: String(this.runnerConfig.idleTimeoutMs) } : {}),
+        HEARTBEAT_INTERVAL_SECONDS: String(heartbeatMs ? Math.max(0.2, heartbeatMs / 3000) : 30),
+      },
+    });
+    this.fargateTasks.set(sessionId, child);
+    child.once('exit', () => this.fargateTasks.delete(sessionId));
+    try {
+      return await waiting;
+    } catch (err) {
+      // As ECS StopTask would: a task nobody waits for any more is stopped.
+      signalGroup(child, 'SIGKILL');
+      throw err;
+    }
   }
 
   /** Retries keep their order and count locally, without the production back-off waits. */
@@ -222,6 +295,29 @@ async function lambdaCall<T>(fn: () => Promise<T>): Promise<T> {
     const error = err instanceof Error ? err : new Error(String(err));
     throw namedError(error.name, JSON.stringify({ errorType: error.name, errorMessage: error.message }));
   }
+}
+
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.exitCode !== null || !child.pid) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+/**
+ * aws-local-stepfunctions reads TimeoutSecondsPath against the state's Parameters, not its
+ * input as Step Functions does; the Fargate handler enforces that timeout itself instead.
+ */
+function withoutTimeoutPaths(asl: WorkflowDefinition['asl']): WorkflowDefinition['asl'] {
+  const States = Object.fromEntries(
+    Object.entries(asl.States).map(([name, state]) => {
+      const { TimeoutSecondsPath: _ignored, ...rest } = state;
+      return [name, rest];
+    }),
+  );
+  return { ...asl, States };
 }
 
 function namedError(name: string, message: string): Error {

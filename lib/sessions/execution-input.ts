@@ -7,6 +7,11 @@ export const MAX_PROMPT_CHARS = 100_000;
 export const MAX_LAMBDA_TIMEOUT_SECONDS = 840;
 export const MAX_FARGATE_TIMEOUT_SECONDS = 28_800;
 export const DEFAULT_LAMBDA_TIMEOUT_SECONDS = 840;
+export const DEFAULT_FARGATE_TIMEOUT_SECONDS = 7_200;
+/** ECS container overrides carry the input and are limited to 8 KiB in all. */
+export const MAX_FARGATE_INPUT_BYTES = 7_000;
+/** Room the platform gives a Fargate task past the runner's own limit, to report. */
+export const FARGATE_REPORT_MARGIN_SECONDS = 300;
 
 const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 const idField = z.string().regex(ID_PATTERN, 'must be 1-64 characters of A-Z a-z 0-9 . _ -');
@@ -90,8 +95,12 @@ function toFieldError(issue: z.core.$ZodIssue, raw: Record<string, unknown>): Fi
  * A validated input made ready to store: the session UUID fixed, the prompt reduced to
  * what may be stored about it (its length and hash, never its text).
  */
-export interface SessionStart extends Omit<ExecutionInput, 'sessionId'> {
+export interface SessionStart extends Omit<ExecutionInput, 'sessionId' | 'timeoutSeconds'> {
   sessionId: string;
+  /** The runner's own limit: the input's, or the runtime's default. */
+  timeoutSeconds: number;
+  /** The platform's limit on the Fargate task (TimeoutSecondsPath): the runner's plus a margin. */
+  platformTimeoutSeconds: number;
   promptSha256: string;
   promptChars: number;
   startedAt: string;
@@ -103,8 +112,12 @@ export function prepareSessionStart(
   context: { executionArn: string; executionName?: string; now?: Date },
 ): SessionStart {
   const input = validateStartInput(raw);
+  const timeoutSeconds =
+    input.timeoutSeconds ?? (input.runtime === 'fargate' ? DEFAULT_FARGATE_TIMEOUT_SECONDS : DEFAULT_LAMBDA_TIMEOUT_SECONDS);
   return {
     ...input,
+    timeoutSeconds,
+    platformTimeoutSeconds: timeoutSeconds + FARGATE_REPORT_MARGIN_SECONDS,
     sessionId: sessionIdForExecution({ inputSessionId: input.sessionId, ...context }),
     promptSha256: createHash('sha256').update(input.prompt).digest('hex'),
     promptChars: input.prompt.length,
@@ -132,14 +145,19 @@ export function sessionIdForExecution(execution: { inputSessionId?: unknown; exe
 /** What a trigger checks before it starts an execution: the schema, and what is deployed. */
 export function validateStartInput(raw: unknown): ExecutionInput {
   const input = parseExecutionInput(raw);
-  assertDeployed(input);
+  assertRunnable(input);
   return input;
 }
 
-/** Valid by the schema but not built yet: refused by name rather than run half-way. */
-function assertDeployed(input: ExecutionInput): void {
+/** Valid by the schema but not runnable: refused by name rather than run half-way. */
+function assertRunnable(input: ExecutionInput): void {
   const errors: FieldError[] = [];
-  if (input.runtime === 'fargate') errors.push({ field: 'runtime', message: 'fargate is not available yet; use lambda' });
   if (input.mode === 'milestone') errors.push({ field: 'mode', message: 'milestone is not available yet; use fresh' });
+  if (input.runtime === 'fargate' && Buffer.byteLength(JSON.stringify(input), 'utf8') > MAX_FARGATE_INPUT_BYTES) {
+    errors.push({
+      field: 'prompt',
+      message: `is too long for the fargate runtime: the input travels in ECS container overrides (at most ${MAX_FARGATE_INPUT_BYTES} bytes as JSON); use lambda or a shorter prompt`,
+    });
+  }
   if (errors.length) throw new InvalidInputError(errors);
 }

@@ -1,0 +1,49 @@
+// The Fargate entry point of the runner image: input and task token come as environment
+// variables (ECS container overrides); the outcome goes back on the task token.
+import { Logger } from '@aws-lambda-powertools/logger';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SFNClient } from '@aws-sdk/client-sfn';
+import { readApiKey } from '../../lib/claude/api-key.js';
+import { StepFunctionsCallbacks, runFargateTask } from '../../lib/claude/fargate-task.js';
+import { DEFAULT_IDLE_TIMEOUT_MS } from '../../lib/claude/run-session-task.js';
+import type { SessionStart } from '../../lib/sessions/execution-input.js';
+
+const logger = new Logger({ serviceName: 'claude-sessions-task' });
+
+async function main(): Promise<number> {
+  const { SESSION_INPUT_JSON, TASK_TOKEN } = process.env;
+  if (!SESSION_INPUT_JSON || !TASK_TOKEN) {
+    logger.error('SESSION_INPUT_JSON and TASK_TOKEN must be set (they come from the workflow\'s container overrides)');
+    return 2;
+  }
+  const session = JSON.parse(SESSION_INPUT_JSON) as SessionStart;
+  logger.appendKeys({ sessionId: session.sessionId, projectId: session.projectId, executionArn: session.executionArn });
+  const sfn = new SFNClient(process.env.AWS_ENDPOINT_URL_SFN ? { endpoint: process.env.AWS_ENDPOINT_URL_SFN } : {});
+  const callbacks = new StepFunctionsCallbacks(sfn, TASK_TOKEN);
+  try {
+    const apiKey = process.env.API_KEY_SECRET_ARN
+      ? await readApiKey(new SecretsManagerClient({}), process.env.API_KEY_SECRET_ARN)
+      : process.env.ANTHROPIC_API_KEY;
+    if (!apiKey) throw new Error('neither API_KEY_SECRET_ARN nor ANTHROPIC_API_KEY is set');
+    logger.info('running Claude', { promptChars: session.promptChars, promptSha256: session.promptSha256 });
+    const outcome = await runFargateTask(
+      session,
+      {
+        endpoint: { apiKey, baseUrl: process.env.ANTHROPIC_BASE_URL },
+        idleTimeoutMs: Number(process.env.CLAUDE_IDLE_TIMEOUT_MS ?? DEFAULT_IDLE_TIMEOUT_MS),
+        maxRetries: Number(process.env.CLAUDE_CODE_MAX_RETRIES ?? 2),
+      },
+      callbacks,
+      Number(process.env.HEARTBEAT_INTERVAL_SECONDS ?? 30) * 1000,
+    );
+    logger.info('task reported', { outcome });
+    return 0;
+  } catch (err) {
+    // Could not run or could not report: say so on the token if possible, and exit non-zero.
+    logger.error('task failed', err as Error);
+    await callbacks.fail((err as Error).name ?? 'Error', (err as Error).message ?? String(err)).catch(() => undefined);
+    return 1;
+  }
+}
+
+process.exitCode = await main();

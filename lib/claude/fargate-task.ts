@@ -1,0 +1,69 @@
+import {
+  SendTaskFailureCommand,
+  SendTaskHeartbeatCommand,
+  SendTaskSuccessCommand,
+  type SFNClient,
+} from '@aws-sdk/client-sfn';
+import { runSessionTask, type RunnerConfig, type TaskResult } from './run-session-task.js';
+import type { SessionStart } from '../sessions/execution-input.js';
+
+/** How a Fargate task answers the workflow's `.waitForTaskToken`. */
+export interface TaskCallbacks {
+  heartbeat(): Promise<void>;
+  succeed(result: TaskResult): Promise<void>;
+  fail(error: string, cause: string): Promise<void>;
+}
+
+export class StepFunctionsCallbacks implements TaskCallbacks {
+  constructor(
+    private readonly client: SFNClient,
+    private readonly taskToken: string,
+  ) {}
+
+  async heartbeat(): Promise<void> {
+    await this.client.send(new SendTaskHeartbeatCommand({ taskToken: this.taskToken }));
+  }
+
+  async succeed(result: TaskResult): Promise<void> {
+    await this.client.send(new SendTaskSuccessCommand({ taskToken: this.taskToken, output: JSON.stringify(result) }));
+  }
+
+  async fail(error: string, cause: string): Promise<void> {
+    // SendTaskFailure limits: error 256, cause 32,768 characters.
+    await this.client.send(new SendTaskFailureCommand({ taskToken: this.taskToken, error: error.slice(0, 256), cause: cause.slice(0, 32_768) }));
+  }
+}
+
+/** Heartbeat answers that mean nobody waits for this task any more: stop Claude. */
+const GONE = new Set(['TaskTimedOut', 'TaskDoesNotExist', 'InvalidToken']);
+
+/**
+ * The Fargate entry point's job: run the same session task as the Lambda, beat while it
+ * runs, and report its outcome (or its failure) on the task token. Throws only when the
+ * report itself cannot be made, so the container exits non-zero and ECS shows it.
+ */
+export async function runFargateTask(
+  session: SessionStart,
+  config: RunnerConfig,
+  callbacks: TaskCallbacks,
+  heartbeatIntervalMs: number,
+): Promise<'succeeded' | 'failed' | 'abandoned'> {
+  const stop = new AbortController();
+  const beat = setInterval(() => {
+    callbacks.heartbeat().catch((err: Error) => {
+      if (GONE.has(err.name)) stop.abort();
+    });
+  }, heartbeatIntervalMs);
+  try {
+    const result = await runSessionTask(session, { ...config, signal: stop.signal });
+    await callbacks.succeed(result);
+    return 'succeeded';
+  } catch (err) {
+    if (stop.signal.aborted) return 'abandoned';
+    const error = err instanceof Error ? err : new Error(String(err));
+    await callbacks.fail(error.name, error.message);
+    return 'failed';
+  } finally {
+    clearInterval(beat);
+  }
+}

@@ -1,0 +1,115 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+interface Waiter {
+  resolve(output: unknown): void;
+  reject(error: Error): void;
+  beat(): void;
+}
+
+/**
+ * The task-token half of Step Functions on 127.0.0.1: SendTaskSuccess, SendTaskFailure and
+ * SendTaskHeartbeat in the service's own JSON protocol, so a task process reports with the
+ * real SDK exactly as it does on ECS.
+ */
+export class LocalTaskCallbacks {
+  private readonly waiters = new Map<string, Waiter>();
+  private server?: Server;
+
+  get endpoint(): string {
+    return `http://127.0.0.1:${(this.server!.address() as AddressInfo).port}`;
+  }
+
+  async start(): Promise<this> {
+    this.server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const target = String(req.headers['x-amz-target'] ?? '').replace('AWSStepFunctions.', '');
+        const reply = (status: number, body: object) => {
+          res.writeHead(status, { 'content-type': 'application/x-amz-json-1.0' }).end(JSON.stringify(body));
+        };
+        let body: { taskToken?: string; output?: string; error?: string; cause?: string };
+        try {
+          body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
+        } catch {
+          return reply(400, { __type: 'SerializationException', message: 'body is not JSON' });
+        }
+        const waiter = body.taskToken ? this.waiters.get(body.taskToken) : undefined;
+        if (!waiter) return reply(400, { __type: 'TaskDoesNotExist', message: 'no task waits on this token' });
+        if (target === 'SendTaskHeartbeat') {
+          waiter.beat();
+        } else if (target === 'SendTaskSuccess') {
+          this.waiters.delete(body.taskToken!);
+          try {
+            waiter.resolve(JSON.parse(body.output ?? 'null'));
+          } catch {
+            return reply(400, { __type: 'InvalidOutput', message: 'output is not JSON' });
+          }
+        } else if (target === 'SendTaskFailure') {
+          this.waiters.delete(body.taskToken!);
+          const error = new Error(body.cause ?? '');
+          error.name = body.error ?? 'TaskFailed';
+          waiter.reject(error);
+        } else {
+          return reply(400, { __type: 'UnknownOperationException', message: `unknown operation ${target}` });
+        }
+        reply(200, {});
+      });
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', () => resolve()));
+    return this;
+  }
+
+  /** Waits for the task holding this token, failing as Step Functions does when its heartbeats stop. */
+  wait(taskToken: string, heartbeatMs: number | undefined, signal: AbortSignal, timeoutSeconds?: number): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = timeoutSeconds
+        ? setTimeout(() => {
+            done();
+            reject(Object.assign(new Error(`the task ran past its ${timeoutSeconds} s limit`), { name: 'States.Timeout' }));
+          }, timeoutSeconds * 1000)
+        : undefined;
+      const done = () => {
+        clearTimeout(timer);
+        clearTimeout(deadline);
+        this.waiters.delete(taskToken);
+        signal.removeEventListener('abort', onAbort);
+      };
+      const arm = () => {
+        if (!heartbeatMs) return;
+        clearTimeout(timer);
+        timer = setTimeout(() => {
+          done();
+          const error = new Error(`no heartbeat for ${heartbeatMs / 1000} s`);
+          error.name = 'States.HeartbeatTimeout';
+          reject(error);
+        }, heartbeatMs);
+      };
+      const onAbort = () => {
+        done();
+        reject(Object.assign(new Error('the execution was aborted'), { name: 'States.Aborted' }));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiters.set(taskToken, {
+        resolve: (output) => {
+          done();
+          resolve(output);
+        },
+        reject: (error) => {
+          done();
+          reject(error);
+        },
+        beat: arm,
+      });
+      arm();
+    });
+  }
+
+  async close(): Promise<void> {
+    if (!this.server) return;
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server!.close(() => resolve()));
+  }
+}

@@ -1,0 +1,113 @@
+import { App } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { v4 as uuidv4 } from 'uuid';
+import { ClaudeSessionsStack } from '../cdk/claude-sessions-stack.js';
+import { fromTemplate } from '../lib/local/workflow-definition.js';
+import { InvalidInputError, validateStartInput } from '../lib/sessions/execution-input.js';
+import { startTestRuntime, type TestRuntime } from './support.js';
+
+let env: TestRuntime;
+beforeAll(async () => {
+  env = await startTestRuntime({}, { fargateHeartbeatSeconds: 3 });
+});
+afterAll(async () => {
+  await env.close();
+});
+beforeEach(() => env.anthropic.reset());
+
+describe('the fargate runtime, as a separate task process reporting on its task token', () => {
+  it('completes with the exact usage, through heartbeats and SendTaskSuccess', async () => {
+    env.anthropic.respondWith({ kind: 'text', text: 'long work done', usage: { input_tokens: 4321, output_tokens: 123, cache_creation_input_tokens: 50 } });
+    const sessionId = uuidv4();
+    const { outcome, session } = await env.runtime.run({ prompt: 'refactor', projectId: 'fg-ok', runtime: 'fargate', sessionId });
+    expect(outcome.status).toBe('SUCCEEDED');
+    expect(session).toMatchObject({
+      runtime: 'fargate', status: 'COMPLETED', claudeSessionId: sessionId, result: 'long work done',
+      usage: { inputTokens: 4321, outputTokens: 123, cacheReadInputTokens: 0, cacheCreationInputTokens: 50 },
+    });
+    expect(env.anthropic.messageRequests.map((r) => r.sessionId)).toEqual([sessionId]);
+  });
+
+  it('closes TIMED_OUT within seconds at timeoutSeconds, keeping the tokens reported before the stall', async () => {
+    env.anthropic.respondByDefault({ kind: 'stall', usage: { input_tokens: 777, output_tokens: 1 } });
+    const started = Date.now();
+    const { session } = await env.runtime.run({ prompt: 'stalls', projectId: 'fg-timeout', runtime: 'fargate', timeoutSeconds: 5 });
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(session).toMatchObject({
+      status: 'TIMED_OUT', error: 'ClaudeTimeoutError', cause: expect.stringMatching(/past its 5 s limit/), usage: { inputTokens: 777 },
+    });
+  });
+
+  it('fails the state with States.HeartbeatTimeout when the task dies, and closes the session FAILED', async () => {
+    env.anthropic.respondByDefault({ kind: 'stall' });
+    const sessionId = uuidv4();
+    const execution = env.runtime.startExecution({ prompt: 'doomed', projectId: 'fg-killed', runtime: 'fargate', sessionId }, sessionId);
+    for (let i = 0; i < 200 && env.anthropic.messageRequests.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    const task = env.runtime.fargateTasks.get(sessionId);
+    expect(task?.pid).toBeDefined();
+    process.kill(-task!.pid!, 'SIGKILL'); // the task and the CLI it started, as a lost Fargate task
+    const outcome = await execution.outcome;
+    expect(outcome).toMatchObject({ status: 'FAILED', error: 'States.HeartbeatTimeout' });
+    expect(await env.runtime.repository.get(sessionId)).toMatchObject({ status: 'FAILED', error: 'States.HeartbeatTimeout' });
+    expect(await env.runtime.repository.listRunning('fg-killed')).toEqual([]);
+  });
+
+  it('refuses a prompt too large for ECS container overrides, naming the field', () => {
+    expect(() => validateStartInput({ prompt: 'x'.repeat(8_000), projectId: 'p', runtime: 'fargate' })).toThrow(InvalidInputError);
+    expect(() => validateStartInput({ prompt: 'x'.repeat(8_000), projectId: 'p', runtime: 'lambda' })).not.toThrow();
+    expect(() => validateStartInput({ prompt: 'x', projectId: 'p', runtime: 'fargate', timeoutSeconds: 28_800 })).not.toThrow();
+    expect(() => validateStartInput({ prompt: 'x', projectId: 'p', runtime: 'fargate', timeoutSeconds: 28_801 })).toThrow(/timeoutSeconds must be at most 28800/);
+  });
+});
+
+describe('the fargate runtime on AWS', () => {
+  const template = Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Test'));
+  const states = fromTemplate(template.toJSON() as never, {}).asl.States;
+
+  it('chooses the runtime after CreateSession, and both runners lead to the same outcome states', () => {
+    expect(states.CreateSession!.Next).toBe('ChooseRuntime');
+    expect(states.ChooseRuntime).toMatchObject({
+      Choices: [{ Variable: '$.session.runtime', StringEquals: 'fargate', Next: 'RunClaudeOnFargate' }],
+      Default: 'RunClaude',
+    });
+    expect(states.RunClaude!.Next).toBe('ClaudeSucceeded');
+    expect(states.RunClaudeOnFargate!.Next).toBe('ClaudeSucceeded');
+  });
+
+  it('runs the task with a task token, heartbeats, the input\'s timeout and the input as overrides', () => {
+    expect(states.RunClaudeOnFargate).toMatchObject({
+      Resource: 'arn:aws:states:::ecs:runTask.waitForTaskToken',
+      HeartbeatSeconds: 120,
+      TimeoutSecondsPath: '$.session.platformTimeoutSeconds',
+      ResultPath: '$.run',
+      Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'CloseFailed' }],
+      Parameters: {
+        LaunchType: 'FARGATE',
+        Overrides: {
+          ContainerOverrides: [
+            {
+              Name: 'Runner',
+              Environment: [
+                { Name: 'SESSION_INPUT_JSON', 'Value.$': 'States.JsonToString($.session)' },
+                { Name: 'TASK_TOKEN', 'Value.$': '$$.Task.Token' },
+              ],
+            },
+          ],
+        },
+      },
+    });
+  });
+
+  it('runs the runner image with node as entry point, and its task role may only answer task tokens', () => {
+    template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [Match.objectLike({ EntryPoint: ['node'], Command: ['/var/task/task.mjs'] })],
+    });
+    const policies = Object.values(template.findResources('AWS::IAM::Policy', {
+      Properties: { Roles: [{ Ref: Match.stringLikeRegexp('^FargateTaskTaskRole') }] },
+    }));
+    const actions = policies.flatMap((p: any) => p.Properties.PolicyDocument.Statement).flatMap((s: any) => [s.Action].flat());
+    expect(actions.filter((a: string) => a.startsWith('dynamodb:'))).toEqual([]);
+    expect(actions.filter((a: string) => a.startsWith('states:')).sort()).toEqual(['states:SendTaskFailure', 'states:SendTaskHeartbeat', 'states:SendTaskSuccess']);
+  });
+});
