@@ -1,8 +1,9 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { v4 as uuidv4 } from 'uuid';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 
 const BIN = join(process.cwd(), 'bin', 'claude-sessions.js');
@@ -15,7 +16,7 @@ interface CliResult {
 }
 
 /** The CLI as a user runs it: its own process, its state on disk between commands. */
-function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+function cli(args: string[], env: NodeJS.ProcessEnv = {}, started?: (child: ChildProcess) => void): Promise<CliResult> {
   const base = { ...process.env };
   delete base.ANTHROPIC_API_KEY;
   delete base.ANTHROPIC_BASE_URL;
@@ -24,6 +25,7 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
       env: { ...base, CLAUDE_SESSIONS_HOME: home, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    started?.(child);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -103,6 +105,47 @@ describe('npx claude-sessions', () => {
       const failed = await cli(['run', 'hi', '--project', 'real', '--json'], { ANTHROPIC_API_KEY: 'sk-ant-bad', ANTHROPIC_BASE_URL: api.url });
       expect(failed.code).toBe(1);
       expect(JSON.parse(failed.stdout)).toMatchObject({ status: 'FAILED', error: 'ClaudeApiError', cause: expect.stringMatching(/401/) });
+    } finally {
+      await api.close();
+    }
+  });
+
+  it('abort <id> from another terminal stops a running session, which closes ABORTED', async () => {
+    const api = await new AnthropicStandIn().start();
+    try {
+      api.respondByDefault({ kind: 'stall' });
+      const sessionId = uuidv4();
+      const running = cli(['run', 'a long job', '--project', 'abort', '--session-id', sessionId], { ANTHROPIC_API_KEY: 'sk-ant-test', ANTHROPIC_BASE_URL: api.url });
+      for (let i = 0; i < 400 && api.messageRequests.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      const busy = await cli(['list']);
+      expect(busy.code).toBe(1);
+      expect(busy.stderr).toMatch(/in use by process \d+ \(claude-sessions run/);
+      const abort = await cli(['abort', sessionId]);
+      expect(abort.code).toBe(0);
+      expect(abort.stderr).toMatch(/Abort delivered/);
+      const run = await running;
+      expect(run.code).toBe(1);
+      expect(JSON.parse((await cli(['show', sessionId, '--json'])).stdout)).toMatchObject({ status: 'ABORTED', error: 'ExecutionAborted' });
+    } finally {
+      await api.close();
+    }
+  });
+
+  it('closes a session left RUNNING by a killed process the next time the state is opened', async () => {
+    const api = await new AnthropicStandIn().start();
+    try {
+      api.respondByDefault({ kind: 'stall' });
+      const sessionId = uuidv4();
+      let child: ChildProcess | undefined;
+      const running = cli(['run', 'doomed', '--project', 'orphan', '--session-id', sessionId], { ANTHROPIC_API_KEY: 'sk-ant-test', ANTHROPIC_BASE_URL: api.url }, (c) => (child = c));
+      for (let i = 0; i < 400 && api.messageRequests.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      child!.kill('SIGKILL');
+      await running;
+      const list = await cli(['list', '--project', 'orphan', '--json']);
+      expect(list.code).toBe(0);
+      expect(JSON.parse(list.stdout)).toEqual([
+        expect.objectContaining({ sessionId, status: 'ABORTED', cause: 'the local process that ran this session ended before closing it' }),
+      ]);
     } finally {
       await api.close();
     }

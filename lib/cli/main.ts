@@ -1,10 +1,13 @@
+import { existsSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { v4 as uuidv4 } from 'uuid';
+import { v4 as uuidv4, validate as isUuid } from 'uuid';
 import { InvalidInputError, validateStartInput } from '../sessions/execution-input.js';
 import { SESSION_STATUSES, type SessionRecord, type SessionStatus } from '../sessions/session-item.js';
 import type { UsageTotals } from '../sessions/session-repository.js';
-import { LocalRuntime, type EventLog } from '../local/local-runtime.js';
+import { ABORT_REQUESTS_DIR, LocalRuntime, type EventLog } from '../local/local-runtime.js';
+import { LocalStateBusyError } from '../local/state-lock.js';
 import { startLocalApiServer } from '../local/local-api-server.js';
 import { formatMs, formatSession, formatSessionTable, formatUsageTable } from './format.js';
 
@@ -19,11 +22,12 @@ export interface CliIo {
 
 const USAGE = `claude-sessions: run Claude Code headless as tracked sessions (the local runtime)
 
-  run <prompt> [--project P] [--task T] [--session-id UUID] [--max-turns N]
-               [--max-budget-usd X] [--timeout-seconds S] [--json]
+  run <prompt> [--project P] [--task T] [--session-id UUID] [--runtime lambda|fargate]
+               [--max-turns N] [--max-budget-usd X] [--timeout-seconds S] [--json]
   list  [--project P] [--status S] [--limit N] [--json]
   show  <sessionId> [--json]
   usage [--project P] [--json]
+  abort <sessionId>            stop a running session's execution; it closes ABORTED
   serve [--port 8787]          the HTTP API of API Gateway, on 127.0.0.1
 
 State lives in ./.claude-sessions (or $CLAUDE_SESSIONS_HOME). Without ANTHROPIC_API_KEY,
@@ -47,6 +51,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         return await usageCommand(rest, io);
       case 'serve':
         return await serveCommand(rest, io);
+      case 'abort':
+        return await abortCommand(rest, io);
       case undefined:
       case 'help':
       case '--help':
@@ -125,7 +131,7 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
 
   const started = Date.now();
   const progress = (text: string) => io.stderr(`${text}\n`);
-  const runtime = await LocalRuntime.start({ home: home(io) });
+  const runtime = await LocalRuntime.start({ home: home(io), command: `claude-sessions run ${sessionId}` });
   try {
     if (runtime.standIn) {
       progress(`No ANTHROPIC_API_KEY set: Claude runs against the built-in local stand-in at ${runtime.standIn.url}.`);
@@ -183,7 +189,7 @@ function readable(cause: string | undefined): string {
 }
 
 async function withRepository<T>(io: CliIo, fn: (runtime: LocalRuntime) => Promise<T>): Promise<T> {
-  const runtime = await LocalRuntime.start({ home: home(io), endpoint: { apiKey: 'unused' } });
+  const runtime = await LocalRuntime.start({ home: home(io), endpoint: { apiKey: 'unused' }, command: 'claude-sessions (read)' });
   try {
     return await fn(runtime);
   } finally {
@@ -246,7 +252,7 @@ async function serveCommand(args: string[], io: CliIo): Promise<number> {
   const { values } = parse(args, { port: { type: 'string', default: '8787' } });
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new UsageError('--port must be a port number');
-  const runtime = await LocalRuntime.start({ home: home(io) });
+  const runtime = await LocalRuntime.start({ home: home(io), command: 'claude-sessions serve' });
   const { createApiHandler } = await import('../../functions/api/router.js');
   const handler = createApiHandler({ repository: runtime.repository, starter: runtime });
   const server = await startLocalApiServer(handler, port).catch(async (err: unknown) => {
@@ -264,4 +270,48 @@ async function serveCommand(args: string[], io: CliIo): Promise<number> {
   await server.close();
   await runtime.close();
   return 0;
+}
+
+async function abortCommand(args: string[], io: CliIo): Promise<number> {
+  const { positionals } = parse(args, {}, 1);
+  const sessionId = positionals[0];
+  if (!sessionId || !isUuid(sessionId)) throw new UsageError('abort needs a session id (a UUID)');
+  const requests = join(home(io), ABORT_REQUESTS_DIR);
+  await mkdir(requests, { recursive: true });
+  const request = join(requests, sessionId);
+  await writeFile(request, '');
+  let runtime: LocalRuntime;
+  try {
+    runtime = await LocalRuntime.start({ home: home(io), endpoint: { apiKey: 'unused' }, command: 'claude-sessions abort' });
+  } catch (err) {
+    if (!(err instanceof LocalStateBusyError)) throw err;
+    // Another process runs the executions: it picks the request up within a second.
+    for (let i = 0; i < 40; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      if (!existsSync(request)) {
+        io.stderr(`Abort delivered to process ${err.holder.pid} (${err.holder.command}): the execution stops and its session closes ABORTED.\n`);
+        return 0;
+      }
+    }
+    await rm(request, { force: true });
+    io.stderr(`error: process ${err.holder.pid} (${err.holder.command}) did not take the abort request\n`);
+    return 1;
+  }
+  try {
+    await rm(request, { force: true });
+    const session = await runtime.repository.get(sessionId);
+    if (!session) {
+      io.stderr(`error: no session ${sessionId}\n`);
+      return 1;
+    }
+    io.stderr(
+      runtime.orphansClosed.includes(sessionId)
+        ? `Session ${sessionId} was RUNNING with no process left to run it: closed ABORTED.\n`
+        : `Session ${sessionId} is not running (it ended ${session.status}); nothing to abort.\n`,
+    );
+    io.stdout(`${formatSession(session)}\n`);
+    return 0;
+  } finally {
+    await runtime.close();
+  }
 }

@@ -8,10 +8,6 @@ import { LOCAL_TABLE_NAME, type WorkflowDefinition } from './workflow-definition
 const require = createRequire(import.meta.url);
 const dynalite = require('dynalite') as (options: { path?: string; createTableMs?: number }) => Server;
 
-export class LocalStateBusyError extends Error {
-  override readonly name = 'LocalStateBusyError';
-}
-
 /** DynamoDB on 127.0.0.1: dynalite, LevelDB on disk (or memory for tests). */
 export class LocalDynamoDb {
   readonly client: DynamoDBClient;
@@ -46,12 +42,6 @@ export class LocalDynamoDb {
       await db.ensureTable(options.table);
     } catch (err) {
       await db.close();
-      if (options.path && /lock/i.test(String((err as Error)?.message))) {
-        throw new LocalStateBusyError(
-          `the local state in ${options.path} is in use by another claude-sessions process (is \`serve\` running?)`,
-          { cause: err },
-        );
-      }
       throw err;
     }
     return db;

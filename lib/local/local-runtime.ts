@@ -3,7 +3,7 @@ import { PutItemCommand, UpdateItemCommand, type PutItemCommandInput, type Updat
 import { StateMachine } from 'aws-local-stepfunctions';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { v4 as uuidv4 } from 'uuid';
 import { runSessionTask, type RunnerConfig } from '../claude/run-session-task.js';
@@ -17,6 +17,9 @@ import { reapExecution } from '../sessions/session-reaper.js';
 import { AnthropicStandIn } from './anthropic-stand-in.js';
 import { LocalDynamoDb } from './local-dynamodb.js';
 import { LocalTaskCallbacks } from './local-task-callbacks.js';
+import { acquireStateLock } from './state-lock.js';
+
+export const ABORT_REQUESTS_DIR = 'abort-requests';
 import { PROJECT_ROOT, loadWorkflowDefinition, type WorkflowDefinition } from './workflow-definition.js';
 
 interface EcsRunTaskParameters {
@@ -37,6 +40,8 @@ export interface LocalRuntimeOptions {
   cacheDir?: string;
   /** Overrides the Fargate state's HeartbeatSeconds (tests: seconds, not minutes). */
   fargateHeartbeatSeconds?: number;
+  /** What holds the state, for the lock's message to others. @default 'claude-sessions' */
+  command?: string;
 }
 
 /** One entry of the execution's event log (StateEntered, StateFailed, …). */
@@ -74,6 +79,11 @@ export class LocalRuntime implements SessionStarter {
   private readonly machine: StateMachine;
   private readonly executions = new Map<string, LocalExecution>();
 
+  private releaseLock: () => Promise<void> = async () => {};
+  private abortWatch?: NodeJS.Timeout;
+  /** Sessions found RUNNING at start (their process had died) and closed ABORTED. */
+  orphansClosed: string[] = [];
+
   /** Fargate tasks running now, as ECS ListTasks would show them. */
   readonly fargateTasks = new Map<string, ChildProcess>();
 
@@ -92,11 +102,21 @@ export class LocalRuntime implements SessionStarter {
 
   static async start(options: LocalRuntimeOptions = {}): Promise<LocalRuntime> {
     const cacheDir = options.home ? join(options.home, 'cache') : (options.cacheDir ?? join(process.cwd(), '.claude-sessions', 'cache'));
-    if (options.home) await mkdir(options.home, { recursive: true });
-    const definition = await loadWorkflowDefinition(cacheDir);
+    let releaseLock = async () => {};
+    if (options.home) {
+      await mkdir(options.home, { recursive: true });
+      releaseLock = await acquireStateLock(options.home, options.command ?? 'claude-sessions');
+    }
+    const definition = await loadWorkflowDefinition(cacheDir).catch(async (err: unknown) => {
+      await releaseLock();
+      throw err;
+    });
     const dynamodb = await LocalDynamoDb.start({
       path: options.home ? join(options.home, 'dynamodb') : undefined,
       table: definition.table,
+    }).catch(async (err: unknown) => {
+      await releaseLock();
+      throw err;
     });
     let endpoint = options.endpoint;
     let ownStandIn: AnthropicStandIn | undefined;
@@ -109,7 +129,15 @@ export class LocalRuntime implements SessionStarter {
       endpoint = { apiKey: 'sk-ant-local-stand-in', baseUrl: ownStandIn.url };
     }
     const callbacks = await new LocalTaskCallbacks().start();
-    return new LocalRuntime(definition, dynamodb, { ...options.runner, endpoint }, ownStandIn, callbacks, options.fargateHeartbeatSeconds);
+    const runtime = new LocalRuntime(definition, dynamodb, { ...options.runner, endpoint }, ownStandIn, callbacks, options.fargateHeartbeatSeconds);
+    runtime.releaseLock = releaseLock;
+    if (options.home) {
+      // Holding the lock means no other process runs anything here: a RUNNING session
+      // is an orphan of a process that died (kill -9, a crash) and is closed now.
+      runtime.orphansClosed = await runtime.closeOrphans();
+      runtime.watchAbortRequests(join(options.home, ABORT_REQUESTS_DIR));
+    }
+    return runtime;
   }
 
   /**
@@ -190,13 +218,43 @@ export class LocalRuntime implements SessionStarter {
     return { execution, outcome, session };
   }
 
+  private async closeOrphans(): Promise<string[]> {
+    const closed: string[] = [];
+    for (const projectId of await this.repository.projectIds()) {
+      for (const session of await this.repository.listRunning(projectId)) {
+        const done = await this.repository.closeWithError(
+          session.sessionId, 'ABORTED', 'ExecutionAborted', 'the local process that ran this session ended before closing it',
+        );
+        if (done) closed.push(session.sessionId);
+      }
+    }
+    return closed;
+  }
+
+  /** `claude-sessions abort <id>` from another process leaves a request file here. */
+  private watchAbortRequests(dir: string): void {
+    this.abortWatch = setInterval(() => {
+      void readdir(dir)
+        .then(async (names) => {
+          for (const name of names) {
+            this.executions.get(name)?.abort();
+            await rm(join(dir, name), { force: true });
+          }
+        })
+        .catch(() => undefined);
+    }, 250);
+    this.abortWatch.unref();
+  }
+
   async close(): Promise<void> {
+    clearInterval(this.abortWatch);
     for (const execution of this.executions.values()) execution.abort();
     for (const task of this.fargateTasks.values()) signalGroup(task, 'SIGKILL');
     await Promise.allSettled([...this.executions.values()].map((e) => e.outcome));
     await this.standIn?.close();
     await this.callbacks.close();
     await this.dynamodb.close();
+    await this.releaseLock();
   }
 
   private taskHandlers(signal: AbortSignal): Record<string, (input: any) => Promise<unknown>> {
