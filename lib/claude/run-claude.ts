@@ -35,7 +35,9 @@ export interface RunClaudeOptions extends ClaudeArgsOptions {
 export type ClaudeRun =
   | { kind: 'result'; result: ClaudeResult; wallMs: number }
   /** Killed by a watchdog; `usage` is what the stream had reported until then. */
-  | { kind: 'timeout'; reason: 'wall-clock' | 'no-output'; limitMs: number; usage: Usage; numTurns: number; wallMs: number };
+  | { kind: 'timeout'; reason: 'wall-clock' | 'no-output'; limitMs: number; usage: Usage; numTurns: number; wallMs: number }
+  /** Ended without a result (crash, kill, non-zero exit); the tokens streamed so far are kept. */
+  | { kind: 'crashed'; error: ClaudeCrashError; usage: Usage; numTurns: number; wallMs: number };
 
 const KILL_GRACE_MS = 2_000;
 
@@ -154,7 +156,8 @@ async function spawnClaude(options: RunClaudeOptions, home: string, workDir: str
     throw new ClaudeOutputError(`the Claude CLI printed output that is not its JSON result: ${JSON.stringify(badLine)}`);
   }
   if (exit.code === 0) throw new ClaudeOutputError('the Claude CLI exited 0 but printed no JSON result');
-  throw new ClaudeCrashError(exit.code, exit.signal, stderrTail.trim());
+  const error = new ClaudeCrashError(exit.code, exit.signal, stderrTail.trim());
+  return { kind: 'crashed', error, usage: progress.usage(), numTurns: progress.turns, wallMs };
 }
 
 function signalGroup(pid: number | undefined, signal: NodeJS.Signals): void {

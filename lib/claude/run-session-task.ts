@@ -62,7 +62,23 @@ export async function runSessionTask(start: SessionStart, config: RunnerConfig):
   });
 
   let outcome: RunOutcome;
-  if (run.kind === 'timeout') {
+  if (run.kind === 'crashed') {
+    // Tokens streamed before a crash were spent: record them on a FAILED session.
+    outcome = {
+      status: 'FAILED',
+      endedAt: now().toISOString(),
+      claudeSessionId: start.sessionId,
+      usage: run.usage,
+      numTurns: run.numTurns,
+      totalCostUsd: 0,
+      durationMs: run.wallMs,
+      modelUsage: {},
+      stopReason: null,
+      result: null,
+      error: run.error.name,
+      cause: run.error.message.slice(0, RESULT_MAX_CHARS),
+    };
+  } else if (run.kind === 'timeout') {
     const seconds = Math.round(run.limitMs / 1000);
     outcome = {
       status: 'TIMED_OUT',

@@ -36,6 +36,6 @@ export async function reapExecution(repository: SessionRepository, detail: Execu
   const sessionId = sessionIdForExecution({ inputSessionId, executionName: detail.name, executionArn: detail.executionArn });
   const error = detail.error || (status === 'ABORTED' ? 'ExecutionAborted' : status === 'TIMED_OUT' ? 'ExecutionTimedOut' : 'ExecutionFailed');
   const cause = detail.cause || `the execution ended ${status.replace('_', ' ').toLowerCase()} before it closed the session`;
-  const closed = await repository.closeWithError(sessionId, status, error, cause, now);
+  const closed = await repository.closeWithError(sessionId, status, error, cause, { endedAt: now, executionArn: detail.executionArn });
   return { sessionId, closed };
 }

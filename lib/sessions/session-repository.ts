@@ -73,11 +73,27 @@ export class SessionRepository {
     return this.conditionalUpdate(sessionId, CLOSE_UPDATE, CLOSE_NAMES, closeValues(outcome));
   }
 
-  /** Closes without usage (the Catch branch, the reaper); false when already closed. */
-  async closeWithError(sessionId: string, status: FinalStatus, error: string, cause: string, endedAt = new Date()): Promise<boolean> {
-    return this.conditionalUpdate(sessionId, CLOSE_FAILED_UPDATE, CLOSE_FAILED_NAMES, {
-      ':running': 'RUNNING', ':status': status, ':endedAt': endedAt.toISOString(), ':error': error, ':cause': cause,
-    });
+  /**
+   * Closes without usage (the Catch branch, the reaper); false when already closed. With
+   * `executionArn`, only a session that execution created: a duplicate start of the same
+   * session id fails on its own and must not close the session another execution runs.
+   */
+  async closeWithError(
+    sessionId: string,
+    status: FinalStatus,
+    error: string,
+    cause: string,
+    options: { endedAt?: Date; executionArn?: string } = {},
+  ): Promise<boolean> {
+    const values: Record<string, unknown> = {
+      ':running': 'RUNNING', ':status': status, ':endedAt': (options.endedAt ?? new Date()).toISOString(), ':error': error, ':cause': cause,
+    };
+    let condition = RUNNING_CONDITION;
+    if (options.executionArn) {
+      condition += ' AND executionArn = :executionArn';
+      values[':executionArn'] = options.executionArn;
+    }
+    return this.conditionalUpdate(sessionId, CLOSE_FAILED_UPDATE, CLOSE_FAILED_NAMES, values, condition);
   }
 
   async get(sessionId: string): Promise<SessionRecord | undefined> {
@@ -166,6 +182,7 @@ export class SessionRepository {
     update: string,
     names: Record<string, string>,
     values: Record<string, unknown>,
+    condition = RUNNING_CONDITION,
   ): Promise<boolean> {
     try {
       await this.client.send(
@@ -173,7 +190,7 @@ export class SessionRepository {
           TableName: this.tableName,
           Key: { pk: sessionPk(sessionId), sk: SESSION_SK },
           UpdateExpression: update,
-          ConditionExpression: RUNNING_CONDITION,
+          ConditionExpression: condition,
           ExpressionAttributeNames: names,
           ExpressionAttributeValues: values,
         }),

@@ -1,0 +1,155 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { v4 as uuidv4 } from 'uuid';
+import { fakeClaude, startTestRuntime, type TestRuntime } from './support.js';
+
+/**
+ * Faults injected for real (the real CLI against a misbehaving API, a misbehaving
+ * executable, DynamoDB errors at the SDK boundary): every session ends final, with what
+ * was spent recorded once, and nothing is left RUNNING.
+ */
+let env: TestRuntime;
+beforeAll(async () => {
+  env = await startTestRuntime();
+});
+afterAll(async () => {
+  await env.close();
+});
+beforeEach(() => env.anthropic.reset());
+
+describe('fault matrix', () => {
+  it('HTTP 429: FAILED with the API error, CLI retries bounded', async () => {
+    env.anthropic.respondByDefault({ kind: 'error', status: 429, message: 'rate limited' });
+    const { session } = await env.runtime.run({ prompt: 'hi', projectId: 'fault-429' });
+    expect(session).toMatchObject({ status: 'FAILED', error: 'ClaudeApiError', cause: expect.stringMatching(/429/) });
+    expect(await env.runtime.repository.listRunning('fault-429')).toEqual([]);
+  });
+
+  it('max budget: FAILED, with the cost and the tokens recorded even when the CLI reports zero top-level usage', async () => {
+    env.anthropic.respondByDefault({ kind: 'tool_use', usage: { input_tokens: 20_000, output_tokens: 2_000 } });
+    const { session } = await env.runtime.run({ prompt: 'expensive', projectId: 'fault-budget', maxBudgetUsd: 0.01 });
+    const served = env.anthropic.messageRequests.length;
+    expect(session).toMatchObject({ status: 'FAILED', error: 'ClaudeMaxBudget' });
+    expect(session!.totalCostUsd).toBeGreaterThan(0.01);
+    expect(session!.usage).toMatchObject({ inputTokens: 20_000 * served, outputTokens: 2_000 * served });
+  });
+
+  it('crash mid-stream: FAILED, keeping the tokens the stream had reported', async () => {
+    const crashing = await startTestRuntime({
+      claudePath: await fakeClaude(`
+        const line = (o) => process.stdout.write(JSON.stringify(o) + '\\n');
+        line({ type: 'system', subtype: 'init', session_id: 'x' });
+        line({ type: 'stream_event', event: { type: 'message_start', message: { usage: { input_tokens: 900, output_tokens: 1 } } } });
+        line({ type: 'stream_event', event: { type: 'message_delta', usage: { output_tokens: 60 } } });
+        setTimeout(() => process.kill(process.pid, 'SIGKILL'), 50);
+      `),
+    });
+    try {
+      const { session } = await crashing.runtime.run({ prompt: 'hi', projectId: 'fault-crash' });
+      expect(session).toMatchObject({
+        status: 'FAILED', error: 'ClaudeCrashError', cause: expect.stringMatching(/signal SIGKILL/),
+        usage: { inputTokens: 900, outputTokens: 60 }, numTurns: 1,
+      });
+    } finally {
+      await crashing.close();
+    }
+  });
+
+  it('empty output with exit 0: FAILED through the Catch branch', async () => {
+    const silent = await startTestRuntime({ claudePath: await fakeClaude('process.exit(0);') });
+    try {
+      const { outcome, session } = await silent.runtime.run({ prompt: 'hi', projectId: 'fault-empty' });
+      expect(outcome).toMatchObject({ status: 'FAILED', error: 'ClaudeOutputError' });
+      expect(session).toMatchObject({ status: 'FAILED', error: 'ClaudeOutputError', cause: expect.stringMatching(/printed no JSON result/) });
+    } finally {
+      await silent.close();
+    }
+  });
+
+  it('two starts with the same session id at once: one session, Claude run once', async () => {
+    const sessionId = uuidv4();
+    const input = { prompt: 'once', projectId: 'fault-dup', sessionId };
+    const [a, b] = [env.runtime.startExecution(input, 'console-a'), env.runtime.startExecution(input, 'console-b')];
+    const outcomes = await Promise.all([a.outcome, b.outcome]);
+    expect(outcomes.map((o) => o.status).sort()).toEqual(['FAILED', 'SUCCEEDED']);
+    expect(outcomes.find((o) => o.status === 'FAILED')).toMatchObject({ error: 'SessionAlreadyExists' });
+    expect(env.anthropic.messageRequests).toHaveLength(1);
+    expect((await env.runtime.repository.usageTotals('fault-dup')).sessions).toBe(1);
+  });
+
+  it('DynamoDB throttling on RecordUsage: retried, and the usage is counted once', async () => {
+    let throttled = 0;
+    env.runtime.dynamodb.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'UpdateItemCommand' && throttled < 2) {
+          throttled += 1;
+          throw Object.assign(new Error('Rate of requests exceeds the allowed throughput'), { name: 'ProvisionedThroughputExceededException' });
+        }
+        return next(args);
+      },
+      { step: 'initialize', name: 'throttleRecordUsage' },
+    );
+    try {
+      env.anthropic.respondWith({ kind: 'text', usage: { input_tokens: 55, output_tokens: 5 } });
+      const { outcome, session } = await env.runtime.run({ prompt: 'hi', projectId: 'fault-throttle' });
+      expect(throttled).toBe(2);
+      expect(outcome.status).toBe('SUCCEEDED');
+      expect(session).toMatchObject({ status: 'COMPLETED', usage: { inputTokens: 55, outputTokens: 5 } });
+      expect(await env.runtime.repository.usageTotals('fault-throttle')).toMatchObject({ sessions: 1, usage: { inputTokens: 55 } });
+    } finally {
+      env.runtime.dynamodb.client.middlewareStack.remove('throttleRecordUsage');
+    }
+  });
+
+  it('a close that keeps failing ends the execution failed, and the reaper closes the session', async () => {
+    let failures = 0;
+    env.runtime.dynamodb.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        // RecordUsage and CloseFailed each try 4 times; the reaper's close then goes through.
+        if (context.commandName === 'UpdateItemCommand' && failures < 8) {
+          failures += 1;
+          throw Object.assign(new Error('We currently cannot serve this request'), { name: 'InternalServerErrorException' });
+        }
+        return next(args);
+      },
+      { step: 'initialize', name: 'failCloses' },
+    );
+    try {
+      const sessionId = uuidv4();
+      const { outcome, session } = await env.runtime.run({ prompt: 'hi', projectId: 'fault-close', sessionId });
+      expect(failures).toBe(8);
+      expect(outcome).toMatchObject({ status: 'FAILED', error: 'DynamoDB.InternalServerErrorException' });
+      expect(session).toMatchObject({ status: 'FAILED', error: 'DynamoDB.InternalServerErrorException' });
+      expect(await env.runtime.repository.listRunning('fault-close')).toEqual([]);
+    } finally {
+      env.runtime.dynamodb.client.middlewareStack.remove('failCloses');
+    }
+  });
+});
+
+describe('load', () => {
+  it('50 sessions at once: all closed, none RUNNING, usage equal to what the stand-in served, no duplicates', async () => {
+    // 50 CLIs on a 2-core machine start slowly: a generous no-output limit, so the test
+    // measures accounting, not the machine.
+    const load = await startTestRuntime({ idleTimeoutMs: 180_000 });
+    try {
+      await runLoad(load);
+    } finally {
+      await load.close();
+    }
+  }, 300_000);
+});
+
+async function runLoad(env: TestRuntime) {
+  {
+    env.anthropic.respondByDefault({ kind: 'text', usage: { input_tokens: 7, output_tokens: 3 } });
+    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => env.runtime.run({ prompt: `task ${i}`, projectId: 'load-50' })));
+    expect(results.map((r) => `${r.session?.status} ${r.session?.error ?? ''}`.trim())).toEqual(Array(50).fill('COMPLETED'));
+    expect(new Set(results.map((r) => r.session!.sessionId)).size).toBe(50);
+    const served = env.anthropic.messageRequests.length;
+    expect(served).toBe(50);
+    expect(await env.runtime.repository.listRunning('load-50')).toEqual([]);
+    expect(await env.runtime.repository.usageTotals('load-50')).toMatchObject({
+      sessions: 50, byStatus: { COMPLETED: 50 }, usage: { inputTokens: 7 * served, outputTokens: 3 * served },
+    });
+  }
+}
