@@ -1,0 +1,87 @@
+import { App } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { describe, expect, it } from 'vitest';
+import { ClaudeSessionsStack } from '../cdk/claude-sessions-stack.js';
+
+const template = Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Test'));
+const resources = template.toJSON().Resources as Record<string, { Type: string; Properties: any }>;
+
+/** Every action each role may take, from the inline policies attached to it. */
+function actionsByRole(): Map<string, string[]> {
+  const byRole = new Map<string, string[]>();
+  for (const policy of Object.values(resources).filter((r) => r.Type === 'AWS::IAM::Policy')) {
+    const actions = policy.Properties.PolicyDocument.Statement.flatMap((s: any) => [s.Action].flat());
+    for (const role of policy.Properties.Roles) byRole.set(role.Ref, [...(byRole.get(role.Ref) ?? []), ...actions]);
+  }
+  return byRole;
+}
+
+describe('least privilege', () => {
+  const roles = actionsByRole();
+  const rolesWith = (action: string) => [...roles].filter(([, actions]) => actions.includes(action)).map(([role]) => role).sort();
+
+  it('only the two runners may read the API key secret', () => {
+    expect(rolesWith('secretsmanager:GetSecretValue')).toEqual([
+      expect.stringMatching(/^FargateTaskTaskRole/),
+      expect.stringMatching(/^RunnerFunctionServiceRole/),
+    ]);
+  });
+
+  it('the runners have no DynamoDB access at all: the state machine writes the table', () => {
+    for (const [role, actions] of roles) {
+      if (/^(RunnerFunction|FargateTaskTaskRole)/.test(role)) expect(actions.filter((a) => a.startsWith('dynamodb:'))).toEqual([]);
+    }
+  });
+
+  it('only the state machine writes new items; the API only reads; the reaper only updates', () => {
+    expect(rolesWith('dynamodb:PutItem')).toEqual([expect.stringMatching(/^WorkflowStateMachineRole/)]);
+    expect(rolesWith('dynamodb:UpdateItem').sort()).toEqual([
+      expect.stringMatching(/^Reaper/),
+      expect.stringMatching(/^WorkflowStateMachineRole/),
+    ]);
+    expect(rolesWith('dynamodb:DeleteItem')).toEqual([]);
+  });
+
+  it('only the API function and the schedules may start executions', () => {
+    expect(rolesWith('states:StartExecution')).toEqual([expect.stringMatching(/^Http/)]);
+  });
+});
+
+describe('no secret in the template', () => {
+  it('no function or container has the API key in its environment', () => {
+    for (const r of Object.values(resources)) {
+      const envs =
+        r.Type === 'AWS::Lambda::Function' ? [r.Properties.Environment?.Variables ?? {}]
+          : r.Type === 'AWS::ECS::TaskDefinition' ? r.Properties.ContainerDefinitions.map((c: any) => Object.fromEntries((c.Environment ?? []).map((e: any) => [e.Name, e.Value])))
+            : [];
+      for (const env of envs) {
+        expect(Object.keys(env)).not.toContain('ANTHROPIC_API_KEY');
+        expect(JSON.stringify(env)).not.toMatch(/sk-ant-/);
+      }
+    }
+  });
+});
+
+describe('data at rest and in transit', () => {
+  it('every log group has a retention', () => {
+    const groups = Object.values(resources).filter((r) => r.Type === 'AWS::Logs::LogGroup');
+    expect(groups.length).toBeGreaterThan(4);
+    for (const g of groups) expect(g.Properties.RetentionInDays).toBeGreaterThan(0);
+  });
+
+  it('queues are encrypted and refuse plain HTTP', () => {
+    const queues = Object.entries(resources).filter(([, r]) => r.Type === 'AWS::SQS::Queue');
+    for (const [id, q] of queues) {
+      expect(q.Properties.SqsManagedSseEnabled).toBe(true);
+      const policy = Object.values(resources).find((r) => r.Type === 'AWS::SQS::QueuePolicy' && JSON.stringify(r.Properties.Queues).includes(id));
+      expect(JSON.stringify(policy?.Properties.PolicyDocument)).toContain('"aws:SecureTransport":"false"');
+    }
+  });
+
+  it('the table is encrypted and recoverable to any point in time', () => {
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      SSESpecification: { SSEEnabled: true },
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+    });
+  });
+});
