@@ -6,6 +6,7 @@ import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { IgnoreMode } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
 import { DEFAULT_IDLE_TIMEOUT_MS } from '../lib/claude/run-session-task.js';
+import { DEFAULT_PERMISSION_MODE, DEFAULT_TOOLS, type PermissionMode } from '../lib/claude/claude-args.js';
 import { PROJECT_ROOT, acknowledgeFunctionBasics } from './service-function.js';
 
 export interface ClaudeRunnerProps {
@@ -19,6 +20,10 @@ export interface ClaudeRunnerProps {
   readonly maxApiRetries?: number;
   /** @default RetentionDays.ONE_MONTH */
   readonly logRetention?: RetentionDays;
+  /** The only tools Claude may use. @default Read, Glob, Grep, Edit, Write (no shell, no web) */
+  readonly tools?: readonly string[];
+  /** @default 'acceptEdits' */
+  readonly permissionMode?: PermissionMode;
 }
 
 /**
@@ -56,6 +61,8 @@ export class ClaudeRunner extends Construct {
         API_KEY_SECRET_ARN: props.apiKeySecret.secretArn,
         CLAUDE_IDLE_TIMEOUT_MS: String(props.idleTimeout?.toMilliseconds() ?? DEFAULT_IDLE_TIMEOUT_MS),
         CLAUDE_CODE_MAX_RETRIES: String(props.maxApiRetries ?? 2),
+        CLAUDE_TOOLS: (props.tools ?? DEFAULT_TOOLS).join(','),
+        CLAUDE_PERMISSION_MODE: props.permissionMode ?? DEFAULT_PERMISSION_MODE,
         POWERTOOLS_SERVICE_NAME: 'claude-sessions-runner',
       },
     });

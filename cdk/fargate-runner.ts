@@ -5,6 +5,7 @@ import { Cluster, ContainerImage, ContainerInsights, CpuArchitecture, FargateTas
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
+import { DEFAULT_PERMISSION_MODE, DEFAULT_TOOLS, type PermissionMode } from '../lib/claude/claude-args.js';
 
 export interface FargateRunnerProps {
   readonly image: DockerImageAsset;
@@ -19,6 +20,10 @@ export interface FargateRunnerProps {
   readonly maxApiRetries?: number;
   /** @default RetentionDays.ONE_MONTH */
   readonly logRetention?: RetentionDays;
+  /** The only tools Claude may use. @default Read, Glob, Grep, Edit, Write (no shell, no web) */
+  readonly tools?: readonly string[];
+  /** @default 'acceptEdits' */
+  readonly permissionMode?: PermissionMode;
 }
 
 /** Long sessions (up to 8 h): the runner image as a Fargate task that answers a task token. */
@@ -61,6 +66,8 @@ export class FargateRunner extends Construct {
         API_KEY_SECRET_ARN: props.apiKeySecret.secretArn,
         CLAUDE_CODE_MAX_RETRIES: String(props.maxApiRetries ?? 2),
         HEARTBEAT_INTERVAL_SECONDS: '30',
+        CLAUDE_TOOLS: (props.tools ?? DEFAULT_TOOLS).join(','),
+        CLAUDE_PERMISSION_MODE: props.permissionMode ?? DEFAULT_PERMISSION_MODE,
       },
     });
     props.apiKeySecret.grantRead(this.taskDefinition.taskRole);

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { fakeClaude, startTestRuntime, type TestRuntime } from './support.js';
+import { DEFAULT_TOOLS } from '../lib/claude/claude-args.js';
 
 let env: TestRuntime;
 
@@ -50,6 +51,20 @@ describe('the session workflow on the local state machine, with the real Claude 
     // The CLI's request carried the session's UUID.
     expect(env.anthropic.messageRequests.map((r) => r.sessionId)).toEqual([sessionId]);
     await expectNothingRunning('p-ok');
+  });
+
+  it('offers the model only the allow-listed tools: no shell, no web by default', async () => {
+    await env.runtime.run({ prompt: 'hi', projectId: 'p-tools' });
+    const offered = (env.anthropic.messageRequests[0]!.body.tools as { name: string }[]).map((t) => t.name).sort();
+    expect(offered).toEqual([...DEFAULT_TOOLS].sort());
+
+    const readOnly = await startTestRuntime({ tools: ['Read'] });
+    try {
+      await readOnly.runtime.run({ prompt: 'hi', projectId: 'p-tools' });
+      expect((readOnly.anthropic.messageRequests[0]!.body.tools as { name: string }[]).map((t) => t.name)).toEqual(['Read']);
+    } finally {
+      await readOnly.close();
+    }
   });
 
   it('stores the prompt as its length and hash, never its text', async () => {

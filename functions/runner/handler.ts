@@ -4,6 +4,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { readApiKey } from '../../lib/claude/api-key.js';
+import { toolSettingsFromEnv } from '../../lib/claude/claude-args.js';
 import { DEFAULT_IDLE_TIMEOUT_MS, runSessionTask } from '../../lib/claude/run-session-task.js';
 import type { SessionStart } from '../../lib/sessions/execution-input.js';
 
@@ -23,6 +24,7 @@ export const handler = middy(async (session: SessionStart, context: Context) => 
     idleTimeoutMs: Number(process.env.CLAUDE_IDLE_TIMEOUT_MS ?? DEFAULT_IDLE_TIMEOUT_MS),
     maxRetries: Number(process.env.CLAUDE_CODE_MAX_RETRIES ?? 2),
     remainingMs: () => context.getRemainingTimeInMillis(),
+    ...toolSettingsFromEnv(process.env),
   });
   const { status, usage, numTurns, totalCostUsd, durationMs, error } = result.record;
   logger.info('Claude finished', { status, usage, numTurns, totalCostUsd, durationMs, error });

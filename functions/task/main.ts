@@ -4,6 +4,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { readApiKey } from '../../lib/claude/api-key.js';
+import { toolSettingsFromEnv } from '../../lib/claude/claude-args.js';
 import { StepFunctionsCallbacks, runFargateTask } from '../../lib/claude/fargate-task.js';
 import { DEFAULT_IDLE_TIMEOUT_MS } from '../../lib/claude/run-session-task.js';
 import type { SessionStart } from '../../lib/sessions/execution-input.js';
@@ -32,6 +33,7 @@ async function main(): Promise<number> {
         endpoint: { apiKey, baseUrl: process.env.ANTHROPIC_BASE_URL },
         idleTimeoutMs: Number(process.env.CLAUDE_IDLE_TIMEOUT_MS ?? DEFAULT_IDLE_TIMEOUT_MS),
         maxRetries: Number(process.env.CLAUDE_CODE_MAX_RETRIES ?? 2),
+        ...toolSettingsFromEnv(process.env),
       },
       callbacks,
       Number(process.env.HEARTBEAT_INTERVAL_SECONDS ?? 30) * 1000,

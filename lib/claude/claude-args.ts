@@ -1,3 +1,10 @@
+/** Tools a session may use unless configured otherwise: files in its own working directory, no shell, no web. */
+export const DEFAULT_TOOLS = ['Read', 'Glob', 'Grep', 'Edit', 'Write'] as const;
+/** Edits in the session's throw-away working directory need no approval; nothing else is asked. */
+export const DEFAULT_PERMISSION_MODE = 'acceptEdits';
+export const PERMISSION_MODES = ['acceptEdits', 'auto', 'bypassPermissions', 'default', 'dontAsk', 'plan'] as const;
+export type PermissionMode = (typeof PERMISSION_MODES)[number];
+
 export interface ClaudeArgsOptions {
   prompt: string;
   sessionId: string;
@@ -6,6 +13,10 @@ export interface ClaudeArgsOptions {
   maxTurns?: number;
   maxBudgetUsd?: number;
   model?: string;
+  /** The only tools the CLI offers the model. @default DEFAULT_TOOLS */
+  tools?: readonly string[];
+  /** @default DEFAULT_PERMISSION_MODE */
+  permissionMode?: PermissionMode;
 }
 
 /**
@@ -22,5 +33,18 @@ export function buildClaudeArgs(options: ClaudeArgsOptions): string[] {
   if (options.maxTurns !== undefined) args.push('--max-turns', String(options.maxTurns));
   if (options.maxBudgetUsd !== undefined) args.push('--max-budget-usd', String(options.maxBudgetUsd));
   if (options.model) args.push('--model', options.model);
+  // An explicit allow-list: one comma-joined value, so the variadic flag takes nothing else.
+  args.push('--tools', (options.tools ?? DEFAULT_TOOLS).join(','));
+  args.push('--permission-mode', options.permissionMode ?? DEFAULT_PERMISSION_MODE);
   return args;
+}
+
+/** Reads the runner's tool settings (CLAUDE_TOOLS, CLAUDE_PERMISSION_MODE), refusing an unknown mode. */
+export function toolSettingsFromEnv(env: NodeJS.ProcessEnv): { tools?: string[]; permissionMode?: PermissionMode } {
+  const mode = env.CLAUDE_PERMISSION_MODE;
+  if (mode !== undefined && !PERMISSION_MODES.includes(mode as PermissionMode)) {
+    throw new Error(`CLAUDE_PERMISSION_MODE must be one of ${PERMISSION_MODES.join(', ')}, not ${JSON.stringify(mode)}`);
+  }
+  const tools = env.CLAUDE_TOOLS?.split(',').map((t) => t.trim()).filter(Boolean);
+  return { tools, permissionMode: mode as PermissionMode | undefined };
 }

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { statSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,9 +42,27 @@ export type ClaudeRun =
 
 const KILL_GRACE_MS = 2_000;
 
+let claudePath: string | undefined;
+
+/**
+ * The native `claude` binary. The package's postinstall copies it over bin/claude.exe;
+ * where install scripts did not run (npm --ignore-scripts, the image build), that file is a
+ * stub, and the binary is taken from the platform package it would have been copied from.
+ */
 export function defaultClaudePath(): string {
+  if (claudePath) return claudePath;
   const require = createRequire(import.meta.url);
-  return join(require.resolve('@anthropic-ai/claude-code/package.json'), '..', 'bin', 'claude.exe');
+  const wrapper = join(require.resolve('@anthropic-ai/claude-code/package.json'), '..', 'bin', 'claude.exe');
+  if (statSync(wrapper).size > 1_000_000) return (claudePath = wrapper);
+  const glibc = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime;
+  const musl = process.platform === 'linux' && !glibc ? '-musl' : '';
+  const binary = process.platform === 'win32' ? 'claude.exe' : 'claude';
+  try {
+    const platformPackage = require.resolve(`@anthropic-ai/claude-code-${process.platform}-${process.arch}${musl}/package.json`);
+    return (claudePath = join(platformPackage, '..', binary));
+  } catch {
+    return (claudePath = wrapper); // the stub, which says how to install the binary
+  }
 }
 
 /**

@@ -10,6 +10,7 @@ import {
 } from '../sessions/session-item.js';
 import { claudeFailure, usageOf } from './claude-result.js';
 import { SessionIdMismatchError } from './errors.js';
+import type { PermissionMode } from './claude-args.js';
 import { runClaude, type ClaudeEndpoint } from './run-claude.js';
 
 export interface RunnerConfig {
@@ -24,6 +25,9 @@ export interface RunnerConfig {
   remainingMs?: () => number;
   now?: () => Date;
   signal?: AbortSignal;
+  /** The CLI's tool allow-list and permission mode (claude-args.ts has the defaults). */
+  tools?: readonly string[];
+  permissionMode?: PermissionMode;
 }
 
 /** What RunClaude returns: the closed record, and the values RecordUsage writes. */
@@ -59,6 +63,8 @@ export async function runSessionTask(start: SessionStart, config: RunnerConfig):
     claudePath: config.claudePath,
     workRoot: config.workRoot,
     signal: config.signal,
+    tools: config.tools,
+    permissionMode: config.permissionMode,
   });
 
   let outcome: RunOutcome;

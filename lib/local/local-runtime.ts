@@ -314,6 +314,8 @@ export class LocalRuntime implements SessionStarter {
         CLAUDE_CODE_MAX_RETRIES: String(this.runnerConfig.maxRetries ?? 2),
         ...(this.runnerConfig.idleTimeoutMs ? { CLAUDE_IDLE_TIMEOUT_MS: String(this.runnerConfig.idleTimeoutMs) } : {}),
         HEARTBEAT_INTERVAL_SECONDS: String(heartbeatMs ? Math.max(0.2, heartbeatMs / 3000) : 30),
+        ...(this.runnerConfig.tools ? { CLAUDE_TOOLS: this.runnerConfig.tools.join(',') } : {}),
+        ...(this.runnerConfig.permissionMode ? { CLAUDE_PERMISSION_MODE: this.runnerConfig.permissionMode } : {}),
       },
     });
     this.fargateTasks.set(sessionId, child);
