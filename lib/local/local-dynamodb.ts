@@ -1,4 +1,4 @@
-import { CreateTableCommand, DescribeTableCommand, DynamoDBClient, ResourceInUseException } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, DescribeTableCommand, DynamoDBClient, ResourceInUseException, waitUntilTableExists } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -65,6 +65,9 @@ export class LocalDynamoDb {
     } catch (err) {
       if (!(err instanceof ResourceInUseException)) throw err;
     }
+    // dynalite answers CreateTable with the table still CREATING: reads of a new table (or
+    // its index) fail with "Requested resource not found" until it is ACTIVE.
+    await waitUntilTableExists({ client: this.client, maxWaitTime: 30, minDelay: 0.05, maxDelay: 0.2 }, { TableName: this.tableName });
   }
 
   async close(): Promise<void> {

@@ -118,26 +118,36 @@ export class LocalRuntime implements SessionStarter {
       await releaseLock();
       throw err;
     });
-    let endpoint = options.endpoint;
+    // Whatever fails from here on, nothing started stays open (a stray server keeps Node alive).
     let ownStandIn: AnthropicStandIn | undefined;
-    if (!endpoint && options.standIn) endpoint = { apiKey: 'sk-ant-local-stand-in', baseUrl: options.standIn.url };
-    if (!endpoint && process.env.ANTHROPIC_API_KEY) {
-      endpoint = { apiKey: process.env.ANTHROPIC_API_KEY, baseUrl: process.env.ANTHROPIC_BASE_URL || undefined };
+    let callbacks: LocalTaskCallbacks | undefined;
+    try {
+      let endpoint = options.endpoint;
+      if (!endpoint && options.standIn) endpoint = { apiKey: 'sk-ant-local-stand-in', baseUrl: options.standIn.url };
+      if (!endpoint && process.env.ANTHROPIC_API_KEY) {
+        endpoint = { apiKey: process.env.ANTHROPIC_API_KEY, baseUrl: process.env.ANTHROPIC_BASE_URL || undefined };
+      }
+      if (!endpoint) {
+        ownStandIn = await new AnthropicStandIn().start();
+        endpoint = { apiKey: 'sk-ant-local-stand-in', baseUrl: ownStandIn.url };
+      }
+      callbacks = await new LocalTaskCallbacks().start();
+      const runtime = new LocalRuntime(definition, dynamodb, { ...options.runner, endpoint }, ownStandIn, callbacks, options.fargateHeartbeatSeconds);
+      runtime.releaseLock = releaseLock;
+      if (options.home) {
+        // Holding the lock means no other process runs anything here: a RUNNING session
+        // is an orphan of a process that died (kill -9, a crash) and is closed now.
+        runtime.orphansClosed = await runtime.closeOrphans();
+        runtime.watchAbortRequests(join(options.home, ABORT_REQUESTS_DIR));
+      }
+      return runtime;
+    } catch (err) {
+      await ownStandIn?.close();
+      await callbacks?.close();
+      await dynamodb.close();
+      await releaseLock();
+      throw err;
     }
-    if (!endpoint) {
-      ownStandIn = await new AnthropicStandIn().start();
-      endpoint = { apiKey: 'sk-ant-local-stand-in', baseUrl: ownStandIn.url };
-    }
-    const callbacks = await new LocalTaskCallbacks().start();
-    const runtime = new LocalRuntime(definition, dynamodb, { ...options.runner, endpoint }, ownStandIn, callbacks, options.fargateHeartbeatSeconds);
-    runtime.releaseLock = releaseLock;
-    if (options.home) {
-      // Holding the lock means no other process runs anything here: a RUNNING session
-      // is an orphan of a process that died (kill -9, a crash) and is closed now.
-      runtime.orphansClosed = await runtime.closeOrphans();
-      runtime.watchAbortRequests(join(options.home, ABORT_REQUESTS_DIR));
-    }
-    return runtime;
   }
 
   /**
