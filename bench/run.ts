@@ -158,7 +158,7 @@ async function main() {
     },
     { step: 'initialize', name: 'benchCounter' },
   );
-  await measurePath('caughtFailure', { prompt: 'hi', projectId: 'bench' }, undefined, crashing);
+  await measurePath('cliCrash', { prompt: 'hi', projectId: 'bench' }, undefined, crashing);
   await crashing.close();
 
   // --- concurrency
