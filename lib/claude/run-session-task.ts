@@ -70,38 +70,13 @@ export async function runSessionTask(start: SessionStart, config: RunnerConfig):
   let outcome: RunOutcome;
   if (run.kind === 'crashed') {
     // Tokens streamed before a crash were spent: record them on a FAILED session.
-    outcome = {
-      status: 'FAILED',
-      endedAt: now().toISOString(),
-      claudeSessionId: start.sessionId,
-      usage: run.usage,
-      numTurns: run.numTurns,
-      totalCostUsd: 0,
-      durationMs: run.wallMs,
-      modelUsage: {},
-      stopReason: null,
-      result: null,
-      error: run.error.name,
-      cause: run.error.message.slice(0, RESULT_MAX_CHARS),
-    };
+    outcome = unfinishedOutcome(start, run, now(), 'FAILED', run.error.name, run.error.message.slice(0, RESULT_MAX_CHARS));
   } else if (run.kind === 'timeout') {
     const seconds = Math.round(run.limitMs / 1000);
-    outcome = {
-      status: 'TIMED_OUT',
-      endedAt: now().toISOString(),
-      claudeSessionId: start.sessionId,
-      usage: run.usage,
-      numTurns: run.numTurns,
-      totalCostUsd: 0, // the CLI reports cost only in its result, which a killed run never prints
-      durationMs: run.wallMs,
-      modelUsage: {},
-      stopReason: null,
-      result: null,
-      error: 'ClaudeTimeoutError',
-      cause: run.reason === 'wall-clock'
-        ? `the Claude CLI ran past its ${seconds} s limit and was stopped`
-        : `the Claude CLI printed nothing for ${seconds} s and was stopped`,
-    };
+    const cause = run.reason === 'wall-clock'
+      ? `the Claude CLI ran past its ${seconds} s limit and was stopped`
+      : `the Claude CLI printed nothing for ${seconds} s and was stopped`;
+    outcome = unfinishedOutcome(start, run, now(), 'TIMED_OUT', 'ClaudeTimeoutError', cause);
   } else {
     const { result } = run;
     // The one invariant: the conversation Claude ran is the session we track.
@@ -125,5 +100,30 @@ export async function runSessionTask(start: SessionStart, config: RunnerConfig):
   return {
     record: toClosedRecord(start, outcome),
     values: marshall(closeValues(outcome) as Record<string, NativeAttributeValue>, { removeUndefinedValues: true }),
+  };
+}
+
+/** The outcome of a run that ended without the CLI's result: the streamed usage, no cost. */
+function unfinishedOutcome(
+  start: SessionStart,
+  run: { usage: RunOutcome['usage']; numTurns: number; wallMs: number },
+  endedAt: Date,
+  status: 'FAILED' | 'TIMED_OUT',
+  error: string,
+  cause: string,
+): RunOutcome {
+  return {
+    status,
+    endedAt: endedAt.toISOString(),
+    claudeSessionId: start.sessionId,
+    usage: run.usage,
+    numTurns: run.numTurns,
+    totalCostUsd: 0, // the CLI reports cost only in its result, which such a run never prints
+    durationMs: run.wallMs,
+    modelUsage: {},
+    stopReason: null,
+    result: null,
+    error,
+    cause,
   };
 }
