@@ -14,7 +14,8 @@ const code = await main(process.argv.slice(2), {
   env: process.env,
   cwd: process.cwd(),
   onInterrupt: (stop) => {
-    for (const signal of ['SIGINT', 'SIGTERM']) {
+    // SIGHUP too: a closed terminal must not leave Claude running on its own.
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
       process.on(signal, () => {
         if (interrupted) process.exit(130);
         interrupted = true;
