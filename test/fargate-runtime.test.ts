@@ -1,20 +1,14 @@
 import { App } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { ClaudeSessionsStack } from '../cdk/claude-sessions-stack.js';
 import { fromTemplate } from '../lib/local/workflow-definition.js';
 import { InvalidInputError, validateStartInput } from '../lib/sessions/execution-input.js';
-import { startTestRuntime, type TestRuntime } from './support.js';
+import { useTestRuntime, type TestRuntime } from './support.js';
 
 let env: TestRuntime;
-beforeAll(async () => {
-  env = await startTestRuntime({}, { fargateHeartbeatSeconds: 3 });
-});
-afterAll(async () => {
-  await env.close();
-});
-beforeEach(() => env.anthropic.reset());
+useTestRuntime((started) => (env = started), {}, { fargateHeartbeatSeconds: 3 });
 
 describe('the fargate runtime, as a separate task process reporting on its task token', () => {
   it('completes with the exact usage, through heartbeats and SendTaskSuccess', async () => {

@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
-import { fakeClaude, startTestRuntime, type TestRuntime } from './support.js';
+import { fakeClaude, startTestRuntime, useTestRuntime, type TestRuntime } from './support.js';
 
 /**
  * Faults injected for real (the real CLI against a misbehaving API, a misbehaving
@@ -8,13 +8,7 @@ import { fakeClaude, startTestRuntime, type TestRuntime } from './support.js';
  * was spent recorded once, and nothing is left RUNNING.
  */
 let env: TestRuntime;
-beforeAll(async () => {
-  env = await startTestRuntime();
-});
-afterAll(async () => {
-  await env.close();
-});
-beforeEach(() => env.anthropic.reset());
+useTestRuntime((started) => (env = started));
 
 describe('fault matrix', () => {
   it('HTTP 429: FAILED with the API error, CLI retries bounded', async () => {

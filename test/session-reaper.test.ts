@@ -1,21 +1,15 @@
 import { App } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { ClaudeSessionsStack } from '../cdk/claude-sessions-stack.js';
 import { prepareSessionStart, sessionIdForExecution } from '../lib/sessions/execution-input.js';
 import { reapExecution } from '../lib/sessions/session-reaper.js';
 import type { RunOutcome } from '../lib/sessions/session-item.js';
-import { startTestRuntime, type TestRuntime } from './support.js';
+import { useTestRuntime, type TestRuntime } from './support.js';
 
 let env: TestRuntime;
-beforeAll(async () => {
-  env = await startTestRuntime();
-});
-afterAll(async () => {
-  await env.close();
-});
-beforeEach(() => env.anthropic.reset());
+useTestRuntime((started) => (env = started));
 
 async function waitFor<T>(probe: () => Promise<T | undefined>): Promise<T> {
   for (let i = 0; i < 200; i++) {

@@ -1,19 +1,11 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
-import { fakeClaude, startTestRuntime, type TestRuntime } from './support.js';
+import { fakeClaude, startTestRuntime, useTestRuntime, type TestRuntime } from './support.js';
 import { DEFAULT_TOOLS } from '../lib/claude/claude-args.js';
 
 let env: TestRuntime;
 
-beforeAll(async () => {
-  env = await startTestRuntime();
-});
-afterAll(async () => {
-  await env.close();
-});
-beforeEach(() => {
-  env.anthropic.reset();
-});
+useTestRuntime((started) => (env = started));
 
 async function expectNothingRunning(projectId: string) {
   expect(await env.runtime.repository.listRunning(projectId)).toEqual([]);

@@ -1,4 +1,5 @@
 import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
+import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
@@ -42,4 +43,24 @@ export async function fakeClaude(script: string): Promise<string> {
   await writeFile(path, `#!/usr/bin/env node\n${script}\n`);
   await chmod(path, 0o755);
   return path;
+}
+
+/**
+ * One runtime for a test file: started before its tests, closed after them, the stand-in
+ * reset before each. `use` receives it (assign it to the file's variable).
+ */
+export function useTestRuntime(
+  use: (env: TestRuntime) => void,
+  runner: Omit<RunnerConfig, 'endpoint'> = {},
+  options: Pick<LocalRuntimeOptions, 'fargateHeartbeatSeconds'> = {},
+): void {
+  let env: TestRuntime | undefined;
+  beforeAll(async () => {
+    env = await startTestRuntime(runner, options);
+    use(env);
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+  beforeEach(() => env?.anthropic.reset());
 }
