@@ -99,13 +99,15 @@ async function main() {
 
   // DynamoDB calls the workflow makes, counted at the SDK boundary.
   const calls: Record<string, number> = {};
-  runtime.dynamodb.client.middlewareStack.add(
-    (next, context) => async (args) => {
-      calls[context.commandName ?? 'unknown'] = (calls[context.commandName ?? 'unknown'] ?? 0) + 1;
-      return next(args);
-    },
-    { step: 'initialize', name: 'benchCounter' },
-  );
+  const countCalls = (rt: LocalRuntime) =>
+    rt.dynamodb.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        calls[context.commandName ?? 'unknown'] = (calls[context.commandName ?? 'unknown'] ?? 0) + 1;
+        return next(args);
+      },
+      { step: 'initialize', name: 'benchCounter' },
+    );
+  countCalls(runtime);
 
   // --- overhead (warm): interleaved, so drift on a shared machine hits both sides alike
   log(`overhead: ${N} bare runs and ${N} warm sessions, interleaved…`);
@@ -151,13 +153,7 @@ async function main() {
   await measurePath('claudeFailed', { prompt: 'hi', projectId: 'bench' }, () => standIn.respondWith({ kind: 'error', status: 400 }));
   await measurePath('invalidInput', { projectId: 'bench' });
   const crashing = await LocalRuntime.start({ standIn, runner: { claudePath: '/bin/false' }, cacheDir: join(PROJECT_ROOT, '.claude-sessions', 'cache') });
-  crashing.dynamodb.client.middlewareStack.add(
-    (next, context) => async (args) => {
-      calls[context.commandName ?? 'unknown'] = (calls[context.commandName ?? 'unknown'] ?? 0) + 1;
-      return next(args);
-    },
-    { step: 'initialize', name: 'benchCounter' },
-  );
+  countCalls(crashing);
   await measurePath('cliCrash', { prompt: 'hi', projectId: 'bench' }, undefined, crashing);
   await crashing.close();
 

@@ -35,6 +35,11 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}, started?: (child: Chil
   });
 }
 
+/** Waits until the CLI under test has reached the API (its run is under way). */
+async function firstRequest(api: AnthropicStandIn): Promise<void> {
+  for (let i = 0; i < 400 && api.messageRequests.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+}
+
 beforeAll(async () => {
   home = await mkdtemp(join(tmpdir(), 'claude-sessions-home-'));
 });
@@ -116,7 +121,7 @@ describe('npx claude-sessions', () => {
       api.respondByDefault({ kind: 'stall' });
       const sessionId = uuidv4();
       const running = cli(['run', 'a long job', '--project', 'abort', '--session-id', sessionId], { ANTHROPIC_API_KEY: 'sk-ant-test', ANTHROPIC_BASE_URL: api.url });
-      for (let i = 0; i < 400 && api.messageRequests.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      await firstRequest(api);
       const busy = await cli(['list']);
       expect(busy.code).toBe(1);
       expect(busy.stderr).toMatch(/in use by process \d+ \(claude-sessions run/);
@@ -138,7 +143,7 @@ describe('npx claude-sessions', () => {
       const sessionId = uuidv4();
       let child: ChildProcess | undefined;
       const running = cli(['run', 'doomed', '--project', 'orphan', '--session-id', sessionId], { ANTHROPIC_API_KEY: 'sk-ant-test', ANTHROPIC_BASE_URL: api.url }, (c) => (child = c));
-      for (let i = 0; i < 400 && api.messageRequests.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      await firstRequest(api);
       child!.kill('SIGKILL');
       await running;
       const list = await cli(['list', '--project', 'orphan', '--json']);

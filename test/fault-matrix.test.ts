@@ -71,54 +71,50 @@ describe('fault matrix', () => {
   });
 
   it('DynamoDB throttling on RecordUsage: retried, and the usage is counted once', async () => {
-    let throttled = 0;
-    env.runtime.dynamodb.client.middlewareStack.add(
-      (next, context) => async (args) => {
-        if (context.commandName === 'UpdateItemCommand' && throttled < 2) {
-          throttled += 1;
-          throw Object.assign(new Error('Rate of requests exceeds the allowed throughput'), { name: 'ProvisionedThroughputExceededException' });
-        }
-        return next(args);
-      },
-      { step: 'initialize', name: 'throttleRecordUsage' },
-    );
+    const faults = failUpdateItems(2, 'ProvisionedThroughputExceededException');
     try {
       env.anthropic.respondWith({ kind: 'text', usage: { input_tokens: 55, output_tokens: 5 } });
       const { outcome, session } = await env.runtime.run({ prompt: 'hi', projectId: 'fault-throttle' });
-      expect(throttled).toBe(2);
+      expect(faults.count).toBe(2);
       expect(outcome.status).toBe('SUCCEEDED');
       expect(session).toMatchObject({ status: 'COMPLETED', usage: { inputTokens: 55, outputTokens: 5 } });
       expect(await env.runtime.repository.usageTotals('fault-throttle')).toMatchObject({ sessions: 1, usage: { inputTokens: 55 } });
     } finally {
-      env.runtime.dynamodb.client.middlewareStack.remove('throttleRecordUsage');
+      faults.remove();
     }
   });
 
   it('a close that keeps failing ends the execution failed, and the reaper closes the session', async () => {
-    let failures = 0;
-    env.runtime.dynamodb.client.middlewareStack.add(
-      (next, context) => async (args) => {
-        // RecordUsage and CloseFailed each try 4 times; the reaper's close then goes through.
-        if (context.commandName === 'UpdateItemCommand' && failures < 8) {
-          failures += 1;
-          throw Object.assign(new Error('We currently cannot serve this request'), { name: 'InternalServerErrorException' });
-        }
-        return next(args);
-      },
-      { step: 'initialize', name: 'failCloses' },
-    );
+    // RecordUsage and CloseFailed each try 4 times; the reaper's close then goes through.
+    const faults = failUpdateItems(8, 'InternalServerErrorException');
     try {
       const sessionId = uuidv4();
       const { outcome, session } = await env.runtime.run({ prompt: 'hi', projectId: 'fault-close', sessionId });
-      expect(failures).toBe(8);
+      expect(faults.count).toBe(8);
       expect(outcome).toMatchObject({ status: 'FAILED', error: 'DynamoDB.InternalServerErrorException' });
       expect(session).toMatchObject({ status: 'FAILED', error: 'DynamoDB.InternalServerErrorException' });
       expect(await env.runtime.repository.listRunning('fault-close')).toEqual([]);
     } finally {
-      env.runtime.dynamodb.client.middlewareStack.remove('failCloses');
+      faults.remove();
     }
   });
 });
+
+/** Makes the next `times` UpdateItem calls fail with a DynamoDB error, at the SDK boundary. */
+function failUpdateItems(times: number, errorName: string) {
+  const faults = { count: 0, remove: () => void env.runtime.dynamodb.client.middlewareStack.remove('injectedFaults') };
+  env.runtime.dynamodb.client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName === 'UpdateItemCommand' && faults.count < times) {
+        faults.count += 1;
+        throw Object.assign(new Error(`injected ${errorName}`), { name: errorName });
+      }
+      return next(args);
+    },
+    { step: 'initialize', name: 'injectedFaults' },
+  );
+  return faults;
+}
 
 describe('load', () => {
   it('50 sessions at once: all closed, none RUNNING, usage equal to what the stand-in served, no duplicates', async () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { v4 as uuidv4, validate as isUuid } from 'uuid';
 import { InvalidInputError, validateStartInput } from '../sessions/execution-input.js';
-import { SESSION_STATUSES, type SessionRecord, type SessionStatus } from '../sessions/session-item.js';
+import { SESSION_STATUSES, readableCause, type SessionRecord, type SessionStatus } from '../sessions/session-item.js';
 import type { UsageTotals } from '../sessions/session-repository.js';
 import { ABORT_REQUESTS_DIR, LocalRuntime, type EventLog } from '../local/local-runtime.js';
 import { LocalStateBusyError } from '../local/state-lock.js';
@@ -153,7 +153,7 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
       return 1;
     }
     if (!session) {
-      progress(`error: execution ${outcome.status} before a session was created: ${outcome.error ?? ''} ${readable(outcome.cause)}`.trim());
+      progress(`error: execution ${outcome.status} before a session was created: ${outcome.error ?? ''} ${readableCause(outcome.cause ?? null) ?? ''}`.trim());
       return 1;
     }
     if (values.json) io.stdout(`${JSON.stringify(session, null, 2)}\n`);
@@ -175,16 +175,6 @@ async function showStates(events: AsyncIterable<EventLog>, started: number, prin
     else if (event.type === 'ExecutionFailed') print(`${stamp()} ✗ execution failed: ${event.Error}`);
     else if (event.type === 'ExecutionAborted') print(`${stamp()} ✗ execution aborted`);
     else if (event.type === 'ExecutionTimeout') print(`${stamp()} ✗ execution timed out`);
-  }
-}
-
-function readable(cause: string | undefined): string {
-  if (!cause) return '';
-  try {
-    const parsed = JSON.parse(cause) as { errorMessage?: string };
-    return parsed.errorMessage ?? cause;
-  } catch {
-    return cause;
   }
 }
 

@@ -52,7 +52,6 @@ export const ExecutionInput = z
     }
   });
 export type ExecutionInput = z.output<typeof ExecutionInput>;
-export type ExecutionInputBody = z.input<typeof ExecutionInput>;
 
 export interface FieldError {
   field: string;
@@ -125,8 +124,6 @@ export function prepareSessionStart(
     executionArn: context.executionArn,
   };
 }
-
-export const SessionIdParam = uuidField;
 
 // Fixed namespace for session ids derived from execution ARNs (uuid v5 of the ARN).
 const EXECUTION_NAMESPACE = '5f0e5c4a-8d1b-4a57-9a53-0b9c6a0d2f7e';
