@@ -5,6 +5,7 @@ import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { IgnoreMode } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
+import type { TranscriptBucket } from './transcript-bucket.js';
 import { DEFAULT_IDLE_TIMEOUT_MS } from '../lib/claude/run-session-task.js';
 import { DEFAULT_PERMISSION_MODE, DEFAULT_TOOLS, type PermissionMode } from '../lib/claude/claude-args.js';
 import { PROJECT_ROOT, acknowledgeFunctionBasics } from './service-function.js';
@@ -12,6 +13,8 @@ import { PROJECT_ROOT, acknowledgeFunctionBasics } from './service-function.js';
 export interface ClaudeRunnerProps {
   /** Holds the Anthropic API key: a plain string, or JSON with ANTHROPIC_API_KEY. */
   readonly apiKeySecret: ISecret;
+  /** Where milestone transcripts are kept between tasks. */
+  readonly transcripts: TranscriptBucket;
   /** @default 3008 MB: the CLI and the tools it runs want memory and the CPU that comes with it */
   readonly memorySize?: number;
   /** @default 5 minutes without output before the CLI is treated as hung */
@@ -59,6 +62,7 @@ export class ClaudeRunner extends Construct {
       logGroup,
       environment: {
         API_KEY_SECRET_ARN: props.apiKeySecret.secretArn,
+        TRANSCRIPT_BUCKET: props.transcripts.bucket.bucketName,
         CLAUDE_IDLE_TIMEOUT_MS: String(props.idleTimeout?.toMilliseconds() ?? DEFAULT_IDLE_TIMEOUT_MS),
         CLAUDE_CODE_MAX_RETRIES: String(props.maxApiRetries ?? 2),
         CLAUDE_TOOLS: (props.tools ?? DEFAULT_TOOLS).join(','),
@@ -67,6 +71,7 @@ export class ClaudeRunner extends Construct {
       },
     });
     props.apiKeySecret.grantRead(fn);
+    props.transcripts.grantReadWrite(fn);
     acknowledgeFunctionBasics(this);
     this.function = fn;
   }

@@ -4,6 +4,7 @@ import { Construct } from 'constructs';
 import { ClaudeRunner } from './claude-runner.js';
 import { InputValidator } from './input-validator.js';
 import { SessionTable } from './session-table.js';
+import { TranscriptBucket } from './transcript-bucket.js';
 import { SessionWorkflow } from './session-workflow.js';
 import { SessionApi } from './session-api.js';
 import { SessionSchedules } from './session-schedules.js';
@@ -31,9 +32,10 @@ export class ClaudeSessionsStack extends Stack {
     super(scope, id, props);
     const apiKeySecret = this.apiKeySecret(props.apiKeySecretName);
     const sessions = new SessionTable(this, 'Sessions');
+    const transcripts = new TranscriptBucket(this, 'Transcripts');
     const validator = (this.validator = new InputValidator(this, 'InputValidator'));
-    const runner = (this.runner = new ClaudeRunner(this, 'Runner', { apiKeySecret }));
-    const fargate = new FargateRunner(this, 'Fargate', { image: runner.image, apiKeySecret, vpc: props.vpc });
+    const runner = (this.runner = new ClaudeRunner(this, 'Runner', { apiKeySecret, transcripts }));
+    const fargate = new FargateRunner(this, 'Fargate', { image: runner.image, apiKeySecret, transcripts, vpc: props.vpc });
     this.workflow = new SessionWorkflow(this, 'Workflow', {
       table: sessions.table,
       validator: validator.function,
@@ -42,7 +44,7 @@ export class ClaudeSessionsStack extends Stack {
     });
     // The task answers its token; it may do nothing else with the state machine.
     this.workflow.stateMachine.grantTaskResponse(fargate.taskDefinition.taskRole);
-    this.api = new SessionApi(this, 'Http', { table: sessions.table, stateMachine: this.workflow.stateMachine });
+    this.api = new SessionApi(this, 'Http', { table: sessions.table, stateMachine: this.workflow.stateMachine, transcripts });
     new SessionReaper(this, 'Reaper', { table: sessions.table, stateMachine: this.workflow.stateMachine });
     new SessionSchedules(this, 'Schedules', { stateMachine: this.workflow.stateMachine, schedules: props.schedules ?? [] });
     this.suppressReviewedFindings(runner, validator, this.workflow);

@@ -5,11 +5,14 @@ import { Cluster, ContainerImage, ContainerInsights, CpuArchitecture, FargateTas
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
+import type { TranscriptBucket } from './transcript-bucket.js';
 import { DEFAULT_PERMISSION_MODE, DEFAULT_TOOLS, type PermissionMode } from '../lib/claude/claude-args.js';
 
 export interface FargateRunnerProps {
   readonly image: DockerImageAsset;
   readonly apiKeySecret: ISecret;
+  /** Where milestone transcripts are kept between tasks. */
+  readonly transcripts: TranscriptBucket;
   /** @default a new VPC with public subnets only: tasks get a public IP, no NAT gateway is paid for */
   readonly vpc?: IVpc;
   /** @default 2048 (2 vCPU) */
@@ -64,6 +67,7 @@ export class FargateRunner extends Construct {
       readonlyRootFilesystem: false,
       environment: {
         API_KEY_SECRET_ARN: props.apiKeySecret.secretArn,
+        TRANSCRIPT_BUCKET: props.transcripts.bucket.bucketName,
         CLAUDE_CODE_MAX_RETRIES: String(props.maxApiRetries ?? 2),
         HEARTBEAT_INTERVAL_SECONDS: '30',
         CLAUDE_TOOLS: (props.tools ?? DEFAULT_TOOLS).join(','),
@@ -71,6 +75,7 @@ export class FargateRunner extends Construct {
       },
     });
     props.apiKeySecret.grantRead(this.taskDefinition.taskRole);
+    props.transcripts.grantReadWrite(this.taskDefinition.taskRole);
     Validations.of(this.taskDefinition).acknowledge({
       id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
       reason: 'The execution role pulls the image: ecr:GetAuthorizationToken supports no resource-level permission.',

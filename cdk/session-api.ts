@@ -12,11 +12,15 @@ import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import type { TranscriptBucket } from './transcript-bucket.js';
 import { ServiceFunction } from './service-function.js';
 
 export interface SessionApiProps {
   readonly table: ITable;
   readonly stateMachine: IStateMachine;
+  /** Tagged for expiry when a milestone closes. */
+  readonly transcripts: TranscriptBucket;
   /** @default 10 requests per second, bursts of 20 */
   readonly throttle?: { rateLimit: number; burstLimit: number };
   /** @default RetentionDays.ONE_MONTH */
@@ -40,11 +44,24 @@ export class SessionApi extends Construct {
       memorySize: 512,
       timeout: Duration.seconds(15),
       logRetention: props.logRetention,
-      environment: { TABLE_NAME: props.table.tableName, STATE_MACHINE_ARN: props.stateMachine.stateMachineArn },
+      environment: {
+        TABLE_NAME: props.table.tableName,
+        STATE_MACHINE_ARN: props.stateMachine.stateMachineArn,
+        TRANSCRIPT_BUCKET: props.transcripts.bucket.bucketName,
+      },
     }).function;
-    // Reads of the table (and its project index), and starting this one state machine: nothing else.
+    // Reads of the table (and its indexes), starting this one state machine, and opening and
+    // closing milestones: writes to MILESTONE# items only, never to a session.
     props.table.grantReadData(this.function);
     props.stateMachine.grantStartExecution(this.function);
+    this.function.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['dynamodb:PutItem', 'dynamodb:UpdateItem'],
+        resources: [props.table.tableArn],
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['MILESTONE#*'] } },
+      }),
+    );
+    props.transcripts.grantMarkClosed(this.function);
 
     const accessLogs = new LogGroup(this, 'AccessLogs', {
       retention: props.logRetention ?? RetentionDays.ONE_MONTH,

@@ -2,13 +2,14 @@ import { RemovalPolicy } from 'aws-cdk-lib';
 import { AttributeType, BillingMode, Table, TableEncryption, type ITable } from 'aws-cdk-lib/aws-dynamodb';
 import { Construct } from 'constructs';
 import { PROJECT_INDEX } from '../lib/sessions/session-item.js';
+import { MILESTONE_INDEX } from '../lib/sessions/milestone-item.js';
 
 export interface SessionTableProps {
   /** @default RemovalPolicy.RETAIN: session history outlives the stack */
   readonly removalPolicy?: RemovalPolicy;
 }
 
-/** The one table of DESIGN.md: session (and later milestone) items, and a GSI by project. */
+/** The one table of DESIGN.md: session and milestone items, a GSI by project and one by milestone. */
 export class SessionTable extends Construct {
   readonly table: ITable;
 
@@ -26,6 +27,12 @@ export class SessionTable extends Construct {
     table.addGlobalSecondaryIndex({
       indexName: PROJECT_INDEX,
       partitionKey: { name: 'projectId', type: AttributeType.STRING },
+      sortKey: { name: 'startedAt', type: AttributeType.STRING },
+    });
+    // A milestone's tasks in order; only milestone tasks carry milestoneId (a sparse index).
+    table.addGlobalSecondaryIndex({
+      indexName: MILESTONE_INDEX,
+      partitionKey: { name: 'milestoneId', type: AttributeType.STRING },
       sortKey: { name: 'startedAt', type: AttributeType.STRING },
     });
     this.table = table;

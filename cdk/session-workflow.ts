@@ -9,6 +9,7 @@ import {
   CustomState,
   DefinitionBody,
   Fail,
+  Pass,
   IntegrationPattern,
   JitterType,
   JsonPath,
@@ -33,6 +34,17 @@ import {
   RUNNING_CONDITION,
   SESSION_SK,
 } from '../lib/sessions/session-item.js';
+import {
+  ACQUIRE_CONDITION,
+  ACQUIRE_NAMES,
+  ACQUIRE_UPDATE,
+  LEASE_CONDITION,
+  MARK_BROKEN_NAMES,
+  MARK_BROKEN_UPDATE,
+  MILESTONE_SK,
+  RELEASE_AFTER_RUN_UPDATE,
+  RELEASE_UPDATE,
+} from '../lib/sessions/milestone-item.js';
 
 export interface SessionWorkflowProps {
   readonly table: ITable;
@@ -61,6 +73,11 @@ const sessionKey = {
   pk: { 'S.$': "States.Format('SESSION#{}', $.session.sessionId)" },
   sk: { S: SESSION_SK },
 };
+const milestoneKey = {
+  pk: { 'S.$': "States.Format('MILESTONE#{}', $.session.milestoneId)" },
+  sk: { S: MILESTONE_SK },
+};
+const thisExecution = { 'S.$': '$$.Execution.Id' };
 
 /**
  * The session lifecycle as a Standard state machine in JSONPath (DESIGN.md, request flow):
@@ -91,10 +108,41 @@ export class SessionWorkflow extends Construct {
       },
     });
 
+    // Milestone tasks only: one task at a time, on an OPEN milestone of the same project.
+    // It returns the milestone as it stands (the transcript pointer the runner restores).
+    const acquireMilestone = new CustomState(this, 'AcquireMilestone', {
+      stateJson: {
+        Type: 'Task',
+        Resource: 'arn:aws:states:::dynamodb:updateItem',
+        Parameters: {
+          TableName: tableName,
+          Key: milestoneKey,
+          UpdateExpression: ACQUIRE_UPDATE,
+          ConditionExpression: ACQUIRE_CONDITION,
+          ExpressionAttributeNames: ACQUIRE_NAMES,
+          ExpressionAttributeValues: {
+            ':open': { S: 'OPEN' },
+            ':projectId': { 'S.$': '$.session.projectId' },
+            ':sessionId': { 'S.$': '$.session.sessionId' },
+            ':executionArn': thisExecution,
+          },
+          ReturnValues: 'ALL_NEW',
+        },
+        ResultSelector: { 'item.$': '$.Attributes' },
+        ResultPath: '$.milestone',
+      },
+    });
+    const milestoneUnavailable = new Pass(this, 'MilestoneUnavailable', {
+      parameters: {
+        Error: 'MilestoneUnavailable',
+        'Cause.$': "States.Format('milestone {} is not open for project {}, does not exist, or is running another task', $.session.milestoneId, $.session.projectId)",
+      },
+      resultPath: '$.failure',
+    });
+
     const runClaude = new LambdaInvoke(this, 'RunClaude', {
       lambdaFunction: props.runner,
-      // InputPath, not payload: CDK renders fromJsonPathAt with payloadResponseOnly as "Parameters": "$.session".
-      inputPath: '$.session',
+      payload: TaskInput.fromObject({ 'session.$': '$.session', 'milestone.$': '$.milestone' }),
       payloadResponseOnly: true,
       resultPath: '$.run',
       retryOnServiceExceptions: true,
@@ -114,6 +162,7 @@ export class SessionWorkflow extends Construct {
           containerDefinition: props.fargate.container,
           environment: [
             { name: 'SESSION_INPUT_JSON', value: JsonPath.jsonToString(JsonPath.objectAt('$.session')) },
+            { name: 'MILESTONE_JSON', value: JsonPath.jsonToString(JsonPath.objectAt('$.milestone')) },
             { name: 'TASK_TOKEN', value: JsonPath.taskToken },
           ],
         },
@@ -140,6 +189,36 @@ export class SessionWorkflow extends Construct {
     });
     const recordUsage = new CustomState(this, 'RecordUsage', { stateJson: recordUsageState(true) });
     const recordFailedRun = new CustomState(this, 'RecordFailedRun', { stateJson: recordUsageState(false) });
+    const recordTaskUsage = new CustomState(this, 'RecordTaskUsage', { stateJson: recordUsageState(false) });
+
+    const milestoneUpdate = (update: string, values: Record<string, unknown> | string, names?: Record<string, string>) => ({
+      Type: 'Task',
+      Resource: 'arn:aws:states:::dynamodb:updateItem',
+      Parameters: {
+        TableName: tableName,
+        Key: milestoneKey,
+        UpdateExpression: update,
+        ConditionExpression: LEASE_CONDITION,
+        ...(names ? { ExpressionAttributeNames: names } : {}),
+        ...(typeof values === 'string' ? { 'ExpressionAttributeValues.$': values } : { ExpressionAttributeValues: values }),
+      },
+      ResultPath: null,
+    });
+    // The transcript pointer the runner returned, and the lease freed, after any run that returned.
+    const releaseMilestone = new CustomState(this, 'ReleaseMilestone', {
+      stateJson: milestoneUpdate(RELEASE_AFTER_RUN_UPDATE, '$.run.milestoneValues'),
+    });
+    const releaseMilestoneAfterFailure = new CustomState(this, 'ReleaseMilestoneAfterFailure', {
+      stateJson: milestoneUpdate(RELEASE_UPDATE, { ':executionArn': thisExecution, ':updatedAt': { 'S.$': '$$.State.EnteredTime' } }),
+    });
+    const markMilestoneBroken = new CustomState(this, 'MarkMilestoneBroken', {
+      stateJson: milestoneUpdate(
+        MARK_BROKEN_UPDATE,
+        { ':executionArn': thisExecution, ':updatedAt': { 'S.$': '$$.State.EnteredTime' }, ':broken': { S: 'BROKEN' }, ':reason': { 'S.$': '$.failure.Cause' } },
+        MARK_BROKEN_NAMES,
+      ),
+    });
+    const taskCompleted = new Pass(this, 'TaskCompleted', { outputPath: '$.run.record' });
 
     const closeFailed = new CustomState(this, 'CloseFailed', {
       stateJson: {
@@ -170,7 +249,7 @@ export class SessionWorkflow extends Construct {
     });
     const claudeFailed = new Fail(this, 'ClaudeFailed', { errorPath: '$.run.record.error', causePath: '$.run.record.cause' });
 
-    for (const state of [createSession, recordUsage, recordFailedRun, closeFailed]) {
+    for (const state of [createSession, acquireMilestone, recordUsage, recordFailedRun, recordTaskUsage, releaseMilestone, closeFailed, releaseMilestoneAfterFailure, markMilestoneBroken]) {
       state.addRetry({ errors: TRANSIENT_DYNAMODB_ERRORS, interval: Duration.seconds(1), backoffRate: 2, maxAttempts: 4, jitterStrategy: JitterType.FULL });
     }
     createSession.addCatch(sessionExists, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: '$.failure' });
@@ -179,20 +258,47 @@ export class SessionWorkflow extends Construct {
     recordUsage.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
     recordFailedRun.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
     recordFailedRun.next(claudeFailed);
+    acquireMilestone.addCatch(milestoneUnavailable, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: '$.acquireFailure' });
+    acquireMilestone.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
+    milestoneUnavailable.next(closeFailed);
+    recordTaskUsage.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
+    releaseMilestone.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
+    recordTaskUsage.next(releaseMilestone);
+    releaseMilestone.next(
+      new Choice(this, 'TaskSucceeded').when(Condition.stringEquals('$.run.record.status', 'COMPLETED'), taskCompleted).otherwise(claudeFailed),
+    );
+
+    // Finally, for a milestone task: free its lease (conditional on holding it, so a task refused
+    // for a busy milestone frees nothing), or mark the milestone broken when its transcript is.
+    const milestoneHeld = new Choice(this, 'MilestoneHeld')
+      .when(
+        Condition.and(Condition.isPresent('$.session.milestoneId'), Condition.stringEquals('$.failure.Error', 'TranscriptUnusableError')),
+        markMilestoneBroken,
+      )
+      .when(Condition.isPresent('$.session.milestoneId'), releaseMilestoneAfterFailure)
+      .otherwise(runFailed);
     // A close that finds the session already final (or cannot write) still ends the run failed.
-    closeFailed.addCatch(runFailed, { errors: ['States.ALL'], resultPath: '$.closeFailure' });
-    closeFailed.next(runFailed);
+    closeFailed.addCatch(milestoneHeld, { errors: ['States.ALL'], resultPath: '$.closeFailure' });
+    closeFailed.next(milestoneHeld);
+    for (const release of [releaseMilestoneAfterFailure, markMilestoneBroken]) {
+      release.addCatch(runFailed, { errors: ['States.ALL'], resultPath: '$.releaseFailure' });
+      release.next(runFailed);
+    }
 
     const claudeSucceeded = new Choice(this, 'ClaudeSucceeded')
+      .when(Condition.isPresent('$.session.milestoneId'), recordTaskUsage)
       .when(Condition.stringEquals('$.run.record.status', 'COMPLETED'), recordUsage)
       .otherwise(recordFailedRun);
     runClaude.next(claudeSucceeded);
     runOnFargate.next(claudeSucceeded);
-    const definition = validateInput.next(createSession).next(
-      new Choice(this, 'ChooseRuntime')
-        .when(Condition.stringEquals('$.session.runtime', 'fargate'), runOnFargate)
-        .otherwise(runClaude),
-    );
+    // A milestone task takes its lease after its session exists (so a refusal leaves a FAILED
+    // session, never a RUNNING one), then comes back here; fresh sessions pass straight on.
+    const chooseRuntime = new Choice(this, 'ChooseRuntime')
+      .when(Condition.and(Condition.isPresent('$.session.milestoneId'), Condition.isNull('$.milestone')), acquireMilestone)
+      .when(Condition.stringEquals('$.session.runtime', 'fargate'), runOnFargate)
+      .otherwise(runClaude);
+    acquireMilestone.next(chooseRuntime);
+    const definition = validateInput.next(createSession).next(chooseRuntime);
 
     const logGroup = new LogGroup(this, 'Logs', {
       retention: props.logRetention ?? RetentionDays.ONE_MONTH,

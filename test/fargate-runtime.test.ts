@@ -62,7 +62,11 @@ describe('the fargate runtime on AWS', () => {
   it('chooses the runtime after CreateSession, and both runners lead to the same outcome states', () => {
     expect(states.CreateSession!.Next).toBe('ChooseRuntime');
     expect(states.ChooseRuntime).toMatchObject({
-      Choices: [{ Variable: '$.session.runtime', StringEquals: 'fargate', Next: 'RunClaudeOnFargate' }],
+      Choices: [
+        // A milestone task takes its lease first, then comes back to choose.
+        { And: [{ Variable: '$.session.milestoneId', IsPresent: true }, { Variable: '$.milestone', IsNull: true }], Next: 'AcquireMilestone' },
+        { Variable: '$.session.runtime', StringEquals: 'fargate', Next: 'RunClaudeOnFargate' },
+      ],
       Default: 'RunClaude',
     });
     expect(states.RunClaude!.Next).toBe('ClaudeSucceeded');
@@ -84,6 +88,7 @@ describe('the fargate runtime on AWS', () => {
               Name: 'Runner',
               Environment: [
                 { Name: 'SESSION_INPUT_JSON', 'Value.$': 'States.JsonToString($.session)' },
+                { Name: 'MILESTONE_JSON', 'Value.$': 'States.JsonToString($.milestone)' },
                 { Name: 'TASK_TOKEN', 'Value.$': '$$.Task.Token' },
               ],
             },

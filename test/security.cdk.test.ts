@@ -33,13 +33,29 @@ describe('least privilege', () => {
     }
   });
 
-  it('only the state machine writes new items; the API only reads; the reaper only updates', () => {
-    expect(rolesWith('dynamodb:PutItem')).toEqual([expect.stringMatching(/^WorkflowStateMachineRole/)]);
+  it('only the state machine writes sessions; the API writes milestone items only; the reaper only updates', () => {
+    // The API's PutItem/UpdateItem carry a LeadingKeys condition (MILESTONE#*), asserted in triggers.cdk.test.ts.
+    expect(rolesWith('dynamodb:PutItem').sort()).toEqual([expect.stringMatching(/^Http/), expect.stringMatching(/^WorkflowStateMachineRole/)]);
     expect(rolesWith('dynamodb:UpdateItem').sort()).toEqual([
+      expect.stringMatching(/^Http/),
       expect.stringMatching(/^Reaper/),
       expect.stringMatching(/^WorkflowStateMachineRole/),
     ]);
     expect(rolesWith('dynamodb:DeleteItem')).toEqual([]);
+  });
+
+  it('only the runners read and write transcripts, and only under milestones/', () => {
+    expect(rolesWith('s3:PutObject').sort()).toEqual([expect.stringMatching(/^FargateTaskTaskRole/), expect.stringMatching(/^RunnerFunctionServiceRole/)]);
+    expect(rolesWith('s3:GetObject').sort()).toEqual([expect.stringMatching(/^FargateTaskTaskRole/), expect.stringMatching(/^RunnerFunctionServiceRole/)]);
+    expect(rolesWith('s3:DeleteObject')).toEqual([]);
+    const bucket = Object.values(resources).find((r: any) => r.Type === 'AWS::S3::Bucket') as any;
+    expect(bucket.Properties).toMatchObject({
+      VersioningConfiguration: { Status: 'Enabled' },
+      BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+      PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
+    });
+    const policy = Object.values(resources).find((r: any) => r.Type === 'AWS::S3::BucketPolicy') as any;
+    expect(JSON.stringify(policy.Properties.PolicyDocument)).toContain('"aws:SecureTransport":"false"');
   });
 
   it('only the API function and the schedules may start executions', () => {

@@ -27,11 +27,20 @@ describe('the rendered session workflow', () => {
   });
 
   it('catches States.ALL into CloseFailed on every Task state after CreateSession', () => {
-    for (const name of ['RunClaude', 'RunClaudeOnFargate', 'RecordUsage', 'RecordFailedRun']) {
+    for (const name of ['RunClaude', 'RunClaudeOnFargate', 'RecordUsage', 'RecordFailedRun', 'RecordTaskUsage', 'ReleaseMilestone']) {
       expect(states[name]!.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'CloseFailed' }]);
     }
+    // A refused lease is named for users, then closes the session like any failure.
+    expect(states.AcquireMilestone!.Catch).toEqual([
+      { ErrorEquals: ['DynamoDB.ConditionalCheckFailedException'], ResultPath: '$.acquireFailure', Next: 'MilestoneUnavailable' },
+      { ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'CloseFailed' },
+    ]);
+    expect(states.MilestoneUnavailable).toMatchObject({ Type: 'Pass', ResultPath: '$.failure', Next: 'CloseFailed' });
     const tasks = Object.entries(states).filter(([, s]) => s.Type === 'Task').map(([n]) => n);
-    expect(tasks.sort()).toEqual(['CloseFailed', 'CreateSession', 'RecordFailedRun', 'RecordUsage', 'RunClaude', 'RunClaudeOnFargate', 'ValidateInput']);
+    expect(tasks.sort()).toEqual([
+      'AcquireMilestone', 'CloseFailed', 'CreateSession', 'MarkMilestoneBroken', 'RecordFailedRun', 'RecordTaskUsage', 'RecordUsage',
+      'ReleaseMilestone', 'ReleaseMilestoneAfterFailure', 'RunClaude', 'RunClaudeOnFargate', 'ValidateInput',
+    ]);
   });
 
   it('closes only a RUNNING session, on both close paths', () => {
@@ -55,19 +64,41 @@ describe('the rendered session workflow', () => {
 
   it('keeps the original error as the execution error, even when the close itself fails', () => {
     expect(states.CloseFailed).toMatchObject({
-      Next: 'RunFailed',
-      Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.closeFailure', Next: 'RunFailed' }],
+      Next: 'MilestoneHeld',
+      Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.closeFailure', Next: 'MilestoneHeld' }],
     });
+    expect(states.MilestoneHeld).toMatchObject({ Type: 'Choice', Default: 'RunFailed' });
+    for (const name of ['ReleaseMilestoneAfterFailure', 'MarkMilestoneBroken']) {
+      expect(states[name]).toMatchObject({ Next: 'RunFailed', Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.releaseFailure', Next: 'RunFailed' }] });
+    }
     expect(states.RunFailed).toEqual({ Type: 'Fail', ErrorPath: '$.failure.Error', CausePath: '$.failure.Cause' });
+  });
+
+  it('frees a milestone\'s lease only where this execution holds it, on every path', () => {
+    for (const name of ['ReleaseMilestone', 'ReleaseMilestoneAfterFailure', 'MarkMilestoneBroken']) {
+      expect(states[name]!.Parameters).toMatchObject({ ConditionExpression: 'leaseExecutionArn = :executionArn' });
+      expect(states[name]!.Parameters.UpdateExpression).toMatch(/REMOVE leaseSessionId, leaseExecutionArn/);
+    }
+    expect(states.ReleaseMilestone!.Parameters).toMatchObject({ 'ExpressionAttributeValues.$': '$.run.milestoneValues' });
+    expect(states.ReleaseMilestoneAfterFailure!.Parameters.ExpressionAttributeValues).toMatchObject({ ':executionArn': { 'S.$': '$$.Execution.Id' } });
+    expect(states.AcquireMilestone!.Parameters).toMatchObject({
+      ConditionExpression: expect.stringContaining('attribute_not_exists(leaseExecutionArn) OR leaseExecutionArn = :executionArn'),
+      ReturnValues: 'ALL_NEW',
+    });
   });
 
   it('records usage on both outcomes, and ends a Claude-level failure failed after its usage is recorded', () => {
     expect(states.RunClaude!.Next).toBe('ClaudeSucceeded');
     expect(states.ClaudeSucceeded).toMatchObject({
       Type: 'Choice',
-      Choices: [{ Variable: '$.run.record.status', StringEquals: 'COMPLETED', Next: 'RecordUsage' }],
+      Choices: [
+        { Variable: '$.session.milestoneId', IsPresent: true, Next: 'RecordTaskUsage' },
+        { Variable: '$.run.record.status', StringEquals: 'COMPLETED', Next: 'RecordUsage' },
+      ],
       Default: 'RecordFailedRun',
     });
+    expect(states.RecordTaskUsage!.Parameters).toEqual(states.RecordUsage!.Parameters);
+    expect(states.RecordTaskUsage!.Next).toBe('ReleaseMilestone');
     expect(states.RecordUsage).toMatchObject({ End: true, OutputPath: '$.run.record' });
     expect(states.RecordFailedRun!.Next).toBe('ClaudeFailed');
     expect(states.RecordFailedRun!.Parameters).toEqual(states.RecordUsage!.Parameters);
@@ -105,7 +136,7 @@ describe('the rendered session workflow', () => {
     expect(text).not.toMatch(/ANTHROPIC_API_KEY"\s*:\s*"sk-/);
   });
 
-  it('keeps sessions in an on-demand table with point-in-time recovery and a by-project index', () => {
+  it('keeps sessions in an on-demand table with point-in-time recovery, a by-project and a by-milestone index', () => {
     template.hasResourceProperties('AWS::DynamoDB::Table', {
       BillingMode: 'PAY_PER_REQUEST',
       PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
@@ -114,6 +145,13 @@ describe('the rendered session workflow', () => {
           IndexName: 'byProject',
           KeySchema: [
             { AttributeName: 'projectId', KeyType: 'HASH' },
+            { AttributeName: 'startedAt', KeyType: 'RANGE' },
+          ],
+        }),
+        Match.objectLike({
+          IndexName: 'byMilestone',
+          KeySchema: [
+            { AttributeName: 'milestoneId', KeyType: 'HASH' },
             { AttributeName: 'startedAt', KeyType: 'RANGE' },
           ],
         }),

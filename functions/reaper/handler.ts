@@ -5,13 +5,16 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import middy from '@middy/core';
 import type { EventBridgeEvent } from 'aws-lambda';
 import { reapExecution, type ExecutionStatusChange } from '../../lib/sessions/session-reaper.js';
+import { MilestoneRepository } from '../../lib/sessions/milestone-repository.js';
 import { SessionRepository } from '../../lib/sessions/session-repository.js';
 
 const logger = new Logger();
-const repository = new SessionRepository(DynamoDBDocumentClient.from(new DynamoDBClient({})), process.env.TABLE_NAME!);
+const documents = DynamoDBDocumentClient.from(new DynamoDBClient({}));
+const repository = new SessionRepository(documents, process.env.TABLE_NAME!);
+const milestones = new MilestoneRepository(documents, process.env.TABLE_NAME!);
 
 export const handler = middy(async (event: EventBridgeEvent<'Step Functions Execution Status Change', ExecutionStatusChange>) => {
-  const result = await reapExecution(repository, event.detail);
+  const result = await reapExecution(repository, event.detail, { milestones });
   logger.info('execution ended', { executionArn: event.detail.executionArn, status: event.detail.status, ...result });
   return result;
 }).use(injectLambdaContext(logger));

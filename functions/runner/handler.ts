@@ -5,25 +5,28 @@ import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { readApiKey } from '../../lib/claude/api-key.js';
 import { toolSettingsFromEnv } from '../../lib/claude/claude-args.js';
-import { DEFAULT_IDLE_TIMEOUT_MS, runSessionTask } from '../../lib/claude/run-session-task.js';
-import type { SessionStart } from '../../lib/sessions/execution-input.js';
+import { DEFAULT_IDLE_TIMEOUT_MS, runSessionTask, type RunnerInput } from '../../lib/claude/run-session-task.js';
+import { TranscriptStore } from '../../lib/claude/transcript-store.js';
 
 const logger = new Logger();
 const secrets = new SecretsManagerClient({});
 let apiKey: Promise<string> | undefined; // read once per cold start
+const transcripts = TranscriptStore.fromEnv(process.env);
 
-export const handler = middy(async (session: SessionStart, context: Context) => {
+export const handler = middy(async (input: RunnerInput, context: Context) => {
+  const { session } = input;
   logger.appendKeys({ sessionId: session.sessionId, projectId: session.projectId, executionArn: session.executionArn });
   apiKey ??= readApiKey(secrets, process.env.API_KEY_SECRET_ARN!).catch((err: unknown) => {
     apiKey = undefined; // a fixed secret is picked up by the next invocation
     throw err;
   });
   logger.info('running Claude', { promptChars: session.promptChars, promptSha256: session.promptSha256 });
-  const result = await runSessionTask(session, {
+  const result = await runSessionTask(input, {
     endpoint: { apiKey: await apiKey, baseUrl: process.env.ANTHROPIC_BASE_URL },
     idleTimeoutMs: Number(process.env.CLAUDE_IDLE_TIMEOUT_MS ?? DEFAULT_IDLE_TIMEOUT_MS),
     maxRetries: Number(process.env.CLAUDE_CODE_MAX_RETRIES ?? 2),
     remainingMs: () => context.getRemainingTimeInMillis(),
+    transcripts,
     ...toolSettingsFromEnv(process.env),
   });
   const { status, usage, numTurns, totalCostUsd, durationMs, error } = result.record;

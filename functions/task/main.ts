@@ -6,7 +6,8 @@ import { SFNClient } from '@aws-sdk/client-sfn';
 import { readApiKey } from '../../lib/claude/api-key.js';
 import { toolSettingsFromEnv } from '../../lib/claude/claude-args.js';
 import { StepFunctionsCallbacks, runFargateTask } from '../../lib/claude/fargate-task.js';
-import { DEFAULT_IDLE_TIMEOUT_MS } from '../../lib/claude/run-session-task.js';
+import { DEFAULT_IDLE_TIMEOUT_MS, type RunnerInput } from '../../lib/claude/run-session-task.js';
+import { TranscriptStore } from '../../lib/claude/transcript-store.js';
 import type { SessionStart } from '../../lib/sessions/execution-input.js';
 
 const logger = new Logger({ serviceName: 'claude-sessions-task' });
@@ -18,6 +19,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const session = JSON.parse(SESSION_INPUT_JSON) as SessionStart;
+  const milestone = JSON.parse(process.env.MILESTONE_JSON ?? 'null') as RunnerInput['milestone'];
   logger.appendKeys({ sessionId: session.sessionId, projectId: session.projectId, executionArn: session.executionArn });
   const sfn = new SFNClient(process.env.AWS_ENDPOINT_URL_SFN ? { endpoint: process.env.AWS_ENDPOINT_URL_SFN } : {});
   const callbacks = new StepFunctionsCallbacks(sfn, TASK_TOKEN);
@@ -28,11 +30,12 @@ async function main(): Promise<number> {
     if (!apiKey) throw new Error('neither API_KEY_SECRET_ARN nor ANTHROPIC_API_KEY is set');
     logger.info('running Claude', { promptChars: session.promptChars, promptSha256: session.promptSha256 });
     const outcome = await runFargateTask(
-      session,
+      { session, milestone },
       {
         endpoint: { apiKey, baseUrl: process.env.ANTHROPIC_BASE_URL },
         idleTimeoutMs: Number(process.env.CLAUDE_IDLE_TIMEOUT_MS ?? DEFAULT_IDLE_TIMEOUT_MS),
         maxRetries: Number(process.env.CLAUDE_CODE_MAX_RETRIES ?? 2),
+        transcripts: TranscriptStore.fromEnv(process.env),
         ...toolSettingsFromEnv(process.env),
       },
       callbacks,

@@ -4,8 +4,7 @@ import {
   SendTaskSuccessCommand,
   type SFNClient,
 } from '@aws-sdk/client-sfn';
-import { runSessionTask, type RunnerConfig, type TaskResult } from './run-session-task.js';
-import type { SessionStart } from '../sessions/execution-input.js';
+import { runSessionTask, type RunnerConfig, type RunnerInput, type TaskResult } from './run-session-task.js';
 
 /** How a Fargate task answers the workflow's `.waitForTaskToken`. */
 export interface TaskCallbacks {
@@ -43,7 +42,7 @@ const GONE = new Set(['TaskTimedOut', 'TaskDoesNotExist', 'InvalidToken']);
  * report itself cannot be made, so the container exits non-zero and ECS shows it.
  */
 export async function runFargateTask(
-  session: SessionStart,
+  input: RunnerInput,
   config: RunnerConfig,
   callbacks: TaskCallbacks,
   heartbeatIntervalMs: number,
@@ -55,7 +54,7 @@ export async function runFargateTask(
     });
   }, heartbeatIntervalMs);
   try {
-    const result = await runSessionTask(session, { ...config, signal: stop.signal });
+    const result = await runSessionTask(input, { ...config, signal: stop.signal });
     await callbacks.succeed(result);
     return 'succeeded';
   } catch (err) {

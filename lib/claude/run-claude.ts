@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { statSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -31,14 +31,20 @@ export interface RunClaudeOptions extends ClaudeArgsOptions {
   workRoot?: string;
   /** Stops the CLI (its whole process group) when the execution is aborted. */
   signal?: AbortSignal;
+  /** The conversation to continue (`conversation: 'resume'`), put where the CLI looks for it. */
+  restoreTranscript?: Buffer;
 }
 
-export type ClaudeRun =
+export type ClaudeRun = (
   | { kind: 'result'; result: ClaudeResult; wallMs: number }
   /** Killed by a watchdog; `usage` is what the stream had reported until then. */
   | { kind: 'timeout'; reason: 'wall-clock' | 'no-output'; limitMs: number; usage: Usage; numTurns: number; wallMs: number }
   /** Ended without a result (crash, kill, non-zero exit); the tokens streamed so far are kept. */
-  | { kind: 'crashed'; error: ClaudeCrashError; usage: Usage; numTurns: number; wallMs: number };
+  | { kind: 'crashed'; error: ClaudeCrashError; usage: Usage; numTurns: number; wallMs: number }
+) & {
+  /** The conversation's transcript as the CLI left it (persisted conversations only). */
+  transcript?: Buffer;
+};
 
 const KILL_GRACE_MS = 2_000;
 
@@ -73,12 +79,39 @@ export async function runClaude(options: RunClaudeOptions): Promise<ClaudeRun> {
   const home = await mkdtemp(join(options.workRoot ?? tmpdir(), 'claude-run-'));
   const workDir = join(home, 'work');
   await mkdir(workDir, { recursive: true });
+  const configDir = join(home, '.claude');
   try {
-    return await spawnClaude(options, home, workDir);
+    if (options.restoreTranscript) {
+      const dir = join(configDir, 'projects', projectDirName(workDir));
+      await mkdir(dir, { recursive: true });
+      await writeFile(join(dir, `${options.sessionId}.jsonl`), options.restoreTranscript);
+    }
+    const run: ClaudeRun = await spawnClaude(options, home, workDir);
+    if (options.conversation !== 'fresh') run.transcript = await findTranscript(configDir, options.sessionId);
+    return run;
   } finally {
     // Nothing of one session stays on a warm container for the next.
     await rm(home, { recursive: true, force: true });
   }
+}
+
+/**
+ * The CLI keeps a conversation under $CLAUDE_CONFIG_DIR/projects/<cwd, every character
+ * outside [A-Za-z0-9] replaced by "-">/<session id>.jsonl (measured with 2.1.197: a
+ * transcript written under one work directory resumes under another once put there).
+ */
+export function projectDirName(workDir: string): string {
+  return workDir.replace(/[^A-Za-z0-9]/g, '-');
+}
+
+async function findTranscript(configDir: string, sessionId: string): Promise<Buffer | undefined> {
+  const projects = join(configDir, 'projects');
+  const dirs = await readdir(projects).catch(() => [] as string[]);
+  for (const dir of dirs) {
+    const body = await readFile(join(projects, dir, `${sessionId}.jsonl`)).catch(() => undefined);
+    if (body) return body;
+  }
+  return undefined;
 }
 
 function claudeEnv(options: RunClaudeOptions, home: string): NodeJS.ProcessEnv {

@@ -1,4 +1,4 @@
-import { marshall, type NativeAttributeValue } from '@aws-sdk/util-dynamodb';
+import { marshall, unmarshall, type NativeAttributeValue } from '@aws-sdk/util-dynamodb';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import type { SessionStart } from '../sessions/execution-input.js';
 import {
@@ -12,6 +12,8 @@ import { claudeFailure, usageOf } from './claude-result.js';
 import { SessionIdMismatchError } from './errors.js';
 import type { PermissionMode } from './claude-args.js';
 import { runClaude, type ClaudeEndpoint } from './run-claude.js';
+import { releaseAfterRunValues, toMilestoneRecord, type MilestoneRecord, type TranscriptPointer } from '../sessions/milestone-item.js';
+import type { TranscriptStore } from './transcript-store.js';
 
 export interface RunnerConfig {
   endpoint: ClaudeEndpoint;
@@ -28,12 +30,22 @@ export interface RunnerConfig {
   /** The CLI's tool allow-list and permission mode (claude-args.ts has the defaults). */
   tools?: readonly string[];
   permissionMode?: PermissionMode;
+  /** Where milestone transcripts are kept; required for milestone tasks only. */
+  transcripts?: TranscriptStore;
 }
 
-/** What RunClaude returns: the closed record, and the values RecordUsage writes. */
+/** What the workflow hands the runner: the session, and for a milestone task the milestone as AcquireMilestone left it. */
+export interface RunnerInput {
+  session: SessionStart;
+  milestone: { item: Record<string, AttributeValue> } | null;
+}
+
+/** What RunClaude returns: the closed record, and the values RecordUsage (and ReleaseMilestone) write. */
 export interface TaskResult {
   record: SessionRecord;
   values: Record<string, AttributeValue>;
+  /** Milestone tasks: the transcript pointer and lease release for ReleaseMilestone. */
+  milestoneValues?: Record<string, AttributeValue>;
 }
 
 /** Time kept back from the platform's limit to report and close the session. */
@@ -45,15 +57,24 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
  * A Claude-level failure is an outcome (its usage was spent and is recorded);
  * an infrastructure failure throws, and the workflow's Catch closes the session.
  */
-export async function runSessionTask(start: SessionStart, config: RunnerConfig): Promise<TaskResult> {
+export async function runSessionTask({ session: start, milestone: lease }: RunnerInput, config: RunnerConfig): Promise<TaskResult> {
   const now = config.now ?? (() => new Date());
   let timeoutMs = start.timeoutSeconds * 1000;
   if (config.remainingMs) timeoutMs = Math.max(1_000, Math.min(timeoutMs, config.remainingMs() - REPORT_MARGIN_MS));
 
+  const milestone = lease ? toMilestoneRecord(unmarshall(lease.item)) : null;
+  if (start.mode === 'milestone' && !milestone) throw new Error(`milestone task ${start.sessionId} reached the runner without its milestone`);
+  if (milestone && !config.transcripts) throw new Error('milestone tasks need the transcript bucket (TRANSCRIPT_BUCKET is not set)');
+  // A milestone's tasks all speak in one Claude conversation: the milestone's UUID.
+  const claudeSessionId = milestone?.claudeSessionId ?? start.sessionId;
+  // Resume only what the last task recorded; a missing or altered transcript throws here, before Claude runs.
+  const restored = milestone?.transcript ? await config.transcripts!.load(milestone.milestoneId, milestone.transcript) : undefined;
+
   const run = await runClaude({
     prompt: start.prompt,
-    sessionId: start.sessionId,
-    conversation: 'fresh',
+    sessionId: claudeSessionId,
+    conversation: !milestone ? 'fresh' : restored ? 'resume' : 'start',
+    restoreTranscript: restored,
     maxTurns: start.maxTurns,
     maxBudgetUsd: start.maxBudgetUsd,
     endpoint: config.endpoint,
@@ -70,17 +91,17 @@ export async function runSessionTask(start: SessionStart, config: RunnerConfig):
   let outcome: RunOutcome;
   if (run.kind === 'crashed') {
     // Tokens streamed before a crash were spent: record them on a FAILED session.
-    outcome = unfinishedOutcome(start, run, now(), 'FAILED', run.error.name, run.error.message.slice(0, RESULT_MAX_CHARS));
+    outcome = unfinishedOutcome(claudeSessionId, run, now(), 'FAILED', run.error.name, run.error.message.slice(0, RESULT_MAX_CHARS));
   } else if (run.kind === 'timeout') {
     const seconds = Math.round(run.limitMs / 1000);
     const cause = run.reason === 'wall-clock'
       ? `the Claude CLI ran past its ${seconds} s limit and was stopped`
       : `the Claude CLI printed nothing for ${seconds} s and was stopped`;
-    outcome = unfinishedOutcome(start, run, now(), 'TIMED_OUT', 'ClaudeTimeoutError', cause);
+    outcome = unfinishedOutcome(claudeSessionId, run, now(), 'TIMED_OUT', 'ClaudeTimeoutError', cause);
   } else {
     const { result } = run;
     // The one invariant: the conversation Claude ran is the session we track.
-    if (result.session_id !== start.sessionId) throw new SessionIdMismatchError(start.sessionId, result.session_id);
+    if (result.session_id !== claudeSessionId) throw new SessionIdMismatchError(claudeSessionId, result.session_id);
     const failure = claudeFailure(result);
     outcome = {
       status: failure ? 'FAILED' : 'COMPLETED',
@@ -97,15 +118,34 @@ export async function runSessionTask(start: SessionStart, config: RunnerConfig):
       cause: failure?.cause.slice(0, RESULT_MAX_CHARS) ?? null,
     };
   }
+  let milestoneValues: Record<string, AttributeValue> | undefined;
+  if (milestone) {
+    let pointer: TranscriptPointer | null = milestone.transcript;
+    if (run.transcript && !(restored && run.transcript.equals(restored))) {
+      try {
+        pointer = await config.transcripts!.save(milestone.milestoneId, run.transcript);
+      } catch (err) {
+        // The tokens were spent whatever S3 said: keep them, and say the next task resumes from the previous turn.
+        outcome = transcriptNotSaved(outcome, milestone, err as Error);
+      }
+    }
+    milestoneValues = marshall(releaseAfterRunValues(start.executionArn, start.sessionId, pointer, now()), { removeUndefinedValues: true });
+  }
   return {
     record: toClosedRecord(start, outcome),
     values: marshall(closeValues(outcome) as Record<string, NativeAttributeValue>, { removeUndefinedValues: true }),
+    ...(milestoneValues ? { milestoneValues } : {}),
   };
+}
+
+function transcriptNotSaved(outcome: RunOutcome, milestone: MilestoneRecord, err: Error): RunOutcome {
+  const cause = `the transcript of milestone ${milestone.milestoneId} could not be saved (${err.name}: ${err.message}); the next task resumes from the task before this one`;
+  return { ...outcome, status: 'FAILED', error: 'TranscriptNotSavedError', cause: cause.slice(0, RESULT_MAX_CHARS) };
 }
 
 /** The outcome of a run that ended without the CLI's result: the streamed usage, no cost. */
 function unfinishedOutcome(
-  start: SessionStart,
+  claudeSessionId: string,
   run: { usage: RunOutcome['usage']; numTurns: number; wallMs: number },
   endedAt: Date,
   status: 'FAILED' | 'TIMED_OUT',
@@ -115,7 +155,7 @@ function unfinishedOutcome(
   return {
     status,
     endedAt: endedAt.toISOString(),
-    claudeSessionId: start.sessionId,
+    claudeSessionId,
     usage: run.usage,
     numTurns: run.numTurns,
     totalCostUsd: 0, // the CLI reports cost only in its result, which such a run never prints

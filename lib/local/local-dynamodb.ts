@@ -1,4 +1,15 @@
-import { CreateTableCommand, DescribeTableCommand, DynamoDBClient, ResourceInUseException, waitUntilTableExists } from '@aws-sdk/client-dynamodb';
+import {
+  CreateTableCommand,
+  DeleteTableCommand,
+  DescribeTableCommand,
+  DynamoDBClient,
+  PutItemCommand,
+  ResourceInUseException,
+  ScanCommand,
+  waitUntilTableExists,
+  waitUntilTableNotExists,
+  type AttributeValue,
+} from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -48,9 +59,17 @@ export class LocalDynamoDb {
   }
 
   private async ensureTable(table: WorkflowDefinition['table']): Promise<void> {
+    let items: Record<string, AttributeValue>[] = [];
     try {
-      await this.client.send(new DescribeTableCommand({ TableName: this.tableName }));
-      return;
+      const { Table } = await this.client.send(new DescribeTableCommand({ TableName: this.tableName }));
+      const has = new Set((Table?.GlobalSecondaryIndexes ?? []).map((i) => i.IndexName));
+      const wanted = (table.GlobalSecondaryIndexes ?? []) as { IndexName: string }[];
+      if (wanted.every((i) => has.has(i.IndexName))) return;
+      // State from an older version lacks an index, and dynalite cannot add one to a table:
+      // the table is made again from the template with every item it held.
+      items = await this.scanAll();
+      await this.client.send(new DeleteTableCommand({ TableName: this.tableName }));
+      await waitUntilTableNotExists({ client: this.client, maxWaitTime: 30, minDelay: 0.05, maxDelay: 0.2 }, { TableName: this.tableName });
     } catch (err) {
       if ((err as Error).name !== 'ResourceNotFoundException') throw err;
     }
@@ -68,6 +87,18 @@ export class LocalDynamoDb {
     // dynalite answers CreateTable with the table still CREATING: reads of a new table (or
     // its index) fail with "Requested resource not found" until it is ACTIVE.
     await waitUntilTableExists({ client: this.client, maxWaitTime: 30, minDelay: 0.05, maxDelay: 0.2 }, { TableName: this.tableName });
+    for (const item of items) await this.client.send(new PutItemCommand({ TableName: this.tableName, Item: item }));
+  }
+
+  private async scanAll(): Promise<Record<string, AttributeValue>[]> {
+    const items: Record<string, AttributeValue>[] = [];
+    let start: Record<string, AttributeValue> | undefined;
+    do {
+      const page = await this.client.send(new ScanCommand({ TableName: this.tableName, ExclusiveStartKey: start }));
+      items.push(...(page.Items ?? []));
+      start = page.LastEvaluatedKey;
+    } while (start);
+    return items;
   }
 
   async close(): Promise<void> {

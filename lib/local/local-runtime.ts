@@ -6,12 +6,14 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { v4 as uuidv4 } from 'uuid';
-import { runSessionTask, type RunnerConfig } from '../claude/run-session-task.js';
+import { runSessionTask, type RunnerConfig, type RunnerInput } from '../claude/run-session-task.js';
 import type { ClaudeEndpoint } from '../claude/run-claude.js';
-import type { ExecutionInput, SessionStart } from '../sessions/execution-input.js';
+import type { ExecutionInput } from '../sessions/execution-input.js';
 import { executionArnFor, type SessionStarter, type StartedSession } from '../api/session-starter.js';
 import type { SessionRecord } from '../sessions/session-item.js';
 import { SessionRepository } from '../sessions/session-repository.js';
+import { MilestoneRepository } from '../sessions/milestone-repository.js';
+import { LOCAL_TRANSCRIPT_BUCKET, LocalS3 } from './local-s3.js';
 import { prepareSession, type ValidateInputEvent } from '../sessions/workflow-steps.js';
 import { reapExecution } from '../sessions/session-reaper.js';
 import { AnthropicStandIn } from './anthropic-stand-in.js';
@@ -74,6 +76,7 @@ const STATE_MACHINE_ARN = 'arn:aws:states:us-east-1:000000000000:stateMachine:Cl
  */
 export class LocalRuntime implements SessionStarter {
   readonly repository: SessionRepository;
+  readonly milestones: MilestoneRepository;
   /** Set when the runtime started its own stand-in (no API key given). */
   readonly standIn?: AnthropicStandIn;
   private readonly machine: StateMachine;
@@ -90,12 +93,14 @@ export class LocalRuntime implements SessionStarter {
   private constructor(
     private readonly definition: WorkflowDefinition,
     readonly dynamodb: LocalDynamoDb,
+    readonly s3: LocalS3,
     private readonly runnerConfig: RunnerConfig,
     ownStandIn: AnthropicStandIn | undefined,
     private readonly callbacks: LocalTaskCallbacks,
     private readonly fargateHeartbeatSeconds: number | undefined,
   ) {
     this.repository = new SessionRepository(dynamodb.documentClient, dynamodb.tableName);
+    this.milestones = new MilestoneRepository(dynamodb.documentClient, dynamodb.tableName);
     this.standIn = ownStandIn;
     this.machine = new StateMachine(withoutTimeoutPaths(definition.asl) as never, { validationOptions: { checkArn: false } });
   }
@@ -121,7 +126,9 @@ export class LocalRuntime implements SessionStarter {
     // Whatever fails from here on, nothing started stays open (a stray server keeps Node alive).
     let ownStandIn: AnthropicStandIn | undefined;
     let callbacks: LocalTaskCallbacks | undefined;
+    let s3: LocalS3 | undefined;
     try {
+      s3 = await LocalS3.start({ path: options.home ? join(options.home, 's3') : undefined });
       let endpoint = options.endpoint;
       if (!endpoint && options.standIn) endpoint = { apiKey: 'sk-ant-local-stand-in', baseUrl: options.standIn.url };
       if (!endpoint && process.env.ANTHROPIC_API_KEY) {
@@ -132,7 +139,9 @@ export class LocalRuntime implements SessionStarter {
         endpoint = { apiKey: 'sk-ant-local-stand-in', baseUrl: ownStandIn.url };
       }
       callbacks = await new LocalTaskCallbacks().start();
-      const runtime = new LocalRuntime(definition, dynamodb, { ...options.runner, endpoint }, ownStandIn, callbacks, options.fargateHeartbeatSeconds);
+      const runtime = new LocalRuntime(
+        definition, dynamodb, s3, { ...options.runner, endpoint, transcripts: s3.store }, ownStandIn, callbacks, options.fargateHeartbeatSeconds,
+      );
       runtime.releaseLock = releaseLock;
       if (options.home) {
         // Holding the lock means no other process runs anything here: a RUNNING session
@@ -144,6 +153,7 @@ export class LocalRuntime implements SessionStarter {
     } catch (err) {
       await ownStandIn?.close();
       await callbacks?.close();
+      await s3?.close();
       await dynamodb.close();
       await releaseLock();
       throw err;
@@ -192,7 +202,7 @@ export class LocalRuntime implements SessionStarter {
           await reapExecution(this.repository, {
             executionArn, name: executionName, status: result.status, input: JSON.stringify(input ?? null),
             error: result.error ?? null, cause: result.cause ?? null,
-          }).catch(() => undefined);
+          }, { milestones: this.milestones }).catch(() => undefined);
         }
         return result;
       });
@@ -238,6 +248,10 @@ export class LocalRuntime implements SessionStarter {
         if (done) closed.push(session.sessionId);
       }
     }
+    // Their milestone leases died with them too.
+    for (const milestone of await this.milestones.leased()) {
+      await this.milestones.releaseLease(milestone.milestoneId, milestone.leaseExecutionArn!);
+    }
     return closed;
   }
 
@@ -263,6 +277,7 @@ export class LocalRuntime implements SessionStarter {
     await Promise.allSettled([...this.executions.values()].map((e) => e.outcome));
     await this.standIn?.close();
     await this.callbacks.close();
+    await this.s3.close();
     await this.dynamodb.close();
     await this.releaseLock();
   }
@@ -282,7 +297,7 @@ export class LocalRuntime implements SessionStarter {
       } else if (this.definition.functions[resource] === 'validator') {
         handlers[name] = (event: ValidateInputEvent) => lambdaCall(async () => prepareSession(event));
       } else if (this.definition.functions[resource] === 'runner') {
-        handlers[name] = (session: SessionStart) => lambdaCall(() => runSessionTask(session, { ...this.runnerConfig, signal }));
+        handlers[name] = (input: RunnerInput) => lambdaCall(() => runSessionTask(input, { ...this.runnerConfig, signal }));
       } else {
         throw new Error(`state ${name} calls ${resource}, which the local runtime cannot run`);
       }
@@ -315,9 +330,12 @@ export class LocalRuntime implements SessionStarter {
         HOME: process.env.HOME,
         ...overrides,
         AWS_REGION: 'us-east-1',
-        AWS_ACCESS_KEY_ID: 'local',
-        AWS_SECRET_ACCESS_KEY: 'local',
+        // s3rver checks signatures against its own fixed key; the task-token endpoint takes any.
+        AWS_ACCESS_KEY_ID: 'S3RVER',
+        AWS_SECRET_ACCESS_KEY: 'S3RVER',
         AWS_ENDPOINT_URL_SFN: this.callbacks.endpoint,
+        AWS_ENDPOINT_URL_S3: this.s3.endpoint,
+        TRANSCRIPT_BUCKET: LOCAL_TRANSCRIPT_BUCKET,
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
         ANTHROPIC_API_KEY: endpoint.apiKey,
         ...(endpoint.baseUrl ? { ANTHROPIC_BASE_URL: endpoint.baseUrl } : {}),
@@ -349,8 +367,8 @@ export class LocalRuntime implements SessionStarter {
   /** A direct DynamoDB integration: errors carry the names Step Functions gives them. */
   private async dynamodbCall(command: PutItemCommand | UpdateItemCommand): Promise<unknown> {
     try {
-      await this.dynamodb.client.send(command as never);
-      return {};
+      const { $metadata: _metadata, ...output } = (await this.dynamodb.client.send(command as never)) as { $metadata: unknown };
+      return output;
     } catch (err) {
       throw namedError(`DynamoDB.${(err as Error).name}`, (err as Error).message);
     }

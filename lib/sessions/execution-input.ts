@@ -8,8 +8,11 @@ export const MAX_LAMBDA_TIMEOUT_SECONDS = 840;
 export const MAX_FARGATE_TIMEOUT_SECONDS = 28_800;
 export const DEFAULT_LAMBDA_TIMEOUT_SECONDS = 840;
 export const DEFAULT_FARGATE_TIMEOUT_SECONDS = 7_200;
-/** ECS container overrides carry the input and are limited to 8 KiB in all. */
-export const MAX_FARGATE_INPUT_BYTES = 7_000;
+/**
+ * ECS container overrides are limited to 8 KiB in all, and carry the input with what the
+ * workflow adds (derived fields, the milestone's pointer, the task token).
+ */
+export const MAX_FARGATE_INPUT_BYTES = 5_500;
 /** Room the platform gives a Fargate task past the runner's own limit, to report. */
 export const FARGATE_REPORT_MARGIN_SECONDS = 300;
 
@@ -71,7 +74,9 @@ export function parseExecutionInput(raw: unknown): ExecutionInput {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new InvalidInputError([{ field: '(input)', message: 'must be a JSON object' }]);
   }
-  const parsed = ExecutionInput.safeParse(raw);
+  // A milestoneId says which mode it is: { milestoneId } alone means a milestone task.
+  const withMode = 'milestoneId' in raw && !('mode' in raw) ? { ...raw, mode: 'milestone' } : raw;
+  const parsed = ExecutionInput.safeParse(withMode);
   if (parsed.success) return parsed.data;
   throw new InvalidInputError(parsed.error.issues.map((issue) => toFieldError(issue, raw as Record<string, unknown>)));
 }
@@ -149,7 +154,6 @@ export function validateStartInput(raw: unknown): ExecutionInput {
 /** Valid by the schema but not runnable: refused by name rather than run half-way. */
 function assertRunnable(input: ExecutionInput): void {
   const errors: FieldError[] = [];
-  if (input.mode === 'milestone') errors.push({ field: 'mode', message: 'milestone is not available yet; use fresh' });
   if (input.runtime === 'fargate' && Buffer.byteLength(JSON.stringify(input), 'utf8') > MAX_FARGATE_INPUT_BYTES) {
     errors.push({
       field: 'prompt',

@@ -85,6 +85,8 @@ export function toSessionItem(start: SessionStart): SessionItem {
     numTurns: 0,
     totalCostUsd: 0,
     durationMs: 0,
+    // A milestone task speaks in the milestone's conversation; a fresh one in its own.
+    claudeSessionId: start.milestoneId ?? start.sessionId,
   };
   for (const key of ['taskId', 'milestoneId', 'maxTurns', 'maxBudgetUsd', 'timeoutSeconds'] as const) {
     if (start[key] !== undefined) item[key] = start[key];

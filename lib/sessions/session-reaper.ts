@@ -1,6 +1,8 @@
 import { sessionIdForExecution } from './execution-input.js';
 import type { FinalStatus } from './session-item.js';
 import type { SessionRepository } from './session-repository.js';
+import type { MilestoneRepository } from './milestone-repository.js';
+import { validate as isUuid } from 'uuid';
 
 /** The detail of an EventBridge "Step Functions Execution Status Change" event (the fields used). */
 export interface ExecutionStatusChange {
@@ -17,6 +19,8 @@ const FINAL: Record<string, FinalStatus> = { ABORTED: 'ABORTED', TIMED_OUT: 'TIM
 export interface ReapResult {
   sessionId: string;
   closed: boolean;
+  /** A milestone task's lease, freed when the execution still held it. */
+  milestoneReleased?: boolean;
 }
 
 /**
@@ -24,18 +28,29 @@ export interface ReapResult {
  * or failed before CloseFailed could write). Conditional on RUNNING: after a normal close,
  * or a second delivery of the same event, it changes nothing.
  */
-export async function reapExecution(repository: SessionRepository, detail: ExecutionStatusChange, now = new Date()): Promise<ReapResult | undefined> {
+export async function reapExecution(
+  repository: SessionRepository,
+  detail: ExecutionStatusChange,
+  options: { now?: Date; milestones?: MilestoneRepository } = {},
+): Promise<ReapResult | undefined> {
   const status = FINAL[detail.status];
   if (!status) return undefined;
-  let inputSessionId: unknown;
+  const now = options.now ?? new Date();
+  let input: { sessionId?: unknown; milestoneId?: unknown } = {};
   try {
-    inputSessionId = detail.input ? (JSON.parse(detail.input) as { sessionId?: unknown }).sessionId : undefined;
+    input = detail.input ? (JSON.parse(detail.input) as typeof input) ?? {} : {};
   } catch {
-    inputSessionId = undefined; // a console input that is not JSON has no session id of its own
+    // a console input that is not JSON has no session id of its own
   }
+  const inputSessionId = input.sessionId;
   const sessionId = sessionIdForExecution({ inputSessionId, executionName: detail.name, executionArn: detail.executionArn });
   const error = detail.error || (status === 'ABORTED' ? 'ExecutionAborted' : status === 'TIMED_OUT' ? 'ExecutionTimedOut' : 'ExecutionFailed');
   const cause = detail.cause || `the execution ended ${status.replace('_', ' ').toLowerCase()} before it closed the session`;
   const closed = await repository.closeWithError(sessionId, status, error, cause, { endedAt: now, executionArn: detail.executionArn });
+  // Conditional on this execution holding it: a lease another task holds is left alone.
+  if (options.milestones && typeof input.milestoneId === 'string' && isUuid(input.milestoneId)) {
+    const milestoneReleased = await options.milestones.releaseLease(input.milestoneId, detail.executionArn, now);
+    return { sessionId, closed, milestoneReleased };
+  }
   return { sessionId, closed };
 }

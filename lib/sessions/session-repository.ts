@@ -25,8 +25,8 @@ import {
   type RunOutcome,
   type SessionRecord,
   type SessionStatus,
-  type Usage,
 } from './session-item.js';
+import { addSession, emptySums, roundCost, type UsageSums } from './usage-totals.js';
 
 export class SessionExistsError extends Error {
   override readonly name = 'SessionExistsError';
@@ -40,14 +40,8 @@ export interface SessionPage {
   nextToken: string | null;
 }
 
-export interface UsageTotals {
+export interface UsageTotals extends UsageSums {
   projectId: string;
-  sessions: number;
-  byStatus: Record<string, number>;
-  usage: Usage;
-  numTurns: number;
-  totalCostUsd: number;
-  durationMs: number;
 }
 
 /** Sessions in the one table. Every write out of RUNNING is conditional on RUNNING. */
@@ -143,24 +137,9 @@ export class SessionRepository {
 
   /** Totals derived from the session items, never kept as counters (DESIGN.md, data model). */
   async usageTotals(projectId: string): Promise<UsageTotals> {
-    const totals: UsageTotals = {
-      projectId, sessions: 0, byStatus: {}, numTurns: 0, totalCostUsd: 0, durationMs: 0,
-      usage: { inputTokens: 0, outputTokens: 0, cacheReadInputTokens: 0, cacheCreationInputTokens: 0 },
-    };
-    for await (const s of this.allByProject(projectId)) {
-      totals.sessions += 1;
-      totals.byStatus[s.status] = (totals.byStatus[s.status] ?? 0) + 1;
-      totals.usage.inputTokens += s.usage.inputTokens;
-      totals.usage.outputTokens += s.usage.outputTokens;
-      totals.usage.cacheReadInputTokens += s.usage.cacheReadInputTokens;
-      totals.usage.cacheCreationInputTokens += s.usage.cacheCreationInputTokens;
-      totals.numTurns += s.numTurns;
-      totals.totalCostUsd += s.totalCostUsd;
-      totals.durationMs += s.durationMs;
-    }
-    // Summing binary floats drifts in the last digits; costs are quoted to a millionth of a dollar.
-    totals.totalCostUsd = Math.round(totals.totalCostUsd * 1e6) / 1e6;
-    return totals;
+    const totals = emptySums();
+    for await (const s of this.allByProject(projectId)) addSession(totals, s);
+    return { projectId, ...roundCost(totals) };
   }
 
   /** Project ids with at least one session (a scan: for the local CLI and small tables). */

@@ -7,6 +7,8 @@ import { toSessionItem } from './session-item.js';
 export interface PreparedSession {
   session: SessionStart;
   item: Record<string, AttributeValue>;
+  /** Filled by AcquireMilestone for a milestone task; null until then (and for fresh sessions). */
+  milestone: null;
 }
 
 export interface ValidateInputEvent {
@@ -18,5 +20,5 @@ export interface ValidateInputEvent {
 /** The ValidateInput step, shared by the Lambda handler and the embedded runtime. */
 export function prepareSession(event: ValidateInputEvent, now = new Date()): PreparedSession {
   const session = prepareSessionStart(event.input, { executionArn: event.executionArn, executionName: event.executionName, now });
-  return { session, item: marshall(toSessionItem(session) as Record<string, NativeAttributeValue>) };
+  return { session, item: marshall(toSessionItem(session) as Record<string, NativeAttributeValue>), milestone: null };
 }

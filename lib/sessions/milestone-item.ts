@@ -1,0 +1,119 @@
+/**
+ * The milestone item's layout (DESIGN.md, data model), shared by MilestoneRepository and
+ * the workflow's direct DynamoDB states, like session-item.ts for sessions.
+ *
+ * A milestone holds no counters: its tasks and totals are derived from the session items
+ * (GSI byMilestone), so a retried write can never count a task twice.
+ */
+export const MILESTONE_SK = 'MILESTONE';
+export const MILESTONE_INDEX = 'byMilestone';
+
+export const MILESTONE_STATUSES = ['OPEN', 'CLOSED', 'BROKEN'] as const;
+export type MilestoneStatus = (typeof MILESTONE_STATUSES)[number];
+
+export function milestonePk(milestoneId: string): string {
+  return `MILESTONE#${milestoneId}`;
+}
+
+/** Where the conversation's transcript is, as recorded after the last task that wrote one. */
+export interface TranscriptPointer {
+  key: string;
+  sha256: string;
+  bytes: number;
+  /** S3's version id where the bucket is versioned (on AWS); null on an unversioned store. */
+  versionId: string | null;
+}
+
+export interface MilestoneRecord {
+  milestoneId: string;
+  projectId: string;
+  status: MilestoneStatus;
+  createdAt: string;
+  closedAt: string | null;
+  /** The Claude conversation every task continues: the milestone's own UUID. */
+  claudeSessionId: string;
+  /** The task holding the lease (running now), if any. */
+  leaseSessionId: string | null;
+  leaseExecutionArn: string | null;
+  transcript: TranscriptPointer | null;
+  lastSessionId: string | null;
+  brokenReason: string | null;
+}
+
+export type MilestoneItem = Record<string, unknown>;
+
+export function toMilestoneItem(milestoneId: string, projectId: string, createdAt: Date): MilestoneItem {
+  // No startedAt and no milestoneId attribute: the item stays out of both GSIs.
+  return {
+    pk: milestonePk(milestoneId),
+    sk: MILESTONE_SK,
+    id: milestoneId,
+    projectId,
+    status: 'OPEN',
+    createdAt: createdAt.toISOString(),
+    claudeSessionId: milestoneId,
+  };
+}
+
+export function toMilestoneRecord(item: MilestoneItem): MilestoneRecord {
+  const str = (key: string): string | null => (typeof item[key] === 'string' ? (item[key] as string) : null);
+  const sha256 = str('transcriptSha256');
+  return {
+    milestoneId: String(item.id),
+    projectId: String(item.projectId),
+    status: item.status as MilestoneStatus,
+    createdAt: String(item.createdAt),
+    closedAt: str('closedAt'),
+    claudeSessionId: String(item.claudeSessionId),
+    leaseSessionId: str('leaseSessionId'),
+    leaseExecutionArn: str('leaseExecutionArn'),
+    transcript: sha256
+      ? { key: String(item.transcriptKey), sha256, bytes: Number(item.transcriptBytes ?? 0), versionId: str('transcriptVersionId') }
+      : null,
+    lastSessionId: str('lastSessionId'),
+    brokenReason: str('brokenReason'),
+  };
+}
+
+/**
+ * AcquireMilestone: one task at a time, only on an OPEN milestone of the task's project.
+ * The same execution may take it again (a retried write whose answer was lost).
+ */
+export const ACQUIRE_CONDITION =
+  '#status = :open AND projectId = :projectId AND (attribute_not_exists(leaseExecutionArn) OR leaseExecutionArn = :executionArn)';
+export const ACQUIRE_UPDATE = 'SET leaseSessionId = :sessionId, leaseExecutionArn = :executionArn';
+export const ACQUIRE_NAMES = { '#status': 'status' };
+
+/** Every release is conditional on the lease being this execution's: nobody frees another's. */
+export const LEASE_CONDITION = 'leaseExecutionArn = :executionArn';
+
+/** After a run that returned (completed or failed): the transcript it left, and the lease freed. */
+export const RELEASE_AFTER_RUN_UPDATE =
+  'SET transcriptKey = :key, transcriptSha256 = :sha256, transcriptBytes = :bytes, transcriptVersionId = :versionId, ' +
+  'lastSessionId = :sessionId, updatedAt = :updatedAt REMOVE leaseSessionId, leaseExecutionArn';
+
+/** After an infrastructure failure: the transcript is left as it was. */
+export const RELEASE_UPDATE = 'SET updatedAt = :updatedAt REMOVE leaseSessionId, leaseExecutionArn';
+
+/** A transcript that cannot be resumed: no later task may silently start a new conversation. */
+export const MARK_BROKEN_UPDATE =
+  'SET #status = :broken, brokenReason = :reason, updatedAt = :updatedAt REMOVE leaseSessionId, leaseExecutionArn';
+export const MARK_BROKEN_NAMES = { '#status': 'status' };
+
+/** The values of RELEASE_AFTER_RUN_UPDATE: the runner returns them with its outcome. */
+export function releaseAfterRunValues(
+  executionArn: string,
+  sessionId: string,
+  transcript: TranscriptPointer | null,
+  updatedAt: Date,
+): Record<string, unknown> {
+  return {
+    ':executionArn': executionArn,
+    ':key': transcript?.key ?? null,
+    ':sha256': transcript?.sha256 ?? null,
+    ':bytes': transcript?.bytes ?? 0,
+    ':versionId': transcript?.versionId ?? null,
+    ':sessionId': sessionId,
+    ':updatedAt': updatedAt.toISOString(),
+  };
+}
