@@ -155,4 +155,31 @@ describe('npx claude-sessions', () => {
       await api.close();
     }
   });
+  it('milestone open / run --milestone / show / close: three tasks that build on each other, with their spend', async () => {
+    // Act
+    const opened = await cli(['milestone', 'open', '--project', 'cli-ms']);
+    const milestoneId = opened.stdout.trim();
+    const runs: CliResult[] = [];
+    for (const prompt of ['Write a plan', 'Do step one', 'Do step two']) runs.push(await cli(['run', prompt, '--milestone', milestoneId, '--json']));
+    const shown = await cli(['milestone', 'show', milestoneId]);
+    const shownJson = JSON.parse((await cli(['milestone', 'show', milestoneId, '--json'])).stdout);
+    const closed = await cli(['milestone', 'close', milestoneId]);
+    const refused = await cli(['run', 'one more', '--milestone', milestoneId]);
+    // Assess
+    expect(opened.code).toBe(0);
+    expect(opened.stderr).toContain(`--milestone ${milestoneId}`);
+    for (const run of runs) {
+      expect(run.code).toBe(0);
+      expect(JSON.parse(run.stdout)).toMatchObject({ status: 'COMPLETED', mode: 'milestone', milestoneId, projectId: 'cli-ms', claudeSessionId: milestoneId });
+    }
+    // The stand-in counts the messages it was sent: the third task saw the two before it.
+    expect(JSON.parse(runs[2]!.stdout).result).toContain('received 5 message(s)');
+    expect(shown.stdout).toMatch(new RegExp(`Milestone\\s+${milestoneId}\\s+OPEN`));
+    expect(shown.stdout).toMatch(/Tasks\s+3 \(COMPLETED 3\)/);
+    expect(shownJson.totals.usage.inputTokens).toBe(shownJson.tasks.reduce((n: number, t: { usage: { inputTokens: number } }) => n + t.usage.inputTokens, 0));
+    expect(closed.stdout).toMatch(/CLOSED/);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`milestone ${milestoneId} is closed and takes no more tasks`);
+    expect(refused.stderr).not.toContain('→ CreateSession'); // refused before any execution
+  });
 });

@@ -9,7 +9,9 @@ let server: Awaited<ReturnType<typeof startLocalApiServer>>;
 
 beforeAll(async () => {
   env = await startTestRuntime();
-  const handler = createApiHandler({ repository: env.runtime.repository, starter: env.runtime });
+  const handler = createApiHandler({
+    repository: env.runtime.repository, milestones: env.runtime.milestones, starter: env.runtime, transcripts: env.runtime.s3.store,
+  });
   server = await startLocalApiServer(handler, 0);
 });
 afterAll(async () => {
@@ -142,5 +144,54 @@ describe('the HTTP API over real HTTP, with the real CLI behind it', () => {
     expect(res.status).toBe(400);
     expect(res.body.errors.map((e: { field: string }) => e.field).sort()).toEqual(['limit', 'status']);
     expect((await call('GET', '/projects/p/sessions?nextToken=garbage')).body).toMatchObject({ errors: [{ field: 'nextToken' }] });
+  });
+});
+
+describe('milestones over the HTTP API', () => {
+  it('opens a milestone, runs two tasks in it, shows each task and the totals, closes it, then refuses a task', async () => {
+    // Prepare
+    env.anthropic.respondWith(
+      { kind: 'text', text: 'first', usage: { input_tokens: 11, output_tokens: 2 } },
+      { kind: 'text', text: 'second', usage: { input_tokens: 22, output_tokens: 3 } },
+    );
+    // Act
+    const opened = await call('POST', '/milestones', { projectId: 'api-ms' });
+    const id = opened.body.milestoneId as string;
+    const one = await call('POST', '/sessions', { prompt: 'step one', projectId: 'api-ms', milestoneId: id });
+    await waitForFinal(one.body.sessionId);
+    const two = await call('POST', '/sessions', { prompt: 'step two', projectId: 'api-ms', milestoneId: id });
+    await waitForFinal(two.body.sessionId);
+    const shown = await call('GET', `/milestones/${id}`);
+    const closed = await call('POST', `/milestones/${id}/close`);
+    const refused = await call('POST', '/sessions', { prompt: 'step three', projectId: 'api-ms', milestoneId: id });
+    // Assess
+    expect(opened).toMatchObject({ status: 201, body: { projectId: 'api-ms', status: 'OPEN', claudeSessionId: id, links: { self: `/milestones/${id}` } } });
+    expect(shown.status).toBe(200);
+    expect(shown.body.tasks.map((t: { sessionId: string }) => t.sessionId)).toEqual([one.body.sessionId, two.body.sessionId]);
+    expect(shown.body.tasks.map((t: { mode: string; status: string }) => `${t.mode} ${t.status}`)).toEqual(['milestone COMPLETED', 'milestone COMPLETED']);
+    expect(shown.body.totals).toMatchObject({ sessions: 2, usage: { inputTokens: 33, outputTokens: 5 } });
+    expect(closed).toMatchObject({ status: 200, body: { status: 'CLOSED' } });
+    expect(refused).toMatchObject({ status: 409, body: { reason: 'closed', message: expect.stringContaining('is closed') } });
+    expect(env.anthropic.messageRequests).toHaveLength(2);
+  });
+
+  it('answers 409 while a task holds the milestone, 404 for an unknown one, 400 naming bad fields', async () => {
+    env.anthropic.respondWith({ kind: 'stall' });
+    const { body: opened } = await call('POST', '/milestones', { projectId: 'api-busy' });
+    const first = await call('POST', '/sessions', { prompt: 'long', projectId: 'api-busy', milestoneId: opened.milestoneId, timeoutSeconds: 3 });
+    for (let i = 0; i < 200 && !(await env.runtime.milestones.get(opened.milestoneId))?.leaseSessionId; i++) await new Promise((r) => setTimeout(r, 50));
+    const busy = await call('POST', '/sessions', { prompt: 'second', projectId: 'api-busy', milestoneId: opened.milestoneId });
+    const closeBusy = await call('POST', `/milestones/${opened.milestoneId}/close`);
+    const otherProject = await call('POST', '/sessions', { prompt: 'x', projectId: 'someone-else', milestoneId: opened.milestoneId });
+    await waitForFinal(first.body.sessionId);
+    const unknown = uuidv4();
+    expect(busy).toMatchObject({ status: 409, body: { reason: 'busy', message: expect.stringContaining(`task ${first.body.sessionId} is running`) } });
+    expect(closeBusy.status).toBe(409);
+    expect(otherProject).toMatchObject({ status: 409, body: { reason: 'other-project' } });
+    expect(await call('POST', '/sessions', { prompt: 'x', projectId: 'api-busy', milestoneId: unknown })).toMatchObject({ status: 404 });
+    expect(await call('GET', `/milestones/${unknown}`)).toMatchObject({ status: 404 });
+    expect(await call('GET', '/milestones/not-a-uuid')).toMatchObject({ status: 400, body: { errors: [{ field: 'id', message: 'must be a UUID' }] } });
+    expect(await call('POST', '/milestones', { projectId: 'bad project!' })).toMatchObject({ status: 400, body: { errors: [{ field: 'projectId' }] } });
+    expect(await env.runtime.repository.listRunning('api-busy')).toEqual([]);
   });
 });

@@ -3,6 +3,8 @@ import { SFNClient } from '@aws-sdk/client-sfn';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { StepFunctionsStarter } from '../../lib/api/session-starter.js';
 import { SessionRepository } from '../../lib/sessions/session-repository.js';
+import { MilestoneRepository } from '../../lib/sessions/milestone-repository.js';
+import { TranscriptStore } from '../../lib/claude/transcript-store.js';
 import { createApiHandler } from './router.js';
 
 // Clients once per cold start.
@@ -10,5 +12,7 @@ const documentClient = DynamoDBDocumentClient.from(new DynamoDBClient({}), { mar
 
 export const handler = createApiHandler({
   repository: new SessionRepository(documentClient, process.env.TABLE_NAME!),
+  milestones: new MilestoneRepository(documentClient, process.env.TABLE_NAME!),
+  transcripts: TranscriptStore.fromEnv(process.env),
   starter: new StepFunctionsStarter(new SFNClient({}), process.env.STATE_MACHINE_ARN!),
 });

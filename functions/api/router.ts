@@ -8,7 +8,13 @@ import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { HttpError, MAX_BODY_BYTES_GUARD, httpErrors, json } from '../../lib/api/http-errors.js';
 import { SessionApi, type SessionApiDeps } from '../../lib/api/session-api.js';
 
-type Route = { method: 'GET' | 'POST'; path: string; handler: (event: APIGatewayProxyEvent) => Promise<APIGatewayProxyResult> };
+type Route = {
+  method: 'GET' | 'POST';
+  path: string;
+  handler: (event: APIGatewayProxyEvent) => Promise<APIGatewayProxyResult>;
+  /** An action without a body (POST …/close): no Content-Type asked for. */
+  noBody?: boolean;
+};
 
 /**
  * The HTTP API as one Lambda behind API Gateway's {proxy+}: the same function serves
@@ -28,6 +34,9 @@ export function createApiHandler(deps: SessionApiDeps, logger = new Logger({ ser
       path: '/projects/{projectId}/sessions',
       handler: async (e) => json(200, await api.listProjectSessions(e.pathParameters?.projectId, e.queryStringParameters)),
     },
+    { method: 'POST', path: '/milestones', handler: async (e) => json(201, await api.openMilestone(e.body)) },
+    { method: 'GET', path: '/milestones/{id}', handler: async (e) => json(200, await api.getMilestone(e.pathParameters?.id)) },
+    { method: 'POST', path: '/milestones/{id}/close', noBody: true, handler: async (e) => json(200, await api.closeMilestone(e.pathParameters?.id)) },
     {
       method: 'GET',
       path: '/projects/{projectId}/usage',
@@ -41,7 +50,7 @@ export function createApiHandler(deps: SessionApiDeps, logger = new Logger({ ser
       method: r.method,
       path: r.path,
       // Body parsing only where there is a body; GETs with a stray content-type still work.
-      handler: (r.method === 'POST' ? middy(r.handler as never).use(httpJsonBodyParser({ disableContentTypeError: false })) : r.handler) as never,
+      handler: (r.method === 'POST' && !r.noBody ? middy(r.handler as never).use(httpJsonBodyParser({ disableContentTypeError: false })) : r.handler) as never,
     })),
     notFoundResponse: ({ method, path }: { method: string; path: string }) => {
       const allowed = patterns.filter((p) => p.regex.test(path)).map((p) => p.method);

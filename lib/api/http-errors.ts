@@ -1,6 +1,7 @@
 import type middy from '@middy/core';
 import { InvalidInputError, type FieldError } from '../sessions/execution-input.js';
 import { InvalidNextTokenError } from '../sessions/session-repository.js';
+import { MilestoneUnavailableError } from '../sessions/milestone-repository.js';
 
 /** Step Functions' input limit is 256 KB; a larger body cannot become an execution. */
 export const MAX_BODY_BYTES = 256 * 1024;
@@ -40,6 +41,9 @@ export function httpErrors(options: { logError?: (error: unknown) => void } = {}
         request.response = json(400, { message: 'Invalid request', errors: error.errors });
       } else if (error instanceof HttpError) {
         request.response = json(error.statusCode, { message: error.message, ...(error.errors ? { errors: error.errors } : {}) });
+      } else if (error instanceof MilestoneUnavailableError) {
+        // Unknown: 404. Closed, broken, busy or another project's: the request conflicts with its state.
+        request.response = json(error.reason === 'not-found' ? 404 : 409, { message: error.message, reason: error.reason });
       } else if (error instanceof InvalidNextTokenError) {
         request.response = json(400, { message: 'Invalid request', errors: [{ field: 'nextToken', message: error.message }] });
       } else if (error?.statusCode && error.statusCode < 500 && error.expose !== false) {

@@ -5,10 +5,16 @@ import { SESSION_STATUSES, type SessionRecord, type SessionStatus } from '../ses
 import type { SessionPage, SessionRepository, UsageTotals } from '../sessions/session-repository.js';
 import { HttpError } from './http-errors.js';
 import type { SessionStarter, StartedSession } from './session-starter.js';
+import type { MilestoneRepository, MilestoneView } from '../sessions/milestone-repository.js';
+import type { MilestoneRecord } from '../sessions/milestone-item.js';
+import type { TranscriptStore } from '../claude/transcript-store.js';
 
 export interface SessionApiDeps {
   repository: SessionRepository;
+  milestones: MilestoneRepository;
   starter: SessionStarter;
+  /** Tags a closed milestone's transcript for expiry; absent where there is no bucket. */
+  transcripts?: TranscriptStore;
 }
 
 /** The HTTP API's operations, free of any HTTP or Lambda type (handlers adapt them). */
@@ -21,6 +27,8 @@ export class SessionApi {
     }
     const raw = body as Record<string, unknown>;
     const input = validateStartInput({ ...raw, sessionId: raw.sessionId ?? uuidv4(), trigger: 'api' });
+    // Refused here with a 404/409 that says why, rather than as a FAILED session a moment later.
+    if (input.milestoneId) await this.deps.milestones.assertStartable(input.milestoneId, input.projectId);
     const started = await this.deps.starter.start({ ...input, sessionId: input.sessionId! });
     return { ...started, links: { self: `/sessions/${started.sessionId}` } };
   }
@@ -41,6 +49,27 @@ export class SessionApi {
     return this.deps.repository.listByProject(parsed.data.projectId, { status, limit, nextToken });
   }
 
+  async openMilestone(body: unknown): Promise<MilestoneRecord & { links: { self: string } }> {
+    const parsed = OpenMilestoneBody.safeParse(body);
+    if (!parsed.success) {
+      throw new InvalidInputError(parsed.error.issues.map((i) => ({ field: i.path.join('.') || '(body)', message: i.message })));
+    }
+    const milestone = await this.deps.milestones.open(parsed.data.projectId);
+    return { ...milestone, links: { self: `/milestones/${milestone.milestoneId}` } };
+  }
+
+  async getMilestone(milestoneId: string | undefined): Promise<MilestoneView> {
+    const view = await this.deps.milestones.view(milestoneIdOf(milestoneId));
+    if (!view) throw new HttpError(404, `milestone ${milestoneId} not found`);
+    return view;
+  }
+
+  async closeMilestone(milestoneId: string | undefined): Promise<MilestoneRecord> {
+    const closed = await this.deps.milestones.close(milestoneIdOf(milestoneId));
+    if (closed.transcript) await this.deps.transcripts?.markClosed(closed.transcript.key);
+    return closed;
+  }
+
   async projectUsage(projectId: string | undefined): Promise<UsageTotals> {
     const parsed = ProjectId.safeParse(projectId);
     if (!parsed.success) throw new InvalidInputError([{ field: 'projectId', message: parsed.error.issues[0]!.message }]);
@@ -48,7 +77,14 @@ export class SessionApi {
   }
 }
 
+function milestoneIdOf(id: string | undefined): string {
+  if (!id || !isUuid(id)) throw new InvalidInputError([{ field: 'id', message: 'must be a UUID' }]);
+  return id;
+}
+
 const ProjectId = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ -');
+
+const OpenMilestoneBody = z.strictObject({ projectId: ProjectId }, { error: 'must be a JSON object with projectId' });
 
 const ListQuery = z.object({
   projectId: ProjectId,

@@ -1,5 +1,6 @@
 import type { SessionRecord } from '../sessions/session-item.js';
 import type { UsageTotals } from '../sessions/session-repository.js';
+import type { MilestoneView } from '../sessions/milestone-repository.js';
 
 export function formatUsd(usd: number): string {
   return `$${usd.toFixed(usd < 1 ? 6 : 2)}`;
@@ -20,6 +21,7 @@ export function formatSession(s: SessionRecord, replyLines = 6): string {
   const rows: [string, string][] = [
     ['Session', `${s.sessionId}  ${s.status}`],
     ['Project', `${s.projectId}${s.taskId ? ` / task ${s.taskId}` : ''}   (mode ${s.mode}, runtime ${s.runtime}, trigger ${s.trigger})`],
+    ...(s.milestoneId ? [['Milestone', s.milestoneId] as [string, string]] : []),
     ['Tokens', `input ${int(s.usage.inputTokens)} · output ${int(s.usage.outputTokens)} · cache read ${int(s.usage.cacheReadInputTokens)} · cache write ${int(s.usage.cacheCreationInputTokens)}`],
     ['Turns', String(s.numTurns)],
     ['Cost', formatUsd(s.totalCostUsd)],
@@ -60,6 +62,27 @@ export function formatSessionTable(sessions: SessionRecord[]): string {
       formatMs(s.durationMs),
     ]),
   );
+}
+
+/** A milestone: its state, its tasks oldest first, and what they cost together. */
+export function formatMilestone(m: MilestoneView): string {
+  const rows: [string, string][] = [
+    ['Milestone', `${m.milestoneId}  ${m.status}`],
+    ['Project', m.projectId],
+    ['Opened', m.createdAt],
+  ];
+  if (m.closedAt) rows.push(['Closed', m.closedAt]);
+  if (m.leaseSessionId) rows.push(['Running', `task ${m.leaseSessionId}`]);
+  if (m.brokenReason) rows.push(['Broken', m.brokenReason]);
+  rows.push(['Transcript', m.transcript ? `${m.transcript.key} (${int(m.transcript.bytes)} bytes)` : '(none yet)']);
+  const t = m.totals;
+  rows.push(
+    ['Tasks', `${t.sessions}${Object.keys(t.byStatus).length ? ` (${Object.entries(t.byStatus).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}`],
+    ['Tokens', `input ${int(t.usage.inputTokens)} · output ${int(t.usage.outputTokens)} · cache read ${int(t.usage.cacheReadInputTokens)} · cache write ${int(t.usage.cacheCreationInputTokens)}`],
+    ['Cost', formatUsd(t.totalCostUsd)],
+  );
+  const head = rows.map(([k, v]) => `${k.padEnd(10)} ${v}`).join('\n');
+  return m.tasks.length ? `${head}\n\n${formatSessionTable(m.tasks)}` : head;
 }
 
 export function formatUsageTable(totals: UsageTotals[]): string {

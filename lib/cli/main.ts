@@ -9,7 +9,8 @@ import type { UsageTotals } from '../sessions/session-repository.js';
 import { ABORT_REQUESTS_DIR, LocalRuntime, type EventLog } from '../local/local-runtime.js';
 import { LocalStateBusyError } from '../local/state-lock.js';
 import { startLocalApiServer } from '../local/local-api-server.js';
-import { formatMs, formatSession, formatSessionTable, formatUsageTable } from './format.js';
+import { MilestoneUnavailableError } from '../sessions/milestone-repository.js';
+import { formatMilestone, formatMs, formatSession, formatSessionTable, formatUsageTable } from './format.js';
 
 export interface CliIo {
   stdout: (text: string) => void;
@@ -23,7 +24,10 @@ export interface CliIo {
 const USAGE = `claude-sessions: run Claude Code headless as tracked sessions (the local runtime)
 
   run <prompt> [--project P] [--task T] [--session-id UUID] [--runtime lambda|fargate]
-               [--max-turns N] [--max-budget-usd X] [--timeout-seconds S] [--json]
+               [--milestone UUID] [--max-turns N] [--max-budget-usd X] [--timeout-seconds S] [--json]
+  milestone open --project P [--json]   a conversation later runs continue (run --milestone)
+  milestone show <milestoneId> [--json] its tasks, their usage and the totals
+  milestone close <milestoneId>         takes no more tasks; its transcript expires
   list  [--project P] [--status S] [--limit N] [--json]
   show  <sessionId> [--json]
   usage [--project P] [--json]
@@ -53,6 +57,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         return await serveCommand(rest, io);
       case 'abort':
         return await abortCommand(rest, io);
+      case 'milestone':
+        return await milestoneCommand(rest, io);
       case undefined:
       case 'help':
       case '--help':
@@ -66,6 +72,10 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     if (err instanceof InvalidInputError) {
       io.stderr(`error: invalid input\n${err.errors.map((e) => `  ${e.field}: ${e.message}`).join('\n')}\n`);
       return 2;
+    }
+    if (err instanceof MilestoneUnavailableError) {
+      io.stderr(`error: ${err.message}\n`);
+      return 1;
     }
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       io.stderr(`error: ${(err as Error).message}\n\n${USAGE}\n`);
@@ -97,7 +107,7 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parse(
     args,
     {
-      project: { type: 'string', default: 'default' },
+      project: { type: 'string' },
       task: { type: 'string' },
       'session-id': { type: 'string' },
       mode: { type: 'string' },
@@ -113,7 +123,8 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
   const input = Object.fromEntries(
     Object.entries({
       prompt: positionals[0] ?? '',
-      projectId: values.project,
+      // A milestone task's project is its milestone's (filled in below) unless given.
+      projectId: values.project ?? 'default',
       taskId: values.task,
       sessionId: values['session-id'] ?? uuidv4(),
       mode: values.mode ?? (values.milestone ? 'milestone' : undefined),
@@ -138,7 +149,11 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
     } else {
       progress(`Claude runs against ${io.env.ANTHROPIC_BASE_URL || 'the Anthropic API'}.`);
     }
-    progress(`Session ${sessionId} · project ${input.projectId} · local state machine`);
+    if (values.milestone) {
+      const milestone = await runtime.milestones.assertStartable(values.milestone, values.project);
+      input.projectId = milestone.projectId;
+    }
+    progress(`Session ${sessionId} · project ${input.projectId}${values.milestone ? ` · milestone ${values.milestone}` : ''} · local state machine`);
     const execution = runtime.startExecution(input, sessionId);
     io.onInterrupt?.(() => {
       progress('Interrupted: aborting the execution…');
@@ -238,13 +253,50 @@ async function usageCommand(args: string[], io: CliIo): Promise<number> {
   return 0;
 }
 
+async function milestoneCommand(args: string[], io: CliIo): Promise<number> {
+  const [action, ...rest] = args;
+  if (action === 'open') {
+    const { values } = parse(rest, { project: { type: 'string' }, json: { type: 'boolean', default: false } });
+    if (!values.project) throw new UsageError('milestone open needs --project');
+    validateStartInput({ prompt: '-', projectId: values.project }); // the project id's rules, by name
+    const milestone = await withRepository(io, ({ milestones }) => milestones.open(values.project!));
+    if (values.json) io.stdout(`${JSON.stringify(milestone, null, 2)}\n`);
+    else {
+      io.stdout(`${milestone.milestoneId}\n`);
+      io.stderr(`Milestone opened for project ${milestone.projectId}. Run tasks in it with:\n  npx claude-sessions run "<prompt>" --milestone ${milestone.milestoneId}\n`);
+    }
+    return 0;
+  }
+  if (action === 'show' || action === 'close') {
+    const { values, positionals } = parse(rest, { json: { type: 'boolean', default: false } }, 1);
+    const milestoneId = positionals[0];
+    if (!milestoneId || !isUuid(milestoneId)) throw new UsageError(`milestone ${action} needs a milestone id (a UUID)`);
+    const view = await withRepository(io, async ({ milestones, s3 }) => {
+      if (action === 'close') {
+        const closed = await milestones.close(milestoneId);
+        if (closed.transcript) await s3.store.markClosed(closed.transcript.key);
+      }
+      return milestones.view(milestoneId);
+    });
+    if (!view) {
+      io.stderr(`error: no milestone ${milestoneId}\n`);
+      return 1;
+    }
+    io.stdout(values.json ? `${JSON.stringify(view, null, 2)}\n` : `${formatMilestone(view)}\n`);
+    return 0;
+  }
+  throw new UsageError(action ? `unknown milestone action "${action}" (open, show, close)` : 'milestone needs an action: open, show or close');
+}
+
 async function serveCommand(args: string[], io: CliIo): Promise<number> {
   const { values } = parse(args, { port: { type: 'string', default: '8787' } });
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new UsageError('--port must be a port number');
   const runtime = await LocalRuntime.start({ home: home(io), command: 'claude-sessions serve' });
   const { createApiHandler } = await import('../../functions/api/router.js');
-  const handler = createApiHandler({ repository: runtime.repository, starter: runtime });
+  const handler = createApiHandler({
+    repository: runtime.repository, milestones: runtime.milestones, starter: runtime, transcripts: runtime.s3.store,
+  });
   const server = await startLocalApiServer(handler, port).catch(async (err: unknown) => {
     await runtime.close();
     throw err;
