@@ -23,6 +23,20 @@ describe('the fargate runtime, as a separate task process reporting on its task 
     expect(env.anthropic.messageRequests.map((r) => r.sessionId)).toEqual([sessionId]);
   });
 
+  it('runs milestone tasks too: a lambda task, then a fargate task resuming the same conversation from S3', async () => {
+    env.anthropic.respondWith(
+      { kind: 'text', text: 'planned on lambda', usage: { input_tokens: 10, output_tokens: 1 } },
+      { kind: 'text', text: 'continued on fargate', usage: { input_tokens: 20, output_tokens: 2 } },
+    );
+    const milestone = await env.runtime.milestones.open('fg-ms');
+    const first = await env.runtime.run({ prompt: 'plan (ON-LAMBDA)', projectId: 'fg-ms', milestoneId: milestone.milestoneId });
+    const second = await env.runtime.run({ prompt: 'continue', projectId: 'fg-ms', milestoneId: milestone.milestoneId, runtime: 'fargate' });
+    expect(first.session).toMatchObject({ status: 'COMPLETED', runtime: 'lambda' });
+    expect(second.session).toMatchObject({ status: 'COMPLETED', runtime: 'fargate', claudeSessionId: milestone.milestoneId, usage: { inputTokens: 20, outputTokens: 2 } });
+    expect(JSON.stringify(env.anthropic.messageRequests[1]!.body.messages)).toContain('planned on lambda');
+    expect((await env.runtime.milestones.get(milestone.milestoneId))!.lastSessionId).toBe(second.session!.sessionId);
+  });
+
   it('closes TIMED_OUT within seconds at timeoutSeconds, keeping the tokens reported before the stall', async () => {
     env.anthropic.respondByDefault({ kind: 'stall', usage: { input_tokens: 777, output_tokens: 1 } });
     const started = Date.now();
