@@ -6,6 +6,7 @@ import { parseSchedules } from '../lib/sessions/schedule-entry.js';
 const app = new App();
 new ClaudeSessionsStack(app, 'ClaudeSessions', {
   apiKeySecretName: app.node.tryGetContext('apiKeySecretName'),
+  alarmTopicArn: app.node.tryGetContext('alarmTopicArn'),
   // Validated here with the shared schema: a bad entry fails the synth, naming entry and field.
   schedules: parseSchedules(app.node.tryGetContext('schedules')),
   env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },

@@ -11,6 +11,9 @@ import { SessionSchedules } from './session-schedules.js';
 import { SessionReaper } from './session-reaper.js';
 import { FargateRunner, taskFamilyRevisionsFinding } from './fargate-runner.js';
 import type { IVpc } from 'aws-cdk-lib/aws-ec2';
+import { Topic, type ITopic } from 'aws-cdk-lib/aws-sns';
+import { SessionEvents } from './session-events.js';
+import { SessionMonitoring } from './session-monitoring.js';
 import type { ScheduleEntry } from '../lib/sessions/schedule-entry.js';
 
 export interface ClaudeSessionsStackProps extends StackProps {
@@ -20,6 +23,10 @@ export interface ClaudeSessionsStackProps extends StackProps {
   readonly vpc?: IVpc;
   /** Scheduled sessions (cdk.json context `schedules`). @default none */
   readonly schedules?: readonly ScheduleEntry[];
+  /** Where alarms notify (an SNS topic: email, chat, paging). @default none */
+  readonly alarmTopic?: ITopic;
+  /** The same, by ARN (cdk.json context `alarmTopicArn`). */
+  readonly alarmTopicArn?: string;
 }
 
 export class ClaudeSessionsStack extends Stack {
@@ -27,6 +34,8 @@ export class ClaudeSessionsStack extends Stack {
   readonly runner: ClaudeRunner;
   readonly validator: InputValidator;
   readonly api: SessionApi;
+  readonly events: SessionEvents;
+  readonly monitoring: SessionMonitoring;
 
   constructor(scope: Construct, id: string, props: ClaudeSessionsStackProps = {}) {
     super(scope, id, props);
@@ -45,8 +54,15 @@ export class ClaudeSessionsStack extends Stack {
     // The task answers its token; it may do nothing else with the state machine.
     this.workflow.stateMachine.grantTaskResponse(fargate.taskDefinition.taskRole);
     this.api = new SessionApi(this, 'Http', { table: sessions.table, stateMachine: this.workflow.stateMachine, transcripts });
-    new SessionReaper(this, 'Reaper', { table: sessions.table, stateMachine: this.workflow.stateMachine });
-    new SessionSchedules(this, 'Schedules', { stateMachine: this.workflow.stateMachine, schedules: props.schedules ?? [] });
+    const reaper = new SessionReaper(this, 'Reaper', { table: sessions.table, stateMachine: this.workflow.stateMachine });
+    const schedules = new SessionSchedules(this, 'Schedules', { stateMachine: this.workflow.stateMachine, schedules: props.schedules ?? [] });
+    this.events = new SessionEvents(this, 'Events', { table: sessions.table });
+    this.monitoring = new SessionMonitoring(this, 'Monitoring', {
+      stateMachine: this.workflow.stateMachine,
+      reaper: reaper.function,
+      deadLetterQueues: [schedules.deadLetterQueue, this.events.deadLetterQueue, reaper.deadLetterQueue],
+      alarmTopic: props.alarmTopic ?? (props.alarmTopicArn ? Topic.fromTopicArn(this, 'AlarmTopic', props.alarmTopicArn) : undefined),
+    });
     this.suppressReviewedFindings(runner, validator, this.workflow);
     Validations.of(this.workflow).acknowledge({
       id: `AwsSolutions::AwsSolutions-${taskFamilyRevisionsFinding(this.getLogicalId(fargate.taskDefinition.node.defaultChild as CfnElement))}`,

@@ -25,6 +25,7 @@ export interface SessionReaperProps {
 export class SessionReaper extends Construct {
   readonly function: NodejsFunction;
   readonly rule: Rule;
+  readonly deadLetterQueue: Queue;
 
   constructor(scope: Construct, id: string, props: SessionReaperProps) {
     super(scope, id);
@@ -39,11 +40,11 @@ export class SessionReaper extends Construct {
     // A conditional close of an item: UpdateItem on the table, nothing more.
     Grant.addToPrincipal({ grantee: this.function, actions: ['dynamodb:UpdateItem'], resourceArns: [props.table.tableArn] });
 
-    const deadLetters = new Queue(this, 'DeadLetters', {
+    const deadLetters = (this.deadLetterQueue = new Queue(this, 'DeadLetters', {
       encryption: QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
-    });
+    }));
     Validations.of(deadLetters).acknowledge({
       id: 'AwsSolutions::AwsSolutions-SQS3',
       reason: 'This queue is the dead-letter queue of the reaper rule; it has none of its own.',

@@ -1,5 +1,5 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
-import { AttributeType, BillingMode, Table, TableEncryption, type ITable } from 'aws-cdk-lib/aws-dynamodb';
+import { AttributeType, BillingMode, StreamViewType, Table, TableEncryption, type ITable } from 'aws-cdk-lib/aws-dynamodb';
 import { Construct } from 'constructs';
 import { PROJECT_INDEX } from '../lib/sessions/session-item.js';
 import { MILESTONE_INDEX } from '../lib/sessions/milestone-item.js';
@@ -22,6 +22,8 @@ export class SessionTable extends Construct {
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       encryption: TableEncryption.AWS_MANAGED,
       removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
+      // Before and after each write: a close is the write out of RUNNING (cdk/session-events.ts).
+      stream: StreamViewType.NEW_AND_OLD_IMAGES,
     });
     // A project's sessions, newest first; items without startedAt (milestones) stay out.
     table.addGlobalSecondaryIndex({

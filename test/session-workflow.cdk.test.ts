@@ -77,10 +77,10 @@ describe('the rendered session workflow', () => {
   it('frees a milestone\'s lease only where this execution holds it, on every path', () => {
     for (const name of ['ReleaseMilestone', 'ReleaseMilestoneAfterFailure', 'MarkMilestoneBroken']) {
       expect(states[name]!.Parameters).toMatchObject({ ConditionExpression: 'leaseExecutionArn = :executionArn' });
-      expect(states[name]!.Parameters.UpdateExpression).toMatch(/REMOVE leaseSessionId, leaseExecutionArn/);
+      expect((states[name]!.Parameters as any).UpdateExpression).toMatch(/REMOVE leaseSessionId, leaseExecutionArn/);
     }
     expect(states.ReleaseMilestone!.Parameters).toMatchObject({ 'ExpressionAttributeValues.$': '$.run.milestoneValues' });
-    expect(states.ReleaseMilestoneAfterFailure!.Parameters.ExpressionAttributeValues).toMatchObject({ ':executionArn': { 'S.$': '$$.Execution.Id' } });
+    expect((states.ReleaseMilestoneAfterFailure!.Parameters as any).ExpressionAttributeValues).toMatchObject({ ':executionArn': { 'S.$': '$$.Execution.Id' } });
     expect(states.AcquireMilestone!.Parameters).toMatchObject({
       ConditionExpression: expect.stringContaining('attribute_not_exists(leaseExecutionArn) OR leaseExecutionArn = :executionArn'),
       ReturnValues: 'ALL_NEW',

@@ -1,3 +1,5 @@
+import { Tracer } from '@aws-lambda-powertools/tracer';
+import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -10,9 +12,10 @@ import { createApiHandler } from './router.js';
 // Clients once per cold start.
 const documentClient = DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } });
 
+// Traced on AWS only: the same router also serves `claude-sessions serve`.
 export const handler = createApiHandler({
   repository: new SessionRepository(documentClient, process.env.TABLE_NAME!),
   milestones: new MilestoneRepository(documentClient, process.env.TABLE_NAME!),
   transcripts: TranscriptStore.fromEnv(process.env),
   starter: new StepFunctionsStarter(new SFNClient({}), process.env.STATE_MACHINE_ARN!),
-});
+}).use(captureLambdaHandler(new Tracer()));

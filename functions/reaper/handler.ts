@@ -1,5 +1,7 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { Tracer } from '@aws-lambda-powertools/tracer';
+import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import middy from '@middy/core';
@@ -9,6 +11,7 @@ import { MilestoneRepository } from '../../lib/sessions/milestone-repository.js'
 import { SessionRepository } from '../../lib/sessions/session-repository.js';
 
 const logger = new Logger();
+const tracer = new Tracer();
 const documents = DynamoDBDocumentClient.from(new DynamoDBClient({}));
 const repository = new SessionRepository(documents, process.env.TABLE_NAME!);
 const milestones = new MilestoneRepository(documents, process.env.TABLE_NAME!);
@@ -17,4 +20,6 @@ export const handler = middy(async (event: EventBridgeEvent<'Step Functions Exec
   const result = await reapExecution(repository, event.detail, { milestones });
   logger.info('execution ended', { executionArn: event.detail.executionArn, status: event.detail.status, ...result });
   return result;
-}).use(injectLambdaContext(logger));
+})
+  .use(captureLambdaHandler(tracer))
+  .use(injectLambdaContext(logger));

@@ -1,5 +1,7 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { Tracer } from '@aws-lambda-powertools/tracer';
+import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
@@ -9,6 +11,7 @@ import { DEFAULT_IDLE_TIMEOUT_MS, runSessionTask, type RunnerInput } from '../..
 import { TranscriptStore } from '../../lib/claude/transcript-store.js';
 
 const logger = new Logger();
+const tracer = new Tracer();
 const secrets = new SecretsManagerClient({});
 let apiKey: Promise<string> | undefined; // read once per cold start
 const transcripts = TranscriptStore.fromEnv(process.env);
@@ -32,4 +35,6 @@ export const handler = middy(async (input: RunnerInput, context: Context) => {
   const { status, usage, numTurns, totalCostUsd, durationMs, error } = result.record;
   logger.info('Claude finished', { status, usage, numTurns, totalCostUsd, durationMs, error });
   return result;
-}).use(injectLambdaContext(logger, { resetKeys: true }));
+})
+  .use(captureLambdaHandler(tracer))
+  .use(injectLambdaContext(logger, { resetKeys: true }));

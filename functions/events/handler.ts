@@ -1,0 +1,37 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import { Tracer } from '@aws-lambda-powertools/tracer';
+import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import middy from '@middy/core';
+import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
+import { publishSessionChanges } from '../../lib/sessions/session-publisher.js';
+
+type MetricUnitValue = (typeof MetricUnit)[keyof typeof MetricUnit];
+
+const logger = new Logger();
+const metrics = new Metrics({ namespace: 'ClaudeSessions' });
+const tracer = new Tracer();
+const events = tracer.captureAWSv3Client(new EventBridgeClient({}));
+
+/** The table's stream: a "Session Closed" event and the session metrics for every close, whichever path closed it. */
+export const handler = middy(async (event: DynamoDBStreamEvent): Promise<DynamoDBBatchResponse> => {
+  const { failed } = await publishSessionChanges(event.Records, {
+    events,
+    busName: process.env.EVENT_BUS_NAME ?? 'default',
+    metric: (name, unit, value, dimensions) => {
+      if (!dimensions) return metrics.addMetric(name, unit as MetricUnitValue, value);
+      // Per-project and per-error figures in their own EMF blobs, so the main set keeps low cardinality.
+      const single = metrics.singleMetric();
+      for (const [key, v] of Object.entries(dimensions)) single.addDimension(key, v);
+      single.addMetric(name, unit as MetricUnitValue, value);
+    },
+    log: (message, fields) => logger.info(message, fields),
+  });
+  return { batchItemFailures: failed.map((itemIdentifier) => ({ itemIdentifier })) };
+})
+  .use(captureLambdaHandler(tracer))
+  .use(logMetrics(metrics))
+  .use(injectLambdaContext(logger));
