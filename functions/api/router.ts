@@ -29,6 +29,7 @@ export function createApiHandler(deps: SessionApiDeps, logger = new Logger({ ser
       handler: async (event) => json(202, await api.startSession(event.body)),
     },
     { method: 'GET', path: '/sessions/{id}', handler: async (e) => json(200, await api.getSession(e.pathParameters?.id)) },
+    { method: 'GET', path: '/projects', handler: async () => json(200, await api.listProjects()) },
     {
       method: 'GET',
       path: '/projects/{projectId}/sessions',

@@ -70,6 +70,11 @@ export class SessionApi {
     return closed;
   }
 
+  /** Project ids with at least one session (a scan of the project index's keys). */
+  async listProjects(): Promise<{ items: string[] }> {
+    return { items: await this.deps.repository.projectIds() };
+  }
+
   async projectUsage(projectId: string | undefined): Promise<UsageTotals> {
     const parsed = ProjectId.safeParse(projectId);
     if (!parsed.success) throw new InvalidInputError([{ field: 'projectId', message: parsed.error.issues[0]!.message }]);

@@ -9,6 +9,7 @@ import type { UsageTotals } from '../sessions/session-repository.js';
 import { ABORT_REQUESTS_DIR, LocalRuntime, type EventLog } from '../local/local-runtime.js';
 import { LocalStateBusyError } from '../local/state-lock.js';
 import { startLocalApiServer } from '../local/local-api-server.js';
+import { SESSIONS_PAGE } from '../web/sessions-page.js';
 import { MilestoneUnavailableError } from '../sessions/milestone-repository.js';
 import { formatMilestone, formatMs, formatSession, formatSessionTable, formatUsageTable } from './format.js';
 
@@ -32,7 +33,7 @@ const USAGE = `claude-sessions: run Claude Code headless as tracked sessions (th
   show  <sessionId> [--json]
   usage [--project P] [--json]
   abort <sessionId>            stop a running session's execution; it closes ABORTED
-  serve [--port 8787]          the HTTP API of API Gateway, on 127.0.0.1
+  serve [--port 8787]          the HTTP API of API Gateway, and a web page of the sessions, on 127.0.0.1
 
 State lives in ./.claude-sessions (or $CLAUDE_SESSIONS_HOME). Without ANTHROPIC_API_KEY,
 run talks to a built-in local stand-in for the Anthropic API.`;
@@ -297,7 +298,7 @@ async function serveCommand(args: string[], io: CliIo): Promise<number> {
   const handler = createApiHandler({
     repository: runtime.repository, milestones: runtime.milestones, starter: runtime, transcripts: runtime.s3.store,
   });
-  const server = await startLocalApiServer(handler, port).catch(async (err: unknown) => {
+  const server = await startLocalApiServer(handler, port, { '/': SESSIONS_PAGE }).catch(async (err: unknown) => {
     await runtime.close();
     throw err;
   });
@@ -305,7 +306,7 @@ async function serveCommand(args: string[], io: CliIo): Promise<number> {
     (runtime.standIn
       ? `No ANTHROPIC_API_KEY set: Claude runs against the built-in local stand-in at ${runtime.standIn.url}.\n`
       : `Claude runs against ${io.env.ANTHROPIC_BASE_URL || 'the Anthropic API'}.\n`) +
-      `claude-sessions API listening on ${server.url} (state in ${home(io)}). Ctrl-C stops it.\n`,
+      `claude-sessions API listening on ${server.url} (state in ${home(io)}); open ${server.url}/ for the sessions page. Ctrl-C stops it.\n`,
   );
   await new Promise<void>((resolve) => io.onInterrupt?.(resolve));
   io.stderr('Stopping: running sessions are aborted and closed ABORTED.\n');

@@ -10,8 +10,18 @@ type ApiHandler = (event: APIGatewayProxyEvent, context: Context) => Promise<API
  * API Gateway on 127.0.0.1: each HTTP request becomes the REST API's proxy event for
  * the very handler that runs on AWS, and its result becomes the HTTP response.
  */
-export async function startLocalApiServer(handler: ApiHandler, port: number): Promise<{ url: string; server: Server; close(): Promise<void> }> {
+export async function startLocalApiServer(
+  handler: ApiHandler,
+  port: number,
+  /** Pages served as they are, by path (the web view at "/"), beside the API. */
+  pages: Record<string, string> = {},
+): Promise<{ url: string; server: Server; close(): Promise<void> }> {
   const server = createServer((req, res) => {
+    const page = req.method === 'GET' ? pages[new URL(req.url ?? '/', 'http://127.0.0.1').pathname] : undefined;
+    if (page !== undefined) {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(page);
+      return;
+    }
     void (async () => {
       const body = await readBody(req);
       if (body === undefined) {

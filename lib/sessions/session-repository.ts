@@ -42,6 +42,16 @@ export interface SessionPage {
 
 export interface UsageTotals extends UsageSums {
   projectId: string;
+  /** The same figures per UTC day the sessions started, oldest first. */
+  daily: DailyUsage[];
+}
+
+export interface DailyUsage {
+  day: string;
+  sessions: number;
+  inputTokens: number;
+  outputTokens: number;
+  totalCostUsd: number;
 }
 
 /** Sessions in the one table. Every write out of RUNNING is conditional on RUNNING. */
@@ -138,8 +148,19 @@ export class SessionRepository {
   /** Totals derived from the session items, never kept as counters (DESIGN.md, data model). */
   async usageTotals(projectId: string): Promise<UsageTotals> {
     const totals = emptySums();
-    for await (const s of this.allByProject(projectId)) addSession(totals, s);
-    return { projectId, ...roundCost(totals) };
+    const days = new Map<string, DailyUsage>();
+    for await (const s of this.allByProject(projectId)) {
+      addSession(totals, s);
+      const day = s.startedAt.slice(0, 10);
+      const d = days.get(day) ?? { day, sessions: 0, inputTokens: 0, outputTokens: 0, totalCostUsd: 0 };
+      d.sessions += 1;
+      d.inputTokens += s.usage.inputTokens;
+      d.outputTokens += s.usage.outputTokens;
+      d.totalCostUsd = Math.round((d.totalCostUsd + s.totalCostUsd) * 1e6) / 1e6;
+      days.set(day, d);
+    }
+    const daily = [...days.values()].sort((a, b) => a.day.localeCompare(b.day));
+    return { projectId, ...roundCost(totals), daily };
   }
 
   /** Project ids with at least one session (a scan: for the local CLI and small tables). */

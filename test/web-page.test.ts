@@ -1,0 +1,101 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+// Debian's chromium. CI installs it (.ci/run) and sets REQUIRE_BROWSER, so there a missing
+// browser fails this file; on a machine without it the browser test is skipped, saying why.
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const haveBrowser = existsSync(CHROMIUM);
+if (!haveBrowser && process.env.REQUIRE_BROWSER) throw new Error(`no browser at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)`);
+if (!haveBrowser) process.stderr.write(`web-page.test.ts skipped: no browser at ${CHROMIUM} (apt-get install chromium to run it)\n`);
+
+const BIN = join(process.cwd(), 'bin', 'claude-sessions.js');
+let serve: ChildProcess;
+let url: string;
+let browser: Browser;
+
+beforeAll(async () => {
+  if (!haveBrowser) return;
+  const home = await mkdtemp(join(tmpdir(), 'claude-sessions-web-'));
+  const env = { ...process.env, CLAUDE_SESSIONS_HOME: home };
+  delete env.ANTHROPIC_API_KEY;
+  delete env.ANTHROPIC_BASE_URL;
+  // The page as a user gets it: `claude-sessions serve`, its own process.
+  serve = spawn(process.execPath, [BIN, 'serve', '--port', '0'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  url = await new Promise<string>((resolve, reject) => {
+    let stderr = '';
+    serve.stderr!.on('data', (d) => {
+      stderr += d;
+      const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
+      if (match) resolve(match[1]!);
+    });
+    serve.once('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
+  });
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+}, 60_000);
+
+afterAll(async () => {
+  await browser?.close();
+  if (serve && serve.exitCode === null) {
+    serve.kill('SIGINT');
+    await new Promise((r) => serve.once('exit', r));
+  }
+});
+
+async function runSession(projectId: string, prompt: string): Promise<Record<string, any>> {
+  const post = await (await fetch(`${url}/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt, projectId }) })).json();
+  for (let i = 0; i < 300; i++) {
+    const session = await (await fetch(`${url}/sessions/${post.sessionId}`)).json();
+    if (session.status && session.status !== 'RUNNING') return session;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('session did not close');
+}
+
+describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser', () => {
+  it('shows each session with its tokens and cost, its detail, and a chart of spend per day per project', async () => {
+    // Prepare
+    const first = await runSession('web-alpha', 'Summarise the README');
+    const second = await runSession('web-beta', 'List the TODOs');
+    const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+    // Act
+    await page.goto(`${url}/`);
+    const row = page.locator(`tr[data-session="${first.sessionId}"]`);
+    await row.waitFor({ timeout: 15_000 });
+    // Assess: the row carries what the API recorded.
+    const cells = await row.locator('td').allInnerTexts();
+    expect(cells).toEqual(expect.arrayContaining(['web-alpha', 'COMPLETED', String(first.usage.inputTokens), String(first.usage.outputTokens), `$${first.totalCostUsd.toFixed(6)}`]));
+    expect(await page.locator('tbody tr').count()).toBe(2);
+    expect(await page.getByTestId('total-sessions').innerText()).toBe('2');
+    expect(await page.getByTestId('total-cost').innerText()).toBe(`$${(first.totalCostUsd + second.totalCostUsd).toFixed(6)}`);
+    // A day's bar per project in both charts.
+    for (const chart of ['chart-tokens', 'chart-cost']) {
+      expect(await page.getByTestId(chart).locator('rect[data-project="web-alpha"]').count()).toBe(1);
+      expect(await page.getByTestId(chart).locator('rect[data-project="web-beta"]').count()).toBe(1);
+    }
+    // Filtering by project, then the detail of a session.
+    await page.getByTestId('filter-project').selectOption('web-beta');
+    await page.locator(`tr[data-session="${first.sessionId}"]`).waitFor({ state: 'detached' });
+    await page.locator(`tr[data-session="${second.sessionId}"]`).click();
+    await expect.poll(() => page.getByTestId('detail').innerText()).toContain(second.sessionId);
+    const detail = await page.getByTestId('detail').innerText();
+    expect(detail).toContain('COMPLETED');
+    expect(detail).toContain(`in ${second.usage.inputTokens} · out ${second.usage.outputTokens}`);
+    await page.getByTestId('filter-project').selectOption('');
+    await row.waitFor();
+    await mkdir('test-output', { recursive: true });
+    await page.screenshot({ path: join('test-output', 'sessions-page.png'), fullPage: true });
+  }, 60_000);
+
+  it('is live: a session started while the page is open appears without a reload', async () => {
+    const page = await browser.newPage();
+    await page.goto(`${url}/`);
+    await page.locator('tbody tr').first().waitFor();
+    const session = await runSession('web-live', 'One more');
+    await page.locator(`tr[data-session="${session.sessionId}"]`).waitFor({ timeout: 10_000 });
+  }, 60_000);
+});
