@@ -7,9 +7,25 @@ const app = new App();
 new ClaudeSessionsStack(app, 'ClaudeSessions', {
   apiKeySecretName: app.node.tryGetContext('apiKeySecretName'),
   alarmTopicArn: app.node.tryGetContext('alarmTopicArn'),
+  maxConcurrentSessions: positiveInt(app.node.tryGetContext('maxConcurrentSessions'), 'maxConcurrentSessions'),
+  monthlyBudgetUsd: positiveNumber(app.node.tryGetContext('monthlyBudgetUsd'), 'monthlyBudgetUsd'),
   // Validated here with the shared schema: a bad entry fails the synth, naming entry and field.
   schedules: parseSchedules(app.node.tryGetContext('schedules')),
   env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
 });
+function positiveInt(value: unknown, name: string): number | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`context ${name} must be a whole number from 1, not ${JSON.stringify(value)}`);
+  return n;
+}
+
+function positiveNumber(value: unknown, name: string): number | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`context ${name} must be a number above 0, not ${JSON.stringify(value)}`);
+  return n;
+}
+
 // Every synth runs the AwsSolutions pack; a finding fails it unless acknowledged with a reason.
 Validations.of(app).addPlugins(new cdkNag.AwsSolutionsChecks(app, { verbose: true }));

@@ -27,6 +27,13 @@ export interface ClaudeSessionsStackProps extends StackProps {
   readonly alarmTopic?: ITopic;
   /** The same, by ARN (cdk.json context `alarmTopicArn`). */
   readonly alarmTopicArn?: string;
+  /**
+   * Sessions one project may run at once; a project's own limit (its PROJECT#<id>/SLOTS item's
+   * maxConcurrentSessions) wins. Context `maxConcurrentSessions`. @default no limit
+   */
+  readonly maxConcurrentSessions?: number;
+  /** USD each project may spend per calendar month (UTC); a start past it is refused. Context `monthlyBudgetUsd`. @default none */
+  readonly monthlyBudgetUsd?: number;
 }
 
 export class ClaudeSessionsStack extends Stack {
@@ -42,7 +49,9 @@ export class ClaudeSessionsStack extends Stack {
     const apiKeySecret = this.apiKeySecret(props.apiKeySecretName);
     const sessions = new SessionTable(this, 'Sessions');
     const transcripts = new TranscriptBucket(this, 'Transcripts');
-    const validator = (this.validator = new InputValidator(this, 'InputValidator'));
+    const validator = (this.validator = new InputValidator(this, 'InputValidator', {
+      maxConcurrentSessions: props.maxConcurrentSessions, monthlyBudgetUsd: props.monthlyBudgetUsd, table: sessions.table,
+    }));
     const runner = (this.runner = new ClaudeRunner(this, 'Runner', { apiKeySecret, transcripts }));
     const fargate = new FargateRunner(this, 'Fargate', { image: runner.image, apiKeySecret, transcripts, vpc: props.vpc });
     this.workflow = new SessionWorkflow(this, 'Workflow', {
@@ -53,7 +62,10 @@ export class ClaudeSessionsStack extends Stack {
     });
     // The task answers its token; it may do nothing else with the state machine.
     this.workflow.stateMachine.grantTaskResponse(fargate.taskDefinition.taskRole);
-    this.api = new SessionApi(this, 'Http', { table: sessions.table, stateMachine: this.workflow.stateMachine, transcripts });
+    this.api = new SessionApi(this, 'Http', {
+      table: sessions.table, stateMachine: this.workflow.stateMachine, transcripts,
+      maxConcurrentSessions: props.maxConcurrentSessions, monthlyBudgetUsd: props.monthlyBudgetUsd,
+    });
     const reaper = new SessionReaper(this, 'Reaper', { table: sessions.table, stateMachine: this.workflow.stateMachine });
     const schedules = new SessionSchedules(this, 'Schedules', { stateMachine: this.workflow.stateMachine, schedules: props.schedules ?? [] });
     this.events = new SessionEvents(this, 'Events', { table: sessions.table });

@@ -1,9 +1,18 @@
 import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
+import { Grant } from 'aws-cdk-lib/aws-iam';
+import { PROJECT_INDEX } from '../lib/sessions/session-item.js';
 import { ServiceFunction } from './service-function.js';
 
 export interface InputValidatorProps {
+  /** Sessions a project may run at once (a project's own limit in the table wins). @default no limit */
+  readonly maxConcurrentSessions?: number;
+  /** USD a project may spend per calendar month; the validator then reads the month's cost. @default no budget */
+  readonly monthlyBudgetUsd?: number;
+  /** The session table: read (the project index only) when a budget is set. */
+  readonly table?: ITable;
   /** @default RetentionDays.ONE_MONTH */
   readonly logRetention?: RetentionDays;
 }
@@ -23,6 +32,15 @@ export class InputValidator extends Construct {
       description: 'Validates a session input and prepares the session item',
       serviceName: 'claude-sessions-validator',
       logRetention: props.logRetention,
+      environment: {
+        ...(props.maxConcurrentSessions ? { MAX_CONCURRENT_SESSIONS: String(props.maxConcurrentSessions) } : {}),
+        ...(props.monthlyBudgetUsd && props.table ? { MONTHLY_BUDGET_USD: String(props.monthlyBudgetUsd), TABLE_NAME: props.table.tableName } : {}),
+      },
     }).function;
+    if (props.monthlyBudgetUsd) {
+      if (!props.table) throw new Error('InputValidator: monthlyBudgetUsd needs the table to read the month\'s cost');
+      // One Query on the project index, nothing else: the month's cost of the project.
+      Grant.addToPrincipal({ grantee: this.function, actions: ['dynamodb:Query'], resourceArns: [`${props.table.tableArn}/index/${PROJECT_INDEX}`] });
+    }
   }
 }

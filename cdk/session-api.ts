@@ -21,6 +21,10 @@ export interface SessionApiProps {
   readonly stateMachine: IStateMachine;
   /** Tagged for expiry when a milestone closes. */
   readonly transcripts: TranscriptBucket;
+  /** Checked before starting an execution (429), as the workflow enforces it. @default no limit */
+  readonly maxConcurrentSessions?: number;
+  /** Checked before starting an execution (429), as the validator enforces it. @default no budget */
+  readonly monthlyBudgetUsd?: number;
   /** @default 10 requests per second, bursts of 20 */
   readonly throttle?: { rateLimit: number; burstLimit: number };
   /** @default RetentionDays.ONE_MONTH */
@@ -48,6 +52,8 @@ export class SessionApi extends Construct {
         TABLE_NAME: props.table.tableName,
         STATE_MACHINE_ARN: props.stateMachine.stateMachineArn,
         TRANSCRIPT_BUCKET: props.transcripts.bucket.bucketName,
+        ...(props.maxConcurrentSessions ? { MAX_CONCURRENT_SESSIONS: String(props.maxConcurrentSessions) } : {}),
+        ...(props.monthlyBudgetUsd ? { MONTHLY_BUDGET_USD: String(props.monthlyBudgetUsd) } : {}),
       },
     }).function;
     // Reads of the table (and its indexes), starting this one state machine, and opening and

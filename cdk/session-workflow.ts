@@ -24,6 +24,13 @@ import { EcsFargateLaunchTarget, EcsRunTask, LambdaInvoke } from 'aws-cdk-lib/aw
 import { SubnetType } from 'aws-cdk-lib/aws-ec2';
 import { FargatePlatformVersion } from 'aws-cdk-lib/aws-ecs';
 import type { FargateRunner } from './fargate-runner.js';
+import {
+  ACQUIRE_SLOT_CONDITION,
+  ACQUIRE_SLOT_UPDATE,
+  RELEASE_SLOT_CONDITION,
+  RELEASE_SLOT_UPDATE,
+  SLOTS_SK,
+} from '../lib/sessions/project-slots.js';
 import { Construct } from 'constructs';
 import {
   CLOSE_FAILED_NAMES,
@@ -78,6 +85,11 @@ const milestoneKey = {
   sk: { S: MILESTONE_SK },
 };
 const thisExecution = { 'S.$': '$$.Execution.Id' };
+const slotsKey = {
+  pk: { 'S.$': "States.Format('PROJECT#{}', $.session.projectId)" },
+  sk: { S: SLOTS_SK },
+};
+const thisSession = { ':session': { 'SS.$': 'States.Array($.session.sessionId)' }, ':sessionId': { 'S.$': '$.session.sessionId' } };
 
 /**
  * The session lifecycle as a Standard state machine in JSONPath (DESIGN.md, request flow):
@@ -139,6 +151,41 @@ export class SessionWorkflow extends Construct {
       },
       resultPath: '$.failure',
     });
+
+    // Only where a concurrency limit applies (session.concurrencyLimit): a slot in the project's set.
+    const acquireSlot = new CustomState(this, 'AcquireSlot', {
+      stateJson: {
+        Type: 'Task',
+        Resource: 'arn:aws:states:::dynamodb:updateItem',
+        Parameters: {
+          TableName: tableName,
+          Key: slotsKey,
+          UpdateExpression: ACQUIRE_SLOT_UPDATE,
+          ConditionExpression: ACQUIRE_SLOT_CONDITION,
+          ExpressionAttributeValues: { ...thisSession, ':limit': { 'N.$': "States.Format('{}', $.session.concurrencyLimit)" } },
+        },
+        ResultSelector: { held: true },
+        ResultPath: '$.slot',
+      },
+    });
+    const projectAtCapacity = new Pass(this, 'ProjectAtCapacity', {
+      parameters: {
+        Error: 'ProjectAtCapacity',
+        'Cause.$': "States.Format('project {} already runs as many sessions as its limit (maxConcurrentSessions)', $.session.projectId)",
+      },
+      resultPath: '$.failure',
+    });
+    const slotRelease = (id: string) =>
+      new CustomState(this, id, {
+        stateJson: {
+          Type: 'Task',
+          Resource: 'arn:aws:states:::dynamodb:updateItem',
+          Parameters: { TableName: tableName, Key: slotsKey, UpdateExpression: RELEASE_SLOT_UPDATE, ConditionExpression: RELEASE_SLOT_CONDITION, ExpressionAttributeValues: thisSession },
+          ResultPath: null,
+        },
+      });
+    const releaseSlot = slotRelease('ReleaseSlot');
+    const releaseSlotAfterFailure = slotRelease('ReleaseSlotAfterFailure');
 
     const runClaude = new LambdaInvoke(this, 'RunClaude', {
       lambdaFunction: props.runner,
@@ -249,7 +296,10 @@ export class SessionWorkflow extends Construct {
     });
     const claudeFailed = new Fail(this, 'ClaudeFailed', { errorPath: '$.run.record.error', causePath: '$.run.record.cause' });
 
-    for (const state of [createSession, acquireMilestone, recordUsage, recordFailedRun, recordTaskUsage, releaseMilestone, closeFailed, releaseMilestoneAfterFailure, markMilestoneBroken]) {
+    for (const state of [
+      createSession, acquireMilestone, acquireSlot, recordUsage, recordFailedRun, recordTaskUsage, releaseMilestone, releaseSlot,
+      closeFailed, releaseMilestoneAfterFailure, markMilestoneBroken, releaseSlotAfterFailure,
+    ]) {
       state.addRetry({ errors: TRANSIENT_DYNAMODB_ERRORS, interval: Duration.seconds(1), backoffRate: 2, maxAttempts: 4, jitterStrategy: JitterType.FULL });
     }
     createSession.addCatch(sessionExists, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: '$.failure' });
@@ -263,30 +313,44 @@ export class SessionWorkflow extends Construct {
     milestoneUnavailable.next(closeFailed);
     recordTaskUsage.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
     releaseMilestone.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
-    recordTaskUsage.next(releaseMilestone);
-    releaseMilestone.next(
-      new Choice(this, 'TaskSucceeded').when(Condition.stringEquals('$.run.record.status', 'COMPLETED'), taskCompleted).otherwise(claudeFailed),
+    acquireSlot.addCatch(projectAtCapacity, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: '$.acquireFailure' });
+    acquireSlot.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
+    projectAtCapacity.next(closeFailed);
+    releaseSlot.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
+    // After the session is closed: the milestone's lease, then the project's slot, each if held.
+    const taskSucceeded = new Choice(this, 'TaskSucceeded')
+      .when(Condition.stringEquals('$.run.record.status', 'COMPLETED'), taskCompleted)
+      .otherwise(claudeFailed);
+    const holdsSlot = new Choice(this, 'HoldsSlot').when(Condition.isPresent('$.session.concurrencyLimit'), releaseSlot).otherwise(taskSucceeded);
+    releaseSlot.next(taskSucceeded);
+    recordTaskUsage.next(
+      new Choice(this, 'HoldsMilestone').when(Condition.isPresent('$.session.milestoneId'), releaseMilestone).otherwise(holdsSlot),
     );
+    releaseMilestone.next(holdsSlot);
 
     // Finally, for a milestone task: free its lease (conditional on holding it, so a task refused
     // for a busy milestone frees nothing), or mark the milestone broken when its transcript is.
+    // Then the project's slot, conditional on holding it too.
+    const slotHeld = new Choice(this, 'SlotHeld').when(Condition.isPresent('$.session.concurrencyLimit'), releaseSlotAfterFailure).otherwise(runFailed);
+    releaseSlotAfterFailure.addCatch(runFailed, { errors: ['States.ALL'], resultPath: '$.releaseFailure' });
+    releaseSlotAfterFailure.next(runFailed);
     const milestoneHeld = new Choice(this, 'MilestoneHeld')
       .when(
         Condition.and(Condition.isPresent('$.session.milestoneId'), Condition.stringEquals('$.failure.Error', 'TranscriptUnusableError')),
         markMilestoneBroken,
       )
       .when(Condition.isPresent('$.session.milestoneId'), releaseMilestoneAfterFailure)
-      .otherwise(runFailed);
+      .otherwise(slotHeld);
     // A close that finds the session already final (or cannot write) still ends the run failed.
     closeFailed.addCatch(milestoneHeld, { errors: ['States.ALL'], resultPath: '$.closeFailure' });
     closeFailed.next(milestoneHeld);
     for (const release of [releaseMilestoneAfterFailure, markMilestoneBroken]) {
-      release.addCatch(runFailed, { errors: ['States.ALL'], resultPath: '$.releaseFailure' });
-      release.next(runFailed);
+      release.addCatch(slotHeld, { errors: ['States.ALL'], resultPath: '$.releaseFailure' });
+      release.next(slotHeld);
     }
 
     const claudeSucceeded = new Choice(this, 'ClaudeSucceeded')
-      .when(Condition.isPresent('$.session.milestoneId'), recordTaskUsage)
+      .when(Condition.or(Condition.isPresent('$.session.milestoneId'), Condition.isPresent('$.session.concurrencyLimit')), recordTaskUsage)
       .when(Condition.stringEquals('$.run.record.status', 'COMPLETED'), recordUsage)
       .otherwise(recordFailedRun);
     runClaude.next(claudeSucceeded);
@@ -295,9 +359,11 @@ export class SessionWorkflow extends Construct {
     // session, never a RUNNING one), then comes back here; fresh sessions pass straight on.
     const chooseRuntime = new Choice(this, 'ChooseRuntime')
       .when(Condition.and(Condition.isPresent('$.session.milestoneId'), Condition.isNull('$.milestone')), acquireMilestone)
+      .when(Condition.and(Condition.isPresent('$.session.concurrencyLimit'), Condition.isNull('$.slot')), acquireSlot)
       .when(Condition.stringEquals('$.session.runtime', 'fargate'), runOnFargate)
       .otherwise(runClaude);
     acquireMilestone.next(chooseRuntime);
+    acquireSlot.next(chooseRuntime);
     const definition = validateInput.next(createSession).next(chooseRuntime);
 
     const logGroup = new LogGroup(this, 'Logs', {

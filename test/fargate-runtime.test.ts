@@ -79,6 +79,7 @@ describe('the fargate runtime on AWS', () => {
       Choices: [
         // A milestone task takes its lease first, then comes back to choose.
         { And: [{ Variable: '$.session.milestoneId', IsPresent: true }, { Variable: '$.milestone', IsNull: true }], Next: 'AcquireMilestone' },
+        { And: [{ Variable: '$.session.concurrencyLimit', IsPresent: true }, { Variable: '$.slot', IsNull: true }], Next: 'AcquireSlot' },
         { Variable: '$.session.runtime', StringEquals: 'fargate', Next: 'RunClaudeOnFargate' },
       ],
       Default: 'RunClaude',

@@ -1,5 +1,5 @@
 import { App } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
+import { Match, Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
 import { ClaudeSessionsStack } from '../cdk/claude-sessions-stack.js';
 
@@ -99,5 +99,23 @@ describe('data at rest and in transit', () => {
       SSESpecification: { SSEEnabled: true },
       PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
     });
+  });
+});
+
+describe('limits on AWS', () => {
+  it('pass the limits to the validator and the API, and let the validator only query the project index when a budget is set', () => {
+    const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+    const limited = Template.fromStack(new ClaudeSessionsStack(app, 'Limited', { maxConcurrentSessions: 3, monthlyBudgetUsd: 50 }));
+    limited.hasResourceProperties('AWS::Lambda::Function', {
+      Description: Match.stringLikeRegexp('Validates a session input'),
+      Environment: { Variables: Match.objectLike({ MAX_CONCURRENT_SESSIONS: '3', MONTHLY_BUDGET_USD: '50' }) },
+    });
+    limited.hasResourceProperties('AWS::Lambda::Function', {
+      Description: 'claude-sessions HTTP API',
+      Environment: { Variables: Match.objectLike({ MAX_CONCURRENT_SESSIONS: '3', MONTHLY_BUDGET_USD: '50' }) },
+    });
+    const policies = Object.values(limited.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: Match.stringLikeRegexp('^InputValidator') }] } }));
+    const dynamo = policies.flatMap((p: any) => p.Properties.PolicyDocument.Statement).filter((s: any) => JSON.stringify(s.Action).includes('dynamodb'));
+    expect(dynamo).toEqual([expect.objectContaining({ Action: 'dynamodb:Query', Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] }, '/index/byProject']] } })]);
   });
 });

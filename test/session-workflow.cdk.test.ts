@@ -27,7 +27,7 @@ describe('the rendered session workflow', () => {
   });
 
   it('catches States.ALL into CloseFailed on every Task state after CreateSession', () => {
-    for (const name of ['RunClaude', 'RunClaudeOnFargate', 'RecordUsage', 'RecordFailedRun', 'RecordTaskUsage', 'ReleaseMilestone']) {
+    for (const name of ['RunClaude', 'RunClaudeOnFargate', 'RecordUsage', 'RecordFailedRun', 'RecordTaskUsage', 'ReleaseMilestone', 'ReleaseSlot']) {
       expect(states[name]!.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'CloseFailed' }]);
     }
     // A refused lease is named for users, then closes the session like any failure.
@@ -36,10 +36,14 @@ describe('the rendered session workflow', () => {
       { ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'CloseFailed' },
     ]);
     expect(states.MilestoneUnavailable).toMatchObject({ Type: 'Pass', ResultPath: '$.failure', Next: 'CloseFailed' });
+    expect(states.AcquireSlot!.Catch).toEqual([
+      { ErrorEquals: ['DynamoDB.ConditionalCheckFailedException'], ResultPath: '$.acquireFailure', Next: 'ProjectAtCapacity' },
+      { ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'CloseFailed' },
+    ]);
     const tasks = Object.entries(states).filter(([, s]) => s.Type === 'Task').map(([n]) => n);
     expect(tasks.sort()).toEqual([
-      'AcquireMilestone', 'CloseFailed', 'CreateSession', 'MarkMilestoneBroken', 'RecordFailedRun', 'RecordTaskUsage', 'RecordUsage',
-      'ReleaseMilestone', 'ReleaseMilestoneAfterFailure', 'RunClaude', 'RunClaudeOnFargate', 'ValidateInput',
+      'AcquireMilestone', 'AcquireSlot', 'CloseFailed', 'CreateSession', 'MarkMilestoneBroken', 'RecordFailedRun', 'RecordTaskUsage', 'RecordUsage',
+      'ReleaseMilestone', 'ReleaseMilestoneAfterFailure', 'ReleaseSlot', 'ReleaseSlotAfterFailure', 'RunClaude', 'RunClaudeOnFargate', 'ValidateInput',
     ]);
   });
 
@@ -67,10 +71,12 @@ describe('the rendered session workflow', () => {
       Next: 'MilestoneHeld',
       Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.closeFailure', Next: 'MilestoneHeld' }],
     });
-    expect(states.MilestoneHeld).toMatchObject({ Type: 'Choice', Default: 'RunFailed' });
+    expect(states.MilestoneHeld).toMatchObject({ Type: 'Choice', Default: 'SlotHeld' });
     for (const name of ['ReleaseMilestoneAfterFailure', 'MarkMilestoneBroken']) {
-      expect(states[name]).toMatchObject({ Next: 'RunFailed', Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.releaseFailure', Next: 'RunFailed' }] });
+      expect(states[name]).toMatchObject({ Next: 'SlotHeld', Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.releaseFailure', Next: 'SlotHeld' }] });
     }
+    expect(states.SlotHeld).toMatchObject({ Type: 'Choice', Default: 'RunFailed' });
+    expect(states.ReleaseSlotAfterFailure).toMatchObject({ Next: 'RunFailed', Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.releaseFailure', Next: 'RunFailed' }] });
     expect(states.RunFailed).toEqual({ Type: 'Fail', ErrorPath: '$.failure.Error', CausePath: '$.failure.Cause' });
   });
 
@@ -92,13 +98,15 @@ describe('the rendered session workflow', () => {
     expect(states.ClaudeSucceeded).toMatchObject({
       Type: 'Choice',
       Choices: [
-        { Variable: '$.session.milestoneId', IsPresent: true, Next: 'RecordTaskUsage' },
+        { Or: [{ Variable: '$.session.milestoneId', IsPresent: true }, { Variable: '$.session.concurrencyLimit', IsPresent: true }], Next: 'RecordTaskUsage' },
         { Variable: '$.run.record.status', StringEquals: 'COMPLETED', Next: 'RecordUsage' },
       ],
       Default: 'RecordFailedRun',
     });
     expect(states.RecordTaskUsage!.Parameters).toEqual(states.RecordUsage!.Parameters);
-    expect(states.RecordTaskUsage!.Next).toBe('ReleaseMilestone');
+    expect(states.RecordTaskUsage!.Next).toBe('HoldsMilestone');
+    expect(states.ReleaseMilestone!.Next).toBe('HoldsSlot');
+    expect(states.ReleaseSlot!.Next).toBe('TaskSucceeded');
     expect(states.RecordUsage).toMatchObject({ End: true, OutputPath: '$.run.record' });
     expect(states.RecordFailedRun!.Next).toBe('ClaudeFailed');
     expect(states.RecordFailedRun!.Parameters).toEqual(states.RecordUsage!.Parameters);

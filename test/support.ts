@@ -15,7 +15,7 @@ export interface TestRuntime {
 /** The real runtime on in-memory dynalite, the real CLI talking to a stand-in the test steers. */
 export async function startTestRuntime(
   runner: Omit<RunnerConfig, 'endpoint'> = {},
-  options: Pick<LocalRuntimeOptions, 'fargateHeartbeatSeconds'> = {},
+  options: Pick<LocalRuntimeOptions, 'fargateHeartbeatSeconds' | 'policy'> = {},
 ): Promise<TestRuntime> {
   const anthropic = await new AnthropicStandIn().start();
   const runtime = await LocalRuntime.start({
@@ -52,7 +52,7 @@ export async function fakeClaude(script: string): Promise<string> {
 export function useTestRuntime(
   use: (env: TestRuntime) => void,
   runner: Omit<RunnerConfig, 'endpoint'> = {},
-  options: Pick<LocalRuntimeOptions, 'fargateHeartbeatSeconds'> = {},
+  options: Pick<LocalRuntimeOptions, 'fargateHeartbeatSeconds' | 'policy'> = {},
 ): void {
   let env: TestRuntime | undefined;
   beforeAll(async () => {

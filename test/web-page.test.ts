@@ -21,7 +21,7 @@ let browser: Browser;
 beforeAll(async () => {
   if (!haveBrowser) return;
   const home = await mkdtemp(join(tmpdir(), 'claude-sessions-web-'));
-  const env = { ...process.env, CLAUDE_SESSIONS_HOME: home };
+  const env: NodeJS.ProcessEnv = { ...process.env, CLAUDE_SESSIONS_HOME: home };
   delete env.ANTHROPIC_API_KEY;
   delete env.ANTHROPIC_BASE_URL;
   // The page as a user gets it: `claude-sessions serve`, its own process.
@@ -47,9 +47,9 @@ afterAll(async () => {
 });
 
 async function runSession(projectId: string, prompt: string): Promise<Record<string, any>> {
-  const post = await (await fetch(`${url}/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt, projectId }) })).json();
+  const post = await (await fetch(`${url}/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt, projectId }) })).json() as { sessionId: string };
   for (let i = 0; i < 300; i++) {
-    const session = await (await fetch(`${url}/sessions/${post.sessionId}`)).json();
+    const session = (await (await fetch(`${url}/sessions/${post.sessionId}`)).json()) as Record<string, any>;
     if (session.status && session.status !== 'RUNNING') return session;
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -2,6 +2,8 @@ import type middy from '@middy/core';
 import { InvalidInputError, type FieldError } from '../sessions/execution-input.js';
 import { InvalidNextTokenError } from '../sessions/session-repository.js';
 import { MilestoneUnavailableError } from '../sessions/milestone-repository.js';
+import { ProjectAtCapacityError } from '../sessions/project-slots.js';
+import { BudgetExceededError } from '../sessions/workflow-steps.js';
 
 /** Step Functions' input limit is 256 KB; a larger body cannot become an execution. */
 export const MAX_BODY_BYTES = 256 * 1024;
@@ -44,6 +46,10 @@ export function httpErrors(options: { logError?: (error: unknown) => void } = {}
       } else if (error instanceof MilestoneUnavailableError) {
         // Unknown: 404. Closed, broken, busy or another project's: the request conflicts with its state.
         request.response = json(error.reason === 'not-found' ? 404 : 409, { message: error.message, reason: error.reason });
+      } else if (error instanceof ProjectAtCapacityError) {
+        request.response = json(429, { message: error.message, limit: error.limit, running: error.running }, { 'retry-after': '30' });
+      } else if (error instanceof BudgetExceededError) {
+        request.response = json(429, { message: error.message, budgetUsd: error.budgetUsd, spentUsd: error.spentUsd });
       } else if (error instanceof InvalidNextTokenError) {
         request.response = json(400, { message: 'Invalid request', errors: [{ field: 'nextToken', message: error.message }] });
       } else if (error?.statusCode && error.statusCode < 500 && error.expose !== false) {

@@ -8,6 +8,8 @@ import type { SessionStarter, StartedSession } from './session-starter.js';
 import type { MilestoneRepository, MilestoneView } from '../sessions/milestone-repository.js';
 import type { MilestoneRecord } from '../sessions/milestone-item.js';
 import type { TranscriptStore } from '../claude/transcript-store.js';
+import { assertWithinBudget, type SessionPolicy } from '../sessions/workflow-steps.js';
+import type { ProjectSlots } from '../sessions/project-slots.js';
 
 export interface SessionApiDeps {
   repository: SessionRepository;
@@ -15,6 +17,9 @@ export interface SessionApiDeps {
   starter: SessionStarter;
   /** Tags a closed milestone's transcript for expiry; absent where there is no bucket. */
   transcripts?: TranscriptStore;
+  /** The deployment's limits, checked before an execution starts (the workflow enforces them). */
+  policy?: SessionPolicy;
+  slots?: ProjectSlots;
 }
 
 /** The HTTP API's operations, free of any HTTP or Lambda type (handlers adapt them). */
@@ -29,6 +34,12 @@ export class SessionApi {
     const input = validateStartInput({ ...raw, sessionId: raw.sessionId ?? uuidv4(), trigger: 'api' });
     // Refused here with a 404/409 that says why, rather than as a FAILED session a moment later.
     if (input.milestoneId) await this.deps.milestones.assertStartable(input.milestoneId, input.projectId);
+    if (this.deps.policy) {
+      await assertWithinBudget(input.projectId, this.deps.policy, (p, since) => this.deps.repository.costSince(p, since));
+    }
+    if (this.deps.policy?.maxConcurrentSessions && this.deps.slots) {
+      await this.deps.slots.assertCapacity(input.projectId, this.deps.policy.maxConcurrentSessions);
+    }
     const started = await this.deps.starter.start({ ...input, sessionId: input.sessionId! });
     return { ...started, links: { self: `/sessions/${started.sessionId}` } };
   }

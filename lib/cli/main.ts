@@ -10,6 +10,11 @@ import { ABORT_REQUESTS_DIR, LocalRuntime, type EventLog } from '../local/local-
 import { LocalStateBusyError } from '../local/state-lock.js';
 import { startLocalApiServer } from '../local/local-api-server.js';
 import { SESSIONS_PAGE } from '../web/sessions-page.js';
+import { BudgetExceededError, assertWithinBudget, sessionPolicyFromEnv, type SessionPolicy } from '../sessions/workflow-steps.js';
+import { ProjectAtCapacityError } from '../sessions/project-slots.js';
+
+/** Local limits come from the environment: CLAUDE_SESSIONS_MAX_CONCURRENT_SESSIONS, CLAUDE_SESSIONS_MONTHLY_BUDGET_USD. */
+const POLICY_ENV_PREFIX = 'CLAUDE_SESSIONS_';
 import { MilestoneUnavailableError } from '../sessions/milestone-repository.js';
 import { formatMilestone, formatMs, formatSession, formatSessionTable, formatUsageTable } from './format.js';
 
@@ -33,7 +38,9 @@ const USAGE = `claude-sessions: run Claude Code headless as tracked sessions (th
   show  <sessionId> [--json]
   usage [--project P] [--json]
   abort <sessionId>            stop a running session's execution; it closes ABORTED
-  serve [--port 8787]          the HTTP API of API Gateway, and a web page of the sessions, on 127.0.0.1
+  serve [--port 8787] [--max-concurrent-sessions N]
+                               the HTTP API of API Gateway, and a web page of the sessions, on 127.0.0.1
+  project limit <projectId> <N|default>   the project's own maxConcurrentSessions
 
 State lives in ./.claude-sessions (or $CLAUDE_SESSIONS_HOME). Without ANTHROPIC_API_KEY,
 run talks to a built-in local stand-in for the Anthropic API.`;
@@ -60,6 +67,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         return await abortCommand(rest, io);
       case 'milestone':
         return await milestoneCommand(rest, io);
+      case 'project':
+        return await projectCommand(rest, io);
       case undefined:
       case 'help':
       case '--help':
@@ -74,7 +83,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       io.stderr(`error: invalid input\n${err.errors.map((e) => `  ${e.field}: ${e.message}`).join('\n')}\n`);
       return 2;
     }
-    if (err instanceof MilestoneUnavailableError) {
+    if (err instanceof MilestoneUnavailableError || err instanceof BudgetExceededError || err instanceof ProjectAtCapacityError) {
       io.stderr(`error: ${err.message}\n`);
       return 1;
     }
@@ -143,7 +152,8 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
 
   const started = Date.now();
   const progress = (text: string) => io.stderr(`${text}\n`);
-  const runtime = await LocalRuntime.start({ home: home(io), command: `claude-sessions run ${sessionId}` });
+  const policy = sessionPolicyFromEnv(io.env, POLICY_ENV_PREFIX);
+  const runtime = await LocalRuntime.start({ home: home(io), command: `claude-sessions run ${sessionId}`, policy });
   try {
     if (runtime.standIn) {
       progress(`No ANTHROPIC_API_KEY set: Claude runs against the built-in local stand-in at ${runtime.standIn.url}.`);
@@ -154,6 +164,7 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
       const milestone = await runtime.milestones.assertStartable(values.milestone, values.project);
       input.projectId = milestone.projectId;
     }
+    await assertWithinBudget(String(input.projectId), policy, (p, since) => runtime.repository.costSince(p, since));
     progress(`Session ${sessionId} · project ${input.projectId}${values.milestone ? ` · milestone ${values.milestone}` : ''} · local state machine`);
     const execution = runtime.startExecution(input, sessionId);
     io.onInterrupt?.(() => {
@@ -289,14 +300,38 @@ async function milestoneCommand(args: string[], io: CliIo): Promise<number> {
   throw new UsageError(action ? `unknown milestone action "${action}" (open, show, close)` : 'milestone needs an action: open, show or close');
 }
 
+async function projectCommand(args: string[], io: CliIo): Promise<number> {
+  const [action, projectId, value, ...extra] = args;
+  if (action !== 'limit' || !projectId || value === undefined || extra.length) {
+    throw new UsageError('project limit <projectId> <N|default>');
+  }
+  validateStartInput({ prompt: '-', projectId }); // the project id's rules, by name
+  const limit = value === 'default' ? null : Number(value);
+  if (limit !== null && !(Number.isInteger(limit) && limit >= 1)) throw new UsageError('the limit must be a whole number from 1, or default');
+  await withRepository(io, ({ slots }) => slots.setLimit(projectId, limit));
+  io.stderr(limit === null
+    ? `Project ${projectId} follows the deployment's maxConcurrentSessions again.\n`
+    : `Project ${projectId} may run ${limit} session(s) at once where a limit applies (serve --max-concurrent-sessions, or the stack's).\n`);
+  return 0;
+}
+
 async function serveCommand(args: string[], io: CliIo): Promise<number> {
-  const { values } = parse(args, { port: { type: 'string', default: '8787' } });
+  const { values } = parse(args, { port: { type: 'string', default: '8787' }, 'max-concurrent-sessions': { type: 'string' } });
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new UsageError('--port must be a port number');
-  const runtime = await LocalRuntime.start({ home: home(io), command: 'claude-sessions serve' });
+  let policy: SessionPolicy = sessionPolicyFromEnv(io.env, POLICY_ENV_PREFIX);
+  try {
+    if (values['max-concurrent-sessions'] !== undefined) {
+      policy = { ...policy, ...sessionPolicyFromEnv({ MAX_CONCURRENT_SESSIONS: values['max-concurrent-sessions'] }) };
+    }
+  } catch {
+    throw new UsageError('--max-concurrent-sessions must be a whole number from 1');
+  }
+  const runtime = await LocalRuntime.start({ home: home(io), command: 'claude-sessions serve', policy });
   const { createApiHandler } = await import('../../functions/api/router.js');
   const handler = createApiHandler({
     repository: runtime.repository, milestones: runtime.milestones, starter: runtime, transcripts: runtime.s3.store,
+    policy, slots: runtime.slots,
   });
   const server = await startLocalApiServer(handler, port, { '/': SESSIONS_PAGE }).catch(async (err: unknown) => {
     await runtime.close();

@@ -14,7 +14,8 @@ import type { SessionRecord } from '../sessions/session-item.js';
 import { SessionRepository } from '../sessions/session-repository.js';
 import { MilestoneRepository } from '../sessions/milestone-repository.js';
 import { LOCAL_TRANSCRIPT_BUCKET, LocalS3 } from './local-s3.js';
-import { prepareSession, type ValidateInputEvent } from '../sessions/workflow-steps.js';
+import { assertWithinBudget, prepareSession, type SessionPolicy, type ValidateInputEvent } from '../sessions/workflow-steps.js';
+import { ProjectSlots } from '../sessions/project-slots.js';
 import { reapExecution } from '../sessions/session-reaper.js';
 import { AnthropicStandIn } from './anthropic-stand-in.js';
 import { LocalDynamoDb } from './local-dynamodb.js';
@@ -44,6 +45,8 @@ export interface LocalRuntimeOptions {
   fargateHeartbeatSeconds?: number;
   /** What holds the state, for the lock's message to others. @default 'claude-sessions' */
   command?: string;
+  /** The deployment's session policy, as the validator's environment holds it on AWS. */
+  policy?: SessionPolicy;
 }
 
 /** One entry of the execution's event log (StateEntered, StateFailed, …). */
@@ -77,6 +80,7 @@ const STATE_MACHINE_ARN = 'arn:aws:states:us-east-1:000000000000:stateMachine:Cl
 export class LocalRuntime implements SessionStarter {
   readonly repository: SessionRepository;
   readonly milestones: MilestoneRepository;
+  readonly slots: ProjectSlots;
   /** Set when the runtime started its own stand-in (no API key given). */
   readonly standIn?: AnthropicStandIn;
   private readonly machine: StateMachine;
@@ -98,9 +102,11 @@ export class LocalRuntime implements SessionStarter {
     ownStandIn: AnthropicStandIn | undefined,
     private readonly callbacks: LocalTaskCallbacks,
     private readonly fargateHeartbeatSeconds: number | undefined,
+    readonly policy: SessionPolicy,
   ) {
     this.repository = new SessionRepository(dynamodb.documentClient, dynamodb.tableName);
     this.milestones = new MilestoneRepository(dynamodb.documentClient, dynamodb.tableName);
+    this.slots = new ProjectSlots(dynamodb.documentClient, dynamodb.tableName);
     this.standIn = ownStandIn;
     this.machine = new StateMachine(withoutTimeoutPaths(definition.asl) as never, { validationOptions: { checkArn: false } });
   }
@@ -141,6 +147,7 @@ export class LocalRuntime implements SessionStarter {
       callbacks = await new LocalTaskCallbacks().start();
       const runtime = new LocalRuntime(
         definition, dynamodb, s3, { ...options.runner, endpoint, transcripts: s3.store }, ownStandIn, callbacks, options.fargateHeartbeatSeconds,
+        options.policy ?? {},
       );
       runtime.releaseLock = releaseLock;
       if (options.home) {
@@ -202,7 +209,7 @@ export class LocalRuntime implements SessionStarter {
           await reapExecution(this.repository, {
             executionArn, name: executionName, status: result.status, input: JSON.stringify(input ?? null),
             error: result.error ?? null, cause: result.cause ?? null,
-          }, { milestones: this.milestones }).catch(() => undefined);
+          }, { milestones: this.milestones, slots: this.slots }).catch(() => undefined);
         }
         return result;
       });
@@ -248,9 +255,12 @@ export class LocalRuntime implements SessionStarter {
         if (done) closed.push(session.sessionId);
       }
     }
-    // Their milestone leases died with them too.
+    // Their milestone leases and project slots died with them too.
     for (const milestone of await this.milestones.leased()) {
       await this.milestones.releaseLease(milestone.milestoneId, milestone.leaseExecutionArn!);
+    }
+    for (const { projectId, sessionId } of await this.slots.held()) {
+      if ((await this.repository.get(sessionId))?.status !== 'RUNNING') await this.slots.release(projectId, sessionId);
     }
     return closed;
   }
@@ -295,7 +305,12 @@ export class LocalRuntime implements SessionStarter {
         const heartbeatSeconds = this.fargateHeartbeatSeconds ?? (state.HeartbeatSeconds as number | undefined);
         handlers[name] = (params: EcsRunTaskParameters) => this.runFargateTask(params, heartbeatSeconds, signal);
       } else if (this.definition.functions[resource] === 'validator') {
-        handlers[name] = (event: ValidateInputEvent) => lambdaCall(async () => prepareSession(event));
+        handlers[name] = (event: ValidateInputEvent) =>
+          lambdaCall(async () => {
+            const prepared = prepareSession(event, this.policy);
+            await assertWithinBudget(prepared.session.projectId, this.policy, (p, since) => this.repository.costSince(p, since));
+            return prepared;
+          });
       } else if (this.definition.functions[resource] === 'runner') {
         handlers[name] = (input: RunnerInput) => lambdaCall(() => runSessionTask(input, { ...this.runnerConfig, signal }));
       } else {

@@ -109,6 +109,8 @@ export interface SessionStart extends Omit<ExecutionInput, 'sessionId' | 'timeou
   promptChars: number;
   startedAt: string;
   executionArn: string;
+  /** The stack's maxConcurrentSessions, when one is set (AcquireSlot applies it). */
+  concurrencyLimit?: number;
 }
 
 export function prepareSessionStart(

@@ -2,6 +2,7 @@ import { sessionIdForExecution } from './execution-input.js';
 import type { FinalStatus } from './session-item.js';
 import type { SessionRepository } from './session-repository.js';
 import type { MilestoneRepository } from './milestone-repository.js';
+import type { ProjectSlots } from './project-slots.js';
 import { validate as isUuid } from 'uuid';
 
 /** The detail of an EventBridge "Step Functions Execution Status Change" event (the fields used). */
@@ -31,12 +32,12 @@ export interface ReapResult {
 export async function reapExecution(
   repository: SessionRepository,
   detail: ExecutionStatusChange,
-  options: { now?: Date; milestones?: MilestoneRepository } = {},
+  options: { now?: Date; milestones?: MilestoneRepository; slots?: ProjectSlots } = {},
 ): Promise<ReapResult | undefined> {
   const status = FINAL[detail.status];
   if (!status) return undefined;
   const now = options.now ?? new Date();
-  let input: { sessionId?: unknown; milestoneId?: unknown } = {};
+  let input: { sessionId?: unknown; milestoneId?: unknown; projectId?: unknown } = {};
   try {
     input = detail.input ? (JSON.parse(detail.input) as typeof input) ?? {} : {};
   } catch {
@@ -47,6 +48,11 @@ export async function reapExecution(
   const error = detail.error || (status === 'ABORTED' ? 'ExecutionAborted' : status === 'TIMED_OUT' ? 'ExecutionTimedOut' : 'ExecutionFailed');
   const cause = detail.cause || `the execution ended ${status.replace('_', ' ').toLowerCase()} before it closed the session`;
   const closed = await repository.closeWithError(sessionId, status, error, cause, { endedAt: now, executionArn: detail.executionArn });
+  // Its slot, once the session is final: a duplicate start of a running session id must not
+  // free the slot of the execution that runs it. The DELETE of its id is conditional anyway.
+  if (options.slots && typeof input.projectId === 'string' && (closed || (await repository.get(sessionId))?.status !== 'RUNNING')) {
+    await options.slots.release(input.projectId, sessionId);
+  }
   // Conditional on this execution holding it: a lease another task holds is left alone.
   if (options.milestones && typeof input.milestoneId === 'string' && isUuid(input.milestoneId)) {
     const milestoneReleased = await options.milestones.releaseLease(input.milestoneId, detail.executionArn, now);

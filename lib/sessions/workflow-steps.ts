@@ -9,6 +9,61 @@ export interface PreparedSession {
   item: Record<string, AttributeValue>;
   /** Filled by AcquireMilestone for a milestone task; null until then (and for fresh sessions). */
   milestone: null;
+  /** Filled by AcquireSlot where a concurrency limit applies. */
+  slot: null;
+}
+
+/** What the deployment sets for every session (the validator's environment). */
+export interface SessionPolicy {
+  /** Sessions a project may run at once (a project's own limit in the table wins). @default no limit */
+  maxConcurrentSessions?: number;
+  /** USD a project may spend in a calendar month (UTC); a start past it is refused. @default no budget */
+  monthlyBudgetUsd?: number;
+}
+
+/** The policy from the environment (MAX_CONCURRENT_SESSIONS, MONTHLY_BUDGET_USD, behind an optional prefix). */
+export function sessionPolicyFromEnv(env: NodeJS.ProcessEnv, prefix = ''): SessionPolicy {
+  const read = (name: string, check: (n: number) => boolean, rule: string): number | undefined => {
+    const raw = env[prefix + name];
+    if (raw === undefined || raw === '') return undefined;
+    const n = Number(raw);
+    if (!check(n)) throw new Error(`${prefix}${name} must be ${rule}, not ${JSON.stringify(raw)}`);
+    return n;
+  };
+  return {
+    maxConcurrentSessions: read('MAX_CONCURRENT_SESSIONS', (n) => Number.isInteger(n) && n >= 1, 'a whole number from 1'),
+    monthlyBudgetUsd: read('MONTHLY_BUDGET_USD', (n) => Number.isFinite(n) && n > 0, 'a number of dollars above 0'),
+  };
+}
+
+/** A start refused because its project has spent its monthly budget. */
+export class BudgetExceededError extends Error {
+  override readonly name = 'BudgetExceededError';
+  constructor(
+    readonly projectId: string,
+    readonly spentUsd: number,
+    readonly budgetUsd: number,
+  ) {
+    const usd = (n: number) => `$${n.toFixed(n < 1 ? 6 : 2)}`;
+    super(`project ${projectId} has spent ${usd(spentUsd)} this month, at or over its monthly budget of ${usd(budgetUsd)}; no session was started`);
+  }
+}
+
+/** The first instant of the calendar month (UTC) of a date. */
+export function monthStart(now: Date): string {
+  return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)).toISOString();
+}
+
+/** Refuses a start past the project's monthly budget; `spentSince` sums recorded cost (SessionRepository.costSince). */
+export async function assertWithinBudget(
+  projectId: string,
+  policy: SessionPolicy,
+  spentSince: (projectId: string, since: string) => Promise<number>,
+  now = new Date(),
+): Promise<void> {
+  if (!policy.monthlyBudgetUsd) return;
+  const spent = await spentSince(projectId, monthStart(now));
+  if (spent >= policy.monthlyBudgetUsd) throw new BudgetExceededError(projectId, spent, policy.monthlyBudgetUsd);
 }
 
 export interface ValidateInputEvent {
@@ -18,7 +73,9 @@ export interface ValidateInputEvent {
 }
 
 /** The ValidateInput step, shared by the Lambda handler and the embedded runtime. */
-export function prepareSession(event: ValidateInputEvent, now = new Date()): PreparedSession {
+export function prepareSession(event: ValidateInputEvent, policy: SessionPolicy = {}, now = new Date()): PreparedSession {
   const session = prepareSessionStart(event.input, { executionArn: event.executionArn, executionName: event.executionName, now });
-  return { session, item: marshall(toSessionItem(session) as Record<string, NativeAttributeValue>), milestone: null };
+  // Its presence routes the session through AcquireSlot; without a limit, no slot is taken.
+  if (policy.maxConcurrentSessions) session.concurrencyLimit = policy.maxConcurrentSessions;
+  return { session, item: marshall(toSessionItem(session) as Record<string, NativeAttributeValue>), milestone: null, slot: null };
 }

@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import { v4 as uuidv4 } from 'uuid';
+import { createApiHandler } from '../functions/api/router.js';
+import { startLocalApiServer } from '../lib/local/local-api-server.js';
+import { monthStart } from '../lib/sessions/workflow-steps.js';
+import { useTestRuntime, type TestRuntime } from './support.js';
+
+let env: TestRuntime;
+// Each stand-in reply costs $0.00091 (12 in, 34 out): three fit under $0.0025, a fourth does not.
+useTestRuntime((started) => (env = started), {}, { policy: { monthlyBudgetUsd: 0.0025 } });
+
+describe('a per-project monthly budget', () => {
+  it('refuses a start once the month\'s recorded cost reaches the budget, creating no session', async () => {
+    for (let i = 0; i < 3; i++) expect((await env.runtime.run({ prompt: 'p', projectId: 'budget' })).session).toMatchObject({ status: 'COMPLETED' });
+    expect(await env.runtime.repository.costSince('budget', monthStart(new Date()))).toBeCloseTo(0.00273, 6);
+    // Act
+    const refused = await env.runtime.run({ prompt: 'one too many', projectId: 'budget' });
+    const otherProject = await env.runtime.run({ prompt: 'p', projectId: 'budget-other' });
+    // Assess
+    expect(refused.outcome).toMatchObject({ status: 'FAILED', error: 'BudgetExceededError' });
+    expect(refused.outcome.cause).toContain('project budget has spent $0.002730 this month, at or over its monthly budget of $0.002500');
+    expect(refused.session).toBeUndefined();
+    expect((await env.runtime.repository.listByProject('budget')).items).toHaveLength(3);
+    expect(otherProject.session).toMatchObject({ status: 'COMPLETED' });
+    expect(env.anthropic.messageRequests).toHaveLength(4); // Claude never ran for the refused one
+  });
+
+  it('answers 429 over HTTP, naming the budget and the spend', async () => {
+    const handler = createApiHandler({ repository: env.runtime.repository, milestones: env.runtime.milestones, starter: env.runtime, policy: env.runtime.policy });
+    const server = await startLocalApiServer(handler, 0);
+    try {
+      const res = await fetch(`${server.url}/sessions`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'p', projectId: 'budget', sessionId: uuidv4() }),
+      });
+      expect(res.status).toBe(429);
+      expect(await res.json()).toMatchObject({ budgetUsd: 0.0025, spentUsd: expect.closeTo(0.00273, 6) });
+    } finally {
+      await server.close();
+    }
+  });
+});
