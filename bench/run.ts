@@ -152,6 +152,13 @@ async function main() {
   await measurePath('completed', { prompt: 'hi', projectId: 'bench' });
   await measurePath('claudeFailed', { prompt: 'hi', projectId: 'bench' }, () => standIn.respondWith({ kind: 'error', status: 400 }));
   await measurePath('invalidInput', { projectId: 'bench' });
+  const milestone = await runtime.milestones.open('bench');
+  await measurePath('milestoneFirstTask', { prompt: 'hi', projectId: 'bench', milestoneId: milestone.milestoneId });
+  await measurePath('milestoneResumedTask', { prompt: 'hi', projectId: 'bench', milestoneId: milestone.milestoneId });
+  const limited = await LocalRuntime.start({ standIn, runner: { maxRetries: 0 }, policy: { maxConcurrentSessions: 5 }, cacheDir: join(PROJECT_ROOT, '.claude-sessions', 'cache') });
+  countCalls(limited);
+  await measurePath('completedWithConcurrencyLimit', { prompt: 'hi', projectId: 'bench' }, undefined, limited);
+  await limited.close();
   const crashing = await LocalRuntime.start({ standIn, runner: { claudePath: '/bin/false' }, cacheDir: join(PROJECT_ROOT, '.claude-sessions', 'cache') });
   countCalls(crashing);
   await measurePath('cliCrash', { prompt: 'hi', projectId: 'bench' }, undefined, crashing);

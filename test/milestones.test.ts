@@ -62,7 +62,7 @@ describe('milestones: several tasks in one Claude conversation', () => {
     expect(view.totals.totalCostUsd).toBeCloseTo(first.session!.totalCostUsd + second.session!.totalCostUsd + third.session!.totalCostUsd, 6);
     expect(view).toMatchObject({ status: 'OPEN', leaseSessionId: null, lastSessionId: third.session!.sessionId });
     // The transcript in S3 is the one the milestone item points at.
-    const object = await env.runtime.s3.client.send(new GetObjectCommand({ Bucket: LOCAL_TRANSCRIPT_BUCKET, Key: view.transcript!.key }));
+    const object = await (await env.runtime.s3()).client.send(new GetObjectCommand({ Bucket: LOCAL_TRANSCRIPT_BUCKET, Key: view.transcript!.key }));
     const body = Buffer.from(await object.Body!.transformToByteArray());
     expect(createHash('sha256').update(body).digest('hex')).toBe(view.transcript!.sha256);
     expect(body.toString('utf8')).toContain('Finish (GAMMA)');
@@ -110,7 +110,7 @@ describe('milestones: several tasks in one Claude conversation', () => {
     const milestone = await env.runtime.milestones.open('m-corrupt');
     await task(milestone.milestoneId, 'm-corrupt', 'one');
     const { transcript } = (await env.runtime.milestones.get(milestone.milestoneId))!;
-    await env.runtime.s3.client.send(new PutObjectCommand({ Bucket: LOCAL_TRANSCRIPT_BUCKET, Key: transcript!.key, Body: 'not json\n' }));
+    await (await env.runtime.s3()).client.send(new PutObjectCommand({ Bucket: LOCAL_TRANSCRIPT_BUCKET, Key: transcript!.key, Body: 'not json\n' }));
     // Act
     const broken = await task(milestone.milestoneId, 'm-corrupt', 'two');
     const refused = await task(milestone.milestoneId, 'm-corrupt', 'three');

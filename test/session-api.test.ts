@@ -10,7 +10,7 @@ let server: Awaited<ReturnType<typeof startLocalApiServer>>;
 beforeAll(async () => {
   env = await startTestRuntime();
   const handler = createApiHandler({
-    repository: env.runtime.repository, milestones: env.runtime.milestones, starter: env.runtime, transcripts: env.runtime.s3.store,
+    repository: env.runtime.repository, milestones: env.runtime.milestones, starter: env.runtime, transcripts: env.runtime.transcripts,
   });
   server = await startLocalApiServer(handler, 0);
 });

@@ -7,7 +7,7 @@ import { HttpError } from './http-errors.js';
 import type { SessionStarter, StartedSession } from './session-starter.js';
 import type { MilestoneRepository, MilestoneView } from '../sessions/milestone-repository.js';
 import type { MilestoneRecord } from '../sessions/milestone-item.js';
-import type { TranscriptStore } from '../claude/transcript-store.js';
+import type { TranscriptStorage } from '../claude/transcript-store.js';
 import { assertWithinBudget, type SessionPolicy } from '../sessions/workflow-steps.js';
 import type { ProjectSlots } from '../sessions/project-slots.js';
 
@@ -16,7 +16,7 @@ export interface SessionApiDeps {
   milestones: MilestoneRepository;
   starter: SessionStarter;
   /** Tags a closed milestone's transcript for expiry; absent where there is no bucket. */
-  transcripts?: TranscriptStore;
+  transcripts?: TranscriptStorage;
   /** The deployment's limits, checked before an execution starts (the workflow enforces them). */
   policy?: SessionPolicy;
   slots?: ProjectSlots;

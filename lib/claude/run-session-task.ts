@@ -13,7 +13,7 @@ import { SessionIdMismatchError } from './errors.js';
 import type { PermissionMode } from './claude-args.js';
 import { runClaude, type ClaudeEndpoint } from './run-claude.js';
 import { releaseAfterRunValues, toMilestoneRecord, type MilestoneRecord, type TranscriptPointer } from '../sessions/milestone-item.js';
-import type { TranscriptStore } from './transcript-store.js';
+import type { TranscriptStorage } from './transcript-store.js';
 
 export interface RunnerConfig {
   endpoint: ClaudeEndpoint;
@@ -31,7 +31,7 @@ export interface RunnerConfig {
   tools?: readonly string[];
   permissionMode?: PermissionMode;
   /** Where milestone transcripts are kept; required for milestone tasks only. */
-  transcripts?: TranscriptStore;
+  transcripts?: TranscriptStorage;
 }
 
 /** What the workflow hands the runner: the session, and for a milestone task the milestone as AcquireMilestone left it. */

@@ -14,12 +14,19 @@ export function transcriptKey(milestoneId: string): string {
   return `milestones/${milestoneId}/transcript.jsonl`;
 }
 
+/** What the runner and the API need of the store (the local runtime starts its S3 lazily behind it). */
+export interface TranscriptStorage {
+  save(milestoneId: string, body: Buffer): Promise<TranscriptPointer>;
+  load(milestoneId: string, pointer: TranscriptPointer): Promise<Buffer>;
+  markClosed(key: string): Promise<void>;
+}
+
 /**
  * Milestone transcripts in S3, one object per milestone. The milestone item records the
  * SHA-256 (and version, where versioned) of what the last task wrote, so a resumed task
  * restores exactly that conversation or fails saying why.
  */
-export class TranscriptStore {
+export class TranscriptStore implements TranscriptStorage {
   constructor(
     private readonly s3: S3Client,
     readonly bucket: string,

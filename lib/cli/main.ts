@@ -283,10 +283,10 @@ async function milestoneCommand(args: string[], io: CliIo): Promise<number> {
     const { values, positionals } = parse(rest, { json: { type: 'boolean', default: false } }, 1);
     const milestoneId = positionals[0];
     if (!milestoneId || !isUuid(milestoneId)) throw new UsageError(`milestone ${action} needs a milestone id (a UUID)`);
-    const view = await withRepository(io, async ({ milestones, s3 }) => {
+    const view = await withRepository(io, async ({ milestones, transcripts }) => {
       if (action === 'close') {
         const closed = await milestones.close(milestoneId);
-        if (closed.transcript) await s3.store.markClosed(closed.transcript.key);
+        if (closed.transcript) await transcripts.markClosed(closed.transcript.key);
       }
       return milestones.view(milestoneId);
     });
@@ -330,7 +330,7 @@ async function serveCommand(args: string[], io: CliIo): Promise<number> {
   const runtime = await LocalRuntime.start({ home: home(io), command: 'claude-sessions serve', policy });
   const { createApiHandler } = await import('../../functions/api/router.js');
   const handler = createApiHandler({
-    repository: runtime.repository, milestones: runtime.milestones, starter: runtime, transcripts: runtime.s3.store,
+    repository: runtime.repository, milestones: runtime.milestones, starter: runtime, transcripts: runtime.transcripts,
     policy, slots: runtime.slots,
   });
   const server = await startLocalApiServer(handler, port, { '/': SESSIONS_PAGE }).catch(async (err: unknown) => {

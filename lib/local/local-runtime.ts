@@ -13,7 +13,8 @@ import { executionArnFor, type SessionStarter, type StartedSession } from '../ap
 import type { SessionRecord } from '../sessions/session-item.js';
 import { SessionRepository } from '../sessions/session-repository.js';
 import { MilestoneRepository } from '../sessions/milestone-repository.js';
-import { LOCAL_TRANSCRIPT_BUCKET, LocalS3 } from './local-s3.js';
+import type { LocalS3 } from './local-s3.js';
+import type { TranscriptStorage } from '../claude/transcript-store.js';
 import { assertWithinBudget, prepareSession, type SessionPolicy, type ValidateInputEvent } from '../sessions/workflow-steps.js';
 import { ProjectSlots } from '../sessions/project-slots.js';
 import { reapExecution } from '../sessions/session-reaper.js';
@@ -94,16 +95,35 @@ export class LocalRuntime implements SessionStarter {
   /** Fargate tasks running now, as ECS ListTasks would show them. */
   readonly fargateTasks = new Map<string, ChildProcess>();
 
+  private s3Started?: Promise<LocalS3>;
+
+  /**
+   * S3 (s3rver), started on first use: only milestones need it, and loading it costs most
+   * of a second, which a fresh session's `run` should not pay.
+   */
+  s3(): Promise<LocalS3> {
+    this.s3Started ??= import('./local-s3.js').then(({ LocalS3 }) => LocalS3.start({ path: this.s3Path }));
+    return this.s3Started;
+  }
+
+  /** The transcript store, on the lazily started S3. */
+  readonly transcripts: TranscriptStorage = {
+    save: async (milestoneId, body) => (await this.s3()).store.save(milestoneId, body),
+    load: async (milestoneId, pointer) => (await this.s3()).store.load(milestoneId, pointer),
+    markClosed: async (key) => (await this.s3()).store.markClosed(key),
+  };
+
   private constructor(
     private readonly definition: WorkflowDefinition,
     readonly dynamodb: LocalDynamoDb,
-    readonly s3: LocalS3,
     private readonly runnerConfig: RunnerConfig,
     ownStandIn: AnthropicStandIn | undefined,
     private readonly callbacks: LocalTaskCallbacks,
     private readonly fargateHeartbeatSeconds: number | undefined,
     readonly policy: SessionPolicy,
+    private readonly s3Path: string | undefined,
   ) {
+    this.runnerConfig = { ...this.runnerConfig, transcripts: this.transcripts };
     this.repository = new SessionRepository(dynamodb.documentClient, dynamodb.tableName);
     this.milestones = new MilestoneRepository(dynamodb.documentClient, dynamodb.tableName);
     this.slots = new ProjectSlots(dynamodb.documentClient, dynamodb.tableName);
@@ -132,9 +152,7 @@ export class LocalRuntime implements SessionStarter {
     // Whatever fails from here on, nothing started stays open (a stray server keeps Node alive).
     let ownStandIn: AnthropicStandIn | undefined;
     let callbacks: LocalTaskCallbacks | undefined;
-    let s3: LocalS3 | undefined;
     try {
-      s3 = await LocalS3.start({ path: options.home ? join(options.home, 's3') : undefined });
       let endpoint = options.endpoint;
       if (!endpoint && options.standIn) endpoint = { apiKey: 'sk-ant-local-stand-in', baseUrl: options.standIn.url };
       if (!endpoint && process.env.ANTHROPIC_API_KEY) {
@@ -146,8 +164,8 @@ export class LocalRuntime implements SessionStarter {
       }
       callbacks = await new LocalTaskCallbacks().start();
       const runtime = new LocalRuntime(
-        definition, dynamodb, s3, { ...options.runner, endpoint, transcripts: s3.store }, ownStandIn, callbacks, options.fargateHeartbeatSeconds,
-        options.policy ?? {},
+        definition, dynamodb, { ...options.runner, endpoint }, ownStandIn, callbacks, options.fargateHeartbeatSeconds,
+        options.policy ?? {}, options.home ? join(options.home, 's3') : undefined,
       );
       runtime.releaseLock = releaseLock;
       if (options.home) {
@@ -160,7 +178,6 @@ export class LocalRuntime implements SessionStarter {
     } catch (err) {
       await ownStandIn?.close();
       await callbacks?.close();
-      await s3?.close();
       await dynamodb.close();
       await releaseLock();
       throw err;
@@ -287,7 +304,7 @@ export class LocalRuntime implements SessionStarter {
     await Promise.allSettled([...this.executions.values()].map((e) => e.outcome));
     await this.standIn?.close();
     await this.callbacks.close();
-    await this.s3.close();
+    if (this.s3Started) await (await this.s3Started).close();
     await this.dynamodb.close();
     await this.releaseLock();
   }
@@ -336,6 +353,8 @@ export class LocalRuntime implements SessionStarter {
     const waiting = this.callbacks.wait(token, heartbeatMs, signal, session.platformTimeoutSeconds);
     waiting.catch(() => undefined); // awaited below; never an unhandled rejection if spawning throws first
     const { endpoint } = this.runnerConfig;
+    // A milestone task reads and writes its transcript: it gets the S3 endpoint, as ECS gives it the bucket.
+    const s3 = overrides.MILESTONE_JSON && overrides.MILESTONE_JSON !== 'null' ? await this.s3() : undefined;
     const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'functions', 'task', 'main.ts')], {
       cwd: PROJECT_ROOT,
       detached: true,
@@ -349,8 +368,7 @@ export class LocalRuntime implements SessionStarter {
         AWS_ACCESS_KEY_ID: 'S3RVER',
         AWS_SECRET_ACCESS_KEY: 'S3RVER',
         AWS_ENDPOINT_URL_SFN: this.callbacks.endpoint,
-        AWS_ENDPOINT_URL_S3: this.s3.endpoint,
-        TRANSCRIPT_BUCKET: LOCAL_TRANSCRIPT_BUCKET,
+        ...(s3 ? { AWS_ENDPOINT_URL_S3: s3.endpoint, TRANSCRIPT_BUCKET: s3.store.bucket } : {}),
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
         ANTHROPIC_API_KEY: endpoint.apiKey,
         ...(endpoint.baseUrl ? { ANTHROPIC_BASE_URL: endpoint.baseUrl } : {}),
