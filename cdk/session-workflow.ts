@@ -91,6 +91,24 @@ const slotsKey = {
 };
 const thisSession = { ':session': { 'SS.$': 'States.Array($.session.sessionId)' }, ':sessionId': { 'S.$': '$.session.sessionId' } };
 
+/** RecordUsage and its kin: the runner's outcome, written once, only on a RUNNING session. */
+function recordUsageStateFor(tableName: string, end: boolean) {
+  return {
+    Type: 'Task',
+    Resource: 'arn:aws:states:::dynamodb:updateItem',
+    Parameters: {
+      TableName: tableName,
+      Key: sessionKey,
+      UpdateExpression: CLOSE_UPDATE,
+      ConditionExpression: RUNNING_CONDITION,
+      ExpressionAttributeNames: CLOSE_NAMES,
+      'ExpressionAttributeValues.$': '$.run.values',
+    },
+    ResultPath: null,
+    ...(end ? { OutputPath: '$.run.record', End: true } : {}),
+  };
+}
+
 /**
  * The session lifecycle as a Standard state machine in JSONPath (DESIGN.md, request flow):
  * ValidateInput -> CreateSession -> RunClaude -> ClaudeSucceeded? -> RecordUsage, and a finally-style Catch on
@@ -185,6 +203,18 @@ export class SessionWorkflow extends Construct {
         },
       });
     const releaseSlot = slotRelease('ReleaseSlot');
+    // The common limited path (no milestone, completed) ends on its release: four fewer transitions.
+    const recordLimitedUsage = new CustomState(this, 'RecordLimitedUsage', { stateJson: recordUsageStateFor(tableName, false) });
+    const releaseSlotAndEnd = new CustomState(this, 'ReleaseSlotAndEnd', {
+      stateJson: {
+        Type: 'Task',
+        Resource: 'arn:aws:states:::dynamodb:updateItem',
+        Parameters: { TableName: tableName, Key: slotsKey, UpdateExpression: RELEASE_SLOT_UPDATE, ConditionExpression: RELEASE_SLOT_CONDITION, ExpressionAttributeValues: thisSession },
+        ResultPath: null,
+        OutputPath: '$.run.record',
+        End: true,
+      },
+    });
     const releaseSlotAfterFailure = slotRelease('ReleaseSlotAfterFailure');
 
     const runClaude = new LambdaInvoke(this, 'RunClaude', {
@@ -220,20 +250,7 @@ export class SessionWorkflow extends Construct {
       resultPath: '$.run',
     });
 
-    const recordUsageState = (end: boolean) => ({
-      Type: 'Task',
-      Resource: 'arn:aws:states:::dynamodb:updateItem',
-      Parameters: {
-        TableName: tableName,
-        Key: sessionKey,
-        UpdateExpression: CLOSE_UPDATE,
-        ConditionExpression: RUNNING_CONDITION,
-        ExpressionAttributeNames: CLOSE_NAMES,
-        'ExpressionAttributeValues.$': '$.run.values',
-      },
-      ResultPath: null,
-      ...(end ? { OutputPath: '$.run.record', End: true } : {}),
-    });
+    const recordUsageState = (end: boolean) => recordUsageStateFor(tableName, end);
     const recordUsage = new CustomState(this, 'RecordUsage', { stateJson: recordUsageState(true) });
     const recordFailedRun = new CustomState(this, 'RecordFailedRun', { stateJson: recordUsageState(false) });
     const recordTaskUsage = new CustomState(this, 'RecordTaskUsage', { stateJson: recordUsageState(false) });
@@ -297,7 +314,8 @@ export class SessionWorkflow extends Construct {
     const claudeFailed = new Fail(this, 'ClaudeFailed', { errorPath: '$.run.record.error', causePath: '$.run.record.cause' });
 
     for (const state of [
-      createSession, acquireMilestone, acquireSlot, recordUsage, recordFailedRun, recordTaskUsage, releaseMilestone, releaseSlot,
+      createSession, acquireMilestone, acquireSlot, recordUsage, recordFailedRun, recordTaskUsage, recordLimitedUsage, releaseMilestone,
+      releaseSlot, releaseSlotAndEnd,
       closeFailed, releaseMilestoneAfterFailure, markMilestoneBroken, releaseSlotAfterFailure,
     ]) {
       state.addRetry({ errors: TRANSIENT_DYNAMODB_ERRORS, interval: Duration.seconds(1), backoffRate: 2, maxAttempts: 4, jitterStrategy: JitterType.FULL });
@@ -317,6 +335,9 @@ export class SessionWorkflow extends Construct {
     acquireSlot.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
     projectAtCapacity.next(closeFailed);
     releaseSlot.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
+    recordLimitedUsage.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
+    releaseSlotAndEnd.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
+    recordLimitedUsage.next(releaseSlotAndEnd);
     // After the session is closed: the milestone's lease, then the project's slot, each if held.
     const taskSucceeded = new Choice(this, 'TaskSucceeded')
       .when(Condition.stringEquals('$.run.record.status', 'COMPLETED'), taskCompleted)
@@ -350,6 +371,14 @@ export class SessionWorkflow extends Construct {
     }
 
     const claudeSucceeded = new Choice(this, 'ClaudeSucceeded')
+      .when(
+        Condition.and(
+          Condition.stringEquals('$.run.record.status', 'COMPLETED'),
+          Condition.isPresent('$.session.concurrencyLimit'),
+          Condition.isNotPresent('$.session.milestoneId'),
+        ),
+        recordLimitedUsage,
+      )
       .when(Condition.or(Condition.isPresent('$.session.milestoneId'), Condition.isPresent('$.session.concurrencyLimit')), recordTaskUsage)
       .when(Condition.stringEquals('$.run.record.status', 'COMPLETED'), recordUsage)
       .otherwise(recordFailedRun);

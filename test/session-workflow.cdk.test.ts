@@ -27,7 +27,7 @@ describe('the rendered session workflow', () => {
   });
 
   it('catches States.ALL into CloseFailed on every Task state after CreateSession', () => {
-    for (const name of ['RunClaude', 'RunClaudeOnFargate', 'RecordUsage', 'RecordFailedRun', 'RecordTaskUsage', 'ReleaseMilestone', 'ReleaseSlot']) {
+    for (const name of ['RunClaude', 'RunClaudeOnFargate', 'RecordUsage', 'RecordFailedRun', 'RecordTaskUsage', 'RecordLimitedUsage', 'ReleaseMilestone', 'ReleaseSlot', 'ReleaseSlotAndEnd']) {
       expect(states[name]!.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'CloseFailed' }]);
     }
     // A refused lease is named for users, then closes the session like any failure.
@@ -42,8 +42,9 @@ describe('the rendered session workflow', () => {
     ]);
     const tasks = Object.entries(states).filter(([, s]) => s.Type === 'Task').map(([n]) => n);
     expect(tasks.sort()).toEqual([
-      'AcquireMilestone', 'AcquireSlot', 'CloseFailed', 'CreateSession', 'MarkMilestoneBroken', 'RecordFailedRun', 'RecordTaskUsage', 'RecordUsage',
-      'ReleaseMilestone', 'ReleaseMilestoneAfterFailure', 'ReleaseSlot', 'ReleaseSlotAfterFailure', 'RunClaude', 'RunClaudeOnFargate', 'ValidateInput',
+      'AcquireMilestone', 'AcquireSlot', 'CloseFailed', 'CreateSession', 'MarkMilestoneBroken', 'RecordFailedRun', 'RecordLimitedUsage', 'RecordTaskUsage',
+      'RecordUsage', 'ReleaseMilestone', 'ReleaseMilestoneAfterFailure', 'ReleaseSlot', 'ReleaseSlotAfterFailure', 'ReleaseSlotAndEnd', 'RunClaude',
+      'RunClaudeOnFargate', 'ValidateInput',
     ]);
   });
 
@@ -98,6 +99,14 @@ describe('the rendered session workflow', () => {
     expect(states.ClaudeSucceeded).toMatchObject({
       Type: 'Choice',
       Choices: [
+        {
+          And: [
+            { Variable: '$.run.record.status', StringEquals: 'COMPLETED' },
+            { Variable: '$.session.concurrencyLimit', IsPresent: true },
+            { Variable: '$.session.milestoneId', IsPresent: false },
+          ],
+          Next: 'RecordLimitedUsage',
+        },
         { Or: [{ Variable: '$.session.milestoneId', IsPresent: true }, { Variable: '$.session.concurrencyLimit', IsPresent: true }], Next: 'RecordTaskUsage' },
         { Variable: '$.run.record.status', StringEquals: 'COMPLETED', Next: 'RecordUsage' },
       ],
@@ -105,6 +114,9 @@ describe('the rendered session workflow', () => {
     });
     expect(states.RecordTaskUsage!.Parameters).toEqual(states.RecordUsage!.Parameters);
     expect(states.RecordTaskUsage!.Next).toBe('HoldsMilestone');
+    expect(states.RecordLimitedUsage!.Parameters).toEqual(states.RecordUsage!.Parameters);
+    expect(states.RecordLimitedUsage!.Next).toBe('ReleaseSlotAndEnd');
+    expect(states.ReleaseSlotAndEnd).toMatchObject({ End: true, OutputPath: '$.run.record' });
     expect(states.ReleaseMilestone!.Next).toBe('HoldsSlot');
     expect(states.ReleaseSlot!.Next).toBe('TaskSucceeded');
     expect(states.RecordUsage).toMatchObject({ End: true, OutputPath: '$.run.record' });
