@@ -9,6 +9,7 @@ new ClaudeSessionsStack(app, 'ClaudeSessions', {
   alarmTopicArn: app.node.tryGetContext('alarmTopicArn'),
   maxConcurrentSessions: positiveInt(app.node.tryGetContext('maxConcurrentSessions'), 'maxConcurrentSessions'),
   monthlyBudgetUsd: positiveNumber(app.node.tryGetContext('monthlyBudgetUsd'), 'monthlyBudgetUsd'),
+  runAttempts: positiveInt(app.node.tryGetContext('runAttempts'), 'runAttempts'),
   // Validated here with the shared schema: a bad entry fails the synth, naming entry and field.
   schedules: parseSchedules(app.node.tryGetContext('schedules')),
   env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },

@@ -34,6 +34,8 @@ export interface ClaudeSessionsStackProps extends StackProps {
   readonly maxConcurrentSessions?: number;
   /** USD each project may spend per calendar month (UTC); a start past it is refused. Context `monthlyBudgetUsd`. @default none */
   readonly monthlyBudgetUsd?: number;
+  /** Runs of the CLI a session may take when the API fails transiently. Context `runAttempts`. @default 3 */
+  readonly runAttempts?: number;
 }
 
 export class ClaudeSessionsStack extends Stack {
@@ -51,6 +53,7 @@ export class ClaudeSessionsStack extends Stack {
     const transcripts = new TranscriptBucket(this, 'Transcripts');
     const validator = (this.validator = new InputValidator(this, 'InputValidator', {
       maxConcurrentSessions: props.maxConcurrentSessions, monthlyBudgetUsd: props.monthlyBudgetUsd, table: sessions.table,
+      runAttempts: props.runAttempts,
     }));
     const runner = (this.runner = new ClaudeRunner(this, 'Runner', { apiKeySecret, transcripts }));
     const fargate = new FargateRunner(this, 'Fargate', { image: runner.image, apiKeySecret, transcripts, vpc: props.vpc });

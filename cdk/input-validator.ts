@@ -1,6 +1,7 @@
 import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import type { Duration } from 'aws-cdk-lib';
 import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
 import { Grant } from 'aws-cdk-lib/aws-iam';
 import { PROJECT_INDEX } from '../lib/sessions/session-item.js';
@@ -11,6 +12,10 @@ export interface InputValidatorProps {
   readonly maxConcurrentSessions?: number;
   /** USD a project may spend per calendar month; the validator then reads the month's cost. @default no budget */
   readonly monthlyBudgetUsd?: number;
+  /** Runs of the CLI a session may take when the API fails transiently (429, 5xx, 529). @default 3 */
+  readonly runAttempts?: number;
+  /** Wait before the second run, doubled for each later one. @default Duration.seconds(15) */
+  readonly retryBase?: Duration;
   /** The session table: read (the project index only) when a budget is set. */
   readonly table?: ITable;
   /** @default RetentionDays.ONE_MONTH */
@@ -33,6 +38,8 @@ export class InputValidator extends Construct {
       serviceName: 'claude-sessions-validator',
       logRetention: props.logRetention,
       environment: {
+        RUN_ATTEMPTS: String(props.runAttempts ?? 3),
+        RETRY_BASE_SECONDS: String(props.retryBase?.toSeconds() ?? 15),
         ...(props.maxConcurrentSessions ? { MAX_CONCURRENT_SESSIONS: String(props.maxConcurrentSessions) } : {}),
         ...(props.monthlyBudgetUsd && props.table ? { MONTHLY_BUDGET_USD: String(props.monthlyBudgetUsd), TABLE_NAME: props.table.tableName } : {}),
       },

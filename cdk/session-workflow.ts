@@ -19,6 +19,8 @@ import {
   StateMachineType,
   TaskInput,
   Timeout,
+  Wait,
+  WaitTime,
 } from 'aws-cdk-lib/aws-stepfunctions';
 import { EcsFargateLaunchTarget, EcsRunTask, LambdaInvoke } from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { SubnetType } from 'aws-cdk-lib/aws-ec2';
@@ -38,6 +40,8 @@ import {
   CLOSE_NAMES,
   CLOSE_UPDATE,
   CREATE_CONDITION,
+  RECORD_ATTEMPT_NAMES,
+  RECORD_ATTEMPT_UPDATE,
   RUNNING_CONDITION,
   SESSION_SK,
 } from '../lib/sessions/session-item.js';
@@ -219,7 +223,7 @@ export class SessionWorkflow extends Construct {
 
     const runClaude = new LambdaInvoke(this, 'RunClaude', {
       lambdaFunction: props.runner,
-      payload: TaskInput.fromObject({ 'session.$': '$.session', 'milestone.$': '$.milestone' }),
+      payload: TaskInput.fromObject({ 'session.$': '$.session', 'milestone.$': '$.milestone', 'retry.$': '$.retry' }),
       payloadResponseOnly: true,
       resultPath: '$.run',
       retryOnServiceExceptions: true,
@@ -240,6 +244,7 @@ export class SessionWorkflow extends Construct {
           environment: [
             { name: 'SESSION_INPUT_JSON', value: JsonPath.jsonToString(JsonPath.objectAt('$.session')) },
             { name: 'MILESTONE_JSON', value: JsonPath.jsonToString(JsonPath.objectAt('$.milestone')) },
+            { name: 'RETRY_JSON', value: JsonPath.jsonToString(JsonPath.objectAt('$.retry')) },
             { name: 'TASK_TOKEN', value: JsonPath.taskToken },
           ],
         },
@@ -254,6 +259,29 @@ export class SessionWorkflow extends Construct {
     const recordUsage = new CustomState(this, 'RecordUsage', { stateJson: recordUsageState(true) });
     const recordFailedRun = new CustomState(this, 'RecordFailedRun', { stateJson: recordUsageState(false) });
     const recordTaskUsage = new CustomState(this, 'RecordTaskUsage', { stateJson: recordUsageState(false) });
+
+    // A transient API failure with attempts left: the spend so far on the session (SET, so a
+    // repeat changes nothing), a back-off, and Claude again with that spend carried in the state.
+    const recordAttempt = new CustomState(this, 'RecordAttempt', {
+      stateJson: {
+        Type: 'Task',
+        Resource: 'arn:aws:states:::dynamodb:updateItem',
+        Parameters: {
+          TableName: tableName,
+          Key: sessionKey,
+          UpdateExpression: RECORD_ATTEMPT_UPDATE,
+          ConditionExpression: RUNNING_CONDITION,
+          ExpressionAttributeNames: RECORD_ATTEMPT_NAMES,
+          'ExpressionAttributeValues.$': '$.run.next.values',
+        },
+        ResultPath: null,
+      },
+    });
+    const retryWait = new Wait(this, 'RetryWait', { time: WaitTime.secondsPath('$.run.next.waitSeconds') });
+    const nextAttempt = new Pass(this, 'NextAttempt', {
+      parameters: { 'attempt.$': '$.run.next.attempt', 'prior.$': '$.run.next.prior' },
+      resultPath: '$.retry',
+    });
 
     const milestoneUpdate = (update: string, values: Record<string, unknown> | string, names?: Record<string, string>) => ({
       Type: 'Task',
@@ -314,7 +342,7 @@ export class SessionWorkflow extends Construct {
     const claudeFailed = new Fail(this, 'ClaudeFailed', { errorPath: '$.run.record.error', causePath: '$.run.record.cause' });
 
     for (const state of [
-      createSession, acquireMilestone, acquireSlot, recordUsage, recordFailedRun, recordTaskUsage, recordLimitedUsage, releaseMilestone,
+      createSession, acquireMilestone, acquireSlot, recordAttempt, recordUsage, recordFailedRun, recordTaskUsage, recordLimitedUsage, releaseMilestone,
       releaseSlot, releaseSlotAndEnd,
       closeFailed, releaseMilestoneAfterFailure, markMilestoneBroken, releaseSlotAfterFailure,
     ]) {
@@ -371,6 +399,7 @@ export class SessionWorkflow extends Construct {
     }
 
     const claudeSucceeded = new Choice(this, 'ClaudeSucceeded')
+      .when(Condition.isPresent('$.run.next'), recordAttempt)
       .when(
         Condition.and(
           Condition.stringEquals('$.run.record.status', 'COMPLETED'),
@@ -393,6 +422,8 @@ export class SessionWorkflow extends Construct {
       .otherwise(runClaude);
     acquireMilestone.next(chooseRuntime);
     acquireSlot.next(chooseRuntime);
+    recordAttempt.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
+    recordAttempt.next(retryWait).next(nextAttempt).next(chooseRuntime);
     const definition = validateInput.next(createSession).next(chooseRuntime);
 
     const logGroup = new LogGroup(this, 'Logs', {

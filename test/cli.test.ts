@@ -54,7 +54,7 @@ describe('npx claude-sessions', () => {
     expect(run.stderr).toMatch(/→ CreateSession[\s\S]*→ RunClaude[\s\S]*→ ClaudeSucceeded[\s\S]*→ RecordUsage/);
     const session = JSON.parse(run.stdout);
     expect(Object.keys(session).sort()).toEqual([
-      'cause', 'claudeSessionId', 'durationMs', 'endedAt', 'error', 'milestoneId', 'mode', 'numTurns', 'projectId',
+      'attempts', 'cause', 'claudeSessionId', 'durationMs', 'endedAt', 'error', 'milestoneId', 'mode', 'numTurns', 'projectId',
       'result', 'runtime', 'sessionId', 'startedAt', 'status', 'stopReason', 'taskId', 'totalCostUsd', 'trigger', 'usage',
     ]);
     expect(session).toMatchObject({ projectId: 'demo', status: 'COMPLETED', trigger: 'cli', usage: { inputTokens: 12, outputTokens: 34 } });

@@ -104,6 +104,7 @@ describe('the fargate runtime on AWS', () => {
               Environment: [
                 { Name: 'SESSION_INPUT_JSON', 'Value.$': 'States.JsonToString($.session)' },
                 { Name: 'MILESTONE_JSON', 'Value.$': 'States.JsonToString($.milestone)' },
+                { Name: 'RETRY_JSON', 'Value.$': 'States.JsonToString($.retry)' },
                 { Name: 'TASK_TOKEN', 'Value.$': '$$.Task.Token' },
               ],
             },

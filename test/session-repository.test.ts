@@ -31,7 +31,7 @@ function outcome(inputTokens: number, costUsd: number): RunOutcome {
     status: 'COMPLETED', endedAt: new Date().toISOString(), claudeSessionId: null,
     usage: { inputTokens, outputTokens: 2 * inputTokens, cacheReadInputTokens: 1, cacheCreationInputTokens: 0 },
     numTurns: 1, totalCostUsd: costUsd, durationMs: 10, modelUsage: {}, stopReason: 'end_turn',
-    result: 'ok', error: null, cause: null,
+    result: 'ok', error: null, cause: null, attempts: 1,
   };
 }
 

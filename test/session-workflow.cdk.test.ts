@@ -27,7 +27,7 @@ describe('the rendered session workflow', () => {
   });
 
   it('catches States.ALL into CloseFailed on every Task state after CreateSession', () => {
-    for (const name of ['RunClaude', 'RunClaudeOnFargate', 'RecordUsage', 'RecordFailedRun', 'RecordTaskUsage', 'RecordLimitedUsage', 'ReleaseMilestone', 'ReleaseSlot', 'ReleaseSlotAndEnd']) {
+    for (const name of ['RunClaude', 'RunClaudeOnFargate', 'RecordUsage', 'RecordFailedRun', 'RecordTaskUsage', 'RecordLimitedUsage', 'ReleaseMilestone', 'ReleaseSlot', 'ReleaseSlotAndEnd', 'RecordAttempt']) {
       expect(states[name]!.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'CloseFailed' }]);
     }
     // A refused lease is named for users, then closes the session like any failure.
@@ -42,7 +42,7 @@ describe('the rendered session workflow', () => {
     ]);
     const tasks = Object.entries(states).filter(([, s]) => s.Type === 'Task').map(([n]) => n);
     expect(tasks.sort()).toEqual([
-      'AcquireMilestone', 'AcquireSlot', 'CloseFailed', 'CreateSession', 'MarkMilestoneBroken', 'RecordFailedRun', 'RecordLimitedUsage', 'RecordTaskUsage',
+      'AcquireMilestone', 'AcquireSlot', 'CloseFailed', 'CreateSession', 'MarkMilestoneBroken', 'RecordAttempt', 'RecordFailedRun', 'RecordLimitedUsage', 'RecordTaskUsage',
       'RecordUsage', 'ReleaseMilestone', 'ReleaseMilestoneAfterFailure', 'ReleaseSlot', 'ReleaseSlotAfterFailure', 'ReleaseSlotAndEnd', 'RunClaude',
       'RunClaudeOnFargate', 'ValidateInput',
     ]);
@@ -99,6 +99,7 @@ describe('the rendered session workflow', () => {
     expect(states.ClaudeSucceeded).toMatchObject({
       Type: 'Choice',
       Choices: [
+        { Variable: '$.run.next', IsPresent: true, Next: 'RecordAttempt' },
         {
           And: [
             { Variable: '$.run.record.status', StringEquals: 'COMPLETED' },
@@ -115,6 +116,14 @@ describe('the rendered session workflow', () => {
     expect(states.RecordTaskUsage!.Parameters).toEqual(states.RecordUsage!.Parameters);
     expect(states.RecordTaskUsage!.Next).toBe('HoldsMilestone');
     expect(states.RecordLimitedUsage!.Parameters).toEqual(states.RecordUsage!.Parameters);
+    // A retry: the spend so far SET on the running session, a back-off, the next attempt with that spend carried.
+    expect(states.RecordAttempt).toMatchObject({
+      Parameters: { ConditionExpression: '#status = :running', 'ExpressionAttributeValues.$': '$.run.next.values' },
+      Next: 'RetryWait',
+    });
+    expect((states.RecordAttempt!.Parameters as any).UpdateExpression).toMatch(/^SET /);
+    expect(states.RetryWait).toMatchObject({ Type: 'Wait', SecondsPath: '$.run.next.waitSeconds', Next: 'NextAttempt' });
+    expect(states.NextAttempt).toMatchObject({ Type: 'Pass', ResultPath: '$.retry', Next: 'ChooseRuntime' });
     expect(states.RecordLimitedUsage!.Next).toBe('ReleaseSlotAndEnd');
     expect(states.ReleaseSlotAndEnd).toMatchObject({ End: true, OutputPath: '$.run.record' });
     expect(states.ReleaseMilestone!.Next).toBe('HoldsSlot');

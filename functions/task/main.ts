@@ -20,6 +20,7 @@ async function main(): Promise<number> {
   }
   const session = JSON.parse(SESSION_INPUT_JSON) as SessionStart;
   const milestone = JSON.parse(process.env.MILESTONE_JSON ?? 'null') as RunnerInput['milestone'];
+  const retry = JSON.parse(process.env.RETRY_JSON ?? 'null') as RunnerInput['retry'];
   logger.appendKeys({ sessionId: session.sessionId, projectId: session.projectId, executionArn: session.executionArn });
   const sfn = new SFNClient(process.env.AWS_ENDPOINT_URL_SFN ? { endpoint: process.env.AWS_ENDPOINT_URL_SFN } : {});
   const callbacks = new StepFunctionsCallbacks(sfn, TASK_TOKEN);
@@ -30,7 +31,7 @@ async function main(): Promise<number> {
     if (!apiKey) throw new Error('neither API_KEY_SECRET_ARN nor ANTHROPIC_API_KEY is set');
     logger.info('running Claude', { promptChars: session.promptChars, promptSha256: session.promptSha256 });
     const outcome = await runFargateTask(
-      { session, milestone },
+      { session, milestone, retry },
       {
         endpoint: { apiKey, baseUrl: process.env.ANTHROPIC_BASE_URL },
         idleTimeoutMs: Number(process.env.CLAUDE_IDLE_TIMEOUT_MS ?? DEFAULT_IDLE_TIMEOUT_MS),

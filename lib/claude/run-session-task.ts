@@ -7,8 +7,9 @@ import {
   toClosedRecord,
   type RunOutcome,
   type SessionRecord,
+  type Usage,
 } from '../sessions/session-item.js';
-import { claudeFailure, usageOf } from './claude-result.js';
+import { claudeFailure, isTransientFailure, usageOf } from './claude-result.js';
 import { SessionIdMismatchError } from './errors.js';
 import type { PermissionMode } from './claude-args.js';
 import { runClaude, type ClaudeEndpoint } from './run-claude.js';
@@ -38,6 +39,29 @@ export interface RunnerConfig {
 export interface RunnerInput {
   session: SessionStart;
   milestone: { item: Record<string, AttributeValue> } | null;
+  /** Which attempt this is, and what the attempts before it spent (absent: the first). */
+  retry?: RetryState | null;
+}
+
+/** What earlier attempts of one session spent, carried in the execution's state, never added in the table. */
+export interface Spent {
+  usage: Usage;
+  numTurns: number;
+  totalCostUsd: number;
+  durationMs: number;
+}
+
+export interface RetryState {
+  attempt: number;
+  prior: Spent | null;
+}
+
+/** Returned when a transient failure earns another attempt: the workflow waits, records the spend so far, and runs again. */
+export interface NextAttempt extends RetryState {
+  prior: Spent;
+  waitSeconds: number;
+  /** RECORD_ATTEMPT_UPDATE's values: the spend so far, on the RUNNING session. */
+  values: Record<string, AttributeValue>;
 }
 
 /** What RunClaude returns: the closed record, and the values RecordUsage (and ReleaseMilestone) write. */
@@ -46,6 +70,8 @@ export interface TaskResult {
   values: Record<string, AttributeValue>;
   /** Milestone tasks: the transcript pointer and lease release for ReleaseMilestone. */
   milestoneValues?: Record<string, AttributeValue>;
+  /** Present when the workflow should run Claude again (a transient API failure, attempts left). */
+  next?: NextAttempt;
 }
 
 /** Time kept back from the platform's limit to report and close the session. */
@@ -57,7 +83,8 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
  * A Claude-level failure is an outcome (its usage was spent and is recorded);
  * an infrastructure failure throws, and the workflow's Catch closes the session.
  */
-export async function runSessionTask({ session: start, milestone: lease }: RunnerInput, config: RunnerConfig): Promise<TaskResult> {
+export async function runSessionTask({ session: start, milestone: lease, retry }: RunnerInput, config: RunnerConfig): Promise<TaskResult> {
+  const attempt = retry?.attempt ?? 1;
   const now = config.now ?? (() => new Date());
   let timeoutMs = start.timeoutSeconds * 1000;
   if (config.remainingMs) timeoutMs = Math.max(1_000, Math.min(timeoutMs, config.remainingMs() - REPORT_MARGIN_MS));
@@ -116,7 +143,23 @@ export async function runSessionTask({ session: start, milestone: lease }: Runne
       result: result.result?.slice(0, RESULT_MAX_CHARS) ?? null,
       error: failure?.error ?? null,
       cause: failure?.cause.slice(0, RESULT_MAX_CHARS) ?? null,
+      attempts: 1,
     };
+  }
+  // Every attempt's spend is kept: this one's plus what the state carried from the ones before.
+  outcome = { ...outcome, ...addSpent(retry?.prior ?? null, outcome), attempts: attempt };
+  // A transient API failure runs again, from the start, on fresh sessions only: a milestone's
+  // conversation has moved on (its transcript) and is not replayed.
+  const again = run.kind === 'result' && !milestone && isTransientFailure(run.result) && attempt < (start.runAttempts ?? 1);
+  if (again) {
+    const spent: Spent = { usage: outcome.usage, numTurns: outcome.numTurns, totalCostUsd: outcome.totalCostUsd, durationMs: outcome.durationMs };
+    const next: NextAttempt = {
+      attempt: attempt + 1,
+      prior: spent,
+      waitSeconds: Math.round((start.retryBaseSeconds ?? 15) * 2 ** (attempt - 1)),
+      values: marshall({ ':running': 'RUNNING', ':usage': spent.usage, ':numTurns': spent.numTurns, ':totalCostUsd': spent.totalCostUsd, ':durationMs': spent.durationMs, ':attempts': attempt }),
+    };
+    return { record: toClosedRecord(start, outcome), values: marshall(closeValues(outcome) as Record<string, NativeAttributeValue>, { removeUndefinedValues: true }), next };
   }
   let milestoneValues: Record<string, AttributeValue> | undefined;
   if (milestone) {
@@ -135,6 +178,22 @@ export async function runSessionTask({ session: start, milestone: lease }: Runne
     record: toClosedRecord(start, outcome),
     values: marshall(closeValues(outcome) as Record<string, NativeAttributeValue>, { removeUndefinedValues: true }),
     ...(milestoneValues ? { milestoneValues } : {}),
+  };
+}
+
+function addSpent(prior: Spent | null, outcome: RunOutcome): Spent {
+  if (!prior) return { usage: outcome.usage, numTurns: outcome.numTurns, totalCostUsd: outcome.totalCostUsd, durationMs: outcome.durationMs };
+  return {
+    usage: {
+      inputTokens: prior.usage.inputTokens + outcome.usage.inputTokens,
+      outputTokens: prior.usage.outputTokens + outcome.usage.outputTokens,
+      cacheReadInputTokens: prior.usage.cacheReadInputTokens + outcome.usage.cacheReadInputTokens,
+      cacheCreationInputTokens: prior.usage.cacheCreationInputTokens + outcome.usage.cacheCreationInputTokens,
+    },
+    numTurns: prior.numTurns + outcome.numTurns,
+    // Costs are quoted to a millionth of a dollar; summing binary floats drifts below that.
+    totalCostUsd: Math.round((prior.totalCostUsd + outcome.totalCostUsd) * 1e9) / 1e9,
+    durationMs: prior.durationMs + outcome.durationMs,
   };
 }
 
@@ -165,5 +224,6 @@ function unfinishedOutcome(
     result: null,
     error,
     cause,
+    attempts: 1,
   };
 }

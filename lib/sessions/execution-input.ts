@@ -111,6 +111,10 @@ export interface SessionStart extends Omit<ExecutionInput, 'sessionId' | 'timeou
   executionArn: string;
   /** The stack's maxConcurrentSessions, when one is set (AcquireSlot applies it). */
   concurrencyLimit?: number;
+  /** Runs of the CLI a transient API failure may take in all (the deployment's runAttempts). @default 1 */
+  runAttempts?: number;
+  /** Wait before the second attempt, doubled for each later one. @default 15 */
+  retryBaseSeconds?: number;
 }
 
 export function prepareSessionStart(

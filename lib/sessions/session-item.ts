@@ -39,6 +39,8 @@ export interface RunOutcome {
   result: string | null;
   error: string | null;
   cause: string | null;
+  /** Runs of the CLI this session took (more than 1 after a transient API failure was retried). */
+  attempts: number;
 }
 
 /** The session as users see it: `show --json`, `GET /sessions/{id}`, the workflow's output. */
@@ -62,6 +64,7 @@ export interface SessionRecord {
   result: string | null;
   error: string | null;
   cause: string | null;
+  attempts: number;
 }
 
 export type SessionItem = Record<string, unknown>;
@@ -103,7 +106,11 @@ export const RUNNING_CONDITION = '#status = :running';
 export const CLOSE_UPDATE =
   'SET #status = :status, endedAt = :endedAt, claudeSessionId = :claudeSessionId, #usage = :usage, ' +
   'numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, modelUsage = :modelUsage, ' +
-  'stopReason = :stopReason, #result = :result, #error = :error, #cause = :cause';
+  'stopReason = :stopReason, #result = :result, #error = :error, #cause = :cause, attempts = :attempts';
+
+/** Between two attempts: what the attempts so far spent, set (not added), so a repeat changes nothing. */
+export const RECORD_ATTEMPT_UPDATE = 'SET #usage = :usage, numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, attempts = :attempts';
+export const RECORD_ATTEMPT_NAMES = { '#status': 'status', '#usage': 'usage' };
 
 export const CLOSE_FAILED_UPDATE = 'SET #status = :status, endedAt = :endedAt, #error = :error, #cause = :cause';
 
@@ -126,6 +133,7 @@ export function closeValues(outcome: RunOutcome): Record<string, unknown> {
     ':result': outcome.result,
     ':error': outcome.error,
     ':cause': outcome.cause,
+    ':attempts': outcome.attempts,
   };
 }
 
@@ -158,6 +166,7 @@ export function toSessionRecord(item: SessionItem): SessionRecord {
     result: str('result'),
     error: str('error'),
     cause: readableCause(str('cause')),
+    attempts: typeof item.attempts === 'number' ? item.attempts : 1,
   };
 }
 

@@ -11,6 +11,8 @@ export interface PreparedSession {
   milestone: null;
   /** Filled by AcquireSlot where a concurrency limit applies. */
   slot: null;
+  /** The first attempt; NextAttempt replaces it after a transient failure. */
+  retry: { attempt: 1; prior: null };
 }
 
 /** What the deployment sets for every session (the validator's environment). */
@@ -19,6 +21,10 @@ export interface SessionPolicy {
   maxConcurrentSessions?: number;
   /** USD a project may spend in a calendar month (UTC); a start past it is refused. @default no budget */
   monthlyBudgetUsd?: number;
+  /** Runs of the CLI a session may take when the API fails transiently (429, 5xx, 529). @default 1: no retry */
+  runAttempts?: number;
+  /** Wait before the second run, doubled for each later one. @default 15 */
+  retryBaseSeconds?: number;
 }
 
 /** The policy from the environment (MAX_CONCURRENT_SESSIONS, MONTHLY_BUDGET_USD, behind an optional prefix). */
@@ -33,6 +39,8 @@ export function sessionPolicyFromEnv(env: NodeJS.ProcessEnv, prefix = ''): Sessi
   return {
     maxConcurrentSessions: read('MAX_CONCURRENT_SESSIONS', (n) => Number.isInteger(n) && n >= 1, 'a whole number from 1'),
     monthlyBudgetUsd: read('MONTHLY_BUDGET_USD', (n) => Number.isFinite(n) && n > 0, 'a number of dollars above 0'),
+    runAttempts: read('RUN_ATTEMPTS', (n) => Number.isInteger(n) && n >= 1 && n <= 10, 'a whole number from 1 to 10'),
+    retryBaseSeconds: read('RETRY_BASE_SECONDS', (n) => Number.isFinite(n) && n >= 0 && n <= 3600, 'a number of seconds from 0 to 3600'),
   };
 }
 
@@ -77,5 +85,11 @@ export function prepareSession(event: ValidateInputEvent, policy: SessionPolicy 
   const session = prepareSessionStart(event.input, { executionArn: event.executionArn, executionName: event.executionName, now });
   // Its presence routes the session through AcquireSlot; without a limit, no slot is taken.
   if (policy.maxConcurrentSessions) session.concurrencyLimit = policy.maxConcurrentSessions;
-  return { session, item: marshall(toSessionItem(session) as Record<string, NativeAttributeValue>), milestone: null, slot: null };
+  if (policy.runAttempts && policy.runAttempts > 1) {
+    session.runAttempts = policy.runAttempts;
+    session.retryBaseSeconds = policy.retryBaseSeconds ?? 15;
+  }
+  return {
+    session, item: marshall(toSessionItem(session) as Record<string, NativeAttributeValue>), milestone: null, slot: null, retry: { attempt: 1, prior: null },
+  };
 }
