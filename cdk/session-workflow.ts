@@ -400,15 +400,11 @@ export class SessionWorkflow extends Construct {
 
     const claudeSucceeded = new Choice(this, 'ClaudeSucceeded')
       .when(Condition.isPresent('$.run.next'), recordAttempt)
-      .when(
-        Condition.and(
-          Condition.stringEquals('$.run.record.status', 'COMPLETED'),
-          Condition.isPresent('$.session.concurrencyLimit'),
-          Condition.isNotPresent('$.session.milestoneId'),
-        ),
-        recordLimitedUsage,
-      )
-      .when(Condition.or(Condition.isPresent('$.session.milestoneId'), Condition.isPresent('$.session.concurrencyLimit')), recordTaskUsage)
+      // Milestone tasks first, so the limited rule needs no "IsPresent: false" (aws-local-stepfunctions
+      // 3 evaluates IsPresent false as false whatever the input).
+      .when(Condition.isPresent('$.session.milestoneId'), recordTaskUsage)
+      .when(Condition.and(Condition.stringEquals('$.run.record.status', 'COMPLETED'), Condition.isPresent('$.session.concurrencyLimit')), recordLimitedUsage)
+      .when(Condition.isPresent('$.session.concurrencyLimit'), recordTaskUsage)
       .when(Condition.stringEquals('$.run.record.status', 'COMPLETED'), recordUsage)
       .otherwise(recordFailedRun);
     runClaude.next(claudeSucceeded);

@@ -25,12 +25,17 @@ describe('per-project maxConcurrentSessions', () => {
     const second = start();
     await until(async () => (await env.runtime.slots.get('cap')).running.length === 2 && env.anthropic.messageRequests.length === 2, 'two running');
     const third = start();
-    const other = await env.runtime.run({ prompt: 'another project is not limited by this one', projectId: 'cap-other' });
+    const other = env.runtime.startExecution({ prompt: 'another project is not limited by this one', projectId: 'cap-other' });
+    const otherStates: string[] = [];
+    for await (const e of other.events) if (e.type === 'StateEntered') otherStates.push(e.state.name);
+    await other.outcome;
     const outcomes = await Promise.all([first.outcome, second.outcome, third.outcome]);
     // Assess
     expect(outcomes.map((o) => o.error)).toEqual(['ClaudeTimeoutError', 'ClaudeTimeoutError', 'ProjectAtCapacity']);
     expect(await env.runtime.repository.get(third.name)).toMatchObject({ status: 'FAILED', error: 'ProjectAtCapacity' });
-    expect(other.session).toMatchObject({ status: 'COMPLETED' });
+    expect(await env.runtime.repository.get(other.name)).toMatchObject({ status: 'COMPLETED' });
+    // A completed limited session ends on its slot's release.
+    expect(otherStates.slice(-3)).toEqual(['ClaudeSucceeded', 'RecordLimitedUsage', 'ReleaseSlotAndEnd']);
     expect(await env.runtime.repository.listRunning('cap')).toEqual([]);
     expect(await env.runtime.slots.get('cap')).toEqual({ running: [], maxConcurrentSessions: null });
     expect(await env.runtime.slots.get('cap-other')).toEqual({ running: [], maxConcurrentSessions: null });

@@ -100,15 +100,12 @@ describe('the rendered session workflow', () => {
       Type: 'Choice',
       Choices: [
         { Variable: '$.run.next', IsPresent: true, Next: 'RecordAttempt' },
+        { Variable: '$.session.milestoneId', IsPresent: true, Next: 'RecordTaskUsage' },
         {
-          And: [
-            { Variable: '$.run.record.status', StringEquals: 'COMPLETED' },
-            { Variable: '$.session.concurrencyLimit', IsPresent: true },
-            { Variable: '$.session.milestoneId', IsPresent: false },
-          ],
+          And: [{ Variable: '$.run.record.status', StringEquals: 'COMPLETED' }, { Variable: '$.session.concurrencyLimit', IsPresent: true }],
           Next: 'RecordLimitedUsage',
         },
-        { Or: [{ Variable: '$.session.milestoneId', IsPresent: true }, { Variable: '$.session.concurrencyLimit', IsPresent: true }], Next: 'RecordTaskUsage' },
+        { Variable: '$.session.concurrencyLimit', IsPresent: true, Next: 'RecordTaskUsage' },
         { Variable: '$.run.record.status', StringEquals: 'COMPLETED', Next: 'RecordUsage' },
       ],
       Default: 'RecordFailedRun',
