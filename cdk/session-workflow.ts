@@ -349,22 +349,19 @@ export class SessionWorkflow extends Construct {
       state.addRetry({ errors: TRANSIENT_DYNAMODB_ERRORS, interval: Duration.seconds(1), backoffRate: 2, maxAttempts: 4, jitterStrategy: JitterType.FULL });
     }
     createSession.addCatch(sessionExists, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: '$.failure' });
-    runClaude.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
-    runOnFargate.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
-    recordUsage.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
-    recordFailedRun.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
-    recordFailedRun.next(claudeFailed);
+    // A refused lease or slot is named for users first, then closes the session like any failure.
     acquireMilestone.addCatch(milestoneUnavailable, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: '$.acquireFailure' });
-    acquireMilestone.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
-    milestoneUnavailable.next(closeFailed);
-    recordTaskUsage.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
-    releaseMilestone.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
     acquireSlot.addCatch(projectAtCapacity, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: '$.acquireFailure' });
-    acquireSlot.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
+    // Finally: every state after CreateSession closes the session FAILED when it fails.
+    for (const state of [
+      acquireMilestone, acquireSlot, runClaude, runOnFargate, recordAttempt, recordUsage, recordFailedRun, recordTaskUsage, recordLimitedUsage,
+      releaseMilestone, releaseSlot, releaseSlotAndEnd,
+    ]) {
+      state.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
+    }
+    milestoneUnavailable.next(closeFailed);
     projectAtCapacity.next(closeFailed);
-    releaseSlot.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
-    recordLimitedUsage.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
-    releaseSlotAndEnd.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
+    recordFailedRun.next(claudeFailed);
     recordLimitedUsage.next(releaseSlotAndEnd);
     // After the session is closed: the milestone's lease, then the project's slot, each if held.
     const taskSucceeded = new Choice(this, 'TaskSucceeded')
@@ -418,7 +415,6 @@ export class SessionWorkflow extends Construct {
       .otherwise(runClaude);
     acquireMilestone.next(chooseRuntime);
     acquireSlot.next(chooseRuntime);
-    recordAttempt.addCatch(closeFailed, { errors: ['States.ALL'], resultPath: '$.failure' });
     recordAttempt.next(retryWait).next(nextAttempt).next(chooseRuntime);
     const definition = validateInput.next(createSession).next(chooseRuntime);
 
