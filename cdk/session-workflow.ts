@@ -95,23 +95,45 @@ const slotsKey = {
 };
 const thisSession = { ':session': { 'SS.$': 'States.Array($.session.sessionId)' }, ':sessionId': { 'S.$': '$.session.sessionId' } };
 
-/** RecordUsage and its kin: the runner's outcome, written once, only on a RUNNING session. */
-function recordUsageStateFor(tableName: string, end: boolean) {
+/** One conditional UpdateItem, as every write of the workflow after CreateSession is. */
+interface UpdateItemSpec {
+  key: Record<string, unknown>;
+  update: string;
+  condition: string;
+  names?: Record<string, string>;
+  /** The values, or a JSONPath to values the runner marshalled. */
+  values: Record<string, unknown> | string;
+  /** Keep the item as written at resultPath (ReturnValues ALL_NEW), through this selector. */
+  select?: Record<string, unknown>;
+  /** @default null: the state's input passes on unchanged */
+  resultPath?: string;
+  /** End the execution with this part of the state as its output. */
+  endWith?: string;
+}
+
+function updateItemState(tableName: string, spec: UpdateItemSpec) {
   return {
     Type: 'Task',
     Resource: 'arn:aws:states:::dynamodb:updateItem',
     Parameters: {
       TableName: tableName,
-      Key: sessionKey,
-      UpdateExpression: CLOSE_UPDATE,
-      ConditionExpression: RUNNING_CONDITION,
-      ExpressionAttributeNames: CLOSE_NAMES,
-      'ExpressionAttributeValues.$': '$.run.values',
+      Key: spec.key,
+      UpdateExpression: spec.update,
+      ConditionExpression: spec.condition,
+      ...(spec.names ? { ExpressionAttributeNames: spec.names } : {}),
+      ...(typeof spec.values === 'string' ? { 'ExpressionAttributeValues.$': spec.values } : { ExpressionAttributeValues: spec.values }),
+      ...(spec.select ? { ReturnValues: 'ALL_NEW' } : {}),
     },
-    ResultPath: null,
-    ...(end ? { OutputPath: '$.run.record', End: true } : {}),
+    ...(spec.select ? { ResultSelector: spec.select } : {}),
+    ResultPath: spec.resultPath ?? null,
+    ...(spec.endWith ? { OutputPath: spec.endWith, End: true } : {}),
   };
 }
+
+/** RecordUsage and its kin: the runner's outcome, written once, only on a RUNNING session. */
+const RECORD_USAGE: UpdateItemSpec = {
+  key: sessionKey, update: CLOSE_UPDATE, condition: RUNNING_CONDITION, names: CLOSE_NAMES, values: '$.run.values',
+};
 
 /**
  * The session lifecycle as a Standard state machine in JSONPath (DESIGN.md, request flow):
@@ -124,6 +146,7 @@ export class SessionWorkflow extends Construct {
   constructor(scope: Construct, id: string, props: SessionWorkflowProps) {
     super(scope, id);
     const tableName = props.table.tableName;
+    const update = (id: string, spec: UpdateItemSpec) => new CustomState(this, id, { stateJson: updateItemState(tableName, spec) });
 
     const validateInput = new LambdaInvoke(this, 'ValidateInput', {
       lambdaFunction: props.validator,
@@ -144,27 +167,19 @@ export class SessionWorkflow extends Construct {
 
     // Milestone tasks only: one task at a time, on an OPEN milestone of the same project.
     // It returns the milestone as it stands (the transcript pointer the runner restores).
-    const acquireMilestone = new CustomState(this, 'AcquireMilestone', {
-      stateJson: {
-        Type: 'Task',
-        Resource: 'arn:aws:states:::dynamodb:updateItem',
-        Parameters: {
-          TableName: tableName,
-          Key: milestoneKey,
-          UpdateExpression: ACQUIRE_UPDATE,
-          ConditionExpression: ACQUIRE_CONDITION,
-          ExpressionAttributeNames: ACQUIRE_NAMES,
-          ExpressionAttributeValues: {
-            ':open': { S: 'OPEN' },
-            ':projectId': { 'S.$': '$.session.projectId' },
-            ':sessionId': { 'S.$': '$.session.sessionId' },
-            ':executionArn': thisExecution,
-          },
-          ReturnValues: 'ALL_NEW',
-        },
-        ResultSelector: { 'item.$': '$.Attributes' },
-        ResultPath: '$.milestone',
+    const acquireMilestone = update('AcquireMilestone', {
+      key: milestoneKey,
+      update: ACQUIRE_UPDATE,
+      condition: ACQUIRE_CONDITION,
+      names: ACQUIRE_NAMES,
+      values: {
+        ':open': { S: 'OPEN' },
+        ':projectId': { 'S.$': '$.session.projectId' },
+        ':sessionId': { 'S.$': '$.session.sessionId' },
+        ':executionArn': thisExecution,
       },
+      select: { 'item.$': '$.Attributes' },
+      resultPath: '$.milestone',
     });
     const milestoneUnavailable = new Pass(this, 'MilestoneUnavailable', {
       parameters: {
@@ -177,17 +192,14 @@ export class SessionWorkflow extends Construct {
     // Only where a concurrency limit applies (session.concurrencyLimit): a slot in the project's set.
     const acquireSlot = new CustomState(this, 'AcquireSlot', {
       stateJson: {
-        Type: 'Task',
-        Resource: 'arn:aws:states:::dynamodb:updateItem',
-        Parameters: {
-          TableName: tableName,
-          Key: slotsKey,
-          UpdateExpression: ACQUIRE_SLOT_UPDATE,
-          ConditionExpression: ACQUIRE_SLOT_CONDITION,
-          ExpressionAttributeValues: { ...thisSession, ':limit': { 'N.$': "States.Format('{}', $.session.concurrencyLimit)" } },
-        },
-        ResultSelector: { held: true },
-        ResultPath: '$.slot',
+        ...updateItemState(tableName, {
+          key: slotsKey,
+          update: ACQUIRE_SLOT_UPDATE,
+          condition: ACQUIRE_SLOT_CONDITION,
+          values: { ...thisSession, ':limit': { 'N.$': "States.Format('{}', $.session.concurrencyLimit)" } },
+          resultPath: '$.slot',
+        }),
+        ResultSelector: { held: true }, // the item itself is not needed: only that a slot is held
       },
     });
     const projectAtCapacity = new Pass(this, 'ProjectAtCapacity', {
@@ -197,29 +209,12 @@ export class SessionWorkflow extends Construct {
       },
       resultPath: '$.failure',
     });
-    const slotRelease = (id: string) =>
-      new CustomState(this, id, {
-        stateJson: {
-          Type: 'Task',
-          Resource: 'arn:aws:states:::dynamodb:updateItem',
-          Parameters: { TableName: tableName, Key: slotsKey, UpdateExpression: RELEASE_SLOT_UPDATE, ConditionExpression: RELEASE_SLOT_CONDITION, ExpressionAttributeValues: thisSession },
-          ResultPath: null,
-        },
-      });
-    const releaseSlot = slotRelease('ReleaseSlot');
+    const slotRelease: UpdateItemSpec = { key: slotsKey, update: RELEASE_SLOT_UPDATE, condition: RELEASE_SLOT_CONDITION, values: thisSession };
+    const releaseSlot = update('ReleaseSlot', slotRelease);
     // The common limited path (no milestone, completed) ends on its release: four fewer transitions.
-    const recordLimitedUsage = new CustomState(this, 'RecordLimitedUsage', { stateJson: recordUsageStateFor(tableName, false) });
-    const releaseSlotAndEnd = new CustomState(this, 'ReleaseSlotAndEnd', {
-      stateJson: {
-        Type: 'Task',
-        Resource: 'arn:aws:states:::dynamodb:updateItem',
-        Parameters: { TableName: tableName, Key: slotsKey, UpdateExpression: RELEASE_SLOT_UPDATE, ConditionExpression: RELEASE_SLOT_CONDITION, ExpressionAttributeValues: thisSession },
-        ResultPath: null,
-        OutputPath: '$.run.record',
-        End: true,
-      },
-    });
-    const releaseSlotAfterFailure = slotRelease('ReleaseSlotAfterFailure');
+    const recordLimitedUsage = update('RecordLimitedUsage', RECORD_USAGE);
+    const releaseSlotAndEnd = update('ReleaseSlotAndEnd', { ...slotRelease, endWith: '$.run.record' });
+    const releaseSlotAfterFailure = update('ReleaseSlotAfterFailure', slotRelease);
 
     const runClaude = new LambdaInvoke(this, 'RunClaude', {
       lambdaFunction: props.runner,
@@ -255,27 +250,14 @@ export class SessionWorkflow extends Construct {
       resultPath: '$.run',
     });
 
-    const recordUsageState = (end: boolean) => recordUsageStateFor(tableName, end);
-    const recordUsage = new CustomState(this, 'RecordUsage', { stateJson: recordUsageState(true) });
-    const recordFailedRun = new CustomState(this, 'RecordFailedRun', { stateJson: recordUsageState(false) });
-    const recordTaskUsage = new CustomState(this, 'RecordTaskUsage', { stateJson: recordUsageState(false) });
+    const recordUsage = update('RecordUsage', { ...RECORD_USAGE, endWith: '$.run.record' });
+    const recordFailedRun = update('RecordFailedRun', RECORD_USAGE);
+    const recordTaskUsage = update('RecordTaskUsage', RECORD_USAGE);
 
     // A transient API failure with attempts left: the spend so far on the session (SET, so a
     // repeat changes nothing), a back-off, and Claude again with that spend carried in the state.
-    const recordAttempt = new CustomState(this, 'RecordAttempt', {
-      stateJson: {
-        Type: 'Task',
-        Resource: 'arn:aws:states:::dynamodb:updateItem',
-        Parameters: {
-          TableName: tableName,
-          Key: sessionKey,
-          UpdateExpression: RECORD_ATTEMPT_UPDATE,
-          ConditionExpression: RUNNING_CONDITION,
-          ExpressionAttributeNames: RECORD_ATTEMPT_NAMES,
-          'ExpressionAttributeValues.$': '$.run.next.values',
-        },
-        ResultPath: null,
-      },
+    const recordAttempt = update('RecordAttempt', {
+      key: sessionKey, update: RECORD_ATTEMPT_UPDATE, condition: RUNNING_CONDITION, names: RECORD_ATTEMPT_NAMES, values: '$.run.next.values',
     });
     const retryWait = new Wait(this, 'RetryWait', { time: WaitTime.secondsPath('$.run.next.waitSeconds') });
     const nextAttempt = new Pass(this, 'NextAttempt', {
@@ -283,54 +265,31 @@ export class SessionWorkflow extends Construct {
       resultPath: '$.retry',
     });
 
-    const milestoneUpdate = (update: string, values: Record<string, unknown> | string, names?: Record<string, string>) => ({
-      Type: 'Task',
-      Resource: 'arn:aws:states:::dynamodb:updateItem',
-      Parameters: {
-        TableName: tableName,
-        Key: milestoneKey,
-        UpdateExpression: update,
-        ConditionExpression: LEASE_CONDITION,
-        ...(names ? { ExpressionAttributeNames: names } : {}),
-        ...(typeof values === 'string' ? { 'ExpressionAttributeValues.$': values } : { ExpressionAttributeValues: values }),
-      },
-      ResultPath: null,
-    });
+    // Every write to the milestone is conditional on this execution holding its lease.
+    const leased = { key: milestoneKey, condition: LEASE_CONDITION };
+    const now = { ':executionArn': thisExecution, ':updatedAt': { 'S.$': '$$.State.EnteredTime' } };
     // The transcript pointer the runner returned, and the lease freed, after any run that returned.
-    const releaseMilestone = new CustomState(this, 'ReleaseMilestone', {
-      stateJson: milestoneUpdate(RELEASE_AFTER_RUN_UPDATE, '$.run.milestoneValues'),
-    });
-    const releaseMilestoneAfterFailure = new CustomState(this, 'ReleaseMilestoneAfterFailure', {
-      stateJson: milestoneUpdate(RELEASE_UPDATE, { ':executionArn': thisExecution, ':updatedAt': { 'S.$': '$$.State.EnteredTime' } }),
-    });
-    const markMilestoneBroken = new CustomState(this, 'MarkMilestoneBroken', {
-      stateJson: milestoneUpdate(
-        MARK_BROKEN_UPDATE,
-        { ':executionArn': thisExecution, ':updatedAt': { 'S.$': '$$.State.EnteredTime' }, ':broken': { S: 'BROKEN' }, ':reason': { 'S.$': '$.failure.Cause' } },
-        MARK_BROKEN_NAMES,
-      ),
+    const releaseMilestone = update('ReleaseMilestone', { ...leased, update: RELEASE_AFTER_RUN_UPDATE, values: '$.run.milestoneValues' });
+    const releaseMilestoneAfterFailure = update('ReleaseMilestoneAfterFailure', { ...leased, update: RELEASE_UPDATE, values: now });
+    const markMilestoneBroken = update('MarkMilestoneBroken', {
+      ...leased,
+      update: MARK_BROKEN_UPDATE,
+      names: MARK_BROKEN_NAMES,
+      values: { ...now, ':broken': { S: 'BROKEN' }, ':reason': { 'S.$': '$.failure.Cause' } },
     });
     const taskCompleted = new Pass(this, 'TaskCompleted', { outputPath: '$.run.record' });
 
-    const closeFailed = new CustomState(this, 'CloseFailed', {
-      stateJson: {
-        Type: 'Task',
-        Resource: 'arn:aws:states:::dynamodb:updateItem',
-        Parameters: {
-          TableName: tableName,
-          Key: sessionKey,
-          UpdateExpression: CLOSE_FAILED_UPDATE,
-          ConditionExpression: RUNNING_CONDITION,
-          ExpressionAttributeNames: CLOSE_FAILED_NAMES,
-          ExpressionAttributeValues: {
-            ':running': { S: 'RUNNING' },
-            ':status': { S: 'FAILED' },
-            ':endedAt': { 'S.$': '$$.State.EnteredTime' },
-            ':error': { 'S.$': '$.failure.Error' },
-            ':cause': { 'S.$': '$.failure.Cause' },
-          },
-        },
-        ResultPath: null,
+    const closeFailed = update('CloseFailed', {
+      key: sessionKey,
+      update: CLOSE_FAILED_UPDATE,
+      condition: RUNNING_CONDITION,
+      names: CLOSE_FAILED_NAMES,
+      values: {
+        ':running': { S: 'RUNNING' },
+        ':status': { S: 'FAILED' },
+        ':endedAt': { 'S.$': '$$.State.EnteredTime' },
+        ':error': { 'S.$': '$.failure.Error' },
+        ':cause': { 'S.$': '$.failure.Cause' },
       },
     });
     // The original error stays the execution's error, whatever happened to the close.

@@ -8,7 +8,8 @@ import type { SessionStarter, StartedSession } from './session-starter.js';
 import type { MilestoneRepository, MilestoneView } from '../sessions/milestone-repository.js';
 import type { MilestoneRecord } from '../sessions/milestone-item.js';
 import type { TranscriptStorage } from '../claude/transcript-store.js';
-import { assertWithinBudget, type SessionPolicy } from '../sessions/workflow-steps.js';
+import type { SessionPolicy } from '../sessions/workflow-steps.js';
+import { assertCanStart } from '../sessions/start-checks.js';
 import type { ProjectSlots } from '../sessions/project-slots.js';
 
 export interface SessionApiDeps {
@@ -32,14 +33,8 @@ export class SessionApi {
     }
     const raw = body as Record<string, unknown>;
     const input = validateStartInput({ ...raw, sessionId: raw.sessionId ?? uuidv4(), trigger: 'api' });
-    // Refused here with a 404/409 that says why, rather than as a FAILED session a moment later.
-    if (input.milestoneId) await this.deps.milestones.assertStartable(input.milestoneId, input.projectId);
-    if (this.deps.policy) {
-      await assertWithinBudget(input.projectId, this.deps.policy, (p, since) => this.deps.repository.costSince(p, since));
-    }
-    if (this.deps.policy?.maxConcurrentSessions && this.deps.slots) {
-      await this.deps.slots.assertCapacity(input.projectId, this.deps.policy.maxConcurrentSessions);
-    }
+    // Refused here with a 404/409/429 that says why, rather than as a FAILED session a moment later.
+    await assertCanStart(input, this.deps);
     const started = await this.deps.starter.start({ ...input, sessionId: input.sessionId! });
     return { ...started, links: { self: `/sessions/${started.sessionId}` } };
   }

@@ -147,19 +147,19 @@ export async function runSessionTask({ session: start, milestone: lease, retry }
     };
   }
   // Every attempt's spend is kept: this one's plus what the state carried from the ones before.
-  outcome = { ...outcome, ...addSpent(retry?.prior ?? null, outcome), attempts: attempt };
+  const spent = addSpent(retry?.prior ?? null, outcome);
+  outcome = { ...outcome, ...spent, attempts: attempt };
   // A transient API failure runs again, from the start, on fresh sessions only: a milestone's
   // conversation has moved on (its transcript) and is not replayed.
   const again = run.kind === 'result' && !milestone && isTransientFailure(run.result) && attempt < (start.runAttempts ?? 1);
+  let next: NextAttempt | undefined;
   if (again) {
-    const spent: Spent = { usage: outcome.usage, numTurns: outcome.numTurns, totalCostUsd: outcome.totalCostUsd, durationMs: outcome.durationMs };
-    const next: NextAttempt = {
+    next = {
       attempt: attempt + 1,
       prior: spent,
       waitSeconds: Math.round((start.retryBaseSeconds ?? 15) * 2 ** (attempt - 1)),
       values: marshall({ ':running': 'RUNNING', ':usage': spent.usage, ':numTurns': spent.numTurns, ':totalCostUsd': spent.totalCostUsd, ':durationMs': spent.durationMs, ':attempts': attempt }),
     };
-    return { record: toClosedRecord(start, outcome), values: marshall(closeValues(outcome) as Record<string, NativeAttributeValue>, { removeUndefinedValues: true }), next };
   }
   let milestoneValues: Record<string, AttributeValue> | undefined;
   if (milestone) {
@@ -178,6 +178,7 @@ export async function runSessionTask({ session: start, milestone: lease, retry }
     record: toClosedRecord(start, outcome),
     values: marshall(closeValues(outcome) as Record<string, NativeAttributeValue>, { removeUndefinedValues: true }),
     ...(milestoneValues ? { milestoneValues } : {}),
+    ...(next ? { next } : {}),
   };
 }
 

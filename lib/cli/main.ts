@@ -10,7 +10,8 @@ import { ABORT_REQUESTS_DIR, LocalRuntime, type EventLog } from '../local/local-
 import { LocalStateBusyError } from '../local/state-lock.js';
 import { startLocalApiServer } from '../local/local-api-server.js';
 import { SESSIONS_PAGE } from '../web/sessions-page.js';
-import { BudgetExceededError, assertWithinBudget, sessionPolicyFromEnv, type SessionPolicy } from '../sessions/workflow-steps.js';
+import { BudgetExceededError, sessionPolicyFromEnv, type SessionPolicy } from '../sessions/workflow-steps.js';
+import { assertCanStart } from '../sessions/start-checks.js';
 import { ProjectAtCapacityError } from '../sessions/project-slots.js';
 
 /** Local limits come from the environment: CLAUDE_SESSIONS_MAX_CONCURRENT_SESSIONS, CLAUDE_SESSIONS_MONTHLY_BUDGET_USD. */
@@ -160,11 +161,11 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
     } else {
       progress(`Claude runs against ${io.env.ANTHROPIC_BASE_URL || 'the Anthropic API'}.`);
     }
-    if (values.milestone) {
-      const milestone = await runtime.milestones.assertStartable(values.milestone, values.project);
-      input.projectId = milestone.projectId;
-    }
-    await assertWithinBudget(String(input.projectId), policy, (p, since) => runtime.repository.costSince(p, since));
+    // A milestone task without --project is in its milestone's project.
+    if (values.milestone && !values.project) input.projectId = (await runtime.milestones.get(values.milestone))?.projectId ?? input.projectId;
+    await assertCanStart({ projectId: String(input.projectId), milestoneId: values.milestone }, {
+      repository: runtime.repository, milestones: runtime.milestones, slots: runtime.slots, policy,
+    });
     progress(`Session ${sessionId} · project ${input.projectId}${values.milestone ? ` · milestone ${values.milestone}` : ''} · local state machine`);
     const execution = runtime.startExecution(input, sessionId);
     io.onInterrupt?.(() => {

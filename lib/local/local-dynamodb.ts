@@ -5,7 +5,7 @@ import {
   DynamoDBClient,
   PutItemCommand,
   ResourceInUseException,
-  ScanCommand,
+  paginateScan,
   waitUntilTableExists,
   waitUntilTableNotExists,
   type AttributeValue,
@@ -92,12 +92,7 @@ export class LocalDynamoDb {
 
   private async scanAll(): Promise<Record<string, AttributeValue>[]> {
     const items: Record<string, AttributeValue>[] = [];
-    let start: Record<string, AttributeValue> | undefined;
-    do {
-      const page = await this.client.send(new ScanCommand({ TableName: this.tableName, ExclusiveStartKey: start }));
-      items.push(...(page.Items ?? []));
-      start = page.LastEvaluatedKey;
-    } while (start);
+    for await (const page of paginateScan({ client: this.client }, { TableName: this.tableName })) items.push(...(page.Items ?? []));
     return items;
   }
 

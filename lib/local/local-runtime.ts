@@ -10,13 +10,15 @@ import { runSessionTask, type RunnerConfig, type RunnerInput } from '../claude/r
 import type { ClaudeEndpoint } from '../claude/run-claude.js';
 import type { ExecutionInput } from '../sessions/execution-input.js';
 import { executionArnFor, type SessionStarter, type StartedSession } from '../api/session-starter.js';
-import type { SessionRecord } from '../sessions/session-item.js';
+import { SESSION_SK, type SessionRecord } from '../sessions/session-item.js';
 import { SessionRepository } from '../sessions/session-repository.js';
 import { MilestoneRepository } from '../sessions/milestone-repository.js';
 import type { LocalS3 } from './local-s3.js';
 import type { TranscriptStorage } from '../claude/transcript-store.js';
 import { assertWithinBudget, prepareSession, type SessionPolicy, type ValidateInputEvent } from '../sessions/workflow-steps.js';
-import { ProjectSlots } from '../sessions/project-slots.js';
+import { ProjectSlots, SLOTS_SK } from '../sessions/project-slots.js';
+import { MILESTONE_SK } from '../sessions/milestone-item.js';
+import { paginateScan } from '@aws-sdk/lib-dynamodb';
 import { reapExecution } from '../sessions/session-reaper.js';
 import { AnthropicStandIn } from './anthropic-stand-in.js';
 import { LocalDynamoDb } from './local-dynamodb.js';
@@ -262,22 +264,38 @@ export class LocalRuntime implements SessionStarter {
     return { execution, outcome, session };
   }
 
+  /**
+   * What a dead process left held, found in one scan (this runs at every local command's
+   * start): RUNNING sessions, milestone leases and project slots. With the state lock held,
+   * nothing here is live, so all of it is closed or freed.
+   */
   private async closeOrphans(): Promise<string[]> {
     const closed: string[] = [];
-    for (const projectId of await this.repository.projectIds()) {
-      for (const session of await this.repository.listRunning(projectId)) {
-        const done = await this.repository.closeWithError(
-          session.sessionId, 'ABORTED', 'ExecutionAborted', 'the local process that ran this session ended before closing it',
-        );
-        if (done) closed.push(session.sessionId);
+    const pages = paginateScan(
+      { client: this.dynamodb.documentClient },
+      {
+        TableName: this.dynamodb.tableName,
+        FilterExpression:
+          '(sk = :session AND #status = :running) OR (sk = :milestone AND attribute_exists(leaseExecutionArn)) OR (sk = :slots AND attribute_exists(running))',
+        ExpressionAttributeNames: { '#status': 'status' },
+        ExpressionAttributeValues: { ':session': SESSION_SK, ':running': 'RUNNING', ':milestone': MILESTONE_SK, ':slots': SLOTS_SK },
+      },
+    );
+    for await (const page of pages) {
+      for (const item of page.Items ?? []) {
+        if (item.sk === SESSION_SK) {
+          const sessionId = String(item.sessionId);
+          const done = await this.repository.closeWithError(
+            sessionId, 'ABORTED', 'ExecutionAborted', 'the local process that ran this session ended before closing it',
+          );
+          if (done) closed.push(sessionId);
+        } else if (item.sk === MILESTONE_SK) {
+          await this.milestones.releaseLease(String(item.id), String(item.leaseExecutionArn));
+        } else {
+          const projectId = String(item.pk).slice('PROJECT#'.length);
+          for (const sessionId of item.running as Set<string>) await this.slots.release(projectId, sessionId);
+        }
       }
-    }
-    // Their milestone leases and project slots died with them too.
-    for (const milestone of await this.milestones.leased()) {
-      await this.milestones.releaseLease(milestone.milestoneId, milestone.leaseExecutionArn!);
-    }
-    for (const { projectId, sessionId } of await this.slots.held()) {
-      if ((await this.repository.get(sessionId))?.status !== 'RUNNING') await this.slots.release(projectId, sessionId);
     }
     return closed;
   }

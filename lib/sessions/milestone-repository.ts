@@ -1,5 +1,5 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { GetCommand, PutCommand, QueryCommand, ScanCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, UpdateCommand, paginateQuery, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { v4 as uuidv4 } from 'uuid';
 import {
   LEASE_CONDITION,
@@ -57,20 +57,11 @@ export class MilestoneRepository {
     const milestone = await this.get(milestoneId);
     if (!milestone) return undefined;
     const tasks: SessionRecord[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const page = await this.client.send(
-        new QueryCommand({
-          TableName: this.tableName,
-          IndexName: MILESTONE_INDEX,
-          KeyConditionExpression: 'milestoneId = :m',
-          ExpressionAttributeValues: { ':m': milestoneId },
-          ExclusiveStartKey: start,
-        }),
-      );
-      tasks.push(...(page.Items ?? []).map(toSessionRecord));
-      start = page.LastEvaluatedKey;
-    } while (start);
+    const pages = paginateQuery(
+      { client: this.client },
+      { TableName: this.tableName, IndexName: MILESTONE_INDEX, KeyConditionExpression: 'milestoneId = :m', ExpressionAttributeValues: { ':m': milestoneId } },
+    );
+    for await (const page of pages) tasks.push(...(page.Items ?? []).map(toSessionRecord));
     return { ...milestone, tasks, totals: sumUsage(tasks) };
   }
 
@@ -145,24 +136,5 @@ export class MilestoneRepository {
       if (err instanceof ConditionalCheckFailedException) return false;
       throw err;
     }
-  }
-
-  /** Milestones whose lease is held (a scan: for the local runtime's orphan check). */
-  async leased(): Promise<MilestoneRecord[]> {
-    const found: MilestoneRecord[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const page = await this.client.send(
-        new ScanCommand({
-          TableName: this.tableName,
-          FilterExpression: 'sk = :sk AND attribute_exists(leaseExecutionArn)',
-          ExpressionAttributeValues: { ':sk': MILESTONE_SK },
-          ExclusiveStartKey: start,
-        }),
-      );
-      found.push(...(page.Items ?? []).map(toMilestoneRecord));
-      start = page.LastEvaluatedKey;
-    } while (start);
-    return found;
   }
 }

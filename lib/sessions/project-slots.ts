@@ -1,5 +1,5 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { GetCommand, ScanCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 
 /**
  * Per-project concurrency: one item per project holds the ids of its running sessions as a
@@ -83,22 +83,5 @@ export class ProjectSlots {
       if (err instanceof ConditionalCheckFailedException) return false;
       throw err;
     }
-  }
-
-  /** Every slot held, by project (a scan: for the local runtime's orphan check). */
-  async held(): Promise<{ projectId: string; sessionId: string }[]> {
-    const found: { projectId: string; sessionId: string }[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const page = await this.client.send(
-        new ScanCommand({ TableName: this.tableName, FilterExpression: 'sk = :sk AND attribute_exists(running)', ExpressionAttributeValues: { ':sk': SLOTS_SK }, ExclusiveStartKey: start }),
-      );
-      for (const item of page.Items ?? []) {
-        const projectId = String(item.pk).slice('PROJECT#'.length);
-        for (const sessionId of item.running as Set<string>) found.push({ projectId, sessionId });
-      }
-      start = page.LastEvaluatedKey;
-    } while (start);
-    return found;
   }
 }

@@ -3,8 +3,9 @@ import {
   GetCommand,
   PutCommand,
   QueryCommand,
-  ScanCommand,
   UpdateCommand,
+  paginateQuery,
+  paginateScan,
   type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
 import type { SessionStart } from './execution-input.js';
@@ -166,35 +167,27 @@ export class SessionRepository {
   /** The cost recorded on a project's sessions started since an instant (the monthly budget's figure). */
   async costSince(projectId: string, since: string): Promise<number> {
     let total = 0;
-    let start: Record<string, unknown> | undefined;
-    do {
-      const page = await this.client.send(
-        new QueryCommand({
-          TableName: this.tableName,
-          IndexName: PROJECT_INDEX,
-          KeyConditionExpression: 'projectId = :projectId AND startedAt >= :since',
-          ExpressionAttributeValues: { ':projectId': projectId, ':since': since },
-          ProjectionExpression: 'totalCostUsd',
-          ExclusiveStartKey: start,
-        }),
-      );
+    const pages = paginateQuery(
+      { client: this.client },
+      {
+        TableName: this.tableName,
+        IndexName: PROJECT_INDEX,
+        KeyConditionExpression: 'projectId = :projectId AND startedAt >= :since',
+        ExpressionAttributeValues: { ':projectId': projectId, ':since': since },
+        ProjectionExpression: 'totalCostUsd',
+      },
+    );
+    for await (const page of pages) {
       for (const item of page.Items ?? []) total += typeof item.totalCostUsd === 'number' ? item.totalCostUsd : 0;
-      start = page.LastEvaluatedKey;
-    } while (start);
+    }
     return Math.round(total * 1e6) / 1e6;
   }
 
   /** Project ids with at least one session (a scan: for the local CLI and small tables). */
   async projectIds(): Promise<string[]> {
     const ids = new Set<string>();
-    let start: Record<string, unknown> | undefined;
-    do {
-      const page = await this.client.send(
-        new ScanCommand({ TableName: this.tableName, IndexName: PROJECT_INDEX, ProjectionExpression: 'projectId', ExclusiveStartKey: start }),
-      );
-      for (const item of page.Items ?? []) ids.add(String(item.projectId));
-      start = page.LastEvaluatedKey;
-    } while (start);
+    const pages = paginateScan({ client: this.client }, { TableName: this.tableName, IndexName: PROJECT_INDEX, ProjectionExpression: 'projectId' });
+    for await (const page of pages) for (const item of page.Items ?? []) ids.add(String(item.projectId));
     return [...ids].sort();
   }
 

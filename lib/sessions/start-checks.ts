@@ -1,0 +1,23 @@
+import type { MilestoneRepository } from './milestone-repository.js';
+import type { ProjectSlots } from './project-slots.js';
+import type { SessionRepository } from './session-repository.js';
+import { assertWithinBudget, type SessionPolicy } from './workflow-steps.js';
+
+export interface StartCheckDeps {
+  repository: SessionRepository;
+  milestones: MilestoneRepository;
+  slots?: ProjectSlots;
+  policy?: SessionPolicy;
+}
+
+/**
+ * What a trigger (the API, the CLI) refuses before starting an execution, with words a user
+ * can act on: a milestone that takes no task, a spent budget, a full project. The workflow
+ * enforces each of them anyway; this spares a doomed execution.
+ */
+export async function assertCanStart(input: { projectId: string; milestoneId?: string }, deps: StartCheckDeps): Promise<void> {
+  if (input.milestoneId) await deps.milestones.assertStartable(input.milestoneId, input.projectId);
+  if (!deps.policy) return;
+  await assertWithinBudget(input.projectId, deps.policy, (p, since) => deps.repository.costSince(p, since));
+  if (deps.policy.maxConcurrentSessions && deps.slots) await deps.slots.assertCapacity(input.projectId, deps.policy.maxConcurrentSessions);
+}
