@@ -1,4 +1,5 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { conditionalUpdate } from './conditional-update.js';
 import { GetCommand, PutCommand, UpdateCommand, paginateQuery, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { v4 as uuidv4 } from 'uuid';
 import {
@@ -121,20 +122,12 @@ export class MilestoneRepository {
 
   /** Frees the lease an execution holds (the reaper's part); false when it held none. */
   async releaseLease(milestoneId: string, executionArn: string, now = new Date()): Promise<boolean> {
-    try {
-      await this.client.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: { pk: milestonePk(milestoneId), sk: MILESTONE_SK },
-          UpdateExpression: RELEASE_UPDATE,
-          ConditionExpression: LEASE_CONDITION,
-          ExpressionAttributeValues: { ':executionArn': executionArn, ':updatedAt': now.toISOString() },
-        }),
-      );
-      return true;
-    } catch (err) {
-      if (err instanceof ConditionalCheckFailedException) return false;
-      throw err;
-    }
+    return conditionalUpdate(this.client, {
+      TableName: this.tableName,
+      Key: { pk: milestonePk(milestoneId), sk: MILESTONE_SK },
+      UpdateExpression: RELEASE_UPDATE,
+      ConditionExpression: LEASE_CONDITION,
+      ExpressionAttributeValues: { ':executionArn': executionArn, ':updatedAt': now.toISOString() },
+    });
   }
 }

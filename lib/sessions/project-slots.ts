@@ -1,4 +1,4 @@
-import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { conditionalUpdate } from './conditional-update.js';
 import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 
 /**
@@ -68,20 +68,12 @@ export class ProjectSlots {
 
   /** Frees a session's slot; false when it held none (already freed, or never taken). */
   async release(projectId: string, sessionId: string): Promise<boolean> {
-    try {
-      await this.client.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: { pk: slotsPk(projectId), sk: SLOTS_SK },
-          UpdateExpression: RELEASE_SLOT_UPDATE,
-          ConditionExpression: RELEASE_SLOT_CONDITION,
-          ExpressionAttributeValues: { ':session': new Set([sessionId]), ':sessionId': sessionId },
-        }),
-      );
-      return true;
-    } catch (err) {
-      if (err instanceof ConditionalCheckFailedException) return false;
-      throw err;
-    }
+    return conditionalUpdate(this.client, {
+      TableName: this.tableName,
+      Key: { pk: slotsPk(projectId), sk: SLOTS_SK },
+      UpdateExpression: RELEASE_SLOT_UPDATE,
+      ConditionExpression: RELEASE_SLOT_CONDITION,
+      ExpressionAttributeValues: { ':session': new Set([sessionId]), ':sessionId': sessionId },
+    });
   }
 }

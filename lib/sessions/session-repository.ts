@@ -1,9 +1,9 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { conditionalUpdate } from './conditional-update.js';
 import {
   GetCommand,
   PutCommand,
   QueryCommand,
-  UpdateCommand,
   paginateQuery,
   paginateScan,
   type DynamoDBDocumentClient,
@@ -75,7 +75,7 @@ export class SessionRepository {
 
   /** Records a run's outcome; false when the session was no longer RUNNING (nothing changed). */
   async close(sessionId: string, outcome: RunOutcome): Promise<boolean> {
-    return this.conditionalUpdate(sessionId, CLOSE_UPDATE, CLOSE_NAMES, closeValues(outcome));
+    return this.updateSession(sessionId, CLOSE_UPDATE, CLOSE_NAMES, closeValues(outcome));
   }
 
   /**
@@ -98,7 +98,7 @@ export class SessionRepository {
       condition += ' AND executionArn = :executionArn';
       values[':executionArn'] = options.executionArn;
     }
-    return this.conditionalUpdate(sessionId, CLOSE_FAILED_UPDATE, CLOSE_FAILED_NAMES, values, condition);
+    return this.updateSession(sessionId, CLOSE_FAILED_UPDATE, CLOSE_FAILED_NAMES, values, condition);
   }
 
   async get(sessionId: string): Promise<SessionRecord | undefined> {
@@ -191,29 +191,21 @@ export class SessionRepository {
     return [...ids].sort();
   }
 
-  private async conditionalUpdate(
+  private async updateSession(
     sessionId: string,
     update: string,
     names: Record<string, string>,
     values: Record<string, unknown>,
     condition = RUNNING_CONDITION,
   ): Promise<boolean> {
-    try {
-      await this.client.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: { pk: sessionPk(sessionId), sk: SESSION_SK },
-          UpdateExpression: update,
-          ConditionExpression: condition,
-          ExpressionAttributeNames: names,
-          ExpressionAttributeValues: values,
-        }),
-      );
-      return true;
-    } catch (err) {
-      if (err instanceof ConditionalCheckFailedException) return false;
-      throw err;
-    }
+    return conditionalUpdate(this.client, {
+      TableName: this.tableName,
+      Key: { pk: sessionPk(sessionId), sk: SESSION_SK },
+      UpdateExpression: update,
+      ConditionExpression: condition,
+      ExpressionAttributeNames: names,
+      ExpressionAttributeValues: values,
+    });
   }
 }
 
