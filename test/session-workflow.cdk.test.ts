@@ -3,7 +3,7 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import { spawnSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ClaudeSessionsStack } from '../cdk/claude-sessions-stack.js';
-import { fromTemplate, type WorkflowDefinition } from '../lib/local/workflow-definition.js';
+import { assertValidAsl, fromTemplate, type WorkflowDefinition } from '../lib/local/workflow-definition.js';
 
 let template: Template;
 let states: WorkflowDefinition['asl']['States'];
@@ -16,6 +16,13 @@ beforeAll(() => {
 });
 
 describe('the rendered session workflow', () => {
+  it('is valid ASL (checked once at synthesis, so the local runtime need not check it per process)', () => {
+    const asl = fromTemplate(template.toJSON() as never, {}).asl;
+    expect(() => assertValidAsl(asl)).not.toThrow();
+    const broken = { ...asl, States: { ...asl.States, CreateSession: { ...asl.States.CreateSession, Next: 'NoSuchState' } } };
+    expect(() => assertValidAsl(broken)).toThrow(/NoSuchState/);
+  });
+
   it('creates the session conditionally, and a duplicate id ends without touching it', () => {
     expect(states.CreateSession).toMatchObject({
       Resource: 'arn:aws:states:::dynamodb:putItem',

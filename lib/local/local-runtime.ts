@@ -130,7 +130,8 @@ export class LocalRuntime implements SessionStarter {
     this.milestones = new MilestoneRepository(dynamodb.documentClient, dynamodb.tableName);
     this.slots = new ProjectSlots(dynamodb.documentClient, dynamodb.tableName);
     this.standIn = ownStandIn;
-    this.machine = new StateMachine(withoutTimeoutPaths(definition.asl) as never, { validationOptions: { checkArn: false } });
+    // Validated when it was synthesized and cached (loadWorkflowDefinition).
+    this.machine = new StateMachine(withoutTimeoutPaths(definition.asl) as never, { validationOptions: { noValidate: true } });
   }
 
   static async start(options: LocalRuntimeOptions = {}): Promise<LocalRuntime> {

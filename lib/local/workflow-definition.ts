@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { StateMachine } from 'aws-local-stepfunctions';
 import { PROJECT_ROOT } from '../project-root.js';
 
 export { PROJECT_ROOT };
@@ -39,11 +40,20 @@ export async function loadWorkflowDefinition(cacheDir: string): Promise<Workflow
     // not cached yet
   }
   const definition = await synthesizeDefinition();
+  assertValidAsl(definition.asl);
   await mkdir(cacheDir, { recursive: true });
   const partial = `${cacheFile}.${process.pid}.tmp`;
   await writeFile(partial, JSON.stringify(definition));
   await rename(partial, cacheFile); // atomic: a concurrent reader never sees half a file
   return definition;
+}
+
+/**
+ * Validated once, when the definition is synthesized: the runtime then skips
+ * aws-local-stepfunctions' own check, whose schema compile costs ~0.45 s per process.
+ */
+export function assertValidAsl(asl: WorkflowDefinition['asl']): void {
+  new StateMachine(asl as never, { validationOptions: { checkArn: false } }); // throws, naming each error
 }
 
 async function sourceHash(): Promise<string> {
