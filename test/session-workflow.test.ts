@@ -72,6 +72,16 @@ describe('the session workflow on the local state machine, with the real Claude 
     expect(JSON.stringify(Item)).not.toContain('secret plans');
   });
 
+  it('hands the CLI the largest prompt allowed, in any script, exactly (on stdin: one argv entry is capped at 128 KiB)', async () => {
+    const prompt = `  ${'提示'.repeat(49_996)}\nend\n\n`; // 100,000 characters, ~300 KB of UTF-8
+    expect(prompt.length).toBe(100_000);
+    const { session } = await env.runtime.run({ prompt, projectId: 'p-big' });
+    expect(session).toMatchObject({ status: 'COMPLETED' });
+    const sent = (env.anthropic.messageRequests[0]!.body.messages as { content: { text?: string }[] | string }[])
+      .flatMap((m) => (Array.isArray(m.content) ? m.content.map((c) => c.text) : [m.content]));
+    expect(sent).toContain(prompt);
+  });
+
   it('closes the session FAILED with the error text and the usage spent when the API answers 400', async () => {
     // Prepare: one paid turn asking for a tool, then a 400 on the next request.
     env.anthropic.respondWith(

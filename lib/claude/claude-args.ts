@@ -6,7 +6,6 @@ export const PERMISSION_MODES = ['acceptEdits', 'auto', 'bypassPermissions', 'de
 export type PermissionMode = (typeof PERMISSION_MODES)[number];
 
 export interface ClaudeArgsOptions {
-  prompt: string;
   sessionId: string;
   /** fresh: a throw-away conversation; resume: continue the persisted one (milestones). */
   conversation: 'fresh' | 'start' | 'resume';
@@ -20,12 +19,14 @@ export interface ClaudeArgsOptions {
 }
 
 /**
- * The CLI's argument array (spawned without a shell, so the prompt is never parsed).
+ * The CLI's argument array (spawned without a shell). The prompt is not in it: it goes
+ * to stdin, where no size limit applies (one argument is capped at 128 KiB, less than a
+ * 100,000-character prompt in a non-Latin script) and no `ps` shows it.
  * stream-json with partial messages prints as it goes: the no-output watchdog then
  * means "stalled", and usage spent before a kill is still known.
  */
 export function buildClaudeArgs(options: ClaudeArgsOptions): string[] {
-  const args = ['-p', options.prompt, '--output-format', 'stream-json', '--verbose', '--include-partial-messages'];
+  const args = ['-p', '--output-format', 'stream-json', '--verbose', '--include-partial-messages'];
   if (options.conversation === 'resume') args.push('--resume', options.sessionId);
   else args.push('--session-id', options.sessionId);
   // Tracking is ours; the CLI's transcript is only kept when a later task resumes it.

@@ -18,6 +18,8 @@ export interface ClaudeEndpoint {
 }
 
 export interface RunClaudeOptions extends ClaudeArgsOptions {
+  /** Written to the CLI's stdin. */
+  prompt: string;
   endpoint: ClaudeEndpoint;
   /** Wall-clock limit for the whole run. */
   timeoutMs: number;
@@ -140,9 +142,12 @@ async function spawnClaude(options: RunClaudeOptions, home: string, workDir: str
   const child = spawn(options.claudePath ?? defaultClaudePath(), buildClaudeArgs(options), {
     cwd: workDir,
     env: claudeEnv(options, home),
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['pipe', 'pipe', 'pipe'],
     detached: true, // its own process group, so a kill takes the tools it started too
   });
+  // A CLI that dies before reading its prompt closes the pipe: its exit says why, not EPIPE.
+  child.stdin.on('error', () => {});
+  child.stdin.end(options.prompt);
   const progress = new StreamProgress();
   let result: ClaudeResult | undefined;
   let badLine: string | undefined;
