@@ -76,6 +76,13 @@ describe('npx claude-sessions', () => {
     expect(JSON.parse(usage.stdout)).toEqual([expect.objectContaining({ projectId: 'demo', sessions: 1 })]);
   });
 
+  it('starts Claude\'s CLI ahead, so it boots while the workflow creates the session, once the definition is cached', async () => {
+    await cli(['run', 'warm the definition cache', '--project', 'ahead']); // may synthesize: its standby times out unused
+    const run = await cli(['run', 'Summarise the README', '--project', 'ahead']);
+    expect(run.code).toBe(0);
+    expect(run.stderr).toMatch(/Done in .* \(Claude's CLI was started ahead/);
+  });
+
   it('prints a readable session without --json', async () => {
     const run = await cli(['run', 'hello', '--project', 'demo', '--max-turns', '1']);
     expect(run.code).toBe(0);

@@ -9,6 +9,8 @@ import type { RunnerConfig } from '../lib/claude/run-session-task.js';
 export interface TestRuntime {
   runtime: LocalRuntime;
   anthropic: AnthropicStandIn;
+  /** What the runtime's runner runs Claude with. */
+  runnerConfig: RunnerConfig;
   close(): Promise<void>;
 }
 
@@ -18,14 +20,14 @@ export async function startTestRuntime(
   options: Pick<LocalRuntimeOptions, 'fargateHeartbeatSeconds' | 'policy'> = {},
 ): Promise<TestRuntime> {
   const anthropic = await new AnthropicStandIn().start();
-  const runtime = await LocalRuntime.start({
-    standIn: anthropic,
-    runner: { idleTimeoutMs: 30_000, maxRetries: 0, ...runner },
-    ...options,
-  });
+  const runnerConfig: RunnerConfig = {
+    idleTimeoutMs: 30_000, maxRetries: 0, ...runner, endpoint: { apiKey: 'sk-ant-local-stand-in', baseUrl: anthropic.url },
+  };
+  const runtime = await LocalRuntime.start({ endpoint: runnerConfig.endpoint, runner: runnerConfig, ...options });
   return {
     runtime,
     anthropic,
+    runnerConfig,
     async close() {
       await runtime.close();
       await anthropic.close();

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { statSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
@@ -35,6 +35,8 @@ export interface RunClaudeOptions extends ClaudeArgsOptions {
   signal?: AbortSignal;
   /** The conversation to continue (`conversation: 'resume'`), put where the CLI looks for it. */
   restoreTranscript?: Buffer;
+  /** A CLI started ahead for this run; used if it was started exactly as this run would start one, else stopped. */
+  standby?: StandbyClaude;
 }
 
 export type ClaudeRun = (
@@ -49,6 +51,8 @@ export type ClaudeRun = (
 };
 
 const KILL_GRACE_MS = 2_000;
+/** A standby is used within this time of its start, well before the CLI's 3 s wait for stdin ends. */
+export const STANDBY_MAX_AGE_MS = 2_000;
 
 let claudePath: string | undefined;
 
@@ -78,9 +82,9 @@ export function defaultClaudePath(): string {
  * result. Throws for infrastructure failures (no result, crash, unparseable output).
  */
 export async function runClaude(options: RunClaudeOptions): Promise<ClaudeRun> {
-  const home = await mkdtemp(join(options.workRoot ?? tmpdir(), 'claude-run-'));
-  const workDir = join(home, 'work');
-  await mkdir(workDir, { recursive: true });
+  const standby = options.standby?.claim(options);
+  if (options.standby && !standby) await options.standby.discard();
+  const { home, workDir } = standby ?? (await makeHome(options.workRoot));
   const configDir = join(home, '.claude');
   try {
     if (options.restoreTranscript) {
@@ -88,12 +92,106 @@ export async function runClaude(options: RunClaudeOptions): Promise<ClaudeRun> {
       await mkdir(dir, { recursive: true });
       await writeFile(join(dir, `${options.sessionId}.jsonl`), options.restoreTranscript);
     }
-    const run: ClaudeRun = await spawnClaude(options, home, workDir);
+    const run: ClaudeRun = await superviseClaude(options, standby?.child ?? startClaude(claudeSpawn(options, home, workDir)));
     if (options.conversation !== 'fresh') run.transcript = await findTranscript(configDir, options.sessionId);
     return run;
   } finally {
     // Nothing of one session stays on a warm container for the next.
     await rm(home, { recursive: true, force: true });
+  }
+}
+
+async function makeHome(workRoot: string | undefined): Promise<{ home: string; workDir: string }> {
+  const home = await mkdtemp(join(workRoot ?? tmpdir(), 'claude-run-'));
+  const workDir = join(home, 'work');
+  await mkdir(workDir, { recursive: true });
+  return { home, workDir };
+}
+
+/** How one run starts the CLI: all of it but the prompt, which goes to stdin. */
+interface ClaudeSpawn {
+  command: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+}
+
+function claudeSpawn(options: Omit<RunClaudeOptions, 'prompt'>, home: string, workDir: string): ClaudeSpawn {
+  return { command: options.claudePath ?? defaultClaudePath(), args: buildClaudeArgs(options), env: claudeEnv(options, home), cwd: workDir };
+}
+
+function startClaude(spec: ClaudeSpawn): ChildProcess {
+  return spawn(spec.command, spec.args, {
+    cwd: spec.cwd,
+    env: spec.env,
+    stdio: ['pipe', 'pipe', 'pipe'],
+    detached: true, // its own process group, so a kill takes the tools it started too
+  });
+}
+
+/** What must be equal for a CLI started ahead to be the one a run would start (its own HOME aside). */
+function spawnKey(spec: ClaudeSpawn, home: string): string {
+  const env = Object.entries(spec.env).map(([k, v]) => [k, v?.split(home).join('<home>')]).sort();
+  return JSON.stringify([spec.command, spec.args, env]);
+}
+
+/**
+ * The CLI, started before its prompt is known: it boots (most of a cold run's second)
+ * while the workflow creates the session, then waits on stdin. Until the prompt arrives
+ * it sends no Messages request, so nothing is spent before the session exists; a standby
+ * that is not claimed is stopped. Only fresh conversations: a resumed one needs its
+ * transcript in place before the CLI starts.
+ */
+export class StandbyClaude {
+  private state: 'waiting' | 'claimed' | 'gone' = 'waiting';
+  private readonly startedAt = Date.now();
+
+  /** Whether a run took it (else it was, or will be, stopped unused). */
+  get claimed(): boolean {
+    return this.state === 'claimed';
+  }
+
+  private constructor(
+    private readonly key: string,
+    readonly child: ChildProcess,
+    readonly home: string,
+    readonly workDir: string,
+  ) {
+    child.once('error', () => (this.state = 'gone')); // a spawn failure shows again, in full, when the run spawns anew
+    child.once('exit', () => {
+      if (this.state === 'waiting') this.state = 'gone';
+    });
+    child.stdin?.on('error', () => {});
+  }
+
+  static async start(options: Omit<RunClaudeOptions, 'prompt' | 'standby' | 'restoreTranscript' | 'signal'>): Promise<StandbyClaude> {
+    if (options.conversation !== 'fresh') throw new Error('only a fresh conversation can be started ahead of its prompt');
+    const { home, workDir } = await makeHome(options.workRoot);
+    const spec = claudeSpawn(options, home, workDir);
+    return new StandbyClaude(spawnKey(spec, home), startClaude(spec), home, workDir);
+  }
+
+  /** Hands the process to a run that would start the very same one; undefined otherwise. */
+  claim(options: RunClaudeOptions): { child: ChildProcess; home: string; workDir: string } | undefined {
+    if (this.state !== 'waiting' || options.restoreTranscript || options.conversation !== 'fresh') return undefined;
+    // The CLI gives up on stdin 3 s after it starts ("no stdin data received in 3s", 2.1.x):
+    // an older standby could read an empty prompt and fail the session, so it is not used.
+    if (Date.now() - this.startedAt > STANDBY_MAX_AGE_MS) return undefined;
+    if (spawnKey(claudeSpawn(options, this.home, this.workDir), this.home) !== this.key) return undefined;
+    this.state = 'claimed';
+    return { child: this.child, home: this.home, workDir: this.workDir };
+  }
+
+  /** Stops an unclaimed CLI (it never had a prompt) and removes its HOME. */
+  async discard(): Promise<void> {
+    if (this.state === 'claimed') return;
+    this.state = 'gone';
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      const exited = new Promise((resolve) => this.child.once('exit', resolve));
+      signalGroup(this.child.pid, 'SIGKILL');
+      await exited;
+    }
+    await rm(this.home, { recursive: true, force: true });
   }
 }
 
@@ -116,7 +214,7 @@ async function findTranscript(configDir: string, sessionId: string): Promise<Buf
   return undefined;
 }
 
-function claudeEnv(options: RunClaudeOptions, home: string): NodeJS.ProcessEnv {
+function claudeEnv(options: Omit<RunClaudeOptions, 'prompt'>, home: string): NodeJS.ProcessEnv {
   // A fresh environment, not process.env: the runner's AWS credentials and other
   // secrets stay out of reach of the CLI and of any tool it runs.
   const env: NodeJS.ProcessEnv = {
@@ -137,17 +235,12 @@ function claudeEnv(options: RunClaudeOptions, home: string): NodeJS.ProcessEnv {
   return env;
 }
 
-async function spawnClaude(options: RunClaudeOptions, home: string, workDir: string): Promise<ClaudeRun> {
+/** Gives the CLI its prompt, reads its stream, and enforces the limits. */
+async function superviseClaude(options: RunClaudeOptions, child: ChildProcess): Promise<ClaudeRun> {
   const started = Date.now();
-  const child = spawn(options.claudePath ?? defaultClaudePath(), buildClaudeArgs(options), {
-    cwd: workDir,
-    env: claudeEnv(options, home),
-    stdio: ['pipe', 'pipe', 'pipe'],
-    detached: true, // its own process group, so a kill takes the tools it started too
-  });
   // A CLI that dies before reading its prompt closes the pipe: its exit says why, not EPIPE.
-  child.stdin.on('error', () => {});
-  child.stdin.end(options.prompt);
+  child.stdin!.on('error', () => {});
+  child.stdin!.end(options.prompt);
   const progress = new StreamProgress();
   let result: ClaudeResult | undefined;
   let badLine: string | undefined;
@@ -169,11 +262,11 @@ async function spawnClaude(options: RunClaudeOptions, home: string, workDir: str
     idleTimer = setTimeout(() => killGroup('no-output'), options.idleTimeoutMs);
   };
 
-  child.stderr.on('data', (chunk: Buffer) => {
+  child.stderr!.on('data', (chunk: Buffer) => {
     sawOutput();
     stderrTail = (stderrTail + chunk.toString('utf8')).slice(-500);
   });
-  const lines = createInterface({ input: child.stdout, crlfDelay: Infinity });
+  const lines = createInterface({ input: child.stdout!, crlfDelay: Infinity });
   lines.on('line', (line) => {
     sawOutput();
     if (!line.trim()) return;

@@ -12,7 +12,7 @@ import {
 import { claudeFailure, isTransientFailure, usageOf } from './claude-result.js';
 import { SessionIdMismatchError } from './errors.js';
 import type { PermissionMode } from './claude-args.js';
-import { runClaude, type ClaudeEndpoint } from './run-claude.js';
+import { runClaude, StandbyClaude, type ClaudeEndpoint, type RunClaudeOptions } from './run-claude.js';
 import { releaseAfterRunValues, toMilestoneRecord, type MilestoneRecord, type TranscriptPointer } from '../sessions/milestone-item.js';
 import type { TranscriptStorage } from './transcript-store.js';
 
@@ -33,6 +33,8 @@ export interface RunnerConfig {
   permissionMode?: PermissionMode;
   /** Where milestone transcripts are kept; required for milestone tasks only. */
   transcripts?: TranscriptStorage;
+  /** A CLI started ahead for this session (standbyForSession), if one was. */
+  takeStandby?: (sessionId: string) => StandbyClaude | undefined;
 }
 
 /** What the workflow hands the runner: the session, and for a milestone task the milestone as AcquireMilestone left it. */
@@ -74,6 +76,35 @@ export interface TaskResult {
   next?: NextAttempt;
 }
 
+/** How this runner starts the CLI for a session: one place, so a standby started ahead matches. */
+function claudeOptions(start: SessionStart, config: RunnerConfig, sessionId: string, conversation: 'fresh' | 'start' | 'resume') {
+  let timeoutMs = start.timeoutSeconds * 1000;
+  if (config.remainingMs) timeoutMs = Math.max(1_000, Math.min(timeoutMs, config.remainingMs() - REPORT_MARGIN_MS));
+  return {
+    sessionId,
+    conversation,
+    maxTurns: start.maxTurns,
+    maxBudgetUsd: start.maxBudgetUsd,
+    endpoint: config.endpoint,
+    timeoutMs,
+    idleTimeoutMs: config.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+    maxRetries: config.maxRetries,
+    claudePath: config.claudePath,
+    workRoot: config.workRoot,
+    tools: config.tools,
+    permissionMode: config.permissionMode,
+  } satisfies Omit<RunClaudeOptions, 'prompt'>;
+}
+
+/**
+ * Starts the CLI of a fresh session before the workflow reaches its runner (a cold
+ * `claude-sessions run`): it boots meanwhile, and gets its prompt only from the runner.
+ */
+export async function standbyForSession(start: SessionStart, config: RunnerConfig): Promise<StandbyClaude> {
+  if (start.mode !== 'fresh') throw new Error('only a fresh session has its CLI started ahead');
+  return StandbyClaude.start(claudeOptions(start, config, start.sessionId, 'fresh'));
+}
+
 /** Time kept back from the platform's limit to report and close the session. */
 const REPORT_MARGIN_MS = 30_000;
 export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
@@ -86,8 +117,6 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
 export async function runSessionTask({ session: start, milestone: lease, retry }: RunnerInput, config: RunnerConfig): Promise<TaskResult> {
   const attempt = retry?.attempt ?? 1;
   const now = config.now ?? (() => new Date());
-  let timeoutMs = start.timeoutSeconds * 1000;
-  if (config.remainingMs) timeoutMs = Math.max(1_000, Math.min(timeoutMs, config.remainingMs() - REPORT_MARGIN_MS));
 
   const milestone = lease ? toMilestoneRecord(unmarshall(lease.item)) : null;
   if (start.mode === 'milestone' && !milestone) throw new Error(`milestone task ${start.sessionId} reached the runner without its milestone`);
@@ -98,21 +127,11 @@ export async function runSessionTask({ session: start, milestone: lease, retry }
   const restored = milestone?.transcript ? await config.transcripts!.load(milestone.milestoneId, milestone.transcript) : undefined;
 
   const run = await runClaude({
+    ...claudeOptions(start, config, claudeSessionId, !milestone ? 'fresh' : restored ? 'resume' : 'start'),
     prompt: start.prompt,
-    sessionId: claudeSessionId,
-    conversation: !milestone ? 'fresh' : restored ? 'resume' : 'start',
     restoreTranscript: restored,
-    maxTurns: start.maxTurns,
-    maxBudgetUsd: start.maxBudgetUsd,
-    endpoint: config.endpoint,
-    timeoutMs,
-    idleTimeoutMs: config.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
-    maxRetries: config.maxRetries,
-    claudePath: config.claudePath,
-    workRoot: config.workRoot,
     signal: config.signal,
-    tools: config.tools,
-    permissionMode: config.permissionMode,
+    standby: attempt === 1 ? config.takeStandby?.(start.sessionId) : undefined,
   });
 
   let outcome: RunOutcome;

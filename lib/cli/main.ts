@@ -3,21 +3,31 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { v4 as uuidv4, validate as isUuid } from 'uuid';
-import { InvalidInputError, validateStartInput } from '../sessions/execution-input.js';
+import { InvalidInputError, prepareSessionStart, validateStartInput } from '../sessions/execution-input.js';
 import { SESSION_STATUSES, readableCause, type SessionRecord, type SessionStatus } from '../sessions/session-item.js';
 import type { UsageTotals } from '../sessions/session-repository.js';
-import { ABORT_REQUESTS_DIR, LocalRuntime, type EventLog } from '../local/local-runtime.js';
-import { LocalStateBusyError } from '../local/state-lock.js';
-import { startLocalApiServer } from '../local/local-api-server.js';
-import { SESSIONS_PAGE } from '../web/sessions-page.js';
-import { BudgetExceededError, sessionPolicyFromEnv, type SessionPolicy } from '../sessions/workflow-steps.js';
-import { assertCanStart } from '../sessions/start-checks.js';
-import { ProjectAtCapacityError } from '../sessions/project-slots.js';
+import type { EventLog, LocalRuntime } from '../local/local-runtime.js';
+import { ABORT_REQUESTS_DIR, LocalStateBusyError } from '../local/state-lock.js';
+import { sessionPolicyFromEnv, type SessionPolicy } from '../sessions/workflow-steps.js';
+import { standbyForSession } from '../claude/run-session-task.js';
+import type { ClaudeEndpoint, StandbyClaude } from '../claude/run-claude.js';
+import { AnthropicStandIn } from '../local/anthropic-stand-in.js';
+import { formatMilestone, formatMs, formatSession, formatSessionTable, formatUsageTable } from './format.js';
 
 /** Local limits come from the environment: CLAUDE_SESSIONS_MAX_CONCURRENT_SESSIONS, CLAUDE_SESSIONS_MONTHLY_BUDGET_USD. */
 const POLICY_ENV_PREFIX = 'CLAUDE_SESSIONS_';
-import { MilestoneUnavailableError } from '../sessions/milestone-repository.js';
-import { formatMilestone, formatMs, formatSession, formatSessionTable, formatUsageTable } from './format.js';
+
+/** A start refused before any execution: said in one line, exit 1. */
+const REFUSALS = new Set(['MilestoneUnavailableError', 'BudgetExceededError', 'ProjectAtCapacityError']);
+
+/**
+ * The runtime (Step Functions, DynamoDB, the SDK) is loaded when a command needs it, not
+ * before: `run` starts Claude's CLI first, so it boots while this loads (~0.4 s).
+ */
+async function startRuntime(...args: Parameters<typeof LocalRuntime.start>): Promise<LocalRuntime> {
+  const { LocalRuntime } = await import('../local/local-runtime.js');
+  return LocalRuntime.start(...args);
+}
 
 export interface CliIo {
   stdout: (text: string) => void;
@@ -84,7 +94,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       io.stderr(`error: invalid input\n${err.errors.map((e) => `  ${e.field}: ${e.message}`).join('\n')}\n`);
       return 2;
     }
-    if (err instanceof MilestoneUnavailableError || err instanceof BudgetExceededError || err instanceof ProjectAtCapacityError) {
+    if (err instanceof Error && REFUSALS.has(err.name)) {
       io.stderr(`error: ${err.message}\n`);
       return 1;
     }
@@ -154,20 +164,26 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
   const started = Date.now();
   const progress = (text: string) => io.stderr(`${text}\n`);
   const policy = sessionPolicyFromEnv(io.env, POLICY_ENV_PREFIX);
-  const runtime = await LocalRuntime.start({ home: home(io), command: `claude-sessions run ${sessionId}`, policy });
+  const { endpoint, standIn } = await claudeEndpoint(io.env);
+  let standby: StandbyClaude | undefined;
+  let runtime: LocalRuntime | undefined;
   try {
-    if (runtime.standIn) {
-      progress(`No ANTHROPIC_API_KEY set: Claude runs against the built-in local stand-in at ${runtime.standIn.url}.`);
-    } else {
-      progress(`Claude runs against ${io.env.ANTHROPIC_BASE_URL || 'the Anthropic API'}.`);
-    }
+    if (standIn) progress(`No ANTHROPIC_API_KEY set: Claude runs against the built-in local stand-in at ${standIn.url}.`);
+    else progress(`Claude runs against ${endpoint.baseUrl ?? 'the Anthropic API'}.`);
+    // A fresh session's CLI boots while the runtime loads; it gets its prompt only from the runner.
+    const start = prepareSessionStart(input, { executionArn: '', executionName: sessionId });
+    if (start.mode === 'fresh' && start.runtime === 'lambda') standby = await standbyForSession(start, { endpoint });
+    runtime = await startRuntime({ home: home(io), command: `claude-sessions run ${sessionId}`, policy, endpoint });
     // A milestone task without --project is in its milestone's project.
     if (values.milestone && !values.project) input.projectId = (await runtime.milestones.get(values.milestone))?.projectId ?? input.projectId;
+    const { assertCanStart } = await import('../sessions/start-checks.js');
     await assertCanStart({ projectId: String(input.projectId), milestoneId: values.milestone }, {
       repository: runtime.repository, milestones: runtime.milestones, slots: runtime.slots, policy,
     });
     progress(`Session ${sessionId} · project ${input.projectId}${values.milestone ? ` · milestone ${values.milestone}` : ''} · local state machine`);
-    const execution = runtime.startExecution(input, sessionId);
+    const startedAhead = standby;
+    const execution = runtime.startExecution(input, sessionId, { standby });
+    standby = undefined; // the execution's now: its runner takes it, or its end stops it
     io.onInterrupt?.(() => {
       progress('Interrupted: aborting the execution…');
       execution.abort();
@@ -186,11 +202,20 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
     }
     if (values.json) io.stdout(`${JSON.stringify(session, null, 2)}\n`);
     else io.stdout(`\n${formatSession(session)}\n`);
-    progress(`Done in ${formatMs(Date.now() - started)}.`);
+    progress(`Done in ${formatMs(Date.now() - started)}${startedAhead?.claimed ? " (Claude's CLI was started ahead, while the workflow created the session)" : ''}.`);
     return session.status === 'COMPLETED' ? 0 : 1;
   } finally {
-    await runtime.close();
+    await standby?.discard();
+    await runtime?.close();
+    await standIn?.close();
   }
+}
+
+/** Claude's endpoint: ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL) when set, else a local stand-in started here. */
+async function claudeEndpoint(env: NodeJS.ProcessEnv): Promise<{ endpoint: ClaudeEndpoint; standIn?: AnthropicStandIn }> {
+  if (env.ANTHROPIC_API_KEY) return { endpoint: { apiKey: env.ANTHROPIC_API_KEY, baseUrl: env.ANTHROPIC_BASE_URL || undefined } };
+  const standIn = await new AnthropicStandIn().start();
+  return { endpoint: { apiKey: 'sk-ant-local-stand-in', baseUrl: standIn.url }, standIn };
 }
 
 async function showStates(events: AsyncIterable<EventLog>, started: number, print: (s: string) => void): Promise<void> {
@@ -207,7 +232,7 @@ async function showStates(events: AsyncIterable<EventLog>, started: number, prin
 }
 
 async function withRepository<T>(io: CliIo, fn: (runtime: LocalRuntime) => Promise<T>): Promise<T> {
-  const runtime = await LocalRuntime.start({ home: home(io), endpoint: { apiKey: 'unused' }, command: 'claude-sessions (read)' });
+  const runtime = await startRuntime({ home: home(io), endpoint: { apiKey: 'unused' }, command: 'claude-sessions (read)' });
   try {
     return await fn(runtime);
   } finally {
@@ -328,8 +353,10 @@ async function serveCommand(args: string[], io: CliIo): Promise<number> {
   } catch {
     throw new UsageError('--max-concurrent-sessions must be a whole number from 1');
   }
-  const runtime = await LocalRuntime.start({ home: home(io), command: 'claude-sessions serve', policy });
-  const { createApiHandler } = await import('../../functions/api/router.js');
+  const runtime = await startRuntime({ home: home(io), command: 'claude-sessions serve', policy });
+  const [{ createApiHandler }, { startLocalApiServer }, { SESSIONS_PAGE }] = await Promise.all([
+    import('../../functions/api/router.js'), import('../local/local-api-server.js'), import('../web/sessions-page.js'),
+  ]);
   const handler = createApiHandler({
     repository: runtime.repository, milestones: runtime.milestones, starter: runtime, transcripts: runtime.transcripts,
     policy, slots: runtime.slots,
@@ -361,7 +388,7 @@ async function abortCommand(args: string[], io: CliIo): Promise<number> {
   await writeFile(request, '');
   let runtime: LocalRuntime;
   try {
-    runtime = await LocalRuntime.start({ home: home(io), endpoint: { apiKey: 'unused' }, command: 'claude-sessions abort' });
+    runtime = await startRuntime({ home: home(io), endpoint: { apiKey: 'unused' }, command: 'claude-sessions abort' });
   } catch (err) {
     if (!(err instanceof LocalStateBusyError)) throw err;
     // Another process runs the executions: it picks the request up within a second.
@@ -377,6 +404,8 @@ async function abortCommand(args: string[], io: CliIo): Promise<number> {
     return 1;
   }
   try {
+    // Gone already: the process that held the state took the request and ended before we got the state.
+    const delivered = !existsSync(request);
     await rm(request, { force: true });
     const session = await runtime.repository.get(sessionId);
     if (!session) {
@@ -384,7 +413,9 @@ async function abortCommand(args: string[], io: CliIo): Promise<number> {
       return 1;
     }
     io.stderr(
-      runtime.orphansClosed.includes(sessionId)
+      delivered && session.status === 'ABORTED'
+        ? `Abort delivered to the process that ran session ${sessionId}: it stopped the execution, and the session closed ABORTED.\n`
+        : runtime.orphansClosed.includes(sessionId)
         ? `Session ${sessionId} was RUNNING with no process left to run it: closed ABORTED.\n`
         : `Session ${sessionId} is not running (it ended ${session.status}); nothing to abort.\n`,
     );

@@ -7,7 +7,7 @@ import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { v4 as uuidv4 } from 'uuid';
 import { runSessionTask, type RunnerConfig, type RunnerInput } from '../claude/run-session-task.js';
-import type { ClaudeEndpoint } from '../claude/run-claude.js';
+import type { ClaudeEndpoint, StandbyClaude } from '../claude/run-claude.js';
 import type { ExecutionInput } from '../sessions/execution-input.js';
 import { executionArnFor, type SessionStarter, type StartedSession } from '../api/session-starter.js';
 import { SESSION_SK, type SessionRecord } from '../sessions/session-item.js';
@@ -23,9 +23,8 @@ import { reapExecution } from '../sessions/session-reaper.js';
 import { AnthropicStandIn } from './anthropic-stand-in.js';
 import { LocalDynamoDb } from './local-dynamodb.js';
 import { LocalTaskCallbacks } from './local-task-callbacks.js';
-import { acquireStateLock } from './state-lock.js';
+import { ABORT_REQUESTS_DIR, acquireStateLock } from './state-lock.js';
 
-export const ABORT_REQUESTS_DIR = 'abort-requests';
 import { PROJECT_ROOT, loadWorkflowDefinition, type WorkflowDefinition } from './workflow-definition.js';
 
 interface EcsRunTaskParameters {
@@ -191,16 +190,19 @@ export class LocalRuntime implements SessionStarter {
    * StartExecution: the name is the session id when the input has one. A name already
    * running returns that execution, as Step Functions does for an identical request.
    */
-  startExecution(input: unknown, name?: string): LocalExecution {
+  startExecution(input: unknown, name?: string, options: { standby?: StandbyClaude } = {}): LocalExecution {
     const sessionId = (input as { sessionId?: unknown } | null)?.sessionId;
     const executionName = name ?? (typeof sessionId === 'string' && sessionId ? sessionId : uuidv4());
     const existing = this.executions.get(executionName);
-    if (existing) return existing;
+    if (existing) {
+      void options.standby?.discard();
+      return existing;
+    }
 
     const executionArn = executionArnFor(STATE_MACHINE_ARN, executionName);
     const stop = new AbortController();
     const run = this.machine.run(input as never, {
-      overrides: { taskResourceLocalHandlers: this.taskHandlers(stop.signal) as never, retryIntervalOverrides: this.fastRetries() },
+      overrides: { taskResourceLocalHandlers: this.taskHandlers(stop.signal, options.standby) as never, retryIntervalOverrides: this.fastRetries() },
       context: {
         Execution: { Id: executionArn, Name: executionName, StartTime: new Date().toISOString() },
         StateMachine: { Id: STATE_MACHINE_ARN, Name: 'ClaudeSessionsWorkflow' },
@@ -224,6 +226,8 @@ export class LocalRuntime implements SessionStarter {
         (err: unknown): ExecutionOutcome => toExecutionOutcome(err),
       )
       .then(async (result) => {
+        // A CLI started ahead that no runner took (bad input, a refused start) never had a prompt.
+        await options.standby?.discard();
         // What EventBridge delivers to the reaper on AWS, delivered here in-process.
         if (result.status !== 'SUCCEEDED') {
           await reapExecution(this.repository, {
@@ -328,7 +332,13 @@ export class LocalRuntime implements SessionStarter {
     await this.releaseLock();
   }
 
-  private taskHandlers(signal: AbortSignal): Record<string, (input: any) => Promise<unknown>> {
+  private taskHandlers(signal: AbortSignal, standby?: StandbyClaude): Record<string, (input: any) => Promise<unknown>> {
+    // The first runner call takes it; runClaude uses it if it was started as that run would start one.
+    const takeStandby = () => {
+      const taken = standby;
+      standby = undefined;
+      return taken;
+    };
     const handlers: Record<string, (input: any) => Promise<unknown>> = {};
     for (const [name, state] of Object.entries(this.definition.asl.States)) {
       if (state.Type !== 'Task') continue;
@@ -348,7 +358,7 @@ export class LocalRuntime implements SessionStarter {
             return prepared;
           });
       } else if (this.definition.functions[resource] === 'runner') {
-        handlers[name] = (input: RunnerInput) => lambdaCall(() => runSessionTask(input, { ...this.runnerConfig, signal }));
+        handlers[name] = (input: RunnerInput) => lambdaCall(() => runSessionTask(input, { ...this.runnerConfig, signal, takeStandby }));
       } else {
         throw new Error(`state ${name} calls ${resource}, which the local runtime cannot run`);
       }

@@ -1,0 +1,80 @@
+import { existsSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { v4 as uuidv4 } from 'uuid';
+import { useTestRuntime, type TestRuntime } from './support.js';
+import { standbyForSession, type RunnerConfig } from '../lib/claude/run-session-task.js';
+import { prepareSessionStart } from '../lib/sessions/execution-input.js';
+import { STANDBY_MAX_AGE_MS, type StandbyClaude } from '../lib/claude/run-claude.js';
+
+let env: TestRuntime;
+
+useTestRuntime((started) => (env = started));
+
+/** A fresh session's CLI, started ahead as `claude-sessions run` starts it. */
+function standbyFor(input: Record<string, unknown>, config: RunnerConfig = env.runnerConfig): Promise<StandbyClaude> {
+  const start = prepareSessionStart(input, { executionArn: '', executionName: String(input.sessionId) });
+  return standbyForSession(start, config);
+}
+
+const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('a Claude CLI started ahead of its session (the cold `run` path)', () => {
+  it('sends no Messages request before its prompt, then runs the session it was started for', async () => {
+    const sessionId = uuidv4();
+    const input = { prompt: 'Summarise the README', projectId: 'p-ahead', sessionId };
+    const standby = await standbyFor(input);
+    await settle(1_200); // booted and waiting on stdin
+    expect(env.anthropic.messageRequests).toEqual([]);
+
+    const outcome = await env.runtime.startExecution(input, sessionId, { standby }).outcome;
+
+    expect(outcome.status).toBe('SUCCEEDED');
+    expect(standby.claimed).toBe(true);
+    expect(env.anthropic.messageRequests.map((r) => r.sessionId)).toEqual([sessionId]);
+    expect(await env.runtime.repository.get(sessionId)).toMatchObject({ status: 'COMPLETED', claudeSessionId: sessionId });
+    expect(existsSync(standby.home)).toBe(false); // its HOME goes, as a run's own does
+  });
+
+  it('is stopped unused when the runner would start the CLI differently, and the session still runs', async () => {
+    const sessionId = uuidv4();
+    const standby = await standbyFor({ prompt: 'hi', projectId: 'p-ahead', sessionId }, { ...env.runnerConfig, maxRetries: 5 });
+    const outcome = await env.runtime.startExecution({ prompt: 'hi', projectId: 'p-ahead', sessionId }, sessionId, { standby }).outcome;
+
+    expect(outcome.status).toBe('SUCCEEDED');
+    expect(standby.claimed).toBe(false);
+    expect(standby.child.signalCode).toBe('SIGKILL');
+    expect(existsSync(standby.home)).toBe(false);
+    expect(env.anthropic.messageRequests).toHaveLength(1);
+  });
+
+  it('is stopped, having spent nothing, when the execution ends before its runner (bad input)', async () => {
+    const sessionId = uuidv4();
+    const standby = await standbyFor({ prompt: 'hi', projectId: 'p-ahead', sessionId });
+    await settle(500);
+    const outcome = await env.runtime.startExecution({ prompt: 'hi', projectId: 'p ahead', sessionId }, sessionId, { standby }).outcome;
+
+    expect(outcome).toMatchObject({ status: 'FAILED', error: 'InvalidInputError' });
+    expect(standby.claimed).toBe(false);
+    expect(standby.child.exitCode !== null || standby.child.signalCode !== null).toBe(true);
+    expect(existsSync(standby.home)).toBe(false);
+    expect(env.anthropic.messageRequests).toEqual([]);
+    expect(await env.runtime.repository.get(sessionId)).toBeUndefined();
+  });
+
+  it('is not used once older than the CLI waits for stdin (3 s): the runner starts its own', async () => {
+    const sessionId = uuidv4();
+    const input = { prompt: 'hi', projectId: 'p-ahead', sessionId };
+    const standby = await standbyFor(input);
+    await settle(STANDBY_MAX_AGE_MS + 200);
+    const outcome = await env.runtime.startExecution(input, sessionId, { standby }).outcome;
+
+    expect(outcome.status).toBe('SUCCEEDED');
+    expect(standby.claimed).toBe(false);
+    expect(env.anthropic.messageRequests.map((r) => r.sessionId)).toEqual([sessionId]);
+  });
+
+  it('is never started for a milestone task, whose transcript must be in place first', async () => {
+    const milestoneId = uuidv4();
+    await expect(standbyFor({ prompt: 'hi', projectId: 'p-ahead', sessionId: uuidv4(), milestoneId })).rejects.toThrow(/fresh/);
+  });
+});
