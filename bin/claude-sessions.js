@@ -1,11 +1,11 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI through tsx, so `npx claude-sessions` works right after `npm ci`.
-import { register } from 'tsx/esm/api';
+// Runs the CLI from a bundle of the TypeScript sources, built on first use (bin/cli-bundle.js),
+// so `npx claude-sessions` works right after `npm ci` and starts fast.
+import { cliEntry } from './cli-bundle.js';
 
 // The SDK only talks to the local dynalite here; its Node 20 end-of-support notice is noise.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-register();
-const { main } = await import('../lib/cli/main.ts');
+const { main } = await import(await cliEntry());
 
 let interrupted = false;
 const code = await main(process.argv.slice(2), {

@@ -1,0 +1,67 @@
+// The CLI as one esbuild bundle of lib/ (dist/cli/<key>/), built on first use and again
+// whenever a source changes. Loading the TypeScript through tsx costs ~0.4 s at every
+// start, which a cold `claude-sessions run` would pay on top of Claude's own start.
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const SOURCE_DIRS = ['lib', 'functions', 'cdk'];
+const BUNDLES = join(ROOT, 'dist', 'cli');
+const STALE_MS = 60 * 60 * 1000;
+
+/** The module URL to import `main` from: the bundle, else (no esbuild, read-only checkout) the sources through tsx. */
+export async function cliEntry() {
+  try {
+    const dir = join(BUNDLES, sourcesKey());
+    if (!existsSync(join(dir, 'main.js'))) await build(dir);
+    return pathToFileURL(join(dir, 'main.js')).href;
+  } catch (err) {
+    process.stderr.write(`note: running from the TypeScript sources (${err.message})\n`);
+    const { register } = await import('tsx/esm/api');
+    register();
+    return new URL('../lib/cli/main.ts', import.meta.url).href;
+  }
+}
+
+/** Every source's path, size and mtime (a stat each: a few ms), and the lock file's. */
+function sourcesKey() {
+  const hash = createHash('sha256');
+  const files = SOURCE_DIRS.flatMap((d) => readdirSync(join(ROOT, d), { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile() && e.name.endsWith('.ts'))
+    .map((e) => join(e.parentPath, e.name)));
+  for (const file of [...files.sort(), join(ROOT, 'package-lock.json')]) {
+    const { size, mtimeMs } = statSync(file);
+    hash.update(`${relative(ROOT, file)}\0${size}\0${mtimeMs}\n`);
+  }
+  return hash.digest('hex').slice(0, 16);
+}
+
+async function build(dir) {
+  const { build: esbuild } = await import('esbuild');
+  const partial = `${dir}.${process.pid}.tmp`;
+  await esbuild({
+    entryPoints: { main: join(ROOT, 'lib', 'cli', 'main.ts') },
+    outdir: partial,
+    bundle: true,
+    // Each dynamic import stays its own chunk, with its packages loaded only when it is.
+    splitting: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    packages: 'external',
+    logLevel: 'silent',
+  });
+  try {
+    renameSync(partial, dir); // atomic: a concurrent start sees all of it or none
+  } catch (err) {
+    rmSync(partial, { recursive: true, force: true });
+    if (!existsSync(join(dir, 'main.js'))) throw err; // else another process built the same one first
+  }
+  // Older bundles go once nothing can still be loading chunks from them.
+  for (const name of readdirSync(BUNDLES)) {
+    const path = join(BUNDLES, name);
+    if (path !== dir && Date.now() - statSync(path).mtimeMs > STALE_MS) rmSync(path, { recursive: true, force: true });
+  }
+}
