@@ -182,7 +182,7 @@ async function main() {
   log('bundle sizes…');
   const bundle: Record<string, { bytes: number }> = {};
   for (const [name, entry, external] of [
-    ['validator', 'functions/validator/handler.ts', []],
+    ['createSession', 'functions/create-session/handler.ts', []],
     ['api', 'functions/api/handler.ts', []],
     ['runner', 'functions/runner/handler.ts', ['@anthropic-ai/claude-code']],
   ] as const) {
@@ -201,14 +201,14 @@ async function main() {
   const writes = (happy.dynamodb.PutItemCommand ?? 0) + (happy.dynamodb.UpdateItemCommand ?? 0);
   const reads = (happy.dynamodb.GetItemCommand ?? 0) + (happy.dynamodb.QueryCommand ?? 0);
   const writeUnitsPerWrite = 2; // a session item is 1-2 KB (usage, model usage, 2,000 chars of result)
-  const validatorGbSeconds = 0.25 * 0.05; // 256 MB for ~50 ms
+  const createSessionGbSeconds = 0.25 * 0.05; // 256 MB for ~50 ms
   const standard =
     1000 * (happy.transitions * PRICES.standardTransition + writes * writeUnitsPerWrite * PRICES.dynamodbWriteUnit + reads * PRICES.dynamodbReadUnit +
-      2 * PRICES.lambdaRequest + validatorGbSeconds * PRICES.lambdaArmGbSecond);
+      2 * PRICES.lambdaRequest + createSessionGbSeconds * PRICES.lambdaArmGbSecond);
   // Express bills the whole duration the workflow waits on Claude (64 MB steps), and stops at 5 minutes.
   const expressFor = (sessionSeconds: number) =>
     1000 * (PRICES.expressRequest + 0.0625 * sessionSeconds * PRICES.expressGbSecond + writes * writeUnitsPerWrite * PRICES.dynamodbWriteUnit +
-      2 * PRICES.lambdaRequest + validatorGbSeconds * PRICES.lambdaArmGbSecond);
+      2 * PRICES.lambdaRequest + createSessionGbSeconds * PRICES.lambdaArmGbSecond);
   const runnerPer1k = (seconds: number, memoryGb: number) => round(1000 * seconds * memoryGb * PRICES.lambdaX86GbSecond, 4);
 
   const warmStats = stats(warm);

@@ -2,7 +2,7 @@ import { Stack, Validations, type CfnElement, type StackProps } from 'aws-cdk-li
 import { Secret, type ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { ClaudeRunner } from './claude-runner.js';
-import { InputValidator } from './input-validator.js';
+import { SessionCreator } from './session-creator.js';
 import { SessionTable } from './session-table.js';
 import { TranscriptBucket } from './transcript-bucket.js';
 import { SessionWorkflow } from './session-workflow.js';
@@ -41,7 +41,7 @@ export interface ClaudeSessionsStackProps extends StackProps {
 export class ClaudeSessionsStack extends Stack {
   readonly workflow: SessionWorkflow;
   readonly runner: ClaudeRunner;
-  readonly validator: InputValidator;
+  readonly creator: SessionCreator;
   readonly api: SessionApi;
   readonly events: SessionEvents;
   readonly monitoring: SessionMonitoring;
@@ -51,7 +51,7 @@ export class ClaudeSessionsStack extends Stack {
     const apiKeySecret = this.apiKeySecret(props.apiKeySecretName);
     const sessions = new SessionTable(this, 'Sessions');
     const transcripts = new TranscriptBucket(this, 'Transcripts');
-    const validator = (this.validator = new InputValidator(this, 'InputValidator', {
+    const creator = (this.creator = new SessionCreator(this, 'SessionCreator', {
       maxConcurrentSessions: props.maxConcurrentSessions, monthlyBudgetUsd: props.monthlyBudgetUsd, table: sessions.table,
       runAttempts: props.runAttempts,
     }));
@@ -59,7 +59,7 @@ export class ClaudeSessionsStack extends Stack {
     const fargate = new FargateRunner(this, 'Fargate', { image: runner.image, apiKeySecret, transcripts, vpc: props.vpc });
     this.workflow = new SessionWorkflow(this, 'Workflow', {
       table: sessions.table,
-      validator: validator.function,
+      creator: creator.function,
       runner: runner.function,
       fargate,
     });
@@ -78,7 +78,7 @@ export class ClaudeSessionsStack extends Stack {
       deadLetterQueues: [schedules.deadLetterQueue, this.events.deadLetterQueue, reaper.deadLetterQueue],
       alarmTopic: props.alarmTopic ?? (props.alarmTopicArn ? Topic.fromTopicArn(this, 'AlarmTopic', props.alarmTopicArn) : undefined),
     });
-    this.suppressReviewedFindings(runner, validator, this.workflow);
+    this.suppressReviewedFindings(runner, creator, this.workflow);
     Validations.of(this.workflow).acknowledge({
       id: `AwsSolutions::AwsSolutions-${taskFamilyRevisionsFinding(this.getLogicalId(fargate.taskDefinition.node.defaultChild as CfnElement))}`,
       reason: 'ecs:RunTask on the revisions of this one task definition family, as the EcsRunTask state grants it.',
@@ -105,12 +105,12 @@ export class ClaudeSessionsStack extends Stack {
   }
 
   /** cdk-nag findings reviewed and accepted, each with its reason. */
-  private suppressReviewedFindings(runner: ClaudeRunner, validator: InputValidator, workflow: SessionWorkflow): void {
+  private suppressReviewedFindings(runner: ClaudeRunner, creator: SessionCreator, workflow: SessionWorkflow): void {
     const acknowledge = (scope: Construct, rule: string, reason: string) =>
       Validations.of(scope).acknowledge({ id: `AwsSolutions::AwsSolutions-${rule}`, reason });
     acknowledge(workflow, 'IAM5[Resource::*]',
       'X-Ray and CloudWatch Logs delivery APIs (logs:CreateLogDelivery and friends) support no resource-level permissions.');
-    for (const fn of [runner, validator]) {
+    for (const fn of [runner, creator]) {
       const logicalId = this.getLogicalId(fn.function.node.defaultChild as CfnElement);
       acknowledge(workflow, `IAM5[Resource::<${logicalId}.Arn>:*]`,
         'lambda:InvokeFunction on this one function and its versions (ARN:*), as the LambdaInvoke task grants it.');

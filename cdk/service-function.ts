@@ -23,7 +23,7 @@ export interface ServiceFunctionProps {
 }
 
 /**
- * A small TypeScript Lambda of ours (validator, API, reaper): bundled by the local esbuild
+ * A small TypeScript Lambda of ours (CreateSession, API, reaper): bundled by the local esbuild
  * at synth (no Docker), ARM, traced, with its own log group and the findings every such
  * function shares acknowledged once, with their reasons.
  */

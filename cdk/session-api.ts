@@ -23,7 +23,7 @@ export interface SessionApiProps {
   readonly transcripts: TranscriptBucket;
   /** Checked before starting an execution (429), as the workflow enforces it. @default no limit */
   readonly maxConcurrentSessions?: number;
-  /** Checked before starting an execution (429), as the validator enforces it. @default no budget */
+  /** Checked before starting an execution (429), as CreateSession enforces it. @default no budget */
   readonly monthlyBudgetUsd?: number;
   /** @default 10 requests per second, bursts of 20 */
   readonly throttle?: { rateLimit: number; burstLimit: number };

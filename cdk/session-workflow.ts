@@ -39,7 +39,6 @@ import {
   CLOSE_FAILED_UPDATE,
   CLOSE_NAMES,
   CLOSE_UPDATE,
-  CREATE_CONDITION,
   RECORD_ATTEMPT_NAMES,
   RECORD_ATTEMPT_UPDATE,
   RUNNING_CONDITION,
@@ -59,7 +58,8 @@ import {
 
 export interface SessionWorkflowProps {
   readonly table: ITable;
-  readonly validator: IFunction;
+  /** CreateSession: validates the input and puts the session item (SessionCreator). */
+  readonly creator: IFunction;
   readonly runner: IFunction;
   /** The Fargate runtime for long sessions (`runtime: "fargate"`). */
   readonly fargate: FargateRunner;
@@ -137,7 +137,7 @@ const RECORD_USAGE: UpdateItemSpec = {
 
 /**
  * The session lifecycle as a Standard state machine in JSONPath (DESIGN.md, request flow):
- * ValidateInput -> CreateSession -> RunClaude -> ClaudeSucceeded? -> RecordUsage, and a finally-style Catch on
+ * CreateSession -> ChooseRuntime -> RunClaude -> ClaudeSucceeded? -> RecordUsage, and a finally-style Catch on
  * every state after CreateSession that closes the session FAILED and keeps the error.
  */
 export class SessionWorkflow extends Construct {
@@ -148,21 +148,16 @@ export class SessionWorkflow extends Construct {
     const tableName = props.table.tableName;
     const update = (id: string, spec: UpdateItemSpec) => new CustomState(this, id, { stateJson: updateItemState(tableName, spec) });
 
-    const validateInput = new LambdaInvoke(this, 'ValidateInput', {
-      lambdaFunction: props.validator,
-      payload: TaskInput.fromObject({ 'input.$': '$', 'executionArn.$': '$$.Execution.Id', 'executionName.$': '$$.Execution.Name' }),
+    // Validates, checks the budget and puts the session RUNNING in one Lambda: a session is
+    // then 5 state transitions, not 6 with a separate PutItem state.
+    const createSession = new LambdaInvoke(this, 'CreateSession', {
+      lambdaFunction: props.creator,
+      payload: TaskInput.fromObject({
+        'input.$': '$', 'executionArn.$': '$$.Execution.Id', 'executionName.$': '$$.Execution.Name', 'executionStartTime.$': '$$.Execution.StartTime',
+      }),
       payloadResponseOnly: true,
       // The result replaces the raw input (ResultPath's default, left unset on purpose:
       // aws-local-stepfunctions reads an explicit "$" as a key named "$").
-    });
-
-    const createSession = new CustomState(this, 'CreateSession', {
-      stateJson: {
-        Type: 'Task',
-        Resource: 'arn:aws:states:::dynamodb:putItem',
-        Parameters: { TableName: tableName, 'Item.$': '$.item', ConditionExpression: CREATE_CONDITION },
-        ResultPath: null,
-      },
     });
 
     // Milestone tasks only: one task at a time, on an OPEN milestone of the same project.
@@ -301,13 +296,14 @@ export class SessionWorkflow extends Construct {
     const claudeFailed = new Fail(this, 'ClaudeFailed', { errorPath: '$.run.record.error', causePath: '$.run.record.cause' });
 
     for (const state of [
-      createSession, acquireMilestone, acquireSlot, recordAttempt, recordUsage, recordFailedRun, recordTaskUsage, recordLimitedUsage, releaseMilestone,
+      acquireMilestone, acquireSlot, recordAttempt, recordUsage, recordFailedRun, recordTaskUsage, recordLimitedUsage, releaseMilestone,
       releaseSlot, releaseSlotAndEnd,
       closeFailed, releaseMilestoneAfterFailure, markMilestoneBroken, releaseSlotAfterFailure,
     ]) {
       state.addRetry({ errors: TRANSIENT_DYNAMODB_ERRORS, interval: Duration.seconds(1), backoffRate: 2, maxAttempts: 4, jitterStrategy: JitterType.FULL });
     }
-    createSession.addCatch(sessionExists, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: '$.failure' });
+    // Another execution's session: it is left as it is (the retry of our own put is not this error).
+    createSession.addCatch(sessionExists, { errors: ['SessionAlreadyExists'], resultPath: '$.failure' });
     // A refused lease or slot is named for users first, then closes the session like any failure.
     acquireMilestone.addCatch(milestoneUnavailable, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: '$.acquireFailure' });
     acquireSlot.addCatch(projectAtCapacity, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: '$.acquireFailure' });
@@ -375,7 +371,7 @@ export class SessionWorkflow extends Construct {
     acquireMilestone.next(chooseRuntime);
     acquireSlot.next(chooseRuntime);
     recordAttempt.next(retryWait).next(nextAttempt).next(chooseRuntime);
-    const definition = validateInput.next(createSession).next(chooseRuntime);
+    const definition = createSession.next(chooseRuntime);
 
     const logGroup = new LogGroup(this, 'Logs', {
       retention: props.logRetention ?? RetentionDays.ONE_MONTH,
@@ -390,10 +386,10 @@ export class SessionWorkflow extends Construct {
       // Execution data holds the prompt: logs keep the events, never the data.
       logs: { destination: logGroup, level: LogLevel.ALL, includeExecutionData: false },
     });
-    // The table only, not its indexes: the workflow writes items and reads nothing.
+    // The table only, not its indexes: the workflow updates items and reads nothing (CreateSession's Lambda puts them).
     Grant.addToPrincipal({
       grantee: this.stateMachine,
-      actions: ['dynamodb:PutItem', 'dynamodb:UpdateItem'],
+      actions: ['dynamodb:UpdateItem'],
       resourceArns: [props.table.tableArn],
     });
   }

@@ -33,9 +33,15 @@ describe('least privilege', () => {
     }
   });
 
-  it('only the state machine writes sessions; the API writes milestone items only; the reaper only updates', () => {
+  it('only CreateSession puts sessions and the state machine updates them; the API writes milestone items only; the reaper only updates', () => {
     // The API's PutItem/UpdateItem carry a LeadingKeys condition (MILESTONE#*), asserted in triggers.cdk.test.ts.
-    expect(rolesWith('dynamodb:PutItem').sort()).toEqual([expect.stringMatching(/^Http/), expect.stringMatching(/^WorkflowStateMachineRole/)]);
+    expect(rolesWith('dynamodb:PutItem').sort()).toEqual([expect.stringMatching(/^Http/), expect.stringMatching(/^SessionCreator/)]);
+    const creator = Object.values(resources).filter((r: any) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties.Roles).includes('SessionCreator'));
+    const put = creator.flatMap((p: any) => p.Properties.PolicyDocument.Statement).find((st: any) => JSON.stringify(st.Action).includes('dynamodb:PutItem'));
+    expect(put).toMatchObject({
+      Action: ['dynamodb:PutItem', 'dynamodb:GetItem'],
+      Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['SESSION#*'] } },
+    });
     expect(rolesWith('dynamodb:UpdateItem').sort()).toEqual([
       expect.stringMatching(/^Http/),
       expect.stringMatching(/^Reaper/),
@@ -103,19 +109,22 @@ describe('data at rest and in transit', () => {
 });
 
 describe('limits on AWS', () => {
-  it('pass the limits to the validator and the API, and let the validator only query the project index when a budget is set', () => {
+  it('pass the limits to CreateSession and the API, and let CreateSession only query the project index when a budget is set', () => {
     const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
     const limited = Template.fromStack(new ClaudeSessionsStack(app, 'Limited', { maxConcurrentSessions: 3, monthlyBudgetUsd: 50 }));
     limited.hasResourceProperties('AWS::Lambda::Function', {
-      Description: Match.stringLikeRegexp('Validates a session input'),
+      Description: Match.stringLikeRegexp('Validates a session input and creates the session item'),
       Environment: { Variables: Match.objectLike({ MAX_CONCURRENT_SESSIONS: '3', MONTHLY_BUDGET_USD: '50' }) },
     });
     limited.hasResourceProperties('AWS::Lambda::Function', {
       Description: 'claude-sessions HTTP API',
       Environment: { Variables: Match.objectLike({ MAX_CONCURRENT_SESSIONS: '3', MONTHLY_BUDGET_USD: '50' }) },
     });
-    const policies = Object.values(limited.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: Match.stringLikeRegexp('^InputValidator') }] } }));
+    const policies = Object.values(limited.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: Match.stringLikeRegexp('^SessionCreator') }] } }));
     const dynamo = policies.flatMap((p: any) => p.Properties.PolicyDocument.Statement).filter((s: any) => JSON.stringify(s.Action).includes('dynamodb'));
-    expect(dynamo).toEqual([expect.objectContaining({ Action: 'dynamodb:Query', Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] }, '/index/byProject']] } })]);
+    expect(dynamo).toEqual([
+      expect.objectContaining({ Action: ['dynamodb:PutItem', 'dynamodb:GetItem'], Resource: { 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] } }),
+      expect.objectContaining({ Action: 'dynamodb:Query', Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] }, '/index/byProject']] } }),
+    ]);
   });
 });

@@ -36,10 +36,13 @@ function outcome(inputTokens: number, costUsd: number): RunOutcome {
 }
 
 describe('SessionRepository on dynalite, with the table the stack defines', () => {
-  it('creates a session once: a second create with the same id is refused', async () => {
+  it('creates a session once: another execution\'s create with the same id is refused, the same execution\'s retry is not', async () => {
     const s = start('r-create', 0);
     await repository.create(s);
-    await expect(repository.create(s)).rejects.toBeInstanceOf(SessionExistsError);
+    await expect(repository.create({ ...s, executionArn: `${s.executionArn}-other` })).rejects.toBeInstanceOf(SessionExistsError);
+    await expect(repository.create(s, s.startedAt)).resolves.toBeUndefined(); // a retried call whose first answer was lost
+    // The same ARN for a later execution (the local runtime reuses names): not ours.
+    await expect(repository.create(s, '2099-01-01T00:00:00.000Z')).rejects.toBeInstanceOf(SessionExistsError);
     expect(await repository.get(s.sessionId)).toMatchObject({ status: 'RUNNING', projectId: 'r-create' });
   });
 

@@ -20,14 +20,18 @@ describe('the rendered session workflow', () => {
     const asl = fromTemplate(template.toJSON() as never, {}).asl;
     expect(() => assertValidAsl(asl)).not.toThrow();
     const broken = { ...asl, States: { ...asl.States, CreateSession: { ...asl.States.CreateSession, Next: 'NoSuchState' } } };
+    expect(asl.StartAt).toBe('CreateSession');
     expect(() => assertValidAsl(broken)).toThrow(/NoSuchState/);
   });
 
-  it('creates the session conditionally, and a duplicate id ends without touching it', () => {
+  it('creates the session in its first state, and a duplicate id ends without touching it', () => {
     expect(states.CreateSession).toMatchObject({
-      Resource: 'arn:aws:states:::dynamodb:putItem',
-      Parameters: { ConditionExpression: 'attribute_not_exists(pk)', 'Item.$': '$.item' },
-      Catch: [{ ErrorEquals: ['DynamoDB.ConditionalCheckFailedException'], Next: 'SessionAlreadyExists' }],
+      Type: 'Task',
+      Resource: expect.stringMatching(/:function:SessionCreator/), // payloadResponseOnly: the function ARN itself
+      Parameters: {
+        'input.$': '$', 'executionArn.$': '$$.Execution.Id', 'executionName.$': '$$.Execution.Name', 'executionStartTime.$': '$$.Execution.StartTime',
+      },
+      Catch: [{ ErrorEquals: ['SessionAlreadyExists'], Next: 'SessionAlreadyExists' }],
       Next: 'ChooseRuntime',
     });
     expect(states.CreateSession!.Catch).toHaveLength(1); // no finally-branch: the session is not ours to close
@@ -51,7 +55,7 @@ describe('the rendered session workflow', () => {
     expect(tasks.sort()).toEqual([
       'AcquireMilestone', 'AcquireSlot', 'CloseFailed', 'CreateSession', 'MarkMilestoneBroken', 'RecordAttempt', 'RecordFailedRun', 'RecordLimitedUsage', 'RecordTaskUsage',
       'RecordUsage', 'ReleaseMilestone', 'ReleaseMilestoneAfterFailure', 'ReleaseSlot', 'ReleaseSlotAfterFailure', 'ReleaseSlotAndEnd', 'RunClaude',
-      'RunClaudeOnFargate', 'ValidateInput',
+      'RunClaudeOnFargate',
     ]);
   });
 
@@ -145,7 +149,7 @@ describe('the rendered session workflow', () => {
     });
   });
 
-  it('lets the state machine write the table items only: no index, no read, no delete', () => {
+  it('lets the state machine update the table items only: no put (CreateSession\'s Lambda does), no index, no read, no delete', () => {
     const policies = template.findResources('AWS::IAM::Policy', {
       Properties: { Roles: [{ Ref: Match.stringLikeRegexp('WorkflowStateMachineRole') }] },
     });
@@ -153,7 +157,7 @@ describe('the rendered session workflow', () => {
     const dynamo = statements.filter((s: any) => JSON.stringify(s.Action).includes('dynamodb'));
     expect(dynamo).toEqual([
       expect.objectContaining({
-        Action: ['dynamodb:PutItem', 'dynamodb:UpdateItem'],
+        Action: 'dynamodb:UpdateItem',
         Resource: { 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] },
       }),
     ]);

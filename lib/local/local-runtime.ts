@@ -15,7 +15,7 @@ import { SessionRepository } from '../sessions/session-repository.js';
 import { MilestoneRepository } from '../sessions/milestone-repository.js';
 import type { LocalS3 } from './local-s3.js';
 import type { TranscriptStorage } from '../claude/transcript-store.js';
-import { assertWithinBudget, prepareSession, type SessionPolicy, type ValidateInputEvent } from '../sessions/workflow-steps.js';
+import { createSession, type SessionPolicy, type ValidateInputEvent } from '../sessions/workflow-steps.js';
 import { ProjectSlots, SLOTS_SK } from '../sessions/project-slots.js';
 import { MILESTONE_SK } from '../sessions/milestone-item.js';
 import { paginateScan } from '@aws-sdk/lib-dynamodb';
@@ -47,7 +47,7 @@ export interface LocalRuntimeOptions {
   fargateHeartbeatSeconds?: number;
   /** What holds the state, for the lock's message to others. @default 'claude-sessions' */
   command?: string;
-  /** The deployment's session policy, as the validator's environment holds it on AWS. */
+  /** The deployment's session policy, as CreateSession's environment holds it on AWS. */
   policy?: SessionPolicy;
 }
 
@@ -77,7 +77,7 @@ const STATE_MACHINE_ARN = 'arn:aws:states:us-east-1:000000000000:stateMachine:Cl
 /**
  * The synthesized state machine, run on this machine: aws-local-stepfunctions executes
  * the ASL from `cdk synth`; its Task states are routed to the real calls (DynamoDB on
- * dynalite, the validator and runner code in-process, the real Claude CLI).
+ * dynalite, the CreateSession and runner code in-process, the real Claude CLI).
  */
 export class LocalRuntime implements SessionStarter {
   readonly repository: SessionRepository;
@@ -350,13 +350,8 @@ export class LocalRuntime implements SessionStarter {
       } else if (resource.endsWith(':states:::ecs:runTask.waitForTaskToken')) {
         const heartbeatSeconds = this.fargateHeartbeatSeconds ?? (state.HeartbeatSeconds as number | undefined);
         handlers[name] = (params: EcsRunTaskParameters) => this.runFargateTask(params, heartbeatSeconds, signal);
-      } else if (this.definition.functions[resource] === 'validator') {
-        handlers[name] = (event: ValidateInputEvent) =>
-          lambdaCall(async () => {
-            const prepared = prepareSession(event, this.policy);
-            await assertWithinBudget(prepared.session.projectId, this.policy, (p, since) => this.repository.costSince(p, since));
-            return prepared;
-          });
+      } else if (this.definition.functions[resource] === 'create-session') {
+        handlers[name] = (event: ValidateInputEvent) => lambdaCall(() => createSession(event, this.policy, this.repository));
       } else if (this.definition.functions[resource] === 'runner') {
         handlers[name] = (input: RunnerInput) => lambdaCall(() => runSessionTask(input, { ...this.runnerConfig, signal, takeStandby }));
       } else {

@@ -7,7 +7,7 @@ import { PROJECT_ROOT } from '../project-root.js';
 
 export { PROJECT_ROOT };
 
-export type FunctionRole = 'validator' | 'runner';
+export type FunctionRole = 'create-session' | 'runner';
 
 /** What the embedded runtime takes from the synthesized template: nothing is copied by hand. */
 export interface WorkflowDefinition {
@@ -87,7 +87,7 @@ export async function synthesizeDefinition(): Promise<WorkflowDefinition> {
     const logicalId = (fn: { node: { defaultChild?: unknown } }) => stack.getLogicalId(fn.node.defaultChild as never);
     return fromTemplate(template, {
       [logicalId(stack.runner.function)]: 'runner',
-      [logicalId(stack.validator.function)]: 'validator',
+      [logicalId(stack.creator.function)]: 'create-session',
     });
   } finally {
     await rm(outdir, { recursive: true, force: true });

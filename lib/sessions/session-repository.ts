@@ -62,14 +62,23 @@ export class SessionRepository {
     private readonly tableName: string,
   ) {}
 
-  async create(start: SessionStart): Promise<void> {
+  /**
+   * Puts the session RUNNING, once: a session id taken by another execution throws
+   * SessionExistsError. The same execution's second put (a retried call whose answer
+   * was lost) finds its own item and succeeds without writing: same execution ARN, and
+   * started no earlier than that execution (`executionStartTime`; an ARN is reused only
+   * by the local runtime, for a later execution of the same name).
+   */
+  async create(start: SessionStart, executionStartTime?: string): Promise<void> {
     try {
       await this.client.send(
         new PutCommand({ TableName: this.tableName, Item: toSessionItem(start), ConditionExpression: CREATE_CONDITION }),
       );
     } catch (err) {
-      if (err instanceof ConditionalCheckFailedException) throw new SessionExistsError(start.sessionId);
-      throw err;
+      if (!(err instanceof ConditionalCheckFailedException)) throw err;
+      const { Item } = await this.client.send(new GetCommand({ TableName: this.tableName, Key: { pk: sessionPk(start.sessionId), sk: SESSION_SK }, ConsistentRead: true }));
+      const ours = Item?.executionArn === start.executionArn && (!executionStartTime || String(Item?.startedAt) >= executionStartTime);
+      if (!ours) throw new SessionExistsError(start.sessionId);
     }
   }
 

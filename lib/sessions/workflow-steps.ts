@@ -1,12 +1,8 @@
-import type { AttributeValue } from '@aws-sdk/client-dynamodb';
-import { marshall, type NativeAttributeValue } from '@aws-sdk/util-dynamodb';
 import { prepareSessionStart, type SessionStart } from './execution-input.js';
-import { toSessionItem } from './session-item.js';
 
-/** What ValidateInput hands on: the session to run, and the item CreateSession puts. */
+/** What CreateSession hands on: the session it created, to run. */
 export interface PreparedSession {
   session: SessionStart;
-  item: Record<string, AttributeValue>;
   /** Filled by AcquireMilestone for a milestone task; null until then (and for fresh sessions). */
   milestone: null;
   /** Filled by AcquireSlot where a concurrency limit applies. */
@@ -15,7 +11,7 @@ export interface PreparedSession {
   retry: { attempt: 1; prior: null };
 }
 
-/** What the deployment sets for every session (the validator's environment). */
+/** What the deployment sets for every session (CreateSession's environment). */
 export interface SessionPolicy {
   /** Sessions a project may run at once (a project's own limit in the table wins). @default no limit */
   maxConcurrentSessions?: number;
@@ -78,9 +74,11 @@ export interface ValidateInputEvent {
   input: unknown;
   executionArn: string;
   executionName: string;
+  /** $$.Execution.StartTime: tells this execution's own earlier put from another's. */
+  executionStartTime?: string;
 }
 
-/** The ValidateInput step, shared by the Lambda handler and the embedded runtime. */
+/** The input checked and the session to create (with the deployment's policy applied); nothing is written. */
 export function prepareSession(event: ValidateInputEvent, policy: SessionPolicy = {}, now = new Date()): PreparedSession {
   const session = prepareSessionStart(event.input, { executionArn: event.executionArn, executionName: event.executionName, now });
   // Its presence routes the session through AcquireSlot; without a limit, no slot is taken.
@@ -89,7 +87,36 @@ export function prepareSession(event: ValidateInputEvent, policy: SessionPolicy 
     session.runAttempts = policy.runAttempts;
     session.retryBaseSeconds = policy.retryBaseSeconds ?? 15;
   }
-  return {
-    session, item: marshall(toSessionItem(session) as Record<string, NativeAttributeValue>), milestone: null, slot: null, retry: { attempt: 1, prior: null },
-  };
+  return { session, milestone: null, slot: null, retry: { attempt: 1, prior: null } };
+}
+
+/** A start whose session id is taken by another execution: that session is left as it is, and Claude does not run. */
+export class SessionAlreadyExistsError extends Error {
+  override readonly name = 'SessionAlreadyExists';
+  constructor(readonly sessionId: string) {
+    super(`A session with id ${sessionId} exists already; it was left as it was and Claude did not run.`);
+  }
+}
+
+/** What CreateSession needs of the table (SessionRepository). */
+export interface SessionCreation {
+  create(start: SessionStart, executionStartTime?: string): Promise<void>;
+  costSince(projectId: string, since: string): Promise<number>;
+}
+
+/**
+ * The workflow's first state, shared by the Lambda and the embedded runtime: the input
+ * checked, the month's budget checked, and the session put RUNNING (conditionally: one
+ * write). One state, not a validator and a PutItem, so a session takes one transition less.
+ */
+export async function createSession(event: ValidateInputEvent, policy: SessionPolicy, sessions: SessionCreation): Promise<PreparedSession> {
+  const prepared = prepareSession(event, policy);
+  await assertWithinBudget(prepared.session.projectId, policy, (p, since) => sessions.costSince(p, since));
+  try {
+    await sessions.create(prepared.session, event.executionStartTime);
+  } catch (err) {
+    if ((err as Error).name === 'SessionExistsError') throw new SessionAlreadyExistsError(prepared.session.sessionId);
+    throw err;
+  }
+  return prepared;
 }
