@@ -1,14 +1,18 @@
 #!/usr/bin/env node
 // Runs the CLI from a bundle of the TypeScript sources, built on first use (bin/cli-bundle.js),
 // so `npx claude-sessions` works right after `npm ci` and starts fast.
-import { cliEntry } from './cli-bundle.js';
+import { cliEntries } from './cli-bundle.js';
 
 // The SDK only talks to the local dynalite here; its Node 20 end-of-support notice is noise.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-const { main } = await import(await cliEntry());
+const argv = process.argv.slice(2);
+const entries = await cliEntries();
+// `run` starts Claude's CLI before the rest loads (lib/cli/early-start.ts): it boots meanwhile.
+const early = argv[0] === 'run' ? await (await import(entries.earlyStart)).startEarly(argv, process.env) : undefined;
+const { main } = await import(entries.main);
 
 let interrupted = false;
-const code = await main(process.argv.slice(2), {
+const code = await main(argv, {
   stdout: (text) => process.stdout.write(text),
   stderr: (text) => process.stderr.write(text),
   env: process.env,
@@ -23,5 +27,5 @@ const code = await main(process.argv.slice(2), {
       });
     }
   },
-});
+}, early);
 process.exitCode = code;

@@ -11,17 +11,20 @@ const SOURCE_DIRS = ['lib', 'functions', 'cdk'];
 const BUNDLES = join(ROOT, 'dist', 'cli');
 const STALE_MS = 60 * 60 * 1000;
 
-/** The module URL to import `main` from: the bundle, else (no esbuild, read-only checkout) the sources through tsx. */
-export async function cliEntry() {
+/**
+ * The module URLs of the CLI's two entry points: `main`, and `earlyStart`, which `run`
+ * loads first. From the bundle, else (no esbuild, read-only checkout) the sources through tsx.
+ */
+export async function cliEntries() {
   try {
     const dir = join(BUNDLES, sourcesKey());
     if (!existsSync(join(dir, 'main.js'))) await build(dir);
-    return pathToFileURL(join(dir, 'main.js')).href;
+    return { main: pathToFileURL(join(dir, 'main.js')).href, earlyStart: pathToFileURL(join(dir, 'early-start.js')).href };
   } catch (err) {
     process.stderr.write(`note: running from the TypeScript sources (${err.message})\n`);
     const { register } = await import('tsx/esm/api');
     register();
-    return new URL('../lib/cli/main.ts', import.meta.url).href;
+    return { main: new URL('../lib/cli/main.ts', import.meta.url).href, earlyStart: new URL('../lib/cli/early-start.ts', import.meta.url).href };
   }
 }
 
@@ -42,7 +45,7 @@ async function build(dir) {
   const { build: esbuild } = await import('esbuild');
   const partial = `${dir}.${process.pid}.tmp`;
   await esbuild({
-    entryPoints: { main: join(ROOT, 'lib', 'cli', 'main.ts') },
+    entryPoints: { main: join(ROOT, 'lib', 'cli', 'main.ts'), 'early-start': join(ROOT, 'lib', 'cli', 'early-start.ts') },
     outdir: partial,
     bundle: true,
     // Each dynamic import stays its own chunk, with its packages loaded only when it is.

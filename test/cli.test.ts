@@ -1,10 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
+import { startEarly } from '../lib/cli/early-start.js';
+import { main } from '../lib/cli/main.js';
 
 const BIN = join(process.cwd(), 'bin', 'claude-sessions.js');
 let home: string;
@@ -99,6 +101,20 @@ describe('npx claude-sessions', () => {
     expect(run.stderr).toMatch(/mode: must be one of fresh, milestone/);
     const running = await cli(['list', '--status', 'RUNNING', '--json']);
     expect(JSON.parse(running.stdout)).toEqual([]);
+  });
+
+  it('stops the CLI it started ahead when the input is then refused, before it returns', async () => {
+    const sessionId = uuidv4();
+    const argv = ['run', 'hi', '--project', 'bad id', '--session-id', sessionId];
+    const early = await startEarly(argv, {});
+    expect(early?.standby?.child.pid).toBeGreaterThan(0); // started from the flags, before the schema saw them
+    let stderr = '';
+    const code = await main(argv, { stdout: () => {}, stderr: (t) => (stderr += t), env: { CLAUDE_SESSIONS_HOME: home }, cwd: home }, early);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/projectId: must be 1-64 characters/);
+    const { child } = early!.standby!;
+    expect(child.exitCode !== null || child.signalCode !== null).toBe(true); // gone now, not 3 s later when the CLI gives up on stdin
+    expect(spawnSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).stdout).not.toContain(sessionId);
   });
 
   it('with ANTHROPIC_API_KEY set talks to ANTHROPIC_BASE_URL, the same code path but the URL', async () => {

@@ -1,36 +1,17 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createRequire } from 'node:module';
-import { statSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import type { ChildProcess } from 'node:child_process';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { buildClaudeArgs, type ClaudeArgsOptions } from './claude-args.js';
+import {
+  StandbyClaude, claudeSpawn, makeHome, signalGroup, startClaude, type ClaudeProcessOptions,
+} from './claude-process.js';
 import { ClaudeResult, fromApiUsage } from './claude-result.js';
 import { ClaudeAbortedError, ClaudeCrashError, ClaudeOutputError, ClaudeSpawnError } from './errors.js';
 import type { Usage } from '../sessions/session-item.js';
 
-export interface ClaudeEndpoint {
-  /** Passed to the CLI only, never logged or returned. */
-  apiKey: string;
-  /** ANTHROPIC_BASE_URL; unset means the real API. */
-  baseUrl?: string;
-}
-
-export interface RunClaudeOptions extends ClaudeArgsOptions {
+export interface RunClaudeOptions extends ClaudeProcessOptions {
   /** Written to the CLI's stdin. */
   prompt: string;
-  endpoint: ClaudeEndpoint;
-  /** Wall-clock limit for the whole run. */
-  timeoutMs: number;
-  /** Kill when the CLI prints nothing for this long (a hung CLI or a stalled stream). */
-  idleTimeoutMs: number;
-  /** How many times the CLI itself retries a failed API call (CLAUDE_CODE_MAX_RETRIES). */
-  maxRetries?: number;
-  /** The CLI's binary; defaults to the one of @anthropic-ai/claude-code. */
-  claudePath?: string;
-  /** Where the per-run HOME is made; defaults to the OS temp dir (Lambda: /tmp). */
-  workRoot?: string;
   /** Stops the CLI (its whole process group) when the execution is aborted. */
   signal?: AbortSignal;
   /** The conversation to continue (`conversation: 'resume'`), put where the CLI looks for it. */
@@ -50,33 +31,9 @@ export type ClaudeRun = (
   transcript?: Buffer;
 };
 
+export { STANDBY_MAX_AGE_MS, StandbyClaude, defaultClaudePath, type ClaudeEndpoint, type ClaudeProcessOptions } from './claude-process.js';
+
 const KILL_GRACE_MS = 2_000;
-/** A standby is used within this time of its start, well before the CLI's 3 s wait for stdin ends. */
-export const STANDBY_MAX_AGE_MS = 2_000;
-
-let claudePath: string | undefined;
-
-/**
- * The native `claude` binary. The package's postinstall copies it over bin/claude.exe;
- * where install scripts did not run (npm --ignore-scripts, the image build), that file is a
- * stub, and the binary is taken from the platform package it would have been copied from.
- */
-export function defaultClaudePath(): string {
-  if (claudePath) return claudePath;
-  const require = createRequire(import.meta.url);
-  const wrapper = join(require.resolve('@anthropic-ai/claude-code/package.json'), '..', 'bin', 'claude.exe');
-  if (statSync(wrapper).size > 1_000_000) return (claudePath = wrapper);
-  const glibc = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime;
-  const musl = process.platform === 'linux' && !glibc ? '-musl' : '';
-  const binary = process.platform === 'win32' ? 'claude.exe' : 'claude';
-  try {
-    const platformPackage = require.resolve(`@anthropic-ai/claude-code-${process.platform}-${process.arch}${musl}/package.json`);
-    return (claudePath = join(platformPackage, '..', binary));
-  } catch {
-    return (claudePath = wrapper); // the stub, which says how to install the binary
-  }
-}
-
 /**
  * Runs the real `claude` CLI once, headless, in a throw-away HOME, and returns its
  * result. Throws for infrastructure failures (no result, crash, unparseable output).
@@ -101,100 +58,6 @@ export async function runClaude(options: RunClaudeOptions): Promise<ClaudeRun> {
   }
 }
 
-async function makeHome(workRoot: string | undefined): Promise<{ home: string; workDir: string }> {
-  const home = await mkdtemp(join(workRoot ?? tmpdir(), 'claude-run-'));
-  const workDir = join(home, 'work');
-  await mkdir(workDir, { recursive: true });
-  return { home, workDir };
-}
-
-/** How one run starts the CLI: all of it but the prompt, which goes to stdin. */
-interface ClaudeSpawn {
-  command: string;
-  args: string[];
-  env: NodeJS.ProcessEnv;
-  cwd: string;
-}
-
-function claudeSpawn(options: Omit<RunClaudeOptions, 'prompt'>, home: string, workDir: string): ClaudeSpawn {
-  return { command: options.claudePath ?? defaultClaudePath(), args: buildClaudeArgs(options), env: claudeEnv(options, home), cwd: workDir };
-}
-
-function startClaude(spec: ClaudeSpawn): ChildProcess {
-  return spawn(spec.command, spec.args, {
-    cwd: spec.cwd,
-    env: spec.env,
-    stdio: ['pipe', 'pipe', 'pipe'],
-    detached: true, // its own process group, so a kill takes the tools it started too
-  });
-}
-
-/** What must be equal for a CLI started ahead to be the one a run would start (its own HOME aside). */
-function spawnKey(spec: ClaudeSpawn, home: string): string {
-  const env = Object.entries(spec.env).map(([k, v]) => [k, v?.split(home).join('<home>')]).sort();
-  return JSON.stringify([spec.command, spec.args, env]);
-}
-
-/**
- * The CLI, started before its prompt is known: it boots (most of a cold run's second)
- * while the workflow creates the session, then waits on stdin. Until the prompt arrives
- * it sends no Messages request, so nothing is spent before the session exists; a standby
- * that is not claimed is stopped. Only fresh conversations: a resumed one needs its
- * transcript in place before the CLI starts.
- */
-export class StandbyClaude {
-  private state: 'waiting' | 'claimed' | 'gone' = 'waiting';
-  private readonly startedAt = Date.now();
-
-  /** Whether a run took it (else it was, or will be, stopped unused). */
-  get claimed(): boolean {
-    return this.state === 'claimed';
-  }
-
-  private constructor(
-    private readonly key: string,
-    readonly child: ChildProcess,
-    readonly home: string,
-    readonly workDir: string,
-  ) {
-    child.once('error', () => (this.state = 'gone')); // a spawn failure shows again, in full, when the run spawns anew
-    child.once('exit', () => {
-      if (this.state === 'waiting') this.state = 'gone';
-    });
-    child.stdin?.on('error', () => {});
-  }
-
-  static async start(options: Omit<RunClaudeOptions, 'prompt' | 'standby' | 'restoreTranscript' | 'signal'>): Promise<StandbyClaude> {
-    if (options.conversation !== 'fresh') throw new Error('only a fresh conversation can be started ahead of its prompt');
-    const { home, workDir } = await makeHome(options.workRoot);
-    const spec = claudeSpawn(options, home, workDir);
-    return new StandbyClaude(spawnKey(spec, home), startClaude(spec), home, workDir);
-  }
-
-  /** Hands the process to a run that would start the very same one; undefined otherwise. */
-  claim(options: RunClaudeOptions): { child: ChildProcess; home: string; workDir: string } | undefined {
-    if (this.state !== 'waiting' || options.restoreTranscript || options.conversation !== 'fresh') return undefined;
-    // The CLI gives up on stdin 3 s after it starts ("no stdin data received in 3s", 2.1.x):
-    // an older standby could read an empty prompt and fail the session, so it is not used.
-    if (Date.now() - this.startedAt > STANDBY_MAX_AGE_MS) return undefined;
-    if (spawnKey(claudeSpawn(options, this.home, this.workDir), this.home) !== this.key) return undefined;
-    this.state = 'claimed';
-    return { child: this.child, home: this.home, workDir: this.workDir };
-  }
-
-  /** Stops an unclaimed CLI (it never had a prompt) and removes its HOME. */
-  async discard(): Promise<void> {
-    if (this.state === 'claimed') return;
-    this.state = 'gone';
-    if (this.child.exitCode === null && this.child.signalCode === null) {
-      const exited = new Promise((resolve) => this.child.once('exit', resolve));
-      signalGroup(this.child.pid, 'SIGKILL');
-      await exited;
-    }
-    await rm(this.home, { recursive: true, force: true });
-  }
-}
-
 /**
  * The CLI keeps a conversation under $CLAUDE_CONFIG_DIR/projects/<cwd, every character
  * outside [A-Za-z0-9] replaced by "-">/<session id>.jsonl (measured with 2.1.197: a
@@ -212,27 +75,6 @@ async function findTranscript(configDir: string, sessionId: string): Promise<Buf
     if (body) return body;
   }
   return undefined;
-}
-
-function claudeEnv(options: Omit<RunClaudeOptions, 'prompt'>, home: string): NodeJS.ProcessEnv {
-  // A fresh environment, not process.env: the runner's AWS credentials and other
-  // secrets stay out of reach of the CLI and of any tool it runs.
-  const env: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
-    HOME: home,
-    CLAUDE_CONFIG_DIR: join(home, '.claude'),
-    TMPDIR: home,
-    LANG: 'C.UTF-8',
-    ANTHROPIC_API_KEY: options.endpoint.apiKey,
-    DISABLE_AUTOUPDATER: '1',
-    DISABLE_TELEMETRY: '1',
-    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
-    CLAUDE_CODE_MAX_RETRIES: String(options.maxRetries ?? 2),
-    // A single stalled request must not outlive the run's own limit.
-    API_TIMEOUT_MS: String(Math.max(1_000, Math.min(options.timeoutMs, 600_000))),
-  };
-  if (options.endpoint.baseUrl) env.ANTHROPIC_BASE_URL = options.endpoint.baseUrl;
-  return env;
 }
 
 /** Gives the CLI its prompt, reads its stream, and enforces the limits. */
@@ -308,15 +150,6 @@ async function superviseClaude(options: RunClaudeOptions, child: ChildProcess): 
   if (exit.code === 0) throw new ClaudeOutputError('the Claude CLI exited 0 but printed no JSON result');
   const error = new ClaudeCrashError(exit.code, exit.signal, stderrTail.trim());
   return { kind: 'crashed', error, usage: progress.usage(), numTurns: progress.turns, wallMs };
-}
-
-function signalGroup(pid: number | undefined, signal: NodeJS.Signals): void {
-  if (!pid) return;
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // already gone
-  }
 }
 
 /** Usage as the stream reports it, for runs that are killed before their result. */

@@ -12,7 +12,10 @@ import {
 import { claudeFailure, isTransientFailure, usageOf } from './claude-result.js';
 import { SessionIdMismatchError } from './errors.js';
 import type { PermissionMode } from './claude-args.js';
-import { runClaude, StandbyClaude, type ClaudeEndpoint, type RunClaudeOptions } from './run-claude.js';
+import { runClaude, type ClaudeEndpoint } from './run-claude.js';
+import { claudeProcessOptions, type StandbyClaude } from './claude-process.js';
+
+export { DEFAULT_IDLE_TIMEOUT_MS, standbyForSession } from './claude-process.js';
 import { releaseAfterRunValues, toMilestoneRecord, type MilestoneRecord, type TranscriptPointer } from '../sessions/milestone-item.js';
 import type { TranscriptStorage } from './transcript-store.js';
 
@@ -76,39 +79,6 @@ export interface TaskResult {
   next?: NextAttempt;
 }
 
-/** How this runner starts the CLI for a session: one place, so a standby started ahead matches. */
-function claudeOptions(start: SessionStart, config: RunnerConfig, sessionId: string, conversation: 'fresh' | 'start' | 'resume') {
-  let timeoutMs = start.timeoutSeconds * 1000;
-  if (config.remainingMs) timeoutMs = Math.max(1_000, Math.min(timeoutMs, config.remainingMs() - REPORT_MARGIN_MS));
-  return {
-    sessionId,
-    conversation,
-    maxTurns: start.maxTurns,
-    maxBudgetUsd: start.maxBudgetUsd,
-    endpoint: config.endpoint,
-    timeoutMs,
-    idleTimeoutMs: config.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
-    maxRetries: config.maxRetries,
-    claudePath: config.claudePath,
-    workRoot: config.workRoot,
-    tools: config.tools,
-    permissionMode: config.permissionMode,
-  } satisfies Omit<RunClaudeOptions, 'prompt'>;
-}
-
-/**
- * Starts the CLI of a fresh session before the workflow reaches its runner (a cold
- * `claude-sessions run`): it boots meanwhile, and gets its prompt only from the runner.
- */
-export async function standbyForSession(start: SessionStart, config: RunnerConfig): Promise<StandbyClaude> {
-  if (start.mode !== 'fresh') throw new Error('only a fresh session has its CLI started ahead');
-  return StandbyClaude.start(claudeOptions(start, config, start.sessionId, 'fresh'));
-}
-
-/** Time kept back from the platform's limit to report and close the session. */
-const REPORT_MARGIN_MS = 30_000;
-export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
-
 /**
  * The runner's one job: run Claude for a created session and say how it went.
  * A Claude-level failure is an outcome (its usage was spent and is recorded);
@@ -127,7 +97,7 @@ export async function runSessionTask({ session: start, milestone: lease, retry }
   const restored = milestone?.transcript ? await config.transcripts!.load(milestone.milestoneId, milestone.transcript) : undefined;
 
   const run = await runClaude({
-    ...claudeOptions(start, config, claudeSessionId, !milestone ? 'fresh' : restored ? 'resume' : 'start'),
+    ...claudeProcessOptions(start, config, claudeSessionId, !milestone ? 'fresh' : restored ? 'resume' : 'start'),
     prompt: start.prompt,
     restoreTranscript: restored,
     signal: config.signal,

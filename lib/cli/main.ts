@@ -2,16 +2,15 @@ import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { v4 as uuidv4, validate as isUuid } from 'uuid';
-import { InvalidInputError, prepareSessionStart, validateStartInput } from '../sessions/execution-input.js';
+import { validate as isUuid } from 'uuid';
+import { InvalidInputError, validateStartInput } from '../sessions/execution-input.js';
 import { SESSION_STATUSES, readableCause, type SessionRecord, type SessionStatus } from '../sessions/session-item.js';
 import type { UsageTotals } from '../sessions/session-repository.js';
 import type { EventLog, LocalRuntime } from '../local/local-runtime.js';
 import { ABORT_REQUESTS_DIR, LocalStateBusyError } from '../local/state-lock.js';
 import { sessionPolicyFromEnv, type SessionPolicy } from '../sessions/workflow-steps.js';
-import { standbyForSession } from '../claude/run-session-task.js';
-import type { ClaudeEndpoint, StandbyClaude } from '../claude/run-claude.js';
-import { AnthropicStandIn } from '../local/anthropic-stand-in.js';
+import { startRun, type EarlyStart } from './early-start.js';
+import { parseRunFlags, runInput, type RunFlags } from './run-flags.js';
 import { formatMilestone, formatMs, formatSession, formatSessionTable, formatUsageTable } from './format.js';
 
 /** Local limits come from the environment: CLAUDE_SESSIONS_MAX_CONCURRENT_SESSIONS, CLAUDE_SESSIONS_MONTHLY_BUDGET_USD. */
@@ -60,12 +59,13 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
-export async function main(argv: string[], io: CliIo): Promise<number> {
+/** `early`: what bin/claude-sessions.js started before loading this (startEarly), for `run`. */
+export async function main(argv: string[], io: CliIo, early?: EarlyStart): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
       case 'run':
-        return await runCommand(rest, io);
+        return await runCommand(rest, io, early);
       case 'list':
         return await listCommand(rest, io);
       case 'show':
@@ -117,46 +117,20 @@ function home(io: CliIo): string {
   return io.env.CLAUDE_SESSIONS_HOME || join(io.cwd, '.claude-sessions');
 }
 
-function numberFlag(value: string | undefined): number | string | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  // Left as text when not a number, so the schema names the field in its error.
-  return value.trim() !== '' && Number.isFinite(n) ? n : value;
+async function runCommand(args: string[], io: CliIo, early?: EarlyStart): Promise<number> {
+  try {
+    const { values, positionals } = parseRunFlags(args);
+    if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
+    early ??= await startRun(positionals[0], values, io.env);
+    return await runSession(positionals[0], values, io, early);
+  } finally {
+    await early?.standby?.discard(); // nothing if a runner took it
+    await early?.standIn?.close();
+  }
 }
 
-async function runCommand(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parse(
-    args,
-    {
-      project: { type: 'string' },
-      task: { type: 'string' },
-      'session-id': { type: 'string' },
-      mode: { type: 'string' },
-      milestone: { type: 'string' },
-      runtime: { type: 'string' },
-      'max-turns': { type: 'string' },
-      'max-budget-usd': { type: 'string' },
-      'timeout-seconds': { type: 'string' },
-      json: { type: 'boolean', default: false },
-    },
-    1,
-  );
-  const input = Object.fromEntries(
-    Object.entries({
-      prompt: positionals[0] ?? '',
-      // A milestone task's project is its milestone's (filled in below) unless given.
-      projectId: values.project ?? 'default',
-      taskId: values.task,
-      sessionId: values['session-id'] ?? uuidv4(),
-      mode: values.mode ?? (values.milestone ? 'milestone' : undefined),
-      milestoneId: values.milestone,
-      runtime: values.runtime,
-      maxTurns: numberFlag(values['max-turns']),
-      maxBudgetUsd: numberFlag(values['max-budget-usd']),
-      timeoutSeconds: numberFlag(values['timeout-seconds']),
-      trigger: 'cli',
-    }).filter(([, v]) => v !== undefined),
-  );
+async function runSession(prompt: string | undefined, values: RunFlags, io: CliIo, early: EarlyStart): Promise<number> {
+  const input = runInput(prompt, values, early.sessionId);
   // The same schema the workflow applies, first here: a bad flag costs no execution.
   validateStartInput(input);
   const sessionId = String(input.sessionId);
@@ -164,15 +138,11 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
   const started = Date.now();
   const progress = (text: string) => io.stderr(`${text}\n`);
   const policy = sessionPolicyFromEnv(io.env, POLICY_ENV_PREFIX);
-  const { endpoint, standIn } = await claudeEndpoint(io.env);
-  let standby: StandbyClaude | undefined;
+  const { endpoint, standIn } = early;
   let runtime: LocalRuntime | undefined;
   try {
     if (standIn) progress(`No ANTHROPIC_API_KEY set: Claude runs against the built-in local stand-in at ${standIn.url}.`);
     else progress(`Claude runs against ${endpoint.baseUrl ?? 'the Anthropic API'}.`);
-    // A fresh session's CLI boots while the runtime loads; it gets its prompt only from the runner.
-    const start = prepareSessionStart(input, { executionArn: '', executionName: sessionId });
-    if (start.mode === 'fresh' && start.runtime === 'lambda') standby = await standbyForSession(start, { endpoint });
     runtime = await startRuntime({ home: home(io), command: `claude-sessions run ${sessionId}`, policy, endpoint });
     // A milestone task without --project is in its milestone's project.
     if (values.milestone && !values.project) input.projectId = (await runtime.milestones.get(values.milestone))?.projectId ?? input.projectId;
@@ -181,9 +151,9 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
       repository: runtime.repository, milestones: runtime.milestones, slots: runtime.slots, policy,
     });
     progress(`Session ${sessionId} · project ${input.projectId}${values.milestone ? ` · milestone ${values.milestone}` : ''} · local state machine`);
-    const startedAhead = standby;
-    const execution = runtime.startExecution(input, sessionId, { standby });
-    standby = undefined; // the execution's now: its runner takes it, or its end stops it
+    // A fresh session's CLI has been booting since startEarly; the runner gives it its prompt.
+    const startedAhead = early.standby;
+    const execution = runtime.startExecution(input, sessionId, { standby: startedAhead });
     io.onInterrupt?.(() => {
       progress('Interrupted: aborting the execution…');
       execution.abort();
@@ -205,17 +175,8 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
     progress(`Done in ${formatMs(Date.now() - started)}${startedAhead?.claimed ? " (Claude's CLI was started ahead, while the workflow created the session)" : ''}.`);
     return session.status === 'COMPLETED' ? 0 : 1;
   } finally {
-    await standby?.discard();
     await runtime?.close();
-    await standIn?.close();
   }
-}
-
-/** Claude's endpoint: ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL) when set, else a local stand-in started here. */
-async function claudeEndpoint(env: NodeJS.ProcessEnv): Promise<{ endpoint: ClaudeEndpoint; standIn?: AnthropicStandIn }> {
-  if (env.ANTHROPIC_API_KEY) return { endpoint: { apiKey: env.ANTHROPIC_API_KEY, baseUrl: env.ANTHROPIC_BASE_URL || undefined } };
-  const standIn = await new AnthropicStandIn().start();
-  return { endpoint: { apiKey: 'sk-ant-local-stand-in', baseUrl: standIn.url }, standIn };
 }
 
 async function showStates(events: AsyncIterable<EventLog>, started: number, print: (s: string) => void): Promise<void> {

@@ -1,20 +1,12 @@
 import { createHash } from 'node:crypto';
 import { v5 as uuidv5, validate as isUuid } from 'uuid';
 import { z } from 'zod';
+import {
+  DEFAULT_FARGATE_TIMEOUT_SECONDS, DEFAULT_LAMBDA_TIMEOUT_SECONDS, FARGATE_REPORT_MARGIN_SECONDS, MAX_FARGATE_INPUT_BYTES,
+  MAX_FARGATE_TIMEOUT_SECONDS, MAX_LAMBDA_TIMEOUT_SECONDS, MAX_PROMPT_CHARS,
+} from './session-limits.js';
 
-export const MAX_PROMPT_CHARS = 100_000;
-/** Lambda's hard limit is 900 s; the runner keeps a minute to report and close. */
-export const MAX_LAMBDA_TIMEOUT_SECONDS = 840;
-export const MAX_FARGATE_TIMEOUT_SECONDS = 28_800;
-export const DEFAULT_LAMBDA_TIMEOUT_SECONDS = 840;
-export const DEFAULT_FARGATE_TIMEOUT_SECONDS = 7_200;
-/**
- * ECS container overrides are limited to 8 KiB in all, and carry the input with what the
- * workflow adds (derived fields, the milestone's pointer, the task token).
- */
-export const MAX_FARGATE_INPUT_BYTES = 5_500;
-/** Room the platform gives a Fargate task past the runner's own limit, to report. */
-export const FARGATE_REPORT_MARGIN_SECONDS = 300;
+export * from './session-limits.js';
 
 const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 const idField = z.string().regex(ID_PATTERN, 'must be 1-64 characters of A-Z a-z 0-9 . _ -');

@@ -1,0 +1,244 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { statSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildClaudeArgs, type ClaudeArgsOptions } from './claude-args.js';
+
+// How the CLI process is started: no schema library here, so a cold `run` can start
+// Claude's CLI before it loads anything else (bin/claude-sessions.js, lib/cli/early-start.ts).
+
+export interface ClaudeEndpoint {
+  /** Passed to the CLI only, never logged or returned. */
+  apiKey: string;
+  /** ANTHROPIC_BASE_URL; unset means the real API. */
+  baseUrl?: string;
+}
+
+/** Everything that decides how the CLI process is started (all of a run's options but the prompt and its lifecycle). */
+export interface ClaudeProcessOptions extends ClaudeArgsOptions {
+  endpoint: ClaudeEndpoint;
+  /** Wall-clock limit for the whole run. */
+  timeoutMs: number;
+  /** Kill when the CLI prints nothing for this long (a hung CLI or a stalled stream). */
+  idleTimeoutMs: number;
+  /** How many times the CLI itself retries a failed API call (CLAUDE_CODE_MAX_RETRIES). */
+  maxRetries?: number;
+  /** The CLI's binary; defaults to the one of @anthropic-ai/claude-code. */
+  claudePath?: string;
+  /** Where the per-run HOME is made; defaults to the OS temp dir (Lambda: /tmp). */
+  workRoot?: string;
+}
+
+/** A standby is used within this time of its start, well before the CLI's 3 s wait for stdin ends. */
+export const STANDBY_MAX_AGE_MS = 2_000;
+
+let claudePath: string | undefined;
+
+/**
+ * The native `claude` binary. The package's postinstall copies it over bin/claude.exe;
+ * where install scripts did not run (npm --ignore-scripts, the image build), that file is a
+ * stub, and the binary is taken from the platform package it would have been copied from.
+ */
+export function defaultClaudePath(): string {
+  if (claudePath) return claudePath;
+  const require = createRequire(import.meta.url);
+  const wrapper = join(require.resolve('@anthropic-ai/claude-code/package.json'), '..', 'bin', 'claude.exe');
+  if (statSync(wrapper).size > 1_000_000) return (claudePath = wrapper);
+  const glibc = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime;
+  const musl = process.platform === 'linux' && !glibc ? '-musl' : '';
+  const binary = process.platform === 'win32' ? 'claude.exe' : 'claude';
+  try {
+    const platformPackage = require.resolve(`@anthropic-ai/claude-code-${process.platform}-${process.arch}${musl}/package.json`);
+    return (claudePath = join(platformPackage, '..', binary));
+  } catch {
+    return (claudePath = wrapper); // the stub, which says how to install the binary
+  }
+}
+
+export async function makeHome(workRoot: string | undefined): Promise<{ home: string; workDir: string }> {
+  const home = await mkdtemp(join(workRoot ?? tmpdir(), 'claude-run-'));
+  const workDir = join(home, 'work');
+  await mkdir(workDir, { recursive: true });
+  return { home, workDir };
+}
+
+/** How one run starts the CLI: all of it but the prompt, which goes to stdin. */
+export interface ClaudeSpawn {
+  command: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+}
+
+export function claudeSpawn(options: ClaudeProcessOptions, home: string, workDir: string): ClaudeSpawn {
+  return { command: options.claudePath ?? defaultClaudePath(), args: buildClaudeArgs(options), env: claudeEnv(options, home), cwd: workDir };
+}
+
+export function startClaude(spec: ClaudeSpawn): ChildProcess {
+  return spawn(spec.command, spec.args, {
+    cwd: spec.cwd,
+    env: spec.env,
+    stdio: ['pipe', 'pipe', 'pipe'],
+    detached: true, // its own process group, so a kill takes the tools it started too
+  });
+}
+
+/** What must be equal for a CLI started ahead to be the one a run would start (its own HOME aside). */
+function spawnKey(spec: ClaudeSpawn, home: string): string {
+  const env = Object.entries(spec.env).map(([k, v]) => [k, v?.split(home).join('<home>')]).sort();
+  return JSON.stringify([spec.command, spec.args, env]);
+}
+
+/**
+ * The CLI, started before its prompt is known: it boots (most of a cold run's second)
+ * while the workflow creates the session, then waits on stdin. Until the prompt arrives
+ * it sends no Messages request, so nothing is spent before the session exists; a standby
+ * that is not claimed is stopped. Only fresh conversations: a resumed one needs its
+ * transcript in place before the CLI starts.
+ */
+export class StandbyClaude {
+  private state: 'waiting' | 'claimed' | 'gone' = 'waiting';
+  private readonly startedAt = Date.now();
+
+  /** Whether a run took it (else it was, or will be, stopped unused). */
+  get claimed(): boolean {
+    return this.state === 'claimed';
+  }
+
+  private constructor(
+    private readonly key: string,
+    readonly child: ChildProcess,
+    readonly home: string,
+    readonly workDir: string,
+  ) {
+    child.once('error', () => (this.state = 'gone')); // a spawn failure shows again, in full, when the run spawns anew
+    child.once('exit', () => {
+      if (this.state === 'waiting') this.state = 'gone';
+    });
+    child.stdin?.on('error', () => {});
+  }
+
+  static async start(options: ClaudeProcessOptions): Promise<StandbyClaude> {
+    if (options.conversation !== 'fresh') throw new Error('only a fresh conversation can be started ahead of its prompt');
+    const { home, workDir } = await makeHome(options.workRoot);
+    const spec = claudeSpawn(options, home, workDir);
+    return new StandbyClaude(spawnKey(spec, home), startClaude(spec), home, workDir);
+  }
+
+  /** Hands the process to a run that would start the very same one; undefined otherwise. */
+  claim(options: ClaudeProcessOptions & { restoreTranscript?: Buffer }): { child: ChildProcess; home: string; workDir: string } | undefined {
+    if (this.state !== 'waiting' || options.restoreTranscript || options.conversation !== 'fresh') return undefined;
+    // The CLI gives up on stdin 3 s after it starts ("no stdin data received in 3s", 2.1.x):
+    // an older standby could read an empty prompt and fail the session, so it is not used.
+    if (Date.now() - this.startedAt > STANDBY_MAX_AGE_MS) return undefined;
+    if (spawnKey(claudeSpawn(options, this.home, this.workDir), this.home) !== this.key) return undefined;
+    this.state = 'claimed';
+    return { child: this.child, home: this.home, workDir: this.workDir };
+  }
+
+  /** Stops an unclaimed CLI (it never had a prompt) and removes its HOME. */
+  async discard(): Promise<void> {
+    if (this.state === 'claimed') return;
+    this.state = 'gone';
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      const exited = new Promise((resolve) => this.child.once('exit', resolve));
+      signalGroup(this.child.pid, 'SIGKILL');
+      await exited;
+    }
+    await rm(this.home, { recursive: true, force: true });
+  }
+}
+
+function claudeEnv(options: ClaudeProcessOptions, home: string): NodeJS.ProcessEnv {
+  // A fresh environment, not process.env: the runner's AWS credentials and other
+  // secrets stay out of reach of the CLI and of any tool it runs.
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+    HOME: home,
+    CLAUDE_CONFIG_DIR: join(home, '.claude'),
+    TMPDIR: home,
+    LANG: 'C.UTF-8',
+    ANTHROPIC_API_KEY: options.endpoint.apiKey,
+    DISABLE_AUTOUPDATER: '1',
+    DISABLE_TELEMETRY: '1',
+    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
+    CLAUDE_CODE_MAX_RETRIES: String(options.maxRetries ?? 2),
+    // A single stalled request must not outlive the run's own limit.
+    API_TIMEOUT_MS: String(Math.max(1_000, Math.min(options.timeoutMs, 600_000))),
+  };
+  if (options.endpoint.baseUrl) env.ANTHROPIC_BASE_URL = options.endpoint.baseUrl;
+  return env;
+}
+
+export function signalGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (!pid) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+/** Time kept back from the platform's limit to report and close the session. */
+const REPORT_MARGIN_MS = 30_000;
+export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
+
+/** What of a session decides how its CLI starts (SessionStart has it all). */
+export interface SessionClaudeSettings {
+  sessionId: string;
+  mode: 'fresh' | 'milestone';
+  maxTurns?: number;
+  maxBudgetUsd?: number;
+  timeoutSeconds: number;
+}
+
+/** What of the runner's configuration decides it (RunnerConfig has it all). */
+export interface RunnerClaudeSettings {
+  endpoint: ClaudeEndpoint;
+  claudePath?: string;
+  workRoot?: string;
+  /** @default 300 s without a line of output */
+  idleTimeoutMs?: number;
+  /** @default 2 */
+  maxRetries?: number;
+  /** Time the platform still gives this run (Lambda's remaining time), if bounded. */
+  remainingMs?: () => number;
+  tools?: readonly string[];
+  permissionMode?: ClaudeArgsOptions['permissionMode'];
+}
+
+/** How the runner starts the CLI for a session: one place, so a standby started ahead matches. */
+export function claudeProcessOptions(
+  session: SessionClaudeSettings,
+  config: RunnerClaudeSettings,
+  sessionId: string,
+  conversation: ClaudeArgsOptions['conversation'],
+): ClaudeProcessOptions {
+  let timeoutMs = session.timeoutSeconds * 1000;
+  if (config.remainingMs) timeoutMs = Math.max(1_000, Math.min(timeoutMs, config.remainingMs() - REPORT_MARGIN_MS));
+  return {
+    sessionId,
+    conversation,
+    maxTurns: session.maxTurns,
+    maxBudgetUsd: session.maxBudgetUsd,
+    endpoint: config.endpoint,
+    timeoutMs,
+    idleTimeoutMs: config.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+    maxRetries: config.maxRetries,
+    claudePath: config.claudePath,
+    workRoot: config.workRoot,
+    tools: config.tools,
+    permissionMode: config.permissionMode,
+  };
+}
+
+/**
+ * Starts the CLI of a fresh session before the workflow reaches its runner (a cold
+ * `claude-sessions run`): it boots meanwhile, and gets its prompt only from the runner.
+ */
+export async function standbyForSession(session: SessionClaudeSettings, config: RunnerClaudeSettings): Promise<StandbyClaude> {
+  if (session.mode !== 'fresh') throw new Error('only a fresh session has its CLI started ahead');
+  return StandbyClaude.start(claudeProcessOptions(session, config, session.sessionId, 'fresh'));
+}

@@ -1,0 +1,61 @@
+import type { ClaudeEndpoint } from '../claude/claude-process.js';
+import { standbyForSession, type StandbyClaude } from '../claude/claude-process.js';
+import { AnthropicStandIn } from '../local/anthropic-stand-in.js';
+import { DEFAULT_LAMBDA_TIMEOUT_SECONDS } from '../sessions/session-limits.js';
+import { parseRunFlags, runInput, type RunFlags } from './run-flags.js';
+
+/** What `run` settles before the runtime loads: the session id, Claude's endpoint, and the CLI started ahead. */
+export interface EarlyStart {
+  sessionId: string;
+  endpoint: ClaudeEndpoint;
+  /** Started here when no ANTHROPIC_API_KEY is set; the command closes it. */
+  standIn?: AnthropicStandIn;
+  /** A fresh session's CLI, booting while the rest loads; the command hands it on or stops it. */
+  standby?: StandbyClaude;
+}
+
+/**
+ * The first thing `claude-sessions run` does, before zod, the SDK or the state machine
+ * load (bin/claude-sessions.js imports this alone first): Claude's CLI takes most of a
+ * second to start, and starts now. Nothing here is trusted: the command checks the input
+ * with the schema, and a standby started from flags it refuses is stopped unused.
+ */
+export async function startEarly(argv: string[], env: NodeJS.ProcessEnv): Promise<EarlyStart | undefined> {
+  const [command, ...args] = argv;
+  if (command !== 'run') return undefined;
+  let parsed: ReturnType<typeof parseRunFlags>;
+  try {
+    parsed = parseRunFlags(args);
+  } catch {
+    return undefined; // the command says what is wrong with the flags
+  }
+  return startRun(parsed.positionals[0], parsed.values, env);
+}
+
+/** The same, from parsed flags (the command calls it itself when the bin did not). */
+export async function startRun(prompt: string | undefined, values: RunFlags, env: NodeJS.ProcessEnv): Promise<EarlyStart> {
+  const input = runInput(prompt, values);
+  const sessionId = String(input.sessionId);
+  const { endpoint, standIn } = await claudeEndpoint(env);
+  const number = (v: unknown) => (typeof v === 'number' ? v : undefined);
+  const fresh = (input.mode ?? 'fresh') === 'fresh' && (input.runtime ?? 'lambda') === 'lambda';
+  const numeric = [input.maxTurns, input.maxBudgetUsd, input.timeoutSeconds].every((v) => v === undefined || typeof v === 'number');
+  let standby: StandbyClaude | undefined;
+  if (fresh && numeric) {
+    standby = await standbyForSession(
+      {
+        sessionId, mode: 'fresh', maxTurns: number(input.maxTurns), maxBudgetUsd: number(input.maxBudgetUsd),
+        timeoutSeconds: number(input.timeoutSeconds) ?? DEFAULT_LAMBDA_TIMEOUT_SECONDS,
+      },
+      { endpoint },
+    ).catch(() => undefined); // only a speed-up: the runner starts its own
+  }
+  return { sessionId, endpoint, standIn, standby };
+}
+
+/** Claude's endpoint: ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL) when set, else a local stand-in started here. */
+async function claudeEndpoint(env: NodeJS.ProcessEnv): Promise<{ endpoint: ClaudeEndpoint; standIn?: AnthropicStandIn }> {
+  if (env.ANTHROPIC_API_KEY) return { endpoint: { apiKey: env.ANTHROPIC_API_KEY, baseUrl: env.ANTHROPIC_BASE_URL || undefined } };
+  const standIn = await new AnthropicStandIn().start();
+  return { endpoint: { apiKey: 'sk-ant-local-stand-in', baseUrl: standIn.url }, standIn };
+}

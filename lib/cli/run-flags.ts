@@ -1,0 +1,50 @@
+import { randomUUID } from 'node:crypto';
+import { parseArgs } from 'node:util';
+
+/** `claude-sessions run`'s flags: one spec for the early start and for the command. */
+export const RUN_FLAGS = {
+  project: { type: 'string' },
+  task: { type: 'string' },
+  'session-id': { type: 'string' },
+  mode: { type: 'string' },
+  milestone: { type: 'string' },
+  runtime: { type: 'string' },
+  'max-turns': { type: 'string' },
+  'max-budget-usd': { type: 'string' },
+  'timeout-seconds': { type: 'string' },
+  json: { type: 'boolean', default: false },
+} as const;
+
+export type RunFlags = ReturnType<typeof parseRunFlags>['values'];
+
+/** Throws ERR_PARSE_ARGS_* for an unknown flag or a missing value. */
+export function parseRunFlags(args: string[]) {
+  return parseArgs({ args, options: RUN_FLAGS, allowPositionals: true, strict: true });
+}
+
+export function numberFlag(value: string | undefined): number | string | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  // Left as text when not a number, so the schema names the field in its error.
+  return value.trim() !== '' && Number.isFinite(n) ? n : value;
+}
+
+/** The execution input the flags describe (unchecked: the schema checks it, naming each bad field). */
+export function runInput(prompt: string | undefined, values: RunFlags, sessionId: string = values['session-id'] ?? randomUUID()): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries({
+      prompt: prompt ?? '',
+      // A milestone task's project is its milestone's (filled in by the command) unless given.
+      projectId: values.project ?? 'default',
+      taskId: values.task,
+      sessionId,
+      mode: values.mode ?? (values.milestone ? 'milestone' : undefined),
+      milestoneId: values.milestone,
+      runtime: values.runtime,
+      maxTurns: numberFlag(values['max-turns']),
+      maxBudgetUsd: numberFlag(values['max-budget-usd']),
+      timeoutSeconds: numberFlag(values['timeout-seconds']),
+      trigger: 'cli',
+    }).filter(([, v]) => v !== undefined),
+  );
+}
