@@ -22,7 +22,7 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 const { values } = parseArgs({
   options: {
     n: { type: 'string', default: '10' },
-    'cold-n': { type: 'string', default: '5' },
+    'cold-n': { type: 'string', default: '10' },
     concurrency: { type: 'string', default: '1,10,50' },
   },
 });

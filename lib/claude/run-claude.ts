@@ -9,6 +9,8 @@ import { ClaudeResult, fromApiUsage } from './claude-result.js';
 import { ClaudeAbortedError, ClaudeCrashError, ClaudeOutputError, ClaudeSpawnError } from './errors.js';
 import type { Usage } from '../sessions/session-item.js';
 
+export { STANDBY_MAX_AGE_MS, StandbyClaude, defaultClaudePath, type ClaudeEndpoint, type ClaudeProcessOptions } from './claude-process.js';
+
 export interface RunClaudeOptions extends ClaudeProcessOptions {
   /** Written to the CLI's stdin. */
   prompt: string;
@@ -31,9 +33,8 @@ export type ClaudeRun = (
   transcript?: Buffer;
 };
 
-export { STANDBY_MAX_AGE_MS, StandbyClaude, defaultClaudePath, type ClaudeEndpoint, type ClaudeProcessOptions } from './claude-process.js';
-
 const KILL_GRACE_MS = 2_000;
+
 /**
  * Runs the real `claude` CLI once, headless, in a throw-away HOME, and returns its
  * result. Throws for infrastructure failures (no result, crash, unparseable output).

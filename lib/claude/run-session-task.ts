@@ -11,29 +11,17 @@ import {
 } from '../sessions/session-item.js';
 import { claudeFailure, isTransientFailure, usageOf } from './claude-result.js';
 import { SessionIdMismatchError } from './errors.js';
-import type { PermissionMode } from './claude-args.js';
-import { runClaude, type ClaudeEndpoint } from './run-claude.js';
-import { claudeProcessOptions, type StandbyClaude } from './claude-process.js';
-
-export { DEFAULT_IDLE_TIMEOUT_MS, standbyForSession } from './claude-process.js';
+import { runClaude } from './run-claude.js';
+import { claudeProcessOptions, type RunnerClaudeSettings, type StandbyClaude } from './claude-process.js';
 import { releaseAfterRunValues, toMilestoneRecord, type MilestoneRecord, type TranscriptPointer } from '../sessions/milestone-item.js';
 import type { TranscriptStorage } from './transcript-store.js';
 
-export interface RunnerConfig {
-  endpoint: ClaudeEndpoint;
-  claudePath?: string;
-  workRoot?: string;
-  /** @default 300 s without a line of output */
-  idleTimeoutMs?: number;
-  /** @default 2 */
-  maxRetries?: number;
-  /** Time the platform still gives this run (Lambda's remaining time), if bounded. */
-  remainingMs?: () => number;
+export { DEFAULT_IDLE_TIMEOUT_MS, standbyForSession } from './claude-process.js';
+
+/** How the CLI starts (RunnerClaudeSettings: endpoint, binary, limits, tools), and the rest the runner needs. */
+export interface RunnerConfig extends RunnerClaudeSettings {
   now?: () => Date;
   signal?: AbortSignal;
-  /** The CLI's tool allow-list and permission mode (claude-args.ts has the defaults). */
-  tools?: readonly string[];
-  permissionMode?: PermissionMode;
   /** Where milestone transcripts are kept; required for milestone tasks only. */
   transcripts?: TranscriptStorage;
   /** A CLI started ahead for this session (standbyForSession), if one was. */
