@@ -2,14 +2,15 @@
 // whenever a source changes. Loading the TypeScript through tsx costs ~0.4 s at every
 // start, which a cold `claude-sessions run` would pay on top of Claude's own start.
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SOURCE_DIRS = ['lib', 'functions', 'cdk'];
 const BUNDLES = join(ROOT, 'dist', 'cli');
-const STALE_MS = 60 * 60 * 1000;
+// A bundle unused this long goes; a running `serve` may still load chunks from its own lazily.
+const UNUSED_MS = 7 * 24 * 60 * 60 * 1000;
 
 /**
  * The module URLs of the CLI's two entry points: `main`, and `earlyStart`, which `run`
@@ -18,7 +19,8 @@ const STALE_MS = 60 * 60 * 1000;
 export async function cliEntries() {
   try {
     const dir = join(BUNDLES, sourcesKey());
-    if (!existsSync(join(dir, 'main.js'))) await build(dir);
+    if (existsSync(join(dir, 'main.js'))) utimesSync(dir, new Date(), new Date()); // in use: kept by the pruning below
+    else await build(dir);
     return { main: pathToFileURL(join(dir, 'main.js')).href, earlyStart: pathToFileURL(join(dir, 'early-start.js')).href };
   } catch (err) {
     process.stderr.write(`note: running from the TypeScript sources (${err.message})\n`);
@@ -93,9 +95,9 @@ async function build(dir) {
     rmSync(partial, { recursive: true, force: true });
     if (!existsSync(join(dir, 'main.js'))) throw err; // else another process built the same one first
   }
-  // Older bundles go once nothing can still be loading chunks from them.
+  // Bundles of older sources go once no process has started from them for a week.
   for (const name of readdirSync(BUNDLES)) {
     const path = join(BUNDLES, name);
-    if (path !== dir && Date.now() - statSync(path).mtimeMs > STALE_MS) rmSync(path, { recursive: true, force: true });
+    if (path !== dir && Date.now() - statSync(path).mtimeMs > UNUSED_MS) rmSync(path, { recursive: true, force: true });
   }
 }
