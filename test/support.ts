@@ -21,7 +21,7 @@ export async function startTestRuntime(
 ): Promise<TestRuntime> {
   const anthropic = await new AnthropicStandIn().start();
   const runnerConfig: RunnerConfig = {
-    idleTimeoutMs: 30_000, maxRetries: 0, ...runner, endpoint: { apiKey: 'sk-ant-local-stand-in', baseUrl: anthropic.url },
+    idleTimeoutMs: 30_000, maxRetries: 0, ...runner, endpoint: anthropic.endpoint,
   };
   const runtime = await LocalRuntime.start({ endpoint: runnerConfig.endpoint, runner: runnerConfig, ...options });
   return {

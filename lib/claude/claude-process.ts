@@ -128,8 +128,9 @@ export class StandbyClaude {
   }
 
   /** Hands the process to a run that would start the very same one; undefined otherwise. */
-  claim(options: ClaudeProcessOptions & { restoreTranscript?: Buffer }): { child: ChildProcess; home: string; workDir: string } | undefined {
-    if (this.state !== 'waiting' || options.restoreTranscript || options.conversation !== 'fresh') return undefined;
+  claim(options: ClaudeProcessOptions): { child: ChildProcess; home: string; workDir: string } | undefined {
+    // Only a fresh conversation's arguments match (start() refuses others), so a resumed run never claims it.
+    if (this.state !== 'waiting') return undefined;
     // The CLI gives up on stdin 3 s after it starts ("no stdin data received in 3s", 2.1.x):
     // an older standby could read an empty prompt and fail the session, so it is not used.
     if (Date.now() - this.startedAt > STANDBY_MAX_AGE_MS) return undefined;

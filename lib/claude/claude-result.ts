@@ -70,10 +70,6 @@ export function usageOf(result: ClaudeResult): Usage {
   return sum;
 }
 
-/**
- * A Claude-level failure: the CLI ran and reported, but the task did not succeed.
- * API failures exit 1 with subtype "success" and is_error true, so is_error decides.
- */
 /** API answers worth another whole run once the CLI's own retries are spent: overload, throttling, server faults. */
 export const TRANSIENT_API_STATUSES: ReadonlySet<number> = new Set([408, 429, 500, 502, 503, 504, 529]);
 
@@ -81,6 +77,10 @@ export function isTransientFailure(result: ClaudeResult): boolean {
   return Boolean(result.is_error && result.api_error_status && TRANSIENT_API_STATUSES.has(Number(result.api_error_status)));
 }
 
+/**
+ * A Claude-level failure: the CLI ran and reported, but the task did not succeed.
+ * API failures exit 1 with subtype "success" and is_error true, so is_error decides.
+ */
 export function claudeFailure(result: ClaudeResult): { error: string; cause: string } | null {
   if (!result.is_error && result.subtype === 'success') return null;
   const detail = result.errors?.join('; ') || result.result || result.subtype;

@@ -24,8 +24,8 @@ export interface RunnerConfig extends RunnerClaudeSettings {
   signal?: AbortSignal;
   /** Where milestone transcripts are kept; required for milestone tasks only. */
   transcripts?: TranscriptStorage;
-  /** A CLI started ahead for this session (standbyForSession), if one was. */
-  takeStandby?: (sessionId: string) => StandbyClaude | undefined;
+  /** The CLI started ahead for this execution's session (standbyForSession), if one was; taken once. */
+  takeStandby?: () => StandbyClaude | undefined;
 }
 
 /** What the workflow hands the runner: the session, and for a milestone task the milestone as AcquireMilestone left it. */
@@ -89,7 +89,7 @@ export async function runSessionTask({ session: start, milestone: lease, retry }
     prompt: start.prompt,
     restoreTranscript: restored,
     signal: config.signal,
-    standby: attempt === 1 ? config.takeStandby?.(start.sessionId) : undefined,
+    standby: attempt === 1 ? config.takeStandby?.() : undefined,
   });
 
   let outcome: RunOutcome;

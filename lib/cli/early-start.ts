@@ -1,7 +1,7 @@
 import type { ClaudeEndpoint } from '../claude/claude-process.js';
 import { standbyForSession, type StandbyClaude } from '../claude/claude-process.js';
-import { AnthropicStandIn } from '../local/anthropic-stand-in.js';
-import { DEFAULT_LAMBDA_TIMEOUT_SECONDS } from '../sessions/session-limits.js';
+import { localClaudeEndpoint, type AnthropicStandIn } from '../local/anthropic-stand-in.js';
+import { defaultTimeoutSeconds } from '../sessions/session-limits.js';
 import { parseRunFlags, runInput, type RunFlags } from './run-flags.js';
 
 /** What `run` settles before the runtime loads: the session id, Claude's endpoint, and the CLI started ahead. */
@@ -36,7 +36,7 @@ export async function startEarly(argv: string[], env: NodeJS.ProcessEnv): Promis
 export async function startRun(prompt: string | undefined, values: RunFlags, env: NodeJS.ProcessEnv): Promise<EarlyStart> {
   const input = runInput(prompt, values);
   const sessionId = String(input.sessionId);
-  const { endpoint, standIn } = await claudeEndpoint(env);
+  const { endpoint, standIn } = await localClaudeEndpoint(env);
   const number = (v: unknown) => (typeof v === 'number' ? v : undefined);
   const fresh = (input.mode ?? 'fresh') === 'fresh' && (input.runtime ?? 'lambda') === 'lambda';
   const numeric = [input.maxTurns, input.maxBudgetUsd, input.timeoutSeconds].every((v) => v === undefined || typeof v === 'number');
@@ -45,17 +45,10 @@ export async function startRun(prompt: string | undefined, values: RunFlags, env
     standby = await standbyForSession(
       {
         sessionId, mode: 'fresh', maxTurns: number(input.maxTurns), maxBudgetUsd: number(input.maxBudgetUsd),
-        timeoutSeconds: number(input.timeoutSeconds) ?? DEFAULT_LAMBDA_TIMEOUT_SECONDS,
+        timeoutSeconds: number(input.timeoutSeconds) ?? defaultTimeoutSeconds('lambda'),
       },
       { endpoint },
     ).catch(() => undefined); // only a speed-up: the runner starts its own
   }
   return { sessionId, endpoint, standIn, standby };
-}
-
-/** Claude's endpoint: ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL) when set, else a local stand-in started here. */
-async function claudeEndpoint(env: NodeJS.ProcessEnv): Promise<{ endpoint: ClaudeEndpoint; standIn?: AnthropicStandIn }> {
-  if (env.ANTHROPIC_API_KEY) return { endpoint: { apiKey: env.ANTHROPIC_API_KEY, baseUrl: env.ANTHROPIC_BASE_URL || undefined } };
-  const standIn = await new AnthropicStandIn().start();
-  return { endpoint: { apiKey: 'sk-ant-local-stand-in', baseUrl: standIn.url }, standIn };
 }

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
+import type { ClaudeEndpoint } from '../claude/claude-process.js';
 
 /** Token counts the stand-in reports for one reply, in the API's own field names. */
 export interface StandInUsage {
@@ -77,6 +78,11 @@ export class AnthropicStandIn {
     const address = this.server?.address() as AddressInfo | undefined;
     if (!address) throw new Error('the Anthropic stand-in is not started');
     return `http://127.0.0.1:${address.port}`;
+  }
+
+  /** What the CLI is given to talk to this stand-in. */
+  get endpoint(): ClaudeEndpoint {
+    return { apiKey: 'sk-ant-local-stand-in', baseUrl: this.url };
   }
 
   async start(port = 0): Promise<this> {
@@ -191,4 +197,14 @@ function errorType(status: number): string {
 function sendJson(res: ServerResponse, status: number, body: object): void {
   res.writeHead(status, { 'content-type': 'application/json', 'request-id': `req_${randomUUID()}` });
   res.end(JSON.stringify(body));
+}
+
+/**
+ * Claude's endpoint for a local command: ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL) when
+ * set, else a stand-in started here, which the caller closes.
+ */
+export async function localClaudeEndpoint(env: NodeJS.ProcessEnv): Promise<{ endpoint: ClaudeEndpoint; standIn?: AnthropicStandIn }> {
+  if (env.ANTHROPIC_API_KEY) return { endpoint: { apiKey: env.ANTHROPIC_API_KEY, baseUrl: env.ANTHROPIC_BASE_URL || undefined } };
+  const standIn = await new AnthropicStandIn().start();
+  return { endpoint: standIn.endpoint, standIn };
 }

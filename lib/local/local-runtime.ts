@@ -20,7 +20,7 @@ import { ProjectSlots, SLOTS_SK } from '../sessions/project-slots.js';
 import { MILESTONE_SK } from '../sessions/milestone-item.js';
 import { paginateScan } from '@aws-sdk/lib-dynamodb';
 import { reapExecution } from '../sessions/session-reaper.js';
-import { AnthropicStandIn } from './anthropic-stand-in.js';
+import { localClaudeEndpoint, type AnthropicStandIn } from './anthropic-stand-in.js';
 import { LocalDynamoDb } from './local-dynamodb.js';
 import { LocalTaskCallbacks } from './local-task-callbacks.js';
 import { ABORT_REQUESTS_DIR, acquireStateLock } from './state-lock.js';
@@ -155,15 +155,8 @@ export class LocalRuntime implements SessionStarter {
     let ownStandIn: AnthropicStandIn | undefined;
     let callbacks: LocalTaskCallbacks | undefined;
     try {
-      let endpoint = options.endpoint;
-      if (!endpoint && options.standIn) endpoint = { apiKey: 'sk-ant-local-stand-in', baseUrl: options.standIn.url };
-      if (!endpoint && process.env.ANTHROPIC_API_KEY) {
-        endpoint = { apiKey: process.env.ANTHROPIC_API_KEY, baseUrl: process.env.ANTHROPIC_BASE_URL || undefined };
-      }
-      if (!endpoint) {
-        ownStandIn = await new AnthropicStandIn().start();
-        endpoint = { apiKey: 'sk-ant-local-stand-in', baseUrl: ownStandIn.url };
-      }
+      let endpoint = options.endpoint ?? options.standIn?.endpoint;
+      if (!endpoint) ({ endpoint, standIn: ownStandIn } = await localClaudeEndpoint(process.env));
       callbacks = await new LocalTaskCallbacks().start();
       const runtime = new LocalRuntime(
         definition, dynamodb, { ...options.runner, endpoint }, ownStandIn, callbacks, options.fargateHeartbeatSeconds,

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { v5 as uuidv5, validate as isUuid } from 'uuid';
 import { z } from 'zod';
 import {
-  DEFAULT_FARGATE_TIMEOUT_SECONDS, DEFAULT_LAMBDA_TIMEOUT_SECONDS, FARGATE_REPORT_MARGIN_SECONDS, MAX_FARGATE_INPUT_BYTES,
-  MAX_FARGATE_TIMEOUT_SECONDS, MAX_LAMBDA_TIMEOUT_SECONDS, MAX_PROMPT_CHARS,
+  FARGATE_REPORT_MARGIN_SECONDS, MAX_FARGATE_INPUT_BYTES, MAX_FARGATE_TIMEOUT_SECONDS, MAX_LAMBDA_TIMEOUT_SECONDS, MAX_PROMPT_CHARS,
+  defaultTimeoutSeconds,
 } from './session-limits.js';
 
 export * from './session-limits.js';
@@ -115,7 +115,7 @@ export function prepareSessionStart(
 ): SessionStart {
   const input = validateStartInput(raw);
   const timeoutSeconds =
-    input.timeoutSeconds ?? (input.runtime === 'fargate' ? DEFAULT_FARGATE_TIMEOUT_SECONDS : DEFAULT_LAMBDA_TIMEOUT_SECONDS);
+    input.timeoutSeconds ?? defaultTimeoutSeconds(input.runtime);
   return {
     ...input,
     timeoutSeconds,

@@ -6,6 +6,11 @@ export const MAX_LAMBDA_TIMEOUT_SECONDS = 840;
 export const MAX_FARGATE_TIMEOUT_SECONDS = 28_800;
 export const DEFAULT_LAMBDA_TIMEOUT_SECONDS = 840;
 export const DEFAULT_FARGATE_TIMEOUT_SECONDS = 7_200;
+
+/** A session's run limit when its input sets none. */
+export function defaultTimeoutSeconds(runtime: 'lambda' | 'fargate'): number {
+  return runtime === 'fargate' ? DEFAULT_FARGATE_TIMEOUT_SECONDS : DEFAULT_LAMBDA_TIMEOUT_SECONDS;
+}
 /**
  * ECS container overrides are limited to 8 KiB in all, and carry the input with what the
  * workflow adds (derived fields, the milestone's pointer, the task token).

@@ -29,10 +29,11 @@ import {
 } from './session-item.js';
 import { addSession, emptySums, roundCost, type UsageSums } from './usage-totals.js';
 
+/** A session id taken by another execution; the name is the error the workflow catches (SessionAlreadyExists). */
 export class SessionExistsError extends Error {
-  override readonly name = 'SessionExistsError';
+  override readonly name = 'SessionAlreadyExists';
   constructor(readonly sessionId: string) {
-    super(`session ${sessionId} already exists`);
+    super(`A session with id ${sessionId} exists already; it was left as it was and Claude did not run.`);
   }
 }
 

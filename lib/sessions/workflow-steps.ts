@@ -90,14 +90,6 @@ export function prepareSession(event: ValidateInputEvent, policy: SessionPolicy 
   return { session, milestone: null, slot: null, retry: { attempt: 1, prior: null } };
 }
 
-/** A start whose session id is taken by another execution: that session is left as it is, and Claude does not run. */
-export class SessionAlreadyExistsError extends Error {
-  override readonly name = 'SessionAlreadyExists';
-  constructor(readonly sessionId: string) {
-    super(`A session with id ${sessionId} exists already; it was left as it was and Claude did not run.`);
-  }
-}
-
 /** What CreateSession needs of the table (SessionRepository). */
 export interface SessionCreation {
   create(start: SessionStart, executionStartTime?: string): Promise<void>;
@@ -112,11 +104,6 @@ export interface SessionCreation {
 export async function createSession(event: ValidateInputEvent, policy: SessionPolicy, sessions: SessionCreation): Promise<PreparedSession> {
   const prepared = prepareSession(event, policy);
   await assertWithinBudget(prepared.session.projectId, policy, (p, since) => sessions.costSince(p, since));
-  try {
-    await sessions.create(prepared.session, event.executionStartTime);
-  } catch (err) {
-    if ((err as Error).name === 'SessionExistsError') throw new SessionAlreadyExistsError(prepared.session.sessionId);
-    throw err;
-  }
+  await sessions.create(prepared.session, event.executionStartTime); // SessionExistsError: another execution's session
   return prepared;
 }
