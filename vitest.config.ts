@@ -3,6 +3,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    globalSetup: ['test/global-setup.ts'],
     // Real CLI processes, dynalite and synth: slow next to unit tests, never timed.
     testTimeout: 120_000,
     hookTimeout: 120_000,

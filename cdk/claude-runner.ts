@@ -1,14 +1,14 @@
-import { Duration, RemovalPolicy, Size } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
 import { DockerImageAsset, Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import { DockerImageCode, DockerImageFunction, Tracing, type IFunction } from 'aws-cdk-lib/aws-lambda';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
-import { IgnoreMode } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
 import type { TranscriptBucket } from './transcript-bucket.js';
 import { DEFAULT_IDLE_TIMEOUT_MS } from '../lib/claude/run-session-task.js';
 import { DEFAULT_PERMISSION_MODE, DEFAULT_TOOLS, type PermissionMode } from '../lib/claude/claude-args.js';
-import { PROJECT_ROOT, acknowledgeFunctionBasics } from './service-function.js';
+import { acknowledgeFunctionBasics } from './service-function.js';
+import { claudeCodeVersion, stageRunnerImage } from './runner-image.js';
 
 export interface ClaudeRunnerProps {
   /** Holds the Anthropic API key: a plain string, or JSON with ANTHROPIC_API_KEY. */
@@ -30,8 +30,8 @@ export interface ClaudeRunnerProps {
 }
 
 /**
- * The container Lambda that runs the real Claude CLI. Its image is built by Docker at
- * deploy time only; synth just stages the Dockerfile's context (no Docker needed).
+ * The container Lambda that runs the real Claude CLI. Synth bundles the image's code
+ * (cdk/runner-image.ts); Docker builds the image at deploy time only.
  */
 export class ClaudeRunner extends Construct {
   readonly function: IFunction;
@@ -41,12 +41,9 @@ export class ClaudeRunner extends Construct {
     super(scope, id);
     // One image, two entry points: this Lambda, and the Fargate task (cdk/fargate-runner.ts).
     this.image = new DockerImageAsset(this, 'Image', {
-      directory: PROJECT_ROOT,
-      file: 'functions/runner/Dockerfile',
+      directory: stageRunnerImage({ bundle: Stack.of(this).bundlingRequired }),
+      buildArgs: { CLAUDE_CODE_VERSION: claudeCodeVersion() },
       platform: Platform.LINUX_AMD64,
-      // Only what the image build reads: keeps the staged asset small and its hash stable.
-      ignoreMode: IgnoreMode.DOCKER,
-      exclude: ['*', '!package.json', '!package-lock.json', '!tsconfig.json', '!lib/**', '!functions/**'],
     });
     const logGroup = new LogGroup(this, 'Logs', {
       retention: props.logRetention ?? RetentionDays.ONE_MONTH,

@@ -8,6 +8,10 @@ import { PROJECT_ROOT } from '../lib/project-root.js';
 
 export { PROJECT_ROOT };
 
+/** Gives an ESM bundle the `require` its CommonJS dependencies call. */
+export const ESM_REQUIRE_SHIM =
+  "import { createRequire as __bundleCreateRequire } from 'node:module'; const require = __bundleCreateRequire(import.meta.url);";
+
 export interface ServiceFunctionProps {
   /** The handler file, relative to the project root. */
   readonly entry: string;
@@ -46,7 +50,13 @@ export class ServiceFunction extends Construct {
         retention: props.logRetention ?? RetentionDays.ONE_MONTH,
         removalPolicy: RemovalPolicy.DESTROY,
       }),
-      bundling: { format: OutputFormat.ESM, minify: true, sourceMap: true, mainFields: ['module', 'main'] },
+      bundling: {
+        format: OutputFormat.ESM, minify: true, sourceMap: true, mainFields: ['module', 'main'],
+        // CommonJS dependencies (aws-xray-sdk-core under the Tracer) call require(), which an
+        // ES module lacks: without this shim the bundle fails at import ("Dynamic require of
+        // \"util\" is not supported"). The alias keeps clear of our own createRequire imports.
+        banner: ESM_REQUIRE_SHIM,
+      },
       environment: { POWERTOOLS_SERVICE_NAME: props.serviceName, NODE_OPTIONS: '--enable-source-maps', ...props.environment },
     });
     acknowledgeFunctionBasics(this);

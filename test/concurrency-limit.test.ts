@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { createApiHandler } from '../functions/api/router.js';
 import { startLocalApiServer } from '../lib/local/local-api-server.js';
-import { useTestRuntime, type TestRuntime } from './support.js';
+import { useTestRuntime, type TestRuntime } from './support/runtime.js';
 
 let env: TestRuntime;
 useTestRuntime((started) => (env = started), {}, { policy: { maxConcurrentSessions: 2 } });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
-import { fakeClaude, startTestRuntime, useTestRuntime, type TestRuntime } from './support.js';
+import { fakeClaude, startTestRuntime, useTestRuntime, type TestRuntime } from './support/runtime.js';
 
 /**
  * Faults injected for real (the real CLI against a misbehaving API, a misbehaving

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { LOCAL_TRANSCRIPT_BUCKET } from '../lib/local/local-s3.js';
-import { useTestRuntime, type TestRuntime } from './support.js';
+import { useTestRuntime, type TestRuntime } from './support/runtime.js';
 
 let env: TestRuntime;
 const workRoot = await mkdtemp(join(tmpdir(), 'milestone-runner-'));

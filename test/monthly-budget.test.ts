@@ -3,7 +3,7 @@ import { v4 as uuidv4 } from 'uuid';
 import { createApiHandler } from '../functions/api/router.js';
 import { startLocalApiServer } from '../lib/local/local-api-server.js';
 import { monthStart } from '../lib/sessions/workflow-steps.js';
-import { useTestRuntime, type TestRuntime } from './support.js';
+import { useTestRuntime, type TestRuntime } from './support/runtime.js';
 
 let env: TestRuntime;
 // Each stand-in reply costs $0.00091 (12 in, 34 out): three fit under $0.0025, a fourth does not.

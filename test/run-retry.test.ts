@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { useTestRuntime, type TestRuntime } from './support.js';
+import { useTestRuntime, type TestRuntime } from './support/runtime.js';
 
 let env: TestRuntime;
 // Three runs at most, no back-off wait in tests (production: 15 s, doubled).

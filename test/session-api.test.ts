@@ -2,7 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { createApiHandler } from '../functions/api/router.js';
 import { startLocalApiServer } from '../lib/local/local-api-server.js';
-import { startTestRuntime, type TestRuntime } from './support.js';
+import { startTestRuntime, type TestRuntime } from './support/runtime.js';
 
 let env: TestRuntime;
 let server: Awaited<ReturnType<typeof startLocalApiServer>>;

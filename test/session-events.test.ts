@@ -4,7 +4,7 @@ import { v4 as uuidv4 } from 'uuid';
 import { describe, expect, it } from 'vitest';
 import { publishSessionChanges } from '../lib/sessions/session-publisher.js';
 import { EVENT_SOURCE, SESSION_CLOSED } from '../lib/sessions/session-events.js';
-import { useTestRuntime, type TestRuntime } from './support.js';
+import { useTestRuntime, type TestRuntime } from './support/runtime.js';
 
 let env: TestRuntime;
 useTestRuntime((started) => (env = started));

@@ -2,9 +2,9 @@ import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
-import { LocalRuntime, type LocalRuntimeOptions } from '../lib/local/local-runtime.js';
-import type { RunnerConfig } from '../lib/claude/run-session-task.js';
+import { AnthropicStandIn } from '../../lib/local/anthropic-stand-in.js';
+import { LocalRuntime, type LocalRuntimeOptions } from '../../lib/local/local-runtime.js';
+import type { RunnerConfig } from '../../lib/claude/run-session-task.js';
 
 export interface TestRuntime {
   runtime: LocalRuntime;
