@@ -6,6 +6,7 @@ import { parseSchedules } from '../lib/sessions/schedule-entry.js';
 const app = new App();
 new ClaudeSessionsStack(app, 'ClaudeSessions', {
   apiKeySecretName: app.node.tryGetContext('apiKeySecretName'),
+  apiKeySecretKmsKeyArn: app.node.tryGetContext('apiKeySecretKmsKeyArn'),
   alarmTopicArn: app.node.tryGetContext('alarmTopicArn'),
   maxConcurrentSessions: positiveInt(app.node.tryGetContext('maxConcurrentSessions'), 'maxConcurrentSessions'),
   monthlyBudgetUsd: positiveNumber(app.node.tryGetContext('monthlyBudgetUsd'), 'monthlyBudgetUsd'),

@@ -1,4 +1,5 @@
-import { Stack, Validations, type CfnElement, type StackProps } from 'aws-cdk-lib';
+import { Stack, Token, Validations, type CfnElement, type StackProps } from 'aws-cdk-lib';
+import { Grant } from 'aws-cdk-lib/aws-iam';
 import { Secret, type ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { ClaudeRunner } from './claude-runner.js';
@@ -19,6 +20,11 @@ import type { ScheduleEntry } from '../lib/sessions/schedule-entry.js';
 export interface ClaudeSessionsStackProps extends StackProps {
   /** Name of an existing Secrets Manager secret holding the Anthropic API key. @default a new secret to fill in */
   readonly apiKeySecretName?: string;
+  /**
+   * The customer-managed KMS key that encrypts that secret, if it is not the AWS-managed one:
+   * the runners then get kms:Decrypt on it, through Secrets Manager only. Context `apiKeySecretKmsKeyArn`.
+   */
+  readonly apiKeySecretKmsKeyArn?: string;
   /** A VPC with private subnets (and egress) for Fargate tasks. @default a public-subnet VPC, no NAT */
   readonly vpc?: IVpc;
   /** Scheduled sessions (cdk.json context `schedules`). @default none */
@@ -48,7 +54,7 @@ export class ClaudeSessionsStack extends Stack {
 
   constructor(scope: Construct, id: string, props: ClaudeSessionsStackProps = {}) {
     super(scope, id, props);
-    const apiKeySecret = this.apiKeySecret(props.apiKeySecretName);
+    const apiKeySecret = this.apiKeySecret(props.apiKeySecretName, props.apiKeySecretKmsKeyArn);
     const sessions = new SessionTable(this, 'Sessions');
     const transcripts = new TranscriptBucket(this, 'Transcripts');
     const creator = (this.creator = new SessionCreator(this, 'SessionCreator', {
@@ -57,14 +63,30 @@ export class ClaudeSessionsStack extends Stack {
     }));
     const runner = (this.runner = new ClaudeRunner(this, 'Runner', { apiKeySecret, transcripts }));
     const fargate = new FargateRunner(this, 'Fargate', { image: runner.image, apiKeySecret, transcripts, vpc: props.vpc });
+    if (props.apiKeySecretKmsKeyArn) {
+      // An imported key's grant cannot reach its key policy, and Secret.grantRead then adds none
+      // to the roles either: the two readers of the secret get Decrypt, through Secrets Manager only.
+      for (const grantee of [runner.function, fargate.taskDefinition.taskRole]) {
+        Grant.addToPrincipal({
+          grantee, actions: ['kms:Decrypt'], resourceArns: [props.apiKeySecretKmsKeyArn],
+          conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${this.region}.${this.urlSuffix}` } },
+        });
+      }
+    }
     this.workflow = new SessionWorkflow(this, 'Workflow', {
       table: sessions.table,
       creator: creator.function,
       runner: runner.function,
       fargate,
+      runAttempts: props.runAttempts,
     });
-    // The task answers its token; it may do nothing else with the state machine.
+    // The task answers its token and reads its prompt from its execution's input; nothing else.
     this.workflow.stateMachine.grantTaskResponse(fargate.taskDefinition.taskRole);
+    this.workflow.stateMachine.grantExecution(fargate.taskDefinition.taskRole, 'states:DescribeExecution');
+    Validations.of(fargate.taskDefinition).acknowledge({
+      id: `AwsSolutions::AwsSolutions-${this.executionsFinding(this.workflow)}`,
+      reason: 'states:DescribeExecution on the executions of this one state machine: a task reads its own execution\'s input (its prompt), whose name it cannot know at deploy time.',
+    });
     this.api = new SessionApi(this, 'Http', {
       table: sessions.table, stateMachine: this.workflow.stateMachine, transcripts,
       maxConcurrentSessions: props.maxConcurrentSessions, monthlyBudgetUsd: props.monthlyBudgetUsd,
@@ -87,7 +109,16 @@ export class ClaudeSessionsStack extends Stack {
 
   }
 
-  private apiKeySecret(name: string | undefined): ISecret {
+  /** The finding cdk-nag reports for an action on every execution of the workflow's state machine, as it spells it. */
+  private executionsFinding(workflow: SessionWorkflow): string {
+    const machine = { Ref: this.getLogicalId(workflow.stateMachine.node.defaultChild as CfnElement) };
+    const name = JSON.stringify({ 'Fn::Select': [6, { 'Fn::Split': [':', machine] }] });
+    const region = Token.isUnresolved(this.region) ? '<AWS::Region>' : this.region;
+    return `IAM5[Resource::arn:<AWS::Partition>:states:${region}:<AWS::AccountId>:execution:${name}:*]`;
+  }
+
+  private apiKeySecret(name: string | undefined, kmsKeyArn: string | undefined): ISecret {
+    if (kmsKeyArn && !name) throw new Error('apiKeySecretKmsKeyArn is set but apiKeySecretName is not: the key belongs to an existing secret');
     if (name) return Secret.fromSecretNameV2(this, 'AnthropicApiKey', name);
     // A placeholder the runner recognises and refuses with a clear error until the key is put in.
     const secret = new Secret(this, 'AnthropicApiKey', {

@@ -37,8 +37,9 @@ export class SessionReaper extends Construct {
       logRetention: props.logRetention,
       environment: { TABLE_NAME: props.table.tableName },
     }).function;
-    // A conditional close of an item: UpdateItem on the table, nothing more.
-    Grant.addToPrincipal({ grantee: this.function, actions: ['dynamodb:UpdateItem'], resourceArns: [props.table.tableArn] });
+    // A conditional close of an item, and the read of the session first (lib/sessions/session-reaper.ts
+    // reads it to find the slot and lease it may hold): GetItem and UpdateItem on the table, nothing more.
+    Grant.addToPrincipal({ grantee: this.function, actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], resourceArns: [props.table.tableArn] });
 
     const deadLetters = (this.deadLetterQueue = new Queue(this, 'DeadLetters', {
       encryption: QueueEncryption.SQS_MANAGED,

@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, Names, RemovalPolicy } from 'aws-cdk-lib';
 import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
 import { Grant } from 'aws-cdk-lib/aws-iam';
 import type { IFunction } from 'aws-cdk-lib/aws-lambda';
@@ -34,6 +34,7 @@ import {
   SLOTS_SK,
 } from '../lib/sessions/project-slots.js';
 import { Construct } from 'constructs';
+import { FARGATE_REPORT_MARGIN_SECONDS, MAX_FARGATE_TIMEOUT_SECONDS } from '../lib/sessions/session-limits.js';
 import {
   CLOSE_FAILED_NAMES,
   CLOSE_FAILED_UPDATE,
@@ -63,12 +64,32 @@ export interface SessionWorkflowProps {
   readonly runner: IFunction;
   /** The Fargate runtime for long sessions (`runtime: "fargate"`). */
   readonly fargate: FargateRunner;
-  /** @default Duration.minutes(2): a task that stops beating for this long has failed */
+  /** @default Duration.minutes(5): a task that stops beating for this long has failed (a cold start pulls a large image first) */
   readonly heartbeat?: Duration;
-  /** @default Duration.hours(9): above the longest session a runtime allows */
+  /** Runs of the CLI a session may take (the deployment's runAttempts): the execution timeout covers them all. @default 3 */
+  readonly runAttempts?: number;
+  /** @default derived: runAttempts longest Fargate runs, their back-offs and an hour for the rest (executionTimeout) */
   readonly timeout?: Duration;
   /** @default RetentionDays.ONE_MONTH */
   readonly logRetention?: RetentionDays;
+}
+
+/**
+ * Lambda throttling is not among LambdaInvoke's service-exception retries, and a new account
+ * runs 10 functions at once: a burst of sessions retries it, with a back-off, instead of failing.
+ */
+const THROTTLED_INVOKE_RETRY = {
+  errors: ['Lambda.TooManyRequestsException'], interval: Duration.seconds(2), backoffRate: 2, maxAttempts: 6, jitterStrategy: JitterType.FULL,
+};
+
+/**
+ * The longest an execution may take: every attempt on the longest runtime (its run and its
+ * margin to report), the back-offs between them, and an hour for the rest.
+ */
+export function executionTimeout(runAttempts: number, retryBaseSeconds = 15): Duration {
+  const run = MAX_FARGATE_TIMEOUT_SECONDS + FARGATE_REPORT_MARGIN_SECONDS;
+  const waits = Array.from({ length: runAttempts - 1 }, (_, i) => retryBaseSeconds * 2 ** i).reduce((a, b) => a + b, 0);
+  return Duration.seconds(runAttempts * run + waits + 3600);
 }
 
 /** DynamoDB errors worth retrying on the direct integrations (throttling, service faults). */
@@ -213,7 +234,7 @@ export class SessionWorkflow extends Construct {
 
     const runClaude = new LambdaInvoke(this, 'RunClaude', {
       lambdaFunction: props.runner,
-      payload: TaskInput.fromObject({ 'session.$': '$.session', 'milestone.$': '$.milestone', 'retry.$': '$.retry' }),
+      payload: TaskInput.fromObject({ 'session.$': '$.session', 'prompt.$': '$.prompt', 'milestone.$': '$.milestone', 'retry.$': '$.retry' }),
       payloadResponseOnly: true,
       resultPath: '$.run',
       retryOnServiceExceptions: true,
@@ -228,18 +249,20 @@ export class SessionWorkflow extends Construct {
       launchTarget: new EcsFargateLaunchTarget({ platformVersion: FargatePlatformVersion.LATEST }),
       subnets: { subnetType: props.fargate.subnetType },
       assignPublicIp: props.fargate.subnetType === SubnetType.PUBLIC,
+      // ECS holds 8 KiB of overrides in all: the session without its prompt (the task reads the
+      // prompt from the execution's input), the milestone item, the retry and the token.
       containerOverrides: [
         {
           containerDefinition: props.fargate.container,
           environment: [
-            { name: 'SESSION_INPUT_JSON', value: JsonPath.jsonToString(JsonPath.objectAt('$.session')) },
+            { name: 'SESSION_JSON', value: JsonPath.jsonToString(JsonPath.objectAt('$.session')) },
             { name: 'MILESTONE_JSON', value: JsonPath.jsonToString(JsonPath.objectAt('$.milestone')) },
             { name: 'RETRY_JSON', value: JsonPath.jsonToString(JsonPath.objectAt('$.retry')) },
             { name: 'TASK_TOKEN', value: JsonPath.taskToken },
           ],
         },
       ],
-      heartbeatTimeout: Timeout.duration(props.heartbeat ?? Duration.minutes(2)),
+      heartbeatTimeout: Timeout.duration(props.heartbeat ?? Duration.minutes(5)),
       // The runner stops Claude at timeoutSeconds; the platform gives it a margin to report.
       taskTimeout: Timeout.at('$.session.platformTimeoutSeconds'),
       resultPath: '$.run',
@@ -302,6 +325,7 @@ export class SessionWorkflow extends Construct {
     ]) {
       state.addRetry({ errors: TRANSIENT_DYNAMODB_ERRORS, interval: Duration.seconds(1), backoffRate: 2, maxAttempts: 4, jitterStrategy: JitterType.FULL });
     }
+    for (const invoke of [createSession, runClaude]) invoke.addRetry(THROTTLED_INVOKE_RETRY);
     // Another execution's session: it is left as it is (the retry of our own put is not this error).
     createSession.addCatch(sessionExists, { errors: ['SessionAlreadyExists'], resultPath: '$.failure' });
     // A refused lease or slot is named for users first, then closes the session like any failure.
@@ -374,6 +398,9 @@ export class SessionWorkflow extends Construct {
     const definition = createSession.next(chooseRuntime);
 
     const logGroup = new LogGroup(this, 'Logs', {
+      // Under /aws/vendedlogs/: Step Functions then needs no entry in the account's CloudWatch
+      // Logs resource policy, whose 5,120-character limit busy accounts reach.
+      logGroupName: `/aws/vendedlogs/states/${Names.uniqueResourceName(this, { maxLength: 200 })}`,
       retention: props.logRetention ?? RetentionDays.ONE_MONTH,
       removalPolicy: RemovalPolicy.DESTROY,
     });
@@ -381,7 +408,7 @@ export class SessionWorkflow extends Construct {
       definitionBody: DefinitionBody.fromChainable(definition),
       stateMachineType: StateMachineType.STANDARD,
       queryLanguage: QueryLanguage.JSON_PATH,
-      timeout: props.timeout ?? Duration.hours(9),
+      timeout: props.timeout ?? executionTimeout(props.runAttempts ?? 3),
       tracingEnabled: true,
       // Execution data holds the prompt: logs keep the events, never the data.
       logs: { destination: logGroup, level: LogLevel.ALL, includeExecutionData: false },

@@ -48,9 +48,16 @@ export class TranscriptBucket extends Construct {
     });
   }
 
-  /** Get (any recorded version) and put of transcripts, nothing else: the runners. */
+  /**
+   * Get (any recorded version) and put of transcripts, nothing else: the runners. ListBucket
+   * on the prefix too: without it S3 answers a missing transcript with 403, not NoSuchKey, and
+   * the runner could not tell a lost transcript (the milestone is BROKEN) from a denied read.
+   */
   grantReadWrite(grantee: IGrantable): void {
     Grant.addToPrincipal({ grantee, actions: ['s3:GetObject', 's3:GetObjectVersion', 's3:PutObject'], resourceArns: [this.bucket.arnForObjects(TRANSCRIPTS)] });
+    Grant.addToPrincipal({
+      grantee, actions: ['s3:ListBucket'], resourceArns: [this.bucket.bucketArn], conditions: { StringLike: { 's3:prefix': [TRANSCRIPTS] } },
+    });
   }
 
   /** Tagging a closed milestone's transcript for expiry: the API. */

@@ -44,10 +44,12 @@ describe('the one execution input schema', () => {
   });
 
   it('keeps a given session id and stores the prompt as a hash and a length', () => {
-    const start = prepareSessionStart(
+    const { session: start, prompt } = prepareSessionStart(
       { prompt: 'hello', projectId: 'p', sessionId: '6a2fe0ee-6684-4d70-bd8f-d08e873e2f22' },
       { executionArn: 'arn' },
     );
+    expect(prompt).toBe('hello');
+    expect(start).not.toHaveProperty('prompt');
     expect(start).toMatchObject({
       sessionId: '6a2fe0ee-6684-4d70-bd8f-d08e873e2f22',
       promptChars: 5,

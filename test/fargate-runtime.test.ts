@@ -4,8 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { ClaudeSessionsStack } from '../cdk/claude-sessions-stack.js';
 import { fromTemplate } from '../lib/local/workflow-definition.js';
-import { InvalidInputError, validateStartInput } from '../lib/sessions/execution-input.js';
-import { useTestRuntime, type TestRuntime } from './support.js';
+import { validateStartInput } from '../lib/sessions/execution-input.js';
+import { useTestRuntime, type TestRuntime } from './support/runtime.js';
 
 let env: TestRuntime;
 useTestRuntime((started) => (env = started), {}, { fargateHeartbeatSeconds: 3 });
@@ -61,9 +61,23 @@ describe('the fargate runtime, as a separate task process reporting on its task 
     expect(await env.runtime.repository.listRunning('fg-killed')).toEqual([]);
   });
 
-  it('refuses a prompt too large for ECS container overrides, naming the field', () => {
-    expect(() => validateStartInput({ prompt: 'x'.repeat(8_000), projectId: 'p', runtime: 'fargate' })).toThrow(InvalidInputError);
-    expect(() => validateStartInput({ prompt: 'x'.repeat(8_000), projectId: 'p', runtime: 'lambda' })).not.toThrow();
+  it('runs a prompt far over the 8 KiB of ECS overrides, quotes and newlines included: the task reads it from the execution', async () => {
+    // Prepare: 60,000 characters that JSON escapes (each quote and newline doubles), with a 2,048-character token
+    const prompt = `Refactor "this"\n${'line with "quotes" and \\ back\\slashes\n'.repeat(1_500)}`;
+    env.anthropic.respondWith({ kind: 'text', text: 'read it all', usage: { input_tokens: 9, output_tokens: 1 } });
+    // Act
+    const { outcome, session } = await env.runtime.run({ prompt, projectId: 'fg-large', runtime: 'fargate' });
+    // Assess: the prompt reached the API byte for byte, and the session kept only its hash and length
+    expect(outcome.status).toBe('SUCCEEDED');
+    expect(prompt.length).toBeGreaterThan(50_000);
+    expect(session).toMatchObject({ status: 'COMPLETED', runtime: 'fargate' });
+    expect(JSON.stringify(env.anthropic.messageRequests[0]!.body.messages)).toContain(JSON.stringify(prompt).slice(1, -1));
+  });
+
+  it('refuses a prompt over 192 KiB as JSON in UTF-8 on any runtime, naming the field; the timeout limit stays per runtime', () => {
+    // 70,000 CJK characters: under the character limit, 210 KB of UTF-8
+    expect(() => validateStartInput({ prompt: '漢'.repeat(70_000), projectId: 'p', runtime: 'lambda' })).toThrow(/prompt must be at most 196608 bytes/);
+    expect(() => validateStartInput({ prompt: '漢'.repeat(60_000), projectId: 'p', runtime: 'fargate' })).not.toThrow();
     expect(() => validateStartInput({ prompt: 'x', projectId: 'p', runtime: 'fargate', timeoutSeconds: 28_800 })).not.toThrow();
     expect(() => validateStartInput({ prompt: 'x', projectId: 'p', runtime: 'fargate', timeoutSeconds: 28_801 })).toThrow(/timeoutSeconds must be at most 28800/);
   });
@@ -91,7 +105,7 @@ describe('the fargate runtime on AWS', () => {
   it('runs the task with a task token, heartbeats, the input\'s timeout and the input as overrides', () => {
     expect(states.RunClaudeOnFargate).toMatchObject({
       Resource: 'arn:aws:states:::ecs:runTask.waitForTaskToken',
-      HeartbeatSeconds: 120,
+      HeartbeatSeconds: 300,
       TimeoutSecondsPath: '$.session.platformTimeoutSeconds',
       ResultPath: '$.run',
       Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'CloseFailed' }],
@@ -102,7 +116,7 @@ describe('the fargate runtime on AWS', () => {
             {
               Name: 'Runner',
               Environment: [
-                { Name: 'SESSION_INPUT_JSON', 'Value.$': 'States.JsonToString($.session)' },
+                { Name: 'SESSION_JSON', 'Value.$': 'States.JsonToString($.session)' },
                 { Name: 'MILESTONE_JSON', 'Value.$': 'States.JsonToString($.milestone)' },
                 { Name: 'RETRY_JSON', 'Value.$': 'States.JsonToString($.retry)' },
                 { Name: 'TASK_TOKEN', 'Value.$': '$$.Task.Token' },
@@ -114,7 +128,7 @@ describe('the fargate runtime on AWS', () => {
     });
   });
 
-  it('runs the runner image with node as entry point, and its task role may only answer task tokens', () => {
+  it('runs the runner image with node as entry point, and its task role may only answer task tokens and read its execution', () => {
     template.hasResourceProperties('AWS::ECS::TaskDefinition', {
       ContainerDefinitions: [Match.objectLike({ EntryPoint: ['node'], Command: ['/var/task/task.mjs'] })],
     });
@@ -123,6 +137,8 @@ describe('the fargate runtime on AWS', () => {
     }));
     const actions = policies.flatMap((p: any) => p.Properties.PolicyDocument.Statement).flatMap((s: any) => [s.Action].flat());
     expect(actions.filter((a: string) => a.startsWith('dynamodb:'))).toEqual([]);
-    expect(actions.filter((a: string) => a.startsWith('states:')).sort()).toEqual(['states:SendTaskFailure', 'states:SendTaskHeartbeat', 'states:SendTaskSuccess']);
+    expect(actions.filter((a: string) => a.startsWith('states:')).sort()).toEqual([
+      'states:DescribeExecution', 'states:SendTaskFailure', 'states:SendTaskHeartbeat', 'states:SendTaskSuccess',
+    ]);
   });
 });

@@ -6,7 +6,7 @@ import { ClaudeSessionsStack } from '../cdk/claude-sessions-stack.js';
 import { prepareSessionStart, sessionIdForExecution } from '../lib/sessions/execution-input.js';
 import { reapExecution } from '../lib/sessions/session-reaper.js';
 import type { RunOutcome } from '../lib/sessions/session-item.js';
-import { useTestRuntime, type TestRuntime } from './support.js';
+import { useTestRuntime, type TestRuntime } from './support/runtime.js';
 
 let env: TestRuntime;
 useTestRuntime((started) => (env = started));
@@ -52,14 +52,14 @@ describe('the reaper: no session outlives its execution', () => {
 
   it('after a normal close changes nothing, and a close after the reaper changes nothing either', async () => {
     const { repository } = env.runtime;
-    const a = prepareSessionStart({ prompt: 'p', projectId: 'reap-race', sessionId: uuidv4() }, { executionArn: 'arn:a' });
+    const { session: a } = prepareSessionStart({ prompt: 'p', projectId: 'reap-race', sessionId: uuidv4() }, { executionArn: 'arn:a' });
     await repository.create(a);
     await repository.close(a.sessionId, completed);
     const late = await reapExecution(repository, { executionArn: 'arn:a', name: a.sessionId, status: 'FAILED', error: 'X', cause: 'late' });
     expect(late).toEqual({ sessionId: a.sessionId, closed: false });
     expect(await repository.get(a.sessionId)).toMatchObject({ status: 'COMPLETED', usage: { inputTokens: 9 }, error: null });
 
-    const b = prepareSessionStart({ prompt: 'p', projectId: 'reap-race', sessionId: uuidv4() }, { executionArn: 'arn:b' });
+    const { session: b } = prepareSessionStart({ prompt: 'p', projectId: 'reap-race', sessionId: uuidv4() }, { executionArn: 'arn:b' });
     await repository.create(b);
     expect(await reapExecution(repository, { executionArn: 'arn:b', name: b.sessionId, status: 'TIMED_OUT' })).toEqual({ sessionId: b.sessionId, closed: true });
     expect(await repository.close(b.sessionId, completed)).toBe(false);
@@ -81,11 +81,11 @@ describe('the reaper on AWS', () => {
     });
   });
 
-  it('may only update items of the table', () => {
+  it('may only read and update items of the table (it reads the session to find its slot and lease)', () => {
     const policies = Object.values(template.findResources('AWS::IAM::Policy', {
       Properties: { Roles: [{ Ref: Match.stringLikeRegexp('^Reaper.*FunctionServiceRole') }] },
     }));
     const dynamo = policies.flatMap((p: any) => p.Properties.PolicyDocument.Statement).filter((s: any) => JSON.stringify(s.Action).includes('dynamodb'));
-    expect(dynamo).toEqual([expect.objectContaining({ Action: 'dynamodb:UpdateItem', Resource: { 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] } })]);
+    expect(dynamo).toEqual([expect.objectContaining({ Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], Resource: { 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] } })]);
   });
 });

@@ -23,7 +23,7 @@ function start(projectId: string, minute: number) {
   return prepareSessionStart(
     { prompt: 'p', projectId, sessionId: uuidv4() },
     { executionArn: 'arn:local', now: new Date(Date.UTC(2026, 0, 1, 0, minute)) },
-  );
+  ).session;
 }
 
 function outcome(inputTokens: number, costUsd: number): RunOutcome {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
-import { fakeClaude, startTestRuntime, useTestRuntime, type TestRuntime } from './support.js';
+import { fakeClaude, startTestRuntime, useTestRuntime, type TestRuntime } from './support/runtime.js';
 import { DEFAULT_TOOLS } from '../lib/claude/claude-args.js';
 
 let env: TestRuntime;
@@ -73,8 +73,11 @@ describe('the session workflow on the local state machine, with the real Claude 
   });
 
   it('hands the CLI the largest prompt allowed, in any script, exactly (on stdin: one argv entry is capped at 128 KiB)', async () => {
-    const prompt = `  ${'提示'.repeat(49_996)}\nend\n\n`; // 100,000 characters, ~300 KB of UTF-8
-    expect(prompt.length).toBe(100_000);
+    // The byte limit, not the character one, binds here: 65,500 characters, ~196 KB of UTF-8,
+    // still past what one argv entry holds.
+    const prompt = `  ${'提示'.repeat(32_745)}\nend\n\n`;
+    expect(Buffer.byteLength(JSON.stringify(prompt))).toBeGreaterThan(196_000);
+    expect(Buffer.byteLength(JSON.stringify(prompt))).toBeLessThanOrEqual(192 * 1024);
     const { session } = await env.runtime.run({ prompt, projectId: 'p-big' });
     expect(session).toMatchObject({ status: 'COMPLETED' });
     const sent = (env.anthropic.messageRequests[0]!.body.messages as { content: { text?: string }[] | string }[])

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
-import { useTestRuntime, type TestRuntime } from './support.js';
+import { useTestRuntime, type TestRuntime } from './support/runtime.js';
 import { standbyForSession, type RunnerConfig } from '../lib/claude/run-session-task.js';
 import { prepareSessionStart } from '../lib/sessions/execution-input.js';
 import { STANDBY_MAX_AGE_MS, type StandbyClaude } from '../lib/claude/run-claude.js';
@@ -12,7 +12,7 @@ useTestRuntime((started) => (env = started));
 
 /** A fresh session's CLI, started ahead as `claude-sessions run` starts it. */
 function standbyFor(input: Record<string, unknown>, config: RunnerConfig = env.runnerConfig): Promise<StandbyClaude> {
-  const start = prepareSessionStart(input, { executionArn: '', executionName: String(input.sessionId) });
+  const { session: start } = prepareSessionStart(input, { executionArn: '', executionName: String(input.sessionId) });
   return standbyForSession(start, config);
 }
 

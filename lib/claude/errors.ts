@@ -37,3 +37,11 @@ export class SessionIdMismatchError extends Error {
 export class ClaudeAbortedError extends Error {
   override readonly name = 'ClaudeAbortedError';
 }
+
+/** The prompt a runner was handed is not the one its session recorded (its SHA-256 differs): Claude does not run. */
+export class PromptMismatchError extends Error {
+  override readonly name = 'PromptMismatchError';
+  constructor(readonly sessionId: string) {
+    super(`the prompt handed to the runner for session ${sessionId} is not the one the session recorded (SHA-256 differs); Claude did not run`);
+  }
+}

@@ -1,4 +1,5 @@
 import {
+  DescribeExecutionCommand,
   SendTaskFailureCommand,
   SendTaskHeartbeatCommand,
   SendTaskSuccessCommand,
@@ -33,6 +34,17 @@ export class StepFunctionsCallbacks implements TaskCallbacks {
   }
 }
 
+/**
+ * The task's prompt, from its execution's input: ECS container overrides hold 8 KiB in all,
+ * so they carry the session without its prompt, and the prompt never limits the runtime.
+ */
+export async function executionPrompt(client: SFNClient, executionArn: string): Promise<string> {
+  const { input } = await client.send(new DescribeExecutionCommand({ executionArn }));
+  const prompt = (JSON.parse(input ?? 'null') as { prompt?: unknown } | null)?.prompt;
+  if (typeof prompt !== 'string') throw new Error(`execution ${executionArn} has no prompt in its input`);
+  return prompt;
+}
+
 /** Heartbeat answers that mean nobody waits for this task any more: stop Claude. */
 const GONE = new Set(['TaskTimedOut', 'TaskDoesNotExist', 'InvalidToken']);
 
@@ -42,7 +54,8 @@ const GONE = new Set(['TaskTimedOut', 'TaskDoesNotExist', 'InvalidToken']);
  * report itself cannot be made, so the container exits non-zero and ECS shows it.
  */
 export async function runFargateTask(
-  input: RunnerInput,
+  input: Omit<RunnerInput, 'prompt'>,
+  prompt: () => Promise<string>,
   config: RunnerConfig,
   callbacks: TaskCallbacks,
   heartbeatIntervalMs: number,
@@ -54,7 +67,7 @@ export async function runFargateTask(
     });
   }, heartbeatIntervalMs);
   try {
-    const result = await runSessionTask(input, { ...config, signal: stop.signal });
+    const result = await runSessionTask({ ...input, prompt: await prompt() }, { ...config, signal: stop.signal });
     await callbacks.succeed(result);
     return 'succeeded';
   } catch (err) {

@@ -1,6 +1,6 @@
 import { marshall, unmarshall, type NativeAttributeValue } from '@aws-sdk/util-dynamodb';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
-import type { SessionStart } from '../sessions/execution-input.js';
+import { promptSha256, type SessionStart } from '../sessions/execution-input.js';
 import {
   RESULT_MAX_CHARS,
   closeValues,
@@ -10,7 +10,7 @@ import {
   type Usage,
 } from '../sessions/session-item.js';
 import { claudeFailure, isTransientFailure, usageOf } from './claude-result.js';
-import { SessionIdMismatchError } from './errors.js';
+import { PromptMismatchError, SessionIdMismatchError } from './errors.js';
 import { runClaude } from './run-claude.js';
 import { claudeProcessOptions, type RunnerClaudeSettings, type StandbyClaude } from './claude-process.js';
 import { releaseAfterRunValues, toMilestoneRecord, type MilestoneRecord, type TranscriptPointer } from '../sessions/milestone-item.js';
@@ -31,7 +31,10 @@ export interface RunnerConfig extends RunnerClaudeSettings {
 /** What the workflow hands the runner: the session, and for a milestone task the milestone as AcquireMilestone left it. */
 export interface RunnerInput {
   session: SessionStart;
-  milestone: { item: Record<string, AttributeValue> } | null;
+  /** What Claude is asked: checked against the session's promptSha256 before Claude runs. */
+  prompt: string;
+  /** The milestone's item for a milestone task; no item for a fresh session. */
+  milestone: { item: Record<string, AttributeValue> | null } | null;
   /** Which attempt this is, and what the attempts before it spent (absent: the first). */
   retry?: RetryState | null;
 }
@@ -72,11 +75,15 @@ export interface TaskResult {
  * A Claude-level failure is an outcome (its usage was spent and is recorded);
  * an infrastructure failure throws, and the workflow's Catch closes the session.
  */
-export async function runSessionTask({ session: start, milestone: lease, retry }: RunnerInput, config: RunnerConfig): Promise<TaskResult> {
+export async function runSessionTask({ session: start, prompt, milestone: lease, retry }: RunnerInput, config: RunnerConfig): Promise<TaskResult> {
   const attempt = retry?.attempt ?? 1;
   const now = config.now ?? (() => new Date());
+  // The prompt came apart from its session (the Fargate task reads it from the execution): it must be the one the session recorded.
+  if (typeof prompt !== 'string' || promptSha256(prompt) !== start.promptSha256) {
+    throw new PromptMismatchError(start.sessionId);
+  }
 
-  const milestone = lease ? toMilestoneRecord(unmarshall(lease.item)) : null;
+  const milestone = lease?.item ? toMilestoneRecord(unmarshall(lease.item)) : null;
   if (start.mode === 'milestone' && !milestone) throw new Error(`milestone task ${start.sessionId} reached the runner without its milestone`);
   if (milestone && !config.transcripts) throw new Error('milestone tasks need the transcript bucket (TRANSCRIPT_BUCKET is not set)');
   // A milestone's tasks all speak in one Claude conversation: the milestone's UUID.
@@ -86,7 +93,7 @@ export async function runSessionTask({ session: start, milestone: lease, retry }
 
   const run = await runClaude({
     ...claudeProcessOptions(start, config, claudeSessionId, !milestone ? 'fresh' : restored ? 'resume' : 'start'),
-    prompt: start.prompt,
+    prompt,
     restoreTranscript: restored,
     signal: config.signal,
     standby: attempt === 1 ? config.takeStandby?.() : undefined,

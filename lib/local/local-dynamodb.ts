@@ -23,11 +23,10 @@ const dynalite = require('dynalite') as (options: { path?: string; createTableMs
 export class LocalDynamoDb {
   readonly client: DynamoDBClient;
   readonly documentClient: DynamoDBDocumentClient;
-  readonly tableName = LOCAL_TABLE_NAME;
-
   private constructor(
     private readonly server: Server,
     readonly endpoint: string,
+    readonly tableName: string,
   ) {
     this.client = new DynamoDBClient({
       endpoint,
@@ -41,14 +40,14 @@ export class LocalDynamoDb {
   }
 
   /** Starts dynalite and creates the table from the synthesized definition if it is missing. */
-  static async start(options: { path?: string; table: WorkflowDefinition['table'] }): Promise<LocalDynamoDb> {
+  static async start(options: { path?: string; table: WorkflowDefinition['table']; tableName?: string }): Promise<LocalDynamoDb> {
     const server = dynalite({ path: options.path, createTableMs: 0 });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(0, '127.0.0.1', () => resolve());
     });
     const { port } = server.address() as AddressInfo;
-    const db = new LocalDynamoDb(server, `http://127.0.0.1:${port}`);
+    const db = new LocalDynamoDb(server, `http://127.0.0.1:${port}`, options.tableName ?? LOCAL_TABLE_NAME);
     try {
       await db.ensureTable(options.table);
     } catch (err) {

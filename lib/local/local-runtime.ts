@@ -2,7 +2,7 @@ import './polyfill.js';
 import { PutItemCommand, UpdateItemCommand, type PutItemCommandInput, type UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { v4 as uuidv4 } from 'uuid';
@@ -30,6 +30,11 @@ import { PROJECT_ROOT, loadWorkflowDefinition, type WorkflowDefinition } from '.
 interface EcsRunTaskParameters {
   Overrides?: { ContainerOverrides?: { Environment?: { Name: string; Value: string }[] }[] };
 }
+
+/** ECS RunTask refuses container overrides over 8 KiB in all (InvalidParameterException). */
+const ECS_MAX_OVERRIDES_BYTES = 8_192;
+/** Step Functions task tokens run up to 2,048 characters; the local ones are that long, so overrides are tried at their largest. */
+const TASK_TOKEN_CHARS = 2_048;
 
 export interface LocalRuntimeOptions {
   /** State directory (DynamoDB on disk, cached definition); omit for in-memory state. */
@@ -66,6 +71,8 @@ export interface ExecutionOutcome {
 export interface LocalExecution {
   executionArn: string;
   name: string;
+  /** The execution's input as JSON, as DescribeExecution returns it. */
+  input: string;
   /** Each state as it is entered, left, failed or caught, as the execution runs. */
   events: AsyncIterable<EventLog>;
   outcome: Promise<ExecutionOutcome>;
@@ -157,7 +164,8 @@ export class LocalRuntime implements SessionStarter {
     try {
       let endpoint = options.endpoint ?? options.standIn?.endpoint;
       if (!endpoint) ({ endpoint, standIn: ownStandIn } = await localClaudeEndpoint(process.env));
-      callbacks = await new LocalTaskCallbacks().start();
+      // DescribeExecution answers from the executions this runtime runs (a task reads its prompt there).
+      callbacks = await new LocalTaskCallbacks((arn) => runtime.inputOf(arn)).start();
       const runtime = new LocalRuntime(
         definition, dynamodb, { ...options.runner, endpoint }, ownStandIn, callbacks, options.fargateHeartbeatSeconds,
         options.policy ?? {}, options.home ? join(options.home, 's3') : undefined,
@@ -205,10 +213,10 @@ export class LocalRuntime implements SessionStarter {
             return new Date().toISOString();
           },
         },
-        // A fresh token each time a .waitForTaskToken state reads it.
+        // A fresh token each time a .waitForTaskToken state reads it, as long as AWS's longest.
         Task: {
           get Token() {
-            return randomUUID();
+            return randomBytes(TASK_TOKEN_CHARS).toString('base64url').slice(0, TASK_TOKEN_CHARS);
           },
         },
       },
@@ -234,7 +242,7 @@ export class LocalRuntime implements SessionStarter {
       stop.abort();
       run.abort();
     };
-    const execution: LocalExecution = { executionArn, name: executionName, events: run.eventLogs, outcome, abort };
+    const execution: LocalExecution = { executionArn, name: executionName, input: JSON.stringify(input ?? null), events: run.eventLogs, outcome, abort };
     this.executions.set(executionName, execution);
     void outcome.finally(() => this.executions.delete(executionName));
     return execution;
@@ -252,6 +260,11 @@ export class LocalRuntime implements SessionStarter {
     const execution = this.startExecution(input, input.sessionId);
     void execution.outcome; // runs in the background; its session tells how it went
     return { sessionId: input.sessionId, executionArn: execution.executionArn, started: true };
+  }
+
+  /** A running execution's input, by ARN (DescribeExecution). */
+  inputOf(executionArn: string): string | undefined {
+    return [...this.executions.values()].find((e) => e.executionArn === executionArn)?.input;
   }
 
   /** Starts an execution, waits for it to end, and returns the session it tracked. */
@@ -359,19 +372,23 @@ export class LocalRuntime implements SessionStarter {
    * environment ECS would give it, reporting to the local task-token endpoint.
    */
   private async runFargateTask(params: EcsRunTaskParameters, heartbeatSeconds: number | undefined, signal: AbortSignal): Promise<unknown> {
+    const overridesBytes = Buffer.byteLength(JSON.stringify(params.Overrides ?? {}), 'utf8');
+    if (overridesBytes > ECS_MAX_OVERRIDES_BYTES) {
+      throw namedError('ECS.InvalidParameterException', `Container Overrides length must be at most ${ECS_MAX_OVERRIDES_BYTES}; these are ${overridesBytes} bytes`);
+    }
     const overrides = Object.fromEntries(
       (params.Overrides?.ContainerOverrides?.[0]?.Environment ?? []).map((e) => [e.Name, e.Value]),
     );
     const token = overrides.TASK_TOKEN;
     if (!token) throw namedError('ECS.InvalidParameterException', 'the task has no TASK_TOKEN override');
     const heartbeatMs = heartbeatSeconds ? heartbeatSeconds * 1000 : undefined;
-    const session = JSON.parse(overrides.SESSION_INPUT_JSON ?? '{}') as { sessionId?: string; platformTimeoutSeconds?: number };
+    const session = JSON.parse(overrides.SESSION_JSON ?? '{}') as { sessionId?: string; platformTimeoutSeconds?: number };
     const sessionId = session.sessionId ?? token;
     const waiting = this.callbacks.wait(token, heartbeatMs, signal, session.platformTimeoutSeconds);
     waiting.catch(() => undefined); // awaited below; never an unhandled rejection if spawning throws first
     const { endpoint } = this.runnerConfig;
     // A milestone task reads and writes its transcript: it gets the S3 endpoint, as ECS gives it the bucket.
-    const s3 = overrides.MILESTONE_JSON && overrides.MILESTONE_JSON !== 'null' ? await this.s3() : undefined;
+    const s3 = (JSON.parse(overrides.MILESTONE_JSON ?? 'null') as { item?: unknown } | null)?.item ? await this.s3() : undefined;
     const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'functions', 'task', 'main.ts')], {
       cwd: PROJECT_ROOT,
       detached: true,

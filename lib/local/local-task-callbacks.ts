@@ -8,13 +8,17 @@ interface Waiter {
 }
 
 /**
- * The task-token half of Step Functions on 127.0.0.1: SendTaskSuccess, SendTaskFailure and
- * SendTaskHeartbeat in the service's own JSON protocol, so a task process reports with the
- * real SDK exactly as it does on ECS.
+ * The part of Step Functions a task process talks to, on 127.0.0.1: SendTaskSuccess,
+ * SendTaskFailure and SendTaskHeartbeat, and DescribeExecution (where the task reads its
+ * prompt), in the service's own JSON protocol, so a task reports with the real SDK exactly
+ * as it does on ECS.
  */
 export class LocalTaskCallbacks {
   private readonly waiters = new Map<string, Waiter>();
   private server?: Server;
+
+  /** @param executionInput the input of a running execution, by ARN, as DescribeExecution returns it. */
+  constructor(private readonly executionInput: (executionArn: string) => string | undefined = () => undefined) {}
 
   get endpoint(): string {
     return `http://127.0.0.1:${(this.server!.address() as AddressInfo).port}`;
@@ -29,11 +33,16 @@ export class LocalTaskCallbacks {
         const reply = (status: number, body: object) => {
           res.writeHead(status, { 'content-type': 'application/x-amz-json-1.0' }).end(JSON.stringify(body));
         };
-        let body: { taskToken?: string; output?: string; error?: string; cause?: string };
+        let body: { taskToken?: string; output?: string; error?: string; cause?: string; executionArn?: string };
         try {
           body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
         } catch {
           return reply(400, { __type: 'SerializationException', message: 'body is not JSON' });
+        }
+        if (target === 'DescribeExecution') {
+          const input = body.executionArn ? this.executionInput(body.executionArn) : undefined;
+          if (input === undefined) return reply(400, { __type: 'ExecutionDoesNotExist', message: `no execution ${body.executionArn}` });
+          return reply(200, { executionArn: body.executionArn, status: 'RUNNING', input, startDate: Date.now() / 1000 });
         }
         const waiter = body.taskToken ? this.waiters.get(body.taskToken) : undefined;
         if (!waiter) return reply(400, { __type: 'TaskDoesNotExist', message: 'no task waits on this token' });

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { v5 as uuidv5, validate as isUuid } from 'uuid';
 import { z } from 'zod';
 import {
-  FARGATE_REPORT_MARGIN_SECONDS, MAX_FARGATE_INPUT_BYTES, MAX_FARGATE_TIMEOUT_SECONDS, MAX_LAMBDA_TIMEOUT_SECONDS, MAX_PROMPT_CHARS,
+  FARGATE_REPORT_MARGIN_SECONDS, MAX_FARGATE_TIMEOUT_SECONDS, MAX_LAMBDA_TIMEOUT_SECONDS, MAX_PROMPT_BYTES, MAX_PROMPT_CHARS,
   defaultTimeoutSeconds,
 } from './session-limits.js';
 
@@ -22,7 +22,14 @@ export const TRIGGERS = ['api', 'schedule', 'console', 'cli'] as const;
  */
 export const ExecutionInput = z
   .strictObject({
-    prompt: z.string().min(1, 'must not be empty').max(MAX_PROMPT_CHARS, `must be at most ${MAX_PROMPT_CHARS} characters`),
+    prompt: z
+      .string()
+      .min(1, 'must not be empty')
+      .max(MAX_PROMPT_CHARS, `must be at most ${MAX_PROMPT_CHARS} characters`)
+      .refine(
+        (prompt) => Buffer.byteLength(JSON.stringify(prompt), 'utf8') <= MAX_PROMPT_BYTES,
+        `must be at most ${MAX_PROMPT_BYTES} bytes as JSON in UTF-8 (Step Functions keeps at most 256 KiB of input and state)`,
+      ),
     projectId: idField,
     taskId: idField.optional(),
     sessionId: uuidField.optional(),
@@ -89,9 +96,10 @@ function toFieldError(issue: z.core.$ZodIssue, raw: Record<string, unknown>): Fi
 
 /**
  * A validated input made ready to store: the session UUID fixed, the prompt reduced to
- * what may be stored about it (its length and hash, never its text).
+ * what may be stored about it (its length and hash, never its text). The prompt itself
+ * travels beside it (PreparedSession.prompt), so whatever carries a session carries no prompt.
  */
-export interface SessionStart extends Omit<ExecutionInput, 'sessionId' | 'timeoutSeconds'> {
+export interface SessionStart extends Omit<ExecutionInput, 'prompt' | 'sessionId' | 'timeoutSeconds'> {
   sessionId: string;
   /** The runner's own limit: the input's, or the runtime's default. */
   timeoutSeconds: number;
@@ -112,20 +120,26 @@ export interface SessionStart extends Omit<ExecutionInput, 'sessionId' | 'timeou
 export function prepareSessionStart(
   raw: unknown,
   context: { executionArn: string; executionName?: string; now?: Date },
-): SessionStart {
-  const input = validateStartInput(raw);
+): { session: SessionStart; prompt: string } {
+  const { prompt, ...input } = validateStartInput(raw);
   const timeoutSeconds =
     input.timeoutSeconds ?? defaultTimeoutSeconds(input.runtime);
-  return {
+  const session: SessionStart = {
     ...input,
     timeoutSeconds,
     platformTimeoutSeconds: timeoutSeconds + FARGATE_REPORT_MARGIN_SECONDS,
     sessionId: sessionIdForExecution({ inputSessionId: input.sessionId, ...context }),
-    promptSha256: createHash('sha256').update(input.prompt).digest('hex'),
-    promptChars: input.prompt.length,
+    promptSha256: promptSha256(prompt),
+    promptChars: prompt.length,
     startedAt: (context.now ?? new Date()).toISOString(),
     executionArn: context.executionArn,
   };
+  return { session, prompt };
+}
+
+/** What a session keeps of its prompt, and how a runner checks the prompt it was given. */
+export function promptSha256(prompt: string): string {
+  return createHash('sha256').update(prompt).digest('hex');
 }
 
 // Fixed namespace for session ids derived from execution ARNs (uuid v5 of the ARN).
@@ -144,19 +158,5 @@ export function sessionIdForExecution(execution: { inputSessionId?: unknown; exe
 
 /** What a trigger checks before it starts an execution: the schema, and what is deployed. */
 export function validateStartInput(raw: unknown): ExecutionInput {
-  const input = parseExecutionInput(raw);
-  assertRunnable(input);
-  return input;
-}
-
-/** Valid by the schema but not runnable: refused by name rather than run half-way. */
-function assertRunnable(input: ExecutionInput): void {
-  const errors: FieldError[] = [];
-  if (input.runtime === 'fargate' && Buffer.byteLength(JSON.stringify(input), 'utf8') > MAX_FARGATE_INPUT_BYTES) {
-    errors.push({
-      field: 'prompt',
-      message: `is too long for the fargate runtime: the input travels in ECS container overrides (at most ${MAX_FARGATE_INPUT_BYTES} bytes as JSON); use lambda or a shorter prompt`,
-    });
-  }
-  if (errors.length) throw new InvalidInputError(errors);
+  return parseExecutionInput(raw);
 }

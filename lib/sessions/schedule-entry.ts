@@ -5,7 +5,8 @@ import { InvalidInputError, parseExecutionInput, type ExecutionInput } from './e
 const ScheduleEntrySchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 _ . -'),
   expression: z.string().regex(/^(cron|rate|at)\(.+\)$/, 'must be cron(...), rate(...) or at(...)'),
-  timezone: z.string().min(1).optional(),
+  // A typo would otherwise pass synth and fail the deploy (Scheduler refuses an unknown zone).
+  timezone: z.string().refine(isTimeZone, 'must be an IANA time zone such as Europe/Paris or UTC').optional(),
   enabled: z.boolean().default(true),
   projectId: z.unknown().optional(),
   prompt: z.unknown().optional(),
@@ -14,6 +15,15 @@ const ScheduleEntrySchema = z.strictObject({
   maxBudgetUsd: z.unknown().optional(),
   timeoutSeconds: z.unknown().optional(),
 });
+
+function isTimeZone(name: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: name });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export interface ScheduleEntry {
   name: string;

@@ -1,6 +1,12 @@
 // The input's limits and defaults, with no schema library: a cold `run` reads them before zod loads.
 
 export const MAX_PROMPT_CHARS = 100_000;
+/**
+ * The prompt as it travels (UTF-8 of its JSON string): Step Functions limits an execution's
+ * input and state to 256 KiB, and the state also carries the session, Claude's reply
+ * (2,000 characters, twice) and an error's cause (up to 32 KiB): 64 KiB are kept for those.
+ */
+export const MAX_PROMPT_BYTES = 192 * 1024;
 /** Lambda's hard limit is 900 s; the runner keeps a minute to report and close. */
 export const MAX_LAMBDA_TIMEOUT_SECONDS = 840;
 export const MAX_FARGATE_TIMEOUT_SECONDS = 28_800;
@@ -11,10 +17,5 @@ export const DEFAULT_FARGATE_TIMEOUT_SECONDS = 7_200;
 export function defaultTimeoutSeconds(runtime: 'lambda' | 'fargate'): number {
   return runtime === 'fargate' ? DEFAULT_FARGATE_TIMEOUT_SECONDS : DEFAULT_LAMBDA_TIMEOUT_SECONDS;
 }
-/**
- * ECS container overrides are limited to 8 KiB in all, and carry the input with what the
- * workflow adds (derived fields, the milestone's pointer, the task token).
- */
-export const MAX_FARGATE_INPUT_BYTES = 5_500;
 /** Room the platform gives a Fargate task past the runner's own limit, to report. */
 export const FARGATE_REPORT_MARGIN_SECONDS = 300;

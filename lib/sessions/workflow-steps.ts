@@ -3,8 +3,14 @@ import { prepareSessionStart, type SessionStart } from './execution-input.js';
 /** What CreateSession hands on: the session it created, to run. */
 export interface PreparedSession {
   session: SessionStart;
-  /** Filled by AcquireMilestone for a milestone task; null until then (and for fresh sessions). */
-  milestone: null;
+  /** The prompt, beside the session: the runners take it, nothing else that carries a session does. */
+  prompt: string;
+  /**
+   * A milestone task's is null until AcquireMilestone fills it; a fresh session's holds no
+   * item. Never null on the way to the runner, so the Fargate state never converts a null
+   * to JSON (States.JsonToString of null is not a documented case).
+   */
+  milestone: null | { item: null };
   /** Filled by AcquireSlot where a concurrency limit applies. */
   slot: null;
   /** The first attempt; NextAttempt replaces it after a transient failure. */
@@ -80,14 +86,15 @@ export interface ValidateInputEvent {
 
 /** The input checked and the session to create (with the deployment's policy applied); nothing is written. */
 export function prepareSession(event: ValidateInputEvent, policy: SessionPolicy = {}, now = new Date()): PreparedSession {
-  const session = prepareSessionStart(event.input, { executionArn: event.executionArn, executionName: event.executionName, now });
+  const { session, prompt } = prepareSessionStart(event.input, { executionArn: event.executionArn, executionName: event.executionName, now });
   // Its presence routes the session through AcquireSlot; without a limit, no slot is taken.
   if (policy.maxConcurrentSessions) session.concurrencyLimit = policy.maxConcurrentSessions;
   if (policy.runAttempts && policy.runAttempts > 1) {
     session.runAttempts = policy.runAttempts;
     session.retryBaseSeconds = policy.retryBaseSeconds ?? 15;
   }
-  return { session, milestone: null, slot: null, retry: { attempt: 1, prior: null } };
+  const milestone = session.milestoneId ? null : { item: null };
+  return { session, prompt, milestone, slot: null, retry: { attempt: 1, prior: null } };
 }
 
 /** What CreateSession needs of the table (SessionRepository). */
