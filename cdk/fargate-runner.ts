@@ -78,7 +78,7 @@ export class FargateRunner extends Construct {
     props.transcripts.grantReadWrite(this.taskDefinition.taskRole);
     Validations.of(this.taskDefinition).acknowledge({
       id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
-      reason: 'The execution role pulls the image: ecr:GetAuthorizationToken supports no resource-level permission.',
+      reason: 'Actions that support no resource-level permission: ecr:GetAuthorizationToken (the execution role pulls the image) and states:SendTask* (the task role answers its task token, which is the capability).',
     });
     Validations.of(this.taskDefinition).acknowledge({
       id: 'AwsSolutions::AwsSolutions-ECS2',

@@ -12,7 +12,7 @@ import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import { Grant, PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { TranscriptBucket } from './transcript-bucket.js';
 import { ServiceFunction } from './service-function.js';
 
@@ -58,7 +58,13 @@ export class SessionApi extends Construct {
     }).function;
     // Reads of the table (and its indexes), starting this one state machine, and opening and
     // closing milestones: writes to MILESTONE# items only, never to a session.
-    props.table.grantReadData(this.function);
+    // Reads as the routes make them: items by key, a project's or a milestone's sessions by
+    // index, the project ids by a scan of the project index (not grantReadData: no stream reads).
+    Grant.addToPrincipal({
+      grantee: this.function,
+      actions: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:Scan'],
+      resourceArns: [props.table.tableArn, `${props.table.tableArn}/index/*`],
+    });
     props.stateMachine.grantStartExecution(this.function);
     this.function.addToRolePolicy(
       new PolicyStatement({

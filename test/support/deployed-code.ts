@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { PROJECT_ROOT } from '../../lib/project-root.js';
 
 // The code a deploy ships, as the cloud assembly in cdk.out holds it, started the way its
@@ -164,6 +164,21 @@ export interface Invocation {
   /** Exit code of the process; 0 when the handler answered (returned or threw). */
   exitCode: number | null;
   output: string;
+  /** The names in the process's environment before its module loaded and after the handler answered. */
+  envKeys?: { before: string[]; after: string[] };
+}
+
+/**
+ * A command the fresh Node process is started under (a sandbox such as bwrap), which shows
+ * the process the files at paths of its own.
+ */
+export interface Wrap {
+  /** The program and its arguments, up to where node's own argv begins (bwrap's end with '--'). Spawned as an argument array, never through a shell. */
+  command: string[];
+  /** The task root's path as the wrapped process sees it (bwrap: where it binds the task root). */
+  taskRoot: string;
+  /** A host folder the wrapped process can write, for the event and result files, and its path inside. */
+  io: { host: string; inside: string };
 }
 
 const INVOKER = `
@@ -176,20 +191,24 @@ const context = {
   awsRequestId: 'c6af9ac6-7b61-11e6-9a41-93e812345678', logGroupName: '/aws/lambda/' + AWS_LAMBDA_FUNCTION_NAME, logStreamName: 'test',
   callbackWaitsForEmptyEventLoop: true, getRemainingTimeInMillis: () => 900000 - (Date.now() - started),
 };
+const envKeys = [Object.keys(process.env)];
 const mod = await import(INVOKE_MODULE);
 if (INVOKE_EVENT === undefined) { writeFileSync(INVOKE_RESULT, JSON.stringify({ exports: Object.keys(mod), type: typeof mod[INVOKE_EXPORT] })); process.exit(0); }
 try {
   const result = await mod[INVOKE_EXPORT](JSON.parse(readFileSync(INVOKE_EVENT, 'utf8')), context);
-  writeFileSync(INVOKE_RESULT, JSON.stringify({ result: result ?? null }));
+  envKeys.push(Object.keys(process.env));
+  writeFileSync(INVOKE_RESULT, JSON.stringify({ result: result ?? null, envKeys }));
 } catch (err) {
-  writeFileSync(INVOKE_RESULT, JSON.stringify({ error: { errorType: err?.name ?? 'Error', errorMessage: err?.message ?? String(err) } }));
+  envKeys.push(Object.keys(process.env));
+  writeFileSync(INVOKE_RESULT, JSON.stringify({ error: { errorType: err?.name ?? 'Error', errorMessage: err?.message ?? String(err) }, envKeys }));
 }
 process.exit(0);
 `;
 
 /**
  * Imports a handler module in a fresh Node process with exactly `env` (nothing inherited),
- * and, with an event, invokes its export once as the Lambda runtime would.
+ * and, with an event, invokes its export once as the Lambda runtime would. With `wrap`, that
+ * process is started under the wrap's command, and given the paths it sees inside.
  */
 export async function invokeHandler(
   task: string,
@@ -197,19 +216,24 @@ export async function invokeHandler(
   exportName: string,
   env: Record<string, string>,
   event?: unknown,
+  wrap?: Wrap,
 ): Promise<Invocation & { exports?: string[]; exportType?: string }> {
-  const io = mkdtempSync(join(tmpdir(), 'invoke-'));
+  const io = wrap ? mkdtempSync(join(wrap.io.host, 'invoke-')) : mkdtempSync(join(tmpdir(), 'invoke-'));
+  // The same files, by the paths the process sees (inside the wrap's, when wrapped).
+  const inside = (hostPath: string) => (wrap ? join(wrap.io.inside, relative(wrap.io.host, hostPath)) : hostPath);
   const resultFile = join(io, 'result.json');
   const eventFile = join(io, 'event.json');
   if (event !== undefined) writeFileSync(eventFile, JSON.stringify(event));
-  const child = spawn(process.execPath, ['--input-type=module', '-e', INVOKER], {
+  const node = [process.execPath, '--input-type=module', '-e', INVOKER];
+  const [program, ...args] = wrap ? [...wrap.command, ...node] : node;
+  const child = spawn(program!, args, {
     cwd: task,
     env: {
       ...env,
-      INVOKE_MODULE: join(task, module),
+      INVOKE_MODULE: join(wrap?.taskRoot ?? task, module),
       INVOKE_EXPORT: exportName,
-      INVOKE_RESULT: resultFile,
-      ...(event !== undefined ? { INVOKE_EVENT: eventFile } : {}),
+      INVOKE_RESULT: inside(resultFile),
+      ...(event !== undefined ? { INVOKE_EVENT: inside(eventFile) } : {}),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -218,8 +242,11 @@ export async function invokeHandler(
   child.stderr.on('data', (c: Buffer) => (output += c.toString()));
   const exitCode = await new Promise<number | null>((resolve) => child.once('close', resolve));
   if (!existsSync(resultFile)) return { exitCode, output };
-  const answer = JSON.parse(readFileSync(resultFile, 'utf8')) as { result?: unknown; error?: Invocation['error']; exports?: string[]; type?: string };
-  return { exitCode, output, result: answer.result, error: answer.error, exports: answer.exports, exportType: answer.type };
+  const answer = JSON.parse(readFileSync(resultFile, 'utf8')) as {
+    result?: unknown; error?: Invocation['error']; exports?: string[]; type?: string; envKeys?: [string[], string[]];
+  };
+  const envKeys = answer.envKeys && { before: answer.envKeys[0], after: answer.envKeys[1] };
+  return { exitCode, output, result: answer.result, error: answer.error, envKeys, exports: answer.exports, exportType: answer.type };
 }
 
 /** Starts a container command (the Fargate task) in a fresh process with exactly `env`. */

@@ -1,0 +1,230 @@
+import { GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
+import { LocalDynamoDb } from '../lib/local/local-dynamodb.js';
+import { RecordingAwsEndpoint } from './support/aws-endpoint.js';
+import {
+  deployedContainer, deployedFunctions, invokeHandler, lambdaEnvironment, readAssembly, runCommand, taskRoot, type DeployedFunction,
+} from './support/deployed-code.js';
+import { checkCalls, type AwsCall } from './support/iam-check.js';
+import { resolveTemplate, templateResolver } from './support/template-resolver.js';
+
+// The synthesized bundles invoked as Lambda invokes them, each as its own principal: every AWS
+// call they make is recorded on the wire, then judged by the IAM policies the template grants.
+const assembly = readAssembly(inject('cdkOut'));
+const resolver = templateResolver(assembly.template);
+const functions = deployedFunctions(assembly);
+const fn = (prefix: string): DeployedFunction => functions.find((f) => f.logicalId.startsWith(prefix))!;
+const tableId = Object.entries(assembly.template.Resources).find(([, r]) => r.Type === 'AWS::DynamoDB::Table')![0];
+const SECRET = JSON.stringify({ ANTHROPIC_API_KEY: 'sk-ant-test-deployed' });
+
+const taskReports: { action: string; params: Record<string, unknown> }[] = [];
+const executionInputs = new Map<string, string>();
+let dynamodb: LocalDynamoDb;
+let aws: RecordingAwsEndpoint;
+let anthropic: AnthropicStandIn;
+
+beforeAll(async () => {
+  const table = assembly.template.Resources[tableId]!.Properties!;
+  dynamodb = await LocalDynamoDb.start({ table: table as never, tableName: resolver.physicalName(tableId) });
+  anthropic = await new AnthropicStandIn().start();
+  aws = await RecordingAwsEndpoint.start({
+    upstreams: { dynamodb: dynamodb.endpoint },
+    handlers: {
+      'secretsmanager.GetSecretValue': (p: { SecretId: string }) => ({ ARN: p.SecretId, Name: 'AnthropicApiKey', SecretString: SECRET }),
+      'events.PutEvents': (p: { Entries: unknown[] }) => ({ FailedEntryCount: 0, Entries: p.Entries.map(() => ({ EventId: randomUUID() })) }),
+      'states.SendTaskHeartbeat': (p: Record<string, unknown>) => (taskReports.push({ action: 'SendTaskHeartbeat', params: p }), {}),
+      'states.SendTaskSuccess': (p: Record<string, unknown>) => (taskReports.push({ action: 'SendTaskSuccess', params: p }), {}),
+      'states.SendTaskFailure': (p: Record<string, unknown>) => (taskReports.push({ action: 'SendTaskFailure', params: p }), {}),
+      'states.DescribeExecution': (p: { executionArn: string }) => {
+        const input = executionInputs.get(p.executionArn);
+        if (!input) throw Object.assign(new Error(`no execution ${p.executionArn}`), { name: 'ExecutionDoesNotExist' });
+        return { executionArn: p.executionArn, status: 'RUNNING', input, startDate: Date.now() / 1000 };
+      },
+      'states.StartExecution': (p: { stateMachineArn: string; name: string }) => ({
+        executionArn: `${p.stateMachineArn.replace(':stateMachine:', ':execution:')}:${p.name}`, startDate: Date.now() / 1000,
+      }),
+    },
+  });
+});
+
+afterAll(async () => {
+  await aws?.close();
+  await anthropic?.close();
+  await dynamodb?.close();
+});
+
+/** Invokes one deployed function's bundle once, as its own role, with its template environment. */
+async function invoke(deployed: DeployedFunction, event: unknown, extra: Record<string, string> = {}) {
+  const task = taskRoot(deployed.codeDir, deployed.kind === 'zip' ? 'aws-sdk' : 'claude-code');
+  const environment = Object.fromEntries(Object.entries(deployed.environment).map(([k, v]) => [k, String(resolver.resolve(v))]));
+  const env = { ...lambdaEnvironment(resolver.physicalName(deployed.logicalId), task), ...environment, ...aws.envFor(deployed.role), ...extra };
+  const answer = await invokeHandler(task, deployed.module, deployed.exportName, env, event);
+  expect(answer.exitCode, answer.output).toBe(0);
+  expect(answer.error, answer.output).toBeUndefined();
+  return answer.result as any;
+}
+
+async function sessionItem(sessionId: string) {
+  const { Item } = await dynamodb.client.send(new GetItemCommand({ TableName: dynamodb.tableName, Key: { pk: { S: `SESSION#${sessionId}` }, sk: { S: 'SESSION' } } }));
+  return Item;
+}
+
+const stateMachineArn = resolver.ref(Object.entries(assembly.template.Resources).find(([, r]) => r.Type === 'AWS::StepFunctions::StateMachine')![0]);
+
+describe('the synthesized bundles, invoked', () => {
+  let created: any;
+
+  it('CreateSession puts the session RUNNING in the table and hands on the session and its prompt', async () => {
+    // Prepare
+    const sessionId = randomUUID();
+    const executionArn = `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${sessionId}`;
+    // Act
+    created = await invoke(fn('SessionCreator'), {
+      input: { prompt: 'Summarise the README', projectId: 'deployed', sessionId }, executionArn, executionName: sessionId,
+      executionStartTime: new Date().toISOString(),
+    });
+    // Assess
+    expect(created).toMatchObject({ session: { sessionId, projectId: 'deployed' }, prompt: 'Summarise the README', milestone: { item: null } });
+    expect(await sessionItem(sessionId)).toMatchObject({ status: { S: 'RUNNING' } });
+  });
+
+  it('the runner image\'s Lambda handler runs the real Claude CLI for that session, reading its key from the secret', async () => {
+    // Prepare
+    anthropic.respondWith({ kind: 'text', text: 'deployed and done', usage: { input_tokens: 12, output_tokens: 3 } });
+    // Act
+    const run = await invoke(fn('RunnerFunction'), { ...created, retry: { attempt: 1, prior: null } }, { ANTHROPIC_BASE_URL: anthropic.endpoint.baseUrl! });
+    // Assess: the record RecordUsage writes; the key reached the API, not the record
+    expect(run.record).toMatchObject({ sessionId: created.session.sessionId, status: 'COMPLETED', result: 'deployed and done', usage: { inputTokens: 12 } });
+    expect(anthropic.messageRequests.map((r) => r.sessionId)).toEqual([created.session.sessionId]);
+    expect(JSON.stringify(run)).not.toContain('sk-ant-test-deployed');
+  });
+
+  it('the runner image\'s Fargate entry, started as its container command, runs a session and answers its token', async () => {
+    // Prepare: a fargate session created by the CreateSession bundle, its execution's input where DescribeExecution finds it
+    const sessionId = randomUUID();
+    const executionArn = `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${sessionId}`;
+    const input = { prompt: 'Refactor "the" module\nslowly', projectId: 'deployed', sessionId, runtime: 'fargate' };
+    executionInputs.set(executionArn, JSON.stringify(input));
+    const prepared = await invoke(fn('SessionCreator'), { input, executionArn, executionName: sessionId, executionStartTime: new Date().toISOString() });
+    anthropic.respondWith({ kind: 'text', text: 'refactored on fargate', usage: { input_tokens: 30, output_tokens: 4 } });
+    const container = deployedContainer(assembly);
+    const task = taskRoot(container.codeDir, 'claude-code');
+    const environment = Object.fromEntries(Object.entries(container.environment).map(([k, v]) => [k, String(resolver.resolve(v))]));
+    // Act: the overrides the workflow renders (States.JsonToString of each), the task's role
+    const run = await runCommand(task, container.command, {
+      PATH: process.env.PATH!, ...environment, ...aws.envFor(container.taskRole), ANTHROPIC_BASE_URL: anthropic.endpoint.baseUrl!,
+      SESSION_JSON: JSON.stringify(prepared.session), MILESTONE_JSON: JSON.stringify(prepared.milestone),
+      RETRY_JSON: JSON.stringify(prepared.retry), TASK_TOKEN: 'token-'.padEnd(2_048, 'x'), HEARTBEAT_INTERVAL_SECONDS: '1',
+    });
+    // Assess: a heartbeat first, then the outcome on the token; the prompt came from the execution, byte for byte
+    expect(run.exitCode, run.output).toBe(0);
+    expect(taskReports[0]?.action).toBe('SendTaskHeartbeat');
+    const success = taskReports.find((r) => r.action === 'SendTaskSuccess');
+    expect(JSON.parse(String(success?.params.output)).record).toMatchObject({ sessionId, runtime: 'fargate', status: 'COMPLETED', result: 'refactored on fargate' });
+    expect(JSON.stringify(anthropic.messageRequests.at(-1)!.body.messages)).toContain(JSON.stringify(input.prompt).slice(1, -1));
+  });
+
+  it('the reaper closes the session of an aborted execution, and the stream consumer publishes its close', async () => {
+    // Prepare
+    const sessionId = created.session.sessionId as string;
+    const before = await sessionItem(sessionId);
+    // Act
+    const reaped = await invoke(fn('ReaperServiceFunction'), {
+      version: '0', id: randomUUID(), 'detail-type': 'Step Functions Execution Status Change', source: 'aws.states', account: '123456789012',
+      time: new Date().toISOString(), region: 'us-east-1', resources: [created.session.executionArn],
+      detail: { executionArn: created.session.executionArn, stateMachineArn, name: sessionId, status: 'ABORTED', input: JSON.stringify({ sessionId }), error: null, cause: null },
+    });
+    const after = await sessionItem(sessionId);
+    const published = await invoke(fn('EventsServiceFunction'), {
+      Records: [{
+        eventID: '1', eventName: 'MODIFY', eventSource: 'aws:dynamodb', awsRegion: 'us-east-1',
+        dynamodb: { Keys: { pk: before!.pk, sk: before!.sk }, OldImage: before, NewImage: after, SequenceNumber: '100', StreamViewType: 'NEW_AND_OLD_IMAGES' },
+      }],
+    });
+    // Assess
+    expect(reaped).toMatchObject({ closed: true });
+    expect(after).toMatchObject({ status: { S: 'ABORTED' } });
+    expect(published).toEqual({ batchItemFailures: [] });
+    expect(aws.calls.filter((c) => c.action === 'PutEvents')).toHaveLength(1);
+  });
+
+  it('the HTTP API starts a session and reads it back', async () => {
+    // Prepare
+    const event = (httpMethod: string, path: string, body?: unknown) => ({
+      resource: '/{proxy+}', path, httpMethod, headers: { 'content-type': 'application/json' }, multiValueHeaders: {},
+      queryStringParameters: null, multiValueQueryStringParameters: null, pathParameters: { proxy: path.slice(1) }, stageVariables: null,
+      body: body === undefined ? null : JSON.stringify(body), isBase64Encoded: false,
+      requestContext: { requestId: randomUUID(), stage: 'v1', httpMethod, path, resourcePath: '/{proxy+}', identity: { sourceIp: '203.0.113.1' } },
+    });
+    // Act
+    const started = await invoke(fn('HttpServiceFunction'), event('POST', '/sessions', { prompt: 'hi', projectId: 'deployed' }));
+    const read = await invoke(fn('HttpServiceFunction'), event('GET', `/sessions/${created.session.sessionId}`));
+    // Assess
+    expect(started.statusCode, started.body).toBe(202);
+    expect(JSON.parse(read.body)).toMatchObject({ sessionId: created.session.sessionId, status: 'ABORTED' });
+  });
+});
+
+describe('IAM equals the calls', () => {
+  it('allows every call each function made, by the policies of its own role', async () => {
+    // Prepare: what the bundles above sent on the wire, each under the role it runs as
+    const calls: AwsCall[] = aws.calls.filter((c) => c.principal !== 'unknown');
+    expect(new Set(calls.map((c) => c.principal)).size).toBe(6); // five functions and the Fargate task
+    // Act
+    const { denied, unusedGrants } = await checkCalls(assembly.template, calls);
+    // Assess: nothing denied; every grant no call used has its reason below
+    expect(denied).toEqual([]);
+    const unexplained = unusedGrants.filter((g) => !GRANTS_USED_ELSEWHERE.some(([role, action]) => g.principal.startsWith(role) && action.test(g.action)));
+    expect(unexplained).toEqual([]);
+  });
+
+  it('allows every service integration of the state machine, by the state machine\'s role', async () => {
+    // Prepare: each Task state's call, as Step Functions makes it with the rendered parameters
+    const resolved = resolveTemplate(assembly.template);
+    const [machineId, machine] = Object.entries(resolved.Resources).find(([, r]) => r.Type === 'AWS::StepFunctions::StateMachine')!;
+    const role = String((assembly.template.Resources[machineId]!.Properties!.RoleArn as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0]);
+    const states = JSON.parse(String(machine.Properties!.DefinitionString)).States as Record<string, Record<string, any>>;
+    const calls = Object.values(states).filter((s) => s.Type === 'Task').map((s) => integrationCall(role, s));
+    // Act
+    const { denied } = await checkCalls(assembly.template, calls);
+    // Assess
+    expect(calls.length).toBeGreaterThan(10);
+    expect(denied).toEqual([]);
+  });
+});
+
+/**
+ * Grants no call above makes, each with the reason it stays: used by an AWS service acting with
+ * the role, or by a path these invocations do not take (a milestone; covered on the local runtime).
+ */
+const GRANTS_USED_ELSEWHERE: [role: string, action: RegExp, reason: string][] = [
+  ['', /^logs:(CreateLogGroup|CreateLogStream|PutLogEvents)$/, 'AWSLambdaBasicExecutionRole: the Lambda service writes the function\'s logs'],
+  ['', /^xray:(PutTraceSegments|PutTelemetryRecords)$/, 'active tracing: the X-Ray daemon beside the function sends the segments'],
+  ['EventsServiceFunction', /^dynamodb:(ListStreams|DescribeStream|GetRecords|GetShardIterator)$/, 'the event source mapping reads the table\'s stream with the function\'s role'],
+  ['EventsServiceFunction', /^sqs:(SendMessage|GetQueueAttributes|GetQueueUrl)$/, 'the event source mapping sends a failed batch to the dead-letter queue'],
+  ['RunnerFunction', /^s3:(GetObject|GetObjectVersion|PutObject|ListBucket)$/, 'milestone tasks restore and save their transcript (test/milestones.test.ts)'],
+  ['FargateTaskTaskRole', /^s3:(GetObject|GetObjectVersion|PutObject|ListBucket)$/, 'milestone tasks on Fargate (test/fargate-runtime.test.ts)'],
+  ['HttpServiceFunction', /^dynamodb:(PutItem|UpdateItem)$/, 'milestone routes: open and close a milestone (MILESTONE# items only)'],
+  ['HttpServiceFunction', /^dynamodb:(Query|Scan)$/, 'listing routes: a project\'s sessions, the project ids, a milestone\'s tasks'],
+  ['HttpServiceFunction', /^s3:PutObjectTagging$/, 'closing a milestone tags its transcript to expire'],
+];
+
+/** The API call a Task state's integration makes (arn:aws:states:::<service>:<action>[.pattern]). */
+function integrationCall(principal: string, state: Record<string, any>): AwsCall {
+  // A LambdaInvoke with payloadResponseOnly names the function itself as its Resource.
+  if (String(state.Resource).startsWith('arn:aws:lambda:')) return { principal, service: 'lambda', action: 'Invoke', params: { FunctionName: state.Resource } };
+  const match = /^arn:aws:states:::(\w+):(\w+)/.exec(String(state.Resource));
+  if (!match) throw new Error(`no integration mapping for ${state.Resource}`);
+  const p = state.Parameters as Record<string, any>;
+  if (match[1] === 'dynamodb') {
+    // A key given by a path ('S.$': "States.Format('MILESTONE#{}', …)") takes an example value of its form.
+    const example = (v: Record<string, string>) => v.S ?? `${/'(\w+#)\{\}'/.exec(v['S.$'] ?? '')?.[1] ?? ''}example`;
+    const key = Object.fromEntries(Object.entries(p.Key as Record<string, Record<string, string>>).map(([k, v]) => [k, { S: example(v) }]));
+    return { principal, service: 'dynamodb', action: 'UpdateItem', params: { TableName: p.TableName, Key: key } };
+  }
+  if (match[1] === 'lambda') return { principal, service: 'lambda', action: 'Invoke', params: { FunctionName: p.FunctionName } };
+  if (match[1] === 'ecs') return { principal, service: 'ecs', action: 'RunTask', params: { taskDefinition: p.TaskDefinition, cluster: p.Cluster } };
+  throw new Error(`no integration mapping for ${state.Resource}`);
+}

@@ -1,0 +1,96 @@
+import { marshall } from '@aws-sdk/util-dynamodb';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { v4 as uuidv4 } from 'uuid';
+import { describe, expect, inject, it } from 'vitest';
+import { MILESTONE_SK, milestonePk } from '../lib/sessions/milestone-item.js';
+import { SESSION_SK, sessionPk } from '../lib/sessions/session-item.js';
+import { checkCalls, policiesOf, type AwsCall, type PolicyStatement } from './support/iam-check.js';
+import { resolveTemplate, templateResolver, type CfnTemplate } from './support/template-resolver.js';
+
+// The template `cdk synth` made for this run: what a deploy would ship.
+const template = JSON.parse(readFileSync(join(inject('cdkOut'), 'ClaudeSessions.template.json'), 'utf8')) as CfnTemplate;
+const resolver = templateResolver(template);
+const resolved = resolveTemplate(template);
+
+/** The one resource of a type whose logical id starts with the construct path's prefix. */
+function logicalId(prefix: string, type: string): string {
+  const ids = Object.keys(template.Resources).filter((id) => id.startsWith(prefix) && template.Resources[id]!.Type === type);
+  if (ids.length !== 1) throw new Error(`expected one ${type} starting with ${prefix}, found ${JSON.stringify(ids)}`);
+  return ids[0]!;
+}
+
+const table = logicalId('SessionsTable', 'AWS::DynamoDB::Table');
+const stateMachineRole = logicalId('WorkflowStateMachineRole', 'AWS::IAM::Role');
+const apiRole = logicalId('HttpServiceFunctionServiceRole', 'AWS::IAM::Role');
+const reaperRole = logicalId('ReaperServiceFunctionServiceRole', 'AWS::IAM::Role');
+const reaperFunction = logicalId('ReaperServiceFunction', 'AWS::Lambda::Function');
+
+/** A DynamoDB item call as the SDK sends it: the key in AttributeValue JSON. */
+function itemCall(principal: string, action: string, tableName: string, pk: string, sk: string): AwsCall {
+  const key = marshall({ pk, sk });
+  return { principal, service: 'dynamodb', action, params: action === 'PutItem' ? { TableName: tableName, Item: key } : { TableName: tableName, Key: key } };
+}
+
+describe('IAM equals the calls: the evaluator against the synthesized template', () => {
+  it('lets the state machine update a session but denies it a DeleteItem, naming principal, action and resource', async () => {
+    // Prepare
+    const session = sessionPk(uuidv4());
+    const calls = [
+      itemCall(stateMachineRole, 'UpdateItem', resolver.physicalName(table), session, SESSION_SK),
+      itemCall(stateMachineRole, 'DeleteItem', resolver.physicalName(table), session, SESSION_SK),
+    ];
+    // Act
+    const { denied } = await checkCalls(template, calls);
+    // Assess: the table ARN is the one the policy names, built by the same resolver.
+    expect(resolver.arnOf(table)).toBe(`arn:aws:dynamodb:us-east-1:123456789012:table/${resolver.physicalName(table)}`);
+    expect(denied).toEqual([
+      { principal: stateMachineRole, action: 'dynamodb:DeleteItem', resource: resolver.arnOf(table), reason: expect.stringMatching(/^ImplicitlyDenied/) },
+    ]);
+  });
+
+  it('honours a dynamodb:LeadingKeys condition: the API role may write a MILESTONE# item but not a SESSION# one', async () => {
+    // Prepare: the grant under test, found in the template rather than assumed.
+    const conditioned = policiesOf(template, apiRole)
+      .flatMap((p) => [p.document.Statement].flat() as PolicyStatement[])
+      .find((s) => [s.Action].flat().includes('dynamodb:PutItem'));
+    expect(conditioned?.Condition).toEqual({ 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['MILESTONE#*'] } });
+    const milestone = itemCall(apiRole, 'PutItem', resolver.physicalName(table), milestonePk(uuidv4()), MILESTONE_SK);
+    const session = itemCall(apiRole, 'PutItem', resolver.physicalName(table), sessionPk(uuidv4()), SESSION_SK);
+    // Act
+    const { denied } = await checkCalls(template, [milestone, session]);
+    // Assess: only the SESSION# write is denied, and the reason names the unmet condition.
+    expect(denied).toHaveLength(1);
+    expect(denied[0]).toMatchObject({ principal: apiRole, action: 'dynamodb:PutItem', resource: resolver.arnOf(table) });
+    expect(denied[0]!.reason).toMatch(/condition does not/);
+    expect(denied[0]!.reason).toContain(`dynamodb:LeadingKeys=${(session.params.Item as Record<string, { S: string }>).pk!.S}`);
+  });
+
+  it('the reaper\'s role can GetItem the session it closes', async () => {
+    // Prepare: the reaper reads the session (repository.get) with the table name its environment gives it.
+    const environment = (resolved.Resources[reaperFunction]!.Properties!.Environment as { Variables: Record<string, string> }).Variables;
+    const call = itemCall(reaperRole, 'GetItem', environment.TABLE_NAME!, sessionPk(uuidv4()), SESSION_SK);
+    // Act
+    const { denied } = await checkCalls(template, [call]);
+    // Assess
+    expect(denied).toEqual([]);
+  });
+
+  it('reports the grants a principal\'s calls never used', async () => {
+    // Prepare: only one of the state machine's calls.
+    const calls = [itemCall(stateMachineRole, 'UpdateItem', resolver.physicalName(table), sessionPk(uuidv4()), SESSION_SK)];
+    // Act
+    const { denied, unusedGrants } = await checkCalls(template, calls);
+    // Assess: the used grant is not reported; the unexercised ones (start the runner, pass the Fargate roles) are.
+    expect(denied).toEqual([]);
+    const unused = unusedGrants.map((g) => `${g.principal} ${g.action} ${g.resource}`);
+    expect(unused).not.toContain(`${stateMachineRole} dynamodb:UpdateItem ${resolver.arnOf(table)}`);
+    expect(unused).toEqual(
+      expect.arrayContaining([
+        `${stateMachineRole} lambda:InvokeFunction ${resolver.arnOf(logicalId('RunnerFunction', 'AWS::Lambda::Function'))}`,
+        `${stateMachineRole} iam:PassRole ${resolver.arnOf(logicalId('FargateTaskTaskRole', 'AWS::IAM::Role'))}`,
+      ]),
+    );
+    expect(new Set(unusedGrants.map((g) => g.principal))).toEqual(new Set([stateMachineRole]));
+  });
+});

@@ -1,0 +1,150 @@
+import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
+import { prepareSessionStart } from '../lib/sessions/execution-input.js';
+import { RecordingAwsEndpoint } from './support/aws-endpoint.js';
+import { deployedFunctions, invokeHandler, lambdaEnvironment, readAssembly, taskRoot, type Wrap } from './support/deployed-code.js';
+import { templateResolver } from './support/template-resolver.js';
+
+// The runner's synthesized Lambda handler, run once in a sandbox shaped like Lambda: the whole
+// filesystem read-only but /tmp, the task root at /var/task, Lambda's user and environment, no
+// HOME. Whatever the Claude CLI writes has to go to /tmp, or the session fails.
+
+/** Lambda runs a function as sbx_user1051 (uid 993, gid 990). */
+const LAMBDA_UID = '993';
+const LAMBDA_GID = '990';
+
+/** The flags that give the sandboxed process its identity here, or why bwrap cannot start. */
+function probeSandbox(): { identity: string[] } | { why: string } {
+  const candidates = [
+    // Lambda's own unprivileged user, in a user namespace (no capabilities).
+    ['--unshare-user', '--uid', LAMBDA_UID, '--gid', LAMBDA_GID],
+    // Root where user namespaces are off: uid 0 stays, every capability goes.
+    ['--cap-drop', 'ALL'],
+  ];
+  const failures: string[] = [];
+  for (const identity of candidates) {
+    const probe = spawnSync('bwrap', [...identity, '--ro-bind', '/', '/', '--tmpfs', '/tmp', '--dev', '/dev', '--proc', '/proc', '--unshare-pid', '--', 'true'], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    if (probe.error) return { why: `bwrap cannot be started (${probe.error.message}); install Debian's bubblewrap` };
+    if (probe.status === 0) return { identity };
+    failures.push(`bwrap ${identity.join(' ')}: ${probe.stderr.trim() || `exit ${probe.status}`}`);
+  }
+  return { why: `bwrap cannot make a sandbox here: ${failures.join('; ')}` };
+}
+
+/**
+ * bwrap's arguments for Lambda's filesystem: the host's, read-only, with the scratch folder as
+ * /tmp and the task root at /var/task. /var is the host's too, rebuilt entry by entry on a tmpfs
+ * (a read-only / has no /var/task to mount on), then made read-only again, as /dev is. Lambda's
+ * user is in its /etc/passwd, with a home that does not exist (os.homedir() answers
+ * /home/sbx_user1051, where nothing can be written): `etc` gets the host's files plus that user.
+ */
+function lambdaSandbox(identity: string[], scratch: string, task: string, etc: string): string[] {
+  writeFileSync(join(etc, 'passwd'), `${readFileSync('/etc/passwd', 'utf8').trimEnd()}\nsbx_user1051:x:${LAMBDA_UID}:${LAMBDA_GID}::/home/sbx_user1051:/sbin/nologin\n`);
+  writeFileSync(join(etc, 'group'), `${readFileSync('/etc/group', 'utf8').trimEnd()}\nsbx_user1051:x:${LAMBDA_GID}:\n`);
+  const varEntries = readdirSync('/var').flatMap((name) => {
+    const path = join('/var', name);
+    return lstatSync(path).isSymbolicLink() ? ['--symlink', readlinkSync(path), path] : ['--ro-bind', path, path];
+  });
+  return [
+    'bwrap', ...identity,
+    '--ro-bind', '/', '/',
+    '--ro-bind', join(etc, 'passwd'), '/etc/passwd', '--ro-bind', join(etc, 'group'), '/etc/group',
+    '--bind', scratch, '/tmp',
+    '--dev', '/dev', '--remount-ro', '/dev',
+    '--proc', '/proc',
+    '--tmpfs', '/var', ...varEntries, '--ro-bind', task, '/var/task', '--remount-ro', '/var',
+    '--chdir', '/var/task',
+    // Its own process tree, gone with it; the network stays the host's, for the local endpoints on 127.0.0.1.
+    '--unshare-pid', '--die-with-parent',
+    '--',
+  ];
+}
+
+/** Every path under a folder, relative to it (folders end in '/'). */
+function listTree(dir: string, skip: (name: string) => boolean = () => false): string[] {
+  return readdirSync(dir, { withFileTypes: true })
+    .filter((entry) => !skip(entry.name))
+    .flatMap((entry) => entry.isDirectory() ? [`${entry.name}/`, ...listTree(join(dir, entry.name)).map((p) => `${entry.name}/${p}`)] : [entry.name]);
+}
+
+const sandbox = probeSandbox();
+const required = Boolean(process.env.CI) || process.env.REQUIRE_SANDBOX === '1';
+const unavailable = 'why' in sandbox ? sandbox.why : undefined;
+const skipped = unavailable !== undefined && !required;
+const SECRET = JSON.stringify({ ANTHROPIC_API_KEY: 'sk-ant-sandbox' });
+
+describe('the runner in a Lambda-shaped sandbox', () => {
+  let anthropic: AnthropicStandIn;
+  let aws: RecordingAwsEndpoint;
+  const scratch = mkdtempSync(join(tmpdir(), 'lambda-tmp-'));
+  const etc = mkdtempSync(join(tmpdir(), 'lambda-etc-'));
+
+  beforeAll(async () => {
+    if (skipped) return;
+    anthropic = await new AnthropicStandIn().start();
+    aws = await RecordingAwsEndpoint.start({
+      handlers: { 'secretsmanager.GetSecretValue': (p: { SecretId: string }) => ({ ARN: p.SecretId, Name: 'AnthropicApiKey', SecretString: SECRET }) },
+    });
+  });
+
+  afterAll(async () => {
+    await aws?.close();
+    await anthropic?.close();
+    rmSync(scratch, { recursive: true, force: true });
+    rmSync(etc, { recursive: true, force: true });
+  });
+
+  const title = 'runs a session to COMPLETED, writing only to /tmp, with no HOME';
+  it.skipIf(skipped)(skipped ? `${title} (skipped: ${unavailable}; set REQUIRE_SANDBOX=1 to fail instead)` : title, async () => {
+    if ('why' in sandbox) throw new Error(`a sandbox is required here (CI or REQUIRE_SANDBOX=1): ${sandbox.why}`);
+    // Prepare: the runner's task root as its image lays it out, its environment as Lambda's and the template's
+    const assembly = readAssembly(inject('cdkOut'));
+    const resolver = templateResolver(assembly.template);
+    const runner = deployedFunctions(assembly).find((f) => f.logicalId.startsWith('RunnerFunction'))!;
+    const task = taskRoot(runner.codeDir, 'claude-code');
+    const environment = Object.fromEntries(Object.entries(runner.environment).map(([k, v]) => [k, String(resolver.resolve(v))]));
+    const env: Record<string, string> = {
+      ...lambdaEnvironment(resolver.physicalName(runner.logicalId), '/var/task'),
+      ...environment,
+      ...aws.envFor(runner.role),
+      ANTHROPIC_BASE_URL: anthropic.endpoint.baseUrl!,
+    };
+    const sessionId = randomUUID();
+    const stateMachineArn = resolver.ref(Object.entries(assembly.template.Resources).find(([, r]) => r.Type === 'AWS::StepFunctions::StateMachine')![0]);
+    const { session, prompt } = prepareSessionStart(
+      { prompt: 'Say hello from the sandbox', projectId: 'sandbox', sessionId },
+      { executionArn: `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${sessionId}` },
+    );
+    anthropic.respondWith({ kind: 'text', text: 'hello from the sandbox', usage: { input_tokens: 10, output_tokens: 4 } });
+    const wrap: Wrap = { command: ['strace', '-f', '-qq', '-o', '/root/sbxdebug/trace', '-e', 'trace=openat,open,creat,mkdir,mkdirat,unlink,unlinkat,rename,renameat,renameat2,rmdir,symlink,symlinkat,link,linkat,truncate,chmod,fchmodat,utimensat', ...lambdaSandbox(sandbox.identity, scratch, task, etc)], taskRoot: '/var/task', io: { host: scratch, inside: '/tmp' } };
+    // What appears in /tmp while it runs (the folder seen from the host).
+    const appeared = new Set<string>();
+    const watcher: FSWatcher = watch(scratch, (_, name) => name && appeared.add(name));
+
+    // Act
+    const answer = await invokeHandler(task, runner.module, runner.exportName, env, { session, prompt, milestone: { item: null }, retry: { attempt: 1, prior: null } }, wrap);
+    watcher.close();
+
+    // Assess: the session completed with the stand-in's reply, one Messages request for it
+    expect(answer.exitCode, answer.output).toBe(0);
+    expect(answer.error, answer.output).toBeUndefined();
+    expect((answer.result as { record: unknown }).record, answer.output).toMatchObject({ sessionId, status: 'COMPLETED', result: 'hello from the sandbox' });
+    expect(anthropic.messageRequests.map((r) => r.sessionId)).toEqual([sessionId]);
+    // Its per-run HOME was made in /tmp and removed; nothing else of the run is left there
+    const invocationFiles = (name: string) => name.startsWith('invoke-');
+    expect([...appeared].filter((name) => name.startsWith('claude-run-')), answer.output).toHaveLength(1);
+    expect(listTree(scratch, invocationFiles), answer.output).toEqual([]);
+    // The handler's process never had a HOME
+    expect(env).not.toHaveProperty('HOME');
+    expect(answer.envKeys?.before).not.toContain('HOME');
+    expect(answer.envKeys?.after).not.toContain('HOME');
+  });
+});

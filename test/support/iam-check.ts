@@ -1,0 +1,652 @@
+import {
+  getDenialReasons,
+  getGrantReasons,
+  runSimulation,
+  type RequestAnalysis,
+  type RequestDenial,
+  type SuccessfulRunSimulationResults,
+} from '@cloud-copilot/iam-simulate';
+import {
+  ACCOUNT,
+  PARTITION,
+  REGION,
+  SECRET_SUFFIX,
+  TASK_DEFINITION_REVISION,
+  arn,
+  resolveTemplate,
+  templateResolver,
+  type CfnTemplate,
+} from './template-resolver.js';
+
+/**
+ * "IAM equals the calls": maps the AWS calls a deployed principal makes to the IAM requests
+ * AWS authorizes for them, and evaluates those with a real IAM policy evaluator
+ * (@cloud-copilot/iam-simulate) against what the synthesized template grants that principal.
+ */
+
+/** The partition key attribute of this project's table: its value is `dynamodb:LeadingKeys`. */
+export const PARTITION_KEY = 'pk';
+
+export interface AwsCall {
+  /** Logical id of the IAM role that makes the call. */
+  principal: string;
+  /** IAM prefix: dynamodb, states, s3, secretsmanager, events, lambda, ecs, iam, sqs, sns, logs, kms, cloudwatch, xray. */
+  service: string;
+  /** API action name, e.g. UpdateItem. */
+  action: string;
+  /** The request parameters as sent on the wire (JSON body; for S3: { Bucket, Key?, prefix?, ... }). */
+  params: Record<string, unknown>;
+}
+
+export interface IamRequest {
+  action: string;
+  resource: string;
+  context: Record<string, string | string[]>;
+}
+
+export interface PolicyStatement {
+  Sid?: string;
+  Effect: 'Allow' | 'Deny';
+  Action?: string | string[];
+  NotAction?: string | string[];
+  Resource?: string | string[];
+  NotResource?: string | string[];
+  Principal?: unknown;
+  Condition?: Record<string, Record<string, unknown>>;
+}
+
+export interface PolicyDocument {
+  Version?: string;
+  Statement: PolicyStatement | PolicyStatement[];
+}
+
+export interface IdentityPolicy {
+  /** The policy's logical id, `<role>/<PolicyName>` for an inline one, or a managed policy's ARN. */
+  name: string;
+  document: PolicyDocument;
+}
+
+export interface Denial {
+  principal: string;
+  action: string;
+  resource: string;
+  reason: string;
+}
+
+export interface UnusedGrant {
+  principal: string;
+  /** The policy the statement is in (see IdentityPolicy.name). */
+  policy: string;
+  action: string;
+  resource: string;
+}
+
+export interface CallCheck {
+  denied: Denial[];
+  unusedGrants: UnusedGrant[];
+}
+
+export interface CheckOptions {
+  /** Principals whose unused grants to report; default: every principal that made a call. */
+  reportUnusedFor?: string[];
+  /** The request time (aws:CurrentTime); default: now. */
+  now?: Date;
+}
+
+/**
+ * AWS's published documents of the AWS managed policies this template attaches
+ * (docs.aws.amazon.com/aws-managed-policy/latest/reference/, both at v1, default version).
+ * A role attaching any other AWS managed policy fails policiesOf until its document is added here.
+ */
+const AWS_MANAGED_POLICIES: Record<string, PolicyDocument> = {
+  'service-role/AWSLambdaBasicExecutionRole': {
+    Version: '2012-10-17',
+    Statement: [{ Effect: 'Allow', Action: ['logs:CreateLogGroup', 'logs:CreateLogStream', 'logs:PutLogEvents'], Resource: '*' }],
+  },
+  'service-role/AmazonAPIGatewayPushToCloudWatchLogs': {
+    Version: '2012-10-17',
+    Statement: [
+      {
+        Effect: 'Allow',
+        Action: [
+          'logs:CreateLogGroup',
+          'logs:CreateLogStream',
+          'logs:DescribeLogGroups',
+          'logs:DescribeLogStreams',
+          'logs:PutLogEvents',
+          'logs:GetLogEvents',
+          'logs:FilterLogEvents',
+        ],
+        Resource: '*',
+      },
+    ],
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// Calls -> IAM requests
+
+type Params = Record<string, unknown>;
+type Mapper = (action: string, params: Params, template?: CfnTemplate) => IamRequest[];
+
+function request(action: string, resource: string, context: IamRequest['context'] = {}): IamRequest {
+  return { action, resource, context };
+}
+
+function str(value: unknown, what: string): string {
+  if (typeof value !== 'string' || value === '') throw new Error(`iamRequestOf: missing ${what}`);
+  return value;
+}
+
+function list<T = unknown>(value: unknown): T[] {
+  return Array.isArray(value) ? (value as T[]) : value === undefined ? [] : [value as T];
+}
+
+// DynamoDB ------------------------------------------------------------------------------------
+
+function tableArn(table: unknown): string {
+  const name = str(table, 'TableName');
+  return name.startsWith('arn:') ? name : arn('dynamodb', `table/${name}`);
+}
+
+/** The scalar of an AttributeValue ({"S": "x"} on the wire; a plain value when unmarshalled). */
+function scalarOf(value: unknown): string | undefined {
+  if (typeof value === 'string' || typeof value === 'number') return String(value);
+  if (value && typeof value === 'object') {
+    const [entry] = Object.entries(value);
+    if (entry && ['S', 'N', 'B'].includes(entry[0])) return String(entry[1]);
+  }
+  return undefined;
+}
+
+function partitionKeyOf(item: unknown): string | undefined {
+  return item && typeof item === 'object' ? scalarOf((item as Params)[PARTITION_KEY]) : undefined;
+}
+
+function leadingKeys(values: (string | undefined)[]): IamRequest['context'] {
+  const keys = [...new Set(values.filter((v): v is string => v !== undefined))];
+  return keys.length ? { 'dynamodb:LeadingKeys': keys } : {};
+}
+
+/** The partition key value a Query names: `pk = :v` (or `#n = :v`) in its KeyConditionExpression. */
+function queryPartitionKey(params: Params): string | undefined {
+  const expression = params.KeyConditionExpression;
+  if (typeof expression === 'string') {
+    const names = (params.ExpressionAttributeNames ?? {}) as Record<string, string>;
+    const values = (params.ExpressionAttributeValues ?? {}) as Record<string, unknown>;
+    for (const part of expression.split(/\s+AND\s+/i)) {
+      const match = /^\s*\(?\s*([#\w]+)\s*=\s*(:\w+)\s*\)?\s*$/.exec(part);
+      if (match && (names[match[1]!] ?? match[1]) === PARTITION_KEY) return scalarOf(values[match[2]!]);
+    }
+    return undefined;
+  }
+  const legacy = (params.KeyConditions as Record<string, { AttributeValueList?: unknown[] }> | undefined)?.[PARTITION_KEY];
+  return scalarOf(legacy?.AttributeValueList?.[0]);
+}
+
+function tableOrIndex(params: Params): string {
+  const table = tableArn(params.TableName);
+  return typeof params.IndexName === 'string' ? `${table}/index/${params.IndexName}` : table;
+}
+
+/** BatchWriteItem / BatchGetItem: one request per table, with every key it touches. */
+function batchRequests(action: string, params: Params, keysOf: (entry: unknown) => unknown[]): IamRequest[] {
+  const items = (params.RequestItems ?? {}) as Record<string, unknown>;
+  return Object.entries(items).map(([table, entry]) =>
+    request(`dynamodb:${action}`, tableArn(table), leadingKeys(keysOf(entry).map(partitionKeyOf))),
+  );
+}
+
+/** A transaction is authorized as its single-item actions, one per element. */
+function transactionRequests(params: Params): IamRequest[] {
+  const actions: Record<string, string> = { Put: 'PutItem', Update: 'UpdateItem', Delete: 'DeleteItem', ConditionCheck: 'ConditionCheckItem', Get: 'GetItem' };
+  return list<Record<string, Params>>(params.TransactItems).flatMap((element) =>
+    Object.entries(element).map(([kind, item]) =>
+      request(`dynamodb:${actions[kind] ?? kind}`, tableArn(item.TableName), leadingKeys([partitionKeyOf(item.Key ?? item.Item)])),
+    ),
+  );
+}
+
+const dynamodb: Mapper = (action, params) => {
+  switch (action) {
+    case 'GetItem':
+    case 'DeleteItem':
+    case 'UpdateItem':
+      return [request(`dynamodb:${action}`, tableArn(params.TableName), leadingKeys([partitionKeyOf(params.Key)]))];
+    case 'PutItem':
+      return [request('dynamodb:PutItem', tableArn(params.TableName), leadingKeys([partitionKeyOf(params.Item)]))];
+    case 'Query':
+      return [request('dynamodb:Query', tableOrIndex(params), leadingKeys([queryPartitionKey(params)]))];
+    case 'Scan':
+      return [request('dynamodb:Scan', tableOrIndex(params))];
+    case 'BatchGetItem':
+      return batchRequests(action, params, (entry) => list((entry as Params).Keys));
+    case 'BatchWriteItem':
+      return batchRequests(action, params, (entry) =>
+        list<Params>(entry).map((write) => (write.PutRequest as Params | undefined)?.Item ?? (write.DeleteRequest as Params | undefined)?.Key),
+      );
+    case 'TransactWriteItems':
+    case 'TransactGetItems':
+      return transactionRequests(params);
+    case 'ListStreams':
+      return [request('dynamodb:ListStreams', '*')];
+    case 'DescribeStream':
+    case 'GetShardIterator':
+    case 'GetRecords':
+      // GetRecords carries only a shard iterator: the recorder must add the StreamArn it came from.
+      return [request(`dynamodb:${action}`, str(params.StreamArn, `StreamArn of dynamodb:${action}`))];
+    default:
+      return [request(`dynamodb:${action}`, tableArn(params.TableName))];
+  }
+};
+
+// Step Functions ----------------------------------------------------------------------------------
+
+const states: Mapper = (action, params) => {
+  switch (action) {
+    case 'StartExecution':
+    case 'StartSyncExecution':
+    case 'DescribeStateMachine':
+    case 'ListExecutions':
+      return [request(`states:${action}`, str(params.stateMachineArn, 'stateMachineArn'))];
+    case 'SendTaskSuccess':
+    case 'SendTaskFailure':
+    case 'SendTaskHeartbeat':
+      // The Service Authorization Reference lists no resource type for these: only "*" applies.
+      return [request(`states:${action}`, '*')];
+    default:
+      return [request(`states:${action}`, str(params.executionArn, 'executionArn'))];
+  }
+};
+
+// S3 ------------------------------------------------------------------------------------------------
+
+function objectArn(bucket: unknown, key: unknown): string {
+  return `arn:${PARTITION}:s3:::${str(bucket, 'Bucket')}/${str(key, 'Key')}`;
+}
+
+function bucketArn(bucket: unknown): string {
+  return `arn:${PARTITION}:s3:::${str(bucket, 'Bucket')}`;
+}
+
+/** An object action on a given version is authorized as its *Version* action. */
+function objectAction(action: string, params: Params): string {
+  const versioned: Record<string, string> = {
+    GetObject: 'GetObjectVersion',
+    DeleteObject: 'DeleteObjectVersion',
+    GetObjectTagging: 'GetObjectVersionTagging',
+    PutObjectTagging: 'PutObjectVersionTagging',
+    DeleteObjectTagging: 'DeleteObjectVersionTagging',
+  };
+  return `s3:${params.VersionId !== undefined && versioned[action] ? versioned[action] : action}`;
+}
+
+/** `bucket/key[?versionId=v]` (URL-encoded) as CopySource carries it. */
+function copySource(params: Params): IamRequest {
+  const [path = '', query = ''] = decodeURIComponent(str(params.CopySource, 'CopySource')).replace(/^\//, '').split('?');
+  const slash = path.indexOf('/');
+  const versioned = /(^|&)versionId=/.test(query);
+  return request(versioned ? 's3:GetObjectVersion' : 's3:GetObject', objectArn(path.slice(0, slash), path.slice(slash + 1)));
+}
+
+const s3: Mapper = (action, params) => {
+  const prefix = params.prefix ?? params.Prefix;
+  const listContext: IamRequest['context'] = typeof prefix === 'string' ? { 's3:prefix': prefix } : {};
+  switch (action) {
+    case 'HeadObject':
+      return [request(objectAction('GetObject', params), objectArn(params.Bucket, params.Key))];
+    case 'CreateMultipartUpload':
+    case 'UploadPart':
+    case 'CompleteMultipartUpload':
+      return [request('s3:PutObject', objectArn(params.Bucket, params.Key))];
+    case 'CopyObject':
+      return [request('s3:PutObject', objectArn(params.Bucket, params.Key)), copySource(params)];
+    case 'DeleteObjects':
+      return list<Params>((params.Delete as Params | undefined)?.Objects).map((object) =>
+        request(objectAction('DeleteObject', object), objectArn(params.Bucket, object.Key)),
+      );
+    case 'ListObjects':
+    case 'ListObjectsV2':
+    case 'HeadBucket':
+      return [request('s3:ListBucket', bucketArn(params.Bucket), listContext)];
+    case 'ListObjectVersions':
+      return [request('s3:ListBucketVersions', bucketArn(params.Bucket), listContext)];
+    default:
+      return [request(objectAction(action, params), params.Key === undefined ? bucketArn(params.Bucket) : objectArn(params.Bucket, params.Key))];
+  }
+};
+
+// The others ------------------------------------------------------------------------------------------
+
+/** A secret named rather than given by ARN gets the ARN Secrets Manager gives it. */
+function secretArn(secretId: unknown): string {
+  const id = str(secretId, 'SecretId');
+  return id.startsWith('arn:') ? id : arn('secretsmanager', `secret:${id}-${SECRET_SUFFIX}`);
+}
+
+const secretsmanager: Mapper = (action, params) => [request(`secretsmanager:${action}`, secretArn(params.SecretId))];
+
+function eventBusArn(bus: unknown): string {
+  const name = typeof bus === 'string' && bus !== '' ? bus : 'default';
+  return name.startsWith('arn:') ? name : arn('events', `event-bus/${name}`);
+}
+
+const events: Mapper = (action, params) => {
+  if (action !== 'PutEvents') return [request(`events:${action}`, eventBusArn(params.EventBusName))];
+  return list<Params>(params.Entries).map((entry) =>
+    request('events:PutEvents', eventBusArn(entry.EventBusName), {
+      ...(typeof entry.Source === 'string' ? { 'events:source': entry.Source } : {}),
+      ...(typeof entry.DetailType === 'string' ? { 'events:detail-type': entry.DetailType } : {}),
+    }),
+  );
+};
+
+/** A function name, partial ARN or ARN, with its Qualifier, as Lambda authorizes it. */
+function functionArn(params: Params): string {
+  const name = str(params.FunctionName, 'FunctionName');
+  const base = name.startsWith('arn:') ? name : name.includes(':function:') ? `arn:${PARTITION}:lambda:${REGION}:${name}` : arn('lambda', `function:${name}`);
+  const qualified = base.split(':').length > 7;
+  return typeof params.Qualifier === 'string' && !qualified ? `${base}:${params.Qualifier}` : base;
+}
+
+const lambda: Mapper = (action, params) => {
+  const iamAction = ['Invoke', 'InvokeAsync', 'InvokeWithResponseStream'].includes(action) ? 'InvokeFunction' : action;
+  return [request(`lambda:${iamAction}`, functionArn(params))];
+};
+
+function clusterArn(cluster: unknown): string {
+  const name = typeof cluster === 'string' && cluster !== '' ? cluster : 'default';
+  return name.startsWith('arn:') ? name : arn('ecs', `cluster/${name}`);
+}
+
+function taskDefinitionArn(taskDefinition: unknown): string {
+  const id = str(taskDefinition, 'taskDefinition');
+  if (id.startsWith('arn:')) return id;
+  return arn('ecs', `task-definition/${id.includes(':') ? id : `${id}:${TASK_DEFINITION_REVISION}`}`);
+}
+
+/** The roles RunTask passes to ECS: the overrides', else the task definition's in the template. */
+function rolesPassedBy(params: Params, taskDefinition: string, template?: CfnTemplate): string[] {
+  const overrides = (params.overrides ?? {}) as Params;
+  const family = taskDefinition.split('/').pop()!.split(':')[0];
+  const resolved = template ? resolveTemplate(template) : undefined;
+  const definition = Object.values(resolved?.Resources ?? {}).find(
+    (r) => r.Type === 'AWS::ECS::TaskDefinition' && r.Properties?.Family === family,
+  )?.Properties;
+  return [overrides.taskRoleArn ?? definition?.TaskRoleArn, overrides.executionRoleArn ?? definition?.ExecutionRoleArn].filter(
+    (role): role is string => typeof role === 'string',
+  );
+}
+
+const ecs: Mapper = (action, params, template) => {
+  const cluster = { 'ecs:cluster': clusterArn(params.cluster) };
+  const clusterName = clusterArn(params.cluster).split('/').pop()!;
+  const taskArn = (task: string) => (task.startsWith('arn:') ? task : arn('ecs', `task/${clusterName}/${task}`));
+  switch (action) {
+    case 'RunTask': {
+      const definition = taskDefinitionArn(params.taskDefinition);
+      return [
+        request('ecs:RunTask', definition, cluster),
+        ...rolesPassedBy(params, definition, template).map((role) => request('iam:PassRole', role, { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' })),
+      ];
+    }
+    case 'StopTask':
+      return [request('ecs:StopTask', taskArn(str(params.task, 'task')), cluster)];
+    case 'DescribeTasks':
+      return list<string>(params.tasks).map((task) => request('ecs:DescribeTasks', taskArn(task), cluster));
+    default:
+      throw new Error(`iamRequestOf: no mapping for ecs:${action}`);
+  }
+};
+
+/** Not an API: a service's use of a role it is handed, recorded as { RoleArn, PassedToService }. */
+const iam: Mapper = (action, params) => {
+  if (action !== 'PassRole') throw new Error(`iamRequestOf: no mapping for iam:${action}`);
+  return [request('iam:PassRole', str(params.RoleArn, 'RoleArn'), { 'iam:PassedToService': str(params.PassedToService, 'PassedToService') })];
+};
+
+/** https://sqs.<region>.amazonaws.com/<account>/<name> -> arn:aws:sqs:<region>:<account>:<name> */
+function queueArn(params: Params): string {
+  if (typeof params.QueueName === 'string') {
+    return arn('sqs', params.QueueName, REGION, typeof params.QueueOwnerAWSAccountId === 'string' ? params.QueueOwnerAWSAccountId : ACCOUNT);
+  }
+  const url = new URL(str(params.QueueUrl, 'QueueUrl'));
+  const [, account, name] = url.pathname.split('/');
+  const region = /^sqs\.([^.]+)\./.exec(url.hostname)?.[1] ?? REGION;
+  return arn('sqs', str(name, 'queue name in QueueUrl'), region, str(account, 'account in QueueUrl'));
+}
+
+const sqs: Mapper = (action, params) => [request(`sqs:${action.replace(/Batch$/, '')}`, queueArn(params))];
+
+const sns: Mapper = (action, params) => {
+  const iamAction = action === 'PublishBatch' ? 'Publish' : action;
+  const topic = params.TopicArn ?? params.TargetArn ?? (params.PhoneNumber !== undefined ? '*' : undefined);
+  return [request(`sns:${iamAction}`, str(topic, 'TopicArn'))];
+};
+
+/** Stream-level actions name the stream; group-level ones the group's ARN with ":*", as CloudFormation's Arn does. */
+const logs: Mapper = (action, params) => {
+  const group = params.logGroupName;
+  if (action === 'CreateLogStream' || action === 'PutLogEvents') {
+    return [request(`logs:${action}`, arn('logs', `log-group:${str(group, 'logGroupName')}:log-stream:${str(params.logStreamName, 'logStreamName')}`))];
+  }
+  return [request(`logs:${action}`, arn('logs', typeof group === 'string' ? `log-group:${group}:*` : 'log-group:*'))];
+};
+
+function keyArn(keyId: unknown): string {
+  const id = str(keyId, 'KeyId');
+  return id.startsWith('arn:') ? id : arn('kms', id.startsWith('alias/') ? id : `key/${id}`);
+}
+
+const kms: Mapper = (action, params) => [request(`kms:${action}`, keyArn(params.KeyId))];
+
+const cloudwatch: Mapper = (action, params) => [
+  request(`cloudwatch:${action}`, '*', typeof params.Namespace === 'string' ? { 'cloudwatch:namespace': params.Namespace } : {}),
+];
+
+const xray: Mapper = (action) => [request(`xray:${action}`, '*')];
+
+const MAPPERS: Record<string, Mapper> = { dynamodb, states, s3, secretsmanager, events, lambda, ecs, iam, sqs, sns, logs, kms, cloudwatch, xray };
+
+/**
+ * The IAM authorization request(s) AWS makes for one call. The template (raw or resolved) is
+ * needed only for ecs:RunTask without role overrides: the roles it passes are the task definition's.
+ */
+export function iamRequestOf(call: AwsCall, template?: CfnTemplate): IamRequest[] {
+  const mapper = MAPPERS[call.service];
+  if (!mapper) throw new Error(`iamRequestOf: no mapping for service ${call.service}`);
+  return mapper(call.action, call.params, template);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Policies of a principal
+
+function roleOf(template: CfnTemplate, principal: string) {
+  const role = template.Resources[principal];
+  if (role?.Type !== 'AWS::IAM::Role') throw new Error(`${principal} is not an AWS::IAM::Role of the template`);
+  return role;
+}
+
+function awsManagedPolicy(policyArn: string): PolicyDocument {
+  const prefix = `arn:${PARTITION}:iam::aws:policy/`;
+  const document = policyArn.startsWith(prefix) ? AWS_MANAGED_POLICIES[policyArn.slice(prefix.length)] : undefined;
+  if (!document) throw new Error(`policiesOf: no document for managed policy ${policyArn}; add AWS's published one`);
+  return document;
+}
+
+/**
+ * The identity policies of a role, resolved: its inline Policies, every AWS::IAM::Policy and
+ * AWS::IAM::ManagedPolicy that names it in Roles, and the managed policies in its ManagedPolicyArns.
+ */
+export function policiesOf(template: CfnTemplate, principal: string): IdentityPolicy[] {
+  roleOf(template, principal);
+  const resolved = resolveTemplate(template);
+  const resolver = templateResolver(template);
+  const roleName = resolver.physicalName(principal);
+  const props = resolved.Resources[principal]!.Properties ?? {};
+  if (props.PermissionsBoundary !== undefined) throw new Error(`policiesOf: ${principal} has a permissions boundary, which is not modelled`);
+
+  const inline = list<{ PolicyName: string; PolicyDocument: PolicyDocument }>(props.Policies).map((p) => ({
+    name: `${principal}/${p.PolicyName}`,
+    document: p.PolicyDocument,
+  }));
+  const attached = Object.entries(resolved.Resources)
+    .filter(([, r]) => (r.Type === 'AWS::IAM::Policy' || r.Type === 'AWS::IAM::ManagedPolicy') && list(r.Properties?.Roles).includes(roleName))
+    .map(([id, r]) => ({ name: id, document: r.Properties!.PolicyDocument as PolicyDocument }));
+  const managed = list<string>(props.ManagedPolicyArns).map((policyArn) => {
+    const own = Object.keys(resolved.Resources).find(
+      (id) => resolved.Resources[id]!.Type === 'AWS::IAM::ManagedPolicy' && resolver.arnOf(id) === policyArn,
+    );
+    return own ? { name: own, document: resolved.Resources[own]!.Properties!.PolicyDocument as PolicyDocument } : { name: policyArn, document: awsManagedPolicy(policyArn) };
+  });
+  // A customer managed policy both attached by Roles and listed in ManagedPolicyArns counts once.
+  const seen = new Set<string>();
+  return [...inline, ...attached, ...managed].filter((p) => !seen.has(p.name) && seen.add(p.name));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resource policies
+
+/** The template's resource policy on a resource ARN (S3 bucket, SQS queue, SNS topic, secret, KMS key), if any. */
+function resourcePolicyFor(template: CfnTemplate, resolved: CfnTemplate, resource: string): PolicyDocument | undefined {
+  const resolver = templateResolver(template);
+  const applies = (id: string): PolicyDocument | undefined => {
+    const r = resolved.Resources[id]!;
+    const p = r.Properties ?? {};
+    switch (r.Type) {
+      case 'AWS::S3::BucketPolicy': {
+        const bucket = `arn:${PARTITION}:s3:::${String(p.Bucket)}`;
+        return resource === bucket || resource.startsWith(`${bucket}/`) ? (p.PolicyDocument as PolicyDocument) : undefined;
+      }
+      case 'AWS::SQS::QueuePolicy':
+        return list<string>(p.Queues).some((url) => queueArn({ QueueUrl: url }) === resource) ? (p.PolicyDocument as PolicyDocument) : undefined;
+      case 'AWS::SNS::TopicPolicy':
+        return list(p.Topics).includes(resource) ? (p.PolicyDocument as PolicyDocument) : undefined;
+      case 'AWS::SecretsManager::ResourcePolicy':
+        return p.SecretId === resource ? (p.ResourcePolicy as PolicyDocument) : undefined;
+      case 'AWS::KMS::Key':
+        return resolver.arnOf(id) === resource ? (p.KeyPolicy as PolicyDocument) : undefined;
+      default:
+        // Lambda::Permission grants services and accounts, never a same-account role: not modelled.
+        return undefined;
+    }
+  };
+  const statements = Object.keys(resolved.Resources)
+    .map(applies)
+    .filter((d): d is PolicyDocument => d !== undefined)
+    .flatMap((d) => list<PolicyStatement>(d.Statement));
+  return statements.length ? { Version: '2012-10-17', Statement: statements } : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation
+
+/** The context every signed request of a role session carries. */
+function baseContext(roleArn: string, now: Date): IamRequest['context'] {
+  return {
+    'aws:SecureTransport': 'true',
+    'aws:CurrentTime': now.toISOString(),
+    'aws:EpochTime': String(Math.floor(now.getTime() / 1000)),
+    'aws:PrincipalArn': roleArn,
+    'aws:PrincipalAccount': ACCOUNT,
+    'aws:RequestedRegion': REGION,
+  };
+}
+
+function analysesOf(result: SuccessfulRunSimulationResults): RequestAnalysis[] {
+  return result.resultType === 'single' ? [result.result.analysis] : result.results.map((r) => r.analysis);
+}
+
+function describeDenial(denial: RequestDenial): string {
+  if (denial.denialType === 'Explicit') {
+    const sid = denial.statementId ? ` (${denial.statementId})` : '';
+    return `explicit Deny in the ${denial.policyType} policy${denial.policyIdentifier ? ` ${denial.policyIdentifier}` : ''}, statement ${denial.statementIndex}${sid}`;
+  }
+  return `no ${denial.policyType} policy statement allows it${denial.identifier ? ` (${denial.identifier})` : ''}`;
+}
+
+/** Statements that match the action and resource but not their condition: the likely cause of a denial. */
+function conditionMisses(analysis: RequestAnalysis): string[] {
+  return (analysis.identityAnalysis?.unmatchedStatements ?? [])
+    .filter((s) => s.statement.isAllow() && s.actionMatch && s.resourceMatch && s.conditionMatch === 'NoMatch')
+    .map((s) => `statement ${s.statement.index()} of ${s.policyId} matches but its condition does not`);
+}
+
+function reasonOf(result: SuccessfulRunSimulationResults, context: IamRequest['context']): string {
+  const analyses = analysesOf(result);
+  const causes = [...new Set(analyses.flatMap((a) => [...getDenialReasons(a).map(describeDenial), ...conditionMisses(a)]))];
+  const keys = Object.entries(context).map(([k, v]) => `${k}=${list(v).join(',')}`);
+  return `${result.overallResult}: ${causes.join('; ') || 'no statement allows it'}${keys.length ? ` [context: ${keys.join('; ')}]` : ''}`;
+}
+
+/** A statement of one principal's policy: an AWS managed policy is shared by roles, its use is not. */
+function grantKey(principal: string, policy: string, statementIndex: number): string {
+  return `${principal}|${policy}#${statementIndex}`;
+}
+
+function statementsOf(policy: IdentityPolicy): PolicyStatement[] {
+  return list<PolicyStatement>(policy.document.Statement);
+}
+
+/** The (action, resource) pairs of every Allow statement that granted none of the allowed requests. */
+function unusedGrantsOf(principal: string, policies: IdentityPolicy[], used: Set<string>): UnusedGrant[] {
+  return policies.flatMap((policy) =>
+    statementsOf(policy).flatMap((statement, i) => {
+      if (statement.Effect !== 'Allow' || used.has(grantKey(principal, policy.name, i + 1))) return [];
+      const actions = statement.Action !== undefined ? list<string>(statement.Action) : list<string>(statement.NotAction).map((a) => `NotAction ${a}`);
+      const resources = statement.Resource !== undefined ? list<string>(statement.Resource) : list<string>(statement.NotResource).map((r) => `NotResource ${r}`);
+      return actions.flatMap((action) => resources.map((resource) => ({ principal, policy: policy.name, action, resource })));
+    }),
+  );
+}
+
+/**
+ * Evaluates every IAM request of the calls against the principal's identity policies (and the
+ * resource's policy, where the template has one). Denied requests are returned with the reason;
+ * an Allow statement is unused when the evaluator named it among the grants of no allowed request.
+ */
+export async function checkCalls(template: CfnTemplate, calls: AwsCall[], options: CheckOptions = {}): Promise<CallCheck> {
+  const resolved = resolveTemplate(template);
+  const resolver = templateResolver(template);
+  const now = options.now ?? new Date();
+  const policies = new Map<string, IdentityPolicy[]>();
+  const policiesFor = (principal: string) => policies.get(principal) ?? policies.set(principal, policiesOf(template, principal)).get(principal)!;
+  const used = new Set<string>();
+  const denied: Denial[] = [];
+
+  for (const call of calls) {
+    const roleArn = resolver.arnOf(call.principal);
+    const sessionArn = `arn:${PARTITION}:sts::${ACCOUNT}:assumed-role/${resolver.physicalName(call.principal)}/iam-check`;
+    for (const { action, resource, context } of iamRequestOf(call, resolved)) {
+      const deny = (reason: string) => denied.push({ principal: call.principal, action, resource, reason });
+      const result = await runSimulation(
+        {
+          request: {
+            principal: sessionArn,
+            action,
+            resource: { resource, accountId: ACCOUNT },
+            contextVariables: { ...baseContext(roleArn, now), ...context },
+          },
+          identityPolicies: policiesFor(call.principal).map((p) => ({ name: p.name, policy: p.document })),
+          serviceControlPolicies: [],
+          resourceControlPolicies: [],
+          resourcePolicy: resourcePolicyFor(template, resolved, resource),
+        },
+        {},
+      );
+      if (result.resultType === 'error') {
+        deny(`the evaluator rejected the request: ${result.errors.message} ${JSON.stringify(result.errors)}`);
+      } else if (result.overallResult !== 'Allowed') {
+        deny(reasonOf(result, context));
+      } else {
+        for (const grant of analysesOf(result).flatMap(getGrantReasons)) {
+          if (grant.policyType === 'identity') used.add(grantKey(call.principal, grant.policyIdentifier, grant.statementIndex));
+        }
+      }
+    }
+  }
+
+  const reportFor = options.reportUnusedFor ?? [...new Set(calls.map((c) => c.principal))];
+  const unusedGrants = reportFor.flatMap((principal) => unusedGrantsOf(principal, policiesFor(principal), used));
+  return { denied, unusedGrants };
+}
