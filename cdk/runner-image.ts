@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../lib/project-root.js';
-import { ESM_REQUIRE_SHIM } from './service-function.js';
+import { ESM_REQUIRE_SHIM } from './esm-bundle.js';
 
 /** The runner image's two entry points, as the Dockerfile copies them into /var/task. */
 export const RUNNER_ENTRY_POINTS = { index: 'functions/runner/handler.ts', task: 'functions/task/main.ts' } as const;

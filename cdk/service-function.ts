@@ -5,12 +5,9 @@ import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../lib/project-root.js';
+import { ESM_REQUIRE_SHIM } from './esm-bundle.js';
 
 export { PROJECT_ROOT };
-
-/** Gives an ESM bundle the `require` its CommonJS dependencies call. */
-export const ESM_REQUIRE_SHIM =
-  "import { createRequire as __bundleCreateRequire } from 'node:module'; const require = __bundleCreateRequire(import.meta.url);";
 
 export interface ServiceFunctionProps {
   /** The handler file, relative to the project root. */
@@ -52,9 +49,6 @@ export class ServiceFunction extends Construct {
       }),
       bundling: {
         format: OutputFormat.ESM, minify: true, sourceMap: true, mainFields: ['module', 'main'],
-        // CommonJS dependencies (aws-xray-sdk-core under the Tracer) call require(), which an
-        // ES module lacks: without this shim the bundle fails at import ("Dynamic require of
-        // \"util\" is not supported"). The alias keeps clear of our own createRequire imports.
         banner: ESM_REQUIRE_SHIM,
       },
       environment: { POWERTOOLS_SERVICE_NAME: props.serviceName, NODE_OPTIONS: '--enable-source-maps', ...props.environment },

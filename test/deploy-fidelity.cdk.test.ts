@@ -6,6 +6,9 @@ import { executionTimeout } from '../cdk/session-workflow.js';
 import { fromTemplate } from '../lib/local/workflow-definition.js';
 import { parseSchedules } from '../lib/sessions/schedule-entry.js';
 import { MAX_FARGATE_TIMEOUT_SECONDS } from '../lib/sessions/session-limits.js';
+import { marshall } from '@aws-sdk/util-dynamodb';
+import { prepareSession } from '../lib/sessions/workflow-steps.js';
+import { toMilestoneItem } from '../lib/sessions/milestone-item.js';
 
 // Each finding of the deploy-fidelity review, as the rendered template now has it.
 const KEY_ARN = 'arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab';
@@ -45,6 +48,41 @@ describe('the deployed workflow', () => {
     const [machine] = Object.values(template.findResources('AWS::StepFunctions::StateMachine')) as any[];
     const group = machine.Properties.LoggingConfiguration.Destinations[0].CloudWatchLogsLogGroup.LogGroupArn['Fn::GetAtt'][0];
     expect(template.toJSON().Resources[group].Properties.LogGroupName).toMatch(/^\/aws\/vendedlogs\/states\//);
+  });
+});
+
+describe('the Fargate task\'s container overrides', () => {
+  it('stay under ECS\'s 8 KiB at their largest: 64-character ids, a milestone lease, a retry, a 2,048-character token, whatever the prompt', () => {
+    // Prepare: every field at its longest, as RunClaudeOnFargate renders them
+    const id = 'x'.repeat(64);
+    const executionArn = `arn:aws:states:ap-southeast-2:123456789012:execution:${'M'.repeat(80)}:${'e'.repeat(80)}`;
+    const { session } = prepareSession(
+      { input: { prompt: '"\n'.repeat(40_000), projectId: id, taskId: id, milestoneId: '6a2fe0ee-6684-4d70-bd8f-d08e873e2f22', maxTurns: 200, maxBudgetUsd: 99999.123456, timeoutSeconds: 28_800, runtime: 'fargate', trigger: 'schedule' }, executionArn, executionName: 'e'.repeat(80) },
+      { maxConcurrentSessions: 1000, runAttempts: 10, retryBaseSeconds: 3600 },
+    );
+    const item = {
+      ...toMilestoneItem(session.milestoneId!, id, new Date()), leaseSessionId: session.sessionId, leaseExecutionArn: executionArn,
+      lastSessionId: session.sessionId, updatedAt: new Date().toISOString(),
+      transcript: { key: `milestones/${session.milestoneId}.jsonl`, sha256: 'f'.repeat(64), bytes: 2 ** 40, versionId: 'v'.repeat(64) },
+    };
+    const big = 2 ** 53 - 1;
+    const retry = { attempt: 10, prior: { usage: { inputTokens: big, outputTokens: big, cacheReadInputTokens: big, cacheCreationInputTokens: big }, numTurns: big, totalCostUsd: 123456.123456789, durationMs: big } };
+    const overrides = {
+      ContainerOverrides: [{
+        Name: 'Runner',
+        Environment: [
+          { Name: 'SESSION_JSON', Value: JSON.stringify(session) },
+          { Name: 'MILESTONE_JSON', Value: JSON.stringify({ item: marshall(item) }) },
+          { Name: 'RETRY_JSON', Value: JSON.stringify(retry) },
+          { Name: 'TASK_TOKEN', Value: 't'.repeat(2_048) },
+        ],
+      }],
+    };
+    // Act
+    const bytes = Buffer.byteLength(JSON.stringify(overrides), 'utf8');
+    // Assess: the prompt is not in them, and there is room left
+    expect(JSON.stringify(overrides)).not.toContain('\\"\\n');
+    expect(bytes).toBeLessThan(8_192 - 1_024);
   });
 });
 

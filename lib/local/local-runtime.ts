@@ -389,7 +389,9 @@ export class LocalRuntime implements SessionStarter {
     const { endpoint } = this.runnerConfig;
     // A milestone task reads and writes its transcript: it gets the S3 endpoint, as ECS gives it the bucket.
     const s3 = (JSON.parse(overrides.MILESTONE_JSON ?? 'null') as { item?: unknown } | null)?.item ? await this.s3() : undefined;
-    const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'functions', 'task', 'main.ts')], {
+    // The very bundle the image runs (cdk/runner-image.ts stages the same files for cdk.out).
+    const taskEntry = join(await runnerImageContext(), 'task.mjs');
+    const child = spawn(process.execPath, ['--enable-source-maps', taskEntry], {
       cwd: PROJECT_ROOT,
       detached: true,
       stdio: 'ignore',
@@ -450,6 +452,14 @@ async function lambdaCall<T>(fn: () => Promise<T>): Promise<T> {
     const error = err instanceof Error ? err : new Error(String(err));
     throw namedError(error.name, JSON.stringify({ errorType: error.name, errorMessage: error.message }));
   }
+}
+
+let runnerImage: Promise<string> | undefined;
+
+/** The runner image's staged context, bundled once per process (only Fargate tasks need it). */
+function runnerImageContext(): Promise<string> {
+  runnerImage ??= import('../../cdk/runner-image.js').then(({ stageRunnerImage }) => stageRunnerImage({ bundle: true }));
+  return runnerImage;
 }
 
 function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
