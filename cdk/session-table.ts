@@ -9,7 +9,7 @@ export interface SessionTableProps {
   readonly removalPolicy?: RemovalPolicy;
 }
 
-/** The one table of DESIGN.md: session and milestone items, a GSI by project and one by milestone. */
+/** The one table (docs/ARCHITECTURE.md#data-model): session and milestone items, a GSI by project and one by milestone. */
 export class SessionTable extends Construct {
   readonly table: ITable;
 

@@ -157,7 +157,7 @@ const RECORD_USAGE: UpdateItemSpec = {
 };
 
 /**
- * The session lifecycle as a Standard state machine in JSONPath (DESIGN.md, request flow):
+ * The session lifecycle as a Standard state machine in JSONPath (docs/ARCHITECTURE.md#request-flow):
  * CreateSession -> ChooseRuntime -> RunClaude -> ClaudeSucceeded? -> RecordUsage, and a finally-style Catch on
  * every state after CreateSession that closes the session FAILED and keeps the error.
  */

@@ -22,7 +22,7 @@ const ModelUsage = z
   })
   .loose();
 
-/** The CLI's final `result` object (measured with 2.1.x; see DESIGN.md "Claude CLI facts"). */
+/** The CLI's final `result` object (measured with 2.1.x: docs/ARCHITECTURE.md#result-object-and-usage). */
 export const ClaudeResult = z
   .object({
     type: z.literal('result'),

@@ -17,7 +17,7 @@ export const RUNTIMES = ['lambda', 'fargate'] as const;
 export const TRIGGERS = ['api', 'schedule', 'console', 'cli'] as const;
 
 /**
- * The one execution input (DESIGN.md): API body, schedule payload, console input and
+ * The one execution input (docs/ARCHITECTURE.md#the-execution-input): API body, schedule payload, console input and
  * CLI all pass through this schema, in their handler and again inside the workflow.
  */
 export const ExecutionInput = z

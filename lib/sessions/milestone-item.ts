@@ -1,5 +1,5 @@
 /**
- * The milestone item's layout (DESIGN.md, data model), shared by MilestoneRepository and
+ * The milestone item's layout (docs/ARCHITECTURE.md#data-model, #the-write-contract), shared by MilestoneRepository and
  * the workflow's direct DynamoDB states, like session-item.ts for sessions.
  *
  * A milestone holds no counters: its tasks and totals are derived from the session items

@@ -156,7 +156,7 @@ export class SessionRepository {
     return running;
   }
 
-  /** Totals derived from the session items, never kept as counters (DESIGN.md, data model). */
+  /** Totals derived from the session items, never kept as counters (docs/ARCHITECTURE.md#data-model). */
   async usageTotals(projectId: string): Promise<UsageTotals> {
     const totals = emptySums();
     const days = new Map<string, DailyUsage>();
