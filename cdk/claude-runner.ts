@@ -5,8 +5,8 @@ import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import type { TranscriptBucket } from './transcript-bucket.js';
-import { DEFAULT_IDLE_TIMEOUT_MS } from '../lib/claude/run-session-task.js';
-import { DEFAULT_PERMISSION_MODE, DEFAULT_TOOLS, type PermissionMode } from '../lib/claude/claude-args.js';
+import type { PermissionMode } from '../lib/claude/claude-args.js';
+import { runnerEnvironment } from '../lib/claude/runner-environment.js';
 import { acknowledgeFunctionBasics } from './service-function.js';
 import { claudeCodeVersion, stageRunnerImage } from './runner-image.js';
 
@@ -58,12 +58,14 @@ export class ClaudeRunner extends Construct {
       tracing: Tracing.ACTIVE,
       logGroup,
       environment: {
-        API_KEY_SECRET_ARN: props.apiKeySecret.secretArn,
-        TRANSCRIPT_BUCKET: props.transcripts.bucket.bucketName,
-        CLAUDE_IDLE_TIMEOUT_MS: String(props.idleTimeout?.toMilliseconds() ?? DEFAULT_IDLE_TIMEOUT_MS),
-        CLAUDE_CODE_MAX_RETRIES: String(props.maxApiRetries ?? 2),
-        CLAUDE_TOOLS: (props.tools ?? DEFAULT_TOOLS).join(','),
-        CLAUDE_PERMISSION_MODE: props.permissionMode ?? DEFAULT_PERMISSION_MODE,
+        ...runnerEnvironment({
+          apiKeySecretArn: props.apiKeySecret.secretArn,
+          transcriptBucket: props.transcripts.bucket.bucketName,
+          idleTimeoutMs: props.idleTimeout?.toMilliseconds(),
+          maxApiRetries: props.maxApiRetries,
+          tools: props.tools,
+          permissionMode: props.permissionMode,
+        }),
         POWERTOOLS_SERVICE_NAME: 'claude-sessions-runner',
       },
     });

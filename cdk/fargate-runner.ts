@@ -1,4 +1,4 @@
-import { RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { RemovalPolicy, Validations, type Duration } from 'aws-cdk-lib';
 import { FlowLogDestination, SubnetType, Vpc, type IVpc } from 'aws-cdk-lib/aws-ec2';
 import type { DockerImageAsset } from 'aws-cdk-lib/aws-ecr-assets';
 import { Cluster, ContainerImage, ContainerInsights, CpuArchitecture, FargateTaskDefinition, LogDrivers, OperatingSystemFamily, type ContainerDefinition } from 'aws-cdk-lib/aws-ecs';
@@ -6,7 +6,8 @@ import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import type { TranscriptBucket } from './transcript-bucket.js';
-import { DEFAULT_PERMISSION_MODE, DEFAULT_TOOLS, type PermissionMode } from '../lib/claude/claude-args.js';
+import type { PermissionMode } from '../lib/claude/claude-args.js';
+import { runnerEnvironment } from '../lib/claude/runner-environment.js';
 
 export interface FargateRunnerProps {
   readonly image: DockerImageAsset;
@@ -19,6 +20,8 @@ export interface FargateRunnerProps {
   readonly cpu?: number;
   /** @default 8192 MiB */
   readonly memoryLimitMiB?: number;
+  /** @default 5 minutes without output before the CLI is treated as hung */
+  readonly idleTimeout?: Duration;
   /** @default 2, the CLI's own API retries */
   readonly maxApiRetries?: number;
   /** @default RetentionDays.ONE_MONTH */
@@ -65,14 +68,15 @@ export class FargateRunner extends Construct {
         logGroup: new LogGroup(this, 'Logs', { retention: props.logRetention ?? RetentionDays.ONE_MONTH, removalPolicy: RemovalPolicy.DESTROY }),
       }),
       readonlyRootFilesystem: false,
-      environment: {
-        API_KEY_SECRET_ARN: props.apiKeySecret.secretArn,
-        TRANSCRIPT_BUCKET: props.transcripts.bucket.bucketName,
-        CLAUDE_CODE_MAX_RETRIES: String(props.maxApiRetries ?? 2),
-        HEARTBEAT_INTERVAL_SECONDS: '30',
-        CLAUDE_TOOLS: (props.tools ?? DEFAULT_TOOLS).join(','),
-        CLAUDE_PERMISSION_MODE: props.permissionMode ?? DEFAULT_PERMISSION_MODE,
-      },
+      environment: runnerEnvironment({
+        apiKeySecretArn: props.apiKeySecret.secretArn,
+        transcriptBucket: props.transcripts.bucket.bucketName,
+        idleTimeoutMs: props.idleTimeout?.toMilliseconds(),
+        maxApiRetries: props.maxApiRetries,
+        tools: props.tools,
+        permissionMode: props.permissionMode,
+        heartbeatIntervalSeconds: 30,
+      }),
     });
     props.apiKeySecret.grantRead(this.taskDefinition.taskRole);
     props.transcripts.grantReadWrite(this.taskDefinition.taskRole);

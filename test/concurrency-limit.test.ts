@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
-import { createApiHandler } from '../functions/api/router.js';
+import { createApiHandler } from '../lib/api/router.js';
 import { startLocalApiServer } from '../lib/local/local-api-server.js';
 import { useTestRuntime, type TestRuntime } from './support/runtime.js';
 

@@ -1,3 +1,4 @@
+import { getStringFromEnv } from '@aws-lambda-powertools/commons/utils/env';
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -9,17 +10,19 @@ import { MilestoneRepository } from '../../lib/sessions/milestone-repository.js'
 import { TranscriptStore } from '../../lib/claude/transcript-store.js';
 import { ProjectSlots } from '../../lib/sessions/project-slots.js';
 import { sessionPolicyFromEnv } from '../../lib/sessions/workflow-steps.js';
-import { createApiHandler } from './router.js';
+import { createApiHandler } from '../../lib/api/router.js';
 
-// Clients once per cold start.
-const documentClient = DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } });
+// Environment and clients once per cold start; a missing variable fails the init, naming it.
+const tracer = new Tracer();
+const tableName = getStringFromEnv({ key: 'TABLE_NAME' });
+const documentClient = DynamoDBDocumentClient.from(tracer.captureAWSv3Client(new DynamoDBClient({})), { marshallOptions: { removeUndefinedValues: true } });
 
 // Traced on AWS only: the same router also serves `claude-sessions serve`.
 export const handler = createApiHandler({
-  repository: new SessionRepository(documentClient, process.env.TABLE_NAME!),
-  milestones: new MilestoneRepository(documentClient, process.env.TABLE_NAME!),
-  transcripts: TranscriptStore.fromEnv(process.env),
+  repository: new SessionRepository(documentClient, tableName),
+  milestones: new MilestoneRepository(documentClient, tableName),
+  transcripts: TranscriptStore.forBucket(getStringFromEnv({ key: 'TRANSCRIPT_BUCKET' }), process.env, (s3) => tracer.captureAWSv3Client(s3)),
   policy: sessionPolicyFromEnv(process.env),
-  slots: new ProjectSlots(documentClient, process.env.TABLE_NAME!),
-  starter: new StepFunctionsStarter(new SFNClient({}), process.env.STATE_MACHINE_ARN!),
-}).use(captureLambdaHandler(new Tracer()));
+  slots: new ProjectSlots(documentClient, tableName),
+  starter: new StepFunctionsStarter(tracer.captureAWSv3Client(new SFNClient({})), getStringFromEnv({ key: 'STATE_MACHINE_ARN' })),
+}).use(captureLambdaHandler(tracer));

@@ -1,5 +1,6 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { getStringFromEnv } from '@aws-lambda-powertools/commons/utils/env';
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import middy from '@middy/core';
@@ -12,7 +13,10 @@ const logger = new Logger();
 const tracer = new Tracer();
 const policy = sessionPolicyFromEnv(process.env);
 
-const sessions = new SessionRepository(DynamoDBDocumentClient.from(new DynamoDBClient({})), process.env.TABLE_NAME!);
+const sessions = new SessionRepository(
+  DynamoDBDocumentClient.from(tracer.captureAWSv3Client(new DynamoDBClient({}))),
+  getStringFromEnv({ key: 'TABLE_NAME' }),
+);
 
 export const handler = middy(async (event: ValidateInputEvent) => {
   const prepared = await createSession(event, policy, sessions);

@@ -1,3 +1,4 @@
+import { getStringFromEnv } from '@aws-lambda-powertools/commons/utils/env';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
@@ -15,12 +16,13 @@ const logger = new Logger();
 const metrics = new Metrics({ namespace: 'ClaudeSessions' });
 const tracer = new Tracer();
 const events = tracer.captureAWSv3Client(new EventBridgeClient({}));
+const busName = getStringFromEnv({ key: 'EVENT_BUS_NAME', defaultValue: 'default' });
 
 /** The table's stream: a "Session Closed" event and the session metrics for every close, whichever path closed it. */
 export const handler = middy(async (event: DynamoDBStreamEvent): Promise<DynamoDBBatchResponse> => {
   const { failed } = await publishSessionChanges(event.Records, {
     events,
-    busName: process.env.EVENT_BUS_NAME ?? 'default',
+    busName,
     metric: (name, unit, value, dimensions) => {
       if (!dimensions) return metrics.addMetric(name, unit as MetricUnitValue, value);
       // Per-project and per-error figures in their own EMF blobs, so the main set keeps low cardinality.

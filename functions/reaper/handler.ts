@@ -1,5 +1,6 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { getStringFromEnv } from '@aws-lambda-powertools/commons/utils/env';
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -13,10 +14,11 @@ import { SessionRepository } from '../../lib/sessions/session-repository.js';
 
 const logger = new Logger();
 const tracer = new Tracer();
-const documents = DynamoDBDocumentClient.from(new DynamoDBClient({}));
-const repository = new SessionRepository(documents, process.env.TABLE_NAME!);
-const milestones = new MilestoneRepository(documents, process.env.TABLE_NAME!);
-const slots = new ProjectSlots(documents, process.env.TABLE_NAME!);
+const tableName = getStringFromEnv({ key: 'TABLE_NAME' });
+const documents = DynamoDBDocumentClient.from(tracer.captureAWSv3Client(new DynamoDBClient({})));
+const repository = new SessionRepository(documents, tableName);
+const milestones = new MilestoneRepository(documents, tableName);
+const slots = new ProjectSlots(documents, tableName);
 
 export const handler = middy(async (event: EventBridgeEvent<'Step Functions Execution Status Change', ExecutionStatusChange>) => {
   const result = await reapExecution(repository, event.detail, { milestones, slots });

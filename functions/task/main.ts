@@ -2,16 +2,20 @@
 // variables (ECS container overrides), the prompt from the execution's input; the outcome goes
 // back on the task token.
 import { Logger } from '@aws-lambda-powertools/logger';
+import { Tracer } from '@aws-lambda-powertools/tracer';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { readApiKey } from '../../lib/claude/api-key.js';
-import { toolSettingsFromEnv } from '../../lib/claude/claude-args.js';
 import { StepFunctionsCallbacks, executionPrompt, runFargateTask } from '../../lib/claude/fargate-task.js';
-import { DEFAULT_IDLE_TIMEOUT_MS, type RunnerInput } from '../../lib/claude/run-session-task.js';
+import { readRunnerEnvironment, type RunnerEnvironment } from '../../lib/claude/runner-environment.js';
+import type { RunnerInput } from '../../lib/claude/run-session-task.js';
 import { TranscriptStore } from '../../lib/claude/transcript-store.js';
 import type { SessionStart } from '../../lib/sessions/execution-input.js';
 
 const logger = new Logger({ serviceName: 'claude-sessions-task' });
+// Outside Lambda the Tracer records nothing unless an X-Ray daemon is configured; its client
+// wrapping is the same as the Lambda's, so the task's calls show when one is.
+const tracer = new Tracer({ serviceName: 'claude-sessions-task' });
 
 async function main(): Promise<number> {
   const { SESSION_JSON, TASK_TOKEN } = process.env;
@@ -23,9 +27,10 @@ async function main(): Promise<number> {
   const milestone = JSON.parse(process.env.MILESTONE_JSON ?? '{"item":null}') as RunnerInput['milestone'];
   const retry = JSON.parse(process.env.RETRY_JSON ?? 'null') as RunnerInput['retry'];
   logger.appendKeys({ sessionId: session.sessionId, projectId: session.projectId, executionArn: session.executionArn });
-  const sfn = new SFNClient(process.env.AWS_ENDPOINT_URL_SFN ? { endpoint: process.env.AWS_ENDPOINT_URL_SFN } : {});
+  const sfn = tracer.captureAWSv3Client(new SFNClient({}));
   const callbacks = new StepFunctionsCallbacks(sfn, TASK_TOKEN);
   try {
+    const runner = readRunnerEnvironment();
     // First thing: a cold start that pulled the image has used part of HeartbeatSeconds already.
     await callbacks.heartbeat();
     logger.info('running Claude', { promptChars: session.promptChars, promptSha256: session.promptSha256 });
@@ -33,14 +38,15 @@ async function main(): Promise<number> {
       { session, milestone, retry },
       () => executionPrompt(sfn, session.executionArn),
       {
-        endpoint: { apiKey: await apiKey(), baseUrl: process.env.ANTHROPIC_BASE_URL },
-        idleTimeoutMs: Number(process.env.CLAUDE_IDLE_TIMEOUT_MS ?? DEFAULT_IDLE_TIMEOUT_MS),
-        maxRetries: Number(process.env.CLAUDE_CODE_MAX_RETRIES ?? 2),
-        transcripts: TranscriptStore.fromEnv(process.env),
-        ...toolSettingsFromEnv(process.env),
+        endpoint: { apiKey: await apiKey(runner), baseUrl: process.env.ANTHROPIC_BASE_URL },
+        idleTimeoutMs: runner.idleTimeoutMs,
+        maxRetries: runner.maxApiRetries,
+        tools: runner.tools,
+        permissionMode: runner.permissionMode,
+        transcripts: TranscriptStore.forBucket(runner.transcriptBucket, process.env, (s3) => tracer.captureAWSv3Client(s3)),
       },
       callbacks,
-      Number(process.env.HEARTBEAT_INTERVAL_SECONDS ?? 30) * 1000,
+      runner.heartbeatIntervalSeconds * 1000,
     );
     logger.info('task reported', { outcome });
     return 0;
@@ -52,9 +58,10 @@ async function main(): Promise<number> {
   }
 }
 
-async function apiKey(): Promise<string> {
-  const key = process.env.API_KEY_SECRET_ARN
-    ? await readApiKey(new SecretsManagerClient({}), process.env.API_KEY_SECRET_ARN)
+/** From the deployment's secret; a local task (lib/local/local-runtime.ts) is given the key itself. */
+async function apiKey(runner: RunnerEnvironment): Promise<string> {
+  const key = runner.apiKeySecretArn
+    ? await readApiKey(tracer.captureAWSv3Client(new SecretsManagerClient({})), runner.apiKeySecretArn)
     : process.env.ANTHROPIC_API_KEY;
   if (!key) throw new Error('neither API_KEY_SECRET_ARN nor ANTHROPIC_API_KEY is set');
   return key;

@@ -39,13 +39,3 @@ export function buildClaudeArgs(options: ClaudeArgsOptions): string[] {
   args.push('--permission-mode', options.permissionMode ?? DEFAULT_PERMISSION_MODE);
   return args;
 }
-
-/** Reads the runner's tool settings (CLAUDE_TOOLS, CLAUDE_PERMISSION_MODE), refusing an unknown mode. */
-export function toolSettingsFromEnv(env: NodeJS.ProcessEnv): { tools?: string[]; permissionMode?: PermissionMode } {
-  const mode = env.CLAUDE_PERMISSION_MODE;
-  if (mode !== undefined && !PERMISSION_MODES.includes(mode as PermissionMode)) {
-    throw new Error(`CLAUDE_PERMISSION_MODE must be one of ${PERMISSION_MODES.join(', ')}, not ${JSON.stringify(mode)}`);
-  }
-  const tools = env.CLAUDE_TOOLS?.split(',').map((t) => t.trim()).filter(Boolean);
-  return { tools, permissionMode: mode as PermissionMode | undefined };
-}

@@ -34,8 +34,13 @@ export class TranscriptStore implements TranscriptStorage {
 
   /** From TRANSCRIPT_BUCKET (and AWS_ENDPOINT_URL_S3 for a local emulator, which wants path-style URLs). */
   static fromEnv(env: NodeJS.ProcessEnv): TranscriptStore | undefined {
-    if (!env.TRANSCRIPT_BUCKET) return undefined;
-    return new TranscriptStore(new S3Client({ forcePathStyle: Boolean(env.AWS_ENDPOINT_URL_S3) }), env.TRANSCRIPT_BUCKET);
+    return TranscriptStore.forBucket(env.TRANSCRIPT_BUCKET, env);
+  }
+
+  /** A local S3 endpoint (AWS_ENDPOINT_URL_S3) is addressed path-style. */
+  static forBucket(bucket: string | undefined, env: NodeJS.ProcessEnv = process.env, wrap: (client: S3Client) => S3Client = (c) => c): TranscriptStore | undefined {
+    if (!bucket) return undefined;
+    return new TranscriptStore(wrap(new S3Client({ forcePathStyle: Boolean(env.AWS_ENDPOINT_URL_S3) })), bucket);
   }
 
   async save(milestoneId: string, body: Buffer): Promise<TranscriptPointer> {

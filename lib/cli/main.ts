@@ -316,7 +316,7 @@ async function serveCommand(args: string[], io: CliIo): Promise<number> {
   }
   const runtime = await startRuntime({ home: home(io), command: 'claude-sessions serve', policy });
   const [{ createApiHandler }, { startLocalApiServer }, { SESSIONS_PAGE }] = await Promise.all([
-    import('../../functions/api/router.js'), import('../local/local-api-server.js'), import('../web/sessions-page.js'),
+    import('../api/router.js'), import('../local/local-api-server.js'), import('../web/sessions-page.js'),
   ]);
   const handler = createApiHandler({
     repository: runtime.repository, milestones: runtime.milestones, starter: runtime, transcripts: runtime.transcripts,

@@ -7,6 +7,7 @@ import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { v4 as uuidv4 } from 'uuid';
 import { runSessionTask, type RunnerConfig, type RunnerInput } from '../claude/run-session-task.js';
+import { runnerEnvironment } from '../claude/runner-environment.js';
 import type { ClaudeEndpoint, StandbyClaude } from '../claude/run-claude.js';
 import type { ExecutionInput } from '../sessions/execution-input.js';
 import { executionArnFor, type SessionStarter, type StartedSession } from '../api/session-starter.js';
@@ -404,15 +405,20 @@ export class LocalRuntime implements SessionStarter {
         AWS_ACCESS_KEY_ID: 'S3RVER',
         AWS_SECRET_ACCESS_KEY: 'S3RVER',
         AWS_ENDPOINT_URL_SFN: this.callbacks.endpoint,
-        ...(s3 ? { AWS_ENDPOINT_URL_S3: s3.endpoint, TRANSCRIPT_BUCKET: s3.store.bucket } : {}),
+        ...(s3 ? { AWS_ENDPOINT_URL_S3: s3.endpoint } : {}),
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+        // The key itself, where ECS gives the task the secret's ARN.
         ANTHROPIC_API_KEY: endpoint.apiKey,
         ...(endpoint.baseUrl ? { ANTHROPIC_BASE_URL: endpoint.baseUrl } : {}),
-        CLAUDE_CODE_MAX_RETRIES: String(this.runnerConfig.maxRetries ?? 2),
-        ...(this.runnerConfig.idleTimeoutMs ? { CLAUDE_IDLE_TIMEOUT_MS: String(this.runnerConfig.idleTimeoutMs) } : {}),
-        HEARTBEAT_INTERVAL_SECONDS: String(heartbeatMs ? Math.max(0.2, heartbeatMs / 3000) : 30),
-        ...(this.runnerConfig.tools ? { CLAUDE_TOOLS: this.runnerConfig.tools.join(',') } : {}),
-        ...(this.runnerConfig.permissionMode ? { CLAUDE_PERMISSION_MODE: this.runnerConfig.permissionMode } : {}),
+        // The environment cdk/fargate-runner.ts gives the container, from the same contract.
+        ...runnerEnvironment({
+          transcriptBucket: s3?.store.bucket,
+          idleTimeoutMs: this.runnerConfig.idleTimeoutMs,
+          maxApiRetries: this.runnerConfig.maxRetries,
+          tools: this.runnerConfig.tools,
+          permissionMode: this.runnerConfig.permissionMode,
+          heartbeatIntervalSeconds: heartbeatMs ? Math.max(0.2, heartbeatMs / 3000) : 30,
+        }),
       },
     });
     this.fargateTasks.set(sessionId, child);

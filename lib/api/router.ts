@@ -5,8 +5,8 @@ import httpHeaderNormalizer from '@middy/http-header-normalizer';
 import httpJsonBodyParser from '@middy/http-json-body-parser';
 import httpRouterHandler from '@middy/http-router';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import { HttpError, MAX_BODY_BYTES_GUARD, httpErrors, json } from '../../lib/api/http-errors.js';
-import { SessionApi, type SessionApiDeps } from '../../lib/api/session-api.js';
+import { HttpError, MAX_BODY_BYTES_GUARD, httpErrors, json } from './http-errors.js';
+import { SessionApi, type SessionApiDeps } from './session-api.js';
 
 type Route = {
   method: 'GET' | 'POST';

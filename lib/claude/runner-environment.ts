@@ -1,0 +1,72 @@
+import { getNumberFromEnv, getStringFromEnv } from '@aws-lambda-powertools/commons/utils/env';
+import { DEFAULT_PERMISSION_MODE, DEFAULT_TOOLS, PERMISSION_MODES, type PermissionMode } from './claude-args.js';
+import { DEFAULT_IDLE_TIMEOUT_MS } from './claude-process.js';
+
+// The one contract between what deploys a runner and the runner itself: the CDK constructs
+// (cdk/claude-runner.ts, cdk/fargate-runner.ts) and the local runtime's Fargate task build its
+// environment with runnerEnvironment(); both entry points read it once, at start, with
+// readRunnerEnvironment(). A setting added here reaches every runner, or none.
+
+/** How a runner runs Claude, as its deployment sets it. */
+export interface RunnerSettings {
+  /** The Secrets Manager secret with the Anthropic API key (deployed runners). */
+  apiKeySecretArn?: string;
+  /** Where milestone transcripts are kept. */
+  transcriptBucket?: string;
+  /** No output for this long and the CLI is treated as hung. @default 5 minutes */
+  idleTimeoutMs?: number;
+  /** The CLI's own API retries (CLAUDE_CODE_MAX_RETRIES). @default 2 */
+  maxApiRetries?: number;
+  /** The only tools Claude may use. @default Read, Glob, Grep, Edit, Write */
+  tools?: readonly string[];
+  /** @default 'acceptEdits' */
+  permissionMode?: PermissionMode;
+  /** Fargate only: how often the task beats on its token. @default 30 */
+  heartbeatIntervalSeconds?: number;
+}
+
+const NAMES = {
+  apiKeySecretArn: 'API_KEY_SECRET_ARN',
+  transcriptBucket: 'TRANSCRIPT_BUCKET',
+  idleTimeoutMs: 'CLAUDE_IDLE_TIMEOUT_MS',
+  maxApiRetries: 'CLAUDE_CODE_MAX_RETRIES',
+  tools: 'CLAUDE_TOOLS',
+  permissionMode: 'CLAUDE_PERMISSION_MODE',
+  heartbeatIntervalSeconds: 'HEARTBEAT_INTERVAL_SECONDS',
+} as const;
+
+/** The environment that carries these settings; values may be CDK tokens (a secret's ARN, a bucket's name). */
+export function runnerEnvironment(settings: RunnerSettings): Record<string, string> {
+  const env: Record<string, string> = {
+    [NAMES.idleTimeoutMs]: String(settings.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS),
+    [NAMES.maxApiRetries]: String(settings.maxApiRetries ?? 2),
+    [NAMES.tools]: (settings.tools ?? DEFAULT_TOOLS).join(','),
+    [NAMES.permissionMode]: settings.permissionMode ?? DEFAULT_PERMISSION_MODE,
+  };
+  if (settings.apiKeySecretArn) env[NAMES.apiKeySecretArn] = settings.apiKeySecretArn;
+  if (settings.transcriptBucket) env[NAMES.transcriptBucket] = settings.transcriptBucket;
+  if (settings.heartbeatIntervalSeconds !== undefined) env[NAMES.heartbeatIntervalSeconds] = String(settings.heartbeatIntervalSeconds);
+  return env;
+}
+
+/** What a runner read from its environment: every setting resolved to its value. */
+export type RunnerEnvironment = Required<Omit<RunnerSettings, 'apiKeySecretArn' | 'transcriptBucket' | 'tools'>> &
+  Pick<RunnerSettings, 'apiKeySecretArn' | 'transcriptBucket'> & { tools: string[] };
+
+/** Reads the settings once, at start; a bad value throws naming its variable. */
+export function readRunnerEnvironment(): RunnerEnvironment {
+  const optional = (key: string) => getStringFromEnv({ key, defaultValue: '' }) || undefined;
+  const permissionMode = getStringFromEnv({ key: NAMES.permissionMode, defaultValue: DEFAULT_PERMISSION_MODE });
+  if (!PERMISSION_MODES.includes(permissionMode as PermissionMode)) {
+    throw new Error(`${NAMES.permissionMode} must be one of ${PERMISSION_MODES.join(', ')}, not ${JSON.stringify(permissionMode)}`);
+  }
+  return {
+    apiKeySecretArn: optional(NAMES.apiKeySecretArn),
+    transcriptBucket: optional(NAMES.transcriptBucket),
+    idleTimeoutMs: getNumberFromEnv({ key: NAMES.idleTimeoutMs, defaultValue: DEFAULT_IDLE_TIMEOUT_MS }),
+    maxApiRetries: getNumberFromEnv({ key: NAMES.maxApiRetries, defaultValue: 2 }),
+    tools: getStringFromEnv({ key: NAMES.tools, defaultValue: DEFAULT_TOOLS.join(',') }).split(',').map((t) => t.trim()).filter(Boolean),
+    permissionMode: permissionMode as PermissionMode,
+    heartbeatIntervalSeconds: getNumberFromEnv({ key: NAMES.heartbeatIntervalSeconds, defaultValue: 30 }),
+  };
+}
