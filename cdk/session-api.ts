@@ -7,17 +7,17 @@ import {
   MethodLoggingLevel,
   type RestApi,
 } from 'aws-cdk-lib/aws-apigateway';
-import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
 import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { Grant, PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { TranscriptBucket } from './transcript-bucket.js';
 import { ServiceFunction } from './service-function.js';
+import type { SessionTable } from './session-table.js';
 
 export interface SessionApiProps {
-  readonly table: ITable;
+  /** Read by the routes; its milestone items written (open, close). */
+  readonly sessions: SessionTable;
   readonly stateMachine: IStateMachine;
   /** Tagged for expiry when a milestone closes. */
   readonly transcripts: TranscriptBucket;
@@ -49,30 +49,18 @@ export class SessionApi extends Construct {
       timeout: Duration.seconds(15),
       logRetention: props.logRetention,
       environment: {
-        TABLE_NAME: props.table.tableName,
+        TABLE_NAME: props.sessions.table.tableName,
         STATE_MACHINE_ARN: props.stateMachine.stateMachineArn,
         TRANSCRIPT_BUCKET: props.transcripts.bucket.bucketName,
         ...(props.maxConcurrentSessions ? { MAX_CONCURRENT_SESSIONS: String(props.maxConcurrentSessions) } : {}),
         ...(props.monthlyBudgetUsd ? { MONTHLY_BUDGET_USD: String(props.monthlyBudgetUsd) } : {}),
       },
     }).function;
-    // Reads of the table (and its indexes), starting this one state machine, and opening and
+    // Reads of the table and its indexes, starting this one state machine, and opening and
     // closing milestones: writes to MILESTONE# items only, never to a session.
-    // Reads as the routes make them: items by key, a project's or a milestone's sessions by
-    // index, the project ids by a scan of the project index (not grantReadData: no stream reads).
-    Grant.addToPrincipal({
-      grantee: this.function,
-      actions: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:Scan'],
-      resourceArns: [props.table.tableArn, `${props.table.tableArn}/index/*`],
-    });
+    props.sessions.grantReadSessions(this.function);
     props.stateMachine.grantStartExecution(this.function);
-    this.function.addToRolePolicy(
-      new PolicyStatement({
-        actions: ['dynamodb:PutItem', 'dynamodb:UpdateItem'],
-        resources: [props.table.tableArn],
-        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['MILESTONE#*'] } },
-      }),
-    );
+    props.sessions.grantMilestoneWrites(this.function);
     props.transcripts.grantMarkClosed(this.function);
 
     const accessLogs = new LogGroup(this, 'AccessLogs', {

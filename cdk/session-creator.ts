@@ -2,14 +2,12 @@ import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import type { Duration } from 'aws-cdk-lib';
-import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
-import { Grant } from 'aws-cdk-lib/aws-iam';
-import { PROJECT_INDEX } from '../lib/sessions/session-item.js';
 import { ServiceFunction } from './service-function.js';
+import type { SessionTable } from './session-table.js';
 
 export interface SessionCreatorProps {
   /** The session table: the session item is put here (and the month's cost read, with a budget). */
-  readonly table: ITable;
+  readonly sessions: SessionTable;
   /** Sessions a project may run at once (a project's own limit in the table wins). @default no limit */
   readonly maxConcurrentSessions?: number;
   /** USD a project may spend per calendar month; the month's cost is then read first. @default no budget */
@@ -43,20 +41,12 @@ export class SessionCreator extends Construct {
         RUN_ATTEMPTS: String(props.runAttempts ?? 3),
         RETRY_BASE_SECONDS: String(props.retryBase?.toSeconds() ?? 15),
         ...(props.maxConcurrentSessions ? { MAX_CONCURRENT_SESSIONS: String(props.maxConcurrentSessions) } : {}),
-        TABLE_NAME: props.table.tableName,
+        TABLE_NAME: props.sessions.table.tableName,
         ...(props.monthlyBudgetUsd ? { MONTHLY_BUDGET_USD: String(props.monthlyBudgetUsd) } : {}),
       },
     }).function;
-    // The session item only: PutItem, and GetItem to tell its own retried put from another execution's session.
-    Grant.addToPrincipal({
-      grantee: this.function,
-      actions: ['dynamodb:PutItem', 'dynamodb:GetItem'],
-      resourceArns: [props.table.tableArn],
-      conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['SESSION#*'] } },
-    });
-    if (props.monthlyBudgetUsd) {
-      // One Query on the project index, nothing else: the month's cost of the project.
-      Grant.addToPrincipal({ grantee: this.function, actions: ['dynamodb:Query'], resourceArns: [`${props.table.tableArn}/index/${PROJECT_INDEX}`] });
-    }
+    props.sessions.grantCreateSessions(this.function);
+    // The month's cost of the project is read only when there is a budget to check it against.
+    if (props.monthlyBudgetUsd) props.sessions.grantProjectQuery(this.function);
   }
 }

@@ -1,18 +1,18 @@
 import { Duration, Validations } from 'aws-cdk-lib';
-import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
 import { EventBus, type IEventBus } from 'aws-cdk-lib/aws-events';
 import { FilterCriteria, FilterRule, StartingPosition } from 'aws-cdk-lib/aws-lambda';
 import { DynamoEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
-import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { EVENT_SOURCE, SESSION_CLOSED } from '../lib/sessions/session-events.js';
+import { DeadLetterQueue } from './dead-letter-queue.js';
 import { ServiceFunction } from './service-function.js';
+import type { SessionTable } from './session-table.js';
 
 export interface SessionEventsProps {
   /** The session table, with a NEW_AND_OLD_IMAGES stream. */
-  readonly table: ITable;
+  readonly sessions: SessionTable;
   /** @default the account's default event bus */
   readonly eventBus?: IEventBus;
   /** @default RetentionDays.ONE_MONTH */
@@ -27,7 +27,7 @@ export interface SessionEventsProps {
 export class SessionEvents extends Construct {
   readonly function: NodejsFunction;
   readonly eventBus: IEventBus;
-  readonly deadLetterQueue: Queue;
+  readonly deadLetterQueue: DeadLetterQueue;
   /** The pattern a rule uses to receive the event (README: "Session Closed"). */
   static readonly sessionClosedPattern = { source: [EVENT_SOURCE], detailType: [SESSION_CLOSED] };
 
@@ -43,13 +43,9 @@ export class SessionEvents extends Construct {
       environment: { EVENT_BUS_NAME: this.eventBus.eventBusName, POWERTOOLS_METRICS_NAMESPACE: 'ClaudeSessions' },
     }).function;
     this.eventBus.grantPutEventsTo(this.function);
-    this.deadLetterQueue = new Queue(this, 'DeadLetters', { encryption: QueueEncryption.SQS_MANAGED, enforceSSL: true, retentionPeriod: Duration.days(14) });
-    Validations.of(this.deadLetterQueue).acknowledge({
-      id: 'AwsSolutions::AwsSolutions-SQS3',
-      reason: 'This queue is the dead-letter destination of the stream consumer; it has none of its own.',
-    });
+    this.deadLetterQueue = new DeadLetterQueue(this, 'DeadLetters', { deadLettersOf: 'the stream consumer' });
     this.function.addEventSource(
-      new DynamoEventSource(props.table, {
+      new DynamoEventSource(props.sessions.table, {
         startingPosition: StartingPosition.TRIM_HORIZON,
         batchSize: 100,
         maxBatchingWindow: Duration.seconds(1),

@@ -1,18 +1,17 @@
 import { Duration } from 'aws-cdk-lib';
-import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
 import { Rule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
-import { Grant } from 'aws-cdk-lib/aws-iam';
 import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
-import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
-import { Validations } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
+import { DeadLetterQueue } from './dead-letter-queue.js';
 import { ServiceFunction } from './service-function.js';
+import type { SessionTable } from './session-table.js';
 
 export interface SessionReaperProps {
-  readonly table: ITable;
+  /** Its sessions closed, and the slots and leases they held released. */
+  readonly sessions: SessionTable;
   readonly stateMachine: IStateMachine;
   /** @default RetentionDays.ONE_MONTH */
   readonly logRetention?: RetentionDays;
@@ -25,7 +24,7 @@ export interface SessionReaperProps {
 export class SessionReaper extends Construct {
   readonly function: NodejsFunction;
   readonly rule: Rule;
-  readonly deadLetterQueue: Queue;
+  readonly deadLetterQueue: DeadLetterQueue;
 
   constructor(scope: Construct, id: string, props: SessionReaperProps) {
     super(scope, id);
@@ -35,21 +34,11 @@ export class SessionReaper extends Construct {
       serviceName: 'claude-sessions-reaper',
       timeout: Duration.seconds(30),
       logRetention: props.logRetention,
-      environment: { TABLE_NAME: props.table.tableName },
+      environment: { TABLE_NAME: props.sessions.table.tableName },
     }).function;
-    // A conditional close of an item, and the read of the session first (lib/sessions/session-reaper.ts
-    // reads it to find the slot and lease it may hold): GetItem and UpdateItem on the table, nothing more.
-    Grant.addToPrincipal({ grantee: this.function, actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], resourceArns: [props.table.tableArn] });
+    props.sessions.grantCloseSessions(this.function);
 
-    const deadLetters = (this.deadLetterQueue = new Queue(this, 'DeadLetters', {
-      encryption: QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      retentionPeriod: Duration.days(14),
-    }));
-    Validations.of(deadLetters).acknowledge({
-      id: 'AwsSolutions::AwsSolutions-SQS3',
-      reason: 'This queue is the dead-letter queue of the reaper rule; it has none of its own.',
-    });
+    const deadLetters = (this.deadLetterQueue = new DeadLetterQueue(this, 'DeadLetters', { deadLettersOf: 'the reaper rule' }));
     this.rule = new Rule(this, 'ExecutionEnded', {
       description: 'claude-sessions: close the session of an execution that ended without closing it',
       eventPattern: {

@@ -1,15 +1,19 @@
-import { RemovalPolicy } from 'aws-cdk-lib';
+import { RemovalPolicy, Stack, type CfnElement } from 'aws-cdk-lib';
 import { AttributeType, BillingMode, StreamViewType, Table, TableEncryption, type ITable } from 'aws-cdk-lib/aws-dynamodb';
+import { Grant, type IGrantable } from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
-import { PROJECT_INDEX } from '../lib/sessions/session-item.js';
-import { MILESTONE_INDEX } from '../lib/sessions/milestone-item.js';
+import { PROJECT_INDEX, sessionPk } from '../lib/sessions/session-item.js';
+import { MILESTONE_INDEX, milestonePk } from '../lib/sessions/milestone-item.js';
 
 export interface SessionTableProps {
   /** @default RemovalPolicy.RETAIN: session history outlives the stack */
   readonly removalPolicy?: RemovalPolicy;
 }
 
-/** The one table (docs/ARCHITECTURE.md#data-model): session and milestone items, a GSI by project and one by milestone. */
+/**
+ * The one table (docs/ARCHITECTURE.md#data-model): session and milestone items, a GSI by project and one by milestone.
+ * Its grants are named for what the grantee does with it: least privilege on the table lives here only.
+ */
 export class SessionTable extends Construct {
   readonly table: ITable;
 
@@ -38,5 +42,68 @@ export class SessionTable extends Construct {
       sortKey: { name: 'startedAt', type: AttributeType.STRING },
     });
     this.table = table;
+  }
+
+  /**
+   * Putting a session item RUNNING (CreateSession): PutItem, and GetItem to tell its own retried
+   * put from another execution's session (SessionRepository.create). SESSION# items only.
+   */
+  grantCreateSessions(grantee: IGrantable): Grant {
+    return Grant.addToPrincipal({
+      grantee,
+      actions: ['dynamodb:PutItem', 'dynamodb:GetItem'],
+      resourceArns: [this.table.tableArn],
+      conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [sessionPk('*')] } },
+    });
+  }
+
+  /** A project's sessions by the project index, nothing else (SessionRepository.costSince: the monthly budget). */
+  grantProjectQuery(grantee: IGrantable): Grant {
+    return Grant.addToPrincipal({ grantee, actions: ['dynamodb:Query'], resourceArns: [`${this.table.tableArn}/index/${PROJECT_INDEX}`] });
+  }
+
+  /**
+   * Reads as the API's routes make them: items by key, a project's or a milestone's sessions by
+   * index, the project ids by a scan of the project index. Not grantReadData: no stream reads.
+   * The index wildcard is a cdk-nag finding: acknowledge `indexesFinding()` where this is called.
+   */
+  grantReadSessions(grantee: IGrantable): Grant {
+    // Items by key on the table; lists only through the indexes, so no scan can read every item.
+    return Grant.addToPrincipal({ grantee, actions: ['dynamodb:GetItem'], resourceArns: [this.table.tableArn] }).combine(
+      Grant.addToPrincipal({ grantee, actions: ['dynamodb:Query', 'dynamodb:Scan'], resourceArns: [`${this.table.tableArn}/index/*`] }),
+    );
+  }
+
+  /** Opening and closing milestones (the API): writes to MILESTONE# items only, never to a session. */
+  grantMilestoneWrites(grantee: IGrantable): Grant {
+    return Grant.addToPrincipal({
+      grantee,
+      actions: ['dynamodb:PutItem', 'dynamodb:UpdateItem'],
+      resourceArns: [this.table.tableArn],
+      conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [milestonePk('*')] } },
+    });
+  }
+
+  /**
+   * Closing what an execution left open (the reaper, lib/sessions/session-reaper.ts): the
+   * conditional close of the session, after reading it, and the release of the project slot
+   * and milestone lease it held. GetItem and UpdateItem on the table, not its indexes.
+   */
+  grantCloseSessions(grantee: IGrantable): Grant {
+    return Grant.addToPrincipal({ grantee, actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], resourceArns: [this.table.tableArn] });
+  }
+
+  /**
+   * The state machine's dynamodb:updateItem states (acquire, record, close, release): UpdateItem
+   * on the table only, not its indexes; the workflow reads nothing (CreateSession's Lambda puts the item).
+   */
+  grantWorkflowWrites(grantee: IGrantable): Grant {
+    return Grant.addToPrincipal({ grantee, actions: ['dynamodb:UpdateItem'], resourceArns: [this.table.tableArn] });
+  }
+
+  /** The cdk-nag finding grantReadSessions raises (every index of this table), as cdk-nag spells it. */
+  indexesFinding(): string {
+    const logicalId = Stack.of(this).getLogicalId(this.table.node.defaultChild as CfnElement);
+    return `IAM5[Resource::<${logicalId}.Arn>/index/*]`;
   }
 }
