@@ -12,10 +12,10 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
 import { v4 as uuidv4 } from 'uuid';
-import { defaultClaudePath } from '../lib/claude/run-claude.js';
+import { defaultClaudePath } from '../lib/claude/claude-process.js';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import { LocalRuntime, type EventLog } from '../lib/local/local-runtime.js';
-import { PROJECT_ROOT } from '../lib/local/workflow-definition.js';
+import { PROJECT_ROOT } from '../lib/project-root.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 

@@ -7,8 +7,6 @@ import { join } from 'node:path';
 import { PROJECT_ROOT } from '../lib/project-root.js';
 import { ESM_REQUIRE_SHIM } from './esm-bundle.js';
 
-export { PROJECT_ROOT };
-
 export interface ServiceFunctionProps {
   /** The handler file, relative to the project root. */
   readonly entry: string;

@@ -7,7 +7,7 @@ import { fromTemplate } from '../lib/local/workflow-definition.js';
 import { parseSchedules } from '../lib/sessions/schedule-entry.js';
 import { MAX_FARGATE_TIMEOUT_SECONDS } from '../lib/sessions/session-limits.js';
 import { marshall } from '@aws-sdk/util-dynamodb';
-import { prepareSession } from '../lib/sessions/workflow-steps.js';
+import { prepareSession } from '../lib/sessions/session-creation.js';
 import { toMilestoneItem } from '../lib/sessions/milestone-item.js';
 
 // Each finding of the deploy-fidelity review, as the rendered template now has it.

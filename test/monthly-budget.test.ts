@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { createApiHandler } from '../lib/api/router.js';
 import { startLocalApiServer } from '../lib/local/local-api-server.js';
-import { monthStart } from '../lib/sessions/workflow-steps.js';
+import { monthStart } from '../lib/sessions/session-creation.js';
 import { useTestRuntime, type TestRuntime } from './support/runtime.js';
 
 let env: TestRuntime;

@@ -2,9 +2,9 @@ import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { useTestRuntime, type TestRuntime } from './support/runtime.js';
-import { standbyForSession, type RunnerConfig } from '../lib/claude/run-session-task.js';
+import type { RunnerConfig } from '../lib/claude/run-session-task.js';
 import { prepareSessionStart } from '../lib/sessions/execution-input.js';
-import { STANDBY_MAX_AGE_MS, type StandbyClaude } from '../lib/claude/run-claude.js';
+import { STANDBY_MAX_AGE_MS, standbyForSession, type StandbyClaude } from '../lib/claude/claude-process.js';
 
 let env: TestRuntime;
 

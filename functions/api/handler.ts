@@ -9,7 +9,7 @@ import { SessionRepository } from '../../lib/sessions/session-repository.js';
 import { MilestoneRepository } from '../../lib/sessions/milestone-repository.js';
 import { TranscriptStore } from '../../lib/claude/transcript-store.js';
 import { ProjectSlots } from '../../lib/sessions/project-slots.js';
-import { sessionPolicyFromEnv } from '../../lib/sessions/workflow-steps.js';
+import { sessionPolicyFromEnv } from '../../lib/sessions/session-creation.js';
 import { createApiHandler } from '../../lib/api/router.js';
 
 // Environment and clients once per cold start; a missing variable fails the init, naming it.

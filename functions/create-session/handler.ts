@@ -7,7 +7,7 @@ import middy from '@middy/core';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { SessionRepository } from '../../lib/sessions/session-repository.js';
-import { createSession, sessionPolicyFromEnv, type ValidateInputEvent } from '../../lib/sessions/workflow-steps.js';
+import { createSession, sessionPolicyFromEnv, type ValidateInputEvent } from '../../lib/sessions/session-creation.js';
 
 const logger = new Logger();
 const tracer = new Tracer();

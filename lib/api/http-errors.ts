@@ -3,7 +3,7 @@ import { InvalidInputError, type FieldError } from '../sessions/execution-input.
 import { InvalidNextTokenError } from '../sessions/session-repository.js';
 import { MilestoneUnavailableError } from '../sessions/milestone-repository.js';
 import { ProjectAtCapacityError } from '../sessions/project-slots.js';
-import { BudgetExceededError } from '../sessions/workflow-steps.js';
+import { BudgetExceededError } from '../sessions/session-creation.js';
 
 /** Step Functions' input limit is 256 KB; a larger body cannot become an execution. */
 export const MAX_BODY_BYTES = 256 * 1024;

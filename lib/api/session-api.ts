@@ -8,7 +8,7 @@ import type { SessionStarter, StartedSession } from './session-starter.js';
 import type { MilestoneRepository, MilestoneView } from '../sessions/milestone-repository.js';
 import type { MilestoneRecord } from '../sessions/milestone-item.js';
 import type { TranscriptStorage } from '../claude/transcript-store.js';
-import type { SessionPolicy } from '../sessions/workflow-steps.js';
+import type { SessionPolicy } from '../sessions/session-creation.js';
 import { assertCanStart } from '../sessions/start-checks.js';
 import type { ProjectSlots } from '../sessions/project-slots.js';
 

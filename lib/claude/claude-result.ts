@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Usage } from '../sessions/session-item.js';
+import { sumUsage, type Usage } from '../sessions/usage.js';
 
 const count = z.number().int().nonnegative().catch(0);
 
@@ -60,14 +60,7 @@ export function usageOf(result: ClaudeResult): Usage {
   const top = fromApiUsage(result.usage);
   const topIsZero = Object.values(top).every((n) => n === 0);
   if (!topIsZero || result.total_cost_usd === 0) return top;
-  const sum: Usage = { inputTokens: 0, outputTokens: 0, cacheReadInputTokens: 0, cacheCreationInputTokens: 0 };
-  for (const m of Object.values(result.modelUsage)) {
-    sum.inputTokens += m.inputTokens;
-    sum.outputTokens += m.outputTokens;
-    sum.cacheReadInputTokens += m.cacheReadInputTokens;
-    sum.cacheCreationInputTokens += m.cacheCreationInputTokens;
-  }
-  return sum;
+  return sumUsage(Object.values(result.modelUsage));
 }
 
 /** API answers worth another whole run once the CLI's own retries are spent: overload, throttling, server faults. */

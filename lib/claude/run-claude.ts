@@ -7,9 +7,8 @@ import {
 } from './claude-process.js';
 import { ClaudeResult, fromApiUsage } from './claude-result.js';
 import { ClaudeAbortedError, ClaudeCrashError, ClaudeOutputError, ClaudeSpawnError } from './errors.js';
-import type { Usage } from '../sessions/session-item.js';
+import { sumUsage, type Usage } from '../sessions/usage.js';
 
-export { STANDBY_MAX_AGE_MS, StandbyClaude, defaultClaudePath, type ClaudeEndpoint, type ClaudeProcessOptions } from './claude-process.js';
 
 export interface RunClaudeOptions extends ClaudeProcessOptions {
   /** Written to the CLI's stdin. */
@@ -178,14 +177,7 @@ class StreamProgress {
   }
 
   usage(): Usage {
-    const total: Usage = { inputTokens: 0, outputTokens: 0, cacheReadInputTokens: 0, cacheCreationInputTokens: 0 };
-    for (const u of [...this.finished, ...this.current.values()]) {
-      total.inputTokens += u.inputTokens;
-      total.outputTokens += u.outputTokens;
-      total.cacheReadInputTokens += u.cacheReadInputTokens;
-      total.cacheCreationInputTokens += u.cacheCreationInputTokens;
-    }
-    return total;
+    return sumUsage([...this.finished, ...this.current.values()]);
   }
 }
 

@@ -7,16 +7,15 @@ import {
   toClosedRecord,
   type RunOutcome,
   type SessionRecord,
-  type Usage,
 } from '../sessions/session-item.js';
 import { claudeFailure, isTransientFailure, usageOf } from './claude-result.js';
+import { addUsage, addUsd, type Usage } from '../sessions/usage.js';
 import { PromptMismatchError, SessionIdMismatchError } from './errors.js';
 import { runClaude } from './run-claude.js';
 import { claudeProcessOptions, type RunnerClaudeSettings, type StandbyClaude } from './claude-process.js';
 import { releaseAfterRunValues, toMilestoneRecord, type MilestoneRecord, type TranscriptPointer } from '../sessions/milestone-item.js';
 import type { TranscriptStorage } from './transcript-store.js';
 
-export { DEFAULT_IDLE_TIMEOUT_MS, standbyForSession } from './claude-process.js';
 
 /** How the CLI starts (RunnerClaudeSettings: endpoint, binary, limits, tools), and the rest the runner needs. */
 export interface RunnerConfig extends RunnerClaudeSettings {
@@ -169,15 +168,9 @@ export async function runSessionTask({ session: start, prompt, milestone: lease,
 function addSpent(prior: Spent | null, outcome: RunOutcome): Spent {
   if (!prior) return { usage: outcome.usage, numTurns: outcome.numTurns, totalCostUsd: outcome.totalCostUsd, durationMs: outcome.durationMs };
   return {
-    usage: {
-      inputTokens: prior.usage.inputTokens + outcome.usage.inputTokens,
-      outputTokens: prior.usage.outputTokens + outcome.usage.outputTokens,
-      cacheReadInputTokens: prior.usage.cacheReadInputTokens + outcome.usage.cacheReadInputTokens,
-      cacheCreationInputTokens: prior.usage.cacheCreationInputTokens + outcome.usage.cacheCreationInputTokens,
-    },
+    usage: addUsage(prior.usage, outcome.usage),
     numTurns: prior.numTurns + outcome.numTurns,
-    // Costs are quoted to a millionth of a dollar; summing binary floats drifts below that.
-    totalCostUsd: Math.round((prior.totalCostUsd + outcome.totalCostUsd) * 1e9) / 1e9,
+    totalCostUsd: addUsd(prior.totalCostUsd, outcome.totalCostUsd),
     durationMs: prior.durationMs + outcome.durationMs,
   };
 }

@@ -8,7 +8,7 @@ import { SESSION_STATUSES, readableCause, type SessionRecord, type SessionStatus
 import type { UsageTotals } from '../sessions/session-repository.js';
 import type { EventLog, LocalRuntime } from '../local/local-runtime.js';
 import { ABORT_REQUESTS_DIR, LocalStateBusyError } from '../local/state-lock.js';
-import { sessionPolicyFromEnv, type SessionPolicy } from '../sessions/workflow-steps.js';
+import { sessionPolicyFromEnv, type SessionPolicy } from '../sessions/session-creation.js';
 import { startRun, type EarlyStart } from './early-start.js';
 import { parseRunFlags, runInput, type RunFlags } from './run-flags.js';
 import { formatMilestone, formatMs, formatSession, formatSessionTable, formatUsageTable } from './format.js';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { v4 as uuidv4 } from 'uuid';
 import { runSessionTask, type RunnerConfig, type RunnerInput } from '../claude/run-session-task.js';
 import { runnerEnvironment } from '../claude/runner-environment.js';
-import type { ClaudeEndpoint, StandbyClaude } from '../claude/run-claude.js';
+import type { ClaudeEndpoint, StandbyClaude } from '../claude/claude-process.js';
 import type { ExecutionInput } from '../sessions/execution-input.js';
 import { executionArnFor, type SessionStarter, type StartedSession } from '../api/session-starter.js';
 import { SESSION_SK, type SessionRecord } from '../sessions/session-item.js';
@@ -16,7 +16,7 @@ import { SessionRepository } from '../sessions/session-repository.js';
 import { MilestoneRepository } from '../sessions/milestone-repository.js';
 import type { LocalS3 } from './local-s3.js';
 import type { TranscriptStorage } from '../claude/transcript-store.js';
-import { createSession, type SessionPolicy, type ValidateInputEvent } from '../sessions/workflow-steps.js';
+import { createSession, type SessionPolicy, type ValidateInputEvent } from '../sessions/session-creation.js';
 import { ProjectSlots, SLOTS_SK } from '../sessions/project-slots.js';
 import { MILESTONE_SK } from '../sessions/milestone-item.js';
 import { paginateScan } from '@aws-sdk/lib-dynamodb';
@@ -26,7 +26,8 @@ import { LocalDynamoDb } from './local-dynamodb.js';
 import { LocalTaskCallbacks } from './local-task-callbacks.js';
 import { ABORT_REQUESTS_DIR, acquireStateLock } from './state-lock.js';
 
-import { PROJECT_ROOT, loadWorkflowDefinition, type WorkflowDefinition } from './workflow-definition.js';
+import { loadWorkflowDefinition, type WorkflowDefinition } from './workflow-definition.js';
+import { PROJECT_ROOT } from '../project-root.js';
 
 interface EcsRunTaskParameters {
   Overrides?: { ContainerOverrides?: { Environment?: { Name: string; Value: string }[] }[] };

@@ -5,7 +5,6 @@ import { join, relative } from 'node:path';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { PROJECT_ROOT } from '../project-root.js';
 
-export { PROJECT_ROOT };
 
 export type FunctionRole = 'create-session' | 'runner';
 

@@ -6,7 +6,6 @@ import {
   defaultTimeoutSeconds,
 } from './session-limits.js';
 
-export * from './session-limits.js';
 
 const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 const idField = z.string().regex(ID_PATTERN, 'must be 1-64 characters of A-Z a-z 0-9 . _ -');

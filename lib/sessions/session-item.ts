@@ -1,3 +1,4 @@
+import { zeroUsage, type Usage } from './usage.js';
 import type { SessionStart } from './execution-input.js';
 
 /**
@@ -16,14 +17,6 @@ export function sessionPk(sessionId: string): string {
   return `SESSION#${sessionId}`;
 }
 
-export interface Usage {
-  inputTokens: number;
-  outputTokens: number;
-  cacheReadInputTokens: number;
-  cacheCreationInputTokens: number;
-}
-
-export const ZERO_USAGE: Usage = { inputTokens: 0, outputTokens: 0, cacheReadInputTokens: 0, cacheCreationInputTokens: 0 };
 
 /** What a finished Claude run adds to its session; RecordUsage writes exactly this. */
 export interface RunOutcome {
@@ -84,7 +77,7 @@ export function toSessionItem(start: SessionStart): SessionItem {
     executionArn: start.executionArn,
     promptSha256: start.promptSha256,
     promptChars: start.promptChars,
-    usage: ZERO_USAGE,
+    usage: zeroUsage(),
     numTurns: 0,
     totalCostUsd: 0,
     durationMs: 0,

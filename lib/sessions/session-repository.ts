@@ -28,6 +28,7 @@ import {
   type SessionStatus,
 } from './session-item.js';
 import { addSession, emptySums, roundCost, type UsageSums } from './usage-totals.js';
+import { addUsd, roundUsd } from './usage.js';
 
 /** A session id taken by another execution; the name is the error the workflow catches (SessionAlreadyExists). */
 export class SessionExistsError extends Error {
@@ -167,7 +168,7 @@ export class SessionRepository {
       d.sessions += 1;
       d.inputTokens += s.usage.inputTokens;
       d.outputTokens += s.usage.outputTokens;
-      d.totalCostUsd = Math.round((d.totalCostUsd + s.totalCostUsd) * 1e6) / 1e6;
+      d.totalCostUsd = addUsd(d.totalCostUsd, s.totalCostUsd);
       days.set(day, d);
     }
     const daily = [...days.values()].sort((a, b) => a.day.localeCompare(b.day));
@@ -190,7 +191,7 @@ export class SessionRepository {
     for await (const page of pages) {
       for (const item of page.Items ?? []) total += typeof item.totalCostUsd === 'number' ? item.totalCostUsd : 0;
     }
-    return Math.round(total * 1e6) / 1e6;
+    return roundUsd(total);
   }
 
   /** Project ids with at least one session (a scan: for the local CLI and small tables). */

@@ -1,7 +1,7 @@
 import type { MilestoneRepository } from './milestone-repository.js';
 import type { ProjectSlots } from './project-slots.js';
 import type { SessionRepository } from './session-repository.js';
-import { assertWithinBudget, type SessionPolicy } from './workflow-steps.js';
+import { assertWithinBudget, type SessionPolicy } from './session-creation.js';
 
 export interface StartCheckDeps {
   repository: SessionRepository;
