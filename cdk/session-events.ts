@@ -9,6 +9,7 @@ import { EVENT_SOURCE, SESSION_CLOSED } from '../lib/sessions/session-events.js'
 import { DeadLetterQueue } from './dead-letter-queue.js';
 import { ServiceFunction } from './service-function.js';
 import type { SessionTable } from './session-table.js';
+import { METRIC_NAMESPACE, METRIC_SERVICE } from '../lib/sessions/session-events.js';
 
 export interface SessionEventsProps {
   /** The session table, with a NEW_AND_OLD_IMAGES stream. */
@@ -37,10 +38,10 @@ export class SessionEvents extends Construct {
     this.function = new ServiceFunction(this, 'Service', {
       entry: 'functions/events/handler.ts',
       description: 'Publishes "Session Closed" events and session metrics from the table stream',
-      serviceName: 'claude-sessions-events',
+      serviceName: METRIC_SERVICE,
       timeout: Duration.seconds(30),
       logRetention: props.logRetention,
-      environment: { EVENT_BUS_NAME: this.eventBus.eventBusName, POWERTOOLS_METRICS_NAMESPACE: 'ClaudeSessions' },
+      environment: { EVENT_BUS_NAME: this.eventBus.eventBusName, POWERTOOLS_METRICS_NAMESPACE: METRIC_NAMESPACE },
     }).function;
     this.eventBus.grantPutEventsTo(this.function);
     this.deadLetterQueue = new DeadLetterQueue(this, 'DeadLetters', { deadLettersOf: 'the stream consumer' });

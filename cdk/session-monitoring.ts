@@ -17,6 +17,7 @@ import type { ITopic } from 'aws-cdk-lib/aws-sns';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import type { StateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { METRICS, METRIC_NAMESPACE, METRIC_SERVICE } from '../lib/sessions/session-events.js';
 
 export interface SessionMonitoringProps {
   readonly stateMachine: StateMachine;
@@ -31,8 +32,7 @@ export interface SessionMonitoringProps {
   readonly dashboardName?: string;
 }
 
-const NAMESPACE = 'ClaudeSessions';
-const SERVICE = { service: 'claude-sessions-events' };
+const SERVICE = { service: METRIC_SERVICE };
 
 /** The dashboard and alarms of the session metrics the stream consumer publishes (functions/events). */
 export class SessionMonitoring extends Construct {
@@ -42,15 +42,15 @@ export class SessionMonitoring extends Construct {
   constructor(scope: Construct, id: string, props: SessionMonitoringProps) {
     super(scope, id);
     const metric = (metricName: string, statistic: string = Stats.SUM, period = Duration.minutes(5)) =>
-      new Metric({ namespace: NAMESPACE, metricName, dimensionsMap: SERVICE, statistic, period });
-    const byStatus = ['SessionsStarted', 'SessionsCompleted', 'SessionsFailed', 'SessionsTimedOut', 'SessionsAborted'].map((m) => metric(m));
+      new Metric({ namespace: METRIC_NAMESPACE, metricName, dimensionsMap: SERVICE, statistic, period });
+    const byStatus = [METRICS.started, METRICS.completed, METRICS.failed, METRICS.timedOut, METRICS.aborted].map((m) => metric(m));
     const hour = Duration.hours(1);
     const failureRate = new MathExpression({
       expression: '(failed + timedOut) / MAX([completed + failed + timedOut, 1])',
       usingMetrics: {
-        failed: metric('SessionsFailed', Stats.SUM, hour),
-        timedOut: metric('SessionsTimedOut', Stats.SUM, hour),
-        completed: metric('SessionsCompleted', Stats.SUM, hour),
+        failed: metric(METRICS.failed, Stats.SUM, hour),
+        timedOut: metric(METRICS.timedOut, Stats.SUM, hour),
+        completed: metric(METRICS.completed, Stats.SUM, hour),
       },
       period: hour,
       label: 'failure rate (failed + timed out) / closed',
@@ -62,7 +62,7 @@ export class SessionMonitoring extends Construct {
     );
     this.dashboard.addWidgets(
       new GraphWidget({ title: 'Sessions by status', left: byStatus, width: 12, stacked: false }),
-      new GraphWidget({ title: 'Cost (USD)', left: [metric('CostUsd')], width: 6 }),
+      new GraphWidget({ title: 'Cost (USD)', left: [metric(METRICS.costUsd)], width: 6 }),
       new GraphWidget({
         title: 'Executions in flight',
         left: [
@@ -84,17 +84,17 @@ export class SessionMonitoring extends Construct {
       }),
     );
     this.dashboard.addWidgets(
-      new GraphWidget({ title: 'Tokens', left: ['InputTokens', 'OutputTokens', 'CacheReadTokens', 'CacheWriteTokens'].map((m) => metric(m)), width: 12 }),
+      new GraphWidget({ title: 'Tokens', left: [METRICS.inputTokens, METRICS.outputTokens, METRICS.cacheReadTokens, METRICS.cacheWriteTokens].map((m) => metric(m)), width: 12 }),
       new GraphWidget({
         title: 'Session duration p50 / p95 (ms)',
-        left: [metric('DurationMs', Stats.percentile(50)), metric('DurationMs', Stats.percentile(95))],
+        left: [metric(METRICS.durationMs, Stats.percentile(50)), metric(METRICS.durationMs, Stats.percentile(95))],
         width: 12,
       }),
     );
     this.dashboard.addWidgets(
       new GraphWidget({
         title: 'Failures by error class',
-        left: [new MathExpression({ expression: `SEARCH('{${NAMESPACE},errorClass} MetricName="SessionFailures"', 'Sum', 300)`, label: '', period: Duration.minutes(5) })],
+        left: [new MathExpression({ expression: `SEARCH('{${METRIC_NAMESPACE},errorClass} MetricName="${METRICS.failuresByErrorClass}"', 'Sum', 300)`, label: '', period: Duration.minutes(5) })],
         width: 12,
       }),
       new GraphWidget({

@@ -3,6 +3,13 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import { Topic } from 'aws-cdk-lib/aws-sns';
 import { describe, expect, it } from 'vitest';
 import { ClaudeSessionsStack } from '../cdk/claude-sessions-stack.js';
+import { METRICS } from '../lib/sessions/session-events.js';
+import { templateResolver, type CfnTemplate } from './support/template-resolver.js';
+
+interface Widget {
+  type: string;
+  properties: { title?: string; metrics: (string | Record<string, unknown>)[][] };
+}
 
 const noBundling = { 'aws:cdk:bundling-stacks': [] };
 
@@ -23,13 +30,27 @@ describe('observability on AWS', () => {
     expect(actions.filter((a: string) => a.startsWith('dynamodb:') && /Put|Update|Delete|Write/.test(a))).toEqual([]);
   });
 
-  it('has a dashboard of sessions by status, cost, tokens, duration percentiles, failures by class and executions in flight', () => {
-    const dashboards = Object.values(template.findResources('AWS::CloudWatch::Dashboard'));
-    expect(dashboards).toHaveLength(1);
-    const body = JSON.stringify((dashboards[0] as any).Properties.DashboardBody);
-    for (const text of ['Sessions by status', 'Cost (USD)', 'Tokens', 'p50', 'p95', 'Failures by error class', 'Executions in flight', 'SessionsTimedOut', 'CostUsd']) {
-      expect(body).toContain(text);
-    }
+  it('graphs, by status, cost, tokens, duration and error class, exactly the metrics the stream consumer puts, under its service', () => {
+    // Prepare: the dashboard as CloudWatch reads it, and what the consumer's Powertools Metrics is told
+    const json = template.toJSON() as CfnTemplate;
+    const [dashboard] = Object.values(template.findResources('AWS::CloudWatch::Dashboard')) as any[];
+    const widgets = (JSON.parse(String(templateResolver(json).resolve(dashboard.Properties.DashboardBody))) as { widgets: Widget[] }).widgets;
+    const [consumer] = Object.values(template.findResources('AWS::Lambda::Function', {
+      Properties: { Environment: { Variables: { POWERTOOLS_METRICS_NAMESPACE: Match.anyValue() } } },
+    })) as any[];
+    const { POWERTOOLS_METRICS_NAMESPACE: namespace, POWERTOOLS_SERVICE_NAME: service } = consumer.Properties.Environment.Variables;
+    // Act
+    const graphed = (title: string) => widgets.find((w) => w.properties.title === title)?.properties.metrics
+      .filter((m) => typeof m[0] === 'string').map((m) => m.slice(0, 4));
+    // Assess: the names the consumer publishes (lib/sessions/session-events.ts), in its namespace, with its service dimension
+    const own = (...names: string[]) => names.map((name) => [namespace, name, 'service', service]);
+    expect(graphed('Sessions by status')).toEqual(own(METRICS.started, METRICS.completed, METRICS.failed, METRICS.timedOut, METRICS.aborted));
+    expect(graphed('Cost (USD)')).toEqual(own(METRICS.costUsd));
+    expect(graphed('Tokens')).toEqual(own(METRICS.inputTokens, METRICS.outputTokens, METRICS.cacheReadTokens, METRICS.cacheWriteTokens));
+    expect(graphed('Session duration p50 / p95 (ms)')).toEqual(own(METRICS.durationMs, METRICS.durationMs));
+    const search = widgets.find((w) => w.properties.title === 'Failures by error class')!.properties.metrics[0]![0] as { expression: string };
+    expect(search.expression).toBe(`SEARCH('{${namespace},errorClass} MetricName="${METRICS.failuresByErrorClass}"', 'Sum', 300)`);
+    expect(graphed('Executions in flight')!.map((m) => m[1])).toEqual(['ExecutionsStarted', 'ExecutionsSucceeded', 'ExecutionsFailed', 'ExecutionsAborted', 'ExecutionsTimedOut']);
   });
 
   it('alarms on the failure rate, an overdue session, non-empty dead-letter queues and reaper errors', () => {

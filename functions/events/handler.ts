@@ -9,11 +9,12 @@ import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import middy from '@middy/core';
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
 import { publishSessionChanges } from '../../lib/sessions/session-publisher.js';
+import { METRIC_NAMESPACE } from '../../lib/sessions/session-events.js';
 
 type MetricUnitValue = (typeof MetricUnit)[keyof typeof MetricUnit];
 
 const logger = new Logger();
-const metrics = new Metrics({ namespace: 'ClaudeSessions' });
+const metrics = new Metrics({ namespace: METRIC_NAMESPACE });
 const tracer = new Tracer();
 const events = tracer.captureAWSv3Client(new EventBridgeClient({}));
 const busName = getStringFromEnv({ key: 'EVENT_BUS_NAME', defaultValue: 'default' });

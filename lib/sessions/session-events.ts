@@ -46,25 +46,48 @@ export interface SessionMetric {
   value: number;
 }
 
+/**
+ * The metrics' namespace and names: the stream consumer (functions/events) puts them, the
+ * dashboard and alarms (cdk/session-monitoring.ts) read them, so both take them from here.
+ */
+export const METRIC_NAMESPACE = 'ClaudeSessions';
+/** The dimension Powertools Metrics adds to every figure the stream consumer puts. */
+export const METRIC_SERVICE = 'claude-sessions-events';
+export const METRICS = {
+  started: 'SessionsStarted',
+  completed: 'SessionsCompleted',
+  failed: 'SessionsFailed',
+  timedOut: 'SessionsTimedOut',
+  aborted: 'SessionsAborted',
+  inputTokens: 'InputTokens',
+  outputTokens: 'OutputTokens',
+  cacheReadTokens: 'CacheReadTokens',
+  cacheWriteTokens: 'CacheWriteTokens',
+  costUsd: 'CostUsd',
+  durationMs: 'DurationMs',
+  /** Per error class (dimension errorClass), in an EMF blob of its own. */
+  failuresByErrorClass: 'SessionFailures',
+} as const;
+
 const STATUS_METRIC: Record<FinalStatus, string> = {
-  COMPLETED: 'SessionsCompleted',
-  FAILED: 'SessionsFailed',
-  TIMED_OUT: 'SessionsTimedOut',
-  ABORTED: 'SessionsAborted',
+  COMPLETED: METRICS.completed,
+  FAILED: METRICS.failed,
+  TIMED_OUT: METRICS.timedOut,
+  ABORTED: METRICS.aborted,
 };
 
-/** The CloudWatch figures of a change (namespace ClaudeSessions; cdk/session-monitoring.ts graphs them). */
+/** The CloudWatch figures of a change (cdk/session-monitoring.ts graphs them). */
 export function sessionMetrics(change: SessionChange): SessionMetric[] {
-  if (change.kind === 'started') return [{ name: 'SessionsStarted', unit: 'Count', value: 1 }];
+  if (change.kind === 'started') return [{ name: METRICS.started, unit: 'Count', value: 1 }];
   const s = change.session;
   return [
     { name: STATUS_METRIC[s.status], unit: 'Count', value: 1 },
-    { name: 'InputTokens', unit: 'Count', value: s.usage.inputTokens },
-    { name: 'OutputTokens', unit: 'Count', value: s.usage.outputTokens },
-    { name: 'CacheReadTokens', unit: 'Count', value: s.usage.cacheReadInputTokens },
-    { name: 'CacheWriteTokens', unit: 'Count', value: s.usage.cacheCreationInputTokens },
-    { name: 'CostUsd', unit: 'None', value: s.totalCostUsd },
-    { name: 'DurationMs', unit: 'Milliseconds', value: s.durationMs },
+    { name: METRICS.inputTokens, unit: 'Count', value: s.usage.inputTokens },
+    { name: METRICS.outputTokens, unit: 'Count', value: s.usage.outputTokens },
+    { name: METRICS.cacheReadTokens, unit: 'Count', value: s.usage.cacheReadInputTokens },
+    { name: METRICS.cacheWriteTokens, unit: 'Count', value: s.usage.cacheCreationInputTokens },
+    { name: METRICS.costUsd, unit: 'None', value: s.totalCostUsd },
+    { name: METRICS.durationMs, unit: 'Milliseconds', value: s.durationMs },
   ];
 }
 

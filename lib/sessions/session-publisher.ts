@@ -1,5 +1,5 @@
 import { PutEventsCommand, type EventBridgeClient } from '@aws-sdk/client-eventbridge';
-import { EVENT_SOURCE, SESSION_CLOSED, errorClass, sessionChange, sessionClosedDetail, sessionMetrics, type StreamRecord } from './session-events.js';
+import { EVENT_SOURCE, METRICS, SESSION_CLOSED, errorClass, sessionChange, sessionClosedDetail, sessionMetrics, type StreamRecord } from './session-events.js';
 
 export interface PublisherDeps {
   events: Pick<EventBridgeClient, 'send'>;
@@ -24,9 +24,9 @@ export async function publishSessionChanges(
     for (const m of sessionMetrics(change)) deps.metric(m.name, m.unit, m.value);
     if (change.kind !== 'closed') continue;
     const s = change.session;
-    deps.metric('CostUsd', 'None', s.totalCostUsd, { projectId: s.projectId });
+    deps.metric(METRICS.costUsd, 'None', s.totalCostUsd, { projectId: s.projectId });
     const failure = errorClass(s);
-    if (failure) deps.metric('SessionFailures', 'Count', 1, { errorClass: failure });
+    if (failure) deps.metric(METRICS.failuresByErrorClass, 'Count', 1, { errorClass: failure });
     deps.log?.('session closed', { sessionId: s.sessionId, projectId: s.projectId, status: s.status, totalCostUsd: s.totalCostUsd });
     entries.push({
       sequence: record.dynamodb?.SequenceNumber ?? s.sessionId,
