@@ -74,7 +74,7 @@ export class ClaudeSessionsStack extends Stack {
       }
     }
     this.workflow = new SessionWorkflow(this, 'Workflow', {
-      table: sessions.table,
+      sessions,
       creator: creator.function,
       runner: runner.function,
       fargate,

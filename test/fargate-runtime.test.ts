@@ -1,8 +1,7 @@
-import { App } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Match } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
+import { synthesizedTemplate } from './support/synthesized.js';
 import { v4 as uuidv4 } from 'uuid';
-import { ClaudeSessionsStack } from '../cdk/claude-sessions-stack.js';
 import { fromTemplate } from '../lib/local/workflow-definition.js';
 import { validateStartInput } from '../lib/sessions/execution-input.js';
 import { useTestRuntime, type TestRuntime } from './support/runtime.js';
@@ -84,20 +83,28 @@ describe('the fargate runtime, as a separate task process reporting on its task 
 });
 
 describe('the fargate runtime on AWS', () => {
-  const template = Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Test'));
+  const template = synthesizedTemplate();
   const states = fromTemplate(template.toJSON() as never, {}).asl.States;
 
   it('chooses the runtime after CreateSession, and both runners lead to the same outcome states', () => {
-    expect(states.CreateSession!.Next).toBe('ChooseRuntime');
-    expect(states.ChooseRuntime).toMatchObject({
+    const runtime = { Variable: '$.session.runtime', StringEquals: 'fargate', Next: 'RunClaudeOnFargate' };
+    expect(states.CreateSession!.Next).toBe('ChooseFirstStep');
+    expect(states.ChooseFirstStep).toMatchObject({
       Choices: [
-        // A milestone task takes its lease first, then comes back to choose.
-        { And: [{ Variable: '$.session.milestoneId', IsPresent: true }, { Variable: '$.milestone', IsNull: true }], Next: 'AcquireMilestone' },
-        { And: [{ Variable: '$.session.concurrencyLimit', IsPresent: true }, { Variable: '$.slot', IsNull: true }], Next: 'AcquireSlot' },
-        { Variable: '$.session.runtime', StringEquals: 'fargate', Next: 'RunClaudeOnFargate' },
+        // A milestone task takes its lease first, a limited session its slot, then each runs.
+        { Variable: '$.session.milestoneId', IsPresent: true, Next: 'AcquireMilestone' },
+        { Variable: '$.session.concurrencyLimit', IsPresent: true, Next: 'AcquireSlot' },
+        runtime,
       ],
       Default: 'RunClaude',
     });
+    expect(states.AcquireMilestone!.Next).toBe('ChooseStepAfterLease');
+    expect(states.ChooseStepAfterLease).toMatchObject({
+      Choices: [{ Variable: '$.session.concurrencyLimit', IsPresent: true, Next: 'AcquireSlot' }, runtime],
+      Default: 'RunClaude',
+    });
+    expect(states.AcquireSlot!.Next).toBe('ChooseRuntime');
+    expect(states.ChooseRuntime).toMatchObject({ Choices: [runtime], Default: 'RunClaude' });
     expect(states.RunClaude!.Next).toBe('ClaudeSucceeded');
     expect(states.RunClaudeOnFargate!.Next).toBe('ClaudeSucceeded');
   });

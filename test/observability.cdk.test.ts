@@ -2,6 +2,7 @@ import { App, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { Topic } from 'aws-cdk-lib/aws-sns';
 import { describe, expect, it } from 'vitest';
+import { synthesizedTemplate } from './support/synthesized.js';
 import { ClaudeSessionsStack } from '../cdk/claude-sessions-stack.js';
 import { METRICS } from '../lib/sessions/session-events.js';
 import { templateResolver, type CfnTemplate } from './support/template-resolver.js';
@@ -14,7 +15,7 @@ interface Widget {
 const noBundling = { 'aws:cdk:bundling-stacks': [] };
 
 describe('observability on AWS', () => {
-  const template = Template.fromStack(new ClaudeSessionsStack(new App({ context: noBundling }), 'Test'));
+  const template = synthesizedTemplate();
 
   it('publishes from the table stream, session items only, with retries and a dead-letter queue', () => {
     template.hasResourceProperties('AWS::DynamoDB::Table', { StreamSpecification: { StreamViewType: 'NEW_AND_OLD_IMAGES' } });

@@ -1,8 +1,7 @@
-import { App } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Match } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
+import { synthesizedTemplate } from './support/synthesized.js';
 import { v4 as uuidv4 } from 'uuid';
-import { ClaudeSessionsStack } from '../cdk/claude-sessions-stack.js';
 import { prepareSessionStart, sessionIdForExecution } from '../lib/sessions/execution-input.js';
 import { reapExecution } from '../lib/sessions/session-reaper.js';
 import type { RunOutcome } from '../lib/sessions/session-item.js';
@@ -68,7 +67,7 @@ describe('the reaper: no session outlives its execution', () => {
 });
 
 describe('the reaper on AWS', () => {
-  const template = Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Test'));
+  const template = synthesizedTemplate();
 
   it('is invoked for this state machine when an execution is aborted, times out or fails', () => {
     template.hasResourceProperties('AWS::Events::Rule', {

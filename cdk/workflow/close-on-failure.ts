@@ -1,0 +1,45 @@
+import { Choice, Condition, Fail, type IChainable } from 'aws-cdk-lib/aws-stepfunctions';
+import type { Construct } from 'constructs';
+import { CLOSE_FAILED_NAMES, CLOSE_FAILED_UPDATE, RUNNING_CONDITION } from '../../lib/sessions/session-item.js';
+import { isLimited, isMilestoneTask, sessionKey } from './execution-state.js';
+import { MARK_MILESTONE_BROKEN, RELEASE_MILESTONE } from './milestone-lease.js';
+import { RELEASE_SLOT } from './project-slot.js';
+import { Role } from './roles.js';
+import type { WriteState } from './update-item-state.js';
+
+/**
+ * The finally branch, entered with the error at $.failure: CloseFailed closes the session FAILED,
+ * then the milestone's lease and the project's slot are freed, each if held. Every step goes on
+ * whatever it meets (a close that finds the session already final, a release that cannot write),
+ * and RunFailed keeps the original error as the execution's. Returns CloseFailed.
+ */
+export function closeOnFailure(scope: Construct, write: WriteState): IChainable {
+  const runFailed = new Fail(scope, 'RunFailed', { errorPath: '$.failure.Error', causePath: '$.failure.Cause' });
+  const slotHeld = new Choice(scope, 'SlotHeld');
+  const milestoneHeld = new Choice(scope, 'MilestoneHeld');
+
+  const closeFailed = write('CloseFailed', {
+    key: sessionKey,
+    update: CLOSE_FAILED_UPDATE,
+    condition: RUNNING_CONDITION,
+    names: CLOSE_FAILED_NAMES,
+    values: {
+      ':running': { S: 'RUNNING' },
+      ':status': { S: 'FAILED' },
+      ':endedAt': { 'S.$': '$$.State.EnteredTime' },
+      ':error': { 'S.$': '$.failure.Error' },
+      ':cause': { 'S.$': '$.failure.Cause' },
+    },
+  }, Role.finallyStep(milestoneHeld, '$.closeFailure'));
+
+  // A milestone task frees its lease, or marks the milestone broken when its transcript is.
+  const thenSlot = Role.finallyStep(slotHeld, '$.releaseFailure');
+  milestoneHeld
+    .when(Condition.and(isMilestoneTask, Condition.stringEquals('$.failure.Error', 'TranscriptUnusableError')), write('MarkMilestoneBroken', MARK_MILESTONE_BROKEN, thenSlot))
+    .when(isMilestoneTask, write('ReleaseMilestoneAfterFailure', RELEASE_MILESTONE, thenSlot))
+    .otherwise(slotHeld);
+  slotHeld
+    .when(isLimited, write('ReleaseSlotAfterFailure', RELEASE_SLOT, Role.finallyStep(runFailed, '$.releaseFailure')))
+    .otherwise(runFailed);
+  return closeFailed;
+}

@@ -1,0 +1,78 @@
+import { Duration } from 'aws-cdk-lib';
+import { CustomState, JitterType, State, TaskStateBase, type IChainable, type RetryProps } from 'aws-cdk-lib/aws-stepfunctions';
+
+/** Throttling and service faults: every direct DynamoDB write retries them. */
+export const DYNAMODB_RETRY: RetryProps = {
+  errors: [
+    'DynamoDB.ProvisionedThroughputExceededException',
+    'DynamoDB.ThrottlingException',
+    'DynamoDB.RequestLimitExceeded',
+    'DynamoDB.InternalServerErrorException',
+    'DynamoDB.AmazonDynamoDBException',
+  ],
+  interval: Duration.seconds(1), backoffRate: 2, maxAttempts: 4, jitterStrategy: JitterType.FULL,
+};
+
+/**
+ * Lambda throttling is not among LambdaInvoke's service-exception retries, and a new account
+ * runs 10 functions at once: a burst of sessions retries it, with a back-off, instead of failing.
+ */
+export const THROTTLED_INVOKE_RETRY: RetryProps = {
+  errors: ['Lambda.TooManyRequestsException'], interval: Duration.seconds(2), backoffRate: 2, maxAttempts: 6, jitterStrategy: JitterType.FULL,
+};
+
+export type TaskState = TaskStateBase | CustomState;
+
+/** An error a state answers itself, ahead of its role's Catch. */
+export interface HandledError {
+  readonly errors: string[];
+  readonly next: IChainable;
+  readonly resultPath: string;
+}
+
+/** A conditional take refused (the item is not ours to take): an answer to name, not a fault. */
+export function whenRefused(next: IChainable): HandledError {
+  return { errors: ['DynamoDB.ConditionalCheckFailedException'], next, resultPath: '$.acquireFailure' };
+}
+
+const hasRole = new WeakSet<State>();
+
+/**
+ * Where a Task's failure goes once its retries are spent. Every Task after CreateSession is
+ * given its role as it is built, so none can be left out of a list of Catches.
+ */
+export class Role {
+  /** A step of the session: a failure closes it FAILED (`onFailure`), the error kept at $.failure. */
+  static sessionStep(onFailure: IChainable): Role {
+    return new Role(onFailure, '$.failure', false);
+  }
+
+  /**
+   * A step of the close on failure: done or failed, it goes on to `next`. Its own error is kept
+   * apart, so $.failure stays the execution's error.
+   */
+  static finallyStep(next: IChainable, errorPath: '$.closeFailure' | '$.releaseFailure'): Role {
+    return new Role(next, errorPath, true);
+  }
+
+  private constructor(
+    readonly onFailure: IChainable,
+    private readonly errorPath: string,
+    private readonly alwaysNext: boolean,
+  ) {}
+
+  assign<T extends TaskState>(state: T, ...handled: HandledError[]): T {
+    for (const h of handled) state.addCatch(h.next, { errors: h.errors, resultPath: h.resultPath });
+    state.addCatch(this.onFailure, { errors: ['States.ALL'], resultPath: this.errorPath });
+    if (this.alwaysNext) state.next(this.onFailure);
+    hasRole.add(state);
+    return state;
+  }
+}
+
+/** The Tasks after `start` (its Catch paths included) that were built without a role. */
+export function tasksWithoutRole(start: State): string[] {
+  return State.findReachableStates(start, { includeErrorHandlers: true })
+    .filter((s) => s !== start && (s instanceof TaskStateBase || s instanceof CustomState) && !hasRole.has(s))
+    .map((s) => s.stateId);
+}
