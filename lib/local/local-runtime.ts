@@ -1,42 +1,30 @@
 import './polyfill.js';
 import { PutItemCommand, UpdateItemCommand, type PutItemCommandInput, type UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
-import { StateMachine } from 'aws-local-stepfunctions';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { StateMachine, type RunOptions, type StateMachineDefinition } from 'aws-local-stepfunctions';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { v4 as uuidv4 } from 'uuid';
 import { runSessionTask, type RunnerConfig, type RunnerInput } from '../claude/run-session-task.js';
-import { runnerEnvironment } from '../claude/runner-environment.js';
 import type { ClaudeEndpoint, StandbyClaude } from '../claude/claude-process.js';
 import type { ExecutionInput } from '../sessions/execution-input.js';
 import { executionArnFor, type SessionStarter, type StartedSession } from '../api/session-starter.js';
-import { SESSION_SK, type SessionRecord } from '../sessions/session-item.js';
+import type { SessionRecord } from '../sessions/session-item.js';
 import { SessionRepository } from '../sessions/session-repository.js';
 import { MilestoneRepository } from '../sessions/milestone-repository.js';
 import type { LocalS3 } from './local-s3.js';
+import { LocalFargate, type EcsRunTaskParameters } from './local-fargate.js';
+import { closeOrphans, watchAbortRequests } from './orphan-sweep.js';
+import { executionContext, fastRetries, withoutTimeoutPaths } from './asl-patches.js';
+import { lambdaCall, namedError } from './integration-errors.js';
 import type { TranscriptStorage } from '../claude/transcript-store.js';
 import { createSession, type SessionPolicy, type ValidateInputEvent } from '../sessions/session-creation.js';
-import { ProjectSlots, SLOTS_SK } from '../sessions/project-slots.js';
-import { MILESTONE_SK } from '../sessions/milestone-item.js';
-import { paginateScan } from '@aws-sdk/lib-dynamodb';
+import { ProjectSlots } from '../sessions/project-slots.js';
 import { reapExecution } from '../sessions/session-reaper.js';
 import { localClaudeEndpoint, type AnthropicStandIn } from './anthropic-stand-in.js';
 import { LocalDynamoDb } from './local-dynamodb.js';
 import { LocalTaskCallbacks } from './local-task-callbacks.js';
 import { ABORT_REQUESTS_DIR, acquireStateLock } from './state-lock.js';
-
 import { loadWorkflowDefinition, type WorkflowDefinition } from './workflow-definition.js';
-import { PROJECT_ROOT } from '../project-root.js';
-
-interface EcsRunTaskParameters {
-  Overrides?: { ContainerOverrides?: { Environment?: { Name: string; Value: string }[] }[] };
-}
-
-/** ECS RunTask refuses container overrides over 8 KiB in all (InvalidParameterException). */
-const ECS_MAX_OVERRIDES_BYTES = 8_192;
-/** Step Functions task tokens run up to 2,048 characters; the local ones are that long, so overrides are tried at their largest. */
-const TASK_TOKEN_CHARS = 2_048;
 
 export interface LocalRuntimeOptions {
   /** State directory (DynamoDB on disk, cached definition); omit for in-memory state. */
@@ -81,6 +69,17 @@ export interface LocalExecution {
   abort(): void;
 }
 
+type TaskHandlers = NonNullable<NonNullable<RunOptions['overrides']>['taskResourceLocalHandlers']>;
+type StateJson = Parameters<TaskHandlers[string]>[0];
+
+/**
+ * A Task state's handler: it receives the state's rendered Parameters, JSON of the shape its
+ * Parameters build (the ASL is the contract), and returns the service's JSON answer.
+ */
+function taskHandler<I>(handle: (input: I) => Promise<unknown>): TaskHandlers[string] {
+  return async (input: StateJson) => (await handle(input as unknown as I)) as unknown as StateJson;
+}
+
 const STATE_MACHINE_ARN = 'arn:aws:states:us-east-1:000000000000:stateMachine:ClaudeSessionsWorkflow';
 
 /**
@@ -102,8 +101,12 @@ export class LocalRuntime implements SessionStarter {
   /** Sessions found RUNNING at start (their process had died) and closed ABORTED. */
   orphansClosed: string[] = [];
 
+  private readonly fargate: LocalFargate;
+
   /** Fargate tasks running now, as ECS ListTasks would show them. */
-  readonly fargateTasks = new Map<string, ChildProcess>();
+  get fargateTasks(): ReadonlyMap<string, import('node:child_process').ChildProcess> {
+    return this.fargate.tasks;
+  }
 
   private s3Started?: Promise<LocalS3>;
 
@@ -134,12 +137,13 @@ export class LocalRuntime implements SessionStarter {
     private readonly s3Path: string | undefined,
   ) {
     this.runnerConfig = { ...this.runnerConfig, transcripts: this.transcripts };
+    this.fargate = new LocalFargate(callbacks, this.runnerConfig, () => this.s3());
     this.repository = new SessionRepository(dynamodb.documentClient, dynamodb.tableName);
     this.milestones = new MilestoneRepository(dynamodb.documentClient, dynamodb.tableName);
     this.slots = new ProjectSlots(dynamodb.documentClient, dynamodb.tableName);
     this.standIn = ownStandIn;
     // Validated when it was synthesized and cached (loadWorkflowDefinition).
-    this.machine = new StateMachine(withoutTimeoutPaths(definition.asl) as never, { validationOptions: { noValidate: true } });
+    this.machine = new StateMachine(withoutTimeoutPaths(definition.asl) as unknown as StateMachineDefinition, { validationOptions: { noValidate: true } });
   }
 
   static async start(options: LocalRuntimeOptions = {}): Promise<LocalRuntime> {
@@ -176,8 +180,8 @@ export class LocalRuntime implements SessionStarter {
       if (options.home) {
         // Holding the lock means no other process runs anything here: a RUNNING session
         // is an orphan of a process that died (kill -9, a crash) and is closed now.
-        runtime.orphansClosed = await runtime.closeOrphans();
-        runtime.watchAbortRequests(join(options.home, ABORT_REQUESTS_DIR));
+        runtime.orphansClosed = await closeOrphans(dynamodb, runtime);
+        runtime.abortWatch = watchAbortRequests(join(options.home, ABORT_REQUESTS_DIR), (name) => runtime.executions.get(name)?.abort());
       }
       return runtime;
     } catch (err) {
@@ -204,24 +208,9 @@ export class LocalRuntime implements SessionStarter {
 
     const executionArn = executionArnFor(STATE_MACHINE_ARN, executionName);
     const stop = new AbortController();
-    const run = this.machine.run(input as never, {
-      overrides: { taskResourceLocalHandlers: this.taskHandlers(stop.signal, options.standby) as never, retryIntervalOverrides: this.fastRetries() },
-      context: {
-        Execution: { Id: executionArn, Name: executionName, StartTime: new Date().toISOString() },
-        StateMachine: { Id: STATE_MACHINE_ARN, Name: 'ClaudeSessionsWorkflow' },
-        // aws-local-stepfunctions does not fill $$.State.EnteredTime; close enough for endedAt.
-        State: {
-          get EnteredTime() {
-            return new Date().toISOString();
-          },
-        },
-        // A fresh token each time a .waitForTaskToken state reads it, as long as AWS's longest.
-        Task: {
-          get Token() {
-            return randomBytes(TASK_TOKEN_CHARS).toString('base64url').slice(0, TASK_TOKEN_CHARS);
-          },
-        },
-      },
+    const run = this.machine.run(input as StateJson, {
+      overrides: { taskResourceLocalHandlers: this.taskHandlers(stop.signal, options.standby), retryIntervalOverrides: fastRetries(this.definition.asl) },
+      context: executionContext({ arn: STATE_MACHINE_ARN, name: 'ClaudeSessionsWorkflow' }, { arn: executionArn, name: executionName }),
     });
     const outcome = run.result
       .then(
@@ -277,61 +266,10 @@ export class LocalRuntime implements SessionStarter {
     return { execution, outcome, session };
   }
 
-  /**
-   * What a dead process left held, found in one scan (this runs at every local command's
-   * start): RUNNING sessions, milestone leases and project slots. With the state lock held,
-   * nothing here is live, so all of it is closed or freed.
-   */
-  private async closeOrphans(): Promise<string[]> {
-    const closed: string[] = [];
-    const pages = paginateScan(
-      { client: this.dynamodb.documentClient },
-      {
-        TableName: this.dynamodb.tableName,
-        FilterExpression:
-          '(sk = :session AND #status = :running) OR (sk = :milestone AND attribute_exists(leaseExecutionArn)) OR (sk = :slots AND attribute_exists(running))',
-        ExpressionAttributeNames: { '#status': 'status' },
-        ExpressionAttributeValues: { ':session': SESSION_SK, ':running': 'RUNNING', ':milestone': MILESTONE_SK, ':slots': SLOTS_SK },
-      },
-    );
-    for await (const page of pages) {
-      for (const item of page.Items ?? []) {
-        if (item.sk === SESSION_SK) {
-          const sessionId = String(item.sessionId);
-          const done = await this.repository.closeWithError(
-            sessionId, 'ABORTED', 'ExecutionAborted', 'the local process that ran this session ended before closing it',
-          );
-          if (done) closed.push(sessionId);
-        } else if (item.sk === MILESTONE_SK) {
-          await this.milestones.releaseLease(String(item.id), String(item.leaseExecutionArn));
-        } else {
-          const projectId = String(item.pk).slice('PROJECT#'.length);
-          for (const sessionId of item.running as Set<string>) await this.slots.release(projectId, sessionId);
-        }
-      }
-    }
-    return closed;
-  }
-
-  /** `claude-sessions abort <id>` from another process leaves a request file here. */
-  private watchAbortRequests(dir: string): void {
-    this.abortWatch = setInterval(() => {
-      void readdir(dir)
-        .then(async (names) => {
-          for (const name of names) {
-            this.executions.get(name)?.abort();
-            await rm(join(dir, name), { force: true });
-          }
-        })
-        .catch(() => undefined);
-    }, 250);
-    this.abortWatch.unref();
-  }
-
   async close(): Promise<void> {
     clearInterval(this.abortWatch);
     for (const execution of this.executions.values()) execution.abort();
-    for (const task of this.fargateTasks.values()) signalGroup(task, 'SIGKILL');
+    this.fargate.stopAll();
     await Promise.allSettled([...this.executions.values()].map((e) => e.outcome));
     await this.standIn?.close();
     await this.callbacks.close();
@@ -340,28 +278,28 @@ export class LocalRuntime implements SessionStarter {
     await this.releaseLock();
   }
 
-  private taskHandlers(signal: AbortSignal, standby?: StandbyClaude): Record<string, (input: any) => Promise<unknown>> {
+  private taskHandlers(signal: AbortSignal, standby?: StandbyClaude): TaskHandlers {
     // The first runner call takes it; runClaude uses it if it was started as that run would start one.
     const takeStandby = () => {
       const taken = standby;
       standby = undefined;
       return taken;
     };
-    const handlers: Record<string, (input: any) => Promise<unknown>> = {};
+    const handlers: TaskHandlers = {};
     for (const [name, state] of Object.entries(this.definition.asl.States)) {
       if (state.Type !== 'Task') continue;
       const resource = String(state.Resource);
       if (resource === 'arn:aws:states:::dynamodb:putItem') {
-        handlers[name] = (params: PutItemCommandInput) => this.dynamodbCall(new PutItemCommand(params));
+        handlers[name] = taskHandler((params: PutItemCommandInput) => this.dynamodbCall(new PutItemCommand(params)));
       } else if (resource === 'arn:aws:states:::dynamodb:updateItem') {
-        handlers[name] = (params: UpdateItemCommandInput) => this.dynamodbCall(new UpdateItemCommand(params));
+        handlers[name] = taskHandler((params: UpdateItemCommandInput) => this.dynamodbCall(new UpdateItemCommand(params)));
       } else if (resource.endsWith(':states:::ecs:runTask.waitForTaskToken')) {
         const heartbeatSeconds = this.fargateHeartbeatSeconds ?? (state.HeartbeatSeconds as number | undefined);
-        handlers[name] = (params: EcsRunTaskParameters) => this.runFargateTask(params, heartbeatSeconds, signal);
+        handlers[name] = taskHandler((params: EcsRunTaskParameters) => this.fargate.runTask(params, heartbeatSeconds, signal));
       } else if (this.definition.functions[resource] === 'create-session') {
-        handlers[name] = (event: ValidateInputEvent) => lambdaCall(() => createSession(event, this.policy, this.repository));
+        handlers[name] = taskHandler((event: ValidateInputEvent) => lambdaCall(() => createSession(event, this.policy, this.repository)));
       } else if (this.definition.functions[resource] === 'runner') {
-        handlers[name] = (input: RunnerInput) => lambdaCall(() => runSessionTask(input, { ...this.runnerConfig, signal, takeStandby }));
+        handlers[name] = taskHandler((input: RunnerInput) => lambdaCall(() => runSessionTask(input, { ...this.runnerConfig, signal, takeStandby })));
       } else {
         throw new Error(`state ${name} calls ${resource}, which the local runtime cannot run`);
       }
@@ -369,133 +307,16 @@ export class LocalRuntime implements SessionStarter {
     return handlers;
   }
 
-  /**
-   * ECS RunTask with a task token: the task entry point as its own Node process, with the
-   * environment ECS would give it, reporting to the local task-token endpoint.
-   */
-  private async runFargateTask(params: EcsRunTaskParameters, heartbeatSeconds: number | undefined, signal: AbortSignal): Promise<unknown> {
-    const overridesBytes = Buffer.byteLength(JSON.stringify(params.Overrides ?? {}), 'utf8');
-    if (overridesBytes > ECS_MAX_OVERRIDES_BYTES) {
-      throw namedError('ECS.InvalidParameterException', `Container Overrides length must be at most ${ECS_MAX_OVERRIDES_BYTES}; these are ${overridesBytes} bytes`);
-    }
-    const overrides = Object.fromEntries(
-      (params.Overrides?.ContainerOverrides?.[0]?.Environment ?? []).map((e) => [e.Name, e.Value]),
-    );
-    const token = overrides.TASK_TOKEN;
-    if (!token) throw namedError('ECS.InvalidParameterException', 'the task has no TASK_TOKEN override');
-    const heartbeatMs = heartbeatSeconds ? heartbeatSeconds * 1000 : undefined;
-    const session = JSON.parse(overrides.SESSION_JSON ?? '{}') as { sessionId?: string; platformTimeoutSeconds?: number };
-    const sessionId = session.sessionId ?? token;
-    const waiting = this.callbacks.wait(token, heartbeatMs, signal, session.platformTimeoutSeconds);
-    waiting.catch(() => undefined); // awaited below; never an unhandled rejection if spawning throws first
-    const { endpoint } = this.runnerConfig;
-    // A milestone task reads and writes its transcript: it gets the S3 endpoint, as ECS gives it the bucket.
-    const s3 = (JSON.parse(overrides.MILESTONE_JSON ?? 'null') as { item?: unknown } | null)?.item ? await this.s3() : undefined;
-    // The very bundle the image runs (cdk/runner-image.ts stages the same files for cdk.out).
-    const taskEntry = join(await runnerImageContext(), 'task.mjs');
-    const child = spawn(process.execPath, ['--enable-source-maps', taskEntry], {
-      cwd: PROJECT_ROOT,
-      detached: true,
-      stdio: 'ignore',
-      env: {
-        PATH: process.env.PATH,
-        HOME: process.env.HOME,
-        ...overrides,
-        AWS_REGION: 'us-east-1',
-        // s3rver checks signatures against its own fixed key; the task-token endpoint takes any.
-        AWS_ACCESS_KEY_ID: 'S3RVER',
-        AWS_SECRET_ACCESS_KEY: 'S3RVER',
-        AWS_ENDPOINT_URL_SFN: this.callbacks.endpoint,
-        ...(s3 ? { AWS_ENDPOINT_URL_S3: s3.endpoint } : {}),
-        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-        // The key itself, where ECS gives the task the secret's ARN.
-        ANTHROPIC_API_KEY: endpoint.apiKey,
-        ...(endpoint.baseUrl ? { ANTHROPIC_BASE_URL: endpoint.baseUrl } : {}),
-        // The environment cdk/fargate-runner.ts gives the container, from the same contract.
-        ...runnerEnvironment({
-          transcriptBucket: s3?.store.bucket,
-          idleTimeoutMs: this.runnerConfig.idleTimeoutMs,
-          maxApiRetries: this.runnerConfig.maxRetries,
-          tools: this.runnerConfig.tools,
-          permissionMode: this.runnerConfig.permissionMode,
-          heartbeatIntervalSeconds: heartbeatMs ? Math.max(0.2, heartbeatMs / 3000) : 30,
-        }),
-      },
-    });
-    this.fargateTasks.set(sessionId, child);
-    child.once('exit', () => this.fargateTasks.delete(sessionId));
-    try {
-      return await waiting;
-    } catch (err) {
-      // As ECS StopTask would: a task nobody waits for any more is stopped.
-      signalGroup(child, 'SIGKILL');
-      throw err;
-    }
-  }
-
-  /** Retries keep their order and count locally, without the production back-off waits. */
-  private fastRetries(): Record<string, number> {
-    return Object.fromEntries(
-      Object.entries(this.definition.asl.States).filter(([, s]) => 'Retry' in s).map(([name]) => [name, 50]),
-    );
-  }
-
   /** A direct DynamoDB integration: errors carry the names Step Functions gives them. */
-  private async dynamodbCall(command: PutItemCommand | UpdateItemCommand): Promise<unknown> {
+  private async dynamodbCall(command: PutItemCommand | UpdateItemCommand): Promise<object> {
     try {
-      const { $metadata: _metadata, ...output } = (await this.dynamodb.client.send(command as never)) as { $metadata: unknown };
+      const sent = command instanceof PutItemCommand ? this.dynamodb.client.send(command) : this.dynamodb.client.send(command);
+      const { $metadata: _metadata, ...output } = await sent;
       return output;
     } catch (err) {
       throw namedError(`DynamoDB.${(err as Error).name}`, (err as Error).message);
     }
   }
-}
-
-/** A Lambda error as Step Functions sees it: Error is the error's name, Cause a JSON document. */
-async function lambdaCall<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    const error = err instanceof Error ? err : new Error(String(err));
-    throw namedError(error.name, JSON.stringify({ errorType: error.name, errorMessage: error.message }));
-  }
-}
-
-let runnerImage: Promise<string> | undefined;
-
-/** The runner image's staged context, bundled once per process (only Fargate tasks need it). */
-function runnerImageContext(): Promise<string> {
-  runnerImage ??= import('../../cdk/runner-image.js').then(({ stageRunnerImage }) => stageRunnerImage({ bundle: true }));
-  return runnerImage;
-}
-
-function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.exitCode !== null || !child.pid) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    // already gone
-  }
-}
-
-/**
- * aws-local-stepfunctions reads TimeoutSecondsPath against the state's Parameters, not its
- * input as Step Functions does; the Fargate handler enforces that timeout itself instead.
- */
-function withoutTimeoutPaths(asl: WorkflowDefinition['asl']): WorkflowDefinition['asl'] {
-  const States = Object.fromEntries(
-    Object.entries(asl.States).map(([name, state]) => {
-      const { TimeoutSecondsPath: _ignored, ...rest } = state;
-      return [name, rest];
-    }),
-  );
-  return { ...asl, States };
-}
-
-function namedError(name: string, message: string): Error {
-  const error = new Error(message);
-  error.name = name;
-  return error;
 }
 
 function toExecutionOutcome(err: unknown): ExecutionOutcome {

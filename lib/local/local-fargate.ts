@@ -1,0 +1,120 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import type { RunnerConfig } from '../claude/run-session-task.js';
+import { runnerEnvironment } from '../claude/runner-environment.js';
+import { PROJECT_ROOT } from '../project-root.js';
+import { namedError } from './integration-errors.js';
+import type { LocalS3 } from './local-s3.js';
+import type { LocalTaskCallbacks } from './local-task-callbacks.js';
+
+/** What the workflow's RunClaudeOnFargate state hands ECS RunTask (its rendered Parameters). */
+export interface EcsRunTaskParameters {
+  Overrides?: { ContainerOverrides?: { Environment?: { Name: string; Value: string }[] }[] };
+}
+
+/** ECS RunTask refuses container overrides over 8 KiB in all (InvalidParameterException). */
+const ECS_MAX_OVERRIDES_BYTES = 8_192;
+
+/**
+ * ECS with a task token, on this machine: each task is the runner image's task.mjs as its own
+ * Node process, with the environment ECS gives the container, reporting to the local endpoint
+ * for task tokens and DescribeExecution, and refused as ECS refuses it (overrides over 8 KiB).
+ */
+export class LocalFargate {
+  /** Tasks running now, by session id, as ECS ListTasks would show them. */
+  readonly tasks = new Map<string, ChildProcess>();
+
+  constructor(
+    private readonly callbacks: LocalTaskCallbacks,
+    private readonly runnerConfig: RunnerConfig,
+    /** S3, for a milestone task's transcript (started on first use). */
+    private readonly s3: () => Promise<LocalS3>,
+  ) {}
+
+  /**
+   * ECS RunTask with a task token: the task entry point as its own Node process, with the
+   * environment ECS would give it, reporting to the local task-token endpoint.
+   */
+  async runTask(params: EcsRunTaskParameters, heartbeatSeconds: number | undefined, signal: AbortSignal): Promise<unknown> {
+    const overridesBytes = Buffer.byteLength(JSON.stringify(params.Overrides ?? {}), 'utf8');
+    if (overridesBytes > ECS_MAX_OVERRIDES_BYTES) {
+      throw namedError('ECS.InvalidParameterException', `Container Overrides length must be at most ${ECS_MAX_OVERRIDES_BYTES}; these are ${overridesBytes} bytes`);
+    }
+    const overrides = Object.fromEntries(
+      (params.Overrides?.ContainerOverrides?.[0]?.Environment ?? []).map((e) => [e.Name, e.Value]),
+    );
+    const token = overrides.TASK_TOKEN;
+    if (!token) throw namedError('ECS.InvalidParameterException', 'the task has no TASK_TOKEN override');
+    const heartbeatMs = heartbeatSeconds ? heartbeatSeconds * 1000 : undefined;
+    const session = JSON.parse(overrides.SESSION_JSON ?? '{}') as { sessionId?: string; platformTimeoutSeconds?: number };
+    const sessionId = session.sessionId ?? token;
+    const waiting = this.callbacks.wait(token, heartbeatMs, signal, session.platformTimeoutSeconds);
+    waiting.catch(() => undefined); // awaited below; never an unhandled rejection if spawning throws first
+    const { endpoint } = this.runnerConfig;
+    // A milestone task reads and writes its transcript: it gets the S3 endpoint, as ECS gives it the bucket.
+    const s3 = (JSON.parse(overrides.MILESTONE_JSON ?? 'null') as { item?: unknown } | null)?.item ? await this.s3() : undefined;
+    // The very bundle the image runs (cdk/runner-image.ts stages the same files for cdk.out).
+    const taskEntry = join(await runnerImageContext(), 'task.mjs');
+    const child = spawn(process.execPath, ['--enable-source-maps', taskEntry], {
+      cwd: PROJECT_ROOT,
+      detached: true,
+      stdio: 'ignore',
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        ...overrides,
+        AWS_REGION: 'us-east-1',
+        // s3rver checks signatures against its own fixed key; the task-token endpoint takes any.
+        AWS_ACCESS_KEY_ID: 'S3RVER',
+        AWS_SECRET_ACCESS_KEY: 'S3RVER',
+        AWS_ENDPOINT_URL_SFN: this.callbacks.endpoint,
+        ...(s3 ? { AWS_ENDPOINT_URL_S3: s3.endpoint } : {}),
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+        // The key itself, where ECS gives the task the secret's ARN.
+        ANTHROPIC_API_KEY: endpoint.apiKey,
+        ...(endpoint.baseUrl ? { ANTHROPIC_BASE_URL: endpoint.baseUrl } : {}),
+        // The environment cdk/fargate-runner.ts gives the container, from the same contract.
+        ...runnerEnvironment({
+          transcriptBucket: s3?.store.bucket,
+          idleTimeoutMs: this.runnerConfig.idleTimeoutMs,
+          maxApiRetries: this.runnerConfig.maxRetries,
+          tools: this.runnerConfig.tools,
+          permissionMode: this.runnerConfig.permissionMode,
+          heartbeatIntervalSeconds: heartbeatMs ? Math.max(0.2, heartbeatMs / 3000) : 30,
+        }),
+      },
+    });
+    this.tasks.set(sessionId, child);
+    child.once('exit', () => this.tasks.delete(sessionId));
+    try {
+      return await waiting;
+    } catch (err) {
+      // As ECS StopTask would: a task nobody waits for any more is stopped.
+      signalGroup(child, 'SIGKILL');
+      throw err;
+    }
+  }
+
+  /** As ECS StopTask for every task: used when the runtime closes. */
+  stopAll(): void {
+    for (const task of this.tasks.values()) signalGroup(task, 'SIGKILL');
+  }
+}
+
+let runnerImage: Promise<string> | undefined;
+
+/** The runner image's staged context, bundled once per process (only Fargate tasks need it). */
+function runnerImageContext(): Promise<string> {
+  runnerImage ??= import('../../cdk/runner-image.js').then(({ stageRunnerImage }) => stageRunnerImage({ bundle: true }));
+  return runnerImage;
+}
+
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.exitCode !== null || !child.pid) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // already gone
+  }
+}
+

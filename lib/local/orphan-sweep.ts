@@ -1,0 +1,67 @@
+import { paginateScan } from '@aws-sdk/lib-dynamodb';
+import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MILESTONE_SK } from '../sessions/milestone-item.js';
+import type { MilestoneRepository } from '../sessions/milestone-repository.js';
+import { SLOTS_SK, type ProjectSlots } from '../sessions/project-slots.js';
+import { SESSION_SK } from '../sessions/session-item.js';
+import type { SessionRepository } from '../sessions/session-repository.js';
+import type { LocalDynamoDb } from './local-dynamodb.js';
+
+// What stands in locally for what AWS does outside an execution: the reaper's sweep of what a
+// killed process left behind, and StopExecution from another terminal.
+
+/**
+ * What a dead process left held, found in one scan (this runs at every local command's
+ * start): RUNNING sessions, milestone leases and project slots. With the state lock held,
+ * nothing here is live, so all of it is closed or freed. Returns the sessions closed.
+ */
+export async function closeOrphans(
+  dynamodb: LocalDynamoDb,
+  stores: { repository: SessionRepository; milestones: MilestoneRepository; slots: ProjectSlots },
+): Promise<string[]> {
+  const closed: string[] = [];
+  const pages = paginateScan(
+    { client: dynamodb.documentClient },
+    {
+      TableName: dynamodb.tableName,
+      FilterExpression:
+        '(sk = :session AND #status = :running) OR (sk = :milestone AND attribute_exists(leaseExecutionArn)) OR (sk = :slots AND attribute_exists(running))',
+      ExpressionAttributeNames: { '#status': 'status' },
+      ExpressionAttributeValues: { ':session': SESSION_SK, ':running': 'RUNNING', ':milestone': MILESTONE_SK, ':slots': SLOTS_SK },
+    },
+  );
+  for await (const page of pages) {
+    for (const item of page.Items ?? []) {
+      if (item.sk === SESSION_SK) {
+        const sessionId = String(item.sessionId);
+        const done = await stores.repository.closeWithError(
+          sessionId, 'ABORTED', 'ExecutionAborted', 'the local process that ran this session ended before closing it',
+        );
+        if (done) closed.push(sessionId);
+      } else if (item.sk === MILESTONE_SK) {
+        await stores.milestones.releaseLease(String(item.id), String(item.leaseExecutionArn));
+      } else {
+        const projectId = String(item.pk).slice('PROJECT#'.length);
+        for (const sessionId of item.running as Set<string>) await stores.slots.release(projectId, sessionId);
+      }
+    }
+  }
+  return closed;
+}
+
+/** `claude-sessions abort <id>` from another process leaves a request file named for the execution in `dir`. */
+export function watchAbortRequests(dir: string, abort: (executionName: string) => void): NodeJS.Timeout {
+  const watch = setInterval(() => {
+    void readdir(dir)
+      .then(async (names) => {
+        for (const name of names) {
+          abort(name);
+          await rm(join(dir, name), { force: true });
+        }
+      })
+      .catch(() => undefined);
+  }, 250);
+  watch.unref();
+  return watch;
+}
