@@ -47,10 +47,15 @@ beforeAll(async () => {
 });
 
 describe('npx claude-sessions', () => {
+  // One run that the first two tests read, made before either: neither depends on the other.
+  let run: Awaited<ReturnType<typeof cli>>;
   let sessionId: string;
+  beforeAll(async () => {
+    run = await cli(['run', 'Summarise the README', '--project', 'cli-run', '--json']);
+    sessionId = (JSON.parse(run.stdout || '{}') as { sessionId: string }).sessionId;
+  });
 
-  it('run --json: says it uses the stand-in first, shows the states, prints exactly the session record', async () => {
-    const run = await cli(['run', 'Summarise the README', '--project', 'demo', '--json']);
+  it('run --json: says it uses the stand-in first, shows the states, prints exactly the session record', () => {
     expect(run.code).toBe(0);
     expect(run.stderr.split('\n')[0]).toMatch(/^No ANTHROPIC_API_KEY set: .*local stand-in/);
     expect(run.stderr).toMatch(/→ CreateSession[\s\S]*→ RunClaude[\s\S]*→ ClaudeSucceeded[\s\S]*→ RecordUsage/);
@@ -59,9 +64,8 @@ describe('npx claude-sessions', () => {
       'attempts', 'cause', 'claudeSessionId', 'durationMs', 'endedAt', 'error', 'milestoneId', 'mode', 'numTurns', 'projectId',
       'result', 'runtime', 'sessionId', 'startedAt', 'status', 'stopReason', 'taskId', 'totalCostUsd', 'trigger', 'usage',
     ]);
-    expect(session).toMatchObject({ projectId: 'demo', status: 'COMPLETED', trigger: 'cli', usage: { inputTokens: 12, outputTokens: 34 } });
+    expect(session).toMatchObject({ projectId: 'cli-run', status: 'COMPLETED', trigger: 'cli', usage: { inputTokens: 12, outputTokens: 34 } });
     expect(session.claudeSessionId).toBe(session.sessionId);
-    sessionId = session.sessionId;
   });
 
   it('show and list read what run stored, from a new process', async () => {
@@ -69,13 +73,13 @@ describe('npx claude-sessions', () => {
     expect(show.code).toBe(0);
     expect(JSON.parse(show.stdout)).toMatchObject({ sessionId, status: 'COMPLETED' });
 
-    const list = await cli(['list', '--project', 'demo']);
+    const list = await cli(['list', '--project', 'cli-run']);
     expect(list.code).toBe(0);
     expect(list.stdout).toContain(sessionId);
     expect(list.stdout).toMatch(/COMPLETED\s+12\s+34/);
 
-    const usage = await cli(['usage', '--json']);
-    expect(JSON.parse(usage.stdout)).toEqual([expect.objectContaining({ projectId: 'demo', sessions: 1 })]);
+    const usage = await cli(['usage', '--project', 'cli-run', '--json']);
+    expect(JSON.parse(usage.stdout)).toEqual([expect.objectContaining({ projectId: 'cli-run', sessions: 1 })]);
   });
 
   it('starts Claude\'s CLI ahead, so it boots while the workflow creates the session, once the definition is cached', async () => {

@@ -26,11 +26,13 @@ describe('a per-project monthly budget', () => {
   });
 
   it('answers 429 over HTTP, naming the budget and the spend', async () => {
+    // Prepare: a project of its own that has reached its budget
+    for (let i = 0; i < 3; i++) expect((await env.runtime.run({ prompt: 'p', projectId: 'budget-http' })).session).toMatchObject({ status: 'COMPLETED' });
     const handler = createApiHandler({ repository: env.runtime.repository, milestones: env.runtime.milestones, starter: env.runtime, policy: env.runtime.policy });
     const server = await startLocalApiServer(handler, 0);
     try {
       const res = await fetch(`${server.url}/sessions`, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'p', projectId: 'budget', sessionId: uuidv4() }),
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'p', projectId: 'budget-http', sessionId: uuidv4() }),
       });
       expect(res.status).toBe(429);
       expect(await res.json()).toMatchObject({ budgetUsd: 0.0025, spentUsd: expect.closeTo(0.00273, 6) });

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { useTestRuntime, type TestRuntime } from './support/runtime.js';
@@ -18,12 +19,19 @@ function standbyFor(input: Record<string, unknown>, config: RunnerConfig = env.r
 
 const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The CLI has booted once it has written its config in its HOME; after that it waits on stdin. */
+async function booted(standby: StandbyClaude): Promise<void> {
+  const config = join(standby.home, '.claude', '.claude.json');
+  for (let i = 0; i < 200 && !existsSync(config); i++) await settle(25);
+  expect(existsSync(config), `${config} was never written`).toBe(true);
+}
+
 describe('a Claude CLI started ahead of its session (the cold `run` path)', () => {
   it('sends no Messages request before its prompt, then runs the session it was started for', async () => {
     const sessionId = uuidv4();
     const input = { prompt: 'Summarise the README', projectId: 'p-ahead', sessionId };
     const standby = await standbyFor(input);
-    await settle(1_200); // booted and waiting on stdin
+    await booted(standby);
     expect(env.anthropic.messageRequests).toEqual([]);
 
     const outcome = await env.runtime.startExecution(input, sessionId, { standby }).outcome;
@@ -50,7 +58,7 @@ describe('a Claude CLI started ahead of its session (the cold `run` path)', () =
   it('is stopped, having spent nothing, when the execution ends before its runner (bad input)', async () => {
     const sessionId = uuidv4();
     const standby = await standbyFor({ prompt: 'hi', projectId: 'p-ahead', sessionId });
-    await settle(500);
+    await booted(standby);
     const outcome = await env.runtime.startExecution({ prompt: 'hi', projectId: 'p ahead', sessionId }, sessionId, { standby }).outcome;
 
     expect(outcome).toMatchObject({ status: 'FAILED', error: 'InvalidInputError' });
@@ -65,7 +73,7 @@ describe('a Claude CLI started ahead of its session (the cold `run` path)', () =
     const sessionId = uuidv4();
     const input = { prompt: 'hi', projectId: 'p-ahead', sessionId };
     const standby = await standbyFor(input);
-    await settle(STANDBY_MAX_AGE_MS + 200);
+    await settle(STANDBY_MAX_AGE_MS + 200); // its age is what is under test: past the limit the runner must not use it
     const outcome = await env.runtime.startExecution(input, sessionId, { standby }).outcome;
 
     expect(outcome.status).toBe('SUCCEEDED');
