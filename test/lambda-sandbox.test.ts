@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, realpathSync, rmSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -47,6 +47,16 @@ function probeSandbox(): { identity: string[] } | { why: string } {
  * /home/sbx_user1051, where nothing can be written): `etc` gets the host's files plus that user.
  */
 function lambdaSandbox(identity: string[], scratch: string, task: string, etc: string): string[] {
+  // The task root's packages are links into this checkout, which may itself live under /tmp
+  // (hidden by the scratch bind): each is bound in at its place instead, as the image has them.
+  const modules = join(task, 'node_modules', '@anthropic-ai');
+  const packages = readdirSync(modules).flatMap((name) => {
+    const link = join(modules, name);
+    const target = realpathSync(link);
+    rmSync(link);
+    mkdirSync(link);
+    return ['--ro-bind', target, `/var/task/node_modules/@anthropic-ai/${name}`];
+  });
   writeFileSync(join(etc, 'passwd'), `${readFileSync('/etc/passwd', 'utf8').trimEnd()}\nsbx_user1051:x:${LAMBDA_UID}:${LAMBDA_GID}::/home/sbx_user1051:/sbin/nologin\n`);
   writeFileSync(join(etc, 'group'), `${readFileSync('/etc/group', 'utf8').trimEnd()}\nsbx_user1051:x:${LAMBDA_GID}:\n`);
   const varEntries = readdirSync('/var').flatMap((name) => {
@@ -60,7 +70,7 @@ function lambdaSandbox(identity: string[], scratch: string, task: string, etc: s
     '--bind', scratch, '/tmp',
     '--dev', '/dev', '--remount-ro', '/dev',
     '--proc', '/proc',
-    '--tmpfs', '/var', ...varEntries, '--ro-bind', task, '/var/task', '--remount-ro', '/var',
+    '--tmpfs', '/var', ...varEntries, '--ro-bind', task, '/var/task', ...packages, '--remount-ro', '/var',
     '--chdir', '/var/task',
     // Its own process tree, gone with it; the network stays the host's, for the local endpoints on 127.0.0.1.
     '--unshare-pid', '--die-with-parent',
