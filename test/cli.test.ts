@@ -1,9 +1,10 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
+import { git, remoteRepository } from './support/git-remote.js';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import { startEarly } from '../lib/cli/early-start.js';
 import { main } from '../lib/cli/main.js';
@@ -62,7 +63,7 @@ describe('npx claude-sessions', () => {
     const session = JSON.parse(run.stdout);
     expect(Object.keys(session).sort()).toEqual([
       'attempts', 'cause', 'claudeSessionId', 'durationMs', 'endedAt', 'error', 'milestoneId', 'mode', 'numTurns', 'projectId',
-      'result', 'runtime', 'sessionId', 'startedAt', 'status', 'stopReason', 'taskId', 'totalCostUsd', 'trigger', 'usage',
+      'result', 'runtime', 'sessionId', 'startedAt', 'status', 'stopReason', 'taskId', 'totalCostUsd', 'trigger', 'usage', 'workspace',
     ]);
     expect(session).toMatchObject({ projectId: 'cli-run', status: 'COMPLETED', trigger: 'cli', usage: { inputTokens: 12, outputTokens: 34 } });
     expect(session.claudeSessionId).toBe(session.sessionId);
@@ -137,6 +138,26 @@ describe('npx claude-sessions', () => {
       const failed = await cli(['run', 'hi', '--project', 'real', '--json'], { ANTHROPIC_API_KEY: 'sk-ant-bad', ANTHROPIC_BASE_URL: api.url });
       expect(failed.code).toBe(1);
       expect(JSON.parse(failed.stdout)).toMatchObject({ status: 'FAILED', error: 'ClaudeApiError', cause: expect.stringMatching(/401/) });
+    } finally {
+      await api.close();
+    }
+  });
+
+  it('run --repo with a relative path: the session hands back a branch of that repository with what Claude wrote', async () => {
+    // Prepare: Claude writes one file, through a stand-in the test steers
+    const api = await new AnthropicStandIn().start();
+    const { bare, main } = remoteRepository();
+    api.respondWith({ kind: 'tool_use', name: 'Write', input: { file_path: 'CONTRIBUTING.md', content: '# Contributing\n' } }, { kind: 'text', text: 'Added it' });
+    try {
+      // Act
+      const run = await cli(['run', 'Add a CONTRIBUTING.md', '--repo', relative(process.cwd(), bare), '--project', 'cli-ws', '--json'], {
+        ANTHROPIC_API_KEY: 'sk-ant-test', ANTHROPIC_BASE_URL: api.endpoint.baseUrl,
+      });
+      // Assess
+      expect(run.code, run.stderr).toBe(0);
+      const session = JSON.parse(run.stdout);
+      expect(session.workspace).toMatchObject({ repo: bare, baseCommit: main, branch: `claude-sessions/${session.sessionId}`, filesChanged: 1 });
+      expect(git(bare, 'show', `claude-sessions/${session.sessionId}:CONTRIBUTING.md`)).toBe('# Contributing');
     } finally {
       await api.close();
     }

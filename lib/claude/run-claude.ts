@@ -19,6 +19,16 @@ export interface RunClaudeOptions extends ClaudeProcessOptions {
   restoreTranscript?: Buffer;
   /** A CLI started ahead for this run; used if it was started exactly as this run would start one, else stopped. */
   standby?: StandbyClaude;
+  /** A repository in the working directory: put there before the CLI starts, dealt with after it ends. */
+  workspace?: WorkspaceHooks;
+}
+
+/** What a session's workspace does around the CLI (lib/claude/workspace.ts); both run with the run's HOME. */
+export interface WorkspaceHooks {
+  /** Before the CLI starts: a failure throws, and Claude does not run. */
+  prepare(workDir: string, home: string): Promise<void>;
+  /** After the CLI ended, before its HOME goes: must not throw. */
+  finish(workDir: string, home: string, run: ClaudeRun): Promise<void>;
 }
 
 export type ClaudeRun = (
@@ -44,6 +54,7 @@ export async function runClaude(options: RunClaudeOptions): Promise<ClaudeRun> {
   const { home, workDir } = standby ?? (await makeHome(options.workRoot));
   const configDir = join(home, '.claude');
   try {
+    await options.workspace?.prepare(workDir, home);
     if (options.restoreTranscript) {
       const dir = join(configDir, 'projects', projectDirName(workDir));
       await mkdir(dir, { recursive: true });
@@ -51,6 +62,7 @@ export async function runClaude(options: RunClaudeOptions): Promise<ClaudeRun> {
     }
     const run: ClaudeRun = await superviseClaude(options, standby?.child ?? startClaude(claudeSpawn(options, home, workDir)));
     if (options.conversation !== 'fresh') run.transcript = await findTranscript(configDir, options.sessionId);
+    await options.workspace?.finish(workDir, home, run);
     return run;
   } finally {
     // Nothing of one session stays on a warm container for the next.

@@ -11,7 +11,8 @@ import {
 import { claudeFailure, isTransientFailure, usageOf } from './claude-result.js';
 import { addUsage, addUsd, type Usage } from '../sessions/usage.js';
 import { PromptMismatchError, SessionIdMismatchError } from './errors.js';
-import { runClaude } from './run-claude.js';
+import { runClaude, type ClaudeRun, type WorkspaceHooks } from './run-claude.js';
+import { WorkspacePushError, cloneWorkspace, commitAndPush, defaultBranch, redactRepo } from './workspace.js';
 import { claudeProcessOptions, type RunnerClaudeSettings, type StandbyClaude } from './claude-process.js';
 import { releaseAfterRunValues, toMilestoneRecord, type MilestoneRecord, type TranscriptPointer } from '../sessions/milestone-item.js';
 import type { TranscriptStorage } from './transcript-store.js';
@@ -25,6 +26,10 @@ export interface RunnerConfig extends RunnerClaudeSettings {
   transcripts?: TranscriptStorage;
   /** The CLI started ahead for this execution's session (standbyForSession), if one was; taken once. */
   takeStandby?: () => StandbyClaude | undefined;
+  /** The git token for https workspaces (the deployment's secret), read when a session needs it. */
+  gitToken?: () => Promise<string | undefined>;
+  /** Where the change of a workspace that could not be pushed is kept; returns where it is. */
+  savePatch?: (sessionId: string, patch: Buffer) => Promise<string>;
 }
 
 /** What the workflow hands the runner: the session, and for a milestone task the milestone as AcquireMilestone left it. */
@@ -90,12 +95,17 @@ export async function runSessionTask({ session: start, prompt, milestone: lease,
   // Resume only what the last task recorded; a missing or altered transcript throws here, before Claude runs.
   const restored = milestone?.transcript ? await config.transcripts!.load(milestone.milestoneId, milestone.transcript) : undefined;
 
+  // A run that will be retried pushes nothing: the next attempt starts again from the base commit.
+  const retried = (r: ClaudeRun) => r.kind === 'result' && !milestone && isTransientFailure(r.result) && attempt < (start.runAttempts ?? 1);
+  const workspace = start.workspace ? workspaceHooks(start, prompt, config, retried) : undefined;
   const run = await runClaude({
     ...claudeProcessOptions(start, config, claudeSessionId, !milestone ? 'fresh' : restored ? 'resume' : 'start'),
     prompt,
     restoreTranscript: restored,
     signal: config.signal,
-    standby: attempt === 1 ? config.takeStandby?.() : undefined,
+    // A CLI started ahead has its own empty working directory: a workspace session starts its own.
+    standby: attempt === 1 && !workspace ? config.takeStandby?.() : undefined,
+    workspace: workspace?.hooks,
   });
 
   let outcome: RunOutcome;
@@ -132,9 +142,10 @@ export async function runSessionTask({ session: start, prompt, milestone: lease,
   // Every attempt's spend is kept: this one's plus what the state carried from the ones before.
   const spent = addSpent(retry?.prior ?? null, outcome);
   outcome = { ...outcome, ...spent, attempts: attempt };
+  if (workspace) outcome = await workspace.applyTo(outcome, start.sessionId, config);
   // A transient API failure runs again, from the start, on fresh sessions only: a milestone's
   // conversation has moved on (its transcript) and is not replayed.
-  const again = run.kind === 'result' && !milestone && isTransientFailure(run.result) && attempt < (start.runAttempts ?? 1);
+  const again = retried(run);
   let next: NextAttempt | undefined;
   if (again) {
     next = {
@@ -162,6 +173,41 @@ export async function runSessionTask({ session: start, prompt, milestone: lease,
     values: marshall(closeValues(outcome) as Record<string, NativeAttributeValue>, { removeUndefinedValues: true }),
     ...(milestoneValues ? { milestoneValues } : {}),
     ...(next ? { next } : {}),
+  };
+}
+
+/** The clone before the run, the commit and push after it, and what they add to the outcome. */
+function workspaceHooks(start: SessionStart, prompt: string, config: RunnerConfig, retried: (run: ClaudeRun) => boolean) {
+  const spec = start.workspace!;
+  let cloned: { baseCommit: string } | undefined;
+  let pushed: Awaited<ReturnType<typeof commitAndPush>> | undefined;
+  let token: string | undefined;
+  const hooks: WorkspaceHooks = {
+    async prepare(workDir, home) {
+      token = spec.repo.startsWith('https:') ? await config.gitToken?.() : undefined;
+      cloned = await cloneWorkspace(spec, workDir, home, { token });
+    },
+    async finish(workDir, home, run) {
+      if (!cloned || retried(run)) return;
+      const branch = spec.branch ?? defaultBranch(start.sessionId);
+      const promptFirstLine = prompt.split('\n', 1)[0]!.trim().slice(0, 100);
+      pushed = await commitAndPush(spec, { sessionId: start.sessionId, promptFirstLine, branch }, workDir, home, cloned, { token }).catch((err: Error) => ({
+        record: { repo: redactRepo(spec.repo), ref: spec.ref ?? null, baseCommit: cloned!.baseCommit, branch: null, commit: null, filesChanged: 0, insertions: 0, deletions: 0 },
+        error: new WorkspacePushError(`could not commit the change: ${err.message}`),
+        patch: undefined,
+      }));
+    },
+  };
+  return {
+    hooks,
+    /** The record's workspace; a push that failed makes the session FAILED, its usage kept and its change saved as a patch. */
+    async applyTo(outcome: RunOutcome, sessionId: string, config: RunnerConfig): Promise<RunOutcome> {
+      if (!pushed) return outcome;
+      if (!pushed.error) return { ...outcome, workspace: pushed.record };
+      const savedAt = pushed.patch && config.savePatch ? await config.savePatch(sessionId, pushed.patch).catch(() => undefined) : undefined;
+      const cause = `${pushed.error.message}${savedAt ? `; the change is kept as a patch at ${savedAt}` : ''}`;
+      return { ...outcome, status: 'FAILED', error: pushed.error.name, cause: cause.slice(0, RESULT_MAX_CHARS), workspace: pushed.record };
+    },
   };
 }
 

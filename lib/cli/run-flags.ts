@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 /** `claude-sessions run`'s flags: one spec for the early start and for the command. */
@@ -12,6 +13,9 @@ export const RUN_FLAGS = {
   'max-turns': { type: 'string' },
   'max-budget-usd': { type: 'string' },
   'timeout-seconds': { type: 'string' },
+  repo: { type: 'string' },
+  ref: { type: 'string' },
+  branch: { type: 'string' },
   json: { type: 'boolean', default: false },
 } as const;
 
@@ -20,6 +24,12 @@ export type RunFlags = ReturnType<typeof parseRunFlags>['values'];
 /** Throws ERR_PARSE_ARGS_* for an unknown flag or a missing value. */
 export function parseRunFlags(args: string[]) {
   return parseArgs({ args, options: RUN_FLAGS, allowPositionals: true, strict: true });
+}
+
+/** A repository given as a relative path is the one in this directory tree. */
+function localRepo(repo: string | undefined): string | undefined {
+  if (repo === undefined || /^[a-z][a-z0-9+.-]*:/i.test(repo) || isAbsolute(repo)) return repo;
+  return resolve(repo);
 }
 
 export function numberFlag(value: string | undefined): number | string | undefined {
@@ -44,6 +54,8 @@ export function runInput(prompt: string | undefined, values: RunFlags, sessionId
       maxTurns: numberFlag(values['max-turns']),
       maxBudgetUsd: numberFlag(values['max-budget-usd']),
       timeoutSeconds: numberFlag(values['timeout-seconds']),
+      // --ref and --branch without --repo still reach the schema, which names what is missing.
+      workspace: values.repo ?? values.ref ?? values.branch ? { repo: localRepo(values.repo), ref: values.ref, branch: values.branch } : undefined,
       trigger: 'cli',
     }).filter(([, v]) => v !== undefined),
   );

@@ -18,8 +18,8 @@ export type StandInReply =
   | { kind: 'error'; status: number; message?: string }
   /** Sends message_start (with its usage) and then nothing, holding the connection open. */
   | { kind: 'stall'; usage?: StandInUsage }
-  /** Asks for a tool call, so the CLI takes another turn. */
-  | { kind: 'tool_use'; usage?: StandInUsage };
+  /** Asks for a tool call (by default Glob of *.md), so the CLI takes another turn. */
+  | { kind: 'tool_use'; usage?: StandInUsage; name?: string; input?: Record<string, unknown> };
 
 export interface RecordedRequest {
   path: string;
@@ -164,9 +164,9 @@ export class AnthropicStandIn {
       stopReason = 'tool_use';
       send('content_block_start', {
         index: 0,
-        content_block: { type: 'tool_use', id: `toolu_${randomUUID().replaceAll('-', '')}`, name: 'Glob', input: {} },
+        content_block: { type: 'tool_use', id: `toolu_${randomUUID().replaceAll('-', '')}`, name: reply.name ?? 'Glob', input: {} },
       });
-      send('content_block_delta', { index: 0, delta: { type: 'input_json_delta', partial_json: '{"pattern":"*.md"}' } });
+      send('content_block_delta', { index: 0, delta: { type: 'input_json_delta', partial_json: JSON.stringify(reply.input ?? { pattern: '*.md' }) } });
     } else {
       send('content_block_start', { index: 0, content_block: { type: 'text', text: '' } });
       send('content_block_delta', { index: 0, delta: { type: 'text_delta', text: replyText(reply, body) } });

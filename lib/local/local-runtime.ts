@@ -1,7 +1,8 @@
 import './polyfill.js';
 import { PutItemCommand, UpdateItemCommand, type PutItemCommandInput, type UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
 import { StateMachine, type RunOptions, type StateMachineDefinition } from 'aws-local-stepfunctions';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { v4 as uuidv4 } from 'uuid';
 import { runSessionTask, type RunnerConfig, type RunnerInput } from '../claude/run-session-task.js';
@@ -173,7 +174,7 @@ export class LocalRuntime implements SessionStarter {
       // DescribeExecution answers from the executions this runtime runs (a task reads its prompt there).
       callbacks = await new LocalTaskCallbacks((arn) => runtime.inputOf(arn)).start();
       const runtime = new LocalRuntime(
-        definition, dynamodb, { ...options.runner, endpoint }, ownStandIn, callbacks, options.fargateHeartbeatSeconds,
+        definition, dynamodb, { savePatch: localPatches(options.home), ...options.runner, endpoint }, ownStandIn, callbacks, options.fargateHeartbeatSeconds,
         options.policy ?? {}, options.home ? join(options.home, 's3') : undefined,
       );
       runtime.releaseLock = releaseLock;
@@ -325,4 +326,15 @@ function toExecutionOutcome(err: unknown): ExecutionOutcome {
   if (error?.name === 'ExecutionTimeoutError') return { status: 'TIMED_OUT', error: 'States.Timeout' };
   const cause = error?.cause instanceof Error ? error.cause : error;
   return { status: 'FAILED', error: cause?.name ?? 'Error', cause: cause?.message };
+}
+
+/** A workspace change that could not be pushed, kept in the state folder (workspaces/<sessionId>.patch). */
+function localPatches(home: string | undefined): (sessionId: string, patch: Buffer) => Promise<string> {
+  return async (sessionId, patch) => {
+    const dir = home ? join(home, 'workspaces') : join(tmpdir(), 'claude-sessions-workspaces');
+    await mkdir(dir, { recursive: true });
+    const file = join(dir, `${sessionId}.patch`);
+    await writeFile(file, patch);
+    return file;
+  };
 }

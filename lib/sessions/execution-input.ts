@@ -11,6 +11,35 @@ const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 const idField = z.string().regex(ID_PATTERN, 'must be 1-64 characters of A-Z a-z 0-9 . _ -');
 const uuidField = z.string().refine((v) => isUuid(v), 'must be a UUID');
 
+/** Branches a session never pushes to: it hands back a branch of its own. */
+export const PROTECTED_BRANCHES = ['main', 'master'] as const;
+const GIT_REF = /^(?!-)(?!.*\.\.)(?!.*\/\/)[A-Za-z0-9._/-]{1,200}(?<![./])$/;
+
+function isRepo(repo: string): boolean {
+  if (repo.startsWith('/')) return true; // a local path (the embedded runtime)
+  try {
+    const url = new URL(repo);
+    return (url.protocol === 'https:' || url.protocol === 'file:') && !url.username && !url.password;
+  } catch {
+    return false;
+  }
+}
+
+/** A git repository for the session to work on, and the branch it hands back. */
+const WorkspaceSchema = z.strictObject({
+  repo: z
+    .string()
+    .max(1_000, 'must be at most 1000 characters')
+    .refine(isRepo, 'must be an https URL without credentials (they come from the deployment\'s git token), a file:// URL or an absolute path'),
+  ref: z.string().regex(GIT_REF, 'must be a branch, tag or commit name').optional(),
+  branch: z
+    .string()
+    .regex(GIT_REF, 'must be a valid branch name')
+    .refine((b) => !(PROTECTED_BRANCHES as readonly string[]).includes(b), `must not be ${PROTECTED_BRANCHES.join(' or ')}: a session pushes a branch of its own`)
+    .optional(),
+});
+export type WorkspaceSpec = z.output<typeof WorkspaceSchema>;
+
 export const SESSION_MODES = ['fresh', 'milestone'] as const;
 export const RUNTIMES = ['lambda', 'fargate'] as const;
 export const TRIGGERS = ['api', 'schedule', 'console', 'cli'] as const;
@@ -39,10 +68,14 @@ export const ExecutionInput = z
     maxBudgetUsd: z.number().positive().optional(),
     timeoutSeconds: z.int().min(1).optional(),
     trigger: z.enum(TRIGGERS).default('console'),
+    workspace: WorkspaceSchema.optional(),
   })
   .superRefine((input, ctx) => {
     if (input.mode === 'milestone' && !input.milestoneId) {
       ctx.addIssue({ code: 'custom', path: ['milestoneId'], message: 'is required when mode is milestone' });
+    }
+    if (input.workspace && input.milestoneId) {
+      ctx.addIssue({ code: 'custom', path: ['workspace'], message: 'is not supported on milestone tasks yet: run the task without one, or as a fresh session' });
     }
     if (input.milestoneId && input.mode !== 'milestone') {
       ctx.addIssue({ code: 'custom', path: ['mode'], message: 'must be milestone when milestoneId is given' });

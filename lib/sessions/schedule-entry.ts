@@ -14,6 +14,7 @@ const ScheduleEntrySchema = z.strictObject({
   maxTurns: z.unknown().optional(),
   maxBudgetUsd: z.unknown().optional(),
   timeoutSeconds: z.unknown().optional(),
+  workspace: z.unknown().optional(),
 });
 
 function isTimeZone(name: string): boolean {
@@ -81,6 +82,6 @@ export function parseSchedules(context: unknown): ScheduleEntry[] {
 
 function pickInputFields(item: unknown): Record<string, unknown> {
   if (!item || typeof item !== 'object') return {};
-  const { projectId, prompt, mode, maxTurns, maxBudgetUsd, timeoutSeconds } = item as Record<string, unknown>;
-  return { projectId, prompt, mode, maxTurns, maxBudgetUsd, timeoutSeconds };
+  const { projectId, prompt, mode, maxTurns, maxBudgetUsd, timeoutSeconds, workspace } = item as Record<string, unknown>;
+  return { projectId, prompt, mode, maxTurns, maxBudgetUsd, timeoutSeconds, workspace };
 }

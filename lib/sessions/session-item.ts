@@ -1,4 +1,5 @@
 import { zeroUsage, type Usage } from './usage.js';
+
 import type { SessionStart } from './execution-input.js';
 
 /**
@@ -34,6 +35,22 @@ export interface RunOutcome {
   cause: string | null;
   /** Runs of the CLI this session took (more than 1 after a transient API failure was retried). */
   attempts: number;
+  /** The repository the session worked on, and the branch it pushed (sessions with a workspace). */
+  workspace?: WorkspaceRecord | null;
+}
+
+/** What the session record keeps of its workspace. */
+export interface WorkspaceRecord {
+  /** The repository, credentials stripped. */
+  repo: string;
+  ref: string | null;
+  baseCommit: string;
+  /** The branch pushed, and its commit; both null when Claude changed nothing. */
+  branch: string | null;
+  commit: string | null;
+  filesChanged: number;
+  insertions: number;
+  deletions: number;
 }
 
 /** The session as users see it: `show --json`, `GET /sessions/{id}`, the workflow's output. */
@@ -58,6 +75,7 @@ export interface SessionRecord {
   error: string | null;
   cause: string | null;
   attempts: number;
+  workspace: WorkspaceRecord | null;
 }
 
 export type SessionItem = Record<string, unknown>;
@@ -99,7 +117,7 @@ export const RUNNING_CONDITION = '#status = :running';
 export const CLOSE_UPDATE =
   'SET #status = :status, endedAt = :endedAt, claudeSessionId = :claudeSessionId, #usage = :usage, ' +
   'numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, modelUsage = :modelUsage, ' +
-  'stopReason = :stopReason, #result = :result, #error = :error, #cause = :cause, attempts = :attempts';
+  'stopReason = :stopReason, #result = :result, #error = :error, #cause = :cause, attempts = :attempts, workspace = :workspace';
 
 /** Between two attempts: what the attempts so far spent, set (not added), so a repeat changes nothing. */
 export const RECORD_ATTEMPT_UPDATE = 'SET #usage = :usage, numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, attempts = :attempts';
@@ -127,6 +145,7 @@ export function closeValues(outcome: RunOutcome): Record<string, unknown> {
     ':error': outcome.error,
     ':cause': outcome.cause,
     ':attempts': outcome.attempts,
+    ':workspace': outcome.workspace ?? null,
   };
 }
 
@@ -160,6 +179,7 @@ export function toSessionRecord(item: SessionItem): SessionRecord {
     error: str('error'),
     cause: readableCause(str('cause')),
     attempts: typeof item.attempts === 'number' ? item.attempts : 1,
+    workspace: (item.workspace as WorkspaceRecord | undefined) ?? null,
   };
 }
 

@@ -1,0 +1,137 @@
+import { spawn } from 'node:child_process';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { WorkspaceSpec } from '../sessions/execution-input.js';
+import type { WorkspaceRecord } from '../sessions/session-item.js';
+
+// A session's workspace: a git repository cloned into the CLI's working directory before
+// Claude runs, and what Claude changed committed and pushed to a branch of its own after.
+// git is spawned with argument arrays, never a shell; a token reaches git only through its
+// environment (an http.extraHeader by GIT_CONFIG_*), never a URL, an argument or a log.
+
+export class WorkspaceCloneError extends Error {
+  override readonly name = 'WorkspaceCloneError';
+}
+
+export class WorkspacePushError extends Error {
+  override readonly name = 'WorkspacePushError';
+}
+
+/** The branch a session pushes when its input names none. */
+export function defaultBranch(sessionId: string): string {
+  return `claude-sessions/${sessionId}`;
+}
+
+/** A repository as it may be recorded and logged: no user or password. */
+export function redactRepo(repo: string): string {
+  try {
+    const url = new URL(repo);
+    url.username = '';
+    url.password = '';
+    return url.toString();
+  } catch {
+    return repo; // a local path
+  }
+}
+
+export interface GitAccess {
+  /** A token for https remotes (a Secrets Manager secret on AWS), sent as a header. */
+  token?: string;
+}
+
+/** git's environment: no prompt, no user config, the token as a header for this process only. */
+function gitEnv(home: string, access: GitAccess): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+    HOME: home,
+    GIT_TERMINAL_PROMPT: '0',
+    GIT_CONFIG_NOSYSTEM: '1',
+    GIT_AUTHOR_NAME: 'claude-sessions',
+    GIT_AUTHOR_EMAIL: 'claude-sessions@users.noreply.github.com',
+    GIT_COMMITTER_NAME: 'claude-sessions',
+    GIT_COMMITTER_EMAIL: 'claude-sessions@users.noreply.github.com',
+  };
+  if (access.token) {
+    const basic = Buffer.from(`x-access-token:${access.token}`).toString('base64');
+    Object.assign(env, { GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: 'http.extraHeader', GIT_CONFIG_VALUE_0: `Authorization: Basic ${basic}` });
+  }
+  return env;
+}
+
+async function git(args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<string> {
+  const child = spawn('git', args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', resolve);
+  });
+  if (code !== 0) throw new Error(`git ${args[0]} exited ${code}: ${stderr.trim().split('\n').slice(-3).join(' / ')}`);
+  return stdout.trim();
+}
+
+/** A plain path is cloned as a file:// URL, so a shallow clone works for it too. */
+function cloneUrl(repo: string): string {
+  return repo.startsWith('/') ? `file://${repo}` : repo;
+}
+
+/**
+ * Clones the repository into `workDir` (shallow), at `ref` or the remote's default branch,
+ * on a new local branch to push. Throws WorkspaceCloneError, before Claude runs.
+ */
+export async function cloneWorkspace(spec: WorkspaceSpec, workDir: string, home: string, access: GitAccess): Promise<{ baseCommit: string }> {
+  const env = gitEnv(home, access);
+  try {
+    await rm(workDir, { recursive: true, force: true });
+    const refArgs = spec.ref && !/^[0-9a-f]{40}$/.test(spec.ref) ? ['--branch', spec.ref] : [];
+    await git(['clone', '--quiet', '--depth', '50', ...refArgs, cloneUrl(spec.repo), workDir], join(workDir, '..'), env);
+    if (spec.ref && /^[0-9a-f]{40}$/.test(spec.ref)) {
+      await git(['fetch', '--quiet', '--depth', '1', 'origin', spec.ref], workDir, env);
+      await git(['checkout', '--quiet', spec.ref], workDir, env);
+    }
+    return { baseCommit: await git(['rev-parse', 'HEAD'], workDir, env) };
+  } catch (err) {
+    const message = (err as Error).message.replaceAll(access.token ?? '\u0000', '***');
+    throw new WorkspaceCloneError(`could not clone ${redactRepo(spec.repo)}${spec.ref ? ` at ${spec.ref}` : ''}: ${message}`);
+  }
+}
+
+/**
+ * Commits whatever Claude changed and pushes it to the session's branch. Returns what the
+ * record keeps; a push that fails returns the change as a patch with the error, so nothing
+ * Claude did is lost.
+ */
+export async function commitAndPush(
+  spec: WorkspaceSpec,
+  session: { sessionId: string; promptFirstLine: string; branch: string },
+  workDir: string,
+  home: string,
+  base: { baseCommit: string },
+  access: GitAccess,
+): Promise<{ record: WorkspaceRecord; patch?: Buffer; error?: WorkspacePushError }> {
+  const env = gitEnv(home, access);
+  const unchanged: WorkspaceRecord = {
+    repo: redactRepo(spec.repo), ref: spec.ref ?? null, baseCommit: base.baseCommit, branch: null, commit: null, filesChanged: 0, insertions: 0, deletions: 0,
+  };
+  await git(['add', '--all'], workDir, env);
+  if (!(await git(['status', '--porcelain'], workDir, env))) return { record: unchanged };
+  const message = `claude-sessions ${session.sessionId}: ${session.promptFirstLine}`.slice(0, 200);
+  await git(['commit', '--quiet', '--no-verify', '-m', message], workDir, env);
+  const commit = await git(['rev-parse', 'HEAD'], workDir, env);
+  const stat = await git(['diff', '--shortstat', base.baseCommit, commit], workDir, env);
+  const number = (word: RegExp) => Number(word.exec(stat)?.[1] ?? 0);
+  const record: WorkspaceRecord = {
+    ...unchanged, branch: session.branch, commit,
+    filesChanged: number(/(\d+) files? changed/), insertions: number(/(\d+) insertions?/), deletions: number(/(\d+) deletions?/),
+  };
+  try {
+    await git(['push', '--quiet', 'origin', `HEAD:refs/heads/${session.branch}`], workDir, env);
+    return { record };
+  } catch (err) {
+    const patch = Buffer.from(await git(['format-patch', '--stdout', `${base.baseCommit}..${commit}`], workDir, env));
+    const cause = (err as Error).message.replaceAll(access.token ?? '\u0000', '***');
+    return { record, patch, error: new WorkspacePushError(`could not push ${session.branch} to ${redactRepo(spec.repo)}: ${cause}`) };
+  }
+}

@@ -1,0 +1,82 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { v4 as uuidv4 } from 'uuid';
+import { describe, expect, it } from 'vitest';
+import { validateStartInput } from '../lib/sessions/execution-input.js';
+import { useTestRuntime, type TestRuntime } from './support/runtime.js';
+import { git, remoteRepository } from './support/git-remote.js';
+
+let env: TestRuntime;
+useTestRuntime((started) => (env = started));
+
+/** The tool result the CLI sent back for a tool call (the last user message's content). */
+function toolResult(index: number): string {
+  const messages = env.anthropic.messageRequests[index]!.body.messages as { role: string; content: unknown }[];
+  return JSON.stringify(messages.at(-1)!.content);
+}
+
+describe('a session with a workspace', () => {
+  it('reads the repository, writes a file, and hands back a branch with it; main is untouched', async () => {
+    // Prepare: Claude reads the README, writes CONTRIBUTING.md, then answers
+    const { bare, main } = remoteRepository();
+    env.anthropic.respondWith(
+      { kind: 'tool_use', name: 'Read', input: { file_path: 'README.md' } },
+      { kind: 'tool_use', name: 'Write', input: { file_path: 'CONTRIBUTING.md', content: '# Contributing\nRun `make widgets` first.\n' } },
+      { kind: 'text', text: 'Added CONTRIBUTING.md' },
+    );
+    const sessionId = uuidv4();
+    // Act
+    const { session } = await env.runtime.run({ prompt: 'Add a CONTRIBUTING.md\nKeep it short.', projectId: 'ws', sessionId, workspace: { repo: bare } });
+    // Assess: the README's text came back as the Read result; the branch holds the new file
+    expect(toolResult(1)).toContain('The widget service');
+    expect(session).toMatchObject({
+      status: 'COMPLETED',
+      workspace: { repo: bare, ref: null, baseCommit: main, branch: `claude-sessions/${sessionId}`, filesChanged: 1, insertions: 2, deletions: 0 },
+    });
+    const branch = `claude-sessions/${sessionId}`;
+    expect(git(bare, 'rev-parse', branch)).toBe(session!.workspace!.commit);
+    expect(git(bare, 'show', `${branch}:CONTRIBUTING.md`)).toBe('# Contributing\nRun `make widgets` first.');
+    expect(git(bare, 'log', '-1', '--format=%an%n%s', branch)).toBe(`claude-sessions\nclaude-sessions ${sessionId}: Add a CONTRIBUTING.md`);
+    expect(git(bare, 'rev-parse', 'main')).toBe(main);
+  });
+
+  it('pushes nothing and records no branch when Claude changed nothing', async () => {
+    const { bare, main } = remoteRepository();
+    env.anthropic.respondWith({ kind: 'text', text: 'Nothing to do' });
+    const { session } = await env.runtime.run({ prompt: 'Look around', projectId: 'ws', workspace: { repo: `file://${bare}`, branch: 'review/look' } });
+    expect(session).toMatchObject({ status: 'COMPLETED', workspace: { baseCommit: main, branch: null, commit: null, filesChanged: 0 } });
+    expect(git(bare, 'branch', '--list', '--format=%(refname:short)')).toBe('main');
+  });
+
+  it('fails WorkspaceCloneError before Claude runs when the repository does not exist, spending nothing', async () => {
+    const { session, outcome } = await env.runtime.run({ prompt: 'hi', projectId: 'ws-missing', workspace: { repo: '/nonexistent/repo.git' } });
+    expect(outcome).toMatchObject({ status: 'FAILED', error: 'WorkspaceCloneError' });
+    expect(session).toMatchObject({ status: 'FAILED', error: 'WorkspaceCloneError', cause: expect.stringMatching(/could not clone \/nonexistent\/repo\.git/), usage: { inputTokens: 0 } });
+    expect(env.anthropic.messageRequests).toEqual([]);
+    expect(await env.runtime.repository.listRunning('ws-missing')).toEqual([]);
+  });
+
+  it('fails WorkspacePushError when the remote refuses the push, keeping the usage and the change as a patch', async () => {
+    // Prepare: a remote whose pre-receive hook refuses every push
+    const { bare } = remoteRepository();
+    writeFileSync(join(bare, 'hooks', 'pre-receive'), '#!/bin/sh\necho "read-only mirror" >&2\nexit 1\n', { mode: 0o755 });
+    env.anthropic.respondWith(
+      { kind: 'tool_use', name: 'Write', input: { file_path: 'NOTES.md', content: 'notes\n' }, usage: { input_tokens: 100, output_tokens: 10 } },
+      { kind: 'text', text: 'Wrote notes', usage: { input_tokens: 50, output_tokens: 5 } },
+    );
+    // Act
+    const { session } = await env.runtime.run({ prompt: 'Write notes', projectId: 'ws-push', workspace: { repo: bare } });
+    // Assess
+    expect(session).toMatchObject({ status: 'FAILED', error: 'WorkspacePushError', usage: { inputTokens: 150, outputTokens: 15 }, workspace: { filesChanged: 1 } });
+    const patchFile = /kept as a patch at (\S+\.patch)/.exec(session!.cause!)?.[1];
+    expect(patchFile && existsSync(patchFile)).toBe(true);
+    expect(readFileSync(patchFile!, 'utf8')).toMatch(/\+\+\+ b\/NOTES\.md[\s\S]*\+notes/);
+  });
+
+  it('refuses a workspace input that names credentials, a protected branch or a bad ref, naming the field', () => {
+    expect(() => validateStartInput({ prompt: 'p', projectId: 'p', workspace: { repo: 'https://user:tok@example.com/r.git' } })).toThrow(/workspace\.repo must be an https URL without credentials/);
+    expect(() => validateStartInput({ prompt: 'p', projectId: 'p', workspace: { repo: 'https://example.com/r.git', branch: 'main' } })).toThrow(/workspace\.branch must not be main or master/);
+    expect(() => validateStartInput({ prompt: 'p', projectId: 'p', workspace: { repo: 'https://example.com/r.git', ref: '--upload-pack=x' } })).toThrow(/workspace\.ref must be a branch, tag or commit name/);
+    expect(() => validateStartInput({ prompt: 'p', projectId: 'p', workspace: { repo: 'https://example.com/r.git', ref: 'v1.2', branch: 'claude/x' } })).not.toThrow();
+  });
+});
