@@ -10,15 +10,17 @@ new ClaudeSessionsStack(app, 'ClaudeSessions', {
   alarmTopicArn: app.node.tryGetContext('alarmTopicArn'),
   maxConcurrentSessions: positiveInt(app.node.tryGetContext('maxConcurrentSessions'), 'maxConcurrentSessions'),
   monthlyBudgetUsd: positiveNumber(app.node.tryGetContext('monthlyBudgetUsd'), 'monthlyBudgetUsd'),
-  runAttempts: positiveInt(app.node.tryGetContext('runAttempts'), 'runAttempts'),
+  runAttempts: positiveInt(app.node.tryGetContext('runAttempts'), 'runAttempts', 10),
   // Validated here with the shared schema: a bad entry fails the synth, naming entry and field.
   schedules: parseSchedules(app.node.tryGetContext('schedules')),
   env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
 });
-function positiveInt(value: unknown, name: string): number | undefined {
+function positiveInt(value: unknown, name: string, max = Number.MAX_SAFE_INTEGER): number | undefined {
   if (value === undefined || value === null || value === '') return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`context ${name} must be a whole number from 1, not ${JSON.stringify(value)}`);
+  if (!Number.isInteger(n) || n < 1 || n > max) {
+    throw new Error(`context ${name} must be a whole number from 1${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ''}, not ${JSON.stringify(value)}`);
+  }
   return n;
 }
 

@@ -86,8 +86,9 @@ export class SessionTable extends Construct {
 
   /**
    * Closing what an execution left open (the reaper, lib/sessions/session-reaper.ts): the
-   * conditional close of the session, after reading it, and the release of the project slot
-   * and milestone lease it held. GetItem and UpdateItem on the table, not its indexes.
+   * conditional close of the session (and a read of it when that close finds it closed already),
+   * and the release of the project slot and milestone lease it held. GetItem and UpdateItem on
+   * the table, not its indexes.
    */
   grantCloseSessions(grantee: IGrantable): Grant {
     return Grant.addToPrincipal({ grantee, actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], resourceArns: [this.table.tableArn] });

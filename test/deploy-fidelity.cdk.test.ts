@@ -39,8 +39,9 @@ describe('the deployed workflow', () => {
 
   it('lets an execution outlast every attempt on the longest runtime', () => {
     const { TimeoutSeconds } = fromTemplate(template.toJSON() as never, {}).asl;
-    expect(TimeoutSeconds).toBe(executionTimeout(3).toSeconds());
-    expect(TimeoutSeconds).toBeGreaterThan(3 * MAX_FARGATE_TIMEOUT_SECONDS + 45);
+    // Three runs of 8 h plus their 300 s margin to report, the 15 s and 30 s back-offs, an hour for the rest.
+    expect(TimeoutSeconds).toBe(3 * (MAX_FARGATE_TIMEOUT_SECONDS + 300) + 15 + 30 + 3600);
+    expect(executionTimeout(3).toSeconds()).toBe(TimeoutSeconds);
   });
 
   it('logs under /aws/vendedlogs/, which needs no entry in the account\'s log resource policy', () => {
@@ -52,37 +53,50 @@ describe('the deployed workflow', () => {
 });
 
 describe('the Fargate task\'s container overrides', () => {
-  it('stay under ECS\'s 8 KiB at their largest: 64-character ids, a milestone lease, a retry, a 2,048-character token, whatever the prompt', () => {
-    // Prepare: every field at its longest, as RunClaudeOnFargate renders them
-    const id = 'x'.repeat(64);
-    const executionArn = `arn:aws:states:ap-southeast-2:123456789012:execution:${'M'.repeat(80)}:${'e'.repeat(80)}`;
-    const { session } = prepareSession(
-      { input: { prompt: '"\n'.repeat(40_000), projectId: id, taskId: id, milestoneId: '6a2fe0ee-6684-4d70-bd8f-d08e873e2f22', maxTurns: 200, maxBudgetUsd: 99999.123456, timeoutSeconds: 28_800, runtime: 'fargate', trigger: 'schedule' }, executionArn, executionName: 'e'.repeat(80) },
-      { maxConcurrentSessions: 1000, runAttempts: 10, retryBaseSeconds: 3600 },
-    );
-    const item = {
-      ...toMilestoneItem(session.milestoneId!, id, new Date()), leaseSessionId: session.sessionId, leaseExecutionArn: executionArn,
-      lastSessionId: session.sessionId, updatedAt: new Date().toISOString(),
-      transcript: { key: `milestones/${session.milestoneId}.jsonl`, sha256: 'f'.repeat(64), bytes: 2 ** 40, versionId: 'v'.repeat(64) },
+  // The container overrides as Step Functions renders RunClaudeOnFargate's Parameters for a state.
+  function renderedOverrides(state: Record<string, unknown>, token: string): unknown {
+    const { Overrides } = states.RunClaudeOnFargate!.Parameters as { Overrides: { ContainerOverrides: { Name: string; Environment: Record<string, string>[] }[] } };
+    return {
+      ContainerOverrides: Overrides.ContainerOverrides.map((c) => ({
+        Name: c.Name,
+        Environment: c.Environment.map((e) => {
+          const path = e['Value.$']!;
+          if (path === '$$.Task.Token') return { Name: e.Name, Value: token };
+          const field = /^States\.JsonToString\(\$\.(\w+)\)$/.exec(path)?.[1];
+          if (!field) throw new Error(`an override this test cannot render: ${path}`);
+          return { Name: e.Name, Value: JSON.stringify(state[field]) };
+        }),
+      })),
     };
+  }
+
+  it('stay under ECS\'s 8 KiB at their largest: 64-character ids, a milestone lease or a workspace, a retry, a 2,048-character token, whatever the prompt', () => {
+    // Prepare: every field at its longest; the prompt a marker that must not travel
+    const id = 'x'.repeat(64);
+    const marker = 'PROMPT-MUST-NOT-TRAVEL';
+    const executionArn = `arn:aws:states:ap-southeast-2:123456789012:execution:${'M'.repeat(80)}:${'e'.repeat(80)}`;
+    const common = { prompt: `${marker}"\n`.repeat(4_000), projectId: id, taskId: id, maxTurns: 200, maxBudgetUsd: 99999.123456, timeoutSeconds: 28_800, runtime: 'fargate', trigger: 'schedule' };
+    const policy = { maxConcurrentSessions: 1000, runAttempts: 10, retryBaseSeconds: 3600 };
+    const start = (input: Record<string, unknown>) => prepareSession({ input: { ...common, ...input }, executionArn, executionName: 'e'.repeat(80) }, policy);
+    const milestoneTask = start({ milestoneId: '6a2fe0ee-6684-4d70-bd8f-d08e873e2f22' });
+    const item = {
+      ...toMilestoneItem(milestoneTask.session.milestoneId!, id, new Date()), leaseSessionId: milestoneTask.session.sessionId, leaseExecutionArn: executionArn,
+      lastSessionId: milestoneTask.session.sessionId, updatedAt: new Date().toISOString(),
+      transcriptKey: `milestones/${milestoneTask.session.milestoneId}.jsonl`, transcriptSha256: 'f'.repeat(64), transcriptBytes: 2 ** 40, transcriptVersionId: 'v'.repeat(64),
+    };
+    const withWorkspace = start({ workspace: { repo: `https://git.example.com/${'r'.repeat(960)}.git`, ref: 'v'.repeat(200), branch: 'b'.repeat(200) } });
     const big = 2 ** 53 - 1;
     const retry = { attempt: 10, prior: { usage: { inputTokens: big, outputTokens: big, cacheReadInputTokens: big, cacheCreationInputTokens: big }, numTurns: big, totalCostUsd: 123456.123456789, durationMs: big } };
-    const overrides = {
-      ContainerOverrides: [{
-        Name: 'Runner',
-        Environment: [
-          { Name: 'SESSION_JSON', Value: JSON.stringify(session) },
-          { Name: 'MILESTONE_JSON', Value: JSON.stringify({ item: marshall(item) }) },
-          { Name: 'RETRY_JSON', Value: JSON.stringify(retry) },
-          { Name: 'TASK_TOKEN', Value: 't'.repeat(2_048) },
-        ],
-      }],
-    };
     // Act
-    const bytes = Buffer.byteLength(JSON.stringify(overrides), 'utf8');
-    // Assess: the prompt is not in them, and there is room left
-    expect(JSON.stringify(overrides)).not.toContain('\\"\\n');
-    expect(bytes).toBeLessThan(8_192 - 1_024);
+    const rendered = [
+      renderedOverrides({ ...milestoneTask, milestone: { item: marshall(item) }, retry }, 't'.repeat(2_048)),
+      renderedOverrides({ ...withWorkspace, retry }, 't'.repeat(2_048)),
+    ].map((o) => JSON.stringify(o));
+    // Assess: no prompt in them, and a kilobyte of room left
+    for (const text of rendered) {
+      expect(text).not.toContain(marker);
+      expect(Buffer.byteLength(text, 'utf8')).toBeLessThan(8_192 - 1_024);
+    }
   });
 });
 

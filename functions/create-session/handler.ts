@@ -24,5 +24,6 @@ export const handler = middy(async (event: ValidateInputEvent) => {
   logger.info('session created', { sessionId, projectId, promptChars, promptSha256, trigger });
   return prepared;
 })
-  .use(captureLambdaHandler(tracer))
+  // Its response carries the prompt: never into a trace.
+  .use(captureLambdaHandler(tracer, { captureResponse: false }))
   .use(injectLambdaContext(logger));

@@ -13,9 +13,9 @@ import { TranscriptStore } from '../../lib/claude/transcript-store.js';
 import type { SessionStart } from '../../lib/sessions/execution-input.js';
 
 const logger = new Logger({ serviceName: 'claude-sessions-task' });
-// Outside Lambda the Tracer records nothing unless an X-Ray daemon is configured; its client
-// wrapping is the same as the Lambda's, so the task's calls show when one is.
-const tracer = new Tracer({ serviceName: 'claude-sessions-task' });
+// On ECS there is no Lambda trace context for the Tracer to attach segments to (and Fargate sets
+// AWS_EXECUTION_ENV, which would switch it on): it stays off, and wraps clients as a no-op.
+const tracer = new Tracer({ serviceName: 'claude-sessions-task', enabled: false });
 
 async function main(): Promise<number> {
   const { SESSION_JSON, TASK_TOKEN } = process.env;
@@ -58,7 +58,7 @@ async function main(): Promise<number> {
   }
 }
 
-/** From the deployment's secret; a local task (lib/local/local-runtime.ts) is given the key itself. */
+/** From the deployment's secret; a local task (lib/local/local-fargate.ts) is given the key itself. */
 async function apiKey(runner: RunnerEnvironment): Promise<string> {
   const key = runner.apiKeySecretArn
     ? await readApiKey(tracer.captureAWSv3Client(new SecretsManagerClient({})), runner.apiKeySecretArn)

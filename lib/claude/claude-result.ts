@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { sumUsage, type Usage } from '../sessions/usage.js';
+import { addUsages, type Usage } from '../sessions/usage.js';
 
 const count = z.number().int().nonnegative().catch(0);
 
@@ -60,7 +60,7 @@ export function usageOf(result: ClaudeResult): Usage {
   const top = fromApiUsage(result.usage);
   const topIsZero = Object.values(top).every((n) => n === 0);
   if (!topIsZero || result.total_cost_usd === 0) return top;
-  return sumUsage(Object.values(result.modelUsage));
+  return addUsages(Object.values(result.modelUsage));
 }
 
 /** API answers worth another whole run once the CLI's own retries are spent: overload, throttling, server faults. */

@@ -7,7 +7,7 @@ import {
 } from './claude-process.js';
 import { ClaudeResult, fromApiUsage } from './claude-result.js';
 import { ClaudeAbortedError, ClaudeCrashError, ClaudeOutputError, ClaudeSpawnError } from './errors.js';
-import { sumUsage, type Usage } from '../sessions/usage.js';
+import { addUsages, type Usage } from '../sessions/usage.js';
 
 
 export interface RunClaudeOptions extends ClaudeProcessOptions {
@@ -189,7 +189,7 @@ class StreamProgress {
   }
 
   usage(): Usage {
-    return sumUsage([...this.finished, ...this.current.values()]);
+    return addUsages([...this.finished, ...this.current.values()]);
   }
 }
 

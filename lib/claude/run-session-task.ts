@@ -79,7 +79,9 @@ export interface TaskResult {
  * A Claude-level failure is an outcome (its usage was spent and is recorded);
  * an infrastructure failure throws, and the workflow's Catch closes the session.
  */
-export async function runSessionTask({ session: start, prompt, milestone: lease, retry }: RunnerInput, config: RunnerConfig): Promise<TaskResult> {
+export async function runSessionTask({ session: start, prompt: given, milestone: lease, retry }: RunnerInput, config: RunnerConfig): Promise<TaskResult> {
+  // An execution started before a deploy that moved the prompt out of the session still carries it there.
+  const prompt = given ?? (start as SessionStart & { prompt?: string }).prompt;
   const attempt = retry?.attempt ?? 1;
   const now = config.now ?? (() => new Date());
   // The prompt came apart from its session (the Fargate task reads it from the execution): it must be the one the session recorded.

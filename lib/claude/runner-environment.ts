@@ -60,13 +60,19 @@ export function readRunnerEnvironment(): RunnerEnvironment {
   if (!PERMISSION_MODES.includes(permissionMode as PermissionMode)) {
     throw new Error(`${NAMES.permissionMode} must be one of ${PERMISSION_MODES.join(', ')}, not ${JSON.stringify(permissionMode)}`);
   }
+  // Powertools reads '' as 0: every number here must be above 0 (a 0 heartbeat would spin).
+  const positive = (key: string, defaultValue: number) => {
+    const n = getNumberFromEnv({ key, defaultValue });
+    if (!(n > 0)) throw new Error(`${key} must be a number above 0, not ${JSON.stringify(process.env[key])}`);
+    return n;
+  };
   return {
     apiKeySecretArn: optional(NAMES.apiKeySecretArn),
     transcriptBucket: optional(NAMES.transcriptBucket),
-    idleTimeoutMs: getNumberFromEnv({ key: NAMES.idleTimeoutMs, defaultValue: DEFAULT_IDLE_TIMEOUT_MS }),
+    idleTimeoutMs: positive(NAMES.idleTimeoutMs, DEFAULT_IDLE_TIMEOUT_MS),
     maxApiRetries: getNumberFromEnv({ key: NAMES.maxApiRetries, defaultValue: 2 }),
     tools: getStringFromEnv({ key: NAMES.tools, defaultValue: DEFAULT_TOOLS.join(',') }).split(',').map((t) => t.trim()).filter(Boolean),
     permissionMode: permissionMode as PermissionMode,
-    heartbeatIntervalSeconds: getNumberFromEnv({ key: NAMES.heartbeatIntervalSeconds, defaultValue: 30 }),
+    heartbeatIntervalSeconds: positive(NAMES.heartbeatIntervalSeconds, 30),
   };
 }

@@ -33,10 +33,6 @@ export class TranscriptStore implements TranscriptStorage {
   ) {}
 
   /** From TRANSCRIPT_BUCKET (and AWS_ENDPOINT_URL_S3 for a local emulator, which wants path-style URLs). */
-  static fromEnv(env: NodeJS.ProcessEnv): TranscriptStore | undefined {
-    return TranscriptStore.forBucket(env.TRANSCRIPT_BUCKET, env);
-  }
-
   /** A local S3 endpoint (AWS_ENDPOINT_URL_S3) is addressed path-style. */
   static forBucket(bucket: string | undefined, env: NodeJS.ProcessEnv = process.env, wrap: (client: S3Client) => S3Client = (c) => c): TranscriptStore | undefined {
     if (!bucket) return undefined;

@@ -105,7 +105,12 @@ let runnerImage: Promise<string> | undefined;
 
 /** The runner image's staged context, bundled once per process (only Fargate tasks need it). */
 function runnerImageContext(): Promise<string> {
-  runnerImage ??= import('../../cdk/runner-image.js').then(({ stageRunnerImage }) => stageRunnerImage({ bundle: true }));
+  runnerImage ??= import('../../cdk/runner-image.js')
+    .then(({ stageRunnerImage }) => stageRunnerImage({ bundle: true }))
+    .catch((err: unknown) => {
+      runnerImage = undefined; // the next task tries again (a source fixed meanwhile)
+      throw err;
+    });
   return runnerImage;
 }
 

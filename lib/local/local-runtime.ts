@@ -1,5 +1,5 @@
 import './polyfill.js';
-import { PutItemCommand, UpdateItemCommand, type PutItemCommandInput, type UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
+import { UpdateItemCommand, type UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
 import { StateMachine, type RunOptions, type StateMachineDefinition } from 'aws-local-stepfunctions';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -290,9 +290,7 @@ export class LocalRuntime implements SessionStarter {
     for (const [name, state] of Object.entries(this.definition.asl.States)) {
       if (state.Type !== 'Task') continue;
       const resource = String(state.Resource);
-      if (resource === 'arn:aws:states:::dynamodb:putItem') {
-        handlers[name] = taskHandler((params: PutItemCommandInput) => this.dynamodbCall(new PutItemCommand(params)));
-      } else if (resource === 'arn:aws:states:::dynamodb:updateItem') {
+      if (resource === 'arn:aws:states:::dynamodb:updateItem') {
         handlers[name] = taskHandler((params: UpdateItemCommandInput) => this.dynamodbCall(new UpdateItemCommand(params)));
       } else if (resource.endsWith(':states:::ecs:runTask.waitForTaskToken')) {
         const heartbeatSeconds = this.fargateHeartbeatSeconds ?? (state.HeartbeatSeconds as number | undefined);
@@ -309,10 +307,9 @@ export class LocalRuntime implements SessionStarter {
   }
 
   /** A direct DynamoDB integration: errors carry the names Step Functions gives them. */
-  private async dynamodbCall(command: PutItemCommand | UpdateItemCommand): Promise<object> {
+  private async dynamodbCall(command: UpdateItemCommand): Promise<object> {
     try {
-      const sent = command instanceof PutItemCommand ? this.dynamodb.client.send(command) : this.dynamodb.client.send(command);
-      const { $metadata: _metadata, ...output } = await sent;
+      const { $metadata: _metadata, ...output } = await this.dynamodb.client.send(command);
       return output;
     } catch (err) {
       throw namedError(`DynamoDB.${(err as Error).name}`, (err as Error).message);

@@ -188,7 +188,7 @@ export function sessionIdForExecution(execution: { inputSessionId?: unknown; exe
   return uuidv5(execution.executionArn, EXECUTION_NAMESPACE);
 }
 
-/** What a trigger checks before it starts an execution: the schema, and what is deployed. */
+/** What a trigger checks before it starts an execution (the API, the CLI, schedules at synth). */
 export function validateStartInput(raw: unknown): ExecutionInput {
   return parseExecutionInput(raw);
 }

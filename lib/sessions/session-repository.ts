@@ -28,7 +28,7 @@ import {
   type SessionStatus,
 } from './session-item.js';
 import { addSession, emptySums, roundCost, type UsageSums } from './usage-totals.js';
-import { addUsd, roundUsd } from './usage.js';
+import { addUsd } from './usage.js';
 
 /** A session id taken by another execution; the name is the error the workflow catches (SessionAlreadyExists). */
 export class SessionExistsError extends Error {
@@ -189,9 +189,9 @@ export class SessionRepository {
       },
     );
     for await (const page of pages) {
-      for (const item of page.Items ?? []) total += typeof item.totalCostUsd === 'number' ? item.totalCostUsd : 0;
+      for (const item of page.Items ?? []) total = addUsd(total, typeof item.totalCostUsd === 'number' ? item.totalCostUsd : 0);
     }
-    return roundUsd(total);
+    return total;
   }
 
   /** Project ids with at least one session (a scan: for the local CLI and small tables). */

@@ -22,7 +22,7 @@ export function addUsage(a: Usage, b: Usage): Usage {
   };
 }
 
-export function sumUsage(usages: Iterable<Usage>): Usage {
+export function addUsages(usages: Iterable<Usage>): Usage {
   let total = zeroUsage();
   for (const u of usages) total = addUsage(total, u);
   return total;
