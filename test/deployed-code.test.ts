@@ -30,6 +30,24 @@ describe('every function in the synthesized template', () => {
     expect(loaded.output).not.toMatch(/Error/);
     expect(loaded, loaded.output).toMatchObject({ exitCode: 0, exportType: 'function' });
   });
+
+  it.each(functions.map((f) => [f.logicalId, f] as const))('%s: loads without its environment too (it reads it at its first invocation)', async (_, fn) => {
+    const task = taskRoot(fn.codeDir, fn.kind === 'zip' ? 'aws-sdk' : 'claude-code');
+    const loaded = await invokeHandler(task, fn.module, fn.exportName, lambdaEnvironment(fn.logicalId, task));
+    expect(loaded, loaded.output).toMatchObject({ exitCode: 0, exportType: 'function' });
+  });
+
+  it('fails an invocation without TABLE_NAME, naming the variable', async () => {
+    // Prepare
+    const creator = functions.find((f) => f.logicalId.startsWith('SessionCreator'))!;
+    const task = taskRoot(creator.codeDir, 'aws-sdk');
+    // Act
+    const invoked = await invokeHandler(task, creator.module, creator.exportName, lambdaEnvironment(creator.logicalId, task), {
+      input: { prompt: 'p', projectId: 'p' }, executionArn: 'arn:aws:states:us-east-1:123456789012:execution:m:e', executionName: 'e',
+    });
+    // Assess
+    expect(invoked.error, invoked.output).toMatchObject({ errorMessage: 'Environment variable TABLE_NAME is required' });
+  });
 });
 
 describe('the Fargate task of the synthesized template', () => {

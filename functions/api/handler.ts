@@ -11,18 +11,30 @@ import { TranscriptStore } from '../../lib/claude/transcript-store.js';
 import { ProjectSlots } from '../../lib/sessions/project-slots.js';
 import { sessionPolicyFromEnv } from '../../lib/sessions/session-creation.js';
 import { createApiHandler } from '../../lib/api/router.js';
+import type { SessionApiDeps } from '../../lib/api/session-api.js';
+import { lazy } from '../shared/lazy.js';
 
-// Environment and clients once per cold start; a missing variable fails the init, naming it.
+// Clients once per cold start; the environment at the first request, a missing variable named.
 const tracer = new Tracer();
-const tableName = getStringFromEnv({ key: 'TABLE_NAME' });
 const documentClient = DynamoDBDocumentClient.from(tracer.captureAWSv3Client(new DynamoDBClient({})), { marshallOptions: { removeUndefinedValues: true } });
+const deps = lazy((): SessionApiDeps => {
+  const tableName = getStringFromEnv({ key: 'TABLE_NAME' });
+  return {
+    repository: new SessionRepository(documentClient, tableName),
+    milestones: new MilestoneRepository(documentClient, tableName),
+    transcripts: TranscriptStore.forBucket(getStringFromEnv({ key: 'TRANSCRIPT_BUCKET' }), process.env, (s3) => tracer.captureAWSv3Client(s3)),
+    policy: sessionPolicyFromEnv(process.env),
+    slots: new ProjectSlots(documentClient, tableName),
+    starter: new StepFunctionsStarter(tracer.captureAWSv3Client(new SFNClient({})), getStringFromEnv({ key: 'STATE_MACHINE_ARN' })),
+  };
+});
 
 // Traced on AWS only: the same router also serves `claude-sessions serve`.
 export const handler = createApiHandler({
-  repository: new SessionRepository(documentClient, tableName),
-  milestones: new MilestoneRepository(documentClient, tableName),
-  transcripts: TranscriptStore.forBucket(getStringFromEnv({ key: 'TRANSCRIPT_BUCKET' }), process.env, (s3) => tracer.captureAWSv3Client(s3)),
-  policy: sessionPolicyFromEnv(process.env),
-  slots: new ProjectSlots(documentClient, tableName),
-  starter: new StepFunctionsStarter(tracer.captureAWSv3Client(new SFNClient({})), getStringFromEnv({ key: 'STATE_MACHINE_ARN' })),
+  get repository() { return deps().repository; },
+  get milestones() { return deps().milestones; },
+  get transcripts() { return deps().transcripts; },
+  get policy() { return deps().policy; },
+  get slots() { return deps().slots; },
+  get starter() { return deps().starter; },
 }).use(captureLambdaHandler(tracer));

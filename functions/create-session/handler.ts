@@ -7,19 +7,18 @@ import middy from '@middy/core';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { SessionRepository } from '../../lib/sessions/session-repository.js';
+import { lazy } from '../shared/lazy.js';
 import { createSession, sessionPolicyFromEnv, type ValidateInputEvent } from '../../lib/sessions/session-creation.js';
 
 const logger = new Logger();
 const tracer = new Tracer();
 const policy = sessionPolicyFromEnv(process.env);
 
-const sessions = new SessionRepository(
-  DynamoDBDocumentClient.from(tracer.captureAWSv3Client(new DynamoDBClient({}))),
-  getStringFromEnv({ key: 'TABLE_NAME' }),
-);
+const documents = DynamoDBDocumentClient.from(tracer.captureAWSv3Client(new DynamoDBClient({})));
+const sessions = lazy(() => new SessionRepository(documents, getStringFromEnv({ key: 'TABLE_NAME' })));
 
 export const handler = middy(async (event: ValidateInputEvent) => {
-  const prepared = await createSession(event, policy, sessions);
+  const prepared = await createSession(event, policy, sessions());
   const { sessionId, projectId, promptChars, promptSha256, trigger } = prepared.session;
   logger.info('session created', { sessionId, projectId, promptChars, promptSha256, trigger });
   return prepared;

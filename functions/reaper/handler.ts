@@ -11,16 +11,18 @@ import { reapExecution, type ExecutionStatusChange } from '../../lib/sessions/se
 import { MilestoneRepository } from '../../lib/sessions/milestone-repository.js';
 import { ProjectSlots } from '../../lib/sessions/project-slots.js';
 import { SessionRepository } from '../../lib/sessions/session-repository.js';
+import { lazy } from '../shared/lazy.js';
 
 const logger = new Logger();
 const tracer = new Tracer();
-const tableName = getStringFromEnv({ key: 'TABLE_NAME' });
 const documents = DynamoDBDocumentClient.from(tracer.captureAWSv3Client(new DynamoDBClient({})));
-const repository = new SessionRepository(documents, tableName);
-const milestones = new MilestoneRepository(documents, tableName);
-const slots = new ProjectSlots(documents, tableName);
+const stores = lazy(() => {
+  const tableName = getStringFromEnv({ key: 'TABLE_NAME' });
+  return { repository: new SessionRepository(documents, tableName), milestones: new MilestoneRepository(documents, tableName), slots: new ProjectSlots(documents, tableName) };
+});
 
 export const handler = middy(async (event: EventBridgeEvent<'Step Functions Execution Status Change', ExecutionStatusChange>) => {
+  const { repository, milestones, slots } = stores();
   const result = await reapExecution(repository, event.detail, { milestones, slots });
   logger.info('execution ended', { executionArn: event.detail.executionArn, status: event.detail.status, ...result });
   return result;
