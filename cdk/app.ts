@@ -7,6 +7,7 @@ const app = new App();
 new ClaudeSessionsStack(app, 'ClaudeSessions', {
   apiKeySecretName: app.node.tryGetContext('apiKeySecretName'),
   apiKeySecretKmsKeyArn: app.node.tryGetContext('apiKeySecretKmsKeyArn'),
+  gitTokenSecretName: app.node.tryGetContext('gitTokenSecretName'),
   alarmTopicArn: app.node.tryGetContext('alarmTopicArn'),
   maxConcurrentSessions: positiveInt(app.node.tryGetContext('maxConcurrentSessions'), 'maxConcurrentSessions'),
   monthlyBudgetUsd: positiveNumber(app.node.tryGetContext('monthlyBudgetUsd'), 'monthlyBudgetUsd'),

@@ -13,8 +13,10 @@ import { claudeCodeVersion, stageRunnerImage } from './runner-image.js';
 export interface ClaudeRunnerProps {
   /** Holds the Anthropic API key: a plain string, or JSON with ANTHROPIC_API_KEY. */
   readonly apiKeySecret: ISecret;
-  /** Where milestone transcripts are kept between tasks. */
+  /** Where milestone transcripts are kept between tasks (and patches of failed pushes). */
   readonly transcripts: TranscriptBucket;
+  /** The git token for https workspaces: a plain string, or JSON with GIT_TOKEN. @default none: only public or local repositories */
+  readonly gitTokenSecret?: ISecret;
   /** @default 3008 MB: the CLI and the tools it runs want memory and the CPU that comes with it */
   readonly memorySize?: number;
   /** @default 5 minutes without output before the CLI is treated as hung */
@@ -61,6 +63,7 @@ export class ClaudeRunner extends Construct {
         ...runnerEnvironment({
           apiKeySecretArn: props.apiKeySecret.secretArn,
           transcriptBucket: props.transcripts.bucket.bucketName,
+          gitTokenSecretArn: props.gitTokenSecret?.secretArn,
           idleTimeoutMs: props.idleTimeout?.toMilliseconds(),
           maxApiRetries: props.maxApiRetries,
           tools: props.tools,
@@ -71,6 +74,8 @@ export class ClaudeRunner extends Construct {
     });
     props.apiKeySecret.grantRead(fn);
     props.transcripts.grantReadWrite(fn);
+    props.transcripts.grantPatchWrites(fn);
+    props.gitTokenSecret?.grantRead(fn);
     acknowledgeFunctionBasics(this);
     this.function = fn;
   }

@@ -25,6 +25,11 @@ export interface ClaudeSessionsStackProps extends StackProps {
    * the runners then get kms:Decrypt on it, through Secrets Manager only. Context `apiKeySecretKmsKeyArn`.
    */
   readonly apiKeySecretKmsKeyArn?: string;
+  /**
+   * Name of a Secrets Manager secret holding a git token (a plain string, or JSON with GIT_TOKEN)
+   * for sessions whose workspace is an https repository. Context `gitTokenSecretName`. @default none
+   */
+  readonly gitTokenSecretName?: string;
   /** A VPC with private subnets (and egress) for Fargate tasks. @default a public-subnet VPC, no NAT */
   readonly vpc?: IVpc;
   /** Scheduled sessions (cdk.json context `schedules`). @default none */
@@ -61,8 +66,9 @@ export class ClaudeSessionsStack extends Stack {
       maxConcurrentSessions: props.maxConcurrentSessions, monthlyBudgetUsd: props.monthlyBudgetUsd, sessions,
       runAttempts: props.runAttempts,
     }));
-    const runner = (this.runner = new ClaudeRunner(this, 'Runner', { apiKeySecret, transcripts }));
-    const fargate = new FargateRunner(this, 'Fargate', { image: runner.image, apiKeySecret, transcripts, vpc: props.vpc });
+    const gitTokenSecret = props.gitTokenSecretName ? Secret.fromSecretNameV2(this, 'GitToken', props.gitTokenSecretName) : undefined;
+    const runner = (this.runner = new ClaudeRunner(this, 'Runner', { apiKeySecret, transcripts, gitTokenSecret }));
+    const fargate = new FargateRunner(this, 'Fargate', { image: runner.image, apiKeySecret, transcripts, gitTokenSecret, vpc: props.vpc });
     if (props.apiKeySecretKmsKeyArn) {
       // An imported key's grant cannot reach its key policy, and Secret.grantRead then adds none
       // to the roles either: the two readers of the secret get Decrypt, through Secrets Manager only.

@@ -12,8 +12,10 @@ import { runnerEnvironment } from '../lib/claude/runner-environment.js';
 export interface FargateRunnerProps {
   readonly image: DockerImageAsset;
   readonly apiKeySecret: ISecret;
-  /** Where milestone transcripts are kept between tasks. */
+  /** Where milestone transcripts are kept between tasks (and patches of failed pushes). */
   readonly transcripts: TranscriptBucket;
+  /** The git token for https workspaces: a plain string, or JSON with GIT_TOKEN. @default none: only public or local repositories */
+  readonly gitTokenSecret?: ISecret;
   /** @default a new VPC with public subnets only: tasks get a public IP, no NAT gateway is paid for */
   readonly vpc?: IVpc;
   /** @default 2048 (2 vCPU) */
@@ -71,6 +73,7 @@ export class FargateRunner extends Construct {
       environment: runnerEnvironment({
         apiKeySecretArn: props.apiKeySecret.secretArn,
         transcriptBucket: props.transcripts.bucket.bucketName,
+        gitTokenSecretArn: props.gitTokenSecret?.secretArn,
         idleTimeoutMs: props.idleTimeout?.toMilliseconds(),
         maxApiRetries: props.maxApiRetries,
         tools: props.tools,
@@ -80,6 +83,8 @@ export class FargateRunner extends Construct {
     });
     props.apiKeySecret.grantRead(this.taskDefinition.taskRole);
     props.transcripts.grantReadWrite(this.taskDefinition.taskRole);
+    props.transcripts.grantPatchWrites(this.taskDefinition.taskRole);
+    props.gitTokenSecret?.grantRead(this.taskDefinition.taskRole);
     Validations.of(this.taskDefinition).acknowledge({
       id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
       reason: 'Actions that support no resource-level permission: ecr:GetAuthorizationToken (the execution role pulls the image) and states:SendTask* (the task role answers its task token, which is the capability).',

@@ -12,6 +12,8 @@ export interface TranscriptBucketProps {
 }
 
 const TRANSCRIPTS = 'milestones/*';
+/** Patches of workspace changes that could not be pushed (lib/claude/transcript-store.ts savePatch). */
+const PATCHES = 'workspaces/*';
 
 /**
  * Milestone transcripts: one object per milestone, encrypted, TLS only, versioned (the
@@ -34,6 +36,8 @@ export class TranscriptBucket extends Construct {
         // `milestone close` tags the transcript; the live milestones' objects are never expired.
         { id: 'expire-closed-milestones', tagFilters: { [CLOSED_TAG.Key]: CLOSED_TAG.Value }, expiration: keep },
         { id: 'expire-replaced-versions', noncurrentVersionExpiration: keep, abortIncompleteMultipartUploadAfter: Duration.days(1) },
+        // A patch is kept as long as a closed milestone's transcript: long enough to apply it by hand.
+        { id: 'expire-workspace-patches', prefix: 'workspaces/', expiration: keep },
       ],
     });
     Validations.of(this).acknowledge({
@@ -45,6 +49,10 @@ export class TranscriptBucket extends Construct {
     Validations.of(Stack.of(this)).acknowledge({
       id: `AwsSolutions::AwsSolutions-IAM5[Resource::<${logicalId}.Arn>/${TRANSCRIPTS}]`,
       reason: 'Transcripts are one object per milestone under milestones/: roles get exactly the actions they need on that prefix, not the bucket.',
+    });
+    Validations.of(Stack.of(this)).acknowledge({
+      id: `AwsSolutions::AwsSolutions-IAM5[Resource::<${logicalId}.Arn>/${PATCHES}]`,
+      reason: 'One patch object per session under workspaces/, written only when a push failed: the runners may put there and nothing else.',
     });
   }
 
@@ -58,6 +66,11 @@ export class TranscriptBucket extends Construct {
     Grant.addToPrincipal({
       grantee, actions: ['s3:ListBucket'], resourceArns: [this.bucket.bucketArn], conditions: { StringLike: { 's3:prefix': [TRANSCRIPTS] } },
     });
+  }
+
+  /** Putting the patch of a workspace whose push failed, so nothing Claude did is lost: the runners. */
+  grantPatchWrites(grantee: IGrantable): Grant {
+    return Grant.addToPrincipal({ grantee, actions: ['s3:PutObject'], resourceArns: [this.bucket.arnForObjects(PATCHES)] });
   }
 
   /** Tagging a closed milestone's transcript for expiry: the API. */

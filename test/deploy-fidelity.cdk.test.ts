@@ -129,6 +129,30 @@ describe('the deployed grants', () => {
   });
 });
 
+describe('workspaces on AWS', () => {
+  const withToken = Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Git', { gitTokenSecretName: 'team/git' }));
+  const statements = (rolePrefix: string) => Object.values(withToken.findResources('AWS::IAM::Policy', {
+    Properties: { Roles: [{ Ref: Match.stringLikeRegexp(`^${rolePrefix}`) }] },
+  })).flatMap((p: any) => p.Properties.PolicyDocument.Statement);
+
+  it('lets both runners read the git token secret, named to them by ARN, and put patches under workspaces/ only', () => {
+    for (const role of ['RunnerFunctionServiceRole', 'FargateTaskTaskRole']) {
+      expect(statements(role)).toContainEqual(expect.objectContaining({
+        Action: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'], Resource: expect.objectContaining({ 'Fn::Join': expect.arrayContaining([expect.arrayContaining([':secret:team/git-??????'])]) }),
+      }));
+      expect(statements(role)).toContainEqual(expect.objectContaining({
+        Action: 's3:PutObject', Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [expect.stringMatching(/^TranscriptsBucket/), 'Arn'] }, '/workspaces/*']] },
+      }));
+    }
+    withToken.hasResourceProperties('AWS::Lambda::Function', { PackageType: 'Image', Environment: { Variables: Match.objectLike({ GIT_TOKEN_SECRET_ARN: Match.anyValue() }) } });
+  });
+
+  it('expires patches like closed transcripts, and the default stack has no git secret', () => {
+    withToken.hasResourceProperties('AWS::S3::Bucket', { LifecycleConfiguration: { Rules: Match.arrayWith([Match.objectLike({ Id: 'expire-workspace-patches', Prefix: 'workspaces/' })]) } });
+    expect(JSON.stringify(template.toJSON())).not.toContain('GIT_TOKEN_SECRET_ARN');
+  });
+});
+
 describe('schedules at synth', () => {
   it('refuses a time zone Scheduler does not know, naming the entry and the field', () => {
     const entry = { name: 'nightly', expression: 'cron(0 3 * * ? *)', projectId: 'demo', prompt: 'p' };

@@ -2,6 +2,11 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { v4 as uuidv4 } from 'uuid';
 import { describe, expect, it } from 'vitest';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { cloneWorkspace } from '../lib/claude/workspace.js';
 import { validateStartInput } from '../lib/sessions/execution-input.js';
 import { useTestRuntime, type TestRuntime } from './support/runtime.js';
 import { git, remoteRepository } from './support/git-remote.js';
@@ -78,5 +83,26 @@ describe('a session with a workspace', () => {
     expect(() => validateStartInput({ prompt: 'p', projectId: 'p', workspace: { repo: 'https://example.com/r.git', branch: 'main' } })).toThrow(/workspace\.branch must not be main or master/);
     expect(() => validateStartInput({ prompt: 'p', projectId: 'p', workspace: { repo: 'https://example.com/r.git', ref: '--upload-pack=x' } })).toThrow(/workspace\.ref must be a branch, tag or commit name/);
     expect(() => validateStartInput({ prompt: 'p', projectId: 'p', workspace: { repo: 'https://example.com/r.git', ref: 'v1.2', branch: 'claude/x' } })).not.toThrow();
+  });
+
+  it('hands git its token only as a header, and keeps it out of the error', async () => {
+    // Prepare: a remote that records what git sends, and refuses it
+    const headers: (string | undefined)[] = [];
+    const server = createServer((req, res) => {
+      headers.push(req.headers.authorization);
+      res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    const repo = `http://127.0.0.1:${(server.address() as AddressInfo).port}/team/widgets.git`;
+    const work = mkdtempSync(join(tmpdir(), 'clone-'));
+    try {
+      // Act
+      const clone = cloneWorkspace({ repo }, join(work, 'work'), work, { token: 'ghp_secret_token_value' });
+      // Assess
+      await expect(clone).rejects.toMatchObject({ name: 'WorkspaceCloneError', message: expect.not.stringContaining('ghp_secret_token_value') });
+      expect(headers[0]).toBe(`Basic ${Buffer.from('x-access-token:ghp_secret_token_value').toString('base64')}`);
+    } finally {
+      server.close();
+    }
   });
 });

@@ -6,6 +6,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { readApiKey } from '../../lib/claude/api-key.js';
+import { readGitToken } from '../../lib/claude/git-token.js';
 import { readRunnerEnvironment } from '../../lib/claude/runner-environment.js';
 import { runSessionTask, type RunnerInput } from '../../lib/claude/run-session-task.js';
 import { TranscriptStore } from '../../lib/claude/transcript-store.js';
@@ -34,6 +35,8 @@ export const handler = middy(async (input: RunnerInput, context: Context) => {
     permissionMode: runner.permissionMode,
     remainingMs: () => context.getRemainingTimeInMillis(),
     transcripts,
+    gitToken: runner.gitTokenSecretArn ? () => readGitToken(secrets, runner.gitTokenSecretArn!) : undefined,
+    savePatch: transcripts ? (sessionId, patch) => transcripts.savePatch(sessionId, patch) : undefined,
   });
   const { status, usage, numTurns, totalCostUsd, durationMs, error } = result.record;
   logger.info('Claude finished', { status, usage, numTurns, totalCostUsd, durationMs, error });

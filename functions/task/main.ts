@@ -6,6 +6,7 @@ import { Tracer } from '@aws-lambda-powertools/tracer';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { readApiKey } from '../../lib/claude/api-key.js';
+import { readGitToken } from '../../lib/claude/git-token.js';
 import { StepFunctionsCallbacks, executionPrompt, runFargateTask } from '../../lib/claude/fargate-task.js';
 import { readRunnerEnvironment, type RunnerEnvironment } from '../../lib/claude/runner-environment.js';
 import type { RunnerInput } from '../../lib/claude/run-session-task.js';
@@ -31,6 +32,7 @@ async function main(): Promise<number> {
   const callbacks = new StepFunctionsCallbacks(sfn, TASK_TOKEN);
   try {
     const runner = readRunnerEnvironment();
+    const transcripts = TranscriptStore.forBucket(runner.transcriptBucket, process.env, (s3) => tracer.captureAWSv3Client(s3));
     // First thing: a cold start that pulled the image has used part of HeartbeatSeconds already.
     await callbacks.heartbeat();
     logger.info('running Claude', { promptChars: session.promptChars, promptSha256: session.promptSha256 });
@@ -43,7 +45,9 @@ async function main(): Promise<number> {
         maxRetries: runner.maxApiRetries,
         tools: runner.tools,
         permissionMode: runner.permissionMode,
-        transcripts: TranscriptStore.forBucket(runner.transcriptBucket, process.env, (s3) => tracer.captureAWSv3Client(s3)),
+        transcripts,
+        gitToken: runner.gitTokenSecretArn ? () => readGitToken(new SecretsManagerClient({}), runner.gitTokenSecretArn!) : undefined,
+        savePatch: transcripts ? (sessionId, patch) => transcripts.savePatch(sessionId, patch) : undefined,
       },
       callbacks,
       runner.heartbeatIntervalSeconds * 1000,

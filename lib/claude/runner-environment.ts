@@ -11,8 +11,10 @@ import { DEFAULT_IDLE_TIMEOUT_MS } from './claude-process.js';
 export interface RunnerSettings {
   /** The Secrets Manager secret with the Anthropic API key (deployed runners). */
   apiKeySecretArn?: string;
-  /** Where milestone transcripts are kept. */
+  /** Where milestone transcripts (and the patches of workspaces that could not be pushed) are kept. */
   transcriptBucket?: string;
+  /** The Secrets Manager secret with the git token for https workspaces. */
+  gitTokenSecretArn?: string;
   /** No output for this long and the CLI is treated as hung. @default 5 minutes */
   idleTimeoutMs?: number;
   /** The CLI's own API retries (CLAUDE_CODE_MAX_RETRIES). @default 2 */
@@ -28,6 +30,7 @@ export interface RunnerSettings {
 const NAMES = {
   apiKeySecretArn: 'API_KEY_SECRET_ARN',
   transcriptBucket: 'TRANSCRIPT_BUCKET',
+  gitTokenSecretArn: 'GIT_TOKEN_SECRET_ARN',
   idleTimeoutMs: 'CLAUDE_IDLE_TIMEOUT_MS',
   maxApiRetries: 'CLAUDE_CODE_MAX_RETRIES',
   tools: 'CLAUDE_TOOLS',
@@ -45,13 +48,14 @@ export function runnerEnvironment(settings: RunnerSettings): Record<string, stri
   };
   if (settings.apiKeySecretArn) env[NAMES.apiKeySecretArn] = settings.apiKeySecretArn;
   if (settings.transcriptBucket) env[NAMES.transcriptBucket] = settings.transcriptBucket;
+  if (settings.gitTokenSecretArn) env[NAMES.gitTokenSecretArn] = settings.gitTokenSecretArn;
   if (settings.heartbeatIntervalSeconds !== undefined) env[NAMES.heartbeatIntervalSeconds] = String(settings.heartbeatIntervalSeconds);
   return env;
 }
 
 /** What a runner read from its environment: every setting resolved to its value. */
-export type RunnerEnvironment = Required<Omit<RunnerSettings, 'apiKeySecretArn' | 'transcriptBucket' | 'tools'>> &
-  Pick<RunnerSettings, 'apiKeySecretArn' | 'transcriptBucket'> & { tools: string[] };
+export type RunnerEnvironment = Required<Omit<RunnerSettings, 'apiKeySecretArn' | 'transcriptBucket' | 'gitTokenSecretArn' | 'tools'>> &
+  Pick<RunnerSettings, 'apiKeySecretArn' | 'transcriptBucket' | 'gitTokenSecretArn'> & { tools: string[] };
 
 /** Reads the settings once, at start; a bad value throws naming its variable. */
 export function readRunnerEnvironment(): RunnerEnvironment {
@@ -69,6 +73,7 @@ export function readRunnerEnvironment(): RunnerEnvironment {
   return {
     apiKeySecretArn: optional(NAMES.apiKeySecretArn),
     transcriptBucket: optional(NAMES.transcriptBucket),
+    gitTokenSecretArn: optional(NAMES.gitTokenSecretArn),
     idleTimeoutMs: positive(NAMES.idleTimeoutMs, DEFAULT_IDLE_TIMEOUT_MS),
     maxApiRetries: getNumberFromEnv({ key: NAMES.maxApiRetries, defaultValue: 2 }),
     tools: getStringFromEnv({ key: NAMES.tools, defaultValue: DEFAULT_TOOLS.join(',') }).split(',').map((t) => t.trim()).filter(Boolean),

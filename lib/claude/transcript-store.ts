@@ -39,6 +39,13 @@ export class TranscriptStore implements TranscriptStorage {
     return new TranscriptStore(wrap(new S3Client({ forcePathStyle: Boolean(env.AWS_ENDPOINT_URL_S3) })), bucket);
   }
 
+  /** A workspace's change that could not be pushed, kept under workspaces/ (the bucket expires it). */
+  async savePatch(sessionId: string, patch: Buffer): Promise<string> {
+    const key = `workspaces/${sessionId}.patch`;
+    await this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: patch, ContentType: 'text/x-patch', ServerSideEncryption: 'AES256' }));
+    return `s3://${this.bucket}/${key}`;
+  }
+
   async save(milestoneId: string, body: Buffer): Promise<TranscriptPointer> {
     const key = transcriptKey(milestoneId);
     const put = await this.s3.send(
