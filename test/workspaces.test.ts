@@ -8,6 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { cloneWorkspace } from '../lib/claude/workspace.js';
 import { validateStartInput } from '../lib/sessions/execution-input.js';
+import { parseSchedules } from '../lib/sessions/schedule-entry.js';
 import { useTestRuntime, type TestRuntime } from './support/runtime.js';
 import { git, remoteRepository } from './support/git-remote.js';
 
@@ -83,6 +84,13 @@ describe('a session with a workspace', () => {
     expect(() => validateStartInput({ prompt: 'p', projectId: 'p', workspace: { repo: 'https://example.com/r.git', branch: 'main' } })).toThrow(/workspace\.branch must not be main or master/);
     expect(() => validateStartInput({ prompt: 'p', projectId: 'p', workspace: { repo: 'https://example.com/r.git', ref: '--upload-pack=x' } })).toThrow(/workspace\.ref must be a branch, tag or commit name/);
     expect(() => validateStartInput({ prompt: 'p', projectId: 'p', workspace: { repo: 'https://example.com/r.git', ref: 'v1.2', branch: 'claude/x' } })).not.toThrow();
+  });
+
+  it('is taken by a schedule (the nightly dependency update), checked at synth like any input', () => {
+    const entry = { name: 'deps', expression: 'cron(0 3 * * ? *)', projectId: 'demo', prompt: 'Update the dependencies' };
+    const [schedule] = parseSchedules([{ ...entry, workspace: { repo: 'https://github.com/team/widgets.git', branch: 'deps/nightly' } }]);
+    expect(schedule!.input.workspace).toEqual({ repo: 'https://github.com/team/widgets.git', branch: 'deps/nightly' });
+    expect(() => parseSchedules([{ ...entry, workspace: { repo: 'https://github.com/team/widgets.git', branch: 'master' } }])).toThrow(/schedules\[0\] \(deps\): workspace\.branch must not be main or master/);
   });
 
   it('hands git its token only as a header, and keeps it out of the error', async () => {
