@@ -8,6 +8,7 @@ new ClaudeSessionsStack(app, 'ClaudeSessions', {
   apiKeySecretName: app.node.tryGetContext('apiKeySecretName'),
   apiKeySecretKmsKeyArn: app.node.tryGetContext('apiKeySecretKmsKeyArn'),
   gitTokenSecretName: app.node.tryGetContext('gitTokenSecretName'),
+  allowedTools: toolList(app.node.tryGetContext('allowedTools')),
   alarmTopicArn: app.node.tryGetContext('alarmTopicArn'),
   maxConcurrentSessions: positiveInt(app.node.tryGetContext('maxConcurrentSessions'), 'maxConcurrentSessions'),
   monthlyBudgetUsd: positiveNumber(app.node.tryGetContext('monthlyBudgetUsd'), 'monthlyBudgetUsd'),
@@ -16,6 +17,15 @@ new ClaudeSessionsStack(app, 'ClaudeSessions', {
   schedules: parseSchedules(app.node.tryGetContext('schedules')),
   env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
 });
+/** `-c allowedTools=Read,Bash` or a JSON array in cdk.json. */
+function toolList(value: unknown): string[] | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  const tools = Array.isArray(value) ? value.map(String) : String(value).split(',').map((t) => t.trim()).filter(Boolean);
+  const bad = tools.filter((t) => !/^[A-Za-z][A-Za-z0-9_]{0,63}$/.test(t));
+  if (bad.length) throw new Error(`context allowedTools must be tool names such as Read or Bash, not ${bad.join(', ')}`);
+  return tools;
+}
+
 function positiveInt(value: unknown, name: string, max = Number.MAX_SAFE_INTEGER): number | undefined {
   if (value === undefined || value === null || value === '') return undefined;
   const n = Number(value);

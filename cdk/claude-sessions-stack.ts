@@ -30,6 +30,11 @@ export interface ClaudeSessionsStackProps extends StackProps {
    * for sessions whose workspace is an https repository. Context `gitTokenSecretName`. @default none
    */
   readonly gitTokenSecretName?: string;
+  /**
+   * The tools a session may ask for in its input (`tools`), beyond none: e.g. Bash for a workspace
+   * whose tests Claude should run. Context `allowedTools` (comma-separated). @default Read, Glob, Grep, Edit, Write
+   */
+  readonly allowedTools?: readonly string[];
   /** A VPC with private subnets (and egress) for Fargate tasks. @default a public-subnet VPC, no NAT */
   readonly vpc?: IVpc;
   /** Scheduled sessions (cdk.json context `schedules`). @default none */
@@ -63,7 +68,7 @@ export class ClaudeSessionsStack extends Stack {
     const sessions = new SessionTable(this, 'Sessions');
     const transcripts = new TranscriptBucket(this, 'Transcripts');
     const creator = (this.creator = new SessionCreator(this, 'SessionCreator', {
-      maxConcurrentSessions: props.maxConcurrentSessions, monthlyBudgetUsd: props.monthlyBudgetUsd, sessions,
+      maxConcurrentSessions: props.maxConcurrentSessions, monthlyBudgetUsd: props.monthlyBudgetUsd, sessions, allowedTools: props.allowedTools,
       runAttempts: props.runAttempts,
     }));
     const gitTokenSecret = props.gitTokenSecretName ? Secret.fromSecretNameV2(this, 'GitToken', props.gitTokenSecretName) : undefined;
@@ -100,7 +105,7 @@ export class ClaudeSessionsStack extends Stack {
       reason: 'states:DescribeExecution on the executions of this one state machine: a task reads its own execution\'s input (its prompt), whose name it cannot know at deploy time.',
     });
     this.api = new SessionApi(this, 'Http', {
-      sessions, stateMachine: this.workflow.stateMachine, transcripts,
+      sessions, stateMachine: this.workflow.stateMachine, transcripts, allowedTools: props.allowedTools,
       maxConcurrentSessions: props.maxConcurrentSessions, monthlyBudgetUsd: props.monthlyBudgetUsd,
     });
     const reaper = new SessionReaper(this, 'Reaper', { sessions, stateMachine: this.workflow.stateMachine });

@@ -25,6 +25,8 @@ export interface SessionApiProps {
   readonly maxConcurrentSessions?: number;
   /** Checked before starting an execution (429), as CreateSession enforces it. @default no budget */
   readonly monthlyBudgetUsd?: number;
+  /** The tools a session may name in its input. @default DEFAULT_TOOLS (no shell, no web) */
+  readonly allowedTools?: readonly string[];
   /** @default 10 requests per second, bursts of 20 */
   readonly throttle?: { rateLimit: number; burstLimit: number };
   /** @default RetentionDays.ONE_MONTH */
@@ -54,6 +56,7 @@ export class SessionApi extends Construct {
         TRANSCRIPT_BUCKET: props.transcripts.bucket.bucketName,
         ...(props.maxConcurrentSessions ? { MAX_CONCURRENT_SESSIONS: String(props.maxConcurrentSessions) } : {}),
         ...(props.monthlyBudgetUsd ? { MONTHLY_BUDGET_USD: String(props.monthlyBudgetUsd) } : {}),
+        ...(props.allowedTools ? { ALLOWED_TOOLS: props.allowedTools.join(',') } : {}),
       },
     }).function;
     // Reads of the table and its indexes, starting this one state machine, and opening and

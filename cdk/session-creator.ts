@@ -12,6 +12,8 @@ export interface SessionCreatorProps {
   readonly maxConcurrentSessions?: number;
   /** USD a project may spend per calendar month; the month's cost is then read first. @default no budget */
   readonly monthlyBudgetUsd?: number;
+  /** The tools a session may name in its input. @default DEFAULT_TOOLS (no shell, no web) */
+  readonly allowedTools?: readonly string[];
   /** Runs of the CLI a session may take when the API fails transiently (429, 5xx, 529). @default 3 */
   readonly runAttempts?: number;
   /** Wait before the second run, doubled for each later one. @default Duration.seconds(15) */
@@ -43,6 +45,7 @@ export class SessionCreator extends Construct {
         ...(props.maxConcurrentSessions ? { MAX_CONCURRENT_SESSIONS: String(props.maxConcurrentSessions) } : {}),
         TABLE_NAME: props.sessions.table.tableName,
         ...(props.monthlyBudgetUsd ? { MONTHLY_BUDGET_USD: String(props.monthlyBudgetUsd) } : {}),
+        ...(props.allowedTools ? { ALLOWED_TOOLS: props.allowedTools.join(',') } : {}),
       },
     }).function;
     props.sessions.grantCreateSessions(this.function);

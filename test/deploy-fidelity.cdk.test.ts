@@ -153,6 +153,15 @@ describe('workspaces on AWS', () => {
   });
 });
 
+describe('tools a session may name', () => {
+  it('gives CreateSession and the API the deployment\'s allow-list, which both check', () => {
+    const allowing = Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Tools', { allowedTools: ['Read', 'Bash'] }));
+    for (const service of ['claude-sessions-create-session', 'claude-sessions-api']) {
+      allowing.hasResourceProperties('AWS::Lambda::Function', { Environment: { Variables: Match.objectLike({ POWERTOOLS_SERVICE_NAME: service, ALLOWED_TOOLS: 'Read,Bash' }) } });
+    }
+  });
+});
+
 describe('schedules at synth', () => {
   it('refuses a time zone Scheduler does not know, naming the entry and the field', () => {
     const entry = { name: 'nightly', expression: 'cron(0 3 * * ? *)', projectId: 'demo', prompt: 'p' };

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { fakeClaude, startTestRuntime, useTestRuntime, type TestRuntime } from './support/runtime.js';
-import { DEFAULT_TOOLS } from '../lib/claude/claude-args.js';
+import { DEFAULT_TOOLS } from '../lib/sessions/session-limits.js';
 
 let env: TestRuntime;
 

@@ -1,5 +1,4 @@
-/** Tools a session may use unless configured otherwise: files in its own working directory, no shell, no web. */
-export const DEFAULT_TOOLS = ['Read', 'Glob', 'Grep', 'Edit', 'Write'] as const;
+import { DEFAULT_TOOLS } from '../sessions/session-limits.js';
 /** Edits in the session's throw-away working directory need no approval; nothing else is asked. */
 export const DEFAULT_PERMISSION_MODE = 'acceptEdits';
 export const PERMISSION_MODES = ['acceptEdits', 'auto', 'bypassPermissions', 'default', 'dontAsk', 'plan'] as const;

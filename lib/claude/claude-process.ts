@@ -189,6 +189,7 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
 /** What of a session decides how its CLI starts (SessionStart has it all). */
 export interface SessionClaudeSettings {
   sessionId: string;
+  tools?: readonly string[];
   mode: 'fresh' | 'milestone';
   maxTurns?: number;
   maxBudgetUsd?: number;
@@ -230,7 +231,8 @@ export function claudeProcessOptions(
     maxRetries: config.maxRetries,
     claudePath: config.claudePath,
     workRoot: config.workRoot,
-    tools: config.tools,
+    // The session's own tools, which CreateSession has checked against the deployment's allow-list.
+    tools: session.tools ?? config.tools,
     permissionMode: config.permissionMode,
   };
 }

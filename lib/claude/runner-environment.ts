@@ -1,5 +1,6 @@
 import { getNumberFromEnv, getStringFromEnv } from '@aws-lambda-powertools/commons/utils/env';
-import { DEFAULT_PERMISSION_MODE, DEFAULT_TOOLS, PERMISSION_MODES, type PermissionMode } from './claude-args.js';
+import { DEFAULT_PERMISSION_MODE, PERMISSION_MODES, type PermissionMode } from './claude-args.js';
+import { DEFAULT_TOOLS } from '../sessions/session-limits.js';
 import { DEFAULT_IDLE_TIMEOUT_MS } from './claude-process.js';
 
 // The one contract between what deploys a runner and the runner itself: the CDK constructs

@@ -39,7 +39,7 @@ export async function startRun(prompt: string | undefined, values: RunFlags, env
   const { endpoint, standIn } = await localClaudeEndpoint(env);
   const number = (v: unknown) => (typeof v === 'number' ? v : undefined);
   // A workspace session's CLI starts in its clone, which does not exist yet.
-  const fresh = (input.mode ?? 'fresh') === 'fresh' && (input.runtime ?? 'lambda') === 'lambda' && !input.workspace;
+  const fresh = (input.mode ?? 'fresh') === 'fresh' && (input.runtime ?? 'lambda') === 'lambda' && !input.workspace && !input.tools;
   const numeric = [input.maxTurns, input.maxBudgetUsd, input.timeoutSeconds].every((v) => v === undefined || typeof v === 'number');
   let standby: StandbyClaude | undefined;
   if (fresh && numeric) {

@@ -147,7 +147,7 @@ async function runSession(prompt: string | undefined, values: RunFlags, io: CliI
     // A milestone task without --project is in its milestone's project.
     if (values.milestone && !values.project) input.projectId = (await runtime.milestones.get(values.milestone))?.projectId ?? input.projectId;
     const { assertCanStart } = await import('../sessions/start-checks.js');
-    await assertCanStart({ projectId: String(input.projectId), milestoneId: values.milestone }, {
+    await assertCanStart({ projectId: String(input.projectId), milestoneId: values.milestone, tools: input.tools as string[] | undefined }, {
       repository: runtime.repository, milestones: runtime.milestones, slots: runtime.slots, policy,
     });
     progress(`Session ${sessionId} · project ${input.projectId}${values.milestone ? ` · milestone ${values.milestone}` : ''} · local state machine`);

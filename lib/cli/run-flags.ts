@@ -16,6 +16,7 @@ export const RUN_FLAGS = {
   repo: { type: 'string' },
   ref: { type: 'string' },
   branch: { type: 'string' },
+  tools: { type: 'string' },
   json: { type: 'boolean', default: false },
 } as const;
 
@@ -56,6 +57,7 @@ export function runInput(prompt: string | undefined, values: RunFlags, sessionId
       timeoutSeconds: numberFlag(values['timeout-seconds']),
       // --ref and --branch without --repo still reach the schema, which names what is missing.
       workspace: values.repo ?? values.ref ?? values.branch ? { repo: localRepo(values.repo), ref: values.ref, branch: values.branch } : undefined,
+      tools: values.tools?.split(',').map((t) => t.trim()).filter(Boolean),
       trigger: 'cli',
     }).filter(([, v]) => v !== undefined),
   );

@@ -69,6 +69,8 @@ export const ExecutionInput = z
     timeoutSeconds: z.int().min(1).optional(),
     trigger: z.enum(TRIGGERS).default('console'),
     workspace: WorkspaceSchema.optional(),
+    // Tool names as the CLI's --tools takes them; which ones a session may name is the deployment's (SessionPolicy.allowedTools).
+    tools: z.array(z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/, 'must be tool names such as Read or Bash')).min(1).max(50).optional(),
   })
   .superRefine((input, ctx) => {
     if (input.mode === 'milestone' && !input.milestoneId) {

@@ -1,4 +1,5 @@
-import { prepareSessionStart, type SessionStart } from './execution-input.js';
+import { InvalidInputError, prepareSessionStart, type SessionStart } from './execution-input.js';
+import { DEFAULT_TOOLS } from './session-limits.js';
 
 /** What CreateSession hands on: the session it created, to run. */
 export interface PreparedSession {
@@ -27,6 +28,18 @@ export interface SessionPolicy {
   runAttempts?: number;
   /** Wait before the second run, doubled for each later one. @default 15 */
   retryBaseSeconds?: number;
+  /** The tools a session may name in its input (`tools`). @default the runner's defaults (DEFAULT_TOOLS: no shell, no web) */
+  allowedTools?: readonly string[];
+}
+
+/** A session's `tools` beyond what the deployment allows: refused by name, before anything runs. */
+export function assertToolsAllowed(tools: readonly string[] | undefined, policy: SessionPolicy): void {
+  if (!tools) return;
+  const allowed = policy.allowedTools ?? DEFAULT_TOOLS;
+  const refused = tools.filter((t) => !allowed.includes(t));
+  if (refused.length) {
+    throw new InvalidInputError([{ field: 'tools', message: `may name only the tools this deployment allows (${allowed.join(', ')}), not ${refused.join(', ')}` }]);
+  }
 }
 
 /** The policy from the environment (MAX_CONCURRENT_SESSIONS, MONTHLY_BUDGET_USD, behind an optional prefix). */
@@ -43,6 +56,7 @@ export function sessionPolicyFromEnv(env: NodeJS.ProcessEnv, prefix = ''): Sessi
     monthlyBudgetUsd: read('MONTHLY_BUDGET_USD', (n) => Number.isFinite(n) && n > 0, 'a number of dollars above 0'),
     runAttempts: read('RUN_ATTEMPTS', (n) => Number.isInteger(n) && n >= 1 && n <= 10, 'a whole number from 1 to 10'),
     retryBaseSeconds: read('RETRY_BASE_SECONDS', (n) => Number.isFinite(n) && n >= 0 && n <= 3600, 'a number of seconds from 0 to 3600'),
+    allowedTools: env[prefix + 'ALLOWED_TOOLS']?.split(',').map((t) => t.trim()).filter(Boolean) || undefined,
   };
 }
 
@@ -87,6 +101,7 @@ export interface ValidateInputEvent {
 /** The input checked and the session to create (with the deployment's policy applied); nothing is written. */
 export function prepareSession(event: ValidateInputEvent, policy: SessionPolicy = {}, now = new Date()): PreparedSession {
   const { session, prompt } = prepareSessionStart(event.input, { executionArn: event.executionArn, executionName: event.executionName, now });
+  assertToolsAllowed(session.tools, policy);
   // Its presence routes the session through AcquireSlot; without a limit, no slot is taken.
   if (policy.maxConcurrentSessions) session.concurrencyLimit = policy.maxConcurrentSessions;
   if (policy.runAttempts && policy.runAttempts > 1) {

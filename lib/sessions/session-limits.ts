@@ -1,6 +1,8 @@
 // The input's limits and defaults, with no schema library: a cold `run` reads them before zod loads.
 
 export const MAX_PROMPT_CHARS = 100_000;
+/** Tools a session may use unless configured otherwise: files in its own working directory, no shell, no web. */
+export const DEFAULT_TOOLS = ['Read', 'Glob', 'Grep', 'Edit', 'Write'] as const;
 /**
  * The prompt as it travels (UTF-8 of its JSON string): Step Functions limits an execution's
  * input and state to 256 KiB, and the state also carries the session, Claude's reply

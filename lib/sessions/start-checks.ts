@@ -1,7 +1,7 @@
 import type { MilestoneRepository } from './milestone-repository.js';
 import type { ProjectSlots } from './project-slots.js';
 import type { SessionRepository } from './session-repository.js';
-import { assertWithinBudget, type SessionPolicy } from './session-creation.js';
+import { assertToolsAllowed, assertWithinBudget, type SessionPolicy } from './session-creation.js';
 
 export interface StartCheckDeps {
   repository: SessionRepository;
@@ -15,7 +15,8 @@ export interface StartCheckDeps {
  * can act on: a milestone that takes no task, a spent budget, a full project. The workflow
  * enforces each of them anyway; this spares a doomed execution.
  */
-export async function assertCanStart(input: { projectId: string; milestoneId?: string }, deps: StartCheckDeps): Promise<void> {
+export async function assertCanStart(input: { projectId: string; milestoneId?: string; tools?: string[] }, deps: StartCheckDeps): Promise<void> {
+  assertToolsAllowed(input.tools, deps.policy ?? {});
   if (input.milestoneId) await deps.milestones.assertStartable(input.milestoneId, input.projectId);
   if (!deps.policy) return;
   await assertWithinBudget(input.projectId, deps.policy, (p, since) => deps.repository.costSince(p, since));
