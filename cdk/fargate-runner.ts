@@ -1,37 +1,21 @@
-import { RemovalPolicy, Validations, type Duration } from 'aws-cdk-lib';
+import { RemovalPolicy, Validations } from 'aws-cdk-lib';
 import { FlowLogDestination, SubnetType, Vpc, type IVpc } from 'aws-cdk-lib/aws-ec2';
 import type { DockerImageAsset } from 'aws-cdk-lib/aws-ecr-assets';
 import { Cluster, ContainerImage, ContainerInsights, CpuArchitecture, FargateTaskDefinition, LogDrivers, OperatingSystemFamily, type ContainerDefinition } from 'aws-cdk-lib/aws-ecs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
-import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import type { TranscriptBucket } from './transcript-bucket.js';
-import type { PermissionMode } from '../lib/claude/claude-args.js';
-import { runnerEnvironment } from '../lib/claude/runner-environment.js';
+import { grantRunner, runnerEnvironmentOf, type RunnerSettingsProps } from './runner-settings.js';
 
-export interface FargateRunnerProps {
+export interface FargateRunnerProps extends RunnerSettingsProps {
   readonly image: DockerImageAsset;
-  readonly apiKeySecret: ISecret;
-  /** Where milestone transcripts are kept between tasks (and patches of failed pushes). */
-  readonly transcripts: TranscriptBucket;
-  /** The git token for https workspaces: a plain string, or JSON with GIT_TOKEN. @default none: only public or local repositories */
-  readonly gitTokenSecret?: ISecret;
   /** @default a new VPC with public subnets only: tasks get a public IP, no NAT gateway is paid for */
   readonly vpc?: IVpc;
   /** @default 2048 (2 vCPU) */
   readonly cpu?: number;
   /** @default 8192 MiB */
   readonly memoryLimitMiB?: number;
-  /** @default 5 minutes without output before the CLI is treated as hung */
-  readonly idleTimeout?: Duration;
-  /** @default 2, the CLI's own API retries */
-  readonly maxApiRetries?: number;
   /** @default RetentionDays.ONE_MONTH */
   readonly logRetention?: RetentionDays;
-  /** The only tools Claude may use. @default Read, Glob, Grep, Edit, Write (no shell, no web) */
-  readonly tools?: readonly string[];
-  /** @default 'acceptEdits' */
-  readonly permissionMode?: PermissionMode;
 }
 
 /** Long sessions (up to 8 h): the runner image as a Fargate task that answers a task token. */
@@ -70,21 +54,9 @@ export class FargateRunner extends Construct {
         logGroup: new LogGroup(this, 'Logs', { retention: props.logRetention ?? RetentionDays.ONE_MONTH, removalPolicy: RemovalPolicy.DESTROY }),
       }),
       readonlyRootFilesystem: false,
-      environment: runnerEnvironment({
-        apiKeySecretArn: props.apiKeySecret.secretArn,
-        transcriptBucket: props.transcripts.bucket.bucketName,
-        gitTokenSecretArn: props.gitTokenSecret?.secretArn,
-        idleTimeoutMs: props.idleTimeout?.toMilliseconds(),
-        maxApiRetries: props.maxApiRetries,
-        tools: props.tools,
-        permissionMode: props.permissionMode,
-        heartbeatIntervalSeconds: 30,
-      }),
+      environment: runnerEnvironmentOf(props, { heartbeatIntervalSeconds: 30 }),
     });
-    props.apiKeySecret.grantRead(this.taskDefinition.taskRole);
-    props.transcripts.grantReadWrite(this.taskDefinition.taskRole);
-    props.transcripts.grantPatchWrites(this.taskDefinition.taskRole);
-    props.gitTokenSecret?.grantRead(this.taskDefinition.taskRole);
+    grantRunner(this.taskDefinition.taskRole, props);
     Validations.of(this.taskDefinition).acknowledge({
       id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
       reason: 'Actions that support no resource-level permission: ecr:GetAuthorizationToken (the execution role pulls the image) and states:SendTask* (the task role answers its task token, which is the capability).',

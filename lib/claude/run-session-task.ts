@@ -144,7 +144,7 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
   // Every attempt's spend is kept: this one's plus what the state carried from the ones before.
   const spent = addSpent(retry?.prior ?? null, outcome);
   outcome = { ...outcome, ...spent, attempts: attempt };
-  if (workspace) outcome = await workspace.applyTo(outcome, start.sessionId, config);
+  if (workspace) outcome = await workspace.applyTo(outcome);
   // A transient API failure runs again, from the start, on fresh sessions only: a milestone's
   // conversation has moved on (its transcript) and is not replayed.
   const again = retried(run);
@@ -203,10 +203,10 @@ function workspaceHooks(start: SessionStart, prompt: string, config: RunnerConfi
   return {
     hooks,
     /** The record's workspace; a push that failed makes the session FAILED, its usage kept and its change saved as a patch. */
-    async applyTo(outcome: RunOutcome, sessionId: string, config: RunnerConfig): Promise<RunOutcome> {
+    async applyTo(outcome: RunOutcome): Promise<RunOutcome> {
       if (!pushed) return outcome;
       if (!pushed.error) return { ...outcome, workspace: pushed.record };
-      const savedAt = pushed.patch && config.savePatch ? await config.savePatch(sessionId, pushed.patch).catch(() => undefined) : undefined;
+      const savedAt = pushed.patch && config.savePatch ? await config.savePatch(start.sessionId, pushed.patch).catch(() => undefined) : undefined;
       const cause = `${pushed.error.message}${savedAt ? `; the change is kept as a patch at ${savedAt}` : ''}`;
       return { ...outcome, status: 'FAILED', error: pushed.error.name, cause: cause.slice(0, RESULT_MAX_CHARS), workspace: pushed.record };
     },
