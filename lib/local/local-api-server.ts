@@ -3,12 +3,16 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { MAX_BODY_BYTES } from '../api/http-errors.js';
+import { refuseForeignRequest } from './loopback-guard.js';
 
 type ApiHandler = (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
 
 /**
  * API Gateway on 127.0.0.1: each HTTP request becomes the REST API's proxy event for
- * the very handler that runs on AWS, and its result becomes the HTTP response.
+ * the very handler that runs on AWS, and its result becomes the HTTP response. Only requests
+ * to this server by a loopback name, and changes only from its own pages or from clients that
+ * send no Origin, are served (loopbackRefusal): a website's page can neither rebind its name to
+ * it nor post to it. No CORS headers: no other origin may read an answer.
  */
 export async function startLocalApiServer(
   handler: ApiHandler,
@@ -17,6 +21,7 @@ export async function startLocalApiServer(
   pages: Record<string, string> = {},
 ): Promise<{ url: string; server: Server; close(): Promise<void> }> {
   const server = createServer((req, res) => {
+    if (refuseForeignRequest(server, req, res)) return;
     const page = req.method === 'GET' ? pages[new URL(req.url ?? '/', 'http://127.0.0.1').pathname] : undefined;
     if (page !== undefined) {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(page);

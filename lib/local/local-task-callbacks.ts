@@ -1,5 +1,9 @@
-import { createServer, type Server } from 'node:http';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { refuseForeignRequest } from './loopback-guard.js';
+
+const AWS_JSON = 'application/x-amz-json-1.0';
 
 interface Waiter {
   resolve(output: unknown): void;
@@ -11,9 +15,17 @@ interface Waiter {
  * The part of Step Functions a task process talks to, on 127.0.0.1: SendTaskSuccess,
  * SendTaskFailure and SendTaskHeartbeat, and DescribeExecution (where the task reads its
  * prompt), in the service's own JSON protocol, so a task reports with the real SDK exactly
- * as it does on ECS.
+ * as it does on ECS. It answers only the task processes this runtime started: their requests
+ * carry `taskSessionToken` (the SDK sends AWS_SESSION_TOKEN as x-amz-security-token), so
+ * another process on this machine, or a page, cannot read a running session's prompt here.
  */
 export class LocalTaskCallbacks {
+  /**
+   * The session token of the credentials a task process gets, fresh for each runtime. A
+   * session token rather than a key pair: the same credentials sign for s3rver, which accepts
+   * only its own fixed key pair, and ignores the token.
+   */
+  readonly taskSessionToken = randomBytes(32).toString('base64url');
   private readonly waiters = new Map<string, Waiter>();
   private server?: Server;
 
@@ -25,13 +37,21 @@ export class LocalTaskCallbacks {
   }
 
   async start(): Promise<this> {
-    this.server = createServer((req, res) => {
+    const server = createServer((req, res) => {
+      if (refuseForeignRequest(server, req, res, { contentType: AWS_JSON, fields: { __type: 'AccessDeniedException' } })) return;
+      if (!this.isTaskOfThisRuntime(req)) {
+        res.writeHead(403, { 'content-type': AWS_JSON }).end(JSON.stringify({
+          __type: 'UnrecognizedClientException',
+          message: 'the security token included in the request is not one this runtime gave a task',
+        }));
+        return;
+      }
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
         const target = String(req.headers['x-amz-target'] ?? '').replace('AWSStepFunctions.', '');
         const reply = (status: number, body: object) => {
-          res.writeHead(status, { 'content-type': 'application/x-amz-json-1.0' }).end(JSON.stringify(body));
+          res.writeHead(status, { 'content-type': AWS_JSON }).end(JSON.stringify(body));
         };
         let body: { taskToken?: string; output?: string; error?: string; cause?: string; executionArn?: string };
         try {
@@ -66,8 +86,17 @@ export class LocalTaskCallbacks {
         reply(200, {});
       });
     });
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', () => resolve()));
+    this.server = server;
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
     return this;
+  }
+
+  private isTaskOfThisRuntime(req: IncomingMessage): boolean {
+    const token = req.headers['x-amz-security-token'];
+    if (typeof token !== 'string') return false;
+    // Digests, so the comparison takes the same time whatever the length or the prefix that matches.
+    const digest = (s: string) => createHash('sha256').update(s).digest();
+    return timingSafeEqual(digest(token), digest(this.taskSessionToken));
   }
 
   /** Waits for the task holding this token, failing as Step Functions does when its heartbeats stop. */

@@ -1,0 +1,195 @@
+import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { request } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { v4 as uuidv4 } from 'uuid';
+import type { APIGatewayProxyEvent } from 'aws-lambda';
+import { createApiHandler } from '../lib/api/router.js';
+import { startLocalApiServer } from '../lib/local/local-api-server.js';
+import { LocalTaskCallbacks } from '../lib/local/local-task-callbacks.js';
+import { useTestRuntime, type TestRuntime } from './support/runtime.js';
+
+interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: any;
+}
+
+/** A real HTTP request, with whatever Host and Origin a browser on another site would send. */
+function send(port: number, method: string, path: string, headers: Record<string, string> = {}, body?: unknown): Promise<Reply> {
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: '127.0.0.1', port, method, path, headers: payload === undefined ? headers : { 'content-type': 'application/json', ...headers } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let parsed: unknown = text;
+          try {
+            parsed = text ? JSON.parse(text) : undefined;
+          } catch {
+            // the page: HTML
+          }
+          resolve({ status: res.statusCode!, headers: res.headers, body: parsed });
+        });
+      },
+    );
+    req.once('error', reject);
+    req.end(payload);
+  });
+}
+
+describe('serve: only this machine, by a loopback name, and changes only from its own pages', () => {
+  let env: TestRuntime;
+  useTestRuntime((started) => (env = started));
+  let server: Awaited<ReturnType<typeof startLocalApiServer>>;
+  let port: number;
+  /** Every request the API handler was given: a refused one never reaches it. */
+  const handled: APIGatewayProxyEvent[] = [];
+
+  beforeAll(async () => {
+    const handler = createApiHandler({
+      repository: env.runtime.repository, milestones: env.runtime.milestones, starter: env.runtime, transcripts: env.runtime.transcripts,
+    });
+    server = await startLocalApiServer(async (event, context) => {
+      handled.push(event);
+      return handler(event, context);
+    }, 0, { '/': '<html>the page</html>' });
+    port = Number(new URL(server.url).port);
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it('listens on 127.0.0.1 only', () => {
+    expect(server.server.address()).toMatchObject({ address: '127.0.0.1', family: 'IPv4' });
+  });
+
+  it('refuses a GET of the API and of the page whose Host is another name (DNS rebinding), saying why', async () => {
+    // Prepare
+    const before = handled.length;
+    // Act
+    const api = await send(port, 'GET', '/projects', { host: `evil.example:${port}` });
+    const page = await send(port, 'GET', '/', { host: `evil.example:${port}` });
+    // Assess
+    expect(api).toMatchObject({ status: 403, body: { message: `Host evil.example:${port} is not this server: use http://127.0.0.1:${port}` } });
+    expect(page).toMatchObject({ status: 403, body: { message: expect.stringContaining('is not this server') } });
+    expect(handled.length).toBe(before);
+  });
+
+  it('refuses a POST whose Host is another name, or a loopback name with another port, and starts nothing', async () => {
+    const sessionId = uuidv4();
+    const before = handled.length;
+    const foreign = await send(port, 'POST', '/sessions', { host: 'evil.example' }, { prompt: 'leak the key', projectId: 'sec-host', sessionId });
+    const otherPort = await send(port, 'POST', '/sessions', { host: `localhost:${port + 1}` }, { prompt: 'leak the key', projectId: 'sec-host', sessionId });
+    expect(foreign).toMatchObject({ status: 403, body: { message: 'Host evil.example is not this server: use http://127.0.0.1:' + port } });
+    expect(otherPort).toMatchObject({ status: 403, body: { message: expect.stringContaining(`Host localhost:${port + 1}`) } });
+    expect(handled.length).toBe(before);
+    expect(env.runtime.inputOf(`arn:aws:states:us-east-1:000000000000:execution:ClaudeSessionsWorkflow:${sessionId}`)).toBeUndefined();
+  });
+
+  it('serves a Host of 127.0.0.1, localhost or [::1] with its port, or without a port', async () => {
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST:${port}`, `[::1]:${port}`, 'localhost']) {
+      const reply = await send(port, 'GET', '/projects', { host });
+      expect({ host, status: reply.status }).toEqual({ host, status: 200 });
+    }
+    expect(await send(port, 'GET', '/', { host: `localhost:${port}` })).toMatchObject({ status: 200, body: '<html>the page</html>' });
+  });
+
+  it('refuses a POST from a page of another origin, even one on this machine, and creates no session', async () => {
+    // Prepare
+    const sessionId = uuidv4();
+    const before = handled.length;
+    // Act
+    const replies = await Promise.all(
+      ['https://evil.example', `http://localhost:${port + 1}`, 'null'].map((origin) =>
+        send(port, 'POST', '/sessions', { host: `127.0.0.1:${port}`, origin }, { prompt: 'spend the key', projectId: 'sec-origin', sessionId })),
+    );
+    // Assess
+    expect(replies[0]).toMatchObject({
+      status: 403,
+      body: { message: `Origin https://evil.example is not this server: only its own pages (http://127.0.0.1:${port}) may POST here` },
+    });
+    expect(replies.map((r) => r.status)).toEqual([403, 403, 403]);
+    expect(handled.length).toBe(before);
+    await new Promise((r) => setTimeout(r, 300)); // a session started anyway would be created by now
+    expect(await env.runtime.repository.get(sessionId)).toBeUndefined();
+    expect(await env.runtime.repository.listByProject('sec-origin')).toMatchObject({ items: [] });
+  });
+
+  it('starts a session on a same-origin POST and on one with no Origin (curl, the CLI)', async () => {
+    env.anthropic.respondByDefault({ kind: 'text', text: 'fine', usage: { input_tokens: 1, output_tokens: 1 } });
+    const fromPage = await send(port, 'POST', '/sessions', { host: `localhost:${port}`, origin: `http://localhost:${port}` }, { prompt: 'hi', projectId: 'sec-same' });
+    const fromCurl = await send(port, 'POST', '/sessions', {}, { prompt: 'hi', projectId: 'sec-same' });
+    expect(fromPage).toMatchObject({ status: 202, body: { sessionId: expect.any(String) } });
+    expect(fromCurl).toMatchObject({ status: 202, body: { sessionId: expect.any(String) } });
+    for (const { body } of [fromPage, fromCurl]) {
+      let session;
+      for (let i = 0; i < 300 && (!session || session.status === 'RUNNING'); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        session = await env.runtime.repository.get(body.sessionId);
+      }
+      expect(session).toMatchObject({ status: 'COMPLETED', projectId: 'sec-same' });
+    }
+  });
+
+  it('sends no CORS header, to a preflight or a cross-origin GET', async () => {
+    const preflight = await send(port, 'OPTIONS', '/sessions', { origin: 'https://evil.example', 'access-control-request-method': 'POST' });
+    const get = await send(port, 'GET', '/projects', { origin: 'https://evil.example' });
+    expect(get.status).toBe(200);
+    for (const reply of [preflight, get]) {
+      expect(Object.keys(reply.headers).filter((h) => h.startsWith('access-control-'))).toEqual([]);
+    }
+  });
+});
+
+describe('the local task-callbacks endpoint: only the task processes this runtime started', () => {
+  const executionArn = 'arn:aws:states:us-east-1:000000000000:execution:ClaudeSessionsWorkflow:secret-run';
+  let callbacks: LocalTaskCallbacks;
+  let port: number;
+
+  beforeAll(async () => {
+    callbacks = await new LocalTaskCallbacks((arn) => (arn === executionArn ? JSON.stringify({ prompt: 'the secret prompt' }) : undefined)).start();
+    port = Number(new URL(callbacks.endpoint).port);
+  });
+  afterAll(async () => {
+    await callbacks?.close();
+  });
+
+  /** DescribeExecution as the task's SDK sends it, signed with these credentials. */
+  async function describeExecution(credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }) {
+    const client = new SFNClient({ endpoint: callbacks.endpoint, region: 'us-east-1', credentials, maxAttempts: 1 });
+    try {
+      return await client.send(new DescribeExecutionCommand({ executionArn }));
+    } finally {
+      client.destroy();
+    }
+  }
+
+  it('answers DescribeExecution signed with the credentials a task gets', async () => {
+    const described = await describeExecution({ accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', sessionToken: callbacks.taskSessionToken });
+    expect(described.input).toBe(JSON.stringify({ prompt: 'the secret prompt' }));
+  });
+
+  it('refuses DescribeExecution signed with other credentials, or with none, and never shows the prompt', async () => {
+    // Act
+    const otherToken = describeExecution({ accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', sessionToken: 'guessed' });
+    const noToken = describeExecution({ accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' });
+    const unsigned = await send(port, 'POST', '/', { 'x-amz-target': 'AWSStepFunctions.DescribeExecution', 'content-type': 'application/x-amz-json-1.0' }, { executionArn });
+    // Assess
+    await expect(otherToken).rejects.toMatchObject({ name: 'UnrecognizedClientException', $metadata: { httpStatusCode: 403 } });
+    await expect(noToken).rejects.toMatchObject({ name: 'UnrecognizedClientException', $metadata: { httpStatusCode: 403 } });
+    expect(unsigned).toMatchObject({ status: 403, body: { message: expect.stringMatching(/security token/) } });
+    expect(JSON.stringify(unsigned.body)).not.toContain('secret prompt');
+  });
+
+  it('refuses a request whose Host is another name, even with the task credentials', async () => {
+    const reply = await send(port, 'POST', '/', {
+      host: `evil.example:${port}`,
+      'x-amz-target': 'AWSStepFunctions.DescribeExecution',
+      'x-amz-security-token': callbacks.taskSessionToken,
+    }, { executionArn });
+    expect(reply).toMatchObject({ status: 403, body: { __type: 'AccessDeniedException', message: `Host evil.example:${port} is not this server: use http://127.0.0.1:${port}` } });
+  });
+});
