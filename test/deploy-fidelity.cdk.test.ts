@@ -70,7 +70,7 @@ describe('the Fargate task\'s container overrides', () => {
     };
   }
 
-  it('stay under ECS\'s 8 KiB at their largest: 64-character ids, a milestone lease or a workspace, a retry, a 2,048-character token, whatever the prompt', () => {
+  it('stay under ECS\'s 8 KiB at their largest: 64-character ids, a milestone lease with a workspace (in the input and the item), a retry, a 2,048-character token, whatever the prompt', () => {
     // Prepare: every field at its longest; the prompt a marker that must not travel
     const id = 'x'.repeat(64);
     const marker = 'PROMPT-MUST-NOT-TRAVEL';
@@ -78,13 +78,14 @@ describe('the Fargate task\'s container overrides', () => {
     const common = { prompt: `${marker}"\n`.repeat(4_000), projectId: id, taskId: id, maxTurns: 200, maxBudgetUsd: 99999.123456, timeoutSeconds: 28_800, runtime: 'fargate', trigger: 'schedule' };
     const policy = { maxConcurrentSessions: 1000, runAttempts: 10, retryBaseSeconds: 3600 };
     const start = (input: Record<string, unknown>) => prepareSession({ input: { ...common, ...input }, executionArn, executionName: 'e'.repeat(80) }, policy);
-    const milestoneTask = start({ milestoneId: '6a2fe0ee-6684-4d70-bd8f-d08e873e2f22' });
+    const workspace = { repo: `https://git.example.com/${'r'.repeat(472)}.git`, ref: 'v'.repeat(200), branch: 'b'.repeat(200) };
+    const milestoneTask = start({ milestoneId: '6a2fe0ee-6684-4d70-bd8f-d08e873e2f22', workspace });
     const item = {
       ...toMilestoneItem(milestoneTask.session.milestoneId!, id, new Date()), leaseSessionId: milestoneTask.session.sessionId, leaseExecutionArn: executionArn,
       lastSessionId: milestoneTask.session.sessionId, updatedAt: new Date().toISOString(),
-      transcriptKey: `milestones/${milestoneTask.session.milestoneId}.jsonl`, transcriptSha256: 'f'.repeat(64), transcriptBytes: 2 ** 40, transcriptVersionId: 'v'.repeat(64),
+      transcriptKey: `milestones/${milestoneTask.session.milestoneId}.jsonl`, transcriptSha256: 'f'.repeat(64), transcriptBytes: 2 ** 40, transcriptVersionId: 'v'.repeat(64), workspace,
     };
-    const withWorkspace = start({ workspace: { repo: `https://git.example.com/${'r'.repeat(960)}.git`, ref: 'v'.repeat(200), branch: 'b'.repeat(200) } });
+    const withWorkspace = start({ workspace });
     const big = 2 ** 53 - 1;
     const retry = { attempt: 10, prior: { usage: { inputTokens: big, outputTokens: big, cacheReadInputTokens: big, cacheCreationInputTokens: big }, numTurns: big, totalCostUsd: 123456.123456789, durationMs: big } };
     // Act
@@ -93,6 +94,8 @@ describe('the Fargate task\'s container overrides', () => {
       renderedOverrides({ ...withWorkspace, retry }, 't'.repeat(2_048)),
     ].map((o) => JSON.stringify(o));
     // Assess: no prompt in them, and a kilobyte of room left
+    expect(workspace.repo).toHaveLength(500);
+    expect(rendered[0]).toContain('b'.repeat(200));
     for (const text of rendered) {
       expect(text).not.toContain(marker);
       expect(Buffer.byteLength(text, 'utf8')).toBeLessThan(8_192 - 1_024);

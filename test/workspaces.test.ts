@@ -8,6 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { cloneWorkspace } from '../lib/claude/workspace.js';
 import { validateStartInput } from '../lib/sessions/execution-input.js';
+import { assertCanStart } from '../lib/sessions/start-checks.js';
 import { parseSchedules } from '../lib/sessions/schedule-entry.js';
 import { useTestRuntime, type TestRuntime } from './support/runtime.js';
 import { git, remoteRepository } from './support/git-remote.js';
@@ -112,5 +113,79 @@ describe('a session with a workspace', () => {
     } finally {
       server.close();
     }
+  });
+});
+
+describe('a milestone on a workspace', () => {
+  it('continues one branch: the second task reads what the first wrote, and both commits land on the milestone\'s branch; main is untouched', async () => {
+    // Prepare: task one writes a plan; task two (naming no workspace) reads it and writes step one
+    const { bare, main } = remoteRepository();
+    const { milestoneId } = await env.runtime.milestones.open('ws-milestone');
+    env.anthropic.respondWith(
+      { kind: 'tool_use', name: 'Write', input: { file_path: 'PLAN.md', content: '1. Gather the widgets\n2. Polish them\n' } },
+      { kind: 'text', text: 'Wrote the plan' },
+      // With a limit: a whole-file Read of a file the conversation holds unchanged is answered with a stub (CLI 2.1.197).
+      { kind: 'tool_use', name: 'Read', input: { file_path: 'PLAN.md', limit: 10 } },
+      { kind: 'tool_use', name: 'Write', input: { file_path: 'STEP-1.md', content: 'Gathered.\n' } },
+      { kind: 'text', text: 'Step one done' },
+    );
+    // Act
+    const first = await env.runtime.run({ prompt: 'Write a plan', projectId: 'ws-milestone', milestoneId, workspace: { repo: bare } });
+    const second = await env.runtime.run({ prompt: 'Do step one', projectId: 'ws-milestone', milestoneId });
+    // Assess: the second task's Read returned the first task's file
+    expect(toolResult(3)).toContain('1. Gather the widgets');
+    const branch = `claude-sessions/milestone-${milestoneId}`;
+    expect(first.session).toMatchObject({
+      status: 'COMPLETED', workspace: { repo: bare, ref: null, baseCommit: main, branch, filesChanged: 1, insertions: 2, deletions: 0 },
+    });
+    expect(second.session).toMatchObject({
+      status: 'COMPLETED', workspace: { repo: bare, baseCommit: first.session!.workspace!.commit, branch, filesChanged: 1, insertions: 1 },
+    });
+    expect(git(bare, 'log', '--format=%H', branch).split('\n')).toEqual([second.session!.workspace!.commit, first.session!.workspace!.commit, main]);
+    expect(git(bare, 'show', `${branch}:PLAN.md`)).toBe('1. Gather the widgets\n2. Polish them');
+    expect(git(bare, 'rev-parse', 'main')).toBe(main);
+    expect(await env.runtime.milestones.get(milestoneId)).toMatchObject({ workspace: { repo: bare, ref: null, branch }, leaseSessionId: null });
+  });
+
+  it('continues the branch on Fargate too: the milestone\'s workspace reaches the task in its overrides', async () => {
+    // Prepare
+    const { bare, main } = remoteRepository();
+    const projectId = 'ws-milestone-fargate';
+    const { milestoneId } = await env.runtime.milestones.open(projectId);
+    env.anthropic.respondWith(
+      { kind: 'tool_use', name: 'Write', input: { file_path: 'PLAN.md', content: 'plan\n' } },
+      { kind: 'text', text: 'Wrote the plan' },
+      { kind: 'tool_use', name: 'Write', input: { file_path: 'STEP-1.md', content: 'done\n' } },
+      { kind: 'text', text: 'Step one done' },
+    );
+    // Act
+    const first = await env.runtime.run({ prompt: 'Write a plan', projectId, milestoneId, runtime: 'fargate', workspace: { repo: bare, branch: 'plan/widgets' } });
+    const second = await env.runtime.run({ prompt: 'Do step one', projectId, milestoneId, runtime: 'fargate' });
+    // Assess
+    expect(first.session).toMatchObject({ status: 'COMPLETED', workspace: { baseCommit: main, branch: 'plan/widgets' } });
+    expect(second.session).toMatchObject({ status: 'COMPLETED', workspace: { baseCommit: first.session!.workspace!.commit, branch: 'plan/widgets' } });
+    expect(git(bare, 'ls-tree', '--name-only', 'plan/widgets')).toBe('PLAN.md\nREADME.md\nSTEP-1.md');
+  });
+
+  it('refuses a later task that names another repository, naming the field, and leaves nothing RUNNING', async () => {
+    // Prepare: the first task fixes the milestone's repository (even changing nothing)
+    const { bare } = remoteRepository();
+    const other = remoteRepository();
+    const projectId = 'ws-milestone-other';
+    const { milestoneId } = await env.runtime.milestones.open(projectId);
+    const first = await env.runtime.run({ prompt: 'Look around', projectId, milestoneId, workspace: { repo: bare } });
+    env.anthropic.reset();
+    const input = { prompt: 'Now work on this one', projectId, milestoneId, workspace: { repo: other.bare } };
+    // Act
+    const early = await assertCanStart(input, { repository: env.runtime.repository, milestones: env.runtime.milestones }).catch((err: Error) => err);
+    const refused = await env.runtime.run(input); // as if the early check were skipped: the runner checks under the lease
+    // Assess
+    expect(first.session).toMatchObject({ status: 'COMPLETED', workspace: { branch: null } });
+    expect(early).toMatchObject({ name: 'InvalidInputError', message: expect.stringContaining(`workspace.repo must be ${bare}`) });
+    expect(refused.session).toMatchObject({ status: 'FAILED', error: 'InvalidInputError', cause: expect.stringContaining(`workspace.repo must be ${bare}, the repository of milestone ${milestoneId}`) });
+    expect(env.anthropic.messageRequests).toEqual([]);
+    expect(await env.runtime.repository.listRunning(projectId)).toEqual([]);
+    expect(await env.runtime.milestones.get(milestoneId)).toMatchObject({ leaseSessionId: null, status: 'OPEN', workspace: { repo: bare } });
+    expect(git(other.bare, 'branch', '--list', '--format=%(refname:short)')).toBe('main');
   });
 });

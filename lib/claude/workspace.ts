@@ -79,22 +79,37 @@ function cloneUrl(repo: string): string {
 
 /**
  * Clones the repository into `workDir` (shallow), at `ref` or the remote's default branch,
- * on a new local branch to push. Throws WorkspaceCloneError, before Claude runs.
+ * on a new local branch to push. With `continueBranch` (a milestone's branch), a branch the
+ * remote has already is cloned instead, so a task starts from the last task's commit.
+ * Throws WorkspaceCloneError, before Claude runs.
  */
-export async function cloneWorkspace(spec: WorkspaceSpec, workDir: string, home: string, access: GitAccess): Promise<{ baseCommit: string }> {
+export async function cloneWorkspace(
+  spec: WorkspaceSpec,
+  workDir: string,
+  home: string,
+  access: GitAccess,
+  continueBranch?: string,
+): Promise<{ baseCommit: string }> {
   const env = gitEnv(home, access);
+  const parent = join(workDir, '..');
+  let at = spec.ref;
   try {
     await rm(workDir, { recursive: true, force: true });
-    const refArgs = spec.ref && !/^[0-9a-f]{40}$/.test(spec.ref) ? ['--branch', spec.ref] : [];
-    await git(['clone', '--quiet', '--depth', '50', ...refArgs, cloneUrl(spec.repo), workDir], join(workDir, '..'), env);
-    if (spec.ref && /^[0-9a-f]{40}$/.test(spec.ref)) {
-      await git(['fetch', '--quiet', '--depth', '1', 'origin', spec.ref], workDir, env);
-      await git(['checkout', '--quiet', spec.ref], workDir, env);
+    const heads = continueBranch ? await git(['ls-remote', '--heads', cloneUrl(spec.repo), `refs/heads/${continueBranch}`], parent, env) : '';
+    // ls-remote matches a pattern's tail: only the exact ref counts.
+    const continuing = heads.split('\n').some((line) => line.endsWith(`\trefs/heads/${continueBranch}`));
+    if (continuing) at = continueBranch;
+    const commit = !continuing && spec.ref && /^[0-9a-f]{40}$/.test(spec.ref) ? spec.ref : undefined;
+    const refArgs = at && !commit ? ['--branch', at] : [];
+    await git(['clone', '--quiet', '--depth', '50', ...refArgs, cloneUrl(spec.repo), workDir], parent, env);
+    if (commit) {
+      await git(['fetch', '--quiet', '--depth', '1', 'origin', commit], workDir, env);
+      await git(['checkout', '--quiet', commit], workDir, env);
     }
     return { baseCommit: await git(['rev-parse', 'HEAD'], workDir, env) };
   } catch (err) {
     const message = (err as Error).message.replaceAll(access.token ?? '\u0000', '***');
-    throw new WorkspaceCloneError(`could not clone ${redactRepo(spec.repo)}${spec.ref ? ` at ${spec.ref}` : ''}: ${message}`);
+    throw new WorkspaceCloneError(`could not clone ${redactRepo(spec.repo)}${at ? ` at ${at}` : ''}: ${message}`);
   }
 }
 

@@ -29,7 +29,8 @@ function isRepo(repo: string): boolean {
 const WorkspaceSchema = z.strictObject({
   repo: z
     .string()
-    .max(1_000, 'must be at most 1000 characters')
+    // A milestone task on Fargate carries it twice (its input, the milestone item) in ECS's 8 KiB of overrides.
+    .max(500, 'must be at most 500 characters')
     .refine(isRepo, 'must be an https URL without credentials (they come from the deployment\'s git token), a file:// URL or an absolute path'),
   ref: z.string().regex(GIT_REF, 'must be a branch, tag or commit name').optional(),
   branch: z
@@ -75,9 +76,6 @@ export const ExecutionInput = z
   .superRefine((input, ctx) => {
     if (input.mode === 'milestone' && !input.milestoneId) {
       ctx.addIssue({ code: 'custom', path: ['milestoneId'], message: 'is required when mode is milestone' });
-    }
-    if (input.workspace && input.milestoneId) {
-      ctx.addIssue({ code: 'custom', path: ['workspace'], message: 'is not supported on milestone tasks yet: run the task without one, or as a fresh session' });
     }
     if (input.milestoneId && input.mode !== 'milestone') {
       ctx.addIssue({ code: 'custom', path: ['mode'], message: 'must be milestone when milestoneId is given' });

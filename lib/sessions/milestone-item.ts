@@ -24,6 +24,17 @@ export interface TranscriptPointer {
   versionId: string | null;
 }
 
+/**
+ * The repository a milestone's tasks work on: fixed by its first task that ran with one, so
+ * every later task continues the same branch (docs/ARCHITECTURE.md#workspaces).
+ */
+export interface MilestoneWorkspace {
+  repo: string;
+  /** Where the branch starts while the remote has no branch yet (null: the remote's default). */
+  ref: string | null;
+  branch: string;
+}
+
 export interface MilestoneRecord {
   milestoneId: string;
   projectId: string;
@@ -38,6 +49,7 @@ export interface MilestoneRecord {
   transcript: TranscriptPointer | null;
   lastSessionId: string | null;
   brokenReason: string | null;
+  workspace: MilestoneWorkspace | null;
 }
 
 export type MilestoneItem = Record<string, unknown>;
@@ -72,7 +84,15 @@ export function toMilestoneRecord(item: MilestoneItem): MilestoneRecord {
       : null,
     lastSessionId: str('lastSessionId'),
     brokenReason: str('brokenReason'),
+    workspace: toMilestoneWorkspace(item.workspace),
   };
+}
+
+function toMilestoneWorkspace(value: unknown): MilestoneWorkspace | null {
+  if (!value || typeof value !== 'object') return null;
+  const { repo, ref, branch } = value as Record<string, unknown>;
+  if (typeof repo !== 'string' || typeof branch !== 'string') return null;
+  return { repo, ref: typeof ref === 'string' ? ref : null, branch };
 }
 
 /**
@@ -87,10 +107,13 @@ export const ACQUIRE_NAMES = { '#status': 'status' };
 /** Every release is conditional on the lease being this execution's: nobody frees another's. */
 export const LEASE_CONDITION = 'leaseExecutionArn = :executionArn';
 
-/** After a run that returned (completed or failed): the transcript it left, and the lease freed. */
+/**
+ * After a run that returned (completed or failed): the transcript it left, the workspace its
+ * tasks continue (the same one again once fixed, so a repeat changes nothing), and the lease freed.
+ */
 export const RELEASE_AFTER_RUN_UPDATE =
   'SET transcriptKey = :key, transcriptSha256 = :sha256, transcriptBytes = :bytes, transcriptVersionId = :versionId, ' +
-  'lastSessionId = :sessionId, updatedAt = :updatedAt REMOVE leaseSessionId, leaseExecutionArn';
+  'workspace = :workspace, lastSessionId = :sessionId, updatedAt = :updatedAt REMOVE leaseSessionId, leaseExecutionArn';
 
 /** After an infrastructure failure: the transcript is left as it was. */
 export const RELEASE_UPDATE = 'SET updatedAt = :updatedAt REMOVE leaseSessionId, leaseExecutionArn';
@@ -105,6 +128,7 @@ export function releaseAfterRunValues(
   executionArn: string,
   sessionId: string,
   transcript: TranscriptPointer | null,
+  workspace: MilestoneWorkspace | null,
   updatedAt: Date,
 ): Record<string, unknown> {
   return {
@@ -113,6 +137,7 @@ export function releaseAfterRunValues(
     ':sha256': transcript?.sha256 ?? null,
     ':bytes': transcript?.bytes ?? 0,
     ':versionId': transcript?.versionId ?? null,
+    ':workspace': workspace,
     ':sessionId': sessionId,
     ':updatedAt': updatedAt.toISOString(),
   };

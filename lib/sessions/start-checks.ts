@@ -1,4 +1,6 @@
+import type { WorkspaceSpec } from './execution-input.js';
 import type { MilestoneRepository } from './milestone-repository.js';
+import { milestoneTaskWorkspace } from './milestone-workspace.js';
 import type { ProjectSlots } from './project-slots.js';
 import type { SessionRepository } from './session-repository.js';
 import { assertToolsAllowed, assertWithinBudget, type SessionPolicy } from './session-creation.js';
@@ -12,12 +14,15 @@ export interface StartCheckDeps {
 
 /**
  * What a trigger (the API, the CLI) refuses before starting an execution, with words a user
- * can act on: a milestone that takes no task, a spent budget, a full project. The workflow
- * enforces each of them anyway; this spares a doomed execution.
+ * can act on: a milestone that takes no task or works on another repository, a spent budget,
+ * a full project. The workflow enforces each of them anyway; this spares a doomed execution.
  */
-export async function assertCanStart(input: { projectId: string; milestoneId?: string; tools?: string[] }, deps: StartCheckDeps): Promise<void> {
+export async function assertCanStart(
+  input: { projectId: string; milestoneId?: string; tools?: string[]; workspace?: WorkspaceSpec },
+  deps: StartCheckDeps,
+): Promise<void> {
   assertToolsAllowed(input.tools, deps.policy ?? {});
-  if (input.milestoneId) await deps.milestones.assertStartable(input.milestoneId, input.projectId);
+  if (input.milestoneId) milestoneTaskWorkspace(await deps.milestones.assertStartable(input.milestoneId, input.projectId), input.workspace);
   if (!deps.policy) return;
   await assertWithinBudget(input.projectId, deps.policy, (p, since) => deps.repository.costSince(p, since));
   if (deps.policy.maxConcurrentSessions && deps.slots) await deps.slots.assertCapacity(input.projectId, deps.policy.maxConcurrentSessions);
