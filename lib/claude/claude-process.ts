@@ -9,12 +9,42 @@ import { buildClaudeArgs, type ClaudeArgsOptions } from './claude-args.js';
 // How the CLI process is started: no schema library here, so a cold `run` can start
 // Claude's CLI before it loads anything else (bin/claude-sessions.js, lib/cli/early-start.ts).
 
-export interface ClaudeEndpoint {
+/** Where the CLI reaches Claude: the Anthropic API with a key, or Amazon Bedrock with AWS credentials. */
+export type ClaudeEndpoint = AnthropicEndpoint | BedrockEndpoint;
+export type ModelProvider = 'anthropic' | 'bedrock';
+export const MODEL_PROVIDERS: readonly ModelProvider[] = ['anthropic', 'bedrock'];
+
+export interface AnthropicEndpoint {
+  provider?: 'anthropic';
   /** Passed to the CLI only, never logged or returned. */
   apiKey: string;
   /** ANTHROPIC_BASE_URL; unset means the real API. */
   baseUrl?: string;
+  /** ANTHROPIC_MODEL; unset, the CLI picks its own default. */
+  model?: string;
 }
+
+/** AWS credentials handed to the CLI: for invoking the model only (docs/ARCHITECTURE.md#bedrock). */
+export interface ModelCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+}
+
+export interface BedrockEndpoint {
+  provider: 'bedrock';
+  /** AWS_REGION: where the model is invoked. */
+  region: string;
+  /** ANTHROPIC_MODEL, always set: an unpinned CLI picks its own default, which moves with CLI versions. */
+  model: string;
+  /** ANTHROPIC_DEFAULT_HAIKU_MODEL: the small, fast model the CLI uses for its side tasks. */
+  smallFastModel?: string;
+  /** ANTHROPIC_BEDROCK_BASE_URL; unset means Bedrock's own endpoint in the region. */
+  baseUrl?: string;
+  /** Absent: the CLI signs nothing (CLAUDE_CODE_SKIP_BEDROCK_AUTH, for a stand-in or a signing gateway). */
+  credentials?: ModelCredentials;
+}
+
 
 /** Everything that decides how the CLI process is started (all of a run's options but the prompt and its lifecycle). */
 export interface ClaudeProcessOptions extends ClaudeArgsOptions {
@@ -161,7 +191,6 @@ function claudeEnv(options: ClaudeProcessOptions, home: string): NodeJS.ProcessE
     CLAUDE_CONFIG_DIR: join(home, '.claude'),
     TMPDIR: home,
     LANG: 'C.UTF-8',
-    ANTHROPIC_API_KEY: options.endpoint.apiKey,
     DISABLE_AUTOUPDATER: '1',
     DISABLE_TELEMETRY: '1',
     CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
@@ -169,7 +198,38 @@ function claudeEnv(options: ClaudeProcessOptions, home: string): NodeJS.ProcessE
     // A single stalled request must not outlive the run's own limit.
     API_TIMEOUT_MS: String(Math.max(1_000, Math.min(options.timeoutMs, 600_000))),
   };
-  if (options.endpoint.baseUrl) env.ANTHROPIC_BASE_URL = options.endpoint.baseUrl;
+  return { ...env, ...providerEnv(options.endpoint) };
+}
+
+/** The CLI's own variables for its provider (Claude Code's Bedrock settings: docs/ARCHITECTURE.md#bedrock). */
+function providerEnv(endpoint: ClaudeEndpoint): NodeJS.ProcessEnv {
+  if (endpoint.provider !== 'bedrock') {
+    const env: NodeJS.ProcessEnv = { ANTHROPIC_API_KEY: endpoint.apiKey };
+    if (endpoint.baseUrl) env.ANTHROPIC_BASE_URL = endpoint.baseUrl;
+    if (endpoint.model) env.ANTHROPIC_MODEL = endpoint.model;
+    return env;
+  }
+  // Every model the CLI may pick (its main model, the aliases a subagent may ask for, the
+  // small model of its side tasks) is one the deployment granted: no default of the CLI's own.
+  const env: NodeJS.ProcessEnv = {
+    CLAUDE_CODE_USE_BEDROCK: '1',
+    AWS_REGION: endpoint.region,
+    ANTHROPIC_MODEL: endpoint.model,
+    ANTHROPIC_DEFAULT_OPUS_MODEL: endpoint.model,
+    ANTHROPIC_DEFAULT_SONNET_MODEL: endpoint.model,
+    ANTHROPIC_DEFAULT_HAIKU_MODEL: endpoint.smallFastModel ?? endpoint.model,
+    // Else the CLI probes its own default models (an InvokeModel of max_tokens 1 on each tier
+    // it thinks unpinned, 2.1.197): calls the model role is denied, or billed if it were not.
+    CLAUDE_CODE_PROVIDER_MANAGED_BY_HOST: '1',
+  };
+  if (endpoint.baseUrl) env.ANTHROPIC_BEDROCK_BASE_URL = endpoint.baseUrl;
+  if (endpoint.credentials) {
+    env.AWS_ACCESS_KEY_ID = endpoint.credentials.accessKeyId;
+    env.AWS_SECRET_ACCESS_KEY = endpoint.credentials.secretAccessKey;
+    if (endpoint.credentials.sessionToken) env.AWS_SESSION_TOKEN = endpoint.credentials.sessionToken;
+  } else {
+    env.CLAUDE_CODE_SKIP_BEDROCK_AUTH = '1';
+  }
   return env;
 }
 

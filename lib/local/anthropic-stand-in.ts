@@ -1,7 +1,17 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import type { ClaudeEndpoint } from '../claude/claude-process.js';
+import type { AnthropicEndpoint, BedrockEndpoint, ClaudeEndpoint } from '../claude/claude-process.js';
+import {
+  STAND_IN_REGION,
+  accessKeyIdOf,
+  bedrockChunkEncoder,
+  bedrockError,
+  bedrockRoute,
+  getInferenceProfile,
+  listInferenceProfiles,
+  type BedrockRoute,
+} from './bedrock-event-stream.js';
 
 /** Token counts the stand-in reports for one reply, in the API's own field names. */
 export interface StandInUsage {
@@ -11,10 +21,13 @@ export interface StandInUsage {
   cache_creation_input_tokens?: number;
 }
 
-/** What the stand-in does with the next `POST /v1/messages`. */
+/** What the stand-in does with the next model call (Anthropic or Bedrock alike). */
 export type StandInReply =
   | { kind: 'text'; text?: string; usage?: StandInUsage }
-  /** An HTTP error with the API's error body (400, 401, 429, 500, 529 …). */
+  /**
+   * An HTTP error with the provider's error body: the API's (400, 401, 429, 500, 529 …),
+   * or Bedrock's for the same status (see `bedrockError`: 529 is served as 503).
+   */
   | { kind: 'error'; status: number; message?: string }
   /** Sends message_start (with its usage) and then nothing, holding the connection open. */
   | { kind: 'stall'; usage?: StandInUsage }
@@ -23,7 +36,20 @@ export type StandInReply =
 
 export interface RecordedRequest {
   path: string;
+  provider: 'anthropic' | 'bedrock';
+  /**
+   * message: a model call of the conversation, answered from the queue. probe: the CLI's
+   * check that a Bedrock model is enabled (a non-streaming invoke with max_tokens 1 and no
+   * session header, sent in the background: 2.1.197), answered outside the queue.
+   */
+  call: 'message' | 'probe' | 'other';
+  /** From the body (Anthropic) or the URL path, decoded (Bedrock). */
+  model: string | undefined;
   sessionId: string | undefined;
+  /** The access key id of a SigV4-signed request (Bedrock with credentials). */
+  accessKeyId: string | undefined;
+  /** For model calls: the usage the stand-in reported (zero for an error; message_start's for a stall). */
+  served?: StandInUsage;
   body: { model?: string; messages?: unknown[]; stream?: boolean } & Record<string, unknown>;
 }
 
@@ -33,28 +59,69 @@ const DEFAULT_USAGE: StandInUsage = {
   cache_read_input_tokens: 0,
   cache_creation_input_tokens: 0,
 };
+const NO_USAGE: StandInUsage = { input_tokens: 0, output_tokens: 0, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 };
+
+type ContentBlock = { type: 'text'; text: string } | { type: 'tool_use'; id: string; name: string; input: Record<string, unknown> };
+
+/** A complete Messages API message: the non-streaming body, and what a stream spells out event by event. */
+interface StandInMessage {
+  id: string;
+  type: 'message';
+  role: 'assistant';
+  model: string;
+  content: [ContentBlock];
+  stop_reason: 'end_turn' | 'tool_use';
+  stop_sequence: null;
+  usage: StandInUsage;
+}
+
+/** One Messages stream event (`message_start`, `content_block_delta`, …). */
+type StreamEvent = { type: string } & Record<string, unknown>;
+
+/** How a stream's events are written: SSE for the API, AWS event-stream frames for Bedrock. */
+interface StreamTransport {
+  contentType: string;
+  frame(event: StreamEvent): string | Uint8Array;
+}
+
+const SSE: StreamTransport = {
+  contentType: 'text/event-stream',
+  frame: (event) => `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`,
+};
 
 /**
- * A local stand-in for the Anthropic Messages API on 127.0.0.1: the real `claude`
- * binary talks to it through ANTHROPIC_BASE_URL, so tests and offline demos run the
- * real CLI end to end. It streams SSE exactly as the API does, and can be told to fail.
+ * A local stand-in for Claude's model API on 127.0.0.1, as the Anthropic Messages API
+ * (ANTHROPIC_BASE_URL) and as Amazon Bedrock (ANTHROPIC_BEDROCK_BASE_URL) at once: the real
+ * `claude` binary talks to it, so tests and offline demos run the real CLI end to end. Both
+ * providers take their replies from one queue and stream the same Messages events, SSE or
+ * event stream as each provider does, and both can be told to fail.
  */
 export class AnthropicStandIn {
   readonly requests: RecordedRequest[] = [];
   private readonly queue: StandInReply[] = [];
   private fallback: StandInReply = { kind: 'text' };
+  private readonly modelUsage = new Map<string, StandInUsage>();
   private server?: Server;
   private readonly open = new Set<ServerResponse>();
 
-  /** Replies used in order for the next requests; the default reply follows when they run out. */
+  /** Replies used in order for the next model calls; the default reply follows when they run out. */
   respondWith(...replies: StandInReply[]): this {
     this.queue.push(...replies);
     return this;
   }
 
-  /** The reply for every request that has no queued reply. */
+  /** The reply for every model call that has no queued reply. */
   respondByDefault(reply: StandInReply): this {
     this.fallback = reply;
+    return this;
+  }
+
+  /**
+   * The usage of replies to `model` (as recorded: the body's model, or Bedrock's path) that
+   * name none, so the CLI's per-model totals can be told apart.
+   */
+  usageFor(model: string, usage: StandInUsage): this {
+    this.modelUsage.set(model, usage);
     return this;
   }
 
@@ -62,11 +129,12 @@ export class AnthropicStandIn {
     this.queue.length = 0;
     this.requests.length = 0;
     this.fallback = { kind: 'text' };
+    this.modelUsage.clear();
   }
 
-  /** Messages requests only (the CLI may make others), in arrival order. */
+  /** The model calls of the conversation, both providers (not the CLI's Bedrock probes), in arrival order. */
   get messageRequests(): RecordedRequest[] {
-    return this.requests.filter((r) => r.path === '/v1/messages');
+    return this.requests.filter((r) => r.call === 'message');
   }
 
   /** Streams still open (a stalled reply stays open until its client goes away). */
@@ -80,9 +148,14 @@ export class AnthropicStandIn {
     return `http://127.0.0.1:${address.port}`;
   }
 
-  /** What the CLI is given to talk to this stand-in. */
-  get endpoint(): ClaudeEndpoint {
+  /** What the CLI is given to talk to this stand-in as the Anthropic API. */
+  get endpoint(): AnthropicEndpoint {
     return { apiKey: 'sk-ant-local-stand-in', baseUrl: this.url };
+  }
+
+  /** What the CLI is given to talk to this stand-in as Bedrock (no credentials: CLAUDE_CODE_SKIP_BEDROCK_AUTH). */
+  bedrockEndpoint(model = 'us.anthropic.claude-sonnet-4-5-20250929-v1:0'): BedrockEndpoint {
+    return { provider: 'bedrock', region: STAND_IN_REGION, model, baseUrl: this.url };
   }
 
   async start(port = 0): Promise<this> {
@@ -109,74 +182,109 @@ export class AnthropicStandIn {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const body = await readJson(req);
     const path = (req.url ?? '/').split('?')[0]!;
-    let body: RecordedRequest['body'] = {};
-    try {
-      body = chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : {};
-    } catch {
-      body = {};
-    }
-    const sessionHeader = req.headers['x-claude-code-session-id'];
-    this.requests.push({
+    const bedrock = bedrockRoute(req.method, path);
+    const sessionId = firstHeader(req.headers['x-claude-code-session-id']);
+    const recorded: RecordedRequest = {
       path,
-      sessionId: Array.isArray(sessionHeader) ? sessionHeader[0] : sessionHeader,
+      provider: bedrock ? 'bedrock' : 'anthropic',
+      call: callOf(req.method, path, bedrock, sessionId),
+      model: bedrock && 'modelId' in bedrock ? bedrock.modelId : typeof body.model === 'string' ? body.model : undefined,
+      sessionId,
+      accessKeyId: accessKeyIdOf(firstHeader(req.headers.authorization)),
       body,
-    });
+    };
+    this.requests.push(recorded);
 
-    if (req.method === 'POST' && path === '/v1/messages/count_tokens') {
-      return sendJson(res, 200, { input_tokens: DEFAULT_USAGE.input_tokens });
+    if (recorded.call === 'message') return this.reply(recorded, res);
+    if (recorded.call === 'probe') {
+      recorded.served = { ...NO_USAGE, input_tokens: 8, output_tokens: 1 };
+      return sendJson(res, 200, messageOf({ kind: 'text', text: 'ok' }, recorded.model!, recorded.served, body), requestIdHeader('bedrock'));
     }
-    if (req.method !== 'POST' || path !== '/v1/messages') {
+    if (!bedrock) {
+      if (req.method === 'POST' && path === '/v1/messages/count_tokens') return sendJson(res, 200, { input_tokens: DEFAULT_USAGE.input_tokens });
       return sendJson(res, 404, { type: 'error', error: { type: 'not_found_error', message: `no route ${path}` } });
     }
+    const headers = requestIdHeader('bedrock');
+    if (bedrock.operation === 'ListInferenceProfiles') return sendJson(res, 200, listInferenceProfiles(), headers);
+    if (bedrock.operation === 'CountTokens') return sendJson(res, 200, { inputTokens: DEFAULT_USAGE.input_tokens }, headers);
+    const profile = bedrock.operation === 'GetInferenceProfile' ? getInferenceProfile(bedrock.profileId) : undefined;
+    if (profile) return sendJson(res, 200, profile, headers);
+    return sendBedrockError(res, 404, `no inference profile ${path}`);
+  }
+
+  /** Answers a model call with the next reply, in the provider's shape. */
+  private async reply(recorded: RecordedRequest, res: ServerResponse): Promise<void> {
     const reply = this.queue.shift() ?? this.fallback;
-    const model = typeof body.model === 'string' ? body.model : 'claude-stand-in';
     if (reply.kind === 'error') {
-      return sendJson(res, reply.status, {
-        type: 'error',
-        error: { type: errorType(reply.status), message: reply.message ?? `stand-in error ${reply.status}` },
-      });
+      recorded.served = NO_USAGE;
+      const message = reply.message ?? `stand-in error ${reply.status}`;
+      if (recorded.provider === 'bedrock') return sendBedrockError(res, reply.status, message);
+      return sendJson(res, reply.status, { type: 'error', error: { type: errorType(reply.status), message } });
     }
-    const usage = { ...DEFAULT_USAGE, ...reply.usage };
-    if (body.stream === false) {
-      // Non-streaming calls (the CLI makes few) get the same content as one JSON body.
-      return sendJson(res, 200, {
-        id: `msg_${randomUUID()}`, type: 'message', role: 'assistant', model,
-        content: [{ type: 'text', text: replyText(reply, body) }],
-        stop_reason: 'end_turn', stop_sequence: null, usage,
-      });
+    const model = recorded.model ?? 'claude-stand-in';
+    const usage = { ...DEFAULT_USAGE, ...this.modelUsage.get(model), ...reply.usage };
+    const message = messageOf(reply, model, usage, recorded.body);
+    const streaming = recorded.provider === 'bedrock' ? recorded.path.endsWith('/invoke-with-response-stream') : recorded.body.stream !== false;
+    recorded.served = reply.kind === 'stall' ? { ...usage, output_tokens: 1 } : usage;
+    if (!streaming) {
+      if (reply.kind === 'stall') return this.holdOpen(res); // never answers
+      // Non-streaming calls (the CLI makes few) get the same message as one JSON body.
+      return sendJson(res, 200, message, requestIdHeader(recorded.provider));
     }
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
-    this.open.add(res);
-    res.on('close', () => this.open.delete(res));
-    const send = (event: string, data: object) => res.write(`event: ${event}\ndata: ${JSON.stringify({ type: event, ...data })}\n\n`);
-    send('message_start', {
-      message: {
-        id: `msg_${randomUUID()}`, type: 'message', role: 'assistant', model, content: [],
-        stop_reason: null, stop_sequence: null, usage: { ...usage, output_tokens: 1 },
-      },
-    });
+    const transport: StreamTransport = recorded.provider === 'bedrock'
+      ? { contentType: 'application/vnd.amazon.eventstream', frame: await bedrockChunkEncoder() }
+      : SSE;
+    res.writeHead(200, { 'content-type': transport.contentType, 'cache-control': 'no-cache', connection: 'keep-alive', ...requestIdHeader(recorded.provider) });
+    this.holdOpen(res);
+    for (const event of streamEvents(message, reply.kind === 'stall')) res.write(transport.frame(event));
     if (reply.kind === 'stall') return; // the connection stays open until the client gives up
-    let stopReason = 'end_turn';
-    if (reply.kind === 'tool_use') {
-      stopReason = 'tool_use';
-      send('content_block_start', {
-        index: 0,
-        content_block: { type: 'tool_use', id: `toolu_${randomUUID().replaceAll('-', '')}`, name: reply.name ?? 'Glob', input: {} },
-      });
-      send('content_block_delta', { index: 0, delta: { type: 'input_json_delta', partial_json: JSON.stringify(reply.input ?? { pattern: '*.md' }) } });
-    } else {
-      send('content_block_start', { index: 0, content_block: { type: 'text', text: '' } });
-      send('content_block_delta', { index: 0, delta: { type: 'text_delta', text: replyText(reply, body) } });
-    }
-    send('content_block_stop', { index: 0 });
-    send('message_delta', { delta: { stop_reason: stopReason, stop_sequence: null }, usage });
-    send('message_stop', {});
     this.open.delete(res);
     res.end();
   }
+
+  private holdOpen(res: ServerResponse): void {
+    this.open.add(res);
+    res.on('close', () => this.open.delete(res));
+  }
+}
+
+function callOf(method: string | undefined, path: string, bedrock: BedrockRoute | undefined, sessionId: string | undefined): RecordedRequest['call'] {
+  if (!bedrock) return method === 'POST' && path === '/v1/messages' ? 'message' : 'other';
+  if (bedrock.operation === 'InvokeModelWithResponseStream') return 'message';
+  // Every call of the conversation carries the session header; the model-access probes do not.
+  if (bedrock.operation === 'InvokeModel') return sessionId ? 'message' : 'probe';
+  return 'other';
+}
+
+/** The message a reply stands for: one text or tool_use block. */
+function messageOf(reply: Exclude<StandInReply, { kind: 'error' }>, model: string, usage: StandInUsage, body: RecordedRequest['body']): StandInMessage {
+  const block: ContentBlock = reply.kind === 'tool_use'
+    ? { type: 'tool_use', id: `toolu_${randomUUID().replaceAll('-', '')}`, name: reply.name ?? 'Glob', input: reply.input ?? { pattern: '*.md' } }
+    : { type: 'text', text: replyText(reply, body) };
+  return {
+    id: `msg_${randomUUID()}`, type: 'message', role: 'assistant', model, content: [block],
+    stop_reason: block.type === 'tool_use' ? 'tool_use' : 'end_turn', stop_sequence: null, usage,
+  };
+}
+
+/** The Messages stream events that spell out a message, as the API streams them; a stall stops after message_start. */
+function streamEvents(message: StandInMessage, stall: boolean): StreamEvent[] {
+  const { content: [block], stop_reason, usage } = message;
+  const start = { type: 'message_start', message: { ...message, content: [], stop_reason: null, usage: { ...usage, output_tokens: 1 } } };
+  if (stall) return [start];
+  return [
+    start,
+    { type: 'content_block_start', index: 0, content_block: block.type === 'tool_use' ? { ...block, input: {} } : { type: 'text', text: '' } },
+    {
+      type: 'content_block_delta', index: 0,
+      delta: block.type === 'tool_use' ? { type: 'input_json_delta', partial_json: JSON.stringify(block.input) } : { type: 'text_delta', text: block.text },
+    },
+    { type: 'content_block_stop', index: 0 },
+    { type: 'message_delta', delta: { stop_reason, stop_sequence: null }, usage },
+    { type: 'message_stop' },
+  ];
 }
 
 function replyText(reply: StandInReply, body: RecordedRequest['body']): string {
@@ -194,9 +302,32 @@ function errorType(status: number): string {
   return 'api_error';
 }
 
-function sendJson(res: ServerResponse, status: number, body: object): void {
-  res.writeHead(status, { 'content-type': 'application/json', 'request-id': `req_${randomUUID()}` });
+async function readJson(req: IncomingMessage): Promise<RecordedRequest['body']> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  try {
+    return chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : {};
+  } catch {
+    return {};
+  }
+}
+
+function firstHeader(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function requestIdHeader(provider: RecordedRequest['provider']): Record<string, string> {
+  return provider === 'bedrock' ? { 'x-amzn-requestid': randomUUID() } : { 'request-id': `req_${randomUUID()}` };
+}
+
+function sendJson(res: ServerResponse, status: number, body: object, headers: Record<string, string> = requestIdHeader('anthropic')): void {
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
   res.end(JSON.stringify(body));
+}
+
+function sendBedrockError(res: ServerResponse, status: number, message: string): void {
+  const error = bedrockError(status);
+  sendJson(res, error.status, { message }, { ...requestIdHeader('bedrock'), 'x-amzn-errortype': error.type });
 }
 
 /**
