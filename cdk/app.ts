@@ -13,6 +13,11 @@ new ClaudeSessionsStack(app, 'ClaudeSessions', {
   maxConcurrentSessions: positiveInt(app.node.tryGetContext('maxConcurrentSessions'), 'maxConcurrentSessions'),
   monthlyBudgetUsd: positiveNumber(app.node.tryGetContext('monthlyBudgetUsd'), 'monthlyBudgetUsd'),
   runAttempts: positiveInt(app.node.tryGetContext('runAttempts'), 'runAttempts', 10),
+  // Checked by the stack with the runner's own schema, naming the context key.
+  provider: app.node.tryGetContext('provider'),
+  model: app.node.tryGetContext('model'),
+  smallFastModel: app.node.tryGetContext('smallFastModel'),
+  projectModels: jsonObject(app.node.tryGetContext('projectModels'), 'projectModels'),
   // Validated here with the shared schema: a bad entry fails the synth, naming entry and field.
   schedules: parseSchedules(app.node.tryGetContext('schedules')),
   env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
@@ -24,6 +29,19 @@ function toolList(value: unknown): string[] | undefined {
   const bad = tools.filter((t) => !/^[A-Za-z][A-Za-z0-9_]{0,63}$/.test(t));
   if (bad.length) throw new Error(`context allowedTools must be tool names such as Read or Bash, not ${bad.join(', ')}`);
   return tools;
+}
+
+/** `-c projectModels='{"demo":"arn:…"}'` or an object in cdk.json. */
+function jsonObject(value: unknown, name: string): Record<string, string> | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value === 'object' && !Array.isArray(value)) return value as Record<string, string>;
+  try {
+    const parsed: unknown = JSON.parse(String(value));
+    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed as Record<string, string>;
+  } catch {
+    // named below
+  }
+  throw new Error(`context ${name} must be a JSON object of project id to application inference profile ARN, not ${JSON.stringify(value)}`);
 }
 
 function positiveInt(value: unknown, name: string, max = Number.MAX_SAFE_INTEGER): number | undefined {

@@ -16,6 +16,9 @@ import { Topic, type ITopic } from 'aws-cdk-lib/aws-sns';
 import { SessionEvents } from './session-events.js';
 import { SessionMonitoring } from './session-monitoring.js';
 import type { ScheduleEntry } from '../lib/sessions/schedule-entry.js';
+import type { ModelProvider } from '../lib/claude/claude-process.js';
+import { parseModelSettings } from '../lib/claude/model-provider.js';
+import { ModelAccess } from './model-access.js';
 
 export interface ClaudeSessionsStackProps extends StackProps {
   /** Name of an existing Secrets Manager secret holding the Anthropic API key. @default a new secret to fill in */
@@ -52,6 +55,17 @@ export interface ClaudeSessionsStackProps extends StackProps {
   readonly monthlyBudgetUsd?: number;
   /** Runs of the CLI a session may take when the API fails transiently. Context `runAttempts`. @default 3 */
   readonly runAttempts?: number;
+  /**
+   * Who serves Claude: `anthropic` (an API key in Secrets Manager) or `bedrock` (IAM, no key).
+   * Context `provider`. @default anthropic
+   */
+  readonly provider?: ModelProvider;
+  /** The model, pinned: required with Bedrock (an inference profile id or ARN). Context `model`. @default the CLI's own (Anthropic) */
+  readonly model?: string;
+  /** Bedrock: the small, fast model the CLI uses for side tasks. Context `smallFastModel`. @default the model */
+  readonly smallFastModel?: string;
+  /** Bedrock: an application inference profile ARN per project, so the bill divides by project. Context `projectModels`. */
+  readonly projectModels?: Record<string, string>;
 }
 
 export class ClaudeSessionsStack extends Stack {
@@ -64,7 +78,15 @@ export class ClaudeSessionsStack extends Stack {
 
   constructor(scope: Construct, id: string, props: ClaudeSessionsStackProps = {}) {
     super(scope, id, props);
-    const apiKeySecret = this.apiKeySecret(props.apiKeySecretName, props.apiKeySecretKmsKeyArn);
+    const model = parseModelSettings(
+      { provider: props.provider, model: props.model, smallFastModel: props.smallFastModel, projectModels: props.projectModels }, 'stack prop/context',
+    );
+    if (model.provider === 'bedrock' && (props.apiKeySecretName || props.apiKeySecretKmsKeyArn)) {
+      throw new Error('apiKeySecretName is set but provider is bedrock: Claude then runs with IAM credentials and reads no API key');
+    }
+    // With Bedrock there is no key: each session's Claude gets the model role's credentials instead.
+    const apiKeySecret = model.provider === 'anthropic' ? this.apiKeySecret(props.apiKeySecretName, props.apiKeySecretKmsKeyArn) : undefined;
+    const modelAccess = model.provider === 'bedrock' ? new ModelAccess(this, 'ModelAccess', { settings: model }) : undefined;
     const sessions = new SessionTable(this, 'Sessions');
     const transcripts = new TranscriptBucket(this, 'Transcripts');
     const creator = (this.creator = new SessionCreator(this, 'SessionCreator', {
@@ -72,8 +94,8 @@ export class ClaudeSessionsStack extends Stack {
       runAttempts: props.runAttempts,
     }));
     const gitTokenSecret = props.gitTokenSecretName ? Secret.fromSecretNameV2(this, 'GitToken', props.gitTokenSecretName) : undefined;
-    const runner = (this.runner = new ClaudeRunner(this, 'Runner', { apiKeySecret, transcripts, gitTokenSecret }));
-    const fargate = new FargateRunner(this, 'Fargate', { image: runner.image, apiKeySecret, transcripts, gitTokenSecret, vpc: props.vpc });
+    const runner = (this.runner = new ClaudeRunner(this, 'Runner', { apiKeySecret, model, modelAccess, transcripts, gitTokenSecret }));
+    const fargate = new FargateRunner(this, 'Fargate', { image: runner.image, apiKeySecret, model, modelAccess, transcripts, gitTokenSecret, vpc: props.vpc });
     if (props.apiKeySecretKmsKeyArn) {
       // An imported key's grant cannot reach its key policy, and Secret.grantRead then adds none
       // to the roles either: the two readers of the secret get Decrypt, through Secrets Manager only.

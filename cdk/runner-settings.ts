@@ -4,11 +4,17 @@ import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { PermissionMode } from '../lib/claude/claude-args.js';
 import { runnerEnvironment, type RunnerSettings } from '../lib/claude/runner-environment.js';
 import type { TranscriptBucket } from './transcript-bucket.js';
+import type { ModelAccess } from './model-access.js';
+import type { ModelSettings } from '../lib/claude/model-provider.js';
 
 /** What both runners (the Lambda and the Fargate task) are given: one set, so the two cannot drift. */
 export interface RunnerSettingsProps {
-  /** Holds the Anthropic API key: a plain string, or JSON with ANTHROPIC_API_KEY. */
-  readonly apiKeySecret: ISecret;
+  /** Holds the Anthropic API key: a plain string, or JSON with ANTHROPIC_API_KEY. None with Bedrock. */
+  readonly apiKeySecret?: ISecret;
+  /** Who serves Claude and which models. @default the Anthropic API, the CLI's default model */
+  readonly model?: ModelSettings;
+  /** Bedrock: the role each session's Claude invokes the model with. */
+  readonly modelAccess?: ModelAccess;
   /** Where milestone transcripts are kept between tasks (and patches of failed pushes). */
   readonly transcripts: TranscriptBucket;
   /** The git token for https workspaces: a plain string, or JSON with GIT_TOKEN. @default none: only public or local repositories */
@@ -26,7 +32,9 @@ export interface RunnerSettingsProps {
 /** The runner's environment (lib/claude/runner-environment.ts) from its props. */
 export function runnerEnvironmentOf(props: RunnerSettingsProps, extra: Pick<RunnerSettings, 'heartbeatIntervalSeconds'> = {}): Record<string, string> {
   return runnerEnvironment({
-    apiKeySecretArn: props.apiKeySecret.secretArn,
+    apiKeySecretArn: props.apiKeySecret?.secretArn,
+    model: props.model,
+    modelRoleArn: props.modelAccess?.role.roleArn,
     transcriptBucket: props.transcripts.bucket.bucketName,
     gitTokenSecretArn: props.gitTokenSecret?.secretArn,
     idleTimeoutMs: props.idleTimeout?.toMilliseconds(),
@@ -37,9 +45,10 @@ export function runnerEnvironmentOf(props: RunnerSettingsProps, extra: Pick<Runn
   });
 }
 
-/** What a runner may reach: its secrets, the transcripts, and where a failed push's patch goes. */
+/** What a runner may reach: its secrets (or the model role), the transcripts, and where a failed push's patch goes. */
 export function grantRunner(grantee: IGrantable, props: RunnerSettingsProps): void {
-  props.apiKeySecret.grantRead(grantee);
+  props.apiKeySecret?.grantRead(grantee);
+  props.modelAccess?.grantAssume(grantee);
   props.transcripts.grantReadWrite(grantee);
   props.transcripts.grantPatchWrites(grantee);
   props.gitTokenSecret?.grantRead(grantee);

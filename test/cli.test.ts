@@ -62,10 +62,15 @@ describe('npx claude-sessions', () => {
     expect(run.stderr).toMatch(/→ CreateSession[\s\S]*→ RunClaude[\s\S]*→ ClaudeSucceeded[\s\S]*→ RecordUsage/);
     const session = JSON.parse(run.stdout);
     expect(Object.keys(session).sort()).toEqual([
-      'attempts', 'cause', 'claudeSessionId', 'durationMs', 'endedAt', 'error', 'milestoneId', 'mode', 'numTurns', 'projectId',
-      'result', 'runtime', 'sessionId', 'startedAt', 'status', 'stopReason', 'taskId', 'totalCostUsd', 'trigger', 'usage', 'workspace',
+      'attempts', 'cause', 'claudeSessionId', 'durationMs', 'endedAt', 'error', 'milestoneId', 'mode', 'model', 'modelUsage', 'numTurns',
+      'projectId', 'provider', 'result', 'runtime', 'sessionId', 'startedAt', 'status', 'stopReason', 'taskId', 'totalCostUsd', 'trigger',
+      'usage', 'workspace',
     ]);
-    expect(session).toMatchObject({ projectId: 'cli-run', status: 'COMPLETED', trigger: 'cli', usage: { inputTokens: 12, outputTokens: 34 } });
+    expect(session).toMatchObject({
+      projectId: 'cli-run', status: 'COMPLETED', trigger: 'cli', usage: { inputTokens: 12, outputTokens: 34 }, provider: 'anthropic', model: null,
+    });
+    // The split by model holds the same tokens: one model served this session.
+    expect(Object.values(session.modelUsage)).toEqual([expect.objectContaining(session.usage)]);
     expect(session.claudeSessionId).toBe(session.sessionId);
   });
 
@@ -229,5 +234,25 @@ describe('npx claude-sessions', () => {
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain(`milestone ${milestoneId} is closed and takes no more tasks`);
     expect(refused.stderr).not.toContain('→ CreateSession'); // refused before any execution
+  });
+
+  it('run --milestone --repo: the first task fixes the milestone\'s branch, later tasks inherit it, another --repo exits 2 naming the field', async () => {
+    // Prepare
+    const { bare } = remoteRepository();
+    const other = remoteRepository();
+    const milestoneId = (await cli(['milestone', 'open', '--project', 'cli-ms-ws'])).stdout.trim();
+    // Act
+    const first = await cli(['run', 'Look around', '--milestone', milestoneId, '--repo', relative(process.cwd(), bare), '--json']);
+    const inherited = await cli(['run', 'Look again', '--milestone', milestoneId, '--json']);
+    const refused = await cli(['run', 'Elsewhere', '--milestone', milestoneId, '--repo', other.bare]);
+    const shown = await cli(['milestone', 'show', milestoneId]);
+    // Assess: the built-in stand-in changes nothing, so no branch is pushed yet
+    expect(first.code, first.stderr).toBe(0);
+    expect(JSON.parse(first.stdout).workspace).toMatchObject({ repo: bare, branch: null });
+    expect(JSON.parse(inherited.stdout).workspace).toMatchObject({ repo: bare, branch: null });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`workspace.repo: must be ${bare}, the repository of milestone ${milestoneId}`);
+    expect(refused.stderr).not.toContain('→ CreateSession');
+    expect(shown.stdout).toContain(`${bare} · branch claude-sessions/milestone-${milestoneId}`);
   });
 });

@@ -3,6 +3,11 @@ import { v4 as uuidv4 } from 'uuid';
 import { readRunnerEnvironment, runnerEnvironment } from '../lib/claude/runner-environment.js';
 import { runSessionTask } from '../lib/claude/run-session-task.js';
 import { prepareSessionStart } from '../lib/sessions/execution-input.js';
+import {
+  CLOSE_UPDATE, RECORD_ATTEMPT_UPDATE, RUNNER_CONTRACT, RUNNING_CONDITION, closeValues, forContract, type RunOutcome,
+} from '../lib/sessions/session-item.js';
+import { LEASE_CONDITION, RELEASE_AFTER_RUN_UPDATE, releaseAfterRunValues } from '../lib/sessions/milestone-item.js';
+import { zeroUsage } from '../lib/sessions/usage.js';
 
 const saved = { ...process.env };
 afterEach(() => {
@@ -17,9 +22,22 @@ describe('the runner contract', () => {
     const read = readRunnerEnvironment();
     // Assess
     expect(read).toEqual({
-      apiKeySecretArn: 'arn:secret', transcriptBucket: undefined, idleTimeoutMs: 60_000, maxApiRetries: 2, tools: ['Read', 'Bash'],
-      permissionMode: 'plan', heartbeatIntervalSeconds: 30,
+      apiKeySecretArn: 'arn:secret', transcriptBucket: undefined, gitTokenSecretArn: undefined, idleTimeoutMs: 60_000, maxApiRetries: 2,
+      tools: ['Read', 'Bash'], permissionMode: 'plan', heartbeatIntervalSeconds: 30, model: { provider: 'anthropic' }, modelRoleArn: undefined,
     });
+  });
+
+  it('carries a Bedrock deployment\'s models, per-project profiles and model role', () => {
+    // Prepare
+    const model = {
+      provider: 'bedrock' as const, model: 'us.anthropic.claude-sonnet-4-5-20250929-v1:0', smallFastModel: 'us.anthropic.claude-haiku-4-5-20251001-v1:0',
+      projectModels: { demo: 'arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123' },
+    };
+    Object.assign(process.env, runnerEnvironment({ model, modelRoleArn: 'arn:aws:iam::123456789012:role/model' }));
+    // Act
+    const read = readRunnerEnvironment();
+    // Assess
+    expect(read).toMatchObject({ model, modelRoleArn: 'arn:aws:iam::123456789012:role/model', apiKeySecretArn: undefined });
   });
 
   it('refuses a bad setting at start, naming its variable', () => {
@@ -28,6 +46,14 @@ describe('the runner contract', () => {
     process.env.HEARTBEAT_INTERVAL_SECONDS = '30';
     process.env.CLAUDE_PERMISSION_MODE = 'yolo';
     expect(() => readRunnerEnvironment()).toThrow(/CLAUDE_PERMISSION_MODE must be one of/);
+    process.env.CLAUDE_PERMISSION_MODE = 'plan';
+    process.env.MODEL_PROVIDER = 'bedrock';
+    expect(() => readRunnerEnvironment()).toThrow(/CLAUDE_MODEL is required with provider bedrock/);
+    process.env.CLAUDE_MODEL = 'gpt-4';
+    expect(() => readRunnerEnvironment()).toThrow(/CLAUDE_MODEL must be an Anthropic model id on Bedrock/);
+    process.env.CLAUDE_MODEL = 'us.anthropic.claude-sonnet-4-5-20250929-v1:0';
+    process.env.PROJECT_MODELS = '{"demo":"arn:aws:bedrock:us-east-1:123456789012:inference-profile/x"}';
+    expect(() => readRunnerEnvironment()).toThrow(/PROJECT_MODELS\.demo must be an application inference profile ARN/);
   });
 });
 
@@ -42,5 +68,49 @@ describe('the runner and its prompt', () => {
     );
     // Assess
     await expect(run).rejects.toMatchObject({ name: 'PromptMismatchError', message: expect.stringMatching(/SHA-256 differs\); Claude did not run/) });
+  });
+});
+
+// An execution keeps the definition it started with while a deploy gives the runner function new
+// code: each update expression of either definition must get exactly the values it uses, or
+// DynamoDB refuses the write ("unused in expressions", or a missing value) and the close is lost.
+describe('the write contract across a deploy', () => {
+  // The expressions of the definition before contract 2 (commit 91b2e78), as executions started then still run them.
+  const CONTRACT_1 = {
+    close: 'SET #status = :status, endedAt = :endedAt, claudeSessionId = :claudeSessionId, #usage = :usage, ' +
+      'numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, modelUsage = :modelUsage, ' +
+      'stopReason = :stopReason, #result = :result, #error = :error, #cause = :cause, attempts = :attempts, workspace = :workspace',
+    attempt: 'SET #usage = :usage, numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, attempts = :attempts',
+    milestone: 'SET transcriptKey = :key, transcriptSha256 = :sha256, transcriptBytes = :bytes, transcriptVersionId = :versionId, ' +
+      'lastSessionId = :sessionId, updatedAt = :updatedAt REMOVE leaseSessionId, leaseExecutionArn',
+  };
+  const CONTRACT_2 = { close: CLOSE_UPDATE, attempt: RECORD_ATTEMPT_UPDATE, milestone: RELEASE_AFTER_RUN_UPDATE };
+  const CONDITIONS = { close: RUNNING_CONDITION, attempt: RUNNING_CONDITION, milestone: LEASE_CONDITION };
+  const placeholders = (...expressions: string[]) => [...new Set(expressions.join(' ').match(/:[A-Za-z0-9]+/g))].sort();
+
+  const outcome: RunOutcome = {
+    status: 'COMPLETED', endedAt: '2026-11-28T00:00:00.000Z', claudeSessionId: uuidv4(), usage: zeroUsage(), modelUsage: {}, provider: 'bedrock',
+    model: 'us.anthropic.claude-sonnet-4-5-20250929-v1:0', numTurns: 1, totalCostUsd: 0, durationMs: 1, stopReason: 'end_turn', result: 'ok',
+    error: null, cause: null, attempts: 1, workspace: null,
+  };
+  const values = {
+    close: closeValues(outcome),
+    attempt: { ':running': 'RUNNING', ':usage': zeroUsage(), ':modelUsage': {}, ':numTurns': 0, ':totalCostUsd': 0, ':durationMs': 0, ':attempts': 1 },
+    milestone: releaseAfterRunValues('arn:execution', uuidv4(), null, null, new Date()),
+  };
+
+  for (const update of ['close', 'attempt', 'milestone'] as const) {
+    it(`${update}: contract 2 gets the values its expression uses, and an execution of contract 1 those of its own`, () => {
+      expect(Object.keys(forContract(values[update], RUNNER_CONTRACT, update)).sort()).toEqual(placeholders(CONTRACT_2[update], CONDITIONS[update]));
+      expect(Object.keys(forContract(values[update], 1, update)).sort()).toEqual(placeholders(CONTRACT_1[update], CONDITIONS[update]));
+    });
+  }
+
+  it('the deployed definition passes its contract to the runner function', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { inject } = await import('vitest');
+    const template = JSON.parse(readFileSync(`${inject('cdkOut')}/ClaudeSessions.template.json`, 'utf8')) as { Resources: Record<string, { Type: string; Properties: { DefinitionString: unknown } }> };
+    const machine = Object.values(template.Resources).find((r) => r.Type === 'AWS::StepFunctions::StateMachine')!;
+    expect(JSON.stringify(machine.Properties.DefinitionString)).toContain(`\\"contract\\":${RUNNER_CONTRACT}`);
   });
 });

@@ -22,7 +22,7 @@ async function waitFor<T>(probe: () => Promise<T | undefined>): Promise<T> {
 const completed: RunOutcome = {
   status: 'COMPLETED', endedAt: new Date().toISOString(), claudeSessionId: null,
   usage: { inputTokens: 9, outputTokens: 9, cacheReadInputTokens: 0, cacheCreationInputTokens: 0 },
-  numTurns: 1, totalCostUsd: 0.01, durationMs: 5, modelUsage: {}, stopReason: 'end_turn', result: 'ok', error: null, cause: null, attempts: 1,
+  numTurns: 1, totalCostUsd: 0.01, durationMs: 5, modelUsage: {}, provider: 'anthropic', model: null, stopReason: 'end_turn', result: 'ok', error: null, cause: null, attempts: 1,
 };
 
 describe('the reaper: no session outlives its execution', () => {

@@ -30,7 +30,7 @@ function outcome(inputTokens: number, costUsd: number): RunOutcome {
   return {
     status: 'COMPLETED', endedAt: new Date().toISOString(), claudeSessionId: null,
     usage: { inputTokens, outputTokens: 2 * inputTokens, cacheReadInputTokens: 1, cacheCreationInputTokens: 0 },
-    numTurns: 1, totalCostUsd: costUsd, durationMs: 10, modelUsage: {}, stopReason: 'end_turn',
+    numTurns: 1, totalCostUsd: costUsd, durationMs: 10, modelUsage: {}, provider: 'anthropic', model: null, stopReason: 'end_turn',
     result: 'ok', error: null, cause: null, attempts: 1,
   };
 }

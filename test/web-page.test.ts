@@ -2,9 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
+import { git, remoteRepository } from './support/git-remote.js';
 
 // Debian's chromium. CI installs it (.ci/run) and sets REQUIRE_BROWSER, so there a missing
 // browser fails this file; on a machine without it the browser test is skipped, saying why.
@@ -17,13 +19,14 @@ const BIN = join(process.cwd(), 'bin', 'claude-sessions.js');
 let serve: ChildProcess;
 let url: string;
 let browser: Browser;
+// The model API `serve` talks to: a stand-in the test steers (Claude writes a file for the workspace test).
+let anthropic: AnthropicStandIn;
 
 beforeAll(async () => {
   if (!haveBrowser) return;
   const home = await mkdtemp(join(tmpdir(), 'claude-sessions-web-'));
-  const env: NodeJS.ProcessEnv = { ...process.env, CLAUDE_SESSIONS_HOME: home };
-  delete env.ANTHROPIC_API_KEY;
-  delete env.ANTHROPIC_BASE_URL;
+  anthropic = await new AnthropicStandIn().start();
+  const env: NodeJS.ProcessEnv = { ...process.env, CLAUDE_SESSIONS_HOME: home, ANTHROPIC_API_KEY: 'sk-ant-test', ANTHROPIC_BASE_URL: anthropic.url };
   // The page as a user gets it: `claude-sessions serve`, its own process.
   serve = spawn(process.execPath, [BIN, 'serve', '--port', '0'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   url = await new Promise<string>((resolve, reject) => {
@@ -44,10 +47,12 @@ afterAll(async () => {
     serve.kill('SIGINT');
     await new Promise((r) => serve.once('exit', r));
   }
+  await anthropic?.close();
 });
 
-async function runSession(projectId: string, prompt: string): Promise<Record<string, any>> {
-  const post = await (await fetch(`${url}/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt, projectId }) })).json() as { sessionId: string };
+async function runSession(projectId: string, prompt: string, extra: Record<string, unknown> = {}): Promise<Record<string, any>> {
+  const body = JSON.stringify({ prompt, projectId, ...extra });
+  const post = await (await fetch(`${url}/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })).json() as { sessionId: string };
   for (let i = 0; i < 300; i++) {
     const session = (await (await fetch(`${url}/sessions/${post.sessionId}`)).json()) as Record<string, any>;
     if (session.status && session.status !== 'RUNNING') return session;
@@ -85,6 +90,11 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
     const detail = await page.getByTestId('detail').innerText();
     expect(detail).toContain('COMPLETED');
     expect(detail).toContain(`in ${second.usage.inputTokens} · out ${second.usage.outputTokens}`);
+    // The split by model: one row per model that served the session, with its tokens and cost.
+    const [model, byModel] = Object.entries(second.modelUsage as Record<string, { inputTokens: number; outputTokens: number; cacheReadInputTokens: number; cacheCreationInputTokens: number; costUsd: number }>)[0]!;
+    expect(await page.getByTestId('model-usage').allInnerTexts()).toEqual([
+      `${model}: in ${byModel!.inputTokens} · out ${byModel!.outputTokens} · cache ${byModel!.cacheReadInputTokens}/${byModel!.cacheCreationInputTokens} · $${byModel!.costUsd.toFixed(6)}`,
+    ]);
     await page.getByTestId('filter-project').selectOption('');
     await row.waitFor();
     await mkdir('test-output', { recursive: true });
@@ -97,5 +107,36 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
     await page.locator('tbody tr').first().waitFor();
     const session = await runSession('web-live', 'One more');
     await page.locator(`tr[data-session="${session.sessionId}"]`).waitFor({ timeout: 10_000 });
+  }, 60_000);
+
+  it('shows a workspace session\'s branch and what changed on it, "no changes" when nothing did, and no workspace for a session without one', async () => {
+    // Prepare: Claude writes a three-line file in one workspace session, changes nothing in another;
+    // the repository's path would be markup if the page did not escape it
+    const bare = join(dirname(remoteRepository().bare), 'widgets<i>&amp;.git');
+    git(tmpdir(), 'clone', '--quiet', '--bare', join(dirname(bare), 'remote.git'), bare);
+    anthropic.respondWith(
+      { kind: 'tool_use', name: 'Write', input: { file_path: 'NOTES.md', content: 'one\ntwo\nthree\n' } },
+      { kind: 'text', text: 'Wrote the notes' },
+    );
+    const changed = await runSession('web-ws', 'Write notes', { workspace: { repo: bare, branch: 'notes/web' } });
+    const unchanged = await runSession('web-ws', 'Look around', { workspace: { repo: bare } });
+    const plain = await runSession('web-ws', 'No repository');
+    expect(changed).toMatchObject({ status: 'COMPLETED', workspace: { repo: bare, branch: 'notes/web', filesChanged: 1, insertions: 3, deletions: 0 } });
+    expect(git(bare, 'show', 'notes/web:NOTES.md')).toBe('one\ntwo\nthree');
+    const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+    await page.goto(`${url}/`);
+    const detailOf = async (sessionId: string) => {
+      await page.locator(`tr[data-session="${sessionId}"]`).click();
+      await expect.poll(() => page.getByTestId('detail').innerText()).toContain(sessionId);
+      return page.getByTestId('detail');
+    };
+    // Act + Assess: the repository as text (escaped, not markup), the branch and the counts
+    const detail = await detailOf(changed.sessionId);
+    expect(await detail.getByTestId('workspace').innerText()).toBe(`${bare} · branch notes/web · 1 file changed, +3 −0`);
+    expect(await detail.locator('i').count()).toBe(0);
+    expect(await (await detailOf(unchanged.sessionId)).getByTestId('workspace').innerText()).toBe(`${bare} · no changes`);
+    const none = await detailOf(plain.sessionId);
+    expect(await none.getByTestId('workspace').count()).toBe(0);
+    expect(await none.innerText()).not.toContain('Workspace');
   }, 60_000);
 });

@@ -5,7 +5,7 @@ import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import { Choice, Condition, IntegrationPattern, JsonPath, Pass, TaskInput, Timeout, Wait, WaitTime, type IChainable } from 'aws-cdk-lib/aws-stepfunctions';
 import { EcsFargateLaunchTarget, EcsRunTask, LambdaInvoke } from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import type { Construct } from 'constructs';
-import { RECORD_ATTEMPT_NAMES, RECORD_ATTEMPT_UPDATE, RUNNING_CONDITION } from '../../lib/sessions/session-item.js';
+import { RECORD_ATTEMPT_NAMES, RECORD_ATTEMPT_UPDATE, RUNNER_CONTRACT, RUNNING_CONDITION } from '../../lib/sessions/session-item.js';
 import type { FargateRunner } from '../fargate-runner.js';
 import { sessionKey } from './execution-state.js';
 import { THROTTLED_INVOKE_RETRY, type Role } from './roles.js';
@@ -33,7 +33,9 @@ export interface RunAttempt {
 export function runAttempt(scope: Construct, write: WriteState, step: Role, props: RunAttemptProps): RunAttempt {
   const runClaude = step.assign(new LambdaInvoke(scope, 'RunClaude', {
     lambdaFunction: props.runner,
-    payload: TaskInput.fromObject({ 'session.$': '$.session', 'prompt.$': '$.prompt', 'milestone.$': '$.milestone', 'retry.$': '$.retry' }),
+    payload: TaskInput.fromObject({
+      'session.$': '$.session', 'prompt.$': '$.prompt', 'milestone.$': '$.milestone', 'retry.$': '$.retry', contract: RUNNER_CONTRACT,
+    }),
     payloadResponseOnly: true,
     resultPath: '$.run',
     retryOnServiceExceptions: true,

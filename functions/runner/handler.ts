@@ -3,10 +3,11 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { STSClient } from '@aws-sdk/client-sts';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
-import { readApiKey } from '../../lib/claude/api-key.js';
 import { readGitToken } from '../../lib/claude/git-token.js';
+import { sessionEndpoints } from '../../lib/claude/model-endpoint.js';
 import { readRunnerEnvironment } from '../../lib/claude/runner-environment.js';
 import { runSessionTask, type RunnerInput } from '../../lib/claude/run-session-task.js';
 import { TranscriptStore } from '../../lib/claude/transcript-store.js';
@@ -16,19 +17,16 @@ const tracer = new Tracer();
 const runner = readRunnerEnvironment(); // once per cold start: a bad setting fails the init, naming it
 const secrets = tracer.captureAWSv3Client(new SecretsManagerClient({}));
 const transcripts = TranscriptStore.forBucket(runner.transcriptBucket, process.env, (s3) => tracer.captureAWSv3Client(s3));
-let apiKey: Promise<string> | undefined; // read once per cold start
+let sts: STSClient | undefined;
+const endpointFor = sessionEndpoints(runner, { secrets: () => secrets, sts: () => (sts ??= tracer.captureAWSv3Client(new STSClient({}))) });
 
 export const handler = middy(async (input: RunnerInput, context: Context) => {
   const { session } = input;
   logger.appendKeys({ sessionId: session.sessionId, projectId: session.projectId, executionArn: session.executionArn });
-  if (!runner.apiKeySecretArn) throw new Error('API_KEY_SECRET_ARN is not set: the deployment names the secret with the Anthropic API key');
-  apiKey ??= readApiKey(secrets, runner.apiKeySecretArn).catch((err: unknown) => {
-    apiKey = undefined; // a fixed secret is picked up by the next invocation
-    throw err;
-  });
-  logger.info('running Claude', { promptChars: session.promptChars, promptSha256: session.promptSha256 });
+  logger.info('running Claude', { promptChars: session.promptChars, promptSha256: session.promptSha256, provider: runner.model.provider });
   const result = await runSessionTask(input, {
-    endpoint: { apiKey: await apiKey, baseUrl: process.env.ANTHROPIC_BASE_URL },
+    endpoint: { apiKey: '' }, // every session's comes from sessionEndpoint
+    sessionEndpoint: endpointFor,
     idleTimeoutMs: runner.idleTimeoutMs,
     maxRetries: runner.maxApiRetries,
     tools: runner.tools,

@@ -5,13 +5,15 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SFNClient } from '@aws-sdk/client-sfn';
-import { readApiKey } from '../../lib/claude/api-key.js';
+import { STSClient } from '@aws-sdk/client-sts';
 import { readGitToken } from '../../lib/claude/git-token.js';
 import { StepFunctionsCallbacks, executionPrompt, runFargateTask } from '../../lib/claude/fargate-task.js';
-import { readRunnerEnvironment, type RunnerEnvironment } from '../../lib/claude/runner-environment.js';
+import { sessionEndpoints } from '../../lib/claude/model-endpoint.js';
+import { readRunnerEnvironment } from '../../lib/claude/runner-environment.js';
 import type { RunnerInput } from '../../lib/claude/run-session-task.js';
 import { TranscriptStore } from '../../lib/claude/transcript-store.js';
 import type { SessionStart } from '../../lib/sessions/execution-input.js';
+import { RUNNER_CONTRACT } from '../../lib/sessions/session-item.js';
 
 const logger = new Logger({ serviceName: 'claude-sessions-task' });
 // On ECS there is no Lambda trace context for the Tracer to attach segments to (and Fargate sets
@@ -37,10 +39,15 @@ async function main(): Promise<number> {
     await callbacks.heartbeat();
     logger.info('running Claude', { promptChars: session.promptChars, promptSha256: session.promptSha256 });
     const outcome = await runFargateTask(
-      { session, milestone, retry },
+      // The image is the task definition's: always the definition's contract.
+      { session, milestone, retry, contract: RUNNER_CONTRACT },
       () => executionPrompt(sfn, session.executionArn),
       {
-        endpoint: { apiKey: await apiKey(runner), baseUrl: process.env.ANTHROPIC_BASE_URL },
+        endpoint: { apiKey: '' }, // the session's comes from sessionEndpoint
+        sessionEndpoint: sessionEndpoints(runner, {
+          secrets: () => tracer.captureAWSv3Client(new SecretsManagerClient({})),
+          sts: () => tracer.captureAWSv3Client(new STSClient({})),
+        }),
         idleTimeoutMs: runner.idleTimeoutMs,
         maxRetries: runner.maxApiRetries,
         tools: runner.tools,
@@ -60,15 +67,6 @@ async function main(): Promise<number> {
     await callbacks.fail((err as Error).name ?? 'Error', (err as Error).message ?? String(err)).catch(() => undefined);
     return 1;
   }
-}
-
-/** From the deployment's secret; a local task (lib/local/local-fargate.ts) is given the key itself. */
-async function apiKey(runner: RunnerEnvironment): Promise<string> {
-  const key = runner.apiKeySecretArn
-    ? await readApiKey(tracer.captureAWSv3Client(new SecretsManagerClient({})), runner.apiKeySecretArn)
-    : process.env.ANTHROPIC_API_KEY;
-  if (!key) throw new Error('neither API_KEY_SECRET_ARN nor ANTHROPIC_API_KEY is set');
-  return key;
 }
 
 process.exitCode = await main();

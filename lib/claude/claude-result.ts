@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { addUsages, type Usage } from '../sessions/usage.js';
+import { addUsages, roundUsd, type Usage, type UsageByModel } from '../sessions/usage.js';
 
 const count = z.number().int().nonnegative().catch(0);
 
@@ -52,15 +52,26 @@ export function fromApiUsage(usage: z.infer<typeof ApiUsage>): Usage {
   };
 }
 
+/** The result's per-model usage in the record's field names. */
+export function modelUsageOf(result: ClaudeResult): UsageByModel {
+  return Object.fromEntries(Object.entries(result.modelUsage).map(([model, u]) => [model, {
+    inputTokens: u.inputTokens,
+    outputTokens: u.outputTokens,
+    cacheReadInputTokens: u.cacheReadInputTokens,
+    cacheCreationInputTokens: u.cacheCreationInputTokens,
+    costUsd: roundUsd(u.costUSD),
+  }]));
+}
+
 /**
- * The usage to record. When a run ends on --max-budget-usd the top-level usage can be
- * all zeros while money was spent; modelUsage still holds the per-model counts then.
+ * The usage to record: the sum over modelUsage. The top-level `usage` counts the main
+ * conversation's calls only, not a subagent's (measured with 2.1.197: docs/ARCHITECTURE.md#result-object-and-usage),
+ * and is all zeros when a run ends on --max-budget-usd; modelUsage is empty only when no
+ * call was answered, and the top-level counts stand then.
  */
 export function usageOf(result: ClaudeResult): Usage {
-  const top = fromApiUsage(result.usage);
-  const topIsZero = Object.values(top).every((n) => n === 0);
-  if (!topIsZero || result.total_cost_usd === 0) return top;
-  return addUsages(Object.values(result.modelUsage));
+  const byModel = Object.values(result.modelUsage);
+  return byModel.length ? addUsages(byModel) : fromApiUsage(result.usage);
 }
 
 /** API answers worth another whole run once the CLI's own retries are spent: overload, throttling, server faults. */

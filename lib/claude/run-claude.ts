@@ -7,7 +7,7 @@ import {
 } from './claude-process.js';
 import { ClaudeResult, fromApiUsage } from './claude-result.js';
 import { ClaudeAbortedError, ClaudeCrashError, ClaudeOutputError, ClaudeSpawnError } from './errors.js';
-import { addUsages, type Usage } from '../sessions/usage.js';
+import { addUsageByModel, addUsages, type Usage, type UsageByModel } from '../sessions/usage.js';
 
 
 export interface RunClaudeOptions extends ClaudeProcessOptions {
@@ -34,9 +34,9 @@ export interface WorkspaceHooks {
 export type ClaudeRun = (
   | { kind: 'result'; result: ClaudeResult; wallMs: number }
   /** Killed by a watchdog; `usage` is what the stream had reported until then. */
-  | { kind: 'timeout'; reason: 'wall-clock' | 'no-output'; limitMs: number; usage: Usage; numTurns: number; wallMs: number }
+  | { kind: 'timeout'; reason: 'wall-clock' | 'no-output'; limitMs: number; usage: Usage; modelUsage: UsageByModel; numTurns: number; wallMs: number }
   /** Ended without a result (crash, kill, non-zero exit); the tokens streamed so far are kept. */
-  | { kind: 'crashed'; error: ClaudeCrashError; usage: Usage; numTurns: number; wallMs: number }
+  | { kind: 'crashed'; error: ClaudeCrashError; usage: Usage; modelUsage: UsageByModel; numTurns: number; wallMs: number }
 ) & {
   /** The conversation's transcript as the CLI left it (persisted conversations only). */
   transcript?: Buffer;
@@ -153,7 +153,7 @@ async function superviseClaude(options: RunClaudeOptions, child: ChildProcess): 
   if (killedFor === 'aborted') throw new ClaudeAbortedError('the Claude CLI was stopped because its execution was aborted');
   if (killedFor) {
     const limitMs = killedFor === 'wall-clock' ? options.timeoutMs : options.idleTimeoutMs;
-    return { kind: 'timeout', reason: killedFor, limitMs, usage: progress.usage(), numTurns: progress.turns, wallMs };
+    return { kind: 'timeout', reason: killedFor, limitMs, usage: progress.usage(), modelUsage: progress.modelUsage(), numTurns: progress.turns, wallMs };
   }
   if (result) return { kind: 'result', result, wallMs };
   if (badLine !== undefined) {
@@ -161,17 +161,20 @@ async function superviseClaude(options: RunClaudeOptions, child: ChildProcess): 
   }
   if (exit.code === 0) throw new ClaudeOutputError('the Claude CLI exited 0 but printed no JSON result');
   const error = new ClaudeCrashError(exit.code, exit.signal, stderrTail.trim());
-  return { kind: 'crashed', error, usage: progress.usage(), numTurns: progress.turns, wallMs };
+  return { kind: 'crashed', error, usage: progress.usage(), modelUsage: progress.modelUsage(), numTurns: progress.turns, wallMs };
 }
 
 /** Usage as the stream reports it, for runs that are killed before their result. */
 class StreamProgress {
   turns = 0;
-  private readonly finished: Usage[] = [];
-  private readonly current = new Map<string, Usage>();
+  private readonly finished: MessageUsage[] = [];
+  private readonly current = new Map<string, MessageUsage>();
 
   observe(raw: unknown): void {
-    const line = raw as { type?: string; parent_tool_use_id?: string | null; event?: { type?: string; message?: { usage?: unknown }; usage?: unknown } };
+    const line = raw as {
+      type?: string; parent_tool_use_id?: string | null;
+      event?: { type?: string; message?: { usage?: unknown; model?: unknown }; usage?: unknown };
+    };
     if (line.type !== 'stream_event' || !line.event) return;
     const key = line.parent_tool_use_id ?? 'main';
     const { event } = line;
@@ -179,18 +182,33 @@ class StreamProgress {
       const previous = this.current.get(key);
       if (previous) this.finished.push(previous);
       this.turns += 1;
-      this.current.set(key, toUsage(event.message?.usage));
+      const model = typeof event.message?.model === 'string' ? event.message.model : 'unknown';
+      this.current.set(key, { model, usage: toUsage(event.message?.usage) });
     } else if (event.type === 'message_delta') {
       // message_delta carries the message's cumulative counts: they replace, not add.
       const before = this.current.get(key);
       const delta = toUsage(event.usage);
-      this.current.set(key, before ? { ...before, ...nonZero(delta) } : delta);
+      this.current.set(key, before ? { model: before.model, usage: { ...before.usage, ...nonZero(delta) } } : { model: 'unknown', usage: delta });
     }
   }
 
-  usage(): Usage {
-    return addUsages([...this.finished, ...this.current.values()]);
+  private messages(): MessageUsage[] {
+    return [...this.finished, ...this.current.values()];
   }
+
+  usage(): Usage {
+    return addUsages(this.messages().map((m) => m.usage));
+  }
+
+  /** By the model each message named; no cost (the CLI prices only in its result). */
+  modelUsage(): UsageByModel {
+    return this.messages().reduce<UsageByModel>((sum, m) => addUsageByModel(sum, { [m.model]: { ...m.usage, costUsd: 0 } }), {});
+  }
+}
+
+interface MessageUsage {
+  model: string;
+  usage: Usage;
 }
 
 function toUsage(raw: unknown): Usage {

@@ -1,20 +1,22 @@
 import { marshall, unmarshall, type NativeAttributeValue } from '@aws-sdk/util-dynamodb';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
-import { promptSha256, type SessionStart } from '../sessions/execution-input.js';
+import { promptSha256, type SessionStart, type WorkspaceSpec } from '../sessions/execution-input.js';
 import {
   RESULT_MAX_CHARS,
   closeValues,
   toClosedRecord,
   type RunOutcome,
   type SessionRecord,
+  forContract,
 } from '../sessions/session-item.js';
-import { claudeFailure, isTransientFailure, usageOf } from './claude-result.js';
-import { addUsage, addUsd, type Usage } from '../sessions/usage.js';
+import { claudeFailure, isTransientFailure, modelUsageOf, usageOf } from './claude-result.js';
+import { addUsage, addUsageByModel, addUsd, type Usage, type UsageByModel } from '../sessions/usage.js';
 import { PromptMismatchError, SessionIdMismatchError } from './errors.js';
 import { runClaude, type ClaudeRun, type WorkspaceHooks } from './run-claude.js';
 import { WorkspacePushError, cloneWorkspace, commitAndPush, defaultBranch, redactRepo } from './workspace.js';
-import { claudeProcessOptions, type RunnerClaudeSettings, type StandbyClaude } from './claude-process.js';
-import { releaseAfterRunValues, toMilestoneRecord, type MilestoneRecord, type TranscriptPointer } from '../sessions/milestone-item.js';
+import { claudeProcessOptions, type ClaudeEndpoint, type RunnerClaudeSettings, type StandbyClaude } from './claude-process.js';
+import { releaseAfterRunValues, toMilestoneRecord, type MilestoneRecord, type MilestoneWorkspace, type TranscriptPointer } from '../sessions/milestone-item.js';
+import { milestoneTaskWorkspace } from '../sessions/milestone-workspace.js';
 import type { TranscriptStorage } from './transcript-store.js';
 
 
@@ -30,6 +32,8 @@ export interface RunnerConfig extends RunnerClaudeSettings {
   gitToken?: () => Promise<string | undefined>;
   /** Where the change of a workspace that could not be pushed is kept; returns where it is. */
   savePatch?: (sessionId: string, patch: Buffer) => Promise<string>;
+  /** Claude's endpoint for this session (a deployed runner: its model, its credentials); `endpoint` otherwise. */
+  sessionEndpoint?: (session: SessionStart) => Promise<ClaudeEndpoint>;
 }
 
 /** What the workflow hands the runner: the session, and for a milestone task the milestone as AcquireMilestone left it. */
@@ -41,11 +45,15 @@ export interface RunnerInput {
   milestone: { item: Record<string, AttributeValue> | null } | null;
   /** Which attempt this is, and what the attempts before it spent (absent: the first). */
   retry?: RetryState | null;
+  /** The definition's write contract (RUNNER_CONTRACT); absent: an execution started before it had one. */
+  contract?: number;
 }
+
 
 /** What earlier attempts of one session spent, carried in the execution's state, never added in the table. */
 export interface Spent {
   usage: Usage;
+  modelUsage: UsageByModel;
   numTurns: number;
   totalCostUsd: number;
   durationMs: number;
@@ -79,7 +87,7 @@ export interface TaskResult {
  * A Claude-level failure is an outcome (its usage was spent and is recorded);
  * an infrastructure failure throws, and the workflow's Catch closes the session.
  */
-export async function runSessionTask({ session: start, prompt: given, milestone: lease, retry }: RunnerInput, config: RunnerConfig): Promise<TaskResult> {
+export async function runSessionTask({ session: start, prompt: given, milestone: lease, retry, contract = 1 }: RunnerInput, config: RunnerConfig): Promise<TaskResult> {
   // An execution started before a deploy that moved the prompt out of the session still carries it there.
   const prompt = given ?? (start as SessionStart & { prompt?: string }).prompt;
   const attempt = retry?.attempt ?? 1;
@@ -94,14 +102,18 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
   if (milestone && !config.transcripts) throw new Error('milestone tasks need the transcript bucket (TRANSCRIPT_BUCKET is not set)');
   // A milestone's tasks all speak in one Claude conversation: the milestone's UUID.
   const claudeSessionId = milestone?.claudeSessionId ?? start.sessionId;
+  // ...and continue one branch: a task naming another repository is refused here, before Claude runs.
+  const milestoneWorkspace = milestone ? milestoneTaskWorkspace(milestone, start.workspace) : null;
   // Resume only what the last task recorded; a missing or altered transcript throws here, before Claude runs.
   const restored = milestone?.transcript ? await config.transcripts!.load(milestone.milestoneId, milestone.transcript) : undefined;
 
   // A run that will be retried pushes nothing: the next attempt starts again from the base commit.
   const retried = (r: ClaudeRun) => r.kind === 'result' && !milestone && isTransientFailure(r.result) && attempt < (start.runAttempts ?? 1);
-  const workspace = start.workspace ? workspaceHooks(start, prompt, config, retried) : undefined;
+  const target = workspaceTarget(start, milestone, milestoneWorkspace);
+  const workspace = target ? workspaceHooks(start, target, prompt, config, retried) : undefined;
+  const endpoint = config.sessionEndpoint ? await config.sessionEndpoint(start) : config.endpoint;
   const run = await runClaude({
-    ...claudeProcessOptions(start, config, claudeSessionId, !milestone ? 'fresh' : restored ? 'resume' : 'start'),
+    ...claudeProcessOptions(start, { ...config, endpoint }, claudeSessionId, !milestone ? 'fresh' : restored ? 'resume' : 'start'),
     prompt,
     restoreTranscript: restored,
     signal: config.signal,
@@ -110,16 +122,17 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
     workspace: workspace?.hooks,
   });
 
+  const served = { provider: endpoint.provider ?? 'anthropic', model: endpoint.model ?? null };
   let outcome: RunOutcome;
   if (run.kind === 'crashed') {
     // Tokens streamed before a crash were spent: record them on a FAILED session.
-    outcome = unfinishedOutcome(claudeSessionId, run, now(), 'FAILED', run.error.name, run.error.message.slice(0, RESULT_MAX_CHARS));
+    outcome = unfinishedOutcome(claudeSessionId, run, served, now(), 'FAILED', run.error.name, run.error.message.slice(0, RESULT_MAX_CHARS));
   } else if (run.kind === 'timeout') {
     const seconds = Math.round(run.limitMs / 1000);
     const cause = run.reason === 'wall-clock'
       ? `the Claude CLI ran past its ${seconds} s limit and was stopped`
       : `the Claude CLI printed nothing for ${seconds} s and was stopped`;
-    outcome = unfinishedOutcome(claudeSessionId, run, now(), 'TIMED_OUT', 'ClaudeTimeoutError', cause);
+    outcome = unfinishedOutcome(claudeSessionId, run, served, now(), 'TIMED_OUT', 'ClaudeTimeoutError', cause);
   } else {
     const { result } = run;
     // The one invariant: the conversation Claude ran is the session we track.
@@ -133,7 +146,8 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
       numTurns: result.num_turns,
       totalCostUsd: result.total_cost_usd,
       durationMs: result.duration_ms || run.wallMs,
-      modelUsage: result.modelUsage,
+      modelUsage: modelUsageOf(result),
+      ...served,
       stopReason: result.stop_reason ?? null,
       result: result.result?.slice(0, RESULT_MAX_CHARS) ?? null,
       error: failure?.error ?? null,
@@ -154,7 +168,10 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
       attempt: attempt + 1,
       prior: spent,
       waitSeconds: Math.round((start.retryBaseSeconds ?? 15) * 2 ** (attempt - 1)),
-      values: marshall({ ':running': 'RUNNING', ':usage': spent.usage, ':numTurns': spent.numTurns, ':totalCostUsd': spent.totalCostUsd, ':durationMs': spent.durationMs, ':attempts': attempt }),
+      values: marshall(forContract({
+        ':running': 'RUNNING', ':usage': spent.usage, ':modelUsage': spent.modelUsage, ':numTurns': spent.numTurns,
+        ':totalCostUsd': spent.totalCostUsd, ':durationMs': spent.durationMs, ':attempts': attempt,
+      }, contract, 'attempt')),
     };
   }
   let milestoneValues: Record<string, AttributeValue> | undefined;
@@ -168,30 +185,42 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
         outcome = transcriptNotSaved(outcome, milestone, err as Error);
       }
     }
-    milestoneValues = marshall(releaseAfterRunValues(start.executionArn, start.sessionId, pointer, now()), { removeUndefinedValues: true });
+    milestoneValues = marshall(forContract(releaseAfterRunValues(start.executionArn, start.sessionId, pointer, milestoneWorkspace, now()), contract, 'milestone'), { removeUndefinedValues: true });
   }
   return {
     record: toClosedRecord(start, outcome),
-    values: marshall(closeValues(outcome) as Record<string, NativeAttributeValue>, { removeUndefinedValues: true }),
+    values: marshall(forContract(closeValues(outcome), contract, 'close') as Record<string, NativeAttributeValue>, { removeUndefinedValues: true }),
     ...(milestoneValues ? { milestoneValues } : {}),
     ...(next ? { next } : {}),
   };
 }
 
+/** What a run clones and pushes. */
+interface WorkspaceTarget {
+  spec: WorkspaceSpec;
+  branch: string;
+  /** A milestone's branch: cloned when the remote has it, so the task starts from the last task's commit. */
+  continues: boolean;
+}
+
+/** A fresh session's own branch, or its milestone's branch, continued where the remote has it. */
+function workspaceTarget(start: SessionStart, milestone: MilestoneRecord | null, fixed: MilestoneWorkspace | null): WorkspaceTarget | undefined {
+  if (milestone) return fixed ? { spec: { repo: fixed.repo, ...(fixed.ref ? { ref: fixed.ref } : {}) }, branch: fixed.branch, continues: true } : undefined;
+  return start.workspace && { spec: start.workspace, branch: start.workspace.branch ?? defaultBranch(start.sessionId), continues: false };
+}
+
 /** The clone before the run, the commit and push after it, and what they add to the outcome. */
-function workspaceHooks(start: SessionStart, prompt: string, config: RunnerConfig, retried: (run: ClaudeRun) => boolean) {
-  const spec = start.workspace!;
+function workspaceHooks(start: SessionStart, { spec, branch, continues }: WorkspaceTarget, prompt: string, config: RunnerConfig, retried: (run: ClaudeRun) => boolean) {
   let cloned: { baseCommit: string } | undefined;
   let pushed: Awaited<ReturnType<typeof commitAndPush>> | undefined;
   let token: string | undefined;
   const hooks: WorkspaceHooks = {
     async prepare(workDir, home) {
       token = spec.repo.startsWith('https:') ? await config.gitToken?.() : undefined;
-      cloned = await cloneWorkspace(spec, workDir, home, { token });
+      cloned = await cloneWorkspace(spec, workDir, home, { token }, continues ? branch : undefined);
     },
     async finish(workDir, home, run) {
       if (!cloned || retried(run)) return;
-      const branch = spec.branch ?? defaultBranch(start.sessionId);
       const promptFirstLine = prompt.split('\n', 1)[0]!.trim().slice(0, 100);
       pushed = await commitAndPush(spec, { sessionId: start.sessionId, promptFirstLine, branch }, workDir, home, cloned, { token }).catch((err: Error) => ({
         record: { repo: redactRepo(spec.repo), ref: spec.ref ?? null, baseCommit: cloned!.baseCommit, branch: null, commit: null, filesChanged: 0, insertions: 0, deletions: 0 },
@@ -214,9 +243,12 @@ function workspaceHooks(start: SessionStart, prompt: string, config: RunnerConfi
 }
 
 function addSpent(prior: Spent | null, outcome: RunOutcome): Spent {
-  if (!prior) return { usage: outcome.usage, numTurns: outcome.numTurns, totalCostUsd: outcome.totalCostUsd, durationMs: outcome.durationMs };
+  const { usage, modelUsage, numTurns, totalCostUsd, durationMs } = outcome;
+  if (!prior) return { usage, modelUsage, numTurns, totalCostUsd, durationMs };
   return {
     usage: addUsage(prior.usage, outcome.usage),
+    // An execution started before the split carried no modelUsage in its state.
+    modelUsage: addUsageByModel(prior.modelUsage ?? {}, outcome.modelUsage),
     numTurns: prior.numTurns + outcome.numTurns,
     totalCostUsd: addUsd(prior.totalCostUsd, outcome.totalCostUsd),
     durationMs: prior.durationMs + outcome.durationMs,
@@ -231,7 +263,8 @@ function transcriptNotSaved(outcome: RunOutcome, milestone: MilestoneRecord, err
 /** The outcome of a run that ended without the CLI's result: the streamed usage, no cost. */
 function unfinishedOutcome(
   claudeSessionId: string,
-  run: { usage: RunOutcome['usage']; numTurns: number; wallMs: number },
+  run: { usage: Usage; modelUsage: UsageByModel; numTurns: number; wallMs: number },
+  served: Pick<RunOutcome, 'provider' | 'model'>,
   endedAt: Date,
   status: 'FAILED' | 'TIMED_OUT',
   error: string,
@@ -245,7 +278,8 @@ function unfinishedOutcome(
     numTurns: run.numTurns,
     totalCostUsd: 0, // the CLI reports cost only in its result, which such a run never prints
     durationMs: run.wallMs,
-    modelUsage: {},
+    modelUsage: run.modelUsage,
+    ...served,
     stopReason: null,
     result: null,
     error,

@@ -2,6 +2,7 @@ import { getNumberFromEnv, getStringFromEnv } from '@aws-lambda-powertools/commo
 import { DEFAULT_PERMISSION_MODE, PERMISSION_MODES, type PermissionMode } from './claude-args.js';
 import { DEFAULT_TOOLS } from '../sessions/session-limits.js';
 import { DEFAULT_IDLE_TIMEOUT_MS } from './claude-process.js';
+import { parseModelSettings, type ModelSettings } from './model-provider.js';
 
 // The one contract between what deploys a runner and the runner itself: the CDK constructs
 // (cdk/claude-runner.ts, cdk/fargate-runner.ts) and the local runtime's Fargate task build its
@@ -26,6 +27,10 @@ export interface RunnerSettings {
   permissionMode?: PermissionMode;
   /** Fargate only: how often the task beats on its token. @default 30 */
   heartbeatIntervalSeconds?: number;
+  /** Who serves Claude, and which model. @default the Anthropic API, the CLI's default model */
+  model?: ModelSettings;
+  /** Bedrock: the role whose credentials (for invoking the model only) Claude's process gets. */
+  modelRoleArn?: string;
 }
 
 const NAMES = {
@@ -37,6 +42,11 @@ const NAMES = {
   tools: 'CLAUDE_TOOLS',
   permissionMode: 'CLAUDE_PERMISSION_MODE',
   heartbeatIntervalSeconds: 'HEARTBEAT_INTERVAL_SECONDS',
+  provider: 'MODEL_PROVIDER',
+  model: 'CLAUDE_MODEL',
+  smallFastModel: 'CLAUDE_SMALL_FAST_MODEL',
+  projectModels: 'PROJECT_MODELS',
+  modelRoleArn: 'MODEL_ROLE_ARN',
 } as const;
 
 /** The environment that carries these settings; values may be CDK tokens (a secret's ARN, a bucket's name). */
@@ -51,12 +61,20 @@ export function runnerEnvironment(settings: RunnerSettings): Record<string, stri
   if (settings.transcriptBucket) env[NAMES.transcriptBucket] = settings.transcriptBucket;
   if (settings.gitTokenSecretArn) env[NAMES.gitTokenSecretArn] = settings.gitTokenSecretArn;
   if (settings.heartbeatIntervalSeconds !== undefined) env[NAMES.heartbeatIntervalSeconds] = String(settings.heartbeatIntervalSeconds);
+  const model = settings.model ?? { provider: 'anthropic' };
+  env[NAMES.provider] = model.provider;
+  if (model.model) env[NAMES.model] = model.model;
+  if (model.provider === 'bedrock') {
+    if (model.smallFastModel) env[NAMES.smallFastModel] = model.smallFastModel;
+    if (model.projectModels && Object.keys(model.projectModels).length) env[NAMES.projectModels] = JSON.stringify(model.projectModels);
+  }
+  if (settings.modelRoleArn) env[NAMES.modelRoleArn] = settings.modelRoleArn;
   return env;
 }
 
 /** What a runner read from its environment: every setting resolved to its value. */
-export type RunnerEnvironment = Required<Omit<RunnerSettings, 'apiKeySecretArn' | 'transcriptBucket' | 'gitTokenSecretArn' | 'tools'>> &
-  Pick<RunnerSettings, 'apiKeySecretArn' | 'transcriptBucket' | 'gitTokenSecretArn'> & { tools: string[] };
+export type RunnerEnvironment = Required<Omit<RunnerSettings, 'apiKeySecretArn' | 'transcriptBucket' | 'gitTokenSecretArn' | 'tools' | 'modelRoleArn'>> &
+  Pick<RunnerSettings, 'apiKeySecretArn' | 'transcriptBucket' | 'gitTokenSecretArn' | 'modelRoleArn'> & { tools: string[] };
 
 /** Reads the settings once, at start; a bad value throws naming its variable. */
 export function readRunnerEnvironment(): RunnerEnvironment {
@@ -80,5 +98,23 @@ export function readRunnerEnvironment(): RunnerEnvironment {
     tools: getStringFromEnv({ key: NAMES.tools, defaultValue: DEFAULT_TOOLS.join(',') }).split(',').map((t) => t.trim()).filter(Boolean),
     permissionMode: permissionMode as PermissionMode,
     heartbeatIntervalSeconds: positive(NAMES.heartbeatIntervalSeconds, 30),
+    model: readModelSettings(optional),
+    modelRoleArn: optional(NAMES.modelRoleArn),
   };
+}
+
+function readModelSettings(optional: (key: string) => string | undefined): ModelSettings {
+  const projectModels = optional(NAMES.projectModels);
+  let parsedProjects: unknown;
+  try {
+    parsedProjects = projectModels === undefined ? undefined : JSON.parse(projectModels);
+  } catch {
+    throw new Error(`${NAMES.projectModels} must be a JSON object of project id to application inference profile ARN`);
+  }
+  return parseModelSettings({
+    provider: optional(NAMES.provider),
+    model: optional(NAMES.model),
+    smallFastModel: optional(NAMES.smallFastModel),
+    projectModels: parsedProjects,
+  }, 'runner environment:', { provider: NAMES.provider, model: NAMES.model, smallFastModel: NAMES.smallFastModel, projectModels: NAMES.projectModels });
 }

@@ -1,6 +1,7 @@
 import type { ClaudeEndpoint } from '../claude/claude-process.js';
 import { standbyForSession, type StandbyClaude } from '../claude/claude-process.js';
-import { localClaudeEndpoint, type AnthropicStandIn } from '../local/anthropic-stand-in.js';
+import type { AnthropicStandIn } from '../local/anthropic-stand-in.js';
+import { localClaudeEndpoint, localProvider } from '../local/local-endpoint.js';
 import { defaultTimeoutSeconds } from '../sessions/session-limits.js';
 import { parseRunFlags, runInput, type RunFlags } from './run-flags.js';
 
@@ -8,7 +9,7 @@ import { parseRunFlags, runInput, type RunFlags } from './run-flags.js';
 export interface EarlyStart {
   sessionId: string;
   endpoint: ClaudeEndpoint;
-  /** Started here when no ANTHROPIC_API_KEY is set; the command closes it. */
+  /** Started here when the environment names no endpoint (lib/local/local-endpoint.ts); the command closes it. */
   standIn?: AnthropicStandIn;
   /** A fresh session's CLI, booting while the rest loads; the command hands it on or stops it. */
   standby?: StandbyClaude;
@@ -29,6 +30,11 @@ export async function startEarly(argv: string[], env: NodeJS.ProcessEnv): Promis
   } catch {
     return undefined; // the command says what is wrong with the flags
   }
+  try {
+    localProvider(parsed.values.provider, env);
+  } catch {
+    return undefined; // likewise: the command names the bad provider
+  }
   return startRun(parsed.positionals[0], parsed.values, env);
 }
 
@@ -36,7 +42,7 @@ export async function startEarly(argv: string[], env: NodeJS.ProcessEnv): Promis
 export async function startRun(prompt: string | undefined, values: RunFlags, env: NodeJS.ProcessEnv): Promise<EarlyStart> {
   const input = runInput(prompt, values);
   const sessionId = String(input.sessionId);
-  const { endpoint, standIn } = await localClaudeEndpoint(env);
+  const { endpoint, standIn } = await localClaudeEndpoint(env, localProvider(values.provider, env));
   const number = (v: unknown) => (typeof v === 'number' ? v : undefined);
   // A workspace session's CLI starts in its clone, which does not exist yet.
   const fresh = (input.mode ?? 'fresh') === 'fresh' && (input.runtime ?? 'lambda') === 'lambda' && !input.workspace && !input.tools;

@@ -1,4 +1,5 @@
-import type { SessionRecord } from '../sessions/session-item.js';
+import type { SessionRecord, WorkspaceRecord } from '../sessions/session-item.js';
+import type { UsageByModel } from '../sessions/usage.js';
 import type { UsageTotals } from '../sessions/session-repository.js';
 import type { MilestoneView } from '../sessions/milestone-repository.js';
 
@@ -23,12 +24,15 @@ export function formatSession(s: SessionRecord, replyLines = 6): string {
     ['Project', `${s.projectId}${s.taskId ? ` / task ${s.taskId}` : ''}   (mode ${s.mode}, runtime ${s.runtime}, trigger ${s.trigger})`],
     ...(s.milestoneId ? [['Milestone', s.milestoneId] as [string, string]] : []),
     ['Tokens', `input ${int(s.usage.inputTokens)} · output ${int(s.usage.outputTokens)} · cache read ${int(s.usage.cacheReadInputTokens)} · cache write ${int(s.usage.cacheCreationInputTokens)}`],
+    ...byModelRows(s.modelUsage),
     ['Turns', String(s.numTurns)],
     ['Cost', formatUsd(s.totalCostUsd)],
     ['Duration', formatMs(s.durationMs)],
     ['Started', s.startedAt],
     ['Ended', s.endedAt ?? '(running)'],
   ];
+  if (s.provider) rows.push(['Model', `${s.model ?? '(the CLI\'s default)'} via ${s.provider}`]);
+  if (s.workspace) rows.push(['Workspace', formatWorkspace(s.workspace)]);
   if (s.error) rows.push(['Error', `${s.error}${s.cause ? `: ${s.cause}` : ''}`]);
   const out = rows.map(([k, v]) => `${k.padEnd(9)} ${v}`);
   if (s.result) {
@@ -37,6 +41,22 @@ export function formatSession(s: SessionRecord, replyLines = 6): string {
     if (lines.length > replyLines) out.push(`  … (${lines.length - replyLines} more lines: show ${s.sessionId})`);
   }
   return out.join('\n');
+}
+
+/** One row per model when more than one served (a subagent, the small model): tokens and cost each. */
+function byModelRows(byModel: UsageByModel): [string, string][] {
+  const models = Object.entries(byModel);
+  if (models.length < 2) return [];
+  return models.map(([model, u]) => [
+    '  by model',
+    `${model}: input ${int(u.inputTokens)} · output ${int(u.outputTokens)} · cache ${int(u.cacheReadInputTokens)}/${int(u.cacheCreationInputTokens)} · ${formatUsd(u.costUsd)}`,
+  ]);
+}
+
+/** The repository, the branch pushed and what changed on it; "no changes" when nothing did. */
+function formatWorkspace(w: WorkspaceRecord): string {
+  if (!w.branch) return `${w.repo} · no changes`;
+  return `${w.repo} · branch ${w.branch} · ${int(w.filesChanged)} file${w.filesChanged === 1 ? '' : 's'} changed, +${int(w.insertions)} −${int(w.deletions)}`;
 }
 
 export function formatTable(headers: string[], rows: string[][]): string {
@@ -75,29 +95,37 @@ export function formatMilestone(m: MilestoneView): string {
   if (m.leaseSessionId) rows.push(['Running', `task ${m.leaseSessionId}`]);
   if (m.brokenReason) rows.push(['Broken', m.brokenReason]);
   rows.push(['Transcript', m.transcript ? `${m.transcript.key} (${int(m.transcript.bytes)} bytes)` : '(none yet)']);
+  if (m.workspace) rows.push(['Workspace', `${m.workspace.repo} · branch ${m.workspace.branch}${m.workspace.ref ? ` (from ${m.workspace.ref})` : ''}`]);
   const t = m.totals;
   rows.push(
     ['Tasks', `${t.sessions}${Object.keys(t.byStatus).length ? ` (${Object.entries(t.byStatus).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}`],
     ['Tokens', `input ${int(t.usage.inputTokens)} · output ${int(t.usage.outputTokens)} · cache read ${int(t.usage.cacheReadInputTokens)} · cache write ${int(t.usage.cacheCreationInputTokens)}`],
+    ...byModelRows(t.byModel),
     ['Cost', formatUsd(t.totalCostUsd)],
   );
   const head = rows.map(([k, v]) => `${k.padEnd(10)} ${v}`).join('\n');
   return m.tasks.length ? `${head}\n\n${formatSessionTable(m.tasks)}` : head;
 }
 
+/** A row per project, and under it a row per model that served it (what the Bedrock bill splits by). */
 export function formatUsageTable(totals: UsageTotals[]): string {
   if (!totals.length) return 'No sessions.';
   return formatTable(
     ['PROJECT', 'SESSIONS', 'BY STATUS', 'IN', 'OUT', 'CACHE R/W', 'TURNS', 'COST'],
-    totals.map((t) => [
-      t.projectId,
-      String(t.sessions),
-      Object.entries(t.byStatus).map(([k, v]) => `${k} ${v}`).join(', '),
-      int(t.usage.inputTokens),
-      int(t.usage.outputTokens),
-      `${int(t.usage.cacheReadInputTokens)}/${int(t.usage.cacheCreationInputTokens)}`,
-      String(t.numTurns),
-      formatUsd(t.totalCostUsd),
+    totals.flatMap((t) => [
+      [
+        t.projectId,
+        String(t.sessions),
+        Object.entries(t.byStatus).map(([k, v]) => `${k} ${v}`).join(', '),
+        int(t.usage.inputTokens),
+        int(t.usage.outputTokens),
+        `${int(t.usage.cacheReadInputTokens)}/${int(t.usage.cacheCreationInputTokens)}`,
+        String(t.numTurns),
+        formatUsd(t.totalCostUsd),
+      ],
+      ...Object.entries(t.byModel).map(([model, u]) => [
+        `  ${model}`, '', '', int(u.inputTokens), int(u.outputTokens), `${int(u.cacheReadInputTokens)}/${int(u.cacheCreationInputTokens)}`, '', formatUsd(u.costUsd),
+      ]),
     ]),
   );
 }

@@ -10,6 +10,7 @@ import type { EventLog, LocalRuntime } from '../local/local-runtime.js';
 import { ABORT_REQUESTS_DIR, LocalStateBusyError } from '../local/state-lock.js';
 import { sessionPolicyFromEnv, type SessionPolicy } from '../sessions/session-creation.js';
 import { startRun, type EarlyStart } from './early-start.js';
+import { describeEndpoint } from '../local/local-endpoint.js';
 import { parseRunFlags, runInput, type RunFlags } from './run-flags.js';
 import { formatMilestone, formatMs, formatSession, formatSessionTable, formatUsageTable } from './format.js';
 
@@ -40,7 +41,8 @@ export interface CliIo {
 const USAGE = `claude-sessions: run Claude Code headless as tracked sessions (the local runtime)
 
   run <prompt> [--project P] [--task T] [--session-id UUID] [--runtime lambda|fargate]
-               [--milestone UUID] [--max-turns N] [--max-budget-usd X] [--timeout-seconds S] [--json]
+               [--milestone UUID] [--repo URL|path [--ref R] [--branch B]] [--tools T,…]
+               [--max-turns N] [--max-budget-usd X] [--timeout-seconds S] [--provider anthropic|bedrock] [--json]
   milestone open --project P [--json]   a conversation later runs continue (run --milestone)
   milestone show <milestoneId> [--json] its tasks, their usage and the totals
   milestone close <milestoneId>         takes no more tasks; its transcript expires
@@ -53,7 +55,9 @@ const USAGE = `claude-sessions: run Claude Code headless as tracked sessions (th
   project limit <projectId> <N|default>   the project's own maxConcurrentSessions
 
 State lives in ./.claude-sessions (or $CLAUDE_SESSIONS_HOME). Without ANTHROPIC_API_KEY,
-run talks to a built-in local stand-in for the Anthropic API.`;
+run talks to a built-in local stand-in for the Anthropic API. With --provider bedrock (or
+CLAUDE_SESSIONS_PROVIDER=bedrock) Claude runs through Amazon Bedrock with your AWS credentials
+and ANTHROPIC_MODEL, or a built-in Bedrock stand-in when there are none.`;
 
 export class UsageError extends Error {
   override readonly name = 'UsageError';
@@ -132,7 +136,7 @@ async function runCommand(args: string[], io: CliIo, early?: EarlyStart): Promis
 async function runSession(prompt: string | undefined, values: RunFlags, io: CliIo, early: EarlyStart): Promise<number> {
   const input = runInput(prompt, values, early.sessionId);
   // The same schema the workflow applies, first here: a bad flag costs no execution.
-  validateStartInput(input);
+  const { workspace } = validateStartInput(input);
   const sessionId = String(input.sessionId);
 
   const started = Date.now();
@@ -141,13 +145,12 @@ async function runSession(prompt: string | undefined, values: RunFlags, io: CliI
   const { endpoint, standIn } = early;
   let runtime: LocalRuntime | undefined;
   try {
-    if (standIn) progress(`No ANTHROPIC_API_KEY set: Claude runs against the built-in local stand-in at ${standIn.url}.`);
-    else progress(`Claude runs against ${endpoint.baseUrl ?? 'the Anthropic API'}.`);
+    progress(describeEndpoint(endpoint, standIn));
     runtime = await startRuntime({ home: home(io), command: `claude-sessions run ${sessionId}`, policy, endpoint });
     // A milestone task without --project is in its milestone's project.
     if (values.milestone && !values.project) input.projectId = (await runtime.milestones.get(values.milestone))?.projectId ?? input.projectId;
     const { assertCanStart } = await import('../sessions/start-checks.js');
-    await assertCanStart({ projectId: String(input.projectId), milestoneId: values.milestone, tools: input.tools as string[] | undefined }, {
+    await assertCanStart({ projectId: String(input.projectId), milestoneId: values.milestone, tools: input.tools as string[] | undefined, workspace }, {
       repository: runtime.repository, milestones: runtime.milestones, slots: runtime.slots, policy,
     });
     progress(`Session ${sessionId} · project ${input.projectId}${values.milestone ? ` · milestone ${values.milestone}` : ''} · local state machine`);

@@ -17,6 +17,7 @@ export const RUN_FLAGS = {
   ref: { type: 'string' },
   branch: { type: 'string' },
   tools: { type: 'string' },
+  provider: { type: 'string' },
   json: { type: 'boolean', default: false },
 } as const;
 

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import type { ClaudeEndpoint } from '../claude/claude-process.js';
 import type { RunnerConfig } from '../claude/run-session-task.js';
 import { runnerEnvironment } from '../claude/runner-environment.js';
 import { PROJECT_ROOT } from '../project-root.js';
@@ -48,13 +49,14 @@ export class LocalFargate {
     const heartbeatMs = heartbeatSeconds ? heartbeatSeconds * 1000 : undefined;
     const session = JSON.parse(overrides.SESSION_JSON ?? '{}') as { sessionId?: string; platformTimeoutSeconds?: number };
     const sessionId = session.sessionId ?? token;
-    const waiting = this.callbacks.wait(token, heartbeatMs, signal, session.platformTimeoutSeconds);
-    waiting.catch(() => undefined); // awaited below; never an unhandled rejection if spawning throws first
     const { endpoint } = this.runnerConfig;
     // A milestone task reads and writes its transcript: it gets the S3 endpoint, as ECS gives it the bucket.
     const s3 = (JSON.parse(overrides.MILESTONE_JSON ?? 'null') as { item?: unknown } | null)?.item ? await this.s3() : undefined;
-    // The very bundle the image runs (cdk/runner-image.ts stages the same files for cdk.out).
+    // The very bundle the image runs (cdk/runner-image.ts stages the same files for cdk.out). Bundled
+    // once per process, before the heartbeat clock starts: a busy machine's esbuild is not the task's delay.
     const taskEntry = join(await runnerImageContext(), 'task.mjs');
+    const waiting = this.callbacks.wait(token, heartbeatMs, signal, session.platformTimeoutSeconds);
+    waiting.catch(() => undefined); // awaited below; never an unhandled rejection if spawning throws first
     const child = spawn(process.execPath, ['--enable-source-maps', taskEntry], {
       cwd: PROJECT_ROOT,
       detached: true,
@@ -64,15 +66,15 @@ export class LocalFargate {
         HOME: process.env.HOME,
         ...overrides,
         AWS_REGION: 'us-east-1',
-        // s3rver checks signatures against its own fixed key; the task-token endpoint takes any.
+        // s3rver checks signatures against its own fixed key pair; the task-token endpoint
+        // takes only this runtime's session token, as a task role's credentials carry one on ECS.
         AWS_ACCESS_KEY_ID: 'S3RVER',
         AWS_SECRET_ACCESS_KEY: 'S3RVER',
+        AWS_SESSION_TOKEN: this.callbacks.taskSessionToken,
         AWS_ENDPOINT_URL_SFN: this.callbacks.endpoint,
         ...(s3 ? { AWS_ENDPOINT_URL_S3: s3.endpoint } : {}),
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-        // The key itself, where ECS gives the task the secret's ARN.
-        ANTHROPIC_API_KEY: endpoint.apiKey,
-        ...(endpoint.baseUrl ? { ANTHROPIC_BASE_URL: endpoint.baseUrl } : {}),
+        ...taskEndpointEnvironment(endpoint),
         // The environment cdk/fargate-runner.ts gives the container, from the same contract.
         ...runnerEnvironment({
           transcriptBucket: s3?.store.bucket,
@@ -81,6 +83,9 @@ export class LocalFargate {
           tools: this.runnerConfig.tools,
           permissionMode: this.runnerConfig.permissionMode,
           heartbeatIntervalSeconds: heartbeatMs ? Math.max(0.2, heartbeatMs / 3000) : 30,
+          model: endpoint.provider === 'bedrock'
+            ? { provider: 'bedrock', model: endpoint.model, smallFastModel: endpoint.smallFastModel }
+            : { provider: 'anthropic', model: endpoint.model },
         }),
       },
     });
@@ -99,6 +104,21 @@ export class LocalFargate {
   stopAll(): void {
     for (const task of this.tasks.values()) signalGroup(task, 'SIGKILL');
   }
+}
+
+/**
+ * Where the local task reaches Claude. The Anthropic key itself, where ECS gives the task the
+ * secret's ARN; Bedrock through its base URL (a stand-in or a gateway), as a deployed task
+ * would with the model role's credentials, which a local task has no STS to assume.
+ */
+function taskEndpointEnvironment(endpoint: ClaudeEndpoint): Record<string, string> {
+  if (endpoint.provider !== 'bedrock') {
+    return { ANTHROPIC_API_KEY: endpoint.apiKey, ...(endpoint.baseUrl ? { ANTHROPIC_BASE_URL: endpoint.baseUrl } : {}) };
+  }
+  if (!endpoint.baseUrl || endpoint.credentials) {
+    throw namedError('ECS.InvalidParameterException', 'the local Fargate runtime reaches Bedrock only through ANTHROPIC_BEDROCK_BASE_URL (a stand-in or a gateway): run the session on the lambda runtime to use your AWS credentials');
+  }
+  return { ANTHROPIC_BEDROCK_BASE_URL: endpoint.baseUrl };
 }
 
 let runnerImage: Promise<string> | undefined;

@@ -21,7 +21,8 @@ import type { TranscriptStorage } from '../claude/transcript-store.js';
 import { createSession, type SessionPolicy, type ValidateInputEvent } from '../sessions/session-creation.js';
 import { ProjectSlots } from '../sessions/project-slots.js';
 import { reapExecution } from '../sessions/session-reaper.js';
-import { localClaudeEndpoint, type AnthropicStandIn } from './anthropic-stand-in.js';
+import type { AnthropicStandIn } from './anthropic-stand-in.js';
+import { localClaudeEndpoint, localProvider } from './local-endpoint.js';
 import { LocalDynamoDb } from './local-dynamodb.js';
 import { LocalTaskCallbacks } from './local-task-callbacks.js';
 import { ABORT_REQUESTS_DIR, acquireStateLock } from './state-lock.js';
@@ -170,7 +171,7 @@ export class LocalRuntime implements SessionStarter {
     let callbacks: LocalTaskCallbacks | undefined;
     try {
       let endpoint = options.endpoint ?? options.standIn?.endpoint;
-      if (!endpoint) ({ endpoint, standIn: ownStandIn } = await localClaudeEndpoint(process.env));
+      if (!endpoint) ({ endpoint, standIn: ownStandIn } = await localClaudeEndpoint(process.env, localProvider(undefined, process.env)));
       // DescribeExecution answers from the executions this runtime runs (a task reads its prompt there).
       callbacks = await new LocalTaskCallbacks((arn) => runtime.inputOf(arn)).start();
       const runtime = new LocalRuntime(

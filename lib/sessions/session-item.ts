@@ -1,4 +1,4 @@
-import { zeroUsage, type Usage } from './usage.js';
+import { zeroUsage, type Usage, type UsageByModel } from './usage.js';
 
 import type { SessionStart } from './execution-input.js';
 
@@ -28,7 +28,12 @@ export interface RunOutcome {
   numTurns: number;
   totalCostUsd: number;
   durationMs: number;
-  modelUsage: Record<string, unknown>;
+  /** The usage split by model; `usage` is its total. */
+  modelUsage: UsageByModel;
+  /** Who served the model: `anthropic` or `bedrock`. */
+  provider: string;
+  /** The model the run was pinned to (a Bedrock model id, inference profile or application inference profile ARN), if pinned. */
+  model: string | null;
   stopReason: string | null;
   result: string | null;
   error: string | null;
@@ -67,6 +72,11 @@ export interface SessionRecord {
   endedAt: string | null;
   claudeSessionId: string | null;
   usage: Usage;
+  /** The usage split by the model that served it (subagents and side tasks included). */
+  modelUsage: UsageByModel;
+  /** Known once Claude ran: `anthropic` or `bedrock`. */
+  provider: string | null;
+  model: string | null;
   numTurns: number;
   totalCostUsd: number;
   durationMs: number;
@@ -116,17 +126,38 @@ export const RUNNING_CONDITION = '#status = :running';
 
 export const CLOSE_UPDATE =
   'SET #status = :status, endedAt = :endedAt, claudeSessionId = :claudeSessionId, #usage = :usage, ' +
-  'numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, modelUsage = :modelUsage, ' +
+  'numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, modelUsage = :modelUsage, provider = :provider, model = :model, ' +
   'stopReason = :stopReason, #result = :result, #error = :error, #cause = :cause, attempts = :attempts, workspace = :workspace';
 
 /** Between two attempts: what the attempts so far spent, set (not added), so a repeat changes nothing. */
-export const RECORD_ATTEMPT_UPDATE = 'SET #usage = :usage, numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, attempts = :attempts';
+export const RECORD_ATTEMPT_UPDATE = 'SET #usage = :usage, modelUsage = :modelUsage, numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, attempts = :attempts';
 export const RECORD_ATTEMPT_NAMES = { '#status': 'status', '#usage': 'usage' };
 
 export const CLOSE_FAILED_UPDATE = 'SET #status = :status, endedAt = :endedAt, #error = :error, #cause = :cause';
 
 export const CLOSE_NAMES = { '#status': 'status', '#usage': 'usage', '#result': 'result', '#error': 'error', '#cause': 'cause' };
 export const CLOSE_FAILED_NAMES = { '#status': 'status', '#error': 'error', '#cause': 'cause' };
+
+/**
+ * The write contract of this runner: which values its outcome carries for the state machine's
+ * update expressions. An execution keeps the definition it started with while a deploy gives
+ * the function new code, and DynamoDB refuses a value its expression does not use: the runner
+ * answers an older definition with that definition's values (docs/ARCHITECTURE.md#the-write-contract).
+ */
+export const RUNNER_CONTRACT = 2;
+
+/** Placeholders contract 2 added to each update, left out for an execution of contract 1. */
+const ADDED_IN_CONTRACT_2 = {
+  close: [':provider', ':model'],
+  attempt: [':modelUsage'],
+  milestone: [':workspace'],
+} as const;
+
+export function forContract(values: Record<string, unknown>, contract: number, update: keyof typeof ADDED_IN_CONTRACT_2): Record<string, unknown> {
+  if (contract >= 2) return values;
+  const dropped: readonly string[] = ADDED_IN_CONTRACT_2[update];
+  return Object.fromEntries(Object.entries(values).filter(([key]) => !dropped.includes(key)));
+}
 
 /** The values of CLOSE_UPDATE for one outcome, `:running` included for the condition. */
 export function closeValues(outcome: RunOutcome): Record<string, unknown> {
@@ -140,6 +171,8 @@ export function closeValues(outcome: RunOutcome): Record<string, unknown> {
     ':totalCostUsd': outcome.totalCostUsd,
     ':durationMs': outcome.durationMs,
     ':modelUsage': outcome.modelUsage,
+    ':provider': outcome.provider,
+    ':model': outcome.model,
     ':stopReason': outcome.stopReason,
     ':result': outcome.result,
     ':error': outcome.error,
@@ -171,6 +204,9 @@ export function toSessionRecord(item: SessionItem): SessionRecord {
       cacheReadInputTokens: usage.cacheReadInputTokens ?? 0,
       cacheCreationInputTokens: usage.cacheCreationInputTokens ?? 0,
     },
+    modelUsage: modelUsageOf(item.modelUsage),
+    provider: str('provider'),
+    model: str('model'),
     numTurns: num('numTurns'),
     totalCostUsd: num('totalCostUsd'),
     durationMs: num('durationMs'),
@@ -181,6 +217,20 @@ export function toSessionRecord(item: SessionItem): SessionRecord {
     attempts: typeof item.attempts === 'number' ? item.attempts : 1,
     workspace: (item.workspace as WorkspaceRecord | undefined) ?? null,
   };
+}
+
+/** The stored split, each model's counts complete (items written before the split have none). */
+function modelUsageOf(raw: unknown): UsageByModel {
+  if (!raw || typeof raw !== 'object') return {};
+  const n = (v: unknown) => (typeof v === 'number' ? v : 0);
+  return Object.fromEntries(Object.entries(raw as Record<string, Record<string, unknown>>).map(([model, u]) => [model, {
+    inputTokens: n(u.inputTokens),
+    outputTokens: n(u.outputTokens),
+    cacheReadInputTokens: n(u.cacheReadInputTokens),
+    cacheCreationInputTokens: n(u.cacheCreationInputTokens),
+    // Items closed before the split was normalised kept the CLI's own name.
+    costUsd: n(u.costUsd ?? u.costUSD),
+  }]));
 }
 
 /**

@@ -1,11 +1,13 @@
 import type { SessionRecord } from './session-item.js';
-import { addUsage, addUsd, roundUsd, zeroUsage, type Usage } from './usage.js';
+import { addUsage, addUsageByModel, addUsd, roundUsd, zeroUsage, type Usage, type UsageByModel } from './usage.js';
 
 /** Sums over session records: a project's or a milestone's totals, derived, never stored. */
 export interface UsageSums {
   sessions: number;
   byStatus: Record<string, number>;
   usage: Usage;
+  /** The same tokens and cost, split by the model that served them. */
+  byModel: UsageByModel;
   numTurns: number;
   totalCostUsd: number;
   durationMs: number;
@@ -15,6 +17,7 @@ export function emptySums(): UsageSums {
   return {
     sessions: 0, byStatus: {}, numTurns: 0, totalCostUsd: 0, durationMs: 0,
     usage: zeroUsage(),
+    byModel: {},
   };
 }
 
@@ -22,6 +25,7 @@ export function addSession(totals: UsageSums, s: SessionRecord): void {
   totals.sessions += 1;
   totals.byStatus[s.status] = (totals.byStatus[s.status] ?? 0) + 1;
   totals.usage = addUsage(totals.usage, s.usage);
+  totals.byModel = addUsageByModel(totals.byModel, s.modelUsage);
   totals.numTurns += s.numTurns;
   totals.totalCostUsd = addUsd(totals.totalCostUsd, s.totalCostUsd);
   totals.durationMs += s.durationMs;

@@ -39,3 +39,25 @@ export function roundUsd(usd: number): number {
 export function addUsd(a: number, b: number): number {
   return roundUsd(a + b);
 }
+
+/** One model's share of a session: its tokens, and the CLI's estimate of their cost at list price. */
+export interface ModelUsage extends Usage {
+  costUsd: number;
+}
+
+/** Usage split by the model that served it (the model id or inference profile the CLI asked for). */
+export type UsageByModel = Record<string, ModelUsage>;
+
+export function addUsageByModel(a: UsageByModel, b: UsageByModel): UsageByModel {
+  const sum: UsageByModel = { ...a };
+  for (const [model, usage] of Object.entries(b)) {
+    const before = sum[model];
+    sum[model] = before ? { ...addUsage(before, usage), costUsd: addUsd(before.costUsd, usage.costUsd) } : { ...usage };
+  }
+  return sum;
+}
+
+/** Tokens over every model: what a session's `usage` must equal. */
+export function totalOf(byModel: UsageByModel): Usage {
+  return addUsages(Object.values(byModel));
+}

@@ -27,6 +27,7 @@ export const SESSIONS_PAGE = /* html */ `<!doctype html>
   td.num, th.num { text-align:right; }
   tbody tr { cursor:pointer; } tbody tr:hover { background:#f2f5fb; } tbody tr.selected { background:#e8f0fe; }
   .status { font-size:12px; font-weight:600; padding:1px 6px; border-radius:10px; background:#eef0f4; }
+  .ins { color:var(--ok); } .del { color:var(--bad); }
   .COMPLETED { color:var(--ok); } .FAILED, .ABORTED { color:var(--bad); } .TIMED_OUT { color:var(--warn); } .RUNNING { color:var(--run); }
   dl { display:grid; grid-template-columns:max-content 1fr; gap:4px 12px; margin:0; }
   dt { color:var(--muted); } dd { margin:0; overflow-wrap:anywhere; }
@@ -131,6 +132,12 @@ function chart(kind, value, fmt) {
   el.innerHTML = '<svg viewBox="0 0 ' + W + ' ' + H + '" width="100%"><text x="0" y="12">' + fmt(max) + '</text><line x1="' + pad + '" x2="' + W + '" y1="' + (H - pad) + '" y2="' + (H - pad) + '" stroke="#ccd"/>' + bars + '</svg>';
   $('legend-' + kind).innerHTML = state.usage.map((u, j) => '<span><i style="background:' + COLORS[j % COLORS.length] + '"></i>' + esc(u.projectId) + '</span>').join('');
 }
+// A workspace's branch and what changed on it; a branch of null means Claude changed nothing.
+function workspace(w) {
+  if (!w.branch) return esc(w.repo) + ' · no changes';
+  return esc(w.repo) + ' · branch <code>' + esc(w.branch) + '</code> · ' + int(w.filesChanged) + (w.filesChanged === 1 ? ' file' : ' files') + ' changed, ' +
+    '<span class="ins">+' + int(w.insertions) + '</span> <span class="del">−' + int(w.deletions) + '</span>';
+}
 async function showDetail(sessionId, scroll = true) {
   state.selected = sessionId;
   const s = await api('/sessions/' + sessionId);
@@ -138,6 +145,12 @@ async function showDetail(sessionId, scroll = true) {
     ['Mode', esc(s.mode) + (s.milestoneId ? ' (milestone ' + s.milestoneId + ')' : '')], ['Runtime', esc(s.runtime) + ' · trigger ' + esc(s.trigger)],
     ['Tokens', 'in ' + int(s.usage.inputTokens) + ' · out ' + int(s.usage.outputTokens) + ' · cache read ' + int(s.usage.cacheReadInputTokens) + ' · cache write ' + int(s.usage.cacheCreationInputTokens)],
     ['Turns', s.numTurns], ['Cost', usd(s.totalCostUsd)], ['Duration', ms(s.durationMs)], ['Started', esc(s.startedAt)], ['Ended', esc(s.endedAt ?? '(running)')]];
+  if (s.provider) rows.push(['Model', esc(s.model ?? "(the CLI's default)") + ' via ' + esc(s.provider)]);
+  for (const [model, u] of Object.entries(s.modelUsage ?? {})) {
+    rows.push(['', '<span data-testid="model-usage">' + esc(model) + ': in ' + int(u.inputTokens) + ' · out ' + int(u.outputTokens) +
+      ' · cache ' + int(u.cacheReadInputTokens) + '/' + int(u.cacheCreationInputTokens) + ' · ' + usd(u.costUsd) + '</span>']);
+  }
+  if (s.workspace) rows.push(['Workspace', '<span data-testid="workspace">' + workspace(s.workspace) + '</span>']);
   if (s.error) rows.push(['Error', esc(s.error) + (s.cause ? ': ' + esc(s.cause) : '')]);
   $('detail').className = '';
   $('detail').innerHTML = '<dl>' + rows.map(([k, v]) => '<dt>' + k + '</dt><dd>' + v + '</dd>').join('') + '</dl>' + (s.result ? '<pre>' + esc(s.result) + '</pre>' : '');

@@ -31,7 +31,10 @@ export type AwsCallHandler = (params: any) => unknown | Promise<unknown>;
 export interface RecordingAwsEndpointOptions {
   /** Where calls of these services are served: a dynalite and an s3rver URL. */
   upstreams?: { dynamodb?: string; s3?: string };
-  /** Replies for other calls, by '<service>.<Action>' (service as in the credential scope: 'secretsmanager.GetSecretValue', 'states.SendTaskSuccess'). */
+  /**
+   * Replies for other calls, by '<service>.<Action>' (service as in the credential scope: 'secretsmanager.GetSecretValue', 'states.SendTaskSuccess').
+   * An AWS Query call (STS) returns { xml }: the inside of its <ActionResult> element.
+   */
   handlers?: Record<string, AwsCallHandler>;
 }
 
@@ -40,7 +43,7 @@ const SECRET_ACCESS_KEY = 'recording-aws-endpoint';
 /** s3rver's only account (see lib/local/local-s3.ts). */
 const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
 /** The services the project's code calls: their own variables win over AWS_ENDPOINT_URL, so an inherited one would route calls past the recorder. */
-const SERVICE_ENDPOINT_VARIABLES = ['DYNAMODB', 'S3', 'SFN', 'SECRETS_MANAGER', 'EVENTBRIDGE', 'LAMBDA'];
+const SERVICE_ENDPOINT_VARIABLES = ['DYNAMODB', 'S3', 'SFN', 'SECRETS_MANAGER', 'EVENTBRIDGE', 'LAMBDA', 'STS'];
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te', 'trailer']);
 
 type Protocol = 'json' | 'rpc-v2-cbor' | 'rpc-v2-json' | 'query' | 'rest';
@@ -133,7 +136,7 @@ export class RecordingAwsEndpoint {
       return this.forward(this.upstreams.dynamodb, req.method ?? 'POST', req.url ?? '/', plainHeaders(req.headers), body, res);
     }
     const handler = this.handlers[`${service}.${call.action}`];
-    if (!handler || call.protocol === 'query' || call.protocol === 'rest') {
+    if (!handler || call.protocol === 'rest') {
       return replyError(res, call, 'UnknownOperationException', `No handler or upstream for ${service}.${call.action} (called by ${principal})`);
     }
     let result: unknown;
@@ -143,6 +146,7 @@ export class RecordingAwsEndpoint {
       if (err instanceof Error) return replyError(res, call, err.name, err.message);
       return replyError(res, call, 'InternalFailure', String(err), 500);
     }
+    if (call.protocol === 'query') return replyQuery(res, call.action, (result as { xml?: string } | undefined)?.xml ?? '');
     replyResult(res, call, result ?? {});
   }
 
@@ -378,6 +382,13 @@ function replyResult(res: ServerResponse, call: RpcCall, result: unknown): void 
   }
   const extra: Record<string, string> = call.protocol === 'rpc-v2-json' ? { 'smithy-protocol': 'rpc-v2-json' } : {};
   replyJson(res, 200, call.contentType, result, extra);
+}
+
+/** An AWS Query (XML) answer: <ActionResponse><ActionResult>…</ActionResult>, as STS sends it. */
+function replyQuery(res: ServerResponse, action: string, innerXml: string): void {
+  res.writeHead(200, { 'content-type': 'text/xml' });
+  res.end(`<${action}Response xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><${action}Result>${innerXml}</${action}Result>` +
+    `<ResponseMetadata><RequestId>recording-aws-endpoint</RequestId></ResponseMetadata></${action}Response>`);
 }
 
 /** An error in the format the caller's protocol reads, so its SDK throws an exception of that name. */

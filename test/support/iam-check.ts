@@ -446,7 +446,31 @@ const cloudwatch: Mapper = (action, params) => [
 
 const xray: Mapper = (action) => [request(`xray:${action}`, '*')];
 
-const MAPPERS: Record<string, Mapper> = { dynamodb, states, s3, secretsmanager, events, lambda, ecs, iam, sqs, sns, logs, kms, cloudwatch, xray };
+const sts: Mapper = (action, params) => [request(`sts:${action}`, str(params.RoleArn, 'RoleArn'))];
+
+/** The region a cross-region inference profile sends a call to in these checks: not the caller's, as Bedrock may choose. */
+export const BEDROCK_DESTINATION_REGION = 'us-west-2';
+
+/**
+ * Bedrock's authorization of a model call (Bedrock user guide, "Prerequisites for inference profiles"): the
+ * model or profile the caller names, and for a profile also the foundation model in the region it routes to,
+ * with the profile in `bedrock:InferenceProfileArn`. `modelId` is what the CLI puts in the path.
+ */
+const bedrock: Mapper = (action, params) => {
+  if (action === 'ListInferenceProfiles') return [request('bedrock:ListInferenceProfiles', '*')];
+  const id = str(params.modelId ?? params.inferenceProfileIdentifier, 'modelId');
+  const profile = /^[a-z]{2,6}\.anthropic\./.test(id) ? arn('bedrock', `inference-profile/${id}`) : id.includes(':inference-profile/') ? id : undefined;
+  if (action === 'GetInferenceProfile') return [request('bedrock:GetInferenceProfile', profile ?? id)];
+  if (id.startsWith('arn:') && !profile) return [request(`bedrock:${action}`, id)];
+  if (!profile) return [request(`bedrock:${action}`, `arn:${PARTITION}:bedrock:${REGION}::foundation-model/${id}`)];
+  const base = profile.slice(profile.indexOf('/') + 1).replace(/^[a-z]{2,6}\./, '');
+  return [
+    request(`bedrock:${action}`, profile),
+    request(`bedrock:${action}`, `arn:${PARTITION}:bedrock:${BEDROCK_DESTINATION_REGION}::foundation-model/${base}`, { 'bedrock:InferenceProfileArn': profile }),
+  ];
+};
+
+const MAPPERS: Record<string, Mapper> = { dynamodb, states, s3, secretsmanager, events, lambda, ecs, iam, sqs, sns, logs, kms, cloudwatch, xray, sts, bedrock };
 
 /**
  * The IAM authorization request(s) AWS makes for one call. The template (raw or resolved) is

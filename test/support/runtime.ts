@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { AnthropicStandIn } from '../../lib/local/anthropic-stand-in.js';
 import { LocalRuntime, type LocalRuntimeOptions } from '../../lib/local/local-runtime.js';
 import type { RunnerConfig } from '../../lib/claude/run-session-task.js';
+import type { ModelProvider } from '../../lib/claude/claude-process.js';
 
 export interface TestRuntime {
   runtime: LocalRuntime;
@@ -14,14 +15,21 @@ export interface TestRuntime {
   close(): Promise<void>;
 }
 
+export type TestRuntimeOptions = Pick<LocalRuntimeOptions, 'fargateHeartbeatSeconds' | 'policy'> & {
+  /** Which of the stand-in's APIs the CLI talks to. @default 'anthropic' */
+  provider?: ModelProvider;
+  /** Bedrock: the small model (a subagent's `haiku`). @default the main model */
+  smallFastModel?: string;
+};
+
 /** The real runtime on in-memory dynalite, the real CLI talking to a stand-in the test steers. */
 export async function startTestRuntime(
   runner: Omit<RunnerConfig, 'endpoint'> = {},
-  options: Pick<LocalRuntimeOptions, 'fargateHeartbeatSeconds' | 'policy'> = {},
+  { provider = 'anthropic', smallFastModel, ...options }: TestRuntimeOptions = {},
 ): Promise<TestRuntime> {
   const anthropic = await new AnthropicStandIn().start();
   const runnerConfig: RunnerConfig = {
-    idleTimeoutMs: 30_000, maxRetries: 0, ...runner, endpoint: anthropic.endpoint,
+    idleTimeoutMs: 30_000, maxRetries: 0, ...runner, endpoint: provider === 'bedrock' ? { ...anthropic.bedrockEndpoint(), smallFastModel } : anthropic.endpoint,
   };
   const runtime = await LocalRuntime.start({ endpoint: runnerConfig.endpoint, runner: runnerConfig, ...options });
   return {
@@ -54,7 +62,7 @@ export async function fakeClaude(script: string): Promise<string> {
 export function useTestRuntime(
   use: (env: TestRuntime) => void,
   runner: Omit<RunnerConfig, 'endpoint'> = {},
-  options: Pick<LocalRuntimeOptions, 'fargateHeartbeatSeconds' | 'policy'> = {},
+  options: TestRuntimeOptions = {},
 ): void {
   let env: TestRuntime | undefined;
   beforeAll(async () => {

@@ -1,0 +1,64 @@
+import { Stack, Validations } from 'aws-cdk-lib';
+import { AccountRootPrincipal, PolicyStatement, Role, type IGrantable, type IRole } from 'aws-cdk-lib/aws-iam';
+import { Construct } from 'constructs';
+import { invokeGrant, type BedrockSettings } from '../lib/claude/model-provider.js';
+
+export interface ModelAccessProps {
+  /** The Bedrock models of the deployment: the main and small models, and the projects' application inference profiles. */
+  readonly settings: BedrockSettings;
+}
+
+/**
+ * The role Claude's process invokes Bedrock with (docs/ARCHITECTURE.md#bedrock): a runner
+ * assumes it for each session and hands the CLI those credentials alone, so Claude and any
+ * tool it runs hold nothing but the right to invoke the configured models.
+ */
+export class ModelAccess extends Construct {
+  readonly role: IRole;
+
+  constructor(scope: Construct, id: string, props: ModelAccessProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    const { model, smallFastModel, projectModels } = props.settings;
+    const models = [model, ...(smallFastModel ? [smallFastModel] : []), ...Object.values(projectModels ?? {})];
+    const grant = invokeGrant(models, { partition: stack.partition, region: stack.region, account: stack.account });
+    // Trusted by the account, assumable only by the principals granted below (identity policies decide).
+    const role = new Role(this, 'Role', {
+      assumedBy: new AccountRootPrincipal(),
+      description: 'claude-sessions: what the Claude CLI may do on Bedrock (invoke the configured models), assumed per session by the runners',
+    });
+    const invoke = ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream'];
+    role.addToPrincipalPolicy(new PolicyStatement({ actions: invoke, resources: grant.resources }));
+    if (grant.throughProfiles) {
+      role.addToPrincipalPolicy(new PolicyStatement({
+        actions: invoke,
+        resources: grant.throughProfiles.resources,
+        conditions: { StringEquals: { 'bedrock:InferenceProfileArn': grant.throughProfiles.profileArns } },
+      }));
+      role.addToPrincipalPolicy(new PolicyStatement({ actions: ['bedrock:GetInferenceProfile'], resources: grant.throughProfiles.profileArns }));
+    }
+    // The CLI lists the system inference profiles before its first call.
+    role.addToPrincipalPolicy(new PolicyStatement({ actions: ['bedrock:ListInferenceProfiles'], resources: ['*'] }));
+    this.role = role;
+    Validations.of(role).acknowledge({
+      id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
+      reason: 'bedrock:ListInferenceProfiles supports no resource-level permission; the CLI calls it before its first model call.',
+    });
+    for (const resource of grant.throughProfiles?.resources ?? []) {
+      Validations.of(role).acknowledge({
+        id: `AwsSolutions::AwsSolutions-IAM5[Resource::${nagSpelling(resource)}]`,
+        reason: 'A cross-region inference profile routes to its foundation model in regions Bedrock chooses: any region, and only through the configured profiles (condition bedrock:InferenceProfileArn).',
+      });
+    }
+  }
+
+  /** Lets a runner assume the role for a session. */
+  grantAssume(grantee: IGrantable): void {
+    this.role.grantAssumeRole(grantee.grantPrincipal);
+  }
+}
+
+/** How cdk-nag writes a resource in a finding's id: the partition token as <AWS::Partition>. */
+function nagSpelling(resource: string): string {
+  return resource.replace(/^arn:[^:]+:/, 'arn:<AWS::Partition>:');
+}

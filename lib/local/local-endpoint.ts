@@ -1,0 +1,87 @@
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { MODEL_PROVIDERS, type ClaudeEndpoint, type ModelProvider } from '../claude/claude-process.js';
+import { AnthropicStandIn } from './anthropic-stand-in.js';
+
+// Claude's endpoint for a local command: what the environment sets up, the way Claude Code
+// itself reads it, else a stand-in started here. No schema library: `run` settles this
+// before the rest of the CLI loads (lib/cli/early-start.ts).
+
+/** Pinned when ANTHROPIC_MODEL does not say: an unpinned CLI on Bedrock picks its own default. */
+export const DEFAULT_BEDROCK_MODEL = 'us.anthropic.claude-sonnet-4-5-20250929-v1:0';
+
+export class ProviderError extends Error {
+  override readonly name = 'ProviderError';
+}
+
+/** `--provider`, else CLAUDE_SESSIONS_PROVIDER, else anthropic. */
+export function localProvider(flag: string | undefined, env: NodeJS.ProcessEnv): ModelProvider {
+  const value = flag ?? (env.CLAUDE_SESSIONS_PROVIDER || 'anthropic');
+  if (!MODEL_PROVIDERS.includes(value as ModelProvider)) {
+    const source = flag !== undefined ? '--provider' : 'CLAUDE_SESSIONS_PROVIDER';
+    throw new ProviderError(`${source} must be ${MODEL_PROVIDERS.join(' or ')}, not ${JSON.stringify(value)}`);
+  }
+  return value as ModelProvider;
+}
+
+/**
+ * Anthropic: ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL). Bedrock: Claude Code's own variables
+ * (ANTHROPIC_BEDROCK_BASE_URL, CLAUDE_CODE_SKIP_BEDROCK_AUTH, AWS_REGION, ANTHROPIC_MODEL) and
+ * the default AWS credential chain (AWS_PROFILE, keys, SSO …), resolved here: the CLI runs in a
+ * HOME of its own, where ~/.aws is not. With none of these, a stand-in the caller closes.
+ */
+export async function localClaudeEndpoint(
+  env: NodeJS.ProcessEnv,
+  provider: ModelProvider = 'anthropic',
+): Promise<{ endpoint: ClaudeEndpoint; standIn?: AnthropicStandIn }> {
+  const model = env.ANTHROPIC_MODEL || undefined;
+  if (provider === 'anthropic') {
+    if (env.ANTHROPIC_API_KEY) return { endpoint: { apiKey: env.ANTHROPIC_API_KEY, baseUrl: env.ANTHROPIC_BASE_URL || undefined, model } };
+    const standIn = await new AnthropicStandIn().start();
+    return { endpoint: { ...standIn.endpoint, model }, standIn };
+  }
+  const bedrock = {
+    provider: 'bedrock' as const,
+    region: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1',
+    model: model ?? DEFAULT_BEDROCK_MODEL,
+    smallFastModel: env.ANTHROPIC_DEFAULT_HAIKU_MODEL || env.ANTHROPIC_SMALL_FAST_MODEL || undefined,
+  };
+  const baseUrl = env.ANTHROPIC_BEDROCK_BASE_URL || undefined;
+  const skipAuth = ['1', 'true'].includes((env.CLAUDE_CODE_SKIP_BEDROCK_AUTH ?? '').toLowerCase());
+  if (!skipAuth && hasAwsCredentials(env)) return { endpoint: { ...bedrock, baseUrl, credentials: await resolveCredentials(env) } };
+  if (baseUrl || skipAuth) return { endpoint: { ...bedrock, baseUrl } };
+  const standIn = await new AnthropicStandIn().start();
+  return { endpoint: standIn.bedrockEndpoint(bedrock.model), standIn };
+}
+
+/** How `run` names where Claude is. */
+export function describeEndpoint(endpoint: ClaudeEndpoint, standIn: AnthropicStandIn | undefined): string {
+  if (endpoint.provider === 'bedrock') {
+    const where = standIn
+      ? `the built-in local Bedrock stand-in at ${standIn.url} (no AWS credentials or ANTHROPIC_BEDROCK_BASE_URL set)`
+      : endpoint.baseUrl ?? `Amazon Bedrock in ${endpoint.region}`;
+    return `Claude (${endpoint.model}) runs through ${where}.`;
+  }
+  if (standIn) return `No ANTHROPIC_API_KEY set: Claude runs against the built-in local stand-in at ${standIn.url}.`;
+  return `Claude runs against ${endpoint.baseUrl ?? 'the Anthropic API'}.`;
+}
+
+/** Whether the default chain has something to find, without probing the network (an instance's metadata service). */
+function hasAwsCredentials(env: NodeJS.ProcessEnv): boolean {
+  if (env.AWS_ACCESS_KEY_ID || env.AWS_PROFILE || env.AWS_WEB_IDENTITY_TOKEN_FILE) return true;
+  if (env.AWS_CONTAINER_CREDENTIALS_FULL_URI || env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI) return true;
+  const aws = join(env.HOME || homedir(), '.aws');
+  return [env.AWS_SHARED_CREDENTIALS_FILE || join(aws, 'credentials'), env.AWS_CONFIG_FILE || join(aws, 'config')].some((f) => existsSync(f));
+}
+
+async function resolveCredentials(env: NodeJS.ProcessEnv) {
+  // Loaded only here: the SDK's credential chain is not on the path of every `run`.
+  const { fromNodeProviderChain } = await import('@aws-sdk/credential-providers');
+  try {
+    const { accessKeyId, secretAccessKey, sessionToken } = await fromNodeProviderChain({ profile: env.AWS_PROFILE || undefined })();
+    return { accessKeyId, secretAccessKey, sessionToken };
+  } catch (err) {
+    throw new ProviderError(`Bedrock needs AWS credentials and the default chain found none (${(err as Error).message}); run \`aws sso login\`, set AWS_PROFILE, or unset them to use the local stand-in`, { cause: err });
+  }
+}

@@ -1,0 +1,163 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { startTestRuntime, useTestRuntime, type TestRuntime } from './support/runtime.js';
+import { DEFAULT_BEDROCK_MODEL } from '../lib/local/local-endpoint.js';
+import type { RecordedRequest, StandInUsage } from '../lib/local/anthropic-stand-in.js';
+import type { SessionRecord } from '../lib/sessions/session-item.js';
+
+/**
+ * Claude through Amazon Bedrock, locally: the real CLI with CLAUDE_CODE_USE_BEDROCK against the
+ * stand-in's Bedrock routes (AWS event stream), the real state machine, the record it closes.
+ * The faults of test/fault-matrix.test.ts that come from the model API, in Bedrock's shapes.
+ */
+let env: TestRuntime;
+useTestRuntime((started) => (env = started), {}, { provider: 'bedrock', policy: { runAttempts: 2, retryBaseSeconds: 0 } });
+
+const MODEL = 'us.anthropic.claude-sonnet-4-5-20250929-v1:0';
+
+/** What the stand-in served, summed: the tokens a session must record, no more, no less. */
+function servedTotal(requests: RecordedRequest[]) {
+  const sum = { inputTokens: 0, outputTokens: 0, cacheReadInputTokens: 0, cacheCreationInputTokens: 0 };
+  for (const { served } of requests) {
+    const u: StandInUsage = served ?? { input_tokens: 0, output_tokens: 0 };
+    sum.inputTokens += u.input_tokens;
+    sum.outputTokens += u.output_tokens;
+    sum.cacheReadInputTokens += u.cache_read_input_tokens ?? 0;
+    sum.cacheCreationInputTokens += u.cache_creation_input_tokens ?? 0;
+  }
+  return sum;
+}
+
+describe('a session on Bedrock', () => {
+  it('completes through invoke-with-response-stream on the pinned model, recording provider, model and exact usage', async () => {
+    // Prepare
+    env.anthropic.respondWith({ kind: 'text', text: 'Bedrock says hi', usage: { input_tokens: 120, output_tokens: 30, cache_read_input_tokens: 50, cache_creation_input_tokens: 10 } });
+    // Act
+    const { session } = await env.runtime.run({ prompt: 'hello', projectId: 'bedrock-happy' });
+    // Assess
+    const calls = env.anthropic.messageRequests;
+    expect(calls.map((r) => [r.provider, r.path])).toEqual(calls.map(() => ['bedrock', `/model/${MODEL}/invoke-with-response-stream`]));
+    expect(calls.every((r) => r.sessionId === session!.sessionId)).toBe(true);
+    expect(session).toMatchObject({
+      status: 'COMPLETED', provider: 'bedrock', model: MODEL, result: 'Bedrock says hi',
+      usage: servedTotal(calls),
+    });
+    expect(Object.keys(session!.modelUsage)).toEqual([MODEL]);
+    expect(session!.modelUsage[MODEL]).toMatchObject(servedTotal(calls));
+    expect(session!.modelUsage[MODEL]!.costUsd).toBe(session!.totalCostUsd);
+  });
+
+  it('ThrottlingException (429): FAILED with the API error after its retries, nothing RUNNING', async () => {
+    env.anthropic.respondByDefault({ kind: 'error', status: 429, message: 'Too many requests, please wait before trying again.' });
+    const { session } = await env.runtime.run({ prompt: 'hi', projectId: 'bedrock-429' });
+    expect(session).toMatchObject({ status: 'FAILED', error: 'ClaudeApiError', cause: expect.stringMatching(/429/), attempts: 2, provider: 'bedrock' });
+    expect(await env.runtime.repository.listRunning('bedrock-429')).toEqual([]);
+  });
+
+  it('ServiceUnavailableException (503) once: the workflow runs Claude again and the session completes', async () => {
+    env.anthropic.respondWith({ kind: 'error', status: 503, message: 'Service unavailable' }, { kind: 'text', usage: { input_tokens: 9, output_tokens: 4 } });
+    const { session } = await env.runtime.run({ prompt: 'hi', projectId: 'bedrock-503' });
+    expect(session).toMatchObject({ status: 'COMPLETED', attempts: 2, usage: { inputTokens: 9, outputTokens: 4 } });
+  });
+
+  it('ValidationException (400): FAILED at once, not retried', async () => {
+    env.anthropic.respondByDefault({ kind: 'error', status: 400, message: 'The provided model identifier is invalid.' });
+    const { session } = await env.runtime.run({ prompt: 'hi', projectId: 'bedrock-400' });
+    expect(session).toMatchObject({ status: 'FAILED', error: 'ClaudeApiError', cause: expect.stringMatching(/400/), attempts: 1 });
+    expect(env.anthropic.messageRequests).toHaveLength(1);
+  });
+
+  it('a stalled stream: TIMED_OUT, the streamed tokens kept under the model that streamed them', async () => {
+    const stalled = { kind: 'stall', usage: { input_tokens: 700, output_tokens: 0 } } as const;
+    env.anthropic.respondByDefault(stalled);
+    const { session } = await env.runtime.run({ prompt: 'hi', projectId: 'bedrock-stall', timeoutSeconds: 5 });
+    expect(session).toMatchObject({ status: 'TIMED_OUT', error: 'ClaudeTimeoutError', usage: { inputTokens: 700 } });
+    expect(Object.values(session!.modelUsage).reduce((n, u) => n + u.inputTokens, 0)).toBe(700);
+  }, 60_000);
+
+  it('runs on the Fargate runtime too (the image\'s task, through the Bedrock base URL)', async () => {
+    env.anthropic.respondWith({ kind: 'text', usage: { input_tokens: 21, output_tokens: 2 } });
+    const { session } = await env.runtime.run({ prompt: 'hi', projectId: 'bedrock-fargate', runtime: 'fargate' });
+    expect(session).toMatchObject({ status: 'COMPLETED', runtime: 'fargate', provider: 'bedrock', model: MODEL, usage: { inputTokens: 21, outputTokens: 2 } });
+  }, 120_000);
+
+  it('project totals split the usage by model', async () => {
+    env.anthropic.respondByDefault({ kind: 'text', usage: { input_tokens: 5, output_tokens: 1 } });
+    await env.runtime.run({ prompt: 'one', projectId: 'bedrock-totals' });
+    await env.runtime.run({ prompt: 'two', projectId: 'bedrock-totals' });
+    const totals = await env.runtime.repository.usageTotals('bedrock-totals');
+    expect(totals.byModel[MODEL]).toMatchObject({ ...servedTotal(env.anthropic.messageRequests) });
+    expect(totals.usage).toEqual(servedTotal(env.anthropic.messageRequests));
+  });
+});
+
+describe('a session whose subagent runs on the small model', () => {
+  it('records every call the stand-in served, per model and in total (the CLI\'s top-level usage leaves the subagent out)', async () => {
+    // Prepare: the main model asks the Agent tool for a haiku subagent, which answers; then the main model answers
+    const HAIKU = 'us.anthropic.claude-haiku-4-5-20251001-v1:0';
+    const subagents = await startTestRuntime({}, { provider: 'bedrock', smallFastModel: HAIKU, policy: { allowedTools: ['Read', 'Glob', 'Agent'] } });
+    try {
+      subagents.anthropic.respondWith(
+        { kind: 'tool_use', name: 'Agent', input: { description: 'look', prompt: 'Say hi', subagent_type: 'general-purpose', model: 'haiku' }, usage: { input_tokens: 100, output_tokens: 10, cache_read_input_tokens: 1_000, cache_creation_input_tokens: 10_000 } },
+        { kind: 'text', text: 'hi', usage: { input_tokens: 200, output_tokens: 20, cache_read_input_tokens: 2_000, cache_creation_input_tokens: 20_000 } },
+        { kind: 'text', text: 'Done.', usage: { input_tokens: 300, output_tokens: 30, cache_read_input_tokens: 3_000, cache_creation_input_tokens: 30_000 } },
+      );
+      // Act
+      const { session } = await subagents.runtime.run({ prompt: 'delegate', projectId: 'bedrock-subagent', tools: ['Read', 'Glob', 'Agent'] });
+      // Assess
+      const calls = subagents.anthropic.messageRequests;
+      expect(calls.map((r) => r.model)).toEqual([MODEL, HAIKU, MODEL]);
+      expect(session).toMatchObject({ status: 'COMPLETED', result: 'Done.', usage: servedTotal(calls) });
+      expect(session!.usage).toEqual({ inputTokens: 600, outputTokens: 60, cacheReadInputTokens: 6_000, cacheCreationInputTokens: 60_000 });
+      expect(session!.modelUsage).toEqual({
+        [MODEL]: { ...servedTotal(calls.filter((r) => r.model === MODEL)), costUsd: expect.any(Number) },
+        [HAIKU]: { ...servedTotal(calls.filter((r) => r.model === HAIKU)), costUsd: expect.any(Number) },
+      });
+      expect(session!.modelUsage[MODEL]!.costUsd + session!.modelUsage[HAIKU]!.costUsd).toBeCloseTo(session!.totalCostUsd, 9);
+    } finally {
+      await subagents.close();
+    }
+  }, 60_000);
+});
+
+describe('CLAUDE_SESSIONS_PROVIDER=bedrock npx claude-sessions run', () => {
+  it('runs against the built-in Bedrock stand-in when there are no AWS credentials, and says so', async () => {
+    // Prepare: a HOME with no ~/.aws, no AWS or Anthropic variables
+    const home = await mkdtemp(join(tmpdir(), 'bedrock-cli-home-'));
+    const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(AWS_|ANTHROPIC_|CLAUDE_)/.test(k)));
+    // Act
+    const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, [join(process.cwd(), 'bin', 'claude-sessions.js'), 'run', 'Say hi', '--project', 'demo', '--json'], {
+        env: { ...clean, HOME: home, CLAUDE_SESSIONS_HOME: join(home, 'state'), CLAUDE_SESSIONS_PROVIDER: 'bedrock' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.stderr.on('data', (d) => (stderr += d));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+    // Assess
+    expect(run.stderr).toMatch(new RegExp(`Claude \\(${DEFAULT_BEDROCK_MODEL.replaceAll('.', '\\.')}\\) runs through the built-in local Bedrock stand-in`));
+    expect(run.code).toBe(0);
+    const session = JSON.parse(run.stdout) as SessionRecord;
+    expect(session).toMatchObject({ status: 'COMPLETED', projectId: 'demo', provider: 'bedrock', model: DEFAULT_BEDROCK_MODEL });
+    expect(session.usage.inputTokens).toBeGreaterThan(0);
+    expect(session.modelUsage[DEFAULT_BEDROCK_MODEL]).toMatchObject(session.usage);
+  }, 60_000);
+
+  it('refuses an unknown provider, naming where it came from', async () => {
+    const run = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, [join(process.cwd(), 'bin', 'claude-sessions.js'), 'run', 'hi', '--provider', 'vertex'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d) => (stderr += d));
+      child.on('close', (code) => resolve({ code, stderr }));
+    });
+    expect(run.stderr).toContain('--provider must be anthropic or bedrock, not "vertex"');
+    expect(run.code).not.toBe(0);
+  });
+});
