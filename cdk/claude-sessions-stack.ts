@@ -1,4 +1,4 @@
-import { Stack, Token, Validations, type CfnElement, type StackProps } from 'aws-cdk-lib';
+import { RemovalPolicy, Stack, Token, Validations, type CfnElement, type StackProps } from 'aws-cdk-lib';
 import { Grant } from 'aws-cdk-lib/aws-iam';
 import { Secret, type ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
@@ -167,6 +167,8 @@ export class ClaudeSessionsStack extends Stack {
         generateStringKey: 'placeholder',
       },
     });
+    // Kept when the stack stops using it (a switch to provider bedrock): the key put in by hand is not lost.
+    secret.applyRemovalPolicy(RemovalPolicy.RETAIN);
     Validations.of(secret).acknowledge({
       id: 'AwsSolutions::AwsSolutions-SMG4',
       reason: 'An Anthropic API key cannot be rotated by a Secrets Manager rotation function: it is issued in the Anthropic console and put here by hand.',

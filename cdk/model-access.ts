@@ -1,5 +1,5 @@
-import { Stack, Validations } from 'aws-cdk-lib';
-import { AccountRootPrincipal, PolicyStatement, Role, type IGrantable, type IRole } from 'aws-cdk-lib/aws-iam';
+import { Lazy, Stack, Validations } from 'aws-cdk-lib';
+import { AccountRootPrincipal, PolicyStatement, Role, type Grant, type IGrantable, type IPrincipal, type IRole } from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { invokeGrant, type BedrockSettings } from '../lib/claude/model-provider.js';
 
@@ -15,6 +15,7 @@ export interface ModelAccessProps {
  */
 export class ModelAccess extends Construct {
   readonly role: IRole;
+  private readonly assumers: IPrincipal[] = [];
 
   constructor(scope: Construct, id: string, props: ModelAccessProps) {
     super(scope, id);
@@ -22,9 +23,12 @@ export class ModelAccess extends Construct {
     const { model, smallFastModel, projectModels } = props.settings;
     const models = [model, ...(smallFastModel ? [smallFastModel] : []), ...Object.values(projectModels ?? {})];
     const grant = invokeGrant(models, { partition: stack.partition, region: stack.region, account: stack.account });
-    // Trusted by the account, assumable only by the principals granted below (identity policies decide).
+    // Trusted only for the roles granted below (grantAssume), by ARN: a principal of the account
+    // with a broad sts:AssumeRole of its own still cannot take it.
     const role = new Role(this, 'Role', {
-      assumedBy: new AccountRootPrincipal(),
+      assumedBy: new AccountRootPrincipal().withConditions({
+        ArnEquals: { 'aws:PrincipalArn': Lazy.list({ produce: () => this.assumers.map((p) => (p as IRole).roleArn ?? p.toString()) }) },
+      }),
       description: 'claude-sessions: what the Claude CLI may do on Bedrock (invoke the configured models), assumed per session by the runners',
     });
     const invoke = ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream'];
@@ -52,9 +56,11 @@ export class ModelAccess extends Construct {
     }
   }
 
-  /** Lets a runner assume the role for a session. */
-  grantAssume(grantee: IGrantable): void {
-    this.role.grantAssumeRole(grantee.grantPrincipal);
+  /** Lets a runner (a role) assume the role for a session: its identity policy, and the trust policy's condition. */
+  grantAssume(grantee: IGrantable): Grant {
+    if (!('roleArn' in grantee.grantPrincipal)) throw new Error('ModelAccess.grantAssume: the grantee must be a role (a runner\'s execution or task role)');
+    this.assumers.push(grantee.grantPrincipal);
+    return this.role.grantAssumeRole(grantee.grantPrincipal);
   }
 }
 

@@ -75,7 +75,8 @@ describe('a session on Bedrock', () => {
     env.anthropic.respondByDefault(stalled);
     const { session } = await env.runtime.run({ prompt: 'hi', projectId: 'bedrock-stall', timeoutSeconds: 5 });
     expect(session).toMatchObject({ status: 'TIMED_OUT', error: 'ClaudeTimeoutError', usage: { inputTokens: 700 } });
-    expect(Object.values(session!.modelUsage).reduce((n, u) => n + u.inputTokens, 0)).toBe(700);
+    expect(Object.keys(session!.modelUsage)).toEqual([MODEL]);
+    expect(session!.modelUsage[MODEL]).toMatchObject({ inputTokens: 700, costUsd: 0 });
   }, 60_000);
 
   it('runs on the Fargate runtime too (the image\'s task, through the Bedrock base URL)', async () => {
@@ -119,6 +120,31 @@ describe('a session whose subagent runs on the small model', () => {
       expect(session!.modelUsage[MODEL]!.costUsd + session!.modelUsage[HAIKU]!.costUsd).toBeCloseTo(session!.totalCostUsd, 9);
     } finally {
       await subagents.close();
+    }
+  }, 60_000);
+});
+
+describe('credentials that expire', () => {
+  it('stop the run before they do: TIMED_OUT within their lifetime, not FAILED on calls made after it', async () => {
+    // Prepare: a runner whose model credentials (as an assumed role's) expire 36 s from now; a stream that stalls
+    let expiring: TestRuntime | undefined;
+    expiring = await startTestRuntime({
+      sessionEndpoint: async () => ({
+        ...expiring!.anthropic.bedrockEndpoint(MODEL),
+        credentials: { accessKeyId: 'ASIAEXPIRING', secretAccessKey: 'secret', sessionToken: 'token', expiration: new Date(Date.now() + 36_000) },
+      }),
+    }, { provider: 'bedrock' });
+    try {
+      expiring.anthropic.respondByDefault({ kind: 'stall', usage: { input_tokens: 50, output_tokens: 0 } });
+      // Act
+      const started = Date.now();
+      const { session } = await expiring.runtime.run({ prompt: 'hi', projectId: 'bedrock-expiry', timeoutSeconds: 600 });
+      // Assess: the run's limit was the credentials' lifetime less the 30 s kept to report
+      expect(session).toMatchObject({ status: 'TIMED_OUT', error: 'ClaudeTimeoutError', usage: { inputTokens: 50 } });
+      expect(Date.now() - started).toBeLessThan(20_000);
+      expect(expiring.anthropic.messageRequests.every((r) => r.accessKeyId === 'ASIAEXPIRING')).toBe(true);
+    } finally {
+      await expiring.close();
     }
   }, 60_000);
 });

@@ -137,6 +137,12 @@ describe('the runner bundle of a Bedrock deployment, invoked', () => {
     expect(issued).toHaveLength(2);
     expect(issued.every((name) => /^claude-[0-9a-f-]{36}$/.test(name))).toBe(true);
     expect(new Set(bedrock.requests.map(signer))).toEqual(new Set([modelRoleId()]));
+    // Each session's credentials are limited to its own models by the AssumeRole session policy (under IAM's 2,048 characters).
+    const policies = aws.calls.filter((c) => c.action === 'AssumeRole').map((c) => String(c.params.Policy));
+    expect(policies.map((p) => p.length).every((n) => n < 2_048)).toBe(true);
+    expect(policies.map((p) => [p.includes(`inference-profile/${MODEL}`), p.includes(PROFILE), p.includes(`inference-profile/${SMALL}`)])).toEqual([
+      [true, false, true], [false, true, true],
+    ]);
     calls = [...aws.calls, ...bedrock.requests.map(bedrockCall)];
   }, 120_000);
 

@@ -106,11 +106,12 @@ describe('the write contract across a deploy', () => {
     });
   }
 
-  it('the deployed definition passes its contract to the runner function', async () => {
+  it('the deployed definition passes its contract to the runner function and to the Fargate task', async () => {
     const { readFileSync } = await import('node:fs');
     const { inject } = await import('vitest');
     const template = JSON.parse(readFileSync(`${inject('cdkOut')}/ClaudeSessions.template.json`, 'utf8')) as { Resources: Record<string, { Type: string; Properties: { DefinitionString: unknown } }> };
     const machine = Object.values(template.Resources).find((r) => r.Type === 'AWS::StepFunctions::StateMachine')!;
     expect(JSON.stringify(machine.Properties.DefinitionString)).toContain(`\\"contract\\":${RUNNER_CONTRACT}`);
+    expect(JSON.stringify(machine.Properties.DefinitionString)).toContain(`{\\"Name\\":\\"RUNNER_CONTRACT\\",\\"Value\\":\\"${RUNNER_CONTRACT}\\"}`);
   });
 });

@@ -58,6 +58,8 @@ export function runAttempt(scope: Construct, write: WriteState, step: Role, prop
           { name: 'MILESTONE_JSON', value: JsonPath.jsonToString(JsonPath.objectAt('$.milestone')) },
           { name: 'RETRY_JSON', value: JsonPath.jsonToString(JsonPath.objectAt('$.retry')) },
           { name: 'TASK_TOKEN', value: JsonPath.taskToken },
+          // The family's newest revision runs, even for an execution started before a deploy: it says which values it expects.
+          { name: 'RUNNER_CONTRACT', value: String(RUNNER_CONTRACT) },
         ],
       },
     ],

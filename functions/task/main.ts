@@ -13,7 +13,6 @@ import { readRunnerEnvironment } from '../../lib/claude/runner-environment.js';
 import type { RunnerInput } from '../../lib/claude/run-session-task.js';
 import { TranscriptStore } from '../../lib/claude/transcript-store.js';
 import type { SessionStart } from '../../lib/sessions/execution-input.js';
-import { RUNNER_CONTRACT } from '../../lib/sessions/session-item.js';
 
 const logger = new Logger({ serviceName: 'claude-sessions-task' });
 // On ECS there is no Lambda trace context for the Tracer to attach segments to (and Fargate sets
@@ -39,8 +38,8 @@ async function main(): Promise<number> {
     await callbacks.heartbeat();
     logger.info('running Claude', { promptChars: session.promptChars, promptSha256: session.promptSha256 });
     const outcome = await runFargateTask(
-      // The image is the task definition's: always the definition's contract.
-      { session, milestone, retry, contract: RUNNER_CONTRACT },
+      // RunTask names the family, so the newest image runs executions started before a deploy too: their definition sends no contract.
+      { session, milestone, retry, contract: Number(process.env.RUNNER_CONTRACT ?? 1) },
       () => executionPrompt(sfn, session.executionArn),
       {
         endpoint: { apiKey: '' }, // the session's comes from sessionEndpoint

@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildClaudeArgs, type ClaudeArgsOptions } from './claude-args.js';
 
-// How the CLI process is started: no schema library here, so a cold `run` can start
-// Claude's CLI before it loads anything else (bin/claude-sessions.js, lib/cli/early-start.ts).
+// How the CLI process is started. No schema library here: the process that starts it loads
+// only what it needs (the Lambda's cold start, the task's).
 
 /** Where the CLI reaches Claude: the Anthropic API with a key, or Amazon Bedrock with AWS credentials. */
 export type ClaudeEndpoint = AnthropicEndpoint | BedrockEndpoint;
@@ -29,6 +29,8 @@ export interface ModelCredentials {
   accessKeyId: string;
   secretAccessKey: string;
   sessionToken?: string;
+  /** When they stop working: the run is stopped before (an assumed role's last at most one hour). */
+  expiration?: Date;
 }
 
 export interface BedrockEndpoint {

@@ -2,7 +2,7 @@ import { AssumeRoleCommand, type STSClient } from '@aws-sdk/client-sts';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { readApiKey } from './api-key.js';
 import type { ClaudeEndpoint, ModelCredentials } from './claude-process.js';
-import { modelForProject } from './model-provider.js';
+import { invokeGrant, modelForProject } from './model-provider.js';
 import type { RunnerEnvironment } from './runner-environment.js';
 import type { SessionStart } from '../sessions/execution-input.js';
 
@@ -41,13 +41,15 @@ export function sessionEndpoints(runner: RunnerEnvironment, clients: EndpointCli
     const region = env.AWS_REGION;
     if (!region) throw new ModelCredentialsError('AWS_REGION is not set: Bedrock is invoked in the runner\'s region');
     const baseUrl = env.ANTHROPIC_BEDROCK_BASE_URL || undefined;
+    const model = modelForProject(settings, session.projectId)!;
+    const models = [model, ...(settings.smallFastModel ? [settings.smallFastModel] : [])];
     return {
       provider: 'bedrock',
       region,
-      model: modelForProject(settings, session.projectId)!,
+      model,
       smallFastModel: settings.smallFastModel,
       baseUrl,
-      credentials: await modelCredentials(runner, clients, session, Boolean(baseUrl)),
+      credentials: await modelCredentials(runner, clients, session, models, region, Boolean(baseUrl)),
     };
   };
 }
@@ -60,7 +62,7 @@ async function anthropicKey(runner: RunnerEnvironment, clients: EndpointClients,
 }
 
 async function modelCredentials(
-  runner: RunnerEnvironment, clients: EndpointClients, session: SessionStart, hasBaseUrl: boolean,
+  runner: RunnerEnvironment, clients: EndpointClients, session: SessionStart, models: string[], region: string, hasBaseUrl: boolean,
 ): Promise<ModelCredentials | undefined> {
   if (!runner.modelRoleArn) {
     // A stand-in or a signing gateway at ANTHROPIC_BEDROCK_BASE_URL needs no credentials; Bedrock itself does.
@@ -73,9 +75,35 @@ async function modelCredentials(
     // CloudTrail then names the session behind each model call.
     RoleSessionName: `claude-${session.sessionId}`,
     DurationSeconds: seconds,
+    // The role may invoke every project's profile; this session only its own models.
+    Policy: JSON.stringify(sessionPolicy(runner.modelRoleArn, models, region)),
   }));
   if (!Credentials?.AccessKeyId || !Credentials.SecretAccessKey) {
     throw new ModelCredentialsError(`AssumeRole of ${runner.modelRoleArn} returned no credentials`);
   }
-  return { accessKeyId: Credentials.AccessKeyId, secretAccessKey: Credentials.SecretAccessKey, sessionToken: Credentials.SessionToken };
+  return {
+    accessKeyId: Credentials.AccessKeyId, secretAccessKey: Credentials.SecretAccessKey, sessionToken: Credentials.SessionToken,
+    expiration: Credentials.Expiration,
+  };
+}
+
+/**
+ * The session policy: what the assumed credentials may do is the role's policy intersected with
+ * this, so one project's Claude cannot invoke (and bill) another project's inference profile.
+ */
+export function sessionPolicy(roleArn: string, models: string[], region: string): object {
+  const [, partition, , , account] = roleArn.split(':');
+  const grant = invokeGrant(models, { partition: partition!, region, account: account! });
+  const invoke = ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream'];
+  return {
+    Version: '2012-10-17',
+    Statement: [
+      { Effect: 'Allow', Action: invoke, Resource: grant.resources },
+      ...(grant.throughProfiles ? [
+        { Effect: 'Allow', Action: invoke, Resource: grant.throughProfiles.resources, Condition: { StringEquals: { 'bedrock:InferenceProfileArn': grant.throughProfiles.profileArns } } },
+        { Effect: 'Allow', Action: 'bedrock:GetInferenceProfile', Resource: grant.throughProfiles.profileArns },
+      ] : []),
+      { Effect: 'Allow', Action: 'bedrock:ListInferenceProfiles', Resource: '*' },
+    ],
+  };
 }

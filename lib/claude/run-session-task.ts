@@ -14,7 +14,7 @@ import { addUsage, addUsageByModel, addUsd, type Usage, type UsageByModel } from
 import { PromptMismatchError, SessionIdMismatchError } from './errors.js';
 import { runClaude, type ClaudeRun, type WorkspaceHooks } from './run-claude.js';
 import { WorkspacePushError, cloneWorkspace, commitAndPush, defaultBranch, redactRepo } from './workspace.js';
-import { claudeProcessOptions, type ClaudeEndpoint, type RunnerClaudeSettings, type StandbyClaude } from './claude-process.js';
+import { claudeProcessOptions, type BedrockEndpoint, type ClaudeEndpoint, type RunnerClaudeSettings, type StandbyClaude } from './claude-process.js';
 import { releaseAfterRunValues, toMilestoneRecord, type MilestoneRecord, type MilestoneWorkspace, type TranscriptPointer } from '../sessions/milestone-item.js';
 import { milestoneTaskWorkspace } from '../sessions/milestone-workspace.js';
 import type { TranscriptStorage } from './transcript-store.js';
@@ -113,7 +113,7 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
   const workspace = target ? workspaceHooks(start, target, prompt, config, retried) : undefined;
   const endpoint = config.sessionEndpoint ? await config.sessionEndpoint(start) : config.endpoint;
   const run = await runClaude({
-    ...claudeProcessOptions(start, { ...config, endpoint }, claudeSessionId, !milestone ? 'fresh' : restored ? 'resume' : 'start'),
+    ...claudeProcessOptions(start, { ...config, endpoint, remainingMs: remainingWithin(config, endpoint) }, claudeSessionId, !milestone ? 'fresh' : restored ? 'resume' : 'start'),
     prompt,
     restoreTranscript: restored,
     signal: config.signal,
@@ -123,6 +123,10 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
   });
 
   const served = { provider: endpoint.provider ?? 'anthropic', model: endpoint.model ?? null };
+  // A killed run's split comes from the stream, which names the model that answered; the CLI's own
+  // split (a finished run) names the id it asked for. On Bedrock those differ (a profile id or ARN
+  // asked, the model's name answered): the stream's are put under the ids the deployment configured.
+  if (run.kind !== 'result' && endpoint.provider === 'bedrock') run.modelUsage = underConfiguredModels(run.modelUsage, endpoint);
   let outcome: RunOutcome;
   if (run.kind === 'crashed') {
     // Tokens streamed before a crash were spent: record them on a FAILED session.
@@ -193,6 +197,27 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
     ...(milestoneValues ? { milestoneValues } : {}),
     ...(next ? { next } : {}),
   };
+}
+
+function underConfiguredModels(byModel: UsageByModel, endpoint: BedrockEndpoint): UsageByModel {
+  const configured = [endpoint.model, endpoint.smallFastModel].filter((m): m is string => Boolean(m));
+  const small = endpoint.smallFastModel;
+  return Object.entries(byModel).reduce<UsageByModel>((sum, [model, usage]) => {
+    const id = configured.includes(model) ? model : small && /haiku/i.test(model) && !/haiku/i.test(endpoint.model) ? small : endpoint.model;
+    return addUsageByModel(sum, { [id]: usage });
+  }, {});
+}
+
+/**
+ * The time the run may take: the platform's (Lambda's remaining time), and no longer than the
+ * CLI's credentials work. Credentials the CLI cannot refresh would fail every call after they
+ * expire, non-retryably: the run is stopped before, TIMED_OUT, with what it spent kept.
+ */
+function remainingWithin(config: RunnerConfig, endpoint: ClaudeEndpoint): (() => number) | undefined {
+  const expiration = endpoint.provider === 'bedrock' ? endpoint.credentials?.expiration : undefined;
+  if (!expiration) return config.remainingMs;
+  const untilExpiry = () => new Date(expiration).getTime() - Date.now();
+  return () => Math.min(config.remainingMs?.() ?? Number.POSITIVE_INFINITY, untilExpiry());
 }
 
 /** What a run clones and pushes. */

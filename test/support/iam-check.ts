@@ -450,6 +450,8 @@ const sts: Mapper = (action, params) => [request(`sts:${action}`, str(params.Rol
 
 /** The region a cross-region inference profile sends a call to in these checks: not the caller's, as Bedrock may choose. */
 export const BEDROCK_DESTINATION_REGION = 'us-west-2';
+/** The model the tests' application inference profiles are taken to be created from. */
+export const BEDROCK_APPLICATION_PROFILE_MODEL = 'anthropic.claude-sonnet-4-5-20250929-v1:0';
 
 /**
  * Bedrock's authorization of a model call (Bedrock user guide, "Prerequisites for inference profiles"): the
@@ -461,6 +463,13 @@ const bedrock: Mapper = (action, params) => {
   const id = str(params.modelId ?? params.inferenceProfileIdentifier, 'modelId');
   const profile = /^[a-z]{2,6}\.anthropic\./.test(id) ? arn('bedrock', `inference-profile/${id}`) : id.includes(':inference-profile/') ? id : undefined;
   if (action === 'GetInferenceProfile') return [request('bedrock:GetInferenceProfile', profile ?? id)];
+  if (id.includes(':application-inference-profile/')) {
+    // An application profile routes to the model it was created from (here: BEDROCK_APPLICATION_PROFILE_MODEL), through itself.
+    return [
+      request(`bedrock:${action}`, id),
+      request(`bedrock:${action}`, `arn:${PARTITION}:bedrock:${BEDROCK_DESTINATION_REGION}::foundation-model/${BEDROCK_APPLICATION_PROFILE_MODEL}`, { 'bedrock:InferenceProfileArn': id }),
+    ];
+  }
   if (id.startsWith('arn:') && !profile) return [request(`bedrock:${action}`, id)];
   if (!profile) return [request(`bedrock:${action}`, `arn:${PARTITION}:bedrock:${REGION}::foundation-model/${id}`)];
   const base = profile.slice(profile.indexOf('/') + 1).replace(/^[a-z]{2,6}\./, '');
