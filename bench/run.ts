@@ -6,7 +6,8 @@
  *   npm run bench -- --n 20 --concurrency 1,10,50
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -125,22 +126,25 @@ async function main() {
     if (session?.status !== 'COMPLETED') throw new Error(`warm session ended ${session?.status}`);
   }
 
-  // --- overhead (cold): a new `claude-sessions run` process each time, state cache warm
-  log(`overhead: ${COLD_N} cold \`claude-sessions run\` processes…`);
+  // --- overhead of the command: a new `claude-sessions run` process each time, through a warm engine
+  log(`overhead: ${COLD_N} \`claude-sessions run\` processes through a running engine…`);
   const coldHome = await mkdtemp(join(tmpdir(), 'bench-cold-'));
   const coldEnv = { ...process.env, CLAUDE_SESSIONS_HOME: coldHome, ANTHROPIC_API_KEY: 'sk-ant-bench', ANTHROPIC_BASE_URL: standIn.url };
   const bin = join(PROJECT_ROOT, 'bin', 'claude-sessions.js');
-  await runProcess(process.execPath, [bin, 'run', 'warm-up', '--project', 'bench'], coldEnv); // builds the bundle, fills the definition cache
+  // Builds the bundle, fills the definition cache and starts the background engine the runs then use.
+  await runProcess(process.execPath, [bin, 'run', 'warm-up', '--project', 'bench'], coldEnv);
   const cold: number[] = [];
-  let startedAhead = 0;
   const coldBare: number[] = [];
   for (let i = 0; i < COLD_N; i++) {
     coldBare.push(await bareClaude(standIn));
     const r = await runProcess(process.execPath, [bin, 'run', 'Summarise the README', '--project', 'bench', '--json'], coldEnv);
-    if (r.code !== 0) throw new Error(`cold run exited ${r.code}`);
+    if (r.code !== 0) throw new Error(`run exited ${r.code}: ${r.stderr}`);
+    if (r.stderr.includes('Started a claude-sessions engine')) throw new Error('the engine was not warm');
     cold.push(r.ms);
-    if (r.stderr.includes("Claude's CLI was started ahead")) startedAhead += 1;
   }
+  const engine = JSON.parse(await readFile(join(coldHome, 'engine.json'), 'utf8')) as { pid: number };
+  process.kill(engine.pid, 'SIGTERM');
+  for (let i = 0; i < 50 && existsSync(join(coldHome, 'engine.json')); i++) await new Promise((r) => setTimeout(r, 100));
   await rm(coldHome, { recursive: true, force: true });
 
   // --- transitions and DynamoDB calls per path
@@ -226,9 +230,9 @@ async function main() {
       bareClaude: bareStats,
       warmSession: warmStats,
       warmRatio: { median: round(warmStats.medianMs / bareStats.medianMs, 3), p95: round(warmStats.p95Ms / bareStats.p95Ms, 3), target: 1.05 },
-      coldRun: { ...coldStats, claudeStartedAhead: `${startedAhead} of ${COLD_N}` },
+      runThroughEngine: { ...coldStats, note: 'a new `claude-sessions run` process, through a running background engine' },
       coldBareClaude: coldBareStats,
-      coldRatio: { median: round(coldStats.medianMs / coldBareStats.medianMs, 3), p95: round(coldStats.p95Ms / coldBareStats.p95Ms, 3), target: 1.3 },
+      runRatio: { median: round(coldStats.medianMs / coldBareStats.medianMs, 3), p95: round(coldStats.p95Ms / coldBareStats.p95Ms, 3), target: 1.3 },
     },
     transitions: Object.fromEntries(Object.entries(paths).map(([k, v]) => [k, { count: v.transitions, states: v.states }])),
     dynamodbWrites: { perHappySession: writes, target: 2 },
@@ -249,7 +253,7 @@ async function main() {
 
   log('');
   log(`overhead warm: bare median ${bareStats.medianMs} ms, session median ${warmStats.medianMs} ms -> x${result.overhead.warmRatio.median} (N=${N})`);
-  log(`overhead cold: bare median ${coldBareStats.medianMs} ms, run median ${coldStats.medianMs} ms -> x${result.overhead.coldRatio.median} (N=${COLD_N})`);
+  log(`overhead of run through a warm engine: bare median ${coldBareStats.medianMs} ms, run median ${coldStats.medianMs} ms -> x${result.overhead.runRatio.median} (N=${COLD_N})`);
   log(`transitions: ${Object.entries(paths).map(([k, v]) => `${k} ${v.transitions}`).join(', ')}`);
   log(`DynamoDB per happy session: ${writes} writes, ${reads} reads`);
   log(`orchestration per 1k sessions: $${result.costPer1kSessionsUsd.standardOrchestration} (Standard)`);

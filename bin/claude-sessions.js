@@ -6,10 +6,7 @@ import { cliEntries } from './cli-bundle.js';
 // The SDK only talks to the local dynalite here; its Node 20 end-of-support notice is noise.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 const argv = process.argv.slice(2);
-const entries = await cliEntries();
-// `run` starts Claude's CLI before the rest loads (lib/cli/early-start.ts): it boots meanwhile.
-const early = argv[0] === 'run' ? await (await import(entries.earlyStart)).startEarly(argv, process.env) : undefined;
-const { main } = await import(entries.main);
+const { main } = await import((await cliEntries()).main);
 
 let interrupted = false;
 const code = await main(argv, {
@@ -27,5 +24,5 @@ const code = await main(argv, {
       });
     }
   },
-}, early);
+});
 process.exitCode = code;

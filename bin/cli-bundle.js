@@ -12,21 +12,18 @@ const BUNDLES = join(ROOT, 'dist', 'cli');
 // A bundle unused this long goes; a running `serve` may still load chunks from its own lazily.
 const UNUSED_MS = 7 * 24 * 60 * 60 * 1000;
 
-/**
- * The module URLs of the CLI's two entry points: `main`, and `earlyStart`, which `run`
- * loads first. From the bundle, else (no esbuild, read-only checkout) the sources through tsx.
- */
+/** The module URL of the CLI's entry point: from the bundle, else (no esbuild, read-only checkout) the sources through tsx. */
 export async function cliEntries() {
   try {
     const dir = join(BUNDLES, sourcesKey());
     if (existsSync(join(dir, 'main.js'))) utimesSync(dir, new Date(), new Date()); // in use: kept by the pruning below
     else await build(dir);
-    return { main: pathToFileURL(join(dir, 'main.js')).href, earlyStart: pathToFileURL(join(dir, 'early-start.js')).href };
+    return { main: pathToFileURL(join(dir, 'main.js')).href };
   } catch (err) {
     process.stderr.write(`note: running from the TypeScript sources (${err.message})\n`);
     const { register } = await import('tsx/esm/api');
     register();
-    return { main: new URL('../lib/cli/main.ts', import.meta.url).href, earlyStart: new URL('../lib/cli/early-start.ts', import.meta.url).href };
+    return { main: new URL('../lib/cli/main.ts', import.meta.url).href };
   }
 }
 
@@ -78,7 +75,7 @@ async function build(dir) {
   const { build: esbuild } = await import('esbuild');
   const partial = `${dir}.${process.pid}.tmp`;
   await esbuild({
-    entryPoints: { main: join(ROOT, 'lib', 'cli', 'main.ts'), 'early-start': join(ROOT, 'lib', 'cli', 'early-start.ts') },
+    entryPoints: { main: join(ROOT, 'lib', 'cli', 'main.ts') },
     outdir: partial,
     bundle: true,
     // Each dynamic import stays its own chunk, with its packages loaded only when it is.

@@ -1,17 +1,15 @@
-import { existsSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { validate as isUuid } from 'uuid';
-import { InvalidInputError, validateStartInput } from '../sessions/execution-input.js';
 import { SESSION_STATUSES, readableCause, type SessionRecord, type SessionStatus } from '../sessions/session-item.js';
-import type { UsageTotals } from '../sessions/session-repository.js';
-import type { EventLog, LocalRuntime } from '../local/local-runtime.js';
-import { ABORT_REQUESTS_DIR, LocalStateBusyError } from '../local/state-lock.js';
-import { sessionPolicyFromEnv, type SessionPolicy } from '../sessions/session-creation.js';
-import { startRun, type EarlyStart } from './early-start.js';
-import { describeEndpoint } from '../local/local-endpoint.js';
-import { parseRunFlags, runInput, type RunFlags } from './run-flags.js';
+import type { SessionPage, UsageTotals } from '../sessions/session-repository.js';
+import type { MilestoneRecord } from '../sessions/milestone-item.js';
+import type { MilestoneView } from '../sessions/milestone-repository.js';
+import type { SessionPolicy } from '../sessions/session-creation.js';
+import { configuredClaudeEndpoint, localProvider } from '../local/local-endpoint.js';
+import type { LocalRunRequest, StateEvent } from '../local/local-engine.js';
+import { connectEngine, EngineRequestError, type EngineClient } from './engine-client.js';
+import { parseRunFlags, runInput } from './run-flags.js';
 import { formatMilestone, formatMs, formatSession, formatSessionTable, formatUsageTable } from './format.js';
 
 /** Local limits come from the environment: CLAUDE_SESSIONS_MAX_CONCURRENT_SESSIONS, CLAUDE_SESSIONS_MONTHLY_BUDGET_USD. */
@@ -19,15 +17,6 @@ const POLICY_ENV_PREFIX = 'CLAUDE_SESSIONS_';
 
 /** A start refused before any execution: said in one line, exit 1. */
 const REFUSALS = new Set(['MilestoneUnavailableError', 'BudgetExceededError', 'ProjectAtCapacityError']);
-
-/**
- * The runtime (Step Functions, DynamoDB, the SDK) is loaded when a command needs it, not
- * before: `run` starts Claude's CLI first, so it boots while this loads (~0.4 s).
- */
-async function startRuntime(...args: Parameters<typeof LocalRuntime.start>): Promise<LocalRuntime> {
-  const { LocalRuntime } = await import('../local/local-runtime.js');
-  return LocalRuntime.start(...args);
-}
 
 export interface CliIo {
   stdout: (text: string) => void;
@@ -51,10 +40,13 @@ const USAGE = `claude-sessions: run Claude Code headless as tracked sessions (th
   usage [--project P] [--json]
   abort <sessionId>            stop a running session's execution; it closes ABORTED
   serve [--port 8787] [--max-concurrent-sessions N]
-                               the HTTP API of API Gateway, and a web page of the sessions, on 127.0.0.1
+                               the engine in the foreground: the HTTP API of API Gateway, and a web
+                               page of the sessions, on 127.0.0.1
   project limit <projectId> <N|default>   the project's own maxConcurrentSessions
 
-State lives in ./.claude-sessions (or $CLAUDE_SESSIONS_HOME). Without ANTHROPIC_API_KEY,
+State lives in ./.claude-sessions (or $CLAUDE_SESSIONS_HOME), held by one engine process that
+runs the executions: every command is its client, and starts one in the background when none
+runs (it logs to .claude-sessions/engine.log and exits after 5 idle minutes). Without ANTHROPIC_API_KEY,
 run talks to a built-in local stand-in for the Anthropic API. With --provider bedrock (or
 CLAUDE_SESSIONS_PROVIDER=bedrock) Claude runs through Amazon Bedrock with your AWS credentials
 and ANTHROPIC_MODEL, or a built-in Bedrock stand-in when there are none.`;
@@ -63,13 +55,12 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
-/** `early`: what bin/claude-sessions.js started before loading this (startEarly), for `run`. */
-export async function main(argv: string[], io: CliIo, early?: EarlyStart): Promise<number> {
+export async function main(argv: string[], io: CliIo): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
       case 'run':
-        return await runCommand(rest, io, early);
+        return await runCommand(rest, io);
       case 'list':
         return await listCommand(rest, io);
       case 'show':
@@ -77,7 +68,9 @@ export async function main(argv: string[], io: CliIo, early?: EarlyStart): Promi
       case 'usage':
         return await usageCommand(rest, io);
       case 'serve':
-        return await serveCommand(rest, io);
+        return await serveCommand(rest, io, false);
+      case 'engine':
+        return await serveCommand(rest, io, true);
       case 'abort':
         return await abortCommand(rest, io);
       case 'milestone':
@@ -94,11 +87,15 @@ export async function main(argv: string[], io: CliIo, early?: EarlyStart): Promi
         throw new UsageError(`unknown command "${command}"`);
     }
   } catch (err) {
-    if (err instanceof InvalidInputError) {
-      io.stderr(`error: invalid input\n${err.errors.map((e) => `  ${e.field}: ${e.message}`).join('\n')}\n`);
+    // Bad input, as the engine's schema names it (400) or this process's (checkProjectId).
+    const fieldErrors = err instanceof EngineRequestError && err.status === 400
+      ? err.body.errors
+      : (err as Error)?.name === 'InvalidInputError' ? (err as { errors: FieldErrors }).errors : undefined;
+    if (fieldErrors) {
+      io.stderr(`error: invalid input\n${fieldErrors.map((e) => `  ${e.field}: ${e.message}`).join('\n')}\n`);
       return 2;
     }
-    if (err instanceof Error && REFUSALS.has(err.name)) {
+    if (err instanceof Error && (REFUSALS.has(err.name) || (err instanceof EngineRequestError && REFUSALS.has(err.body.name ?? '')))) {
       io.stderr(`error: ${err.message}\n`);
       return 1;
     }
@@ -111,6 +108,17 @@ export async function main(argv: string[], io: CliIo, early?: EarlyStart): Promi
   }
 }
 
+type FieldErrors = Array<{ field: string; message: string }>;
+
+/**
+ * A project id's rules, by name, checked here before anything is asked of the engine. The
+ * schema (zod) is loaded only for this: it would add ~0.1 s to every `run`, which the engine checks.
+ */
+async function checkProjectId(projectId: string): Promise<void> {
+  const { validateStartInput } = await import('../sessions/execution-input.js');
+  validateStartInput({ prompt: '-', projectId });
+}
+
 function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, positionals = 0) {
   const parsed = parseArgs({ args, options, allowPositionals: positionals > 0, strict: true });
   if (parsed.positionals.length > positionals) throw new UsageError(`unexpected argument "${parsed.positionals[positionals]}"`);
@@ -118,90 +126,96 @@ function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[]
 }
 
 function home(io: CliIo): string {
-  return io.env.CLAUDE_SESSIONS_HOME || join(io.cwd, '.claude-sessions');
+  return resolve(io.cwd, io.env.CLAUDE_SESSIONS_HOME || join(io.cwd, '.claude-sessions'));
 }
 
-async function runCommand(args: string[], io: CliIo, early?: EarlyStart): Promise<number> {
-  try {
-    const { values, positionals } = parseRunFlags(args);
-    if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
-    early ??= await startRun(positionals[0], values, io.env);
-    return await runSession(positionals[0], values, io, early);
-  } finally {
-    await early?.standby?.discard(); // nothing if a runner took it
-    await early?.standIn?.close();
-  }
+/** The engine that holds the state folder, started in the background if none runs (lib/cli/engine-client.ts). */
+function engine(io: CliIo): Promise<EngineClient> {
+  return connectEngine(home(io), io.env, io.cwd, (line) => io.stderr(`${line}\n`));
 }
 
-async function runSession(prompt: string | undefined, values: RunFlags, io: CliIo, early: EarlyStart): Promise<number> {
-  const input = runInput(prompt, values, early.sessionId);
-  // The same schema the workflow applies, first here: a bad flag costs no execution.
-  const { workspace } = validateStartInput(input);
+async function runCommand(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseRunFlags(args);
+  if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
+  const provider = localProvider(values.provider, io.env);
+  const input = runInput(positionals[0], values);
+  // A milestone task's project is its milestone's: the engine fills it in. The engine checks the
+  // input with the workflow's schema before any execution, and answers 400 naming each field.
+  if (values.milestone && !values.project) delete input.projectId;
   const sessionId = String(input.sessionId);
-
   const started = Date.now();
   const progress = (text: string) => io.stderr(`${text}\n`);
-  const policy = sessionPolicyFromEnv(io.env, POLICY_ENV_PREFIX);
-  const { endpoint, standIn } = early;
-  let runtime: LocalRuntime | undefined;
-  try {
-    progress(describeEndpoint(endpoint, standIn));
-    runtime = await startRuntime({ home: home(io), command: `claude-sessions run ${sessionId}`, policy, endpoint });
-    // A milestone task without --project is in its milestone's project.
-    if (values.milestone && !values.project) input.projectId = (await runtime.milestones.get(values.milestone))?.projectId ?? input.projectId;
-    const { assertCanStart } = await import('../sessions/start-checks.js');
-    await assertCanStart({ projectId: String(input.projectId), milestoneId: values.milestone, tools: input.tools as string[] | undefined, workspace }, {
-      repository: runtime.repository, milestones: runtime.milestones, slots: runtime.slots, policy,
-    });
-    progress(`Session ${sessionId} · project ${input.projectId}${values.milestone ? ` · milestone ${values.milestone}` : ''} · local state machine`);
-    // A fresh session's CLI has been booting since startEarly; the runner gives it its prompt.
-    const startedAhead = early.standby;
-    const execution = runtime.startExecution(input, sessionId, { standby: startedAhead });
-    io.onInterrupt?.(() => {
-      progress('Interrupted: aborting the execution…');
-      execution.abort();
-    });
-    const showing = showStates(execution.events, started, progress);
-    const outcome = await execution.outcome;
-    await showing;
-    const session = await runtime.repository.get(sessionId);
-    if (outcome.error === 'SessionAlreadyExists') {
-      progress(`error: session ${sessionId} exists already (${session?.status}); Claude was not run again and the session is unchanged.`);
-      return 1;
-    }
-    if (!session) {
-      progress(`error: execution ${outcome.status} before a session was created: ${outcome.error ?? ''} ${readableCause(outcome.cause ?? null) ?? ''}`.trim());
-      return 1;
-    }
-    if (values.json) io.stdout(`${JSON.stringify(session, null, 2)}\n`);
-    else io.stdout(`\n${formatSession(session)}\n`);
-    progress(`Done in ${formatMs(Date.now() - started)}${startedAhead?.claimed ? " (Claude's CLI was started ahead, while the workflow created the session)" : ''}.`);
-    return session.status === 'COMPLETED' ? 0 : 1;
-  } finally {
-    await runtime?.close();
-  }
-}
 
-async function showStates(events: AsyncIterable<EventLog>, started: number, print: (s: string) => void): Promise<void> {
+  // Claude as this shell's environment names it; where it names none, the engine's built-in stand-in.
+  const endpoint = await configuredClaudeEndpoint(io.env, provider);
+  const request: LocalRunRequest = { input, endpoint, provider, model: io.env.ANTHROPIC_MODEL || undefined };
+  const client = await engine(io);
+  const accepted = await client.call<{ projectId: string; endpoint: string }>('POST', '/local/runs', request).catch((err: unknown) => {
+    if (err instanceof EngineRequestError && err.body.name === 'SessionAlreadyExists') {
+      progress(`error: ${err.message}`);
+      return undefined;
+    }
+    throw err;
+  });
+  if (!accepted) return 1;
+  progress(accepted.endpoint);
+  progress(`Session ${sessionId} · project ${accepted.projectId}${values.milestone ? ` · milestone ${values.milestone}` : ''} · local state machine, engine ${client.url}`);
+  io.onInterrupt?.(() => {
+    progress('Interrupted: aborting the execution…');
+    void client.call('POST', `/sessions/${sessionId}/abort`).catch(() => undefined);
+  });
+  let end: import('./engine-client.js').EndEvent | undefined;
   const stamp = () => `[${((Date.now() - started) / 1000).toFixed(2).padStart(6)}s]`;
-  for await (const event of events) {
-    if (event.type === 'StateEntered') print(`${stamp()} → ${event.state.name}`);
-    else if (event.type === 'StateFailed') print(`${stamp()} ✗ ${event.state.name}: ${event.Error}`);
-    else if (event.type === 'StateRetried') print(`${stamp()} ↻ ${event.state.name} (retry ${event.retry.attempt})`);
-    else if (event.type === 'ExecutionSucceeded') print(`${stamp()} ✓ execution succeeded`);
-    else if (event.type === 'ExecutionFailed') print(`${stamp()} ✗ execution failed: ${event.Error}`);
-    else if (event.type === 'ExecutionAborted') print(`${stamp()} ✗ execution aborted`);
-    else if (event.type === 'ExecutionTimeout') print(`${stamp()} ✗ execution timed out`);
+  try {
+    for await (const message of client.events(sessionId, true)) {
+      if (message.event === 'state') {
+        const line = describeState(message.data);
+        if (line) progress(`${stamp()} ${line}`);
+      } else end = message.data;
+    }
+  } catch {
+    // the connection broke: said below
+  }
+  if (!end) {
+    progress(`error: the engine (process ${client.pid}) went away before session ${sessionId} ended; the next command closes it ABORTED.`);
+    return 1;
+  }
+  const session = end.session;
+  if (!session) {
+    const outcome = end.outcome;
+    progress(`error: execution ${outcome?.status ?? 'ended'} before a session was created: ${outcome?.error ?? ''} ${readableCause(outcome?.cause ?? null) ?? ''}`.trim());
+    return 1;
+  }
+  if (values.json) io.stdout(`${JSON.stringify(session, null, 2)}\n`);
+  else io.stdout(`\n${formatSession(session)}\n`);
+  progress(`Done in ${formatMs(Date.now() - started)}.`);
+  return session.status === 'COMPLETED' ? 0 : 1;
+}
+
+function describeState(event: StateEvent): string | undefined {
+  switch (event.type) {
+    case 'StateEntered':
+      return `→ ${event.state}`;
+    case 'StateFailed':
+      return `✗ ${event.state}: ${event.error}`;
+    case 'StateRetried':
+      return `↻ ${event.state} (retry ${event.attempt})`;
+    case 'ExecutionSucceeded':
+      return '✓ execution succeeded';
+    case 'ExecutionFailed':
+      return `✗ execution failed: ${event.error}`;
+    case 'ExecutionAborted':
+      return '✗ execution aborted';
+    case 'ExecutionTimeout':
+      return '✗ execution timed out';
+    default:
+      return undefined;
   }
 }
 
-async function withRepository<T>(io: CliIo, fn: (runtime: LocalRuntime) => Promise<T>): Promise<T> {
-  const runtime = await startRuntime({ home: home(io), endpoint: { apiKey: 'unused' }, command: 'claude-sessions (read)' });
-  try {
-    return await fn(runtime);
-  } finally {
-    await runtime.close();
-  }
+/** Every project's id, or the one asked for. */
+async function projectsOf(client: EngineClient, project: string | undefined): Promise<string[]> {
+  return project ? [project] : (await client.call<{ items: string[] }>('GET', '/projects')).items;
 }
 
 async function listCommand(args: string[], io: CliIo): Promise<number> {
@@ -217,24 +231,38 @@ async function listCommand(args: string[], io: CliIo): Promise<number> {
   }
   const limit = Number(values.limit);
   if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number from 1');
-  const sessions = await withRepository(io, async ({ repository }) => {
-    const projects = values.project ? [values.project] : await repository.projectIds();
-    const all: SessionRecord[] = [];
-    for (const projectId of projects) {
-      const page = await repository.listByProject(projectId, { status: status as SessionStatus | undefined, limit });
+  const client = await engine(io);
+  const all: SessionRecord[] = [];
+  for (const projectId of await projectsOf(client, values.project)) {
+    // The API's pages hold at most 100: follow nextToken up to the limit.
+    let nextToken: string | undefined;
+    let taken = 0;
+    do {
+      const query = new URLSearchParams({ limit: String(Math.min(100, limit - taken)), ...(status ? { status } : {}), ...(nextToken ? { nextToken } : {}) });
+      const page = await client.call<SessionPage>('GET', `/projects/${encodeURIComponent(projectId)}/sessions?${query}`);
       all.push(...page.items);
-    }
-    return all.sort((a, b) => b.startedAt.localeCompare(a.startedAt)).slice(0, limit);
-  });
+      taken += page.items.length;
+      nextToken = page.nextToken ?? undefined;
+    } while (nextToken && taken < limit);
+  }
+  const sessions = all.sort((a, b) => b.startedAt.localeCompare(a.startedAt)).slice(0, limit);
   io.stdout(values.json ? `${JSON.stringify(sessions, null, 2)}\n` : `${formatSessionTable(sessions)}\n`);
   return 0;
+}
+
+/** A GET that may find nothing: 404 and, for an id that is not a UUID, 400 mean "no such thing". */
+async function find<T>(client: EngineClient, path: string): Promise<T | undefined> {
+  const { status, body } = await client.send<T>('GET', path);
+  if (status === 404 || status === 400) return undefined;
+  if (status >= 400) throw new EngineRequestError(status, body as never);
+  return body;
 }
 
 async function showCommand(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parse(args, { json: { type: 'boolean', default: false } }, 1);
   const sessionId = positionals[0];
   if (!sessionId) throw new UsageError('show needs a session id');
-  const session = await withRepository(io, ({ repository }) => repository.get(sessionId));
+  const session = await find<SessionRecord>(await engine(io), `/sessions/${encodeURIComponent(sessionId)}`);
   if (!session) {
     io.stderr(`error: no session ${sessionId}\n`);
     return 1;
@@ -245,12 +273,11 @@ async function showCommand(args: string[], io: CliIo): Promise<number> {
 
 async function usageCommand(args: string[], io: CliIo): Promise<number> {
   const { values } = parse(args, { project: { type: 'string' }, json: { type: 'boolean', default: false } });
-  const totals = await withRepository(io, async ({ repository }) => {
-    const projects = values.project ? [values.project] : await repository.projectIds();
-    const all: UsageTotals[] = [];
-    for (const projectId of projects) all.push(await repository.usageTotals(projectId));
-    return all;
-  });
+  const client = await engine(io);
+  const totals: UsageTotals[] = [];
+  for (const projectId of await projectsOf(client, values.project)) {
+    totals.push(await client.call<UsageTotals>('GET', `/projects/${encodeURIComponent(projectId)}/usage`));
+  }
   io.stdout(values.json ? `${JSON.stringify(totals, null, 2)}\n` : `${formatUsageTable(totals)}\n`);
   return 0;
 }
@@ -260,8 +287,8 @@ async function milestoneCommand(args: string[], io: CliIo): Promise<number> {
   if (action === 'open') {
     const { values } = parse(rest, { project: { type: 'string' }, json: { type: 'boolean', default: false } });
     if (!values.project) throw new UsageError('milestone open needs --project');
-    validateStartInput({ prompt: '-', projectId: values.project }); // the project id's rules, by name
-    const milestone = await withRepository(io, ({ milestones }) => milestones.open(values.project!));
+    await checkProjectId(values.project);
+    const { links: _links, ...milestone } = await (await engine(io)).call<MilestoneRecord & { links: unknown }>('POST', '/milestones', { projectId: values.project });
     if (values.json) io.stdout(`${JSON.stringify(milestone, null, 2)}\n`);
     else {
       io.stdout(`${milestone.milestoneId}\n`);
@@ -273,13 +300,9 @@ async function milestoneCommand(args: string[], io: CliIo): Promise<number> {
     const { values, positionals } = parse(rest, { json: { type: 'boolean', default: false } }, 1);
     const milestoneId = positionals[0];
     if (!milestoneId || !isUuid(milestoneId)) throw new UsageError(`milestone ${action} needs a milestone id (a UUID)`);
-    const view = await withRepository(io, async ({ milestones, transcripts }) => {
-      if (action === 'close') {
-        const closed = await milestones.close(milestoneId);
-        if (closed.transcript) await transcripts.markClosed(closed.transcript.key);
-      }
-      return milestones.view(milestoneId);
-    });
+    const client = await engine(io);
+    if (action === 'close') await client.call('POST', `/milestones/${milestoneId}/close`);
+    const view = await find<MilestoneView>(client, `/milestones/${milestoneId}`);
     if (!view) {
       io.stderr(`error: no milestone ${milestoneId}\n`);
       return 1;
@@ -295,20 +318,31 @@ async function projectCommand(args: string[], io: CliIo): Promise<number> {
   if (action !== 'limit' || !projectId || value === undefined || extra.length) {
     throw new UsageError('project limit <projectId> <N|default>');
   }
-  validateStartInput({ prompt: '-', projectId }); // the project id's rules, by name
+  await checkProjectId(projectId);
   const limit = value === 'default' ? null : Number(value);
   if (limit !== null && !(Number.isInteger(limit) && limit >= 1)) throw new UsageError('the limit must be a whole number from 1, or default');
-  await withRepository(io, ({ slots }) => slots.setLimit(projectId, limit));
+  await (await engine(io)).call('PUT', `/projects/${encodeURIComponent(projectId)}/limit`, { limit });
   io.stderr(limit === null
     ? `Project ${projectId} follows the deployment's maxConcurrentSessions again.\n`
     : `Project ${projectId} may run ${limit} session(s) at once where a limit applies (serve --max-concurrent-sessions, or the stack's).\n`);
   return 0;
 }
 
-async function serveCommand(args: string[], io: CliIo): Promise<number> {
-  const { values } = parse(args, { port: { type: 'string', default: '8787' }, 'max-concurrent-sessions': { type: 'string' } });
+/**
+ * `serve`: the engine in the foreground, on a fixed port, until Ctrl-C. `engine`: the same,
+ * started in the background by a command that found none (--port 0), gone after --idle-exit seconds.
+ */
+async function serveCommand(args: string[], io: CliIo, background: boolean): Promise<number> {
+  const { values } = parse(args, {
+    port: { type: 'string', default: background ? '0' : '8787' },
+    'max-concurrent-sessions': { type: 'string' },
+    'idle-exit': { type: 'string' },
+  });
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new UsageError('--port must be a port number');
+  const idleExitSeconds = values['idle-exit'] === undefined ? undefined : Number(values['idle-exit']);
+  if (idleExitSeconds !== undefined && !(idleExitSeconds > 0)) throw new UsageError('--idle-exit must be a number of seconds');
+  const { sessionPolicyFromEnv } = await import('../sessions/session-creation.js');
   let policy: SessionPolicy = sessionPolicyFromEnv(io.env, POLICY_ENV_PREFIX);
   try {
     if (values['max-concurrent-sessions'] !== undefined) {
@@ -317,75 +351,59 @@ async function serveCommand(args: string[], io: CliIo): Promise<number> {
   } catch {
     throw new UsageError('--max-concurrent-sessions must be a whole number from 1');
   }
-  const runtime = await startRuntime({ home: home(io), command: 'claude-sessions serve', policy });
-  const [{ createApiHandler }, { startLocalApiServer }, { SESSIONS_PAGE }] = await Promise.all([
-    import('../api/router.js'), import('../local/local-api-server.js'), import('../web/sessions-page.js'),
-  ]);
-  const handler = createApiHandler({
-    repository: runtime.repository, milestones: runtime.milestones, starter: runtime, transcripts: runtime.transcripts,
-    policy, slots: runtime.slots,
+  if (!background) await takeOverFromBackgroundEngine(io);
+  const { startEngine } = await import('../local/local-engine.js');
+  const running = await startEngine({
+    home: home(io), port, policy, idleExitSeconds, command: background ? 'claude-sessions engine' : 'claude-sessions serve',
   });
-  const server = await startLocalApiServer(handler, port, { '/': SESSIONS_PAGE }).catch(async (err: unknown) => {
-    await runtime.close();
-    throw err;
-  });
+  const { runtime, url } = running;
   io.stderr(
     (runtime.standIn
       ? `No ANTHROPIC_API_KEY set: Claude runs against the built-in local stand-in at ${runtime.standIn.url}.\n`
       : `Claude runs against ${io.env.ANTHROPIC_BASE_URL || 'the Anthropic API'}.\n`) +
-      `claude-sessions API listening on ${server.url} (state in ${home(io)}); open ${server.url}/ for the sessions page. Ctrl-C stops it.\n`,
+      `claude-sessions ${background ? 'engine' : 'API'} listening on ${url} (state in ${home(io)}); open ${url}/ for the sessions page.${
+        idleExitSeconds ? ` Exits after ${idleExitSeconds} s idle.` : ' Ctrl-C stops it.'}\n`,
   );
-  await new Promise<void>((resolve) => io.onInterrupt?.(resolve));
+  const stopped = await Promise.race([
+    running.idle,
+    new Promise<undefined>((resolve) => io.onInterrupt?.(() => resolve(undefined))),
+  ]);
+  if (stopped) {
+    io.stderr(`The engine exits: ${stopped}.\n`);
+    return 0;
+  }
   io.stderr('Stopping: running sessions are aborted and closed ABORTED.\n');
-  await server.close();
-  await runtime.close();
+  await running.close();
   return 0;
+}
+
+/** A background engine that a command started holds the state: `serve` asks it to exit, unless it is running sessions. */
+async function takeOverFromBackgroundEngine(io: CliIo): Promise<void> {
+  const { findEngine } = await import('./engine-client.js');
+  const { readEngineFile } = await import('../local/engine-file.js');
+  const background = await findEngine(home(io));
+  if (!background || (await readEngineFile(home(io)))?.idleExitSeconds === null) return;
+  const { status, body } = await background.send<{ message?: string }>('POST', '/local/engine/exit');
+  if (status !== 202) throw new Error(`the background engine (process ${background.pid}, ${background.url}) holds the state: ${body?.message ?? status}; wait for it or abort them`);
+  const { isAlive } = await import('../local/state-lock.js');
+  for (let i = 0; i < 100 && isAlive(background.pid); i++) await new Promise((r) => setTimeout(r, 100));
+  io.stderr(`The background engine (process ${background.pid}) handed the state over.\n`);
 }
 
 async function abortCommand(args: string[], io: CliIo): Promise<number> {
   const { positionals } = parse(args, {}, 1);
   const sessionId = positionals[0];
   if (!sessionId || !isUuid(sessionId)) throw new UsageError('abort needs a session id (a UUID)');
-  const requests = join(home(io), ABORT_REQUESTS_DIR);
-  await mkdir(requests, { recursive: true });
-  const request = join(requests, sessionId);
-  await writeFile(request, '');
-  let runtime: LocalRuntime;
-  try {
-    runtime = await startRuntime({ home: home(io), endpoint: { apiKey: 'unused' }, command: 'claude-sessions abort' });
-  } catch (err) {
-    if (!(err instanceof LocalStateBusyError)) throw err;
-    // Another process runs the executions: it picks the request up within a second.
-    for (let i = 0; i < 40; i++) {
-      await new Promise((r) => setTimeout(r, 250));
-      if (!existsSync(request)) {
-        io.stderr(`Abort delivered to process ${err.holder.pid} (${err.holder.command}): the execution stops and its session closes ABORTED.\n`);
-        return 0;
-      }
-    }
-    await rm(request, { force: true });
-    io.stderr(`error: process ${err.holder.pid} (${err.holder.command}) did not take the abort request\n`);
+  const client = await engine(io);
+  const { status, body } = await client.send<{ aborted: boolean; session: SessionRecord | null; message?: string }>('POST', `/sessions/${sessionId}/abort`);
+  if (status === 404 || !body.session) {
+    io.stderr(`error: no session ${sessionId}\n`);
     return 1;
   }
-  try {
-    // Gone already: the process that held the state took the request and ended before we got the state.
-    const delivered = !existsSync(request);
-    await rm(request, { force: true });
-    const session = await runtime.repository.get(sessionId);
-    if (!session) {
-      io.stderr(`error: no session ${sessionId}\n`);
-      return 1;
-    }
-    io.stderr(
-      delivered && session.status === 'ABORTED'
-        ? `Abort delivered to the process that ran session ${sessionId}: it stopped the execution, and the session closed ABORTED.\n`
-        : runtime.orphansClosed.includes(sessionId)
-        ? `Session ${sessionId} was RUNNING with no process left to run it: closed ABORTED.\n`
-        : `Session ${sessionId} is not running (it ended ${session.status}); nothing to abort.\n`,
-    );
-    io.stdout(`${formatSession(session)}\n`);
-    return 0;
-  } finally {
-    await runtime.close();
-  }
+  if (status >= 400) throw new EngineRequestError(status, body);
+  io.stderr(body.aborted
+    ? `Abort delivered to the engine (process ${client.pid}): it stopped the execution, and the session closed ${body.session.status}.\n`
+    : `Session ${sessionId} is not running (it ended ${body.session.status}); nothing to abort.\n`);
+  io.stdout(`${formatSession(body.session)}\n`);
+  return 0;
 }

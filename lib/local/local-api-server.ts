@@ -1,11 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { MAX_BODY_BYTES } from '../api/http-errors.js';
 import { refuseForeignRequest } from './loopback-guard.js';
 
 type ApiHandler = (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
+
+/**
+ * A route API Gateway does not have, answered on the HTTP objects (a stream of events, the local
+ * engine's own routes): returns undefined when the request is not one of its own.
+ */
+export type LocalRoute = (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void> | undefined;
 
 /**
  * API Gateway on 127.0.0.1: each HTTP request becomes the REST API's proxy event for
@@ -19,9 +25,22 @@ export async function startLocalApiServer(
   port: number,
   /** Pages served as they are, by path (the web view at "/"), beside the API. */
   pages: Record<string, string> = {},
+  /** Tried in order before the API, behind the same Host and Origin checks. */
+  localRoutes: LocalRoute[] = [],
 ): Promise<{ url: string; server: Server; close(): Promise<void> }> {
   const server = createServer((req, res) => {
     if (refuseForeignRequest(server, req, res)) return;
+    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    for (const route of localRoutes) {
+      const handled = route(req, res, url);
+      if (!handled) continue;
+      handled.catch((err: unknown) => {
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ message: 'Internal error' }));
+        process.stderr.write(`request failed: ${(err as Error)?.stack ?? String(err)}\n`);
+      });
+      return;
+    }
     const page = req.method === 'GET' ? pages[new URL(req.url ?? '/', 'http://127.0.0.1').pathname] : undefined;
     if (page !== undefined) {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(page);
@@ -59,7 +78,7 @@ export async function startLocalApiServer(
 }
 
 /** The body as text, or undefined when it is over the limit (API Gateway would refuse it too). */
-async function readBody(req: IncomingMessage): Promise<string | undefined> {
+export async function readBody(req: IncomingMessage): Promise<string | undefined> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {

@@ -5,8 +5,8 @@ import { MODEL_PROVIDERS, type ClaudeEndpoint, type ModelProvider } from '../cla
 import { AnthropicStandIn } from './anthropic-stand-in.js';
 
 // Claude's endpoint for a local command: what the environment sets up, the way Claude Code
-// itself reads it, else a stand-in started here. No schema library: `run` settles this
-// before the rest of the CLI loads (lib/cli/early-start.ts).
+// itself reads it, else a stand-in. `run` reads its own shell's environment here and hands the
+// endpoint to the engine (lib/local/local-engine.ts), so a run talks to the Claude its shell names.
 
 /** Pinned when ANTHROPIC_MODEL does not say: an unpinned CLI on Bedrock picks its own default. */
 export const DEFAULT_BEDROCK_MODEL = 'us.anthropic.claude-sonnet-4-5-20250929-v1:0';
@@ -15,9 +15,10 @@ export class ProviderError extends Error {
   override readonly name = 'ProviderError';
 }
 
-/** `--provider`, else CLAUDE_SESSIONS_PROVIDER, else anthropic. */
+/** `--provider`, else CLAUDE_SESSIONS_PROVIDER, else bedrock when Claude Code's own CLAUDE_CODE_USE_BEDROCK says so, else anthropic. */
 export function localProvider(flag: string | undefined, env: NodeJS.ProcessEnv): ModelProvider {
-  const value = flag ?? (env.CLAUDE_SESSIONS_PROVIDER || 'anthropic');
+  const claudeCodeSays = ['1', 'true'].includes((env.CLAUDE_CODE_USE_BEDROCK ?? '').toLowerCase()) ? 'bedrock' : 'anthropic';
+  const value = flag ?? (env.CLAUDE_SESSIONS_PROVIDER || claudeCodeSays);
   if (!MODEL_PROVIDERS.includes(value as ModelProvider)) {
     const source = flag !== undefined ? '--provider' : 'CLAUDE_SESSIONS_PROVIDER';
     throw new ProviderError(`${source} must be ${MODEL_PROVIDERS.join(' or ')}, not ${JSON.stringify(value)}`);
@@ -35,11 +36,17 @@ export async function localClaudeEndpoint(
   env: NodeJS.ProcessEnv,
   provider: ModelProvider = 'anthropic',
 ): Promise<{ endpoint: ClaudeEndpoint; standIn?: AnthropicStandIn }> {
+  const configured = await configuredClaudeEndpoint(env, provider);
+  if (configured) return { endpoint: configured };
+  const standIn = await new AnthropicStandIn().start();
+  return { endpoint: standInEndpoint(standIn, provider, env.ANTHROPIC_MODEL || undefined), standIn };
+}
+
+/** The endpoint the environment names, or undefined where it names none (a stand-in stands in). */
+export async function configuredClaudeEndpoint(env: NodeJS.ProcessEnv, provider: ModelProvider = 'anthropic'): Promise<ClaudeEndpoint | undefined> {
   const model = env.ANTHROPIC_MODEL || undefined;
   if (provider === 'anthropic') {
-    if (env.ANTHROPIC_API_KEY) return { endpoint: { apiKey: env.ANTHROPIC_API_KEY, baseUrl: env.ANTHROPIC_BASE_URL || undefined, model } };
-    const standIn = await new AnthropicStandIn().start();
-    return { endpoint: { ...standIn.endpoint, model }, standIn };
+    return env.ANTHROPIC_API_KEY ? { apiKey: env.ANTHROPIC_API_KEY, baseUrl: env.ANTHROPIC_BASE_URL || undefined, model } : undefined;
   }
   const bedrock = {
     provider: 'bedrock' as const,
@@ -49,10 +56,14 @@ export async function localClaudeEndpoint(
   };
   const baseUrl = env.ANTHROPIC_BEDROCK_BASE_URL || undefined;
   const skipAuth = ['1', 'true'].includes((env.CLAUDE_CODE_SKIP_BEDROCK_AUTH ?? '').toLowerCase());
-  if (!skipAuth && hasAwsCredentials(env)) return { endpoint: { ...bedrock, baseUrl, credentials: await resolveCredentials(env) } };
-  if (baseUrl || skipAuth) return { endpoint: { ...bedrock, baseUrl } };
-  const standIn = await new AnthropicStandIn().start();
-  return { endpoint: standIn.bedrockEndpoint(bedrock.model), standIn };
+  if (!skipAuth && hasAwsCredentials(env)) return { ...bedrock, baseUrl, credentials: await resolveCredentials(env) };
+  if (baseUrl || skipAuth) return { ...bedrock, baseUrl };
+  return undefined;
+}
+
+/** A stand-in's endpoint for the provider: the Anthropic API's shape or Bedrock's. */
+export function standInEndpoint(standIn: AnthropicStandIn, provider: ModelProvider, model: string | undefined): ClaudeEndpoint {
+  return provider === 'bedrock' ? standIn.bedrockEndpoint(model ?? DEFAULT_BEDROCK_MODEL) : { ...standIn.endpoint, model };
 }
 
 /** How `run` names where Claude is. */
@@ -68,11 +79,11 @@ export function describeEndpoint(endpoint: ClaudeEndpoint, standIn: AnthropicSta
 }
 
 /** Whether the default chain has something to find, without probing the network (an instance's metadata service). */
-function hasAwsCredentials(env: NodeJS.ProcessEnv): boolean {
+export function hasAwsCredentials(env: NodeJS.ProcessEnv): boolean {
   if (env.AWS_ACCESS_KEY_ID || env.AWS_PROFILE || env.AWS_WEB_IDENTITY_TOKEN_FILE) return true;
   if (env.AWS_CONTAINER_CREDENTIALS_FULL_URI || env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI) return true;
-  const aws = join(env.HOME || homedir(), '.aws');
-  return [env.AWS_SHARED_CREDENTIALS_FILE || join(aws, 'credentials'), env.AWS_CONFIG_FILE || join(aws, 'config')].some((f) => existsSync(f));
+  // A config file alone (regions, SSO profiles not selected) is not credentials: AWS_PROFILE selects one.
+  return existsSync(env.AWS_SHARED_CREDENTIALS_FILE || join(env.HOME || homedir(), '.aws', 'credentials'));
 }
 
 async function resolveCredentials(env: NodeJS.ProcessEnv) {

@@ -36,7 +36,7 @@ export class LocalFargate {
    * ECS RunTask with a task token: the task entry point as its own Node process, with the
    * environment ECS would give it, reporting to the local task-token endpoint.
    */
-  async runTask(params: EcsRunTaskParameters, heartbeatSeconds: number | undefined, signal: AbortSignal): Promise<unknown> {
+  async runTask(params: EcsRunTaskParameters, heartbeatSeconds: number | undefined, signal: AbortSignal, endpoint = this.runnerConfig.endpoint): Promise<unknown> {
     const overridesBytes = Buffer.byteLength(JSON.stringify(params.Overrides ?? {}), 'utf8');
     if (overridesBytes > ECS_MAX_OVERRIDES_BYTES) {
       throw namedError('ECS.InvalidParameterException', `Container Overrides length must be at most ${ECS_MAX_OVERRIDES_BYTES}; these are ${overridesBytes} bytes`);
@@ -49,12 +49,12 @@ export class LocalFargate {
     const heartbeatMs = heartbeatSeconds ? heartbeatSeconds * 1000 : undefined;
     const session = JSON.parse(overrides.SESSION_JSON ?? '{}') as { sessionId?: string; platformTimeoutSeconds?: number };
     const sessionId = session.sessionId ?? token;
-    const { endpoint } = this.runnerConfig;
     // A milestone task reads and writes its transcript: it gets the S3 endpoint, as ECS gives it the bucket.
     const s3 = (JSON.parse(overrides.MILESTONE_JSON ?? 'null') as { item?: unknown } | null)?.item ? await this.s3() : undefined;
     // The very bundle the image runs (cdk/runner-image.ts stages the same files for cdk.out). Bundled
     // once per process, before the heartbeat clock starts: a busy machine's esbuild is not the task's delay.
     const taskEntry = join(await runnerImageContext(), 'task.mjs');
+    const endpointEnvironment = taskEndpointEnvironment(endpoint); // refuses before anything waits on the token
     const waiting = this.callbacks.wait(token, heartbeatMs, signal, session.platformTimeoutSeconds);
     waiting.catch(() => undefined); // awaited below; never an unhandled rejection if spawning throws first
     const child = spawn(process.execPath, ['--enable-source-maps', taskEntry], {
@@ -74,7 +74,7 @@ export class LocalFargate {
         AWS_ENDPOINT_URL_SFN: this.callbacks.endpoint,
         ...(s3 ? { AWS_ENDPOINT_URL_S3: s3.endpoint } : {}),
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-        ...taskEndpointEnvironment(endpoint),
+        ...endpointEnvironment,
         // The environment cdk/fargate-runner.ts gives the container, from the same contract.
         ...runnerEnvironment({
           transcriptBucket: s3?.store.bucket,

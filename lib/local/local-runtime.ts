@@ -71,6 +71,46 @@ export interface LocalExecution {
   abort(): void;
 }
 
+/**
+ * An execution's event log, kept: each reader gets every event from the first, then the live
+ * ones, so a client that asks a moment after the start (the engine's event stream) misses none.
+ */
+class EventFeed implements AsyncIterable<EventLog> {
+  private readonly events: EventLog[] = [];
+  private ended = false;
+  private wake: Array<() => void> = [];
+
+  constructor(source: AsyncIterable<EventLog>) {
+    void (async () => {
+      try {
+        for await (const event of source) this.notify(() => this.events.push(event));
+      } catch {
+        // the outcome says how the execution ended
+      } finally {
+        this.notify(() => (this.ended = true));
+      }
+    })();
+  }
+
+  private notify(change: () => void): void {
+    change();
+    const waiting = this.wake;
+    this.wake = [];
+    for (const w of waiting) w();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<EventLog> {
+    for (let next = 0; ; ) {
+      if (next < this.events.length) yield this.events[next++]!;
+      else if (this.ended) return;
+      else await new Promise<void>((resolve) => this.wake.push(resolve));
+    }
+  }
+}
+
+/** How long an ended execution's events stay readable: a client that attached late still sees them. */
+const ENDED_EVENTS_KEPT_MS = 10 * 60 * 1000;
+
 type TaskHandlers = NonNullable<NonNullable<RunOptions['overrides']>['taskResourceLocalHandlers']>;
 type StateJson = Parameters<TaskHandlers[string]>[0];
 
@@ -97,6 +137,7 @@ export class LocalRuntime implements SessionStarter {
   readonly standIn?: AnthropicStandIn;
   private readonly machine: StateMachine;
   private readonly executions = new Map<string, LocalExecution>();
+  private readonly ended = new Map<string, { execution: LocalExecution; timer: NodeJS.Timeout }>();
 
   private releaseLock: () => Promise<void> = async () => {};
   private abortWatch?: NodeJS.Timeout;
@@ -199,7 +240,7 @@ export class LocalRuntime implements SessionStarter {
    * StartExecution: the name is the session id when the input has one. A name already
    * running returns that execution, as Step Functions does for an identical request.
    */
-  startExecution(input: unknown, name?: string, options: { standby?: StandbyClaude } = {}): LocalExecution {
+  startExecution(input: unknown, name?: string, options: { standby?: StandbyClaude; endpoint?: ClaudeEndpoint } = {}): LocalExecution {
     const sessionId = (input as { sessionId?: unknown } | null)?.sessionId;
     const executionName = name ?? (typeof sessionId === 'string' && sessionId ? sessionId : uuidv4());
     const existing = this.executions.get(executionName);
@@ -211,7 +252,7 @@ export class LocalRuntime implements SessionStarter {
     const executionArn = executionArnFor(STATE_MACHINE_ARN, executionName);
     const stop = new AbortController();
     const run = this.machine.run(input as StateJson, {
-      overrides: { taskResourceLocalHandlers: this.taskHandlers(stop.signal, options.standby), retryIntervalOverrides: fastRetries(this.definition.asl) },
+      overrides: { taskResourceLocalHandlers: this.taskHandlers(stop.signal, options.standby, options.endpoint), retryIntervalOverrides: fastRetries(this.definition.asl) },
       context: executionContext({ arn: STATE_MACHINE_ARN, name: 'ClaudeSessionsWorkflow' }, { arn: executionArn, name: executionName }),
     });
     const outcome = run.result
@@ -235,9 +276,16 @@ export class LocalRuntime implements SessionStarter {
       stop.abort();
       run.abort();
     };
-    const execution: LocalExecution = { executionArn, name: executionName, input: JSON.stringify(input ?? null), events: run.eventLogs, outcome, abort };
+    const events = new EventFeed(run.eventLogs);
+    const execution: LocalExecution = { executionArn, name: executionName, input: JSON.stringify(input ?? null), events, outcome, abort };
     this.executions.set(executionName, execution);
-    void outcome.finally(() => this.executions.delete(executionName));
+    clearTimeout(this.ended.get(executionName)?.timer);
+    this.ended.delete(executionName);
+    void outcome.finally(() => {
+      this.executions.delete(executionName);
+      const timer = setTimeout(() => this.ended.delete(executionName), ENDED_EVENTS_KEPT_MS).unref();
+      this.ended.set(executionName, { execution, timer });
+    });
     return execution;
   }
 
@@ -255,6 +303,21 @@ export class LocalRuntime implements SessionStarter {
     return { sessionId: input.sessionId, executionArn: execution.executionArn, started: true };
   }
 
+  /** Executions running now. */
+  get running(): number {
+    return this.executions.size;
+  }
+
+  /** A running execution, by name (the session id). */
+  execution(name: string): LocalExecution | undefined {
+    return this.executions.get(name);
+  }
+
+  /** An execution running or ended in the last minutes, by name: its events replay from the first. */
+  recentExecution(name: string): LocalExecution | undefined {
+    return this.executions.get(name) ?? this.ended.get(name)?.execution;
+  }
+
   /** A running execution's input, by ARN (DescribeExecution). */
   inputOf(executionArn: string): string | undefined {
     return [...this.executions.values()].find((e) => e.executionArn === executionArn)?.input;
@@ -270,6 +333,7 @@ export class LocalRuntime implements SessionStarter {
 
   async close(): Promise<void> {
     clearInterval(this.abortWatch);
+    for (const { timer } of this.ended.values()) clearTimeout(timer);
     for (const execution of this.executions.values()) execution.abort();
     this.fargate.stopAll();
     await Promise.allSettled([...this.executions.values()].map((e) => e.outcome));
@@ -280,7 +344,9 @@ export class LocalRuntime implements SessionStarter {
     await this.releaseLock();
   }
 
-  private taskHandlers(signal: AbortSignal, standby?: StandbyClaude): TaskHandlers {
+  /** `endpoint`: this execution's Claude, when not the runtime's (a `run` client's own environment). */
+  private taskHandlers(signal: AbortSignal, standby?: StandbyClaude, endpoint?: ClaudeEndpoint): TaskHandlers {
+    const runnerConfig = endpoint ? { ...this.runnerConfig, endpoint } : this.runnerConfig;
     // The first runner call takes it; runClaude uses it if it was started as that run would start one.
     const takeStandby = () => {
       const taken = standby;
@@ -295,11 +361,11 @@ export class LocalRuntime implements SessionStarter {
         handlers[name] = taskHandler((params: UpdateItemCommandInput) => this.dynamodbCall(new UpdateItemCommand(params)));
       } else if (resource.endsWith(':states:::ecs:runTask.waitForTaskToken')) {
         const heartbeatSeconds = this.fargateHeartbeatSeconds ?? (state.HeartbeatSeconds as number | undefined);
-        handlers[name] = taskHandler((params: EcsRunTaskParameters) => this.fargate.runTask(params, heartbeatSeconds, signal));
+        handlers[name] = taskHandler((params: EcsRunTaskParameters) => this.fargate.runTask(params, heartbeatSeconds, signal, runnerConfig.endpoint));
       } else if (this.definition.functions[resource] === 'create-session') {
         handlers[name] = taskHandler((event: ValidateInputEvent) => lambdaCall(() => createSession(event, this.policy, this.repository)));
       } else if (this.definition.functions[resource] === 'runner') {
-        handlers[name] = taskHandler((input: RunnerInput) => lambdaCall(() => runSessionTask(input, { ...this.runnerConfig, signal, takeStandby })));
+        handlers[name] = taskHandler((input: RunnerInput) => lambdaCall(() => runSessionTask(input, { ...runnerConfig, signal, takeStandby })));
       } else {
         throw new Error(`state ${name} calls ${resource}, which the local runtime cannot run`);
       }

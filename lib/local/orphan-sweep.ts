@@ -12,9 +12,9 @@ import type { LocalDynamoDb } from './local-dynamodb.js';
 // killed process left behind, and StopExecution from another terminal.
 
 /**
- * What a dead process left held, found in one scan (this runs at every local command's
- * start): RUNNING sessions, milestone leases and project slots. With the state lock held,
- * nothing here is live, so all of it is closed or freed. Returns the sessions closed.
+ * What a dead engine left held, found in one scan (this runs at every engine's start):
+ * RUNNING sessions, milestone leases and project slots. With the state lock held, nothing
+ * here is live, so all of it is closed or freed. Returns the sessions closed.
  */
 export async function closeOrphans(
   dynamodb: LocalDynamoDb,

@@ -1,0 +1,247 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ClaudeEndpoint, ModelProvider } from '../claude/claude-process.js';
+import { createApiHandler } from '../api/router.js';
+import { httpErrors, json, type HttpResponse } from '../api/http-errors.js';
+import { InvalidInputError, validateStartInput } from '../sessions/execution-input.js';
+import type { SessionPolicy } from '../sessions/session-creation.js';
+import { assertCanStart } from '../sessions/start-checks.js';
+import { SESSIONS_PAGE } from '../web/sessions-page.js';
+import { AnthropicStandIn } from './anthropic-stand-in.js';
+import { describeEndpoint, standInEndpoint } from './local-endpoint.js';
+import { readBody, startLocalApiServer, type LocalRoute } from './local-api-server.js';
+import { LocalRuntime, type EventLog } from './local-runtime.js';
+import { removeEngineFile, writeEngineFile, type EngineFile } from './engine-file.js';
+
+// The local engine (docs/ARCHITECTURE.md#the-local-engine): the one process that holds the
+// state folder, runs the executions and serves the HTTP API; every other command is its client.
+
+/** The body of POST /local/runs: a `run`'s input and the Claude its environment names. */
+export interface LocalRunRequest {
+  input: Record<string, unknown>;
+  /** The client's endpoint; absent: a built-in stand-in for `provider`. */
+  endpoint?: ClaudeEndpoint;
+  provider?: ModelProvider;
+  model?: string;
+}
+
+/** One state passed, as GET /sessions/{id}/events sends it (`event: state`). */
+export interface StateEvent {
+  type: string;
+  state?: string;
+  error?: string;
+  attempt?: number;
+}
+
+export interface EngineOptions {
+  home: string;
+  port: number;
+  policy: SessionPolicy;
+  /** Exit after this long with no request, no stream and no running execution; undefined: never. */
+  idleExitSeconds?: number;
+  command: string;
+}
+
+export interface Engine {
+  url: string;
+  runtime: LocalRuntime;
+  /** Resolves, saying why, when a background engine has closed by itself: idle, or handed over to `serve`. */
+  idle: Promise<string>;
+  close(): Promise<void>;
+}
+
+export async function startEngine(options: EngineOptions): Promise<Engine> {
+  const runtime = await LocalRuntime.start({ home: options.home, command: options.command, policy: options.policy });
+  let extraStandIn: Promise<AnthropicStandIn> | undefined;
+  let lastActivity = Date.now();
+  let open = 0; // requests and event streams in progress
+
+  const handler = createApiHandler({
+    repository: runtime.repository, milestones: runtime.milestones, starter: runtime, transcripts: runtime.transcripts,
+    policy: options.policy, slots: runtime.slots,
+  });
+
+  /** A `run` without a configured endpoint gets the built-in stand-in, whatever the engine was started with. */
+  async function standIn(): Promise<AnthropicStandIn> {
+    if (runtime.standIn) return runtime.standIn;
+    extraStandIn ??= new AnthropicStandIn().start();
+    return extraStandIn;
+  }
+
+  const routes: LocalRoute[] = [
+    (_req, res) => {
+      open++;
+      lastActivity = Date.now();
+      res.once('close', () => {
+        open--;
+        lastActivity = Date.now();
+      });
+      return undefined; // counts every request, answers none
+    },
+    (req, res, url) => (req.method === 'GET' && url.pathname === '/local/engine'
+      ? reply(res, json(200, { pid: process.pid, home: options.home, running: runtime.running }))
+      : undefined),
+    (req, res, url) => (req.method === 'POST' && url.pathname === '/local/runs' ? startRun(req, res) : undefined),
+    // `serve` taking over from a background engine: it hands the state over when nothing runs.
+    (req, res, url) => {
+      if (req.method !== 'POST' || url.pathname !== '/local/engine/exit') return undefined;
+      if (options.idleExitSeconds === undefined) return reply(res, json(409, { message: 'this engine is a serve; stop it with Ctrl-C' }));
+      if (runtime.running > 0) return reply(res, json(409, { message: `${runtime.running} session(s) running in this engine` }));
+      res.once('finish', () => void close().then(() => idled('handed the state over to a serve')));
+      return reply(res, json(202, { pid: process.pid }));
+    },
+    (req, res, url) => {
+      const match = /^\/sessions\/([^/]+)\/(events|abort)$/.exec(url.pathname);
+      if (match?.[2] === 'events' && req.method === 'GET') return streamEvents(res, match[1]!, url.searchParams.get('attach') === '1');
+      if (match?.[2] === 'abort' && req.method === 'POST') return abortSession(res, match[1]!);
+      return undefined;
+    },
+    (req, res, url) => {
+      const match = /^\/projects\/([^/]+)\/limit$/.exec(url.pathname);
+      return match && req.method === 'PUT' ? setProjectLimit(req, res, decodeURIComponent(match[1]!)) : undefined;
+    },
+  ];
+
+  async function startRun(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const body = JSON.parse((await readBody(req)) ?? 'null') as LocalRunRequest;
+      const input = { ...body.input };
+      // A milestone task without --project is in its milestone's project.
+      if (typeof input.milestoneId === 'string' && input.projectId === undefined) {
+        input.projectId = (await runtime.milestones.get(input.milestoneId))?.projectId ?? 'default';
+      }
+      input.projectId ??= 'default';
+      const checked = validateStartInput(input);
+      const sessionId = String(checked.sessionId);
+      await assertCanStart(checked, { repository: runtime.repository, milestones: runtime.milestones, slots: runtime.slots, policy: options.policy });
+      const existing = await runtime.repository.get(sessionId);
+      if (existing || runtime.execution(sessionId)) {
+        reply(res, json(409, { name: 'SessionAlreadyExists', message: `session ${sessionId} exists already (${existing?.status ?? 'RUNNING'}); Claude was not run again and the session is unchanged.` }));
+        return;
+      }
+      const shared = body.endpoint ? undefined : await standIn();
+      const endpoint = body.endpoint ?? standInEndpoint(shared!, body.provider ?? 'anthropic', body.model);
+      runtime.startExecution(input, sessionId, { endpoint });
+      reply(res, json(202, { sessionId, projectId: checked.projectId, endpoint: describeEndpoint(endpoint, shared), links: { events: `/sessions/${sessionId}/events` } }));
+    } catch (err) {
+      reply(res, await errorReply(err instanceof SyntaxError ? new InvalidInputError([{ field: '(body)', message: 'must be JSON' }]) : err));
+    }
+  }
+
+  /**
+   * Server-Sent Events: `state` for each state the execution passes (from its first), then `end`
+   * with the closed session. `attach`: the client is the `run` that started it, and its going
+   * away (Ctrl-C missed, terminal closed, killed) aborts the execution, as ending `run` did when
+   * the execution ran in its own process.
+   */
+  async function streamEvents(res: ServerResponse, sessionId: string, attach: boolean): Promise<void> {
+    const execution = runtime.recentExecution(sessionId);
+    if (!execution) {
+      const session = await runtime.repository.get(sessionId).catch(() => undefined);
+      if (!session) return reply(res, json(404, { message: `no execution or session ${sessionId}` }));
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+    const send = (event: string, data: unknown) => {
+      if (!res.destroyed) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    };
+    let ended = false;
+    if (attach && execution) {
+      res.once('close', () => {
+        if (!ended && runtime.execution(sessionId) === execution) execution.abort();
+      });
+    }
+    if (execution) {
+      for await (const event of execution.events) {
+        if (res.destroyed) break;
+        const wire = toStateEvent(event);
+        if (wire) send('state', wire);
+      }
+    }
+    const outcome = execution ? await execution.outcome : undefined;
+    ended = true;
+    const session = await runtime.repository.get(sessionId);
+    send('end', { outcome: outcome ? { status: outcome.status, error: outcome.error, cause: outcome.cause } : undefined, session: session ?? null });
+    res.end();
+  }
+
+  async function abortSession(res: ServerResponse, sessionId: string): Promise<void> {
+    const execution = runtime.execution(sessionId);
+    execution?.abort();
+    await execution?.outcome;
+    const session = await runtime.repository.get(sessionId);
+    if (!session && !execution) return reply(res, json(404, { message: `no session ${sessionId}` }));
+    reply(res, json(200, { aborted: execution !== undefined, session: session ?? null }));
+  }
+
+  async function setProjectLimit(req: IncomingMessage, res: ServerResponse, projectId: string): Promise<void> {
+    try {
+      validateStartInput({ prompt: '-', projectId }); // the project id's rules, by name
+      const { limit } = JSON.parse((await readBody(req)) ?? 'null') as { limit?: unknown };
+      if (limit !== null && !(Number.isInteger(limit) && (limit as number) >= 1)) {
+        throw new InvalidInputError([{ field: 'limit', message: 'must be a whole number from 1, or null' }]);
+      }
+      await runtime.slots.setLimit(projectId, limit as number | null);
+      reply(res, json(200, { projectId, limit }));
+    } catch (err) {
+      reply(res, await errorReply(err));
+    }
+  }
+
+  const server = await startLocalApiServer(handler, options.port, { '/': SESSIONS_PAGE }, routes).catch(async (err: unknown) => {
+    await runtime.close();
+    throw err;
+  });
+  const file: EngineFile = { pid: process.pid, url: server.url, idleExitSeconds: options.idleExitSeconds ?? null, startedAt: new Date().toISOString() };
+  await writeEngineFile(options.home, file);
+
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      clearInterval(watch);
+      await removeEngineFile(options.home);
+      await server.close();
+      await runtime.close();
+      await (await extraStandIn)?.close();
+    })();
+    return closing;
+  };
+  let idled: (reason: string) => void = () => {};
+  const idle = new Promise<string>((resolve) => (idled = resolve));
+  const watch = setInterval(() => {
+    if (options.idleExitSeconds === undefined || open > 0 || runtime.running > 0) return;
+    if (Date.now() - lastActivity < options.idleExitSeconds * 1000) return;
+    void close().then(() => idled(`idle for ${options.idleExitSeconds} s`));
+  }, Math.min(1000, (options.idleExitSeconds ?? 1) * 250));
+  return { url: server.url, runtime, idle, close };
+}
+
+function reply(res: ServerResponse, response: HttpResponse): Promise<void> {
+  res.writeHead(response.statusCode, response.headers).end(response.body);
+  return Promise.resolve();
+}
+
+/** The API's own mapping of errors to answers (400 naming fields, 404/409/429 refusals), for the local routes. */
+async function errorReply(error: unknown): Promise<HttpResponse> {
+  const request = { error, context: {}, response: undefined as HttpResponse | undefined };
+  await httpErrors({ logError: (e) => process.stderr.write(`request failed: ${(e as Error)?.stack ?? String(e)}\n`) }).onError!(request as never);
+  const response = request.response!;
+  // The error's name, so the CLI says a refusal as it did in-process.
+  const body = JSON.parse(response.body) as object;
+  return { ...response, body: JSON.stringify({ ...body, name: (error as Error)?.name }) };
+}
+
+function toStateEvent(event: EventLog): StateEvent | undefined {
+  const e = event as EventLog & { state?: { name: string }; Error?: string; retry?: { attempt: number } };
+  switch (e.type) {
+    case 'StateEntered':
+    case 'StateFailed':
+    case 'StateRetried':
+      return { type: e.type, state: e.state?.name, error: e.Error, attempt: e.retry?.attempt };
+    case 'ExecutionSucceeded':
+    case 'ExecutionFailed':
+    case 'ExecutionAborted':
+    case 'ExecutionTimeout':
+      return { type: e.type, error: e.Error };
+    default:
+      return undefined;
+  }
+}

@@ -1,0 +1,230 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { cp, mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { v4 as uuidv4 } from 'uuid';
+import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
+import { isAlive } from '../lib/local/state-lock.js';
+
+const BIN = join(process.cwd(), 'bin', 'claude-sessions.js');
+/** Every state folder a test made: the engines in them are stopped after the file. */
+const homes: string[] = [];
+let seed: string;
+
+interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** A state folder of its own, with the synthesized workflow already cached (a fresh one synthesizes for seconds). */
+async function newHome(): Promise<string> {
+  const home = await mkdtemp(join(tmpdir(), 'claude-sessions-engine-'));
+  if (seed) await cp(join(seed, 'cache'), join(home, 'cache'), { recursive: true });
+  homes.push(home);
+  return home;
+}
+
+function environment(home: string, env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const base = { ...process.env };
+  delete base.ANTHROPIC_API_KEY;
+  delete base.ANTHROPIC_BASE_URL;
+  return { ...base, CLAUDE_SESSIONS_HOME: home, ...env };
+}
+
+/** The CLI as a user runs it, in its own process. */
+function cli(home: string, args: string[], env: NodeJS.ProcessEnv = {}, started?: (child: ChildProcess) => void): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: environment(home, env), stdio: ['ignore', 'pipe', 'pipe'] });
+    started?.(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** `serve` in the foreground, resolved once it listens. */
+async function serve(home: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0'], { env: environment(home, {}), stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr!.on('data', (d) => {
+      stderr += d;
+      const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
+      if (match) resolve(match[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
+  });
+  return { child, url };
+}
+
+async function engineFile(home: string): Promise<{ pid: number; url: string } | undefined> {
+  return JSON.parse(await readFile(join(home, 'engine.json'), 'utf8').catch(() => 'null')) ?? undefined;
+}
+
+/** Signal 0 and not a zombie: a killed engine nobody has reaped yet is gone. */
+const alive = isAlive;
+
+async function until(check: () => Promise<boolean> | boolean, ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 100))) if (await check()) return true;
+  return check();
+}
+
+beforeAll(async () => {
+  seed = await mkdtemp(join(tmpdir(), 'claude-sessions-engine-seed-'));
+  homes.push(seed);
+  await cli(seed, ['list']); // starts an engine, which synthesizes the workflow into seed/cache
+});
+
+afterAll(async () => {
+  for (const home of homes) {
+    const engine = await engineFile(home);
+    if (engine && alive(engine.pid)) process.kill(engine.pid, 'SIGTERM');
+  }
+});
+
+describe('one local engine, many clients', () => {
+  it('with serve running, run from another process completes through it and list shows the session', async () => {
+    // Prepare
+    const home = await newHome();
+    const server = await serve(home);
+    try {
+      // Act
+      const run = await cli(home, ['run', 'Summarise the README', '--project', 'demo', '--json']);
+      const list = await cli(home, ['list', '--project', 'demo', '--json']);
+      // Assess
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stderr).not.toMatch(/Started a claude-sessions engine/);
+      expect(run.stderr).toContain(`engine ${server.url}`);
+      expect(run.stderr).toMatch(/→ CreateSession[\s\S]*→ RunClaude[\s\S]*→ RecordUsage[\s\S]*✓ execution succeeded/);
+      const session = JSON.parse(run.stdout);
+      expect(session).toMatchObject({ status: 'COMPLETED', projectId: 'demo', trigger: 'cli' });
+      expect(JSON.parse(list.stdout)).toEqual([expect.objectContaining({ sessionId: session.sessionId, status: 'COMPLETED' })]);
+    } finally {
+      server.child.kill('SIGTERM');
+    }
+  });
+
+  it('10 concurrent runs all complete through a running serve', async () => {
+    const home = await newHome();
+    const server = await serve(home);
+    try {
+      const runs = await Promise.all(Array.from({ length: 10 }, (_, i) => cli(home, ['run', `task ${i}`, '--project', 'many', '--json'])));
+      for (const run of runs) expect(run.code, run.stderr).toBe(0);
+      const list = JSON.parse((await cli(home, ['list', '--project', 'many', '--json'])).stdout) as Array<{ status: string }>;
+      expect(list.map((s) => s.status)).toEqual(Array(10).fill('COMPLETED'));
+    } finally {
+      server.child.kill('SIGTERM');
+    }
+  });
+
+  it('10 concurrent runs with no engine running: one engine starts, all ten run through it', async () => {
+    const home = await newHome();
+    const runs = await Promise.all(Array.from({ length: 10 }, (_, i) => cli(home, ['run', `task ${i}`, '--project', 'race', '--json'])));
+    for (const run of runs) expect(run.code, run.stderr).toBe(0);
+    const engines = new Set(runs.map((r) => /local state machine, engine (\S+)/.exec(r.stderr)?.[1]));
+    expect(engines.size).toBe(1);
+    expect(runs.filter((r) => /Started a claude-sessions engine/.test(r.stderr))).toHaveLength(1);
+    const list = JSON.parse((await cli(home, ['list', '--project', 'race', '--json'])).stdout) as Array<{ status: string }>;
+    expect(list.map((s) => s.status)).toEqual(Array(10).fill('COMPLETED'));
+  });
+
+  it('an engine killed with SIGKILL is replaced by the next command, which closes its running session ABORTED', async () => {
+    // Prepare: a session that stays running, in a background engine
+    const home = await newHome();
+    const api = await new AnthropicStandIn().start();
+    api.respondByDefault({ kind: 'stall' });
+    try {
+      const sessionId = uuidv4();
+      const running = cli(home, ['run', 'a long job', '--project', 'killed', '--session-id', sessionId], { ANTHROPIC_API_KEY: 'sk-ant-test', ANTHROPIC_BASE_URL: api.url });
+      expect(await until(() => api.messageRequests.length > 0, 60_000)).toBe(true);
+      const killed = (await engineFile(home))!;
+      // Act
+      process.kill(killed.pid, 'SIGKILL');
+      const orphaned = await running;
+      const list = await cli(home, ['list', '--project', 'killed', '--json']);
+      // Assess
+      expect(orphaned.code).toBe(1);
+      expect(orphaned.stderr).toMatch(/the engine .* went away/);
+      expect(list.code, list.stderr).toBe(0);
+      expect(list.stderr).toMatch(/Started a claude-sessions engine/);
+      expect((await engineFile(home))?.pid).not.toBe(killed.pid);
+      expect(JSON.parse(list.stdout)).toEqual([
+        expect.objectContaining({ sessionId, status: 'ABORTED', cause: 'the local process that ran this session ended before closing it' }),
+      ]);
+    } finally {
+      await api.close();
+    }
+  });
+
+  it('Ctrl-C in run aborts its session through the engine, which closes it ABORTED and keeps serving', async () => {
+    // Prepare
+    const home = await newHome();
+    const api = await new AnthropicStandIn().start();
+    api.respondByDefault({ kind: 'stall' });
+    try {
+      let child: ChildProcess | undefined;
+      const running = cli(home, ['run', 'a long job', '--project', 'ctrl-c', '--json'], { ANTHROPIC_API_KEY: 'sk-ant-test', ANTHROPIC_BASE_URL: api.url }, (c) => (child = c));
+      expect(await until(() => api.messageRequests.length > 0, 60_000)).toBe(true);
+      const engine = (await engineFile(home))!;
+      // Act
+      child!.kill('SIGINT');
+      const run = await running;
+      // Assess
+      expect(run.code).toBe(1);
+      expect(run.stderr).toMatch(/Interrupted: aborting the execution…[\s\S]*✗ execution aborted/);
+      expect(JSON.parse(run.stdout)).toMatchObject({ status: 'ABORTED', error: 'ExecutionAborted' });
+      expect(alive(engine.pid)).toBe(true);
+    } finally {
+      await api.close();
+    }
+  });
+
+  it('a background engine exits after its idle period, and takes its engine.json and the state lock with it', async () => {
+    const home = await newHome();
+    const list = await cli(home, ['list'], { CLAUDE_SESSIONS_ENGINE_IDLE_SECONDS: '2' });
+    expect(list.code, list.stderr).toBe(0);
+    const { pid } = (await engineFile(home))!;
+    expect(alive(pid)).toBe(true);
+
+    expect(await until(() => !alive(pid), 15_000)).toBe(true);
+    expect(existsSync(join(home, 'engine.json'))).toBe(false);
+    expect(existsSync(join(home, 'lock'))).toBe(false);
+    expect(await readFile(join(home, 'engine.log'), 'utf8')).toMatch(/The engine exits: idle for 2 s/);
+  });
+
+  it('serve takes the state over from an idle background engine, which exits', async () => {
+    // Prepare
+    const home = await newHome();
+    await cli(home, ['list']);
+    const background = (await engineFile(home))!;
+    // Act
+    const server = await serve(home);
+    try {
+      // Assess
+      expect(alive(background.pid)).toBe(false);
+      expect((await engineFile(home))?.url).toBe(server.url);
+      expect(await readFile(join(home, 'engine.log'), 'utf8')).toMatch(/The engine exits: handed the state over to a serve/);
+    } finally {
+      server.child.kill('SIGTERM');
+    }
+  });
+
+  it('serve does not idle out, and a second serve on the same state says which process holds it', async () => {
+    const home = await newHome();
+    const server = await serve(home);
+    try {
+      const second = await cli(home, ['serve', '--port', '0']);
+      expect(second.code).toBe(1);
+      expect(second.stderr).toMatch(/in use by process \d+ \(claude-sessions serve\)/);
+      expect(server.child.exitCode).toBeNull();
+    } finally {
+      server.child.kill('SIGTERM');
+    }
+  });
+});
