@@ -1,4 +1,4 @@
-import { RemovalPolicy, Stack, Token, Validations, type CfnElement, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, RemovalPolicy, Stack, Token, Validations, type CfnElement, type StackProps } from 'aws-cdk-lib';
 import { Grant } from 'aws-cdk-lib/aws-iam';
 import { Secret, type ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
@@ -145,6 +145,8 @@ export class ClaudeSessionsStack extends Stack {
       reason: 'ecs:RunTask on the revisions of this one task definition family, as the EcsRunTask state grants it.',
     });
     this.suppressApiFindings(this.api, sessions);
+    // What `CLAUDE_SESSIONS_API=<ApiUrl> npx claude-sessions run …` needs after a deploy.
+    new CfnOutput(this, 'ApiUrl', { value: this.api.api.url, description: 'The sessions API (IAM-authorised): CLAUDE_SESSIONS_API for the claude-sessions CLI' });
 
   }
 

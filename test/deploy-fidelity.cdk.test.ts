@@ -60,6 +60,7 @@ describe('the Fargate task\'s container overrides', () => {
       ContainerOverrides: Overrides.ContainerOverrides.map((c) => ({
         Name: c.Name,
         Environment: c.Environment.map((e) => {
+          if (e.Value !== undefined) return { Name: e.Name, Value: e.Value }; // a literal (RUNNER_CONTRACT)
           const path = e['Value.$']!;
           if (path === '$$.Task.Token') return { Name: e.Name, Value: token };
           const field = /^States\.JsonToString\(\$\.(\w+)\)$/.exec(path)?.[1];

@@ -1,4 +1,5 @@
 import { Match } from 'aws-cdk-lib/assertions';
+import { RUNNER_CONTRACT } from '../lib/sessions/session-item.js';
 import { describe, expect, it } from 'vitest';
 import { synthesizedTemplate } from './support/synthesized.js';
 import { v4 as uuidv4 } from 'uuid';
@@ -127,6 +128,8 @@ describe('the fargate runtime on AWS', () => {
                 { Name: 'MILESTONE_JSON', 'Value.$': 'States.JsonToString($.milestone)' },
                 { Name: 'RETRY_JSON', 'Value.$': 'States.JsonToString($.retry)' },
                 { Name: 'TASK_TOKEN', 'Value.$': '$$.Task.Token' },
+                // Which values the task's runner returns: the family's newest image also serves executions started before a deploy.
+                { Name: 'RUNNER_CONTRACT', Value: String(RUNNER_CONTRACT) },
               ],
             },
           ],

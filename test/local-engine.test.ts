@@ -89,6 +89,29 @@ afterAll(async () => {
 });
 
 describe('one local engine, many clients', () => {
+  it('a client with CLAUDE_SESSIONS_API and another state folder runs a session on the served state, and reads it back', async () => {
+    // Prepare: serve on one state folder; a client on another, pointed at it
+    const served = await newHome();
+    const elsewhere = await newHome();
+    const server = await serve(served);
+    try {
+      // Act
+      const run = await cli(elsewhere, ['run', 'Summarise the README', '--project', 'remote', '--json'], { CLAUDE_SESSIONS_API: server.url });
+      const list = await cli(elsewhere, ['list', '--api', server.url, '--project', 'remote', '--json']);
+      const local = await cli(served, ['show', JSON.parse(run.stdout || '{}').sessionId ?? 'none', '--json']);
+      // Assess: the session ran on the served state (through POST /sessions), and no engine started for the other folder
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stderr).toContain(`· ${server.url}`);
+      const session = JSON.parse(run.stdout);
+      expect(session).toMatchObject({ status: 'COMPLETED', projectId: 'remote', trigger: 'api' });
+      expect(JSON.parse(list.stdout)).toEqual([expect.objectContaining({ sessionId: session.sessionId })]);
+      expect(JSON.parse(local.stdout)).toMatchObject({ sessionId: session.sessionId, status: 'COMPLETED' });
+      expect(existsSync(join(elsewhere, 'engine.json'))).toBe(false);
+    } finally {
+      server.child.kill('SIGTERM');
+    }
+  }, 120_000);
+
   it('with serve running, run from another process completes through it and list shows the session', async () => {
     // Prepare
     const home = await newHome();

@@ -1,5 +1,6 @@
 import type { AwsCredentialIdentity } from '@smithy/types';
 import { hasAwsCredentials } from '../local/local-endpoint.js';
+import { EngineRequestError } from './engine-client.js';
 
 // The CLI as a client of a sessions HTTP API: a deployed stack's API Gateway URL (every method is
 // IAM-authorised, so requests are signed with SigV4 from the default AWS credential chain, with the
@@ -110,4 +111,36 @@ export class SessionsApiClient {
 function messageOf(body: unknown): string {
   if (body && typeof body === 'object' && 'message' in body) return String((body as { message: unknown }).message);
   return String(body).slice(0, 200);
+}
+
+/**
+ * The commands' client of a sessions API named by --api or CLAUDE_SESSIONS_API: the engine's own
+ * interface (call and send), so `list`, `show`, `usage` and `milestone` read a deployed stack,
+ * or another state folder's engine, as they read the local one.
+ */
+export class RemoteSessions {
+  private readonly client: SessionsApiClient;
+
+  constructor(readonly base: URL, options: ApiClientOptions = {}) {
+    this.client = new SessionsApiClient(base, options);
+  }
+
+  get url(): string {
+    return this.base.href.replace(/\/$/, '');
+  }
+
+  async send<T = any>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+    const reply = await this.client.request(method as 'GET', path, body);
+    return reply as { status: number; body: T };
+  }
+
+  /** JSON in, JSON out; an answer of 400 or more throws as the engine's do (its body kept: field errors, the error's name). */
+  async call<T = any>(method: string, path: string, body?: unknown): Promise<T> {
+    const { status, body: answer } = await this.send<T>(method, path, body);
+    if (status >= 400) {
+      const reply = (answer && typeof answer === 'object' ? answer : { message: messageOf(answer) }) as { message?: string };
+      throw new EngineRequestError(status, { ...reply, message: `${this.base.host} answered ${status}: ${reply.message ?? messageOf(answer)}` });
+    }
+    return answer;
+  }
 }

@@ -9,6 +9,7 @@ import type { SessionPolicy } from '../sessions/session-creation.js';
 import { configuredClaudeEndpoint, localProvider } from '../local/local-endpoint.js';
 import type { LocalRunRequest, StateEvent } from '../local/local-engine.js';
 import { connectEngine, EngineRequestError, type EngineClient } from './engine-client.js';
+import { RemoteSessions, apiUrlOf } from './api-client.js';
 import { parseRunFlags, runInput } from './run-flags.js';
 import { formatMilestone, formatMs, formatSession, formatSessionTable, formatUsageTable } from './format.js';
 
@@ -25,6 +26,8 @@ export interface CliIo {
   cwd: string;
   /** Lets the caller stop a run or a server (Ctrl-C). */
   onInterrupt?: (stop: () => void) => void;
+  /** The API the commands talk to (--api, CLAUDE_SESSIONS_API); absent: the local engine. */
+  api?: URL;
 }
 
 const USAGE = `claude-sessions: run Claude Code headless as tracked sessions (the local runtime)
@@ -49,63 +52,83 @@ runs the executions: every command is its client, and starts one in the backgrou
 runs (it logs to .claude-sessions/engine.log and exits after 5 idle minutes). Without ANTHROPIC_API_KEY,
 run talks to a built-in local stand-in for the Anthropic API. With --provider bedrock (or
 CLAUDE_SESSIONS_PROVIDER=bedrock) Claude runs through Amazon Bedrock with your AWS credentials
-and ANTHROPIC_MODEL, or a built-in Bedrock stand-in when there are none.`;
+and ANTHROPIC_MODEL, or a built-in Bedrock stand-in when there are none.
+
+--api <url> (or CLAUDE_SESSIONS_API) on any command: talk to that sessions API instead, a
+deployed stack's (the ApiUrl output; requests signed with SigV4 from your AWS credentials) or
+another engine's.`;
 
 export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
 export async function main(argv: string[], io: CliIo): Promise<number> {
-  const [command, ...rest] = argv;
   try {
-    switch (command) {
-      case 'run':
-        return await runCommand(rest, io);
-      case 'list':
-        return await listCommand(rest, io);
-      case 'show':
-        return await showCommand(rest, io);
-      case 'usage':
-        return await usageCommand(rest, io);
-      case 'serve':
-        return await serveCommand(rest, io, false);
-      case 'engine':
-        return await serveCommand(rest, io, true);
-      case 'abort':
-        return await abortCommand(rest, io);
-      case 'milestone':
-        return await milestoneCommand(rest, io);
-      case 'project':
-        return await projectCommand(rest, io);
-      case undefined:
-      case 'help':
-      case '--help':
-      case '-h':
-        io.stdout(`${USAGE}\n`);
-        return command === undefined ? 2 : 0;
-      default:
-        throw new UsageError(`unknown command "${command}"`);
-    }
+    // --api <url> anywhere: every command then talks to that API (a deployed stack, another engine).
+    const at = argv.findIndex((a) => a === '--api' || a.startsWith('--api='));
+    const apiFlag = at < 0 ? undefined : argv[at]!.startsWith('--api=') ? argv[at]!.slice(6) : argv[at + 1];
+    if (at >= 0 && apiFlag === undefined) throw new UsageError('--api needs the API\'s URL');
+    const args = at < 0 ? argv : argv.filter((_, i) => i !== at && !(i === at + 1 && !argv[at]!.startsWith('--api=')));
+    const api = apiUrlOf(apiFlag, io.env);
+    if (api) io = { ...io, api };
+    return await dispatch(args, io);
   } catch (err) {
-    // Bad input, as the engine's schema names it (400) or this process's (checkProjectId).
-    const fieldErrors = err instanceof EngineRequestError && err.status === 400
-      ? err.body.errors
-      : (err as Error)?.name === 'InvalidInputError' ? (err as { errors: FieldErrors }).errors : undefined;
-    if (fieldErrors) {
-      io.stderr(`error: invalid input\n${fieldErrors.map((e) => `  ${e.field}: ${e.message}`).join('\n')}\n`);
-      return 2;
-    }
-    if (err instanceof Error && (REFUSALS.has(err.name) || (err instanceof EngineRequestError && REFUSALS.has(err.body.name ?? '')))) {
-      io.stderr(`error: ${err.message}\n`);
-      return 1;
-    }
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      io.stderr(`error: ${(err as Error).message}\n\n${USAGE}\n`);
-      return 2;
-    }
-    io.stderr(`error: ${(err as Error).message ?? String(err)}\n`);
+    return reportError(err, io);
+  }
+}
+
+async function dispatch(argv: string[], io: CliIo): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'run':
+      return await runCommand(rest, io);
+    case 'list':
+      return await listCommand(rest, io);
+    case 'show':
+      return await showCommand(rest, io);
+    case 'usage':
+      return await usageCommand(rest, io);
+    case 'serve':
+      return await serveCommand(rest, io, false);
+    case 'engine':
+      return await serveCommand(rest, io, true);
+    case 'abort':
+      return await abortCommand(rest, io);
+    case 'milestone':
+      return await milestoneCommand(rest, io);
+    case 'project':
+      return await projectCommand(rest, io);
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      io.stdout(`${USAGE}\n`);
+      return command === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+/** How a failed command says why, and its exit code. */
+function reportError(err: unknown, io: CliIo): number {
+  // Bad input, as the engine's schema names it (400) or this process's (checkProjectId).
+  const fieldErrors = err instanceof EngineRequestError && err.status === 400
+    ? err.body.errors
+    : (err as Error)?.name === 'InvalidInputError' ? (err as { errors: FieldErrors }).errors : undefined;
+  if (fieldErrors) {
+    io.stderr(`error: invalid input\n${fieldErrors.map((e) => `  ${e.field}: ${e.message}`).join('\n')}\n`);
+    return 2;
+  }
+  if (err instanceof Error && (REFUSALS.has(err.name) || (err instanceof EngineRequestError && REFUSALS.has(err.body.name ?? '')))) {
+    io.stderr(`error: ${err.message}\n`);
     return 1;
   }
+  if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    io.stderr(`error: ${(err as Error).message}\n\n${USAGE}\n`);
+    return 2;
+  }
+  io.stderr(`error: ${(err as Error).message ?? String(err)}\n`);
+  return 1;
 }
 
 type FieldErrors = Array<{ field: string; message: string }>;
@@ -134,6 +157,13 @@ function engine(io: CliIo): Promise<EngineClient> {
   return connectEngine(home(io), io.env, io.cwd, (line) => io.stderr(`${line}\n`));
 }
 
+/** What the reading commands talk to: the API --api names, else the local engine. */
+type SessionsClient = Pick<EngineClient, 'url' | 'call' | 'send'>;
+
+function sessionsClient(io: CliIo): Promise<SessionsClient> {
+  return io.api ? Promise.resolve(new RemoteSessions(io.api, { env: io.env })) : engine(io);
+}
+
 async function runCommand(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseRunFlags(args);
   if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
@@ -146,6 +176,7 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
   const started = Date.now();
   const progress = (text: string) => io.stderr(`${text}\n`);
 
+  if (io.api) return runThroughApi(input, values.json ?? false, io, io.api);
   // Claude as this shell's environment names it; where it names none, the engine's built-in stand-in.
   const endpoint = await configuredClaudeEndpoint(io.env, provider);
   const request: LocalRunRequest = { input, endpoint, provider, model: io.env.ANTHROPIC_MODEL || undefined };
@@ -192,6 +223,37 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
   return session.status === 'COMPLETED' ? 0 : 1;
 }
 
+/** How often `run --api` reads the session while it runs: API Gateway streams no events. */
+const API_POLL_MS = 2_000;
+
+/**
+ * `run` against an API (--api): POST /sessions, as curl would, then GET the session until it
+ * closes. Claude runs on that API's deployment; its model and key are the deployment's.
+ */
+async function runThroughApi(input: Record<string, unknown>, json: boolean, io: CliIo, api: URL): Promise<number> {
+  const client = new RemoteSessions(api, { env: io.env });
+  const progress = (text: string) => io.stderr(`${text}\n`);
+  const started = Date.now();
+  const { trigger: _trigger, ...body } = input; // the API sets its own trigger
+  const accepted = await client.call<{ sessionId: string; executionArn?: string }>('POST', '/sessions', body);
+  progress(`Session ${accepted.sessionId} · project ${String(input.projectId)} · ${client.url}${accepted.executionArn ? ` · ${accepted.executionArn}` : ''}`);
+  io.onInterrupt?.(() => {
+    progress(`Interrupted: the session goes on at ${client.url}; stop its execution from the Step Functions console${accepted.executionArn ? ` (${accepted.executionArn})` : ''}.`);
+    process.exit(130);
+  });
+  let session: SessionRecord | undefined;
+  let shown = '';
+  for (;;) {
+    session = await find<SessionRecord>(client, `/sessions/${accepted.sessionId}`);
+    const status = session?.status ?? 'starting';
+    if (status !== shown) progress(`[${((Date.now() - started) / 1000).toFixed(2).padStart(6)}s] ${(shown = status)}`);
+    if (session && session.status !== 'RUNNING') break;
+    await new Promise((r) => setTimeout(r, API_POLL_MS));
+  }
+  io.stdout(json ? `${JSON.stringify(session, null, 2)}\n` : `\n${formatSession(session)}\n`);
+  return session.status === 'COMPLETED' ? 0 : 1;
+}
+
 function describeState(event: StateEvent): string | undefined {
   switch (event.type) {
     case 'StateEntered':
@@ -214,7 +276,7 @@ function describeState(event: StateEvent): string | undefined {
 }
 
 /** Every project's id, or the one asked for. */
-async function projectsOf(client: EngineClient, project: string | undefined): Promise<string[]> {
+async function projectsOf(client: SessionsClient, project: string | undefined): Promise<string[]> {
   return project ? [project] : (await client.call<{ items: string[] }>('GET', '/projects')).items;
 }
 
@@ -231,7 +293,7 @@ async function listCommand(args: string[], io: CliIo): Promise<number> {
   }
   const limit = Number(values.limit);
   if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number from 1');
-  const client = await engine(io);
+  const client = await sessionsClient(io);
   const all: SessionRecord[] = [];
   for (const projectId of await projectsOf(client, values.project)) {
     // The API's pages hold at most 100: follow nextToken up to the limit.
@@ -251,7 +313,7 @@ async function listCommand(args: string[], io: CliIo): Promise<number> {
 }
 
 /** A GET that may find nothing: 404 and, for an id that is not a UUID, 400 mean "no such thing". */
-async function find<T>(client: EngineClient, path: string): Promise<T | undefined> {
+async function find<T>(client: SessionsClient, path: string): Promise<T | undefined> {
   const { status, body } = await client.send<T>('GET', path);
   if (status === 404 || status === 400) return undefined;
   if (status >= 400) throw new EngineRequestError(status, body as never);
@@ -262,7 +324,7 @@ async function showCommand(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parse(args, { json: { type: 'boolean', default: false } }, 1);
   const sessionId = positionals[0];
   if (!sessionId) throw new UsageError('show needs a session id');
-  const session = await find<SessionRecord>(await engine(io), `/sessions/${encodeURIComponent(sessionId)}`);
+  const session = await find<SessionRecord>(await sessionsClient(io), `/sessions/${encodeURIComponent(sessionId)}`);
   if (!session) {
     io.stderr(`error: no session ${sessionId}\n`);
     return 1;
@@ -273,7 +335,7 @@ async function showCommand(args: string[], io: CliIo): Promise<number> {
 
 async function usageCommand(args: string[], io: CliIo): Promise<number> {
   const { values } = parse(args, { project: { type: 'string' }, json: { type: 'boolean', default: false } });
-  const client = await engine(io);
+  const client = await sessionsClient(io);
   const totals: UsageTotals[] = [];
   for (const projectId of await projectsOf(client, values.project)) {
     totals.push(await client.call<UsageTotals>('GET', `/projects/${encodeURIComponent(projectId)}/usage`));
@@ -288,7 +350,7 @@ async function milestoneCommand(args: string[], io: CliIo): Promise<number> {
     const { values } = parse(rest, { project: { type: 'string' }, json: { type: 'boolean', default: false } });
     if (!values.project) throw new UsageError('milestone open needs --project');
     await checkProjectId(values.project);
-    const { links: _links, ...milestone } = await (await engine(io)).call<MilestoneRecord & { links: unknown }>('POST', '/milestones', { projectId: values.project });
+    const { links: _links, ...milestone } = await (await sessionsClient(io)).call<MilestoneRecord & { links: unknown }>('POST', '/milestones', { projectId: values.project });
     if (values.json) io.stdout(`${JSON.stringify(milestone, null, 2)}\n`);
     else {
       io.stdout(`${milestone.milestoneId}\n`);
@@ -300,7 +362,7 @@ async function milestoneCommand(args: string[], io: CliIo): Promise<number> {
     const { values, positionals } = parse(rest, { json: { type: 'boolean', default: false } }, 1);
     const milestoneId = positionals[0];
     if (!milestoneId || !isUuid(milestoneId)) throw new UsageError(`milestone ${action} needs a milestone id (a UUID)`);
-    const client = await engine(io);
+    const client = await sessionsClient(io);
     if (action === 'close') await client.call('POST', `/milestones/${milestoneId}/close`);
     const view = await find<MilestoneView>(client, `/milestones/${milestoneId}`);
     if (!view) {
@@ -321,6 +383,7 @@ async function projectCommand(args: string[], io: CliIo): Promise<number> {
   await checkProjectId(projectId);
   const limit = value === 'default' ? null : Number(value);
   if (limit !== null && !(Number.isInteger(limit) && limit >= 1)) throw new UsageError('the limit must be a whole number from 1, or default');
+  if (io.api) throw new UsageError('project limit changes the local state only: on a deployed stack, set the PROJECT#<id>/SLOTS item\'s maxConcurrentSessions');
   await (await engine(io)).call('PUT', `/projects/${encodeURIComponent(projectId)}/limit`, { limit });
   io.stderr(limit === null
     ? `Project ${projectId} follows the deployment's maxConcurrentSessions again.\n`
@@ -394,7 +457,10 @@ async function abortCommand(args: string[], io: CliIo): Promise<number> {
   const { positionals } = parse(args, {}, 1);
   const sessionId = positionals[0];
   if (!sessionId || !isUuid(sessionId)) throw new UsageError('abort needs a session id (a UUID)');
-  const client = await engine(io);
+  if (io.api && !['127.0.0.1', 'localhost', '[::1]'].includes(io.api.hostname)) {
+    throw new UsageError('abort reaches a local engine only; on AWS stop the session\'s execution: aws stepfunctions stop-execution --execution-arn <its executionArn>');
+  }
+  const client = await sessionsClient(io);
   const { status, body } = await client.send<{ aborted: boolean; session: SessionRecord | null; message?: string }>('POST', `/sessions/${sessionId}/abort`);
   if (status === 404 || !body.session) {
     io.stderr(`error: no session ${sessionId}\n`);
@@ -402,7 +468,7 @@ async function abortCommand(args: string[], io: CliIo): Promise<number> {
   }
   if (status >= 400) throw new EngineRequestError(status, body);
   io.stderr(body.aborted
-    ? `Abort delivered to the engine (process ${client.pid}): it stopped the execution, and the session closed ${body.session.status}.\n`
+    ? `Abort delivered to the engine (${client.url}): it stopped the execution, and the session closed ${body.session.status}.\n`
     : `Session ${sessionId} is not running (it ended ${body.session.status}); nothing to abort.\n`);
   io.stdout(`${formatSession(body.session)}\n`);
   return 0;
