@@ -8,6 +8,7 @@ import {
 } from '../lib/sessions/session-item.js';
 import { LEASE_CONDITION, RELEASE_AFTER_RUN_UPDATE, releaseAfterRunValues } from '../lib/sessions/milestone-item.js';
 import { zeroUsage } from '../lib/sessions/usage.js';
+import { invokeGrant } from '../lib/claude/model-provider.js';
 
 const saved = { ...process.env };
 afterEach(() => {
@@ -113,5 +114,30 @@ describe('the write contract across a deploy', () => {
     const machine = Object.values(template.Resources).find((r) => r.Type === 'AWS::StepFunctions::StateMachine')!;
     expect(JSON.stringify(machine.Properties.DefinitionString)).toContain(`\\"contract\\":${RUNNER_CONTRACT}`);
     expect(JSON.stringify(machine.Properties.DefinitionString)).toContain(`{\\"Name\\":\\"RUNNER_CONTRACT\\",\\"Value\\":\\"${RUNNER_CONTRACT}\\"}`);
+  });
+});
+
+describe('the Bedrock grant a model setting needs', () => {
+  const at = { partition: 'aws', region: 'us-east-1', account: '123456789012' };
+  it('grants a system profile in the deployment\'s region and its foundation model in any region, only through it (us., global., us-gov.)', () => {
+    for (const [id, base] of [
+      ['us.anthropic.claude-sonnet-4-5-20250929-v1:0', 'anthropic.claude-sonnet-4-5-20250929-v1:0'],
+      ['global.anthropic.claude-sonnet-4-5-20250929-v1:0', 'anthropic.claude-sonnet-4-5-20250929-v1:0'],
+      ['us-gov.anthropic.claude-3-5-sonnet-20240620-v1:0', 'anthropic.claude-3-5-sonnet-20240620-v1:0'],
+    ] as const) {
+      const profile = `arn:aws:bedrock:us-east-1:123456789012:inference-profile/${id}`;
+      expect(invokeGrant([id], at)).toEqual({ resources: [profile], throughProfiles: { profileArns: [profile], resources: [`arn:aws:bedrock:*::foundation-model/${base}`] } });
+    }
+  });
+
+  it('grants a base model in the region alone, and an application profile with whatever it routes to, only through it', () => {
+    expect(invokeGrant(['anthropic.claude-3-haiku-20240307-v1:0'], at)).toEqual({
+      resources: ['arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0'], throughProfiles: null,
+    });
+    const app = 'arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3';
+    expect(invokeGrant([app], at)).toEqual({
+      resources: [app],
+      throughProfiles: { profileArns: [app], resources: ['arn:aws:bedrock:*::foundation-model/*', 'arn:aws:bedrock:*:*:inference-profile/*'] },
+    });
   });
 });

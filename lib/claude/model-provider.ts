@@ -5,7 +5,10 @@ import { z } from 'zod';
 // the runner's environment, so a model the synth accepted is one the runner can run.
 
 const BEDROCK_ARN = /^arn:aws[a-z-]*:bedrock:[a-z0-9-]+:(\d{12})?:(foundation-model|inference-profile|application-inference-profile)\/[A-Za-z0-9._:-]+$/;
-const BEDROCK_ID = /^([a-z]{2,6}\.)?anthropic\.[a-z0-9.-]+(:\d+)?$/;
+/** A system profile's geography prefix: us., eu., apac., jp., au., global., us-gov. … */
+const GEO = '[a-z]{2,6}(?:-[a-z]{2,4})?';
+const BEDROCK_ID = new RegExp(`^(${GEO}\\.)?anthropic\\.[a-z0-9.-]+(:\\d+)?$`);
+const GEO_PROFILE = new RegExp(`^${GEO}\\.(?=anthropic\\.)`);
 
 /** A base model id, a system inference profile id (us., eu., global. …), or the ARN of either or of an application inference profile. */
 export const BedrockModel = z
@@ -88,7 +91,7 @@ export function invokeGrant(models: readonly string[], at: { partition: string; 
         routed.add(`arn:${at.partition}:bedrock:*::foundation-model/*`);
         routed.add(`arn:${at.partition}:bedrock:*:*:inference-profile/*`);
       }
-    } else if (/^[a-z]{2,6}\.anthropic\./.test(model)) {
+    } else if (GEO_PROFILE.test(model)) {
       const profile = `arn:${at.partition}:bedrock:${at.region}:${at.account}:inference-profile/${model}`;
       direct.add(profile);
       profiles.add(profile);
@@ -105,7 +108,7 @@ export function invokeGrant(models: readonly string[], at: { partition: string; 
 
 /** `us.anthropic.claude-x` → `anthropic.claude-x`. */
 function baseModelOf(id: string): string {
-  return id.replace(/^[a-z]{2,6}\.(?=anthropic\.)/, '');
+  return id.replace(GEO_PROFILE, '');
 }
 
 /** In any region: a cross-region profile routes to the regions it lists (global: any), and only through it. */

@@ -461,7 +461,7 @@ export const BEDROCK_APPLICATION_PROFILE_MODEL = 'anthropic.claude-sonnet-4-5-20
 const bedrock: Mapper = (action, params) => {
   if (action === 'ListInferenceProfiles') return [request('bedrock:ListInferenceProfiles', '*')];
   const id = str(params.modelId ?? params.inferenceProfileIdentifier, 'modelId');
-  const profile = /^[a-z]{2,6}\.anthropic\./.test(id) ? arn('bedrock', `inference-profile/${id}`) : id.includes(':inference-profile/') ? id : undefined;
+  const profile = /^[a-z]{2,6}(?:-[a-z]{2,4})?\.anthropic\./.test(id) ? arn('bedrock', `inference-profile/${id}`) : id.includes(':inference-profile/') ? id : undefined;
   if (action === 'GetInferenceProfile') return [request('bedrock:GetInferenceProfile', profile ?? id)];
   if (id.includes(':application-inference-profile/')) {
     // An application profile routes to the model it was created from (here: BEDROCK_APPLICATION_PROFILE_MODEL), through itself.
@@ -472,7 +472,7 @@ const bedrock: Mapper = (action, params) => {
   }
   if (id.startsWith('arn:') && !profile) return [request(`bedrock:${action}`, id)];
   if (!profile) return [request(`bedrock:${action}`, `arn:${PARTITION}:bedrock:${REGION}::foundation-model/${id}`)];
-  const base = profile.slice(profile.indexOf('/') + 1).replace(/^[a-z]{2,6}\./, '');
+  const base = profile.slice(profile.indexOf('/') + 1).replace(/^[a-z]{2,6}(?:-[a-z]{2,4})?\./, '');
   return [
     request(`bedrock:${action}`, profile),
     request(`bedrock:${action}`, `arn:${PARTITION}:bedrock:${BEDROCK_DESTINATION_REGION}::foundation-model/${base}`, { 'bedrock:InferenceProfileArn': profile }),
