@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import { git, remoteRepository } from './support/git-remote.js';
@@ -138,5 +138,124 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
     const none = await detailOf(plain.sessionId);
     expect(await none.getByTestId('workspace').count()).toBe(0);
     expect(await none.innerText()).not.toContain('Workspace');
+  }, 60_000);
+
+  // The console: the page starts, follows, aborts sessions and shows milestones, through the engine's own routes.
+  const steps = (page: Page) => page.getByTestId('progress').locator('li').allInnerTexts();
+  async function startFromForm(page: Page, fields: { prompt: string; projectId: string; milestoneId?: string; runtime?: string }): Promise<void> {
+    await page.getByTestId('field-prompt').fill(fields.prompt);
+    await page.getByTestId('field-projectId').fill(fields.projectId);
+    await page.getByTestId('field-runtime').selectOption(fields.runtime ?? 'lambda');
+    if (fields.milestoneId) await page.getByTestId('field-milestoneId').fill(fields.milestoneId);
+    await page.getByTestId('start').click();
+  }
+
+  it('starts a session from its form, shows each state as the execution enters it, then the closed session', async () => {
+    // Prepare
+    const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+    await page.goto(`${url}/`);
+    const asked = anthropic.messageRequests.length;
+    // Act
+    await startFromForm(page, { prompt: 'Say hello from the page', projectId: 'web-form' });
+    // Assess: the states in order, then the execution's end and the session's status
+    await expect.poll(() => steps(page), { timeout: 30_000 }).toContain('COMPLETED');
+    expect(await steps(page)).toEqual([
+      '→ CreateSession', '→ ChooseFirstStep', '→ RunClaude', '→ ClaudeSucceeded', '→ RecordUsage', '✓ execution succeeded', 'COMPLETED',
+    ]);
+    const sessionId = (await page.getByTestId('progress').getAttribute('data-session'))!;
+    const session = (await (await fetch(`${url}/sessions/${sessionId}`)).json()) as Record<string, any>;
+    expect(session).toMatchObject({ sessionId, projectId: 'web-form', status: 'COMPLETED', runtime: 'lambda', trigger: 'api' });
+    // The engine's own Claude (the stand-in serve was started with) got the form's prompt.
+    expect(anthropic.messageRequests.slice(asked).some((r) => JSON.stringify(r.body).includes('Say hello from the page'))).toBe(true);
+    const detail = await page.getByTestId('detail').innerText();
+    expect(detail).toContain(sessionId);
+    expect(detail).toContain('COMPLETED');
+    expect(await page.getByTestId('abort').count()).toBe(0);
+    await page.locator(`tr[data-session="${sessionId}"]`).waitFor({ timeout: 10_000 });
+  }, 60_000);
+
+  it('shows each bad field\'s error next to the form and starts nothing', async () => {
+    // Prepare
+    const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+    await page.goto(`${url}/`);
+    const asked = anthropic.requests.length;
+    // Act: an empty prompt, a project id with a space, a branch a session may not push to
+    await page.getByTestId('field-workspace.repo').fill('/tmp/some-repo.git');
+    await page.getByTestId('field-workspace.branch').fill('main');
+    await startFromForm(page, { prompt: '', projectId: 'web bad' });
+    // Assess
+    const errorOf = (field: string) => page.locator(`[data-error="${field}"]`);
+    await expect.poll(() => errorOf('prompt').innerText()).toBe('prompt must not be empty');
+    expect(await errorOf('projectId').innerText()).toBe('projectId must be 1-64 characters of A-Z a-z 0-9 . _ -');
+    expect(await errorOf('workspace.branch').innerText()).toMatch(/^workspace\.branch must not be main or master/);
+    expect(await page.getByTestId('field-prompt').getAttribute('aria-invalid')).toBe('true');
+    expect(await page.getByTestId('field-projectId').getAttribute('aria-invalid')).toBe('true');
+    expect(await page.getByTestId('field-runtime').getAttribute('aria-invalid')).toBeNull();
+    expect(await errorOf('runtime').innerText()).toBe('');
+    expect(await page.getByTestId('progress').isHidden()).toBe(true);
+    const projects = (await (await fetch(`${url}/projects`)).json()) as { items: string[] };
+    expect(projects.items).not.toContain('web bad');
+    expect(anthropic.requests.length).toBe(asked);
+  }, 60_000);
+
+  it('aborts a stalled session from its detail, which then shows ABORTED', async () => {
+    // Prepare: Claude's model call never answers
+    anthropic.respondByDefault({ kind: 'stall' });
+    try {
+      const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+      await page.goto(`${url}/`);
+      const asked = anthropic.messageRequests.length;
+      await startFromForm(page, { prompt: 'Wait for the model', projectId: 'web-abort' });
+      // Live: RunClaude entered and the session RUNNING while Claude waits on the model
+      await expect.poll(() => steps(page), { timeout: 30_000 }).toContain('→ RunClaude');
+      await expect.poll(() => anthropic.messageRequests.length, { timeout: 30_000 }).toBeGreaterThan(asked);
+      await expect.poll(() => page.getByTestId('detail').innerText()).toContain('RUNNING');
+      const sessionId = (await page.getByTestId('progress').getAttribute('data-session'))!;
+      // Act
+      await page.getByTestId('abort').click();
+      // Assess
+      await expect.poll(() => page.getByTestId('detail').innerText(), { timeout: 30_000 }).toContain('ABORTED');
+      expect(await page.getByTestId('detail').innerText()).toContain(sessionId);
+      await expect.poll(() => steps(page), { timeout: 10_000 }).toContain('ABORTED');
+      expect((await steps(page)).slice(-2)).toEqual(['✗ execution aborted', 'ABORTED']);
+      expect(await page.getByTestId('abort').count()).toBe(0);
+      const session = (await (await fetch(`${url}/sessions/${sessionId}`)).json()) as Record<string, any>;
+      expect(session).toMatchObject({ status: 'ABORTED' });
+      await expect.poll(() => page.locator(`tr[data-session="${sessionId}"] .status`).innerText(), { timeout: 10_000 }).toBe('ABORTED');
+    } finally {
+      anthropic.respondByDefault({ kind: 'text' });
+    }
+  }, 90_000);
+
+  it('links a milestone task to its milestone\'s view: status, workspace, the task with its usage, the totals', async () => {
+    // Prepare
+    const opened = await fetch(`${url}/milestones`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ projectId: 'web-ms' }) });
+    const { milestoneId } = (await opened.json()) as { milestoneId: string };
+    const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+    await page.goto(`${url}/`);
+    await startFromForm(page, { prompt: 'First task of the milestone', projectId: 'web-ms', milestoneId });
+    await expect.poll(() => steps(page), { timeout: 30_000 }).toContain('COMPLETED');
+    const sessionId = (await page.getByTestId('progress').getAttribute('data-session'))!;
+    // Act
+    const link = page.getByTestId('detail').getByTestId('milestone-link');
+    expect(await link.innerText()).toBe(milestoneId);
+    await link.click();
+    // Assess: the view reads what GET /milestones/{id} says
+    const view = (await (await fetch(`${url}/milestones/${milestoneId}`)).json()) as Record<string, any>;
+    expect(view.tasks.map((t: { sessionId: string }) => t.sessionId)).toEqual([sessionId]);
+    const section = page.getByTestId('milestone');
+    await section.waitFor();
+    const text = await section.innerText();
+    expect(text).toContain(milestoneId);
+    expect(text).toContain('OPEN');
+    expect(await section.getByTestId('milestone-workspace').innerText()).toBe('none');
+    const task = section.locator(`tr[data-task-session="${sessionId}"]`);
+    expect(await task.locator('td').allInnerTexts()).toEqual(expect.arrayContaining([
+      'COMPLETED', String(view.tasks[0].usage.inputTokens), String(view.tasks[0].usage.outputTokens), `$${view.tasks[0].totalCostUsd.toFixed(6)}`,
+    ]));
+    expect(await section.getByTestId('milestone-tasks').locator('tr').count()).toBe(1);
+    expect(await section.getByTestId('milestone-totals').innerText()).toContain(`1 task · in ${view.totals.usage.inputTokens} · out ${view.totals.usage.outputTokens}`);
+    expect(await section.getByTestId('milestone-totals').innerText()).toContain(`$${view.totals.totalCostUsd.toFixed(6)}`);
+    expect(page.url()).toBe(`${url}/#milestone=${milestoneId}`);
   }, 60_000);
 });

@@ -1,6 +1,9 @@
 /**
  * The local web view `claude-sessions serve` shows at "/": one self-contained page (no build
- * step, no dependency) that reads the same HTTP API as curl does and refreshes every 2 s.
+ * step, no dependency) that reads the same HTTP API as curl does and refreshes every 2 s. It is
+ * also the engine's console: it starts sessions (POST /sessions), follows one's states as they
+ * are entered (GET /sessions/{id}/events), aborts it (POST /sessions/{id}/abort) and shows a
+ * milestone with its tasks (GET /milestones/{id}). Record data reaches markup only through esc().
  */
 export const SESSIONS_PAGE = /* html */ `<!doctype html>
 <html lang="en">
@@ -37,6 +40,23 @@ export const SESSIONS_PAGE = /* html */ `<!doctype html>
   .legend i { width:10px; height:10px; border-radius:2px; display:inline-block; }
   .charts { grid-column: 1 / -1; display:grid; grid-template-columns:1fr 1fr; gap:16px; }
   svg text { font-size:11px; fill:var(--muted); }
+  .wide { grid-column: 1 / -1; }
+  form.start { display:grid; grid-template-columns: repeat(auto-fill, minmax(200px, 1fr)); gap:8px 12px; align-items:start; }
+  form.start label { display:flex; flex-direction:column; gap:2px; font-size:12px; color:var(--muted); }
+  form.start .prompt { grid-column: 1 / -1; }
+  input, textarea { font:inherit; padding:3px 6px; border:1px solid var(--line); border-radius:4px; color:var(--fg); }
+  textarea { min-height:56px; resize:vertical; }
+  input[aria-invalid=true], textarea[aria-invalid=true] { border-color:var(--bad); }
+  .field-error, .form-error { color:var(--bad); font-size:12px; }
+  .field-error:empty, .form-error:empty { display:none; }
+  button { font:inherit; padding:4px 12px; border-radius:4px; border:1px solid var(--line); background:#fff; cursor:pointer; }
+  button.primary { background:var(--run); color:#fff; border-color:var(--run); }
+  button.danger { color:var(--bad); border-color:var(--bad); margin-top:8px; }
+  .actions { display:flex; gap:12px; align-items:center; grid-column: 1 / -1; }
+  ol.progress { margin:8px 0 0; padding-left:20px; font-size:12px; color:var(--muted); }
+  ol.progress li.end { font-weight:600; }
+  ol.progress li.StateFailed, ol.progress li.ExecutionFailed, ol.progress li.ExecutionAborted, ol.progress li.ExecutionTimeout { color:var(--bad); }
+  a { color:var(--run); }
 </style>
 </head>
 <body>
@@ -48,6 +68,19 @@ export const SESSIONS_PAGE = /* html */ `<!doctype html>
   <span class="figure" id="updated"></span>
 </header>
 <main>
+  <section class="wide">
+    <h2>Start a session</h2>
+    <form id="start" class="start" data-testid="start-form" novalidate>
+      <label class="prompt">Prompt <textarea name="prompt" data-field="prompt" data-testid="field-prompt"></textarea><span class="field-error" data-error="prompt"></span></label>
+      <label>Project <input name="projectId" data-field="projectId" data-testid="field-projectId" value="default"><span class="field-error" data-error="projectId"></span></label>
+      <label>Runtime <select name="runtime" data-field="runtime" data-testid="field-runtime"><option>lambda</option><option>fargate</option></select><span class="field-error" data-error="runtime"></span></label>
+      <label>Milestone (optional) <input name="milestoneId" data-field="milestoneId" data-testid="field-milestoneId" placeholder="UUID"><span class="field-error" data-error="milestoneId"></span><span class="field-error" data-error="mode"></span></label>
+      <label>Workspace repository (optional) <input name="workspace.repo" data-field="workspace.repo" data-testid="field-workspace.repo" placeholder="https://… or /path"><span class="field-error" data-error="workspace.repo"></span><span class="field-error" data-error="workspace"></span></label>
+      <label>Ref <input name="workspace.ref" data-field="workspace.ref" data-testid="field-workspace.ref" placeholder="the remote's default"><span class="field-error" data-error="workspace.ref"></span></label>
+      <label>Branch <input name="workspace.branch" data-field="workspace.branch" data-testid="field-workspace.branch" placeholder="one of its own"><span class="field-error" data-error="workspace.branch"></span></label>
+      <div class="actions"><button class="primary" type="submit" data-testid="start">Start</button><span class="form-error" data-testid="form-error"></span></div>
+    </form>
+  </section>
   <section>
     <h2>Sessions</h2>
     <div class="filters">
@@ -65,6 +98,11 @@ export const SESSIONS_PAGE = /* html */ `<!doctype html>
   <section data-testid="detail">
     <h2>Session</h2>
     <div id="detail" class="empty">Pick a session to see it here.</div>
+    <ol id="progress" class="progress" data-testid="progress" hidden></ol>
+  </section>
+  <section class="wide" data-testid="milestone" id="milestone-section" hidden>
+    <h2>Milestone</h2>
+    <div id="milestone"></div>
   </section>
   <div class="charts">
     <section><h2>Tokens per day (in + out)</h2><div id="chart-tokens" data-testid="chart-tokens"></div><div class="legend" id="legend-tokens"></div></section>
@@ -73,16 +111,17 @@ export const SESSIONS_PAGE = /* html */ `<!doctype html>
 </main>
 <script>
 const COLORS = ['#3867d6', '#20bf6b', '#fa8231', '#8854d0', '#eb3b5a', '#0fb9b1', '#f7b731', '#4b6584'];
-const state = { sessions: [], usage: [], selected: null };
+const state = { sessions: [], usage: [], selected: null, stream: null, detailSeq: 0 };
 const $ = (id) => document.getElementById(id);
 const int = (n) => n.toLocaleString('en-US');
 const usd = (n) => '$' + n.toFixed(n < 1 ? 6 : 2);
 const ms = (n) => n < 1000 ? n + ' ms' : n < 120000 ? (n / 1000).toFixed(1) + ' s' : Math.floor(n / 60000) + ' min';
 const esc = (s) => String(s ?? '').replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]));
-async function api(path) {
-  const res = await fetch(path);
-  if (!res.ok) throw new Error(path + ': ' + res.status);
-  return res.json();
+async function api(path, init) {
+  const res = await fetch(path, init);
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) throw Object.assign(new Error(path + ': ' + res.status + (body.message ? ' ' + body.message : '')), { status: res.status, body });
+  return body;
 }
 async function refresh() {
   const projects = (await api('/projects')).items;
@@ -98,9 +137,9 @@ async function refresh() {
   $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
 }
 function render() {
-  const rows = state.sessions.map((s) => '<tr data-session="' + s.sessionId + '"' + (s.sessionId === state.selected ? ' class="selected"' : '') + '>' +
-    '<td>' + esc(s.startedAt.replace('T', ' ').slice(0, 19)) + '</td><td title="' + s.sessionId + '">' + s.sessionId.slice(0, 8) + '…</td>' +
-    '<td>' + esc(s.projectId) + '</td><td><span class="status ' + s.status + '">' + s.status + '</span></td><td>' + esc(s.mode) + '</td>' +
+  const rows = state.sessions.map((s) => '<tr data-session="' + esc(s.sessionId) + '"' + (s.sessionId === state.selected ? ' class="selected"' : '') + '>' +
+    '<td>' + esc(s.startedAt.replace('T', ' ').slice(0, 19)) + '</td><td title="' + esc(s.sessionId) + '">' + esc(s.sessionId.slice(0, 8)) + '…</td>' +
+    '<td>' + esc(s.projectId) + '</td><td>' + status(s.status) + '</td><td>' + esc(s.mode) + '</td>' +
     '<td class="num">' + int(s.usage.inputTokens) + '</td><td class="num">' + int(s.usage.outputTokens) + '</td>' +
     '<td class="num">' + s.numTurns + '</td><td class="num">' + usd(s.totalCostUsd) + '</td><td class="num">' + ms(s.durationMs) + '</td></tr>').join('');
   $('rows').innerHTML = rows;
@@ -125,9 +164,9 @@ function chart(kind, value, fmt) {
       if (!d) return;
       const h = Math.max(1, (value(d) / max) * (H - pad - 22));
       const x = pad + i * groupW + 4 + j * barW;
-      bars += '<rect data-project="' + esc(u.projectId) + '" data-day="' + day + '" x="' + x + '" y="' + (H - pad - h) + '" width="' + (barW - 2) + '" height="' + h + '" fill="' + COLORS[j % COLORS.length] + '"><title>' + esc(u.projectId) + ' ' + day + ': ' + fmt(value(d)) + '</title></rect>';
+      bars += '<rect data-project="' + esc(u.projectId) + '" data-day="' + esc(day) + '" x="' + x + '" y="' + (H - pad - h) + '" width="' + (barW - 2) + '" height="' + h + '" fill="' + COLORS[j % COLORS.length] + '"><title>' + esc(u.projectId) + ' ' + day + ': ' + fmt(value(d)) + '</title></rect>';
     });
-    bars += '<text x="' + (pad + i * groupW + 4) + '" y="' + (H - 10) + '">' + day.slice(5) + '</text>';
+    bars += '<text x="' + (pad + i * groupW + 4) + '" y="' + (H - 10) + '">' + esc(day.slice(5)) + '</text>';
   });
   el.innerHTML = '<svg viewBox="0 0 ' + W + ' ' + H + '" width="100%"><text x="0" y="12">' + fmt(max) + '</text><line x1="' + pad + '" x2="' + W + '" y1="' + (H - pad) + '" y2="' + (H - pad) + '" stroke="#ccd"/>' + bars + '</svg>';
   $('legend-' + kind).innerHTML = state.usage.map((u, j) => '<span><i style="background:' + COLORS[j % COLORS.length] + '"></i>' + esc(u.projectId) + '</span>').join('');
@@ -138,13 +177,37 @@ function workspace(w) {
   return esc(w.repo) + ' · branch <code>' + esc(w.branch) + '</code> · ' + int(w.filesChanged) + (w.filesChanged === 1 ? ' file' : ' files') + ' changed, ' +
     '<span class="ins">+' + int(w.insertions) + '</span> <span class="del">−' + int(w.deletions) + '</span>';
 }
+const status = (s) => '<span class="status ' + esc(s) + '">' + esc(s) + '</span>';
+const tokens = (u) => 'in ' + int(u.inputTokens) + ' · out ' + int(u.outputTokens) + ' · cache read ' + int(u.cacheReadInputTokens) + ' · cache write ' + int(u.cacheCreationInputTokens);
+const dl = (rows) => '<dl>' + rows.map(([k, v]) => '<dt>' + k + '</dt><dd>' + v + '</dd>').join('') + '</dl>';
+const milestoneLink = (id) => '<a href="#milestone=' + esc(id) + '" data-milestone="' + esc(id) + '" data-testid="milestone-link">' + esc(id) + '</a>';
+
+// The selected session's record; the latest call wins, so a slow poll cannot paint over the stream's end.
 async function showDetail(sessionId, scroll = true) {
   state.selected = sessionId;
-  const s = await api('/sessions/' + sessionId);
-  const rows = [['Session', s.sessionId], ['Status', '<span class="status ' + s.status + '">' + s.status + '</span>'], ['Project', esc(s.projectId) + (s.taskId ? ' / ' + esc(s.taskId) : '')],
-    ['Mode', esc(s.mode) + (s.milestoneId ? ' (milestone ' + s.milestoneId + ')' : '')], ['Runtime', esc(s.runtime) + ' · trigger ' + esc(s.trigger)],
-    ['Tokens', 'in ' + int(s.usage.inputTokens) + ' · out ' + int(s.usage.outputTokens) + ' · cache read ' + int(s.usage.cacheReadInputTokens) + ' · cache write ' + int(s.usage.cacheCreationInputTokens)],
-    ['Turns', s.numTurns], ['Cost', usd(s.totalCostUsd)], ['Duration', ms(s.durationMs)], ['Started', esc(s.startedAt)], ['Ended', esc(s.endedAt ?? '(running)')]];
+  const seq = ++state.detailSeq;
+  let s;
+  try {
+    s = await api('/sessions/' + encodeURIComponent(sessionId));
+  } catch (err) {
+    if (err.status !== 404) throw err;
+    s = null; // started, its CreateSession not yet passed
+  }
+  if (seq !== state.detailSeq || state.selected !== sessionId) return;
+  renderDetail(sessionId, s);
+  for (const tr of document.querySelectorAll('#rows tr')) tr.classList.toggle('selected', tr.dataset.session === sessionId);
+  if (scroll) $('detail').scrollIntoView({ block: 'nearest' });
+}
+function renderDetail(sessionId, s) {
+  $('detail').className = '';
+  if (!s) {
+    $('detail').innerHTML = dl([['Session', esc(sessionId)], ['Status', status('STARTING')]]) + abortButton(sessionId);
+    return;
+  }
+  const rows = [['Session', esc(s.sessionId)], ['Status', status(s.status)], ['Project', esc(s.projectId) + (s.taskId ? ' / ' + esc(s.taskId) : '')],
+    ['Mode', esc(s.mode) + (s.milestoneId ? ' (milestone ' + milestoneLink(s.milestoneId) + ')' : '')], ['Runtime', esc(s.runtime) + ' · trigger ' + esc(s.trigger)],
+    ['Tokens', tokens(s.usage)],
+    ['Turns', esc(s.numTurns)], ['Cost', usd(s.totalCostUsd)], ['Duration', ms(s.durationMs)], ['Started', esc(s.startedAt)], ['Ended', esc(s.endedAt ?? '(running)')]];
   if (s.provider) rows.push(['Model', esc(s.model ?? "(the CLI's default)") + ' via ' + esc(s.provider)]);
   for (const [model, u] of Object.entries(s.modelUsage ?? {})) {
     rows.push(['', '<span data-testid="model-usage">' + esc(model) + ': in ' + int(u.inputTokens) + ' · out ' + int(u.outputTokens) +
@@ -152,17 +215,154 @@ async function showDetail(sessionId, scroll = true) {
   }
   if (s.workspace) rows.push(['Workspace', '<span data-testid="workspace">' + workspace(s.workspace) + '</span>']);
   if (s.error) rows.push(['Error', esc(s.error) + (s.cause ? ': ' + esc(s.cause) : '')]);
-  $('detail').className = '';
-  $('detail').innerHTML = '<dl>' + rows.map(([k, v]) => '<dt>' + k + '</dt><dd>' + v + '</dd>').join('') + '</dl>' + (s.result ? '<pre>' + esc(s.result) + '</pre>' : '');
-  for (const tr of document.querySelectorAll('#rows tr')) tr.classList.toggle('selected', tr.dataset.session === sessionId);
-  if (scroll) $('detail').scrollIntoView({ block: 'nearest' });
+  $('detail').innerHTML = dl(rows) + (s.status === 'RUNNING' ? abortButton(s.sessionId) : '') + (s.result ? '<pre>' + esc(s.result) + '</pre>' : '');
 }
-$('rows').addEventListener('click', (e) => { const tr = e.target.closest('tr'); if (tr) showDetail(tr.dataset.session); });
+const abortButton = (sessionId) => '<button type="button" class="danger" data-abort="' + esc(sessionId) + '" data-testid="abort">Abort</button><span class="form-error" data-testid="abort-error"></span>';
+
+// Each state as the execution enters it, from GET /sessions/{id}/events (replayed from the first), then the closed record.
+const STEP = {
+  StateEntered: (e) => '→ ' + e.state, StateFailed: (e) => '✗ ' + e.state + ': ' + e.error, StateRetried: (e) => '↻ ' + e.state + ' (retry ' + e.attempt + ')',
+  ExecutionSucceeded: () => '✓ execution succeeded', ExecutionFailed: (e) => '✗ execution failed: ' + e.error,
+  ExecutionAborted: () => '✗ execution aborted', ExecutionTimeout: () => '✗ execution timed out',
+};
+function follow(sessionId) {
+  state.stream?.close();
+  const list = $('progress');
+  list.replaceChildren();
+  list.hidden = false;
+  list.dataset.session = sessionId;
+  const stream = new EventSource('/sessions/' + encodeURIComponent(sessionId) + '/events');
+  state.stream = stream;
+  const step = (kind, text) => {
+    const li = document.createElement('li');
+    li.className = kind;
+    li.textContent = text; // text, never markup
+    list.append(li);
+  };
+  stream.addEventListener('state', (e) => {
+    if (state.stream !== stream) return;
+    const event = JSON.parse(e.data);
+    if (STEP[event.type]) step(event.type, STEP[event.type](event));
+  });
+  stream.addEventListener('end', (e) => {
+    stream.close(); // else EventSource reconnects and replays
+    if (state.stream !== stream) return;
+    state.stream = null;
+    const { session } = JSON.parse(e.data);
+    if (!session) return;
+    step('end ' + session.status, session.status);
+    if (state.selected === sessionId) {
+      state.detailSeq++;
+      renderDetail(sessionId, session);
+    }
+    tick();
+  });
+  // A session the engine no longer knows (404) or an engine gone: the 2 s refresh still shows the record.
+  stream.addEventListener('error', () => { if (stream.readyState !== EventSource.OPEN) stream.close(); });
+}
+function select(sessionId) {
+  follow(sessionId);
+  return showDetail(sessionId);
+}
+
+// The form's fields as POST /sessions takes them; blank optional fields are left out, so the API's defaults apply.
+function startBody(form) {
+  const value = (name) => form.elements.namedItem(name).value.trim();
+  const body = { prompt: form.elements.namedItem('prompt').value, projectId: value('projectId'), runtime: value('runtime') };
+  if (value('milestoneId')) body.milestoneId = value('milestoneId');
+  const workspace = {};
+  for (const key of ['repo', 'ref', 'branch']) if (value('workspace.' + key)) workspace[key] = value('workspace.' + key);
+  if (Object.keys(workspace).length) body.workspace = workspace;
+  return body;
+}
+function showFieldErrors(form, errors) {
+  for (const el of form.querySelectorAll('[data-error]')) el.textContent = '';
+  for (const el of form.querySelectorAll('[data-field]')) el.removeAttribute('aria-invalid');
+  const general = [];
+  for (const { field, message } of errors) {
+    const slot = [...form.querySelectorAll('[data-error]')].find((el) => el.dataset.error === field);
+    if (!slot) { general.push(field + ' ' + message); continue; }
+    slot.textContent = field + ' ' + message;
+    const input = [...form.querySelectorAll('[data-field]')].find((el) => el.dataset.field === field);
+    input?.setAttribute('aria-invalid', 'true');
+  }
+  form.querySelector('[data-testid=form-error]').textContent = general.join('; ');
+}
+$('start').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const form = e.target;
+  const button = form.querySelector('button[type=submit]');
+  button.disabled = true;
+  try {
+    const started = await api('/sessions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(startBody(form)) });
+    showFieldErrors(form, []);
+    await select(started.sessionId);
+    tick();
+  } catch (err) {
+    // 400 names each bad field; 404/409/429 (no such milestone, one busy, a project at its limit) say why.
+    showFieldErrors(form, err.body?.errors ?? [{ field: '(request)', message: err.body?.message ?? err.message }]);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+$('detail').addEventListener('click', async (e) => {
+  const button = e.target.closest('[data-abort]');
+  if (!button) return;
+  const sessionId = button.dataset.abort;
+  button.disabled = true;
+  button.textContent = 'Aborting…';
+  try {
+    const { session } = await api('/sessions/' + encodeURIComponent(sessionId) + '/abort', { method: 'POST' });
+    if (session && state.selected === sessionId) {
+      state.detailSeq++;
+      renderDetail(sessionId, session);
+    }
+    tick();
+  } catch (err) {
+    const slot = $('detail').querySelector('[data-testid=abort-error]');
+    if (slot) slot.textContent = err.message;
+    button.disabled = false;
+    button.textContent = 'Abort';
+  }
+});
+
+// A milestone: its status, the workspace its tasks continue, each task with its usage, and the totals.
+async function showMilestone(milestoneId) {
+  const m = await api('/milestones/' + encodeURIComponent(milestoneId));
+  const w = m.workspace;
+  const rows = [['Milestone', esc(m.milestoneId)], ['Status', status(m.status)], ['Project', esc(m.projectId)],
+    ['Created', esc(m.createdAt)], ['Closed', esc(m.closedAt ?? '(open)')],
+    ['Workspace', '<span data-testid="milestone-workspace">' + (w ? esc(w.repo) + ' · branch <code>' + esc(w.branch) + '</code>' + (w.ref ? ' from ' + esc(w.ref) : '') : 'none') + '</span>'],
+    ['Totals', '<span data-testid="milestone-totals">' + int(m.totals.sessions) + (m.totals.sessions === 1 ? ' task' : ' tasks') + ' · ' + tokens(m.totals.usage) +
+      ' · ' + int(m.totals.numTurns) + ' turns · ' + usd(m.totals.totalCostUsd) + ' · ' + ms(m.totals.durationMs) + '</span>']];
+  if (m.brokenReason) rows.push(['Broken', esc(m.brokenReason)]);
+  const tasks = m.tasks.map((t) => '<tr data-task-session="' + esc(t.sessionId) + '">' +
+    '<td>' + esc(t.startedAt.replace('T', ' ').slice(0, 19)) + '</td><td>' + esc(t.taskId ?? '') + '</td><td title="' + esc(t.sessionId) + '">' + esc(t.sessionId.slice(0, 8)) + '…</td>' +
+    '<td>' + status(t.status) + '</td><td class="num">' + int(t.usage.inputTokens) + '</td><td class="num">' + int(t.usage.outputTokens) + '</td>' +
+    '<td class="num">' + usd(t.totalCostUsd) + '</td><td class="num">' + ms(t.durationMs) + '</td></tr>').join('');
+  $('milestone').innerHTML = dl(rows) + '<div class="scroll"><table><thead><tr><th>Started</th><th>Task</th><th>Session</th><th>Status</th>' +
+    '<th class="num">In</th><th class="num">Out</th><th class="num">Cost</th><th class="num">Duration</th></tr></thead>' +
+    '<tbody data-testid="milestone-tasks">' + tasks + '</tbody></table></div>' + (m.tasks.length ? '' : '<div class="empty">No tasks yet.</div>');
+  $('milestone-section').hidden = false;
+  $('milestone-section').scrollIntoView({ block: 'nearest' });
+}
+document.addEventListener('click', (e) => {
+  const link = e.target.closest('a[data-milestone]');
+  if (!link) return;
+  e.preventDefault();
+  history.replaceState(null, '', '#milestone=' + encodeURIComponent(link.dataset.milestone));
+  showMilestone(link.dataset.milestone).catch((err) => { $('milestone').textContent = err.message; $('milestone-section').hidden = false; });
+});
+$('milestone').addEventListener('click', (e) => { const tr = e.target.closest('tr[data-task-session]'); if (tr) select(tr.dataset.taskSession); });
+$('rows').addEventListener('click', (e) => { const tr = e.target.closest('tr'); if (tr) select(tr.dataset.session); });
 $('project').addEventListener('change', refresh);
 $('status').addEventListener('change', refresh);
 const tick = () => refresh().catch((err) => { $('updated').textContent = 'cannot reach the API: ' + err.message; });
 tick();
 setInterval(tick, 2000);
+const linked = /^#milestone=([0-9a-f-]{36})$/i.exec(location.hash);
+if (linked) showMilestone(linked[1]).catch(() => {});
 </script>
 </body>
 </html>
