@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startTestRuntime, useTestRuntime, type TestRuntime } from './support/runtime.js';
+import { runCli, stopEngine } from './support/cli-process.js';
 import { DEFAULT_BEDROCK_MODEL } from '../lib/local/local-endpoint.js';
 import type { RecordedRequest, StandInUsage } from '../lib/local/anthropic-stand-in.js';
 import type { SessionRecord } from '../lib/sessions/session-item.js';
@@ -155,18 +155,9 @@ describe('CLAUDE_SESSIONS_PROVIDER=bedrock npx claude-sessions run', () => {
     const home = await mkdtemp(join(tmpdir(), 'bedrock-cli-home-'));
     const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(AWS_|ANTHROPIC_|CLAUDE_)/.test(k)));
     // Act
-    const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, [join(process.cwd(), 'bin', 'claude-sessions.js'), 'run', 'Say hi', '--project', 'demo', '--json'], {
-        env: { ...clean, HOME: home, CLAUDE_SESSIONS_HOME: join(home, 'state'), CLAUDE_SESSIONS_PROVIDER: 'bedrock' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+    const state = join(home, 'state');
+    const run = await runCli(['run', 'Say hi', '--project', 'demo', '--json'], { ...clean, HOME: home, CLAUDE_SESSIONS_HOME: state, CLAUDE_SESSIONS_PROVIDER: 'bedrock' })
+      .finally(() => stopEngine(state));
     // Assess
     expect(run.stderr).toMatch(new RegExp(`Claude \\(${DEFAULT_BEDROCK_MODEL.replaceAll('.', '\\.')}\\) runs through the built-in local Bedrock stand-in`));
     expect(run.code).toBe(0);
@@ -177,12 +168,7 @@ describe('CLAUDE_SESSIONS_PROVIDER=bedrock npx claude-sessions run', () => {
   }, 60_000);
 
   it('refuses an unknown provider, naming where it came from', async () => {
-    const run = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [join(process.cwd(), 'bin', 'claude-sessions.js'), 'run', 'hi', '--provider', 'vertex'], { stdio: ['ignore', 'ignore', 'pipe'] });
-      let stderr = '';
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('close', (code) => resolve({ code, stderr }));
-    });
+    const run = await runCli(['run', 'hi', '--provider', 'vertex'], process.env);
     expect(run.stderr).toContain('--provider must be anthropic or bedrock, not "vertex"');
     expect(run.code).not.toBe(0);
   });

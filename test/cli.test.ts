@@ -1,39 +1,19 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { git, remoteRepository } from './support/git-remote.js';
+import { cliEnvironment, runCli, stopEngine, type CliResult } from './support/cli-process.js';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 
-const BIN = join(process.cwd(), 'bin', 'claude-sessions.js');
 let home: string;
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 /** The CLI as a user runs it: its own process, its state on disk between commands. */
 function cli(args: string[], env: NodeJS.ProcessEnv = {}, started?: (child: ChildProcess) => void): Promise<CliResult> {
-  const base = { ...process.env };
-  delete base.ANTHROPIC_API_KEY;
-  delete base.ANTHROPIC_BASE_URL;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...base, CLAUDE_SESSIONS_HOME: home, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    started?.(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runCli(args, cliEnvironment(home, env), started);
 }
 
 /** Waits until the CLI under test has reached the API (its run is under way). */
@@ -45,9 +25,7 @@ beforeAll(async () => {
   home = await mkdtemp(join(tmpdir(), 'claude-sessions-home-'));
 });
 afterAll(async () => {
-  // The engine the first command started in the background: gone with the test, not 5 minutes later.
-  const engine = JSON.parse(await readFile(join(home, 'engine.json'), 'utf8').catch(() => '{}')) as { pid?: number };
-  if (engine.pid) process.kill(engine.pid, 'SIGTERM');
+  await stopEngine(home);
 });
 
 describe('npx claude-sessions', () => {

@@ -7,17 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import { isAlive } from '../lib/local/state-lock.js';
+import { BIN, cliEnvironment, engineFile, runCli, type CliResult } from './support/cli-process.js';
 
-const BIN = join(process.cwd(), 'bin', 'claude-sessions.js');
 /** Every state folder a test made: the engines in them are stopped after the file. */
 const homes: string[] = [];
 let seed: string;
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 /** A state folder of its own, with the synthesized workflow already cached (a fresh one synthesizes for seconds). */
 async function newHome(): Promise<string> {
@@ -27,25 +22,11 @@ async function newHome(): Promise<string> {
   return home;
 }
 
-function environment(home: string, env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const base = { ...process.env };
-  delete base.ANTHROPIC_API_KEY;
-  delete base.ANTHROPIC_BASE_URL;
-  return { ...base, CLAUDE_SESSIONS_HOME: home, ...env };
-}
+const environment = cliEnvironment;
 
 /** The CLI as a user runs it, in its own process. */
 function cli(home: string, args: string[], env: NodeJS.ProcessEnv = {}, started?: (child: ChildProcess) => void): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: environment(home, env), stdio: ['ignore', 'pipe', 'pipe'] });
-    started?.(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runCli(args, environment(home, env), started);
 }
 
 /** `serve` in the foreground, resolved once it listens. */
@@ -63,9 +44,6 @@ async function serve(home: string): Promise<{ child: ChildProcess; url: string }
   return { child, url };
 }
 
-async function engineFile(home: string): Promise<{ pid: number; url: string } | undefined> {
-  return JSON.parse(await readFile(join(home, 'engine.json'), 'utf8').catch(() => 'null')) ?? undefined;
-}
 
 /** Signal 0 and not a zombie: a killed engine nobody has reaped yet is gone. */
 const alive = isAlive;

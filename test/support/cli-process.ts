@@ -1,0 +1,47 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isAlive } from '../../lib/local/state-lock.js';
+
+// The CLI as a user runs it: `node bin/claude-sessions.js …` in its own process, its state
+// folder on disk between commands, and the engine its first command starts in the background.
+
+export const BIN = join(process.cwd(), 'bin', 'claude-sessions.js');
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** This process's environment for a command with its own state folder, without Claude settings of the developer's. */
+export function cliEnvironment(home: string, env: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const base = { ...process.env };
+  delete base.ANTHROPIC_API_KEY;
+  delete base.ANTHROPIC_BASE_URL;
+  return { ...base, CLAUDE_SESSIONS_HOME: home, ...env };
+}
+
+/** Runs one command to its end, with exactly `env`; `started` sees the process (to signal it). */
+export function runCli(args: string[], env: NodeJS.ProcessEnv, started?: (child: ChildProcess) => void): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    started?.(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+export async function engineFile(home: string): Promise<{ pid: number; url: string } | undefined> {
+  return JSON.parse(await readFile(join(home, 'engine.json'), 'utf8').catch(() => 'null')) ?? undefined;
+}
+
+/** The engine a state folder's commands started: gone with the test, not after its idle period. */
+export async function stopEngine(home: string): Promise<void> {
+  const engine = await engineFile(home);
+  if (engine && isAlive(engine.pid)) process.kill(engine.pid, 'SIGTERM');
+}
