@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startTestRuntime, useTestRuntime, type TestRuntime } from './support/runtime.js';
 import { runCli, stopEngine } from './support/cli-process.js';
-import { DEFAULT_BEDROCK_MODEL } from '../lib/local/local-endpoint.js';
+import { DEFAULT_BEDROCK_MODEL } from '../lib/claude/claude-process.js';
 import type { RecordedRequest, StandInUsage } from '../lib/local/anthropic-stand-in.js';
 import type { SessionRecord } from '../lib/sessions/session-item.js';
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { useTestRuntime, type TestRuntime } from './support/runtime.js';
-import type { RunnerConfig } from '../lib/claude/run-session-task.js';
+import type { FixedEndpointRunnerConfig } from '../lib/claude/run-session-task.js';
 import { prepareSessionStart } from '../lib/sessions/execution-input.js';
 import { STANDBY_MAX_AGE_MS, standbyForSession, type StandbyClaude } from '../lib/claude/claude-process.js';
 
@@ -12,7 +12,7 @@ let env: TestRuntime;
 useTestRuntime((started) => (env = started));
 
 /** A fresh session's CLI, started ahead as `claude-sessions run` starts it. */
-function standbyFor(input: Record<string, unknown>, config: RunnerConfig = env.runnerConfig): Promise<StandbyClaude> {
+function standbyFor(input: Record<string, unknown>, config: FixedEndpointRunnerConfig = env.runnerConfig): Promise<StandbyClaude> {
   const { session: start } = prepareSessionStart(input, { executionArn: '', executionName: String(input.sessionId) });
   return standbyForSession(start, config);
 }

@@ -25,7 +25,6 @@ export const handler = middy(async (input: RunnerInput, context: Context) => {
   logger.appendKeys({ sessionId: session.sessionId, projectId: session.projectId, executionArn: session.executionArn });
   logger.info('running Claude', { promptChars: session.promptChars, promptSha256: session.promptSha256, provider: runner.model.provider });
   const result = await runSessionTask(input, {
-    endpoint: { apiKey: '' }, // every session's comes from sessionEndpoint
     sessionEndpoint: endpointFor,
     idleTimeoutMs: runner.idleTimeoutMs,
     maxRetries: runner.maxApiRetries,

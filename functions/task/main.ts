@@ -42,7 +42,6 @@ async function main(): Promise<number> {
       { session, milestone, retry, contract: Number(process.env.RUNNER_CONTRACT ?? 1) },
       () => executionPrompt(sfn, session.executionArn),
       {
-        endpoint: { apiKey: '' }, // the session's comes from sessionEndpoint
         sessionEndpoint: sessionEndpoints(runner, {
           secrets: () => tracer.captureAWSv3Client(new SecretsManagerClient({})),
           sts: () => tracer.captureAWSv3Client(new STSClient({})),

@@ -33,6 +33,9 @@ export interface ModelCredentials {
   expiration?: Date;
 }
 
+/** The model a local run on Bedrock is pinned to when ANTHROPIC_MODEL does not say: an unpinned CLI picks its own default. */
+export const DEFAULT_BEDROCK_MODEL = 'us.anthropic.claude-sonnet-4-5-20250929-v1:0';
+
 export interface BedrockEndpoint {
   provider: 'bedrock';
   /** AWS_REGION: where the model is invoked. */

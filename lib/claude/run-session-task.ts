@@ -20,8 +20,13 @@ import { milestoneTaskWorkspace } from '../sessions/milestone-workspace.js';
 import type { TranscriptStorage } from './transcript-store.js';
 
 
-/** How the CLI starts (RunnerClaudeSettings: endpoint, binary, limits, tools), and the rest the runner needs. */
-export interface RunnerConfig extends RunnerClaudeSettings {
+/**
+ * How the CLI starts (RunnerClaudeSettings: binary, limits, tools), and the rest the runner needs.
+ * Claude's endpoint is either one for every session (`endpoint`: the local runtime) or each
+ * session's own (`sessionEndpoint`: a deployed runner, for its model and credentials).
+ */
+export interface RunnerConfig extends Omit<RunnerClaudeSettings, 'endpoint'> {
+  endpoint?: ClaudeEndpoint;
   now?: () => Date;
   signal?: AbortSignal;
   /** Where milestone transcripts are kept; required for milestone tasks only. */
@@ -32,9 +37,12 @@ export interface RunnerConfig extends RunnerClaudeSettings {
   gitToken?: () => Promise<string | undefined>;
   /** Where the change of a workspace that could not be pushed is kept; returns where it is. */
   savePatch?: (sessionId: string, patch: Buffer) => Promise<string>;
-  /** Claude's endpoint for this session (a deployed runner: its model, its credentials); `endpoint` otherwise. */
+  /** Claude's endpoint for this session (a deployed runner: its model, its credentials); wins over `endpoint`. */
   sessionEndpoint?: (session: SessionStart) => Promise<ClaudeEndpoint>;
 }
+
+/** A runner with one endpoint for every session (the local runtime's). */
+export type FixedEndpointRunnerConfig = RunnerConfig & { endpoint: ClaudeEndpoint };
 
 /** What the workflow hands the runner: the session, and for a milestone task the milestone as AcquireMilestone left it. */
 export interface RunnerInput {
@@ -112,6 +120,7 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
   const target = workspaceTarget(start, milestone, milestoneWorkspace);
   const workspace = target ? workspaceHooks(start, target, prompt, config, retried) : undefined;
   const endpoint = config.sessionEndpoint ? await config.sessionEndpoint(start) : config.endpoint;
+  if (!endpoint) throw new Error('the runner has no Claude endpoint: its RunnerConfig sets neither endpoint nor sessionEndpoint');
   const run = await runClaude({
     ...claudeProcessOptions(start, { ...config, endpoint, remainingMs: remainingWithin(config, endpoint) }, claudeSessionId, !milestone ? 'fresh' : restored ? 'resume' : 'start'),
     prompt,

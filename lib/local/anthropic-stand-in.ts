@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import type { AnthropicEndpoint, BedrockEndpoint, ClaudeEndpoint } from '../claude/claude-process.js';
+import { DEFAULT_BEDROCK_MODEL, type AnthropicEndpoint, type BedrockEndpoint, type ClaudeEndpoint } from '../claude/claude-process.js';
 import {
   STAND_IN_REGION,
   accessKeyIdOf,
@@ -154,7 +154,7 @@ export class AnthropicStandIn {
   }
 
   /** What the CLI is given to talk to this stand-in as Bedrock (no credentials: CLAUDE_CODE_SKIP_BEDROCK_AUTH). */
-  bedrockEndpoint(model = 'us.anthropic.claude-sonnet-4-5-20250929-v1:0'): BedrockEndpoint {
+  bedrockEndpoint(model = DEFAULT_BEDROCK_MODEL): BedrockEndpoint {
     return { provider: 'bedrock', region: STAND_IN_REGION, model, baseUrl: this.url };
   }
 

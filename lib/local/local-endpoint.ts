@@ -1,15 +1,12 @@
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { MODEL_PROVIDERS, type ClaudeEndpoint, type ModelProvider } from '../claude/claude-process.js';
+import { DEFAULT_BEDROCK_MODEL, MODEL_PROVIDERS, type ClaudeEndpoint, type ModelProvider } from '../claude/claude-process.js';
 import { AnthropicStandIn } from './anthropic-stand-in.js';
 
 // Claude's endpoint for a local command: what the environment sets up, the way Claude Code
 // itself reads it, else a stand-in. `run` reads its own shell's environment here and hands the
 // endpoint to the engine (lib/local/local-engine.ts), so a run talks to the Claude its shell names.
-
-/** Pinned when ANTHROPIC_MODEL does not say: an unpinned CLI on Bedrock picks its own default. */
-export const DEFAULT_BEDROCK_MODEL = 'us.anthropic.claude-sonnet-4-5-20250929-v1:0';
 
 export class ProviderError extends Error {
   override readonly name = 'ProviderError';
@@ -17,7 +14,7 @@ export class ProviderError extends Error {
 
 /** `--provider`, else CLAUDE_SESSIONS_PROVIDER, else bedrock when Claude Code's own CLAUDE_CODE_USE_BEDROCK says so, else anthropic. */
 export function localProvider(flag: string | undefined, env: NodeJS.ProcessEnv): ModelProvider {
-  const claudeCodeSays = ['1', 'true'].includes((env.CLAUDE_CODE_USE_BEDROCK ?? '').toLowerCase()) ? 'bedrock' : 'anthropic';
+  const claudeCodeSays = isSet(env.CLAUDE_CODE_USE_BEDROCK) ? 'bedrock' : 'anthropic';
   const value = flag ?? (env.CLAUDE_SESSIONS_PROVIDER || claudeCodeSays);
   if (!MODEL_PROVIDERS.includes(value as ModelProvider)) {
     const source = flag !== undefined ? '--provider' : 'CLAUDE_SESSIONS_PROVIDER';
@@ -55,7 +52,7 @@ export async function configuredClaudeEndpoint(env: NodeJS.ProcessEnv, provider:
     smallFastModel: env.ANTHROPIC_DEFAULT_HAIKU_MODEL || env.ANTHROPIC_SMALL_FAST_MODEL || undefined,
   };
   const baseUrl = env.ANTHROPIC_BEDROCK_BASE_URL || undefined;
-  const skipAuth = ['1', 'true'].includes((env.CLAUDE_CODE_SKIP_BEDROCK_AUTH ?? '').toLowerCase());
+  const skipAuth = isSet(env.CLAUDE_CODE_SKIP_BEDROCK_AUTH);
   if (!skipAuth && hasAwsCredentials(env)) return { ...bedrock, baseUrl, credentials: await resolveCredentials(env) };
   if (baseUrl || skipAuth) return { ...bedrock, baseUrl };
   return undefined;
@@ -76,6 +73,11 @@ export function describeEndpoint(endpoint: ClaudeEndpoint, standIn: AnthropicSta
   }
   if (standIn) return `No ANTHROPIC_API_KEY set: Claude runs against the built-in local stand-in at ${standIn.url}.`;
   return `Claude runs against ${endpoint.baseUrl ?? 'the Anthropic API'}.`;
+}
+
+/** A flag variable as Claude Code reads it: 1 or true. */
+function isSet(value: string | undefined): boolean {
+  return ['1', 'true'].includes((value ?? '').toLowerCase());
 }
 
 /** Whether the default chain has something to find, without probing the network (an instance's metadata service). */

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import type { ClaudeEndpoint } from '../claude/claude-process.js';
-import type { RunnerConfig } from '../claude/run-session-task.js';
+import type { FixedEndpointRunnerConfig } from '../claude/run-session-task.js';
 import { runnerEnvironment } from '../claude/runner-environment.js';
 import { PROJECT_ROOT } from '../project-root.js';
 import { namedError } from './integration-errors.js';
@@ -27,7 +27,7 @@ export class LocalFargate {
 
   constructor(
     private readonly callbacks: LocalTaskCallbacks,
-    private readonly runnerConfig: RunnerConfig,
+    private readonly runnerConfig: FixedEndpointRunnerConfig,
     /** S3, for a milestone task's transcript (started on first use). */
     private readonly s3: () => Promise<LocalS3>,
   ) {}

@@ -5,7 +5,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { v4 as uuidv4 } from 'uuid';
-import { runSessionTask, type RunnerConfig, type RunnerInput } from '../claude/run-session-task.js';
+import { runSessionTask, type FixedEndpointRunnerConfig, type RunnerConfig, type RunnerInput } from '../claude/run-session-task.js';
 import type { ClaudeEndpoint, StandbyClaude } from '../claude/claude-process.js';
 import type { ExecutionInput } from '../sessions/execution-input.js';
 import { executionArnFor, type SessionStarter, type StartedSession } from '../api/session-starter.js';
@@ -172,7 +172,7 @@ export class LocalRuntime implements SessionStarter {
   private constructor(
     private readonly definition: WorkflowDefinition,
     readonly dynamodb: LocalDynamoDb,
-    private readonly runnerConfig: RunnerConfig,
+    private readonly runnerConfig: FixedEndpointRunnerConfig,
     ownStandIn: AnthropicStandIn | undefined,
     private readonly callbacks: LocalTaskCallbacks,
     private readonly fargateHeartbeatSeconds: number | undefined,

@@ -4,14 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AnthropicStandIn } from '../../lib/local/anthropic-stand-in.js';
 import { LocalRuntime, type LocalRuntimeOptions } from '../../lib/local/local-runtime.js';
-import type { RunnerConfig } from '../../lib/claude/run-session-task.js';
+import type { FixedEndpointRunnerConfig, RunnerConfig } from '../../lib/claude/run-session-task.js';
 import type { ModelProvider } from '../../lib/claude/claude-process.js';
 
 export interface TestRuntime {
   runtime: LocalRuntime;
   anthropic: AnthropicStandIn;
   /** What the runtime's runner runs Claude with. */
-  runnerConfig: RunnerConfig;
+  runnerConfig: FixedEndpointRunnerConfig;
   close(): Promise<void>;
 }
 
@@ -28,7 +28,7 @@ export async function startTestRuntime(
   { provider = 'anthropic', smallFastModel, ...options }: TestRuntimeOptions = {},
 ): Promise<TestRuntime> {
   const anthropic = await new AnthropicStandIn().start();
-  const runnerConfig: RunnerConfig = {
+  const runnerConfig: FixedEndpointRunnerConfig = {
     idleTimeoutMs: 30_000, maxRetries: 0, ...runner, endpoint: provider === 'bedrock' ? { ...anthropic.bedrockEndpoint(), smallFastModel } : anthropic.endpoint,
   };
   const runtime = await LocalRuntime.start({ endpoint: runnerConfig.endpoint, runner: runnerConfig, ...options });
