@@ -142,11 +142,15 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
 
   // The console: the page starts, follows, aborts sessions and shows milestones, through the engine's own routes.
   const steps = (page: Page) => page.getByTestId('progress').locator('li').allInnerTexts();
-  async function startFromForm(page: Page, fields: { prompt: string; projectId: string; milestoneId?: string; runtime?: string }): Promise<void> {
+  type FormFields = { prompt: string; projectId: string; milestoneId?: string; taskId?: string; runtime?: string; maxTurns?: string; tools?: string };
+  async function startFromForm(page: Page, fields: FormFields): Promise<void> {
     await page.getByTestId('field-prompt').fill(fields.prompt);
     await page.getByTestId('field-projectId').fill(fields.projectId);
     await page.getByTestId('field-runtime').selectOption(fields.runtime ?? 'lambda');
     if (fields.milestoneId) await page.getByTestId('field-milestoneId').fill(fields.milestoneId);
+    if (fields.taskId) await page.getByTestId('field-taskId').fill(fields.taskId);
+    if (fields.maxTurns) await page.getByTestId('field-maxTurns').fill(fields.maxTurns);
+    if (fields.tools) await page.getByTestId('field-tools').fill(fields.tools);
     await page.getByTestId('start').click();
   }
 
@@ -172,6 +176,50 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
     expect(detail).toContain('COMPLETED');
     expect(await page.getByTestId('abort').count()).toBe(0);
     await page.locator(`tr[data-session="${sessionId}"]`).waitFor({ timeout: 10_000 });
+  }, 60_000);
+
+  it('starts a session with the form\'s max turns and tools: Claude is offered those tools and stops at that turn', async () => {
+    // Prepare: every model call asks for a tool, so only the turn limit ends the run
+    anthropic.respondByDefault({ kind: 'tool_use' });
+    try {
+      const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+      await page.goto(`${url}/`);
+      const asked = anthropic.messageRequests.length;
+      // Act
+      await startFromForm(page, { prompt: 'Look at two tools', projectId: 'web-opts', maxTurns: '1', tools: ' Read, Glob ,' });
+      // Assess: one model call, offering exactly the two tools; the session stopped by its turn limit
+      await expect.poll(() => steps(page), { timeout: 30_000 }).toContain('FAILED');
+      const sessionId = (await page.getByTestId('progress').getAttribute('data-session'))!;
+      const session = (await (await fetch(`${url}/sessions/${sessionId}`)).json()) as Record<string, any>;
+      expect(session).toMatchObject({ projectId: 'web-opts', status: 'FAILED', error: 'ClaudeMaxTurns', cause: expect.stringMatching(/maximum number of turns/) });
+      const calls = anthropic.messageRequests.slice(asked);
+      expect(calls).toHaveLength(1);
+      expect((calls[0]!.body.tools as { name: string }[]).map((t) => t.name).sort()).toEqual(['Glob', 'Read']);
+      expect(await page.locator('[data-error="maxTurns"]').innerText()).toBe('');
+    } finally {
+      anthropic.respondByDefault({ kind: 'text' });
+    }
+  }, 60_000);
+
+  it.each([
+    ['0', /^maxTurns /],
+    ['many', /^maxTurns must be a number, not "many"$/],
+  ])('shows the API\'s error for a max turns of %s next to its field and starts nothing', async (maxTurns, message) => {
+    // Prepare
+    const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+    await page.goto(`${url}/`);
+    const asked = anthropic.requests.length;
+    // Act
+    await startFromForm(page, { prompt: 'Never runs', projectId: 'web-bad-turns', maxTurns });
+    // Assess
+    const error = page.locator('[data-error="maxTurns"]');
+    await expect.poll(() => error.innerText()).toMatch(message);
+    expect(await page.getByTestId('field-maxTurns').getAttribute('aria-invalid')).toBe('true');
+    expect(await page.getByTestId('form-error').innerText()).toBe('');
+    expect(await page.getByTestId('progress').isHidden()).toBe(true);
+    const projects = (await (await fetch(`${url}/projects`)).json()) as { items: string[] };
+    expect(projects.items).not.toContain('web-bad-turns');
+    expect(anthropic.requests.length).toBe(asked);
   }, 60_000);
 
   it('shows each bad field\'s error next to the form and starts nothing', async () => {
@@ -258,4 +306,72 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
     expect(await section.getByTestId('milestone-totals').innerText()).toContain(`$${view.totals.totalCostUsd.toFixed(6)}`);
     expect(page.url()).toBe(`${url}/#milestone=${milestoneId}`);
   }, 60_000);
+
+  const openMilestone = async (projectId: string) => ((await (await fetch(`${url}/milestones`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ projectId }),
+  })).json()) as { milestoneId: string }).milestoneId;
+
+  it('closes a milestone from its view, which then shows it CLOSED without a Close button', async () => {
+    // Prepare: a milestone with one task, started from the form with its task id
+    const milestoneId = await openMilestone('web-close');
+    const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+    await page.goto(`${url}/`);
+    expect(await page.getByTestId('field-taskId').isHidden()).toBe(true);
+    await startFromForm(page, { prompt: 'The only task', projectId: 'web-close', milestoneId, taskId: 'task-1' });
+    await expect.poll(() => steps(page), { timeout: 30_000 }).toContain('COMPLETED');
+    const sessionId = (await page.getByTestId('progress').getAttribute('data-session'))!;
+    expect(await (await fetch(`${url}/sessions/${sessionId}`)).json()).toMatchObject({ milestoneId, taskId: 'task-1', mode: 'milestone' });
+    await page.getByTestId('detail').getByTestId('milestone-link').click();
+    const section = page.getByTestId('milestone');
+    await section.getByTestId('milestone-close').waitFor();
+    expect(await section.innerText()).toContain('OPEN');
+    expect(await section.locator(`tr[data-task-session="${sessionId}"] td`).allInnerTexts()).toContain('task-1');
+    // Act
+    await section.getByTestId('milestone-close').click();
+    // Assess: the view is GET /milestones/{id}'s, closed
+    await expect.poll(() => section.innerText(), { timeout: 15_000 }).toContain('CLOSED');
+    const view = (await (await fetch(`${url}/milestones/${milestoneId}`)).json()) as Record<string, any>;
+    expect(view).toMatchObject({ status: 'CLOSED', closedAt: expect.any(String) });
+    expect(await section.innerText()).toContain(view.closedAt);
+    expect(await section.getByTestId('milestone-close').count()).toBe(0);
+    expect(await section.getByTestId('milestone-error').innerText()).toBe('');
+  }, 60_000);
+
+  it('shows the API\'s refusal to close a milestone while its task runs, and closes it once the task has ended', async () => {
+    // Prepare: a milestone task whose model call never answers holds the milestone
+    const milestoneId = await openMilestone('web-busy');
+    anthropic.respondByDefault({ kind: 'stall' });
+    let sessionId: string | undefined;
+    try {
+      const asked = anthropic.messageRequests.length;
+      const started = await fetch(`${url}/sessions`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'Hold on', projectId: 'web-busy', milestoneId }),
+      });
+      sessionId = ((await started.json()) as { sessionId: string }).sessionId;
+      await expect.poll(() => anthropic.messageRequests.length, { timeout: 30_000 }).toBeGreaterThan(asked);
+      const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+      await page.goto(`${url}/#milestone=${milestoneId}`);
+      const section = page.getByTestId('milestone');
+      // Act
+      await section.getByTestId('milestone-close').click();
+      // Assess: the 409's message, the milestone still open and its button back
+      const refusal = await fetch(`${url}/milestones/${milestoneId}/close`, { method: 'POST' });
+      expect(refusal.status).toBe(409);
+      const { message } = (await refusal.json()) as { message: string };
+      expect(message).toMatch(/has a task running/);
+      await expect.poll(() => section.getByTestId('milestone-error').innerText()).toBe(message);
+      expect(await section.innerText()).toContain('OPEN');
+      expect(await section.getByTestId('milestone-close').isEnabled()).toBe(true);
+      // Once the task has ended, the same button closes it, and the refusal is gone with the old view
+      await fetch(`${url}/sessions/${sessionId}/abort`, { method: 'POST' });
+      sessionId = undefined;
+      await section.getByTestId('milestone-close').click();
+      await expect.poll(() => section.innerText(), { timeout: 10_000 }).toContain('CLOSED');
+      expect(await section.getByTestId('milestone-close').count()).toBe(0);
+      expect(await section.getByTestId('milestone-error').innerText()).toBe('');
+    } finally {
+      anthropic.respondByDefault({ kind: 'text' });
+      if (sessionId) await fetch(`${url}/sessions/${sessionId}/abort`, { method: 'POST' });
+    }
+  }, 90_000);
 });

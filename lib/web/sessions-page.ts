@@ -3,7 +3,8 @@
  * step, no dependency) that reads the same HTTP API as curl does and refreshes every 2 s. It is
  * also the engine's console: it starts sessions (POST /sessions), follows one's states as they
  * are entered (GET /sessions/{id}/events), aborts it (POST /sessions/{id}/abort) and shows a
- * milestone with its tasks (GET /milestones/{id}). Record data reaches markup only through esc().
+ * milestone with its tasks (GET /milestones/{id}), which it can close (POST /milestones/{id}/close).
+ * Record data reaches markup only through esc().
  */
 export const SESSIONS_PAGE = /* html */ `<!doctype html>
 <html lang="en">
@@ -43,6 +44,7 @@ export const SESSIONS_PAGE = /* html */ `<!doctype html>
   .wide { grid-column: 1 / -1; }
   form.start { display:grid; grid-template-columns: repeat(auto-fill, minmax(200px, 1fr)); gap:8px 12px; align-items:start; }
   form.start label { display:flex; flex-direction:column; gap:2px; font-size:12px; color:var(--muted); }
+  form.start label[hidden] { display:none; }
   form.start .prompt { grid-column: 1 / -1; }
   input, textarea { font:inherit; padding:3px 6px; border:1px solid var(--line); border-radius:4px; color:var(--fg); }
   textarea { min-height:56px; resize:vertical; }
@@ -52,6 +54,7 @@ export const SESSIONS_PAGE = /* html */ `<!doctype html>
   button { font:inherit; padding:4px 12px; border-radius:4px; border:1px solid var(--line); background:#fff; cursor:pointer; }
   button.primary { background:var(--run); color:#fff; border-color:var(--run); }
   button.danger { color:var(--bad); border-color:var(--bad); margin-top:8px; }
+  .milestone-actions { display:flex; gap:12px; align-items:baseline; }
   .actions { display:flex; gap:12px; align-items:center; grid-column: 1 / -1; }
   ol.progress { margin:8px 0 0; padding-left:20px; font-size:12px; color:var(--muted); }
   ol.progress li.end { font-weight:600; }
@@ -75,6 +78,9 @@ export const SESSIONS_PAGE = /* html */ `<!doctype html>
       <label>Project <input name="projectId" data-field="projectId" data-testid="field-projectId" value="default"><span class="field-error" data-error="projectId"></span></label>
       <label>Runtime <select name="runtime" data-field="runtime" data-testid="field-runtime"><option>lambda</option><option>fargate</option></select><span class="field-error" data-error="runtime"></span></label>
       <label>Milestone (optional) <input name="milestoneId" data-field="milestoneId" data-testid="field-milestoneId" placeholder="UUID"><span class="field-error" data-error="milestoneId"></span><span class="field-error" data-error="mode"></span></label>
+      <label id="task-field" hidden>Task (optional) <input name="taskId" data-field="taskId" data-testid="field-taskId" placeholder="its name in the milestone"><span class="field-error" data-error="taskId"></span></label>
+      <label>Max turns (optional) <input name="maxTurns" data-field="maxTurns" data-testid="field-maxTurns" inputmode="numeric" placeholder="1–200"><span class="field-error" data-error="maxTurns"></span></label>
+      <label>Tools (optional) <input name="tools" data-field="tools" data-testid="field-tools" placeholder="Read, Grep (empty: the default)"><span class="field-error" data-error="tools"></span></label>
       <label>Workspace repository (optional) <input name="workspace.repo" data-field="workspace.repo" data-testid="field-workspace.repo" placeholder="https://… or /path"><span class="field-error" data-error="workspace.repo"></span><span class="field-error" data-error="workspace"></span></label>
       <label>Ref <input name="workspace.ref" data-field="workspace.ref" data-testid="field-workspace.ref" placeholder="the remote's default"><span class="field-error" data-error="workspace.ref"></span></label>
       <label>Branch <input name="workspace.branch" data-field="workspace.branch" data-testid="field-workspace.branch" placeholder="one of its own"><span class="field-error" data-error="workspace.branch"></span></label>
@@ -270,6 +276,12 @@ function startBody(form) {
   const value = (name) => form.elements.namedItem(name).value.trim();
   const body = { prompt: form.elements.namedItem('prompt').value, projectId: value('projectId'), runtime: value('runtime') };
   if (value('milestoneId')) body.milestoneId = value('milestoneId');
+  if (value('milestoneId') && value('taskId')) body.taskId = value('taskId');
+  // Sent as typed when it is no number, so the API's error says what was wrong with it.
+  const turns = value('maxTurns');
+  if (turns) body.maxTurns = Number.isFinite(Number(turns)) ? Number(turns) : turns;
+  const tools = value('tools').split(',').map((t) => t.trim()).filter(Boolean);
+  if (tools.length) body.tools = tools;
   const workspace = {};
   for (const key of ['repo', 'ref', 'branch']) if (value('workspace.' + key)) workspace[key] = value('workspace.' + key);
   if (Object.keys(workspace).length) body.workspace = workspace;
@@ -288,6 +300,8 @@ function showFieldErrors(form, errors) {
   }
   form.querySelector('[data-testid=form-error]').textContent = general.join('; ');
 }
+// A task id belongs to a milestone task: the field shows once a milestone is given.
+$('start').elements.namedItem('milestoneId').addEventListener('input', (e) => { $('task-field').hidden = !e.target.value.trim(); });
 $('start').addEventListener('submit', async (e) => {
   e.preventDefault();
   const form = e.target;
@@ -337,22 +351,41 @@ async function showMilestone(milestoneId) {
     ['Totals', '<span data-testid="milestone-totals">' + int(m.totals.sessions) + (m.totals.sessions === 1 ? ' task' : ' tasks') + ' · ' + tokens(m.totals.usage) +
       ' · ' + int(m.totals.numTurns) + ' turns · ' + usd(m.totals.totalCostUsd) + ' · ' + ms(m.totals.durationMs) + '</span>']];
   if (m.brokenReason) rows.push(['Broken', esc(m.brokenReason)]);
+  const close = m.status === 'OPEN' ? '<button type="button" class="danger" data-close-milestone="' + esc(m.milestoneId) + '" data-testid="milestone-close">Close</button>' : '';
   const tasks = m.tasks.map((t) => '<tr data-task-session="' + esc(t.sessionId) + '">' +
     '<td>' + esc(t.startedAt.replace('T', ' ').slice(0, 19)) + '</td><td>' + esc(t.taskId ?? '') + '</td><td title="' + esc(t.sessionId) + '">' + esc(t.sessionId.slice(0, 8)) + '…</td>' +
     '<td>' + status(t.status) + '</td><td class="num">' + int(t.usage.inputTokens) + '</td><td class="num">' + int(t.usage.outputTokens) + '</td>' +
     '<td class="num">' + usd(t.totalCostUsd) + '</td><td class="num">' + ms(t.durationMs) + '</td></tr>').join('');
-  $('milestone').innerHTML = dl(rows) + '<div class="scroll"><table><thead><tr><th>Started</th><th>Task</th><th>Session</th><th>Status</th>' +
+  $('milestone').innerHTML = dl(rows) + '<div class="milestone-actions">' + close + '<span class="form-error" data-testid="milestone-error"></span></div>' + '<div class="scroll"><table><thead><tr><th>Started</th><th>Task</th><th>Session</th><th>Status</th>' +
     '<th class="num">In</th><th class="num">Out</th><th class="num">Cost</th><th class="num">Duration</th></tr></thead>' +
     '<tbody data-testid="milestone-tasks">' + tasks + '</tbody></table></div>' + (m.tasks.length ? '' : '<div class="empty">No tasks yet.</div>');
   $('milestone-section').hidden = false;
   $('milestone-section').scrollIntoView({ block: 'nearest' });
 }
+const openMilestone = (milestoneId) => showMilestone(milestoneId).catch((err) => { $('milestone').textContent = err.message; $('milestone-section').hidden = false; });
 document.addEventListener('click', (e) => {
   const link = e.target.closest('a[data-milestone]');
   if (!link) return;
   e.preventDefault();
   history.replaceState(null, '', '#milestone=' + encodeURIComponent(link.dataset.milestone));
-  showMilestone(link.dataset.milestone).catch((err) => { $('milestone').textContent = err.message; $('milestone-section').hidden = false; });
+  openMilestone(link.dataset.milestone);
+});
+// Closing, then the view as GET /milestones/{id} has it; a refusal (a task running: 409) stays beside the button.
+$('milestone').addEventListener('click', async (e) => {
+  const button = e.target.closest('[data-close-milestone]');
+  if (!button) return;
+  const milestoneId = button.dataset.closeMilestone;
+  button.disabled = true;
+  button.textContent = 'Closing…';
+  try {
+    await api('/milestones/' + encodeURIComponent(milestoneId) + '/close', { method: 'POST' });
+  } catch (err) {
+    $('milestone').querySelector('[data-testid=milestone-error]').textContent = err.body?.message ?? err.message;
+    button.disabled = false;
+    button.textContent = 'Close';
+    return;
+  }
+  await openMilestone(milestoneId);
 });
 $('milestone').addEventListener('click', (e) => { const tr = e.target.closest('tr[data-task-session]'); if (tr) select(tr.dataset.taskSession); });
 $('rows').addEventListener('click', (e) => { const tr = e.target.closest('tr'); if (tr) select(tr.dataset.session); });
@@ -362,7 +395,7 @@ const tick = () => refresh().catch((err) => { $('updated').textContent = 'cannot
 tick();
 setInterval(tick, 2000);
 const linked = /^#milestone=([0-9a-f-]{36})$/i.exec(location.hash);
-if (linked) showMilestone(linked[1]).catch(() => {});
+if (linked) openMilestone(linked[1]);
 </script>
 </body>
 </html>
