@@ -126,26 +126,40 @@ async function main() {
     if (session?.status !== 'COMPLETED') throw new Error(`warm session ended ${session?.status}`);
   }
 
-  // --- overhead of the command: a new `claude-sessions run` process each time, through a warm engine
-  log(`overhead: ${COLD_N} \`claude-sessions run\` processes through a running engine…`);
-  const coldHome = await mkdtemp(join(tmpdir(), 'bench-cold-'));
-  const coldEnv = { ...process.env, CLAUDE_SESSIONS_HOME: coldHome, ANTHROPIC_API_KEY: 'sk-ant-bench', ANTHROPIC_BASE_URL: standIn.url };
+  // --- overhead of the command: a new `claude-sessions run` process each time, through a warm engine,
+  // with the CLI the engine boots ahead for the next run (the default) and without (CLAUDE_SESSIONS_STANDBY=0)
   const bin = join(PROJECT_ROOT, 'bin', 'claude-sessions.js');
-  // Builds the bundle, fills the definition cache and starts the background engine the runs then use.
-  await runProcess(process.execPath, [bin, 'run', 'warm-up', '--project', 'bench'], coldEnv);
-  const cold: number[] = [];
-  const coldBare: number[] = [];
-  for (let i = 0; i < COLD_N; i++) {
-    coldBare.push(await bareClaude(standIn));
-    const r = await runProcess(process.execPath, [bin, 'run', 'Summarise the README', '--project', 'bench', '--json'], coldEnv);
-    if (r.code !== 0) throw new Error(`run exited ${r.code}: ${r.stderr}`);
-    if (r.stderr.includes('Started a claude-sessions engine')) throw new Error('the engine was not warm');
-    cold.push(r.ms);
-  }
-  const engine = JSON.parse(await readFile(join(coldHome, 'engine.json'), 'utf8')) as { pid: number };
-  process.kill(engine.pid, 'SIGTERM');
-  for (let i = 0; i < 50 && existsSync(join(coldHome, 'engine.json')); i++) await new Promise((r) => setTimeout(r, 100));
-  await rm(coldHome, { recursive: true, force: true });
+  const measureRuns = async (extraEnv: NodeJS.ProcessEnv) => {
+    const home = await mkdtemp(join(tmpdir(), 'bench-cold-'));
+    const env = { ...process.env, CLAUDE_SESSIONS_HOME: home, ANTHROPIC_API_KEY: 'sk-ant-bench', ANTHROPIC_BASE_URL: standIn.url, ...extraEnv };
+    // Builds the bundle, fills the definition cache and starts the background engine the runs then use.
+    await runProcess(process.execPath, [bin, 'run', 'warm-up', '--project', 'bench'], env);
+    const runs: number[] = [];
+    const bares: number[] = [];
+    for (let i = 0; i < COLD_N; i++) {
+      // A pause as a user's between two commands: the CLI booted for the next run is not
+      // booting while the bare CLI runs (2 cores), which would slow the bare side.
+      await new Promise((r) => setTimeout(r, 1_500));
+      bares.push(await bareClaude(standIn));
+      await new Promise((r) => setTimeout(r, 1_500));
+      const r = await runProcess(process.execPath, [bin, 'run', 'Summarise the README', '--project', 'bench', '--json'], env);
+      if (r.code !== 0) throw new Error(`run exited ${r.code}: ${r.stderr}`);
+      if (r.stderr.includes('Started a claude-sessions engine')) throw new Error('the engine was not warm');
+      runs.push(r.ms);
+    }
+    const engine = JSON.parse(await readFile(join(home, 'engine.json'), 'utf8')) as { pid: number; url: string };
+    const { standby } = (await (await fetch(`${engine.url}/local/engine`)).json()) as { standby: unknown };
+    process.kill(engine.pid, 'SIGTERM');
+    for (let i = 0; i < 50 && existsSync(join(home, 'engine.json')); i++) await new Promise((r) => setTimeout(r, 100));
+    await rm(home, { recursive: true, force: true });
+    const run = stats(runs);
+    const bare = stats(bares);
+    return { run, bare, ratio: { median: round(run.medianMs / bare.medianMs, 3), p95: round(run.p95Ms / bare.p95Ms, 3) }, standby };
+  };
+  log(`overhead: ${COLD_N} \`claude-sessions run\` processes through a running engine, and ${COLD_N} bare runs, interleaved…`);
+  const withStandby = await measureRuns({});
+  log(`overhead: the same with no CLI booted ahead (CLAUDE_SESSIONS_STANDBY=0)…`);
+  const withoutStandby = await measureRuns({ CLAUDE_SESSIONS_STANDBY: '0' });
 
   // --- transitions and DynamoDB calls per path
   log('transitions and DynamoDB calls per path…');
@@ -221,8 +235,6 @@ async function main() {
 
   const warmStats = stats(warm);
   const bareStats = stats(bare);
-  const coldStats = stats(cold);
-  const coldBareStats = stats(coldBare);
   const result = {
     machine,
     overhead: {
@@ -230,9 +242,13 @@ async function main() {
       bareClaude: bareStats,
       warmSession: warmStats,
       warmRatio: { median: round(warmStats.medianMs / bareStats.medianMs, 3), p95: round(warmStats.p95Ms / bareStats.p95Ms, 3), target: 1.05 },
-      runThroughEngine: { ...coldStats, note: 'a new `claude-sessions run` process, through a running background engine' },
-      coldBareClaude: coldBareStats,
-      runRatio: { median: round(coldStats.medianMs / coldBareStats.medianMs, 3), p95: round(coldStats.p95Ms / coldBareStats.p95Ms, 3), target: 1.15 },
+      runThroughEngine: { ...withStandby.run, note: 'a new `claude-sessions run` process (node bin/claude-sessions.js), through a running background engine that booted a CLI after the previous run' },
+      coldBareClaude: withStandby.bare,
+      runRatio: { ...withStandby.ratio, target: 1.15 },
+      standbyCounts: withStandby.standby,
+      runWithoutStandby: { ...withoutStandby.run, note: 'the same with CLAUDE_SESSIONS_STANDBY=0: what a run that cannot use the booted CLI costs (other flags, a workspace, a milestone task, concurrent runs)' },
+      coldBareClaudeWithoutStandby: withoutStandby.bare,
+      runRatioWithoutStandby: withoutStandby.ratio,
     },
     transitions: Object.fromEntries(Object.entries(paths).map(([k, v]) => [k, { count: v.transitions, states: v.states }])),
     dynamodbWrites: { perHappySession: writes, target: 2 },
@@ -253,7 +269,8 @@ async function main() {
 
   log('');
   log(`overhead warm: bare median ${bareStats.medianMs} ms, session median ${warmStats.medianMs} ms -> x${result.overhead.warmRatio.median} (N=${N})`);
-  log(`overhead of run through a warm engine: bare median ${coldBareStats.medianMs} ms, run median ${coldStats.medianMs} ms -> x${result.overhead.runRatio.median} (N=${COLD_N})`);
+  log(`overhead of run through a warm engine: bare median ${withStandby.bare.medianMs} ms, run median ${withStandby.run.medianMs} ms -> x${withStandby.ratio.median} (N=${COLD_N})`);
+  log(`  without the CLI booted ahead: bare median ${withoutStandby.bare.medianMs} ms, run median ${withoutStandby.run.medianMs} ms -> x${withoutStandby.ratio.median}`);
   log(`transitions: ${Object.entries(paths).map(([k, v]) => `${k} ${v.transitions}`).join(', ')}`);
   log(`DynamoDB per happy session: ${writes} writes, ${reads} reads`);
   log(`orchestration per 1k sessions: $${result.costPer1kSessionsUsd.standardOrchestration} (Standard)`);

@@ -30,8 +30,8 @@ function cli(home: string, args: string[], env: NodeJS.ProcessEnv = {}, started?
 }
 
 /** `serve` in the foreground, resolved once it listens. */
-async function serve(home: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0'], { env: environment(home, {}), stdio: ['ignore', 'ignore', 'pipe'] });
+async function serve(home: string, env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0'], { env: environment(home, env), stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   const url = await new Promise<string>((resolve, reject) => {
     child.stderr!.on('data', (d) => {
@@ -224,6 +224,45 @@ describe('one local engine, many clients', () => {
       expect(second.code).toBe(1);
       expect(second.stderr).toMatch(/in use by process \d+ \(claude-sessions serve\)/);
       expect(server.child.exitCode).toBeNull();
+    } finally {
+      server.child.kill('SIGTERM');
+    }
+  });
+
+  it('a run takes the Claude CLI the engine booted after the last one; a run with other flags starts its own; all complete', async () => {
+    // Prepare
+    const home = await newHome();
+    const server = await serve(home);
+    const standby = async () => ((await (await fetch(`${server.url}/local/engine`)).json()) as { standby: Record<string, number> | null }).standby;
+    try {
+      const first = await cli(home, ['run', 'one', '--project', 'ahead', '--json']);
+      expect(first.code, first.stderr).toBe(0);
+      expect(await until(async () => (await standby())?.started === 1, 10_000)).toBe(true);
+      // Act: the same flags from the same shell, then other flags
+      const second = await cli(home, ['run', 'two', '--project', 'ahead', '--json']);
+      const afterSecond = await standby();
+      const third = await cli(home, ['run', 'three', '--project', 'ahead', '--max-turns', '3', '--json']);
+      // Assess: the second used the booted CLI (the session is the one it was started for); the third did not, and ran anyway
+      expect(second.code, second.stderr).toBe(0);
+      expect(JSON.parse(second.stdout)).toMatchObject({ status: 'COMPLETED', numTurns: 1 });
+      expect(afterSecond).toMatchObject({ used: 1, unused: 0 });
+      expect(third.code, third.stderr).toBe(0);
+      expect(JSON.parse(third.stdout)).toMatchObject({ status: 'COMPLETED' });
+      expect(await until(async () => (await standby())?.unused === 1, 10_000)).toBe(true);
+      expect(await standby()).toMatchObject({ used: 1, unused: 1 });
+    } finally {
+      server.child.kill('SIGTERM');
+    }
+  });
+
+  it('CLAUDE_SESSIONS_STANDBY=0: no CLI is booted ahead', async () => {
+    const home = await newHome();
+    const server = await serve(home, { CLAUDE_SESSIONS_STANDBY: '0' });
+    try {
+      const run = await cli(home, ['run', 'one', '--project', 'ahead', '--json']);
+      expect(run.code, run.stderr).toBe(0);
+      const engine = (await (await fetch(`${server.url}/local/engine`)).json()) as { standby: unknown };
+      expect(engine.standby).toBeNull();
     } finally {
       server.child.kill('SIGTERM');
     }

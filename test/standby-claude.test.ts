@@ -5,16 +5,16 @@ import { v4 as uuidv4 } from 'uuid';
 import { useTestRuntime, type TestRuntime } from './support/runtime.js';
 import type { FixedEndpointRunnerConfig } from '../lib/claude/run-session-task.js';
 import { prepareSessionStart } from '../lib/sessions/execution-input.js';
-import { STANDBY_MAX_AGE_MS, standbyForSession, type StandbyClaude } from '../lib/claude/claude-process.js';
+import { standbyForSession, type StandbyClaude } from '../lib/claude/claude-process.js';
 
 let env: TestRuntime;
 
 useTestRuntime((started) => (env = started));
 
 /** A fresh session's CLI, started ahead as `claude-sessions run` starts it. */
-function standbyFor(input: Record<string, unknown>, config: FixedEndpointRunnerConfig = env.runnerConfig): Promise<StandbyClaude> {
+function standbyFor(input: Record<string, unknown>, config: FixedEndpointRunnerConfig = env.runnerConfig, maxAgeMs?: number): Promise<StandbyClaude> {
   const { session: start } = prepareSessionStart(input, { executionArn: '', executionName: String(input.sessionId) });
-  return standbyForSession(start, config);
+  return standbyForSession(start, config, maxAgeMs);
 }
 
 const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -69,11 +69,24 @@ describe('a Claude CLI started ahead of its session (the cold `run` path)', () =
     expect(await env.runtime.repository.get(sessionId)).toBeUndefined();
   });
 
-  it('is not used once older than the CLI waits for stdin (3 s): the runner starts its own', async () => {
+  it('waits for its prompt past the 3 s the CLI gives a text prompt on stdin, and answers it', async () => {
     const sessionId = uuidv4();
     const input = { prompt: 'hi', projectId: 'p-ahead', sessionId };
     const standby = await standbyFor(input);
-    await settle(STANDBY_MAX_AGE_MS + 200); // its age is what is under test: past the limit the runner must not use it
+    await settle(4_000); // the wait is what is under test: a text prompt would be given up after 3 s
+    const outcome = await env.runtime.startExecution(input, sessionId, { standby }).outcome;
+
+    expect(outcome.status).toBe('SUCCEEDED');
+    expect(standby.claimed).toBe(true);
+    expect(await env.runtime.repository.get(sessionId)).toMatchObject({ status: 'COMPLETED', numTurns: 1 });
+  });
+
+  it('is not used once older than its age limit: the runner starts its own', async () => {
+    const sessionId = uuidv4();
+    const input = { prompt: 'hi', projectId: 'p-ahead', sessionId };
+    const standby = await standbyFor(input, env.runnerConfig, 500);
+    await settle(700); // its age is what is under test: past the limit the runner must not use it
+    expect(standby.usable).toBe(false);
     const outcome = await env.runtime.startExecution(input, sessionId, { standby }).outcome;
 
     expect(outcome.status).toBe('SUCCEEDED');

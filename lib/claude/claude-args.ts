@@ -23,9 +23,11 @@ export interface ClaudeArgsOptions {
  * 100,000-character prompt in a non-Latin script) and no `ps` shows it.
  * stream-json with partial messages prints as it goes: the no-output watchdog then
  * means "stalled", and usage spent before a kill is still known.
+ * stream-json input (one user message): the CLI waits for it as long as it takes, where a
+ * text prompt on stdin is given up after 3 s (2.1.x), so a CLI can boot ahead of its prompt.
  */
 export function buildClaudeArgs(options: ClaudeArgsOptions): string[] {
-  const args = ['-p', '--output-format', 'stream-json', '--verbose', '--include-partial-messages'];
+  const args = ['-p', '--input-format', 'stream-json', '--output-format', 'stream-json', '--verbose', '--include-partial-messages'];
   if (options.conversation === 'resume') args.push('--resume', options.sessionId);
   else args.push('--session-id', options.sessionId);
   // Tracking is ours; the CLI's transcript is only kept when a later task resumes it.

@@ -66,8 +66,11 @@ export interface ClaudeProcessOptions extends ClaudeArgsOptions {
   workRoot?: string;
 }
 
-/** A standby is used within this time of its start, well before the CLI's 3 s wait for stdin ends. */
-export const STANDBY_MAX_AGE_MS = 2_000;
+/**
+ * A standby older than this is not used: the CLI waits for its prompt as long as it takes
+ * (stream-json input), but what it was started with (the endpoint's credentials) may age.
+ */
+export const STANDBY_MAX_AGE_MS = 5 * 60_000;
 
 let claudePath: string | undefined;
 
@@ -128,7 +131,7 @@ function spawnKey(spec: ClaudeSpawn, home: string): string {
 
 /**
  * The CLI, started before its prompt is known: it boots (most of a cold run's second)
- * while the workflow creates the session, then waits on stdin. Until the prompt arrives
+ * ahead of its run (the local engine's next `run`), then waits on stdin. Until the prompt arrives
  * it sends no Messages request, so nothing is spent before the session exists; a standby
  * that is not claimed is stopped. Only fresh conversations: a resumed one needs its
  * transcript in place before the CLI starts.
@@ -147,6 +150,9 @@ export class StandbyClaude {
     readonly child: ChildProcess,
     readonly home: string,
     readonly workDir: string,
+    /** The session it was started for (its `--session-id`): the run that claims it must be that session. */
+    readonly sessionId: string,
+    private readonly maxAgeMs: number,
   ) {
     child.once('error', () => (this.state = 'gone')); // a spawn failure shows again, in full, when the run spawns anew
     child.once('exit', () => {
@@ -155,20 +161,26 @@ export class StandbyClaude {
     child.stdin?.on('error', () => {});
   }
 
-  static async start(options: ClaudeProcessOptions): Promise<StandbyClaude> {
+  static async start(options: ClaudeProcessOptions, maxAgeMs = STANDBY_MAX_AGE_MS): Promise<StandbyClaude> {
     if (options.conversation !== 'fresh') throw new Error('only a fresh conversation can be started ahead of its prompt');
     const { home, workDir } = await makeHome(options.workRoot);
     const spec = claudeSpawn(options, home, workDir);
-    return new StandbyClaude(spawnKey(spec, home), startClaude(spec), home, workDir);
+    return new StandbyClaude(spawnKey(spec, home), startClaude(spec), home, workDir, options.sessionId, maxAgeMs);
+  }
+
+  /** Still waiting for a run, and young enough to be given one. */
+  get usable(): boolean {
+    return this.state === 'waiting' && !this.stale;
+  }
+
+  private get stale(): boolean {
+    return Date.now() - this.startedAt > this.maxAgeMs;
   }
 
   /** Hands the process to a run that would start the very same one; undefined otherwise. */
   claim(options: ClaudeProcessOptions): { child: ChildProcess; home: string; workDir: string } | undefined {
     // Only a fresh conversation's arguments match (start() refuses others), so a resumed run never claims it.
-    if (this.state !== 'waiting') return undefined;
-    // The CLI gives up on stdin 3 s after it starts ("no stdin data received in 3s", 2.1.x):
-    // an older standby could read an empty prompt and fail the session, so it is not used.
-    if (Date.now() - this.startedAt > STANDBY_MAX_AGE_MS) return undefined;
+    if (!this.usable) return undefined;
     if (spawnKey(claudeSpawn(options, this.home, this.workDir), this.home) !== this.key) return undefined;
     this.state = 'claimed';
     return { child: this.child, home: this.home, workDir: this.workDir };
@@ -303,10 +315,10 @@ export function claudeProcessOptions(
 }
 
 /**
- * Starts the CLI of a fresh session before the workflow reaches its runner (a cold
- * `claude-sessions run`): it boots meanwhile, and gets its prompt only from the runner.
+ * Starts the CLI of a fresh session before the workflow reaches its runner: it boots
+ * meanwhile, and gets its prompt only from the runner.
  */
-export async function standbyForSession(session: SessionClaudeSettings, config: RunnerClaudeSettings): Promise<StandbyClaude> {
+export async function standbyForSession(session: SessionClaudeSettings, config: RunnerClaudeSettings, maxAgeMs?: number): Promise<StandbyClaude> {
   if (session.mode !== 'fresh') throw new Error('only a fresh session has its CLI started ahead');
-  return StandbyClaude.start(claudeProcessOptions(session, config, session.sessionId, 'fresh'));
+  return StandbyClaude.start(claudeProcessOptions(session, config, session.sessionId, 'fresh'), maxAgeMs);
 }

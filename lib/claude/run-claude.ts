@@ -11,7 +11,7 @@ import { addUsageByModel, addUsages, type Usage, type UsageByModel } from '../se
 
 
 export interface RunClaudeOptions extends ClaudeProcessOptions {
-  /** Written to the CLI's stdin. */
+  /** Written to the CLI's stdin, as its one user message. */
   prompt: string;
   /** Stops the CLI (its whole process group) when the execution is aborted. */
   signal?: AbortSignal;
@@ -94,7 +94,7 @@ async function superviseClaude(options: RunClaudeOptions, child: ChildProcess): 
   const started = Date.now();
   // A CLI that dies before reading its prompt closes the pipe: its exit says why, not EPIPE.
   child.stdin!.on('error', () => {});
-  child.stdin!.end(options.prompt);
+  child.stdin!.end(`${JSON.stringify({ type: 'user', message: { role: 'user', content: options.prompt } })}\n`);
   const progress = new StreamProgress();
   let result: ClaudeResult | undefined;
   let badLine: string | undefined;

@@ -172,7 +172,6 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
   // A milestone task's project is its milestone's: the engine fills it in. The engine checks the
   // input with the workflow's schema before any execution, and answers 400 naming each field.
   if (values.milestone && !values.project) delete input.projectId;
-  const sessionId = String(input.sessionId);
   const started = Date.now();
   const progress = (text: string) => io.stderr(`${text}\n`);
 
@@ -181,7 +180,7 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
   const endpoint = await configuredClaudeEndpoint(io.env, provider);
   const request: LocalRunRequest = { input, endpoint, provider, model: io.env.ANTHROPIC_MODEL || undefined };
   const client = await engine(io);
-  const accepted = await client.call<{ projectId: string; endpoint: string }>('POST', '/local/runs', request).catch((err: unknown) => {
+  const accepted = await client.call<{ sessionId: string; projectId: string; endpoint: string }>('POST', '/local/runs', request).catch((err: unknown) => {
     if (err instanceof EngineRequestError && err.body.name === 'SessionAlreadyExists') {
       progress(`error: ${err.message}`);
       return undefined;
@@ -189,6 +188,7 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
     throw err;
   });
   if (!accepted) return 1;
+  const { sessionId } = accepted;
   progress(accepted.endpoint);
   progress(`Session ${sessionId} · project ${accepted.projectId}${values.milestone ? ` · milestone ${values.milestone}` : ''} · local state machine, engine ${client.url}`);
   io.onInterrupt?.(() => {
@@ -418,6 +418,7 @@ async function serveCommand(args: string[], io: CliIo, background: boolean): Pro
   const { startEngine } = await import('../local/local-engine.js');
   const running = await startEngine({
     home: home(io), port, policy, idleExitSeconds, command: background ? 'claude-sessions engine' : 'claude-sessions serve',
+    standby: io.env.CLAUDE_SESSIONS_STANDBY !== '0',
   });
   const { runtime, url } = running;
   io.stderr(

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -42,7 +41,8 @@ export function numberFlag(value: string | undefined): number | string | undefin
 }
 
 /** The execution input the flags describe (unchecked: the schema checks it, naming each bad field). */
-export function runInput(prompt: string | undefined, values: RunFlags, sessionId: string = values['session-id'] ?? randomUUID()): Record<string, unknown> {
+/** No --session-id: the engine or the API picks it (the engine, that of a Claude CLI booted ahead). */
+export function runInput(prompt: string | undefined, values: RunFlags, sessionId: string | undefined = values['session-id']): Record<string, unknown> {
   return Object.fromEntries(
     Object.entries({
       prompt: prompt ?? '',

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { v4 as uuidv4 } from 'uuid';
 import type { ClaudeEndpoint, ModelProvider } from '../claude/claude-process.js';
 import { createApiHandler } from '../api/router.js';
 import { httpErrors, json, type HttpResponse } from '../api/http-errors.js';
@@ -11,6 +12,7 @@ import { describeEndpoint, standInEndpoint } from './local-endpoint.js';
 import { readBody, startLocalApiServer, type LocalRoute } from './local-api-server.js';
 import { LocalRuntime, type EventLog } from './local-runtime.js';
 import { removeEngineFile, writeEngineFile, type EngineFile } from './engine-file.js';
+import { NextRunStandby } from './next-run-standby.js';
 
 // The local engine (docs/ARCHITECTURE.md#the-local-engine): the one process that holds the
 // state folder, runs the executions and serves the HTTP API; every other command is its client.
@@ -39,6 +41,8 @@ export interface EngineOptions {
   /** Exit after this long with no request, no stream and no running execution; undefined: never. */
   idleExitSeconds?: number;
   command: string;
+  /** Keep a Claude CLI booted for the next `run` (lib/local/next-run-standby.ts). @default true */
+  standby?: boolean;
 }
 
 export interface Engine {
@@ -51,6 +55,7 @@ export interface Engine {
 
 export async function startEngine(options: EngineOptions): Promise<Engine> {
   const runtime = await LocalRuntime.start({ home: options.home, command: options.command, policy: options.policy });
+  const standby = options.standby === false ? undefined : new NextRunStandby(runtime);
   let extraStandIn: Promise<AnthropicStandIn> | undefined;
   let lastActivity = Date.now();
   let open = 0; // requests and event streams in progress
@@ -78,7 +83,7 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
       return undefined; // counts every request, answers none
     },
     (req, res, url) => (req.method === 'GET' && url.pathname === '/local/engine'
-      ? reply(res, json(200, { pid: process.pid, home: options.home, running: runtime.running }))
+      ? reply(res, json(200, { pid: process.pid, home: options.home, running: runtime.running, standby: standby?.counts ?? null }))
       : undefined),
     (req, res, url) => (req.method === 'POST' && url.pathname === '/local/runs' ? startRun(req, res) : undefined),
     // `serve` taking over from a background engine: it hands the state over when nothing runs.
@@ -111,16 +116,25 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
       }
       input.projectId ??= 'default';
       const checked = validateStartInput(input);
-      const sessionId = String(checked.sessionId);
       await assertCanStart(checked, { repository: runtime.repository, milestones: runtime.milestones, slots: runtime.slots, policy: options.policy });
-      const existing = await runtime.repository.get(sessionId);
-      if (existing || runtime.execution(sessionId)) {
-        reply(res, json(409, { name: 'SessionAlreadyExists', message: `session ${sessionId} exists already (${existing?.status ?? 'RUNNING'}); Claude was not run again and the session is unchanged.` }));
-        return;
+      if (checked.sessionId) {
+        const existing = await runtime.repository.get(checked.sessionId);
+        if (existing || runtime.execution(checked.sessionId)) {
+          reply(res, json(409, { name: 'SessionAlreadyExists', message: `session ${checked.sessionId} exists already (${existing?.status ?? 'RUNNING'}); Claude was not run again and the session is unchanged.` }));
+          return;
+        }
       }
       const shared = body.endpoint ? undefined : await standIn();
       const endpoint = body.endpoint ?? standInEndpoint(shared!, body.provider ?? 'anthropic', body.model);
-      runtime.startExecution(input, sessionId, { endpoint });
+      // A run without a session id of its own takes the booted CLI's, when one waits.
+      const ahead = await standby?.take(input);
+      input.sessionId ??= uuidv4();
+      const sessionId = String(input.sessionId);
+      const execution = runtime.startExecution(input, sessionId, { endpoint, standby: ahead?.standby });
+      void execution.outcome.then(() => {
+        ahead?.settle();
+        standby?.prepare(input, endpoint);
+      });
       reply(res, json(202, { sessionId, projectId: checked.projectId, endpoint: describeEndpoint(endpoint, shared), links: { events: `/sessions/${sessionId}/events` } }));
     } catch (err) {
       reply(res, await errorReply(err instanceof SyntaxError ? new InvalidInputError([{ field: '(body)', message: 'must be JSON' }]) : err));
@@ -199,6 +213,7 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
       clearInterval(watch);
       await removeEngineFile(options.home);
       await server.close();
+      await standby?.close();
       await runtime.close();
       await (await extraStandIn)?.close();
     })();
@@ -207,6 +222,7 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
   let idled: (reason: string) => void = () => {};
   const idle = new Promise<string>((resolve) => (idled = resolve));
   const watch = setInterval(() => {
+    void standby?.sweep();
     if (options.idleExitSeconds === undefined || open > 0 || runtime.running > 0) return;
     if (Date.now() - lastActivity < options.idleExitSeconds * 1000) return;
     void close().then(() => idled(`idle for ${options.idleExitSeconds} s`));

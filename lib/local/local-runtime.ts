@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { v4 as uuidv4 } from 'uuid';
 import { runSessionTask, type FixedEndpointRunnerConfig, type RunnerConfig, type RunnerInput } from '../claude/run-session-task.js';
-import type { ClaudeEndpoint, StandbyClaude } from '../claude/claude-process.js';
-import type { ExecutionInput } from '../sessions/execution-input.js';
+import { standbyForSession, type ClaudeEndpoint, type StandbyClaude } from '../claude/claude-process.js';
+import { prepareSessionStart, type ExecutionInput } from '../sessions/execution-input.js';
 import { executionArnFor, type SessionStarter, type StartedSession } from '../api/session-starter.js';
 import type { SessionRecord } from '../sessions/session-item.js';
 import { SessionRepository } from '../sessions/session-repository.js';
@@ -342,6 +342,15 @@ export class LocalRuntime implements SessionStarter {
     if (this.s3Started) await (await this.s3Started).close();
     await this.dynamodb.close();
     await this.releaseLock();
+  }
+
+  /**
+   * The CLI this runtime's runner would start for a fresh session with this input (its
+   * sessionId included) and `endpoint`, booted now; a run given it uses it if it still matches.
+   */
+  async standbyFor(input: Record<string, unknown>, endpoint?: ClaudeEndpoint, maxAgeMs?: number): Promise<StandbyClaude> {
+    const { session } = prepareSessionStart(input, { executionArn: '' });
+    return standbyForSession(session, endpoint ? { ...this.runnerConfig, endpoint } : this.runnerConfig, maxAgeMs);
   }
 
   /** `endpoint`: this execution's Claude, when not the runtime's (a `run` client's own environment). */

@@ -1,0 +1,81 @@
+import { v4 as uuidv4 } from 'uuid';
+import type { ClaudeEndpoint, StandbyClaude } from '../claude/claude-process.js';
+import type { LocalRuntime } from './local-runtime.js';
+
+// The local engine keeps one Claude CLI booted for its next `run` (docs/ARCHITECTURE.md#the-local-engine).
+// The CLI's own start is most of a short session's second; a `run` client's process start
+// would come on top of it. Booted when a run ends, like that run: a run that differs (other
+// flags, another shell's endpoint) does not match it, and the runner starts its own CLI.
+
+/** What the engine's GET /local/engine reports of it. */
+export interface StandbyCounts {
+  /** CLIs booted ahead. */
+  started: number;
+  /** Taken by the run they were given to. */
+  used: number;
+  /** Stopped without a prompt: the run differed, or nothing came in time. */
+  unused: number;
+}
+
+export class NextRunStandby {
+  private next: Promise<StandbyClaude | undefined> | undefined;
+  private closed = false;
+  readonly counts: StandbyCounts = { started: 0, used: 0, unused: 0 };
+
+  constructor(private readonly runtime: LocalRuntime) {}
+
+  /**
+   * The booted CLI for this run, if it can take one: a fresh session on the Lambda runtime,
+   * without a workspace (cloned before the CLI starts) or a session id of its own. The input
+   * gets the CLI's session id; `settle` reports whether the runner used it.
+   */
+  async take(input: Record<string, unknown>): Promise<{ standby: StandbyClaude; settle: () => void } | undefined> {
+    if (!canUseStandby(input) || input.sessionId !== undefined || !this.next) return undefined;
+    const standby = await this.next;
+    this.next = undefined;
+    if (!standby) return undefined;
+    if (!standby.usable) {
+      await this.dropUnused(standby);
+      return undefined;
+    }
+    input.sessionId = standby.sessionId;
+    const settle = () => {
+      if (standby.claimed) this.counts.used++;
+      else this.counts.unused++; // the execution discards it
+    };
+    return { standby, settle };
+  }
+
+  /** After a run like this one: boot a CLI for the next, unless one is waiting already. */
+  prepare(input: Record<string, unknown>, endpoint: ClaudeEndpoint): void {
+    if (this.closed || this.next || !canUseStandby(input)) return;
+    this.counts.started++;
+    this.next = this.runtime.standbyFor({ ...input, sessionId: uuidv4() }, endpoint).catch(() => undefined);
+  }
+
+  /** Stops a CLI that waited too long (its endpoint's credentials may have aged). */
+  async sweep(): Promise<void> {
+    const waiting = this.next;
+    const standby = await waiting;
+    if (standby && !standby.usable && this.next === waiting) {
+      this.next = undefined;
+      await this.dropUnused(standby);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const standby = await this.next;
+    this.next = undefined;
+    if (standby) await this.dropUnused(standby);
+  }
+
+  private async dropUnused(standby: StandbyClaude): Promise<void> {
+    this.counts.unused++;
+    await standby.discard();
+  }
+}
+
+function canUseStandby(input: Record<string, unknown>): boolean {
+  return input.milestoneId === undefined && input.workspace === undefined && (input.runtime ?? 'lambda') === 'lambda';
+}
