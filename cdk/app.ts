@@ -8,6 +8,8 @@ new ClaudeSessionsStack(app, 'ClaudeSessions', {
   apiKeySecretName: app.node.tryGetContext('apiKeySecretName'),
   apiKeySecretKmsKeyArn: app.node.tryGetContext('apiKeySecretKmsKeyArn'),
   gitTokenSecretName: app.node.tryGetContext('gitTokenSecretName'),
+  // Checked by the stack, naming the context key.
+  codeCommitRepositories: commaList(app.node.tryGetContext('codeCommitRepositories')),
   allowedTools: toolList(app.node.tryGetContext('allowedTools')),
   alarmTopicArn: app.node.tryGetContext('alarmTopicArn'),
   maxConcurrentSessions: positiveInt(app.node.tryGetContext('maxConcurrentSessions'), 'maxConcurrentSessions'),
@@ -29,6 +31,12 @@ function toolList(value: unknown): string[] | undefined {
   const bad = tools.filter((t) => !/^[A-Za-z][A-Za-z0-9_]{0,63}$/.test(t));
   if (bad.length) throw new Error(`context allowedTools must be tool names such as Read or Bash, not ${bad.join(', ')}`);
   return tools;
+}
+
+/** `-c codeCommitRepositories=widgets,gadgets` or a JSON array in cdk.json. */
+function commaList(value: unknown): string[] | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  return Array.isArray(value) ? value.map(String) : String(value).split(',').map((item) => item.trim()).filter(Boolean);
 }
 
 /** `-c projectModels='{"demo":"arn:…"}'` or an object in cdk.json. */

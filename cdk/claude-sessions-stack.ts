@@ -19,6 +19,7 @@ import type { ScheduleEntry } from '../lib/sessions/schedule-entry.js';
 import type { ModelProvider } from '../lib/claude/claude-process.js';
 import { parseModelSettings } from '../lib/claude/model-provider.js';
 import { ModelAccess } from './model-access.js';
+import { codeCommitRepositories } from './runner-settings.js';
 
 export interface ClaudeSessionsStackProps extends StackProps {
   /** Name of an existing Secrets Manager secret holding the Anthropic API key. @default a new secret to fill in */
@@ -33,6 +34,12 @@ export interface ClaudeSessionsStackProps extends StackProps {
    * for sessions whose workspace is an https repository. Context `gitTokenSecretName`. @default none
    */
   readonly gitTokenSecretName?: string;
+  /**
+   * AWS CodeCommit repositories sessions may clone and push (https URLs), by name in the stack's
+   * account and region or by ARN: both runners' roles get codecommit:GitPull and GitPush on
+   * exactly these, and sign git's password themselves. Context `codeCommitRepositories` (comma-separated). @default none
+   */
+  readonly codeCommitRepositories?: readonly string[];
   /**
    * The tools a session may ask for in its input (`tools`), beyond none: e.g. Bash for a workspace
    * whose tests Claude should run. Context `allowedTools` (comma-separated). @default Read, Glob, Grep, Edit, Write
@@ -94,8 +101,11 @@ export class ClaudeSessionsStack extends Stack {
       runAttempts: props.runAttempts,
     }));
     const gitTokenSecret = props.gitTokenSecretName ? Secret.fromSecretNameV2(this, 'GitToken', props.gitTokenSecretName) : undefined;
-    const runner = (this.runner = new ClaudeRunner(this, 'Runner', { apiKeySecret, model, modelAccess, transcripts, gitTokenSecret }));
-    const fargate = new FargateRunner(this, 'Fargate', { image: runner.image, apiKeySecret, model, modelAccess, transcripts, gitTokenSecret, vpc: props.vpc });
+    const repositories = codeCommitRepositories(this, props.codeCommitRepositories);
+    const runner = (this.runner = new ClaudeRunner(this, 'Runner', { apiKeySecret, model, modelAccess, transcripts, gitTokenSecret, codeCommitRepositories: repositories }));
+    const fargate = new FargateRunner(this, 'Fargate', {
+      image: runner.image, apiKeySecret, model, modelAccess, transcripts, gitTokenSecret, codeCommitRepositories: repositories, vpc: props.vpc,
+    });
     if (props.apiKeySecretKmsKeyArn) {
       // An imported key's grant cannot reach its key policy, and Secret.grantRead then adds none
       // to the roles either: the two readers of the secret get Decrypt, through Secrets Manager only.

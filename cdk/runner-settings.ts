@@ -1,4 +1,5 @@
 import type { Duration } from 'aws-cdk-lib';
+import { Repository, type IRepository } from 'aws-cdk-lib/aws-codecommit';
 import type { IGrantable } from 'aws-cdk-lib/aws-iam';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { PermissionMode } from '../lib/claude/claude-args.js';
@@ -6,6 +7,8 @@ import { runnerEnvironment, type RunnerSettings } from '../lib/claude/runner-env
 import type { TranscriptBucket } from './transcript-bucket.js';
 import type { ModelAccess } from './model-access.js';
 import type { ModelSettings } from '../lib/claude/model-provider.js';
+import { AWS_REGION_NAME, CODECOMMIT_REPOSITORY_NAME } from '../lib/sessions/codecommit-url.js';
+import type { Construct } from 'constructs';
 
 /** What both runners (the Lambda and the Fargate task) are given: one set, so the two cannot drift. */
 export interface RunnerSettingsProps {
@@ -19,6 +22,8 @@ export interface RunnerSettingsProps {
   readonly transcripts: TranscriptBucket;
   /** The git token for https workspaces: a plain string, or JSON with GIT_TOKEN. @default none: only public or local repositories */
   readonly gitTokenSecret?: ISecret;
+  /** CodeCommit repositories sessions may clone and push, signed for with the runner's own role. @default none */
+  readonly codeCommitRepositories?: readonly IRepository[];
   /** @default 5 minutes without output before the CLI is treated as hung */
   readonly idleTimeout?: Duration;
   /** @default 2, the CLI's own API retries (CLAUDE_CODE_MAX_RETRIES) */
@@ -52,4 +57,20 @@ export function grantRunner(grantee: IGrantable, props: RunnerSettingsProps): vo
   props.transcripts.grantReadWrite(grantee);
   props.transcripts.grantPatchWrites(grantee);
   props.gitTokenSecret?.grantRead(grantee);
+  for (const repository of props.codeCommitRepositories ?? []) repository.grantPullPush(grantee);
+}
+
+const CODECOMMIT_ARN = new RegExp(`^arn:aws(?:-[a-z]+)*:codecommit:${AWS_REGION_NAME.source.slice(1, -1)}:\\d{12}:${CODECOMMIT_REPOSITORY_NAME.source.slice(1)}`);
+
+/**
+ * The CodeCommit repositories the runners may pull and push (the stack prop and context
+ * `codeCommitRepositories`): names in the stack's account and region, or ARNs. A bad one fails the synth.
+ */
+export function codeCommitRepositories(scope: Construct, namesOrArns: readonly string[] = []): IRepository[] {
+  const bad = namesOrArns.filter((r) => !CODECOMMIT_REPOSITORY_NAME.test(r) && !CODECOMMIT_ARN.test(r));
+  if (bad.length) {
+    throw new Error(`codeCommitRepositories must be CodeCommit repository names (up to 100 letters, digits, . _ -) or repository ARNs, not ${bad.map((r) => JSON.stringify(r)).join(', ')}`);
+  }
+  return [...new Set(namesOrArns)].map((r, i) =>
+    r.startsWith('arn:') ? Repository.fromRepositoryArn(scope, `CodeCommitRepository${i}`, r) : Repository.fromRepositoryName(scope, `CodeCommitRepository${i}`, r));
 }

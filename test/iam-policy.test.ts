@@ -1,4 +1,6 @@
 import { marshall } from '@aws-sdk/util-dynamodb';
+import { App } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { v4 as uuidv4 } from 'uuid';
@@ -7,6 +9,7 @@ import { MILESTONE_SK, milestonePk } from '../lib/sessions/milestone-item.js';
 import { SESSION_SK, sessionPk } from '../lib/sessions/session-item.js';
 import { checkCalls, policiesOf, type AwsCall, type PolicyStatement } from './support/iam-check.js';
 import { resolveTemplate, templateResolver, type CfnTemplate } from './support/template-resolver.js';
+import { ClaudeSessionsStack } from '../cdk/claude-sessions-stack.js';
 
 // The template `cdk synth` made for this run: what a deploy would ship.
 const template = JSON.parse(readFileSync(join(inject('cdkOut'), 'ClaudeSessions.template.json'), 'utf8')) as CfnTemplate;
@@ -92,5 +95,51 @@ describe('IAM equals the calls: the evaluator against the synthesized template',
       ]),
     );
     expect(new Set(unusedGrants.map((g) => g.principal))).toEqual(new Set([stateMachineRole]));
+  });
+});
+
+describe('CodeCommit repositories the runners sign for', () => {
+  // `-c codeCommitRepositories=widgets,arn:…:gadgets`, as the stack props app.ts makes of it.
+  const GADGETS = 'arn:aws:codecommit:eu-west-1:123456789012:gadgets';
+  const stack = (codeCommitRepositories: string[]) =>
+    new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', { codeCommitRepositories });
+  const granting = Template.fromStack(stack(['widgets', GADGETS])).toJSON() as CfnTemplate;
+  const roleOf = (prefix: string) => Object.keys(granting.Resources).find((id) => id.startsWith(prefix) && granting.Resources[id]!.Type === 'AWS::IAM::Role')!;
+  const runnerRoles = [roleOf('RunnerFunctionServiceRole'), roleOf('FargateTaskTaskRole')];
+  const gitCall = (principal: string, action: string, repositoryName: string, region?: string): AwsCall =>
+    ({ principal, service: 'codecommit', action, params: { repositoryName, ...(region ? { region } : {}) } });
+
+  it('lets both runner roles pull and push the named repositories, and no other', async () => {
+    // Prepare
+    const allowed = runnerRoles.flatMap((role) => ['GitPull', 'GitPush'].flatMap((action) => [gitCall(role, action, 'widgets'), gitCall(role, action, 'gadgets', 'eu-west-1')]));
+    const others = runnerRoles.flatMap((role) => [gitCall(role, 'GitPush', 'payroll'), gitCall(role, 'GitPull', 'gadgets')]);
+    // Act
+    const { denied } = await checkCalls(granting, [...allowed, ...others]);
+    // Assess: only the other repositories (payroll; gadgets in the stack's own region) are denied
+    expect(denied.map((d) => `${d.principal} ${d.action} ${d.resource}`).sort()).toEqual(runnerRoles.flatMap((role) => [
+      `${role} codecommit:GitPull arn:aws:codecommit:us-east-1:123456789012:gadgets`,
+      `${role} codecommit:GitPush arn:aws:codecommit:us-east-1:123456789012:payroll`,
+    ]).sort());
+  });
+
+  it('grants exactly GitPull and GitPush on exactly those ARNs, to the runner roles only', () => {
+    const codeCommitGrants = Object.entries(granting.Resources)
+      .filter(([, r]) => r.Type === 'AWS::IAM::Role')
+      .flatMap(([role]) => policiesOf(granting, role).flatMap((p) => ([p.document.Statement].flat() as PolicyStatement[])
+        .filter((s) => JSON.stringify(s.Action).includes('codecommit:'))
+        .map((s) => ({ role, actions: [s.Action].flat(), resources: [s.Resource].flat() }))));
+    expect(new Set(codeCommitGrants.map((g) => g.role))).toEqual(new Set(runnerRoles));
+    for (const role of runnerRoles) {
+      const grants = codeCommitGrants.filter((g) => g.role === role);
+      expect(grants.every((g) => JSON.stringify(g.actions) === JSON.stringify(['codecommit:GitPull', 'codecommit:GitPush']))).toBe(true);
+      expect(grants.flatMap((g) => g.resources).map((r) => templateResolver(granting).resolve(r)).sort()).toEqual([GADGETS, 'arn:aws:codecommit:us-east-1:123456789012:widgets']);
+    }
+    // The default deployment (no repositories named) grants none.
+    expect(JSON.stringify(template)).not.toContain('codecommit:');
+  });
+
+  it('refuses a name CodeCommit would not take at synth, naming the setting', () => {
+    expect(() => stack(['widgets', 'my repo'])).toThrow(/codeCommitRepositories must be CodeCommit repository names .* not "my repo"/);
+    expect(() => stack(['arn:aws:codecommit:eu-west-1:1234:gadgets'])).toThrow(/codeCommitRepositories must be .*arn:aws:codecommit:eu-west-1:1234:gadgets/);
   });
 });

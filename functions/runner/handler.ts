@@ -4,6 +4,7 @@ import { Tracer } from '@aws-lambda-powertools/tracer';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { STSClient } from '@aws-sdk/client-sts';
+import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { readGitToken } from '../../lib/claude/git-token.js';
@@ -17,6 +18,8 @@ const tracer = new Tracer();
 const runner = readRunnerEnvironment(); // once per cold start: a bad setting fails the init, naming it
 const secrets = tracer.captureAWSv3Client(new SecretsManagerClient({}));
 const transcripts = TranscriptStore.forBucket(runner.transcriptBucket, process.env, (s3) => tracer.captureAWSv3Client(s3));
+// The function's own role signs git's password for CodeCommit workspaces (resolved only when one needs it).
+const codeCommitCredentials = fromNodeProviderChain();
 let sts: STSClient | undefined;
 const endpointFor = sessionEndpoints(runner, { secrets: () => secrets, sts: () => (sts ??= tracer.captureAWSv3Client(new STSClient({}))) });
 
@@ -33,6 +36,7 @@ export const handler = middy(async (input: RunnerInput, context: Context) => {
     remainingMs: () => context.getRemainingTimeInMillis(),
     transcripts,
     gitToken: runner.gitTokenSecretArn ? () => readGitToken(secrets, runner.gitTokenSecretArn!) : undefined,
+    codeCommitCredentials,
     savePatch: transcripts ? (sessionId, patch) => transcripts.savePatch(sessionId, patch) : undefined,
   });
   const { status, usage, numTurns, totalCostUsd, durationMs, error } = result.record;

@@ -6,6 +6,7 @@ import { Tracer } from '@aws-lambda-powertools/tracer';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { STSClient } from '@aws-sdk/client-sts';
+import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import { readGitToken } from '../../lib/claude/git-token.js';
 import { StepFunctionsCallbacks, executionPrompt, runFargateTask } from '../../lib/claude/fargate-task.js';
 import { sessionEndpoints } from '../../lib/claude/model-endpoint.js';
@@ -52,6 +53,8 @@ async function main(): Promise<number> {
         permissionMode: runner.permissionMode,
         transcripts,
         gitToken: runner.gitTokenSecretArn ? () => readGitToken(new SecretsManagerClient({}), runner.gitTokenSecretArn!) : undefined,
+        // The task role signs git's password for CodeCommit workspaces, refreshed as ECS rotates it.
+        codeCommitCredentials: fromNodeProviderChain(),
         savePatch: transcripts ? (sessionId, patch) => transcripts.savePatch(sessionId, patch) : undefined,
       },
       callbacks,

@@ -1,5 +1,6 @@
 import { marshall, unmarshall, type NativeAttributeValue } from '@aws-sdk/util-dynamodb';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { promptSha256, type SessionStart, type WorkspaceSpec } from '../sessions/execution-input.js';
 import {
   RESULT_MAX_CHARS,
@@ -13,7 +14,8 @@ import { claudeFailure, isTransientFailure, modelUsageOf, usageOf } from './clau
 import { addUsage, addUsageByModel, addUsd, type Usage, type UsageByModel } from '../sessions/usage.js';
 import { PromptMismatchError, SessionIdMismatchError } from './errors.js';
 import { runClaude, type ClaudeRun, type WorkspaceHooks } from './run-claude.js';
-import { WorkspacePushError, cloneWorkspace, commitAndPush, defaultBranch, redactRepo } from './workspace.js';
+import { WorkspacePushError, cloneWorkspace, commitAndPush, defaultBranch, redactRepo, type GitAccess } from './workspace.js';
+import { isCodeCommitUrl } from '../sessions/codecommit-url.js';
 import { claudeProcessOptions, type BedrockEndpoint, type ClaudeEndpoint, type RunnerClaudeSettings, type StandbyClaude } from './claude-process.js';
 import { releaseAfterRunValues, toMilestoneRecord, type MilestoneRecord, type MilestoneWorkspace, type TranscriptPointer } from '../sessions/milestone-item.js';
 import { milestoneTaskWorkspace } from '../sessions/milestone-workspace.js';
@@ -35,6 +37,10 @@ export interface RunnerConfig extends Omit<RunnerClaudeSettings, 'endpoint'> {
   takeStandby?: () => StandbyClaude | undefined;
   /** The git token for https workspaces (the deployment's secret), read when a session needs it. */
   gitToken?: () => Promise<string | undefined>;
+  /** The runner's own AWS credentials (its role), to sign git's password for a CodeCommit workspace. */
+  codeCommitCredentials?: AwsCredentialIdentityProvider;
+  /** Where git reaches CodeCommit instead of its public endpoint: a local stand-in, set by tests only (GitAccess.codeCommitEndpoint). */
+  codeCommitEndpoint?: string;
   /** Where the change of a workspace that could not be pushed is kept; returns where it is. */
   savePatch?: (sessionId: string, patch: Buffer) => Promise<string>;
   /** Claude's endpoint for this session (a deployed runner: its model, its credentials); wins over `endpoint`. */
@@ -247,16 +253,16 @@ function workspaceTarget(start: SessionStart, milestone: MilestoneRecord | null,
 function workspaceHooks(start: SessionStart, { spec, branch, continues }: WorkspaceTarget, prompt: string, config: RunnerConfig, retried: (run: ClaudeRun) => boolean) {
   let cloned: { baseCommit: string } | undefined;
   let pushed: Awaited<ReturnType<typeof commitAndPush>> | undefined;
-  let token: string | undefined;
+  let access: GitAccess = {};
   const hooks: WorkspaceHooks = {
     async prepare(workDir, home) {
-      token = spec.repo.startsWith('https:') ? await config.gitToken?.() : undefined;
-      cloned = await cloneWorkspace(spec, workDir, home, { token }, continues ? branch : undefined);
+      access = await gitAccess(spec.repo, config);
+      cloned = await cloneWorkspace(spec, workDir, home, access, continues ? branch : undefined);
     },
     async finish(workDir, home, run) {
       if (!cloned || retried(run)) return;
       const promptFirstLine = prompt.split('\n', 1)[0]!.trim().slice(0, 100);
-      pushed = await commitAndPush(spec, { sessionId: start.sessionId, promptFirstLine, branch }, workDir, home, cloned, { token }).catch((err: Error) => ({
+      pushed = await commitAndPush(spec, { sessionId: start.sessionId, promptFirstLine, branch }, workDir, home, cloned, access).catch((err: Error) => ({
         record: { repo: redactRepo(spec.repo), ref: spec.ref ?? null, baseCommit: cloned!.baseCommit, branch: null, commit: null, filesChanged: 0, insertions: 0, deletions: 0 },
         error: new WorkspacePushError(`could not commit the change: ${err.message}`),
         patch: undefined,
@@ -274,6 +280,12 @@ function workspaceHooks(start: SessionStart, { spec, branch, continues }: Worksp
       return { ...outcome, status: 'FAILED', error: pushed.error.name, cause: cause.slice(0, RESULT_MAX_CHARS), workspace: pushed.record };
     },
   };
+}
+
+/** How git reaches a repository: CodeCommit with the runner's own role (never the token), another https host with the deployment's token. */
+async function gitAccess(repo: string, config: RunnerConfig): Promise<GitAccess> {
+  if (isCodeCommitUrl(repo)) return { codeCommitCredentials: config.codeCommitCredentials, codeCommitEndpoint: config.codeCommitEndpoint };
+  return { token: repo.startsWith('https:') ? await config.gitToken?.() : undefined };
 }
 
 function addSpent(prior: Spent | null, outcome: RunOutcome): Spent {

@@ -1,13 +1,18 @@
 import { spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import type { WorkspaceSpec } from '../sessions/execution-input.js';
 import type { WorkspaceRecord } from '../sessions/session-item.js';
+import { codeCommitGitCredentials } from './codecommit-credentials.js';
+import { codeCommitRepository, isCodeCommitUrl } from '../sessions/codecommit-url.js';
 
 // A session's workspace: a git repository cloned into the CLI's working directory before
 // Claude runs, and what Claude changed committed and pushed to a branch of its own after.
 // git is spawned with argument arrays, never a shell; a token reaches git only through its
-// environment (an http.extraHeader by GIT_CONFIG_*), never a URL, an argument or a log.
+// environment (an http.extraHeader by GIT_CONFIG_*), never a URL, an argument or a log; a
+// CodeCommit repository gets a password signed with the runner's AWS credentials instead, anew
+// for each command that reaches it (it is good for minutes, a session may run for hours).
 
 export class WorkspaceCloneError extends Error {
   override readonly name = 'WorkspaceCloneError';
@@ -35,13 +40,20 @@ export function redactRepo(repo: string): string {
 }
 
 export interface GitAccess {
-  /** A token for https remotes (a Secrets Manager secret on AWS), sent as a header. */
+  /** A token for https remotes (a Secrets Manager secret on AWS), sent as a header. Never sent to CodeCommit. */
   token?: string;
+  /** AWS credentials to sign CodeCommit's git password with (the runner's role). */
+  codeCommitCredentials?: AwsCredentialIdentityProvider;
+  /**
+   * Where git reaches CodeCommit instead of its public endpoint (a local stand-in, for tests):
+   * a `url.<endpoint>.insteadOf` rewrite. The password is still signed for the CodeCommit URL.
+   */
+  codeCommitEndpoint?: string;
 }
 
-/** git's environment: no prompt, no user config, the token as a header for this process only. */
-function gitEnv(home: string, access: GitAccess): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {
+/** git's environment: no prompt, no user config; no credentials (see RemoteAuth). */
+function gitEnv(home: string): NodeJS.ProcessEnv {
+  return {
     PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
     HOME: home,
     GIT_TERMINAL_PROMPT: '0',
@@ -51,11 +63,41 @@ function gitEnv(home: string, access: GitAccess): NodeJS.ProcessEnv {
     GIT_COMMITTER_NAME: 'claude-sessions',
     GIT_COMMITTER_EMAIL: 'claude-sessions@users.noreply.github.com',
   };
-  if (access.token) {
-    const basic = Buffer.from(`x-access-token:${access.token}`).toString('base64');
-    Object.assign(env, { GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: 'http.extraHeader', GIT_CONFIG_VALUE_0: `Authorization: Basic ${basic}` });
+}
+
+/** How the commands that reach the remote authenticate, and what their errors must never show. */
+interface RemoteAuth {
+  /** The environment of one command that reaches the remote: its credentials as a header, for that process only. */
+  env(): Promise<NodeJS.ProcessEnv>;
+  redact(message: string): string;
+}
+
+function remoteAuth(repo: string, home: string, access: GitAccess): RemoteAuth {
+  const secrets = new Set<string>(access.token ? [access.token] : []);
+  const redact = (message: string) => [...secrets].reduce((text, secret) => text.replaceAll(secret, '***'), message);
+  const withConfig = (entries: [key: string, value: string][]): NodeJS.ProcessEnv => ({
+    ...gitEnv(home),
+    GIT_CONFIG_COUNT: String(entries.length),
+    ...Object.fromEntries(entries.flatMap(([key, value], i) => [[`GIT_CONFIG_KEY_${i}`, key], [`GIT_CONFIG_VALUE_${i}`, value]])),
+  });
+  const basic = (username: string, password: string) => Buffer.from(`${username}:${password}`).toString('base64');
+  if (!isCodeCommitUrl(repo)) {
+    const header = access.token ? `Authorization: Basic ${basic('x-access-token', access.token)}` : undefined;
+    return { redact, env: async () => (header ? withConfig([['http.extraHeader', header]]) : gitEnv(home)) };
   }
-  return env;
+  return {
+    redact,
+    async env() {
+      const codeCommit = codeCommitRepository(repo)!;
+      if (!access.codeCommitCredentials) throw new Error('this runner has no AWS credentials to sign CodeCommit\'s git password with');
+      const credentials = await access.codeCommitCredentials();
+      const { username, password } = await codeCommitGitCredentials(codeCommit, credentials);
+      const encoded = basic(username, password);
+      for (const secret of [credentials.secretAccessKey, credentials.sessionToken, password, encoded]) if (secret) secrets.add(secret);
+      const rewrite: [string, string][] = access.codeCommitEndpoint ? [[`url.${access.codeCommitEndpoint.replace(/\/?$/, '/')}.insteadOf`, `https://${codeCommit.host}/`]] : [];
+      return withConfig([['http.extraHeader', `Authorization: Basic ${encoded}`], ...rewrite]);
+    },
+  };
 }
 
 async function git(args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<string> {
@@ -90,25 +132,26 @@ export async function cloneWorkspace(
   access: GitAccess,
   continueBranch?: string,
 ): Promise<{ baseCommit: string }> {
-  const env = gitEnv(home, access);
+  const env = gitEnv(home);
+  const auth = remoteAuth(spec.repo, home, access);
   const parent = join(workDir, '..');
   let at = spec.ref;
   try {
     await rm(workDir, { recursive: true, force: true });
-    const heads = continueBranch ? await git(['ls-remote', '--heads', cloneUrl(spec.repo), `refs/heads/${continueBranch}`], parent, env) : '';
+    const heads = continueBranch ? await git(['ls-remote', '--heads', cloneUrl(spec.repo), `refs/heads/${continueBranch}`], parent, await auth.env()) : '';
     // ls-remote matches a pattern's tail: only the exact ref counts.
     const continuing = heads.split('\n').some((line) => line.endsWith(`\trefs/heads/${continueBranch}`));
     if (continuing) at = continueBranch;
     const commit = !continuing && spec.ref && /^[0-9a-f]{40}$/.test(spec.ref) ? spec.ref : undefined;
     const refArgs = at && !commit ? ['--branch', at] : [];
-    await git(['clone', '--quiet', '--depth', '50', ...refArgs, cloneUrl(spec.repo), workDir], parent, env);
+    await git(['clone', '--quiet', '--depth', '50', ...refArgs, cloneUrl(spec.repo), workDir], parent, await auth.env());
     if (commit) {
-      await git(['fetch', '--quiet', '--depth', '1', 'origin', commit], workDir, env);
+      await git(['fetch', '--quiet', '--depth', '1', 'origin', commit], workDir, await auth.env());
       await git(['checkout', '--quiet', commit], workDir, env);
     }
     return { baseCommit: await git(['rev-parse', 'HEAD'], workDir, env) };
   } catch (err) {
-    const message = (err as Error).message.replaceAll(access.token ?? '\u0000', '***');
+    const message = auth.redact((err as Error).message);
     throw new WorkspaceCloneError(`could not clone ${redactRepo(spec.repo)}${at ? ` at ${at}` : ''}: ${message}`);
   }
 }
@@ -126,7 +169,8 @@ export async function commitAndPush(
   base: { baseCommit: string },
   access: GitAccess,
 ): Promise<{ record: WorkspaceRecord; patch?: Buffer; error?: WorkspacePushError }> {
-  const env = gitEnv(home, access);
+  const env = gitEnv(home);
+  const auth = remoteAuth(spec.repo, home, access);
   const unchanged: WorkspaceRecord = {
     repo: redactRepo(spec.repo), ref: spec.ref ?? null, baseCommit: base.baseCommit, branch: null, commit: null, filesChanged: 0, insertions: 0, deletions: 0,
   };
@@ -142,11 +186,11 @@ export async function commitAndPush(
     filesChanged: number(/(\d+) files? changed/), insertions: number(/(\d+) insertions?/), deletions: number(/(\d+) deletions?/),
   };
   try {
-    await git(['push', '--quiet', 'origin', `HEAD:refs/heads/${session.branch}`], workDir, env);
+    await git(['push', '--quiet', 'origin', `HEAD:refs/heads/${session.branch}`], workDir, await auth.env());
     return { record };
   } catch (err) {
     const patch = Buffer.from(await git(['format-patch', '--stdout', `${base.baseCommit}..${commit}`], workDir, env));
-    const cause = (err as Error).message.replaceAll(access.token ?? '\u0000', '***');
+    const cause = auth.redact((err as Error).message);
     return { record, patch, error: new WorkspacePushError(`could not push ${session.branch} to ${redactRepo(spec.repo)}: ${cause}`) };
   }
 }

@@ -4,6 +4,7 @@ import { StateMachine, type RunOptions, type StateMachineDefinition } from 'aws-
 import { mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { v4 as uuidv4 } from 'uuid';
 import { runSessionTask, type FixedEndpointRunnerConfig, type RunnerConfig, type RunnerInput } from '../claude/run-session-task.js';
 import { standbyForSession, type ClaudeEndpoint, type StandbyClaude } from '../claude/claude-process.js';
@@ -14,7 +15,7 @@ import { SessionRepository } from '../sessions/session-repository.js';
 import { MilestoneRepository } from '../sessions/milestone-repository.js';
 import type { LocalS3 } from './local-s3.js';
 import { LocalFargate, type EcsRunTaskParameters } from './local-fargate.js';
-import { closeOrphans, watchAbortRequests } from './orphan-sweep.js';
+import { closeOrphans } from './orphan-sweep.js';
 import { executionContext, fastRetries, withoutTimeoutPaths } from './asl-patches.js';
 import { lambdaCall, namedError } from './integration-errors.js';
 import type { TranscriptStorage } from '../claude/transcript-store.js';
@@ -25,7 +26,7 @@ import type { AnthropicStandIn } from './anthropic-stand-in.js';
 import { localClaudeEndpoint, localProvider } from './local-endpoint.js';
 import { LocalDynamoDb } from './local-dynamodb.js';
 import { LocalTaskCallbacks } from './local-task-callbacks.js';
-import { ABORT_REQUESTS_DIR, acquireStateLock } from './state-lock.js';
+import { acquireStateLock } from './state-lock.js';
 import { loadWorkflowDefinition, type WorkflowDefinition } from './workflow-definition.js';
 
 export interface LocalRuntimeOptions {
@@ -140,7 +141,6 @@ export class LocalRuntime implements SessionStarter {
   private readonly ended = new Map<string, { execution: LocalExecution; timer: NodeJS.Timeout }>();
 
   private releaseLock: () => Promise<void> = async () => {};
-  private abortWatch?: NodeJS.Timeout;
   /** Sessions found RUNNING at start (their process had died) and closed ABORTED. */
   orphansClosed: string[] = [];
 
@@ -216,7 +216,7 @@ export class LocalRuntime implements SessionStarter {
       // DescribeExecution answers from the executions this runtime runs (a task reads its prompt there).
       callbacks = await new LocalTaskCallbacks((arn) => runtime.inputOf(arn)).start();
       const runtime = new LocalRuntime(
-        definition, dynamodb, { savePatch: localPatches(options.home), ...options.runner, endpoint }, ownStandIn, callbacks, options.fargateHeartbeatSeconds,
+        definition, dynamodb, { savePatch: localPatches(options.home), codeCommitCredentials: localAwsCredentials, ...options.runner, endpoint }, ownStandIn, callbacks, options.fargateHeartbeatSeconds,
         options.policy ?? {}, options.home ? join(options.home, 's3') : undefined,
       );
       runtime.releaseLock = releaseLock;
@@ -224,7 +224,6 @@ export class LocalRuntime implements SessionStarter {
         // Holding the lock means no other process runs anything here: a RUNNING session
         // is an orphan of a process that died (kill -9, a crash) and is closed now.
         runtime.orphansClosed = await closeOrphans(dynamodb, runtime);
-        runtime.abortWatch = watchAbortRequests(join(options.home, ABORT_REQUESTS_DIR), (name) => runtime.executions.get(name)?.abort());
       }
       return runtime;
     } catch (err) {
@@ -332,7 +331,6 @@ export class LocalRuntime implements SessionStarter {
   }
 
   async close(): Promise<void> {
-    clearInterval(this.abortWatch);
     for (const { timer } of this.ended.values()) clearTimeout(timer);
     for (const execution of this.executions.values()) execution.abort();
     this.fargate.stopAll();
@@ -411,3 +409,12 @@ function localPatches(home: string | undefined): (sessionId: string, patch: Buff
     return file;
   };
 }
+
+/**
+ * This machine's AWS credentials (the SDK's default chain), for a CodeCommit workspace's git
+ * password; the chain is loaded only when a session needs it.
+ */
+const localAwsCredentials: AwsCredentialIdentityProvider = async (props) => {
+  const { fromNodeProviderChain } = await import('@aws-sdk/credential-providers');
+  return fromNodeProviderChain()(props);
+};

@@ -1,6 +1,4 @@
 import { paginateScan } from '@aws-sdk/lib-dynamodb';
-import { readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { MILESTONE_SK } from '../sessions/milestone-item.js';
 import type { MilestoneRepository } from '../sessions/milestone-repository.js';
 import { SLOTS_SK, type ProjectSlots } from '../sessions/project-slots.js';
@@ -48,20 +46,4 @@ export async function closeOrphans(
     }
   }
   return closed;
-}
-
-/** `claude-sessions abort <id>` from another process leaves a request file named for the execution in `dir`. */
-export function watchAbortRequests(dir: string, abort: (executionName: string) => void): NodeJS.Timeout {
-  const watch = setInterval(() => {
-    void readdir(dir)
-      .then(async (names) => {
-        for (const name of names) {
-          abort(name);
-          await rm(join(dir, name), { force: true });
-        }
-      })
-      .catch(() => undefined);
-  }, 250);
-  watch.unref();
-  return watch;
 }

@@ -2,8 +2,6 @@ import { readFileSync } from 'node:fs';
 import { open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
-/** Where `claude-sessions abort` leaves a request for the process that holds the state. */
-export const ABORT_REQUESTS_DIR = 'abort-requests';
 
 export class LocalStateBusyError extends Error {
   override readonly name = 'LocalStateBusyError';

@@ -5,6 +5,7 @@ import {
   FARGATE_REPORT_MARGIN_SECONDS, MAX_FARGATE_TIMEOUT_SECONDS, MAX_LAMBDA_TIMEOUT_SECONDS, MAX_PROMPT_BYTES, MAX_PROMPT_CHARS,
   defaultTimeoutSeconds,
 } from './session-limits.js';
+import { codeCommitUrlProblem } from './codecommit-url.js';
 
 
 const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
@@ -31,7 +32,12 @@ const WorkspaceSchema = z.strictObject({
     .string()
     // A milestone task on Fargate carries it twice (its input, the milestone item) in ECS's 8 KiB of overrides.
     .max(500, 'must be at most 500 characters')
-    .refine(isRepo, 'must be an https URL without credentials (they come from the deployment\'s git token), a file:// URL or an absolute path'),
+    .refine(isRepo, 'must be an https URL without credentials (they come from the deployment\'s git token), a file:// URL or an absolute path')
+    // A CodeCommit URL is signed for its region and repository: one that names neither is refused here.
+    .superRefine((repo, ctx) => {
+      const problem = isRepo(repo) ? codeCommitUrlProblem(repo) : undefined;
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
   ref: z.string().regex(GIT_REF, 'must be a branch, tag or commit name').optional(),
   branch: z
     .string()

@@ -30,7 +30,7 @@ export const PARTITION_KEY = 'pk';
 export interface AwsCall {
   /** Logical id of the IAM role that makes the call. */
   principal: string;
-  /** IAM prefix: dynamodb, states, s3, secretsmanager, events, lambda, ecs, iam, sqs, sns, logs, kms, cloudwatch, xray. */
+  /** IAM prefix: dynamodb, states, s3, secretsmanager, events, lambda, ecs, iam, sqs, sns, logs, kms, cloudwatch, xray, sts, bedrock, codecommit. */
   service: string;
   /** API action name, e.g. UpdateItem. */
   action: string;
@@ -448,6 +448,11 @@ const xray: Mapper = (action) => [request(`xray:${action}`, '*')];
 
 const sts: Mapper = (action, params) => [request(`sts:${action}`, str(params.RoleArn, 'RoleArn'))];
 
+/** git over https to a CodeCommit repository (GitPull, GitPush): the repository named by its region and name, in this account. */
+const codecommit: Mapper = (action, params) => [
+  request(`codecommit:${action}`, arn('codecommit', str(params.repositoryName, 'repositoryName'), typeof params.region === 'string' ? params.region : REGION)),
+];
+
 /** The region a cross-region inference profile sends a call to in these checks: not the caller's, as Bedrock may choose. */
 export const BEDROCK_DESTINATION_REGION = 'us-west-2';
 /** The model the tests' application inference profiles are taken to be created from. */
@@ -479,7 +484,7 @@ const bedrock: Mapper = (action, params) => {
   ];
 };
 
-const MAPPERS: Record<string, Mapper> = { dynamodb, states, s3, secretsmanager, events, lambda, ecs, iam, sqs, sns, logs, kms, cloudwatch, xray, sts, bedrock };
+const MAPPERS: Record<string, Mapper> = { dynamodb, states, s3, secretsmanager, events, lambda, ecs, iam, sqs, sns, logs, kms, cloudwatch, xray, sts, bedrock, codecommit };
 
 /**
  * The IAM authorization request(s) AWS makes for one call. The template (raw or resolved) is
