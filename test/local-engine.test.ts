@@ -250,6 +250,14 @@ describe('one local engine, many clients', () => {
       expect(JSON.parse(third.stdout)).toMatchObject({ status: 'COMPLETED' });
       expect(await until(async () => (await standby())?.unused === 1, 10_000)).toBe(true);
       expect(await standby()).toMatchObject({ used: 1, unused: 1 });
+
+      // Two runs at once like the third: one of them takes the CLI booted after it, each runs its own session
+      expect(await until(async () => (await standby())?.started === 3, 10_000)).toBe(true);
+      const pair = await Promise.all(['four', 'five'].map((prompt) => cli(home, ['run', prompt, '--project', 'ahead', '--max-turns', '3', '--json'])));
+      const sessions = pair.map((r) => JSON.parse(r.stdout) as { sessionId: string; status: string; promptChars: number });
+      expect(sessions.map((x) => x.status)).toEqual(['COMPLETED', 'COMPLETED']);
+      expect(new Set(sessions.map((x) => x.sessionId)).size).toBe(2);
+      expect(await until(async () => (await standby())?.used === 2, 10_000)).toBe(true);
     } finally {
       server.child.kill('SIGTERM');
     }

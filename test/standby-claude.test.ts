@@ -11,7 +11,7 @@ let env: TestRuntime;
 
 useTestRuntime((started) => (env = started));
 
-/** A fresh session's CLI, started ahead as `claude-sessions run` starts it. */
+/** A fresh session's CLI, booted ahead as the engine boots one for its next `run`. */
 function standbyFor(input: Record<string, unknown>, config: FixedEndpointRunnerConfig = env.runnerConfig, maxAgeMs?: number): Promise<StandbyClaude> {
   const { session: start } = prepareSessionStart(input, { executionArn: '', executionName: String(input.sessionId) });
   return standbyForSession(start, config, maxAgeMs);
@@ -26,7 +26,7 @@ async function booted(standby: StandbyClaude): Promise<void> {
   expect(existsSync(config), `${config} was never written`).toBe(true);
 }
 
-describe('a Claude CLI started ahead of its session (the cold `run` path)', () => {
+describe('a Claude CLI booted ahead of its session (the engine\'s next `run`)', () => {
   it('sends no Messages request before its prompt, then runs the session it was started for', async () => {
     const sessionId = uuidv4();
     const input = { prompt: 'Summarise the README', projectId: 'p-ahead', sessionId };

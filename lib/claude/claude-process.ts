@@ -164,8 +164,13 @@ export class StandbyClaude {
   static async start(options: ClaudeProcessOptions, maxAgeMs = STANDBY_MAX_AGE_MS): Promise<StandbyClaude> {
     if (options.conversation !== 'fresh') throw new Error('only a fresh conversation can be started ahead of its prompt');
     const { home, workDir } = await makeHome(options.workRoot);
-    const spec = claudeSpawn(options, home, workDir);
-    return new StandbyClaude(spawnKey(spec, home), startClaude(spec), home, workDir, options.sessionId, maxAgeMs);
+    try {
+      const spec = claudeSpawn(options, home, workDir);
+      return new StandbyClaude(spawnKey(spec, home), startClaude(spec), home, workDir, options.sessionId, maxAgeMs);
+    } catch (err) {
+      await rm(home, { recursive: true, force: true });
+      throw err;
+    }
   }
 
   /** Still waiting for a run, and young enough to be given one. */

@@ -40,8 +40,10 @@ export function numberFlag(value: string | undefined): number | string | undefin
   return value.trim() !== '' && Number.isFinite(n) ? n : value;
 }
 
-/** The execution input the flags describe (unchecked: the schema checks it, naming each bad field). */
-/** No --session-id: the engine or the API picks it (the engine, that of a Claude CLI booted ahead). */
+/**
+ * The execution input the flags describe (unchecked: the schema checks it, naming each bad field).
+ * Without --session-id the engine or the API picks it (the engine: that of a Claude CLI booted ahead).
+ */
 export function runInput(prompt: string | undefined, values: RunFlags, sessionId: string | undefined = values['session-id']): Record<string, unknown> {
   return Object.fromEntries(
     Object.entries({

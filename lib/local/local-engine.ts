@@ -130,7 +130,13 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
       const ahead = await standby?.take(input);
       input.sessionId ??= uuidv4();
       const sessionId = String(input.sessionId);
-      const execution = runtime.startExecution(input, sessionId, { endpoint, standby: ahead?.standby });
+      let execution: ReturnType<typeof runtime.startExecution>;
+      try {
+        execution = runtime.startExecution(input, sessionId, { endpoint, standby: ahead?.standby });
+      } catch (err) {
+        await ahead?.standby.discard();
+        throw err;
+      }
       void execution.outcome.then(() => {
         ahead?.settle();
         standby?.prepare(input, endpoint);

@@ -30,9 +30,10 @@ export class NextRunStandby {
    * gets the CLI's session id; `settle` reports whether the runner used it.
    */
   async take(input: Record<string, unknown>): Promise<{ standby: StandbyClaude; settle: () => void } | undefined> {
-    if (!canUseStandby(input) || input.sessionId !== undefined || !this.next) return undefined;
-    const standby = await this.next;
-    this.next = undefined;
+    const next = this.next;
+    if (!canUseStandby(input) || input.sessionId !== undefined || !next) return undefined;
+    this.next = undefined; // before any await: two runs arriving together never share one
+    const standby = await next;
     if (!standby) return undefined;
     if (!standby.usable) {
       await this.dropUnused(standby);
