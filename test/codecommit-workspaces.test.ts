@@ -62,6 +62,7 @@ describe('the CodeCommit git password', () => {
     ['long-term keys', 'https://git-codecommit.us-east-1.amazonaws.com/v1/repos/widgets', { accessKeyId: 'AKIAEXAMPLE123456789', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY' }],
     ['a role\'s session (token in the username)', 'https://git-codecommit-fips.us-gov-west-1.amazonaws.com/v1/repos/team.widgets_2', ROLE],
     ['a VPC endpoint\'s host', 'https://vpce-0a1b2c3d4e5f6a7b8-abcdefgh.git-codecommit.eu-central-1.vpce.amazonaws.com/v1/repos/widgets', ROLE],
+    ['a China region\'s host', 'https://git-codecommit.cn-north-1.amazonaws.com.cn/v1/repos/widgets', ROLE],
   ])('equals the AWS CLI credential helper\'s, computed by botocore, for %s', async (_, url, credentials) => {
     // Prepare
     const signingDate = new Date('2026-03-04T05:06:07.890Z');

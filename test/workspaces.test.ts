@@ -6,7 +6,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { cloneWorkspace } from '../lib/claude/workspace.js';
+import { cloneWorkspace, commitAndPush } from '../lib/claude/workspace.js';
 import { validateStartInput } from '../lib/sessions/execution-input.js';
 import { assertCanStart } from '../lib/sessions/start-checks.js';
 import { parseSchedules } from '../lib/sessions/schedule-entry.js';
@@ -45,6 +45,30 @@ describe('a session with a workspace', () => {
     expect(git(bare, 'show', `${branch}:CONTRIBUTING.md`)).toBe('# Contributing\nRun `make widgets` first.');
     expect(git(bare, 'log', '-1', '--format=%an%n%s', branch)).toBe(`claude-sessions\nclaude-sessions ${sessionId}: Add a CONTRIBUTING.md`);
     expect(git(bare, 'rev-parse', 'main')).toBe(main);
+  });
+
+  it('pushes with the clone\'s git config and runs no hook, whatever was written into .git meanwhile', async () => {
+    // Prepare: a clone, then what a session with a shell could do to .git: a push URL elsewhere, a pre-push hook
+    // (Claude Code's file tools refuse .git/config as "a sensitive file"; Bash under bypassPermissions does not)
+    const { bare, main } = remoteRepository();
+    const elsewhere = remoteRepository();
+    const home = mkdtempSync(join(tmpdir(), 'ws-git-dir-'));
+    const work = join(home, 'work');
+    const hookRan = join(home, 'hook-ran');
+    const cloned = await cloneWorkspace({ repo: bare }, work, home, {});
+    git(work, 'config', 'remote.origin.pushurl', elsewhere.bare);
+    git(work, 'config', 'url.file:///nowhere/.insteadOf', bare);
+    writeFileSync(join(work, '.git', 'hooks', 'pre-push'), `#!/bin/sh\ntouch ${hookRan}\n`, { mode: 0o755 });
+    writeFileSync(join(work, '.git', 'hooks', 'post-commit'), `#!/bin/sh\ntouch ${hookRan}\n`, { mode: 0o755 });
+    writeFileSync(join(work, 'NOTES.md'), 'notes\n');
+    // Act
+    const pushed = await commitAndPush({ repo: bare }, { sessionId: 's', promptFirstLine: 'Write notes', branch: 'notes' }, work, home, cloned, {});
+    // Assess: the branch reached the cloned remote only, and neither hook ran
+    expect(pushed.error).toBeUndefined();
+    expect(git(bare, 'show', 'notes:NOTES.md')).toBe('notes');
+    expect(git(bare, 'rev-parse', 'main')).toBe(main);
+    expect(git(elsewhere.bare, 'branch', '--list', '--format=%(refname:short)')).toBe('main');
+    expect(existsSync(hookRan)).toBe(false);
   });
 
   it('pushes nothing and records no branch when Claude changed nothing', async () => {

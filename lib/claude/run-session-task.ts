@@ -14,7 +14,7 @@ import { claudeFailure, isTransientFailure, modelUsageOf, usageOf } from './clau
 import { addUsage, addUsageByModel, addUsd, type Usage, type UsageByModel } from '../sessions/usage.js';
 import { PromptMismatchError, SessionIdMismatchError } from './errors.js';
 import { runClaude, type ClaudeRun, type WorkspaceHooks } from './run-claude.js';
-import { WorkspacePushError, cloneWorkspace, commitAndPush, defaultBranch, redactRepo, type GitAccess } from './workspace.js';
+import { WorkspacePushError, cloneWorkspace, commitAndPush, defaultBranch, redactRepo, type ClonedWorkspace, type GitAccess } from './workspace.js';
 import { isCodeCommitUrl } from '../sessions/codecommit-url.js';
 import { claudeProcessOptions, type BedrockEndpoint, type ClaudeEndpoint, type RunnerClaudeSettings, type StandbyClaude } from './claude-process.js';
 import { releaseAfterRunValues, toMilestoneRecord, type MilestoneRecord, type MilestoneWorkspace, type TranscriptPointer } from '../sessions/milestone-item.js';
@@ -251,7 +251,7 @@ function workspaceTarget(start: SessionStart, milestone: MilestoneRecord | null,
 
 /** The clone before the run, the commit and push after it, and what they add to the outcome. */
 function workspaceHooks(start: SessionStart, { spec, branch, continues }: WorkspaceTarget, prompt: string, config: RunnerConfig, retried: (run: ClaudeRun) => boolean) {
-  let cloned: { baseCommit: string } | undefined;
+  let cloned: ClonedWorkspace | undefined;
   let pushed: Awaited<ReturnType<typeof commitAndPush>> | undefined;
   let access: GitAccess = {};
   const hooks: WorkspaceHooks = {

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import type { WorkspaceSpec } from '../sessions/execution-input.js';
@@ -114,6 +114,19 @@ async function git(args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise
   return stdout.trim();
 }
 
+/**
+ * What the clone left, for the push: its commit, and its .git/config. Claude has the work tree,
+ * .git included, and a config it rewrote (a pushurl, url.*.insteadOf, http.proxy) could send
+ * the push and its Authorization header elsewhere: the push runs with the clone's config, and
+ * no hook (commit and push: `core.hooksPath` on the command line wins over the repository's).
+ */
+export interface ClonedWorkspace {
+  baseCommit: string;
+  gitConfig: Buffer;
+}
+
+const NO_HOOKS = ['-c', 'core.hooksPath=/dev/null'];
+
 /** A plain path is cloned as a file:// URL, so a shallow clone works for it too. */
 function cloneUrl(repo: string): string {
   return repo.startsWith('/') ? `file://${repo}` : repo;
@@ -131,7 +144,7 @@ export async function cloneWorkspace(
   home: string,
   access: GitAccess,
   continueBranch?: string,
-): Promise<{ baseCommit: string }> {
+): Promise<ClonedWorkspace> {
   const env = gitEnv(home);
   const auth = remoteAuth(spec.repo, home, access);
   const parent = join(workDir, '..');
@@ -149,7 +162,7 @@ export async function cloneWorkspace(
       await git(['fetch', '--quiet', '--depth', '1', 'origin', commit], workDir, await auth.env());
       await git(['checkout', '--quiet', commit], workDir, env);
     }
-    return { baseCommit: await git(['rev-parse', 'HEAD'], workDir, env) };
+    return { baseCommit: await git(['rev-parse', 'HEAD'], workDir, env), gitConfig: await readFile(join(workDir, '.git', 'config')) };
   } catch (err) {
     const message = auth.redact((err as Error).message);
     throw new WorkspaceCloneError(`could not clone ${redactRepo(spec.repo)}${at ? ` at ${at}` : ''}: ${message}`);
@@ -166,7 +179,7 @@ export async function commitAndPush(
   session: { sessionId: string; promptFirstLine: string; branch: string },
   workDir: string,
   home: string,
-  base: { baseCommit: string },
+  base: ClonedWorkspace,
   access: GitAccess,
 ): Promise<{ record: WorkspaceRecord; patch?: Buffer; error?: WorkspacePushError }> {
   const env = gitEnv(home);
@@ -174,10 +187,13 @@ export async function commitAndPush(
   const unchanged: WorkspaceRecord = {
     repo: redactRepo(spec.repo), ref: spec.ref ?? null, baseCommit: base.baseCommit, branch: null, commit: null, filesChanged: 0, insertions: 0, deletions: 0,
   };
+  // Removed first: a symlink put there is replaced, not written through.
+  await rm(join(workDir, '.git', 'config'), { force: true });
+  await writeFile(join(workDir, '.git', 'config'), base.gitConfig);
   await git(['add', '--all'], workDir, env);
   if (!(await git(['status', '--porcelain'], workDir, env))) return { record: unchanged };
   const message = `claude-sessions ${session.sessionId}: ${session.promptFirstLine}`.slice(0, 200);
-  await git(['commit', '--quiet', '--no-verify', '-m', message], workDir, env);
+  await git([...NO_HOOKS, 'commit', '--quiet', '--no-verify', '-m', message], workDir, env);
   const commit = await git(['rev-parse', 'HEAD'], workDir, env);
   const stat = await git(['diff', '--shortstat', base.baseCommit, commit], workDir, env);
   const number = (word: RegExp) => Number(word.exec(stat)?.[1] ?? 0);
@@ -186,7 +202,7 @@ export async function commitAndPush(
     filesChanged: number(/(\d+) files? changed/), insertions: number(/(\d+) insertions?/), deletions: number(/(\d+) deletions?/),
   };
   try {
-    await git(['push', '--quiet', 'origin', `HEAD:refs/heads/${session.branch}`], workDir, await auth.env());
+    await git([...NO_HOOKS, 'push', '--quiet', '--no-verify', 'origin', `HEAD:refs/heads/${session.branch}`], workDir, await auth.env());
     return { record };
   } catch (err) {
     const patch = Buffer.from(await git(['format-patch', '--stdout', `${base.baseCommit}..${commit}`], workDir, env));

@@ -414,7 +414,9 @@ function localPatches(home: string | undefined): (sessionId: string, patch: Buff
  * This machine's AWS credentials (the SDK's default chain), for a CodeCommit workspace's git
  * password; the chain is loaded only when a session needs it.
  */
+let localChain: AwsCredentialIdentityProvider | undefined;
 const localAwsCredentials: AwsCredentialIdentityProvider = async (props) => {
-  const { fromNodeProviderChain } = await import('@aws-sdk/credential-providers');
-  return fromNodeProviderChain()(props);
+  // One chain, which keeps what it resolved (an SSO or assume-role profile) until it expires.
+  localChain ??= (await import('@aws-sdk/credential-providers')).fromNodeProviderChain();
+  return localChain(props);
 };
