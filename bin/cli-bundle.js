@@ -1,8 +1,9 @@
+// @ts-check
 // The CLI as one esbuild bundle of lib/ (dist/cli/<key>/), built on first use and again
-// whenever a source changes. Loading the TypeScript through tsx costs ~0.4 s at every
+// whenever a source's content changes. Loading the TypeScript through tsx costs ~0.4 s at every
 // start, which a cold `claude-sessions run` would pay on top of Claude's own start.
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -12,7 +13,10 @@ const BUNDLES = join(ROOT, 'dist', 'cli');
 // A bundle unused this long goes; a running `serve` may still load chunks from its own lazily.
 const UNUSED_MS = 7 * 24 * 60 * 60 * 1000;
 
-/** The module URL of the CLI's entry point: from the bundle, else (no esbuild, read-only checkout) the sources through tsx. */
+/**
+ * The module URL of the CLI's entry point: from the bundle, else (no esbuild, read-only checkout) the sources through tsx.
+ * @returns {Promise<{ main: string }>}
+ */
 export async function cliEntries() {
   try {
     const dir = join(BUNDLES, sourcesKey());
@@ -20,22 +24,28 @@ export async function cliEntries() {
     else await build(dir);
     return { main: pathToFileURL(join(dir, 'main.js')).href };
   } catch (err) {
-    process.stderr.write(`note: running from the TypeScript sources (${err.message})\n`);
+    process.stderr.write(`note: running from the TypeScript sources (${err instanceof Error ? err.message : err})\n`);
     const { register } = await import('tsx/esm/api');
     register();
     return { main: new URL('../lib/cli/main.ts', import.meta.url).href };
   }
 }
 
-/** Every source's path, size and mtime (a stat each: a few ms), and the lock file's. */
+/**
+ * Every source's path and content, and those of the package and lock files, tsconfig.json and
+ * this file (how the bundle is built), in ~5 ms: content, not mtime, so a checkout or a copy
+ * that keeps times never runs a bundle of other sources.
+ */
 function sourcesKey() {
   const hash = createHash('sha256');
   const files = SOURCE_DIRS.flatMap((d) => readdirSync(join(ROOT, d), { recursive: true, withFileTypes: true })
     .filter((e) => e.isFile() && e.name.endsWith('.ts'))
     .map((e) => join(e.parentPath, e.name)));
-  for (const file of [...files.sort(), join(ROOT, 'package-lock.json')]) {
-    const { size, mtimeMs } = statSync(file);
-    hash.update(`${relative(ROOT, file)}\0${size}\0${mtimeMs}\n`);
+  const buildInputs = ['package.json', 'package-lock.json', 'tsconfig.json'].map((f) => join(ROOT, f));
+  for (const file of [...files.sort(), ...buildInputs, fileURLToPath(import.meta.url)]) {
+    const content = readFileSync(file);
+    hash.update(`${relative(ROOT, file)}\0${content.byteLength}\0`);
+    hash.update(content);
   }
   return hash.digest('hex').slice(0, 16);
 }
@@ -46,6 +56,7 @@ function sourcesKey() {
  * every Task state is routed in-process. So it is bundled, and those two imports resolve
  * to stand-ins that load the real package on first use. Every other package stays external.
  */
+/** @type {Record<string, string>} */
 const LAZY = {
   'asl-validator': `
     import { createRequire } from 'node:module';
@@ -59,6 +70,7 @@ const LAZY = {
     export class InvokeCommand { constructor(...args) { return new (real().InvokeCommand)(...args); } }`,
 };
 const BUNDLED = 'aws-local-stepfunctions';
+/** @type {import('esbuild').Plugin} */
 const packagesExternalButLazy = {
   name: 'packages-external-but-lazy',
   setup(build) {
@@ -71,6 +83,7 @@ const packagesExternalButLazy = {
   },
 };
 
+/** @param {string} dir */
 async function build(dir) {
   const { build: esbuild } = await import('esbuild');
   const partial = `${dir}.${process.pid}.tmp`;
