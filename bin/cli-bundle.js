@@ -41,7 +41,8 @@ function sourcesKey() {
   const files = SOURCE_DIRS.flatMap((d) => readdirSync(join(ROOT, d), { recursive: true, withFileTypes: true })
     .filter((e) => e.isFile() && e.name.endsWith('.ts'))
     .map((e) => join(e.parentPath, e.name)));
-  const buildInputs = ['package.json', 'package-lock.json', 'tsconfig.json'].map((f) => join(ROOT, f));
+  // A package without some of them (no lock file when installed from the registry) still gets a key.
+  const buildInputs = ['package.json', 'package-lock.json', 'tsconfig.json'].map((f) => join(ROOT, f)).filter((f) => existsSync(f));
   for (const file of [...files.sort(), ...buildInputs, fileURLToPath(import.meta.url)]) {
     const content = readFileSync(file);
     hash.update(`${relative(ROOT, file)}\0${content.byteLength}\0`);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EventStreamCodec, getChunkedStream, type Message } from '@smithy/core/event-streams';
 import { AnthropicStandIn, type RecordedRequest, type StandInUsage } from '../lib/local/anthropic-stand-in.js';
-import { buildClaudeArgs } from '../lib/claude/claude-args.js';
+import { buildClaudeArgs, promptMessage } from '../lib/claude/claude-args.js';
 import { defaultClaudePath } from '../lib/claude/claude-process.js';
 
 // The stand-in as Amazon Bedrock, met by the real `claude` binary (2.1.197), next to the
@@ -81,7 +81,7 @@ async function runClaude(options: RunOptions): Promise<{ sessionId: string; resu
   });
   try {
     const child = spawn(defaultClaudePath(), args, { cwd: workDir, env, stdio: ['pipe', 'pipe', 'pipe'], timeout: 90_000 });
-    child.stdin.end('Look around, please.');
+    child.stdin.end(promptMessage('Look around, please.'));
     let stdout = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.resume();

@@ -23,7 +23,7 @@ describe('the CLI bundle', () => {
   it('is rebuilt when a source changes, even when its size and mtime stay the same', async () => {
     // Prepare: a copy of what the bin builds from, with the project's node_modules
     copy = await mkdtemp(join(tmpdir(), 'claude-sessions-bundle-'));
-    for (const entry of ['bin', 'lib', 'functions', 'cdk', 'package.json', 'package-lock.json']) {
+    for (const entry of ['bin', 'lib', 'functions', 'cdk', 'package.json', 'package-lock.json', 'tsconfig.json']) {
       await cp(join(PROJECT_ROOT, entry), join(copy, entry), { recursive: true, preserveTimestamps: true });
     }
     await symlink(join(PROJECT_ROOT, 'node_modules'), join(copy, 'node_modules'));

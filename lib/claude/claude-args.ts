@@ -26,6 +26,11 @@ export interface ClaudeArgsOptions {
  * stream-json input (one user message): the CLI waits for it as long as it takes, where a
  * text prompt on stdin is given up after 3 s (2.1.x), so a CLI can boot ahead of its prompt.
  */
+/** The prompt as the CLI reads it with `--input-format stream-json`: one user message, one line. */
+export function promptMessage(prompt: string): string {
+  return `${JSON.stringify({ type: 'user', message: { role: 'user', content: prompt } })}\n`;
+}
+
 export function buildClaudeArgs(options: ClaudeArgsOptions): string[] {
   const args = ['-p', '--input-format', 'stream-json', '--output-format', 'stream-json', '--verbose', '--include-partial-messages'];
   if (options.conversation === 'resume') args.push('--resume', options.sessionId);

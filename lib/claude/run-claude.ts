@@ -5,6 +5,7 @@ import { createInterface } from 'node:readline';
 import {
   StandbyClaude, claudeSpawn, makeHome, signalGroup, startClaude, type ClaudeProcessOptions,
 } from './claude-process.js';
+import { promptMessage } from './claude-args.js';
 import { ClaudeResult, fromApiUsage } from './claude-result.js';
 import { ClaudeAbortedError, ClaudeCrashError, ClaudeOutputError, ClaudeSpawnError } from './errors.js';
 import { addUsageByModel, addUsages, type Usage, type UsageByModel } from '../sessions/usage.js';
@@ -94,7 +95,7 @@ async function superviseClaude(options: RunClaudeOptions, child: ChildProcess): 
   const started = Date.now();
   // A CLI that dies before reading its prompt closes the pipe: its exit says why, not EPIPE.
   child.stdin!.on('error', () => {});
-  child.stdin!.end(`${JSON.stringify({ type: 'user', message: { role: 'user', content: options.prompt } })}\n`);
+  child.stdin!.end(promptMessage(options.prompt));
   const progress = new StreamProgress();
   let result: ClaudeResult | undefined;
   let badLine: string | undefined;
