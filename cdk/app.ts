@@ -11,6 +11,8 @@ new ClaudeSessionsStack(app, 'ClaudeSessions', {
   // Checked by the stack, naming the context key.
   codeCommitRepositories: commaList(app.node.tryGetContext('codeCommitRepositories')),
   allowedTools: toolList(app.node.tryGetContext('allowedTools')),
+  // `-c protectedBranches=main,release/*`; `none` protects none. Checked by the stack.
+  protectedBranches: app.node.tryGetContext('protectedBranches') === 'none' ? [] : commaList(app.node.tryGetContext('protectedBranches')),
   alarmTopicArn: app.node.tryGetContext('alarmTopicArn'),
   maxConcurrentSessions: positiveInt(app.node.tryGetContext('maxConcurrentSessions'), 'maxConcurrentSessions'),
   monthlyBudgetUsd: positiveNumber(app.node.tryGetContext('monthlyBudgetUsd'), 'monthlyBudgetUsd'),

@@ -19,7 +19,8 @@ import type { ScheduleEntry } from '../lib/sessions/schedule-entry.js';
 import type { ModelProvider } from '../lib/claude/claude-process.js';
 import { parseModelSettings } from '../lib/claude/model-provider.js';
 import { ModelAccess } from './model-access.js';
-import { codeCommitRepositories } from './runner-settings.js';
+import { checkedProtectedBranches, codeCommitRepositories } from './runner-settings.js';
+import { assertBranchAllowed } from '../lib/sessions/session-creation.js';
 
 export interface ClaudeSessionsStackProps extends StackProps {
   /** Name of an existing Secrets Manager secret holding the Anthropic API key. @default a new secret to fill in */
@@ -45,6 +46,13 @@ export interface ClaudeSessionsStackProps extends StackProps {
    * whose tests Claude should run. Context `allowedTools` (comma-separated). @default Read, Glob, Grep, Edit, Write
    */
   readonly allowedTools?: readonly string[];
+  /**
+   * Branches (names or globs such as `release/*`) a session's workspace may not push; `[]`
+   * allows any. Refused by CreateSession and the API naming `workspace.branch`, checked in
+   * schedules at synth, and on CodeCommit denied by IAM too. Context `protectedBranches`
+   * (comma-separated, `none` for none). @default main, master
+   */
+  readonly protectedBranches?: readonly string[];
   /** A VPC with private subnets (and egress) for Fargate tasks. @default a public-subnet VPC, no NAT */
   readonly vpc?: IVpc;
   /** Scheduled sessions (cdk.json context `schedules`). @default none */
@@ -94,17 +102,28 @@ export class ClaudeSessionsStack extends Stack {
     // With Bedrock there is no key: each session's Claude gets the model role's credentials instead.
     const apiKeySecret = model.provider === 'anthropic' ? this.apiKeySecret(props.apiKeySecretName, props.apiKeySecretKmsKeyArn) : undefined;
     const modelAccess = model.provider === 'bedrock' ? new ModelAccess(this, 'ModelAccess', { settings: model }) : undefined;
+    const protectedBranches = checkedProtectedBranches(props.protectedBranches);
+    // A schedule that would push a protected branch fails the synth, not every night.
+    for (const schedule of props.schedules ?? []) {
+      try {
+        assertBranchAllowed(schedule.input.workspace, { protectedBranches });
+      } catch (err) {
+        throw new Error(`schedule ${schedule.name}: ${(err as Error).message}`);
+      }
+    }
     const sessions = new SessionTable(this, 'Sessions');
     const transcripts = new TranscriptBucket(this, 'Transcripts');
     const creator = (this.creator = new SessionCreator(this, 'SessionCreator', {
       maxConcurrentSessions: props.maxConcurrentSessions, monthlyBudgetUsd: props.monthlyBudgetUsd, sessions, allowedTools: props.allowedTools,
-      runAttempts: props.runAttempts,
+      runAttempts: props.runAttempts, protectedBranches,
     }));
     const gitTokenSecret = props.gitTokenSecretName ? Secret.fromSecretNameV2(this, 'GitToken', props.gitTokenSecretName) : undefined;
     const repositories = codeCommitRepositories(this, props.codeCommitRepositories);
-    const runner = (this.runner = new ClaudeRunner(this, 'Runner', { apiKeySecret, model, modelAccess, transcripts, gitTokenSecret, codeCommitRepositories: repositories }));
+    const runner = (this.runner = new ClaudeRunner(this, 'Runner', {
+      apiKeySecret, model, modelAccess, transcripts, gitTokenSecret, codeCommitRepositories: repositories, protectedBranches,
+    }));
     const fargate = new FargateRunner(this, 'Fargate', {
-      image: runner.image, apiKeySecret, model, modelAccess, transcripts, gitTokenSecret, codeCommitRepositories: repositories, vpc: props.vpc,
+      image: runner.image, apiKeySecret, model, modelAccess, transcripts, gitTokenSecret, codeCommitRepositories: repositories, protectedBranches, vpc: props.vpc,
     });
     if (props.apiKeySecretKmsKeyArn) {
       // An imported key's grant cannot reach its key policy, and Secret.grantRead then adds none
@@ -137,7 +156,7 @@ export class ClaudeSessionsStack extends Stack {
       reason: 'states:DescribeExecution on the executions of this one state machine: a task reads its own execution\'s input (its prompt), whose name it cannot know at deploy time.',
     });
     this.api = new SessionApi(this, 'Http', {
-      sessions, stateMachine: this.workflow.stateMachine, transcripts, allowedTools: props.allowedTools,
+      sessions, stateMachine: this.workflow.stateMachine, transcripts, allowedTools: props.allowedTools, protectedBranches,
       maxConcurrentSessions: props.maxConcurrentSessions, monthlyBudgetUsd: props.monthlyBudgetUsd,
     });
     const reaper = new SessionReaper(this, 'Reaper', { sessions, stateMachine: this.workflow.stateMachine });

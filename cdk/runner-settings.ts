@@ -1,6 +1,6 @@
 import type { Duration } from 'aws-cdk-lib';
 import { Repository, type IRepository } from 'aws-cdk-lib/aws-codecommit';
-import type { IGrantable } from 'aws-cdk-lib/aws-iam';
+import { Effect, PolicyStatement, type IGrantable } from 'aws-cdk-lib/aws-iam';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { PermissionMode } from '../lib/claude/claude-args.js';
 import { runnerEnvironment, type RunnerSettings } from '../lib/claude/runner-environment.js';
@@ -9,6 +9,7 @@ import type { ModelAccess } from './model-access.js';
 import type { ModelSettings } from '../lib/claude/model-provider.js';
 import { AWS_REGION_NAME, CODECOMMIT_REPOSITORY_NAME } from '../lib/sessions/codecommit-url.js';
 import type { Construct } from 'constructs';
+import { DEFAULT_PROTECTED_BRANCHES } from '../lib/sessions/session-creation.js';
 
 /** What both runners (the Lambda and the Fargate task) are given: one set, so the two cannot drift. */
 export interface RunnerSettingsProps {
@@ -24,6 +25,8 @@ export interface RunnerSettingsProps {
   readonly gitTokenSecret?: ISecret;
   /** CodeCommit repositories sessions may clone and push, signed for with the runner's own role. @default none */
   readonly codeCommitRepositories?: readonly IRepository[];
+  /** Branches (or glob patterns) no session may push: on CodeCommit also denied by IAM. @default main, master */
+  readonly protectedBranches?: readonly string[];
   /** @default 5 minutes without output before the CLI is treated as hung */
   readonly idleTimeout?: Duration;
   /** @default 2, the CLI's own API retries (CLAUDE_CODE_MAX_RETRIES) */
@@ -57,7 +60,32 @@ export function grantRunner(grantee: IGrantable, props: RunnerSettingsProps): vo
   props.transcripts.grantReadWrite(grantee);
   props.transcripts.grantPatchWrites(grantee);
   props.gitTokenSecret?.grantRead(grantee);
-  for (const repository of props.codeCommitRepositories ?? []) repository.grantPullPush(grantee);
+  const repositories = props.codeCommitRepositories ?? [];
+  for (const repository of repositories) repository.grantPullPush(grantee);
+  // CreateSession refuses a protected branch; IAM refuses the push too, whatever the runner does.
+  const protectedBranches = props.protectedBranches ?? DEFAULT_PROTECTED_BRANCHES;
+  if (repositories.length && protectedBranches.length) {
+    grantee.grantPrincipal.addToPrincipalPolicy(new PolicyStatement({
+      effect: Effect.DENY,
+      actions: ['codecommit:GitPush'],
+      resources: repositories.map((r) => r.repositoryArn),
+      // As the CodeCommit User Guide's "limit pushes and merges to branches" policy: a push that names a ref.
+      conditions: {
+        StringLikeIfExists: { 'codecommit:References': protectedBranches.map((b) => `refs/heads/${b}`) },
+        Null: { 'codecommit:References': 'false' },
+      },
+    }));
+  }
+}
+
+/** A branch name or a glob of them (`release/*`), as `protectedBranches` takes them. */
+const BRANCH_PATTERN = /^[A-Za-z0-9._/*-]{1,200}$/;
+
+/** The stack prop or context `protectedBranches`, checked: a bad one fails the synth, naming the key. */
+export function checkedProtectedBranches(patterns: readonly string[] | undefined): readonly string[] | undefined {
+  const bad = (patterns ?? []).filter((p) => !BRANCH_PATTERN.test(p));
+  if (bad.length) throw new Error(`protectedBranches must be branch names or globs of them (release/*), not ${bad.map((p) => JSON.stringify(p)).join(', ')}`);
+  return patterns;
 }
 
 const CODECOMMIT_ARN = new RegExp(`^arn:aws(?:-[a-z]+)*:codecommit:${AWS_REGION_NAME.source.slice(1, -1)}:\\d{12}:${CODECOMMIT_REPOSITORY_NAME.source.slice(1)}`);

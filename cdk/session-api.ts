@@ -27,6 +27,8 @@ export interface SessionApiProps {
   readonly monthlyBudgetUsd?: number;
   /** The tools a session may name in its input. @default DEFAULT_TOOLS (no shell, no web) */
   readonly allowedTools?: readonly string[];
+  /** Branches (or globs) a session's workspace may not push. @default main, master */
+  readonly protectedBranches?: readonly string[];
   /** @default 10 requests per second, bursts of 20 */
   readonly throttle?: { rateLimit: number; burstLimit: number };
   /** @default RetentionDays.ONE_MONTH */
@@ -57,6 +59,8 @@ export class SessionApi extends Construct {
         ...(props.maxConcurrentSessions ? { MAX_CONCURRENT_SESSIONS: String(props.maxConcurrentSessions) } : {}),
         ...(props.monthlyBudgetUsd ? { MONTHLY_BUDGET_USD: String(props.monthlyBudgetUsd) } : {}),
         ...(props.allowedTools ? { ALLOWED_TOOLS: props.allowedTools.join(',') } : {}),
+        // Empty: none protected (the deployment allows any branch).
+        ...(props.protectedBranches ? { PROTECTED_BRANCHES: props.protectedBranches.join(',') } : {}),
       },
     }).function;
     // Reads of the table and its indexes, starting this one state machine, and opening and

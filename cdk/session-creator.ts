@@ -14,6 +14,8 @@ export interface SessionCreatorProps {
   readonly monthlyBudgetUsd?: number;
   /** The tools a session may name in its input. @default DEFAULT_TOOLS (no shell, no web) */
   readonly allowedTools?: readonly string[];
+  /** Branches (or globs) a session's workspace may not push. @default main, master */
+  readonly protectedBranches?: readonly string[];
   /** Runs of the CLI a session may take when the API fails transiently (429, 5xx, 529). @default 3 */
   readonly runAttempts?: number;
   /** Wait before the second run, doubled for each later one. @default Duration.seconds(15) */
@@ -46,6 +48,8 @@ export class SessionCreator extends Construct {
         TABLE_NAME: props.sessions.table.tableName,
         ...(props.monthlyBudgetUsd ? { MONTHLY_BUDGET_USD: String(props.monthlyBudgetUsd) } : {}),
         ...(props.allowedTools ? { ALLOWED_TOOLS: props.allowedTools.join(',') } : {}),
+        // Empty: none protected (the deployment allows any branch).
+        ...(props.protectedBranches ? { PROTECTED_BRANCHES: props.protectedBranches.join(',') } : {}),
       },
     }).function;
     props.sessions.grantCreateSessions(this.function);

@@ -127,15 +127,35 @@ describe('CodeCommit repositories the runners sign for', () => {
       .filter(([, r]) => r.Type === 'AWS::IAM::Role')
       .flatMap(([role]) => policiesOf(granting, role).flatMap((p) => ([p.document.Statement].flat() as PolicyStatement[])
         .filter((s) => JSON.stringify(s.Action).includes('codecommit:'))
-        .map((s) => ({ role, actions: [s.Action].flat(), resources: [s.Resource].flat() }))));
+        .map((s) => ({ role, effect: s.Effect, actions: [s.Action].flat(), resources: [s.Resource].flat() }))));
     expect(new Set(codeCommitGrants.map((g) => g.role))).toEqual(new Set(runnerRoles));
     for (const role of runnerRoles) {
-      const grants = codeCommitGrants.filter((g) => g.role === role);
+      const grants = codeCommitGrants.filter((g) => g.role === role && g.effect === 'Allow');
+      // Beside them, the one Deny of pushes to protected branches (the test below).
+      expect(codeCommitGrants.filter((g) => g.role === role && g.effect === 'Deny').map((g) => g.actions)).toEqual([['codecommit:GitPush']]);
       expect(grants.every((g) => JSON.stringify(g.actions) === JSON.stringify(['codecommit:GitPull', 'codecommit:GitPush']))).toBe(true);
       expect(grants.flatMap((g) => g.resources).map((r) => templateResolver(granting).resolve(r)).sort()).toEqual([GADGETS, 'arn:aws:codecommit:us-east-1:123456789012:widgets']);
     }
     // The default deployment (no repositories named) grants none.
     expect(JSON.stringify(template)).not.toContain('codecommit:');
+  });
+
+  it('denies a push to a protected branch (main, master by default; the deployment\'s globs), whatever the runner asks', async () => {
+    // Prepare: the default deployment, one protecting release/* only, one protecting none
+    const push = (template: CfnTemplate, branch: string) => checkCalls(template, [{ ...gitCall(runnerRoles[0]!, 'GitPush', 'widgets'), params: { repositoryName: 'widgets', references: [`refs/heads/${branch}`] } }]);
+    const withBranches = (protectedBranches: string[]) => Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', {
+      codeCommitRepositories: ['widgets'], protectedBranches,
+    })).toJSON() as CfnTemplate;
+    const releases = withBranches(['release/*']);
+    const none = withBranches([]);
+    // Act + Assess
+    expect((await push(granting, 'main')).denied).toHaveLength(1);
+    expect((await push(granting, 'master')).denied).toHaveLength(1);
+    expect((await push(granting, 'claude-sessions/0c9f3f6e')).denied).toEqual([]);
+    expect((await push(releases, 'release/2026-11')).denied).toHaveLength(1);
+    expect((await push(releases, 'main')).denied).toEqual([]);
+    expect((await push(none, 'main')).denied).toEqual([]);
+    expect(JSON.stringify(none)).not.toContain('codecommit:References');
   });
 
   it('refuses a name CodeCommit would not take at synth, naming the setting', () => {

@@ -235,7 +235,6 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
     const errorOf = (field: string) => page.locator(`[data-error="${field}"]`);
     await expect.poll(() => errorOf('prompt').innerText()).toBe('prompt must not be empty');
     expect(await errorOf('projectId').innerText()).toBe('projectId must be 1-64 characters of A-Z a-z 0-9 . _ -');
-    expect(await errorOf('workspace.branch').innerText()).toMatch(/^workspace\.branch must not be main or master/);
     expect(await page.getByTestId('field-prompt').getAttribute('aria-invalid')).toBe('true');
     expect(await page.getByTestId('field-projectId').getAttribute('aria-invalid')).toBe('true');
     expect(await page.getByTestId('field-runtime').getAttribute('aria-invalid')).toBeNull();
@@ -243,6 +242,11 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
     expect(await page.getByTestId('progress').isHidden()).toBe(true);
     const projects = (await (await fetch(`${url}/projects`)).json()) as { items: string[] };
     expect(projects.items).not.toContain('web bad');
+    // Then the deployment's own rule, once the input is well-formed: main is a protected branch
+    await startFromForm(page, { prompt: 'Push to main', projectId: 'web-protected' });
+    await expect.poll(() => errorOf('workspace.branch').innerText()).toMatch(/^workspace\.branch must not be a branch this deployment protects \(main, master/);
+    expect(await errorOf('prompt').innerText()).toBe('');
+    expect(((await (await fetch(`${url}/projects`)).json()) as { items: string[] }).items).not.toContain('web-protected');
     expect(anthropic.requests.length).toBe(asked);
   }, 60_000);
 

@@ -9,6 +9,9 @@ import { tmpdir } from 'node:os';
 import { cloneWorkspace, commitAndPush } from '../lib/claude/workspace.js';
 import { validateStartInput } from '../lib/sessions/execution-input.js';
 import { assertCanStart } from '../lib/sessions/start-checks.js';
+import { assertBranchAllowed, sessionPolicyFromEnv } from '../lib/sessions/session-creation.js';
+import { App } from 'aws-cdk-lib';
+import { ClaudeSessionsStack } from '../cdk/claude-sessions-stack.js';
 import { parseSchedules } from '../lib/sessions/schedule-entry.js';
 import { useTestRuntime, type TestRuntime } from './support/runtime.js';
 import { git, remoteRepository } from './support/git-remote.js';
@@ -104,18 +107,37 @@ describe('a session with a workspace', () => {
     expect(readFileSync(patchFile!, 'utf8')).toMatch(/\+\+\+ b\/NOTES\.md[\s\S]*\+notes/);
   });
 
-  it('refuses a workspace input that names credentials, a protected branch or a bad ref, naming the field', () => {
+  it('refuses a workspace input that names credentials or a bad ref, naming the field', () => {
     expect(() => validateStartInput({ prompt: 'p', projectId: 'p', workspace: { repo: 'https://user:tok@example.com/r.git' } })).toThrow(/workspace\.repo must be an https URL without credentials/);
-    expect(() => validateStartInput({ prompt: 'p', projectId: 'p', workspace: { repo: 'https://example.com/r.git', branch: 'main' } })).toThrow(/workspace\.branch must not be main or master/);
     expect(() => validateStartInput({ prompt: 'p', projectId: 'p', workspace: { repo: 'https://example.com/r.git', ref: '--upload-pack=x' } })).toThrow(/workspace\.ref must be a branch, tag or commit name/);
     expect(() => validateStartInput({ prompt: 'p', projectId: 'p', workspace: { repo: 'https://example.com/r.git', ref: 'v1.2', branch: 'claude/x' } })).not.toThrow();
+  });
+
+  it('refuses a branch the deployment protects (main and master by default, its globs, or none), naming the field', async () => {
+    const ws = (branch: string) => ({ repo: 'https://example.com/r.git', branch });
+    expect(() => assertBranchAllowed(ws('main'), {})).toThrow(/workspace\.branch must not be a branch this deployment protects \(main, master; "main" matches main\)/);
+    expect(() => assertBranchAllowed(ws('master'), {})).toThrow(/workspace\.branch/);
+    expect(() => assertBranchAllowed(ws('claude/x'), {})).not.toThrow();
+    expect(() => assertBranchAllowed(ws('release/2026-11'), { protectedBranches: ['main', 'release/*'] })).toThrow(/"release\/2026-11" matches release\/\*/);
+    expect(() => assertBranchAllowed(ws('release/2026/11'), { protectedBranches: ['release/**'] })).toThrow(/workspace\.branch/);
+    expect(() => assertBranchAllowed(ws('main'), { protectedBranches: [] })).not.toThrow();
+    expect(sessionPolicyFromEnv({ PROTECTED_BRANCHES: 'main, release/*' }).protectedBranches).toEqual(['main', 'release/*']);
+    expect(sessionPolicyFromEnv({ PROTECTED_BRANCHES: '' }).protectedBranches).toEqual([]);
+    // The workflow's CreateSession applies it too (whatever started the execution): nothing RUNNING, nothing cloned
+    const { session, outcome } = await env.runtime.run({ prompt: 'hi', projectId: 'ws-protected', workspace: { repo: remoteRepository().bare, branch: 'main' } });
+    expect(outcome).toMatchObject({ status: 'FAILED', error: 'InvalidInputError', cause: expect.stringMatching(/workspace\.branch must not be a branch this deployment protects/) });
+    expect(session).toBeUndefined();
+    expect(env.anthropic.messageRequests).toEqual([]);
   });
 
   it('is taken by a schedule (the nightly dependency update), checked at synth like any input', () => {
     const entry = { name: 'deps', expression: 'cron(0 3 * * ? *)', projectId: 'demo', prompt: 'Update the dependencies' };
     const [schedule] = parseSchedules([{ ...entry, workspace: { repo: 'https://github.com/team/widgets.git', branch: 'deps/nightly' } }]);
     expect(schedule!.input.workspace).toEqual({ repo: 'https://github.com/team/widgets.git', branch: 'deps/nightly' });
-    expect(() => parseSchedules([{ ...entry, workspace: { repo: 'https://github.com/team/widgets.git', branch: 'master' } }])).toThrow(/schedules\[0\] \(deps\): workspace\.branch must not be main or master/);
+    // A protected branch in a schedule fails the synth, naming the schedule, not every night.
+    const nightlyOnMaster = parseSchedules([{ ...entry, workspace: { repo: 'https://github.com/team/widgets.git', branch: 'master' } }]);
+    expect(() => new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', { schedules: nightlyOnMaster }))
+      .toThrow(/schedule deps: .*workspace\.branch must not be a branch this deployment protects/);
   });
 
   it('hands git its token only as a header, and keeps it out of the error', async () => {

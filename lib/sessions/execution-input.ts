@@ -12,8 +12,6 @@ const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 const idField = z.string().regex(ID_PATTERN, 'must be 1-64 characters of A-Z a-z 0-9 . _ -');
 const uuidField = z.string().refine((v) => isUuid(v), 'must be a UUID');
 
-/** Branches a session never pushes to: it hands back a branch of its own. */
-export const PROTECTED_BRANCHES = ['main', 'master'] as const;
 const GIT_REF = /^(?!-)(?!.*\.\.)(?!.*\/\/)[A-Za-z0-9._/-]{1,200}(?<![./])$/;
 
 function isRepo(repo: string): boolean {
@@ -42,7 +40,7 @@ const WorkspaceSchema = z.strictObject({
   branch: z
     .string()
     .regex(GIT_REF, 'must be a valid branch name')
-    .refine((b) => !(PROTECTED_BRANCHES as readonly string[]).includes(b), `must not be ${PROTECTED_BRANCHES.join(' or ')}: a session pushes a branch of its own`)
+    // Which branches are protected is the deployment's (SessionPolicy.protectedBranches).
     .optional(),
 });
 export type WorkspaceSpec = z.output<typeof WorkspaceSchema>;

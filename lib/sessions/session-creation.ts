@@ -1,5 +1,9 @@
 import { InvalidInputError, prepareSessionStart, type SessionStart } from './execution-input.js';
+import picomatch from 'picomatch';
 import { DEFAULT_TOOLS } from './session-limits.js';
+
+/** Branches a session never pushes to unless the deployment says otherwise: it hands back a branch of its own. */
+export const DEFAULT_PROTECTED_BRANCHES: readonly string[] = ['main', 'master'];
 
 /** What CreateSession hands on: the session it created, to run. */
 export interface PreparedSession {
@@ -30,6 +34,24 @@ export interface SessionPolicy {
   retryBaseSeconds?: number;
   /** The tools a session may name in its input (`tools`). @default the runner's defaults (DEFAULT_TOOLS: no shell, no web) */
   allowedTools?: readonly string[];
+  /**
+   * Branch names or glob patterns (`release/*`) a session's `workspace.branch` may not be; an
+   * empty list allows any. @default DEFAULT_PROTECTED_BRANCHES (main, master)
+   */
+  protectedBranches?: readonly string[];
+}
+
+/** A session's `workspace.branch` that the deployment protects: refused by name, before anything runs. */
+export function assertBranchAllowed(workspace: { branch?: string } | undefined, policy: SessionPolicy): void {
+  if (!workspace?.branch) return;
+  const patterns = policy.protectedBranches ?? DEFAULT_PROTECTED_BRANCHES;
+  const match = patterns.find((p) => picomatch.isMatch(workspace.branch!, p, { dot: true }));
+  if (match !== undefined) {
+    throw new InvalidInputError([{
+      field: 'workspace.branch',
+      message: `must not be a branch this deployment protects (${patterns.join(', ')}; ${JSON.stringify(workspace.branch)} matches ${match}): a session pushes a branch of its own`,
+    }]);
+  }
 }
 
 /** A session's `tools` beyond what the deployment allows: refused by name, before anything runs. */
@@ -57,6 +79,8 @@ export function sessionPolicyFromEnv(env: NodeJS.ProcessEnv, prefix = ''): Sessi
     runAttempts: read('RUN_ATTEMPTS', (n) => Number.isInteger(n) && n >= 1 && n <= 10, 'a whole number from 1 to 10'),
     retryBaseSeconds: read('RETRY_BASE_SECONDS', (n) => Number.isFinite(n) && n >= 0 && n <= 3600, 'a number of seconds from 0 to 3600'),
     allowedTools: env[prefix + 'ALLOWED_TOOLS']?.split(',').map((t) => t.trim()).filter(Boolean) || undefined,
+    // Set but empty: no branch is protected.
+    protectedBranches: env[prefix + 'PROTECTED_BRANCHES']?.split(',').map((b) => b.trim()).filter(Boolean),
   };
 }
 
@@ -102,6 +126,7 @@ export interface ValidateInputEvent {
 export function prepareSession(event: ValidateInputEvent, policy: SessionPolicy = {}, now = new Date()): PreparedSession {
   const { session, prompt } = prepareSessionStart(event.input, { executionArn: event.executionArn, executionName: event.executionName, now });
   assertToolsAllowed(session.tools, policy);
+  assertBranchAllowed(session.workspace, policy);
   // Its presence routes the session through AcquireSlot; without a limit, no slot is taken.
   if (policy.maxConcurrentSessions) session.concurrencyLimit = policy.maxConcurrentSessions;
   if (policy.runAttempts && policy.runAttempts > 1) {

@@ -3,7 +3,7 @@ import type { MilestoneRepository } from './milestone-repository.js';
 import { milestoneTaskWorkspace } from './milestone-workspace.js';
 import type { ProjectSlots } from './project-slots.js';
 import type { SessionRepository } from './session-repository.js';
-import { assertToolsAllowed, assertWithinBudget, type SessionPolicy } from './session-creation.js';
+import { assertBranchAllowed, assertToolsAllowed, assertWithinBudget, type SessionPolicy } from './session-creation.js';
 
 export interface StartCheckDeps {
   repository: SessionRepository;
@@ -22,6 +22,7 @@ export async function assertCanStart(
   deps: StartCheckDeps,
 ): Promise<void> {
   assertToolsAllowed(input.tools, deps.policy ?? {});
+  assertBranchAllowed(input.workspace, deps.policy ?? {});
   if (input.milestoneId) milestoneTaskWorkspace(await deps.milestones.assertStartable(input.milestoneId, input.projectId), input.workspace);
   if (!deps.policy) return;
   await assertWithinBudget(input.projectId, deps.policy, (p, since) => deps.repository.costSince(p, since));

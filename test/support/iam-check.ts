@@ -448,9 +448,16 @@ const xray: Mapper = (action) => [request(`xray:${action}`, '*')];
 
 const sts: Mapper = (action, params) => [request(`sts:${action}`, str(params.RoleArn, 'RoleArn'))];
 
-/** git over https to a CodeCommit repository (GitPull, GitPush): the repository named by its region and name, in this account. */
+/**
+ * git over https to a CodeCommit repository (GitPull, GitPush): the repository named by its region
+ * and name, in this account; a push carries the refs it updates as `codecommit:References`.
+ */
 const codecommit: Mapper = (action, params) => [
-  request(`codecommit:${action}`, arn('codecommit', str(params.repositoryName, 'repositoryName'), typeof params.region === 'string' ? params.region : REGION)),
+  request(
+    `codecommit:${action}`,
+    arn('codecommit', str(params.repositoryName, 'repositoryName'), typeof params.region === 'string' ? params.region : REGION),
+    Array.isArray(params.references) ? { 'codecommit:References': params.references.map(String) } : {},
+  ),
 ];
 
 /** The region a cross-region inference profile sends a call to in these checks: not the caller's, as Bedrock may choose. */
