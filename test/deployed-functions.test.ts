@@ -56,11 +56,16 @@ afterAll(async () => {
 });
 
 /** Invokes one deployed function's bundle once, as its own role, with its template environment. */
-async function invoke(deployed: DeployedFunction, event: unknown, extra: Record<string, string> = {}) {
+/** The function's answer, an error included. */
+function invokeAnswer(deployed: DeployedFunction, event: unknown, extra: Record<string, string> = {}) {
   const task = taskRoot(deployed.codeDir, deployed.kind === 'zip' ? 'aws-sdk' : 'claude-code');
   const environment = Object.fromEntries(Object.entries(deployed.environment).map(([k, v]) => [k, String(resolver.resolve(v))]));
   const env = { ...lambdaEnvironment(resolver.physicalName(deployed.logicalId), task), ...environment, ...aws.envFor(deployed.role), ...extra };
-  const answer = await invokeHandler(task, deployed.module, deployed.exportName, env, event);
+  return invokeHandler(task, deployed.module, deployed.exportName, env, event);
+}
+
+async function invoke(deployed: DeployedFunction, event: unknown, extra: Record<string, string> = {}) {
+  const answer = await invokeAnswer(deployed, event, extra);
   expect(answer.exitCode, answer.output).toBe(0);
   expect(answer.error, answer.output).toBeUndefined();
   return answer.result as any;
@@ -88,6 +93,16 @@ describe('the synthesized bundles, invoked', () => {
     // Assess
     expect(created).toMatchObject({ session: { sessionId, projectId: 'deployed' }, prompt: 'Summarise the README', milestone: { item: null } });
     expect(await sessionItem(sessionId)).toMatchObject({ status: { S: 'RUNNING' } });
+  });
+
+  it('CreateSession refuses a workspace on a protected branch (main, by default), naming the field, and puts nothing', async () => {
+    const sessionId = randomUUID();
+    const answer = await invokeAnswer(fn('SessionCreator'), {
+      input: { prompt: 'Fix it on main', projectId: 'deployed', sessionId, workspace: { repo: 'https://example.com/r.git', branch: 'main' } },
+      executionArn: `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${sessionId}`, executionName: sessionId, executionStartTime: new Date().toISOString(),
+    });
+    expect(answer.error, answer.output).toMatchObject({ errorType: 'InvalidInputError', errorMessage: expect.stringMatching(/workspace\.branch must not be a branch this deployment protects \(main, master/) });
+    expect(await sessionItem(sessionId)).toBeUndefined();
   });
 
   it('the runner image\'s Lambda handler runs the real Claude CLI for that session, reading its key from the secret', async () => {
