@@ -90,6 +90,15 @@ describe('a session with a workspace', () => {
     expect(await env.runtime.repository.listRunning('ws-missing')).toEqual([]);
   });
 
+  it('fails WorkspaceCloneError before Claude runs on an empty repository, saying it has no commit', async () => {
+    const empty = join(mkdtempSync(join(tmpdir(), 'ws-empty-')), 'empty.git');
+    git(tmpdir(), 'init', '--quiet', '--bare', empty);
+    const { session, outcome } = await env.runtime.run({ prompt: 'Scaffold it', projectId: 'ws-empty', workspace: { repo: empty } });
+    expect(outcome).toMatchObject({ status: 'FAILED', error: 'WorkspaceCloneError' });
+    expect(session).toMatchObject({ status: 'FAILED', cause: expect.stringContaining(`could not clone ${empty}: it has no commit yet`) });
+    expect(env.anthropic.messageRequests).toEqual([]);
+  });
+
   it('fails WorkspacePushError when the remote refuses the push, keeping the usage and the change as a patch', async () => {
     // Prepare: a remote whose pre-receive hook refuses every push
     const { bare } = remoteRepository();

@@ -162,7 +162,10 @@ export async function cloneWorkspace(
       await git(['fetch', '--quiet', '--depth', '1', 'origin', commit], workDir, await auth.env());
       await git(['checkout', '--quiet', commit], workDir, env);
     }
-    return { baseCommit: await git(['rev-parse', 'HEAD'], workDir, env), gitConfig: await readFile(join(workDir, '.git', 'config')) };
+    // An empty repository clones (with a warning) but has nothing to start from or branch off.
+    const baseCommit = await git(['rev-parse', '--verify', '--quiet', 'HEAD'], workDir, env).catch(() => '');
+    if (!baseCommit) throw new Error('it has no commit yet: a session starts from one and hands back a branch off it (push a first commit)');
+    return { baseCommit, gitConfig: await readFile(join(workDir, '.git', 'config')) };
   } catch (err) {
     const message = auth.redact((err as Error).message);
     throw new WorkspaceCloneError(`could not clone ${redactRepo(spec.repo)}${at ? ` at ${at}` : ''}: ${message}`);
