@@ -85,6 +85,13 @@ describe('the session workflow on the local state machine, with the real Claude 
     expect(sent).toContain(prompt);
   });
 
+  it('hands on a prompt with a lone surrogate as U+FFFD (the stream-json line escapes it; the CLI sends UTF-8), and the session completes', async () => {
+    const { session } = await env.runtime.run({ prompt: 'half a pair: \ud83d, then the rest', projectId: 'p-surrogate' });
+    expect(session).toMatchObject({ status: 'COMPLETED' });
+    const sent = JSON.stringify(env.anthropic.messageRequests[0]!.body.messages);
+    expect(sent).toContain('half a pair: \ufffd, then the rest');
+  });
+
   it('closes the session FAILED with the error text and the usage spent when the API answers 400', async () => {
     // Prepare: one paid turn asking for a tool, then a 400 on the next request.
     env.anthropic.respondWith(
