@@ -47,7 +47,7 @@ export interface ClaudeSessionsStackProps extends StackProps {
    */
   readonly allowedTools?: readonly string[];
   /**
-   * Branches (names or globs such as `release/*`) a session's workspace may not push; `[]`
+   * Branches (names or patterns such as `release/*`, `*` matching any characters) a session's workspace may not push; `[]`
    * allows any. Refused by CreateSession and the API naming `workspace.branch`, checked in
    * schedules at synth, and on CodeCommit denied by IAM too. Context `protectedBranches`
    * (comma-separated, `none` for none). @default main, master

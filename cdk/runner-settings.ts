@@ -9,7 +9,7 @@ import type { ModelAccess } from './model-access.js';
 import type { ModelSettings } from '../lib/claude/model-provider.js';
 import { AWS_REGION_NAME, CODECOMMIT_REPOSITORY_NAME } from '../lib/sessions/codecommit-url.js';
 import type { Construct } from 'constructs';
-import { DEFAULT_PROTECTED_BRANCHES } from '../lib/sessions/session-creation.js';
+import { DEFAULT_PROTECTED_BRANCHES, checkedBranchPatterns } from '../lib/sessions/session-creation.js';
 
 /** What both runners (the Lambda and the Fargate task) are given: one set, so the two cannot drift. */
 export interface RunnerSettingsProps {
@@ -25,7 +25,7 @@ export interface RunnerSettingsProps {
   readonly gitTokenSecret?: ISecret;
   /** CodeCommit repositories sessions may clone and push, signed for with the runner's own role. @default none */
   readonly codeCommitRepositories?: readonly IRepository[];
-  /** Branches (or glob patterns) no session may push: on CodeCommit also denied by IAM. @default main, master */
+  /** Branches (or patterns, `*` any characters) no session may push: on CodeCommit also denied by IAM. @default main, master */
   readonly protectedBranches?: readonly string[];
   /** @default 5 minutes without output before the CLI is treated as hung */
   readonly idleTimeout?: Duration;
@@ -78,14 +78,9 @@ export function grantRunner(grantee: IGrantable, props: RunnerSettingsProps): vo
   }
 }
 
-/** A branch name or a glob of them (`release/*`), as `protectedBranches` takes them. */
-const BRANCH_PATTERN = /^[A-Za-z0-9._/*-]{1,200}$/;
-
 /** The stack prop or context `protectedBranches`, checked: a bad one fails the synth, naming the key. */
 export function checkedProtectedBranches(patterns: readonly string[] | undefined): readonly string[] | undefined {
-  const bad = (patterns ?? []).filter((p) => !BRANCH_PATTERN.test(p));
-  if (bad.length) throw new Error(`protectedBranches must be branch names or globs of them (release/*), not ${bad.map((p) => JSON.stringify(p)).join(', ')}`);
-  return patterns;
+  return checkedBranchPatterns(patterns, 'protectedBranches');
 }
 
 const CODECOMMIT_ARN = new RegExp(`^arn:aws(?:-[a-z]+)*:codecommit:${AWS_REGION_NAME.source.slice(1, -1)}:\\d{12}:${CODECOMMIT_REPOSITORY_NAME.source.slice(1)}`);

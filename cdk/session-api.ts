@@ -27,7 +27,7 @@ export interface SessionApiProps {
   readonly monthlyBudgetUsd?: number;
   /** The tools a session may name in its input. @default DEFAULT_TOOLS (no shell, no web) */
   readonly allowedTools?: readonly string[];
-  /** Branches (or globs) a session's workspace may not push. @default main, master */
+  /** Branches (or patterns, `*` any characters) a session's workspace may not push. @default main, master */
   readonly protectedBranches?: readonly string[];
   /** @default 10 requests per second, bursts of 20 */
   readonly throttle?: { rateLimit: number; burstLimit: number };

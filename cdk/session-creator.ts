@@ -14,7 +14,7 @@ export interface SessionCreatorProps {
   readonly monthlyBudgetUsd?: number;
   /** The tools a session may name in its input. @default DEFAULT_TOOLS (no shell, no web) */
   readonly allowedTools?: readonly string[];
-  /** Branches (or globs) a session's workspace may not push. @default main, master */
+  /** Branches (or patterns, `*` any characters) a session's workspace may not push. @default main, master */
   readonly protectedBranches?: readonly string[];
   /** Runs of the CLI a session may take when the API fails transiently (429, 5xx, 529). @default 3 */
   readonly runAttempts?: number;

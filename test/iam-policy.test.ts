@@ -153,6 +153,7 @@ describe('CodeCommit repositories the runners sign for', () => {
     expect((await push(granting, 'master')).denied).toHaveLength(1);
     expect((await push(granting, 'claude-sessions/0c9f3f6e')).denied).toEqual([]);
     expect((await push(releases, 'release/2026-11')).denied).toHaveLength(1);
+    expect((await push(releases, 'release/2026/11')).denied).toHaveLength(1); // as assertBranchAllowed: `*` crosses `/`
     expect((await push(releases, 'main')).denied).toEqual([]);
     expect((await push(none, 'main')).denied).toEqual([]);
     expect(JSON.stringify(none)).not.toContain('codecommit:References');

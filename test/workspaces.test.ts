@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { v4 as uuidv4 } from 'uuid';
 import { describe, expect, it } from 'vitest';
@@ -50,28 +50,60 @@ describe('a session with a workspace', () => {
     expect(git(bare, 'rev-parse', 'main')).toBe(main);
   });
 
-  it('pushes with the clone\'s git config and runs no hook, whatever was written into .git meanwhile', async () => {
-    // Prepare: a clone, then what a session with a shell could do to .git: a push URL elsewhere, a pre-push hook
-    // (Claude Code's file tools refuse .git/config as "a sensitive file"; Bash under bypassPermissions does not)
+  it('pushes with the clone\'s git config and runs no program of the session\'s, whatever it left in .git, HOME or a nested repository', async () => {
+    // Prepare: a clone, then what a session with a shell could leave behind (Claude Code's file tools
+    // refuse .git/config as "a sensitive file"; its Bash, under a permissive mode, does not)
     const { bare, main } = remoteRepository();
     const elsewhere = remoteRepository();
     const home = mkdtempSync(join(tmpdir(), 'ws-git-dir-'));
     const work = join(home, 'work');
-    const hookRan = join(home, 'hook-ran');
+    const ran = join(home, 'ran');
     const cloned = await cloneWorkspace({ repo: bare }, work, home, {});
+    const program = (name: string) => `#!/bin/sh\necho ${name} >> ${ran}\n`;
+    // .git/config: a push URL elsewhere, a URL rewrite, an fsmonitor program
     git(work, 'config', 'remote.origin.pushurl', elsewhere.bare);
-    git(work, 'config', 'url.file:///nowhere/.insteadOf', bare);
-    writeFileSync(join(work, '.git', 'hooks', 'pre-push'), `#!/bin/sh\ntouch ${hookRan}\n`, { mode: 0o755 });
-    writeFileSync(join(work, '.git', 'hooks', 'post-commit'), `#!/bin/sh\ntouch ${hookRan}\n`, { mode: 0o755 });
+    git(work, 'config', 'core.fsmonitor', join(home, 'fsmonitor'));
+    writeFileSync(join(home, 'fsmonitor'), program('fsmonitor'), { mode: 0o755 });
+    // hooks, those of the index included
+    for (const hook of ['pre-push', 'post-commit', 'post-index-change', 'pre-commit', 'reference-transaction']) {
+      writeFileSync(join(work, '.git', 'hooks', hook), program(hook), { mode: 0o755 });
+    }
+    // a global config in the HOME git runs with (the CLI's own)
+    writeFileSync(join(home, '.gitconfig'), `[url "${elsewhere.bare}"]\n\tinsteadOf = ${bare}\n[remote "origin"]\n\tpushurl = ${elsewhere.bare}\n`);
+    // commondir: the git directory's config and refs read from a copy the session controls
+    git(home, 'clone', '--quiet', '--bare', bare, join(home, 'other.git'));
+    git(join(home, 'other.git'), 'config', 'remote.origin.pushurl', elsewhere.bare);
+    writeFileSync(join(work, '.git', 'commondir'), join(home, 'other.git'));
+    // a nested repository with its own fsmonitor program
+    git(work, 'init', '--quiet', 'nested');
+    writeFileSync(join(work, 'nested', 'inner.txt'), 'inner\n');
+    git(join(work, 'nested'), 'add', 'inner.txt');
+    git(join(work, 'nested'), 'commit', '--quiet', '-m', 'inner');
+    git(join(work, 'nested'), 'config', 'core.fsmonitor', join(home, 'fsmonitor'));
     writeFileSync(join(work, 'NOTES.md'), 'notes\n');
     // Act
     const pushed = await commitAndPush({ repo: bare }, { sessionId: 's', promptFirstLine: 'Write notes', branch: 'notes' }, work, home, cloned, {});
-    // Assess: the branch reached the cloned remote only, and neither hook ran
+    // Assess: the branch reached the cloned remote only, and no program of the session's ran
     expect(pushed.error).toBeUndefined();
     expect(git(bare, 'show', 'notes:NOTES.md')).toBe('notes');
     expect(git(bare, 'rev-parse', 'main')).toBe(main);
     expect(git(elsewhere.bare, 'branch', '--list', '--format=%(refname:short)')).toBe('main');
-    expect(existsSync(hookRan)).toBe(false);
+    expect(existsSync(ran) ? readFileSync(ran, 'utf8') : '').toBe('');
+  });
+
+  it('refuses to commit when .git is no longer the clone\'s directory, and pushes nothing', async () => {
+    const { bare } = remoteRepository();
+    const elsewhere = remoteRepository();
+    const home = mkdtempSync(join(tmpdir(), 'ws-git-file-'));
+    const work = join(home, 'work');
+    const cloned = await cloneWorkspace({ repo: bare }, work, home, {});
+    git(home, 'clone', '--quiet', elsewhere.bare, join(home, 'decoy'));
+    rmSync(join(work, '.git'), { recursive: true });
+    writeFileSync(join(work, '.git'), `gitdir: ${join(home, 'decoy', '.git')}\n`);
+    writeFileSync(join(work, 'NOTES.md'), 'notes\n');
+    await expect(commitAndPush({ repo: bare }, { sessionId: 's', promptFirstLine: 'x', branch: 'notes' }, work, home, cloned, {})).rejects.toThrow(/no longer the clone's directory/);
+    expect(git(elsewhere.bare, 'branch', '--list', '--format=%(refname:short)')).toBe('main');
+    expect(git(bare, 'branch', '--list', '--format=%(refname:short)')).toBe('main');
   });
 
   it('pushes nothing and records no branch when Claude changed nothing', async () => {
@@ -128,7 +160,10 @@ describe('a session with a workspace', () => {
     expect(() => assertBranchAllowed(ws('master'), {})).toThrow(/workspace\.branch/);
     expect(() => assertBranchAllowed(ws('claude/x'), {})).not.toThrow();
     expect(() => assertBranchAllowed(ws('release/2026-11'), { protectedBranches: ['main', 'release/*'] })).toThrow(/"release\/2026-11" matches release\/\*/);
-    expect(() => assertBranchAllowed(ws('release/2026/11'), { protectedBranches: ['release/**'] })).toThrow(/workspace\.branch/);
+    // `*` crosses `/`, as IAM's StringLike does on CodeCommit: the two checks agree
+    expect(() => assertBranchAllowed(ws('release/2026/11'), { protectedBranches: ['release/*'] })).toThrow(/workspace\.branch/);
+    expect(() => assertBranchAllowed(ws('releases'), { protectedBranches: ['release/*'] })).not.toThrow();
+    expect(() => sessionPolicyFromEnv({ PROTECTED_BRANCHES: 'main,!main' })).toThrow(/PROTECTED_BRANCHES must be branch names or patterns of them \(release\/\*\), not "!main"/);
     expect(() => assertBranchAllowed(ws('main'), { protectedBranches: [] })).not.toThrow();
     expect(sessionPolicyFromEnv({ PROTECTED_BRANCHES: 'main, release/*' }).protectedBranches).toEqual(['main', 'release/*']);
     expect(sessionPolicyFromEnv({ PROTECTED_BRANCHES: '' }).protectedBranches).toEqual([]);

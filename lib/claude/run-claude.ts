@@ -140,6 +140,9 @@ async function superviseClaude(options: RunClaudeOptions, child: ChildProcess): 
     }
   });
 
+  // What Claude's tools left running in the background goes with the CLI: it would hold the
+  // output open, race the workspace's push, and outlive into the next session on a warm Lambda.
+  child.once('exit', () => signalGroup(child.pid, 'SIGKILL'));
   const exit = await new Promise<{ code: number | null; signal: string | null }>((resolve, reject) => {
     child.once('error', (err) => reject(new ClaudeSpawnError(`could not start the Claude CLI: ${err.message}`, { cause: err })));
     // 'close' waits for stdout to drain, so the result line is in before we look.

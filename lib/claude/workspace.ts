@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { lstat, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import type { WorkspaceSpec } from '../sessions/execution-input.js';
@@ -51,13 +51,17 @@ export interface GitAccess {
   codeCommitEndpoint?: string;
 }
 
-/** git's environment: no prompt, no user config; no credentials (see RemoteAuth). */
+/**
+ * git's environment: no prompt, no system or global config (HOME is the CLI's, where a tool
+ * could write a .gitconfig), no credentials (see RemoteAuth).
+ */
 function gitEnv(home: string): NodeJS.ProcessEnv {
   return {
     PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
     HOME: home,
     GIT_TERMINAL_PROMPT: '0',
     GIT_CONFIG_NOSYSTEM: '1',
+    GIT_CONFIG_GLOBAL: '/dev/null',
     GIT_AUTHOR_NAME: 'claude-sessions',
     GIT_AUTHOR_EMAIL: 'claude-sessions@users.noreply.github.com',
     GIT_COMMITTER_NAME: 'claude-sessions',
@@ -100,8 +104,11 @@ function remoteAuth(repo: string, home: string, access: GitAccess): RemoteAuth {
   };
 }
 
+/** On every command (the command line wins over any config file): no hook, no fsmonitor program. */
+const NO_PROGRAMS = ['-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false'];
+
 async function git(args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<string> {
-  const child = spawn('git', args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('git', [...NO_PROGRAMS, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -116,16 +123,27 @@ async function git(args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise
 
 /**
  * What the clone left, for the push: its commit, and its .git/config. Claude has the work tree,
- * .git included, and a config it rewrote (a pushurl, url.*.insteadOf, http.proxy) could send
- * the push and its Authorization header elsewhere: the push runs with the clone's config, and
- * no hook (commit and push: `core.hooksPath` on the command line wins over the repository's).
+ * .git included, and a config rewritten there (a pushurl, url.*.insteadOf, http.proxy) could
+ * send the push and its Authorization header elsewhere: the push runs with the clone's config
+ * (restoreGitDir). This is about what a session leaves behind; a session with a shell runs as
+ * the runner's user, and one bent on it could reach what the runner can (README: Tools).
  */
 export interface ClonedWorkspace {
   baseCommit: string;
   gitConfig: Buffer;
 }
 
-const NO_HOOKS = ['-c', 'core.hooksPath=/dev/null'];
+/** The clone's own .git back as git will read it: a real directory, its config, nothing redirecting it. */
+async function restoreGitDir(workDir: string, gitConfig: Buffer): Promise<void> {
+  const gitDir = join(workDir, '.git');
+  const stats = await lstat(gitDir).catch(() => undefined);
+  if (!stats?.isDirectory()) throw new Error('.git in the working directory is no longer the clone\'s directory');
+  // commondir and config.worktree would make git read another directory's config, refs or hooks.
+  for (const redirect of ['commondir', 'config.worktree']) await rm(join(gitDir, redirect), { recursive: true, force: true });
+  // Removed first: a symlink put there is replaced, not written through.
+  await rm(join(gitDir, 'config'), { force: true });
+  await writeFile(join(gitDir, 'config'), gitConfig);
+}
 
 /** A plain path is cloned as a file:// URL, so a shallow clone works for it too. */
 function cloneUrl(repo: string): string {
@@ -190,13 +208,12 @@ export async function commitAndPush(
   const unchanged: WorkspaceRecord = {
     repo: redactRepo(spec.repo), ref: spec.ref ?? null, baseCommit: base.baseCommit, branch: null, commit: null, filesChanged: 0, insertions: 0, deletions: 0,
   };
-  // Removed first: a symlink put there is replaced, not written through.
-  await rm(join(workDir, '.git', 'config'), { force: true });
-  await writeFile(join(workDir, '.git', 'config'), base.gitConfig);
+  await restoreGitDir(workDir, base.gitConfig);
   await git(['add', '--all'], workDir, env);
-  if (!(await git(['status', '--porcelain'], workDir, env))) return { record: unchanged };
+  // A repository nested in the work tree is recorded as such, never entered (its config would apply there).
+  if (!(await git(['status', '--porcelain', '--ignore-submodules=all'], workDir, env))) return { record: unchanged };
   const message = `claude-sessions ${session.sessionId}: ${session.promptFirstLine}`.slice(0, 200);
-  await git([...NO_HOOKS, 'commit', '--quiet', '--no-verify', '-m', message], workDir, env);
+  await git(['commit', '--quiet', '--no-verify', '-m', message], workDir, env);
   const commit = await git(['rev-parse', 'HEAD'], workDir, env);
   const stat = await git(['diff', '--shortstat', base.baseCommit, commit], workDir, env);
   const number = (word: RegExp) => Number(word.exec(stat)?.[1] ?? 0);
@@ -205,7 +222,7 @@ export async function commitAndPush(
     filesChanged: number(/(\d+) files? changed/), insertions: number(/(\d+) insertions?/), deletions: number(/(\d+) deletions?/),
   };
   try {
-    await git([...NO_HOOKS, 'push', '--quiet', '--no-verify', 'origin', `HEAD:refs/heads/${session.branch}`], workDir, await auth.env());
+    await git(['push', '--quiet', '--no-verify', 'origin', `HEAD:refs/heads/${session.branch}`], workDir, await auth.env());
     return { record };
   } catch (err) {
     const patch = Buffer.from(await git(['format-patch', '--stdout', `${base.baseCommit}..${commit}`], workDir, env));

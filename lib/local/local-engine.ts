@@ -134,7 +134,7 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
       try {
         execution = runtime.startExecution(input, sessionId, { endpoint, standby: ahead?.standby });
       } catch (err) {
-        await ahead?.standby.discard();
+        if (ahead) await standby?.release(ahead.standby);
         throw err;
       }
       void execution.outcome.then(() => {

@@ -66,9 +66,15 @@ export class NextRunStandby {
 
   async close(): Promise<void> {
     this.closed = true;
-    const standby = await this.next;
+    const next = this.next;
     this.next = undefined;
+    const standby = await next;
     if (standby) await this.dropUnused(standby);
+  }
+
+  /** A standby taken for a run whose execution could not start: stopped, and counted so. */
+  async release(standby: StandbyClaude): Promise<void> {
+    await this.dropUnused(standby);
   }
 
   private async dropUnused(standby: StandbyClaude): Promise<void> {

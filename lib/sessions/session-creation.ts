@@ -1,5 +1,4 @@
 import { InvalidInputError, prepareSessionStart, type SessionStart } from './execution-input.js';
-import picomatch from 'picomatch';
 import { DEFAULT_TOOLS } from './session-limits.js';
 
 /** Branches a session never pushes to unless the deployment says otherwise: it hands back a branch of its own. */
@@ -35,17 +34,37 @@ export interface SessionPolicy {
   /** The tools a session may name in its input (`tools`). @default the runner's defaults (DEFAULT_TOOLS: no shell, no web) */
   allowedTools?: readonly string[];
   /**
-   * Branch names or glob patterns (`release/*`) a session's `workspace.branch` may not be; an
+   * Branch names or patterns (`release/*`) a session's `workspace.branch` may not be; an
    * empty list allows any. @default DEFAULT_PROTECTED_BRANCHES (main, master)
    */
   protectedBranches?: readonly string[];
+}
+
+/** A protected branch: a name, or a pattern whose `*` matches any characters, `/` included. */
+export const PROTECTED_BRANCH_PATTERN = /^[A-Za-z0-9._/*-]{1,200}$/;
+
+/**
+ * Whether a branch matches a protected pattern, as IAM's StringLike matches the same pattern
+ * against `codecommit:References` (cdk/runner-settings.ts): `*` is any characters, `/` included,
+ * so `release/*` protects `release/2026/11` here as it does there.
+ */
+export function branchMatches(branch: string, pattern: string): boolean {
+  const source = pattern.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*');
+  return new RegExp(`^${source}$`).test(branch);
+}
+
+/** Protected branch patterns from settings, checked: a bad one is named with the setting it came from. */
+export function checkedBranchPatterns(patterns: readonly string[] | undefined, setting: string): readonly string[] | undefined {
+  const bad = (patterns ?? []).filter((p) => !PROTECTED_BRANCH_PATTERN.test(p));
+  if (bad.length) throw new Error(`${setting} must be branch names or patterns of them (release/*), not ${bad.map((p) => JSON.stringify(p)).join(', ')}`);
+  return patterns;
 }
 
 /** A session's `workspace.branch` that the deployment protects: refused by name, before anything runs. */
 export function assertBranchAllowed(workspace: { branch?: string } | undefined, policy: SessionPolicy): void {
   if (!workspace?.branch) return;
   const patterns = policy.protectedBranches ?? DEFAULT_PROTECTED_BRANCHES;
-  const match = patterns.find((p) => picomatch.isMatch(workspace.branch!, p, { dot: true }));
+  const match = patterns.find((p) => branchMatches(workspace.branch!, p));
   if (match !== undefined) {
     throw new InvalidInputError([{
       field: 'workspace.branch',
@@ -80,7 +99,7 @@ export function sessionPolicyFromEnv(env: NodeJS.ProcessEnv, prefix = ''): Sessi
     retryBaseSeconds: read('RETRY_BASE_SECONDS', (n) => Number.isFinite(n) && n >= 0 && n <= 3600, 'a number of seconds from 0 to 3600'),
     allowedTools: env[prefix + 'ALLOWED_TOOLS']?.split(',').map((t) => t.trim()).filter(Boolean) || undefined,
     // Set but empty: no branch is protected.
-    protectedBranches: env[prefix + 'PROTECTED_BRANCHES']?.split(',').map((b) => b.trim()).filter(Boolean),
+    protectedBranches: checkedBranchPatterns(env[prefix + 'PROTECTED_BRANCHES']?.split(',').map((b) => b.trim()).filter(Boolean), prefix + 'PROTECTED_BRANCHES'),
   };
 }
 
