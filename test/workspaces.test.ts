@@ -91,6 +91,20 @@ describe('a session with a workspace', () => {
     expect(existsSync(ran) ? readFileSync(ran, 'utf8') : '').toBe('');
   });
 
+  it('commits and pushes the change beside a repository Claude made with no commit yet, which cannot be recorded', async () => {
+    const { bare } = remoteRepository();
+    const home = mkdtempSync(join(tmpdir(), 'ws-nested-'));
+    const work = join(home, 'work');
+    const cloned = await cloneWorkspace({ repo: bare }, work, home, {});
+    git(work, 'init', '--quiet', 'scaffold');
+    writeFileSync(join(work, 'scaffold', 'README.md'), 'new\n');
+    writeFileSync(join(work, 'NOTES.md'), 'notes\n');
+    const pushed = await commitAndPush({ repo: bare }, { sessionId: 's', promptFirstLine: 'x', branch: 'notes' }, work, home, cloned, {});
+    expect(pushed.error).toBeUndefined();
+    expect(pushed.record).toMatchObject({ branch: 'notes', filesChanged: 1 });
+    expect(git(bare, 'show', 'notes:NOTES.md')).toBe('notes');
+  });
+
   it('refuses to commit when .git is no longer the clone\'s directory, and pushes nothing', async () => {
     const { bare } = remoteRepository();
     const elsewhere = remoteRepository();

@@ -117,7 +117,7 @@ async function git(args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise
     child.once('error', reject);
     child.once('close', resolve);
   });
-  if (code !== 0) throw new Error(`git ${args[0]} exited ${code}: ${stderr.trim().split('\n').slice(-3).join(' / ')}`);
+  if (code !== 0) throw Object.assign(new Error(`git ${args[0]} exited ${code}: ${stderr.trim().split('\n').slice(-3).join(' / ')}`), { stderr });
   return stdout.trim();
 }
 
@@ -209,7 +209,10 @@ export async function commitAndPush(
     repo: redactRepo(spec.repo), ref: spec.ref ?? null, baseCommit: base.baseCommit, branch: null, commit: null, filesChanged: 0, insertions: 0, deletions: 0,
   };
   await restoreGitDir(workDir, base.gitConfig);
-  await git(['add', '--all'], workDir, env);
+  await git(['add', '--all', '--ignore-errors'], workDir, env).catch((err: Error & { stderr?: string }) => {
+    // A repository Claude made in the work tree with no commit yet cannot be recorded; all else is.
+    if (!err.stderr?.trim().split('\n').every((line) => /does not have a commit checked out/.test(line))) throw err;
+  });
   // A repository nested in the work tree is recorded as such, never entered (its config would apply there).
   if (!(await git(['status', '--porcelain', '--ignore-submodules=all'], workDir, env))) return { record: unchanged };
   const message = `claude-sessions ${session.sessionId}: ${session.promptFirstLine}`.slice(0, 200);
