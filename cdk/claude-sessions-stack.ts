@@ -19,8 +19,8 @@ import type { ScheduleEntry } from '../lib/sessions/schedule-entry.js';
 import type { ModelProvider } from '../lib/claude/claude-process.js';
 import { parseModelSettings } from '../lib/claude/model-provider.js';
 import { ModelAccess } from './model-access.js';
-import { checkedProtectedBranches, codeCommitRepositories } from './runner-settings.js';
-import { assertBranchAllowed } from '../lib/sessions/session-creation.js';
+import { codeCommitRepositories } from './runner-settings.js';
+import { assertBranchAllowed, checkedBranchPatterns } from '../lib/sessions/session-creation.js';
 
 export interface ClaudeSessionsStackProps extends StackProps {
   /** Name of an existing Secrets Manager secret holding the Anthropic API key. @default a new secret to fill in */
@@ -102,7 +102,7 @@ export class ClaudeSessionsStack extends Stack {
     // With Bedrock there is no key: each session's Claude gets the model role's credentials instead.
     const apiKeySecret = model.provider === 'anthropic' ? this.apiKeySecret(props.apiKeySecretName, props.apiKeySecretKmsKeyArn) : undefined;
     const modelAccess = model.provider === 'bedrock' ? new ModelAccess(this, 'ModelAccess', { settings: model }) : undefined;
-    const protectedBranches = checkedProtectedBranches(props.protectedBranches);
+    const protectedBranches = checkedBranchPatterns(props.protectedBranches, 'protectedBranches');
     // A schedule that would push a protected branch fails the synth, not every night.
     for (const schedule of props.schedules ?? []) {
       try {

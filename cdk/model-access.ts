@@ -1,7 +1,7 @@
 import { Lazy, Stack, Validations } from 'aws-cdk-lib';
 import { AccountRootPrincipal, PolicyStatement, Role, type Grant, type IGrantable, type IPrincipal, type IRole } from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
-import { invokeGrant, type BedrockSettings } from '../lib/claude/model-provider.js';
+import { invokeGrant, invokeStatements, type BedrockSettings } from '../lib/claude/model-provider.js';
 
 export interface ModelAccessProps {
   /** The Bedrock models of the deployment: the main and small models, and the projects' application inference profiles. */
@@ -31,18 +31,8 @@ export class ModelAccess extends Construct {
       }),
       description: 'claude-sessions: what the Claude CLI may do on Bedrock (invoke the configured models), assumed per session by the runners',
     });
-    const invoke = ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream'];
-    role.addToPrincipalPolicy(new PolicyStatement({ actions: invoke, resources: grant.resources }));
-    if (grant.throughProfiles) {
-      role.addToPrincipalPolicy(new PolicyStatement({
-        actions: invoke,
-        resources: grant.throughProfiles.resources,
-        conditions: { StringEquals: { 'bedrock:InferenceProfileArn': grant.throughProfiles.profileArns } },
-      }));
-      role.addToPrincipalPolicy(new PolicyStatement({ actions: ['bedrock:GetInferenceProfile'], resources: grant.throughProfiles.profileArns }));
-    }
-    // The CLI lists the system inference profiles before its first call.
-    role.addToPrincipalPolicy(new PolicyStatement({ actions: ['bedrock:ListInferenceProfiles'], resources: ['*'] }));
+    // The same statements each session's policy is made of (lib/claude/model-endpoint.ts).
+    for (const statement of invokeStatements(grant)) role.addToPrincipalPolicy(PolicyStatement.fromJson(statement));
     this.role = role;
     Validations.of(role).acknowledge({
       id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',

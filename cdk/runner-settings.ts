@@ -9,7 +9,7 @@ import type { ModelAccess } from './model-access.js';
 import type { ModelSettings } from '../lib/claude/model-provider.js';
 import { AWS_REGION_NAME, CODECOMMIT_REPOSITORY_NAME } from '../lib/sessions/codecommit-url.js';
 import type { Construct } from 'constructs';
-import { DEFAULT_PROTECTED_BRANCHES, checkedBranchPatterns } from '../lib/sessions/session-creation.js';
+import { DEFAULT_PROTECTED_BRANCHES } from '../lib/sessions/session-creation.js';
 
 /** What both runners (the Lambda and the Fargate task) are given: one set, so the two cannot drift. */
 export interface RunnerSettingsProps {
@@ -76,11 +76,6 @@ export function grantRunner(grantee: IGrantable, props: RunnerSettingsProps): vo
       },
     }));
   }
-}
-
-/** The stack prop or context `protectedBranches`, checked: a bad one fails the synth, naming the key. */
-export function checkedProtectedBranches(patterns: readonly string[] | undefined): readonly string[] | undefined {
-  return checkedBranchPatterns(patterns, 'protectedBranches');
 }
 
 const CODECOMMIT_ARN = new RegExp(`^arn:aws(?:-[a-z]+)*:codecommit:${AWS_REGION_NAME.source.slice(1, -1)}:\\d{12}:${CODECOMMIT_REPOSITORY_NAME.source.slice(1)}`);

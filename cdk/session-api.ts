@@ -14,6 +14,7 @@ import { Construct } from 'constructs';
 import type { TranscriptBucket } from './transcript-bucket.js';
 import { ServiceFunction } from './service-function.js';
 import type { SessionTable } from './session-table.js';
+import { sessionPolicyEnvironment } from '../lib/sessions/session-creation.js';
 
 export interface SessionApiProps {
   /** Read by the routes; its milestone items written (open, close). */
@@ -56,11 +57,7 @@ export class SessionApi extends Construct {
         TABLE_NAME: props.sessions.table.tableName,
         STATE_MACHINE_ARN: props.stateMachine.stateMachineArn,
         TRANSCRIPT_BUCKET: props.transcripts.bucket.bucketName,
-        ...(props.maxConcurrentSessions ? { MAX_CONCURRENT_SESSIONS: String(props.maxConcurrentSessions) } : {}),
-        ...(props.monthlyBudgetUsd ? { MONTHLY_BUDGET_USD: String(props.monthlyBudgetUsd) } : {}),
-        ...(props.allowedTools ? { ALLOWED_TOOLS: props.allowedTools.join(',') } : {}),
-        // Empty: none protected (the deployment allows any branch).
-        ...(props.protectedBranches ? { PROTECTED_BRANCHES: props.protectedBranches.join(',') } : {}),
+        ...sessionPolicyEnvironment(props),
       },
     }).function;
     // Reads of the table and its indexes, starting this one state machine, and opening and

@@ -4,6 +4,7 @@ import { Construct } from 'constructs';
 import type { Duration } from 'aws-cdk-lib';
 import { ServiceFunction } from './service-function.js';
 import type { SessionTable } from './session-table.js';
+import { sessionPolicyEnvironment } from '../lib/sessions/session-creation.js';
 
 export interface SessionCreatorProps {
   /** The session table: the session item is put here (and the month's cost read, with a budget). */
@@ -44,12 +45,8 @@ export class SessionCreator extends Construct {
       environment: {
         RUN_ATTEMPTS: String(props.runAttempts ?? 3),
         RETRY_BASE_SECONDS: String(props.retryBase?.toSeconds() ?? 15),
-        ...(props.maxConcurrentSessions ? { MAX_CONCURRENT_SESSIONS: String(props.maxConcurrentSessions) } : {}),
         TABLE_NAME: props.sessions.table.tableName,
-        ...(props.monthlyBudgetUsd ? { MONTHLY_BUDGET_USD: String(props.monthlyBudgetUsd) } : {}),
-        ...(props.allowedTools ? { ALLOWED_TOOLS: props.allowedTools.join(',') } : {}),
-        // Empty: none protected (the deployment allows any branch).
-        ...(props.protectedBranches ? { PROTECTED_BRANCHES: props.protectedBranches.join(',') } : {}),
+        ...sessionPolicyEnvironment(props),
       },
     }).function;
     props.sessions.grantCreateSessions(this.function);

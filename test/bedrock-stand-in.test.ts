@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EventStreamCodec, getChunkedStream, type Message } from '@smithy/core/event-streams';
 import { AnthropicStandIn, type RecordedRequest, type StandInUsage } from '../lib/local/anthropic-stand-in.js';
 import { buildClaudeArgs, promptMessage } from '../lib/claude/claude-args.js';
-import { defaultClaudePath } from '../lib/claude/claude-process.js';
+import { baseClaudeEnv, defaultClaudePath } from '../lib/claude/claude-process.js';
 
 // The stand-in as Amazon Bedrock, met by the real `claude` binary (2.1.197), next to the
 // Anthropic route it always served. Every fact asserted below was measured with this CLI.
@@ -58,19 +58,9 @@ async function runClaude(options: RunOptions): Promise<{ sessionId: string; resu
       ANTHROPIC_MODEL: bedrock.model,
     }
     : { ANTHROPIC_API_KEY: standIn.endpoint.apiKey, ANTHROPIC_BASE_URL: standIn.endpoint.baseUrl! };
-  const env: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH,
-    HOME: home,
-    CLAUDE_CONFIG_DIR: join(home, '.claude'),
-    TMPDIR: home,
-    LANG: 'C.UTF-8',
-    DISABLE_AUTOUPDATER: '1',
-    DISABLE_TELEMETRY: '1',
-    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
-    CLAUDE_CODE_MAX_RETRIES: '0',
-    ...provider,
-    ...options.env,
-  };
+  // The runner's base environment, and Claude Code's own provider variables rather than ours
+  // (ours pin every tier alias, which would change what these measurements see).
+  const env: NodeJS.ProcessEnv = { ...baseClaudeEnv(home, { maxRetries: 0, timeoutMs: 90_000 }), ...provider, ...options.env };
   const args = buildClaudeArgs({
     sessionId,
     conversation: 'fresh',

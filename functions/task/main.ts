@@ -38,13 +38,16 @@ async function main(): Promise<number> {
     // First thing: a cold start that pulled the image has used part of HeartbeatSeconds already.
     await callbacks.heartbeat();
     logger.info('running Claude', { promptChars: session.promptChars, promptSha256: session.promptSha256 });
+    // One client for both secrets a session may read (the API key, a git token).
+    let secrets: SecretsManagerClient | undefined;
+    const secretsClient = () => (secrets ??= tracer.captureAWSv3Client(new SecretsManagerClient({})));
     const outcome = await runFargateTask(
       // RunTask names the family, so the newest image runs executions started before a deploy too: their definition sends no contract.
       { session, milestone, retry, contract: Number(process.env.RUNNER_CONTRACT ?? 1) },
       () => executionPrompt(sfn, session.executionArn),
       {
         sessionEndpoint: sessionEndpoints(runner, {
-          secrets: () => tracer.captureAWSv3Client(new SecretsManagerClient({})),
+          secrets: secretsClient,
           sts: () => tracer.captureAWSv3Client(new STSClient({})),
         }),
         idleTimeoutMs: runner.idleTimeoutMs,
@@ -52,7 +55,7 @@ async function main(): Promise<number> {
         tools: runner.tools,
         permissionMode: runner.permissionMode,
         transcripts,
-        gitToken: runner.gitTokenSecretArn ? () => readGitToken(new SecretsManagerClient({}), runner.gitTokenSecretArn!) : undefined,
+        gitToken: runner.gitTokenSecretArn ? () => readGitToken(secretsClient(), runner.gitTokenSecretArn!) : undefined,
         // The task role signs git's password for CodeCommit workspaces, refreshed as ECS rotates it.
         codeCommitCredentials: fromNodeProviderChain(),
         savePatch: transcripts ? (sessionId, patch) => transcripts.savePatch(sessionId, patch) : undefined,

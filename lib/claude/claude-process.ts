@@ -205,9 +205,15 @@ export class StandbyClaude {
 }
 
 function claudeEnv(options: ClaudeProcessOptions, home: string): NodeJS.ProcessEnv {
-  // A fresh environment, not process.env: the runner's AWS credentials and other
-  // secrets stay out of reach of the CLI and of any tool it runs.
-  const env: NodeJS.ProcessEnv = {
+  return { ...baseClaudeEnv(home, options), ...providerEnv(options.endpoint) };
+}
+
+/**
+ * The CLI's environment before its provider's variables: a fresh one, not process.env, so the
+ * runner's AWS credentials and other secrets stay out of reach of the CLI and of any tool it runs.
+ */
+export function baseClaudeEnv(home: string, options: Pick<ClaudeProcessOptions, 'maxRetries' | 'timeoutMs'>): NodeJS.ProcessEnv {
+  return {
     PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
     HOME: home,
     CLAUDE_CONFIG_DIR: join(home, '.claude'),
@@ -220,7 +226,6 @@ function claudeEnv(options: ClaudeProcessOptions, home: string): NodeJS.ProcessE
     // A single stalled request must not outlive the run's own limit.
     API_TIMEOUT_MS: String(Math.max(1_000, Math.min(options.timeoutMs, 600_000))),
   };
-  return { ...env, ...providerEnv(options.endpoint) };
 }
 
 /** The CLI's own variables for its provider (Claude Code's Bedrock settings: docs/ARCHITECTURE.md#bedrock). */

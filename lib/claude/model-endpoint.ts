@@ -2,7 +2,7 @@ import { AssumeRoleCommand, type STSClient } from '@aws-sdk/client-sts';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { readApiKey } from './api-key.js';
 import type { ClaudeEndpoint, ModelCredentials } from './claude-process.js';
-import { invokeGrant, modelForProject } from './model-provider.js';
+import { invokeGrant, invokeStatements, modelForProject } from './model-provider.js';
 import type { RunnerEnvironment } from './runner-environment.js';
 import type { SessionStart } from '../sessions/execution-input.js';
 
@@ -93,17 +93,5 @@ async function modelCredentials(
  */
 export function sessionPolicy(roleArn: string, models: string[], region: string): object {
   const [, partition, , , account] = roleArn.split(':');
-  const grant = invokeGrant(models, { partition: partition!, region, account: account! });
-  const invoke = ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream'];
-  return {
-    Version: '2012-10-17',
-    Statement: [
-      { Effect: 'Allow', Action: invoke, Resource: grant.resources },
-      ...(grant.throughProfiles ? [
-        { Effect: 'Allow', Action: invoke, Resource: grant.throughProfiles.resources, Condition: { StringEquals: { 'bedrock:InferenceProfileArn': grant.throughProfiles.profileArns } } },
-        { Effect: 'Allow', Action: 'bedrock:GetInferenceProfile', Resource: grant.throughProfiles.profileArns },
-      ] : []),
-      { Effect: 'Allow', Action: 'bedrock:ListInferenceProfiles', Resource: '*' },
-    ],
-  };
+  return { Version: '2012-10-17', Statement: invokeStatements(invokeGrant(models, { partition: partition!, region, account: account! })) };
 }

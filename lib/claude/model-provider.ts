@@ -106,6 +106,32 @@ export function invokeGrant(models: readonly string[], at: { partition: string; 
   };
 }
 
+/** An IAM policy statement as JSON: the model role's policy and each session's policy are both made of these. */
+export interface PolicyStatementJson {
+  Effect: 'Allow';
+  Action: string | string[];
+  Resource: string | string[];
+  Condition?: Record<string, Record<string, string[]>>;
+}
+
+/**
+ * What the CLI needs on Bedrock for these grants: invoke them, reach what profiles route to only
+ * through them, read the profiles, list the system ones (the CLI does before its first call).
+ * One list for the model role (cdk/model-access.ts) and the session policy (model-endpoint.ts),
+ * whose intersection is what a session may do: they cannot drift apart.
+ */
+export function invokeStatements(grant: InvokeGrant): PolicyStatementJson[] {
+  const invoke = ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream'];
+  return [
+    { Effect: 'Allow', Action: invoke, Resource: grant.resources },
+    ...(grant.throughProfiles ? [
+      { Effect: 'Allow' as const, Action: invoke, Resource: grant.throughProfiles.resources, Condition: { StringEquals: { 'bedrock:InferenceProfileArn': grant.throughProfiles.profileArns } } },
+      { Effect: 'Allow' as const, Action: 'bedrock:GetInferenceProfile', Resource: grant.throughProfiles.profileArns },
+    ] : []),
+    { Effect: 'Allow', Action: 'bedrock:ListInferenceProfiles', Resource: '*' },
+  ];
+}
+
 /** `us.anthropic.claude-x` → `anthropic.claude-x`. */
 function baseModelOf(id: string): string {
   return id.replace(GEO_PROFILE, '');

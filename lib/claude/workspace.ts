@@ -5,7 +5,7 @@ import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import type { WorkspaceSpec } from '../sessions/execution-input.js';
 import type { WorkspaceRecord } from '../sessions/session-item.js';
 import { codeCommitGitCredentials } from './codecommit-credentials.js';
-import { codeCommitRepository, isCodeCommitUrl } from '../sessions/codecommit-url.js';
+import { codeCommitRepository } from '../sessions/codecommit-url.js';
 
 // A session's workspace: a git repository cloned into the CLI's working directory before
 // Claude runs, and what Claude changed committed and pushed to a branch of its own after.
@@ -85,14 +85,14 @@ function remoteAuth(repo: string, home: string, access: GitAccess): RemoteAuth {
     ...Object.fromEntries(entries.flatMap(([key, value], i) => [[`GIT_CONFIG_KEY_${i}`, key], [`GIT_CONFIG_VALUE_${i}`, value]])),
   });
   const basic = (username: string, password: string) => Buffer.from(`${username}:${password}`).toString('base64');
-  if (!isCodeCommitUrl(repo)) {
+  const codeCommit = codeCommitRepository(repo);
+  if (!codeCommit) {
     const header = access.token ? `Authorization: Basic ${basic('x-access-token', access.token)}` : undefined;
     return { redact, env: async () => (header ? withConfig([['http.extraHeader', header]]) : gitEnv(home)) };
   }
   return {
     redact,
     async env() {
-      const codeCommit = codeCommitRepository(repo)!;
       if (!access.codeCommitCredentials) throw new Error('this runner has no AWS credentials to sign CodeCommit\'s git password with');
       const credentials = await access.codeCommitCredentials();
       const { username, password } = await codeCommitGitCredentials(codeCommit, credentials);

@@ -1,5 +1,6 @@
 import type { AwsCredentialIdentity } from '@smithy/types';
 import { hasAwsCredentials } from '../local/local-endpoint.js';
+import { isLoopbackName } from '../local/loopback-guard.js';
 import { EngineRequestError } from './engine-client.js';
 
 // The CLI as a client of a sessions HTTP API: a deployed stack's API Gateway URL (every method is
@@ -18,7 +19,6 @@ export interface ApiResponse {
   body: unknown;
 }
 
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
 
 /** `--api`, else CLAUDE_SESSIONS_API; undefined: the local state. */
 export function apiUrlOf(flag: string | undefined, env: NodeJS.ProcessEnv): URL | undefined {
@@ -31,7 +31,7 @@ export function apiUrlOf(flag: string | undefined, env: NodeJS.ProcessEnv): URL 
   } catch {
     throw new ApiRequestError(0, `${source} must be the API's URL (https://<id>.execute-api.<region>.amazonaws.com/v1, or a local engine's http://127.0.0.1:<port>), not ${JSON.stringify(value)}`);
   }
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && LOOPBACK.has(url.hostname))) {
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackName(url.hostname))) {
     throw new ApiRequestError(0, `${source} must be https (http only on 127.0.0.1 or localhost): ${url.origin}`);
   }
   return url;
@@ -95,7 +95,7 @@ export class SessionsApiClient {
   private async credentialProvider(): Promise<(() => Promise<AwsCredentialIdentity>) | undefined> {
     if (this.options.credentials) return this.options.credentials;
     const env = this.options.env ?? process.env;
-    if (LOOPBACK.has(this.base.hostname) && !hasAwsCredentials(env)) return undefined;
+    if (isLoopbackName(this.base.hostname) && !hasAwsCredentials(env)) return undefined;
     const { fromNodeProviderChain } = await import('@aws-sdk/credential-providers');
     const chain = fromNodeProviderChain({ profile: env.AWS_PROFILE || undefined });
     return async () => {

@@ -4,9 +4,9 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../project-root.js';
-import { ENGINE_LOG, readEngineFile, type EngineFile } from '../local/engine-file.js';
+import { ENGINE_LOG, readEngineFile } from '../local/engine-file.js';
 import type { StateEvent } from '../local/local-engine.js';
-import { isAlive } from '../local/state-lock.js';
+import { isAlive, lockHolder } from '../local/state-lock.js';
 
 /** A background engine exits after this long idle: no request, no stream, no running execution. */
 export const DEFAULT_IDLE_EXIT_SECONDS = 300;
@@ -151,17 +151,11 @@ export async function connectEngine(home: string, env: NodeJS.ProcessEnv, cwd: s
 }
 
 async function lockHolderAlive(home: string): Promise<boolean> {
-  try {
-    const { pid } = JSON.parse(await readFile(join(home, 'lock'), 'utf8')) as { pid: number };
-    return isAlive(pid);
-  } catch {
-    return false;
-  }
+  const holder = await lockHolder(home);
+  return holder !== undefined && isAlive(holder.pid);
 }
 
 async function tail(file: string): Promise<string> {
   const text = await readFile(file, 'utf8').catch(() => '');
   return text.trim().split('\n').slice(-10).join('\n');
 }
-
-export type { EngineFile };

@@ -6,10 +6,11 @@ import type { SessionPage, UsageTotals } from '../sessions/session-repository.js
 import type { MilestoneRecord } from '../sessions/milestone-item.js';
 import type { MilestoneView } from '../sessions/milestone-repository.js';
 import type { SessionPolicy } from '../sessions/session-creation.js';
-import { configuredClaudeEndpoint, localProvider } from '../local/local-endpoint.js';
+import { configuredClaudeEndpoint, describeEndpoint, localProvider } from '../local/local-endpoint.js';
 import type { LocalRunRequest, StateEvent } from '../local/local-engine.js';
 import { connectEngine, EngineRequestError, type EngineClient } from './engine-client.js';
 import { RemoteSessions, apiUrlOf } from './api-client.js';
+import { isLoopbackName } from '../local/loopback-guard.js';
 import { parseRunFlags, runInput } from './run-flags.js';
 import { formatMilestone, formatMs, formatSession, formatSessionTable, formatUsageTable } from './format.js';
 
@@ -422,9 +423,7 @@ async function serveCommand(args: string[], io: CliIo, background: boolean): Pro
   });
   const { runtime, url } = running;
   io.stderr(
-    (runtime.standIn
-      ? `No ANTHROPIC_API_KEY set: Claude runs against the built-in local stand-in at ${runtime.standIn.url}.\n`
-      : `Claude runs against ${io.env.ANTHROPIC_BASE_URL || 'the Anthropic API'}.\n`) +
+    `${describeEndpoint(runtime.endpoint, runtime.standIn)}\n` +
       `claude-sessions ${background ? 'engine' : 'API'} listening on ${url} (state in ${home(io)}); open ${url}/ for the sessions page.${
         idleExitSeconds ? ` Exits after ${idleExitSeconds} s idle.` : ' Ctrl-C stops it.'}\n`,
   );
@@ -458,7 +457,7 @@ async function abortCommand(args: string[], io: CliIo): Promise<number> {
   const { positionals } = parse(args, {}, 1);
   const sessionId = positionals[0];
   if (!sessionId || !isUuid(sessionId)) throw new UsageError('abort needs a session id (a UUID)');
-  if (io.api && !['127.0.0.1', 'localhost', '[::1]'].includes(io.api.hostname)) {
+  if (io.api && !isLoopbackName(io.api.hostname)) {
     throw new UsageError('abort reaches a local engine only; on AWS stop the session\'s execution: aws stepfunctions stop-execution --execution-arn <its executionArn>');
   }
   const client = await sessionsClient(io);

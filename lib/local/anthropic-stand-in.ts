@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { DEFAULT_BEDROCK_MODEL, type AnthropicEndpoint, type BedrockEndpoint, type ClaudeEndpoint } from '../claude/claude-process.js';
+import { DEFAULT_BEDROCK_MODEL, type AnthropicEndpoint, type BedrockEndpoint } from '../claude/claude-process.js';
 import {
   STAND_IN_REGION,
   accessKeyIdOf,
@@ -328,14 +328,4 @@ function sendJson(res: ServerResponse, status: number, body: object, headers: Re
 function sendBedrockError(res: ServerResponse, status: number, message: string): void {
   const error = bedrockError(status);
   sendJson(res, error.status, { message }, { ...requestIdHeader('bedrock'), 'x-amzn-errortype': error.type });
-}
-
-/**
- * Claude's endpoint for a local command: ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL) when
- * set, else a stand-in started here, which the caller closes.
- */
-export async function localClaudeEndpoint(env: NodeJS.ProcessEnv): Promise<{ endpoint: ClaudeEndpoint; standIn?: AnthropicStandIn }> {
-  if (env.ANTHROPIC_API_KEY) return { endpoint: { apiKey: env.ANTHROPIC_API_KEY, baseUrl: env.ANTHROPIC_BASE_URL || undefined } };
-  const standIn = await new AnthropicStandIn().start();
-  return { endpoint: standIn.endpoint, standIn };
 }

@@ -41,7 +41,7 @@ export async function startLocalApiServer(
       });
       return;
     }
-    const page = req.method === 'GET' ? pages[new URL(req.url ?? '/', 'http://127.0.0.1').pathname] : undefined;
+    const page = req.method === 'GET' ? pages[url.pathname] : undefined;
     if (page !== undefined) {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(page);
       return;

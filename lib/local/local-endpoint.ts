@@ -2,7 +2,8 @@ import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_BEDROCK_MODEL, MODEL_PROVIDERS, type ClaudeEndpoint, type ModelProvider } from '../claude/claude-process.js';
-import { AnthropicStandIn } from './anthropic-stand-in.js';
+// Types only: the stand-in (an HTTP server, the Bedrock codec) loads when a command starts one.
+import type { AnthropicStandIn } from './anthropic-stand-in.js';
 
 // Claude's endpoint for a local command: what the environment sets up, the way Claude Code
 // itself reads it, else a stand-in. `run` reads its own shell's environment here and hands the
@@ -35,6 +36,7 @@ export async function localClaudeEndpoint(
 ): Promise<{ endpoint: ClaudeEndpoint; standIn?: AnthropicStandIn }> {
   const configured = await configuredClaudeEndpoint(env, provider);
   if (configured) return { endpoint: configured };
+  const { AnthropicStandIn } = await import('./anthropic-stand-in.js');
   const standIn = await new AnthropicStandIn().start();
   return { endpoint: standInEndpoint(standIn, provider, env.ANTHROPIC_MODEL || undefined), standIn };
 }

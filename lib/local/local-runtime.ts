@@ -342,6 +342,11 @@ export class LocalRuntime implements SessionStarter {
     await this.releaseLock();
   }
 
+  /** The Claude its runner talks to when an execution names none (a `run` names its shell's). */
+  get endpoint(): ClaudeEndpoint {
+    return this.runnerConfig.endpoint;
+  }
+
   /**
    * The CLI this runtime's runner would start for a fresh session with this input (its
    * sessionId included) and `endpoint`, booted now; a run given it uses it if it still matches.

@@ -4,6 +4,11 @@ import type { AddressInfo, Server } from 'node:net';
 /** The names a loopback server answers to; with DNS rebinding a website's own name points here too (issue 17). */
 const LOOPBACK_NAMES = ['127.0.0.1', 'localhost', '[::1]'];
 
+/** Whether a URL's hostname is one of the loopback names (`new URL('http://[::1]/').hostname` is `[::1]`). */
+export function isLoopbackName(hostname: string): boolean {
+  return LOOPBACK_NAMES.includes(hostname.toLowerCase());
+}
+
 /** Methods that change nothing; any other may, so where a browser sent it matters. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 

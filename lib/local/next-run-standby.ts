@@ -36,7 +36,7 @@ export class NextRunStandby {
     const standby = await next;
     if (!standby) return undefined;
     if (!standby.usable) {
-      await this.dropUnused(standby);
+      await this.release(standby);
       return undefined;
     }
     input.sessionId = standby.sessionId;
@@ -60,7 +60,7 @@ export class NextRunStandby {
     const standby = await waiting;
     if (standby && !standby.usable && this.next === waiting) {
       this.next = undefined;
-      await this.dropUnused(standby);
+      await this.release(standby);
     }
   }
 
@@ -69,15 +69,12 @@ export class NextRunStandby {
     const next = this.next;
     this.next = undefined;
     const standby = await next;
-    if (standby) await this.dropUnused(standby);
+    if (standby) await this.release(standby);
   }
 
-  /** A standby taken for a run whose execution could not start: stopped, and counted so. */
+
+  /** Stops a CLI no run will take (also one taken for an execution that could not start), counted so. */
   async release(standby: StandbyClaude): Promise<void> {
-    await this.dropUnused(standby);
-  }
-
-  private async dropUnused(standby: StandbyClaude): Promise<void> {
     this.counts.unused++;
     await standby.discard();
   }

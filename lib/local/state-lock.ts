@@ -38,6 +38,11 @@ export async function acquireStateLock(home: string, command: string): Promise<(
   throw new Error(`could not take the lock ${path}`);
 }
 
+/** The process that holds the state folder's lock, if one is named there (alive or not). */
+export function lockHolder(home: string): Promise<{ pid: number; command: string } | undefined> {
+  return readHolder(join(home, 'lock'));
+}
+
 async function readHolder(path: string): Promise<{ pid: number; command: string } | undefined> {
   try {
     const parsed = JSON.parse(await readFile(path, 'utf8')) as { pid?: unknown; command?: unknown };

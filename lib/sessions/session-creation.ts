@@ -41,7 +41,7 @@ export interface SessionPolicy {
 }
 
 /** A protected branch: a name, or a pattern whose `*` matches any characters, `/` included. */
-export const PROTECTED_BRANCH_PATTERN = /^[A-Za-z0-9._/*-]{1,200}$/;
+const PROTECTED_BRANCH_PATTERN = /^[A-Za-z0-9._/*-]{1,200}$/;
 
 /**
  * Whether a branch matches a protected pattern, as IAM's StringLike matches the same pattern
@@ -81,6 +81,17 @@ export function assertToolsAllowed(tools: readonly string[] | undefined, policy:
   if (refused.length) {
     throw new InvalidInputError([{ field: 'tools', message: `may name only the tools this deployment allows (${allowed.join(', ')}), not ${refused.join(', ')}` }]);
   }
+}
+
+/** The environment that sessionPolicyFromEnv reads the policy's limits from (CreateSession's, the API's). */
+export function sessionPolicyEnvironment(policy: Pick<SessionPolicy, 'maxConcurrentSessions' | 'monthlyBudgetUsd' | 'allowedTools' | 'protectedBranches'>): Record<string, string> {
+  return {
+    ...(policy.maxConcurrentSessions ? { MAX_CONCURRENT_SESSIONS: String(policy.maxConcurrentSessions) } : {}),
+    ...(policy.monthlyBudgetUsd ? { MONTHLY_BUDGET_USD: String(policy.monthlyBudgetUsd) } : {}),
+    ...(policy.allowedTools ? { ALLOWED_TOOLS: policy.allowedTools.join(',') } : {}),
+    // Empty: none protected (the deployment allows any branch).
+    ...(policy.protectedBranches ? { PROTECTED_BRANCHES: policy.protectedBranches.join(',') } : {}),
+  };
 }
 
 /** The policy from the environment (MAX_CONCURRENT_SESSIONS, MONTHLY_BUDGET_USD, behind an optional prefix). */

@@ -22,12 +22,11 @@ export async function assertCanStart(
   deps: StartCheckDeps,
 ): Promise<void> {
   assertToolsAllowed(input.tools, deps.policy ?? {});
-  assertBranchAllowed(input.workspace, deps.policy ?? {});
-  if (input.milestoneId) {
-    // A later task inherits its milestone's branch: checked against today's policy too.
-    const workspace = milestoneTaskWorkspace(await deps.milestones.assertStartable(input.milestoneId, input.projectId), input.workspace);
-    assertBranchAllowed(workspace ?? undefined, deps.policy ?? {});
-  }
+  // A milestone task's branch is its milestone's, inherited or named: that is the one checked.
+  const workspace = input.milestoneId
+    ? milestoneTaskWorkspace(await deps.milestones.assertStartable(input.milestoneId, input.projectId), input.workspace)
+    : input.workspace;
+  assertBranchAllowed(workspace ?? undefined, deps.policy ?? {});
   if (!deps.policy) return;
   await assertWithinBudget(input.projectId, deps.policy, (p, since) => deps.repository.costSince(p, since));
   if (deps.policy.maxConcurrentSessions && deps.slots) await deps.slots.assertCapacity(input.projectId, deps.policy.maxConcurrentSessions);

@@ -56,8 +56,3 @@ export function addUsageByModel(a: UsageByModel, b: UsageByModel): UsageByModel 
   }
   return sum;
 }
-
-/** Tokens over every model: what a session's `usage` must equal. */
-export function totalOf(byModel: UsageByModel): Usage {
-  return addUsages(Object.values(byModel));
-}
