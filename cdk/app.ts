@@ -8,6 +8,9 @@ new ClaudeSessionsStack(app, 'ClaudeSessions', {
   apiKeySecretName: app.node.tryGetContext('apiKeySecretName'),
   apiKeySecretKmsKeyArn: app.node.tryGetContext('apiKeySecretKmsKeyArn'),
   gitTokenSecretName: app.node.tryGetContext('gitTokenSecretName'),
+  // Both checked by the stack, naming the context key.
+  gitTokenScopes: commaList(app.node.tryGetContext('gitTokenScopes')),
+  trustedSettingsRepositories: commaList(app.node.tryGetContext('trustedSettingsRepositories')),
   // Checked by the stack, naming the context key.
   codeCommitRepositories: commaList(app.node.tryGetContext('codeCommitRepositories')),
   allowedTools: toolList(app.node.tryGetContext('allowedTools')),

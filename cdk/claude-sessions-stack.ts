@@ -20,6 +20,7 @@ import type { ModelProvider } from '../lib/claude/claude-process.js';
 import { parseModelSettings } from '../lib/claude/model-provider.js';
 import { ModelAccess } from './model-access.js';
 import { codeCommitRepositories } from './runner-settings.js';
+import { checkedTokenScopes } from '../lib/claude/repository-scopes.js';
 import { assertBranchAllowed, checkedBranchPatterns } from '../lib/sessions/session-creation.js';
 
 export interface ClaudeSessionsStackProps extends StackProps {
@@ -35,6 +36,20 @@ export interface ClaudeSessionsStackProps extends StackProps {
    * for sessions whose workspace is an https repository. Context `gitTokenSecretName`. @default none
    */
   readonly gitTokenSecretName?: string;
+  /**
+   * Where that token may be sent: https URL prefixes of a host or an owner on it, such as
+   * `https://github.com/acme/` (so never to `https://github.com/acme-evil/`). Another https
+   * repository is cloned without it. Required with `gitTokenSecretName`. Context `gitTokenScopes` (comma-separated).
+   */
+  readonly gitTokenScopes?: readonly string[];
+  /**
+   * Workspace repositories (whole URLs) whose own Claude Code settings a session runs with: their
+   * `.claude/settings.json`, `settings.local.json` and `.mcp.json` (hooks, MCP servers, `env`,
+   * `apiKeyHelper`, permission rules), each of which runs with what the session can reach. Every
+   * other repository is data: only its files and CLAUDE.md reach Claude. Never a session's input.
+   * Context `trustedSettingsRepositories` (comma-separated). @default none
+   */
+  readonly trustedSettingsRepositories?: readonly string[];
   /**
    * AWS CodeCommit repositories sessions may clone and push (https URLs), by name in the stack's
    * account and region or by ARN: both runners' roles get codecommit:GitPull and GitPush on
@@ -118,12 +133,17 @@ export class ClaudeSessionsStack extends Stack {
       runAttempts: props.runAttempts, protectedBranches,
     }));
     const gitTokenSecret = props.gitTokenSecretName ? Secret.fromSecretNameV2(this, 'GitToken', props.gitTokenSecretName) : undefined;
+    const gitTokenScopes = checkedTokenScopes(props.gitTokenScopes, 'gitTokenScopes');
+    if (gitTokenSecret && !gitTokenScopes?.length) {
+      throw new Error('gitTokenScopes must name where the git token may go (e.g. https://github.com/acme/) when gitTokenSecretName is set: it is sent to no other host');
+    }
     const repositories = codeCommitRepositories(this, props.codeCommitRepositories);
+    const git = { gitTokenSecret, gitTokenScopes, trustedSettingsRepositories: props.trustedSettingsRepositories, codeCommitRepositories: repositories };
     const runner = (this.runner = new ClaudeRunner(this, 'Runner', {
-      apiKeySecret, model, modelAccess, transcripts, gitTokenSecret, codeCommitRepositories: repositories, protectedBranches,
+      apiKeySecret, model, modelAccess, transcripts, ...git, protectedBranches,
     }));
     const fargate = new FargateRunner(this, 'Fargate', {
-      image: runner.image, apiKeySecret, model, modelAccess, transcripts, gitTokenSecret, codeCommitRepositories: repositories, protectedBranches, vpc: props.vpc,
+      image: runner.image, apiKeySecret, model, modelAccess, transcripts, ...git, protectedBranches, vpc: props.vpc,
     });
     if (props.apiKeySecretKmsKeyArn) {
       // An imported key's grant cannot reach its key policy, and Secret.grantRead then adds none

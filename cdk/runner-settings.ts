@@ -23,6 +23,10 @@ export interface RunnerSettingsProps {
   readonly transcripts: TranscriptBucket;
   /** The git token for https workspaces: a plain string, or JSON with GIT_TOKEN. @default none: only public or local repositories */
   readonly gitTokenSecret?: ISecret;
+  /** Where that token may go: https URL prefixes of a host or an owner (`https://github.com/acme/`). Required with the token. */
+  readonly gitTokenScopes?: readonly string[];
+  /** Workspace repositories whose own Claude Code settings a session runs with (hooks, MCP servers, env …). @default none */
+  readonly trustedSettingsRepositories?: readonly string[];
   /** CodeCommit repositories sessions may clone and push, signed for with the runner's own role. @default none */
   readonly codeCommitRepositories?: readonly IRepository[];
   /** Branches (or patterns, `*` any characters) no session may push: on CodeCommit also denied by IAM. @default main, master */
@@ -45,6 +49,8 @@ export function runnerEnvironmentOf(props: RunnerSettingsProps, extra: Pick<Runn
     modelRoleArn: props.modelAccess?.role.roleArn,
     transcriptBucket: props.transcripts.bucket.bucketName,
     gitTokenSecretArn: props.gitTokenSecret?.secretArn,
+    gitTokenScopes: props.gitTokenScopes,
+    trustedSettingsRepositories: props.trustedSettingsRepositories,
     idleTimeoutMs: props.idleTimeout?.toMilliseconds(),
     maxApiRetries: props.maxApiRetries,
     tools: props.tools,

@@ -83,7 +83,7 @@ describe('the CodeCommit git password', () => {
     expect(start('https://git-codecommit-fips.us-gov-west-1.amazonaws.com/v1/repos/widgets')).not.toThrow();
   });
 
-  it('is never sent to another host: an https remote elsewhere gets the git token, and no signature', async () => {
+  it('is never sent to another host: a remote elsewhere gets no signature (and the git token only in its scopes: test/git-token-scopes.test.ts)', async () => {
     // Prepare: a remote that records what git sends, and refuses it
     const headers: (string | undefined)[] = [];
     const server = createServer((req, res) => {
@@ -99,7 +99,8 @@ describe('the CodeCommit git password', () => {
       const clone = cloneWorkspace({ repo }, join(work, 'work'), work, { token: GIT_TOKEN, codeCommitCredentials: async () => (signed++, ROLE) });
       // Assess
       await expect(clone).rejects.toMatchObject({ name: 'WorkspaceCloneError' });
-      expect(headers[0]).toBe(`Basic ${Buffer.from(`x-access-token:${GIT_TOKEN}`).toString('base64')}`);
+      expect(headers.length).toBeGreaterThan(0);
+      expect(headers[0]).toBeUndefined();
       expect(signed).toBe(0);
     } finally {
       server.close();

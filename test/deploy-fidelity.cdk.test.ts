@@ -134,7 +134,7 @@ describe('the deployed grants', () => {
 });
 
 describe('workspaces on AWS', () => {
-  const withToken = Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Git', { gitTokenSecretName: 'team/git' }));
+  const withToken = Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Git', { gitTokenSecretName: 'team/git', gitTokenScopes: ['https://github.com/acme'] }));
   const statements = (rolePrefix: string) => Object.values(withToken.findResources('AWS::IAM::Policy', {
     Properties: { Roles: [{ Ref: Match.stringLikeRegexp(`^${rolePrefix}`) }] },
   })).flatMap((p: any) => p.Properties.PolicyDocument.Statement);
@@ -148,7 +148,16 @@ describe('workspaces on AWS', () => {
         Action: 's3:PutObject', Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [expect.stringMatching(/^TranscriptsBucket/), 'Arn'] }, '/workspaces/*']] },
       }));
     }
-    withToken.hasResourceProperties('AWS::Lambda::Function', { PackageType: 'Image', Environment: { Variables: Match.objectLike({ GIT_TOKEN_SECRET_ARN: Match.anyValue() }) } });
+    withToken.hasResourceProperties('AWS::Lambda::Function', {
+      PackageType: 'Image', Environment: { Variables: Match.objectLike({ GIT_TOKEN_SECRET_ARN: Match.anyValue(), GIT_TOKEN_SCOPES: 'https://github.com/acme/' }) },
+    });
+  });
+
+  it('refuses a git token without the hosts it may go to, and a scope that is not an https prefix, naming gitTokenScopes', () => {
+    const stack = (props: object) => () => new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'GitScopes', { gitTokenSecretName: 'team/git', ...props });
+    expect(stack({})).toThrow(/gitTokenScopes must name where the git token may go/);
+    expect(stack({ gitTokenScopes: ['http://github.com/acme/'] })).toThrow(/gitTokenScopes must be https URLs/);
+    expect(stack({ gitTokenScopes: ['https://x:y@github.com/acme/'] })).toThrow(/gitTokenScopes must be https URLs/);
   });
 
   it('expires patches like closed transcripts, and the default stack has no git secret', () => {

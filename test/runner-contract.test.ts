@@ -18,13 +18,17 @@ afterEach(() => {
 describe('the runner contract', () => {
   it('reads back exactly what the deployment wrote, defaults filled', () => {
     // Prepare: the environment cdk/claude-runner.ts gives the function
-    Object.assign(process.env, runnerEnvironment({ apiKeySecretArn: 'arn:secret', idleTimeoutMs: 60_000, tools: ['Read', 'Bash'], permissionMode: 'plan' }));
+    Object.assign(process.env, runnerEnvironment({
+      apiKeySecretArn: 'arn:secret', idleTimeoutMs: 60_000, tools: ['Read', 'Bash'], permissionMode: 'plan',
+      gitTokenScopes: ['https://github.com/acme'], trustedSettingsRepositories: ['https://github.com/acme/tools.git'],
+    }));
     // Act
     const read = readRunnerEnvironment();
     // Assess
     expect(read).toEqual({
       apiKeySecretArn: 'arn:secret', transcriptBucket: undefined, gitTokenSecretArn: undefined, idleTimeoutMs: 60_000, maxApiRetries: 2,
       tools: ['Read', 'Bash'], permissionMode: 'plan', heartbeatIntervalSeconds: 30, model: { provider: 'anthropic' }, modelRoleArn: undefined,
+      gitTokenScopes: ['https://github.com/acme/'], trustedSettingsRepositories: ['https://github.com/acme/tools.git'],
     });
   });
 

@@ -36,6 +36,8 @@ export const handler = middy(async (input: RunnerInput, context: Context) => {
     remainingMs: () => context.getRemainingTimeInMillis(),
     transcripts,
     gitToken: runner.gitTokenSecretArn ? () => readGitToken(secrets, runner.gitTokenSecretArn!) : undefined,
+    gitTokenScopes: runner.gitTokenScopes,
+    trustedSettingsRepositories: runner.trustedSettingsRepositories,
     codeCommitCredentials,
     savePatch: transcripts ? (sessionId, patch) => transcripts.savePatch(sessionId, patch) : undefined,
   });

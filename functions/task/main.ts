@@ -56,6 +56,8 @@ async function main(): Promise<number> {
         permissionMode: runner.permissionMode,
         transcripts,
         gitToken: runner.gitTokenSecretArn ? () => readGitToken(secretsClient(), runner.gitTokenSecretArn!) : undefined,
+        gitTokenScopes: runner.gitTokenScopes,
+        trustedSettingsRepositories: runner.trustedSettingsRepositories,
         // The task role signs git's password for CodeCommit workspaces, refreshed as ECS rotates it.
         codeCommitCredentials: fromNodeProviderChain(),
         savePatch: transcripts ? (sessionId, patch) => transcripts.savePatch(sessionId, patch) : undefined,

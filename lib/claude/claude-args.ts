@@ -15,6 +15,12 @@ export interface ClaudeArgsOptions {
   tools?: readonly string[];
   /** @default DEFAULT_PERMISSION_MODE */
   permissionMode?: PermissionMode;
+  /**
+   * Whether the CLI reads the working directory's own Claude Code settings (`.claude/settings*.json`,
+   * `.mcp.json`): only for a repository the deployment trusts (RunnerClaudeSettings.trustedSettingsRepositories).
+   * @default false
+   */
+  repositorySettings?: boolean;
 }
 
 /**
@@ -31,6 +37,16 @@ export function promptMessage(prompt: string): string {
   return `${JSON.stringify({ type: 'user', message: { role: 'user', content: prompt } })}\n`;
 }
 
+/**
+ * A workspace is data, not configuration: of the CLI's settings files only the user's are read
+ * (the runner's own per-run HOME, which holds none), so a cloned repository's hooks, `env`,
+ * `apiKeyHelper`, MCP servers, status line, plugins, permission rules and model settings never
+ * apply; `--strict-mcp-config` with no `--mcp-config` starts no MCP server at all. Its CLAUDE.md
+ * is still read, as the memory of an added directory (CLAUDE_CODE_ADDITIONAL_DIRECTORIES_CLAUDE_MD
+ * in claudeEnv), which loads no settings. Pinned against the CLI by test/session-sandbox.test.ts.
+ */
+export const REPOSITORY_IS_DATA: readonly string[] = ['--setting-sources', 'user', '--strict-mcp-config', '--add-dir', '.'];
+
 export function buildClaudeArgs(options: ClaudeArgsOptions): string[] {
   const args = ['-p', '--input-format', 'stream-json', '--output-format', 'stream-json', '--verbose', '--include-partial-messages'];
   if (options.conversation === 'resume') args.push('--resume', options.sessionId);
@@ -43,5 +59,6 @@ export function buildClaudeArgs(options: ClaudeArgsOptions): string[] {
   // An explicit allow-list: one comma-joined value, so the variadic flag takes nothing else.
   args.push('--tools', (options.tools ?? DEFAULT_TOOLS).join(','));
   args.push('--permission-mode', options.permissionMode ?? DEFAULT_PERMISSION_MODE);
+  if (!options.repositorySettings) args.push(...REPOSITORY_IS_DATA);
   return args;
 }

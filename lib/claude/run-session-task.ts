@@ -16,6 +16,7 @@ import { PromptMismatchError, SessionIdMismatchError } from './errors.js';
 import { runClaude, type ClaudeRun, type WorkspaceHooks } from './run-claude.js';
 import { WorkspacePushError, cloneWorkspace, commitAndPush, defaultBranch, redactRepo, type ClonedWorkspace, type GitAccess } from './workspace.js';
 import { isCodeCommitUrl } from '../sessions/codecommit-url.js';
+import { isListedRepository, tokenScopeOf } from './repository-scopes.js';
 import { claudeProcessOptions, type BedrockEndpoint, type ClaudeEndpoint, type RunnerClaudeSettings, type StandbyClaude } from './claude-process.js';
 import { releaseAfterRunValues, toMilestoneRecord, type MilestoneRecord, type MilestoneWorkspace, type TranscriptPointer } from '../sessions/milestone-item.js';
 import { milestoneTaskWorkspace } from '../sessions/milestone-workspace.js';
@@ -37,6 +38,10 @@ export interface RunnerConfig extends Omit<RunnerClaudeSettings, 'endpoint'> {
   takeStandby?: () => StandbyClaude | undefined;
   /** The git token for https workspaces (the deployment's secret), read when a session needs it. */
   gitToken?: () => Promise<string | undefined>;
+  /** The URL prefixes the git token may go to (GIT_TOKEN_SCOPES); none: it goes nowhere. */
+  gitTokenScopes?: readonly string[];
+  /** Workspace repositories whose own Claude Code settings the CLI reads (TRUSTED_SETTINGS_REPOSITORIES); none by default. */
+  trustedSettingsRepositories?: readonly string[];
   /** The runner's own AWS credentials (its role), to sign git's password for a CodeCommit workspace. */
   codeCommitCredentials?: AwsCredentialIdentityProvider;
   /** Where git reaches CodeCommit instead of its public endpoint: a local stand-in, set by tests only (GitAccess.codeCommitEndpoint). */
@@ -129,6 +134,8 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
   if (!endpoint) throw new Error('the runner has no Claude endpoint: its RunnerConfig sets neither endpoint nor sessionEndpoint');
   const run = await runClaude({
     ...claudeProcessOptions(start, { ...config, endpoint, remainingMs: remainingWithin(config, endpoint) }, claudeSessionId, !milestone ? 'fresh' : restored ? 'resume' : 'start'),
+    // A repository is data (REPOSITORY_IS_DATA) unless the deployment trusts its settings.
+    repositorySettings: target ? isListedRepository(target.spec.repo, config.trustedSettingsRepositories) : false,
     prompt,
     restoreTranscript: restored,
     signal: config.signal,
@@ -285,7 +292,8 @@ function workspaceHooks(start: SessionStart, { spec, branch, continues }: Worksp
 /** How git reaches a repository: CodeCommit with the runner's own role (never the token), another https host with the deployment's token. */
 async function gitAccess(repo: string, config: RunnerConfig): Promise<GitAccess> {
   if (isCodeCommitUrl(repo)) return { codeCommitCredentials: config.codeCommitCredentials, codeCommitEndpoint: config.codeCommitEndpoint };
-  return { token: repo.startsWith('https:') ? await config.gitToken?.() : undefined };
+  const token = tokenScopeOf(repo, config.gitTokenScopes) ? await config.gitToken?.() : undefined;
+  return { token, tokenScopes: config.gitTokenScopes };
 }
 
 function addSpent(prior: Spent | null, outcome: RunOutcome): Spent {

@@ -3,6 +3,7 @@ import { DEFAULT_PERMISSION_MODE, PERMISSION_MODES, type PermissionMode } from '
 import { DEFAULT_TOOLS } from '../sessions/session-limits.js';
 import { DEFAULT_IDLE_TIMEOUT_MS } from './claude-process.js';
 import { parseModelSettings, type ModelSettings } from './model-provider.js';
+import { checkedTokenScopes } from './repository-scopes.js';
 
 // The one contract between what deploys a runner and the runner itself: the CDK constructs
 // (cdk/claude-runner.ts, cdk/fargate-runner.ts) and the local runtime's Fargate task build its
@@ -17,6 +18,10 @@ export interface RunnerSettings {
   transcriptBucket?: string;
   /** The Secrets Manager secret with the git token for https workspaces. */
   gitTokenSecretArn?: string;
+  /** The URL prefixes (https://host/owner/) the git token is sent to; another https repository is cloned anonymously. */
+  gitTokenScopes?: readonly string[];
+  /** Workspace repositories whose own Claude Code settings (hooks, MCP servers, env …) the CLI reads. @default none */
+  trustedSettingsRepositories?: readonly string[];
   /** No output for this long and the CLI is treated as hung. @default 5 minutes */
   idleTimeoutMs?: number;
   /** The CLI's own API retries (CLAUDE_CODE_MAX_RETRIES). @default 2 */
@@ -37,6 +42,8 @@ const NAMES = {
   apiKeySecretArn: 'API_KEY_SECRET_ARN',
   transcriptBucket: 'TRANSCRIPT_BUCKET',
   gitTokenSecretArn: 'GIT_TOKEN_SECRET_ARN',
+  gitTokenScopes: 'GIT_TOKEN_SCOPES',
+  trustedSettingsRepositories: 'TRUSTED_SETTINGS_REPOSITORIES',
   idleTimeoutMs: 'CLAUDE_IDLE_TIMEOUT_MS',
   maxApiRetries: 'CLAUDE_CODE_MAX_RETRIES',
   tools: 'CLAUDE_TOOLS',
@@ -60,6 +67,8 @@ export function runnerEnvironment(settings: RunnerSettings): Record<string, stri
   if (settings.apiKeySecretArn) env[NAMES.apiKeySecretArn] = settings.apiKeySecretArn;
   if (settings.transcriptBucket) env[NAMES.transcriptBucket] = settings.transcriptBucket;
   if (settings.gitTokenSecretArn) env[NAMES.gitTokenSecretArn] = settings.gitTokenSecretArn;
+  if (settings.gitTokenScopes?.length) env[NAMES.gitTokenScopes] = settings.gitTokenScopes.join(',');
+  if (settings.trustedSettingsRepositories?.length) env[NAMES.trustedSettingsRepositories] = settings.trustedSettingsRepositories.join(',');
   if (settings.heartbeatIntervalSeconds !== undefined) env[NAMES.heartbeatIntervalSeconds] = String(settings.heartbeatIntervalSeconds);
   const model = settings.model ?? { provider: 'anthropic' };
   env[NAMES.provider] = model.provider;
@@ -73,8 +82,12 @@ export function runnerEnvironment(settings: RunnerSettings): Record<string, stri
 }
 
 /** What a runner read from its environment: every setting resolved to its value. */
-export type RunnerEnvironment = Required<Omit<RunnerSettings, 'apiKeySecretArn' | 'transcriptBucket' | 'gitTokenSecretArn' | 'tools' | 'modelRoleArn'>> &
-  Pick<RunnerSettings, 'apiKeySecretArn' | 'transcriptBucket' | 'gitTokenSecretArn' | 'modelRoleArn'> & { tools: string[] };
+export type RunnerEnvironment = Required<Omit<RunnerSettings, 'apiKeySecretArn' | 'transcriptBucket' | 'gitTokenSecretArn' | 'tools' | 'modelRoleArn' | 'gitTokenScopes' | 'trustedSettingsRepositories'>> &
+  Pick<RunnerSettings, 'apiKeySecretArn' | 'transcriptBucket' | 'gitTokenSecretArn' | 'modelRoleArn'> & {
+    tools: string[];
+    gitTokenScopes: string[];
+    trustedSettingsRepositories: string[];
+  };
 
 /** Reads the settings once, at start; a bad value throws naming its variable. */
 export function readRunnerEnvironment(): RunnerEnvironment {
@@ -89,10 +102,13 @@ export function readRunnerEnvironment(): RunnerEnvironment {
     if (!(n > 0)) throw new Error(`${key} must be a number above 0, not ${JSON.stringify(process.env[key])}`);
     return n;
   };
+  const list = (key: string) => (optional(key) ?? '').split(',').map((item) => item.trim()).filter(Boolean);
   return {
     apiKeySecretArn: optional(NAMES.apiKeySecretArn),
     transcriptBucket: optional(NAMES.transcriptBucket),
     gitTokenSecretArn: optional(NAMES.gitTokenSecretArn),
+    gitTokenScopes: checkedTokenScopes(list(NAMES.gitTokenScopes), NAMES.gitTokenScopes)!,
+    trustedSettingsRepositories: list(NAMES.trustedSettingsRepositories),
     idleTimeoutMs: positive(NAMES.idleTimeoutMs, DEFAULT_IDLE_TIMEOUT_MS),
     maxApiRetries: getNumberFromEnv({ key: NAMES.maxApiRetries, defaultValue: 2 }),
     tools: getStringFromEnv({ key: NAMES.tools, defaultValue: DEFAULT_TOOLS.join(',') }).split(',').map((t) => t.trim()).filter(Boolean),

@@ -6,6 +6,7 @@ import type { WorkspaceSpec } from '../sessions/execution-input.js';
 import type { WorkspaceRecord } from '../sessions/session-item.js';
 import { codeCommitGitCredentials } from './codecommit-credentials.js';
 import { codeCommitRepository } from '../sessions/codecommit-url.js';
+import { tokenScopeOf } from './repository-scopes.js';
 
 // A session's workspace: a git repository cloned into the CLI's working directory before
 // Claude runs, and what Claude changed committed and pushed to a branch of its own after.
@@ -40,8 +41,10 @@ export function redactRepo(repo: string): string {
 }
 
 export interface GitAccess {
-  /** A token for https remotes (a Secrets Manager secret on AWS), sent as a header. Never sent to CodeCommit. */
+  /** A token for https remotes (a Secrets Manager secret on AWS), sent as a header, only under `tokenScopes`. Never sent to CodeCommit. */
   token?: string;
+  /** The URL prefixes the token may go to (the deployment's GIT_TOKEN_SCOPES); another https repository is cloned anonymously. */
+  tokenScopes?: readonly string[];
   /** AWS credentials to sign CodeCommit's git password with (the runner's role). */
   codeCommitCredentials?: AwsCredentialIdentityProvider;
   /**
@@ -58,6 +61,8 @@ export interface GitAccess {
 function gitEnv(home: string): NodeJS.ProcessEnv {
   return {
     PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+    // A private CA the runner trusts (its image, or a test's own https remote).
+    ...(process.env.GIT_SSL_CAINFO ? { GIT_SSL_CAINFO: process.env.GIT_SSL_CAINFO } : {}),
     HOME: home,
     GIT_TERMINAL_PROMPT: '0',
     GIT_CONFIG_NOSYSTEM: '1',
@@ -87,8 +92,9 @@ function remoteAuth(repo: string, home: string, access: GitAccess): RemoteAuth {
   const basic = (username: string, password: string) => Buffer.from(`${username}:${password}`).toString('base64');
   const codeCommit = codeCommitRepository(repo);
   if (!codeCommit) {
-    const header = access.token ? `Authorization: Basic ${basic('x-access-token', access.token)}` : undefined;
-    return { redact, env: async () => (header ? withConfig([['http.extraHeader', header]]) : gitEnv(home)) };
+    // The token goes only where the deployment said; a redirect (to whatever host) is not followed with it.
+    const header = access.token && tokenScopeOf(repo, access.tokenScopes) ? `Authorization: Basic ${basic('x-access-token', access.token)}` : undefined;
+    return { redact, env: async () => (header ? withConfig([['http.extraHeader', header], ['http.followRedirects', 'false']]) : gitEnv(home)) };
   }
   return {
     redact,
@@ -145,9 +151,12 @@ async function restoreGitDir(workDir: string, gitConfig: Buffer): Promise<void> 
   await writeFile(join(gitDir, 'config'), gitConfig);
 }
 
-/** A plain path is cloned as a file:// URL, so a shallow clone works for it too. */
+/**
+ * A plain path is cloned as a file:// URL, so a shallow clone works for it too; a URL as it was
+ * parsed when its token scope was decided (tokenScopeOf), so git cannot read another host in it.
+ */
 function cloneUrl(repo: string): string {
-  return repo.startsWith('/') ? `file://${repo}` : repo;
+  return repo.startsWith('/') ? `file://${repo}` : new URL(repo).href;
 }
 
 /**

@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../project-root.js';
 import { ENGINE_LOG, readEngineFile } from '../local/engine-file.js';
 import type { StateEvent } from '../local/local-engine.js';
-import { isAlive, lockHolder } from '../local/state-lock.js';
+import { isAlive, lockHolder, makePrivateStateFolder } from '../local/state-lock.js';
 
 /** A background engine exits after this long idle: no request, no stream, no running execution. */
 export const DEFAULT_IDLE_EXIT_SECONDS = 300;
@@ -121,7 +121,7 @@ export async function findEngine(home: string): Promise<EngineClient | undefined
 export async function connectEngine(home: string, env: NodeJS.ProcessEnv, cwd: string, say: (line: string) => void): Promise<EngineClient> {
   const running = await findEngine(home);
   if (running) return running;
-  await mkdir(home, { recursive: true });
+  await makePrivateStateFolder(home);
   const log = join(home, ENGINE_LOG);
   const idle = Number(env.CLAUDE_SESSIONS_ENGINE_IDLE_SECONDS) || DEFAULT_IDLE_EXIT_SECONDS;
   const out = openSync(log, 'a');

@@ -26,7 +26,7 @@ import type { AnthropicStandIn } from './anthropic-stand-in.js';
 import { localClaudeEndpoint, localProvider } from './local-endpoint.js';
 import { LocalDynamoDb } from './local-dynamodb.js';
 import { LocalTaskCallbacks } from './local-task-callbacks.js';
-import { acquireStateLock } from './state-lock.js';
+import { acquireStateLock, makePrivateStateFolder } from './state-lock.js';
 import { loadWorkflowDefinition, type WorkflowDefinition } from './workflow-definition.js';
 
 export interface LocalRuntimeOptions {
@@ -193,7 +193,7 @@ export class LocalRuntime implements SessionStarter {
     const cacheDir = options.home ? join(options.home, 'cache') : (options.cacheDir ?? join(process.cwd(), '.claude-sessions', 'cache'));
     let releaseLock = async () => {};
     if (options.home) {
-      await mkdir(options.home, { recursive: true });
+      await makePrivateStateFolder(options.home);
       releaseLock = await acquireStateLock(options.home, options.command ?? 'claude-sessions');
     }
     const definition = await loadWorkflowDefinition(cacheDir).catch(async (err: unknown) => {

@@ -1,7 +1,16 @@
 import { readFileSync } from 'node:fs';
-import { open, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
+
+/**
+ * The state folder, made (or made again) readable by its owner only: it holds the sessions'
+ * records, replies and transcripts, the engine's port, and the local stores' data.
+ */
+export async function makePrivateStateFolder(home: string): Promise<void> {
+  await mkdir(home, { recursive: true, mode: 0o700 });
+  await chmod(home, 0o700);
+}
 
 export class LocalStateBusyError extends Error {
   override readonly name = 'LocalStateBusyError';

@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { AwsCredentialIdentity } from '@smithy/types';
 import { codeCommitGitCredentials } from '../../lib/claude/codecommit-credentials.js';
 import { git } from './git-remote.js';
+import { gitHttpBackend } from './git-http-backend.js';
 
 /** The host git is told to reach, and which the password must be signed for. */
 export const CODECOMMIT_HOST = 'git-codecommit.eu-west-1.amazonaws.com';
@@ -74,35 +74,6 @@ export class CodeCommitStandIn {
       return;
     }
     seen.accepted = true;
-    await this.httpBackend(req, res, `/${name}${rest}`, url.search.slice(1));
-  }
-
-  /** `git http-backend` as a CGI (RFC 3875): request meta-variables in, headers and body out. */
-  private async httpBackend(req: IncomingMessage, res: ServerResponse, pathInfo: string, query: string): Promise<void> {
-    const cgi = spawn('git', ['http-backend'], {
-      env: {
-        PATH: process.env.PATH,
-        GIT_PROJECT_ROOT: this.root,
-        GIT_HTTP_EXPORT_ALL: '1',
-        REQUEST_METHOD: req.method ?? 'GET',
-        PATH_INFO: pathInfo,
-        QUERY_STRING: query,
-        CONTENT_TYPE: req.headers['content-type'] ?? '',
-        ...(req.headers['content-length'] ? { CONTENT_LENGTH: req.headers['content-length'] } : {}),
-        ...(req.headers['content-encoding'] ? { HTTP_CONTENT_ENCODING: req.headers['content-encoding'] } : {}),
-        ...(req.headers['git-protocol'] ? { HTTP_GIT_PROTOCOL: String(req.headers['git-protocol']) } : {}),
-      },
-      stdio: ['pipe', 'pipe', 'ignore'],
-    });
-    req.pipe(cgi.stdin);
-    const chunks: Buffer[] = [];
-    cgi.stdout.on('data', (c: Buffer) => chunks.push(c));
-    await new Promise((resolve, reject) => cgi.once('error', reject).once('close', resolve));
-    const output = Buffer.concat(chunks);
-    const end = output.indexOf('\r\n\r\n');
-    const headers = output.subarray(0, end).toString().split('\r\n').map((line) => line.split(/:\s*(.*)/s) as [string, string]);
-    const status = Number(headers.find(([key]) => key.toLowerCase() === 'status')?.[1]?.split(' ')[0] ?? 200);
-    res.writeHead(status, Object.fromEntries(headers.filter(([key]) => key.toLowerCase() !== 'status')));
-    res.end(output.subarray(end + 4));
+    await gitHttpBackend(this.root, req, res, `/${name}${rest}`, url.search.slice(1));
   }
 }
