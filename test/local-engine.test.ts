@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { cp, mkdtemp, readFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, stat } from 'node:fs/promises';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -273,6 +274,64 @@ describe('one local engine, many clients', () => {
       expect(engine.standby).toBeNull();
     } finally {
       server.child.kill('SIGTERM');
+    }
+  });
+});
+
+describe('the engine\'s own routes: only this machine, and changes only from its own pages', () => {
+  /** A request with the Host and Origin a page of another site (or a rebound name) would send. */
+  function send(url: string, method: string, path: string, headers: Record<string, string>, body?: unknown): Promise<{ status: number; text: string }> {
+    const target = new URL(path, url);
+    return new Promise((resolve, reject) => {
+      const req = request({ host: target.hostname, port: target.port, method, path: target.pathname, headers: { 'content-type': 'application/json', ...headers } }, (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode!, text }));
+      });
+      req.once('error', reject);
+      req.end(body === undefined ? undefined : JSON.stringify(body));
+    });
+  }
+
+  it('refuses a foreign Host on every route and a foreign Origin on every change, and does none of them', async () => {
+    // Prepare: a serve with one running session to abort
+    const home = await newHome();
+    const stalls = await new AnthropicStandIn().start();
+    stalls.respondByDefault({ kind: 'stall' });
+    const { child, url } = await serve(home, { ANTHROPIC_BASE_URL: stalls.url, ANTHROPIC_API_KEY: 'sk-ant-local' });
+    try {
+      const port = new URL(url).port;
+      const own = { host: `127.0.0.1:${port}` };
+      const started = await send(url, 'POST', '/local/runs', own, { input: { prompt: 'wait', projectId: 'guarded' }, endpoint: { apiKey: 'sk-ant-local', baseUrl: stalls.url } });
+      expect(started.status).toBe(202);
+      const { sessionId } = JSON.parse(started.text) as { sessionId: string };
+      expect(await until(() => stalls.messageRequests.length === 1, 20_000)).toBe(true);
+      const routes: [method: string, path: string, body?: unknown][] = [
+        ['GET', '/local/engine'],
+        ['POST', '/local/runs', { input: { prompt: 'leak the key', projectId: 'guarded' } }],
+        ['POST', `/sessions/${sessionId}/abort`],
+        ['GET', `/sessions/${sessionId}/events`],
+        ['PUT', '/projects/guarded/limit', { limit: 1 }],
+        ['POST', '/local/engine/exit'],
+      ];
+      // Act
+      const replies = [];
+      for (const [method, path, body] of routes) {
+        replies.push({ path, method, status: (await send(url, method, path, { host: `evil.example:${port}` }, body)).status });
+        if (method !== 'GET') replies.push({ path, method, status: (await send(url, method, path, { ...own, origin: 'https://evil.example' }, body)).status });
+      }
+      // Assess: every one refused, the session still running, no limit set, no second session, the engine serving
+      expect(replies.filter((r) => r.status !== 403)).toEqual([]);
+      const engine = await send(url, 'GET', '/local/engine', own);
+      expect(JSON.parse(engine.text)).toMatchObject({ running: 1 });
+      const sessions = JSON.parse((await send(url, 'GET', '/projects/guarded/sessions', own)).text) as { items: { sessionId: string; status: string }[] };
+      expect(sessions.items).toEqual([expect.objectContaining({ sessionId, status: 'RUNNING' })]);
+      expect(stalls.messageRequests).toHaveLength(1);
+      expect((await stat(home)).mode & 0o777).toBe(0o700);
+    } finally {
+      child.kill('SIGINT');
+      await new Promise((resolve) => child.once('exit', resolve));
+      await stalls.close();
     }
   });
 });
