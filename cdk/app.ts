@@ -14,6 +14,9 @@ new ClaudeSessionsStack(app, 'ClaudeSessions', {
   // Checked by the stack, naming the context key.
   codeCommitRepositories: commaList(app.node.tryGetContext('codeCommitRepositories')),
   allowedTools: toolList(app.node.tryGetContext('allowedTools')),
+  // Checked by the stack, naming the context key. A rule may hold a comma only in a JSON array.
+  permissionRules: commaList(app.node.tryGetContext('permissionRules')),
+  shellOnLambda: booleanFlag(app.node.tryGetContext('shellOnLambda'), 'shellOnLambda'),
   // `-c protectedBranches=main,release/*`; `none` protects none. Checked by the stack.
   protectedBranches: app.node.tryGetContext('protectedBranches') === 'none' ? [] : commaList(app.node.tryGetContext('protectedBranches')),
   alarmTopicArn: app.node.tryGetContext('alarmTopicArn'),
@@ -42,6 +45,14 @@ function toolList(value: unknown): string[] | undefined {
 function commaList(value: unknown): string[] | undefined {
   if (value === undefined || value === null || value === '') return undefined;
   return Array.isArray(value) ? value.map(String) : String(value).split(',').map((item) => item.trim()).filter(Boolean);
+}
+
+/** `-c shellOnLambda=true` or a boolean in cdk.json. */
+function booleanFlag(value: unknown, name: string): boolean | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (value === true || value === 'true') return true;
+  if (value === false || value === 'false') return false;
+  throw new Error(`context ${name} must be true or false, not ${JSON.stringify(value)}`);
 }
 
 /** `-c projectModels='{"demo":"arn:…"}'` or an object in cdk.json. */

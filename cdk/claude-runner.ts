@@ -3,7 +3,8 @@ import { DockerImageAsset, Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import { DockerImageCode, DockerImageFunction, Tracing, type IFunction } from 'aws-cdk-lib/aws-lambda';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { grantRunner, runnerEnvironmentOf, type RunnerSettingsProps } from './runner-settings.js';
+import { grantRunner, runnerEnvironmentOf, warnAboutRunnerSettings, type RunnerSettingsProps } from './runner-settings.js';
+import { SHELL_TOOLS } from '../lib/sessions/session-limits.js';
 import { acknowledgeFunctionBasics } from './service-function.js';
 import { claudeCodeVersion, stageRunnerImage } from './runner-image.js';
 
@@ -24,6 +25,11 @@ export class ClaudeRunner extends Construct {
 
   constructor(scope: Construct, id: string, props: ClaudeRunnerProps) {
     super(scope, id);
+    const shell = (props.tools ?? []).filter((t) => SHELL_TOOLS.includes(t));
+    if (shell.length && !props.shellOnLambda) {
+      throw new Error(`tools names ${shell.join(', ')} for the Lambda runner, where a shell runs as the runner and can read its role's credentials: set shellOnLambda to accept that, or run such sessions on Fargate`);
+    }
+    warnAboutRunnerSettings(this, props);
     // One image, two entry points: this Lambda, and the Fargate task (cdk/fargate-runner.ts).
     this.image = new DockerImageAsset(this, 'Image', {
       directory: stageRunnerImage({ bundle: Stack.of(this).bundlingRequired }),

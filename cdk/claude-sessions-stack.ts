@@ -21,6 +21,7 @@ import { parseModelSettings } from '../lib/claude/model-provider.js';
 import { ModelAccess } from './model-access.js';
 import { codeCommitRepositories } from './runner-settings.js';
 import { checkedTokenScopes } from '../lib/claude/repository-scopes.js';
+import { checkedPermissionRules } from '../lib/claude/claude-args.js';
 import { assertBranchAllowed, checkedBranchPatterns } from '../lib/sessions/session-creation.js';
 
 export interface ClaudeSessionsStackProps extends StackProps {
@@ -61,6 +62,18 @@ export interface ClaudeSessionsStackProps extends StackProps {
    * whose tests Claude should run. Context `allowedTools` (comma-separated). @default Read, Glob, Grep, Edit, Write
    */
   readonly allowedTools?: readonly string[];
+  /**
+   * Permission rules the CLI allows unasked, for the tools a session has: e.g. `Bash(npm test:*)`,
+   * `Bash(git diff:*)`. In headless mode nobody can approve a command, so Bash runs only what a rule
+   * (or the CLI's own read-only list) allows. Context `permissionRules` (comma-separated or a JSON array). @default none
+   */
+  readonly permissionRules?: readonly string[];
+  /**
+   * Whether a Lambda session may have a shell (Bash): on Lambda it runs as the runner and can read
+   * the runner role's credentials from its environment. Without it, Bash is for runtime fargate, where
+   * the CLI runs as a user of its own. Context `shellOnLambda` (true). @default false
+   */
+  readonly shellOnLambda?: boolean;
   /**
    * Branches (names or patterns such as `release/*`, `*` matching any characters) a session's workspace may not push; `[]`
    * allows any. Refused by CreateSession and the API naming `workspace.branch`, checked in
@@ -130,7 +143,7 @@ export class ClaudeSessionsStack extends Stack {
     const transcripts = new TranscriptBucket(this, 'Transcripts');
     const creator = (this.creator = new SessionCreator(this, 'SessionCreator', {
       maxConcurrentSessions: props.maxConcurrentSessions, monthlyBudgetUsd: props.monthlyBudgetUsd, sessions, allowedTools: props.allowedTools,
-      runAttempts: props.runAttempts, protectedBranches,
+      runAttempts: props.runAttempts, protectedBranches, shellOnLambda: props.shellOnLambda,
     }));
     const gitTokenSecret = props.gitTokenSecretName ? Secret.fromSecretNameV2(this, 'GitToken', props.gitTokenSecretName) : undefined;
     const gitTokenScopes = checkedTokenScopes(props.gitTokenScopes, 'gitTokenScopes');
@@ -138,7 +151,11 @@ export class ClaudeSessionsStack extends Stack {
       throw new Error('gitTokenScopes must name where the git token may go (e.g. https://github.com/acme/) when gitTokenSecretName is set: it is sent to no other host');
     }
     const repositories = codeCommitRepositories(this, props.codeCommitRepositories);
-    const git = { gitTokenSecret, gitTokenScopes, trustedSettingsRepositories: props.trustedSettingsRepositories, codeCommitRepositories: repositories };
+    // What both runners share beyond the model: git, repositories, permission rules.
+    const git = {
+      gitTokenSecret, gitTokenScopes, trustedSettingsRepositories: props.trustedSettingsRepositories, codeCommitRepositories: repositories,
+      permissionRules: checkedPermissionRules(props.permissionRules, 'permissionRules'),
+    };
     const runner = (this.runner = new ClaudeRunner(this, 'Runner', {
       apiKeySecret, model, modelAccess, transcripts, ...git, protectedBranches,
     }));
@@ -176,7 +193,7 @@ export class ClaudeSessionsStack extends Stack {
       reason: 'states:DescribeExecution on the executions of this one state machine: a task reads its own execution\'s input (its prompt), whose name it cannot know at deploy time.',
     });
     this.api = new SessionApi(this, 'Http', {
-      sessions, stateMachine: this.workflow.stateMachine, transcripts, allowedTools: props.allowedTools, protectedBranches,
+      sessions, stateMachine: this.workflow.stateMachine, transcripts, allowedTools: props.allowedTools, protectedBranches, shellOnLambda: props.shellOnLambda,
       maxConcurrentSessions: props.maxConcurrentSessions, monthlyBudgetUsd: props.monthlyBudgetUsd,
     });
     const reaper = new SessionReaper(this, 'Reaper', { sessions, stateMachine: this.workflow.stateMachine });

@@ -1,4 +1,4 @@
-import type { Duration } from 'aws-cdk-lib';
+import { Annotations, type Duration } from 'aws-cdk-lib';
 import { Repository, type IRepository } from 'aws-cdk-lib/aws-codecommit';
 import { Effect, PolicyStatement, type IGrantable } from 'aws-cdk-lib/aws-iam';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
@@ -37,8 +37,14 @@ export interface RunnerSettingsProps {
   readonly maxApiRetries?: number;
   /** The tools Claude may use when a session names none. @default Read, Glob, Grep, Edit, Write (no shell, no web) */
   readonly tools?: readonly string[];
-  /** @default 'acceptEdits' */
+  /** @default 'acceptEdits'; `bypassPermissions` needs trustedInputsOnly */
   readonly permissionMode?: PermissionMode;
+  /** Permission rules the CLI allows unasked, e.g. `Bash(npm test:*)`, `Bash(git diff:*)`. @default none */
+  readonly permissionRules?: readonly string[];
+  /** This deployment runs no untrusted prompt or repository: required for `bypassPermissions`. @default false */
+  readonly trustedInputsOnly?: boolean;
+  /** The Lambda runner may offer a shell (Bash): it runs as the runner and can read its role's credentials. @default false */
+  readonly shellOnLambda?: boolean;
 }
 
 /** The runner's environment (lib/claude/runner-environment.ts) from its props. */
@@ -55,8 +61,17 @@ export function runnerEnvironmentOf(props: RunnerSettingsProps, extra: Pick<Runn
     maxApiRetries: props.maxApiRetries,
     tools: props.tools,
     permissionMode: props.permissionMode,
+    permissionRules: props.permissionRules,
+    trustedInputsOnly: props.trustedInputsOnly,
     ...extra,
   });
+}
+
+/** Says at synth what a runner's settings let a session do that a reader of the stack should know. */
+export function warnAboutRunnerSettings(scope: Construct, props: RunnerSettingsProps): void {
+  if (props.permissionMode === 'bypassPermissions') {
+    Annotations.of(scope).addWarningV2('claude-sessions:bypassPermissions', 'permissionMode bypassPermissions: every tool call runs unasked (trustedInputsOnly is set); a prompt or repository from anyone else can read and send whatever the runner reaches');
+  }
 }
 
 /** What a runner may reach: its secrets (or the model role), the transcripts, and where a failed push's patch goes. */

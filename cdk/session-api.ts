@@ -30,6 +30,8 @@ export interface SessionApiProps {
   readonly allowedTools?: readonly string[];
   /** Branches (or patterns, `*` any characters) a session's workspace may not push. @default main, master */
   readonly protectedBranches?: readonly string[];
+  /** A Lambda session may have a shell (SessionPolicy.shellOnLambda). @default false */
+  readonly shellOnLambda?: boolean;
   /** @default 10 requests per second, bursts of 20 */
   readonly throttle?: { rateLimit: number; burstLimit: number };
   /** @default RetentionDays.ONE_MONTH */

@@ -17,6 +17,8 @@ export interface SessionCreatorProps {
   readonly allowedTools?: readonly string[];
   /** Branches (or patterns, `*` any characters) a session's workspace may not push. @default main, master */
   readonly protectedBranches?: readonly string[];
+  /** A Lambda session may have a shell (SessionPolicy.shellOnLambda). @default false */
+  readonly shellOnLambda?: boolean;
   /** Runs of the CLI a session may take when the API fails transiently (429, 5xx, 529). @default 3 */
   readonly runAttempts?: number;
   /** Wait before the second run, doubled for each later one. @default Duration.seconds(15) */

@@ -9,6 +9,9 @@ import {
 import { LEASE_CONDITION, RELEASE_AFTER_RUN_UPDATE, releaseAfterRunValues } from '../lib/sessions/milestone-item.js';
 import { zeroUsage } from '../lib/sessions/usage.js';
 import { invokeGrant } from '../lib/claude/model-provider.js';
+import { App, Stack } from 'aws-cdk-lib';
+import { ClaudeRunner } from '../cdk/claude-runner.js';
+import { TranscriptBucket } from '../cdk/transcript-bucket.js';
 
 const saved = { ...process.env };
 afterEach(() => {
@@ -29,6 +32,7 @@ describe('the runner contract', () => {
       apiKeySecretArn: 'arn:secret', transcriptBucket: undefined, gitTokenSecretArn: undefined, idleTimeoutMs: 60_000, maxApiRetries: 2,
       tools: ['Read', 'Bash'], permissionMode: 'plan', heartbeatIntervalSeconds: 30, model: { provider: 'anthropic' }, modelRoleArn: undefined,
       gitTokenScopes: ['https://github.com/acme/'], trustedSettingsRepositories: ['https://github.com/acme/tools.git'],
+      permissionRules: [], trustedInputsOnly: false,
     });
   });
 
@@ -118,6 +122,32 @@ describe('the write contract across a deploy', () => {
     const machine = Object.values(template.Resources).find((r) => r.Type === 'AWS::StepFunctions::StateMachine')!;
     expect(JSON.stringify(machine.Properties.DefinitionString)).toContain(`\\"contract\\":${RUNNER_CONTRACT}`);
     expect(JSON.stringify(machine.Properties.DefinitionString)).toContain(`{\\"Name\\":\\"RUNNER_CONTRACT\\",\\"Value\\":\\"${RUNNER_CONTRACT}\\"}`);
+  });
+});
+
+describe('what a deployment lets a session run', () => {
+  it('carries permission rules as JSON (a rule may hold a comma or a space), and names a bad one', () => {
+    Object.assign(process.env, runnerEnvironment({ permissionRules: ['Bash(npm test:*)', 'Bash(git diff --stat, HEAD:*)'] }));
+    expect(readRunnerEnvironment().permissionRules).toEqual(['Bash(npm test:*)', 'Bash(git diff --stat, HEAD:*)']);
+    expect(() => runnerEnvironment({ permissionRules: ['Bash(rm -rf /'] })).toThrow(/permissionRules must be permission rules such as Bash\(npm test:\*\)/);
+    process.env.CLAUDE_PERMISSION_RULES = 'Bash(npm test:*)';
+    expect(() => readRunnerEnvironment()).toThrow(/CLAUDE_PERMISSION_RULES must be a JSON array/);
+  });
+
+  it('takes bypassPermissions only from a deployment that runs trusted input only, at synth and in the runner', () => {
+    expect(() => runnerEnvironment({ permissionMode: 'bypassPermissions' })).toThrow(/permissionMode bypassPermissions .*\(trustedInputsOnly\)/);
+    expect(runnerEnvironment({ permissionMode: 'bypassPermissions', trustedInputsOnly: true })).toMatchObject({ CLAUDE_PERMISSION_MODE: 'bypassPermissions', TRUSTED_INPUTS_ONLY: 'true' });
+    process.env.CLAUDE_PERMISSION_MODE = 'bypassPermissions';
+    expect(() => readRunnerEnvironment()).toThrow(/CLAUDE_PERMISSION_MODE bypassPermissions .*\(trustedInputsOnly\)/);
+    process.env.TRUSTED_INPUTS_ONLY = 'true';
+    expect(readRunnerEnvironment()).toMatchObject({ permissionMode: 'bypassPermissions', trustedInputsOnly: true });
+  });
+
+  it('refuses a shell among the Lambda runner\'s own tools unless shellOnLambda says so', () => {
+    const stack = new Stack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ShellTools');
+    const transcripts = new TranscriptBucket(stack, 'Transcripts');
+    expect(() => new ClaudeRunner(stack, 'Runner', { transcripts, tools: ['Read', 'Bash'] })).toThrow(/tools names Bash for the Lambda runner/);
+    expect(() => new ClaudeRunner(stack, 'Accepted', { transcripts, tools: ['Read', 'Bash'], shellOnLambda: true })).not.toThrow();
   });
 });
 

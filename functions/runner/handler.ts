@@ -33,6 +33,7 @@ export const handler = middy(async (input: RunnerInput, context: Context) => {
     maxRetries: runner.maxApiRetries,
     tools: runner.tools,
     permissionMode: runner.permissionMode,
+    permissionRules: runner.permissionRules,
     remainingMs: () => context.getRemainingTimeInMillis(),
     transcripts,
     gitToken: runner.gitTokenSecretArn ? () => readGitToken(secrets, runner.gitTokenSecretArn!) : undefined,

@@ -54,6 +54,7 @@ async function main(): Promise<number> {
         maxRetries: runner.maxApiRetries,
         tools: runner.tools,
         permissionMode: runner.permissionMode,
+        permissionRules: runner.permissionRules,
         transcripts,
         gitToken: runner.gitTokenSecretArn ? () => readGitToken(secretsClient(), runner.gitTokenSecretArn!) : undefined,
         gitTokenScopes: runner.gitTokenScopes,

@@ -21,6 +21,31 @@ export interface ClaudeArgsOptions {
    * @default false
    */
   repositorySettings?: boolean;
+  /**
+   * Permission rules the CLI allows without asking (`Bash(npm test:*)`, `Bash(git diff:*)`): the
+   * deployment's. In `-p` nobody can answer a prompt, so a command no rule allows is refused.
+   */
+  permissionRules?: readonly string[];
+}
+
+/** A permission rule as the CLI's settings take one: a tool name, optionally with its specifier in parentheses. */
+const PERMISSION_RULE = /^[A-Za-z][A-Za-z0-9_]{0,63}(?:\([^()\n]{1,200}\))?$/;
+
+/** The deployment's permission rules, checked: a bad one is named with the setting it came from. */
+export function checkedPermissionRules(rules: readonly string[] | undefined, setting: string): string[] | undefined {
+  const bad = (rules ?? []).filter((r) => !PERMISSION_RULE.test(r));
+  if (bad.length) throw new Error(`${setting} must be permission rules such as Bash(npm test:*) or Read, not ${bad.map((r) => JSON.stringify(r)).join(', ')}`);
+  return rules ? [...rules] : undefined;
+}
+
+/**
+ * bypassPermissions lets every tool call through, reading /proc, the environment and the network
+ * included: a runner takes it only from a deployment that says it runs no untrusted input.
+ */
+export function assertPermissionModeAllowed(mode: PermissionMode | undefined, trustedInputsOnly: boolean | undefined, setting: string): void {
+  if (mode === 'bypassPermissions' && !trustedInputsOnly) {
+    throw new Error(`${setting} bypassPermissions lets any command run unasked: it needs the deployment to state that it runs no untrusted prompt or repository (trustedInputsOnly); allow commands with permission rules instead`);
+  }
 }
 
 /**
@@ -60,5 +85,7 @@ export function buildClaudeArgs(options: ClaudeArgsOptions): string[] {
   args.push('--tools', (options.tools ?? DEFAULT_TOOLS).join(','));
   args.push('--permission-mode', options.permissionMode ?? DEFAULT_PERMISSION_MODE);
   if (!options.repositorySettings) args.push(...REPOSITORY_IS_DATA);
+  // As flag settings: read whatever the setting sources, and not split on the spaces a rule may hold.
+  if (options.permissionRules?.length) args.push('--settings', JSON.stringify({ permissions: { allow: options.permissionRules } }));
   return args;
 }

@@ -5,6 +5,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildClaudeArgs, type ClaudeArgsOptions } from './claude-args.js';
+import { ModelGateway } from './model-gateway.js';
 
 // How the CLI process is started. No schema library here: the process that starts it loads
 // only what it needs (the Lambda's cold start, the task's).
@@ -114,6 +115,27 @@ export function claudeSpawn(options: ClaudeProcessOptions, home: string, workDir
   return { command: options.claudePath ?? defaultClaudePath(), args: buildClaudeArgs(options), env: claudeEnv(options, home), cwd: workDir };
 }
 
+/** A CLI started for a run: the process, and the gateway (ModelGateway) it reaches the model through. */
+export interface StartedClaude {
+  child: ChildProcess;
+  gateway: ModelGateway;
+}
+
+/**
+ * Starts the CLI as `claudeSpawn` describes it, except that it reaches the model through a
+ * gateway of its own: its environment holds no key and no AWS credentials, only the gateway's
+ * URL and a per-run token.
+ */
+export async function startClaudeBehindGateway(options: ClaudeProcessOptions, home: string, workDir: string): Promise<StartedClaude> {
+  const gateway = await ModelGateway.open(options.endpoint);
+  try {
+    return { child: startClaude(claudeSpawn({ ...options, endpoint: gateway.endpoint }, home, workDir)), gateway };
+  } catch (err) {
+    await gateway.close();
+    throw err;
+  }
+}
+
 export function startClaude(spec: ClaudeSpawn): ChildProcess {
   return spawn(spec.command, spec.args, {
     cwd: spec.cwd,
@@ -148,6 +170,7 @@ export class StandbyClaude {
   private constructor(
     private readonly key: string,
     readonly child: ChildProcess,
+    private readonly gateway: ModelGateway,
     readonly home: string,
     readonly workDir: string,
     /** The session it was started for (its `--session-id`): the run that claims it must be that session. */
@@ -165,8 +188,10 @@ export class StandbyClaude {
     if (options.conversation !== 'fresh') throw new Error('only a fresh conversation can be started ahead of its prompt');
     const { home, workDir } = await makeHome(options.workRoot);
     try {
-      const spec = claudeSpawn(options, home, workDir);
-      return new StandbyClaude(spawnKey(spec, home), startClaude(spec), home, workDir, options.sessionId, maxAgeMs);
+      // Keyed on the deployment's endpoint (held in memory only): a run for another endpoint does not match.
+      const key = spawnKey(claudeSpawn(options, home, workDir), home);
+      const { child, gateway } = await startClaudeBehindGateway(options, home, workDir);
+      return new StandbyClaude(key, child, gateway, home, workDir, options.sessionId, maxAgeMs);
     } catch (err) {
       await rm(home, { recursive: true, force: true });
       throw err;
@@ -183,12 +208,12 @@ export class StandbyClaude {
   }
 
   /** Hands the process to a run that would start the very same one; undefined otherwise. */
-  claim(options: ClaudeProcessOptions): { child: ChildProcess; home: string; workDir: string } | undefined {
+  claim(options: ClaudeProcessOptions): { child: ChildProcess; gateway: ModelGateway; home: string; workDir: string } | undefined {
     // Only a fresh conversation's arguments match (start() refuses others), so a resumed run never claims it.
     if (!this.usable) return undefined;
     if (spawnKey(claudeSpawn(options, this.home, this.workDir), this.home) !== this.key) return undefined;
     this.state = 'claimed';
-    return { child: this.child, home: this.home, workDir: this.workDir };
+    return { child: this.child, gateway: this.gateway, home: this.home, workDir: this.workDir };
   }
 
   /** Stops an unclaimed CLI (it never had a prompt) and removes its HOME. */
@@ -200,6 +225,7 @@ export class StandbyClaude {
       signalGroup(this.child.pid, 'SIGKILL');
       await exited;
     }
+    await this.gateway.close();
     await rm(this.home, { recursive: true, force: true });
   }
 }
@@ -298,6 +324,8 @@ export interface RunnerClaudeSettings {
   remainingMs?: () => number;
   tools?: readonly string[];
   permissionMode?: ClaudeArgsOptions['permissionMode'];
+  /** Permission rules the CLI allows unasked (the deployment's CLAUDE_PERMISSION_RULES). */
+  permissionRules?: readonly string[];
 }
 
 /** How the runner starts the CLI for a session: one place, so a standby started ahead matches. */
@@ -323,6 +351,7 @@ export function claudeProcessOptions(
     // The session's own tools, which CreateSession has checked against the deployment's allow-list.
     tools: session.tools ?? config.tools,
     permissionMode: config.permissionMode,
+    permissionRules: config.permissionRules,
   };
 }
 

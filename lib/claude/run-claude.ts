@@ -3,7 +3,7 @@ import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import {
-  StandbyClaude, claudeSpawn, makeHome, signalGroup, startClaude, type ClaudeProcessOptions,
+  StandbyClaude, makeHome, signalGroup, startClaudeBehindGateway, type ClaudeProcessOptions, type StartedClaude,
 } from './claude-process.js';
 import { promptMessage } from './claude-args.js';
 import { ClaudeResult, fromApiUsage } from './claude-result.js';
@@ -54,6 +54,7 @@ export async function runClaude(options: RunClaudeOptions): Promise<ClaudeRun> {
   if (options.standby && !standby) await options.standby.discard();
   const { home, workDir } = standby ?? (await makeHome(options.workRoot));
   const configDir = join(home, '.claude');
+  let started: StartedClaude | undefined = standby;
   try {
     await options.workspace?.prepare(workDir, home);
     if (options.restoreTranscript) {
@@ -61,11 +62,13 @@ export async function runClaude(options: RunClaudeOptions): Promise<ClaudeRun> {
       await mkdir(dir, { recursive: true });
       await writeFile(join(dir, `${options.sessionId}.jsonl`), options.restoreTranscript);
     }
-    const run: ClaudeRun = await superviseClaude(options, standby?.child ?? startClaude(claudeSpawn(options, home, workDir)));
+    started ??= await startClaudeBehindGateway(options, home, workDir);
+    const run: ClaudeRun = await superviseClaude(options, started.child);
     if (options.conversation !== 'fresh') run.transcript = await findTranscript(configDir, options.sessionId);
     await options.workspace?.finish(workDir, home, run);
     return run;
   } finally {
+    await started?.gateway.close();
     // Nothing of one session stays on a warm container for the next.
     await rm(home, { recursive: true, force: true });
   }

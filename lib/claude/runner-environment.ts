@@ -1,5 +1,5 @@
 import { getNumberFromEnv, getStringFromEnv } from '@aws-lambda-powertools/commons/utils/env';
-import { DEFAULT_PERMISSION_MODE, PERMISSION_MODES, type PermissionMode } from './claude-args.js';
+import { DEFAULT_PERMISSION_MODE, PERMISSION_MODES, assertPermissionModeAllowed, checkedPermissionRules, type PermissionMode } from './claude-args.js';
 import { DEFAULT_TOOLS } from '../sessions/session-limits.js';
 import { DEFAULT_IDLE_TIMEOUT_MS } from './claude-process.js';
 import { parseModelSettings, type ModelSettings } from './model-provider.js';
@@ -28,8 +28,12 @@ export interface RunnerSettings {
   maxApiRetries?: number;
   /** The only tools Claude may use. @default Read, Glob, Grep, Edit, Write */
   tools?: readonly string[];
-  /** @default 'acceptEdits' */
+  /** @default 'acceptEdits'; `bypassPermissions` only with trustedInputsOnly */
   permissionMode?: PermissionMode;
+  /** Permission rules the CLI allows unasked, e.g. `Bash(npm test:*)`. @default none */
+  permissionRules?: readonly string[];
+  /** The deployment runs no untrusted prompt or repository: what `bypassPermissions` needs. @default false */
+  trustedInputsOnly?: boolean;
   /** Fargate only: how often the task beats on its token. @default 30 */
   heartbeatIntervalSeconds?: number;
   /** Who serves Claude, and which model. @default the Anthropic API, the CLI's default model */
@@ -48,6 +52,8 @@ const NAMES = {
   maxApiRetries: 'CLAUDE_CODE_MAX_RETRIES',
   tools: 'CLAUDE_TOOLS',
   permissionMode: 'CLAUDE_PERMISSION_MODE',
+  permissionRules: 'CLAUDE_PERMISSION_RULES',
+  trustedInputsOnly: 'TRUSTED_INPUTS_ONLY',
   heartbeatIntervalSeconds: 'HEARTBEAT_INTERVAL_SECONDS',
   provider: 'MODEL_PROVIDER',
   model: 'CLAUDE_MODEL',
@@ -64,6 +70,10 @@ export function runnerEnvironment(settings: RunnerSettings): Record<string, stri
     [NAMES.tools]: (settings.tools ?? DEFAULT_TOOLS).join(','),
     [NAMES.permissionMode]: settings.permissionMode ?? DEFAULT_PERMISSION_MODE,
   };
+  assertPermissionModeAllowed(settings.permissionMode, settings.trustedInputsOnly, 'permissionMode');
+  if (settings.trustedInputsOnly) env[NAMES.trustedInputsOnly] = 'true';
+  // JSON: a rule may hold a comma.
+  if (settings.permissionRules?.length) env[NAMES.permissionRules] = JSON.stringify(checkedPermissionRules(settings.permissionRules, 'permissionRules'));
   if (settings.apiKeySecretArn) env[NAMES.apiKeySecretArn] = settings.apiKeySecretArn;
   if (settings.transcriptBucket) env[NAMES.transcriptBucket] = settings.transcriptBucket;
   if (settings.gitTokenSecretArn) env[NAMES.gitTokenSecretArn] = settings.gitTokenSecretArn;
@@ -82,11 +92,13 @@ export function runnerEnvironment(settings: RunnerSettings): Record<string, stri
 }
 
 /** What a runner read from its environment: every setting resolved to its value. */
-export type RunnerEnvironment = Required<Omit<RunnerSettings, 'apiKeySecretArn' | 'transcriptBucket' | 'gitTokenSecretArn' | 'tools' | 'modelRoleArn' | 'gitTokenScopes' | 'trustedSettingsRepositories'>> &
+export type RunnerEnvironment = Required<Omit<RunnerSettings,
+  'apiKeySecretArn' | 'transcriptBucket' | 'gitTokenSecretArn' | 'tools' | 'modelRoleArn' | 'gitTokenScopes' | 'trustedSettingsRepositories' | 'permissionRules'>> &
   Pick<RunnerSettings, 'apiKeySecretArn' | 'transcriptBucket' | 'gitTokenSecretArn' | 'modelRoleArn'> & {
     tools: string[];
     gitTokenScopes: string[];
     trustedSettingsRepositories: string[];
+    permissionRules: string[];
   };
 
 /** Reads the settings once, at start; a bad value throws naming its variable. */
@@ -95,6 +107,17 @@ export function readRunnerEnvironment(): RunnerEnvironment {
   const permissionMode = getStringFromEnv({ key: NAMES.permissionMode, defaultValue: DEFAULT_PERMISSION_MODE });
   if (!PERMISSION_MODES.includes(permissionMode as PermissionMode)) {
     throw new Error(`${NAMES.permissionMode} must be one of ${PERMISSION_MODES.join(', ')}, not ${JSON.stringify(permissionMode)}`);
+  }
+  const trustedInputsOnly = optional(NAMES.trustedInputsOnly) === 'true';
+  assertPermissionModeAllowed(permissionMode as PermissionMode, trustedInputsOnly, NAMES.permissionMode);
+  let permissionRules: unknown = [];
+  try {
+    permissionRules = JSON.parse(optional(NAMES.permissionRules) ?? '[]');
+  } catch {
+    permissionRules = undefined; // named below
+  }
+  if (!Array.isArray(permissionRules) || !permissionRules.every((r) => typeof r === 'string')) {
+    throw new Error(`${NAMES.permissionRules} must be a JSON array of permission rules such as ["Bash(npm test:*)"]`);
   }
   // Powertools reads '' as 0: every number here must be above 0 (a 0 heartbeat would spin).
   const positive = (key: string, defaultValue: number) => {
@@ -113,6 +136,8 @@ export function readRunnerEnvironment(): RunnerEnvironment {
     maxApiRetries: getNumberFromEnv({ key: NAMES.maxApiRetries, defaultValue: 2 }),
     tools: getStringFromEnv({ key: NAMES.tools, defaultValue: DEFAULT_TOOLS.join(',') }).split(',').map((t) => t.trim()).filter(Boolean),
     permissionMode: permissionMode as PermissionMode,
+    permissionRules: checkedPermissionRules(permissionRules as string[], NAMES.permissionRules)!,
+    trustedInputsOnly,
     heartbeatIntervalSeconds: positive(NAMES.heartbeatIntervalSeconds, 30),
     model: readModelSettings(optional),
     modelRoleArn: optional(NAMES.modelRoleArn),

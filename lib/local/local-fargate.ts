@@ -82,6 +82,11 @@ export class LocalFargate {
           maxApiRetries: this.runnerConfig.maxRetries,
           tools: this.runnerConfig.tools,
           permissionMode: this.runnerConfig.permissionMode,
+          permissionRules: this.runnerConfig.permissionRules,
+          // A local run is the user's own: the mode it was given is what it asked for.
+          trustedInputsOnly: this.runnerConfig.permissionMode === 'bypassPermissions' || undefined,
+          gitTokenScopes: this.runnerConfig.gitTokenScopes,
+          trustedSettingsRepositories: this.runnerConfig.trustedSettingsRepositories,
           heartbeatIntervalSeconds: heartbeatMs ? Math.max(0.2, heartbeatMs / 3000) : 30,
           model: endpoint.provider === 'bedrock'
             ? { provider: 'bedrock', model: endpoint.model, smallFastModel: endpoint.smallFastModel }

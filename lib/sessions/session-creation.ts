@@ -1,5 +1,5 @@
 import { InvalidInputError, prepareSessionStart, type SessionStart } from './execution-input.js';
-import { DEFAULT_TOOLS } from './session-limits.js';
+import { DEFAULT_TOOLS, SHELL_TOOLS } from './session-limits.js';
 
 /** Branches a session never pushes to unless the deployment says otherwise: it hands back a branch of its own. */
 export const DEFAULT_PROTECTED_BRANCHES: readonly string[] = ['main', 'master'];
@@ -38,6 +38,11 @@ export interface SessionPolicy {
    * empty list allows any. @default DEFAULT_PROTECTED_BRANCHES (main, master)
    */
   protectedBranches?: readonly string[];
+  /**
+   * Whether a Lambda session may have a shell (SHELL_TOOLS): there it runs as the runner's user and
+   * can read the runner role's credentials. @default false: a shell runs on Fargate only
+   */
+  shellOnLambda?: boolean;
 }
 
 /** A protected branch: a name, or a pattern whose `*` matches any characters, `/` included. */
@@ -73,9 +78,16 @@ export function assertBranchAllowed(workspace: { branch?: string } | undefined, 
   }
 }
 
-/** A session's `tools` beyond what the deployment allows: refused by name, before anything runs. */
-export function assertToolsAllowed(tools: readonly string[] | undefined, policy: SessionPolicy): void {
+/** A session's `tools` beyond what the deployment allows, or a shell where it would run unisolated: refused by name, before anything runs. */
+export function assertToolsAllowed(tools: readonly string[] | undefined, policy: SessionPolicy, runtime: 'lambda' | 'fargate' = 'lambda'): void {
   if (!tools) return;
+  const shell = tools.filter((t) => SHELL_TOOLS.includes(t));
+  if (shell.length && runtime === 'lambda' && !policy.shellOnLambda) {
+    throw new InvalidInputError([{
+      field: 'tools',
+      message: `may name ${shell.join(', ')} only with runtime fargate, where the CLI runs as a user of its own: on Lambda a shell runs as the runner and can read its role's credentials (a deployment that accepts that sets shellOnLambda)`,
+    }]);
+  }
   const allowed = policy.allowedTools ?? DEFAULT_TOOLS;
   const refused = tools.filter((t) => !allowed.includes(t));
   if (refused.length) {
@@ -84,13 +96,14 @@ export function assertToolsAllowed(tools: readonly string[] | undefined, policy:
 }
 
 /** The environment that sessionPolicyFromEnv reads the policy's limits from (CreateSession's, the API's). */
-export function sessionPolicyEnvironment(policy: Pick<SessionPolicy, 'maxConcurrentSessions' | 'monthlyBudgetUsd' | 'allowedTools' | 'protectedBranches'>): Record<string, string> {
+export function sessionPolicyEnvironment(policy: Pick<SessionPolicy, 'maxConcurrentSessions' | 'monthlyBudgetUsd' | 'allowedTools' | 'protectedBranches' | 'shellOnLambda'>): Record<string, string> {
   return {
     ...(policy.maxConcurrentSessions ? { MAX_CONCURRENT_SESSIONS: String(policy.maxConcurrentSessions) } : {}),
     ...(policy.monthlyBudgetUsd ? { MONTHLY_BUDGET_USD: String(policy.monthlyBudgetUsd) } : {}),
     ...(policy.allowedTools ? { ALLOWED_TOOLS: policy.allowedTools.join(',') } : {}),
     // Empty: none protected (the deployment allows any branch).
     ...(policy.protectedBranches ? { PROTECTED_BRANCHES: policy.protectedBranches.join(',') } : {}),
+    ...(policy.shellOnLambda ? { SHELL_ON_LAMBDA: 'true' } : {}),
   };
 }
 
@@ -111,6 +124,7 @@ export function sessionPolicyFromEnv(env: NodeJS.ProcessEnv, prefix = ''): Sessi
     allowedTools: env[prefix + 'ALLOWED_TOOLS']?.split(',').map((t) => t.trim()).filter(Boolean) || undefined,
     // Set but empty: no branch is protected.
     protectedBranches: checkedBranchPatterns(env[prefix + 'PROTECTED_BRANCHES']?.split(',').map((b) => b.trim()).filter(Boolean), prefix + 'PROTECTED_BRANCHES'),
+    shellOnLambda: env[prefix + 'SHELL_ON_LAMBDA'] === 'true' || undefined,
   };
 }
 
@@ -155,7 +169,7 @@ export interface ValidateInputEvent {
 /** The input checked and the session to create (with the deployment's policy applied); nothing is written. */
 export function prepareSession(event: ValidateInputEvent, policy: SessionPolicy = {}, now = new Date()): PreparedSession {
   const { session, prompt } = prepareSessionStart(event.input, { executionArn: event.executionArn, executionName: event.executionName, now });
-  assertToolsAllowed(session.tools, policy);
+  assertToolsAllowed(session.tools, policy, session.runtime);
   assertBranchAllowed(session.workspace, policy);
   // Its presence routes the session through AcquireSlot; without a limit, no slot is taken.
   if (policy.maxConcurrentSessions) session.concurrencyLimit = policy.maxConcurrentSessions;

@@ -18,10 +18,10 @@ export interface StartCheckDeps {
  * a full project. The workflow enforces each of them anyway; this spares a doomed execution.
  */
 export async function assertCanStart(
-  input: { projectId: string; milestoneId?: string; tools?: string[]; workspace?: WorkspaceSpec },
+  input: { projectId: string; milestoneId?: string; tools?: string[]; workspace?: WorkspaceSpec; runtime?: 'lambda' | 'fargate' },
   deps: StartCheckDeps,
 ): Promise<void> {
-  assertToolsAllowed(input.tools, deps.policy ?? {});
+  assertToolsAllowed(input.tools, deps.policy ?? {}, input.runtime);
   // A milestone task's branch is its milestone's, inherited or named: that is the one checked.
   const workspace = input.milestoneId
     ? milestoneTaskWorkspace(await deps.milestones.assertStartable(input.milestoneId, input.projectId), input.workspace)

@@ -1,0 +1,143 @@
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { Hash } from '@smithy/core/serde';
+import { SignatureV4 } from '@smithy/signature-v4';
+import type { ClaudeEndpoint } from './claude-process.js';
+
+// The CLI never holds a credential. Each run gets its own endpoint on 127.0.0.1 (ModelGateway):
+// the CLI is pointed at it with a random per-run token in place of a key (Anthropic) or with
+// CLAUDE_CODE_SKIP_BEDROCK_AUTH (Bedrock), and the runner adds the real API key, or signs with
+// the model role's credentials, on the way out. So nothing the CLI starts (Bash, a hook, an MCP
+// server) finds a key or AWS credentials in the CLI's environment or its /proc; what it can do
+// is what the run could do anyway (call the model through the gateway, while the run lasts).
+// Only the model API's own paths are served: no batches, files or admin API with the key.
+
+/** The Anthropic API paths the CLI uses; anything else (batches, files, admin) is refused. */
+const ANTHROPIC_PATHS = /^\/v1\/messages(?:\/count_tokens)?$/;
+/** Bedrock's runtime invocations and the inference-profile reads the CLI makes to resolve a model. */
+const BEDROCK_PATHS = /^\/(?:model\/[^/]+\/(?:invoke|invoke-with-response-stream|converse|converse-stream)|inference-profiles(?:\/[^/]+)?)$/;
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'host', 'content-length']);
+/** What the CLI sends that names a credential: never forwarded, the gateway sets its own. */
+const CREDENTIAL_HEADERS = /^(?:authorization|x-api-key|x-amz-.*|proxy-authorization|cookie)$/;
+
+export class ModelGateway {
+  private readonly token = randomBytes(24).toString('hex');
+  private closed = false;
+
+  private constructor(
+    private readonly server: Server,
+    /** Where the CLI would have gone: the deployment's endpoint, with its credential. */
+    private readonly upstream: ClaudeEndpoint,
+  ) {}
+
+  /** Listens on 127.0.0.1 for one run's CLI. */
+  static async open(upstream: ClaudeEndpoint): Promise<ModelGateway> {
+    let gateway: ModelGateway | undefined;
+    const server = createServer((req, res) => void gateway!.handle(req, res));
+    gateway = new ModelGateway(server, upstream);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve());
+    });
+    server.unref(); // a runner process that is done exits, gateway or not
+    return gateway;
+  }
+
+  private get url(): string {
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/${this.token}`;
+  }
+
+  /** The endpoint the CLI is given: this gateway, and no credential. */
+  get endpoint(): ClaudeEndpoint {
+    if (this.upstream.provider === 'bedrock') {
+      const { credentials: _held, ...rest } = this.upstream;
+      return { ...rest, baseUrl: this.url };
+    }
+    return { ...this.upstream, apiKey: this.token, baseUrl: this.url };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const refuse = (status: number, message: string) => {
+      if (!res.headersSent) res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ type: 'error', error: { type: 'permission_error', message }, message }));
+    };
+    try {
+      const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+      const prefix = `/${this.token}`;
+      const bedrock = this.upstream.provider === 'bedrock';
+      const keyOk = bedrock || sameSecret(String(req.headers['x-api-key'] ?? ''), this.token);
+      if (!url.pathname.startsWith(`${prefix}/`) || !keyOk) return refuse(401, 'not this run\'s model gateway');
+      const path = url.pathname.slice(prefix.length);
+      if (!(bedrock ? BEDROCK_PATHS : ANTHROPIC_PATHS).test(path)) return refuse(403, `the model gateway serves the model API only, not ${req.method} ${path}`);
+      const body = await readAll(req);
+      await this.forward(req, res, path + url.search, body);
+    } catch (err) {
+      refuse(502, `the model gateway could not reach the model: ${(err as Error).message}`);
+    }
+  }
+
+  private async forward(req: IncomingMessage, res: ServerResponse, pathAndQuery: string, body: Buffer): Promise<void> {
+    const base = new URL(this.upstream.baseUrl ?? defaultBaseUrl(this.upstream));
+    const target = new URL(base.pathname.replace(/\/$/, '') + pathAndQuery, base);
+    const headers: Record<string, string> = { ...forwardable(req.headers), host: target.host, 'content-length': String(body.length) };
+    if (this.upstream.provider !== 'bedrock') {
+      headers['x-api-key'] = this.upstream.apiKey;
+    } else if (this.upstream.credentials) {
+      const signer = new SignatureV4({ service: 'bedrock', region: this.upstream.region, credentials: this.upstream.credentials, sha256: Hash.bind(null, 'sha256') });
+      const signed = await signer.sign({
+        method: req.method ?? 'POST', protocol: target.protocol, hostname: target.hostname, port: target.port ? Number(target.port) : undefined,
+        path: target.pathname, query: Object.fromEntries(target.searchParams), headers, body,
+      });
+      Object.assign(headers, signed.headers);
+    }
+    const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+    await new Promise<void>((resolve, reject) => {
+      const upstream = send(target, { method: req.method, headers }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, forwardable(answer.headers, false));
+        answer.pipe(res);
+        answer.once('end', resolve);
+        answer.once('error', reject);
+      });
+      upstream.once('error', reject);
+      // The CLI gave up (killed, timed out): so does the request it made.
+      res.once('close', () => upstream.destroy());
+      upstream.end(body);
+    });
+  }
+}
+
+function defaultBaseUrl(endpoint: ClaudeEndpoint): string {
+  return endpoint.provider === 'bedrock' ? `https://bedrock-runtime.${endpoint.region}.amazonaws.com` : 'https://api.anthropic.com';
+}
+
+/** Headers passed on: none that is the connection's own, and (on a request) none that carries a credential. */
+function forwardable(headers: IncomingHttpHeaders, isRequest = true): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || (isRequest && CREDENTIAL_HEADERS.test(name))) continue;
+    out[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  return out;
+}
+
+function sameSecret(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+async function readAll(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
