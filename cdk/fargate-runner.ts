@@ -54,7 +54,8 @@ export class FargateRunner extends Construct {
         logGroup: new LogGroup(this, 'Logs', { retention: props.logRetention ?? RetentionDays.ONE_MONTH, removalPolicy: RemovalPolicy.DESTROY }),
       }),
       readonlyRootFilesystem: false,
-      environment: runnerEnvironmentOf(props, { heartbeatIntervalSeconds: 30 }),
+      // The task runs as root; each session's CLI as a user of its own, which cannot read the task's environment.
+      environment: runnerEnvironmentOf(props, { heartbeatIntervalSeconds: 30, separateUser: true }),
     });
     grantRunner(this.taskDefinition.taskRole, props);
     Validations.of(this.taskDefinition).acknowledge({

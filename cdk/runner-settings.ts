@@ -48,7 +48,7 @@ export interface RunnerSettingsProps {
 }
 
 /** The runner's environment (lib/claude/runner-environment.ts) from its props. */
-export function runnerEnvironmentOf(props: RunnerSettingsProps, extra: Pick<RunnerSettings, 'heartbeatIntervalSeconds'> = {}): Record<string, string> {
+export function runnerEnvironmentOf(props: RunnerSettingsProps, extra: Pick<RunnerSettings, 'heartbeatIntervalSeconds' | 'separateUser'> = {}): Record<string, string> {
   return runnerEnvironment({
     apiKeySecretArn: props.apiKeySecret?.secretArn,
     model: props.model,

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -163,5 +163,46 @@ describe('a shell where it would run as the runner', () => {
       .toThrow(expect.objectContaining({ name: 'InvalidInputError', errors: [expect.objectContaining({ field: 'tools', message: expect.stringMatching(/^may name Bash only with runtime fargate/) })] }));
     expect(prepareSession({ input: { ...input, runtime: 'fargate' }, executionArn: ARN, executionName: 'x' }, policy).session.tools).toEqual(['Read', 'Bash']);
     expect(prepareSession({ input, executionArn: ARN, executionName: 'x' }, { ...policy, shellOnLambda: true }).session.tools).toEqual(['Read', 'Bash']);
+  });
+});
+
+describe('a session\'s processes', () => {
+  let shell: TestRuntime;
+  useTestRuntime((started) => (shell = started), { permissionRules: ['Bash'] }, { policy: { allowedTools: [...DEFAULT_TOOLS, 'Bash'], shellOnLambda: true } });
+  const bash = (command: string) => ({ kind: 'tool_use' as const, name: 'Bash', input: { command } });
+  const running = (text: string) => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).some((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').includes(text);
+    } catch {
+      return false;
+    }
+  });
+
+  it.each(['lambda', 'fargate'] as const)('are all gone when the session closes, one that left with setsid included (%s)', async (runtime) => {
+    // Prepare: a command that outlives the CLI's process group, and one that stays in it
+    const detached = `sleep 3${runtime === 'lambda' ? 171 : 172}.5`;
+    shell.anthropic.respondWith(bash(`setsid -f ${detached} >/dev/null 2>&1; (sleep 3173.5 &) ; echo started`), { kind: 'text', text: 'Left them running.' });
+    // Act
+    const { session } = await shell.runtime.run({ prompt: 'Start a server and leave it running', projectId: 'sandbox', runtime, tools: [...DEFAULT_TOOLS, 'Bash'] });
+    // Assess
+    expect(session).toMatchObject({ status: 'COMPLETED', result: 'Left them running.' });
+    expect(JSON.stringify(shell.anthropic.messageRequests[1]!.body.messages)).toContain('started');
+    expect(running(detached)).toBe(false);
+    expect(running('sleep 3173.5')).toBe(false);
+  });
+
+  // The local Fargate task is root here (CI runs as root) and starts the CLI as a user of its own, as on ECS.
+  it.runIf(process.getuid?.() === 0 || process.env.CI)('on Fargate run as a user of their own, who cannot read the task\'s environment: no key, no task token, no credentials', async () => {
+    shell.anthropic.respondWith(
+      bash('id -u'),
+      bash('for f in /proc/[0-9]*/environ; do tr "\\0" "\\n" < "$f"; done 2>/dev/null | sort -u'),
+      { kind: 'text', text: 'Nothing found.' },
+    );
+    const { session } = await shell.runtime.run({ prompt: 'Find the API key', projectId: 'sandbox', runtime: 'fargate', tools: [...DEFAULT_TOOLS, 'Bash'] });
+    expect(session).toMatchObject({ status: 'COMPLETED' });
+    const results = shell.anthropic.messageRequests.slice(1).map((r) => JSON.stringify((r.body.messages as { content: unknown }[]).at(-1)!.content));
+    expect(Number(/"content":"(\d+)"/.exec(results[0]!)?.[1])).toBeGreaterThanOrEqual(200_000);
+    expect(results[1]).toContain('CLAUDE_CONFIG_DIR='); // the CLI's own environment, which it may read
+    for (const secret of [shell.anthropic.endpoint.apiKey, 'TASK_TOKEN=', 'AWS_SESSION_TOKEN=', 'AWS_SECRET_ACCESS_KEY=']) expect(results[1]).not.toContain(secret);
   });
 });

@@ -38,6 +38,9 @@ async function main(): Promise<number> {
     // First thing: a cold start that pulled the image has used part of HeartbeatSeconds already.
     await callbacks.heartbeat();
     logger.info('running Claude', { promptChars: session.promptChars, promptSha256: session.promptSha256 });
+    if (runner.separateUser && process.getuid?.() !== 0) {
+      logger.warn('the task is not root: the Claude CLI runs as the task\'s own user, and a shell it starts can read the task\'s environment');
+    }
     // One client for both secrets a session may read (the API key, a git token).
     let secrets: SecretsManagerClient | undefined;
     const secretsClient = () => (secrets ??= tracer.captureAWSv3Client(new SecretsManagerClient({})));
@@ -55,6 +58,7 @@ async function main(): Promise<number> {
         tools: runner.tools,
         permissionMode: runner.permissionMode,
         permissionRules: runner.permissionRules,
+        separateUser: runner.separateUser,
         transcripts,
         gitToken: runner.gitTokenSecretArn ? () => readGitToken(secretsClient(), runner.gitTokenSecretArn!) : undefined,
         gitTokenScopes: runner.gitTokenScopes,

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildClaudeArgs, type ClaudeArgsOptions } from './claude-args.js';
 import { ModelGateway } from './model-gateway.js';
+import { handOver, killRunProcesses, runUser, type RunUser } from './run-processes.js';
 
 // How the CLI process is started. No schema library here: the process that starts it loads
 // only what it needs (the Lambda's cold start, the task's).
@@ -65,6 +66,12 @@ export interface ClaudeProcessOptions extends ClaudeArgsOptions {
   claudePath?: string;
   /** Where the per-run HOME is made; defaults to the OS temp dir (Lambda: /tmp). */
   workRoot?: string;
+  /**
+   * Start the CLI as a user of its own (a fresh uid per run, RunUser), so nothing it starts can read
+   * the runner's environment or memory: Fargate, where the runner is root. A runner that is not root
+   * cannot, and runs it as itself. @default false
+   */
+  separateUser?: boolean;
 }
 
 /**
@@ -115,10 +122,17 @@ export function claudeSpawn(options: ClaudeProcessOptions, home: string, workDir
   return { command: options.claudePath ?? defaultClaudePath(), args: buildClaudeArgs(options), env: claudeEnv(options, home), cwd: workDir };
 }
 
-/** A CLI started for a run: the process, and the gateway (ModelGateway) it reaches the model through. */
+/** A CLI started for a run: the process, the gateway (ModelGateway) it reaches the model through, and its user if it has one. */
 export interface StartedClaude {
   child: ChildProcess;
   gateway: ModelGateway;
+  user?: RunUser;
+}
+
+/** Every process the run started, gone: the CLI's group, and what left it (run-processes.ts). */
+export async function stopRunProcesses(started: StartedClaude): Promise<void> {
+  signalGroup(started.child.pid, 'SIGKILL');
+  await killRunProcesses({ user: started.user, marker: started.gateway.marker });
 }
 
 /**
@@ -129,17 +143,20 @@ export interface StartedClaude {
 export async function startClaudeBehindGateway(options: ClaudeProcessOptions, home: string, workDir: string): Promise<StartedClaude> {
   const gateway = await ModelGateway.open(options.endpoint);
   try {
-    return { child: startClaude(claudeSpawn({ ...options, endpoint: gateway.endpoint }, home, workDir)), gateway };
+    const user = options.separateUser ? runUser() : undefined;
+    if (user) await handOver(home, user);
+    return { child: startClaude(claudeSpawn({ ...options, endpoint: gateway.endpoint }, home, workDir), user), gateway, user };
   } catch (err) {
     await gateway.close();
     throw err;
   }
 }
 
-export function startClaude(spec: ClaudeSpawn): ChildProcess {
+export function startClaude(spec: ClaudeSpawn, user?: RunUser): ChildProcess {
   return spawn(spec.command, spec.args, {
     cwd: spec.cwd,
     env: spec.env,
+    ...(user ? { uid: user.uid, gid: user.gid } : {}),
     stdio: ['pipe', 'pipe', 'pipe'],
     detached: true, // its own process group, so a kill takes the tools it started too
   });
@@ -326,6 +343,8 @@ export interface RunnerClaudeSettings {
   permissionMode?: ClaudeArgsOptions['permissionMode'];
   /** Permission rules the CLI allows unasked (the deployment's CLAUDE_PERMISSION_RULES). */
   permissionRules?: readonly string[];
+  /** Start each CLI as a user of its own (CLAUDE_SEPARATE_USER: Fargate). */
+  separateUser?: boolean;
 }
 
 /** How the runner starts the CLI for a session: one place, so a standby started ahead matches. */
@@ -352,6 +371,7 @@ export function claudeProcessOptions(
     tools: session.tools ?? config.tools,
     permissionMode: config.permissionMode,
     permissionRules: config.permissionRules,
+    separateUser: config.separateUser,
   };
 }
 

@@ -25,6 +25,10 @@ const CREDENTIAL_HEADERS = /^(?:authorization|x-api-key|x-amz-.*|proxy-authoriza
 
 export class ModelGateway {
   private readonly token = randomBytes(24).toString('hex');
+  /** In the environment of the CLI and everything it starts: how the run's processes are found (killRunProcesses). */
+  get marker(): string {
+    return this.token;
+  }
   private closed = false;
 
   private constructor(

@@ -3,7 +3,7 @@ import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import {
-  StandbyClaude, makeHome, signalGroup, startClaudeBehindGateway, type ClaudeProcessOptions, type StartedClaude,
+  StandbyClaude, makeHome, signalGroup, startClaudeBehindGateway, stopRunProcesses, type ClaudeProcessOptions, type StartedClaude,
 } from './claude-process.js';
 import { promptMessage } from './claude-args.js';
 import { ClaudeResult, fromApiUsage } from './claude-result.js';
@@ -64,10 +64,13 @@ export async function runClaude(options: RunClaudeOptions): Promise<ClaudeRun> {
     }
     started ??= await startClaudeBehindGateway(options, home, workDir);
     const run: ClaudeRun = await superviseClaude(options, started.child);
+    // Before the push: nothing the session left running may race it, or outlive the session.
+    await stopRunProcesses(started);
     if (options.conversation !== 'fresh') run.transcript = await findTranscript(configDir, options.sessionId);
     await options.workspace?.finish(workDir, home, run);
     return run;
   } finally {
+    if (started) await stopRunProcesses(started);
     await started?.gateway.close();
     // Nothing of one session stays on a warm container for the next.
     await rm(home, { recursive: true, force: true });

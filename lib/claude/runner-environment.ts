@@ -34,6 +34,8 @@ export interface RunnerSettings {
   permissionRules?: readonly string[];
   /** The deployment runs no untrusted prompt or repository: what `bypassPermissions` needs. @default false */
   trustedInputsOnly?: boolean;
+  /** Fargate: each run's CLI starts as a user of its own (the task runs as root). @default false */
+  separateUser?: boolean;
   /** Fargate only: how often the task beats on its token. @default 30 */
   heartbeatIntervalSeconds?: number;
   /** Who serves Claude, and which model. @default the Anthropic API, the CLI's default model */
@@ -54,6 +56,7 @@ const NAMES = {
   permissionMode: 'CLAUDE_PERMISSION_MODE',
   permissionRules: 'CLAUDE_PERMISSION_RULES',
   trustedInputsOnly: 'TRUSTED_INPUTS_ONLY',
+  separateUser: 'CLAUDE_SEPARATE_USER',
   heartbeatIntervalSeconds: 'HEARTBEAT_INTERVAL_SECONDS',
   provider: 'MODEL_PROVIDER',
   model: 'CLAUDE_MODEL',
@@ -72,6 +75,7 @@ export function runnerEnvironment(settings: RunnerSettings): Record<string, stri
   };
   assertPermissionModeAllowed(settings.permissionMode, settings.trustedInputsOnly, 'permissionMode');
   if (settings.trustedInputsOnly) env[NAMES.trustedInputsOnly] = 'true';
+  if (settings.separateUser) env[NAMES.separateUser] = 'true';
   // JSON: a rule may hold a comma.
   if (settings.permissionRules?.length) env[NAMES.permissionRules] = JSON.stringify(checkedPermissionRules(settings.permissionRules, 'permissionRules'));
   if (settings.apiKeySecretArn) env[NAMES.apiKeySecretArn] = settings.apiKeySecretArn;
@@ -138,6 +142,7 @@ export function readRunnerEnvironment(): RunnerEnvironment {
     permissionMode: permissionMode as PermissionMode,
     permissionRules: checkedPermissionRules(permissionRules as string[], NAMES.permissionRules)!,
     trustedInputsOnly,
+    separateUser: optional(NAMES.separateUser) === 'true',
     heartbeatIntervalSeconds: positive(NAMES.heartbeatIntervalSeconds, 30),
     model: readModelSettings(optional),
     modelRoleArn: optional(NAMES.modelRoleArn),

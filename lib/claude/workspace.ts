@@ -110,8 +110,12 @@ function remoteAuth(repo: string, home: string, access: GitAccess): RemoteAuth {
   };
 }
 
-/** On every command (the command line wins over any config file): no hook, no fsmonitor program. */
-const NO_PROGRAMS = ['-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false'];
+/**
+ * On every command (the command line wins over any config file): no hook, no fsmonitor program;
+ * and the work tree is trusted although the CLI's own user (RunUser) owns it, since git runs no
+ * program of the tree's here (the command line's safe.directory is one git honours).
+ */
+const NO_PROGRAMS = ['-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false', '-c', 'safe.directory=*'];
 
 async function git(args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<string> {
   const child = spawn('git', [...NO_PROGRAMS, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -88,6 +88,8 @@ export class LocalFargate {
           gitTokenScopes: this.runnerConfig.gitTokenScopes,
           trustedSettingsRepositories: this.runnerConfig.trustedSettingsRepositories,
           heartbeatIntervalSeconds: heartbeatMs ? Math.max(0.2, heartbeatMs / 3000) : 30,
+          // As cdk/fargate-runner.ts: a user of its own for the CLI, where this machine lets the task make one (root).
+          separateUser: true,
           model: endpoint.provider === 'bedrock'
             ? { provider: 'bedrock', model: endpoint.model, smallFastModel: endpoint.smallFastModel }
             : { provider: 'anthropic', model: endpoint.model },
