@@ -1,5 +1,5 @@
-import { CfnOutput, RemovalPolicy, Stack, Token, Validations, type CfnElement, type StackProps } from 'aws-cdk-lib';
-import { Grant } from 'aws-cdk-lib/aws-iam';
+import { CfnOutput, Fn, RemovalPolicy, Stack, Token, Validations, type CfnElement, type StackProps } from 'aws-cdk-lib';
+import { Grant, Policy, PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { Secret, type ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { ClaudeRunner } from './claude-runner.js';
@@ -157,10 +157,10 @@ export class ClaudeSessionsStack extends Stack {
       permissionRules: checkedPermissionRules(props.permissionRules, 'permissionRules'),
     };
     const runner = (this.runner = new ClaudeRunner(this, 'Runner', {
-      apiKeySecret, model, modelAccess, transcripts, ...git, protectedBranches,
+      apiKeySecret, model, modelAccess, transcripts, ...git, protectedBranches, sessions,
     }));
     const fargate = new FargateRunner(this, 'Fargate', {
-      image: runner.image, apiKeySecret, model, modelAccess, transcripts, ...git, protectedBranches, vpc: props.vpc,
+      image: runner.image, apiKeySecret, model, modelAccess, transcripts, ...git, protectedBranches, vpc: props.vpc, sessions,
     });
     if (props.apiKeySecretKmsKeyArn) {
       // An imported key's grant cannot reach its key policy, and Secret.grantRead then adds none
@@ -188,6 +188,16 @@ export class ClaudeSessionsStack extends Stack {
       resourceArns: ['*'],
     });
     this.workflow.stateMachine.grantExecution(fargate.taskDefinition.taskRole, 'states:DescribeExecution');
+    // The Lambda runner asks whether its execution still runs (AWS does not stop it): a policy of its
+    // own, since the state machine names the function and the function's default policy may not name it back.
+    const watch = new Policy(this, 'RunnerWatchesItsExecution', {
+      statements: [new PolicyStatement({ actions: ['states:DescribeExecution'], resources: [this.executionsArn(this.workflow)] })],
+    });
+    watch.attachToRole(runner.function.role!);
+    Validations.of(watch).acknowledge({
+      id: `AwsSolutions::AwsSolutions-${this.executionsFinding(this.workflow)}`,
+      reason: 'states:DescribeExecution on the executions of this one state machine: a runner asks whether its own execution still runs, whose name it cannot know at deploy time.',
+    });
     Validations.of(fargate.taskDefinition).acknowledge({
       id: `AwsSolutions::AwsSolutions-${this.executionsFinding(this.workflow)}`,
       reason: 'states:DescribeExecution on the executions of this one state machine: a task reads its own execution\'s input (its prompt), whose name it cannot know at deploy time.',
@@ -214,6 +224,12 @@ export class ClaudeSessionsStack extends Stack {
     // What `CLAUDE_SESSIONS_API=<ApiUrl> npx claude-sessions run …` needs after a deploy.
     new CfnOutput(this, 'ApiUrl', { value: this.api.api.url, description: 'The sessions API (IAM-authorised): CLAUDE_SESSIONS_API for the claude-sessions CLI' });
 
+  }
+
+  /** Every execution of the workflow's state machine, as grantExecution spells it (the name taken from the machine's ARN). */
+  private executionsArn(workflow: SessionWorkflow): string {
+    const name = Fn.select(6, Fn.split(':', workflow.stateMachine.stateMachineArn));
+    return `arn:${this.partition}:states:${this.region}:${this.account}:execution:${name}:*`;
   }
 
   /** The finding cdk-nag reports for an action on every execution of the workflow's state machine, as it spells it. */

@@ -5,6 +5,7 @@ import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { PermissionMode } from '../lib/claude/claude-args.js';
 import { runnerEnvironment, type RunnerSettings } from '../lib/claude/runner-environment.js';
 import type { TranscriptBucket } from './transcript-bucket.js';
+import type { SessionTable } from './session-table.js';
 import type { ModelAccess } from './model-access.js';
 import type { ModelSettings } from '../lib/claude/model-provider.js';
 import { AWS_REGION_NAME, CODECOMMIT_REPOSITORY_NAME } from '../lib/sessions/codecommit-url.js';
@@ -45,6 +46,8 @@ export interface RunnerSettingsProps {
   readonly trustedInputsOnly?: boolean;
   /** The Lambda runner may offer a shell (Bash): it runs as the runner and can read its role's credentials. @default false */
   readonly shellOnLambda?: boolean;
+  /** Where a runner records a run its execution ended under (an abort, a timeout). @default none: such a run's spend is not recorded */
+  readonly sessions?: SessionTable;
 }
 
 /** The runner's environment (lib/claude/runner-environment.ts) from its props. */
@@ -63,6 +66,7 @@ export function runnerEnvironmentOf(props: RunnerSettingsProps, extra: Pick<Runn
     permissionMode: props.permissionMode,
     permissionRules: props.permissionRules,
     trustedInputsOnly: props.trustedInputsOnly,
+    sessionTable: props.sessions?.table.tableName,
     ...extra,
   });
 }
@@ -81,6 +85,7 @@ export function grantRunner(grantee: IGrantable, props: RunnerSettingsProps): vo
   props.transcripts.grantReadWrite(grantee);
   props.transcripts.grantPatchWrites(grantee);
   props.gitTokenSecret?.grantRead(grantee);
+  props.sessions?.grantStoppedRunWrites(grantee);
   const repositories = props.codeCommitRepositories ?? [];
   for (const repository of repositories) repository.grantPullPush(grantee);
   // CreateSession refuses a protected branch; IAM refuses the push too, whatever the runner does.

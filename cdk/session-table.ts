@@ -57,6 +57,19 @@ export class SessionTable extends Construct {
     });
   }
 
+  /**
+   * A runner's own write, for a run its execution ended under (an abort, a timeout): the spend, and
+   * the close if nothing closed it (SessionRepository.recordStoppedRun). UpdateItem on SESSION# items only.
+   */
+  grantStoppedRunWrites(grantee: IGrantable): Grant {
+    return Grant.addToPrincipal({
+      grantee,
+      actions: ['dynamodb:UpdateItem'],
+      resourceArns: [this.table.tableArn],
+      conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [sessionPk('*')] } },
+    });
+  }
+
   /** A project's sessions by the project index, nothing else (SessionRepository.costSince: the monthly budget). */
   grantProjectQuery(grantee: IGrantable): Grant {
     return Grant.addToPrincipal({ grantee, actions: ['dynamodb:Query'], resourceArns: [`${this.table.tableArn}/index/${PROJECT_INDEX}`] });

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import { LocalDynamoDb } from '../lib/local/local-dynamodb.js';
 import { RecordingAwsEndpoint } from './support/aws-endpoint.js';
+import { unmarshall } from '@aws-sdk/util-dynamodb';
 import {
   deployedContainer, deployedFunctions, invokeHandler, lambdaEnvironment, readAssembly, runCommand, taskRoot, type DeployedFunction,
 } from './support/deployed-code.js';
@@ -23,6 +24,8 @@ const taskReports: { action: string; params: Record<string, unknown> }[] = [];
 const executionInputs = new Map<string, string>();
 let dynamodb: LocalDynamoDb;
 let aws: RecordingAwsEndpoint;
+/** How an execution ended, as DescribeExecution tells its runner; RUNNING when absent. */
+const executionStatuses = new Map<string, string>();
 let anthropic: AnthropicStandIn;
 
 beforeAll(async () => {
@@ -40,7 +43,7 @@ beforeAll(async () => {
       'states.DescribeExecution': (p: { executionArn: string }) => {
         const input = executionInputs.get(p.executionArn);
         if (!input) throw Object.assign(new Error(`no execution ${p.executionArn}`), { name: 'ExecutionDoesNotExist' });
-        return { executionArn: p.executionArn, status: 'RUNNING', input, startDate: Date.now() / 1000 };
+        return { executionArn: p.executionArn, status: executionStatuses.get(p.executionArn) ?? 'RUNNING', input, startDate: Date.now() / 1000 };
       },
       'states.StartExecution': (p: { stateMachineArn: string; name: string }) => ({
         executionArn: `${p.stateMachineArn.replace(':stateMachine:', ':execution:')}:${p.name}`, startDate: Date.now() / 1000,
@@ -115,6 +118,27 @@ describe('the synthesized bundles, invoked', () => {
     expect(anthropic.messageRequests.map((r) => r.sessionId)).toEqual([created.session.sessionId]);
     expect(JSON.stringify(run)).not.toContain('sk-ant-test-deployed');
   });
+
+  it('the runner image\'s Lambda handler stops Claude when its execution is aborted (AWS does not stop it), and records what Claude spent', async () => {
+    // Prepare: a session whose Claude is streaming a reply (1,187 input tokens reported) when the console aborts its execution
+    const sessionId = randomUUID();
+    const executionArn = `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${sessionId}`;
+    const input = { prompt: 'A long job', projectId: 'deployed', sessionId };
+    executionInputs.set(executionArn, JSON.stringify(input));
+    const prepared = await invoke(fn('SessionCreator'), { input, executionArn, executionName: sessionId, executionStartTime: new Date().toISOString() });
+    anthropic.respondWith({ kind: 'stall', usage: { input_tokens: 1187, output_tokens: 1 } });
+    const answer = invokeAnswer(fn('RunnerFunction'), { ...prepared, retry: { attempt: 1, prior: null } }, { ANTHROPIC_BASE_URL: anthropic.endpoint.baseUrl! });
+    for (let i = 0; i < 300 && anthropic.openStreams === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    // Act: the execution ends; the invocation goes on, as on AWS
+    const abortedAt = Date.now();
+    executionStatuses.set(executionArn, 'ABORTED');
+    const { error } = await answer;
+    // Assess: the runner saw it within its watch (5 s), stopped Claude, and wrote the spend; the session says ABORTED
+    expect(Date.now() - abortedAt).toBeLessThan(10_000);
+    expect(error).toMatchObject({ errorType: 'ExecutionEndedError' });
+    expect(anthropic.openStreams).toBe(0);
+    expect(unmarshall((await sessionItem(sessionId))!)).toMatchObject({ status: 'ABORTED', error: 'ExecutionAborted', usage: { inputTokens: 1187 }, spendRecordedAfterStop: true });
+  }, 30_000);
 
   it('the runner image\'s Fargate entry, started as its container command, runs a session and answers its token', async () => {
     // Prepare: a fargate session created by the CreateSession bundle, its execution's input where DescribeExecution finds it
@@ -222,6 +246,7 @@ const GRANTS_USED_ELSEWHERE: [role: string, action: RegExp, reason: string][] = 
   ['EventsServiceFunction', /^sqs:(SendMessage|GetQueueAttributes|GetQueueUrl)$/, 'the event source mapping sends a failed batch to the dead-letter queue'],
   ['RunnerFunction', /^s3:(GetObject|GetObjectVersion|PutObject|ListBucket)$/, 'milestone tasks restore and save their transcript (test/milestones.test.ts); a workspace whose push failed saves its patch (test/workspaces.test.ts)'],
   ['FargateTaskTaskRole', /^s3:(GetObject|GetObjectVersion|PutObject|ListBucket)$/, 'milestone tasks on Fargate (test/fargate-runtime.test.ts); a workspace patch likewise'],
+  ['FargateTaskTaskRole', /^dynamodb:UpdateItem$/, 'a task whose execution ended under it records what Claude spent: the same call as the Lambda handler\'s above (SessionRepository.recordStoppedRun), by the same grant (grantStoppedRunWrites)'],
   ['HttpServiceFunction', /^dynamodb:(PutItem|UpdateItem)$/, 'milestone routes: open and close a milestone (MILESTONE# items only)'],
   ['HttpServiceFunction', /^dynamodb:(Query|Scan)$/, 'listing routes: a project\'s sessions, the project ids, a milestone\'s tasks'],
   ['HttpServiceFunction', /^s3:PutObjectTagging$/, 'closing a milestone tags its transcript to expire'],

@@ -32,7 +32,7 @@ describe('the runner contract', () => {
       apiKeySecretArn: 'arn:secret', transcriptBucket: undefined, gitTokenSecretArn: undefined, idleTimeoutMs: 60_000, maxApiRetries: 2,
       tools: ['Read', 'Bash'], permissionMode: 'plan', heartbeatIntervalSeconds: 30, model: { provider: 'anthropic' }, modelRoleArn: undefined,
       gitTokenScopes: ['https://github.com/acme/'], trustedSettingsRepositories: ['https://github.com/acme/tools.git'],
-      permissionRules: [], trustedInputsOnly: false, separateUser: false,
+      permissionRules: [], trustedInputsOnly: false, separateUser: false, sessionTable: undefined,
     });
   });
 

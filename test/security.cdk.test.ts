@@ -31,13 +31,21 @@ describe('least privilege', () => {
     ]);
   });
 
-  it('the runners have no DynamoDB access at all: the state machine writes the table', () => {
+  it('the runners may only update session items, for a run whose execution ended under it: the state machine writes every other close', () => {
     for (const [role, actions] of roles) {
-      if (/^(RunnerFunction|FargateTaskTaskRole)/.test(role)) expect(actions.filter((a) => a.startsWith('dynamodb:'))).toEqual([]);
+      if (/^(RunnerFunction|FargateTaskTaskRole)/.test(role)) expect(actions.filter((a) => a.startsWith('dynamodb:'))).toEqual(['dynamodb:UpdateItem']);
+    }
+    const runnerStatements = Object.values(resources)
+      .filter((r: any) => r.Type === 'AWS::IAM::Policy' && /RunnerFunction|FargateTaskTaskRole/.test(JSON.stringify(r.Properties.Roles)))
+      .flatMap((p: any) => p.Properties.PolicyDocument.Statement)
+      .filter((st: any) => JSON.stringify(st.Action).includes('dynamodb:'));
+    expect(runnerStatements).toHaveLength(2);
+    for (const statement of runnerStatements) {
+      expect(statement).toMatchObject({ Action: 'dynamodb:UpdateItem', Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['SESSION#*'] } } });
     }
   });
 
-  it('only CreateSession puts sessions and the state machine updates them; the API writes milestone items only; the reaper only updates', () => {
+  it('only CreateSession puts sessions and the state machine updates them (the runners a stopped run\'s spend); the API writes milestone items only; the reaper only updates', () => {
     // The API's PutItem/UpdateItem carry a LeadingKeys condition (MILESTONE#*), asserted in triggers.cdk.test.ts.
     expect(rolesWith('dynamodb:PutItem').sort()).toEqual([expect.stringMatching(/^Http/), expect.stringMatching(/^SessionCreator/)]);
     const creator = Object.values(resources).filter((r: any) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties.Roles).includes('SessionCreator'));
@@ -47,8 +55,10 @@ describe('least privilege', () => {
       Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['SESSION#*'] } },
     });
     expect(rolesWith('dynamodb:UpdateItem').sort()).toEqual([
+      expect.stringMatching(/^FargateTaskTaskRole/),
       expect.stringMatching(/^Http/),
       expect.stringMatching(/^Reaper/),
+      expect.stringMatching(/^RunnerFunction/),
       expect.stringMatching(/^WorkflowStateMachineRole/),
     ]);
     expect(rolesWith('dynamodb:DeleteItem')).toEqual([]);

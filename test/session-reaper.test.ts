@@ -39,6 +39,52 @@ describe('the reaper: no session outlives its execution', () => {
     await waitFor(async () => env.anthropic.openStreams === 0 || undefined);
   });
 
+  it('an abort stops Claude within 10 s, as the runner notices it, and the session keeps what Claude spent until then', async () => {
+    // Prepare: Claude is streaming a reply (its message_start reported 1,187 input tokens) when the execution is aborted
+    env.anthropic.respondByDefault({ kind: 'stall', usage: { input_tokens: 1187, output_tokens: 3 } });
+    const sessionId = uuidv4();
+    const execution = env.runtime.startExecution({ prompt: 'long job', projectId: 'reap-spend', sessionId }, sessionId);
+    await waitFor(async () => env.anthropic.openStreams > 0 || undefined);
+    // Act
+    const abortedAt = Date.now();
+    execution.abort();
+    expect((await execution.outcome).status).toBe('ABORTED');
+    // Assess: the abort did not reach the running task (as on AWS); the runner saw it and stopped Claude
+    await waitFor(async () => env.anthropic.openStreams === 0 || undefined);
+    expect(Date.now() - abortedAt).toBeLessThan(10_000);
+    const session = await waitFor(async () => {
+      const s = await env.runtime.repository.get(sessionId);
+      return s?.usage.inputTokens ? s : undefined;
+    });
+    const served = env.anthropic.messageRequests[0]!.served!; // what message_start reported before the stall
+    expect(session).toMatchObject({ status: 'ABORTED', error: 'ExecutionAborted', usage: { inputTokens: 1187, outputTokens: served.output_tokens }, numTurns: 1 });
+  });
+
+  it('counts a stopped run\'s spend once, whether the runner or the reaper closes first, and never reopens or relabels a close', async () => {
+    const { repository } = env.runtime;
+    const stopped: RunOutcome = { ...completed, status: 'ABORTED', error: 'ExecutionAborted', cause: 'stopped', usage: { ...completed.usage, inputTokens: 1187 } };
+    // The runner first: it closes ABORTED with the spend; the reaper after it changes nothing
+    const { session: a } = prepareSessionStart({ prompt: 'p', projectId: 'reap-once', sessionId: uuidv4() }, { executionArn: 'arn:a' });
+    await repository.create(a);
+    expect(await repository.recordStoppedRun(a, stopped)).toBe(true);
+    expect(await reapExecution(repository, { executionArn: 'arn:a', name: a.sessionId, status: 'ABORTED' })).toEqual({ sessionId: a.sessionId, closed: false });
+    expect(await repository.get(a.sessionId)).toMatchObject({ status: 'ABORTED', error: 'ExecutionAborted', cause: 'stopped', usage: { inputTokens: 1187 } });
+    // The reaper first: its error stays, the spend is added to the record once, however often it is written
+    const { session: b } = prepareSessionStart({ prompt: 'p', projectId: 'reap-once', sessionId: uuidv4() }, { executionArn: 'arn:b' });
+    await repository.create(b);
+    await reapExecution(repository, { executionArn: 'arn:b', name: b.sessionId, status: 'ABORTED', cause: 'by the console' });
+    expect(await repository.recordStoppedRun(b, stopped)).toBe(true);
+    expect(await repository.recordStoppedRun(b, stopped)).toBe(true);
+    expect(await repository.get(b.sessionId)).toMatchObject({ status: 'ABORTED', cause: 'by the console', usage: { inputTokens: 1187 } });
+    // A session closed otherwise (completed), or another execution's, is left alone
+    const { session: c } = prepareSessionStart({ prompt: 'p', projectId: 'reap-once', sessionId: uuidv4() }, { executionArn: 'arn:c' });
+    await repository.create(c);
+    await repository.close(c.sessionId, completed);
+    expect(await repository.recordStoppedRun(c, stopped)).toBe(false);
+    expect(await repository.recordStoppedRun({ ...a, executionArn: 'arn:other' }, stopped)).toBe(false);
+    expect(await repository.get(c.sessionId)).toMatchObject({ status: 'COMPLETED', usage: { inputTokens: 9 } });
+  });
+
   it('finds the session of a console execution with a name that is not a UUID', async () => {
     env.anthropic.respondByDefault({ kind: 'stall' });
     const execution = env.runtime.startExecution({ prompt: 'by hand', projectId: 'reap-console' }, 'my-manual-run');

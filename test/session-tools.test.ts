@@ -5,8 +5,8 @@ import { startLocalApiServer } from '../lib/local/local-api-server.js';
 import { useTestRuntime, type TestRuntime } from './support/runtime.js';
 
 let env: TestRuntime;
-// A deployment that lets sessions ask for a shell (as a workspace's tests would need).
-useTestRuntime((started) => (env = started), {}, { policy: { allowedTools: ['Read', 'Glob', 'Grep', 'Edit', 'Write', 'Bash'] } });
+// A deployment that lets sessions ask for a shell (as a workspace's tests would need), on Lambda too.
+useTestRuntime((started) => (env = started), {}, { policy: { allowedTools: ['Read', 'Glob', 'Grep', 'Edit', 'Write', 'Bash'], shellOnLambda: true } });
 
 const offered = (i: number) => (env.anthropic.messageRequests[i]!.body.tools as { name: string }[]).map((t) => t.name).sort();
 

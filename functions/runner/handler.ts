@@ -12,10 +12,20 @@ import { sessionEndpoints } from '../../lib/claude/model-endpoint.js';
 import { readRunnerEnvironment } from '../../lib/claude/runner-environment.js';
 import { runSessionTask, type RunnerInput } from '../../lib/claude/run-session-task.js';
 import { TranscriptStore } from '../../lib/claude/transcript-store.js';
+import { describeExecutionWatch } from '../../lib/claude/execution-watch.js';
+import { SessionRepository } from '../../lib/sessions/session-repository.js';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { SFNClient } from '@aws-sdk/client-sfn';
 
 const logger = new Logger();
 const tracer = new Tracer();
 const runner = readRunnerEnvironment(); // once per cold start: a bad setting fails the init, naming it
+// AWS does not stop this invocation when its execution ends: it asks, and records what a stopped run spent.
+const sfn = tracer.captureAWSv3Client(new SFNClient({}));
+const sessions = runner.sessionTable
+  ? new SessionRepository(DynamoDBDocumentClient.from(tracer.captureAWSv3Client(new DynamoDBClient({})), { marshallOptions: { removeUndefinedValues: true } }), runner.sessionTable)
+  : undefined;
 const secrets = tracer.captureAWSv3Client(new SecretsManagerClient({}));
 const transcripts = TranscriptStore.forBucket(runner.transcriptBucket, process.env, (s3) => tracer.captureAWSv3Client(s3));
 // The function's own role signs git's password for CodeCommit workspaces (resolved only when one needs it).
@@ -40,6 +50,7 @@ export const handler = middy(async (input: RunnerInput, context: Context) => {
     gitTokenScopes: runner.gitTokenScopes,
     trustedSettingsRepositories: runner.trustedSettingsRepositories,
     codeCommitCredentials,
+    watch: sessions ? describeExecutionWatch(sfn, session.executionArn, sessions) : undefined,
     savePatch: transcripts ? (sessionId, patch) => transcripts.savePatch(sessionId, patch) : undefined,
   });
   const { status, usage, numTurns, totalCostUsd, durationMs, error } = result.record;

@@ -13,6 +13,10 @@ import { sessionEndpoints } from '../../lib/claude/model-endpoint.js';
 import { readRunnerEnvironment } from '../../lib/claude/runner-environment.js';
 import type { RunnerInput } from '../../lib/claude/run-session-task.js';
 import { TranscriptStore } from '../../lib/claude/transcript-store.js';
+import { describeExecutionWatch } from '../../lib/claude/execution-watch.js';
+import { SessionRepository } from '../../lib/sessions/session-repository.js';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { SessionStart } from '../../lib/sessions/execution-input.js';
 
 const logger = new Logger({ serviceName: 'claude-sessions-task' });
@@ -59,6 +63,11 @@ async function main(): Promise<number> {
         permissionMode: runner.permissionMode,
         permissionRules: runner.permissionRules,
         separateUser: runner.separateUser,
+        // The heartbeat says when nobody waits any more; DescribeExecution says how the execution ended.
+        watch: runner.sessionTable
+          ? describeExecutionWatch(sfn, session.executionArn, new SessionRepository(
+            DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } }), runner.sessionTable))
+          : undefined,
         transcripts,
         gitToken: runner.gitTokenSecretArn ? () => readGitToken(secretsClient(), runner.gitTokenSecretArn!) : undefined,
         gitTokenScopes: runner.gitTokenScopes,

@@ -5,6 +5,7 @@ import {
   SendTaskSuccessCommand,
   type SFNClient,
 } from '@aws-sdk/client-sfn';
+import { ExecutionEndedError } from './execution-watch.js';
 import { runSessionTask, type RunnerConfig, type RunnerInput, type TaskResult } from './run-session-task.js';
 
 /** How a Fargate task answers the workflow's `.waitForTaskToken`. */
@@ -71,7 +72,8 @@ export async function runFargateTask(
     await callbacks.succeed(result);
     return 'succeeded';
   } catch (err) {
-    if (stop.signal.aborted) return 'abandoned';
+    // Nobody waits for the token any more: the run's spend, if it was stopped for that, is recorded already.
+    if (stop.signal.aborted || err instanceof ExecutionEndedError) return 'abandoned';
     const error = err instanceof Error ? err : new Error(String(err));
     await callbacks.fail(error.name, error.message);
     return 'failed';

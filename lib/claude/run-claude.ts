@@ -14,8 +14,10 @@ import { addUsageByModel, addUsages, type Usage, type UsageByModel } from '../se
 export interface RunClaudeOptions extends ClaudeProcessOptions {
   /** Written to the CLI's stdin, as its one user message. */
   prompt: string;
-  /** Stops the CLI (its whole process group) when the execution is aborted. */
+  /** Stops the CLI (its whole process group) when the execution is aborted, and throws ClaudeAbortedError. */
   signal?: AbortSignal;
+  /** Stops the CLI when its execution has ended under it (ExecutionWatch); the run then returns `stopped`, with what it spent. */
+  executionEnded?: AbortSignal;
   /** The conversation to continue (`conversation: 'resume'`), put where the CLI looks for it. */
   restoreTranscript?: Buffer;
   /** A CLI started ahead for this run; used if it was started exactly as this run would start one, else stopped. */
@@ -36,6 +38,8 @@ export type ClaudeRun = (
   | { kind: 'result'; result: ClaudeResult; wallMs: number }
   /** Killed by a watchdog; `usage` is what the stream had reported until then. */
   | { kind: 'timeout'; reason: 'wall-clock' | 'no-output'; limitMs: number; usage: Usage; modelUsage: UsageByModel; numTurns: number; wallMs: number }
+  /** Stopped because its execution ended (an abort, an execution timeout); `usage` is what the stream had reported. */
+  | { kind: 'stopped'; usage: Usage; modelUsage: UsageByModel; numTurns: number; wallMs: number }
   /** Ended without a result (crash, kill, non-zero exit); the tokens streamed so far are kept. */
   | { kind: 'crashed'; error: ClaudeCrashError; usage: Usage; modelUsage: UsageByModel; numTurns: number; wallMs: number }
 ) & {
@@ -106,9 +110,9 @@ async function superviseClaude(options: RunClaudeOptions, child: ChildProcess): 
   let result: ClaudeResult | undefined;
   let badLine: string | undefined;
   let stderrTail = '';
-  let killedFor: 'wall-clock' | 'no-output' | 'aborted' | undefined;
+  let killedFor: 'wall-clock' | 'no-output' | 'aborted' | 'stopped' | undefined;
 
-  const killGroup = (reason: 'wall-clock' | 'no-output' | 'aborted') => {
+  const killGroup = (reason: 'wall-clock' | 'no-output' | 'aborted' | 'stopped') => {
     if (killedFor) return;
     killedFor = reason;
     signalGroup(child.pid, 'SIGTERM');
@@ -117,6 +121,9 @@ async function superviseClaude(options: RunClaudeOptions, child: ChildProcess): 
   const wallTimer = setTimeout(() => killGroup('wall-clock'), options.timeoutMs);
   const onAbort = () => killGroup('aborted');
   options.signal?.addEventListener('abort', onAbort, { once: true });
+  const onEnded = () => killGroup('stopped');
+  if (options.executionEnded?.aborted) onEnded();
+  options.executionEnded?.addEventListener('abort', onEnded, { once: true });
   let idleTimer = setTimeout(() => killGroup('no-output'), options.idleTimeoutMs);
   const sawOutput = () => {
     clearTimeout(idleTimer);
@@ -157,10 +164,12 @@ async function superviseClaude(options: RunClaudeOptions, child: ChildProcess): 
     clearTimeout(wallTimer);
     clearTimeout(idleTimer);
     options.signal?.removeEventListener('abort', onAbort);
+    options.executionEnded?.removeEventListener('abort', onEnded);
   });
   const wallMs = Date.now() - started;
 
   if (killedFor === 'aborted') throw new ClaudeAbortedError('the Claude CLI was stopped because its execution was aborted');
+  if (killedFor === 'stopped') return { kind: 'stopped', usage: progress.usage(), modelUsage: progress.modelUsage(), numTurns: progress.turns, wallMs };
   if (killedFor) {
     const limitMs = killedFor === 'wall-clock' ? options.timeoutMs : options.idleTimeoutMs;
     return { kind: 'timeout', reason: killedFor, limitMs, usage: progress.usage(), modelUsage: progress.modelUsage(), numTurns: progress.turns, wallMs };

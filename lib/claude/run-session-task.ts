@@ -14,6 +14,7 @@ import { claudeFailure, isTransientFailure, modelUsageOf, usageOf } from './clau
 import { addUsage, addUsageByModel, addUsd, type Usage, type UsageByModel } from '../sessions/usage.js';
 import { PromptMismatchError, SessionIdMismatchError } from './errors.js';
 import { runClaude, type ClaudeRun, type WorkspaceHooks } from './run-claude.js';
+import { ExecutionEndedError, stoppedFailure, watchExecution, type ExecutionWatch } from './execution-watch.js';
 import { WorkspacePushError, cloneWorkspace, commitAndPush, defaultBranch, redactRepo, type ClonedWorkspace, type GitAccess } from './workspace.js';
 import { isCodeCommitUrl } from '../sessions/codecommit-url.js';
 import { isListedRepository, tokenScopeOf } from './repository-scopes.js';
@@ -31,7 +32,13 @@ import type { TranscriptStorage } from './transcript-store.js';
 export interface RunnerConfig extends Omit<RunnerClaudeSettings, 'endpoint'> {
   endpoint?: ClaudeEndpoint;
   now?: () => Date;
+  /**
+   * Stops the run. Without `watch`, Claude is killed and the run throws (ClaudeAbortedError); with
+   * it, the watch looks at once (a Fargate heartbeat that nobody answers any more).
+   */
   signal?: AbortSignal;
+  /** How the runner learns that its execution ended under it, and records what it spent (execution-watch.ts). */
+  watch?: ExecutionWatch;
   /** Where milestone transcripts are kept; required for milestone tasks only. */
   transcripts?: TranscriptStorage;
   /** The CLI started ahead for this execution's session (standbyForSession), if one was; taken once. */
@@ -132,16 +139,23 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
   const workspace = target ? workspaceHooks(start, target, prompt, config, retried) : undefined;
   const endpoint = config.sessionEndpoint ? await config.sessionEndpoint(start) : config.endpoint;
   if (!endpoint) throw new Error('the runner has no Claude endpoint: its RunnerConfig sets neither endpoint nor sessionEndpoint');
+  const watched = config.watch ? watchExecution(config.watch) : undefined;
+  const lookNow = () => watched?.check();
+  if (watched) config.signal?.addEventListener('abort', lookNow, { once: true });
   const run = await runClaude({
     ...claudeProcessOptions(start, { ...config, endpoint, remainingMs: remainingWithin(config, endpoint) }, claudeSessionId, !milestone ? 'fresh' : restored ? 'resume' : 'start'),
     // A repository is data (REPOSITORY_IS_DATA) unless the deployment trusts its settings.
     repositorySettings: target ? isListedRepository(target.spec.repo, config.trustedSettingsRepositories) : false,
     prompt,
     restoreTranscript: restored,
-    signal: config.signal,
+    signal: watched ? undefined : config.signal,
+    executionEnded: watched?.signal,
     // A CLI started ahead has its own empty working directory: a workspace session starts its own.
     standby: attempt === 1 && !workspace ? config.takeStandby?.() : undefined,
     workspace: workspace?.hooks,
+  }).finally(() => {
+    watched?.stop();
+    config.signal?.removeEventListener('abort', lookNow);
   });
 
   const served = { provider: endpoint.provider ?? 'anthropic', model: endpoint.model ?? null };
@@ -150,7 +164,14 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
   // asked, the model's name answered): the stream's are put under the ids the deployment configured.
   if (run.kind !== 'result' && endpoint.provider === 'bedrock') run.modelUsage = underConfiguredModels(run.modelUsage, endpoint);
   let outcome: RunOutcome;
-  if (run.kind === 'crashed') {
+  if (run.kind === 'stopped') {
+    // The execution is gone and will write nothing: the runner records the spend itself, then fails.
+    const status = watched?.ended ?? 'ABORTED';
+    const { error, cause } = stoppedFailure(status, Math.round(run.wallMs / 1000));
+    const stopped = unfinishedOutcome(claudeSessionId, run, served, now(), status, error, cause);
+    await config.watch!.recordStopped(start, { ...stopped, ...addSpent(retry?.prior ?? null, stopped), attempts: attempt });
+    throw new ExecutionEndedError(`the execution ended ${status} while Claude ran: Claude was stopped and what it spent was recorded on session ${start.sessionId}`);
+  } else if (run.kind === 'crashed') {
     // Tokens streamed before a crash were spent: record them on a FAILED session.
     outcome = unfinishedOutcome(claudeSessionId, run, served, now(), 'FAILED', run.error.name, run.error.message.slice(0, RESULT_MAX_CHARS));
   } else if (run.kind === 'timeout') {
@@ -267,7 +288,8 @@ function workspaceHooks(start: SessionStart, { spec, branch, continues }: Worksp
       cloned = await cloneWorkspace(spec, workDir, home, access, continues ? branch : undefined);
     },
     async finish(workDir, home, run) {
-      if (!cloned || retried(run)) return;
+      // A stopped run pushes nothing: its execution is over, and a milestone's lease may be another task's by now.
+      if (!cloned || retried(run) || run.kind === 'stopped') return;
       const promptFirstLine = prompt.split('\n', 1)[0]!.trim().slice(0, 100);
       pushed = await commitAndPush(spec, { sessionId: start.sessionId, promptFirstLine, branch }, workDir, home, cloned, access).catch((err: Error) => ({
         record: { repo: redactRepo(spec.repo), ref: spec.ref ?? null, baseCommit: cloned!.baseCommit, branch: null, commit: null, filesChanged: 0, insertions: 0, deletions: 0 },
@@ -320,7 +342,7 @@ function unfinishedOutcome(
   run: { usage: Usage; modelUsage: UsageByModel; numTurns: number; wallMs: number },
   served: Pick<RunOutcome, 'provider' | 'model'>,
   endedAt: Date,
-  status: 'FAILED' | 'TIMED_OUT',
+  status: 'FAILED' | 'TIMED_OUT' | 'ABORTED',
   error: string,
   cause: string,
 ): RunOutcome {

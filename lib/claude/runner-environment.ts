@@ -34,6 +34,8 @@ export interface RunnerSettings {
   permissionRules?: readonly string[];
   /** The deployment runs no untrusted prompt or repository: what `bypassPermissions` needs. @default false */
   trustedInputsOnly?: boolean;
+  /** The session table: where a runner records a run its execution ended under (ExecutionWatch). @default none: no watch */
+  sessionTable?: string;
   /** Fargate: each run's CLI starts as a user of its own (the task runs as root). @default false */
   separateUser?: boolean;
   /** Fargate only: how often the task beats on its token. @default 30 */
@@ -57,6 +59,7 @@ const NAMES = {
   permissionRules: 'CLAUDE_PERMISSION_RULES',
   trustedInputsOnly: 'TRUSTED_INPUTS_ONLY',
   separateUser: 'CLAUDE_SEPARATE_USER',
+  sessionTable: 'SESSION_TABLE',
   heartbeatIntervalSeconds: 'HEARTBEAT_INTERVAL_SECONDS',
   provider: 'MODEL_PROVIDER',
   model: 'CLAUDE_MODEL',
@@ -76,6 +79,7 @@ export function runnerEnvironment(settings: RunnerSettings): Record<string, stri
   assertPermissionModeAllowed(settings.permissionMode, settings.trustedInputsOnly, 'permissionMode');
   if (settings.trustedInputsOnly) env[NAMES.trustedInputsOnly] = 'true';
   if (settings.separateUser) env[NAMES.separateUser] = 'true';
+  if (settings.sessionTable) env[NAMES.sessionTable] = settings.sessionTable;
   // JSON: a rule may hold a comma.
   if (settings.permissionRules?.length) env[NAMES.permissionRules] = JSON.stringify(checkedPermissionRules(settings.permissionRules, 'permissionRules'));
   if (settings.apiKeySecretArn) env[NAMES.apiKeySecretArn] = settings.apiKeySecretArn;
@@ -97,8 +101,8 @@ export function runnerEnvironment(settings: RunnerSettings): Record<string, stri
 
 /** What a runner read from its environment: every setting resolved to its value. */
 export type RunnerEnvironment = Required<Omit<RunnerSettings,
-  'apiKeySecretArn' | 'transcriptBucket' | 'gitTokenSecretArn' | 'tools' | 'modelRoleArn' | 'gitTokenScopes' | 'trustedSettingsRepositories' | 'permissionRules'>> &
-  Pick<RunnerSettings, 'apiKeySecretArn' | 'transcriptBucket' | 'gitTokenSecretArn' | 'modelRoleArn'> & {
+  'apiKeySecretArn' | 'transcriptBucket' | 'gitTokenSecretArn' | 'tools' | 'modelRoleArn' | 'gitTokenScopes' | 'trustedSettingsRepositories' | 'permissionRules' | 'sessionTable'>> &
+  Pick<RunnerSettings, 'apiKeySecretArn' | 'transcriptBucket' | 'gitTokenSecretArn' | 'modelRoleArn' | 'sessionTable'> & {
     tools: string[];
     gitTokenScopes: string[];
     trustedSettingsRepositories: string[];
@@ -143,6 +147,7 @@ export function readRunnerEnvironment(): RunnerEnvironment {
     permissionRules: checkedPermissionRules(permissionRules as string[], NAMES.permissionRules)!,
     trustedInputsOnly,
     separateUser: optional(NAMES.separateUser) === 'true',
+    sessionTable: optional(NAMES.sessionTable),
     heartbeatIntervalSeconds: positive(NAMES.heartbeatIntervalSeconds, 30),
     model: readModelSettings(optional),
     modelRoleArn: optional(NAMES.modelRoleArn),

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { v4 as uuidv4 } from 'uuid';
+import type { ExecutionWatch } from '../claude/execution-watch.js';
 import { runSessionTask, type FixedEndpointRunnerConfig, type RunnerConfig, type RunnerInput } from '../claude/run-session-task.js';
 import { standbyForSession, type ClaudeEndpoint, type StandbyClaude } from '../claude/claude-process.js';
 import { prepareSessionStart, type ExecutionInput } from '../sessions/execution-input.js';
@@ -130,6 +131,9 @@ const STATE_MACHINE_ARN = 'arn:aws:states:us-east-1:000000000000:stateMachine:Cl
  * the ASL from `cdk synth`; its Task states are routed to the real calls (DynamoDB on
  * dynalite, the CreateSession and runner code in-process, the real Claude CLI).
  */
+/** How often a local runner asks whether its execution still runs (5 s on AWS: DescribeExecution's quota). */
+const LOCAL_WATCH_INTERVAL_MS = 1_000;
+
 export class LocalRuntime implements SessionStarter {
   readonly repository: SessionRepository;
   readonly milestones: MilestoneRepository;
@@ -138,6 +142,10 @@ export class LocalRuntime implements SessionStarter {
   readonly standIn?: AnthropicStandIn;
   private readonly machine: StateMachine;
   private readonly executions = new Map<string, LocalExecution>();
+  /** How each execution ended (SUCCEEDED, FAILED, ABORTED, TIMED_OUT), for its runner's watch. */
+  private readonly endedStatus = new Map<string, string>();
+  /** Runner tasks in progress: one whose execution was aborted runs on until it notices. */
+  private readonly runners = new Set<Promise<unknown>>();
   private readonly ended = new Map<string, { execution: LocalExecution; timer: NodeJS.Timeout }>();
 
   private releaseLock: () => Promise<void> = async () => {};
@@ -251,7 +259,10 @@ export class LocalRuntime implements SessionStarter {
     const executionArn = executionArnFor(STATE_MACHINE_ARN, executionName);
     const stop = new AbortController();
     const run = this.machine.run(input as StateJson, {
-      overrides: { taskResourceLocalHandlers: this.taskHandlers(stop.signal, options.standby, options.endpoint), retryIntervalOverrides: fastRetries(this.definition.asl) },
+      overrides: {
+        taskResourceLocalHandlers: this.taskHandlers(stop.signal, executionName, options.standby, options.endpoint),
+        retryIntervalOverrides: fastRetries(this.definition.asl),
+      },
       context: executionContext({ arn: STATE_MACHINE_ARN, name: 'ClaudeSessionsWorkflow' }, { arn: executionArn, name: executionName }),
     });
     const outcome = run.result
@@ -260,6 +271,7 @@ export class LocalRuntime implements SessionStarter {
         (err: unknown): ExecutionOutcome => toExecutionOutcome(err),
       )
       .then(async (result) => {
+        this.endedStatus.set(executionName, result.status);
         // A CLI started ahead that no runner took (bad input, a refused start) never had a prompt.
         await options.standby?.discard();
         // What EventBridge delivers to the reaper on AWS, delivered here in-process.
@@ -282,7 +294,10 @@ export class LocalRuntime implements SessionStarter {
     this.ended.delete(executionName);
     void outcome.finally(() => {
       this.executions.delete(executionName);
-      const timer = setTimeout(() => this.ended.delete(executionName), ENDED_EVENTS_KEPT_MS).unref();
+      const timer = setTimeout(() => {
+        this.ended.delete(executionName);
+        this.endedStatus.delete(executionName);
+      }, ENDED_EVENTS_KEPT_MS).unref();
       this.ended.set(executionName, { execution, timer });
     });
     return execution;
@@ -335,6 +350,8 @@ export class LocalRuntime implements SessionStarter {
     for (const execution of this.executions.values()) execution.abort();
     this.fargate.stopAll();
     await Promise.allSettled([...this.executions.values()].map((e) => e.outcome));
+    // As on AWS, a runner outlives its aborted execution until it notices (within a watch interval).
+    await Promise.allSettled(this.runners);
     await this.standIn?.close();
     await this.callbacks.close();
     if (this.s3Started) await (await this.s3Started).close();
@@ -357,7 +374,26 @@ export class LocalRuntime implements SessionStarter {
   }
 
   /** `endpoint`: this execution's Claude, when not the runtime's (a `run` client's own environment). */
-  private taskHandlers(signal: AbortSignal, standby?: StandbyClaude, endpoint?: ClaudeEndpoint): TaskHandlers {
+  /** RUNNING, or how a local execution ended: what DescribeExecution says on AWS. */
+  private executionStatus(executionName: string): string {
+    return this.endedStatus.get(executionName) ?? (this.executions.has(executionName) ? 'RUNNING' : 'ABORTED');
+  }
+
+  /**
+   * The runner's watch of its execution (ExecutionWatch). The state machine's abort does not reach
+   * a running Lambda task, here as on AWS: the runner asks, every second here, and records the spend.
+   */
+  private watchOf(executionName: string): ExecutionWatch {
+    return {
+      status: async () => this.executionStatus(executionName),
+      intervalMs: LOCAL_WATCH_INTERVAL_MS,
+      recordStopped: async (start, outcome) => {
+        await this.repository.recordStoppedRun(start, outcome);
+      },
+    };
+  }
+
+  private taskHandlers(signal: AbortSignal, executionName: string, standby?: StandbyClaude, endpoint?: ClaudeEndpoint): TaskHandlers {
     const runnerConfig = endpoint ? { ...this.runnerConfig, endpoint } : this.runnerConfig;
     // The first runner call takes it; runClaude uses it if it was started as that run would start one.
     const takeStandby = () => {
@@ -377,12 +413,19 @@ export class LocalRuntime implements SessionStarter {
       } else if (this.definition.functions[resource] === 'create-session') {
         handlers[name] = taskHandler((event: ValidateInputEvent) => lambdaCall(() => createSession(event, this.policy, this.repository)));
       } else if (this.definition.functions[resource] === 'runner') {
-        handlers[name] = taskHandler((input: RunnerInput) => lambdaCall(() => runSessionTask(input, { ...runnerConfig, signal, takeStandby })));
+        handlers[name] = taskHandler((input: RunnerInput) => lambdaCall(() => this.tracked(runSessionTask(input, { ...runnerConfig, watch: this.watchOf(executionName), takeStandby }))));
       } else {
         throw new Error(`state ${name} calls ${resource}, which the local runtime cannot run`);
       }
     }
     return handlers;
+  }
+
+  /** A runner's promise, kept until it settles: close() waits for runners its aborts left running. */
+  private tracked<T>(run: Promise<T>): Promise<T> {
+    this.runners.add(run);
+    void run.catch(() => undefined).finally(() => this.runners.delete(run));
+    return run;
   }
 
   /** A direct DynamoDB integration: errors carry the names Step Functions gives them. */

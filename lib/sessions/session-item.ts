@@ -21,7 +21,8 @@ export function sessionPk(sessionId: string): string {
 
 /** What a finished Claude run adds to its session; RecordUsage writes exactly this. */
 export interface RunOutcome {
-  status: 'COMPLETED' | 'FAILED' | 'TIMED_OUT';
+  /** ABORTED only for a run stopped because its execution ended (execution-watch.ts). */
+  status: 'COMPLETED' | 'FAILED' | 'TIMED_OUT' | 'ABORTED';
   endedAt: string;
   claudeSessionId: string | null;
   usage: Usage;
@@ -134,6 +135,20 @@ export const RECORD_ATTEMPT_UPDATE = 'SET #usage = :usage, modelUsage = :modelUs
 export const RECORD_ATTEMPT_NAMES = { '#status': 'status', '#usage': 'usage' };
 
 export const CLOSE_FAILED_UPDATE = 'SET #status = :status, endedAt = :endedAt, #error = :error, #cause = :cause';
+
+/**
+ * A run whose execution ended under it (an abort, an execution timeout: AWS stops no running task):
+ * the runner stops Claude and writes what it spent, closing the session with the execution's status
+ * unless the reaper (or the Catch branch) closed it first, whose status and error then stay. The
+ * spend is SET, never added, and the reaper's close writes none: whoever closes first, it is
+ * counted once. Conditional on this execution's session, RUNNING or closed with that status.
+ */
+export const RECORD_STOPPED_UPDATE =
+  'SET #status = :status, endedAt = if_not_exists(endedAt, :endedAt), #error = if_not_exists(#error, :error), #cause = if_not_exists(#cause, :cause), ' +
+  '#usage = :usage, modelUsage = :modelUsage, numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, ' +
+  'claudeSessionId = :claudeSessionId, provider = :provider, model = :model, attempts = :attempts, spendRecordedAfterStop = :true';
+export const RECORD_STOPPED_CONDITION = 'executionArn = :executionArn AND (#status = :running OR #status = :status)';
+export const RECORD_STOPPED_NAMES = { '#status': 'status', '#usage': 'usage', '#error': 'error', '#cause': 'cause' };
 
 export const CLOSE_NAMES = { '#status': 'status', '#usage': 'usage', '#result': 'result', '#error': 'error', '#cause': 'cause' };
 export const CLOSE_FAILED_NAMES = { '#status': 'status', '#error': 'error', '#cause': 'cause' };

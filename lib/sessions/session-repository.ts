@@ -16,6 +16,9 @@ import {
   CLOSE_UPDATE,
   CREATE_CONDITION,
   PROJECT_INDEX,
+  RECORD_STOPPED_CONDITION,
+  RECORD_STOPPED_NAMES,
+  RECORD_STOPPED_UPDATE,
   RUNNING_CONDITION,
   SESSION_SK,
   closeValues,
@@ -110,6 +113,17 @@ export class SessionRepository {
       values[':executionArn'] = options.executionArn;
     }
     return this.updateSession(sessionId, CLOSE_FAILED_UPDATE, CLOSE_FAILED_NAMES, values, condition);
+  }
+
+  /** What a run spent until its execution ended under it (RECORD_STOPPED_UPDATE); false when the session is another's or closed otherwise. */
+  async recordStoppedRun(start: Pick<SessionStart, 'sessionId' | 'executionArn'>, outcome: RunOutcome): Promise<boolean> {
+    const values = closeValues(outcome);
+    return this.updateSession(start.sessionId, RECORD_STOPPED_UPDATE, RECORD_STOPPED_NAMES, {
+      ':running': 'RUNNING', ':status': outcome.status, ':endedAt': values[':endedAt'], ':error': outcome.error, ':cause': outcome.cause,
+      ':usage': outcome.usage, ':modelUsage': outcome.modelUsage, ':numTurns': outcome.numTurns, ':totalCostUsd': outcome.totalCostUsd,
+      ':durationMs': outcome.durationMs, ':claudeSessionId': outcome.claudeSessionId, ':provider': outcome.provider, ':model': outcome.model,
+      ':attempts': outcome.attempts, ':true': true, ':executionArn': start.executionArn,
+    }, RECORD_STOPPED_CONDITION);
   }
 
   async get(sessionId: string): Promise<SessionRecord | undefined> {
