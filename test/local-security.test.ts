@@ -1,5 +1,6 @@
 import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -199,7 +200,7 @@ describe('the local task-callbacks endpoint: only the task processes this runtim
 /** A raw request with a SigV4 header of any key: dynalite and s3rver check no signature, only its shape. */
 const FORGED_AUTHORIZATION = 'AWS4-HMAC-SHA256 Credential=ANYONE/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host;x-amz-date, Signature=00';
 
-describe('the local stores: dynalite answers only the engine\'s own clients', () => {
+describe('the local stores: dynalite and the S3 stand-in answer only the engine\'s own clients', () => {
   let env: TestRuntime;
   useTestRuntime((started) => (env = started));
   const secret = 'the secret prompt in a record';
@@ -246,5 +247,43 @@ describe('the local stores: dynalite answers only the engine\'s own clients', ()
     const reply = await scanByHand({ host: `evil.example:${port}`, 'x-amz-security-token': env.runtime.dynamodb.credentials.sessionToken! });
     expect(reply).toMatchObject({ status: 403, body: { __type: 'AccessDeniedException', message: `Host evil.example:${port} is not this server: use http://127.0.0.1:${port}` } });
     expect(JSON.stringify(reply.body)).not.toContain(secret);
+  });
+
+  it('S3: refuses a request unsigned by the engine, or signed with other credentials, and reads no transcript; its own credentials read it', async () => {
+    // Prepare
+    const s3 = await env.runtime.s3();
+    const milestoneId = uuidv4();
+    const pointer = await s3.store.save(milestoneId, Buffer.from(`${JSON.stringify({ type: 'user', message: secret })}\n`));
+    const path = `/${s3.store.bucket}/${pointer.key}`;
+    const get = async (credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }) => {
+      const client = new S3Client({ endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1', credentials, maxAttempts: 1 });
+      try {
+        return await (await client.send(new GetObjectCommand({ Bucket: s3.store.bucket, Key: pointer.key }))).Body!.transformToString();
+      } finally {
+        client.destroy();
+      }
+    };
+    // Act
+    const unsigned = await send(Number(new URL(s3.endpoint).port), 'GET', path);
+    const otherToken = await get({ accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', sessionToken: 'guessed' }).catch((err: unknown) => err);
+    const noToken = await get({ accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' }).catch((err: unknown) => err);
+    const own = await get(s3.credentials);
+    // Assess
+    expect(unsigned.status).toBe(403);
+    expect(unsigned.body).toMatch(/<Code>AccessDenied<\/Code>.*security token/s);
+    expect(unsigned.body).not.toContain(secret);
+    expect(otherToken).toMatchObject({ name: 'AccessDenied', $metadata: { httpStatusCode: 403 } });
+    expect(noToken).toMatchObject({ name: 'AccessDenied', $metadata: { httpStatusCode: 403 } });
+    expect(own).toContain(secret);
+    expect(await s3.store.load(milestoneId, pointer)).toEqual(Buffer.from(own));
+  });
+
+  it('S3: refuses a request whose Host is another name, even with the engine\'s token, saying why in XML', async () => {
+    const s3 = await env.runtime.s3();
+    const port = Number(new URL(s3.endpoint).port);
+    const reply = await send(port, 'GET', `/${s3.store.bucket}?list-type=2`, { host: `evil.example:${port}`, 'x-amz-security-token': s3.credentials.sessionToken! });
+    expect(reply.status).toBe(403);
+    expect(reply.body).toContain(`<Code>AccessDenied</Code><Message>Host evil.example:${port} is not this server: use http://127.0.0.1:${port}</Message>`);
+    expect(reply.body).not.toContain('milestones/');
   });
 });

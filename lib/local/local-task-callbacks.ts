@@ -22,8 +22,8 @@ interface Waiter {
 export class LocalTaskCallbacks {
   /**
    * The session token of the credentials a task process gets, fresh for each runtime. A
-   * session token rather than a key pair: the same credentials sign for s3rver, which accepts
-   * only its own fixed key pair, and ignores the token.
+   * session token rather than a key pair: the same credentials sign for the local S3, which
+   * admits them by this token too (LocalS3), and s3rver knows only its own fixed key pair.
    */
   readonly taskSessionToken = randomBytes(32).toString('base64url');
   private readonly waiters = new Map<string, Waiter>();
