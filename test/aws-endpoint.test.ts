@@ -71,7 +71,7 @@ beforeAll(async () => {
   s3 = await LocalS3.start();
   const { port } = db.address() as { port: number };
   endpoint = await RecordingAwsEndpoint.start({
-    upstreams: { dynamodb: `http://127.0.0.1:${port}`, s3: s3.endpoint },
+    upstreams: { dynamodb: { endpoint: `http://127.0.0.1:${port}` }, s3 },
     handlers: {
       'secretsmanager.GetSecretValue': (params: { SecretId: string }) => ({ Name: params.SecretId, SecretString: 'sk-ant-test' }),
       'secretsmanager.DescribeSecret': () => {

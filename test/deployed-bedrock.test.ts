@@ -41,7 +41,7 @@ beforeAll(async () => {
   dynamodb = await LocalDynamoDb.start({ table: assembly.template.Resources[tableId]!.Properties as never, tableName: resolver.physicalName(tableId) });
   bedrock = await new AnthropicStandIn().start();
   aws = await RecordingAwsEndpoint.start({
-    upstreams: { dynamodb: dynamodb.endpoint },
+    upstreams: { dynamodb },
     handlers: {
       // The model role's credentials, as STS would issue them: their key id names the role, so the calls made with them are its.
       'sts.AssumeRole': (p: { RoleArn: string; RoleSessionName: string }) => {

@@ -33,7 +33,7 @@ beforeAll(async () => {
   dynamodb = await LocalDynamoDb.start({ table: table as never, tableName: resolver.physicalName(tableId) });
   anthropic = await new AnthropicStandIn().start();
   aws = await RecordingAwsEndpoint.start({
-    upstreams: { dynamodb: dynamodb.endpoint },
+    upstreams: { dynamodb },
     handlers: {
       'secretsmanager.GetSecretValue': (p: { SecretId: string }) => ({ ARN: p.SecretId, Name: 'AnthropicApiKey', SecretString: SECRET }),
       'events.PutEvents': (p: { Entries: unknown[] }) => ({ FailedEntryCount: 0, Entries: p.Entries.map(() => ({ EventId: randomUUID() })) }),

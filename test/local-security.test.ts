@@ -1,4 +1,7 @@
 import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
@@ -191,5 +194,96 @@ describe('the local task-callbacks endpoint: only the task processes this runtim
       'x-amz-security-token': callbacks.taskSessionToken,
     }, { executionArn });
     expect(reply).toMatchObject({ status: 403, body: { __type: 'AccessDeniedException', message: `Host evil.example:${port} is not this server: use http://127.0.0.1:${port}` } });
+  });
+});
+
+/** A raw request with a SigV4 header of any key: dynalite and s3rver check no signature, only its shape. */
+const FORGED_AUTHORIZATION = 'AWS4-HMAC-SHA256 Credential=ANYONE/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host;x-amz-date, Signature=00';
+
+describe('the local stores: dynalite and the S3 stand-in answer only the engine\'s own clients', () => {
+  let env: TestRuntime;
+  useTestRuntime((started) => (env = started));
+  const secret = 'the secret prompt in a record';
+  const sessionKey = { pk: `SESSION#${uuidv4()}`, sk: 'SESSION' };
+
+  beforeAll(async () => {
+    await env.runtime.dynamodb.documentClient.send(new PutCommand({ TableName: env.runtime.dynamodb.tableName, Item: { ...sessionKey, prompt: secret } }));
+  });
+
+  /** A Scan of the sessions table, sent by hand with these headers. */
+  function scanByHand(headers: Record<string, string>) {
+    const port = Number(new URL(env.runtime.dynamodb.endpoint).port);
+    return send(port, 'POST', '/', {
+      'x-amz-target': 'DynamoDB_20120810.Scan', 'content-type': 'application/x-amz-json-1.0', authorization: FORGED_AUTHORIZATION, 'x-amz-date': '20260101T000000Z', ...headers,
+    }, { TableName: env.runtime.dynamodb.tableName });
+  }
+
+  /** The same Scan by the SDK, signed with these credentials. */
+  async function scanSigned(credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }) {
+    const client = new DynamoDBClient({ endpoint: env.runtime.dynamodb.endpoint, region: 'us-east-1', credentials, maxAttempts: 1 });
+    try {
+      return await client.send(new ScanCommand({ TableName: env.runtime.dynamodb.tableName }));
+    } finally {
+      client.destroy();
+    }
+  }
+
+  it('DynamoDB: refuses a request unsigned by the engine, or signed with other credentials, and shows no record', async () => {
+    // Act
+    const byHand = await scanByHand({});
+    const otherToken = await scanSigned({ accessKeyId: 'local', secretAccessKey: 'local', sessionToken: 'guessed' }).catch((err: unknown) => err);
+    const noToken = await scanSigned({ accessKeyId: 'local', secretAccessKey: 'local' }).catch((err: unknown) => err);
+    const own = await env.runtime.dynamodb.documentClient.send(new GetCommand({ TableName: env.runtime.dynamodb.tableName, Key: sessionKey }));
+    // Assess
+    expect(byHand).toMatchObject({ status: 400, body: { __type: 'com.amazon.coral.service#UnrecognizedClientException', message: expect.stringMatching(/security token/) } });
+    expect(JSON.stringify(byHand.body)).not.toContain(secret);
+    expect(otherToken).toMatchObject({ name: 'UnrecognizedClientException', $metadata: { httpStatusCode: 400 } });
+    expect(noToken).toMatchObject({ name: 'UnrecognizedClientException', $metadata: { httpStatusCode: 400 } });
+    expect(own.Item).toMatchObject({ prompt: secret });
+  });
+
+  it('DynamoDB: refuses a request whose Host is another name, even with the engine\'s token', async () => {
+    const port = Number(new URL(env.runtime.dynamodb.endpoint).port);
+    const reply = await scanByHand({ host: `evil.example:${port}`, 'x-amz-security-token': env.runtime.dynamodb.credentials.sessionToken! });
+    expect(reply).toMatchObject({ status: 403, body: { __type: 'AccessDeniedException', message: `Host evil.example:${port} is not this server: use http://127.0.0.1:${port}` } });
+    expect(JSON.stringify(reply.body)).not.toContain(secret);
+  });
+
+  it('S3: refuses a request unsigned by the engine, or signed with other credentials, and reads no transcript; its own credentials read it', async () => {
+    // Prepare
+    const s3 = await env.runtime.s3();
+    const milestoneId = uuidv4();
+    const pointer = await s3.store.save(milestoneId, Buffer.from(`${JSON.stringify({ type: 'user', message: secret })}\n`));
+    const path = `/${s3.store.bucket}/${pointer.key}`;
+    const get = async (credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }) => {
+      const client = new S3Client({ endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1', credentials, maxAttempts: 1 });
+      try {
+        return await (await client.send(new GetObjectCommand({ Bucket: s3.store.bucket, Key: pointer.key }))).Body!.transformToString();
+      } finally {
+        client.destroy();
+      }
+    };
+    // Act
+    const unsigned = await send(Number(new URL(s3.endpoint).port), 'GET', path);
+    const otherToken = await get({ accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', sessionToken: 'guessed' }).catch((err: unknown) => err);
+    const noToken = await get({ accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' }).catch((err: unknown) => err);
+    const own = await get(s3.credentials);
+    // Assess
+    expect(unsigned.status).toBe(403);
+    expect(unsigned.body).toMatch(/<Code>AccessDenied<\/Code>.*security token/s);
+    expect(unsigned.body).not.toContain(secret);
+    expect(otherToken).toMatchObject({ name: 'AccessDenied', $metadata: { httpStatusCode: 403 } });
+    expect(noToken).toMatchObject({ name: 'AccessDenied', $metadata: { httpStatusCode: 403 } });
+    expect(own).toContain(secret);
+    expect(await s3.store.load(milestoneId, pointer)).toEqual(Buffer.from(own));
+  });
+
+  it('S3: refuses a request whose Host is another name, even with the engine\'s token, saying why in XML', async () => {
+    const s3 = await env.runtime.s3();
+    const port = Number(new URL(s3.endpoint).port);
+    const reply = await send(port, 'GET', `/${s3.store.bucket}?list-type=2`, { host: `evil.example:${port}`, 'x-amz-security-token': s3.credentials.sessionToken! });
+    expect(reply.status).toBe(403);
+    expect(reply.body).toContain(`<Code>AccessDenied</Code><Message>Host evil.example:${port} is not this server: use http://127.0.0.1:${port}</Message>`);
+    expect(reply.body).not.toContain('milestones/');
   });
 });

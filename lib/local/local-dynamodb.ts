@@ -11,15 +11,21 @@ import {
   type AttributeValue,
 } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import type { AwsCredentialIdentity } from '@smithy/types';
+import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
+import { admitOwnClientsOnly, refuseAsAwsJson } from './loopback-guard.js';
 import { LOCAL_TABLE_NAME, type WorkflowDefinition } from './workflow-definition.js';
 
 const require = createRequire(import.meta.url);
 const dynalite = require('dynalite') as (options: { path?: string; createTableMs?: number }) => Server;
 
-/** DynamoDB on 127.0.0.1: dynalite, LevelDB on disk (or memory for tests). */
+/**
+ * DynamoDB on 127.0.0.1: dynalite, LevelDB on disk (or memory for tests). It answers only this
+ * object's clients: their session token is fresh for each start, and no other process has it.
+ */
 export class LocalDynamoDb {
   readonly client: DynamoDBClient;
   readonly documentClient: DynamoDBDocumentClient;
@@ -27,13 +33,10 @@ export class LocalDynamoDb {
     private readonly server: Server,
     readonly endpoint: string,
     readonly tableName: string,
+    /** What this store's clients sign with; dynalite checks no signature, so the session token is what admits them. */
+    readonly credentials: AwsCredentialIdentity,
   ) {
-    this.client = new DynamoDBClient({
-      endpoint,
-      region: 'us-east-1',
-      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-      maxAttempts: 3,
-    });
+    this.client = new DynamoDBClient({ endpoint, region: 'us-east-1', credentials, maxAttempts: 3 });
     this.documentClient = DynamoDBDocumentClient.from(this.client, {
       marshallOptions: { removeUndefinedValues: true },
     });
@@ -41,13 +44,20 @@ export class LocalDynamoDb {
 
   /** Starts dynalite and creates the table from the synthesized definition if it is missing. */
   static async start(options: { path?: string; table: WorkflowDefinition['table']; tableName?: string }): Promise<LocalDynamoDb> {
-    const server = dynalite({ path: options.path, createTableMs: 0 });
+    const credentials = { accessKeyId: 'local', secretAccessKey: 'local', sessionToken: randomBytes(32).toString('base64url') };
+    const server = admitOwnClientsOnly(dynalite({ path: options.path, createTableMs: 0 }), {
+      sessionToken: credentials.sessionToken,
+      foreign: 'AccessDeniedException',
+      // As DynamoDB answers a token it did not issue.
+      stranger: { status: 400, code: 'com.amazon.coral.service#UnrecognizedClientException' },
+      refuse: refuseAsAwsJson,
+    });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(0, '127.0.0.1', () => resolve());
     });
     const { port } = server.address() as AddressInfo;
-    const db = new LocalDynamoDb(server, `http://127.0.0.1:${port}`, options.tableName ?? LOCAL_TABLE_NAME);
+    const db = new LocalDynamoDb(server, `http://127.0.0.1:${port}`, options.tableName ?? LOCAL_TABLE_NAME, credentials);
     try {
       await db.ensureTable(options.table);
     } catch (err) {

@@ -66,8 +66,8 @@ export class LocalFargate {
         HOME: process.env.HOME,
         ...overrides,
         AWS_REGION: 'us-east-1',
-        // s3rver checks signatures against its own fixed key pair; the task-token endpoint
-        // takes only this runtime's session token, as a task role's credentials carry one on ECS.
+        // s3rver's own fixed key pair; the task-token endpoint and the local S3 take only this
+        // runtime's session token, as a task role's credentials carry one on ECS.
         AWS_ACCESS_KEY_ID: 'S3RVER',
         AWS_SECRET_ACCESS_KEY: 'S3RVER',
         AWS_SESSION_TOKEN: this.callbacks.taskSessionToken,

@@ -163,10 +163,11 @@ export class LocalRuntime implements SessionStarter {
 
   /**
    * S3 (s3rver), started on first use: only milestones need it, and loading it costs most
-   * of a second, which a fresh session's `run` should not pay.
+   * of a second, which a fresh session's `run` should not pay. It admits the session token of
+   * this runtime's Fargate tasks, which read and write transcripts there with it.
    */
   s3(): Promise<LocalS3> {
-    this.s3Started ??= import('./local-s3.js').then(({ LocalS3 }) => LocalS3.start({ path: this.s3Path }));
+    this.s3Started ??= import('./local-s3.js').then(({ LocalS3 }) => LocalS3.start({ path: this.s3Path, sessionToken: this.callbacks.taskSessionToken }));
     return this.s3Started;
   }
 

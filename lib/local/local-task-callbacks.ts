@@ -1,7 +1,7 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { refuseForeignRequest } from './loopback-guard.js';
+import { admitOwnClientsOnly, refuseAsAwsJson } from './loopback-guard.js';
 
 const AWS_JSON = 'application/x-amz-json-1.0';
 
@@ -22,8 +22,8 @@ interface Waiter {
 export class LocalTaskCallbacks {
   /**
    * The session token of the credentials a task process gets, fresh for each runtime. A
-   * session token rather than a key pair: the same credentials sign for s3rver, which accepts
-   * only its own fixed key pair, and ignores the token.
+   * session token rather than a key pair: the same credentials sign for the local S3, which
+   * admits them by this token too (LocalS3), and s3rver knows only its own fixed key pair.
    */
   readonly taskSessionToken = randomBytes(32).toString('base64url');
   private readonly waiters = new Map<string, Waiter>();
@@ -38,14 +38,6 @@ export class LocalTaskCallbacks {
 
   async start(): Promise<this> {
     const server = createServer((req, res) => {
-      if (refuseForeignRequest(server, req, res, { contentType: AWS_JSON, fields: { __type: 'AccessDeniedException' } })) return;
-      if (!this.isTaskOfThisRuntime(req)) {
-        res.writeHead(403, { 'content-type': AWS_JSON }).end(JSON.stringify({
-          __type: 'UnrecognizedClientException',
-          message: 'the security token included in the request is not one this runtime gave a task',
-        }));
-        return;
-      }
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
@@ -86,17 +78,12 @@ export class LocalTaskCallbacks {
         reply(200, {});
       });
     });
+    admitOwnClientsOnly(server, {
+      sessionToken: this.taskSessionToken, foreign: 'AccessDeniedException', stranger: { status: 403, code: 'UnrecognizedClientException' }, refuse: refuseAsAwsJson,
+    });
     this.server = server;
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
     return this;
-  }
-
-  private isTaskOfThisRuntime(req: IncomingMessage): boolean {
-    const token = req.headers['x-amz-security-token'];
-    if (typeof token !== 'string') return false;
-    // Digests, so the comparison takes the same time whatever the length or the prefix that matches.
-    const digest = (s: string) => createHash('sha256').update(s).digest();
-    return timingSafeEqual(digest(token), digest(this.taskSessionToken));
   }
 
   /** Waits for the task holding this token, failing as Step Functions does when its heartbeats stop. */

@@ -1,4 +1,5 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import type { AddressInfo, Server } from 'node:net';
 
 /** The names a loopback server answers to; with DNS rebinding a website's own name points here too (issue 17). */
@@ -34,18 +35,55 @@ export function loopbackRefusal(req: IncomingMessage, port: number): string | un
   return undefined;
 }
 
-/**
- * Answers 403 with the reason and returns true when the request is refused. `error` shapes
- * the body for a protocol that names its errors (the AWS JSON protocol's `__type`).
- */
-export function refuseForeignRequest(
-  server: Server,
-  req: IncomingMessage,
-  res: ServerResponse,
-  error: { contentType: string; fields: object } = { contentType: 'application/json', fields: {} },
-): boolean {
+/** Answers 403 with the reason and returns true when the request is refused. */
+export function refuseForeignRequest(server: Server, req: IncomingMessage, res: ServerResponse): boolean {
   const reason = loopbackRefusal(req, (server.address() as AddressInfo).port);
   if (reason === undefined) return false;
-  res.writeHead(403, { 'content-type': error.contentType }).end(JSON.stringify({ ...error.fields, message: reason }));
+  res.writeHead(403, { 'content-type': 'application/json' }).end(JSON.stringify({ message: reason }));
   return true;
+}
+
+/** A refusal, answered in the protocol of the service a server stands in for, so its SDK throws an error of that name. */
+export type Refuse = (res: ServerResponse, refusal: { status: number; code: string; message: string }) => void;
+
+/** A refusal in the AWS JSON protocol (DynamoDB, Step Functions): the SDK names its error by `__type`. */
+export const refuseAsAwsJson: Refuse = (res, { status, code, message }) => {
+  res.writeHead(status, { 'content-type': 'application/x-amz-json-1.0' }).end(JSON.stringify({ __type: code, message }));
+};
+
+export interface OwnClients {
+  /** The secret each of the server's own clients has as its credentials' session token, which the SDK sends as x-amz-security-token. */
+  sessionToken: string;
+  /** The service's code for a request it forbids (answered 403): one from elsewhere, by a foreign Host or Origin. */
+  foreign: string;
+  /** The service's answer to credentials it does not know: no token, or another. */
+  stranger: { status: number; code: string };
+  refuse: Refuse;
+}
+
+/**
+ * Puts a server's request listeners behind loopbackRefusal and the session token of its own
+ * clients, each refusal saying why: these servers check no signature, so without it any process
+ * here, or a page by DNS rebinding, could read and write what they hold (issue 17). Call it
+ * before the server listens.
+ */
+export function admitOwnClientsOnly<S extends HttpServer>(server: S, own: OwnClients): S {
+  const listeners = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
+  server.removeAllListeners('request');
+  return server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const reason = loopbackRefusal(req, (server.address() as AddressInfo).port);
+    if (reason !== undefined) return own.refuse(res, { status: 403, code: own.foreign, message: reason });
+    if (!carriesSessionToken(req, own.sessionToken)) {
+      return own.refuse(res, { ...own.stranger, message: 'the security token included in the request is not one this runtime gave its own clients' });
+    }
+    for (const listener of listeners) listener.call(server, req, res);
+  });
+}
+
+function carriesSessionToken(req: IncomingMessage, sessionToken: string): boolean {
+  const token = req.headers['x-amz-security-token'];
+  if (typeof token !== 'string') return false;
+  // Digests, so the comparison takes the same time whatever the length or the prefix that matches.
+  const digest = (s: string) => createHash('sha256').update(s).digest();
+  return timingSafeEqual(digest(token), digest(sessionToken));
 }

@@ -2,6 +2,7 @@ import { cbor } from '@smithy/core/cbor';
 import { HttpRequest } from '@smithy/core/protocols';
 import { Hash } from '@smithy/core/serde';
 import { SignatureV4 } from '@smithy/signature-v4';
+import type { AwsCredentialIdentity } from '@smithy/types';
 import {
   Agent,
   createServer,
@@ -28,9 +29,15 @@ export interface RecordedCall {
 
 export type AwsCallHandler = (params: any) => unknown | Promise<unknown>;
 
+/** A store calls are forwarded to, and the credentials it admits (LocalDynamoDb and LocalS3 are ones). */
+export interface AwsUpstream {
+  endpoint: string;
+  credentials?: AwsCredentialIdentity;
+}
+
 export interface RecordingAwsEndpointOptions {
-  /** Where calls of these services are served: a dynalite and an s3rver URL. */
-  upstreams?: { dynamodb?: string; s3?: string };
+  /** Where calls of these services are served: a dynalite and an s3rver. */
+  upstreams?: { dynamodb?: AwsUpstream; s3?: AwsUpstream };
   /**
    * Replies for other calls, by '<service>.<Action>' (service as in the credential scope: 'secretsmanager.GetSecretValue', 'states.SendTaskSuccess').
    * An AWS Query call (STS) returns { xml }: the inside of its <ActionResult> element.
@@ -40,7 +47,7 @@ export interface RecordingAwsEndpointOptions {
 
 const REGION = 'us-east-1';
 const SECRET_ACCESS_KEY = 'recording-aws-endpoint';
-/** s3rver's only account (see lib/local/local-s3.ts). */
+/** s3rver's only account, for an upstream that names no credentials (see lib/local/local-s3.ts). */
 const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
 /** The services the project's code calls: their own variables win over AWS_ENDPOINT_URL, so an inherited one would route calls past the recorder. */
 const SERVICE_ENDPOINT_VARIABLES = ['DYNAMODB', 'S3', 'SFN', 'SECRETS_MANAGER', 'EVENTBRIDGE', 'LAMBDA', 'STS'];
@@ -65,23 +72,25 @@ export class RecordingAwsEndpoint {
   readonly calls: RecordedCall[] = [];
   private readonly principals = new Map<string, string>();
   private readonly agent = new Agent({ keepAlive: true });
-  private readonly s3Signer = new SignatureV4({
-    service: 's3',
-    region: REGION,
-    credentials: S3RVER_CREDENTIALS,
-    // The hash the SDK's own Node runtime config gives its signer.
-    sha256: Hash.bind(null, 'sha256'),
-    // S3 signs the path as sent, without encoding it a second time.
-    uriEscapePath: false,
-    applyChecksum: true,
-  });
+  private readonly s3Signer: SignatureV4;
 
   private constructor(
     private readonly server: Server,
     readonly url: string,
-    private readonly upstreams: { dynamodb?: string; s3?: string },
+    private readonly upstreams: { dynamodb?: AwsUpstream; s3?: AwsUpstream },
     private readonly handlers: Record<string, AwsCallHandler>,
-  ) {}
+  ) {
+    this.s3Signer = new SignatureV4({
+      service: 's3',
+      region: REGION,
+      credentials: upstreams.s3?.credentials ?? S3RVER_CREDENTIALS,
+      // The hash the SDK's own Node runtime config gives its signer.
+      sha256: Hash.bind(null, 'sha256'),
+      // S3 signs the path as sent, without encoding it a second time.
+      uriEscapePath: false,
+      applyChecksum: true,
+    });
+  }
 
   static async start(options: RecordingAwsEndpointOptions = {}): Promise<RecordingAwsEndpoint> {
     let endpoint: RecordingAwsEndpoint | undefined;
@@ -132,8 +141,12 @@ export class RecordingAwsEndpoint {
     const call = rpcCall(req, body);
     this.calls.push({ principal, service, action: call.action, params: call.params });
     if (service === 'dynamodb' && this.upstreams.dynamodb) {
-      // dynalite does not check signatures: the request goes on as it came.
-      return this.forward(this.upstreams.dynamodb, req.method ?? 'POST', req.url ?? '/', plainHeaders(req.headers), body, res);
+      // dynalite does not check signatures: the request goes on as it came, with the token the store admits.
+      const headers = plainHeaders(req.headers);
+      delete headers['x-amz-security-token'];
+      const token = this.upstreams.dynamodb.credentials?.sessionToken;
+      if (token) headers['x-amz-security-token'] = token;
+      return this.forward(this.upstreams.dynamodb.endpoint, req.method ?? 'POST', req.url ?? '/', headers, body, res);
     }
     const handler = this.handlers[`${service}.${call.action}`];
     if (!handler || call.protocol === 'rest') {
@@ -189,7 +202,7 @@ export class RecordingAwsEndpoint {
     }
     // s3rver knows only its own credentials: the request is signed again with them, by the SDK's signer.
     for (const name of ['authorization', 'x-amz-date', 'x-amz-security-token', 'x-amz-content-sha256', 'content-length', 'expect']) delete headers[name];
-    const upstream = new URL(this.upstreams.s3);
+    const upstream = new URL(this.upstreams.s3.endpoint);
     headers.host = upstream.host;
     if (body.length || method === 'PUT' || method === 'POST') headers['content-length'] = String(body.length);
     const query: Record<string, string | string[]> = {};
@@ -209,7 +222,7 @@ export class RecordingAwsEndpoint {
         body: body.length ? body : undefined,
       }),
     );
-    return this.forward(this.upstreams.s3, method, req.url ?? '/', signed.headers, body, res);
+    return this.forward(this.upstreams.s3.endpoint, method, req.url ?? '/', signed.headers, body, res);
   }
 
   /** Sends the request to `upstream` and streams its reply back unchanged. */
