@@ -50,7 +50,8 @@ export const handler = middy(async (input: RunnerInput, context: Context) => {
     gitTokenScopes: runner.gitTokenScopes,
     trustedSettingsRepositories: runner.trustedSettingsRepositories,
     codeCommitCredentials,
-    watch: sessions ? describeExecutionWatch(sfn, session.executionArn, sessions) : undefined,
+    // The invocation's request id: a retried invoke of the same attempt is another, and starts no Claude.
+    watch: sessions ? describeExecutionWatch(sfn, session.executionArn, sessions, context.awsRequestId) : undefined,
     savePatch: transcripts ? (sessionId, patch) => transcripts.savePatch(sessionId, patch) : undefined,
   });
   const { status, usage, numTurns, totalCostUsd, durationMs, error } = result.record;

@@ -66,7 +66,7 @@ async function main(): Promise<number> {
         // The heartbeat says when nobody waits any more; DescribeExecution says how the execution ended.
         watch: runner.sessionTable
           ? describeExecutionWatch(sfn, session.executionArn, new SessionRepository(
-            DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } }), runner.sessionTable))
+            DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } }), runner.sessionTable), TASK_TOKEN.slice(-64))
           : undefined,
         transcripts,
         gitToken: runner.gitTokenSecretArn ? () => readGitToken(secretsClient(), runner.gitTokenSecretArn!) : undefined,

@@ -20,6 +20,16 @@ export interface ExecutionWatch {
   intervalMs?: number;
   /** Writes the run's spend to its session, closing it unless it is closed (SessionRepository.recordStoppedRun). */
   recordStopped(start: SessionStart, outcome: RunOutcome): Promise<void>;
+  /**
+   * Claims this attempt for this invocation before Claude starts (SessionRepository.claimAttempt):
+   * false when another invocation of the same attempt holds it. Absent: no claim is made.
+   */
+  claimAttempt?(start: SessionStart, attempt: number): Promise<boolean>;
+}
+
+/** A second invocation of one attempt (a retried invoke while the first ran): it starts no Claude. */
+export class AttemptAlreadyStartedError extends Error {
+  override readonly name = 'AttemptAlreadyStartedError';
 }
 
 /** The session's status for an execution that ended while its runner ran. */
@@ -73,11 +83,12 @@ export function stoppedFailure(status: StoppedStatus, seconds: number): { error:
 }
 
 /** A deployed runner's watch: DescribeExecution of its own execution, the spend written to the session table. */
-export function describeExecutionWatch(sfn: SFNClient, executionArn: string, sessions: SessionRepository): ExecutionWatch {
+export function describeExecutionWatch(sfn: SFNClient, executionArn: string, sessions: SessionRepository, invocation: string): ExecutionWatch {
   return {
     status: async () => (await sfn.send(new DescribeExecutionCommand({ executionArn }))).status ?? 'RUNNING',
     recordStopped: async (start, outcome) => {
       await sessions.recordStoppedRun(start, outcome);
     },
+    claimAttempt: (start, attempt) => sessions.claimAttempt(start, attempt, invocation),
   };
 }

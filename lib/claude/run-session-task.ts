@@ -14,7 +14,7 @@ import { claudeFailure, isTransientFailure, modelUsageOf, usageOf } from './clau
 import { addUsage, addUsageByModel, addUsd, type Usage, type UsageByModel } from '../sessions/usage.js';
 import { PromptMismatchError, SessionIdMismatchError } from './errors.js';
 import { runClaude, type ClaudeRun, type WorkspaceHooks } from './run-claude.js';
-import { ExecutionEndedError, stoppedFailure, watchExecution, type ExecutionWatch } from './execution-watch.js';
+import { AttemptAlreadyStartedError, ExecutionEndedError, stoppedFailure, watchExecution, type ExecutionWatch } from './execution-watch.js';
 import { WorkspacePushError, cloneWorkspace, commitAndPush, defaultBranch, redactRepo, type ClonedWorkspace, type GitAccess } from './workspace.js';
 import { isCodeCommitUrl } from '../sessions/codecommit-url.js';
 import { isListedRepository, tokenScopeOf } from './repository-scopes.js';
@@ -139,6 +139,10 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
   const workspace = target ? workspaceHooks(start, target, prompt, config, retried) : undefined;
   const endpoint = config.sessionEndpoint ? await config.sessionEndpoint(start) : config.endpoint;
   if (!endpoint) throw new Error('the runner has no Claude endpoint: its RunnerConfig sets neither endpoint nor sessionEndpoint');
+  // One Claude per attempt: a second invocation of this attempt (a retried invoke) starts none.
+  if (config.watch?.claimAttempt && !(await config.watch.claimAttempt(start, attempt))) {
+    throw new AttemptAlreadyStartedError(`attempt ${attempt} of session ${start.sessionId} is run by another invocation: this one starts no Claude`);
+  }
   const watched = config.watch ? watchExecution(config.watch) : undefined;
   const lookNow = () => watched?.check();
   if (watched) config.signal?.addEventListener('abort', lookNow, { once: true });

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import './polyfill.js';
 import { UpdateItemCommand, type UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
 import { StateMachine, type RunOptions, type StateMachineDefinition } from 'aws-local-stepfunctions';
@@ -385,7 +386,9 @@ export class LocalRuntime implements SessionStarter {
    * a running Lambda task, here as on AWS: the runner asks, every second here, and records the spend.
    */
   private watchOf(executionName: string): ExecutionWatch {
+    const invocation = randomUUID(); // each runner call is its own invocation, as each Lambda invoke is
     return {
+      claimAttempt: (start, attempt) => this.repository.claimAttempt(start, attempt, invocation),
       status: async () => this.executionStatus(executionName),
       intervalMs: LOCAL_WATCH_INTERVAL_MS,
       recordStopped: async (start, outcome) => {

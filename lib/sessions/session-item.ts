@@ -147,6 +147,17 @@ export const RECORD_STOPPED_UPDATE =
   'SET #status = :status, endedAt = if_not_exists(endedAt, :endedAt), #error = if_not_exists(#error, :error), #cause = if_not_exists(#cause, :cause), ' +
   '#usage = :usage, modelUsage = :modelUsage, numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, ' +
   'claudeSessionId = :claudeSessionId, provider = :provider, model = :model, attempts = :attempts, spendRecordedAfterStop = :true';
+/**
+ * One Claude per attempt: before it starts Claude, a runner claims its attempt on the session. Step
+ * Functions retries RunClaude on Lambda service errors that may arrive while the first invocation
+ * still runs; the second invocation then finds the attempt claimed by another and starts nothing.
+ * The same invocation may claim again (idempotent); a later attempt supersedes an earlier one.
+ */
+export const CLAIM_ATTEMPT_UPDATE = 'SET attemptClaim = :claim';
+export const CLAIM_ATTEMPT_CONDITION =
+  'executionArn = :executionArn AND #status = :running AND (attribute_not_exists(attemptClaim) OR attemptClaim.attempt < :attempt OR attemptClaim.invocation = :invocation)';
+export const CLAIM_ATTEMPT_NAMES = { '#status': 'status' };
+
 export const RECORD_STOPPED_CONDITION = 'executionArn = :executionArn AND (#status = :running OR #status = :status)';
 export const RECORD_STOPPED_NAMES = { '#status': 'status', '#usage': 'usage', '#error': 'error', '#cause': 'cause' };
 

@@ -16,6 +16,9 @@ import {
   CLOSE_UPDATE,
   CREATE_CONDITION,
   PROJECT_INDEX,
+  CLAIM_ATTEMPT_CONDITION,
+  CLAIM_ATTEMPT_NAMES,
+  CLAIM_ATTEMPT_UPDATE,
   RECORD_STOPPED_CONDITION,
   RECORD_STOPPED_NAMES,
   RECORD_STOPPED_UPDATE,
@@ -113,6 +116,14 @@ export class SessionRepository {
       values[':executionArn'] = options.executionArn;
     }
     return this.updateSession(sessionId, CLOSE_FAILED_UPDATE, CLOSE_FAILED_NAMES, values, condition);
+  }
+
+  /** Claims an attempt of a session for one runner invocation (CLAIM_ATTEMPT_UPDATE); false when another invocation holds it. */
+  async claimAttempt(start: Pick<SessionStart, 'sessionId' | 'executionArn'>, attempt: number, invocation: string): Promise<boolean> {
+    return this.updateSession(start.sessionId, CLAIM_ATTEMPT_UPDATE, CLAIM_ATTEMPT_NAMES, {
+      ':claim': { attempt, invocation, at: new Date().toISOString() }, ':attempt': attempt, ':invocation': invocation,
+      ':executionArn': start.executionArn, ':running': 'RUNNING',
+    }, CLAIM_ATTEMPT_CONDITION);
   }
 
   /** What a run spent until its execution ended under it (RECORD_STOPPED_UPDATE); false when the session is another's or closed otherwise. */
