@@ -28,8 +28,8 @@ export interface RunClaudeOptions extends ClaudeProcessOptions {
 
 /** What a session's workspace does around the CLI (lib/claude/workspace.ts); both run with the run's HOME. */
 export interface WorkspaceHooks {
-  /** Before the CLI starts: a failure throws, and Claude does not run. */
-  prepare(workDir: string, home: string): Promise<void>;
+  /** Before the CLI starts, within `timeLeftMs`: a failure throws, and Claude does not run. */
+  prepare(workDir: string, home: string, timeLeftMs: number): Promise<void>;
   /** After the CLI ended, before its HOME goes: must not throw. */
   finish(workDir: string, home: string, run: ClaudeRun): Promise<void>;
 }
@@ -50,24 +50,37 @@ export type ClaudeRun = (
 const KILL_GRACE_MS = 2_000;
 
 /**
+ * The time a workspace keeps back from Claude for its commit and push (and the record after them):
+ * a quarter of the run's limit, at most a minute. The clone comes out of the limit too, so a slow
+ * clone shortens Claude's run, never the platform's (a Lambda past its own limit loses everything).
+ */
+export function workspaceReserveMs(timeoutMs: number): number {
+  return Math.min(60_000, Math.floor(timeoutMs / 4));
+}
+
+/**
  * Runs the real `claude` CLI once, headless, in a throw-away HOME, and returns its
  * result. Throws for infrastructure failures (no result, crash, unparseable output).
  */
 export async function runClaude(options: RunClaudeOptions): Promise<ClaudeRun> {
+  // The run's wall clock starts now, before the clone: the CLI gets what the clone left of it.
+  const deadline = Date.now() + options.timeoutMs;
   const standby = options.standby?.claim(options);
   if (options.standby && !standby) await options.standby.discard();
   const { home, workDir } = standby ?? (await makeHome(options.workRoot));
   const configDir = join(home, '.claude');
   let started: StartedClaude | undefined = standby;
   try {
-    await options.workspace?.prepare(workDir, home);
+    // The clone may take what the run has, less the push's reserve and a second for Claude.
+    await options.workspace?.prepare(workDir, home, deadline - Date.now() - workspaceReserveMs(options.timeoutMs) - 1_000);
     if (options.restoreTranscript) {
       const dir = join(configDir, 'projects', projectDirName(workDir));
       await mkdir(dir, { recursive: true });
       await writeFile(join(dir, `${options.sessionId}.jsonl`), options.restoreTranscript);
     }
-    started ??= await startClaudeBehindGateway(options, home, workDir);
-    const run: ClaudeRun = await superviseClaude(options, started.child);
+    const timeoutMs = options.workspace ? Math.max(1_000, deadline - Date.now() - workspaceReserveMs(options.timeoutMs)) : options.timeoutMs;
+    started ??= await startClaudeBehindGateway({ ...options, timeoutMs }, home, workDir);
+    const run: ClaudeRun = await superviseClaude({ ...options, timeoutMs }, started.child);
     // Before the push: nothing the session left running may race it, or outlive the session.
     await stopRunProcesses(started);
     if (options.conversation !== 'fresh') run.transcript = await findTranscript(configDir, options.sessionId);

@@ -287,9 +287,9 @@ function workspaceHooks(start: SessionStart, { spec, branch, continues }: Worksp
   let pushed: Awaited<ReturnType<typeof commitAndPush>> | undefined;
   let access: GitAccess = {};
   const hooks: WorkspaceHooks = {
-    async prepare(workDir, home) {
+    async prepare(workDir, home, timeLeftMs) {
       access = await gitAccess(spec.repo, config);
-      cloned = await cloneWorkspace(spec, workDir, home, access, continues ? branch : undefined);
+      cloned = await cloneWorkspace(spec, workDir, home, access, continues ? branch : undefined, timeLeftMs);
     },
     async finish(workDir, home, run) {
       // A stopped run pushes nothing: its execution is over, and a milestone's lease may be another task's by now.

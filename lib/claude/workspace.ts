@@ -117,16 +117,20 @@ function remoteAuth(repo: string, home: string, access: GitAccess): RemoteAuth {
  */
 const NO_PROGRAMS = ['-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false', '-c', 'safe.directory=*'];
 
-async function git(args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<string> {
+async function git(args: string[], cwd: string, env: NodeJS.ProcessEnv, deadline?: number): Promise<string> {
   const child = spawn('git', [...NO_PROGRAMS, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const timer = deadline === undefined ? undefined : setTimeout(() => {
+    stderr += '\nstopped: the session\'s time for its clone ran out';
+    child.kill('SIGKILL');
+  }, Math.max(0, deadline - Date.now()));
   const code = await new Promise<number | null>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', resolve);
-  });
+  }).finally(() => clearTimeout(timer));
   if (code !== 0) throw Object.assign(new Error(`git ${args[0]} exited ${code}: ${stderr.trim().split('\n').slice(-3).join(' / ')}`), { stderr });
   return stdout.trim();
 }
@@ -175,22 +179,25 @@ export async function cloneWorkspace(
   home: string,
   access: GitAccess,
   continueBranch?: string,
+  /** What the clone may take (the session's limit less its push reserve); past it git is stopped. */
+  timeLeftMs?: number,
 ): Promise<ClonedWorkspace> {
+  const deadline = timeLeftMs === undefined ? undefined : Date.now() + Math.max(0, timeLeftMs);
   const env = gitEnv(home);
   const auth = remoteAuth(spec.repo, home, access);
   const parent = join(workDir, '..');
   let at = spec.ref;
   try {
     await rm(workDir, { recursive: true, force: true });
-    const heads = continueBranch ? await git(['ls-remote', '--heads', cloneUrl(spec.repo), `refs/heads/${continueBranch}`], parent, await auth.env()) : '';
+    const heads = continueBranch ? await git(['ls-remote', '--heads', cloneUrl(spec.repo), `refs/heads/${continueBranch}`], parent, await auth.env(), deadline) : '';
     // ls-remote matches a pattern's tail: only the exact ref counts.
     const continuing = heads.split('\n').some((line) => line.endsWith(`\trefs/heads/${continueBranch}`));
     if (continuing) at = continueBranch;
     const commit = !continuing && spec.ref && /^[0-9a-f]{40}$/.test(spec.ref) ? spec.ref : undefined;
     const refArgs = at && !commit ? ['--branch', at] : [];
-    await git(['clone', '--quiet', '--depth', '50', ...refArgs, cloneUrl(spec.repo), workDir], parent, await auth.env());
+    await git(['clone', '--quiet', '--depth', '50', ...refArgs, cloneUrl(spec.repo), workDir], parent, await auth.env(), deadline);
     if (commit) {
-      await git(['fetch', '--quiet', '--depth', '1', 'origin', commit], workDir, await auth.env());
+      await git(['fetch', '--quiet', '--depth', '1', 'origin', commit], workDir, await auth.env(), deadline);
       await git(['checkout', '--quiet', commit], workDir, env);
     }
     // An empty repository clones (with a warning) but has nothing to start from or branch off.

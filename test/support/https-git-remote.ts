@@ -23,6 +23,8 @@ export interface SeenGitRequest {
 export class HttpsGitRemote {
   readonly requests: SeenGitRequest[] = [];
   readonly redirects = new Map<string, string>();
+  /** Each request waits this long before it is answered: a slow host. */
+  delayMs = 0;
   readonly caFile: string;
   private readonly root = mkdtempSync(join(tmpdir(), 'https-remote-'));
   private server?: Server;
@@ -38,7 +40,8 @@ export class HttpsGitRemote {
 
   async start(): Promise<this> {
     const tls = { key: readFileSync(join(this.root, 'key.pem')), cert: readFileSync(this.caFile) };
-    this.server = createServer(tls, (req, res) => {
+    this.server = createServer(tls, async (req, res) => {
+      if (this.delayMs) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
       const url = new URL(req.url ?? '/', 'https://127.0.0.1');
       this.requests.push({ host: req.headers.host ?? '', path: url.pathname, authorization: req.headers.authorization });
       const moved = [...this.redirects].find(([from]) => url.pathname.startsWith(from));

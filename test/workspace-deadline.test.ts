@@ -1,0 +1,53 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { useTestRuntime, type TestRuntime } from './support/runtime.js';
+import { HttpsGitRemote } from './support/https-git-remote.js';
+
+// A workspace's clone comes out of the session's time, and its push keeps a reserve: a slow
+// clone shortens Claude's run, so the session still closes TIMED_OUT with its tokens instead of
+// running into the platform's own limit (on Lambda, Sandbox.Timedout: nothing recorded at all).
+
+const remote = await new HttpsGitRemote().start();
+process.env.GIT_SSL_CAINFO = remote.caFile;
+afterAll(async () => {
+  delete process.env.GIT_SSL_CAINFO;
+  await remote.close();
+});
+
+let env: TestRuntime;
+useTestRuntime((started) => (env = started));
+
+describe('a workspace session\'s deadline', () => {
+  it('takes a slow clone out of Claude\'s time, keeps the push\'s reserve, and closes TIMED_OUT with what Claude spent', async () => {
+    // Prepare: a host that answers each request after 1.5 s (a clone makes two or three), a Claude that stalls mid-reply
+    const repo = remote.repository('acme', 'slow');
+    remote.delayMs = 1_500;
+    env.anthropic.respondByDefault({ kind: 'stall', usage: { input_tokens: 321, output_tokens: 1 } });
+    const started = Date.now();
+    const running = env.runtime.run({ prompt: 'Refactor it', projectId: 'deadline', timeoutSeconds: 12, workspace: { repo } });
+    for (let i = 0; i < 400 && env.anthropic.messageRequests.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    const cloneMs = Date.now() - started;
+    remote.delayMs = 0;
+    // Act
+    const { session } = await running;
+    // Assess: Claude was stopped at what the clone and the push's reserve (3 s) left of the 12 s
+    expect(cloneMs).toBeGreaterThan(2_000);
+    const limit = Number(/ran past its (\d+) s limit/.exec(session!.cause ?? '')?.[1]);
+    expect(session).toMatchObject({ status: 'TIMED_OUT', error: 'ClaudeTimeoutError', usage: { inputTokens: 321 } });
+    // (cloneMs runs until the model's first call, so it also holds the CLI's own start, up to ~2 s here)
+    expect(limit).toBeLessThan(12 - 3);
+    expect(limit).toBeLessThanOrEqual(Math.ceil((12_000 - 3_000 - cloneMs) / 1000) + 2);
+  });
+
+  it('stops a clone that would take the whole limit: WorkspaceCloneError before Claude runs, nothing spent', async () => {
+    const repo = remote.repository('acme', 'slower');
+    remote.delayMs = 4_000;
+    try {
+      const { outcome, session } = await env.runtime.run({ prompt: 'Refactor it', projectId: 'deadline', timeoutSeconds: 4, workspace: { repo } });
+      expect(outcome).toMatchObject({ status: 'FAILED', error: 'WorkspaceCloneError' });
+      expect(session).toMatchObject({ status: 'FAILED', error: 'WorkspaceCloneError', cause: expect.stringMatching(/time for its clone ran out/) });
+      expect(env.anthropic.messageRequests).toEqual([]);
+    } finally {
+      remote.delayMs = 0;
+    }
+  });
+});
