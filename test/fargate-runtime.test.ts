@@ -10,6 +10,19 @@ import { useTestRuntime, type TestRuntime } from './support/runtime.js';
 let env: TestRuntime;
 useTestRuntime((started) => (env = started), {}, { fargateHeartbeatSeconds: 3 });
 
+describe('RunTask refused before a task starts', () => {
+  let refused: TestRuntime;
+  useTestRuntime((started) => (refused = started), {}, { fargateHeartbeatSeconds: 3, fargateRefusals: ['ECS.AmazonECSException', 'AmazonECS.Unknown'] });
+
+  it('is asked again (capacity unavailable, a failures list): the session runs once and completes', async () => {
+    refused.anthropic.respondWith({ kind: 'text', text: 'ran after the refusals', usage: { input_tokens: 5, output_tokens: 1 } });
+    const { outcome, session } = await refused.runtime.run({ prompt: 'refactor', projectId: 'fg-capacity', runtime: 'fargate' });
+    expect(outcome.status).toBe('SUCCEEDED');
+    expect(session).toMatchObject({ status: 'COMPLETED', result: 'ran after the refusals', attempts: 1 });
+    expect(refused.anthropic.messageRequests).toHaveLength(1);
+  });
+});
+
 describe('the fargate runtime, as a separate task process reporting on its task token', () => {
   it('completes with the exact usage, through heartbeats and SendTaskSuccess', async () => {
     env.anthropic.respondWith({ kind: 'text', text: 'long work done', usage: { input_tokens: 4321, output_tokens: 123, cache_creation_input_tokens: 50 } });

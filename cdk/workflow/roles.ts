@@ -21,6 +21,16 @@ export const THROTTLED_INVOKE_RETRY: RetryProps = {
   errors: ['Lambda.TooManyRequestsException'], interval: Duration.seconds(2), backoffRate: 2, maxAttempts: 6, jitterStrategy: JitterType.FULL,
 };
 
+/**
+ * RunTask refused before any task started: Fargate capacity (`ECS.AmazonECSException`), a
+ * non-empty `Failures` list (`AmazonECS.Unknown` with a task token), throttling. Nothing ran, so
+ * asking again cannot start a second Claude (and the runner's attempt claim would refuse one).
+ */
+export const RUN_TASK_REFUSED_RETRY: RetryProps = {
+  errors: ['ECS.AmazonECSException', 'AmazonECS.Unknown', 'ECS.ThrottlingException'],
+  interval: Duration.seconds(10), backoffRate: 2, maxAttempts: 3, jitterStrategy: JitterType.FULL,
+};
+
 export type TaskState = TaskStateBase | CustomState;
 
 /** An error a state answers itself, ahead of its role's Catch. */

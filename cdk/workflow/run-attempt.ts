@@ -8,7 +8,7 @@ import type { Construct } from 'constructs';
 import { RECORD_ATTEMPT_NAMES, RECORD_ATTEMPT_UPDATE, RUNNER_CONTRACT, RUNNING_CONDITION } from '../../lib/sessions/session-item.js';
 import type { FargateRunner } from '../fargate-runner.js';
 import { sessionKey } from './execution-state.js';
-import { THROTTLED_INVOKE_RETRY, type Role } from './roles.js';
+import { RUN_TASK_REFUSED_RETRY, THROTTLED_INVOKE_RETRY, type Role } from './roles.js';
 import type { WriteState } from './update-item-state.js';
 
 export interface RunAttemptProps {
@@ -67,7 +67,7 @@ export function runAttempt(scope: Construct, write: WriteState, step: Role, prop
     // The runner stops Claude at timeoutSeconds; the platform gives it a margin to report.
     taskTimeout: Timeout.at('$.session.platformTimeoutSeconds'),
     resultPath: '$.run',
-  }));
+  }).addRetry(RUN_TASK_REFUSED_RETRY));
 
   const thenRun = (choice: Choice) => choice.when(Condition.stringEquals('$.session.runtime', 'fargate'), runOnFargate).otherwise(runClaude);
   const chooseRuntime = thenRun(new Choice(scope, 'ChooseRuntime'));

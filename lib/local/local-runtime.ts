@@ -49,6 +49,11 @@ export interface LocalRuntimeOptions {
   command?: string;
   /** The deployment's session policy, as CreateSession's environment holds it on AWS. */
   policy?: SessionPolicy;
+  /**
+   * What ECS answers the next RunTask calls before it starts a task, in order (tests: capacity
+   * unavailable is `ECS.AmazonECSException`). @default none: every RunTask starts its task
+   */
+  fargateRefusals?: string[];
 }
 
 /** One entry of the execution's event log (StateEntered, StateFailed, …). */
@@ -145,6 +150,8 @@ export class LocalRuntime implements SessionStarter {
   private readonly executions = new Map<string, LocalExecution>();
   /** How each execution ended (SUCCEEDED, FAILED, ABORTED, TIMED_OUT), for its runner's watch. */
   private readonly endedStatus = new Map<string, string>();
+  /** What ECS answers the next RunTask calls before starting a task (LocalRuntimeOptions.fargateRefusals). */
+  private fargateRefusals: string[] = [];
   /** Runner tasks in progress: one whose execution was aborted runs on until it notices. */
   private readonly runners = new Set<Promise<unknown>>();
   private readonly ended = new Map<string, { execution: LocalExecution; timer: NodeJS.Timeout }>();
@@ -230,6 +237,7 @@ export class LocalRuntime implements SessionStarter {
         options.policy ?? {}, options.home ? join(options.home, 's3') : undefined,
       );
       runtime.releaseLock = releaseLock;
+      runtime.fargateRefusals = [...(options.fargateRefusals ?? [])];
       if (options.home) {
         // Holding the lock means no other process runs anything here: a RUNNING session
         // is an orphan of a process that died (kill -9, a crash) and is closed now.
@@ -413,7 +421,11 @@ export class LocalRuntime implements SessionStarter {
         handlers[name] = taskHandler((params: UpdateItemCommandInput) => this.dynamodbCall(new UpdateItemCommand(params)));
       } else if (resource.endsWith(':states:::ecs:runTask.waitForTaskToken')) {
         const heartbeatSeconds = this.fargateHeartbeatSeconds ?? (state.HeartbeatSeconds as number | undefined);
-        handlers[name] = taskHandler((params: EcsRunTaskParameters) => this.fargate.runTask(params, heartbeatSeconds, signal, runnerConfig.endpoint));
+        handlers[name] = taskHandler(async (params: EcsRunTaskParameters) => {
+          const refusal = this.fargateRefusals.shift();
+          if (refusal) throw namedError(refusal, 'Capacity is unavailable at this time. Please try again later or in a different availability zone');
+          return this.fargate.runTask(params, heartbeatSeconds, signal, runnerConfig.endpoint);
+        });
       } else if (this.definition.functions[resource] === 'create-session') {
         handlers[name] = taskHandler((event: ValidateInputEvent) => lambdaCall(() => createSession(event, this.policy, this.repository)));
       } else if (this.definition.functions[resource] === 'runner') {
