@@ -5,6 +5,7 @@ import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import { LocalDynamoDb } from '../lib/local/local-dynamodb.js';
 import { RecordingAwsEndpoint } from './support/aws-endpoint.js';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
+import { createSocket } from 'node:dgram';
 import {
   deployedContainer, deployedFunctions, invokeHandler, lambdaEnvironment, readAssembly, runCommand, taskRoot, type DeployedFunction,
 } from './support/deployed-code.js';
@@ -204,6 +205,39 @@ describe('the synthesized bundles, invoked', () => {
     expect(started.statusCode, started.body).toBe(202);
     expect(JSON.parse(read.body)).toMatchObject({ sessionId: created.session.sessionId, status: 'ABORTED' });
   });
+});
+
+describe('what the deployed functions trace', () => {
+  it('sends X-Ray no prompt and no reply: CreateSession and the runner, traced and sampled', async () => {
+    // Prepare: a daemon address that collects the segments, and a sampled trace
+    const daemon = createSocket('udp4');
+    const segments: string[] = [];
+    daemon.on('message', (m) => segments.push(m.toString('utf8')));
+    await new Promise<void>((resolve) => daemon.bind(0, '127.0.0.1', () => resolve()));
+    const traced = {
+      AWS_XRAY_DAEMON_ADDRESS: `127.0.0.1:${daemon.address().port}`,
+      _X_AMZN_TRACE_ID: `Root=1-${Math.floor(Date.now() / 1000).toString(16)}-${randomUUID().replaceAll('-', '').slice(0, 24)};Parent=53995c3f42cd8ad8;Sampled=1`,
+      INVOKE_SETTLE_MS: '300',
+    };
+    const sessionId = randomUUID();
+    const executionArn = `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${sessionId}`;
+    const input = { prompt: 'THE-PROMPT-TEXT: refactor the billing module', projectId: 'deployed', sessionId };
+    executionInputs.set(executionArn, JSON.stringify(input));
+    anthropic.respondWith({ kind: 'text', text: 'THE-REPLY-TEXT: refactored', usage: { input_tokens: 3, output_tokens: 1 } });
+    try {
+      // Act
+      const prepared = await invoke(fn('SessionCreator'), { input, executionArn, executionName: sessionId, executionStartTime: new Date().toISOString() }, traced);
+      const run = await invoke(fn('RunnerFunction'), { ...prepared, retry: { attempt: 1, prior: null } }, { ...traced, ANTHROPIC_BASE_URL: anthropic.endpoint.baseUrl! });
+      await new Promise((r) => setTimeout(r, 300));
+      // Assess: both ran and traced (the test sees segments), and none holds the prompt or the reply
+      expect(run.record).toMatchObject({ status: 'COMPLETED', result: 'THE-REPLY-TEXT: refactored' });
+      expect(segments.filter((x) => x.includes('"name":"## index.handler"'))).toHaveLength(2);
+      expect(segments.join('\n')).not.toContain('THE-PROMPT-TEXT');
+      expect(segments.join('\n')).not.toContain('THE-REPLY-TEXT');
+    } finally {
+      daemon.close();
+    }
+  }, 60_000);
 });
 
 describe('IAM equals the calls', () => {

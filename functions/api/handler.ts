@@ -37,4 +37,6 @@ export const handler = createApiHandler({
   get policy() { return deps().policy; },
   get slots() { return deps().slots; },
   get starter() { return deps().starter; },
-}).use(captureLambdaHandler(tracer));
+})
+  // A response carries records, Claude's replies included: never into a trace.
+  .use(captureLambdaHandler(tracer, { captureResponse: false }));

@@ -58,5 +58,6 @@ export const handler = middy(async (input: RunnerInput, context: Context) => {
   logger.info('Claude finished', { status, usage, numTurns, totalCostUsd, durationMs, error });
   return result;
 })
-  .use(captureLambdaHandler(tracer))
+  // Its response is the record, Claude's reply included: never into a trace.
+  .use(captureLambdaHandler(tracer, { captureResponse: false }))
   .use(injectLambdaContext(logger, { resetKeys: true }));

@@ -202,6 +202,8 @@ try {
   envKeys.push(Object.keys(process.env));
   writeFileSync(INVOKE_RESULT, JSON.stringify({ error: { errorType: err?.name ?? 'Error', errorMessage: err?.message ?? String(err) }, envKeys }));
 }
+// What the handler sent as it returned (an X-Ray subsegment over UDP) goes out before the process does.
+if (process.env.INVOKE_SETTLE_MS) await new Promise((resolve) => setTimeout(resolve, Number(process.env.INVOKE_SETTLE_MS)));
 process.exit(0);
 `;
 
