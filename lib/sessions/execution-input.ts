@@ -9,7 +9,8 @@ import { codeCommitUrlProblem } from './codecommit-url.js';
 
 
 const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
-const idField = z.string().regex(ID_PATTERN, 'must be 1-64 characters of A-Z a-z 0-9 . _ -');
+/** A project's or a task's id: the API's paths take a project id by the same rule. */
+export const idField = z.string().regex(ID_PATTERN, 'must be 1-64 characters of A-Z a-z 0-9 . _ -');
 const uuidField = z.string().refine((v) => isUuid(v), 'must be a UUID');
 
 const GIT_REF = /^(?!-)(?!.*\.\.)(?!.*\/\/)[A-Za-z0-9._/-]{1,200}(?<![./])$/;
