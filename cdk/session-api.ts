@@ -15,6 +15,7 @@ import type { TranscriptBucket } from './transcript-bucket.js';
 import { ServiceFunction } from './service-function.js';
 import type { SessionTable } from './session-table.js';
 import { sessionPolicyEnvironment } from '../lib/sessions/session-creation.js';
+import type { ProjectLimits } from '../lib/sessions/project-limits.js';
 
 export interface SessionApiProps {
   /** Read by the routes; its milestone items written (open, close). */
@@ -32,6 +33,8 @@ export interface SessionApiProps {
   readonly protectedBranches?: readonly string[];
   /** A Lambda session may have a shell (SessionPolicy.shellOnLambda). @default false */
   readonly shellOnLambda?: boolean;
+  /** Caps on maxBudgetUsd, timeoutSeconds and the runtime, by project (SessionPolicy.projectLimits). @default none */
+  readonly projectLimits?: ProjectLimits;
   /** @default 10 requests per second, bursts of 20 */
   readonly throttle?: { rateLimit: number; burstLimit: number };
   /** @default RetentionDays.ONE_MONTH */

@@ -105,6 +105,26 @@ describe('the synthesized bundles, invoked', () => {
     expect(await sessionItem(sessionId)).toBeUndefined();
   });
 
+  it('CreateSession caps a session by its project from PROJECT_LIMITS: the cap as its budget when it names none, a refusal naming the field past it', async () => {
+    // Prepare: the environment the stack gives CreateSession for `projectLimits` (test/project-limits.test.ts renders it)
+    const limits = { PROJECT_LIMITS: JSON.stringify({ '*': { maxBudgetUsd: 2 }, capped: { timeoutSeconds: 300 } }) };
+    const event = (sessionId: string, input: Record<string, unknown>) => ({
+      input: { prompt: 'p', sessionId, ...input }, executionArn: `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${sessionId}`,
+      executionName: sessionId, executionStartTime: new Date().toISOString(),
+    });
+    const [given, refused] = [randomUUID(), randomUUID()];
+    // Act
+    const capped = await invoke(fn('SessionCreator'), event(given, { projectId: 'capped' }), limits);
+    const answer = await invokeAnswer(fn('SessionCreator'), event(refused, { projectId: 'capped', maxBudgetUsd: 3, timeoutSeconds: 600 }), limits);
+    // Assess
+    expect(capped.session).toMatchObject({ projectId: 'capped', maxBudgetUsd: 2, timeoutSeconds: 300 });
+    expect(await sessionItem(given)).toMatchObject({ maxBudgetUsd: { N: '2' }, timeoutSeconds: { N: '300' } });
+    expect(answer.error, answer.output).toMatchObject({
+      errorType: 'InvalidInputError', errorMessage: 'Invalid input: maxBudgetUsd must be at most 2 for project capped (this deployment\'s cap); timeoutSeconds must be at most 300 for project capped (this deployment\'s cap)',
+    });
+    expect(await sessionItem(refused)).toBeUndefined();
+  });
+
   it('the runner image\'s Lambda handler runs the real Claude CLI for that session, reading its key from the secret', async () => {
     // Prepare
     anthropic.respondWith({ kind: 'text', text: 'deployed and done', usage: { input_tokens: 12, output_tokens: 3 } });

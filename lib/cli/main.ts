@@ -14,7 +14,10 @@ import { isLoopbackName } from '../local/loopback-guard.js';
 import { parseRunFlags, runInput } from './run-flags.js';
 import { formatMilestone, formatMs, formatSession, formatSessionTable, formatUsageTable } from './format.js';
 
-/** Local limits come from the environment: CLAUDE_SESSIONS_MAX_CONCURRENT_SESSIONS, CLAUDE_SESSIONS_MONTHLY_BUDGET_USD. */
+/**
+ * Local limits come from the environment: CLAUDE_SESSIONS_MAX_CONCURRENT_SESSIONS, CLAUDE_SESSIONS_MONTHLY_BUDGET_USD,
+ * CLAUDE_SESSIONS_PROJECT_LIMITS (JSON caps by project), …: the deployment's variables behind a prefix.
+ */
 const POLICY_ENV_PREFIX = 'CLAUDE_SESSIONS_';
 
 /** A start refused before any execution: said in one line, exit 1. */
@@ -437,7 +440,8 @@ async function serveCommand(args: string[], io: CliIo, background: boolean): Pro
   let policy: SessionPolicy = sessionPolicyFromEnv(io.env, POLICY_ENV_PREFIX);
   try {
     if (values['max-concurrent-sessions'] !== undefined) {
-      policy = { ...policy, ...sessionPolicyFromEnv({ MAX_CONCURRENT_SESSIONS: values['max-concurrent-sessions'] }) };
+      // Only this one field: the rest of the policy (budget, project caps…) stays the environment's.
+      policy = { ...policy, maxConcurrentSessions: sessionPolicyFromEnv({ MAX_CONCURRENT_SESSIONS: values['max-concurrent-sessions'] }).maxConcurrentSessions };
     }
   } catch {
     throw new UsageError('--max-concurrent-sessions must be a whole number from 1');

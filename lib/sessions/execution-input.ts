@@ -158,7 +158,15 @@ export function prepareSessionStart(
   raw: unknown,
   context: { executionArn: string; executionName?: string; now?: Date },
 ): { session: SessionStart; prompt: string } {
-  const { prompt, ...input } = validateStartInput(raw);
+  return sessionStartOf(validateStartInput(raw), context);
+}
+
+/** The same, for an input already validated (CreateSession applies the deployment's caps in between). */
+export function sessionStartOf(
+  validated: ExecutionInput,
+  context: { executionArn: string; executionName?: string; now?: Date },
+): { session: SessionStart; prompt: string } {
+  const { prompt, ...input } = validated;
   const timeoutSeconds =
     input.timeoutSeconds ?? defaultTimeoutSeconds(input.runtime);
   const session: SessionStart = {
