@@ -2,6 +2,7 @@ import { App, Validations } from 'aws-cdk-lib';
 import cdkNag from 'cdk-nag';
 import { ClaudeSessionsStack } from './claude-sessions-stack.js';
 import { parseSchedules } from '../lib/sessions/schedule-entry.js';
+import { parseProjectLimits } from '../lib/sessions/project-limits.js';
 
 const app = new App();
 new ClaudeSessionsStack(app, 'ClaudeSessions', {
@@ -22,6 +23,8 @@ new ClaudeSessionsStack(app, 'ClaudeSessions', {
   alarmTopicArn: app.node.tryGetContext('alarmTopicArn'),
   maxConcurrentSessions: positiveInt(app.node.tryGetContext('maxConcurrentSessions'), 'maxConcurrentSessions'),
   monthlyBudgetUsd: positiveNumber(app.node.tryGetContext('monthlyBudgetUsd'), 'monthlyBudgetUsd'),
+  // An object in cdk.json, or its JSON text from `-c projectLimits='{"demo":{"maxBudgetUsd":5}}'`; checked here naming key and project.
+  projectLimits: parseProjectLimits(app.node.tryGetContext('projectLimits'), 'context projectLimits'),
   runAttempts: positiveInt(app.node.tryGetContext('runAttempts'), 'runAttempts', 10),
   // Checked by the stack with the runner's own schema, naming the context key.
   provider: app.node.tryGetContext('provider'),

@@ -23,6 +23,7 @@ import { codeCommitRepositories } from './runner-settings.js';
 import { checkedTokenScopes } from '../lib/claude/repository-scopes.js';
 import { checkedPermissionRules } from '../lib/claude/claude-args.js';
 import { assertBranchAllowed, checkedBranchPatterns } from '../lib/sessions/session-creation.js';
+import { assertWithinProjectLimit, parseProjectLimits, type ProjectLimits } from '../lib/sessions/project-limits.js';
 
 export interface ClaudeSessionsStackProps extends StackProps {
   /** Name of an existing Secrets Manager secret holding the Anthropic API key. @default a new secret to fill in */
@@ -96,6 +97,13 @@ export interface ClaudeSessionsStackProps extends StackProps {
   readonly maxConcurrentSessions?: number;
   /** USD each project may spend per calendar month (UTC); a start past it is refused. Context `monthlyBudgetUsd`. @default none */
   readonly monthlyBudgetUsd?: number;
+  /**
+   * Caps by project id (`*`: every project, which a project's own entry overrides field by field):
+   * the most a session may name as `maxBudgetUsd` and `timeoutSeconds` (one that names none gets the
+   * cap) and the `runtimes` it may run on. Refused at the API and in CreateSession naming the field;
+   * a schedule past them fails the synth. Context `projectLimits` (a JSON object). @default none
+   */
+  readonly projectLimits?: ProjectLimits;
   /** Runs of the CLI a session may take when the API fails transiently. Context `runAttempts`. @default 3 */
   readonly runAttempts?: number;
   /**
@@ -131,10 +139,12 @@ export class ClaudeSessionsStack extends Stack {
     const apiKeySecret = model.provider === 'anthropic' ? this.apiKeySecret(props.apiKeySecretName, props.apiKeySecretKmsKeyArn) : undefined;
     const modelAccess = model.provider === 'bedrock' ? new ModelAccess(this, 'ModelAccess', { settings: model }) : undefined;
     const protectedBranches = checkedBranchPatterns(props.protectedBranches, 'protectedBranches');
-    // A schedule that would push a protected branch fails the synth, not every night.
+    const projectLimits = parseProjectLimits(props.projectLimits, 'projectLimits');
+    // A schedule that would push a protected branch, or ask more than its project's caps, fails the synth, not every night.
     for (const schedule of props.schedules ?? []) {
       try {
         assertBranchAllowed(schedule.input.workspace, { protectedBranches });
+        assertWithinProjectLimit(schedule.input, projectLimits);
       } catch (err) {
         throw new Error(`schedule ${schedule.name}: ${(err as Error).message}`);
       }
@@ -143,7 +153,7 @@ export class ClaudeSessionsStack extends Stack {
     const transcripts = new TranscriptBucket(this, 'Transcripts');
     const creator = (this.creator = new SessionCreator(this, 'SessionCreator', {
       maxConcurrentSessions: props.maxConcurrentSessions, monthlyBudgetUsd: props.monthlyBudgetUsd, sessions, allowedTools: props.allowedTools,
-      runAttempts: props.runAttempts, protectedBranches, shellOnLambda: props.shellOnLambda,
+      runAttempts: props.runAttempts, protectedBranches, shellOnLambda: props.shellOnLambda, projectLimits,
     }));
     const gitTokenSecret = props.gitTokenSecretName ? Secret.fromSecretNameV2(this, 'GitToken', props.gitTokenSecretName) : undefined;
     const gitTokenScopes = checkedTokenScopes(props.gitTokenScopes, 'gitTokenScopes');
@@ -204,7 +214,7 @@ export class ClaudeSessionsStack extends Stack {
     });
     this.api = new SessionApi(this, 'Http', {
       sessions, stateMachine: this.workflow.stateMachine, transcripts, allowedTools: props.allowedTools, protectedBranches, shellOnLambda: props.shellOnLambda,
-      maxConcurrentSessions: props.maxConcurrentSessions, monthlyBudgetUsd: props.monthlyBudgetUsd,
+      maxConcurrentSessions: props.maxConcurrentSessions, monthlyBudgetUsd: props.monthlyBudgetUsd, projectLimits,
     });
     const reaper = new SessionReaper(this, 'Reaper', { sessions, stateMachine: this.workflow.stateMachine });
     const schedules = new SessionSchedules(this, 'Schedules', { stateMachine: this.workflow.stateMachine, schedules: props.schedules ?? [] });

@@ -7,6 +7,7 @@ import {
   MethodLoggingLevel,
   type RestApi,
 } from 'aws-cdk-lib/aws-apigateway';
+import { Grant, type IGrantable } from 'aws-cdk-lib/aws-iam';
 import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
@@ -15,6 +16,8 @@ import type { TranscriptBucket } from './transcript-bucket.js';
 import { ServiceFunction } from './service-function.js';
 import type { SessionTable } from './session-table.js';
 import { sessionPolicyEnvironment } from '../lib/sessions/session-creation.js';
+import { idField } from '../lib/sessions/execution-input.js';
+import type { ProjectLimits } from '../lib/sessions/project-limits.js';
 
 export interface SessionApiProps {
   /** Read by the routes; its milestone items written (open, close). */
@@ -32,6 +35,8 @@ export interface SessionApiProps {
   readonly protectedBranches?: readonly string[];
   /** A Lambda session may have a shell (SessionPolicy.shellOnLambda). @default false */
   readonly shellOnLambda?: boolean;
+  /** Caps on maxBudgetUsd, timeoutSeconds and the runtime, by project (SessionPolicy.projectLimits). @default none */
+  readonly projectLimits?: ProjectLimits;
   /** @default 10 requests per second, bursts of 20 */
   readonly throttle?: { rateLimit: number; burstLimit: number };
   /** @default RetentionDays.ONE_MONTH */
@@ -40,7 +45,9 @@ export interface SessionApiProps {
 
 /**
  * The REST API: one IAM-authorised {proxy+} in front of one function that routes
- * (so 404 and 405 are the same on AWS and under `claude-sessions serve`).
+ * (so 404 and 405 are the same on AWS and under `claude-sessions serve`). Every route that
+ * touches a project's data has the project in its path, so `execute-api:Invoke` on
+ * `…/projects/<id>/*` is who may use that project (grantProjectAccess, README).
  */
 export class SessionApi extends Construct {
   readonly api: RestApi;
@@ -89,6 +96,22 @@ export class SessionApi extends Construct {
         accessLogDestination: new LogGroupLogDestination(accessLogs),
         accessLogFormat: AccessLogFormat.jsonWithStandardFields(),
       },
+    });
+  }
+
+  /**
+   * Lets a principal call every route of one project, and nothing of another: `execute-api:Invoke`
+   * on `<api>/<stage>/*` + `/projects/<projectId>` and below. Not `GET /projects`, which lists every
+   * project's id. The trailing `/` matters: IAM's `*` crosses `/`, so `…/projects/demo*` would also allow `demo-evil`.
+   */
+  grantProjectAccess(grantee: IGrantable, projectId: string): Grant {
+    const parsed = idField.safeParse(projectId);
+    if (!parsed.success) throw new Error(`grantProjectAccess: projectId ${JSON.stringify(projectId)} ${parsed.error.issues[0]!.message}`);
+    const stage = this.api.deploymentStage.stageName;
+    return Grant.addToPrincipal({
+      grantee,
+      actions: ['execute-api:Invoke'],
+      resourceArns: [`/projects/${projectId}`, `/projects/${projectId}/*`].map((path) => this.api.arnForExecuteApi('*', path, stage)),
     });
   }
 }

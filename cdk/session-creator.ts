@@ -5,6 +5,7 @@ import type { Duration } from 'aws-cdk-lib';
 import { ServiceFunction } from './service-function.js';
 import type { SessionTable } from './session-table.js';
 import { sessionPolicyEnvironment } from '../lib/sessions/session-creation.js';
+import type { ProjectLimits } from '../lib/sessions/project-limits.js';
 
 export interface SessionCreatorProps {
   /** The session table: the session item is put here (and the month's cost read, with a budget). */
@@ -19,6 +20,8 @@ export interface SessionCreatorProps {
   readonly protectedBranches?: readonly string[];
   /** A Lambda session may have a shell (SessionPolicy.shellOnLambda). @default false */
   readonly shellOnLambda?: boolean;
+  /** Caps on maxBudgetUsd, timeoutSeconds and the runtime, by project (SessionPolicy.projectLimits). @default none */
+  readonly projectLimits?: ProjectLimits;
   /** Runs of the CLI a session may take when the API fails transiently (429, 5xx, 529). @default 3 */
   readonly runAttempts?: number;
   /** Wait before the second run, doubled for each later one. @default Duration.seconds(15) */

@@ -51,18 +51,18 @@ afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 describe('the API client', () => {
   it('signs a POST and a GET for execute-api with the SDK\'s signer, under the API\'s stage path', async () => {
     const client = new SessionsApiClient(base, { credentials: async () => CREDENTIALS, env: { AWS_REGION: 'eu-west-1' } });
-    const started = await client.request('POST', '/sessions', { prompt: 'Summarise the README', projectId: 'demo' });
-    const read = await client.request('GET', '/sessions/abc?x=1');
+    const started = await client.request('POST', '/projects/demo/sessions', { prompt: 'Summarise the README' });
+    const read = await client.request('GET', '/projects/demo/sessions/abc?x=1');
     expect([started.status, read.status]).toEqual([200, 200]);
     expect(received.slice(-2)).toEqual([
-      { method: 'POST', path: '/v1/sessions', body: JSON.stringify({ prompt: 'Summarise the README', projectId: 'demo' }), verified: true },
-      { method: 'GET', path: '/v1/sessions/abc?x=1', body: '', verified: true },
+      { method: 'POST', path: '/v1/projects/demo/sessions', body: JSON.stringify({ prompt: 'Summarise the README' }), verified: true },
+      { method: 'GET', path: '/v1/projects/demo/sessions/abc?x=1', body: '', verified: true },
     ]);
   });
 
   it('says which credentials to fix when the API refuses the signature', async () => {
     const wrong = new SessionsApiClient(base, { credentials: async () => ({ ...CREDENTIALS, secretAccessKey: 'not-the-secret' }) });
-    await expect(wrong.request('POST', '/sessions', {})).rejects.toMatchObject({
+    await expect(wrong.request('POST', '/projects/demo/sessions', {})).rejects.toMatchObject({
       name: 'ApiRequestError', status: 403, message: expect.stringMatching(/refused the request's AWS signature .*AWS_PROFILE/),
     });
   });

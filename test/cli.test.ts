@@ -70,6 +70,22 @@ describe('npx claude-sessions', () => {
     expect(JSON.parse(usage.stdout)).toEqual([expect.objectContaining({ projectId: 'cli-run', sessions: 1 })]);
   });
 
+  it('show --project reads the session under that project\'s path only; against a deployed API it needs --project', async () => {
+    // Act
+    const own = await cli(['show', sessionId, '--project', 'cli-run', '--json']);
+    const other = await cli(['show', sessionId, '--project', 'cli-other']);
+    // No request leaves: the usage error comes before any credential or network.
+    const deployed = await cli(['show', sessionId, '--api', 'https://abc123.execute-api.eu-west-1.amazonaws.com/v1']);
+    const milestone = await cli(['milestone', 'show', uuidv4(), '--api', 'https://abc123.execute-api.eu-west-1.amazonaws.com/v1']);
+    // Assess
+    expect(JSON.parse(own.stdout)).toMatchObject({ sessionId, projectId: 'cli-run' });
+    expect(other).toMatchObject({ code: 1, stderr: `error: no session ${sessionId}\n` });
+    expect(deployed.code).toBe(2);
+    expect(deployed.stderr).toMatch(/^error: show needs --project with a deployed API: its paths name the project/);
+    expect(milestone.code).toBe(2);
+    expect(milestone.stderr).toMatch(/^error: milestone show needs --project with a deployed API/);
+  });
+
   it('prints a readable session without --json', async () => {
     const run = await cli(['run', 'hello', '--project', 'demo', '--max-turns', '1']);
     expect(run.code).toBe(0);
@@ -176,7 +192,8 @@ describe('npx claude-sessions', () => {
     const runs: CliResult[] = [];
     for (const prompt of ['Write a plan', 'Do step one', 'Do step two']) runs.push(await cli(['run', prompt, '--milestone', milestoneId, '--json']));
     const shown = await cli(['milestone', 'show', milestoneId]);
-    const shownJson = JSON.parse((await cli(['milestone', 'show', milestoneId, '--json'])).stdout);
+    const shownJson = JSON.parse((await cli(['milestone', 'show', milestoneId, '--project', 'cli-ms', '--json'])).stdout);
+    const elsewhere = await cli(['milestone', 'close', milestoneId, '--project', 'cli-other']);
     const closed = await cli(['milestone', 'close', milestoneId]);
     const refused = await cli(['run', 'one more', '--milestone', milestoneId]);
     // Assess
@@ -191,6 +208,9 @@ describe('npx claude-sessions', () => {
     expect(shown.stdout).toMatch(new RegExp(`Milestone\\s+${milestoneId}\\s+OPEN`));
     expect(shown.stdout).toMatch(/Tasks\s+3 \(COMPLETED 3\)/);
     expect(shownJson.totals.usage.inputTokens).toBe(shownJson.tasks.reduce((n: number, t: { usage: { inputTokens: number } }) => n + t.usage.inputTokens, 0));
+    // Another project's path does not find it, and closes nothing.
+    expect(elsewhere.code).toBe(1);
+    expect(elsewhere.stderr).toContain(`milestone ${milestoneId} does not exist in project cli-other`);
     expect(closed.stdout).toMatch(/CLOSED/);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain(`milestone ${milestoneId} is closed and takes no more tasks`);

@@ -75,8 +75,8 @@ describe('per-project maxConcurrentSessions', () => {
     const server = await startLocalApiServer(handler, 0);
     try {
       env.anthropic.respondWith({ kind: 'stall' }, { kind: 'stall' });
-      const post = () => fetch(`${server.url}/sessions`, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'p', projectId: 'cap-http', timeoutSeconds: 2, sessionId: uuidv4() }),
+      const post = () => fetch(`${server.url}/projects/cap-http/sessions`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'p', timeoutSeconds: 2, sessionId: uuidv4() }),
       });
       expect((await post()).status).toBe(202);
       expect((await post()).status).toBe(202);

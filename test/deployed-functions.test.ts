@@ -109,6 +109,26 @@ describe('the synthesized bundles, invoked', () => {
     expect(await sessionItem(sessionId)).toBeUndefined();
   });
 
+  it('CreateSession caps a session by its project from PROJECT_LIMITS: the cap as its budget when it names none, a refusal naming the field past it', async () => {
+    // Prepare: the environment the stack gives CreateSession for `projectLimits` (test/project-limits.test.ts renders it)
+    const limits = { PROJECT_LIMITS: JSON.stringify({ '*': { maxBudgetUsd: 2 }, capped: { timeoutSeconds: 300 } }) };
+    const event = (sessionId: string, input: Record<string, unknown>) => ({
+      input: { prompt: 'p', sessionId, ...input }, executionArn: `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${sessionId}`,
+      executionName: sessionId, executionStartTime: new Date().toISOString(),
+    });
+    const [given, refused] = [randomUUID(), randomUUID()];
+    // Act
+    const capped = await invoke(fn('SessionCreator'), event(given, { projectId: 'capped' }), limits);
+    const answer = await invokeAnswer(fn('SessionCreator'), event(refused, { projectId: 'capped', maxBudgetUsd: 3, timeoutSeconds: 600 }), limits);
+    // Assess
+    expect(capped.session).toMatchObject({ projectId: 'capped', maxBudgetUsd: 2, timeoutSeconds: 300 });
+    expect(await sessionItem(given)).toMatchObject({ maxBudgetUsd: { N: '2' }, timeoutSeconds: { N: '300' } });
+    expect(answer.error, answer.output).toMatchObject({
+      errorType: 'InvalidInputError', errorMessage: 'Invalid input: maxBudgetUsd must be at most 2 for project capped (this deployment\'s cap); timeoutSeconds must be at most 300 for project capped (this deployment\'s cap)',
+    });
+    expect(await sessionItem(refused)).toBeUndefined();
+  });
+
   it('the runner image\'s Lambda handler runs the real Claude CLI for that session, reading its key from the secret', async () => {
     // Prepare
     anthropic.respondWith({ kind: 'text', text: 'deployed and done', usage: { input_tokens: 12, output_tokens: 3 } });
@@ -190,20 +210,37 @@ describe('the synthesized bundles, invoked', () => {
     expect(aws.calls.filter((c) => c.action === 'PutEvents')).toHaveLength(1);
   });
 
-  it('the HTTP API starts a session and reads it back', async () => {
+  it('the HTTP API answers on every route, each under its project\'s path', async () => {
     // Prepare
     const event = (httpMethod: string, path: string, body?: unknown) => ({
-      resource: '/{proxy+}', path, httpMethod, headers: { 'content-type': 'application/json' }, multiValueHeaders: {},
+      resource: '/{proxy+}', path, httpMethod, headers: body === undefined ? {} : { 'content-type': 'application/json' }, multiValueHeaders: {},
       queryStringParameters: null, multiValueQueryStringParameters: null, pathParameters: { proxy: path.slice(1) }, stageVariables: null,
       body: body === undefined ? null : JSON.stringify(body), isBase64Encoded: false,
       requestContext: { requestId: randomUUID(), stage: 'v1', httpMethod, path, resourcePath: '/{proxy+}', identity: { sourceIp: '203.0.113.1' } },
     });
-    // Act
-    const started = await invoke(fn('HttpServiceFunction'), event('POST', '/sessions', { prompt: 'hi', projectId: 'deployed' }));
-    const read = await invoke(fn('HttpServiceFunction'), event('GET', `/sessions/${created.session.sessionId}`));
+    const api = (method: string, path: string, body?: unknown) => invoke(fn('HttpServiceFunction'), event(method, path, body));
+    const sessionId = created.session.sessionId as string;
+    // Act: every route of lib/api/router.ts
+    const started = await api('POST', '/projects/deployed/sessions', { prompt: 'hi' });
+    const read = await api('GET', `/projects/deployed/sessions/${sessionId}`);
+    const elsewhere = await api('GET', `/projects/other/sessions/${sessionId}`);
+    const listed = await api('GET', '/projects/deployed/sessions');
+    const usage = await api('GET', '/projects/deployed/usage');
+    const projects = await api('GET', '/projects');
+    const opened = await api('POST', '/projects/deployed/milestones');
+    const milestoneId = JSON.parse(opened.body).milestoneId as string;
+    const milestone = await api('GET', `/projects/deployed/milestones/${milestoneId}`);
+    const closed = await api('POST', `/projects/deployed/milestones/${milestoneId}/close`);
     // Assess
     expect(started.statusCode, started.body).toBe(202);
-    expect(JSON.parse(read.body)).toMatchObject({ sessionId: created.session.sessionId, status: 'ABORTED' });
+    expect(JSON.parse(read.body)).toMatchObject({ sessionId, status: 'ABORTED' });
+    expect(elsewhere.statusCode).toBe(404);
+    expect(JSON.parse(listed.body).items).toEqual(expect.arrayContaining([expect.objectContaining({ sessionId })]));
+    expect(JSON.parse(usage.body)).toMatchObject({ projectId: 'deployed', sessions: expect.any(Number) });
+    expect(JSON.parse(projects.body).items).toContain('deployed');
+    expect(opened.statusCode, opened.body).toBe(201);
+    expect(JSON.parse(milestone.body)).toMatchObject({ milestoneId, projectId: 'deployed', status: 'OPEN', tasks: [] });
+    expect(JSON.parse(closed.body)).toMatchObject({ milestoneId, status: 'CLOSED' });
   });
 });
 
@@ -280,10 +317,7 @@ const GRANTS_USED_ELSEWHERE: [role: string, action: RegExp, reason: string][] = 
   ['EventsServiceFunction', /^sqs:(SendMessage|GetQueueAttributes|GetQueueUrl)$/, 'the event source mapping sends a failed batch to the dead-letter queue'],
   ['RunnerFunction', /^s3:(GetObject|GetObjectVersion|PutObject|ListBucket)$/, 'milestone tasks restore and save their transcript (test/milestones.test.ts); a workspace whose push failed saves its patch (test/workspaces.test.ts)'],
   ['FargateTaskTaskRole', /^s3:(GetObject|GetObjectVersion|PutObject|ListBucket)$/, 'milestone tasks on Fargate (test/fargate-runtime.test.ts); a workspace patch likewise'],
-  ['FargateTaskTaskRole', /^dynamodb:UpdateItem$/, 'a task whose execution ended under it records what Claude spent: the same call as the Lambda handler\'s above (SessionRepository.recordStoppedRun), by the same grant (grantStoppedRunWrites)'],
-  ['HttpServiceFunction', /^dynamodb:(PutItem|UpdateItem)$/, 'milestone routes: open and close a milestone (MILESTONE# items only)'],
-  ['HttpServiceFunction', /^dynamodb:(Query|Scan)$/, 'listing routes: a project\'s sessions, the project ids, a milestone\'s tasks'],
-  ['HttpServiceFunction', /^s3:PutObjectTagging$/, 'closing a milestone tags its transcript to expire'],
+  ['HttpServiceFunction', /^s3:PutObjectTagging$/, 'closing a milestone that has a transcript tags it to expire; the one closed above has none'],
 ];
 
 /** The API call a Task state's integration makes (arn:aws:states:::<service>:<action>[.pattern]). */

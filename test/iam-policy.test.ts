@@ -1,5 +1,6 @@
 import { marshall } from '@aws-sdk/util-dynamodb';
 import { App } from 'aws-cdk-lib';
+import { AccountRootPrincipal, Role } from 'aws-cdk-lib/aws-iam';
 import { Template } from 'aws-cdk-lib/assertions';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -162,5 +163,52 @@ describe('CodeCommit repositories the runners sign for', () => {
   it('refuses a name CodeCommit would not take at synth, naming the setting', () => {
     expect(() => stack(['widgets', 'my repo'])).toThrow(/codeCommitRepositories must be CodeCommit repository names .* not "my repo"/);
     expect(() => stack(['arn:aws:codecommit:eu-west-1:1234:gadgets'])).toThrow(/codeCommitRepositories must be .*arn:aws:codecommit:eu-west-1:1234:gadgets/);
+  });
+});
+
+describe('who may use which project: execute-api:Invoke on the project\'s paths', () => {
+  // A caller's role as a deployer would give it: SessionApi.grantProjectAccess(role, 'demo').
+  const stack = new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions');
+  stack.api.grantProjectAccess(new Role(stack, 'DemoCaller', { assumedBy: new AccountRootPrincipal() }), 'demo');
+  const scoped = Template.fromStack(stack).toJSON() as CfnTemplate;
+  const scopedResolver = templateResolver(scoped);
+  const idOf = (prefix: string, type: string) => Object.keys(scoped.Resources).find((id) => id.startsWith(prefix) && scoped.Resources[id]!.Type === type)!;
+  const caller = idOf('DemoCaller', 'AWS::IAM::Role');
+  const restApiId = scopedResolver.ref(idOf('HttpApi', 'AWS::ApiGateway::RestApi'));
+  /** A signed request to the deployed API, as API Gateway authorises it. */
+  const invoke = (method: string, path: string): AwsCall => ({ principal: caller, service: 'execute-api', action: 'Invoke', params: { restApiId, stage: 'v1', method, path } });
+  /** Every route of lib/api/router.ts, for one project. */
+  const routes = (project: string): AwsCall[] => {
+    const id = uuidv4();
+    return [
+      invoke('POST', `/projects/${project}/sessions`), invoke('GET', `/projects/${project}/sessions`), invoke('GET', `/projects/${project}/sessions/${id}`),
+      invoke('GET', `/projects/${project}/usage`), invoke('POST', `/projects/${project}/milestones`), invoke('GET', `/projects/${project}/milestones/${id}`),
+      invoke('POST', `/projects/${project}/milestones/${id}/close`),
+    ];
+  };
+  const denied = async (calls: AwsCall[]) => (await checkCalls(scoped, calls)).denied.map((d) => d.resource.replace(/^.*?\/v1\//, ''));
+
+  it('renders the grant on the project\'s paths of this API\'s stage, every method', () => {
+    const statements = policiesOf(scoped, caller).flatMap((p) => [p.document.Statement].flat() as PolicyStatement[]);
+    expect(statements).toEqual([{
+      Effect: 'Allow', Action: 'execute-api:Invoke',
+      Resource: [`arn:aws:execute-api:us-east-1:123456789012:${restApiId}/v1/*/projects/demo`, `arn:aws:execute-api:us-east-1:123456789012:${restApiId}/v1/*/projects/demo/*`],
+    }]);
+  });
+
+  it('allows a principal granted project demo every route of demo', async () => {
+    expect(await denied(routes('demo'))).toEqual([]);
+  });
+
+  it('refuses it every route of another project, one whose id starts with demo, and the list of every project', async () => {
+    // Act
+    const refused = await denied([...routes('other'), ...routes('demo-evil'), invoke('GET', '/projects')]);
+    // Assess: each one, by its request ARN
+    expect(refused).toEqual(expect.arrayContaining(['POST/projects/other/sessions', 'GET/projects/other/usage', 'POST/projects/demo-evil/sessions', 'GET/projects']));
+    expect(refused).toHaveLength(7 + 7 + 1);
+  });
+
+  it('names a project id it cannot scope to', () => {
+    expect(() => stack.api.grantProjectAccess(new AccountRootPrincipal(), 'demo*')).toThrow(/projectId "demo\*" must be 1-64 characters/);
   });
 });

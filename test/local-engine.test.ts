@@ -78,7 +78,7 @@ describe('one local engine, many clients', () => {
       const run = await cli(elsewhere, ['run', 'Summarise the README', '--project', 'remote', '--json'], { CLAUDE_SESSIONS_API: server.url });
       const list = await cli(elsewhere, ['list', '--api', server.url, '--project', 'remote', '--json']);
       const local = await cli(served, ['show', JSON.parse(run.stdout || '{}').sessionId ?? 'none', '--json']);
-      // Assess: the session ran on the served state (through POST /sessions), and no engine started for the other folder
+      // Assess: the session ran on the served state (through POST /projects/remote/sessions), and no engine started for the other folder
       expect(run.code, run.stderr).toBe(0);
       expect(run.stderr).toContain(`· ${server.url}`);
       const session = JSON.parse(run.stdout);
@@ -311,6 +311,7 @@ describe('the engine\'s own routes: only this machine, and changes only from its
         ['POST', '/local/runs', { input: { prompt: 'leak the key', projectId: 'guarded' } }],
         ['POST', `/sessions/${sessionId}/abort`],
         ['GET', `/sessions/${sessionId}/events`],
+        ['GET', `/local/sessions/${sessionId}`],
         ['PUT', '/projects/guarded/limit', { limit: 1 }],
         ['POST', '/local/engine/exit'],
       ];

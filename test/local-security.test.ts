@@ -84,8 +84,8 @@ describe('serve: only this machine, by a loopback name, and changes only from it
   it('refuses a POST whose Host is another name, or a loopback name with another port, and starts nothing', async () => {
     const sessionId = uuidv4();
     const before = handled.length;
-    const foreign = await send(port, 'POST', '/sessions', { host: 'evil.example' }, { prompt: 'leak the key', projectId: 'sec-host', sessionId });
-    const otherPort = await send(port, 'POST', '/sessions', { host: `localhost:${port + 1}` }, { prompt: 'leak the key', projectId: 'sec-host', sessionId });
+    const foreign = await send(port, 'POST', '/projects/sec-host/sessions', { host: 'evil.example' }, { prompt: 'leak the key', sessionId });
+    const otherPort = await send(port, 'POST', '/projects/sec-host/sessions', { host: `localhost:${port + 1}` }, { prompt: 'leak the key', sessionId });
     expect(foreign).toMatchObject({ status: 403, body: { message: 'Host evil.example is not this server: use http://127.0.0.1:' + port } });
     expect(otherPort).toMatchObject({ status: 403, body: { message: expect.stringContaining(`Host localhost:${port + 1}`) } });
     expect(handled.length).toBe(before);
@@ -107,7 +107,7 @@ describe('serve: only this machine, by a loopback name, and changes only from it
     // Act
     const replies = await Promise.all(
       ['https://evil.example', `http://localhost:${port + 1}`, 'null'].map((origin) =>
-        send(port, 'POST', '/sessions', { host: `127.0.0.1:${port}`, origin }, { prompt: 'spend the key', projectId: 'sec-origin', sessionId })),
+        send(port, 'POST', '/projects/sec-origin/sessions', { host: `127.0.0.1:${port}`, origin }, { prompt: 'spend the key', sessionId })),
     );
     // Assess
     expect(replies[0]).toMatchObject({
@@ -123,8 +123,8 @@ describe('serve: only this machine, by a loopback name, and changes only from it
 
   it('starts a session on a same-origin POST and on one with no Origin (curl, the CLI)', async () => {
     env.anthropic.respondByDefault({ kind: 'text', text: 'fine', usage: { input_tokens: 1, output_tokens: 1 } });
-    const fromPage = await send(port, 'POST', '/sessions', { host: `localhost:${port}`, origin: `http://localhost:${port}` }, { prompt: 'hi', projectId: 'sec-same' });
-    const fromCurl = await send(port, 'POST', '/sessions', {}, { prompt: 'hi', projectId: 'sec-same' });
+    const fromPage = await send(port, 'POST', '/projects/sec-same/sessions', { host: `localhost:${port}`, origin: `http://localhost:${port}` }, { prompt: 'hi' });
+    const fromCurl = await send(port, 'POST', '/projects/sec-same/sessions', {}, { prompt: 'hi' });
     expect(fromPage).toMatchObject({ status: 202, body: { sessionId: expect.any(String) } });
     expect(fromCurl).toMatchObject({ status: 202, body: { sessionId: expect.any(String) } });
     for (const { body } of [fromPage, fromCurl]) {
@@ -138,7 +138,7 @@ describe('serve: only this machine, by a loopback name, and changes only from it
   });
 
   it('sends no CORS header, to a preflight or a cross-origin GET', async () => {
-    const preflight = await send(port, 'OPTIONS', '/sessions', { origin: 'https://evil.example', 'access-control-request-method': 'POST' });
+    const preflight = await send(port, 'OPTIONS', '/projects/sec-cors/sessions', { origin: 'https://evil.example', 'access-control-request-method': 'POST' });
     const get = await send(port, 'GET', '/projects', { origin: 'https://evil.example' });
     expect(get.status).toBe(200);
     for (const reply of [preflight, get]) {

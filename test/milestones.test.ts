@@ -94,8 +94,8 @@ describe('milestones: several tasks in one Claude conversation', () => {
     const milestone = await env.runtime.milestones.open('m-closed');
     await task(milestone.milestoneId, 'm-closed', 'one');
     // Act
-    const closed = await env.runtime.milestones.close(milestone.milestoneId);
-    const again = await env.runtime.milestones.close(milestone.milestoneId);
+    const closed = await env.runtime.milestones.close(milestone.milestoneId, 'm-closed');
+    const again = await env.runtime.milestones.close(milestone.milestoneId, 'm-closed');
     const refused = await task(milestone.milestoneId, 'm-closed', 'two');
     // Assess
     expect(closed).toMatchObject({ status: 'CLOSED' });

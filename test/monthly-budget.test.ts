@@ -31,8 +31,8 @@ describe('a per-project monthly budget', () => {
     const handler = createApiHandler({ repository: env.runtime.repository, milestones: env.runtime.milestones, starter: env.runtime, policy: env.runtime.policy });
     const server = await startLocalApiServer(handler, 0);
     try {
-      const res = await fetch(`${server.url}/sessions`, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'p', projectId: 'budget-http', sessionId: uuidv4() }),
+      const res = await fetch(`${server.url}/projects/budget-http/sessions`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'p', sessionId: uuidv4() }),
       });
       expect(res.status).toBe(429);
       expect(await res.json()).toMatchObject({ budgetUsd: 0.0025, spentUsd: expect.closeTo(0.00273, 6) });

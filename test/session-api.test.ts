@@ -30,10 +30,10 @@ async function call(method: string, path: string, body?: unknown, headers: Recor
   return { status: res.status, body: text ? JSON.parse(text) : undefined };
 }
 
-async function waitForFinal(sessionId: string) {
+async function waitForFinal(projectId: string, sessionId: string) {
   const seen: string[] = [];
   for (let i = 0; i < 300; i++) {
-    const { status, body } = await call('GET', `/sessions/${sessionId}`);
+    const { status, body } = await call('GET', `/projects/${projectId}/sessions/${sessionId}`);
     if (status === 200) {
       seen.push(body.status);
       if (body.status !== 'RUNNING') return { session: body, seen };
@@ -44,16 +44,16 @@ async function waitForFinal(sessionId: string) {
 }
 
 describe('the HTTP API over real HTTP, with the real CLI behind it', () => {
-  it('POST /sessions answers 202, then GET shows the session RUNNING and then COMPLETED with exact usage', async () => {
+  it('POST /projects/{projectId}/sessions answers 202, then GET shows the session RUNNING and then COMPLETED with exact usage', async () => {
     env.anthropic.respondWith({ kind: 'text', text: 'done', usage: { input_tokens: 321, output_tokens: 54, cache_read_input_tokens: 7 } });
-    const post = await call('POST', '/sessions', { prompt: 'Summarise the README', projectId: 'api-demo' });
+    const post = await call('POST', '/projects/api-demo/sessions', { prompt: 'Summarise the README' });
     expect(post.status).toBe(202);
     expect(post.body).toMatchObject({
       sessionId: expect.any(String),
       executionArn: expect.stringContaining(post.body.sessionId),
-      links: { self: `/sessions/${post.body.sessionId}` },
+      links: { self: `/projects/api-demo/sessions/${post.body.sessionId}` },
     });
-    const { session, seen } = await waitForFinal(post.body.sessionId);
+    const { session, seen } = await waitForFinal('api-demo', post.body.sessionId);
     expect(seen[0]).toBe('RUNNING');
     expect(session).toMatchObject({
       status: 'COMPLETED', trigger: 'api', projectId: 'api-demo', claudeSessionId: post.body.sessionId,
@@ -63,10 +63,10 @@ describe('the HTTP API over real HTTP, with the real CLI behind it', () => {
 
   it('a repeated POST with the same sessionId answers 202 with the same session and starts nothing new', async () => {
     const sessionId = uuidv4();
-    const first = await call('POST', '/sessions', { prompt: 'once', projectId: 'api-idem', sessionId });
-    await waitForFinal(sessionId);
+    const first = await call('POST', '/projects/api-idem/sessions', { prompt: 'once', projectId: 'api-idem', sessionId });
+    await waitForFinal('api-idem', sessionId);
     const requests = env.anthropic.messageRequests.length;
-    const again = await call('POST', '/sessions', { prompt: 'once', projectId: 'api-idem', sessionId });
+    const again = await call('POST', '/projects/api-idem/sessions', { prompt: 'once', sessionId });
     expect(again.status).toBe(202);
     expect(again.body).toMatchObject({ sessionId, executionArn: first.body.executionArn, started: false });
     expect(env.anthropic.messageRequests.length).toBe(requests);
@@ -74,37 +74,81 @@ describe('the HTTP API over real HTTP, with the real CLI behind it', () => {
 
   it.each([
     ['a missing prompt', { projectId: 'p' }, [{ field: 'prompt', message: 'is required' }]],
+    ['a projectId other than the path\'s', { prompt: 'x', projectId: 'q' }, [{ field: 'projectId', message: 'must be the path\'s project (p) or left out' }]],
     ['an invalid sessionId', { prompt: 'x', projectId: 'p', sessionId: 'nope' }, [{ field: 'sessionId', message: 'must be a UUID' }]],
     ['an unknown mode', { prompt: 'x', projectId: 'p', mode: 'often' }, [{ field: 'mode', message: 'must be one of fresh, milestone' }]],
     ['an unknown field', { prompt: 'x', projectId: 'p', colour: 'red' }, [{ field: 'colour', message: 'is not a known field' }]],
   ])('answers 400 naming the field for %s, and creates no session', async (_label, body, errors) => {
-    const res = await call('POST', '/sessions', body);
+    const res = await call('POST', '/projects/p/sessions', body);
     expect(res).toEqual({ status: 400, body: { message: 'Invalid request', errors } });
     expect(await env.runtime.repository.listRunning('p')).toEqual([]);
+    expect(await env.runtime.repository.listRunning('q')).toEqual([]);
+  });
+
+  it('answers 400 naming projectId for a path whose project id breaks the input schema\'s rule, on every route', async () => {
+    const rule = { field: 'projectId', message: 'must be 1-64 characters of A-Z a-z 0-9 . _ -' };
+    const bad = encodeURIComponent('bad project!');
+    const id = uuidv4();
+    const replies = await Promise.all([
+      call('POST', `/projects/${bad}/sessions`, { prompt: 'x' }),
+      call('GET', `/projects/${bad}/sessions`),
+      call('GET', `/projects/${bad}/sessions/${id}`),
+      call('GET', `/projects/${bad}/usage`),
+      call('POST', `/projects/${bad}/milestones`),
+      call('GET', `/projects/${bad}/milestones/${id}`),
+      call('POST', `/projects/${bad}/milestones/${id}/close`),
+      call('GET', `/projects/${'x'.repeat(65)}/usage`),
+    ]);
+    for (const reply of replies) expect(reply).toEqual({ status: 400, body: { message: 'Invalid request', errors: [rule] } });
   });
 
   it('answers 400 to malformed JSON, 415 to a body that is not JSON, 413 to an oversized body', async () => {
-    expect(await call('POST', '/sessions', '{"prompt":')).toEqual({ status: 400, body: { message: 'Malformed JSON body' } });
-    expect((await call('POST', '/sessions', 'prompt=x', { 'content-type': 'text/plain' })).status).toBe(415);
-    const huge = await call('POST', '/sessions', { prompt: 'x'.repeat(300_000), projectId: 'p' });
+    expect(await call('POST', '/projects/p/sessions', '{"prompt":')).toEqual({ status: 400, body: { message: 'Malformed JSON body' } });
+    expect((await call('POST', '/projects/p/sessions', 'prompt=x', { 'content-type': 'text/plain' })).status).toBe(415);
+    const huge = await call('POST', '/projects/p/sessions', { prompt: 'x'.repeat(300_000) });
     expect(huge.status).toBe(413);
   });
 
   it('answers 404 to an unknown session or route, 400 to a bad id, 405 to a wrong method', async () => {
-    expect((await call('GET', `/sessions/${uuidv4()}`)).status).toBe(404);
-    expect(await call('GET', '/sessions/123')).toEqual({
+    expect((await call('GET', `/projects/p/sessions/${uuidv4()}`)).status).toBe(404);
+    expect(await call('GET', '/projects/p/sessions/123')).toEqual({
       status: 400, body: { message: 'Invalid request', errors: [{ field: 'id', message: 'must be a UUID' }] },
     });
     expect((await call('GET', '/nowhere')).status).toBe(404);
-    expect(await call('DELETE', '/sessions')).toEqual({ status: 405, body: { message: 'DELETE is not allowed on /sessions; use POST' } });
+    expect(await call('DELETE', '/projects/p/sessions')).toEqual({ status: 405, body: { message: 'DELETE is not allowed on /projects/p/sessions; use POST, GET' } });
+    expect(await call('PUT', '/projects')).toEqual({ status: 405, body: { message: 'PUT is not allowed on /projects; use GET' } });
+  });
+
+  it('has no route without the project: a policy on /projects/{projectId}/* cannot be gone around', async () => {
+    const id = uuidv4();
+    const replies = await Promise.all([
+      call('POST', '/sessions', { prompt: 'x', projectId: 'p' }), call('GET', `/sessions/${id}`),
+      call('POST', '/milestones', { projectId: 'p' }), call('GET', `/milestones/${id}`), call('POST', `/milestones/${id}/close`),
+    ]);
+    expect(replies.map((r) => r.status)).toEqual([404, 404, 404, 404, 404]);
+    expect(await env.runtime.repository.listRunning('p')).toEqual([]);
+  });
+
+  it('answers 404 to a session read through another project\'s path, saying nothing of where it is', async () => {
+    // Prepare
+    const post = await call('POST', '/projects/api-owner/sessions', { prompt: 'mine' });
+    const { session } = await waitForFinal('api-owner', post.body.sessionId);
+    // Act
+    const other = await call('GET', `/projects/api-intruder/sessions/${session.sessionId}`);
+    const unknown = await call('GET', `/projects/api-intruder/sessions/${uuidv4()}`);
+    // Assess: the same answer as for a session that does not exist
+    expect(other).toEqual({ status: 404, body: { message: `no session ${session.sessionId} in project api-intruder` } });
+    expect(JSON.stringify(other.body)).not.toContain('api-owner');
+    expect(unknown.status).toBe(404);
+    expect((await call('GET', '/projects/api-intruder/sessions')).body.items).toEqual([]);
   });
 
   it('lists a project newest first across pages, filters by status, and derives usage totals from the sessions', async () => {
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
       env.anthropic.respondWith(i === 2 ? { kind: 'error', status: 400 } : { kind: 'text', usage: { input_tokens: 10 * (i + 1), output_tokens: i + 1 } });
-      const post = await call('POST', '/sessions', { prompt: `task ${i}`, projectId: 'api-list' });
-      await waitForFinal(post.body.sessionId);
+      const post = await call('POST', '/projects/api-list/sessions', { prompt: `task ${i}` });
+      await waitForFinal('api-list', post.body.sessionId);
       ids.push(post.body.sessionId);
     }
     const seen: string[] = [];
@@ -126,7 +170,7 @@ describe('the HTTP API over real HTTP, with the real CLI behind it', () => {
     expect(failed.body.items.map((s: { sessionId: string }) => s.sessionId)).toEqual([ids[2]]);
 
     const usage = await call('GET', '/projects/api-list/usage');
-    const sessions = await Promise.all(ids.map(async (id) => (await call('GET', `/sessions/${id}`)).body));
+    const sessions = await Promise.all(ids.map(async (id) => (await call('GET', `/projects/api-list/sessions/${id}`)).body));
     expect(usage.body).toMatchObject({
       projectId: 'api-list',
       sessions: 5,
@@ -155,17 +199,17 @@ describe('milestones over the HTTP API', () => {
       { kind: 'text', text: 'second', usage: { input_tokens: 22, output_tokens: 3 } },
     );
     // Act
-    const opened = await call('POST', '/milestones', { projectId: 'api-ms' });
+    const opened = await call('POST', '/projects/api-ms/milestones');
     const id = opened.body.milestoneId as string;
-    const one = await call('POST', '/sessions', { prompt: 'step one', projectId: 'api-ms', milestoneId: id });
-    await waitForFinal(one.body.sessionId);
-    const two = await call('POST', '/sessions', { prompt: 'step two', projectId: 'api-ms', milestoneId: id });
-    await waitForFinal(two.body.sessionId);
-    const shown = await call('GET', `/milestones/${id}`);
-    const closed = await call('POST', `/milestones/${id}/close`);
-    const refused = await call('POST', '/sessions', { prompt: 'step three', projectId: 'api-ms', milestoneId: id });
+    const one = await call('POST', '/projects/api-ms/sessions', { prompt: 'step one', milestoneId: id });
+    await waitForFinal('api-ms', one.body.sessionId);
+    const two = await call('POST', '/projects/api-ms/sessions', { prompt: 'step two', milestoneId: id });
+    await waitForFinal('api-ms', two.body.sessionId);
+    const shown = await call('GET', `/projects/api-ms/milestones/${id}`);
+    const closed = await call('POST', `/projects/api-ms/milestones/${id}/close`);
+    const refused = await call('POST', '/projects/api-ms/sessions', { prompt: 'step three', milestoneId: id });
     // Assess
-    expect(opened).toMatchObject({ status: 201, body: { projectId: 'api-ms', status: 'OPEN', claudeSessionId: id, links: { self: `/milestones/${id}` } } });
+    expect(opened).toMatchObject({ status: 201, body: { projectId: 'api-ms', status: 'OPEN', claudeSessionId: id, links: { self: `/projects/api-ms/milestones/${id}` } } });
     expect(shown.status).toBe(200);
     expect(shown.body.tasks.map((t: { sessionId: string }) => t.sessionId)).toEqual([one.body.sessionId, two.body.sessionId]);
     expect(shown.body.tasks.map((t: { mode: string; status: string }) => `${t.mode} ${t.status}`)).toEqual(['milestone COMPLETED', 'milestone COMPLETED']);
@@ -177,21 +221,38 @@ describe('milestones over the HTTP API', () => {
 
   it('answers 409 while a task holds the milestone, 404 for an unknown one, 400 naming bad fields', async () => {
     env.anthropic.respondWith({ kind: 'stall' });
-    const { body: opened } = await call('POST', '/milestones', { projectId: 'api-busy' });
-    const first = await call('POST', '/sessions', { prompt: 'long', projectId: 'api-busy', milestoneId: opened.milestoneId, timeoutSeconds: 3 });
+    const { body: opened } = await call('POST', '/projects/api-busy/milestones', { projectId: 'api-busy' });
+    const first = await call('POST', '/projects/api-busy/sessions', { prompt: 'long', milestoneId: opened.milestoneId, timeoutSeconds: 3 });
     for (let i = 0; i < 200 && !(await env.runtime.milestones.get(opened.milestoneId))?.leaseSessionId; i++) await new Promise((r) => setTimeout(r, 50));
-    const busy = await call('POST', '/sessions', { prompt: 'second', projectId: 'api-busy', milestoneId: opened.milestoneId });
-    const closeBusy = await call('POST', `/milestones/${opened.milestoneId}/close`);
-    const otherProject = await call('POST', '/sessions', { prompt: 'x', projectId: 'someone-else', milestoneId: opened.milestoneId });
-    await waitForFinal(first.body.sessionId);
+    const busy = await call('POST', '/projects/api-busy/sessions', { prompt: 'second', milestoneId: opened.milestoneId });
+    const closeBusy = await call('POST', `/projects/api-busy/milestones/${opened.milestoneId}/close`);
+    await waitForFinal('api-busy', first.body.sessionId);
     const unknown = uuidv4();
     expect(busy).toMatchObject({ status: 409, body: { reason: 'busy', message: expect.stringContaining(`task ${first.body.sessionId} is running`) } });
     expect(closeBusy.status).toBe(409);
-    expect(otherProject).toMatchObject({ status: 409, body: { reason: 'other-project' } });
-    expect(await call('POST', '/sessions', { prompt: 'x', projectId: 'api-busy', milestoneId: unknown })).toMatchObject({ status: 404 });
-    expect(await call('GET', `/milestones/${unknown}`)).toMatchObject({ status: 404 });
-    expect(await call('GET', '/milestones/not-a-uuid')).toMatchObject({ status: 400, body: { errors: [{ field: 'id', message: 'must be a UUID' }] } });
-    expect(await call('POST', '/milestones', { projectId: 'bad project!' })).toMatchObject({ status: 400, body: { errors: [{ field: 'projectId' }] } });
+    expect(await call('POST', '/projects/api-busy/sessions', { prompt: 'x', milestoneId: unknown })).toMatchObject({ status: 404 });
+    expect(await call('GET', `/projects/api-busy/milestones/${unknown}`)).toMatchObject({ status: 404 });
+    expect(await call('GET', '/projects/api-busy/milestones/not-a-uuid')).toMatchObject({ status: 400, body: { errors: [{ field: 'id', message: 'must be a UUID' }] } });
+    expect(await call('POST', '/projects/api-busy/milestones', { projectId: 'another' })).toMatchObject({
+      status: 400, body: { errors: [{ field: 'projectId', message: 'must be the path\'s project (api-busy) or left out' }] },
+    });
+    expect(await call('POST', '/projects/api-busy/milestones', { colour: 'red' })).toMatchObject({ status: 400, body: { errors: [{ field: 'colour' }] } });
     expect(await env.runtime.repository.listRunning('api-busy')).toEqual([]);
+  });
+
+  it('answers 404 to another project\'s milestone, whether read, closed or given a task, as if it did not exist', async () => {
+    // Prepare
+    const { body: opened } = await call('POST', '/projects/api-ms-owner/milestones');
+    const id = opened.milestoneId as string;
+    // Act
+    const read = await call('GET', `/projects/api-ms-intruder/milestones/${id}`);
+    const closed = await call('POST', `/projects/api-ms-intruder/milestones/${id}/close`);
+    const task = await call('POST', '/projects/api-ms-intruder/sessions', { prompt: 'x', milestoneId: id });
+    // Assess: each answer is the unknown milestone's, and the milestone is untouched
+    const notFound = { message: `milestone ${id} does not exist in project api-ms-intruder`, reason: 'not-found' };
+    expect([read, closed, task]).toEqual([{ status: 404, body: notFound }, { status: 404, body: notFound }, { status: 404, body: notFound }]);
+    expect(await env.runtime.milestones.get(id)).toMatchObject({ projectId: 'api-ms-owner', status: 'OPEN' });
+    expect(await env.runtime.repository.listRunning('api-ms-intruder')).toEqual([]);
+    expect((await call('GET', `/projects/api-ms-owner/milestones/${id}`)).status).toBe(200);
   });
 });

@@ -32,8 +32,8 @@ describe('a session\'s own tools, bounded by the deployment\'s allow-list', () =
     const handler = createApiHandler({ repository: env.runtime.repository, milestones: env.runtime.milestones, starter: env.runtime, policy: env.runtime.policy });
     const server = await startLocalApiServer(handler, 0);
     try {
-      const res = await fetch(`${server.url}/sessions`, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'p', projectId: 'tools-http', tools: ['WebSearch'] }),
+      const res = await fetch(`${server.url}/projects/tools-http/sessions`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'p', tools: ['WebSearch'] }),
       });
       expect(res.status).toBe(400);
       expect(await res.json()).toMatchObject({ errors: [{ field: 'tools', message: expect.stringMatching(/not WebSearch/) }] });

@@ -51,10 +51,10 @@ afterAll(async () => {
 });
 
 async function runSession(projectId: string, prompt: string, extra: Record<string, unknown> = {}): Promise<Record<string, any>> {
-  const body = JSON.stringify({ prompt, projectId, ...extra });
-  const post = await (await fetch(`${url}/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })).json() as { sessionId: string };
+  const body = JSON.stringify({ prompt, ...extra });
+  const post = await (await fetch(`${url}/projects/${projectId}/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })).json() as { sessionId: string };
   for (let i = 0; i < 300; i++) {
-    const session = (await (await fetch(`${url}/sessions/${post.sessionId}`)).json()) as Record<string, any>;
+    const session = (await (await fetch(`${url}/projects/${projectId}/sessions/${post.sessionId}`)).json()) as Record<string, any>;
     if (session.status && session.status !== 'RUNNING') return session;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -167,7 +167,7 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
       '→ CreateSession', '→ ChooseFirstStep', '→ RunClaude', '→ ClaudeSucceeded', '→ RecordUsage', '✓ execution succeeded', 'COMPLETED',
     ]);
     const sessionId = (await page.getByTestId('progress').getAttribute('data-session'))!;
-    const session = (await (await fetch(`${url}/sessions/${sessionId}`)).json()) as Record<string, any>;
+    const session = (await (await fetch(`${url}/projects/web-form/sessions/${sessionId}`)).json()) as Record<string, any>;
     expect(session).toMatchObject({ sessionId, projectId: 'web-form', status: 'COMPLETED', runtime: 'lambda', trigger: 'api' });
     // The engine's own Claude (the stand-in serve was started with) got the form's prompt.
     expect(anthropic.messageRequests.slice(asked).some((r) => JSON.stringify(r.body).includes('Say hello from the page'))).toBe(true);
@@ -190,7 +190,7 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
       // Assess: one model call, offering exactly the two tools; the session stopped by its turn limit
       await expect.poll(() => steps(page), { timeout: 30_000 }).toContain('FAILED');
       const sessionId = (await page.getByTestId('progress').getAttribute('data-session'))!;
-      const session = (await (await fetch(`${url}/sessions/${sessionId}`)).json()) as Record<string, any>;
+      const session = (await (await fetch(`${url}/projects/web-opts/sessions/${sessionId}`)).json()) as Record<string, any>;
       expect(session).toMatchObject({ projectId: 'web-opts', status: 'FAILED', error: 'ClaudeMaxTurns', cause: expect.stringMatching(/maximum number of turns/) });
       const calls = anthropic.messageRequests.slice(asked);
       expect(calls).toHaveLength(1);
@@ -271,7 +271,7 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
       await expect.poll(() => steps(page), { timeout: 10_000 }).toContain('ABORTED');
       expect((await steps(page)).slice(-2)).toEqual(['✗ execution aborted', 'ABORTED']);
       expect(await page.getByTestId('abort').count()).toBe(0);
-      const session = (await (await fetch(`${url}/sessions/${sessionId}`)).json()) as Record<string, any>;
+      const session = (await (await fetch(`${url}/projects/web-abort/sessions/${sessionId}`)).json()) as Record<string, any>;
       expect(session).toMatchObject({ status: 'ABORTED' });
       await expect.poll(() => page.locator(`tr[data-session="${sessionId}"] .status`).innerText(), { timeout: 10_000 }).toBe('ABORTED');
     } finally {
@@ -281,7 +281,7 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
 
   it('links a milestone task to its milestone\'s view: status, workspace, the task with its usage, the totals', async () => {
     // Prepare
-    const opened = await fetch(`${url}/milestones`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ projectId: 'web-ms' }) });
+    const opened = await fetch(`${url}/projects/web-ms/milestones`, { method: 'POST' });
     const { milestoneId } = (await opened.json()) as { milestoneId: string };
     const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
     await page.goto(`${url}/`);
@@ -292,8 +292,8 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
     const link = page.getByTestId('detail').getByTestId('milestone-link');
     expect(await link.innerText()).toBe(milestoneId);
     await link.click();
-    // Assess: the view reads what GET /milestones/{id} says
-    const view = (await (await fetch(`${url}/milestones/${milestoneId}`)).json()) as Record<string, any>;
+    // Assess: the view reads what GET /projects/web-ms/milestones/{id} says
+    const view = (await (await fetch(`${url}/projects/web-ms/milestones/${milestoneId}`)).json()) as Record<string, any>;
     expect(view.tasks.map((t: { sessionId: string }) => t.sessionId)).toEqual([sessionId]);
     const section = page.getByTestId('milestone');
     await section.waitFor();
@@ -308,10 +308,10 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
     expect(await section.getByTestId('milestone-tasks').locator('tr').count()).toBe(1);
     expect(await section.getByTestId('milestone-totals').innerText()).toContain(`1 task · in ${view.totals.usage.inputTokens} · out ${view.totals.usage.outputTokens}`);
     expect(await section.getByTestId('milestone-totals').innerText()).toContain(`$${view.totals.totalCostUsd.toFixed(6)}`);
-    expect(page.url()).toBe(`${url}/#milestone=${milestoneId}`);
+    expect(page.url()).toBe(`${url}/#milestone=web-ms/${milestoneId}`);
   }, 60_000);
 
-  const openMilestone = async (projectId: string) => ((await (await fetch(`${url}/milestones`, {
+  const openMilestone = async (projectId: string) => ((await (await fetch(`${url}/projects/${projectId}/milestones`, {
     method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ projectId }),
   })).json()) as { milestoneId: string }).milestoneId;
 
@@ -324,7 +324,7 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
     await startFromForm(page, { prompt: 'The only task', projectId: 'web-close', milestoneId, taskId: 'task-1' });
     await expect.poll(() => steps(page), { timeout: 30_000 }).toContain('COMPLETED');
     const sessionId = (await page.getByTestId('progress').getAttribute('data-session'))!;
-    expect(await (await fetch(`${url}/sessions/${sessionId}`)).json()).toMatchObject({ milestoneId, taskId: 'task-1', mode: 'milestone' });
+    expect(await (await fetch(`${url}/projects/web-close/sessions/${sessionId}`)).json()).toMatchObject({ milestoneId, taskId: 'task-1', mode: 'milestone' });
     await page.getByTestId('detail').getByTestId('milestone-link').click();
     const section = page.getByTestId('milestone');
     await section.getByTestId('milestone-close').waitFor();
@@ -332,9 +332,9 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
     expect(await section.locator(`tr[data-task-session="${sessionId}"] td`).allInnerTexts()).toContain('task-1');
     // Act
     await section.getByTestId('milestone-close').click();
-    // Assess: the view is GET /milestones/{id}'s, closed
+    // Assess: the view is GET /projects/web-close/milestones/{id}'s, closed
     await expect.poll(() => section.innerText(), { timeout: 15_000 }).toContain('CLOSED');
-    const view = (await (await fetch(`${url}/milestones/${milestoneId}`)).json()) as Record<string, any>;
+    const view = (await (await fetch(`${url}/projects/web-close/milestones/${milestoneId}`)).json()) as Record<string, any>;
     expect(view).toMatchObject({ status: 'CLOSED', closedAt: expect.any(String) });
     expect(await section.innerText()).toContain(view.closedAt);
     expect(await section.getByTestId('milestone-close').count()).toBe(0);
@@ -348,18 +348,18 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
     let sessionId: string | undefined;
     try {
       const asked = anthropic.messageRequests.length;
-      const started = await fetch(`${url}/sessions`, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'Hold on', projectId: 'web-busy', milestoneId }),
+      const started = await fetch(`${url}/projects/web-busy/sessions`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'Hold on', milestoneId }),
       });
       sessionId = ((await started.json()) as { sessionId: string }).sessionId;
       await expect.poll(() => anthropic.messageRequests.length, { timeout: 30_000 }).toBeGreaterThan(asked);
       const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
-      await page.goto(`${url}/#milestone=${milestoneId}`);
+      await page.goto(`${url}/#milestone=web-busy/${milestoneId}`);
       const section = page.getByTestId('milestone');
       // Act
       await section.getByTestId('milestone-close').click();
       // Assess: the 409's message, the milestone still open and its button back
-      const refusal = await fetch(`${url}/milestones/${milestoneId}/close`, { method: 'POST' });
+      const refusal = await fetch(`${url}/projects/web-busy/milestones/${milestoneId}/close`, { method: 'POST' });
       expect(refusal.status).toBe(409);
       const { message } = (await refusal.json()) as { message: string };
       expect(message).toMatch(/has a task running/);

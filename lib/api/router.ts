@@ -12,36 +12,40 @@ type Route = {
   method: 'GET' | 'POST';
   path: string;
   handler: (event: APIGatewayProxyEvent) => Promise<APIGatewayProxyResult>;
-  /** An action without a body (POST …/close): no Content-Type asked for. */
-  noBody?: boolean;
+  /** The body: JSON (the default), none (POST …/close: no Content-Type asked for), or JSON when one is sent. */
+  body?: 'json' | 'none' | 'optional';
 };
 
 /**
  * The HTTP API as one Lambda behind API Gateway's {proxy+}: the same function serves
- * AWS and `claude-sessions serve`, so routing, 404 and 405 behave the same in both.
+ * AWS and `claude-sessions serve`, so routing, 404 and 405 behave the same in both. Every route
+ * that touches a project's data has the project in its path, so an IAM policy on
+ * `execute-api:Invoke` for `…/projects/demo/*` decides who may use project demo (README).
  */
 export function createApiHandler(deps: SessionApiDeps, logger = new Logger({ serviceName: 'claude-sessions-api' })) {
   const api = new SessionApi(deps);
+  const project = (e: APIGatewayProxyEvent) => e.pathParameters?.projectId;
   const routes: Route[] = [
-    {
-      method: 'POST',
-      path: '/sessions',
-      handler: async (event) => json(202, await api.startSession(event.body)),
-    },
-    { method: 'GET', path: '/sessions/{id}', handler: async (e) => json(200, await api.getSession(e.pathParameters?.id)) },
     { method: 'GET', path: '/projects', handler: async () => json(200, await api.listProjects()) },
+    { method: 'POST', path: '/projects/{projectId}/sessions', handler: async (e) => json(202, await api.startSession(project(e), e.body)) },
     {
       method: 'GET',
       path: '/projects/{projectId}/sessions',
-      handler: async (e) => json(200, await api.listProjectSessions(e.pathParameters?.projectId, e.queryStringParameters)),
+      handler: async (e) => json(200, await api.listProjectSessions(project(e), e.queryStringParameters)),
     },
-    { method: 'POST', path: '/milestones', handler: async (e) => json(201, await api.openMilestone(e.body)) },
-    { method: 'GET', path: '/milestones/{id}', handler: async (e) => json(200, await api.getMilestone(e.pathParameters?.id)) },
-    { method: 'POST', path: '/milestones/{id}/close', noBody: true, handler: async (e) => json(200, await api.closeMilestone(e.pathParameters?.id)) },
+    { method: 'GET', path: '/projects/{projectId}/sessions/{id}', handler: async (e) => json(200, await api.getSession(project(e), e.pathParameters?.id)) },
+    { method: 'GET', path: '/projects/{projectId}/usage', handler: async (e) => json(200, await api.projectUsage(project(e))) },
     {
-      method: 'GET',
-      path: '/projects/{projectId}/usage',
-      handler: async (e) => json(200, await api.projectUsage(e.pathParameters?.projectId)),
+      method: 'POST', path: '/projects/{projectId}/milestones', body: 'optional',
+      handler: async (e) => json(201, await api.openMilestone(project(e), e.body)),
+    },
+    {
+      method: 'GET', path: '/projects/{projectId}/milestones/{id}',
+      handler: async (e) => json(200, await api.getMilestone(project(e), e.pathParameters?.id)),
+    },
+    {
+      method: 'POST', path: '/projects/{projectId}/milestones/{id}/close', body: 'none',
+      handler: async (e) => json(200, await api.closeMilestone(project(e), e.pathParameters?.id)),
     },
   ];
   const patterns = routes.map((r) => ({ method: r.method, regex: new RegExp(`^${r.path.replace(/\{[^/]+\}/g, '[^/]+')}/?$`) }));
@@ -50,8 +54,7 @@ export function createApiHandler(deps: SessionApiDeps, logger = new Logger({ ser
     routes: routes.map((r) => ({
       method: r.method,
       path: r.path,
-      // Body parsing only where there is a body; GETs with a stray content-type still work.
-      handler: (r.method === 'POST' && !r.noBody ? middy(r.handler as never).use(httpJsonBodyParser({ disableContentTypeError: false })) : r.handler) as never,
+      handler: withBody(r) as never,
     })),
     notFoundResponse: ({ method, path }: { method: string; path: string }) => {
       const allowed = patterns.filter((p) => p.regex.test(path)).map((p) => p.method);
@@ -66,4 +69,14 @@ export function createApiHandler(deps: SessionApiDeps, logger = new Logger({ ser
     .use(MAX_BODY_BYTES_GUARD)
     .use(httpErrors({ logError: (error) => logger.error('request failed', error as Error) }))
     .handler(router as never);
+}
+
+/** Body parsing only where there is a body; GETs with a stray content-type still work. */
+function withBody(route: Route): (event: APIGatewayProxyEvent, context: unknown) => Promise<APIGatewayProxyResult> {
+  if (route.method !== 'POST' || route.body === 'none') return route.handler;
+  const parsed = middy(route.handler as never).use(httpJsonBodyParser({ disableContentTypeError: false })) as never as (
+    event: APIGatewayProxyEvent, context: unknown,
+  ) => Promise<APIGatewayProxyResult>;
+  if (route.body !== 'optional') return parsed;
+  return (event, context) => (event.body ? parsed(event, context) : route.handler({ ...event, body: null }));
 }

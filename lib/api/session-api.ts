@@ -1,11 +1,11 @@
 import { v4 as uuidv4, validate as isUuid } from 'uuid';
 import { z } from 'zod';
-import { InvalidInputError, validateStartInput } from '../sessions/execution-input.js';
+import { InvalidInputError, idField, validateStartInput } from '../sessions/execution-input.js';
 import { SESSION_STATUSES, type SessionRecord, type SessionStatus } from '../sessions/session-item.js';
 import type { SessionPage, SessionRepository, UsageTotals } from '../sessions/session-repository.js';
 import { HttpError } from './http-errors.js';
 import type { SessionStarter, StartedSession } from './session-starter.js';
-import type { MilestoneRepository, MilestoneView } from '../sessions/milestone-repository.js';
+import { MilestoneUnavailableError, type MilestoneRepository, type MilestoneView } from '../sessions/milestone-repository.js';
 import type { MilestoneRecord } from '../sessions/milestone-item.js';
 import type { TranscriptStorage } from '../claude/transcript-store.js';
 import type { SessionPolicy } from '../sessions/session-creation.js';
@@ -23,28 +23,48 @@ export interface SessionApiDeps {
   slots?: ProjectSlots;
 }
 
-/** The HTTP API's operations, free of any HTTP or Lambda type (handlers adapt them). */
+/** The path of a session or a milestone: the project first, so IAM can scope a caller to it. */
+export function sessionPath(projectId: string, sessionId: string): string {
+  return `/projects/${encodeURIComponent(projectId)}/sessions/${sessionId}`;
+}
+export function milestonePath(projectId: string, milestoneId: string): string {
+  return `/projects/${encodeURIComponent(projectId)}/milestones/${milestoneId}`;
+}
+
+/**
+ * The HTTP API's operations, free of any HTTP or Lambda type (handlers adapt them). Each takes the
+ * project from the request's path: a session or milestone of another project is not found here,
+ * so a caller allowed `/projects/demo/*` learns nothing of any other project.
+ */
 export class SessionApi {
   constructor(private readonly deps: SessionApiDeps) {}
 
-  async startSession(body: unknown): Promise<StartedSession & { links: { self: string } }> {
+  async startSession(pathProjectId: string | undefined, body: unknown): Promise<StartedSession & { links: { self: string } }> {
     if (body === null || typeof body !== 'object' || Array.isArray(body)) {
       throw new InvalidInputError([{ field: '(body)', message: 'must be a JSON object' }]);
     }
     const raw = body as Record<string, unknown>;
-    const input = validateStartInput({ ...raw, sessionId: raw.sessionId ?? uuidv4(), trigger: 'api' });
+    assertSameProject(raw.projectId, pathProjectId);
+    // The path's project goes through the input's schema, so a bad one is named beside the body's bad fields.
+    const input = validateStartInput({ ...raw, projectId: pathProjectId, sessionId: raw.sessionId ?? uuidv4(), trigger: 'api' });
+    const { projectId } = input;
     // Refused here with a 404/409/429 that says why, rather than as a FAILED session a moment later.
-    await assertCanStart(input, this.deps);
+    await assertCanStart(input, this.deps).catch((err: unknown) => {
+      // Another project's milestone is not found, as a GET of it is: its project is not said.
+      if (err instanceof MilestoneUnavailableError && err.reason === 'other-project') throw milestoneNotFound(err.milestoneId, projectId);
+      throw err;
+    });
     const started = await this.deps.starter.start({ ...input, sessionId: input.sessionId! });
-    return { ...started, links: { self: `/sessions/${started.sessionId}` } };
+    return { ...started, links: { self: sessionPath(projectId, started.sessionId) } };
   }
 
-  async getSession(sessionId: string | undefined): Promise<SessionRecord> {
+  async getSession(pathProjectId: string | undefined, sessionId: string | undefined): Promise<SessionRecord> {
+    const projectId = projectIdOf(pathProjectId);
     if (!sessionId || !isUuid(sessionId)) {
       throw new InvalidInputError([{ field: 'id', message: 'must be a UUID' }]);
     }
     const session = await this.deps.repository.get(sessionId);
-    if (!session) throw new HttpError(404, `session ${sessionId} not found`);
+    if (!session || session.projectId !== projectId) throw new HttpError(404, `no session ${sessionId} in project ${projectId}`);
     return session;
   }
 
@@ -55,23 +75,30 @@ export class SessionApi {
     return this.deps.repository.listByProject(parsed.data.projectId, { status, limit, nextToken });
   }
 
-  async openMilestone(body: unknown): Promise<MilestoneRecord & { links: { self: string } }> {
-    const parsed = OpenMilestoneBody.safeParse(body);
+  /** The body may be absent, or name the path's project. */
+  async openMilestone(pathProjectId: string | undefined, body: unknown): Promise<MilestoneRecord & { links: { self: string } }> {
+    const projectId = projectIdOf(pathProjectId);
+    const parsed = OpenMilestoneBody.safeParse(body ?? {});
     if (!parsed.success) {
-      throw new InvalidInputError(parsed.error.issues.map((i) => ({ field: i.path.join('.') || '(body)', message: i.message })));
+      throw new InvalidInputError(parsed.error.issues.map((i) => (i.code === 'unrecognized_keys'
+        ? { field: i.keys.join(', '), message: 'is not a known field' }
+        : { field: i.path.join('.') || '(body)', message: i.message })));
     }
-    const milestone = await this.deps.milestones.open(parsed.data.projectId);
-    return { ...milestone, links: { self: `/milestones/${milestone.milestoneId}` } };
+    assertSameProject(parsed.data.projectId, projectId);
+    const milestone = await this.deps.milestones.open(projectId);
+    return { ...milestone, links: { self: milestonePath(projectId, milestone.milestoneId) } };
   }
 
-  async getMilestone(milestoneId: string | undefined): Promise<MilestoneView> {
+  async getMilestone(pathProjectId: string | undefined, milestoneId: string | undefined): Promise<MilestoneView> {
+    const projectId = projectIdOf(pathProjectId);
     const view = await this.deps.milestones.view(milestoneIdOf(milestoneId));
-    if (!view) throw new HttpError(404, `milestone ${milestoneId} not found`);
+    if (!view || view.projectId !== projectId) throw milestoneNotFound(milestoneId!, projectId);
     return view;
   }
 
-  async closeMilestone(milestoneId: string | undefined): Promise<MilestoneRecord> {
-    const closed = await this.deps.milestones.close(milestoneIdOf(milestoneId));
+  async closeMilestone(pathProjectId: string | undefined, milestoneId: string | undefined): Promise<MilestoneRecord> {
+    const projectId = projectIdOf(pathProjectId);
+    const closed = await this.deps.milestones.close(milestoneIdOf(milestoneId), projectId);
     if (closed.transcript) await this.deps.transcripts?.markClosed(closed.transcript.key);
     return closed;
   }
@@ -81,11 +108,27 @@ export class SessionApi {
     return { items: await this.deps.repository.projectIds() };
   }
 
-  async projectUsage(projectId: string | undefined): Promise<UsageTotals> {
-    const parsed = ProjectId.safeParse(projectId);
-    if (!parsed.success) throw new InvalidInputError([{ field: 'projectId', message: parsed.error.issues[0]!.message }]);
-    return this.deps.repository.usageTotals(parsed.data);
+  async projectUsage(pathProjectId: string | undefined): Promise<UsageTotals> {
+    return this.deps.repository.usageTotals(projectIdOf(pathProjectId));
   }
+}
+
+/** The path's project id, by the input schema's rule; a bad one is a 400 naming `projectId`. */
+function projectIdOf(raw: string | undefined): string {
+  const parsed = idField.safeParse(raw);
+  if (!parsed.success) throw new InvalidInputError([{ field: 'projectId', message: parsed.error.issues[0]!.message }]);
+  return parsed.data;
+}
+
+/** A body's `projectId` may repeat the path's, never name another. */
+function assertSameProject(bodyProjectId: unknown, projectId: string | undefined): void {
+  if (bodyProjectId !== undefined && bodyProjectId !== projectId) {
+    throw new InvalidInputError([{ field: 'projectId', message: `must be the path's project (${projectId}) or left out` }]);
+  }
+}
+
+function milestoneNotFound(milestoneId: string, projectId: string): MilestoneUnavailableError {
+  return new MilestoneUnavailableError(milestoneId, 'not-found', `milestone ${milestoneId} does not exist in project ${projectId}`);
 }
 
 function milestoneIdOf(id: string | undefined): string {
@@ -93,12 +136,10 @@ function milestoneIdOf(id: string | undefined): string {
   return id;
 }
 
-const ProjectId = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ -');
-
-const OpenMilestoneBody = z.strictObject({ projectId: ProjectId }, { error: 'must be a JSON object with projectId' });
+const OpenMilestoneBody = z.strictObject({ projectId: z.unknown().optional() }, { error: 'must be a JSON object, or no body' });
 
 const ListQuery = z.object({
-  projectId: ProjectId,
+  projectId: idField,
   status: z
     .string()
     .transform((s) => s.toUpperCase())

@@ -14,7 +14,10 @@ import { isLoopbackName } from '../local/loopback-guard.js';
 import { parseRunFlags, runInput } from './run-flags.js';
 import { formatMilestone, formatMs, formatSession, formatSessionTable, formatUsageTable } from './format.js';
 
-/** Local limits come from the environment: CLAUDE_SESSIONS_MAX_CONCURRENT_SESSIONS, CLAUDE_SESSIONS_MONTHLY_BUDGET_USD. */
+/**
+ * Local limits come from the environment: CLAUDE_SESSIONS_MAX_CONCURRENT_SESSIONS, CLAUDE_SESSIONS_MONTHLY_BUDGET_USD,
+ * CLAUDE_SESSIONS_PROJECT_LIMITS (JSON caps by project), …: the deployment's variables behind a prefix.
+ */
 const POLICY_ENV_PREFIX = 'CLAUDE_SESSIONS_';
 
 /** A start refused before any execution: said in one line, exit 1. */
@@ -37,10 +40,10 @@ const USAGE = `claude-sessions: run Claude Code headless as tracked sessions (th
                [--milestone UUID] [--repo URL|path [--ref R] [--branch B]] [--tools T,…]
                [--max-turns N] [--max-budget-usd X] [--timeout-seconds S] [--provider anthropic|bedrock] [--json]
   milestone open --project P [--json]   a conversation later runs continue (run --milestone)
-  milestone show <milestoneId> [--json] its tasks, their usage and the totals
-  milestone close <milestoneId>         takes no more tasks; its transcript expires
+  milestone show <milestoneId> [--project P] [--json]   its tasks, their usage and the totals
+  milestone close <milestoneId> [--project P]          takes no more tasks; its transcript expires
   list  [--project P] [--status S] [--limit N] [--json]
-  show  <sessionId> [--json]
+  show  <sessionId> [--project P] [--json]
   usage [--project P] [--json]
   abort <sessionId>            stop a running session's execution; it closes ABORTED
   serve [--port 8787] [--max-concurrent-sessions N]
@@ -57,7 +60,8 @@ and ANTHROPIC_MODEL, or a built-in Bedrock stand-in when there are none.
 
 --api <url> (or CLAUDE_SESSIONS_API) on any command: talk to that sessions API instead, a
 deployed stack's (the ApiUrl output; requests signed with SigV4 from your AWS credentials) or
-another engine's.`;
+another engine's. The API's paths name the project (/projects/{projectId}/…): against a deployed
+stack, show and milestone show/close need --project; the local engine finds it by the id.`;
 
 export class UsageError extends Error {
   override readonly name = 'UsageError';
@@ -228,16 +232,19 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
 const API_POLL_MS = 2_000;
 
 /**
- * `run` against an API (--api): POST /sessions, as curl would, then GET the session until it
- * closes. Claude runs on that API's deployment; its model and key are the deployment's.
+ * `run` against an API (--api): POST /projects/{projectId}/sessions, as curl would, then GET the
+ * session until it closes. Claude runs on that API's deployment; its model and key are the deployment's.
  */
 async function runThroughApi(input: Record<string, unknown>, json: boolean, io: CliIo, api: URL): Promise<number> {
   const client = new RemoteSessions(api, { env: io.env });
   const progress = (text: string) => io.stderr(`${text}\n`);
   const started = Date.now();
-  const { trigger: _trigger, ...body } = input; // the API sets its own trigger
-  const accepted = await client.call<{ sessionId: string; executionArn?: string }>('POST', '/sessions', body);
-  progress(`Session ${accepted.sessionId} · project ${String(input.projectId)} · ${client.url}${accepted.executionArn ? ` · ${accepted.executionArn}` : ''}`);
+  // The API sets its own trigger; the project is its path's.
+  const { trigger: _trigger, projectId, ...body } = input;
+  if (typeof projectId !== 'string') throw new UsageError('run --milestone through an API needs --project: the API\'s paths name the project');
+  const sessions = `/projects/${encodeURIComponent(projectId)}/sessions`;
+  const accepted = await client.call<{ sessionId: string; executionArn?: string }>('POST', sessions, body);
+  progress(`Session ${accepted.sessionId} · project ${projectId} · ${client.url}${accepted.executionArn ? ` · ${accepted.executionArn}` : ''}`);
   io.onInterrupt?.(() => {
     progress(`Interrupted: the session goes on at ${client.url}; stop its execution from the Step Functions console${accepted.executionArn ? ` (${accepted.executionArn})` : ''}.`);
     process.exit(130);
@@ -245,7 +252,7 @@ async function runThroughApi(input: Record<string, unknown>, json: boolean, io: 
   let session: SessionRecord | undefined;
   let shown = '';
   for (;;) {
-    session = await find<SessionRecord>(client, `/sessions/${accepted.sessionId}`);
+    session = await find<SessionRecord>(client, `${sessions}/${accepted.sessionId}`);
     const status = session?.status ?? 'starting';
     if (status !== shown) progress(`[${((Date.now() - started) / 1000).toFixed(2).padStart(6)}s] ${(shown = status)}`);
     if (session && session.status !== 'RUNNING') break;
@@ -321,11 +328,30 @@ async function find<T>(client: SessionsClient, path: string): Promise<T | undefi
   return body;
 }
 
+/**
+ * The project of a session or milestone known by its id: --project, else the local engine's
+ * lookup (undefined: it knows no such id). A deployed API answers only under the project's path.
+ */
+async function projectOf(client: SessionsClient, io: CliIo, kind: 'sessions' | 'milestones', id: string, flag: string | undefined, command: string): Promise<string | undefined> {
+  if (flag !== undefined) {
+    await checkProjectId(flag);
+    return flag;
+  }
+  if (io.api && !isLoopbackName(io.api.hostname)) {
+    throw new UsageError(`${command} needs --project with a deployed API: its paths name the project (/projects/{projectId}/${kind}/…)`);
+  }
+  return (await find<{ projectId: string }>(client, `/local/${kind}/${encodeURIComponent(id)}`))?.projectId;
+}
+
 async function showCommand(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parse(args, { json: { type: 'boolean', default: false } }, 1);
+  const { values, positionals } = parse(args, { project: { type: 'string' }, json: { type: 'boolean', default: false } }, 1);
   const sessionId = positionals[0];
   if (!sessionId) throw new UsageError('show needs a session id');
-  const session = await find<SessionRecord>(await sessionsClient(io), `/sessions/${encodeURIComponent(sessionId)}`);
+  const client = await sessionsClient(io);
+  const projectId = await projectOf(client, io, 'sessions', sessionId, values.project, 'show');
+  const session = projectId === undefined
+    ? undefined
+    : await find<SessionRecord>(client, `/projects/${encodeURIComponent(projectId)}/sessions/${encodeURIComponent(sessionId)}`);
   if (!session) {
     io.stderr(`error: no session ${sessionId}\n`);
     return 1;
@@ -351,7 +377,9 @@ async function milestoneCommand(args: string[], io: CliIo): Promise<number> {
     const { values } = parse(rest, { project: { type: 'string' }, json: { type: 'boolean', default: false } });
     if (!values.project) throw new UsageError('milestone open needs --project');
     await checkProjectId(values.project);
-    const { links: _links, ...milestone } = await (await sessionsClient(io)).call<MilestoneRecord & { links: unknown }>('POST', '/milestones', { projectId: values.project });
+    const { links: _links, ...milestone } = await (await sessionsClient(io)).call<MilestoneRecord & { links: unknown }>(
+      'POST', `/projects/${encodeURIComponent(values.project)}/milestones`,
+    );
     if (values.json) io.stdout(`${JSON.stringify(milestone, null, 2)}\n`);
     else {
       io.stdout(`${milestone.milestoneId}\n`);
@@ -360,12 +388,14 @@ async function milestoneCommand(args: string[], io: CliIo): Promise<number> {
     return 0;
   }
   if (action === 'show' || action === 'close') {
-    const { values, positionals } = parse(rest, { json: { type: 'boolean', default: false } }, 1);
+    const { values, positionals } = parse(rest, { project: { type: 'string' }, json: { type: 'boolean', default: false } }, 1);
     const milestoneId = positionals[0];
     if (!milestoneId || !isUuid(milestoneId)) throw new UsageError(`milestone ${action} needs a milestone id (a UUID)`);
     const client = await sessionsClient(io);
-    if (action === 'close') await client.call('POST', `/milestones/${milestoneId}/close`);
-    const view = await find<MilestoneView>(client, `/milestones/${milestoneId}`);
+    const projectId = await projectOf(client, io, 'milestones', milestoneId, values.project, `milestone ${action}`);
+    const path = projectId === undefined ? undefined : `/projects/${encodeURIComponent(projectId)}/milestones/${milestoneId}`;
+    if (action === 'close' && path) await client.call('POST', `${path}/close`);
+    const view = path === undefined ? undefined : await find<MilestoneView>(client, path);
     if (!view) {
       io.stderr(`error: no milestone ${milestoneId}\n`);
       return 1;
@@ -410,7 +440,8 @@ async function serveCommand(args: string[], io: CliIo, background: boolean): Pro
   let policy: SessionPolicy = sessionPolicyFromEnv(io.env, POLICY_ENV_PREFIX);
   try {
     if (values['max-concurrent-sessions'] !== undefined) {
-      policy = { ...policy, ...sessionPolicyFromEnv({ MAX_CONCURRENT_SESSIONS: values['max-concurrent-sessions'] }) };
+      // Only this one field: the rest of the policy (budget, project caps…) stays the environment's.
+      policy = { ...policy, maxConcurrentSessions: sessionPolicyFromEnv({ MAX_CONCURRENT_SESSIONS: values['max-concurrent-sessions'] }).maxConcurrentSessions };
     }
   } catch {
     throw new UsageError('--max-concurrent-sessions must be a whole number from 1');

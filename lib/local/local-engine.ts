@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { v4 as uuidv4 } from 'uuid';
+import { v4 as uuidv4, validate as isUuid } from 'uuid';
 import type { ClaudeEndpoint, ModelProvider } from '../claude/claude-process.js';
 import { createApiHandler } from '../api/router.js';
 import { httpErrors, json, type HttpResponse } from '../api/http-errors.js';
@@ -100,6 +100,12 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
       if (match?.[2] === 'abort' && req.method === 'POST') return abortSession(res, match[1]!);
       return undefined;
     },
+    // The project a session or milestone is in, for a command given only its id (`show`, `milestone show`):
+    // the API's paths name the project, and this engine is the one client that may look across projects.
+    (req, res, url) => {
+      const match = /^\/local\/(sessions|milestones)\/([^/]+)$/.exec(url.pathname);
+      return match && req.method === 'GET' ? projectOf(res, match[1] as 'sessions' | 'milestones', decodeURIComponent(match[2]!)) : undefined;
+    },
     (req, res, url) => {
       const match = /^\/projects\/([^/]+)\/limit$/.exec(url.pathname);
       return match && req.method === 'PUT' ? setProjectLimit(req, res, decodeURIComponent(match[1]!)) : undefined;
@@ -190,6 +196,12 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
     const session = await runtime.repository.get(sessionId);
     if (!session && !execution) return reply(res, json(404, { message: `no session ${sessionId}` }));
     reply(res, json(200, { aborted: execution !== undefined, session: session ?? null }));
+  }
+
+  async function projectOf(res: ServerResponse, kind: 'sessions' | 'milestones', id: string): Promise<void> {
+    const found = !isUuid(id) ? undefined : kind === 'sessions' ? await runtime.repository.get(id) : await runtime.milestones.get(id);
+    if (!found) return reply(res, json(404, { message: `no ${kind === 'sessions' ? 'session' : 'milestone'} ${id}` }));
+    reply(res, json(200, { projectId: found.projectId }));
   }
 
   async function setProjectLimit(req: IncomingMessage, res: ServerResponse, projectId: string): Promise<void> {

@@ -10,7 +10,8 @@ import { v4 as uuidv4 } from 'uuid';
 import type { ExecutionWatch } from '../claude/execution-watch.js';
 import { runSessionTask, type FixedEndpointRunnerConfig, type RunnerConfig, type RunnerInput } from '../claude/run-session-task.js';
 import { standbyForSession, type ClaudeEndpoint, type StandbyClaude } from '../claude/claude-process.js';
-import { prepareSessionStart, type ExecutionInput } from '../sessions/execution-input.js';
+import { sessionStartOf, validateStartInput, type ExecutionInput } from '../sessions/execution-input.js';
+import { withinProjectLimit } from '../sessions/project-limits.js';
 import { executionArnFor, type SessionStarter, type StartedSession } from '../api/session-starter.js';
 import type { SessionRecord } from '../sessions/session-item.js';
 import { SessionRepository } from '../sessions/session-repository.js';
@@ -379,7 +380,8 @@ export class LocalRuntime implements SessionStarter {
    * sessionId included) and `endpoint`, booted now; a run given it uses it if it still matches.
    */
   async standbyFor(input: Record<string, unknown>, endpoint?: ClaudeEndpoint, maxAgeMs?: number): Promise<StandbyClaude> {
-    const { session } = prepareSessionStart(input, { executionArn: '' });
+    // As CreateSession will make it (its project's caps included), so the booted CLI's flags match the run's.
+    const { session } = sessionStartOf(withinProjectLimit(validateStartInput(input), this.policy.projectLimits), { executionArn: '' });
     return standbyForSession(session, endpoint ? { ...this.runnerConfig, endpoint } : this.runnerConfig, maxAgeMs);
   }
 

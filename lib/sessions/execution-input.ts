@@ -9,7 +9,8 @@ import { codeCommitUrlProblem } from './codecommit-url.js';
 
 
 const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
-const idField = z.string().regex(ID_PATTERN, 'must be 1-64 characters of A-Z a-z 0-9 . _ -');
+/** A project's or a task's id: the API's paths take a project id by the same rule. */
+export const idField = z.string().regex(ID_PATTERN, 'must be 1-64 characters of A-Z a-z 0-9 . _ -');
 const uuidField = z.string().refine((v) => isUuid(v), 'must be a UUID');
 
 const GIT_REF = /^(?!-)(?!.*\.\.)(?!.*\/\/)[A-Za-z0-9._/-]{1,200}(?<![./])$/;
@@ -157,7 +158,15 @@ export function prepareSessionStart(
   raw: unknown,
   context: { executionArn: string; executionName?: string; now?: Date },
 ): { session: SessionStart; prompt: string } {
-  const { prompt, ...input } = validateStartInput(raw);
+  return sessionStartOf(validateStartInput(raw), context);
+}
+
+/** The same, for an input already validated (CreateSession applies the deployment's caps in between). */
+export function sessionStartOf(
+  validated: ExecutionInput,
+  context: { executionArn: string; executionName?: string; now?: Date },
+): { session: SessionStart; prompt: string } {
+  const { prompt, ...input } = validated;
   const timeoutSeconds =
     input.timeoutSeconds ?? defaultTimeoutSeconds(input.runtime);
   const session: SessionStart = {

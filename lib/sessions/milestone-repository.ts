@@ -94,17 +94,20 @@ export class MilestoneRepository {
     return milestone;
   }
 
-  /** Closes an OPEN milestone with no task running; a closed one stays as it is. */
-  async close(milestoneId: string, now = new Date()): Promise<MilestoneRecord> {
+  /**
+   * Closes an OPEN milestone of `projectId` with no task running; a closed one stays as it is.
+   * Another project's is not found: the condition keeps the write to the project the caller named.
+   */
+  async close(milestoneId: string, projectId: string, now = new Date()): Promise<MilestoneRecord> {
     try {
       const { Attributes } = await this.client.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: { pk: milestonePk(milestoneId), sk: MILESTONE_SK },
           UpdateExpression: 'SET #status = :closed, closedAt = :now',
-          ConditionExpression: '#status <> :closed AND attribute_exists(pk) AND attribute_not_exists(leaseExecutionArn)',
+          ConditionExpression: '#status <> :closed AND attribute_exists(pk) AND projectId = :projectId AND attribute_not_exists(leaseExecutionArn)',
           ExpressionAttributeNames: { '#status': 'status' },
-          ExpressionAttributeValues: { ':closed': 'CLOSED', ':now': now.toISOString() },
+          ExpressionAttributeValues: { ':closed': 'CLOSED', ':now': now.toISOString(), ':projectId': projectId },
           ReturnValues: 'ALL_NEW',
         }),
       );
@@ -112,7 +115,9 @@ export class MilestoneRepository {
     } catch (err) {
       if (!(err instanceof ConditionalCheckFailedException)) throw err;
       const milestone = await this.get(milestoneId);
-      if (!milestone) throw new MilestoneUnavailableError(milestoneId, 'not-found', `milestone ${milestoneId} does not exist`);
+      if (!milestone || milestone.projectId !== projectId) {
+        throw new MilestoneUnavailableError(milestoneId, 'not-found', `milestone ${milestoneId} does not exist in project ${projectId}`);
+      }
       if (milestone.status === 'CLOSED') return milestone;
       throw new MilestoneUnavailableError(
         milestoneId, 'busy', `milestone ${milestoneId} has a task running (${milestone.leaseSessionId}); close it when that task has ended`,

@@ -11,6 +11,8 @@ const ScheduleEntrySchema = z.strictObject({
   projectId: z.unknown().optional(),
   prompt: z.unknown().optional(),
   mode: z.unknown().optional(),
+  // A project the deployment caps to fargate (projectLimits) can have schedules only if they can say so.
+  runtime: z.unknown().optional(),
   maxTurns: z.unknown().optional(),
   maxBudgetUsd: z.unknown().optional(),
   timeoutSeconds: z.unknown().optional(),
@@ -82,6 +84,6 @@ export function parseSchedules(context: unknown): ScheduleEntry[] {
 
 function pickInputFields(item: unknown): Record<string, unknown> {
   if (!item || typeof item !== 'object') return {};
-  const { projectId, prompt, mode, maxTurns, maxBudgetUsd, timeoutSeconds, workspace } = item as Record<string, unknown>;
-  return { projectId, prompt, mode, maxTurns, maxBudgetUsd, timeoutSeconds, workspace };
+  const { projectId, prompt, mode, runtime, maxTurns, maxBudgetUsd, timeoutSeconds, workspace } = item as Record<string, unknown>;
+  return { projectId, prompt, mode, runtime, maxTurns, maxBudgetUsd, timeoutSeconds, workspace };
 }

@@ -1,4 +1,5 @@
-import { InvalidInputError, prepareSessionStart, type SessionStart } from './execution-input.js';
+import { InvalidInputError, sessionStartOf, validateStartInput, type SessionStart } from './execution-input.js';
+import { parseProjectLimits, withinProjectLimit, type ProjectLimits } from './project-limits.js';
 import { DEFAULT_TOOLS, SHELL_TOOLS } from './session-limits.js';
 
 /** Branches a session never pushes to unless the deployment says otherwise: it hands back a branch of its own. */
@@ -43,6 +44,12 @@ export interface SessionPolicy {
    * can read the runner role's credentials. @default false: a shell runs on Fargate only
    */
   shellOnLambda?: boolean;
+  /**
+   * Caps by project (`*`: every project's): the most a session may name as maxBudgetUsd and
+   * timeoutSeconds, and the runtimes it may run on; a session that names no budget or limit gets the cap.
+   * @default none
+   */
+  projectLimits?: ProjectLimits;
 }
 
 /** A protected branch: a name, or a pattern whose `*` matches any characters, `/` included. */
@@ -96,7 +103,9 @@ export function assertToolsAllowed(tools: readonly string[] | undefined, policy:
 }
 
 /** The environment that sessionPolicyFromEnv reads the policy's limits from (CreateSession's, the API's). */
-export function sessionPolicyEnvironment(policy: Pick<SessionPolicy, 'maxConcurrentSessions' | 'monthlyBudgetUsd' | 'allowedTools' | 'protectedBranches' | 'shellOnLambda'>): Record<string, string> {
+export function sessionPolicyEnvironment(
+  policy: Pick<SessionPolicy, 'maxConcurrentSessions' | 'monthlyBudgetUsd' | 'allowedTools' | 'protectedBranches' | 'shellOnLambda' | 'projectLimits'>,
+): Record<string, string> {
   return {
     ...(policy.maxConcurrentSessions ? { MAX_CONCURRENT_SESSIONS: String(policy.maxConcurrentSessions) } : {}),
     ...(policy.monthlyBudgetUsd ? { MONTHLY_BUDGET_USD: String(policy.monthlyBudgetUsd) } : {}),
@@ -104,10 +113,11 @@ export function sessionPolicyEnvironment(policy: Pick<SessionPolicy, 'maxConcurr
     // Empty: none protected (the deployment allows any branch).
     ...(policy.protectedBranches ? { PROTECTED_BRANCHES: policy.protectedBranches.join(',') } : {}),
     ...(policy.shellOnLambda ? { SHELL_ON_LAMBDA: 'true' } : {}),
+    ...(policy.projectLimits && Object.keys(policy.projectLimits).length ? { PROJECT_LIMITS: JSON.stringify(policy.projectLimits) } : {}),
   };
 }
 
-/** The policy from the environment (MAX_CONCURRENT_SESSIONS, MONTHLY_BUDGET_USD, behind an optional prefix). */
+/** The policy from the environment (MAX_CONCURRENT_SESSIONS, MONTHLY_BUDGET_USD, PROJECT_LIMITS as JSON…, behind an optional prefix). */
 export function sessionPolicyFromEnv(env: NodeJS.ProcessEnv, prefix = ''): SessionPolicy {
   const read = (name: string, check: (n: number) => boolean, rule: string): number | undefined => {
     const raw = env[prefix + name];
@@ -125,6 +135,7 @@ export function sessionPolicyFromEnv(env: NodeJS.ProcessEnv, prefix = ''): Sessi
     // Set but empty: no branch is protected.
     protectedBranches: checkedBranchPatterns(env[prefix + 'PROTECTED_BRANCHES']?.split(',').map((b) => b.trim()).filter(Boolean), prefix + 'PROTECTED_BRANCHES'),
     shellOnLambda: env[prefix + 'SHELL_ON_LAMBDA'] === 'true' || undefined,
+    projectLimits: parseProjectLimits(env[prefix + 'PROJECT_LIMITS'], prefix + 'PROJECT_LIMITS'),
   };
 }
 
@@ -168,7 +179,9 @@ export interface ValidateInputEvent {
 
 /** The input checked and the session to create (with the deployment's policy applied); nothing is written. */
 export function prepareSession(event: ValidateInputEvent, policy: SessionPolicy = {}, now = new Date()): PreparedSession {
-  const { session, prompt } = prepareSessionStart(event.input, { executionArn: event.executionArn, executionName: event.executionName, now });
+  // Within its project's caps, and given them where it names none: a console or old input is capped too.
+  const input = withinProjectLimit(validateStartInput(event.input), policy.projectLimits);
+  const { session, prompt } = sessionStartOf(input, { executionArn: event.executionArn, executionName: event.executionName, now });
   assertToolsAllowed(session.tools, policy, session.runtime);
   assertBranchAllowed(session.workspace, policy);
   // Its presence routes the session through AcquireSlot; without a limit, no slot is taken.

@@ -2,6 +2,7 @@ import type { WorkspaceSpec } from './execution-input.js';
 import type { MilestoneRepository } from './milestone-repository.js';
 import { milestoneTaskWorkspace } from './milestone-workspace.js';
 import type { ProjectSlots } from './project-slots.js';
+import { assertWithinProjectLimit } from './project-limits.js';
 import type { SessionRepository } from './session-repository.js';
 import { assertBranchAllowed, assertToolsAllowed, assertWithinBudget, type SessionPolicy } from './session-creation.js';
 
@@ -14,13 +15,18 @@ export interface StartCheckDeps {
 
 /**
  * What a trigger (the API, the CLI) refuses before starting an execution, with words a user
- * can act on: a milestone that takes no task or works on another repository, a spent budget,
- * a full project. The workflow enforces each of them anyway; this spares a doomed execution.
+ * can act on: more than the project's caps allow, a milestone that takes no task or works on
+ * another repository, a spent budget, a full project. The workflow enforces each of them anyway;
+ * this spares a doomed execution.
  */
 export async function assertCanStart(
-  input: { projectId: string; milestoneId?: string; tools?: string[]; workspace?: WorkspaceSpec; runtime?: 'lambda' | 'fargate' },
+  input: {
+    projectId: string; milestoneId?: string; tools?: string[]; workspace?: WorkspaceSpec; runtime?: 'lambda' | 'fargate';
+    maxBudgetUsd?: number; timeoutSeconds?: number;
+  },
   deps: StartCheckDeps,
 ): Promise<void> {
+  assertWithinProjectLimit(input, deps.policy?.projectLimits);
   assertToolsAllowed(input.tools, deps.policy ?? {}, input.runtime);
   // A milestone task's branch is its milestone's, inherited or named: that is the one checked.
   const workspace = input.milestoneId

@@ -1,9 +1,10 @@
 /**
  * The local web view `claude-sessions serve` shows at "/": one self-contained page (no build
  * step, no dependency) that reads the same HTTP API as curl does and refreshes every 2 s. It is
- * also the engine's console: it starts sessions (POST /sessions), follows one's states as they
- * are entered (GET /sessions/{id}/events), aborts it (POST /sessions/{id}/abort) and shows a
- * milestone with its tasks (GET /milestones/{id}), which it can close (POST /milestones/{id}/close).
+ * also the engine's console: it starts sessions (POST /projects/{projectId}/sessions), follows one's
+ * states as they are entered (the engine's GET /sessions/{id}/events), aborts it (POST
+ * /sessions/{id}/abort) and shows a milestone with its tasks (GET /projects/{projectId}/milestones/{id}),
+ * which it can close (POST …/close). A session or milestone is always read under its project's path.
  * Record data reaches markup only through esc().
  */
 export const SESSIONS_PAGE = /* html */ `<!doctype html>
@@ -99,7 +100,7 @@ export const SESSIONS_PAGE = /* html */ `<!doctype html>
         <th class="num">In</th><th class="num">Out</th><th class="num">Turns</th><th class="num">Cost</th><th class="num">Duration</th></tr></thead>
       <tbody id="rows" data-testid="sessions"></tbody>
     </table></div>
-    <div id="none" class="empty" hidden>No sessions yet: run one with <code>npx claude-sessions run "…"</code> or POST /sessions.</div>
+    <div id="none" class="empty" hidden>No sessions yet: run one with <code>npx claude-sessions run "…"</code> or POST /projects/{projectId}/sessions.</div>
   </section>
   <section data-testid="detail">
     <h2>Session</h2>
@@ -117,7 +118,8 @@ export const SESSIONS_PAGE = /* html */ `<!doctype html>
 </main>
 <script>
 const COLORS = ['#3867d6', '#20bf6b', '#fa8231', '#8854d0', '#eb3b5a', '#0fb9b1', '#f7b731', '#4b6584'];
-const state = { sessions: [], usage: [], selected: null, stream: null, detailSeq: 0 };
+// selected: the session shown in the detail; selectedProject: its project, whose path reads it.
+const state = { sessions: [], usage: [], selected: null, selectedProject: null, stream: null, detailSeq: 0 };
 const $ = (id) => document.getElementById(id);
 const int = (n) => n.toLocaleString('en-US');
 const usd = (n) => '$' + n.toFixed(n < 1 ? 6 : 2);
@@ -139,11 +141,11 @@ async function refresh() {
   state.sessions = pages.flatMap((p) => p.items).sort((a, b) => b.startedAt.localeCompare(a.startedAt));
   state.usage = await Promise.all(shown.map((p) => api('/projects/' + encodeURIComponent(p) + '/usage')));
   render();
-  if (state.selected) showDetail(state.selected, false);
+  if (state.selected) showDetail(state.selected, state.selectedProject, false);
   $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
 }
 function render() {
-  const rows = state.sessions.map((s) => '<tr data-session="' + esc(s.sessionId) + '"' + (s.sessionId === state.selected ? ' class="selected"' : '') + '>' +
+  const rows = state.sessions.map((s) => '<tr data-session="' + esc(s.sessionId) + '" data-project="' + esc(s.projectId) + '"' + (s.sessionId === state.selected ? ' class="selected"' : '') + '>' +
     '<td>' + esc(s.startedAt.replace('T', ' ').slice(0, 19)) + '</td><td title="' + esc(s.sessionId) + '">' + esc(s.sessionId.slice(0, 8)) + '…</td>' +
     '<td>' + esc(s.projectId) + '</td><td>' + status(s.status) + '</td><td>' + esc(s.mode) + '</td>' +
     '<td class="num">' + int(s.usage.inputTokens) + '</td><td class="num">' + int(s.usage.outputTokens) + '</td>' +
@@ -186,15 +188,18 @@ function workspace(w) {
 const status = (s) => '<span class="status ' + esc(s) + '">' + esc(s) + '</span>';
 const tokens = (u) => 'in ' + int(u.inputTokens) + ' · out ' + int(u.outputTokens) + ' · cache read ' + int(u.cacheReadInputTokens) + ' · cache write ' + int(u.cacheCreationInputTokens);
 const dl = (rows) => '<dl>' + rows.map(([k, v]) => '<dt>' + k + '</dt><dd>' + v + '</dd>').join('') + '</dl>';
-const milestoneLink = (id) => '<a href="#milestone=' + esc(id) + '" data-milestone="' + esc(id) + '" data-testid="milestone-link">' + esc(id) + '</a>';
+const projectPath = (projectId) => '/projects/' + encodeURIComponent(projectId);
+// A milestone's link says its project too (#milestone=<projectId>/<milestoneId>): it is read under its project's path.
+const milestoneLink = (id, projectId) => '<a href="#milestone=' + esc(encodeURIComponent(projectId) + '/' + id) + '" data-milestone="' + esc(id) + '" data-project="' + esc(projectId) + '" data-testid="milestone-link">' + esc(id) + '</a>';
 
 // The selected session's record; the latest call wins, so a slow poll cannot paint over the stream's end.
-async function showDetail(sessionId, scroll = true) {
+async function showDetail(sessionId, projectId, scroll = true) {
   state.selected = sessionId;
+  state.selectedProject = projectId;
   const seq = ++state.detailSeq;
   let s;
   try {
-    s = await api('/sessions/' + encodeURIComponent(sessionId));
+    s = await api(projectPath(projectId) + '/sessions/' + encodeURIComponent(sessionId));
   } catch (err) {
     if (err.status !== 404) throw err;
     s = null; // started, its CreateSession not yet passed
@@ -211,7 +216,7 @@ function renderDetail(sessionId, s) {
     return;
   }
   const rows = [['Session', esc(s.sessionId)], ['Status', status(s.status)], ['Project', esc(s.projectId) + (s.taskId ? ' / ' + esc(s.taskId) : '')],
-    ['Mode', esc(s.mode) + (s.milestoneId ? ' (milestone ' + milestoneLink(s.milestoneId) + ')' : '')], ['Runtime', esc(s.runtime) + ' · trigger ' + esc(s.trigger)],
+    ['Mode', esc(s.mode) + (s.milestoneId ? ' (milestone ' + milestoneLink(s.milestoneId, s.projectId) + ')' : '')], ['Runtime', esc(s.runtime) + ' · trigger ' + esc(s.trigger)],
     ['Tokens', tokens(s.usage)],
     ['Turns', esc(s.numTurns)], ['Cost', usd(s.totalCostUsd)], ['Duration', ms(s.durationMs)], ['Started', esc(s.startedAt)], ['Ended', esc(s.endedAt ?? '(running)')]];
   if (s.provider) rows.push(['Model', esc(s.model ?? "(the CLI's default)") + ' via ' + esc(s.provider)]);
@@ -266,15 +271,16 @@ function follow(sessionId) {
   // A session the engine no longer knows (404) or an engine gone: the 2 s refresh still shows the record.
   stream.addEventListener('error', () => { if (stream.readyState !== EventSource.OPEN) stream.close(); });
 }
-function select(sessionId) {
+function select(sessionId, projectId) {
   follow(sessionId);
-  return showDetail(sessionId);
+  return showDetail(sessionId, projectId);
 }
 
-// The form's fields as POST /sessions takes them; blank optional fields are left out, so the API's defaults apply.
+// The form's fields as POST /projects/{projectId}/sessions takes them (the project in the path); blank
+// optional fields are left out, so the API's defaults apply.
 function startBody(form) {
   const value = (name) => form.elements.namedItem(name).value.trim();
-  const body = { prompt: form.elements.namedItem('prompt').value, projectId: value('projectId'), runtime: value('runtime') };
+  const body = { prompt: form.elements.namedItem('prompt').value, runtime: value('runtime') };
   if (value('milestoneId')) body.milestoneId = value('milestoneId');
   if (value('milestoneId') && value('taskId')) body.taskId = value('taskId');
   // Sent as typed when it is no number, so the API's error says what was wrong with it.
@@ -308,9 +314,14 @@ $('start').addEventListener('submit', async (e) => {
   const button = form.querySelector('button[type=submit]');
   button.disabled = true;
   try {
-    const started = await api('/sessions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(startBody(form)) });
+    const projectId = form.elements.namedItem('projectId').value.trim();
+    if (!projectId) {
+      showFieldErrors(form, [{ field: 'projectId', message: 'is required' }]);
+      return;
+    }
+    const started = await api(projectPath(projectId) + '/sessions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(startBody(form)) });
     showFieldErrors(form, []);
-    await select(started.sessionId);
+    await select(started.sessionId, projectId);
     tick();
   } catch (err) {
     // 400 names each bad field; 404/409/429 (no such milestone, one busy, a project at its limit) say why.
@@ -342,8 +353,8 @@ $('detail').addEventListener('click', async (e) => {
 });
 
 // A milestone: its status, the workspace its tasks continue, each task with its usage, and the totals.
-async function showMilestone(milestoneId) {
-  const m = await api('/milestones/' + encodeURIComponent(milestoneId));
+async function showMilestone(milestoneId, projectId) {
+  const m = await api(projectPath(projectId) + '/milestones/' + encodeURIComponent(milestoneId));
   const w = m.workspace;
   const rows = [['Milestone', esc(m.milestoneId)], ['Status', status(m.status)], ['Project', esc(m.projectId)],
     ['Created', esc(m.createdAt)], ['Closed', esc(m.closedAt ?? '(open)')],
@@ -351,8 +362,8 @@ async function showMilestone(milestoneId) {
     ['Totals', '<span data-testid="milestone-totals">' + int(m.totals.sessions) + (m.totals.sessions === 1 ? ' task' : ' tasks') + ' · ' + tokens(m.totals.usage) +
       ' · ' + int(m.totals.numTurns) + ' turns · ' + usd(m.totals.totalCostUsd) + ' · ' + ms(m.totals.durationMs) + '</span>']];
   if (m.brokenReason) rows.push(['Broken', esc(m.brokenReason)]);
-  const close = m.status === 'OPEN' ? '<button type="button" class="danger" data-close-milestone="' + esc(m.milestoneId) + '" data-testid="milestone-close">Close</button>' : '';
-  const tasks = m.tasks.map((t) => '<tr data-task-session="' + esc(t.sessionId) + '">' +
+  const close = m.status === 'OPEN' ? '<button type="button" class="danger" data-close-milestone="' + esc(m.milestoneId) + '" data-project="' + esc(m.projectId) + '" data-testid="milestone-close">Close</button>' : '';
+  const tasks = m.tasks.map((t) => '<tr data-task-session="' + esc(t.sessionId) + '" data-project="' + esc(t.projectId) + '">' +
     '<td>' + esc(t.startedAt.replace('T', ' ').slice(0, 19)) + '</td><td>' + esc(t.taskId ?? '') + '</td><td title="' + esc(t.sessionId) + '">' + esc(t.sessionId.slice(0, 8)) + '…</td>' +
     '<td>' + status(t.status) + '</td><td class="num">' + int(t.usage.inputTokens) + '</td><td class="num">' + int(t.usage.outputTokens) + '</td>' +
     '<td class="num">' + usd(t.totalCostUsd) + '</td><td class="num">' + ms(t.durationMs) + '</td></tr>').join('');
@@ -362,40 +373,41 @@ async function showMilestone(milestoneId) {
   $('milestone-section').hidden = false;
   $('milestone-section').scrollIntoView({ block: 'nearest' });
 }
-const openMilestone = (milestoneId) => showMilestone(milestoneId).catch((err) => { $('milestone').textContent = err.message; $('milestone-section').hidden = false; });
+const openMilestone = (milestoneId, projectId) => showMilestone(milestoneId, projectId).catch((err) => { $('milestone').textContent = err.message; $('milestone-section').hidden = false; });
 document.addEventListener('click', (e) => {
   const link = e.target.closest('a[data-milestone]');
   if (!link) return;
   e.preventDefault();
-  history.replaceState(null, '', '#milestone=' + encodeURIComponent(link.dataset.milestone));
-  openMilestone(link.dataset.milestone);
+  history.replaceState(null, '', link.getAttribute('href'));
+  openMilestone(link.dataset.milestone, link.dataset.project);
 });
-// Closing, then the view as GET /milestones/{id} has it; a refusal (a task running: 409) stays beside the button.
+// Closing, then the view as GET …/milestones/{id} has it; a refusal (a task running: 409) stays beside the button.
 $('milestone').addEventListener('click', async (e) => {
   const button = e.target.closest('[data-close-milestone]');
   if (!button) return;
   const milestoneId = button.dataset.closeMilestone;
+  const projectId = button.dataset.project;
   button.disabled = true;
   button.textContent = 'Closing…';
   try {
-    await api('/milestones/' + encodeURIComponent(milestoneId) + '/close', { method: 'POST' });
+    await api(projectPath(projectId) + '/milestones/' + encodeURIComponent(milestoneId) + '/close', { method: 'POST' });
   } catch (err) {
     $('milestone').querySelector('[data-testid=milestone-error]').textContent = err.body?.message ?? err.message;
     button.disabled = false;
     button.textContent = 'Close';
     return;
   }
-  await openMilestone(milestoneId);
+  await openMilestone(milestoneId, projectId);
 });
-$('milestone').addEventListener('click', (e) => { const tr = e.target.closest('tr[data-task-session]'); if (tr) select(tr.dataset.taskSession); });
-$('rows').addEventListener('click', (e) => { const tr = e.target.closest('tr'); if (tr) select(tr.dataset.session); });
+$('milestone').addEventListener('click', (e) => { const tr = e.target.closest('tr[data-task-session]'); if (tr) select(tr.dataset.taskSession, tr.dataset.project); });
+$('rows').addEventListener('click', (e) => { const tr = e.target.closest('tr'); if (tr) select(tr.dataset.session, tr.dataset.project); });
 $('project').addEventListener('change', refresh);
 $('status').addEventListener('change', refresh);
 const tick = () => refresh().catch((err) => { $('updated').textContent = 'cannot reach the API: ' + err.message; });
 tick();
 setInterval(tick, 2000);
-const linked = /^#milestone=([0-9a-f-]{36})$/i.exec(location.hash);
-if (linked) openMilestone(linked[1]);
+const linked = /^#milestone=([^/]+)[/]([0-9a-f-]{36})$/i.exec(location.hash);
+if (linked) openMilestone(linked[2], decodeURIComponent(linked[1]));
 </script>
 </body>
 </html>

@@ -30,7 +30,7 @@ export const PARTITION_KEY = 'pk';
 export interface AwsCall {
   /** Logical id of the IAM role that makes the call. */
   principal: string;
-  /** IAM prefix: dynamodb, states, s3, secretsmanager, events, lambda, ecs, iam, sqs, sns, logs, kms, cloudwatch, xray, sts, bedrock, codecommit. */
+  /** IAM prefix: dynamodb, states, s3, secretsmanager, events, lambda, ecs, iam, sqs, sns, logs, kms, cloudwatch, xray, sts, bedrock, codecommit, execute-api. */
   service: string;
   /** API action name, e.g. UpdateItem. */
   action: string;
@@ -460,6 +460,14 @@ const codecommit: Mapper = (action, params) => [
   ),
 ];
 
+/**
+ * A request to a REST API with IAM authorisation: `execute-api:Invoke` on the request itself,
+ * `<api-id>/<stage>/<METHOD>/<path>` (API Gateway developer guide, "execute-api ARN format").
+ */
+const executeApi: Mapper = (action, params) => [
+  request(`execute-api:${action}`, arn('execute-api', `${str(params.restApiId, 'restApiId')}/${str(params.stage, 'stage')}/${str(params.method, 'method')}${str(params.path, 'path')}`)),
+];
+
 /** The region a cross-region inference profile sends a call to in these checks: not the caller's, as Bedrock may choose. */
 export const BEDROCK_DESTINATION_REGION = 'us-west-2';
 /** The model the tests' application inference profiles are taken to be created from. */
@@ -491,7 +499,9 @@ const bedrock: Mapper = (action, params) => {
   ];
 };
 
-const MAPPERS: Record<string, Mapper> = { dynamodb, states, s3, secretsmanager, events, lambda, ecs, iam, sqs, sns, logs, kms, cloudwatch, xray, sts, bedrock, codecommit };
+const MAPPERS: Record<string, Mapper> = {
+  dynamodb, states, s3, secretsmanager, events, lambda, ecs, iam, sqs, sns, logs, kms, cloudwatch, xray, sts, bedrock, codecommit, 'execute-api': executeApi,
+};
 
 /**
  * The IAM authorization request(s) AWS makes for one call. The template (raw or resolved) is
