@@ -1,4 +1,4 @@
-import { CfnOutput, Fn, RemovalPolicy, Stack, Token, Validations, type CfnElement, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, type Duration, Fn, RemovalPolicy, Stack, Token, Validations, type CfnElement, type StackProps } from 'aws-cdk-lib';
 import { Grant, Policy, PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { Secret, type ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
@@ -10,6 +10,7 @@ import { SessionWorkflow } from './session-workflow.js';
 import { SessionApi } from './session-api.js';
 import { SessionSchedules } from './session-schedules.js';
 import { SessionReaper } from './session-reaper.js';
+import { SessionSweeper } from './session-sweeper.js';
 import { FargateRunner, taskFamilyRevisionsFinding } from './fargate-runner.js';
 import type { IVpc } from 'aws-cdk-lib/aws-ec2';
 import { Topic, type ITopic } from 'aws-cdk-lib/aws-sns';
@@ -86,6 +87,8 @@ export interface ClaudeSessionsStackProps extends StackProps {
   readonly vpc?: IVpc;
   /** Scheduled sessions (cdk.json context `schedules`). @default none */
   readonly schedules?: readonly ScheduleEntry[];
+  /** How often the sweeper closes sessions whose execution ended unrecorded (a lost reaper event). @default Duration.minutes(10) */
+  readonly sweepRate?: Duration;
   /** Where alarms notify (an SNS topic: email, chat, paging). @default none */
   readonly alarmTopic?: ITopic;
   /** The same, by ARN (cdk.json context `alarmTopicArn`). */
@@ -217,6 +220,15 @@ export class ClaudeSessionsStack extends Stack {
       maxConcurrentSessions: props.maxConcurrentSessions, monthlyBudgetUsd: props.monthlyBudgetUsd, projectLimits,
     });
     const reaper = new SessionReaper(this, 'Reaper', { sessions, stateMachine: this.workflow.stateMachine });
+    const sweeper = new SessionSweeper(this, 'Sweeper', { sessions, stateMachine: this.workflow.stateMachine, rate: props.sweepRate });
+    Validations.of(reaper).acknowledge({
+      id: `AwsSolutions::AwsSolutions-${this.executionsFinding(this.workflow)}`,
+      reason: 'states:DescribeExecution on the executions of this one state machine: the reaper reads the input an event left out, of an execution it learns of only then.',
+    });
+    Validations.of(sweeper).acknowledge({
+      id: `AwsSolutions::AwsSolutions-${this.executionsFinding(this.workflow)}`,
+      reason: 'states:DescribeExecution on the executions of this one state machine: the sweeper asks about the execution of each RUNNING session, named only at run time.',
+    });
     const schedules = new SessionSchedules(this, 'Schedules', { stateMachine: this.workflow.stateMachine, schedules: props.schedules ?? [] });
     this.events = new SessionEvents(this, 'Events', { sessions });
     this.monitoring = new SessionMonitoring(this, 'Monitoring', {

@@ -37,6 +37,8 @@ export class SessionReaper extends Construct {
       environment: { TABLE_NAME: props.sessions.table.tableName },
     }).function;
     props.sessions.grantCloseSessions(this.function);
+    // The input EventBridge leaves out of a large execution's event.
+    props.stateMachine.grantExecution(this.function, 'states:DescribeExecution');
 
     const deadLetters = (this.deadLetterQueue = new DeadLetterQueue(this, 'DeadLetters', { deadLettersOf: 'the reaper rule' }));
     this.rule = new Rule(this, 'ExecutionEnded', {

@@ -108,6 +108,14 @@ export class SessionTable extends Construct {
   }
 
   /**
+   * Finding the RUNNING sessions (the sweeper, lib/sessions/session-sweeper.ts): the project ids
+   * by a scan of the project index, then each project's sessions by a query of it. That index only.
+   */
+  grantProjectIndexReads(grantee: IGrantable): Grant {
+    return Grant.addToPrincipal({ grantee, actions: ['dynamodb:Query', 'dynamodb:Scan'], resourceArns: [`${this.table.tableArn}/index/${PROJECT_INDEX}`] });
+  }
+
+  /**
    * The state machine's dynamodb:updateItem states (acquire, record, close, release): UpdateItem
    * on the table only, not its indexes; the workflow reads nothing (CreateSession's Lambda puts the item).
    */

@@ -10,13 +10,14 @@ const assembly = readAssembly(inject('cdkOut'));
 const functions = deployedFunctions(assembly);
 
 describe('every function in the synthesized template', () => {
-  it('finds the five functions the stack deploys', () => {
+  it('finds the six functions the stack deploys', () => {
     expect(functions.map((f) => f.logicalId).sort()).toEqual([
       expect.stringMatching(/^EventsServiceFunction/),
       expect.stringMatching(/^HttpServiceFunction/),
       expect.stringMatching(/^ReaperServiceFunction/),
       expect.stringMatching(/^RunnerFunction/),
       expect.stringMatching(/^SessionCreatorServiceFunction/),
+      expect.stringMatching(/^SweeperServiceFunction/),
     ]);
   });
 

@@ -1,4 +1,8 @@
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { prepareSessionStart } from '../lib/sessions/execution-input.js';
+import { ACQUIRE_SLOT_UPDATE, SLOTS_SK, slotsPk } from '../lib/sessions/project-slots.js';
+import { SessionRepository } from '../lib/sessions/session-repository.js';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
@@ -189,12 +193,15 @@ describe('the synthesized bundles, invoked', () => {
   it('the reaper closes the session of an aborted execution, and the stream consumer publishes its close', async () => {
     // Prepare
     const sessionId = created.session.sessionId as string;
+    executionInputs.set(created.session.executionArn, JSON.stringify({ prompt: 'Summarise the README', projectId: 'deployed', sessionId }));
+    executionStatuses.set(created.session.executionArn, 'ABORTED');
     const before = await sessionItem(sessionId);
     // Act
     const reaped = await invoke(fn('ReaperServiceFunction'), {
       version: '0', id: randomUUID(), 'detail-type': 'Step Functions Execution Status Change', source: 'aws.states', account: '123456789012',
       time: new Date().toISOString(), region: 'us-east-1', resources: [created.session.executionArn],
-      detail: { executionArn: created.session.executionArn, stateMachineArn, name: sessionId, status: 'ABORTED', input: JSON.stringify({ sessionId }), error: null, cause: null },
+      // a large input is left out of the event: the reaper reads it from DescribeExecution
+      detail: { executionArn: created.session.executionArn, stateMachineArn, name: sessionId, status: 'ABORTED', inputDetails: { included: false }, error: null, cause: null },
     });
     const after = await sessionItem(sessionId);
     const published = await invoke(fn('EventsServiceFunction'), {
@@ -208,6 +215,30 @@ describe('the synthesized bundles, invoked', () => {
     expect(after).toMatchObject({ status: { S: 'ABORTED' } });
     expect(published).toEqual({ batchItemFailures: [] });
     expect(aws.calls.filter((c) => c.action === 'PutEvents')).toHaveLength(1);
+  });
+
+  it('the sweeper closes a session whose execution timed out unrecorded (its event lost), and frees its slot', async () => {
+    // Prepare: a session RUNNING for 20 minutes in a limited project, its execution timed out long ago
+    const sessionId = randomUUID();
+    const executionArn = `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${sessionId}`;
+    const input = { prompt: 'A lost event', projectId: 'deployed-swept', sessionId };
+    const { session } = prepareSessionStart(input, { executionArn, now: new Date(Date.now() - 20 * 60_000) });
+    await new SessionRepository(dynamodb.documentClient, dynamodb.tableName).create(session);
+    await dynamodb.documentClient.send(new UpdateCommand({
+      TableName: dynamodb.tableName, Key: { pk: slotsPk(input.projectId), sk: SLOTS_SK }, UpdateExpression: ACQUIRE_SLOT_UPDATE,
+      ExpressionAttributeValues: { ':session': new Set([sessionId]) },
+    }));
+    executionInputs.set(executionArn, JSON.stringify(input));
+    executionStatuses.set(executionArn, 'TIMED_OUT');
+    // Act: the schedule's tick
+    const { swept } = await invoke(fn('SweeperServiceFunction'), {
+      version: '0', id: randomUUID(), 'detail-type': 'Scheduled Event', source: 'aws.events', account: '123456789012',
+      time: new Date().toISOString(), region: 'us-east-1', resources: [], detail: {},
+    });
+    // Assess
+    expect(swept).toEqual([expect.objectContaining({ sessionId, closed: true, slotReleased: true, executionStatus: 'TIMED_OUT' })]);
+    expect(await sessionItem(sessionId)).toMatchObject({ status: { S: 'TIMED_OUT' }, error: { S: 'ExecutionTimedOut' } });
+    expect(aws.calls.filter((c) => c.action === 'DescribeExecution' && c.principal.startsWith('Sweeper'))).not.toHaveLength(0);
   });
 
   it('the HTTP API answers on every route, each under its project\'s path', async () => {
@@ -282,7 +313,7 @@ describe('IAM equals the calls', () => {
     // Prepare: what the bundles above sent on the wire, each under the role it runs as
     const calls: AwsCall[] = aws.calls;
     expect(calls.filter((c) => c.principal === 'unknown')).toEqual([]); // every call came with a role's credentials
-    expect(new Set(calls.map((c) => c.principal)).size).toBe(6); // five functions and the Fargate task
+    expect(new Set(calls.map((c) => c.principal)).size).toBe(7); // six functions and the Fargate task
     // Act
     const { denied, unusedGrants } = await checkCalls(assembly.template, calls);
     // Assess: nothing denied; every grant no call used has its reason below

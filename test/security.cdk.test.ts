@@ -45,7 +45,7 @@ describe('least privilege', () => {
     }
   });
 
-  it('only CreateSession puts sessions and the state machine updates them (the runners a stopped run\'s spend); the API writes milestone items only; the reaper only updates', () => {
+  it('only CreateSession puts sessions and the state machine updates them (the runners a stopped run\'s spend); the API writes milestone items only; the reaper and the sweeper only update', () => {
     // The API's PutItem/UpdateItem carry a LeadingKeys condition (MILESTONE#*), asserted in triggers.cdk.test.ts.
     expect(rolesWith('dynamodb:PutItem').sort()).toEqual([expect.stringMatching(/^Http/), expect.stringMatching(/^SessionCreator/)]);
     const creator = Object.values(resources).filter((r: any) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties.Roles).includes('SessionCreator'));
@@ -59,6 +59,7 @@ describe('least privilege', () => {
       expect.stringMatching(/^Http/),
       expect.stringMatching(/^Reaper/),
       expect.stringMatching(/^RunnerFunction/),
+      expect.stringMatching(/^Sweeper/),
       expect.stringMatching(/^WorkflowStateMachineRole/),
     ]);
     expect(rolesWith('dynamodb:DeleteItem')).toEqual([]);

@@ -133,4 +133,33 @@ describe('the reaper on AWS', () => {
     const dynamo = policies.flatMap((p: any) => p.Properties.PolicyDocument.Statement).filter((s: any) => JSON.stringify(s.Action).includes('dynamodb'));
     expect(dynamo).toEqual([expect.objectContaining({ Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], Resource: { 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] } })]);
   });
+
+  it('may describe the executions of this state machine only (the input an event leaves out)', () => {
+    expect(statementsOf('Reaper').filter((s: any) => JSON.stringify(s.Action).includes('states:'))).toEqual([executionsOfWorkflow]);
+  });
+
+  it('is backed by a sweeper, run every 10 minutes, for the events EventBridge never delivered', () => {
+    const [rule] = Object.values(template.findResources('AWS::Events::Rule', { Properties: { ScheduleExpression: 'rate(10 minutes)' } })) as any[];
+    expect(rule.Properties).toMatchObject({ State: 'ENABLED', Targets: [{ Arn: { 'Fn::GetAtt': [expect.stringMatching(/^SweeperServiceFunction/), 'Arn'] } }] });
+  });
+
+  it('lets the sweeper read the project index, close and release as the reaper does, and describe this state machine\'s executions', () => {
+    const statements = statementsOf('Sweeper');
+    expect(statements.filter((s: any) => JSON.stringify(s.Action).includes('dynamodb'))).toEqual([
+      expect.objectContaining({ Action: ['dynamodb:Query', 'dynamodb:Scan'], Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] }, '/index/byProject']] } }),
+      expect.objectContaining({ Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], Resource: { 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] } }),
+    ]);
+    expect(statements.filter((s: any) => JSON.stringify(s.Action).includes('states:'))).toEqual([executionsOfWorkflow]);
+  });
+
+  const executionsOfWorkflow = expect.objectContaining({
+    Action: 'states:DescribeExecution',
+    Resource: { 'Fn::Join': ['', expect.arrayContaining([':execution:', expect.objectContaining({ 'Fn::Select': [6, { 'Fn::Split': [':', { Ref: expect.stringMatching(/^WorkflowStateMachine/) }] }] })])] },
+  });
+
+  function statementsOf(role: string): any[] {
+    return Object.values(template.findResources('AWS::IAM::Policy', {
+      Properties: { Roles: [{ Ref: Match.stringLikeRegexp(`^${role}.*FunctionServiceRole`) }] },
+    })).flatMap((p: any) => p.Properties.PolicyDocument.Statement);
+  }
 });

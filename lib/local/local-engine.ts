@@ -229,6 +229,7 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
   const close = () => {
     closing ??= (async () => {
       clearInterval(watch);
+      clearInterval(sweeper);
       await removeEngineFile(options.home);
       await server.close();
       await standby?.close();
@@ -245,8 +246,15 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
     if (Date.now() - lastActivity < options.idleExitSeconds * 1000) return;
     void close().then(() => idled(`idle for ${options.idleExitSeconds} s`));
   }, Math.min(1000, (options.idleExitSeconds ?? 1) * 250));
+  // The AWS sweeper's schedule, here: a session whose close event was lost is closed all the same.
+  const sweeper = setInterval(() => {
+    void runtime.sweep().catch((err: unknown) => process.stderr.write(`sweep failed: ${(err as Error)?.stack ?? String(err)}\n`));
+  }, ENGINE_SWEEP_INTERVAL_MS).unref();
   return { url: server.url, runtime, idle, close };
 }
+
+/** How often the engine sweeps for sessions whose execution ended unrecorded (10 minutes on AWS). */
+const ENGINE_SWEEP_INTERVAL_MS = 60_000;
 
 function reply(res: ServerResponse, response: HttpResponse): Promise<void> {
   res.writeHead(response.statusCode, response.headers).end(response.body);

@@ -24,7 +24,8 @@ import { lambdaCall, namedError } from './integration-errors.js';
 import type { TranscriptStorage } from '../claude/transcript-store.js';
 import { createSession, type SessionPolicy, type ValidateInputEvent } from '../sessions/session-creation.js';
 import { ProjectSlots } from '../sessions/project-slots.js';
-import { reapExecution } from '../sessions/session-reaper.js';
+import { reapExecution, type ExecutionDescription } from '../sessions/session-reaper.js';
+import { sweepEndedExecutions, type SweptSession } from '../sessions/session-sweeper.js';
 import type { AnthropicStandIn } from './anthropic-stand-in.js';
 import { localClaudeEndpoint, localProvider } from './local-endpoint.js';
 import { LocalDynamoDb } from './local-dynamodb.js';
@@ -149,8 +150,8 @@ export class LocalRuntime implements SessionStarter {
   readonly standIn?: AnthropicStandIn;
   private readonly machine: StateMachine;
   private readonly executions = new Map<string, LocalExecution>();
-  /** How each execution ended (SUCCEEDED, FAILED, ABORTED, TIMED_OUT), for its runner's watch. */
-  private readonly endedStatus = new Map<string, string>();
+  /** How each execution ended (SUCCEEDED, FAILED, ABORTED, TIMED_OUT), for its runner's watch and DescribeExecution. */
+  private readonly endedStatus = new Map<string, ExecutionOutcome>();
   /** What ECS answers the next RunTask calls before starting a task (LocalRuntimeOptions.fargateRefusals). */
   private fargateRefusals: string[] = [];
   /** Runner tasks in progress: one whose execution was aborted runs on until it notices. */
@@ -160,6 +161,13 @@ export class LocalRuntime implements SessionStarter {
   private releaseLock: () => Promise<void> = async () => {};
   /** Sessions found RUNNING at start (their process had died) and closed ABORTED. */
   orphansClosed: string[] = [];
+
+  /**
+   * Emulates EventBridge's best-effort delivery (tests): while true, an execution that ends other
+   * than SUCCEEDED sends the reaper no event, so only `sweep()` can close its session, as on AWS
+   * when the status-change event is lost.
+   */
+  dropExecutionEvents = false;
 
   private readonly fargate: LocalFargate;
 
@@ -282,11 +290,11 @@ export class LocalRuntime implements SessionStarter {
         (err: unknown): ExecutionOutcome => toExecutionOutcome(err),
       )
       .then(async (result) => {
-        this.endedStatus.set(executionName, result.status);
+        this.endedStatus.set(executionName, result);
         // A CLI started ahead that no runner took (bad input, a refused start) never had a prompt.
         await options.standby?.discard();
-        // What EventBridge delivers to the reaper on AWS, delivered here in-process.
-        if (result.status !== 'SUCCEEDED') {
+        // What EventBridge delivers to the reaper on AWS, delivered here in-process (unless dropped, as it may be there).
+        if (result.status !== 'SUCCEEDED' && !this.dropExecutionEvents) {
           await reapExecution(this.repository, {
             executionArn, name: executionName, status: result.status, input: JSON.stringify(input ?? null),
             error: result.error ?? null, cause: result.cause ?? null,
@@ -303,6 +311,7 @@ export class LocalRuntime implements SessionStarter {
     this.executions.set(executionName, execution);
     clearTimeout(this.ended.get(executionName)?.timer);
     this.ended.delete(executionName);
+    this.endedStatus.delete(executionName); // a new execution of that name runs
     void outcome.finally(() => {
       this.executions.delete(executionName);
       const timer = setTimeout(() => {
@@ -348,6 +357,32 @@ export class LocalRuntime implements SessionStarter {
     return [...this.executions.values()].find((e) => e.executionArn === executionArn)?.input;
   }
 
+  /**
+   * DescribeExecution of this runtime's executions: RUNNING, or how it ended while its events are
+   * kept (10 minutes); after that, or for one another process ran, `ExecutionDoesNotExist`.
+   */
+  async describeExecution(executionArn: string): Promise<ExecutionDescription> {
+    const name = executionArn.slice(executionArn.lastIndexOf(':') + 1);
+    const execution = this.executions.get(name) ?? this.ended.get(name)?.execution;
+    if (execution?.executionArn === executionArn) {
+      const outcome = this.endedStatus.get(name);
+      if (!outcome) return { status: 'RUNNING', input: execution.input };
+      return { status: outcome.status, input: execution.input, error: outcome.error ?? null, cause: outcome.cause ?? null };
+    }
+    throw namedError('ExecutionDoesNotExist', `Execution Does Not Exist: '${executionArn}'`);
+  }
+
+  /**
+   * The sweeper's pass, as the schedule runs it on AWS (`sweepEndedExecutions`): closes the
+   * RUNNING sessions whose execution has ended and frees their slots and leases. The engine runs
+   * it periodically; `minAgeMs` 0 sweeps sessions of any age (tests).
+   */
+  sweep(options: { minAgeMs?: number } = {}): Promise<SweptSession[]> {
+    return sweepEndedExecutions(this.repository, {
+      milestones: this.milestones, slots: this.slots, describe: (arn) => this.describeExecution(arn), minAgeMs: options.minAgeMs,
+    });
+  }
+
   /** Starts an execution, waits for it to end, and returns the session it tracked. */
   async run(input: unknown): Promise<{ execution: LocalExecution; outcome: ExecutionOutcome; session?: SessionRecord }> {
     const execution = this.startExecution(input);
@@ -388,7 +423,7 @@ export class LocalRuntime implements SessionStarter {
   /** `endpoint`: this execution's Claude, when not the runtime's (a `run` client's own environment). */
   /** RUNNING, or how a local execution ended: what DescribeExecution says on AWS. */
   private executionStatus(executionName: string): string {
-    return this.endedStatus.get(executionName) ?? (this.executions.has(executionName) ? 'RUNNING' : 'ABORTED');
+    return this.endedStatus.get(executionName)?.status ?? (this.executions.has(executionName) ? 'RUNNING' : 'ABORTED');
   }
 
   /**

@@ -49,6 +49,26 @@ export interface SessionPage {
   nextToken: string | null;
 }
 
+/** A session's status and the execution that runs or ran it (what the sweeper needs of it). */
+export interface SessionExecution {
+  sessionId: string;
+  projectId: string;
+  milestoneId: string | null;
+  startedAt: string;
+  executionArn: string;
+  status: SessionStatus;
+}
+
+const EXECUTION_PROJECTION = 'sessionId, projectId, milestoneId, startedAt, executionArn, #status';
+
+function toSessionExecution(item: Record<string, unknown>): SessionExecution {
+  return {
+    sessionId: String(item.sessionId), projectId: String(item.projectId), startedAt: String(item.startedAt),
+    executionArn: String(item.executionArn), milestoneId: typeof item.milestoneId === 'string' ? item.milestoneId : null,
+    status: item.status as SessionStatus,
+  };
+}
+
 export interface UsageTotals extends UsageSums {
   projectId: string;
   /** The same figures per UTC day the sessions started, oldest first. */
@@ -180,6 +200,37 @@ export class SessionRepository {
     const running: SessionRecord[] = [];
     for await (const session of this.allByProject(projectId, 'RUNNING')) running.push(session);
     return running;
+  }
+
+  /**
+   * A project's RUNNING sessions with the execution that runs each (a session record does not
+   * carry its execution ARN): what the sweeper asks DescribeExecution about.
+   */
+  async runningExecutions(projectId: string): Promise<SessionExecution[]> {
+    const running: SessionExecution[] = [];
+    const pages = paginateQuery(
+      { client: this.client },
+      {
+        TableName: this.tableName,
+        IndexName: PROJECT_INDEX,
+        KeyConditionExpression: 'projectId = :projectId',
+        FilterExpression: '#status = :running',
+        ProjectionExpression: EXECUTION_PROJECTION,
+        ExpressionAttributeNames: { '#status': 'status' },
+        ExpressionAttributeValues: { ':projectId': projectId, ':running': 'RUNNING' },
+      },
+    );
+    for await (const page of pages) running.push(...(page.Items ?? []).map(toSessionExecution));
+    return running;
+  }
+
+  /** One session's status and execution, read consistently. */
+  async executionOf(sessionId: string): Promise<SessionExecution | undefined> {
+    const { Item } = await this.client.send(new GetCommand({
+      TableName: this.tableName, Key: { pk: sessionPk(sessionId), sk: SESSION_SK }, ConsistentRead: true,
+      ProjectionExpression: EXECUTION_PROJECTION, ExpressionAttributeNames: { '#status': 'status' },
+    }));
+    return Item ? toSessionExecution(Item) : undefined;
   }
 
   /** Totals derived from the session items, never kept as counters (docs/ARCHITECTURE.md#data-model). */
