@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AnthropicStandIn, type RecordedRequest } from '../lib/local/anthropic-stand-in.js';
 import { LocalDynamoDb } from '../lib/local/local-dynamodb.js';
+import { SessionRepository } from '../lib/sessions/session-repository.js';
+import type { SessionStart } from '../lib/sessions/execution-input.js';
 import { RecordingAwsEndpoint } from './support/aws-endpoint.js';
 import { deployedFunctions, invokeHandler, lambdaEnvironment, readAssembly, taskRoot, type CloudAssembly } from './support/deployed-code.js';
 import { checkCalls, type AwsCall } from './support/iam-check.js';
@@ -43,6 +45,8 @@ beforeAll(async () => {
   aws = await RecordingAwsEndpoint.start({
     upstreams: { dynamodb },
     handlers: {
+      // The runner's watch of its execution (every 5 s): still running.
+      'states.DescribeExecution': (p: { executionArn: string }) => ({ executionArn: p.executionArn, status: 'RUNNING', startDate: Date.now() / 1000 }),
       // The model role's credentials, as STS would issue them: their key id names the role, so the calls made with them are its.
       'sts.AssumeRole': (p: { RoleArn: string; RoleSessionName: string }) => {
         const role = modelRoleId();
@@ -64,6 +68,10 @@ afterAll(async () => {
   await bedrock?.close();
   await dynamodb?.close();
 });
+
+function stateMachineId(): string {
+  return Object.entries(assembly.template.Resources).find(([, r]) => r.Type === 'AWS::StepFunctions::StateMachine')![0];
+}
 
 function modelRoleId(): string {
   return Object.entries(assembly.template.Resources).find(([id, r]) => r.Type === 'AWS::IAM::Role' && id.startsWith('ModelAccessRole'))![0];
@@ -116,7 +124,7 @@ describe('the runner bundle of a Bedrock deployment, invoked', () => {
       return {
         session: {
           sessionId, projectId, mode: 'fresh', runtime: 'lambda', trigger: 'console', startedAt: new Date().toISOString(),
-          executionArn: `arn:aws:states:us-east-1:123456789012:execution:sm:${sessionId}`, timeoutSeconds: 600, promptChars: prompt.length,
+          executionArn: `${String(resolver.ref(stateMachineId())).replace(':stateMachine:', ':execution:')}:${sessionId}`, timeoutSeconds: 600, promptChars: prompt.length,
           promptSha256: promptSha256(prompt),
         },
         prompt, milestone: { item: null }, retry: { attempt: 1, prior: null },
@@ -126,7 +134,10 @@ describe('the runner bundle of a Bedrock deployment, invoked', () => {
     // Act
     const runs = [];
     for (const projectId of ['demo', 'billing']) {
-      const answer = await invokeHandler(task, runner.module, runner.exportName, env, await sessionFor(projectId));
+      // The session CreateSession would have put RUNNING: the runner claims its attempt on it before Claude starts.
+      const input = sessionFor(projectId);
+      await new SessionRepository(dynamodb.documentClient, dynamodb.tableName).create(input.session as SessionStart);
+      const answer = await invokeHandler(task, runner.module, runner.exportName, env, input);
       expect(answer.error, answer.output).toBeUndefined();
       runs.push(answer.result as { record: { status: string; provider: string; model: string; usage: { inputTokens: number } } });
     }
@@ -153,9 +164,11 @@ describe('the runner bundle of a Bedrock deployment, invoked', () => {
     // Every statement of the model role is what some call needed: nothing granted beyond the calls.
     expect(unusedGrants).toEqual([]);
     // What the CLI calls (2.1.197): the system profiles first, GetInferenceProfile on an application profile, then the model.
-    expect([...new Set(calls.map((c) => `${c.principal.replace(/[0-9A-F]{8}$/, '')} ${c.service}:${c.action}`))].sort()).toEqual([
+    // The runner's own: its attempt's claim on the session, and (if the run outlasts a watch interval) DescribeExecution.
+    const made = calls.filter((c) => c.action !== 'DescribeExecution').map((c) => `${c.principal.replace(/[0-9A-F]{8}$/, '')} ${c.service}:${c.action}`);
+    expect([...new Set(made)].sort()).toEqual([
       'ModelAccessRole bedrock:GetInferenceProfile', 'ModelAccessRole bedrock:InvokeModelWithResponseStream',
-      'ModelAccessRole bedrock:ListInferenceProfiles', 'RunnerFunctionServiceRole sts:AssumeRole',
+      'ModelAccessRole bedrock:ListInferenceProfiles', 'RunnerFunctionServiceRole dynamodb:UpdateItem', 'RunnerFunctionServiceRole sts:AssumeRole',
     ]);
   });
 

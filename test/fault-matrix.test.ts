@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
+import { CLAIM_ATTEMPT_UPDATE } from '../lib/sessions/session-item.js';
 import { fakeClaude, startTestRuntime, useTestRuntime, type TestRuntime } from './support/runtime.js';
 
 /**
@@ -100,12 +101,16 @@ describe('fault matrix', () => {
   });
 });
 
-/** Makes the next `times` UpdateItem calls fail with a DynamoDB error, at the SDK boundary. */
+/**
+ * Makes the next `times` UpdateItem calls of the workflow's states fail with a DynamoDB error, at the
+ * SDK boundary. The runner's own claim of its attempt (CLAIM_ATTEMPT_UPDATE) is not one of them.
+ */
 function failUpdateItems(times: number, errorName: string) {
   const faults = { count: 0, remove: () => void env.runtime.dynamodb.client.middlewareStack.remove('injectedFaults') };
   env.runtime.dynamodb.client.middlewareStack.add(
     (next, context) => async (args) => {
-      if (context.commandName === 'UpdateItemCommand' && faults.count < times) {
+      const update = String((args.input as { UpdateExpression?: string }).UpdateExpression);
+      if (context.commandName === 'UpdateItemCommand' && update !== CLAIM_ATTEMPT_UPDATE && faults.count < times) {
         faults.count += 1;
         throw Object.assign(new Error(`injected ${errorName}`), { name: errorName });
       }

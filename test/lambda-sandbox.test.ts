@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import { prepareSessionStart } from '../lib/sessions/execution-input.js';
 import { RecordingAwsEndpoint } from './support/aws-endpoint.js';
+import { LocalDynamoDb } from '../lib/local/local-dynamodb.js';
+import { SessionRepository } from '../lib/sessions/session-repository.js';
 import { deployedFunctions, invokeHandler, lambdaEnvironment, readAssembly, taskRoot, type Wrap } from './support/deployed-code.js';
 import { templateResolver } from './support/template-resolver.js';
 
@@ -98,13 +100,19 @@ describe('the runner in a Lambda-shaped sandbox', () => {
   /** The sandbox's /tmp, seen from the host; and the files its /etc gets. */
   let scratch: string;
   let etc: string;
+  let dynamodb: LocalDynamoDb;
 
   beforeAll(async () => {
     if (skipped) return;
     scratch = mkdtempSync(join(tmpdir(), 'lambda-tmp-'));
     etc = mkdtempSync(join(tmpdir(), 'lambda-etc-'));
     anthropic = await new AnthropicStandIn().start();
+    // The session table, where the runner claims its attempt before Claude starts.
+    const assembly = readAssembly(inject('cdkOut'));
+    const tableId = Object.entries(assembly.template.Resources).find(([, r]) => r.Type === 'AWS::DynamoDB::Table')![0];
+    dynamodb = await LocalDynamoDb.start({ table: assembly.template.Resources[tableId]!.Properties as never, tableName: templateResolver(assembly.template).physicalName(tableId) });
     aws = await RecordingAwsEndpoint.start({
+      upstreams: { dynamodb },
       handlers: { 'secretsmanager.GetSecretValue': (p: { SecretId: string }) => ({ ARN: p.SecretId, Name: 'AnthropicApiKey', SecretString: SECRET }) },
     });
   });
@@ -112,6 +120,7 @@ describe('the runner in a Lambda-shaped sandbox', () => {
   afterAll(async () => {
     await aws?.close();
     await anthropic?.close();
+    await dynamodb?.close();
     for (const dir of [scratch, etc]) if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -136,6 +145,7 @@ describe('the runner in a Lambda-shaped sandbox', () => {
       { prompt: 'Say hello from the sandbox', projectId: 'sandbox', sessionId },
       { executionArn: `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${sessionId}` },
     );
+    await new SessionRepository(dynamodb.documentClient, dynamodb.tableName).create(session);
     anthropic.respondWith({ kind: 'text', text: 'hello from the sandbox', usage: { input_tokens: 10, output_tokens: 4 } });
     const wrap: Wrap = { command: lambdaSandbox(sandbox.identity, scratch, task, etc), taskRoot: '/var/task', io: { host: scratch, inside: '/tmp' } };
     // What appears in /tmp while it runs (the folder seen from the host).

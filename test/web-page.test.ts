@@ -363,7 +363,7 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
       expect(refusal.status).toBe(409);
       const { message } = (await refusal.json()) as { message: string };
       expect(message).toMatch(/has a task running/);
-      await expect.poll(() => section.getByTestId('milestone-error').innerText()).toBe(message);
+      await expect.poll(() => section.getByTestId('milestone-error').innerText(), { timeout: 10_000 }).toBe(message);
       expect(await section.innerText()).toContain('OPEN');
       expect(await section.getByTestId('milestone-close').isEnabled()).toBe(true);
       // Once the task has ended, the same button closes it, and the refusal is gone with the old view
