@@ -141,6 +141,8 @@ describe('the HTTP API over real HTTP, with the real CLI behind it', () => {
     expect(JSON.stringify(other.body)).not.toContain('api-owner');
     expect(unknown.status).toBe(404);
     expect((await call('GET', '/projects/api-intruder/sessions')).body.items).toEqual([]);
+    // ...and a query cannot name another project than the path IAM granted
+    expect((await call('GET', '/projects/api-intruder/sessions?projectId=api-owner')).body.items).toEqual([]);
   });
 
   it('lists a project newest first across pages, filters by status, and derives usage totals from the sessions', async () => {

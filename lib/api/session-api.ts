@@ -69,7 +69,8 @@ export class SessionApi {
   }
 
   async listProjectSessions(projectId: string | undefined, query: Record<string, string | undefined> | null): Promise<SessionPage> {
-    const parsed = ListQuery.safeParse({ projectId, ...query });
+    // The path's project last: a `?projectId=` must never widen what IAM granted on the path.
+    const parsed = ListQuery.safeParse({ ...query, projectId });
     if (!parsed.success) throw new InvalidInputError(parsed.error.issues.map((i) => ({ field: i.path.join('.'), message: i.message })));
     const { status, limit, nextToken } = parsed.data;
     return this.deps.repository.listByProject(parsed.data.projectId, { status, limit, nextToken });
