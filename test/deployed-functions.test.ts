@@ -158,11 +158,11 @@ describe('the synthesized bundles, invoked', () => {
     const abortedAt = Date.now();
     executionStatuses.set(executionArn, 'ABORTED');
     const { error } = await answer;
-    // Assess: the runner saw it within its watch (5 s), stopped Claude, and wrote the spend; the session says ABORTED
+    // Assess: the runner saw it within its watch (5 s), stopped Claude, and wrote the spend (the close is the reaper's, or the sweeper's)
     expect(Date.now() - abortedAt).toBeLessThan(10_000);
     expect(error).toMatchObject({ errorType: 'ExecutionEndedError' });
     expect(anthropic.openStreams).toBe(0);
-    expect(unmarshall((await sessionItem(sessionId))!)).toMatchObject({ status: 'ABORTED', error: 'ExecutionAborted', usage: { inputTokens: 1187 }, spendRecordedAfterStop: true });
+    expect(unmarshall((await sessionItem(sessionId))!)).toMatchObject({ usage: { inputTokens: 1187 }, spendRecordedAfterStop: true });
   }, 30_000);
 
   it('the runner image\'s Fargate entry, started as its container command, runs a session and answers its token', async () => {

@@ -60,15 +60,16 @@ describe('the reaper: no session outlives its execution', () => {
     expect(session).toMatchObject({ status: 'ABORTED', error: 'ExecutionAborted', usage: { inputTokens: 1187, outputTokens: served.output_tokens }, numTurns: 1 });
   });
 
-  it('counts a stopped run\'s spend once, whether the runner or the reaper closes first, and never reopens or relabels a close', async () => {
+  it('counts a stopped run\'s spend once, whether the runner writes it before or after the reaper closes, and never reopens or relabels a close', async () => {
     const { repository } = env.runtime;
     const stopped: RunOutcome = { ...completed, status: 'ABORTED', error: 'ExecutionAborted', cause: 'stopped', usage: { ...completed.usage, inputTokens: 1187 } };
-    // The runner first: it closes ABORTED with the spend; the reaper after it changes nothing
+    // The runner first: the spend on the RUNNING session, which the reaper then closes, keeping it
     const { session: a } = prepareSessionStart({ prompt: 'p', projectId: 'reap-once', sessionId: uuidv4() }, { executionArn: 'arn:a' });
     await repository.create(a);
     expect(await repository.recordStoppedRun(a, stopped)).toBe(true);
-    expect(await reapExecution(repository, { executionArn: 'arn:a', name: a.sessionId, status: 'ABORTED' })).toEqual({ sessionId: a.sessionId, closed: false });
-    expect(await repository.get(a.sessionId)).toMatchObject({ status: 'ABORTED', error: 'ExecutionAborted', cause: 'stopped', usage: { inputTokens: 1187 } });
+    expect(await repository.get(a.sessionId)).toMatchObject({ status: 'RUNNING', usage: { inputTokens: 1187 } });
+    expect(await reapExecution(repository, { executionArn: 'arn:a', name: a.sessionId, status: 'ABORTED' })).toMatchObject({ sessionId: a.sessionId, closed: true });
+    expect(await repository.get(a.sessionId)).toMatchObject({ status: 'ABORTED', error: 'ExecutionAborted', usage: { inputTokens: 1187 } });
     // The reaper first: its error stays, the spend is added to the record once, however often it is written
     const { session: b } = prepareSessionStart({ prompt: 'p', projectId: 'reap-once', sessionId: uuidv4() }, { executionArn: 'arn:b' });
     await repository.create(b);

@@ -65,8 +65,9 @@ describe('the sweeper: a session whose close event was lost is closed all the sa
     } finally {
       env.runtime.dropExecutionEvents = false;
     }
-    // the runner notices and records its spend (closing the session), but frees neither slot nor lease
-    await waitFor(async () => (await env.runtime.repository.get(execution.name))?.status === 'ABORTED' || undefined, 'the runner\'s close');
+    // the runner notices and records its spend, but closes nothing: the session stays RUNNING, its slot and lease held
+    await waitFor(async () => (await env.runtime.repository.get(execution.name))?.usage.inputTokens === 5 || undefined, 'the runner\'s spend');
+    expect(await env.runtime.repository.get(execution.name)).toMatchObject({ status: 'RUNNING' });
     expect((await env.runtime.slots.get(projectId)).running).toEqual([execution.name]);
     expect((await env.runtime.milestones.get(milestone.milestoneId))!.leaseSessionId).toBe(execution.name);
     const swept = await env.runtime.sweep({ minAgeMs: 0 });
@@ -74,7 +75,7 @@ describe('the sweeper: a session whose close event was lost is closed all the sa
     expect(swept).toContainEqual(expect.objectContaining({ sessionId: execution.name, executionStatus: 'ABORTED', slotReleased: true, milestoneReleased: true }));
     expect((await env.runtime.slots.get(projectId)).running).toEqual([]);
     expect((await env.runtime.milestones.get(milestone.milestoneId))!.leaseSessionId).toBeNull();
-    expect(await env.runtime.repository.get(execution.name)).toMatchObject({ status: 'ABORTED', error: 'ExecutionAborted' });
+    expect(await env.runtime.repository.get(execution.name)).toMatchObject({ status: 'ABORTED', error: 'ExecutionAborted', usage: { inputTokens: 5 } });
     // a second sweep finds nothing of it
     expect((await env.runtime.sweep({ minAgeMs: 0 })).map((s) => s.sessionId)).not.toContain(execution.name);
   });

@@ -86,6 +86,8 @@ export function buildClaudeArgs(options: ClaudeArgsOptions): string[] {
   args.push('--permission-mode', options.permissionMode ?? DEFAULT_PERMISSION_MODE);
   if (!options.repositorySettings) args.push(...REPOSITORY_IS_DATA);
   // As flag settings: read whatever the setting sources, and not split on the spaces a rule may hold.
-  if (options.permissionRules?.length) args.push('--settings', JSON.stringify({ permissions: { allow: options.permissionRules } }));
+  // /proc is denied to the file tools whatever the rules: other processes' environments are there.
+  const permissions = { allow: options.permissionRules ?? [], deny: ['Read(//proc/**)', 'Grep(//proc/**)', 'Glob(//proc/**)'] };
+  args.push('--settings', JSON.stringify({ permissions }));
   return args;
 }

@@ -17,7 +17,7 @@ import type { ClaudeEndpoint } from './claude-process.js';
 /** The Anthropic API paths the CLI uses; anything else (batches, files, admin) is refused. */
 const ANTHROPIC_PATHS = /^\/v1\/messages(?:\/count_tokens)?$/;
 /** Bedrock's runtime invocations and the inference-profile reads the CLI makes to resolve a model. */
-const BEDROCK_PATHS = /^\/(?:model\/[^/]+\/(?:invoke|invoke-with-response-stream|converse|converse-stream)|inference-profiles(?:\/[^/]+)?)$/;
+const BEDROCK_PATHS = /^\/(?:model\/[^/]+\/(?:invoke|invoke-with-response-stream|converse|converse-stream|count-tokens)|inference-profiles(?:\/[^/]+)?)$/;
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'host', 'content-length']);
 /** What the CLI sends that names a credential: never forwarded, the gateway sets its own. */
@@ -91,7 +91,7 @@ export class ModelGateway {
   }
 
   private async forward(req: IncomingMessage, res: ServerResponse, pathAndQuery: string, body: Buffer): Promise<void> {
-    const base = new URL(this.upstream.baseUrl ?? defaultBaseUrl(this.upstream));
+    const base = new URL(this.upstream.baseUrl ?? defaultBaseUrl(this.upstream, pathAndQuery));
     const target = new URL(base.pathname.replace(/\/$/, '') + pathAndQuery, base);
     const headers: Record<string, string> = { ...forwardable(req.headers), host: target.host, 'content-length': String(body.length) };
     if (this.upstream.provider !== 'bedrock') {
@@ -114,14 +114,17 @@ export class ModelGateway {
       });
       upstream.once('error', reject);
       // The CLI gave up (killed, timed out): so does the request it made.
-      res.once('close', () => upstream.destroy());
+      res.once('close', () => upstream.destroy(new Error('the CLI closed its request')));
       upstream.end(body);
     });
   }
 }
 
-function defaultBaseUrl(endpoint: ClaudeEndpoint): string {
-  return endpoint.provider === 'bedrock' ? `https://bedrock-runtime.${endpoint.region}.amazonaws.com` : 'https://api.anthropic.com';
+/** The provider's own host: Bedrock's runtime for invocations, its control plane for inference-profile reads. */
+function defaultBaseUrl(endpoint: ClaudeEndpoint, pathAndQuery: string): string {
+  if (endpoint.provider !== 'bedrock') return 'https://api.anthropic.com';
+  const plane = pathAndQuery.startsWith('/inference-profiles') ? 'bedrock' : 'bedrock-runtime';
+  return `https://${plane}.${endpoint.region}.amazonaws.com`;
 }
 
 /** Headers passed on: none that is the connection's own, and (on a request) none that carries a credential. */

@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import {
@@ -107,7 +107,10 @@ async function findTranscript(configDir: string, sessionId: string): Promise<Buf
   const projects = join(configDir, 'projects');
   const dirs = await readdir(projects).catch(() => [] as string[]);
   for (const dir of dirs) {
-    const body = await readFile(join(projects, dir, `${sessionId}.jsonl`)).catch(() => undefined);
+    const file = join(projects, dir, `${sessionId}.jsonl`);
+    // The HOME is the CLI's (on Fargate its own user's): a link there would make the runner read another file.
+    if (!(await lstat(file).catch(() => undefined))?.isFile()) continue;
+    const body = await readFile(file).catch(() => undefined);
     if (body) return body;
   }
   return undefined;
@@ -182,8 +185,9 @@ async function superviseClaude(options: RunClaudeOptions, child: ChildProcess): 
   const wallMs = Date.now() - started;
 
   if (killedFor === 'aborted') throw new ClaudeAbortedError('the Claude CLI was stopped because its execution was aborted');
-  if (killedFor === 'stopped') return { kind: 'stopped', usage: progress.usage(), modelUsage: progress.modelUsage(), numTurns: progress.turns, wallMs };
-  if (killedFor) {
+  // A result printed before the stop is the better record of what was spent (it has the cost).
+  if (killedFor === 'stopped' && !result) return { kind: 'stopped', usage: progress.usage(), modelUsage: progress.modelUsage(), numTurns: progress.turns, wallMs };
+  if (killedFor && killedFor !== 'stopped') {
     const limitMs = killedFor === 'wall-clock' ? options.timeoutMs : options.idleTimeoutMs;
     return { kind: 'timeout', reason: killedFor, limitMs, usage: progress.usage(), modelUsage: progress.modelUsage(), numTurns: progress.turns, wallMs };
   }

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 
@@ -33,6 +33,8 @@ export async function handOver(dir: string, user: RunUser): Promise<void> {
 
 /** Kills every process of the run: of its user, or carrying its marker in its environment. Returns how many. */
 export async function killRunProcesses(run: { user?: RunUser; marker: string }): Promise<number> {
+  // As the run's user, kill(-1) reaches every process of that user at once, a forking one included.
+  if (run.user) spawnSync('kill', ['-KILL', '-1'], { uid: run.user.uid, gid: run.user.gid, stdio: 'ignore' });
   const entries = await readdir('/proc').catch(() => [] as string[]);
   let killed = 0;
   for (const entry of entries) {

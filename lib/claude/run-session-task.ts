@@ -210,6 +210,11 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
   const spent = addSpent(retry?.prior ?? null, outcome);
   outcome = { ...outcome, ...spent, attempts: attempt };
   if (workspace) outcome = await workspace.applyTo(outcome);
+  // The execution ended while Claude finished or its push ran: nobody will take this result, so the runner records it.
+  if (watched?.ended) {
+    await config.watch!.recordStopped(start, outcome);
+    throw new ExecutionEndedError(`the execution ended ${watched.ended} as Claude finished: what it spent was recorded on session ${start.sessionId}`);
+  }
   // A transient API failure runs again, from the start, on fresh sessions only: a milestone's
   // conversation has moved on (its transcript) and is not replayed.
   const again = retried(run);

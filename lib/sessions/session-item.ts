@@ -138,14 +138,13 @@ export const CLOSE_FAILED_UPDATE = 'SET #status = :status, endedAt = :endedAt, #
 
 /**
  * A run whose execution ended under it (an abort, an execution timeout: AWS stops no running task):
- * the runner stops Claude and writes what it spent, closing the session with the execution's status
- * unless the reaper (or the Catch branch) closed it first, whose status and error then stay. The
- * spend is SET, never added, and the reaper's close writes none: whoever closes first, it is
- * counted once. Conditional on this execution's session, RUNNING or closed with that status.
+ * the runner stops Claude and writes what it spent. It closes nothing: the close (and the slot and
+ * lease with it) is the reaper's, or the sweeper's when the event is lost, and their close writes no
+ * usage. The spend is SET, never added, so whichever comes first it is counted once. Conditional on
+ * this execution's session, and never on a COMPLETED one.
  */
 export const RECORD_STOPPED_UPDATE =
-  'SET #status = :status, endedAt = if_not_exists(endedAt, :endedAt), #error = if_not_exists(#error, :error), #cause = if_not_exists(#cause, :cause), ' +
-  '#usage = :usage, modelUsage = :modelUsage, numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, ' +
+  'SET #usage = :usage, modelUsage = :modelUsage, numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, ' +
   'claudeSessionId = :claudeSessionId, provider = :provider, model = :model, attempts = :attempts, spendRecordedAfterStop = :true';
 /**
  * One Claude per attempt: before it starts Claude, a runner claims its attempt on the session. Step
@@ -158,8 +157,8 @@ export const CLAIM_ATTEMPT_CONDITION =
   'executionArn = :executionArn AND #status = :running AND (attribute_not_exists(attemptClaim) OR attemptClaim.attempt < :attempt OR attemptClaim.invocation = :invocation)';
 export const CLAIM_ATTEMPT_NAMES = { '#status': 'status' };
 
-export const RECORD_STOPPED_CONDITION = 'executionArn = :executionArn AND (#status = :running OR #status = :status)';
-export const RECORD_STOPPED_NAMES = { '#status': 'status', '#usage': 'usage', '#error': 'error', '#cause': 'cause' };
+export const RECORD_STOPPED_CONDITION = 'executionArn = :executionArn AND #status <> :completed';
+export const RECORD_STOPPED_NAMES = { '#status': 'status', '#usage': 'usage' };
 
 export const CLOSE_NAMES = { '#status': 'status', '#usage': 'usage', '#result': 'result', '#error': 'error', '#cause': 'cause' };
 export const CLOSE_FAILED_NAMES = { '#status': 'status', '#error': 'error', '#cause': 'cause' };

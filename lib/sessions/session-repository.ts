@@ -146,12 +146,10 @@ export class SessionRepository {
     }, CLAIM_ATTEMPT_CONDITION);
   }
 
-  /** What a run spent until its execution ended under it (RECORD_STOPPED_UPDATE); false when the session is another's or closed otherwise. */
+  /** What a run spent until its execution ended under it (RECORD_STOPPED_UPDATE); false when the session is another's or COMPLETED. */
   async recordStoppedRun(start: Pick<SessionStart, 'sessionId' | 'executionArn'>, outcome: RunOutcome): Promise<boolean> {
-    const values = closeValues(outcome);
     return this.updateSession(start.sessionId, RECORD_STOPPED_UPDATE, RECORD_STOPPED_NAMES, {
-      ':running': 'RUNNING', ':status': outcome.status, ':endedAt': values[':endedAt'], ':error': outcome.error, ':cause': outcome.cause,
-      ':usage': outcome.usage, ':modelUsage': outcome.modelUsage, ':numTurns': outcome.numTurns, ':totalCostUsd': outcome.totalCostUsd,
+      ':completed': 'COMPLETED', ':usage': outcome.usage, ':modelUsage': outcome.modelUsage, ':numTurns': outcome.numTurns, ':totalCostUsd': outcome.totalCostUsd,
       ':durationMs': outcome.durationMs, ':claudeSessionId': outcome.claudeSessionId, ':provider': outcome.provider, ':model': outcome.model,
       ':attempts': outcome.attempts, ':true': true, ':executionArn': start.executionArn,
     }, RECORD_STOPPED_CONDITION);
