@@ -169,7 +169,8 @@ describe('the session workflow on the local state machine, with the real Claude 
 
 describe('runner faults go through the Catch branch and close the session FAILED', () => {
   it('times out a stalled API, keeps the tokens reported before the stall, and closes TIMED_OUT', async () => {
-    const stalled = await startTestRuntime({ idleTimeoutMs: 1_500 });
+    // 3 s without output: long enough that a loaded machine's CLI start is not taken for the stall.
+    const stalled = await startTestRuntime({ idleTimeoutMs: 3_000 });
     try {
       stalled.anthropic.respondByDefault({ kind: 'stall', usage: { input_tokens: 42, output_tokens: 1 } });
       const started = Date.now();
@@ -179,7 +180,7 @@ describe('runner faults go through the Catch branch and close the session FAILED
       expect(session).toMatchObject({
         status: 'TIMED_OUT',
         error: 'ClaudeTimeoutError',
-        cause: expect.stringMatching(/printed nothing for 2 s/),
+        cause: expect.stringMatching(/printed nothing for 3 s/),
         usage: { inputTokens: 42 },
       });
       expect(await stalled.runtime.repository.listRunning('p-stall')).toEqual([]);
