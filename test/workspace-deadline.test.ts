@@ -38,16 +38,20 @@ describe('a workspace session\'s deadline', () => {
     expect(limit).toBeLessThanOrEqual(Math.ceil((12_000 - 3_000 - cloneMs) / 1000) + 2);
   });
 
-  it('stops a clone that would take the whole limit: WorkspaceCloneError before Claude runs, nothing spent', async () => {
+  it('stops a clone that would take the whole limit, its https helper included: WorkspaceCloneError before Claude runs, nothing spent', async () => {
+    // Prepare: a host that stalls each request for 30 s (git's https helper waits on it)
     const repo = remote.repository('acme', 'slower');
-    remote.delayMs = 4_000;
+    remote.delayMs = 30_000;
     try {
+      const started = Date.now();
       const { outcome, session } = await env.runtime.run({ prompt: 'Refactor it', projectId: 'deadline', timeoutSeconds: 4, workspace: { repo } });
+      // The clone's whole process group was stopped at its deadline, not when the host answered
+      expect(Date.now() - started).toBeLessThan(15_000);
       expect(outcome).toMatchObject({ status: 'FAILED', error: 'WorkspaceCloneError' });
       expect(session).toMatchObject({ status: 'FAILED', error: 'WorkspaceCloneError', cause: expect.stringMatching(/time for its clone ran out/) });
       expect(env.anthropic.messageRequests).toEqual([]);
     } finally {
       remote.delayMs = 0;
     }
-  });
+  }, 60_000);
 });

@@ -118,14 +118,19 @@ function remoteAuth(repo: string, home: string, access: GitAccess): RemoteAuth {
 const NO_PROGRAMS = ['-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false', '-c', 'safe.directory=*'];
 
 async function git(args: string[], cwd: string, env: NodeJS.ProcessEnv, deadline?: number): Promise<string> {
-  const child = spawn('git', [...NO_PROGRAMS, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group: past the deadline the transport helper (git-remote-https) goes with it.
+  const child = spawn('git', [...NO_PROGRAMS, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: deadline !== undefined });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
   const timer = deadline === undefined ? undefined : setTimeout(() => {
     stderr += '\nstopped: the session\'s time for its clone ran out';
-    child.kill('SIGKILL');
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      child.kill('SIGKILL'); // the group is gone already
+    }
   }, Math.max(0, deadline - Date.now()));
   const code = await new Promise<number | null>((resolve, reject) => {
     child.once('error', reject);
