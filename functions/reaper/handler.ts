@@ -1,6 +1,5 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
-import { getStringFromEnv } from '@aws-lambda-powertools/commons/utils/env';
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -9,21 +8,15 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import middy from '@middy/core';
 import type { EventBridgeEvent } from 'aws-lambda';
 import { reapExecution, type ExecutionStatusChange } from '../../lib/sessions/session-reaper.js';
-import { MilestoneRepository } from '../../lib/sessions/milestone-repository.js';
-import { ProjectSlots } from '../../lib/sessions/project-slots.js';
-import { SessionRepository } from '../../lib/sessions/session-repository.js';
 import { describeExecution } from '../shared/describe-execution.js';
-import { lazy } from '../shared/lazy.js';
+import { tableStores } from '../shared/table-stores.js';
 
 const logger = new Logger();
 const tracer = new Tracer();
 const documents = DynamoDBDocumentClient.from(tracer.captureAWSv3Client(new DynamoDBClient({})));
 // For the input EventBridge leaves out of a large execution's event.
 const describe = describeExecution(tracer.captureAWSv3Client(new SFNClient({})));
-const stores = lazy(() => {
-  const tableName = getStringFromEnv({ key: 'TABLE_NAME' });
-  return { repository: new SessionRepository(documents, tableName), milestones: new MilestoneRepository(documents, tableName), slots: new ProjectSlots(documents, tableName) };
-});
+const stores = tableStores(documents);
 
 export const handler = middy(async (event: EventBridgeEvent<'Step Functions Execution Status Change', ExecutionStatusChange>) => {
   const { repository, milestones, slots } = stores();
