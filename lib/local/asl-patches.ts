@@ -5,19 +5,26 @@ import type { WorkflowDefinition } from './workflow-definition.js';
 // aws-local-stepfunctions from Step Functions (docs/ARCHITECTURE.md#emulator-quirks-that-bend-the-definition).
 
 /**
- * aws-local-stepfunctions reads TimeoutSecondsPath against the state's Parameters, not its
- * input as Step Functions does; the Fargate handler enforces that timeout itself instead.
+ * A Task state's timeout as Step Functions has it. Two differences of aws-local-stepfunctions:
+ * - it reads TimeoutSecondsPath against the state's Parameters, not its input; the Fargate
+ *   handler enforces that timeout itself instead (LocalTaskCallbacks.wait);
+ * - a Task with no TimeoutSeconds fails after 60 s, where Step Functions waits (its default is
+ *   99999999 s): a RunClaude over a minute failed States.Timeout locally. Such a Task gets the
+ *   longest timer Node keeps instead (a longer one fires at once); the runner's own limit ends it first.
  */
-export function withoutTimeoutPaths(asl: WorkflowDefinition['asl']): WorkflowDefinition['asl'] {
+export function withStepFunctionsTaskTimeouts(asl: WorkflowDefinition['asl']): WorkflowDefinition['asl'] {
   const States = Object.fromEntries(
     Object.entries(asl.States).map(([name, state]) => {
       const { TimeoutSecondsPath: _ignored, ...rest } = state;
-      return [name, rest];
+      const unbounded = rest.Type === 'Task' && rest.TimeoutSeconds === undefined;
+      return [name, unbounded ? { ...rest, TimeoutSeconds: LONGEST_TIMER_SECONDS } : rest];
     }),
   );
   return { ...asl, States };
 }
 
+/** setTimeout's largest delay (2^31 - 1 ms), in whole seconds. */
+export const LONGEST_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
 /** Retries keep their order and count locally, without the production back-off waits. */
 export function fastRetries(asl: WorkflowDefinition['asl']): Record<string, number> {

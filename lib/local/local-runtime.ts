@@ -19,7 +19,7 @@ import { MilestoneRepository } from '../sessions/milestone-repository.js';
 import type { LocalS3 } from './local-s3.js';
 import { LocalFargate, type EcsRunTaskParameters } from './local-fargate.js';
 import { closeOrphans } from './orphan-sweep.js';
-import { executionContext, fastRetries, withoutTimeoutPaths } from './asl-patches.js';
+import { executionContext, fastRetries, withStepFunctionsTaskTimeouts } from './asl-patches.js';
 import { lambdaCall, namedError } from './integration-errors.js';
 import type { TranscriptStorage } from '../claude/transcript-store.js';
 import { createSession, type SessionPolicy, type ValidateInputEvent } from '../sessions/session-creation.js';
@@ -212,7 +212,7 @@ export class LocalRuntime implements SessionStarter {
     this.slots = new ProjectSlots(dynamodb.documentClient, dynamodb.tableName);
     this.standIn = ownStandIn;
     // Validated when it was synthesized and cached (loadWorkflowDefinition).
-    this.machine = new StateMachine(withoutTimeoutPaths(definition.asl) as unknown as StateMachineDefinition, { validationOptions: { noValidate: true } });
+    this.machine = new StateMachine(withStepFunctionsTaskTimeouts(definition.asl) as unknown as StateMachineDefinition, { validationOptions: { noValidate: true } });
   }
 
   static async start(options: LocalRuntimeOptions = {}): Promise<LocalRuntime> {
