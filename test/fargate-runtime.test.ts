@@ -74,6 +74,29 @@ describe('the fargate runtime, as a separate task process reporting on its task 
     expect(await env.runtime.repository.listRunning('fg-killed')).toEqual([]);
   });
 
+  it('runs on after an abort, as ECS does with a task token, then stops Claude itself and records what it spent', async () => {
+    // Prepare: the task's Claude is streaming a reply (1,187 input tokens reported) when the execution is aborted
+    env.anthropic.respondByDefault({ kind: 'stall', usage: { input_tokens: 1187, output_tokens: 3 } });
+    const sessionId = uuidv4();
+    const execution = env.runtime.startExecution({ prompt: 'long job', projectId: 'fg-abort', runtime: 'fargate', sessionId }, sessionId);
+    for (let i = 0; i < 400 && env.anthropic.openStreams === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    const task = env.runtime.fargateTasks.get(sessionId);
+    expect(task?.pid).toBeDefined();
+    // Act
+    execution.abort();
+    expect((await execution.outcome).status).toBe('ABORTED');
+    // Assess: Step Functions stops no task it waits on with a token; this one is still running…
+    expect(task!.exitCode).toBeNull();
+    expect(env.runtime.fargateTasks.get(sessionId)).toBe(task);
+    // …until its watch sees the execution ended: it stops Claude, records the spend and exits
+    const exited = await new Promise<number | null>((resolve) => task!.once('exit', (code) => resolve(code)));
+    expect(exited).toBe(0);
+    expect(env.anthropic.openStreams).toBe(0);
+    const session = await env.runtime.repository.get(sessionId);
+    const served = env.anthropic.messageRequests[0]!.served!;
+    expect(session).toMatchObject({ status: 'ABORTED', error: 'ExecutionAborted', usage: { inputTokens: 1187, outputTokens: served.output_tokens }, numTurns: 1 });
+  });
+
   it('runs a prompt far over the 8 KiB of ECS overrides, quotes and newlines included: the task reads it from the execution', async () => {
     // Prepare: 60,000 characters that JSON escapes (each quote and newline doubles), with a 2,048-character token
     const prompt = `Refactor "this"\n${'line with "quotes" and \\ back\\slashes\n'.repeat(1_500)}`;

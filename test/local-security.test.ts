@@ -153,7 +153,7 @@ describe('the local task-callbacks endpoint: only the task processes this runtim
   let port: number;
 
   beforeAll(async () => {
-    callbacks = await new LocalTaskCallbacks((arn) => (arn === executionArn ? JSON.stringify({ prompt: 'the secret prompt' }) : undefined)).start();
+    callbacks = await new LocalTaskCallbacks(async (arn) => (arn === executionArn ? { status: 'RUNNING', input: JSON.stringify({ prompt: 'the secret prompt' }) } : undefined)).start();
     port = Number(new URL(callbacks.endpoint).port);
   });
   afterAll(async () => {

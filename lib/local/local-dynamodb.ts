@@ -43,8 +43,9 @@ export class LocalDynamoDb {
   }
 
   /** Starts dynalite and creates the table from the synthesized definition if it is missing. */
-  static async start(options: { path?: string; table: WorkflowDefinition['table']; tableName?: string }): Promise<LocalDynamoDb> {
-    const credentials = { accessKeyId: 'local', secretAccessKey: 'local', sessionToken: randomBytes(32).toString('base64url') };
+  /** @param options.sessionToken what admits a client (the runtime's, which its Fargate tasks carry too); @default a fresh one */
+  static async start(options: { path?: string; table: WorkflowDefinition['table']; tableName?: string; sessionToken?: string }): Promise<LocalDynamoDb> {
+    const credentials = { accessKeyId: 'local', secretAccessKey: 'local', sessionToken: options.sessionToken ?? randomBytes(32).toString('base64url') };
     const server = admitOwnClientsOnly(dynalite({ path: options.path, createTableMs: 0 }), {
       sessionToken: credentials.sessionToken,
       foreign: 'AccessDeniedException',

@@ -30,6 +30,8 @@ export class LocalFargate {
     private readonly runnerConfig: FixedEndpointRunnerConfig,
     /** S3, for a milestone task's transcript (started on first use). */
     private readonly s3: () => Promise<LocalS3>,
+    /** The session table, where a task records the spend of a run stopped because its execution ended. */
+    private readonly sessions: { endpoint: string; tableName: string },
   ) {}
 
   /**
@@ -72,12 +74,14 @@ export class LocalFargate {
         AWS_SECRET_ACCESS_KEY: 'S3RVER',
         AWS_SESSION_TOKEN: this.callbacks.taskSessionToken,
         AWS_ENDPOINT_URL_SFN: this.callbacks.endpoint,
+        AWS_ENDPOINT_URL_DYNAMODB: this.sessions.endpoint,
         ...(s3 ? { AWS_ENDPOINT_URL_S3: s3.endpoint } : {}),
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
         ...endpointEnvironment,
         // The environment cdk/fargate-runner.ts gives the container, from the same contract.
         ...runnerEnvironment({
           transcriptBucket: s3?.store.bucket,
+          sessionTable: this.sessions.tableName,
           idleTimeoutMs: this.runnerConfig.idleTimeoutMs,
           maxApiRetries: this.runnerConfig.maxRetries,
           tools: this.runnerConfig.tools,
@@ -98,17 +102,21 @@ export class LocalFargate {
     });
     this.tasks.set(sessionId, child);
     child.once('exit', () => this.tasks.delete(sessionId));
-    try {
-      return await waiting;
-    } catch (err) {
-      // As ECS StopTask would: a task nobody waits for any more is stopped.
-      signalGroup(child, 'SIGKILL');
-      throw err;
-    }
+    // Step Functions stops no task it waits for with a token (only .sync does): when the execution
+    // ends, is aborted or times out, the task runs on until its heartbeat or its watch tells it,
+    // stops Claude and records the spend. Here too, so that is the code the tests run.
+    return waiting;
   }
 
-  /** As ECS StopTask for every task: used when the runtime closes. */
-  stopAll(): void {
+  /** When the runtime closes: waits `graceMs` for the tasks to stop themselves, then stops the rest as ECS StopTask would. */
+  async stopAll(graceMs = 0): Promise<void> {
+    const exits = [...this.tasks.values()].map((task) => new Promise<void>((resolve) => {
+      if (task.exitCode !== null || task.signalCode !== null) resolve();
+      else task.once('exit', () => resolve());
+    }));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(exits), new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+    clearTimeout(timer);
     for (const task of this.tasks.values()) signalGroup(task, 'SIGKILL');
   }
 }

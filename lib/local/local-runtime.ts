@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import './polyfill.js';
 import { UpdateItemCommand, type UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
 import { StateMachine, type RunOptions, type StateMachineDefinition } from 'aws-local-stepfunctions';
@@ -141,6 +141,8 @@ const STATE_MACHINE_ARN = 'arn:aws:states:us-east-1:000000000000:stateMachine:Cl
  */
 /** How often a local runner asks whether its execution still runs (5 s on AWS: DescribeExecution's quota). */
 const LOCAL_WATCH_INTERVAL_MS = 1_000;
+/** How long a closing runtime waits for its Fargate tasks to stop themselves (their watch asks every 5 s). */
+const FARGATE_DRAIN_MS = 15_000;
 
 export class LocalRuntime implements SessionStarter {
   readonly repository: SessionRepository;
@@ -206,7 +208,7 @@ export class LocalRuntime implements SessionStarter {
     private readonly s3Path: string | undefined,
   ) {
     this.runnerConfig = { ...this.runnerConfig, transcripts: this.transcripts };
-    this.fargate = new LocalFargate(callbacks, this.runnerConfig, () => this.s3());
+    this.fargate = new LocalFargate(callbacks, this.runnerConfig, () => this.s3(), { endpoint: dynamodb.endpoint, tableName: dynamodb.tableName });
     this.repository = new SessionRepository(dynamodb.documentClient, dynamodb.tableName);
     this.milestones = new MilestoneRepository(dynamodb.documentClient, dynamodb.tableName);
     this.slots = new ProjectSlots(dynamodb.documentClient, dynamodb.tableName);
@@ -226,9 +228,13 @@ export class LocalRuntime implements SessionStarter {
       await releaseLock();
       throw err;
     });
+    // One session token admits this runtime's clients and its Fargate tasks to its stores (a task
+    // records its stopped run in the table, as a deployed one does with its role).
+    const sessionToken = randomBytes(32).toString('base64url');
     const dynamodb = await LocalDynamoDb.start({
       path: options.home ? join(options.home, 'dynamodb') : undefined,
       table: definition.table,
+      sessionToken,
     }).catch(async (err: unknown) => {
       await releaseLock();
       throw err;
@@ -240,7 +246,10 @@ export class LocalRuntime implements SessionStarter {
       let endpoint = options.endpoint ?? options.standIn?.endpoint;
       if (!endpoint) ({ endpoint, standIn: ownStandIn } = await localClaudeEndpoint(process.env, localProvider(undefined, process.env)));
       // DescribeExecution answers from the executions this runtime runs (a task reads its prompt there).
-      callbacks = await new LocalTaskCallbacks((arn) => runtime.inputOf(arn)).start();
+      callbacks = await new LocalTaskCallbacks(
+        (arn) => runtime.describeExecution(arn).then(({ status, input }) => ({ status, input }), () => undefined),
+        sessionToken,
+      ).start();
       const runtime = new LocalRuntime(
         definition, dynamodb, { savePatch: localPatches(options.home), codeCommitCredentials: localAwsCredentials, ...options.runner, endpoint }, ownStandIn, callbacks, options.fargateHeartbeatSeconds,
         options.policy ?? {}, options.home ? join(options.home, 's3') : undefined,
@@ -394,10 +403,11 @@ export class LocalRuntime implements SessionStarter {
   async close(): Promise<void> {
     for (const { timer } of this.ended.values()) clearTimeout(timer);
     for (const execution of this.executions.values()) execution.abort();
-    this.fargate.stopAll();
     await Promise.allSettled([...this.executions.values()].map((e) => e.outcome));
-    // As on AWS, a runner outlives its aborted execution until it notices (within a watch interval).
+    // As on AWS, a runner outlives its aborted execution until it notices (within a watch interval);
+    // a Fargate task too (its heartbeat or its watch), and is stopped only if it does not.
     await Promise.allSettled(this.runners);
+    await this.fargate.stopAll(FARGATE_DRAIN_MS);
     await this.standIn?.close();
     await this.callbacks.close();
     if (this.s3Started) await (await this.s3Started).close();

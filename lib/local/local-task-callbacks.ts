@@ -25,12 +25,20 @@ export class LocalTaskCallbacks {
    * session token rather than a key pair: the same credentials sign for the local S3, which
    * admits them by this token too (LocalS3), and s3rver knows only its own fixed key pair.
    */
-  readonly taskSessionToken = randomBytes(32).toString('base64url');
+  readonly taskSessionToken: string;
   private readonly waiters = new Map<string, Waiter>();
   private server?: Server;
 
-  /** @param executionInput the input of a running execution, by ARN, as DescribeExecution returns it. */
-  constructor(private readonly executionInput: (executionArn: string) => string | undefined = () => undefined) {}
+  /**
+   * @param describe an execution by ARN as DescribeExecution answers it (status, input), undefined when there is none.
+   * @param sessionToken the one the runtime's other stores admit too; @default a fresh one
+   */
+  constructor(
+    private readonly describe: (executionArn: string) => Promise<{ status: string; input: string } | undefined> = async () => undefined,
+    sessionToken = randomBytes(32).toString('base64url'),
+  ) {
+    this.taskSessionToken = sessionToken;
+  }
 
   get endpoint(): string {
     return `http://127.0.0.1:${(this.server!.address() as AddressInfo).port}`;
@@ -52,9 +60,12 @@ export class LocalTaskCallbacks {
           return reply(400, { __type: 'SerializationException', message: 'body is not JSON' });
         }
         if (target === 'DescribeExecution') {
-          const input = body.executionArn ? this.executionInput(body.executionArn) : undefined;
-          if (input === undefined) return reply(400, { __type: 'ExecutionDoesNotExist', message: `no execution ${body.executionArn}` });
-          return reply(200, { executionArn: body.executionArn, status: 'RUNNING', input, startDate: Date.now() / 1000 });
+          // How it ended, too: a task learns from it that nobody waits for it any more.
+          void (body.executionArn ? this.describe(body.executionArn) : Promise.resolve(undefined)).catch(() => undefined).then((execution) => {
+            if (!execution) return reply(400, { __type: 'ExecutionDoesNotExist', message: `no execution ${body.executionArn}` });
+            reply(200, { executionArn: body.executionArn, status: execution.status, input: execution.input, startDate: Date.now() / 1000 });
+          });
+          return;
         }
         const waiter = body.taskToken ? this.waiters.get(body.taskToken) : undefined;
         if (!waiter) return reply(400, { __type: 'TaskDoesNotExist', message: 'no task waits on this token' });
