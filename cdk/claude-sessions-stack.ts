@@ -245,6 +245,13 @@ export class ClaudeSessionsStack extends Stack {
     this.suppressApiFindings(this.api, sessions);
     // What `CLAUDE_SESSIONS_API=<ApiUrl> npx claude-sessions run …` needs after a deploy.
     new CfnOutput(this, 'ApiUrl', { value: this.api.api.url, description: 'The sessions API (IAM-authorised): CLAUDE_SESSIONS_API for the claude-sessions CLI' });
+    // What the deploy guide's next steps name: the key to put in, the machine to start, where records and transcripts live.
+    new CfnOutput(this, 'StateMachineArn', { value: this.workflow.stateMachine.stateMachineArn, description: 'The session workflow: aws stepfunctions start-execution --state-machine-arn, or the console' });
+    if (apiKeySecret) {
+      new CfnOutput(this, 'ApiKeySecretArn', { value: apiKeySecret.secretArn, description: 'Put the Anthropic API key here: aws secretsmanager put-secret-value --secret-id <this> --secret-string <key>' });
+    }
+    new CfnOutput(this, 'SessionTableName', { value: sessions.table.tableName, description: 'The DynamoDB table holding every session, milestone and project limit' });
+    new CfnOutput(this, 'TranscriptBucketName', { value: transcripts.bucket.bucketName, description: 'Milestone transcripts and unpushed workspace patches (kept when the stack is destroyed)' });
 
   }
 

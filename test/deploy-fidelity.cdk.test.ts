@@ -182,3 +182,23 @@ describe('schedules at synth', () => {
     expect(parseSchedules([{ ...entry, timezone: 'Europe/Paris' }])[0]!.timezone).toBe('Europe/Paris');
   });
 });
+
+describe('what a first deploy prints', () => {
+  it('outputs every name the deploy guide then uses: the API, the state machine, the key\'s secret, the table and the bucket', () => {
+    const outputs = template.toJSON().Outputs as Record<string, { Value: unknown }>;
+    expect(Object.keys(outputs)).toEqual(expect.arrayContaining(['ApiUrl', 'StateMachineArn', 'ApiKeySecretArn', 'SessionTableName', 'TranscriptBucketName']));
+    const [machine] = Object.keys(template.findResources('AWS::StepFunctions::StateMachine'));
+    expect(outputs.StateMachineArn!.Value).toEqual({ Ref: machine });
+    const [table] = Object.keys(template.findResources('AWS::DynamoDB::Table'));
+    expect(outputs.SessionTableName!.Value).toEqual({ Ref: table });
+    // The secret the stack was given by name: its ARN as Secrets Manager resolves a name.
+    expect(JSON.stringify(outputs.ApiKeySecretArn!.Value)).toContain('secret:team/anthropic');
+  });
+
+  it('names no key secret when the model is Bedrock: there is none to put in', () => {
+    const bedrock = Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'FidelityBedrock', {
+      provider: 'bedrock', model: 'us.anthropic.claude-sonnet-4-5-20250929-v1:0',
+    }));
+    expect(Object.keys(bedrock.toJSON().Outputs as object)).not.toContain('ApiKeySecretArn');
+  });
+});
