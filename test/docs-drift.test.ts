@@ -4,7 +4,9 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, normalize, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ClaudeSessionsStack, type ClaudeSessionsStackProps } from '../cdk/claude-sessions-stack.js';
+import { ExecutionInput } from '../lib/sessions/execution-input.js';
 import { parseSchedules } from '../lib/sessions/schedule-entry.js';
+import { toSessionRecord } from '../lib/sessions/session-item.js';
 
 // The tables of README.md and docs/ that restate the code (IAM per role, settings, routes, error
 // names, the lifecycle) are read here and held to the code they describe, so a grant, a setting,
@@ -167,6 +169,22 @@ describe('docs/API.md: the routes', () => {
     const documented = tableRows(table.slice(0, table.indexOf('\n\n', table.indexOf('|')))).flatMap(([route]) =>
       [...route.matchAll(/`([A-Z]+) (\/[^`?\s]*)/g)].map((m) => `${m[1]} ${m[2]}`));
     expect(drift(documented, routes)).toEqual(agreed);
+  });
+});
+
+describe('docs/API.md: the input', () => {
+  it('has a row for each field of the execution input schema, and no other', () => {
+    const documented = tableRows(section(read('docs/API.md'), '## Input')).map(([field]) => firstBackticked(field));
+    expect(drift(documented, Object.keys(ExecutionInput.shape))).toEqual(agreed);
+  });
+});
+
+describe('docs/SESSIONS.md: the record', () => {
+  it('shows every field of a session record, and no other', () => {
+    const doc = section(read('docs/SESSIONS.md'), '## What a session records');
+    const sample = JSON.parse(doc.slice(doc.indexOf('```json') + 7, doc.indexOf('```', doc.indexOf('```json') + 7))) as Record<string, unknown>;
+    const record = toSessionRecord({ sessionId: 'a', projectId: 'p', mode: 'fresh', trigger: 'cli', runtime: 'lambda', status: 'RUNNING', startedAt: 'now' });
+    expect(drift(Object.keys(sample), Object.keys(record))).toEqual(agreed);
   });
 });
 
