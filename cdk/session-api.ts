@@ -47,7 +47,7 @@ export interface SessionApiProps {
  * The REST API: one IAM-authorised {proxy+} in front of one function that routes
  * (so 404 and 405 are the same on AWS and under `claude-sessions serve`). Every route that
  * touches a project's data has the project in its path, so `execute-api:Invoke` on
- * `…/projects/<id>/*` is who may use that project (grantProjectAccess, README).
+ * `…/projects/<id>/*` is who may use that project (grantProjectAccess, docs/SECURITY.md).
  */
 export class SessionApi extends Construct {
   readonly api: RestApi;

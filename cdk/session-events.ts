@@ -29,7 +29,7 @@ export class SessionEvents extends Construct {
   readonly function: NodejsFunction;
   readonly eventBus: IEventBus;
   readonly deadLetterQueue: DeadLetterQueue;
-  /** The pattern a rule uses to receive the event (README: "Session Closed"). */
+  /** The pattern a rule uses to receive the event (docs/DEPLOYING.md: "Session Closed"). */
   static readonly sessionClosedPattern = { source: [EVENT_SOURCE], detailType: [SESSION_CLOSED] };
 
   constructor(scope: Construct, id: string, props: SessionEventsProps) {

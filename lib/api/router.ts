@@ -20,7 +20,7 @@ type Route = {
  * The HTTP API as one Lambda behind API Gateway's {proxy+}: the same function serves
  * AWS and `claude-sessions serve`, so routing, 404 and 405 behave the same in both. Every route
  * that touches a project's data has the project in its path, so an IAM policy on
- * `execute-api:Invoke` for `…/projects/demo/*` decides who may use project demo (README).
+ * `execute-api:Invoke` for `…/projects/demo/*` decides who may use project demo (docs/SECURITY.md).
  */
 export function createApiHandler(deps: SessionApiDeps, logger = new Logger({ serviceName: 'claude-sessions-api' })) {
   const api = new SessionApi(deps);

@@ -7,7 +7,7 @@ import { readdir, readFile } from 'node:fs/promises';
 // the CLI exits, every process of the run is found and killed: by its user where the run has one
 // of its own (runUser), else by a marker in its environment that every descendant inherits (the
 // run's gateway token); a process that clears its own environment on a Lambda is beyond this, and
-// README says so. Linux only (/proc); elsewhere nothing is found.
+// docs/SECURITY.md says so. Linux only (/proc); elsewhere nothing is found.
 
 /** A user and group no image or host account has, fresh for each run. */
 export interface RunUser {

@@ -145,7 +145,7 @@ async function git(args: string[], cwd: string, env: NodeJS.ProcessEnv, deadline
  * .git included, and a config rewritten there (a pushurl, url.*.insteadOf, http.proxy) could
  * send the push and its Authorization header elsewhere: the push runs with the clone's config
  * (restoreGitDir). This is about what a session leaves behind; a session with a shell runs as
- * the runner's user, and one bent on it could reach what the runner can (README: Tools).
+ * the runner's user, and one bent on it could reach what the runner can (docs/SECURITY.md: Tools).
  */
 export interface ClonedWorkspace {
   baseCommit: string;
