@@ -9,7 +9,8 @@ import { prepareSessionStart } from '../lib/sessions/execution-input.js';
 import { RecordingAwsEndpoint } from './support/aws-endpoint.js';
 import { LocalDynamoDb } from '../lib/local/local-dynamodb.js';
 import { SessionRepository } from '../lib/sessions/session-repository.js';
-import { deployedFunctions, invokeHandler, lambdaEnvironment, readAssembly, taskRoot, type Wrap } from './support/deployed-code.js';
+import { deployedFunctions, invokeHandler, invokeWarm, lambdaEnvironment, readAssembly, taskRoot, type Wrap } from './support/deployed-code.js';
+import { DEFAULT_TOOLS } from '../lib/sessions/session-limits.js';
 import { templateResolver } from './support/template-resolver.js';
 
 // The runner's synthesized Lambda handler, run once in a sandbox shaped like Lambda: the whole
@@ -124,23 +125,29 @@ describe('the runner in a Lambda-shaped sandbox', () => {
     for (const dir of [scratch, etc]) if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  const title = 'runs a session to COMPLETED, writing only to /tmp, with no HOME';
-  it.skipIf(skipped)(skipped ? `${title} (skipped: ${unavailable}; set REQUIRE_SANDBOX=1 to fail instead)` : title, async () => {
-    if ('why' in sandbox) throw new Error(`a sandbox is required here (CI or REQUIRE_SANDBOX=1): ${sandbox.why}`);
-    // Prepare: the runner's task root as its image lays it out, its environment as Lambda's and the template's
+  /** The runner's task root as its image lays it out, its environment as Lambda's and the template's (plus `extra`). */
+  function deployedRunner(extra: Record<string, string> = {}) {
     const assembly = readAssembly(inject('cdkOut'));
     const resolver = templateResolver(assembly.template);
     const runner = deployedFunctions(assembly).find((f) => f.logicalId.startsWith('RunnerFunction'))!;
-    const task = taskRoot(runner.codeDir, 'claude-code');
     const environment = Object.fromEntries(Object.entries(runner.environment).map(([k, v]) => [k, String(resolver.resolve(v))]));
     const env: Record<string, string> = {
       ...lambdaEnvironment(resolver.physicalName(runner.logicalId), '/var/task'),
       ...environment,
       ...aws.envFor(runner.role),
       ANTHROPIC_BASE_URL: anthropic.endpoint.baseUrl!,
+      ...extra,
     };
-    const sessionId = randomUUID();
     const stateMachineArn = resolver.ref(Object.entries(assembly.template.Resources).find(([, r]) => r.Type === 'AWS::StepFunctions::StateMachine')![0]);
+    return { runner, task: taskRoot(runner.codeDir, 'claude-code'), env, stateMachineArn };
+  }
+
+  const title = 'runs a session to COMPLETED, writing only to /tmp, with no HOME';
+  it.skipIf(skipped)(skipped ? `${title} (skipped: ${unavailable}; set REQUIRE_SANDBOX=1 to fail instead)` : title, async () => {
+    if ('why' in sandbox) throw new Error(`a sandbox is required here (CI or REQUIRE_SANDBOX=1): ${sandbox.why}`);
+    // Prepare
+    const { runner, task, env, stateMachineArn } = deployedRunner();
+    const sessionId = randomUUID();
     const { session, prompt } = prepareSessionStart(
       { prompt: 'Say hello from the sandbox', projectId: 'sandbox', sessionId },
       { executionArn: `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${sessionId}` },
@@ -171,5 +178,47 @@ describe('the runner in a Lambda-shaped sandbox', () => {
     expect(before).toContain('LAMBDA_TASK_ROOT');
     expect(before).not.toContain('HOME');
     expect(after).not.toContain('HOME');
+  });
+
+  const warmTitle = 'leaves nothing of a session for the next on a warm environment: a process that left with setsid and cleared its environment is gone';
+  it.skipIf(skipped)(skipped ? `${warmTitle} (skipped)` : warmTitle, async () => {
+    if ('why' in sandbox) throw new Error(`a sandbox is required here (CI or REQUIRE_SANDBOX=1): ${sandbox.why}`);
+    // Prepare: a deployment that lets Lambda sessions run Bash (shellOnLambda, permissionRules)
+    const { runner, task, env, stateMachineArn } = deployedRunner({ CLAUDE_PERMISSION_RULES: JSON.stringify(['Bash']) });
+    const repository = new SessionRepository(dynamodb.documentClient, dynamodb.tableName);
+    const events = [];
+    for (const text of ['Start a server and leave it', 'List what runs']) {
+      const sessionId = randomUUID();
+      const { session, prompt } = prepareSessionStart(
+        { prompt: text, projectId: 'sandbox', sessionId, tools: [...DEFAULT_TOOLS, 'Bash'] },
+        { executionArn: `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${sessionId}` },
+      );
+      await repository.create(session);
+      events.push({ session, prompt, milestone: { item: null }, retry: { attempt: 1, prior: null } });
+    }
+    const bash = (command: string) => ({ kind: 'tool_use' as const, name: 'Bash', input: { command } });
+    const leftover = 'sleep 3174.5';
+    anthropic.respondWith(
+      // With no environment, it carries no marker of its run: only its user and its start tell it apart.
+      bash(`env -i setsid -f ${leftover} >/dev/null 2>&1 </dev/null; echo started`),
+      { kind: 'text', text: 'Left it running.' },
+      bash('for f in /proc/[0-9]*/cmdline; do tr "\\0" " " < "$f"; echo; done 2>/dev/null'),
+      { kind: 'text', text: 'Listed.' },
+    );
+    const wrap: Wrap = { command: lambdaSandbox(sandbox.identity, scratch, task, etc), taskRoot: '/var/task', io: { host: scratch, inside: '/tmp' } };
+    const before = anthropic.messageRequests.length;
+
+    // Act: two sessions, one after the other, in one warm environment
+    const answer = await invokeWarm(task, runner.module, runner.exportName, env, events, wrap);
+
+    // Assess: both completed; the first one's shell did start its process…
+    expect(answer.exitCode, answer.output).toBe(0);
+    expect(answer.results?.map((r) => (r.result as { record: { status: string } } | undefined)?.record.status), answer.output).toEqual(['COMPLETED', 'COMPLETED']);
+    const toolResult = (i: number) => JSON.stringify((anthropic.messageRequests[before + i]!.body.messages as { content: unknown }[]).at(-1)!.content);
+    expect(toolResult(1)).toContain('started');
+    // …and the second session, listing every process it can see, found the runtime and its own CLI but not that one
+    const listing = toolResult(3);
+    expect(listing).toContain('claude');
+    expect(listing).not.toContain(leftover);
   });
 });

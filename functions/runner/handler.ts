@@ -44,6 +44,9 @@ export const handler = middy(async (input: RunnerInput, context: Context) => {
     tools: runner.tools,
     permissionMode: runner.permissionMode,
     permissionRules: runner.permissionRules,
+    // A Lambda execution environment holds this runtime and what it starts: after a run, every later
+    // process of its user is the run's, and goes (one that cleared its environment too).
+    ownsSandbox: true,
     remainingMs: () => context.getRemainingTimeInMillis(),
     transcripts,
     gitToken: runner.gitTokenSecretArn ? () => readGitToken(secrets, runner.gitTokenSecretArn!) : undefined,

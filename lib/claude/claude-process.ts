@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildClaudeArgs, type ClaudeArgsOptions } from './claude-args.js';
 import { ModelGateway } from './model-gateway.js';
-import { handOver, killRunProcesses, runUser, type RunUser } from './run-processes.js';
+import { handOver, killRunProcesses, processStartTicks, runUser, type RunUser } from './run-processes.js';
 
 // How the CLI process is started. No schema library here: the process that starts it loads
 // only what it needs (the Lambda's cold start, the task's).
@@ -72,6 +72,13 @@ export interface ClaudeProcessOptions extends ClaudeArgsOptions {
    * cannot, and runs it as itself. @default false
    */
   separateUser?: boolean;
+  /**
+   * The runner is alone in its sandbox with what it starts (a Lambda execution environment): after
+   * the run, every process of the runner's user that started after the CLI is the run's, and is
+   * killed, one that left the CLI's group and cleared its environment included. Never on a shared
+   * machine (the local runtime), where that user's other programs would be killed. @default false
+   */
+  ownsSandbox?: boolean;
 }
 
 /**
@@ -127,12 +134,17 @@ export interface StartedClaude {
   child: ChildProcess;
   gateway: ModelGateway;
   user?: RunUser;
+  /** Where the runner owns its sandbox: when the CLI started, in clock ticks since boot (/proc). */
+  startTicks?: number;
 }
 
 /** Every process the run started, gone: the CLI's group, and what left it (run-processes.ts). */
 export async function stopRunProcesses(started: StartedClaude): Promise<void> {
   signalGroup(started.child.pid, 'SIGKILL');
-  await killRunProcesses({ user: started.user, marker: started.gateway.marker });
+  await killRunProcesses({
+    user: started.user, marker: started.gateway.marker,
+    startedSince: started.startTicks !== undefined ? { uid: process.getuid!(), ticks: started.startTicks } : undefined,
+  });
 }
 
 /**
@@ -145,7 +157,9 @@ export async function startClaudeBehindGateway(options: ClaudeProcessOptions, ho
   try {
     const user = options.separateUser ? runUser() : undefined;
     if (user) await handOver(home, user);
-    return { child: startClaude(claudeSpawn({ ...options, endpoint: gateway.endpoint }, home, workDir), user), gateway, user };
+    const child = startClaude(claudeSpawn({ ...options, endpoint: gateway.endpoint }, home, workDir), user);
+    const startTicks = options.ownsSandbox && child.pid ? await processStartTicks(child.pid) : undefined;
+    return { child, gateway, user, startTicks };
   } catch (err) {
     await gateway.close();
     throw err;
@@ -345,6 +359,8 @@ export interface RunnerClaudeSettings {
   permissionRules?: readonly string[];
   /** Start each CLI as a user of its own (CLAUDE_SEPARATE_USER: Fargate). */
   separateUser?: boolean;
+  /** The runner is alone in its sandbox (Lambda): ClaudeProcessOptions.ownsSandbox. */
+  ownsSandbox?: boolean;
 }
 
 /** How the runner starts the CLI for a session: one place, so a standby started ahead matches. */
@@ -372,6 +388,7 @@ export function claudeProcessOptions(
     permissionMode: config.permissionMode,
     permissionRules: config.permissionRules,
     separateUser: config.separateUser,
+    ownsSandbox: config.ownsSandbox,
   };
 }
 

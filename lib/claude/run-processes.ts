@@ -5,9 +5,10 @@ import { readdir, readFile } from 'node:fs/promises';
 // What a run's CLI starts ends with it. Killing the CLI's process group misses whatever left it
 // (`setsid`, a double fork): on a warm Lambda such a process would see the next session. So after
 // the CLI exits, every process of the run is found and killed: by its user where the run has one
-// of its own (runUser), else by a marker in its environment that every descendant inherits (the
-// run's gateway token); a process that clears its own environment on a Lambda is beyond this, and
-// docs/SECURITY.md says so. Linux only (/proc); elsewhere nothing is found.
+// of its own (runUser); where the runner owns its sandbox (Lambda), by its user and a start after
+// the CLI's, so one that also cleared its environment goes too; else (the local runtime, on a
+// machine shared with the user's own programs) by a marker in its environment that every
+// descendant inherits (the run's gateway token). Linux only (/proc); elsewhere nothing is found.
 
 /** A user and group no image or host account has, fresh for each run. */
 export interface RunUser {
@@ -31,8 +32,15 @@ export async function handOver(dir: string, user: RunUser): Promise<void> {
   if (code !== 0) throw new Error(`could not give the run's home to its user: ${stderr.trim()}`);
 }
 
-/** Kills every process of the run: of its user, or carrying its marker in its environment. Returns how many. */
-export async function killRunProcesses(run: { user?: RunUser; marker: string }): Promise<number> {
+/** What tells a run's processes apart: its own user, a start since the CLI's by the runner's user (a sandbox of its own), its marker. */
+export interface RunProcesses {
+  user?: RunUser;
+  marker: string;
+  startedSince?: { uid: number; ticks: number };
+}
+
+/** Kills every process of the run. Returns how many. */
+export async function killRunProcesses(run: RunProcesses): Promise<number> {
   // As the run's user, kill(-1) reaches every process of that user at once, a forking one included.
   if (run.user) spawnSync('kill', ['-KILL', '-1'], { uid: run.user.uid, gid: run.user.gid, stdio: 'ignore' });
   const entries = await readdir('/proc').catch(() => [] as string[]);
@@ -53,12 +61,26 @@ export async function killRunProcesses(run: { user?: RunUser; marker: string }):
   return killed;
 }
 
-async function belongsToRun(pid: number, run: { user?: RunUser; marker: string }): Promise<boolean> {
-  if (run.user) {
+async function belongsToRun(pid: number, run: RunProcesses): Promise<boolean> {
+  if (run.user || run.startedSince) {
     const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
-    const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
-    if (uid !== undefined && Number(uid) === run.user.uid) return true;
+    const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
+    if (run.user && uid === run.user.uid) return true;
+    if (run.startedSince && uid === run.startedSince.uid) {
+      const ticks = await processStartTicks(pid);
+      // The runner and what started it are older than the CLI; all else of its user here is the run's.
+      if (ticks !== undefined && ticks >= run.startedSince.ticks) return true;
+    }
   }
   const environ = await readFile(`/proc/${pid}/environ`).catch(() => undefined);
   return environ !== undefined && environ.includes(run.marker);
+}
+
+/** When a process started, in clock ticks since boot (/proc/<pid>/stat, field 22); undefined where there is no /proc. */
+export async function processStartTicks(pid: number): Promise<number | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  // The command name (field 2) may hold spaces and parentheses: count fields after its last ')'.
+  const fields = stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields?.[19]);
+  return Number.isFinite(ticks) ? ticks : undefined;
 }

@@ -183,8 +183,8 @@ export interface Wrap {
 
 const INVOKER = `
 import { readFileSync, writeFileSync } from 'node:fs';
-const { INVOKE_MODULE, INVOKE_EXPORT, INVOKE_EVENT, INVOKE_RESULT, AWS_LAMBDA_FUNCTION_NAME } = process.env;
-const started = Date.now();
+const { INVOKE_MODULE, INVOKE_EXPORT, INVOKE_EVENT, INVOKE_EVENTS, INVOKE_RESULT, AWS_LAMBDA_FUNCTION_NAME } = process.env;
+let started = Date.now();
 const context = {
   functionName: AWS_LAMBDA_FUNCTION_NAME, functionVersion: '$LATEST', memoryLimitInMB: '256',
   invokedFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:' + AWS_LAMBDA_FUNCTION_NAME,
@@ -193,6 +193,20 @@ const context = {
 };
 const envKeys = [Object.keys(process.env)];
 const mod = await import(INVOKE_MODULE);
+if (INVOKE_EVENTS !== undefined) {
+  // One warm environment, invoked once per event in turn, as Lambda reuses it.
+  const results = [];
+  for (const [i, event] of JSON.parse(readFileSync(INVOKE_EVENTS, 'utf8')).entries()) {
+    started = Date.now();
+    try {
+      results.push({ result: (await mod[INVOKE_EXPORT](event, { ...context, awsRequestId: context.awsRequestId.slice(0, -2) + String(i).padStart(2, '0') })) ?? null });
+    } catch (err) {
+      results.push({ error: { errorType: err?.name ?? 'Error', errorMessage: err?.message ?? String(err) } });
+    }
+  }
+  writeFileSync(INVOKE_RESULT, JSON.stringify({ results }));
+  process.exit(0);
+}
 if (INVOKE_EVENT === undefined) { writeFileSync(INVOKE_RESULT, JSON.stringify({ exports: Object.keys(mod), type: typeof mod[INVOKE_EXPORT] })); process.exit(0); }
 try {
   const result = await mod[INVOKE_EXPORT](JSON.parse(readFileSync(INVOKE_EVENT, 'utf8')), context);
@@ -220,23 +234,47 @@ export async function invokeHandler(
   event?: unknown,
   wrap?: Wrap,
 ): Promise<Invocation & { exports?: string[]; exportType?: string }> {
+  const { exitCode, output, answer } = await runInvoker(task, module, exportName, env, event !== undefined ? { INVOKE_EVENT: event } : {}, wrap);
+  if (!answer) return { exitCode, output };
+  const { result, error, exports, type, envKeys: keys } = answer as {
+    result?: unknown; error?: Invocation['error']; exports?: string[]; type?: string; envKeys?: [string[], string[]];
+  };
+  const envKeys = keys && { before: keys[0], after: keys[1] };
+  return { exitCode, output, result, error, envKeys, exports, exportType: type };
+}
+
+/** Invokes a handler once per event, in turn, in one fresh process: a warm Lambda environment reused. */
+export async function invokeWarm(
+  task: string,
+  module: string,
+  exportName: string,
+  env: Record<string, string>,
+  events: unknown[],
+  wrap?: Wrap,
+): Promise<{ exitCode: number | null; output: string; results?: Pick<Invocation, 'result' | 'error'>[] }> {
+  const { exitCode, output, answer } = await runInvoker(task, module, exportName, env, { INVOKE_EVENTS: events }, wrap);
+  return { exitCode, output, results: (answer as { results?: Pick<Invocation, 'result' | 'error'>[] } | undefined)?.results };
+}
+
+/** Runs INVOKER in a fresh process with exactly `env`, each of `files` written as JSON and named by its variable; returns what it wrote. */
+async function runInvoker(
+  task: string, module: string, exportName: string, env: Record<string, string>, files: Record<string, unknown>, wrap?: Wrap,
+): Promise<{ exitCode: number | null; output: string; answer?: unknown }> {
   const io = wrap ? mkdtempSync(join(wrap.io.host, 'invoke-')) : mkdtempSync(join(tmpdir(), 'invoke-'));
   // The same files, by the paths the process sees (inside the wrap's, when wrapped).
   const inside = (hostPath: string) => (wrap ? join(wrap.io.inside, relative(wrap.io.host, hostPath)) : hostPath);
   const resultFile = join(io, 'result.json');
-  const eventFile = join(io, 'event.json');
-  if (event !== undefined) writeFileSync(eventFile, JSON.stringify(event));
+  const named: Record<string, string> = {};
+  for (const [name, content] of Object.entries(files)) {
+    const file = join(io, `${name.toLowerCase()}.json`);
+    writeFileSync(file, JSON.stringify(content));
+    named[name] = inside(file);
+  }
   const node = [process.execPath, '--input-type=module', '-e', INVOKER];
   const [program, ...args] = wrap ? [...wrap.command, ...node] : node;
   const child = spawn(program!, args, {
     cwd: task,
-    env: {
-      ...env,
-      INVOKE_MODULE: join(wrap?.taskRoot ?? task, module),
-      INVOKE_EXPORT: exportName,
-      INVOKE_RESULT: inside(resultFile),
-      ...(event !== undefined ? { INVOKE_EVENT: inside(eventFile) } : {}),
-    },
+    env: { ...env, INVOKE_MODULE: join(wrap?.taskRoot ?? task, module), INVOKE_EXPORT: exportName, INVOKE_RESULT: inside(resultFile), ...named },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -244,11 +282,7 @@ export async function invokeHandler(
   child.stderr.on('data', (c: Buffer) => (output += c.toString()));
   const exitCode = await new Promise<number | null>((resolve) => child.once('close', resolve));
   if (!existsSync(resultFile)) return { exitCode, output };
-  const answer = JSON.parse(readFileSync(resultFile, 'utf8')) as {
-    result?: unknown; error?: Invocation['error']; exports?: string[]; type?: string; envKeys?: [string[], string[]];
-  };
-  const envKeys = answer.envKeys && { before: answer.envKeys[0], after: answer.envKeys[1] };
-  return { exitCode, output, result: answer.result, error: answer.error, envKeys, exports: answer.exports, exportType: answer.type };
+  return { exitCode, output, answer: JSON.parse(readFileSync(resultFile, 'utf8')) };
 }
 
 /** Starts a container command (the Fargate task) in a fresh process with exactly `env`. */
@@ -262,3 +296,4 @@ export async function runCommand(task: string, command: string[], env: Record<st
   const exitCode = await new Promise<number | null>((resolve) => child.once('close', resolve));
   return { exitCode, output };
 }
+
