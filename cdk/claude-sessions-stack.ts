@@ -11,6 +11,7 @@ import { SessionApi } from './session-api.js';
 import { SessionSchedules } from './session-schedules.js';
 import { SessionReaper } from './session-reaper.js';
 import { SessionSweeper } from './session-sweeper.js';
+import { TaskStopWatch } from './task-stop-watch.js';
 import { FargateRunner, taskFamilyRevisionsFinding } from './fargate-runner.js';
 import type { IVpc } from 'aws-cdk-lib/aws-ec2';
 import { Topic, type ITopic } from 'aws-cdk-lib/aws-sns';
@@ -221,6 +222,7 @@ export class ClaudeSessionsStack extends Stack {
     });
     const reaper = new SessionReaper(this, 'Reaper', { sessions, stateMachine: this.workflow.stateMachine });
     const sweeper = new SessionSweeper(this, 'Sweeper', { sessions, stateMachine: this.workflow.stateMachine, rate: props.sweepRate });
+    new TaskStopWatch(this, 'TaskStopWatch', { cluster: fargate.cluster, taskDefinition: fargate.taskDefinition });
     Validations.of(reaper).acknowledge({
       id: `AwsSolutions::AwsSolutions-${this.executionsFinding(this.workflow)}`,
       reason: 'states:DescribeExecution on the executions of this one state machine: the reaper reads the input an event left out, of an execution it learns of only then.',

@@ -202,3 +202,21 @@ describe('what a first deploy prints', () => {
     expect(Object.keys(bedrock.toJSON().Outputs as object)).not.toContain('ApiKeySecretArn');
   });
 });
+
+describe('a runner task that stops before it reports', () => {
+  it('is watched by a rule on its own family in its own cluster, stopped tasks only, whose target may only answer task tokens', () => {
+    const [cluster] = Object.keys(template.findResources('AWS::ECS::Cluster'));
+    const [family] = Object.values(template.findResources('AWS::ECS::TaskDefinition')).map((t: any) => t.Properties.Family);
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.ecs'], 'detail-type': ['ECS Task State Change'],
+        detail: { clusterArn: [{ 'Fn::GetAtt': [cluster, 'Arn'] }], lastStatus: ['STOPPED'], group: [`family:${family}`] },
+      },
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^TaskStopWatchServiceFunction'), 'Arn'] } })],
+    });
+    // Beside the traces every function of ours sends, task tokens only.
+    expect(statementsOf('TaskStopWatchServiceFunction').map((s) => [s.Action, s.Resource])).toEqual([
+      [['xray:PutTraceSegments', 'xray:PutTelemetryRecords'], '*'], ['states:SendTaskFailure', '*'],
+    ]);
+  });
+});

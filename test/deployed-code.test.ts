@@ -10,7 +10,7 @@ const assembly = readAssembly(inject('cdkOut'));
 const functions = deployedFunctions(assembly);
 
 describe('every function in the synthesized template', () => {
-  it('finds the six functions the stack deploys', () => {
+  it('finds the seven functions the stack deploys', () => {
     expect(functions.map((f) => f.logicalId).sort()).toEqual([
       expect.stringMatching(/^EventsServiceFunction/),
       expect.stringMatching(/^HttpServiceFunction/),
@@ -18,6 +18,7 @@ describe('every function in the synthesized template', () => {
       expect.stringMatching(/^RunnerFunction/),
       expect.stringMatching(/^SessionCreatorServiceFunction/),
       expect.stringMatching(/^SweeperServiceFunction/),
+      expect.stringMatching(/^TaskStopWatchServiceFunction/),
     ]);
   });
 

@@ -241,6 +241,32 @@ describe('the synthesized bundles, invoked', () => {
     expect(aws.calls.filter((c) => c.action === 'DescribeExecution' && c.principal.startsWith('Sweeper'))).not.toHaveLength(0);
   });
 
+  it('the task-stop watch fails the token a stopped Fargate task held, naming why it stopped, and logs no token', async () => {
+    // Prepare: ECS's event for a runner task whose image could not be pulled
+    const token = `token-${randomUUID()}`;
+    const before = taskReports.length;
+    const event = (lastStatus: string) => ({
+      version: '0', id: randomUUID(), 'detail-type': 'ECS Task State Change', source: 'aws.ecs', account: '123456789012',
+      time: new Date().toISOString(), region: 'us-east-1', resources: [],
+      detail: {
+        lastStatus, stopCode: 'TaskFailedToStart', stoppedReason: 'CannotPullContainerError: pull image manifest has been retried 5 time(s)',
+        taskArn: 'arn:aws:ecs:us-east-1:123456789012:task/cluster/abc', containers: [{ name: 'runner', reason: 'CannotPullContainerError' }],
+        overrides: { containerOverrides: [{ name: 'runner', environment: [{ name: 'SESSION_JSON', value: '{}' }, { name: 'TASK_TOKEN', value: token }] }] },
+      },
+    });
+    // Act
+    const running = await invokeAnswer(fn('TaskStopWatch'), event('RUNNING'));
+    const stopped = await invokeAnswer(fn('TaskStopWatch'), event('STOPPED'));
+    // Assess
+    expect(running.result).toEqual({ outcome: 'not-stopped' });
+    expect(stopped.result, stopped.output).toEqual({ outcome: 'failed' });
+    expect(taskReports.slice(before)).toEqual([{
+      action: 'SendTaskFailure',
+      params: { taskToken: token, error: 'ECS.TaskStopped', cause: expect.stringContaining('TaskFailedToStart: CannotPullContainerError') },
+    }]);
+    expect(stopped.output).not.toContain(token);
+  });
+
   it('the HTTP API answers on every route, each under its project\'s path', async () => {
     // Prepare
     const event = (httpMethod: string, path: string, body?: unknown) => ({
@@ -313,7 +339,7 @@ describe('IAM equals the calls', () => {
     // Prepare: what the bundles above sent on the wire, each under the role it runs as
     const calls: AwsCall[] = aws.calls;
     expect(calls.filter((c) => c.principal === 'unknown')).toEqual([]); // every call came with a role's credentials
-    expect(new Set(calls.map((c) => c.principal)).size).toBe(7); // six functions and the Fargate task
+    expect(new Set(calls.map((c) => c.principal)).size).toBe(8); // seven functions and the Fargate task
     // Act
     const { denied, unusedGrants } = await checkCalls(assembly.template, calls);
     // Assess: nothing denied; every grant no call used has its reason below

@@ -60,18 +60,37 @@ describe('the fargate runtime, as a separate task process reporting on its task 
     });
   });
 
-  it('fails the state with States.HeartbeatTimeout when the task dies, and closes the session FAILED', async () => {
+  /** Starts a Fargate session whose task is killed (and the CLI it started) once Claude is waiting on the API, as a lost Fargate task. */
+  async function killedTask(projectId: string) {
     env.anthropic.respondByDefault({ kind: 'stall' });
     const sessionId = uuidv4();
-    const execution = env.runtime.startExecution({ prompt: 'doomed', projectId: 'fg-killed', runtime: 'fargate', sessionId }, sessionId);
+    const execution = env.runtime.startExecution({ prompt: 'doomed', projectId, runtime: 'fargate', sessionId }, sessionId);
     for (let i = 0; i < 200 && env.anthropic.messageRequests.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
     const task = env.runtime.fargateTasks.get(sessionId);
     expect(task?.pid).toBeDefined();
-    process.kill(-task!.pid!, 'SIGKILL'); // the task and the CLI it started, as a lost Fargate task
-    const outcome = await execution.outcome;
-    expect(outcome).toMatchObject({ status: 'FAILED', error: 'States.HeartbeatTimeout' });
-    expect(await env.runtime.repository.get(sessionId)).toMatchObject({ status: 'FAILED', error: 'States.HeartbeatTimeout' });
-    expect(await env.runtime.repository.listRunning('fg-killed')).toEqual([]);
+    process.kill(-task!.pid!, 'SIGKILL');
+    return { sessionId, outcome: await execution.outcome };
+  }
+
+  it('fails the state with ECS.TaskStopped when ECS says the task stopped, and closes the session FAILED naming why', async () => {
+    const { sessionId, outcome } = await killedTask('fg-stopped');
+    expect(outcome).toMatchObject({ status: 'FAILED', error: 'ECS.TaskStopped' });
+    expect(await env.runtime.repository.get(sessionId)).toMatchObject({
+      status: 'FAILED', error: 'ECS.TaskStopped', cause: expect.stringMatching(/^the Fargate task stopped before it reported: EssentialContainerExited: .*runner did not run \(killed by SIGKILL\)/),
+    });
+    expect(await env.runtime.repository.listRunning('fg-stopped')).toEqual([]);
+  });
+
+  it('fails the state with States.HeartbeatTimeout when the task dies and its stop event is lost, and closes the session FAILED', async () => {
+    env.runtime.dropTaskEvents = true;
+    try {
+      const { sessionId, outcome } = await killedTask('fg-killed');
+      expect(outcome).toMatchObject({ status: 'FAILED', error: 'States.HeartbeatTimeout' });
+      expect(await env.runtime.repository.get(sessionId)).toMatchObject({ status: 'FAILED', error: 'States.HeartbeatTimeout' });
+      expect(await env.runtime.repository.listRunning('fg-killed')).toEqual([]);
+    } finally {
+      env.runtime.dropTaskEvents = false;
+    }
   });
 
   it('runs on after an abort, as ECS does with a task token, then stops Claude itself and records what it spent', async () => {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { ClaudeEndpoint } from '../claude/claude-process.js';
 import type { FixedEndpointRunnerConfig } from '../claude/run-session-task.js';
 import { runnerEnvironment } from '../claude/runner-environment.js';
+import { failStoppedTask, type TaskStateChange } from '../claude/stopped-task.js';
 import { PROJECT_ROOT } from '../project-root.js';
 import { namedError } from './integration-errors.js';
 import type { LocalS3 } from './local-s3.js';
@@ -24,6 +25,8 @@ const ECS_MAX_OVERRIDES_BYTES = 8_192;
 export class LocalFargate {
   /** Tasks running now, by session id, as ECS ListTasks would show them. */
   readonly tasks = new Map<string, ChildProcess>();
+  /** Lose ECS's "task stopped" events, as EventBridge may: only the heartbeat then tells a dead task. */
+  dropTaskEvents = false;
 
   constructor(
     private readonly callbacks: LocalTaskCallbacks,
@@ -101,7 +104,17 @@ export class LocalFargate {
       },
     });
     this.tasks.set(sessionId, child);
-    child.once('exit', () => this.tasks.delete(sessionId));
+    child.once('exit', (exitCode, signal) => {
+      this.tasks.delete(sessionId);
+      if (this.dropTaskEvents) return;
+      // ECS's "task stopped" event, to the same watch the stack deploys (TaskStopWatch).
+      const stopped: TaskStateChange = {
+        lastStatus: 'STOPPED', stopCode: 'EssentialContainerExited', stoppedReason: 'Essential container in task exited',
+        containers: [{ name: 'runner', ...(exitCode !== null ? { exitCode } : { reason: `killed by ${signal}` }) }],
+        overrides: { containerOverrides: params.Overrides?.ContainerOverrides?.map((c) => ({ environment: (c.Environment ?? []).map((e) => ({ name: e.Name, value: e.Value })) })) },
+      };
+      void failStoppedTask(stopped, (token, error, cause) => this.callbacks.failTask(token, error, cause)).catch(() => undefined);
+    });
     // Step Functions stops no task it waits for with a token (only .sync does): when the execution
     // ends, is aborted or times out, the task runs on until its heartbeat or its watch tells it,
     // stops Claude and records the spend. Here too, so that is the code the tests run.

@@ -173,6 +173,11 @@ export class LocalRuntime implements SessionStarter {
 
   private readonly fargate: LocalFargate;
 
+  /** Lose ECS's "task stopped" events (LocalFargate.dropTaskEvents): a dead task is then seen at its heartbeat's end only. */
+  set dropTaskEvents(drop: boolean) {
+    this.fargate.dropTaskEvents = drop;
+  }
+
   /** Fargate tasks running now, as ECS ListTasks would show them. */
   get fargateTasks(): ReadonlyMap<string, import('node:child_process').ChildProcess> {
     return this.fargate.tasks;

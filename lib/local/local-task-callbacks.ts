@@ -97,6 +97,14 @@ export class LocalTaskCallbacks {
     return this;
   }
 
+  /** SendTaskFailure from outside the task (the watch of stopped tasks), as the service answers it. */
+  async failTask(taskToken: string, error: string, cause: string): Promise<void> {
+    const waiter = this.waiters.get(taskToken);
+    if (!waiter) throw Object.assign(new Error('no task waits on this token'), { name: 'TaskDoesNotExist' });
+    this.waiters.delete(taskToken);
+    waiter.reject(Object.assign(new Error(cause), { name: error }));
+  }
+
   /** Waits for the task holding this token, failing as Step Functions does when its heartbeats stop. */
   wait(taskToken: string, heartbeatMs: number | undefined, signal: AbortSignal, timeoutSeconds?: number): Promise<unknown> {
     return new Promise((resolve, reject) => {
