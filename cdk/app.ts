@@ -31,6 +31,9 @@ new ClaudeSessionsStack(app, 'ClaudeSessions', {
   model: app.node.tryGetContext('model'),
   smallFastModel: app.node.tryGetContext('smallFastModel'),
   projectModels: jsonObject(app.node.tryGetContext('projectModels'), 'projectModels'),
+  githubWebhookSecretName: app.node.tryGetContext('githubWebhookSecretName'),
+  // An object in cdk.json, or its JSON text; checked by the stack, naming the key and the field.
+  githubTriggers: app.node.tryGetContext('githubTriggers'),
   // Validated here with the shared schema: a bad entry fails the synth, naming entry and field.
   schedules: parseSchedules(app.node.tryGetContext('schedules')),
   env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },

@@ -26,6 +26,8 @@ import { checkedTokenScopes } from '../lib/claude/repository-scopes.js';
 import { checkedPermissionRules } from '../lib/claude/claude-args.js';
 import { assertBranchAllowed, checkedBranchPatterns } from '../lib/sessions/session-creation.js';
 import { assertWithinProjectLimit, parseProjectLimits, type ProjectLimits } from '../lib/sessions/project-limits.js';
+import { GitHubWebhook } from './github-webhook.js';
+import { parseGitHubTriggers, type GitHubTriggers } from '../lib/api/github-webhook.js';
 
 export interface ClaudeSessionsStackProps extends StackProps {
   /** Name of an existing Secrets Manager secret holding the Anthropic API key. @default a new secret to fill in */
@@ -121,6 +123,18 @@ export interface ClaudeSessionsStackProps extends StackProps {
   readonly smallFastModel?: string;
   /** Bedrock: an application inference profile ARN per project, so the bill divides by project. Context `projectModels`. */
   readonly projectModels?: Record<string, string>;
+  /**
+   * Name of an existing Secrets Manager secret holding the GitHub webhook's secret (its string): with it
+   * the API gets `POST /webhooks/github` (output GitHubWebhookUrl), without it no such route exists.
+   * Needs `githubTriggers`. Context `githubWebhookSecretName`. @default none
+   */
+  readonly githubWebhookSecretName?: string;
+  /**
+   * What starts a session from GitHub: `repositories` (`owner/repo` to project id, required), `command`
+   * (default `/claude`), `label` (default `claude`), `trustedAssociations` (default OWNER, MEMBER,
+   * COLLABORATOR), `maxEventAgeMinutes` (default 60). Context `githubTriggers` (a JSON object). @default none
+   */
+  readonly githubTriggers?: Partial<GitHubTriggers> | string;
 }
 
 export class ClaudeSessionsStack extends Stack {
@@ -239,6 +253,14 @@ export class ClaudeSessionsStack extends Stack {
       deadLetterQueues: [schedules.deadLetterQueue, this.events.deadLetterQueue, reaper.deadLetterQueue],
       alarmTopic: props.alarmTopic ?? (props.alarmTopicArn ? Topic.fromTopicArn(this, 'AlarmTopic', props.alarmTopicArn) : undefined),
     });
+    const triggers = parseGitHubTriggers(props.githubTriggers, 'githubTriggers');
+    if (Boolean(props.githubWebhookSecretName) !== Boolean(triggers)) {
+      throw new Error('githubWebhookSecretName and githubTriggers go together: the webhook needs its secret and the repositories it maps to projects');
+    }
+    const github = props.githubWebhookSecretName && triggers ? new GitHubWebhook(this, 'GitHub', {
+      api: this.api, stateMachine: this.workflow.stateMachine, triggers, gitTokenScopes: gitTokenSecret ? gitTokenScopes : undefined,
+      secret: Secret.fromSecretNameV2(this, 'GitHubWebhookSecret', props.githubWebhookSecretName),
+    }) : undefined;
     this.suppressReviewedFindings(runner, creator, this.workflow);
     Validations.of(this.workflow).acknowledge({
       id: `AwsSolutions::AwsSolutions-${taskFamilyRevisionsFinding(this.getLogicalId(fargate.taskDefinition.node.defaultChild as CfnElement))}`,
@@ -252,6 +274,7 @@ export class ClaudeSessionsStack extends Stack {
     if (apiKeySecret) {
       new CfnOutput(this, 'ApiKeySecretArn', { value: apiKeySecret.secretArn, description: 'Put the Anthropic API key here: aws secretsmanager put-secret-value --secret-id <this> --secret-string <key>' });
     }
+    if (github) new CfnOutput(this, 'GitHubWebhookUrl', { value: github.url, description: 'The Payload URL of the GitHub webhook (content type application/json, the secret in githubWebhookSecretName)' });
     new CfnOutput(this, 'SessionTableName', { value: sessions.table.tableName, description: 'The DynamoDB table holding every session, milestone and project limit' });
     new CfnOutput(this, 'TranscriptBucketName', { value: transcripts.bucket.bucketName, description: 'Milestone transcripts and unpushed workspace patches (kept when the stack is destroyed)' });
 

@@ -60,7 +60,7 @@ function sourceFiles(dir: string): string[] {
 
 describe('docs/SECURITY.md: what each role may do', () => {
   // Every optional grant on: a deployment on the Anthropic API with a KMS-encrypted key, a git
-  // token, CodeCommit, a budget and a schedule; and one on Bedrock (the model role, AssumeRole).
+  // token, CodeCommit, a budget, a schedule and the GitHub webhook; and one on Bedrock (the model role, AssumeRole).
   const variants: ClaudeSessionsStackProps[] = [
     {
       apiKeySecretName: 'claude/key',
@@ -70,6 +70,7 @@ describe('docs/SECURITY.md: what each role may do', () => {
       maxConcurrentSessions: 3, monthlyBudgetUsd: 50,
       alarmTopicArn: 'arn:aws:sns:eu-west-1:123456789012:alarms',
       schedules: parseSchedules([{ name: 'nightly', expression: 'rate(1 day)', projectId: 'demo', prompt: 'Summarise' }]),
+      githubWebhookSecretName: 'claude/github-webhook', githubTriggers: { repositories: { 'acme/widgets': 'demo' } },
     },
     { provider: 'bedrock', model: 'us.anthropic.claude-sonnet-4-5-20250929-v1:0' },
   ];

@@ -212,3 +212,39 @@ describe('who may use which project: execute-api:Invoke on the project\'s paths'
     expect(() => stack.api.grantProjectAccess(new AccountRootPrincipal(), 'demo*')).toThrow(/projectId "demo\*" must be 1-64 characters/);
   });
 });
+
+describe('the GitHub webhook\'s function: start the one state machine, read its one secret', () => {
+  // `-c githubWebhookSecretName=claude/github-webhook -c githubTriggers=…`, as app.ts passes them.
+  const withWebhook = Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', {
+    apiKeySecretName: 'claude/anthropic', githubWebhookSecretName: 'claude/github-webhook', githubTriggers: { repositories: { 'acme/widgets': 'widgets' } },
+  })).toJSON() as CfnTemplate;
+  const idOf = (prefix: string, type: string) => Object.keys(withWebhook.Resources).filter((id) => id.startsWith(prefix) && withWebhook.Resources[id]!.Type === type);
+  const [webhookRole] = idOf('GitHubServiceFunctionServiceRole', 'AWS::IAM::Role');
+  const machine = templateResolver(withWebhook).arnOf(idOf('WorkflowStateMachine', 'AWS::StepFunctions::StateMachine')[0]!);
+  const call = (service: string, action: string, params: Record<string, unknown>): AwsCall => ({ principal: webhookRole!, service, action, params });
+
+  it('may StartExecution on the workflow and GetSecretValue on its secret, and nothing else asked of it', async () => {
+    // Prepare: what the function does, and what it must not be able to do
+    const allowed = [call('states', 'StartExecution', { stateMachineArn: machine }), call('secretsmanager', 'GetSecretValue', { SecretId: 'claude/github-webhook' })];
+    const refused = [
+      call('secretsmanager', 'GetSecretValue', { SecretId: 'claude/anthropic' }),
+      call('states', 'StartExecution', { stateMachineArn: machine.replace(/:stateMachine:.*/, ':stateMachine:Other') }),
+      call('states', 'StopExecution', { executionArn: `${machine.replace(':stateMachine:', ':execution:')}:${uuidv4()}` }),
+      itemCall(webhookRole!, 'GetItem', 'ClaudeSessions-SessionsTable', sessionPk(uuidv4()), SESSION_SK),
+    ];
+    // Act
+    const { denied, unusedGrants } = await checkCalls(withWebhook, [...allowed, ...refused]);
+    // Assess: exactly the four refused calls are denied, and the two allowed ones use every grant the role
+    // holds beyond its logs and traces: it holds nothing more
+    expect(denied.map((d) => d.action)).toEqual(['secretsmanager:GetSecretValue', 'states:StartExecution', 'states:StopExecution', 'dynamodb:GetItem']);
+    expect(denied[0]!.resource).toContain(':secret:claude/anthropic');
+    expect(unusedGrants.filter((g) => !/^(xray|logs):/.test(g.action))).toEqual([]);
+  });
+
+  it('is not deployed, nor its route, without a webhook secret', () => {
+    expect(JSON.stringify(template)).not.toContain('webhooks');
+    expect(Object.keys(template.Resources).filter((id) => id.startsWith('GitHub'))).toEqual([]);
+    expect(() => new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', { githubWebhookSecretName: 'claude/github-webhook' }))
+      .toThrow(/githubWebhookSecretName and githubTriggers go together/);
+  });
+});

@@ -7,6 +7,7 @@ import httpRouterHandler from '@middy/http-router';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { HttpError, MAX_BODY_BYTES_GUARD, httpErrors, json } from './http-errors.js';
 import { SessionApi, type SessionApiDeps } from './session-api.js';
+import type { GitHubWebhook } from './github-webhook.js';
 
 type Route = {
   method: 'GET' | 'POST';
@@ -22,7 +23,10 @@ type Route = {
  * that touches a project's data has the project in its path, so an IAM policy on
  * `execute-api:Invoke` for `…/projects/demo/*` decides who may use project demo (docs/SECURITY.md).
  */
-export function createApiHandler(deps: SessionApiDeps, logger = new Logger({ serviceName: 'claude-sessions-api' })) {
+export function createApiHandler(
+  deps: SessionApiDeps & { github?: GitHubWebhook },
+  logger = new Logger({ serviceName: 'claude-sessions-api' }),
+) {
   const api = new SessionApi(deps);
   const project = (e: APIGatewayProxyEvent) => e.pathParameters?.projectId;
   const routes: Route[] = [
@@ -47,6 +51,8 @@ export function createApiHandler(deps: SessionApiDeps, logger = new Logger({ ser
       method: 'POST', path: '/projects/{projectId}/milestones/{id}/close', body: 'none',
       handler: async (e) => json(200, await api.closeMilestone(project(e), e.pathParameters?.id)),
     },
+    // On AWS its own resource and function answer it (cdk/github-webhook.ts); here, the engine with a secret set.
+    { method: 'POST', path: '/webhooks/github', body: 'none', handler: async (e) => answerGitHub(deps.github, e, logger) },
   ];
   const patterns = routes.map((r) => ({ method: r.method, regex: new RegExp(`^${r.path.replace(/\{[^/]+\}/g, '[^/]+')}/?$`) }));
 
@@ -69,6 +75,34 @@ export function createApiHandler(deps: SessionApiDeps, logger = new Logger({ ser
     .use(MAX_BODY_BYTES_GUARD)
     .use(httpErrors({ logError: (error) => logger.error('request failed', error as Error) }))
     .handler(router as never);
+}
+
+/**
+ * The webhook's own function on AWS: no IAM in front of it (GitHub cannot sign SigV4), so the
+ * HMAC of its body is the whole of its authorisation, checked before anything else is read.
+ */
+export function createGitHubWebhookHandler(webhook: () => GitHubWebhook, logger = new Logger({ serviceName: 'claude-sessions-github' })) {
+  return middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
+    .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use(httpHeaderNormalizer())
+    .use(MAX_BODY_BYTES_GUARD)
+    .use(httpErrors({ logError: (error) => logger.error('delivery failed', error as Error) }))
+    .handler(async (event) => answerGitHub(webhook(), event, logger));
+}
+
+/** One delivery: what it was and what came of it are logged, never its text. */
+async function answerGitHub(webhook: GitHubWebhook | undefined, event: APIGatewayProxyEvent, logger: Logger): Promise<APIGatewayProxyResult> {
+  if (!webhook) throw new HttpError(404, 'no GitHub webhook here: this deployment has no webhook secret (docs/GITHUB.md)');
+  const body = event.body && event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
+  const delivery = { delivery: event.headers['x-github-delivery'], event: event.headers['x-github-event'] };
+  try {
+    const answer = await webhook.receive(event.headers, body);
+    logger.info('github delivery', { ...delivery, ...answer.body });
+    return json(answer.statusCode, answer.body);
+  } catch (err) {
+    if (err instanceof HttpError) logger.warn('github delivery refused', { ...delivery, status: err.statusCode, reason: err.message });
+    throw err;
+  }
 }
 
 /** Body parsing only where there is a body; GETs with a stray content-type still work. */

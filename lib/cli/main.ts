@@ -422,6 +422,23 @@ async function projectCommand(args: string[], io: CliIo): Promise<number> {
   return 0;
 }
 
+/** The engine's POST /webhooks/github, when both its secret and its triggers are set; one without the other is a usage error. */
+async function githubWebhookFromEnv(env: NodeJS.ProcessEnv): Promise<{ secret: string; triggers: import('../api/github-webhook.js').GitHubTriggers } | undefined> {
+  const secret = env.CLAUDE_SESSIONS_GITHUB_WEBHOOK_SECRET;
+  const { parseGitHubTriggers } = await import('../api/github-webhook.js');
+  let triggers;
+  try {
+    triggers = parseGitHubTriggers(env.CLAUDE_SESSIONS_GITHUB_TRIGGERS, 'CLAUDE_SESSIONS_GITHUB_TRIGGERS');
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (!secret && !triggers) return undefined;
+  if (!secret || !triggers) {
+    throw new UsageError('CLAUDE_SESSIONS_GITHUB_WEBHOOK_SECRET and CLAUDE_SESSIONS_GITHUB_TRIGGERS go together: the webhook needs its secret and the repositories it maps to projects');
+  }
+  return { secret, triggers };
+}
+
 /**
  * `serve`: the engine in the foreground, on a fixed port, until Ctrl-C. `engine`: the same,
  * started in the background by a command that found none (--port 0), gone after --idle-exit seconds.
@@ -451,6 +468,7 @@ async function serveCommand(args: string[], io: CliIo, background: boolean): Pro
   const running = await startEngine({
     home: home(io), port, policy, idleExitSeconds, command: background ? 'claude-sessions engine' : 'claude-sessions serve',
     standby: io.env.CLAUDE_SESSIONS_STANDBY !== '0',
+    github: await githubWebhookFromEnv(io.env),
   });
   const { runtime, url } = running;
   io.stderr(

@@ -13,6 +13,7 @@ import { readBody, startLocalApiServer, type LocalRoute } from './local-api-serv
 import { LocalRuntime, type EventLog } from './local-runtime.js';
 import { removeEngineFile, writeEngineFile, type EngineFile } from './engine-file.js';
 import { NextRunStandby } from './next-run-standby.js';
+import { GitHubWebhook, type GitHubTriggers } from '../api/github-webhook.js';
 
 // The local engine (docs/ARCHITECTURE.md#the-local-engine): the one process that holds the
 // state folder, runs the executions and serves the HTTP API; every other command is its client.
@@ -43,6 +44,8 @@ export interface EngineOptions {
   command: string;
   /** Keep a Claude CLI booted for the next `run` (lib/local/next-run-standby.ts). @default true */
   standby?: boolean;
+  /** POST /webhooks/github: its secret and triggers (CLAUDE_SESSIONS_GITHUB_WEBHOOK_SECRET, _GITHUB_TRIGGERS). @default no webhook */
+  github?: { secret: string; triggers: GitHubTriggers; gitTokenScopes?: readonly string[] };
 }
 
 export interface Engine {
@@ -63,6 +66,9 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
   const handler = createApiHandler({
     repository: runtime.repository, milestones: runtime.milestones, starter: runtime, transcripts: runtime.transcripts,
     policy: options.policy, slots: runtime.slots,
+    github: options.github && new GitHubWebhook({
+      secret: async () => options.github!.secret, triggers: options.github.triggers, gitTokenScopes: options.github.gitTokenScopes, starter: runtime,
+    }),
   });
 
   /** A `run` without a configured endpoint gets the built-in stand-in, whatever the engine was started with. */

@@ -48,7 +48,7 @@ export type WorkspaceSpec = z.output<typeof WorkspaceSchema>;
 
 export const SESSION_MODES = ['fresh', 'milestone'] as const;
 export const RUNTIMES = ['lambda', 'fargate'] as const;
-export const TRIGGERS = ['api', 'schedule', 'console', 'cli'] as const;
+export const TRIGGERS = ['api', 'schedule', 'console', 'cli', 'github'] as const;
 
 /**
  * The one execution input (docs/ARCHITECTURE.md#the-execution-input): API body, schedule payload, console input and
