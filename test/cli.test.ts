@@ -1,11 +1,11 @@
-import type { ChildProcess } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { git, remoteRepository } from './support/git-remote.js';
-import { cliEnvironment, runCli, stopEngine, type CliResult } from './support/cli-process.js';
+import { BIN, cliEnvironment, runCli, stopEngine, type CliResult } from './support/cli-process.js';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 
 let home: string;
@@ -14,6 +14,26 @@ let home: string;
 /** The CLI as a user runs it: its own process, its state on disk between commands. */
 function cli(args: string[], env: NodeJS.ProcessEnv = {}, started?: (child: ChildProcess) => void): Promise<CliResult> {
   return runCli(args, cliEnvironment(home, env), started);
+}
+
+/** The CLI with `input` piped to its stdin, as `… | claude-sessions run -`. */
+function cliWithStdin(args: string[], input: string, env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: cliEnvironment(home, env), stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(input);
+  });
+}
+
+/** The text of the first user message a model call carried (the prompt). */
+function promptSent(request: { body: { messages?: unknown[] } }): string {
+  const content = (request.body.messages?.[0] as { content: string | Array<{ type: string; text?: string }> }).content;
+  return typeof content === 'string' ? content : content.filter((c) => c.type === 'text').map((c) => c.text).join('');
 }
 
 /** Waits until the CLI under test has reached the API (its run is under way). */
@@ -102,6 +122,35 @@ describe('npx claude-sessions', () => {
     expect(run.stderr).toMatch(/mode: must be one of fresh, milestone/);
     const running = await cli(['list', '--status', 'RUNNING', '--json']);
     expect(JSON.parse(running.stdout)).toEqual([]);
+  });
+
+  it('run - reads the prompt from stdin and --prompt-file from a file: a 99,000-character prompt reaches Claude whole', async () => {
+    // Prepare: a prompt far past what an argument list takes
+    const api = await new AnthropicStandIn().start();
+    const prompt = `${'lorem ipsum '.repeat(8_249)}summarise it`;
+    expect(prompt).toHaveLength(99_000);
+    const file = join(home, 'prompt.txt');
+    await writeFile(file, `from a file: ${prompt.slice(13)}`);
+    const env = { ANTHROPIC_API_KEY: 'sk-ant-test', ANTHROPIC_BASE_URL: api.url };
+    try {
+      // Act
+      const piped = await cliWithStdin(['run', '-', '--project', 'long-prompt', '--json'], prompt, env);
+      const fromFile = await cli(['run', '--prompt-file', relative(process.cwd(), file), '--project', 'long-prompt', '--json'], env);
+      const both = await cli(['run', 'an argument', '--prompt-file', file]);
+      const missing = await cli(['run', '--prompt-file', join(home, 'no-such-prompt.txt')]);
+      // Assess
+      expect(piped.code, piped.stderr).toBe(0);
+      expect(fromFile.code, fromFile.stderr).toBe(0);
+      const sent = api.messageRequests.map(promptSent);
+      expect(sent.filter((p) => p.includes(prompt))).toHaveLength(1);
+      expect(sent.filter((p) => p.includes(`from a file: ${prompt.slice(13)}`))).toHaveLength(1);
+      expect(both.code).toBe(2);
+      expect(both.stderr).toMatch(/not two of them/);
+      expect(missing.code).toBe(2);
+      expect(missing.stderr).toMatch(/--prompt-file: cannot read .*no-such-prompt\.txt: no such file/);
+    } finally {
+      await api.close();
+    }
   });
 
   it('with ANTHROPIC_API_KEY set talks to ANTHROPIC_BASE_URL, the same code path but the URL', async () => {

@@ -32,11 +32,13 @@ export interface CliIo {
   onInterrupt?: (stop: () => void) => void;
   /** The API the commands talk to (--api, CLAUDE_SESSIONS_API); absent: the local engine. */
   api?: URL;
+  /** What `run -` reads its prompt from (the process's stdin). */
+  stdin?: AsyncIterable<Buffer | string>;
 }
 
 const USAGE = `claude-sessions: run Claude Code headless as tracked sessions (the local runtime)
 
-  run <prompt> [--project P] [--task T] [--session-id UUID] [--runtime lambda|fargate]
+  run <prompt>|-|--prompt-file F [--project P] [--task T] [--session-id UUID] [--runtime lambda|fargate]
                [--milestone UUID] [--repo URL|path [--ref R] [--branch B]] [--tools T,…]
                [--max-turns N] [--max-budget-usd X] [--timeout-seconds S] [--provider anthropic|bedrock] [--json]
   milestone open --project P [--json]   a conversation later runs continue (run --milestone)
@@ -173,7 +175,7 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseRunFlags(args);
   if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
   const provider = localProvider(values.provider, io.env);
-  const input = runInput(positionals[0], values);
+  const input = runInput(await promptOf(positionals[0], values['prompt-file'], io), values);
   // A milestone task's project is its milestone's: the engine fills it in. The engine checks the
   // input with the workflow's schema before any execution, and answers 400 naming each field.
   if (values.milestone && !values.project) delete input.projectId;
@@ -226,6 +228,25 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
   else io.stdout(`\n${formatSession(session)}\n`);
   progress(`Done in ${formatMs(Date.now() - started)}.`);
   return session.status === 'COMPLETED' ? 0 : 1;
+}
+
+/**
+ * The prompt: the argument, or stdin for `-`, or the file --prompt-file names (a long prompt
+ * does not fit in an argument list, and a prompt there is in every process list).
+ */
+async function promptOf(argument: string | undefined, file: string | undefined, io: CliIo): Promise<string | undefined> {
+  if (file !== undefined) {
+    if (argument !== undefined) throw new UsageError('give the prompt as an argument, as - (stdin) or with --prompt-file, not two of them');
+    const { readFile } = await import('node:fs/promises');
+    return readFile(resolve(io.cwd, file), 'utf8').catch((err: NodeJS.ErrnoException) => {
+      throw new UsageError(`--prompt-file: cannot read ${file}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
+    });
+  }
+  if (argument !== '-') return argument;
+  if (!io.stdin) throw new UsageError('run - reads the prompt from stdin, and this process has none');
+  const chunks: Buffer[] = [];
+  for await (const chunk of io.stdin) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** How often `run --api` reads the session while it runs: API Gateway streams no events. */
