@@ -10,7 +10,9 @@ import { ClaudeSessionsStack } from '../cdk/claude-sessions-stack.js';
 import { createApiHandler } from '../lib/api/router.js';
 import { startLocalApiServer } from '../lib/local/local-api-server.js';
 import type { ProjectLimits } from '../lib/sessions/project-limits.js';
+import { ProjectAtCapacityError } from '../lib/sessions/project-slots.js';
 import { parseSchedules } from '../lib/sessions/schedule-entry.js';
+import { assertCanStart } from '../lib/sessions/start-checks.js';
 import { prepareSession, sessionPolicyEnvironment, sessionPolicyFromEnv } from '../lib/sessions/session-creation.js';
 import { BIN, cliEnvironment, runCli } from './support/cli-process.js';
 import { useTestRuntime, type TestRuntime } from './support/runtime.js';
@@ -70,6 +72,28 @@ describe('per-project caps, in the workflow (CreateSession)', () => {
     // Assess
     expect(session).toMatchObject({ status: 'TIMED_OUT' });
     expect(Date.now() - started).toBeLessThan(30_000);
+  });
+});
+
+describe('a project\'s own concurrency limit, with no deployment-wide one', () => {
+  it('holds on its own: while one session runs, the start check refuses a second and the workflow closes it ProjectAtCapacity', async () => {
+    // Prepare: this deployment sets no maxConcurrentSessions; the project sets 1 (`project limit own-one 1`)
+    expect(env.runtime.policy.maxConcurrentSessions).toBeUndefined();
+    await env.runtime.slots.setLimit('own-one', 1);
+    env.anthropic.respondWith({ kind: 'stall' });
+    const first = env.runtime.startExecution({ prompt: 'p', projectId: 'own-one', timeoutSeconds: 5 });
+    // Running: its slot taken (with this change) and its stalled model call made.
+    for (let i = 0; i < 1200 && env.anthropic.messageRequests.length === 0; i++) await new Promise((r) => setTimeout(r, 25));
+    // Act
+    const checked = assertCanStart({ projectId: 'own-one' }, { ...env.runtime, policy: env.runtime.policy }).then(() => undefined, (err: unknown) => err);
+    const second = await env.runtime.run({ prompt: 'p', projectId: 'own-one' });
+    await first.outcome;
+    // Assess
+    expect(await checked).toBeInstanceOf(ProjectAtCapacityError);
+    expect(second.session).toMatchObject({ status: 'FAILED', error: 'ProjectAtCapacity' });
+    expect(await env.runtime.repository.get(first.name)).toMatchObject({ status: 'TIMED_OUT' });
+    expect((await env.runtime.slots.get('own-one')).running).toEqual([]);
+    expect((await env.runtime.run({ prompt: 'p', projectId: 'free-of-limits' })).session).toMatchObject({ status: 'COMPLETED' });
   });
 });
 

@@ -474,7 +474,7 @@ export class LocalRuntime implements SessionStarter {
           return this.fargate.runTask(params, heartbeatSeconds, signal, runnerConfig.endpoint);
         });
       } else if (this.definition.functions[resource] === 'create-session') {
-        handlers[name] = taskHandler((event: ValidateInputEvent) => lambdaCall(() => createSession(event, this.policy, this.repository)));
+        handlers[name] = taskHandler((event: ValidateInputEvent) => lambdaCall(() => createSession(event, this.policy, this.repository, this.slots)));
       } else if (this.definition.functions[resource] === 'runner') {
         handlers[name] = taskHandler((input: RunnerInput) => lambdaCall(() => this.tracked(runSessionTask(input, { ...runnerConfig, watch: this.watchOf(executionName), takeStandby }))));
       } else {
