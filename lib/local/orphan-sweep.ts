@@ -72,3 +72,19 @@ export async function stopOrphanRuns(home: string): Promise<number> {
   await mkdir(runs, { recursive: true, mode: 0o700 });
   return killed;
 }
+
+/** The sessions whose id starts with `prefix`, by a scan (a local table is small): `show`'s short ids. */
+export async function sessionsWithPrefix(dynamodb: LocalDynamoDb, prefix: string): Promise<Array<{ sessionId: string; projectId: string }>> {
+  const found: Array<{ sessionId: string; projectId: string }> = [];
+  const pages = paginateScan(
+    { client: dynamodb.documentClient },
+    {
+      TableName: dynamodb.tableName,
+      FilterExpression: 'sk = :session AND begins_with(sessionId, :prefix)',
+      ExpressionAttributeValues: { ':session': SESSION_SK, ':prefix': prefix },
+      ProjectionExpression: 'sessionId, projectId',
+    },
+  );
+  for await (const page of pages) for (const item of page.Items ?? []) found.push({ sessionId: String(item.sessionId), projectId: String(item.projectId) });
+  return found;
+}
