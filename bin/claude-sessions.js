@@ -16,6 +16,7 @@ const code = await main(argv, {
   stderr: (text) => process.stderr.write(text),
   env: process.env,
   cwd: process.cwd(),
+  stdin: process.stdin,
   onInterrupt: (stop) => {
     // SIGHUP too: a closed terminal must not leave Claude running on its own.
     for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {

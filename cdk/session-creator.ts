@@ -57,5 +57,7 @@ export class SessionCreator extends Construct {
     props.sessions.grantCreateSessions(this.function);
     // The month's cost of the project is read only when there is a budget to check it against.
     if (props.monthlyBudgetUsd) props.sessions.grantProjectQuery(this.function);
+    // With no deployment-wide limit, a project's own limit is read from its slots item (createSession).
+    if (!props.maxConcurrentSessions) props.sessions.grantReadProjectItems(this.function);
   }
 }

@@ -4,6 +4,7 @@ import { Grant, type IGrantable } from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { PROJECT_INDEX, sessionPk } from '../lib/sessions/session-item.js';
 import { MILESTONE_INDEX, milestonePk } from '../lib/sessions/milestone-item.js';
+import { slotsPk } from '../lib/sessions/project-slots.js';
 
 export interface SessionTableProps {
   /** @default RemovalPolicy.RETAIN: session history outlives the stack */
@@ -71,6 +72,16 @@ export class SessionTable extends Construct {
   }
 
   /** A project's sessions by the project index, nothing else (SessionRepository.costSince: the monthly budget). */
+  /** GetItem of the projects' items (PROJECT#<id>: the slots item holds a project's own concurrency limit). */
+  grantReadProjectItems(grantee: IGrantable): Grant {
+    return Grant.addToPrincipal({
+      grantee,
+      actions: ['dynamodb:GetItem'],
+      resourceArns: [this.table.tableArn],
+      conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [slotsPk('*')] } },
+    });
+  }
+
   grantProjectQuery(grantee: IGrantable): Grant {
     return Grant.addToPrincipal({ grantee, actions: ['dynamodb:Query'], resourceArns: [`${this.table.tableArn}/index/${PROJECT_INDEX}`] });
   }

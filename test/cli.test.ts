@@ -1,12 +1,13 @@
-import type { ChildProcess } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { cp, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { git, remoteRepository } from './support/git-remote.js';
-import { cliEnvironment, runCli, stopEngine, type CliResult } from './support/cli-process.js';
+import { BIN, cliEnvironment, runCli, stopEngine, type CliResult } from './support/cli-process.js';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
+import { formatDuration, mergeModelVariants } from '../lib/cli/format.js';
 
 let home: string;
 
@@ -14,6 +15,26 @@ let home: string;
 /** The CLI as a user runs it: its own process, its state on disk between commands. */
 function cli(args: string[], env: NodeJS.ProcessEnv = {}, started?: (child: ChildProcess) => void): Promise<CliResult> {
   return runCli(args, cliEnvironment(home, env), started);
+}
+
+/** The CLI with `input` piped to its stdin, as `… | claude-sessions run -`. */
+function cliWithStdin(args: string[], input: string, env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: cliEnvironment(home, env), stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(input);
+  });
+}
+
+/** The text of the first user message a model call carried (the prompt). */
+function promptSent(request: { body: { messages?: unknown[] } }): string {
+  const content = (request.body.messages?.[0] as { content: string | Array<{ type: string; text?: string }> }).content;
+  return typeof content === 'string' ? content : content.filter((c) => c.type === 'text').map((c) => c.text).join('');
 }
 
 /** Waits until the CLI under test has reached the API (its run is under way). */
@@ -49,8 +70,11 @@ describe('npx claude-sessions', () => {
       'usage', 'workspace',
     ]);
     expect(session).toMatchObject({
-      projectId: 'cli-run', status: 'COMPLETED', trigger: 'cli', usage: { inputTokens: 12, outputTokens: 34 }, provider: 'anthropic', model: null,
+      projectId: 'cli-run', status: 'COMPLETED', trigger: 'cli', provider: 'anthropic', model: null,
     });
+    // The built-in stand-in counts about a token for each 4 characters it was sent and replied.
+    expect(session.usage.inputTokens).toBeGreaterThan('Summarise the README'.length / 4);
+    expect(session.usage.outputTokens).toBeGreaterThan(10);
     // The split by model holds the same tokens: one model served this session.
     expect(Object.values(session.modelUsage)).toEqual([expect.objectContaining(session.usage)]);
     expect(session.claudeSessionId).toBe(session.sessionId);
@@ -64,7 +88,8 @@ describe('npx claude-sessions', () => {
     const list = await cli(['list', '--project', 'cli-run']);
     expect(list.code).toBe(0);
     expect(list.stdout).toContain(sessionId);
-    expect(list.stdout).toMatch(/COMPLETED\s+12\s+34/);
+    const tokens = (JSON.parse(run.stdout) as { usage: { inputTokens: number; outputTokens: number } }).usage;
+    expect(list.stdout).toMatch(new RegExp(`COMPLETED\\s+${tokens.inputTokens}\\s+${tokens.outputTokens}`));
 
     const usage = await cli(['usage', '--project', 'cli-run', '--json']);
     expect(JSON.parse(usage.stdout)).toEqual([expect.objectContaining({ projectId: 'cli-run', sessions: 1 })]);
@@ -89,7 +114,7 @@ describe('npx claude-sessions', () => {
   it('prints a readable session without --json', async () => {
     const run = await cli(['run', 'hello', '--project', 'demo', '--max-turns', '1']);
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/Tokens\s+input 12 · output 34 · cache read 0 · cache write 0/);
+    expect(run.stdout).toMatch(/Tokens\s+input \d+ · output \d+ · cache read 0 · cache write 0/);
     expect(run.stdout).toMatch(/Reply\n {2}Hello from the local Anthropic stand-in/);
   });
 
@@ -97,11 +122,148 @@ describe('npx claude-sessions', () => {
     const run = await cli(['run', '', '--project', 'bad id', '--session-id', 'nope', '--mode', 'weird']);
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(/prompt: must not be empty/);
-    expect(run.stderr).toMatch(/projectId: must be 1-64 characters/);
-    expect(run.stderr).toMatch(/sessionId: must be a UUID/);
-    expect(run.stderr).toMatch(/mode: must be one of fresh, milestone/);
+    expect(run.stderr).toMatch(/--project: must be 1-64 characters/);
+    expect(run.stderr).toMatch(/--session-id: must be a UUID/);
+    expect(run.stderr).toMatch(/--mode: must be one of fresh, milestone/);
     const running = await cli(['list', '--status', 'RUNNING', '--json']);
     expect(JSON.parse(running.stdout)).toEqual([]);
+  });
+
+  it('run - reads the prompt from stdin and --prompt-file from a file: a 99,000-character prompt reaches Claude whole', async () => {
+    // Prepare: a prompt far past what an argument list takes
+    const api = await new AnthropicStandIn().start();
+    const prompt = `${'lorem ipsum '.repeat(8_249)}summarise it`;
+    expect(prompt).toHaveLength(99_000);
+    const file = join(home, 'prompt.txt');
+    await writeFile(file, `from a file: ${prompt.slice(13)}`);
+    const env = { ANTHROPIC_API_KEY: 'sk-ant-test', ANTHROPIC_BASE_URL: api.url };
+    try {
+      // Act
+      const piped = await cliWithStdin(['run', '-', '--project', 'long-prompt', '--json'], prompt, env);
+      const fromFile = await cli(['run', '--prompt-file', relative(process.cwd(), file), '--project', 'long-prompt', '--json'], env);
+      const both = await cli(['run', 'an argument', '--prompt-file', file]);
+      const missing = await cli(['run', '--prompt-file', join(home, 'no-such-prompt.txt')]);
+      // Assess
+      expect(piped.code, piped.stderr).toBe(0);
+      expect(fromFile.code, fromFile.stderr).toBe(0);
+      const sent = api.messageRequests.map(promptSent);
+      expect(sent.filter((p) => p.includes(prompt))).toHaveLength(1);
+      expect(sent.filter((p) => p.includes(`from a file: ${prompt.slice(13)}`))).toHaveLength(1);
+      expect(both.code).toBe(2);
+      expect(both.stderr).toMatch(/not two of them/);
+      expect(missing.code).toBe(2);
+      expect(missing.stderr).toMatch(/--prompt-file: cannot read .*no-such-prompt\.txt: no such file/);
+    } finally {
+      await api.close();
+    }
+  });
+
+  it('the built-in stand-in follows a prompt\'s stand-in: lines (an edit lands in the workspace, a stall times out, an error closes FAILED) and counts tokens by length', async () => {
+    // Prepare: no ANTHROPIC_API_KEY, so the engine's built-in stand-in answers
+    const { bare } = remoteRepository();
+    const script = (...lines: object[]) => lines.map((l) => `stand-in: ${JSON.stringify(l)}`).join('\n');
+    const run = async (prompt: string, ...flags: string[]) => {
+      const result = await cli(['run', prompt, '--project', 'scripted', '--json', ...flags]);
+      return { ...result, session: JSON.parse(result.stdout || 'null') as { status: string; error: string | null; cause: string | null; result: string | null; sessionId: string; usage: { inputTokens: number } } };
+    };
+    // Act
+    const edit = await run(`Add notes.\n${script(
+      { kind: 'tool_use', name: 'Write', input: { file_path: 'NOTES.md', content: 'written by the scripted stand-in\n' } },
+      { kind: 'text', text: 'Wrote NOTES.md.' },
+    )}`, '--repo', bare);
+    const stall = await run(`Wait.\n${script({ kind: 'stall' })}`, '--timeout-seconds', '5');
+    const error = await run(`Fail.\n${script({ kind: 'error', status: 400, message: 'a scripted refusal' })}`);
+    const bad = await run('stand-in: {"kind": "dance"}');
+    const short = await run('hi');
+    const long = await run(`hi ${'and more '.repeat(4_000)}`);
+    // Assess
+    expect(edit.session, edit.stderr).toMatchObject({ status: 'COMPLETED', result: 'Wrote NOTES.md.' });
+    expect(git(bare, 'show', `claude-sessions/${edit.session.sessionId}:NOTES.md`)).toBe('written by the scripted stand-in');
+    expect(stall.session, stall.stderr).toMatchObject({ status: 'TIMED_OUT' });
+    expect(error.session, error.stderr).toMatchObject({ status: 'FAILED', error: 'ClaudeApiError', cause: expect.stringContaining('a scripted refusal') });
+    expect(bad.session).toMatchObject({ status: 'FAILED', cause: expect.stringContaining('needs a kind of text, tool_use, stall or error') });
+    expect(long.session.usage.inputTokens - short.session.usage.inputTokens).toBeGreaterThan(36_000 / 4 - 100);
+  });
+
+  it('names the state folder in its first line when it is the directory\'s default, not when CLAUDE_SESSIONS_HOME names one', async () => {
+    // Prepare: another directory, with no CLAUDE_SESSIONS_HOME (the cached workflow copied: no synth)
+    const dir = await mkdtemp(join(tmpdir(), 'claude-sessions-cwd-'));
+    const state = join(dir, '.claude-sessions');
+    await cp(join(home, 'cache'), join(state, 'cache'), { recursive: true });
+    const env = cliEnvironment(home);
+    delete env.CLAUDE_SESSIONS_HOME;
+    try {
+      // Act
+      const here = await new Promise<CliResult>((resolve, reject) => {
+        const child = spawn(process.execPath, [BIN, 'list'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d) => (stdout += d));
+        child.stderr.on('data', (d) => (stderr += d));
+        child.on('error', reject);
+        child.on('close', (code) => resolve({ code, stdout, stderr }));
+      });
+      const named = await cli(['list']);
+      // Assess
+      expect(here.code, here.stderr).toBe(0);
+      expect(here.stderr.split('\n')[0]).toBe(`State: ${state} (this directory's; set CLAUDE_SESSIONS_HOME to one folder to use it from anywhere)`);
+      expect(named.code).toBe(0);
+      expect(named.stderr).not.toMatch(/^State:/m);
+    } finally {
+      await stopEngine(state);
+    }
+  });
+
+  it('run --repo naming a path that is not there: a usage error naming --repo, exit 2, and no session', async () => {
+    // Act
+    const missing = await cli(['run', 'hi', '--repo', join(home, 'no-such-repo'), '--project', 'no-repo']);
+    const relativeMissing = await cli(['run', 'hi', '--repo', 'no-such-repo-here', '--project', 'no-repo']);
+    const list = await cli(['list', '--project', 'no-repo', '--json']);
+    // Assess
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain(`--repo: no repository at ${join(home, 'no-such-repo')} (no such directory)`);
+    expect(relativeMissing.code).toBe(2);
+    expect(relativeMissing.stderr).toMatch(/--repo: no repository at .*no-such-repo-here/);
+    expect(JSON.parse(list.stdout)).toEqual([]);
+  });
+
+  it('speaks in the user\'s terms: flags in field errors, a one-line hint on a usage error, --version, show by a unique id prefix, an unreachable API as ClaudeApiError', async () => {
+    // Act
+    const badTurns = await cli(['run', 'hi', '--max-turns', '0', '--max-budget-usd', 'lots']);
+    const unknown = await cli(['frobnicate']);
+    const version = await cli(['--version']);
+    const { sessionId: id } = (JSON.parse((await cli(['list', '--project', 'cli-run', '--json'])).stdout) as Array<{ sessionId: string }>)[0]!;
+    const byPrefix = await cli(['show', id.slice(0, 8), '--json']);
+    const unreachable = await cli(['run', 'hi', '--project', 'unreachable', '--json'], { ANTHROPIC_API_KEY: 'sk-ant-test', ANTHROPIC_BASE_URL: 'http://127.0.0.1:9' });
+    // Assess
+    expect(badTurns.code).toBe(2);
+    expect(badTurns.stderr).toMatch(/^ {2}--max-turns: /m);
+    expect(badTurns.stderr).toMatch(/^ {2}--max-budget-usd: /m);
+    expect(badTurns.stderr).not.toMatch(/maxTurns|maxBudgetUsd/);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toBe('error: unknown command "frobnicate"\nRun `claude-sessions --help` for the commands and their flags.\n');
+    expect(version.code).toBe(0);
+    expect(version.stdout).toMatch(/^claude-sessions \d+\.\d+\.\d+ \(Claude Code \d+\.\d+\.\d+\)\n$/);
+    expect(byPrefix.code, byPrefix.stderr).toBe(0);
+    expect(JSON.parse(byPrefix.stdout)).toMatchObject({ sessionId: id });
+    expect(unreachable.code).toBe(1);
+    const failed = JSON.parse(unreachable.stdout) as { status: string; error: string; cause: string };
+    expect(failed).toMatchObject({ status: 'FAILED', error: 'ClaudeApiError' });
+    expect(failed.cause).not.toMatch(/^success:/);
+  });
+
+  it('counts a model under one name, its context variant (claude-opus-4-8[1m]) included', () => {
+    const u = (inputTokens: number, costUsd: number) => ({ inputTokens, outputTokens: 1, cacheReadInputTokens: 0, cacheCreationInputTokens: 0, costUsd });
+    expect(mergeModelVariants({ 'claude-opus-4-8[1m]': u(10, 0.5), 'claude-opus-4-8': u(5, 0.25), 'claude-haiku-4-5': u(1, 0.01) })).toEqual({
+      'claude-opus-4-8': { inputTokens: 15, outputTokens: 2, cacheReadInputTokens: 0, cacheCreationInputTokens: 0, costUsd: 0.75 },
+      'claude-haiku-4-5': u(1, 0.01),
+    });
+  });
+
+  it('shows a session closed without a run of its own (aborted) with the time from its start to its close, not 0 ms', () => {
+    expect(formatDuration({ durationMs: 0, startedAt: '2026-12-05T10:00:00.000Z', endedAt: '2026-12-05T10:00:10.000Z' })).toBe('10.0 s (start to close)');
+    expect(formatDuration({ durationMs: 2_500, startedAt: '2026-12-05T10:00:00.000Z', endedAt: '2026-12-05T10:00:10.000Z' })).toBe('2.5 s');
+    expect(formatDuration({ durationMs: 0, startedAt: '2026-12-05T10:00:00.000Z', endedAt: null })).toBe('0 ms');
   });
 
   it('with ANTHROPIC_API_KEY set talks to ANTHROPIC_BASE_URL, the same code path but the URL', async () => {
@@ -232,7 +394,7 @@ describe('npx claude-sessions', () => {
     expect(JSON.parse(first.stdout).workspace).toMatchObject({ repo: bare, branch: null });
     expect(JSON.parse(inherited.stdout).workspace).toMatchObject({ repo: bare, branch: null });
     expect(refused.code).toBe(2);
-    expect(refused.stderr).toContain(`workspace.repo: must be ${bare}, the repository of milestone ${milestoneId}`);
+    expect(refused.stderr).toContain(`--repo: must be ${bare}, the repository of milestone ${milestoneId}`);
     expect(refused.stderr).not.toContain('→ CreateSession');
     expect(shown.stdout).toContain(`${bare} · branch claude-sessions/milestone-${milestoneId}`);
   });

@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { cp, mkdtemp, readFile, stat } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, readdir, readlink, stat } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
@@ -48,6 +48,32 @@ async function serve(home: string, env: NodeJS.ProcessEnv = {}): Promise<{ child
 
 /** Signal 0 and not a zombie: a killed engine nobody has reaped yet is gone. */
 const alive = isAlive;
+
+/** The `claude` processes a process started, with the HOME each runs in (its working directory's parent). */
+async function claudeChildren(parent: number): Promise<Array<{ pid: number; home: string }>> {
+  const found: Array<{ pid: number; home: string }> = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    const command = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (ppid !== parent || !/claude/.test(command.split('\0')[0] ?? '')) continue;
+    const cwd = await readlink(`/proc/${entry}/cwd`).catch(() => undefined);
+    if (cwd) found.push({ pid: Number(entry), home: dirname(cwd) });
+  }
+  return found;
+}
+
+/** Processes whose environment names `home` (a run's CLI and every tool it started inherit its HOME). */
+async function processesOf(home: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const environ = await readFile(`/proc/${entry}/environ`).catch(() => undefined);
+    if (environ?.includes(`HOME=${home}\0`) && alive(Number(entry))) pids.push(Number(entry));
+  }
+  return pids;
+}
 
 async function until(check: () => Promise<boolean> | boolean, ms: number): Promise<boolean> {
   for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 100))) if (await check()) return true;
@@ -136,16 +162,21 @@ describe('one local engine, many clients', () => {
     expect(list.map((s) => s.status)).toEqual(Array(10).fill('COMPLETED'));
   });
 
-  it('an engine killed with SIGKILL is replaced by the next command, which closes its running session ABORTED', async () => {
+  it('an engine killed with SIGKILL is replaced by the next command, which closes its running session ABORTED and stops its Claude', async () => {
     // Prepare: a session that stays running, in a background engine
     const home = await newHome();
     const api = await new AnthropicStandIn().start();
+    // Claude busy in a long tool call: it needs no model (whose gateway dies with the engine) to run on.
+    api.respondWith({ kind: 'tool_use', name: 'Bash', input: { command: 'sleep 300' } });
     api.respondByDefault({ kind: 'stall' });
     try {
       const sessionId = uuidv4();
       const running = cli(home, ['run', 'a long job', '--project', 'killed', '--session-id', sessionId], { ANTHROPIC_API_KEY: 'sk-ant-test', ANTHROPIC_BASE_URL: api.url });
       expect(await until(() => api.messageRequests.length > 0, 60_000)).toBe(true);
       const killed = (await engineFile(home))!;
+      const claudes = await claudeChildren(killed.pid);
+      expect(claudes.length).toBeGreaterThan(0);
+      await new Promise((r) => setTimeout(r, 2_000)); // the CLI starts its tool
       // Act
       process.kill(killed.pid, 'SIGKILL');
       const orphaned = await running;
@@ -159,6 +190,12 @@ describe('one local engine, many clients', () => {
       expect(JSON.parse(list.stdout)).toEqual([
         expect.objectContaining({ sessionId, status: 'ABORTED', cause: 'the local process that ran this session ended before closing it' }),
       ]);
+      // The killed engine's CLI did not run on under PID 1, and its HOME (claude-run-*) is gone.
+      for (const claude of claudes) {
+        expect(alive(claude.pid), `claude ${claude.pid} still running`).toBe(false);
+        expect(await processesOf(claude.home)).toEqual([]);
+        expect(existsSync(claude.home), claude.home).toBe(false);
+      }
     } finally {
       await api.close();
     }

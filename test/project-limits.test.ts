@@ -10,7 +10,9 @@ import { ClaudeSessionsStack } from '../cdk/claude-sessions-stack.js';
 import { createApiHandler } from '../lib/api/router.js';
 import { startLocalApiServer } from '../lib/local/local-api-server.js';
 import type { ProjectLimits } from '../lib/sessions/project-limits.js';
+import { ProjectAtCapacityError } from '../lib/sessions/project-slots.js';
 import { parseSchedules } from '../lib/sessions/schedule-entry.js';
+import { assertCanStart } from '../lib/sessions/start-checks.js';
 import { prepareSession, sessionPolicyEnvironment, sessionPolicyFromEnv } from '../lib/sessions/session-creation.js';
 import { BIN, cliEnvironment, runCli } from './support/cli-process.js';
 import { useTestRuntime, type TestRuntime } from './support/runtime.js';
@@ -70,6 +72,33 @@ describe('per-project caps, in the workflow (CreateSession)', () => {
     // Assess
     expect(session).toMatchObject({ status: 'TIMED_OUT' });
     expect(Date.now() - started).toBeLessThan(30_000);
+  });
+});
+
+describe('a project\'s own concurrency limit, with no deployment-wide one', () => {
+  it('holds on its own: while one session runs, the start check refuses a second and the workflow closes it ProjectAtCapacity', async () => {
+    // Prepare: this deployment sets no maxConcurrentSessions; the project sets 1 (`project limit own-one 1`)
+    expect(env.runtime.policy.maxConcurrentSessions).toBeUndefined();
+    await env.runtime.slots.setLimit('own-one', 1);
+    env.anthropic.respondByDefault({ kind: 'stall' });
+    const first = env.runtime.startExecution({ prompt: 'p', projectId: 'own-one', timeoutSeconds: 5 });
+    let ended = false;
+    void first.outcome.then(() => (ended = true));
+    // Running: its slot taken (with this change), or, without it, its model call made.
+    for (let i = 0; i < 2400 && !ended && env.anthropic.messageRequests.length === 0 && (await env.runtime.slots.get('own-one')).running.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    // Act
+    const checked = assertCanStart({ projectId: 'own-one' }, { ...env.runtime, policy: env.runtime.policy }).then(() => undefined, (err: unknown) => err);
+    const second = await env.runtime.run({ prompt: 'p', projectId: 'own-one' });
+    await first.outcome;
+    // Assess
+    expect(await checked).toBeInstanceOf(ProjectAtCapacityError);
+    expect(second.session).toMatchObject({ status: 'FAILED', error: 'ProjectAtCapacity' });
+    expect(await env.runtime.repository.get(first.name)).toMatchObject({ status: 'TIMED_OUT' });
+    expect((await env.runtime.slots.get('own-one')).running).toEqual([]);
+    env.anthropic.respondByDefault({ kind: 'text' });
+    expect((await env.runtime.run({ prompt: 'p', projectId: 'free-of-limits' })).session).toMatchObject({ status: 'COMPLETED' });
   });
 });
 
@@ -164,7 +193,7 @@ describe('per-project caps, in the local engine (CLAUDE_SESSIONS_PROJECT_LIMITS)
     const listed = await runCli(['list', '--project', 'demo', '--json'], env);
     // Assess
     expect(refused.code).toBe(2);
-    expect(refused.stderr).toContain(`timeoutSeconds: must be at most 60 for project demo ${CAP}`);
+    expect(refused.stderr).toContain(`--timeout-seconds: must be at most 60 for project demo ${CAP}`);
     expect(refused.stderr).not.toContain('→ CreateSession');
     expect(JSON.parse(listed.stdout)).toEqual([]);
   });

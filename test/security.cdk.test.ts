@@ -143,4 +143,16 @@ describe('limits on AWS', () => {
       expect.objectContaining({ Action: 'dynamodb:Query', Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] }, '/index/byProject']] } }),
     ]);
   });
+
+  it('let CreateSession read the projects\' items (a project\'s own concurrency limit) only when the deployment sets no limit', () => {
+    const app = () => new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+    const creatorDynamo = (template: Template) => Object.values(template.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: Match.stringLikeRegexp('^SessionCreator') }] } }))
+      .flatMap((p: any) => p.Properties.PolicyDocument.Statement).filter((s: any) => JSON.stringify(s.Action).includes('dynamodb'));
+    const unlimited = creatorDynamo(Template.fromStack(new ClaudeSessionsStack(app(), 'Unlimited', {})));
+    expect(unlimited).toContainEqual(expect.objectContaining({
+      Action: 'dynamodb:GetItem', Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['PROJECT#*'] } },
+    }));
+    const limited = creatorDynamo(Template.fromStack(new ClaudeSessionsStack(app(), 'StackLimited', { maxConcurrentSessions: 3 })));
+    expect(JSON.stringify(limited)).not.toContain('PROJECT#');
+  });
 });

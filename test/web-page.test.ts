@@ -101,6 +101,23 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
     await page.screenshot({ path: join('test-output', 'sessions-page.png'), fullPage: true });
   }, 60_000);
 
+  it('keeps a project\'s colour in the charts when another project appears', async () => {
+    // Prepare: a project's bar as the page draws it now
+    await runSession('web-colour-b', 'one');
+    const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+    await page.goto(`${url}/`);
+    const bar = page.getByTestId('chart-cost').locator('rect[data-project="web-colour-b"]');
+    await bar.waitFor({ timeout: 15_000 });
+    const before = await bar.getAttribute('fill');
+    // Act: a project that sorts before it
+    await runSession('web-colour-a', 'two');
+    await page.reload();
+    await page.getByTestId('chart-cost').locator('rect[data-project="web-colour-a"]').waitFor({ timeout: 15_000 });
+    // Assess
+    expect(await bar.getAttribute('fill')).toBe(before);
+    await page.close();
+  }, 60_000);
+
   it('is live: a session started while the page is open appears without a reload', async () => {
     const page = await browser.newPage();
     await page.goto(`${url}/`);

@@ -130,6 +130,8 @@ describe('a session with a workspace', () => {
     const { session, outcome } = await env.runtime.run({ prompt: 'hi', projectId: 'ws-missing', workspace: { repo: '/nonexistent/repo.git' } });
     expect(outcome).toMatchObject({ status: 'FAILED', error: 'WorkspaceCloneError' });
     expect(session).toMatchObject({ status: 'FAILED', error: 'WorkspaceCloneError', cause: expect.stringMatching(/could not clone \/nonexistent\/repo\.git/), usage: { inputTokens: 0 } });
+    // git's own reason, not the advice it prints after it
+    expect(session!.cause).toContain("fatal: '/nonexistent/repo.git' does not appear to be a git repository");
     expect(env.anthropic.messageRequests).toEqual([]);
     expect(await env.runtime.repository.listRunning('ws-missing')).toEqual([]);
   });

@@ -91,5 +91,8 @@ export function claudeFailure(result: ClaudeResult): { error: string; cause: str
   if (result.subtype === 'error_max_turns') return { error: 'ClaudeMaxTurns', cause: detail };
   if (result.subtype === 'error_max_budget_usd') return { error: 'ClaudeMaxBudget', cause: detail };
   if (result.api_error_status) return { error: 'ClaudeApiError', cause: `HTTP ${result.api_error_status}: ${detail}` };
-  return { error: 'ClaudeError', cause: `${result.subtype}: ${detail}` };
+  // An API that never answered (unreachable, a dropped connection) has no status; the CLI says "API Error: …".
+  if (/^API Error\b/.test(detail)) return { error: 'ClaudeApiError', cause: detail };
+  // "success" is the CLI's subtype for an error result too: it says nothing to a reader.
+  return { error: 'ClaudeError', cause: result.subtype === 'success' ? detail : `${result.subtype}: ${detail}` };
 }

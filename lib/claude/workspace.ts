@@ -136,8 +136,19 @@ async function git(args: string[], cwd: string, env: NodeJS.ProcessEnv, deadline
     child.once('error', reject);
     child.once('close', resolve);
   }).finally(() => clearTimeout(timer));
-  if (code !== 0) throw Object.assign(new Error(`git ${args[0]} exited ${code}: ${stderr.trim().split('\n').slice(-3).join(' / ')}`), { stderr });
+  if (code !== 0) throw Object.assign(new Error(`git ${args[0]} exited ${code}: ${gitReason(stderr)}`), { stderr });
   return stdout.trim();
+}
+
+/**
+ * Why git failed, from its stderr: its `fatal:` and `error:` lines (and our own stop), which
+ * say the reason; the advice git prints after them ("Please make sure you have the correct
+ * access rights…") says none. Else its last three lines.
+ */
+export function gitReason(stderr: string): string {
+  const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+  const reasons = lines.filter((l) => /^(fatal|error|stopped):/.test(l));
+  return (reasons.length ? reasons : lines.slice(-3)).join(' / ');
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { SessionRecord, WorkspaceRecord } from '../sessions/session-item.js';
-import type { UsageByModel } from '../sessions/usage.js';
+import { addUsageByModel, type UsageByModel } from '../sessions/usage.js';
 import type { UsageTotals } from '../sessions/session-repository.js';
 import type { MilestoneView } from '../sessions/milestone-repository.js';
 
@@ -11,6 +11,16 @@ export function formatMs(ms: number): string {
   if (ms < 1_000) return `${ms} ms`;
   if (ms < 120_000) return `${(ms / 1_000).toFixed(1)} s`;
   return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1_000)} s`;
+}
+
+/**
+ * The CLI's own duration; a session closed with none (aborted, timed out, its process killed:
+ * the reaper's close records no run) shows the time from its start to its close instead.
+ */
+export function formatDuration(s: Pick<SessionRecord, 'durationMs' | 'startedAt' | 'endedAt'>): string {
+  if (s.durationMs > 0 || !s.endedAt) return formatMs(s.durationMs);
+  const wall = Date.parse(s.endedAt) - Date.parse(s.startedAt);
+  return Number.isFinite(wall) && wall > 0 ? `${formatMs(wall)} (start to close)` : formatMs(s.durationMs);
 }
 
 function int(n: number): string {
@@ -27,7 +37,7 @@ export function formatSession(s: SessionRecord, replyLines = 6): string {
     ...byModelRows(s.modelUsage),
     ['Turns', String(s.numTurns)],
     ['Cost', formatUsd(s.totalCostUsd)],
-    ['Duration', formatMs(s.durationMs)],
+    ['Duration', formatDuration(s)],
     ['Started', s.startedAt],
     ['Ended', s.endedAt ?? '(running)'],
   ];
@@ -43,9 +53,17 @@ export function formatSession(s: SessionRecord, replyLines = 6): string {
   return out.join('\n');
 }
 
+/**
+ * One model under one name: the CLI's result names a model with its context variant
+ * (`claude-opus-4-8[1m]`) where the stream names it bare, and a total of both would show it twice.
+ */
+export function mergeModelVariants(byModel: UsageByModel): UsageByModel {
+  return Object.entries(byModel).reduce<UsageByModel>((sum, [model, u]) => addUsageByModel(sum, { [model.replace(/\[[^\]]*\]$/, '')]: u }), {});
+}
+
 /** One row per model when more than one served (a subagent, the small model): tokens and cost each. */
 function byModelRows(byModel: UsageByModel): [string, string][] {
-  const models = Object.entries(byModel);
+  const models = Object.entries(mergeModelVariants(byModel));
   if (models.length < 2) return [];
   return models.map(([model, u]) => [
     '  by model',
@@ -123,7 +141,7 @@ export function formatUsageTable(totals: UsageTotals[]): string {
         String(t.numTurns),
         formatUsd(t.totalCostUsd),
       ],
-      ...Object.entries(t.byModel).map(([model, u]) => [
+      ...Object.entries(mergeModelVariants(t.byModel)).map(([model, u]) => [
         `  ${model}`, '', '', int(u.inputTokens), int(u.outputTokens), `${int(u.cacheReadInputTokens)}/${int(u.cacheCreationInputTokens)}`, '', formatUsd(u.costUsd),
       ]),
     ]),

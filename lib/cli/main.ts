@@ -32,24 +32,27 @@ export interface CliIo {
   onInterrupt?: (stop: () => void) => void;
   /** The API the commands talk to (--api, CLAUDE_SESSIONS_API); absent: the local engine. */
   api?: URL;
+  /** What `run -` reads its prompt from (the process's stdin). */
+  stdin?: AsyncIterable<Buffer | string>;
 }
 
 const USAGE = `claude-sessions: run Claude Code headless as tracked sessions (the local runtime)
 
-  run <prompt> [--project P] [--task T] [--session-id UUID] [--runtime lambda|fargate]
+  run <prompt>|-|--prompt-file F [--project P] [--task T] [--session-id UUID] [--runtime lambda|fargate]
                [--milestone UUID] [--repo URL|path [--ref R] [--branch B]] [--tools T,…]
                [--max-turns N] [--max-budget-usd X] [--timeout-seconds S] [--provider anthropic|bedrock] [--json]
   milestone open --project P [--json]   a conversation later runs continue (run --milestone)
   milestone show <milestoneId> [--project P] [--json]   its tasks, their usage and the totals
   milestone close <milestoneId> [--project P]          takes no more tasks; its transcript expires
   list  [--project P] [--status S] [--limit N] [--json]
-  show  <sessionId> [--project P] [--json]
+  show  <sessionId or a unique start of it> [--project P] [--json]
   usage [--project P] [--json]
   abort <sessionId>            stop a running session's execution; it closes ABORTED
   serve [--port 8787] [--max-concurrent-sessions N]
                                the engine in the foreground: the HTTP API of API Gateway, and a web
                                page of the sessions, on 127.0.0.1
   project limit <projectId> <N|default>   the project's own maxConcurrentSessions
+  --version                    this package's version and its Claude CLI's
 
 State lives in ./.claude-sessions (or $CLAUDE_SESSIONS_HOME), held by one engine process that
 runs the executions: every command is its client, and starts one in the background when none
@@ -103,6 +106,11 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
       return await milestoneCommand(rest, io);
     case 'project':
       return await projectCommand(rest, io);
+    case 'version':
+    case '--version':
+    case '-V':
+      io.stdout(`${await versionLine()}\n`);
+      return 0;
     case undefined:
     case 'help':
     case '--help':
@@ -121,7 +129,7 @@ function reportError(err: unknown, io: CliIo): number {
     ? err.body.errors
     : (err as Error)?.name === 'InvalidInputError' ? (err as { errors: FieldErrors }).errors : undefined;
   if (fieldErrors) {
-    io.stderr(`error: invalid input\n${fieldErrors.map((e) => `  ${e.field}: ${e.message}`).join('\n')}\n`);
+    io.stderr(`error: invalid input\n${fieldErrors.map((e) => `  ${flagOf(e.field)}: ${e.message}`).join('\n')}\n`);
     return 2;
   }
   if (err instanceof Error && (REFUSALS.has(err.name) || (err instanceof EngineRequestError && REFUSALS.has(err.body.name ?? '')))) {
@@ -129,7 +137,7 @@ function reportError(err: unknown, io: CliIo): number {
     return 1;
   }
   if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-    io.stderr(`error: ${(err as Error).message}\n\n${USAGE}\n`);
+    io.stderr(`error: ${(err as Error).message}\n${USAGE_HINT}\n`);
     return 2;
   }
   io.stderr(`error: ${(err as Error).message ?? String(err)}\n`);
@@ -137,6 +145,34 @@ function reportError(err: unknown, io: CliIo): number {
 }
 
 type FieldErrors = Array<{ field: string; message: string }>;
+
+const USAGE_HINT = 'Run `claude-sessions --help` for the commands and their flags.';
+
+/** The input's fields as the user typed them: the flag that sets each. */
+const FLAG_OF_FIELD: Record<string, string> = {
+  projectId: '--project', taskId: '--task', sessionId: '--session-id', mode: '--mode', milestoneId: '--milestone',
+  runtime: '--runtime', maxTurns: '--max-turns', maxBudgetUsd: '--max-budget-usd', timeoutSeconds: '--timeout-seconds',
+  workspace: '--repo', 'workspace.repo': '--repo', 'workspace.ref': '--ref', 'workspace.branch': '--branch', tools: '--tools',
+};
+
+function flagOf(field: string): string {
+  return FLAG_OF_FIELD[field] ?? (field.startsWith('tools.') ? '--tools' : field);
+}
+
+/** This package's version and the Claude CLI's it runs. */
+async function versionLine(): Promise<string> {
+  const { readFile } = await import('node:fs/promises');
+  const { createRequire } = await import('node:module');
+  const { PROJECT_ROOT } = await import('../project-root.js');
+  const own = JSON.parse(await readFile(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
+  let claude = 'not installed';
+  try {
+    claude = (createRequire(join(PROJECT_ROOT, 'package.json'))('@anthropic-ai/claude-code/package.json') as { version: string }).version;
+  } catch {
+    // said as not installed
+  }
+  return `claude-sessions ${own.version} (Claude Code ${claude})`;
+}
 
 /**
  * A project id's rules, by name, checked here before anything is asked of the engine. The
@@ -153,12 +189,20 @@ function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[]
   return parsed;
 }
 
+/** The first line of a command on the default state folder. */
+export function stateLine(folder: string): string {
+  return `State: ${folder} (this directory's; set CLAUDE_SESSIONS_HOME to one folder to use it from anywhere)`;
+}
+
 function home(io: CliIo): string {
   return resolve(io.cwd, io.env.CLAUDE_SESSIONS_HOME || join(io.cwd, '.claude-sessions'));
 }
 
 /** The engine that holds the state folder, started in the background if none runs (lib/cli/engine-client.ts). */
 function engine(io: CliIo): Promise<EngineClient> {
+  // The default folder is this directory's: said first, so the same command elsewhere (another
+  // engine, other sessions) is no surprise.
+  if (!io.env.CLAUDE_SESSIONS_HOME) io.stderr(`${stateLine(home(io))}\n`);
   return connectEngine(home(io), io.env, io.cwd, (line) => io.stderr(`${line}\n`));
 }
 
@@ -173,7 +217,10 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseRunFlags(args);
   if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
   const provider = localProvider(values.provider, io.env);
-  const input = runInput(positionals[0], values);
+  const input = runInput(await promptOf(positionals[0], values['prompt-file'], io), values);
+  // A repository on this machine that is not there: said now, not as a FAILED session.
+  const repo = (input.workspace as { repo?: string } | undefined)?.repo;
+  if (!io.api && repo !== undefined) await assertLocalRepoExists(repo);
   // A milestone task's project is its milestone's: the engine fills it in. The engine checks the
   // input with the workflow's schema before any execution, and answers 400 naming each field.
   if (values.milestone && !values.project) delete input.projectId;
@@ -226,6 +273,41 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
   else io.stdout(`\n${formatSession(session)}\n`);
   progress(`Done in ${formatMs(Date.now() - started)}.`);
   return session.status === 'COMPLETED' ? 0 : 1;
+}
+
+/** A path or a file:// URL names a repository on this machine: it must be there. */
+async function assertLocalRepoExists(repo: string): Promise<void> {
+  const { fileURLToPath } = await import('node:url');
+  const { stat } = await import('node:fs/promises');
+  let path: string | undefined;
+  if (repo.startsWith('/')) path = repo;
+  else if (repo.startsWith('file:')) {
+    try {
+      path = fileURLToPath(repo);
+    } catch {
+      return; // the schema names what is wrong with it
+    }
+  }
+  if (path && !(await stat(path).catch(() => undefined))?.isDirectory()) throw new UsageError(`--repo: no repository at ${path} (no such directory)`);
+}
+
+/**
+ * The prompt: the argument, or stdin for `-`, or the file --prompt-file names (a long prompt
+ * does not fit in an argument list, and a prompt there is in every process list).
+ */
+async function promptOf(argument: string | undefined, file: string | undefined, io: CliIo): Promise<string | undefined> {
+  if (file !== undefined) {
+    if (argument !== undefined) throw new UsageError('give the prompt as an argument, as - (stdin) or with --prompt-file, not two of them');
+    const { readFile } = await import('node:fs/promises');
+    return readFile(resolve(io.cwd, file), 'utf8').catch((err: NodeJS.ErrnoException) => {
+      throw new UsageError(`--prompt-file: cannot read ${file}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
+    });
+  }
+  if (argument !== '-') return argument;
+  if (!io.stdin) throw new UsageError('run - reads the prompt from stdin, and this process has none');
+  const chunks: Buffer[] = [];
+  for await (const chunk of io.stdin) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** How often `run --api` reads the session while it runs: API Gateway streams no events. */
@@ -348,10 +430,14 @@ async function showCommand(args: string[], io: CliIo): Promise<number> {
   const sessionId = positionals[0];
   if (!sessionId) throw new UsageError('show needs a session id');
   const client = await sessionsClient(io);
-  const projectId = await projectOf(client, io, 'sessions', sessionId, values.project, 'show');
+  // A unique prefix of a session id (as `list` shows them) stands for it, where the local engine can look.
+  const full = isUuid(sessionId) || values.project !== undefined || (io.api && !isLoopbackName(io.api.hostname))
+    ? sessionId
+    : (await find<{ sessionId?: string }>(client, `/local/sessions/${encodeURIComponent(sessionId)}`))?.sessionId ?? sessionId;
+  const projectId = await projectOf(client, io, 'sessions', full, values.project, 'show');
   const session = projectId === undefined
     ? undefined
-    : await find<SessionRecord>(client, `/projects/${encodeURIComponent(projectId)}/sessions/${encodeURIComponent(sessionId)}`);
+    : await find<SessionRecord>(client, `/projects/${encodeURIComponent(projectId)}/sessions/${encodeURIComponent(full)}`);
   if (!session) {
     io.stderr(`error: no session ${sessionId}\n`);
     return 1;

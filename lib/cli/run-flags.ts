@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 /** `claude-sessions run`'s flags: one spec for the early start and for the command. */
 export const RUN_FLAGS = {
   project: { type: 'string' },
+  'prompt-file': { type: 'string' },
   task: { type: 'string' },
   'session-id': { type: 'string' },
   mode: { type: 'string' },

@@ -89,6 +89,24 @@ const SSE: StreamTransport = {
   frame: (event) => `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`,
 };
 
+/** How the stand-in counts tokens where a reply names none. */
+export interface StandInOptions {
+  /**
+   * fixed: 12 in, 34 out, whatever the request (tests pin costs on it). proportional: about a
+   * token for each 4 characters of the request's messages and of the reply, as the built-in
+   * stand-in of `run` reports them, so spend tracking can be sanity-checked. @default 'fixed'
+   */
+  usage?: 'fixed' | 'proportional';
+}
+
+/**
+ * A prompt's lines `stand-in: <reply as JSON>` script the stand-in's replies to that
+ * conversation: the Nth line answers its Nth model call (text, tool_use, stall, error), and
+ * the default reply follows when they run out. A stand-in only: it lets a newcomer watch a
+ * session edit a file, call a tool, stall or fail without a key, not judge Claude.
+ */
+export const STAND_IN_DIRECTIVE = 'stand-in:';
+
 /**
  * A local stand-in for Claude's model API on 127.0.0.1, as the Anthropic Messages API
  * (ANTHROPIC_BASE_URL) and as Amazon Bedrock (ANTHROPIC_BEDROCK_BASE_URL) at once: the real
@@ -103,6 +121,8 @@ export class AnthropicStandIn {
   private readonly modelUsage = new Map<string, StandInUsage>();
   private server?: Server;
   private readonly open = new Set<ServerResponse>();
+
+  constructor(private readonly options: StandInOptions = {}) {}
 
   /** Replies used in order for the next model calls; the default reply follows when they run out. */
   respondWith(...replies: StandInReply[]): this {
@@ -216,7 +236,7 @@ export class AnthropicStandIn {
 
   /** Answers a model call with the next reply, in the provider's shape. */
   private async reply(recorded: RecordedRequest, res: ServerResponse): Promise<void> {
-    const reply = this.queue.shift() ?? this.fallback;
+    const reply = this.queue.shift() ?? scriptedReply(recorded.body) ?? this.fallback;
     if (reply.kind === 'error') {
       recorded.served = NO_USAGE;
       const message = reply.message ?? `stand-in error ${reply.status}`;
@@ -224,8 +244,10 @@ export class AnthropicStandIn {
       return sendJson(res, reply.status, { type: 'error', error: { type: errorType(reply.status), message } });
     }
     const model = recorded.model ?? 'claude-stand-in';
-    const usage = { ...DEFAULT_USAGE, ...this.modelUsage.get(model), ...reply.usage };
-    const message = messageOf(reply, model, usage, recorded.body);
+    const message = messageOf(reply, model, DEFAULT_USAGE, recorded.body);
+    const counted = this.options.usage === 'proportional' ? proportionalUsage(recorded.body, message) : DEFAULT_USAGE;
+    const usage = { ...counted, ...this.modelUsage.get(model), ...reply.usage };
+    message.usage = usage;
     const streaming = recorded.provider === 'bedrock' ? recorded.path.endsWith('/invoke-with-response-stream') : recorded.body.stream !== false;
     recorded.served = reply.kind === 'stall' ? { ...usage, output_tokens: 1 } : usage;
     if (!streaming) {
@@ -248,6 +270,47 @@ export class AnthropicStandIn {
     this.open.add(res);
     res.on('close', () => this.open.delete(res));
   }
+}
+
+/** About a token for each 4 characters: of the request's messages in, of the reply's content out. */
+function proportionalUsage(body: RecordedRequest['body'], message: StandInMessage): StandInUsage {
+  const tokens = (text: string) => Math.max(1, Math.ceil(text.length / 4));
+  return {
+    input_tokens: tokens(JSON.stringify(body.messages ?? [])),
+    output_tokens: tokens(JSON.stringify(message.content)),
+    cache_read_input_tokens: 0,
+    cache_creation_input_tokens: 0,
+  };
+}
+
+/**
+ * The reply a conversation's prompt scripts for this call (STAND_IN_DIRECTIVE): its Nth line for
+ * the call after N-1 assistant turns. A line that is not a reply is answered with a 400 naming it.
+ */
+function scriptedReply(body: RecordedRequest['body']): StandInReply | undefined {
+  const messages = Array.isArray(body.messages) ? (body.messages as Array<{ role?: string; content?: unknown }>) : [];
+  const first = messages.find((m) => m.role === 'user');
+  const text = typeof first?.content === 'string'
+    ? first.content
+    : Array.isArray(first?.content) ? (first.content as Array<{ type?: string; text?: string }>).filter((c) => c.type === 'text').map((c) => c.text ?? '').join('\n') : '';
+  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l.startsWith(STAND_IN_DIRECTIVE));
+  const line = lines[messages.filter((m) => m.role === 'assistant').length];
+  if (line === undefined) return undefined;
+  const json = line.slice(STAND_IN_DIRECTIVE.length).trim();
+  const invalid = (why: string): StandInReply => ({ kind: 'error', status: 400, message: `the stand-in's script line ${JSON.stringify(line)} ${why}` });
+  let reply: unknown;
+  try {
+    reply = JSON.parse(json);
+  } catch {
+    return invalid('is not JSON');
+  }
+  const kind = (reply as { kind?: unknown } | null)?.kind;
+  if (kind === 'error') {
+    const status = (reply as { status?: unknown }).status;
+    return Number.isInteger(status) && (status as number) >= 400 && (status as number) < 600 ? (reply as StandInReply) : invalid('needs a status from 400 to 599');
+  }
+  if (kind === 'text' || kind === 'stall' || kind === 'tool_use') return reply as StandInReply;
+  return invalid('needs a kind of text, tool_use, stall or error');
 }
 
 function callOf(method: string | undefined, path: string, bedrock: BedrockRoute | undefined, sessionId: string | undefined): RecordedRequest['call'] {

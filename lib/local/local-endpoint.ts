@@ -37,7 +37,7 @@ export async function localClaudeEndpoint(
   const configured = await configuredClaudeEndpoint(env, provider);
   if (configured) return { endpoint: configured };
   const { AnthropicStandIn } = await import('./anthropic-stand-in.js');
-  const standIn = await new AnthropicStandIn().start();
+  const standIn = await new AnthropicStandIn({ usage: 'proportional' }).start();
   return { endpoint: standInEndpoint(standIn, provider, env.ANTHROPIC_MODEL || undefined), standIn };
 }
 

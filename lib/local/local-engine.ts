@@ -14,6 +14,7 @@ import { LocalRuntime, type EventLog } from './local-runtime.js';
 import { removeEngineFile, writeEngineFile, type EngineFile } from './engine-file.js';
 import { NextRunStandby } from './next-run-standby.js';
 import { GitHubWebhook, type GitHubTriggers } from '../api/github-webhook.js';
+import { sessionsWithPrefix } from './orphan-sweep.js';
 
 // The local engine (docs/ARCHITECTURE.md#the-local-engine): the one process that holds the
 // state folder, runs the executions and serves the HTTP API; every other command is its client.
@@ -74,7 +75,7 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
   /** A `run` without a configured endpoint gets the built-in stand-in, whatever the engine was started with. */
   async function standIn(): Promise<AnthropicStandIn> {
     if (runtime.standIn) return runtime.standIn;
-    extraStandIn ??= new AnthropicStandIn().start();
+    extraStandIn ??= new AnthropicStandIn({ usage: 'proportional' }).start();
     return extraStandIn;
   }
 
@@ -205,9 +206,18 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
   }
 
   async function projectOf(res: ServerResponse, kind: 'sessions' | 'milestones', id: string): Promise<void> {
+    if (kind === 'sessions' && !isUuid(id) && /^[0-9a-f-]{4,35}$/i.test(id)) return sessionByPrefix(res, id.toLowerCase());
     const found = !isUuid(id) ? undefined : kind === 'sessions' ? await runtime.repository.get(id) : await runtime.milestones.get(id);
     if (!found) return reply(res, json(404, { message: `no ${kind === 'sessions' ? 'session' : 'milestone'} ${id}` }));
-    reply(res, json(200, { projectId: found.projectId }));
+    reply(res, json(200, { projectId: found.projectId, ...(kind === 'sessions' ? { sessionId: id } : {}) }));
+  }
+
+  /** The one session whose id starts with `prefix` (what `list` shows is enough to name one); 409 when several do. */
+  async function sessionByPrefix(res: ServerResponse, prefix: string): Promise<void> {
+    const matches = await sessionsWithPrefix(runtime.dynamodb, prefix);
+    if (matches.length === 0) return reply(res, json(404, { message: `no session ${prefix}` }));
+    if (matches.length > 1) return reply(res, json(409, { message: `${matches.length} sessions start with ${prefix}: ${matches.map((m) => m.sessionId).join(', ')}` }));
+    reply(res, json(200, matches[0]));
   }
 
   async function setProjectLimit(req: IncomingMessage, res: ServerResponse, projectId: string): Promise<void> {

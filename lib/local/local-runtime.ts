@@ -18,7 +18,7 @@ import { SessionRepository } from '../sessions/session-repository.js';
 import { MilestoneRepository } from '../sessions/milestone-repository.js';
 import type { LocalS3 } from './local-s3.js';
 import { LocalFargate, type EcsRunTaskParameters } from './local-fargate.js';
-import { closeOrphans } from './orphan-sweep.js';
+import { closeOrphans, runsFolder, stopOrphanRuns } from './orphan-sweep.js';
 import { executionContext, fastRetries, withStepFunctionsTaskTimeouts } from './asl-patches.js';
 import { lambdaCall, namedError } from './integration-errors.js';
 import type { TranscriptStorage } from '../claude/transcript-store.js';
@@ -228,6 +228,11 @@ export class LocalRuntime implements SessionStarter {
     if (options.home) {
       await makePrivateStateFolder(options.home);
       releaseLock = await acquireStateLock(options.home, options.command ?? 'claude-sessions');
+      // Before anything runs here: what the last process's runs left (it died with them running) goes.
+      await stopOrphanRuns(options.home).catch(async (err: unknown) => {
+        await releaseLock();
+        throw err;
+      });
     }
     const definition = await loadWorkflowDefinition(cacheDir).catch(async (err: unknown) => {
       await releaseLock();
@@ -256,7 +261,12 @@ export class LocalRuntime implements SessionStarter {
         sessionToken,
       ).start();
       const runtime = new LocalRuntime(
-        definition, dynamodb, { savePatch: localPatches(options.home), codeCommitCredentials: localAwsCredentials, ...options.runner, endpoint }, ownStandIn, callbacks, options.fargateHeartbeatSeconds,
+        definition, dynamodb, {
+          savePatch: localPatches(options.home), codeCommitCredentials: localAwsCredentials,
+          // The runs' HOMEs in the state folder: the next process finds what a killed one left (stopOrphanRuns).
+          ...(options.home ? { workRoot: runsFolder(options.home) } : {}),
+          ...options.runner, endpoint,
+        }, ownStandIn, callbacks, options.fargateHeartbeatSeconds,
         options.policy ?? {}, options.home ? join(options.home, 's3') : undefined,
       );
       runtime.releaseLock = releaseLock;
@@ -479,7 +489,7 @@ export class LocalRuntime implements SessionStarter {
           return this.fargate.runTask(params, heartbeatSeconds, signal, runnerConfig.endpoint);
         });
       } else if (this.definition.functions[resource] === 'create-session') {
-        handlers[name] = taskHandler((event: ValidateInputEvent) => lambdaCall(() => createSession(event, this.policy, this.repository)));
+        handlers[name] = taskHandler((event: ValidateInputEvent) => lambdaCall(() => createSession(event, this.policy, this.repository, this.slots)));
       } else if (this.definition.functions[resource] === 'runner') {
         handlers[name] = taskHandler((input: RunnerInput) => lambdaCall(() => this.tracked(runSessionTask(input, { ...runnerConfig, watch: this.watchOf(executionName), takeStandby }))));
       } else {

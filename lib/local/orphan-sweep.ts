@@ -1,4 +1,7 @@
 import { paginateScan } from '@aws-sdk/lib-dynamodb';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { killRunProcesses } from '../claude/run-processes.js';
 import { MILESTONE_SK } from '../sessions/milestone-item.js';
 import type { MilestoneRepository } from '../sessions/milestone-repository.js';
 import { SLOTS_SK, type ProjectSlots } from '../sessions/project-slots.js';
@@ -46,4 +49,42 @@ export async function closeOrphans(
     }
   }
   return closed;
+}
+
+/** Where a state folder's runs make their HOMEs (`claude-run-*`): inside it, so a dead engine's are found. */
+export function runsFolder(home: string): string {
+  return join(home, 'runs');
+}
+
+/**
+ * What a dead engine's runs left on this machine: a `kill -9` of the engine kills none of its
+ * children (each CLI has its own process group), so a CLI and the tools it started would run on
+ * under PID 1, its HOME with them. Every process whose environment names a HOME in this state
+ * folder's runs folder is one of them (the CLI's HOME, TMPDIR and CLAUDE_CONFIG_DIR are there,
+ * and its tools inherit them); with the state lock held, none is live. Then the HOMEs go.
+ * Returns how many processes were killed. Linux only (/proc); elsewhere only the folders go.
+ */
+export async function stopOrphanRuns(home: string): Promise<number> {
+  const runs = runsFolder(home);
+  const killed = await killRunProcesses({ marker: `=${join(runs, 'claude-run-')}` });
+  const left = await readdir(runs).catch(() => [] as string[]);
+  await Promise.all(left.map((entry) => rm(join(runs, entry), { recursive: true, force: true })));
+  await mkdir(runs, { recursive: true, mode: 0o700 });
+  return killed;
+}
+
+/** The sessions whose id starts with `prefix`, by a scan (a local table is small): `show`'s short ids. */
+export async function sessionsWithPrefix(dynamodb: LocalDynamoDb, prefix: string): Promise<Array<{ sessionId: string; projectId: string }>> {
+  const found: Array<{ sessionId: string; projectId: string }> = [];
+  const pages = paginateScan(
+    { client: dynamodb.documentClient },
+    {
+      TableName: dynamodb.tableName,
+      FilterExpression: 'sk = :session AND begins_with(sessionId, :prefix)',
+      ExpressionAttributeValues: { ':session': SESSION_SK, ':prefix': prefix },
+      ProjectionExpression: 'sessionId, projectId',
+    },
+  );
+  for await (const page of pages) for (const item of page.Items ?? []) found.push({ sessionId: String(item.sessionId), projectId: String(item.projectId) });
+  return found;
 }

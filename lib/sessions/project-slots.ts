@@ -47,11 +47,25 @@ export class ProjectSlots {
     };
   }
 
-  /** Refuses a start the workflow would refuse, before any execution (the API's 429). */
-  async assertCapacity(projectId: string, stackLimit: number): Promise<void> {
+  /** The project's own limit (`project limit`, or the item written on AWS); null: none. */
+  async ownLimit(projectId: string): Promise<number | null> {
+    const { Item } = await this.client.send(
+      new GetCommand({
+        TableName: this.tableName, Key: { pk: slotsPk(projectId), sk: SLOTS_SK }, ConsistentRead: true,
+        ProjectionExpression: 'maxConcurrentSessions',
+      }),
+    );
+    return typeof Item?.maxConcurrentSessions === 'number' ? Item.maxConcurrentSessions : null;
+  }
+
+  /**
+   * Refuses a start the workflow would refuse, before any execution (the API's 429): the
+   * project's own limit, else the stack's (`stackLimit`; undefined: none).
+   */
+  async assertCapacity(projectId: string, stackLimit: number | undefined): Promise<void> {
     const { running, maxConcurrentSessions } = await this.get(projectId);
     const limit = maxConcurrentSessions ?? stackLimit;
-    if (running.length >= limit) throw new ProjectAtCapacityError(projectId, limit, running);
+    if (limit !== undefined && running.length >= limit) throw new ProjectAtCapacityError(projectId, limit, running);
   }
 
   /** A project's own limit, over the stack's (null: the stack's again). */

@@ -194,6 +194,11 @@ export function prepareSession(event: ValidateInputEvent, policy: SessionPolicy 
   return { session, prompt, milestone, slot: null, retry: { attempt: 1, prior: null } };
 }
 
+/** A project's own concurrency limit, from its slots item (ProjectSlots.ownLimit). */
+export interface ProjectLimitReader {
+  ownLimit(projectId: string): Promise<number | null>;
+}
+
 /** What CreateSession needs of the table (SessionRepository). */
 export interface SessionCreation {
   create(start: SessionStart, executionStartTime?: string): Promise<void>;
@@ -205,9 +210,17 @@ export interface SessionCreation {
  * checked, the month's budget checked, and the session put RUNNING (conditionally: one
  * write). One state, not a validator and a PutItem, so a session takes one transition less.
  */
-export async function createSession(event: ValidateInputEvent, policy: SessionPolicy, sessions: SessionCreation): Promise<PreparedSession> {
+export async function createSession(
+  event: ValidateInputEvent, policy: SessionPolicy, sessions: SessionCreation, slots?: ProjectLimitReader,
+): Promise<PreparedSession> {
   const prepared = prepareSession(event, policy);
   await assertWithinBudget(prepared.session.projectId, policy, (p, since) => sessions.costSince(p, since));
+  // With no deployment-wide limit, a project's own one (`project limit`) still routes it through AcquireSlot,
+  // which holds it to the item's maxConcurrentSessions. With one, prepareSession set it, and AcquireSlot prefers the item's.
+  if (!prepared.session.concurrencyLimit && slots) {
+    const own = await slots.ownLimit(prepared.session.projectId);
+    if (own) prepared.session.concurrencyLimit = own;
+  }
   await sessions.create(prepared.session, event.executionStartTime); // SessionExistsError: another execution's session
   return prepared;
 }

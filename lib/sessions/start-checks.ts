@@ -35,5 +35,6 @@ export async function assertCanStart(
   assertBranchAllowed(workspace ?? undefined, deps.policy ?? {});
   if (!deps.policy) return;
   await assertWithinBudget(input.projectId, deps.policy, (p, since) => deps.repository.costSince(p, since));
-  if (deps.policy.maxConcurrentSessions && deps.slots) await deps.slots.assertCapacity(input.projectId, deps.policy.maxConcurrentSessions);
+  // A project's own limit holds with no deployment-wide one too.
+  if (deps.slots) await deps.slots.assertCapacity(input.projectId, deps.policy.maxConcurrentSessions);
 }

@@ -118,6 +118,12 @@ export const SESSIONS_PAGE = /* html */ `<!doctype html>
 </main>
 <script>
 const COLORS = ['#3867d6', '#20bf6b', '#fa8231', '#8854d0', '#eb3b5a', '#0fb9b1', '#f7b731', '#4b6584'];
+// A project's colour from its id (FNV-1a), not its place in the list: another project appearing changes no colour.
+const colorOf = (projectId) => {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < projectId.length; i++) h = Math.imul(h ^ projectId.charCodeAt(i), 0x01000193) >>> 0;
+  return COLORS[h % COLORS.length];
+};
 // selected: the session shown in the detail; selectedProject: its project, whose path reads it.
 const state = { sessions: [], usage: [], selected: null, selectedProject: null, stream: null, detailSeq: 0 };
 const $ = (id) => document.getElementById(id);
@@ -172,12 +178,12 @@ function chart(kind, value, fmt) {
       if (!d) return;
       const h = Math.max(1, (value(d) / max) * (H - pad - 22));
       const x = pad + i * groupW + 4 + j * barW;
-      bars += '<rect data-project="' + esc(u.projectId) + '" data-day="' + esc(day) + '" x="' + x + '" y="' + (H - pad - h) + '" width="' + (barW - 2) + '" height="' + h + '" fill="' + COLORS[j % COLORS.length] + '"><title>' + esc(u.projectId) + ' ' + day + ': ' + fmt(value(d)) + '</title></rect>';
+      bars += '<rect data-project="' + esc(u.projectId) + '" data-day="' + esc(day) + '" x="' + x + '" y="' + (H - pad - h) + '" width="' + (barW - 2) + '" height="' + h + '" fill="' + colorOf(u.projectId) + '"><title>' + esc(u.projectId) + ' ' + day + ': ' + fmt(value(d)) + '</title></rect>';
     });
     bars += '<text x="' + (pad + i * groupW + 4) + '" y="' + (H - 10) + '">' + esc(day.slice(5)) + '</text>';
   });
   el.innerHTML = '<svg viewBox="0 0 ' + W + ' ' + H + '" width="100%"><text x="0" y="12">' + fmt(max) + '</text><line x1="' + pad + '" x2="' + W + '" y1="' + (H - pad) + '" y2="' + (H - pad) + '" stroke="#ccd"/>' + bars + '</svg>';
-  $('legend-' + kind).innerHTML = state.usage.map((u, j) => '<span><i style="background:' + COLORS[j % COLORS.length] + '"></i>' + esc(u.projectId) + '</span>').join('');
+  $('legend-' + kind).innerHTML = state.usage.map((u) => '<span><i style="background:' + colorOf(u.projectId) + '"></i>' + esc(u.projectId) + '</span>').join('');
 }
 // A workspace's branch and what changed on it; a branch of null means Claude changed nothing.
 function workspace(w) {
