@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EventStreamCodec, getChunkedStream, type Message } from '@smithy/core/event-streams';
-import { AnthropicStandIn, type RecordedRequest, type StandInUsage } from '../lib/local/anthropic-stand-in.js';
+import { AnthropicStandIn, offeredTools, type RecordedRequest, type StandInUsage } from '../lib/local/anthropic-stand-in.js';
 import { buildClaudeArgs, promptMessage } from '../lib/claude/claude-args.js';
 import { baseClaudeEnv, defaultClaudePath } from '../lib/claude/claude-process.js';
 
@@ -232,7 +232,7 @@ describe('a subagent\'s calls in the CLI\'s result', () => {
     expect(run.result).toMatchObject({ is_error: false, result: 'Done.', num_turns: 2 });
     const calls = standIn.messageRequests;
     expect(calls.map((r) => [r.model, r.sessionId])).toEqual([0, 1, 2].map(() => [ANTHROPIC_MODEL, run.sessionId]));
-    expect((calls[0]!.body.tools as { name: string }[]).map((t) => t.name)).toContain('Agent');
+    expect(offeredTools(calls[0]!)).toContain('Agent');
     const [main, subagent] = [[calls[0]!, calls[2]!], [calls[1]!]];
     expect(run.result.usage).toMatchObject({ input_tokens: 400, output_tokens: 40, cache_read_input_tokens: 4_000, cache_creation_input_tokens: 40_000 });
     expect(sum(main)).toEqual({ inputTokens: 400, outputTokens: 40, cacheReadInputTokens: 4_000, cacheCreationInputTokens: 40_000 });

@@ -53,6 +53,15 @@ export interface RecordedRequest {
   body: { model?: string; messages?: unknown[]; stream?: boolean } & Record<string, unknown>;
 }
 
+/**
+ * The tools a model call offers the model, by name: a `defer_loading` tool is not among them
+ * until a tool search loads it (CLI 2.1.332 sends a deferred "never call" placeholder).
+ */
+export function offeredTools(request: RecordedRequest): string[] {
+  const tools = (request.body.tools ?? []) as { name: string; defer_loading?: boolean }[];
+  return tools.filter((t) => !t.defer_loading).map((t) => t.name);
+}
+
 const DEFAULT_USAGE: StandInUsage = {
   input_tokens: 12,
   output_tokens: 34,
