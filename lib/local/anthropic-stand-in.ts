@@ -39,8 +39,8 @@ export interface RecordedRequest {
   provider: 'anthropic' | 'bedrock';
   /**
    * message: a model call of the conversation, answered from the queue. probe: the CLI's
-   * check that a Bedrock model is enabled (a non-streaming invoke with max_tokens 1 and no
-   * session header, sent in the background: 2.1.197), answered outside the queue.
+   * check that a Bedrock model is enabled (a non-streaming invoke with max_tokens 1, sent in
+   * the background: 2.1.197 without the session header, 2.1.332 with it), answered outside the queue.
    */
   call: 'message' | 'probe' | 'other';
   /** From the body (Anthropic) or the URL path, decoded (Bedrock). */
@@ -198,7 +198,7 @@ export class AnthropicStandIn {
     const recorded: RecordedRequest = {
       path,
       provider: bedrock ? 'bedrock' : 'anthropic',
-      call: callOf(req.method, path, bedrock, sessionId),
+      call: callOf(req.method, path, bedrock, body),
       model: bedrock && 'modelId' in bedrock ? bedrock.modelId : typeof body.model === 'string' ? body.model : undefined,
       sessionId,
       accessKeyId: accessKeyIdOf(firstHeader(req.headers.authorization)),
@@ -259,11 +259,11 @@ export class AnthropicStandIn {
   }
 }
 
-function callOf(method: string | undefined, path: string, bedrock: BedrockRoute | undefined, sessionId: string | undefined): RecordedRequest['call'] {
+function callOf(method: string | undefined, path: string, bedrock: BedrockRoute | undefined, body: RecordedRequest['body']): RecordedRequest['call'] {
   if (!bedrock) return method === 'POST' && path === '/v1/messages' ? 'message' : 'other';
   if (bedrock.operation === 'InvokeModelWithResponseStream') return 'message';
-  // Every call of the conversation carries the session header; the model-access probes do not.
-  if (bedrock.operation === 'InvokeModel') return sessionId ? 'message' : 'probe';
+  // The model-access probes ask for one token (2.1.197 sent them without the session header, 2.1.332 with it).
+  if (bedrock.operation === 'InvokeModel') return body.max_tokens === 1 ? 'probe' : 'message';
   return 'other';
 }
 
