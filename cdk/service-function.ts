@@ -4,7 +4,7 @@ import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { join } from 'node:path';
-import { PROJECT_ROOT } from '../lib/project-root.js';
+import { PROJECT_LOCK_FILE, PROJECT_ROOT } from '../lib/project-root.js';
 import { ESM_REQUIRE_SHIM } from './esm-bundle.js';
 
 export interface ServiceFunctionProps {
@@ -34,7 +34,7 @@ export class ServiceFunction extends Construct {
     this.function = new NodejsFunction(this, 'Function', {
       description: props.description,
       entry: join(PROJECT_ROOT, props.entry),
-      depsLockFilePath: join(PROJECT_ROOT, 'package-lock.json'),
+      depsLockFilePath: PROJECT_LOCK_FILE,
       projectRoot: PROJECT_ROOT,
       runtime: Runtime.NODEJS_24_X,
       architecture: Architecture.ARM_64,

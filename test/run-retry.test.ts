@@ -32,13 +32,17 @@ describe('the workflow runs Claude again after a transient API failure, keeping 
   });
 
   it('does not run again for a failure that is not transient (400), nor for a milestone task', async () => {
-    env.anthropic.respondWith({ kind: 'error', status: 400, message: 'bad request' });
+    // CLI fact: the CLI itself re-sends a 400 up to 5 times, shedding request features (2.1.332), so every call answers 400.
+    env.anthropic.respondByDefault({ kind: 'error', status: 400, message: 'bad request' });
     const { session } = await env.runtime.run({ prompt: 'hi', projectId: 'retry-400' });
     expect(session).toMatchObject({ status: 'FAILED', attempts: 1 });
+    const callsOfOneRun = env.anthropic.messageRequests.length;
+    expect(callsOfOneRun).toBeLessThanOrEqual(6);
+    env.anthropic.respondByDefault({ kind: 'text' });
     const milestone = await env.runtime.milestones.open('retry-ms');
     env.anthropic.respondWith({ kind: 'error', status: 529 });
     const task = await env.runtime.run({ prompt: 'hi', projectId: 'retry-ms', milestoneId: milestone.milestoneId });
     expect(task.session).toMatchObject({ status: 'FAILED', attempts: 1 });
-    expect(env.anthropic.messageRequests).toHaveLength(2);
+    expect(env.anthropic.messageRequests).toHaveLength(callsOfOneRun + 1);
   });
 });

@@ -85,6 +85,9 @@ let env: TestRuntime;
 useTestRuntime((started) => (env = started), { trustedSettingsRepositories: [trustedRepository] });
 
 describe('a workspace is data, not configuration', () => {
+  // CLI fact: in -p a working directory's .claude/settings*.json (hooks, apiKeyHelper, env.ANTHROPIC_BASE_URL, MCP servers)
+  // and .mcp.json apply without a trust dialog; --setting-sources user --strict-mcp-config stops them, and --add-dir .
+  // with CLAUDE_CODE_ADDITIONAL_DIRECTORIES_CLAUDE_MD=1 still reads CLAUDE.md (REPOSITORY_IS_DATA). Re-measured on 2.1.332.
   it.each(['lambda', 'fargate'] as const)('runs nothing a repository\'s settings name and goes to no endpoint but the deployment\'s (%s)', async (runtime) => {
     // Prepare: every vector in .claude/settings.json, .claude/settings.local.json and .mcp.json; Claude reads a file (a tool call for the tool hooks)
     const marks = mkdtempSync(join(tmpdir(), 'sandbox-marks-'));
@@ -105,6 +108,7 @@ describe('a workspace is data, not configuration', () => {
     expect(JSON.stringify(env.anthropic.messageRequests[0]!.body)).toContain('MEMORY-FROM-CLAUDE-MD');
   });
 
+  // CLI fact: without the switches a repository's SessionStart hook runs in -p: the control for the test above.
   it('runs a repository\'s own settings when the deployment trusts that repository, and only then', async () => {
     // Act
     const { session } = await env.runtime.run({ prompt: 'Hello', projectId: 'sandbox', workspace: { repo: trustedRepository } });

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { fakeClaude, startTestRuntime, useTestRuntime, type TestRuntime } from './support/runtime.js';
 import { DEFAULT_TOOLS } from '../lib/sessions/session-limits.js';
+import { offeredTools } from '../lib/local/anthropic-stand-in.js';
 
 let env: TestRuntime;
 
@@ -12,6 +13,8 @@ async function expectNothingRunning(projectId: string) {
 }
 
 describe('the session workflow on the local state machine, with the real Claude CLI', () => {
+  // CLI fact: the stream-json result line carries usage (input, output, cache read, cache creation), total_cost_usd,
+  // num_turns and modelUsage; --session-id is honoured and sent as x-claude-code-session-id (claude-result.ts).
   it('records exactly the usage the API reported, against the one session UUID', async () => {
     // Prepare
     env.anthropic.respondWith({
@@ -45,15 +48,18 @@ describe('the session workflow on the local state machine, with the real Claude 
     await expectNothingRunning('p-ok');
   });
 
-  it('offers the model only the allow-listed tools: no shell, no web by default', async () => {
+  it('offers the model only the allow-listed tools: no shell, no web by default (CLI fact: --tools is the allow-list; a defer_loading tool is not offered)', async () => {
     await env.runtime.run({ prompt: 'hi', projectId: 'p-tools' });
-    const offered = (env.anthropic.messageRequests[0]!.body.tools as { name: string }[]).map((t) => t.name).sort();
-    expect(offered).toEqual([...DEFAULT_TOOLS].sort());
+    const request = env.anthropic.messageRequests[0]!;
+    expect(offeredTools(request).sort()).toEqual([...DEFAULT_TOOLS].sort());
+    // CLI 2.1.332 adds a deferred "never call this" placeholder; nothing else is deferred (no tool search could load it).
+    const deferred = (request.body.tools as { name: string; defer_loading?: boolean }[]).filter((t) => t.defer_loading).map((t) => t.name);
+    expect(deferred.filter((name) => name !== 'DeferredToolPlaceholder')).toEqual([]);
 
     const readOnly = await startTestRuntime({ tools: ['Read'] });
     try {
       await readOnly.runtime.run({ prompt: 'hi', projectId: 'p-tools' });
-      expect((readOnly.anthropic.messageRequests[0]!.body.tools as { name: string }[]).map((t) => t.name)).toEqual(['Read']);
+      expect(offeredTools(readOnly.anthropic.messageRequests[0]!)).toEqual(['Read']);
     } finally {
       await readOnly.close();
     }
@@ -72,6 +78,7 @@ describe('the session workflow on the local state machine, with the real Claude 
     expect(JSON.stringify(Item)).not.toContain('secret plans');
   });
 
+  // CLI fact: one argv entry is capped at 128 KiB; with --input-format stream-json the prompt goes to stdin as one user message.
   it('hands the CLI the largest prompt allowed, in any script, exactly (on stdin: one argv entry is capped at 128 KiB)', async () => {
     // The byte limit, not the character one, binds here: 65,500 characters, ~196 KB of UTF-8,
     // still past what one argv entry holds.
@@ -92,12 +99,13 @@ describe('the session workflow on the local state machine, with the real Claude 
     expect(sent).toContain('half a pair: \ufffd, then the rest');
   });
 
-  it('closes the session FAILED with the error text and the usage spent when the API answers 400', async () => {
-    // Prepare: one paid turn asking for a tool, then a 400 on the next request.
-    env.anthropic.respondWith(
-      { kind: 'tool_use', usage: { input_tokens: 50, output_tokens: 5 } },
-      { kind: 'error', status: 400, message: 'messages.1: unexpected tool_use_id' },
-    );
+  it('closes the session FAILED with the error text and the usage spent when the API answers 400 (CLI fact: a 400 is re-sent up to 5 times, shedding request features, whatever CLAUDE_CODE_MAX_RETRIES)', async () => {
+    // Prepare: one paid turn asking for a tool, then a 400 on every later request: CLI 2.1.332
+    // re-sends a rejected request (without thinking.display, its deferred placeholder tool …),
+    // so a single 400 would be retried away.
+    env.anthropic
+      .respondWith({ kind: 'tool_use', usage: { input_tokens: 50, output_tokens: 5 } })
+      .respondByDefault({ kind: 'error', status: 400, message: 'messages.1: unexpected tool_use_id' });
     // Act
     const { outcome, session } = await env.runtime.run({ prompt: 'hi', projectId: 'p-400' });
     // Assess
@@ -112,6 +120,8 @@ describe('the session workflow on the local state machine, with the real Claude 
     await expectNothingRunning('p-400');
   });
 
+  // CLI fact: CLAUDE_CODE_MAX_RETRIES bounds the CLI's retries of 401/429/5xx/529; an API failure exits 1 with
+  // subtype "success", is_error true and api_error_status (claudeFailure).
   it.each([401, 529])('closes the session FAILED, not RUNNING, on HTTP %i with the CLI retries bounded', async (status) => {
     env.anthropic.respondByDefault({ kind: 'error', status });
     const { session } = await env.runtime.run({ prompt: 'hi', projectId: `p-${status}` });
@@ -121,6 +131,7 @@ describe('the session workflow on the local state machine, with the real Claude 
     await expectNothingRunning(`p-${status}`);
   });
 
+  // CLI fact: --max-turns (absent from --help) ends the run with subtype error_max_turns, usage kept.
   it('keeps the usage of a run stopped by --max-turns and closes it FAILED', async () => {
     env.anthropic.respondByDefault({ kind: 'tool_use', usage: { input_tokens: 100, output_tokens: 10 } });
     const { session } = await env.runtime.run({ prompt: 'loop', projectId: 'p-turns', maxTurns: 2 });
@@ -168,6 +179,7 @@ describe('the session workflow on the local state machine, with the real Claude 
 });
 
 describe('runner faults go through the Catch branch and close the session FAILED', () => {
+  // CLI fact: --include-partial-messages prints message_start (with its usage) as it streams, so a killed run keeps the tokens.
   it('times out a stalled API, keeps the tokens reported before the stall, and closes TIMED_OUT', async () => {
     // 3 s without output: long enough that a loaded machine's CLI start is not taken for the stall.
     const stalled = await startTestRuntime({ idleTimeoutMs: 3_000 });

@@ -27,6 +27,7 @@ async function booted(standby: StandbyClaude): Promise<void> {
 }
 
 describe('a Claude CLI booted ahead of its session (the engine\'s next `run`)', () => {
+  // CLI fact: with --input-format stream-json the CLI boots and sends no Messages request before its user message arrives.
   it('sends no Messages request before its prompt, then runs the session it was started for', async () => {
     const sessionId = uuidv4();
     const input = { prompt: 'Summarise the README', projectId: 'p-ahead', sessionId };
@@ -69,6 +70,7 @@ describe('a Claude CLI booted ahead of its session (the engine\'s next `run`)', 
     expect(await env.runtime.repository.get(sessionId)).toBeUndefined();
   });
 
+  // CLI fact: with -p a text prompt on stdin is given up after 3 s ("no stdin data received in 3s"); stream-json input waits.
   it('waits for its prompt past the 3 s the CLI gives a text prompt on stdin, and answers it', async () => {
     const sessionId = uuidv4();
     const input = { prompt: 'hi', projectId: 'p-ahead', sessionId };

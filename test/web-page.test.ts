@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
+import { AnthropicStandIn, offeredTools } from '../lib/local/anthropic-stand-in.js';
 import { git, remoteRepository } from './support/git-remote.js';
 
 // Debian's chromium. CI installs it (.ci/run) and sets REQUIRE_BROWSER, so there a missing
@@ -211,7 +211,7 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
       expect(session).toMatchObject({ projectId: 'web-opts', status: 'FAILED', error: 'ClaudeMaxTurns', cause: expect.stringMatching(/maximum number of turns/) });
       const calls = anthropic.messageRequests.slice(asked);
       expect(calls).toHaveLength(1);
-      expect((calls[0]!.body.tools as { name: string }[]).map((t) => t.name).sort()).toEqual(['Glob', 'Read']);
+      expect(offeredTools(calls[0]!).sort()).toEqual(['Glob', 'Read']);
       expect(await page.locator('[data-error="maxTurns"]').innerText()).toBe('');
     } finally {
       anthropic.respondByDefault({ kind: 'text' });

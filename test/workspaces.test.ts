@@ -207,7 +207,7 @@ describe('a milestone on a workspace', () => {
     env.anthropic.respondWith(
       { kind: 'tool_use', name: 'Write', input: { file_path: 'PLAN.md', content: '1. Gather the widgets\n2. Polish them\n' } },
       { kind: 'text', text: 'Wrote the plan' },
-      // With a limit: a whole-file Read of a file the conversation holds unchanged is answered with a stub (CLI 2.1.197).
+      // CLI fact: a whole-file Read of a file the conversation holds unchanged is answered with a stub; a Read with a limit reads the disk (2.1.197, 2.1.332).
       { kind: 'tool_use', name: 'Read', input: { file_path: 'PLAN.md', limit: 10 } },
       { kind: 'tool_use', name: 'Write', input: { file_path: 'STEP-1.md', content: 'Gathered.\n' } },
       { kind: 'text', text: 'Step one done' },

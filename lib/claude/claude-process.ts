@@ -281,6 +281,9 @@ export function baseClaudeEnv(home: string, options: Pick<ClaudeProcessOptions, 
     CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
     // The working directory's CLAUDE.md, read as an added directory's (REPOSITORY_IS_DATA).
     CLAUDE_CODE_ADDITIONAL_DIRECTORIES_CLAUDE_MD: '1',
+    // A subagent runs in the foreground: 2.1.332 runs it in the background by default and answers
+    // its completion with a main-model call after the result line, which no result would count.
+    CLAUDE_CODE_DISABLE_BACKGROUND_TASKS: '1',
     CLAUDE_CODE_MAX_RETRIES: String(options.maxRetries ?? 2),
     // A single stalled request must not outlive the run's own limit.
     API_TIMEOUT_MS: String(Math.max(1_000, Math.min(options.timeoutMs, 600_000))),

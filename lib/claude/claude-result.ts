@@ -74,6 +74,54 @@ export function usageOf(result: ClaudeResult): Usage {
   return byModel.length ? addUsages(byModel) : fromApiUsage(result.usage);
 }
 
+const CostState = z.object({
+  type: z.literal('cost-state'),
+  totalCostUSD: z.number().nonnegative().catch(0).default(0),
+  modelUsage: z.record(z.string(), ModelUsage).default({}),
+});
+export type SpentBefore = z.infer<typeof CostState>;
+
+/**
+ * What a conversation had spent before it is resumed: the last `cost-state` line of its
+ * transcript. CLI 2.1.332 writes one at the end of each invocation and restores it on `--resume`,
+ * so its result's `modelUsage` and `total_cost_usd` count the whole conversation (the top-level
+ * `usage` stays this invocation's); 2.1.197 wrote none and reported the invocation only.
+ */
+export function spentBefore(transcript: Buffer): SpentBefore | undefined {
+  const text = transcript.toString('utf8');
+  const at = text.lastIndexOf('"type":"cost-state"');
+  if (at < 0) return undefined;
+  const line = text.slice(text.lastIndexOf('\n', at) + 1, (text.indexOf('\n', at) + 1 || text.length + 1) - 1);
+  try {
+    const parsed = CostState.safeParse(JSON.parse(line));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A resumed run's result as this invocation's alone: what the conversation had spent before, taken off. */
+export function invocationOnly(result: ClaudeResult, before: SpentBefore | undefined): ClaudeResult {
+  if (!before) return result;
+  const less = (a: number, b: number) => Math.max(0, a - b);
+  const modelUsage = Object.fromEntries(Object.entries(result.modelUsage).flatMap(([model, u]) => {
+    const b = before.modelUsage[model];
+    if (!b) return [[model, u]];
+    const own = {
+      ...u,
+      inputTokens: less(u.inputTokens, b.inputTokens),
+      outputTokens: less(u.outputTokens, b.outputTokens),
+      cacheReadInputTokens: less(u.cacheReadInputTokens, b.cacheReadInputTokens),
+      cacheCreationInputTokens: less(u.cacheCreationInputTokens, b.cacheCreationInputTokens),
+      costUSD: less(u.costUSD, b.costUSD),
+    };
+    // A model only the earlier invocations called is not this one's.
+    const used = own.inputTokens + own.outputTokens + own.cacheReadInputTokens + own.cacheCreationInputTokens > 0 || own.costUSD > 0;
+    return used ? [[model, own]] : [];
+  }));
+  return { ...result, modelUsage, total_cost_usd: less(result.total_cost_usd, before.totalCostUSD) };
+}
+
 /** API answers worth another whole run once the CLI's own retries are spent: overload, throttling, server faults. */
 export const TRANSIENT_API_STATUSES: ReadonlySet<number> = new Set([408, 429, 500, 502, 503, 504, 529]);
 

@@ -6,7 +6,7 @@ import {
   StandbyClaude, makeHome, signalGroup, startClaudeBehindGateway, stopRunProcesses, type ClaudeProcessOptions, type StartedClaude,
 } from './claude-process.js';
 import { promptMessage } from './claude-args.js';
-import { ClaudeResult, fromApiUsage } from './claude-result.js';
+import { ClaudeResult, fromApiUsage, invocationOnly, spentBefore } from './claude-result.js';
 import { ClaudeAbortedError, ClaudeCrashError, ClaudeOutputError, ClaudeSpawnError } from './errors.js';
 import { addUsageByModel, addUsages, type Usage, type UsageByModel } from '../sessions/usage.js';
 
@@ -81,6 +81,8 @@ export async function runClaude(options: RunClaudeOptions): Promise<ClaudeRun> {
     const timeoutMs = options.workspace ? Math.max(1_000, deadline - Date.now() - workspaceReserveMs(options.timeoutMs)) : options.timeoutMs;
     started ??= await startClaudeBehindGateway({ ...options, timeoutMs }, home, workDir);
     const run: ClaudeRun = await superviseClaude({ ...options, timeoutMs }, started.child);
+    // A resumed CLI reports the conversation's spend (2.1.332): the session records its own.
+    if (run.kind === 'result' && options.restoreTranscript) run.result = invocationOnly(run.result, spentBefore(options.restoreTranscript));
     // Before the push: nothing the session left running may race it, or outlive the session.
     await stopRunProcesses(started);
     if (options.conversation !== 'fresh') run.transcript = await findTranscript(configDir, options.sessionId);

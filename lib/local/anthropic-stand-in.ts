@@ -39,8 +39,8 @@ export interface RecordedRequest {
   provider: 'anthropic' | 'bedrock';
   /**
    * message: a model call of the conversation, answered from the queue. probe: the CLI's
-   * check that a Bedrock model is enabled (a non-streaming invoke with max_tokens 1 and no
-   * session header, sent in the background: 2.1.197), answered outside the queue.
+   * check that a Bedrock model is enabled (a non-streaming invoke with max_tokens 1, sent in
+   * the background: 2.1.197 without the session header, 2.1.332 with it), answered outside the queue.
    */
   call: 'message' | 'probe' | 'other';
   /** From the body (Anthropic) or the URL path, decoded (Bedrock). */
@@ -51,6 +51,15 @@ export interface RecordedRequest {
   /** For model calls: the usage the stand-in reported (zero for an error; message_start's for a stall). */
   served?: StandInUsage;
   body: { model?: string; messages?: unknown[]; stream?: boolean } & Record<string, unknown>;
+}
+
+/**
+ * The tools a model call offers the model, by name: a `defer_loading` tool is not among them
+ * until a tool search loads it (CLI 2.1.332 sends a deferred "never call" placeholder).
+ */
+export function offeredTools(request: RecordedRequest): string[] {
+  const tools = (request.body.tools ?? []) as { name: string; defer_loading?: boolean }[];
+  return tools.filter((t) => !t.defer_loading).map((t) => t.name);
 }
 
 const DEFAULT_USAGE: StandInUsage = {
@@ -209,7 +218,7 @@ export class AnthropicStandIn {
     const recorded: RecordedRequest = {
       path,
       provider: bedrock ? 'bedrock' : 'anthropic',
-      call: callOf(req.method, path, bedrock, sessionId),
+      call: callOf(req.method, path, bedrock, body),
       model: bedrock && 'modelId' in bedrock ? bedrock.modelId : typeof body.model === 'string' ? body.model : undefined,
       sessionId,
       accessKeyId: accessKeyIdOf(firstHeader(req.headers.authorization)),
@@ -313,11 +322,11 @@ function scriptedReply(body: RecordedRequest['body']): StandInReply | undefined 
   return invalid('needs a kind of text, tool_use, stall or error');
 }
 
-function callOf(method: string | undefined, path: string, bedrock: BedrockRoute | undefined, sessionId: string | undefined): RecordedRequest['call'] {
+function callOf(method: string | undefined, path: string, bedrock: BedrockRoute | undefined, body: RecordedRequest['body']): RecordedRequest['call'] {
   if (!bedrock) return method === 'POST' && path === '/v1/messages' ? 'message' : 'other';
   if (bedrock.operation === 'InvokeModelWithResponseStream') return 'message';
-  // Every call of the conversation carries the session header; the model-access probes do not.
-  if (bedrock.operation === 'InvokeModel') return sessionId ? 'message' : 'probe';
+  // The model-access probes ask for one token (2.1.197 sent them without the session header, 2.1.332 with it).
+  if (bedrock.operation === 'InvokeModel') return body.max_tokens === 1 ? 'probe' : 'message';
   return 'other';
 }
 

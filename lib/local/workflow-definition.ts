@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:f
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { StateMachine } from 'aws-local-stepfunctions';
-import { PROJECT_ROOT } from '../project-root.js';
+import { PROJECT_LOCK_FILE, PROJECT_ROOT } from '../project-root.js';
 
 
 export type FunctionRole = 'create-session' | 'runner';
@@ -60,7 +60,7 @@ async function sourceHash(): Promise<string> {
   const files = [...(await listFiles(join(PROJECT_ROOT, 'cdk'))), ...(await listFiles(join(PROJECT_ROOT, 'lib')))]
     .filter((f) => f.endsWith('.ts'))
     .sort();
-  for (const file of [...files, join(PROJECT_ROOT, 'package-lock.json')]) {
+  for (const file of [...files, PROJECT_LOCK_FILE]) {
     hash.update(relative(PROJECT_ROOT, file));
     hash.update(await readFile(file));
   }
