@@ -15,7 +15,7 @@ import type { AddressInfo } from 'node:net';
 // dynalite has no TransactWriteItems. The session close and the project totals it counts are one
 // transaction on AWS (docs/ARCHITECTURE.md#project-totals), so the local store answers it too: one
 // transaction at a time, every other request held while it runs, each write applied with its own
-// condition and the items written before a refused one put back as they were. Nothing else reads
+// condition and, when one is refused, the items the others wrote put back as they were. Nothing else reads
 // or writes meanwhile, so from outside it is all or nothing, as on AWS. A process killed in the
 // middle of one can leave it half applied: local state only, and `totals check` finds it.
 
@@ -75,29 +75,24 @@ async function transact(client: DynamoDBClient, body: string): Promise<Answer> {
     if (keys.has(id)) return validation('Transaction request cannot include multiple operations on one item');
     keys.add(id);
   }
-  const before: (Record<string, AttributeValue> | undefined)[] = [];
-  for (const op of ops) {
-    before.push((await client.send(new GetItemCommand({ TableName: op!.table, Key: op!.key, ConsistentRead: true }))).Item);
-  }
-  for (let i = 0; i < ops.length; i++) {
-    try {
-      await ops[i]!.apply(client);
-    } catch (err) {
-      await restore(client, ops.slice(0, i).map((op, j) => ({ op: op!, item: before[j] })));
-      const name = (err as Error).name;
-      if (name !== 'ConditionalCheckFailedException') {
-        return { status: 400, body: { __type: `com.amazonaws.dynamodb.v20120810#${name}`, message: (err as Error).message } };
-      }
-      const reasons = ops.map((_, j) => (j === i ? { Code: 'ConditionalCheckFailed', Message: 'The conditional request failed' } : { Code: 'None' }));
-      return {
-        status: 400,
-        body: {
-          __type: 'com.amazonaws.dynamodb.v20120810#TransactionCanceledException',
-          message: `Transaction cancelled, please refer cancellation reasons for specific reasons [${reasons.map((r) => r.Code).join(', ')}]`,
-          CancellationReasons: reasons,
-        },
-      };
-    }
+  // Distinct items, and nothing else runs meanwhile: their reads, then their writes, go together.
+  const before = await Promise.all(ops.map(async (op) => (await client.send(new GetItemCommand({ TableName: op!.table, Key: op!.key, ConsistentRead: true }))).Item));
+  const results = await Promise.allSettled(ops.map((op) => op!.apply(client)));
+  const refused = results.findIndex((r) => r.status === 'rejected');
+  if (refused >= 0) {
+    await restore(client, ops.flatMap((op, j) => (results[j]!.status === 'fulfilled' ? [{ op: op!, item: before[j] }] : [])));
+    const failures = results.map((r) => (r.status === 'rejected' ? (r.reason as Error) : undefined));
+    const other = failures.find((e) => e && e.name !== 'ConditionalCheckFailedException');
+    if (other) return { status: 400, body: { __type: `com.amazonaws.dynamodb.v20120810#${other.name}`, message: other.message } };
+    const reasons = failures.map((e) => (e ? { Code: 'ConditionalCheckFailed', Message: 'The conditional request failed' } : { Code: 'None' }));
+    return {
+      status: 400,
+      body: {
+        __type: 'com.amazonaws.dynamodb.v20120810#TransactionCanceledException',
+        message: `Transaction cancelled, please refer cancellation reasons for specific reasons [${reasons.map((r) => r.Code).join(', ')}]`,
+        CancellationReasons: reasons,
+      },
+    };
   }
   return { status: 200, body: {} };
 }
