@@ -4,6 +4,7 @@
  *
  *   npm run bench                 # defaults
  *   npm run bench -- --n 20 --concurrency 1,10,50
+ *   npm run bench -- --scale 1000,100000   # sessions of history for the scale section (0: none)
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -17,6 +18,7 @@ import { defaultClaudePath } from '../lib/claude/claude-process.js';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import { LocalRuntime, type EventLog } from '../lib/local/local-runtime.js';
 import { PROJECT_ROOT } from '../lib/project-root.js';
+import { scaleFigures, type ScaleFigures } from './scale.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
@@ -25,11 +27,13 @@ const { values } = parseArgs({
     n: { type: 'string', default: '10' },
     'cold-n': { type: 'string', default: '10' },
     concurrency: { type: 'string', default: '1,10,50' },
+    scale: { type: 'string', default: '1000,100000' },
   },
 });
 const N = Number(values.n);
 const COLD_N = Number(values['cold-n']);
 const LEVELS = values.concurrency!.split(',').map(Number);
+const SCALE_SIZES = values.scale!.split(',').map(Number).filter((n) => n > 0);
 
 // Published us-east-1 prices (USD), as of 2026; the figures say which they used.
 const PRICES = {
@@ -218,18 +222,27 @@ async function main() {
   await runtime.close();
   await standIn.close();
 
+  // --- scale: a start's budget check, `usage` and a list page with 1,000 and 100,000 sessions of history
+  const scale: ScaleFigures[] = [];
+  for (const size of SCALE_SIZES) {
+    log(`scale: seeding ${size} sessions…`);
+    scale.push(await scaleFigures(size, log));
+  }
+
   // --- cost per 1,000 sessions of orchestration (happy path), from the counts above
   const happy = paths.completed!;
-  const writes = (happy.dynamodb.PutItemCommand ?? 0) + (happy.dynamodb.UpdateItemCommand ?? 0);
+  const writes = (happy.dynamodb.PutItemCommand ?? 0) + (happy.dynamodb.UpdateItemCommand ?? 0) + (happy.dynamodb.TransactWriteItemsCommand ?? 0);
   const reads = (happy.dynamodb.GetItemCommand ?? 0) + (happy.dynamodb.QueryCommand ?? 0);
-  const writeUnitsPerWrite = 2; // a session item is 1-2 KB (usage, model usage, 2,000 chars of result)
+  // Write units of a happy session: the create (session item ~1 KB and the two totals items, each
+  // doubled in a transaction: 2 + 2 + 2) and the close (session item at 2-3 KB: 6, totals 2 + 2).
+  const writeUnitsPerSession = (happy.dynamodb.TransactWriteItemsCommand ?? 0) > 0 ? 6 + 10 : writes * 2;
   const createSessionGbSeconds = 0.25 * 0.05; // 256 MB for ~50 ms
   const standard =
-    1000 * (happy.transitions * PRICES.standardTransition + writes * writeUnitsPerWrite * PRICES.dynamodbWriteUnit + reads * PRICES.dynamodbReadUnit +
+    1000 * (happy.transitions * PRICES.standardTransition + writeUnitsPerSession * PRICES.dynamodbWriteUnit + reads * PRICES.dynamodbReadUnit +
       2 * PRICES.lambdaRequest + createSessionGbSeconds * PRICES.lambdaArmGbSecond);
   // Express bills the whole duration the workflow waits on Claude (64 MB steps), and stops at 5 minutes.
   const expressFor = (sessionSeconds: number) =>
-    1000 * (PRICES.expressRequest + 0.0625 * sessionSeconds * PRICES.expressGbSecond + writes * writeUnitsPerWrite * PRICES.dynamodbWriteUnit +
+    1000 * (PRICES.expressRequest + 0.0625 * sessionSeconds * PRICES.expressGbSecond + writeUnitsPerSession * PRICES.dynamodbWriteUnit +
       2 * PRICES.lambdaRequest + createSessionGbSeconds * PRICES.lambdaArmGbSecond);
   const runnerPer1k = (seconds: number, memoryGb: number) => round(1000 * seconds * memoryGb * PRICES.lambdaX86GbSecond, 4);
 
@@ -251,7 +264,7 @@ async function main() {
       runRatioWithoutStandby: withoutStandby.ratio,
     },
     transitions: Object.fromEntries(Object.entries(paths).map(([k, v]) => [k, { count: v.transitions, states: v.states }])),
-    dynamodbWrites: { perHappySession: writes, target: 2 },
+    dynamodbWrites: { perHappySession: writes, writeUnitsPerHappySession: writeUnitsPerSession, target: 2 },
     dynamodbReads: { perHappySession: reads, target: 0 },
     dynamodbCallsByPath: Object.fromEntries(Object.entries(paths).map(([k, v]) => [k, v.dynamodb])),
     costPer1kSessionsUsd: {
@@ -263,6 +276,7 @@ async function main() {
       prices: PRICES,
     },
     concurrency,
+    scale,
     bundle: { unit: 'bytes, minified ESM', ...bundle },
   };
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
@@ -274,6 +288,7 @@ async function main() {
   log(`transitions: ${Object.entries(paths).map(([k, v]) => `${k} ${v.transitions}`).join(', ')}`);
   log(`DynamoDB per happy session: ${writes} writes, ${reads} reads`);
   log(`orchestration per 1k sessions: $${result.costPer1kSessionsUsd.standardOrchestration} (Standard)`);
+  for (const c of scale) log(`scale ${c.sessions}: start ${c.startMs} ms (${c.startItemsRead} items), usage ${c.usageMs} ms (${c.usageItemsRead} items), list page ${c.listPageMs} ms`);
   for (const c of concurrency) log(`concurrency ${c.sessions}: ${c.wallMs} ms, ${c.sessionsPerSecond}/s, closed ${c.closed}, running ${c.running}`);
 }
 

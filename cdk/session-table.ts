@@ -3,6 +3,7 @@ import { AttributeType, BillingMode, StreamViewType, Table, TableEncryption, typ
 import { Grant, type IGrantable } from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { PROJECT_INDEX, sessionPk } from '../lib/sessions/session-item.js';
+import { totalsPk } from '../lib/sessions/project-totals.js';
 import { MILESTONE_INDEX, milestonePk } from '../lib/sessions/milestone-item.js';
 import { slotsPk } from '../lib/sessions/project-slots.js';
 
@@ -55,6 +56,26 @@ export class SessionTable extends Construct {
       actions: ['dynamodb:PutItem', 'dynamodb:GetItem'],
       resourceArns: [this.table.tableArn],
       conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [sessionPk('*')] } },
+    }).combine(this.grantTotalsCounts(grantee));
+  }
+
+  /** The ADD to a project's totals items that a session's write makes in its transaction (project-totals.ts). */
+  private grantTotalsCounts(grantee: IGrantable): Grant {
+    return Grant.addToPrincipal({
+      grantee,
+      actions: ['dynamodb:UpdateItem'],
+      resourceArns: [this.table.tableArn],
+      conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [totalsPk('*')] } },
+    });
+  }
+
+  /** A project's totals items by key and by query (the budget check, `usage`): TOTALS# items only. */
+  private grantTotalsReads(grantee: IGrantable): Grant {
+    return Grant.addToPrincipal({
+      grantee,
+      actions: ['dynamodb:GetItem', 'dynamodb:Query'],
+      resourceArns: [this.table.tableArn],
+      conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [totalsPk('*')] } },
     });
   }
 
@@ -65,13 +86,12 @@ export class SessionTable extends Construct {
   grantStoppedRunWrites(grantee: IGrantable): Grant {
     return Grant.addToPrincipal({
       grantee,
-      actions: ['dynamodb:UpdateItem'],
+      actions: ['dynamodb:UpdateItem', 'dynamodb:GetItem'],
       resourceArns: [this.table.tableArn],
       conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [sessionPk('*')] } },
-    });
+    }).combine(this.grantTotalsCounts(grantee));
   }
 
-  /** A project's sessions by the project index, nothing else (SessionRepository.costSince: the monthly budget). */
   /** GetItem of the projects' items (PROJECT#<id>: the slots item holds a project's own concurrency limit). */
   grantReadProjectItems(grantee: IGrantable): Grant {
     return Grant.addToPrincipal({
@@ -82,8 +102,9 @@ export class SessionTable extends Construct {
     });
   }
 
+  /** A project's month of day totals, nothing else (SessionRepository.costSince: the monthly budget). */
   grantProjectQuery(grantee: IGrantable): Grant {
-    return Grant.addToPrincipal({ grantee, actions: ['dynamodb:Query'], resourceArns: [`${this.table.tableArn}/index/${PROJECT_INDEX}`] });
+    return this.grantTotalsReads(grantee);
   }
 
   /**
@@ -95,7 +116,7 @@ export class SessionTable extends Construct {
     // Items by key on the table; lists only through the indexes, so no scan can read every item.
     return Grant.addToPrincipal({ grantee, actions: ['dynamodb:GetItem'], resourceArns: [this.table.tableArn] }).combine(
       Grant.addToPrincipal({ grantee, actions: ['dynamodb:Query', 'dynamodb:Scan'], resourceArns: [`${this.table.tableArn}/index/*`] }),
-    );
+    ).combine(this.grantTotalsReads(grantee));
   }
 
   /** Opening and closing milestones (the API): writes to MILESTONE# items only, never to a session. */

@@ -24,7 +24,7 @@ import { acquireMilestoneLease } from './workflow/milestone-lease.js';
 import { acquireProjectSlot } from './workflow/project-slot.js';
 import { Role, THROTTLED_INVOKE_RETRY, tasksWithoutRole } from './workflow/roles.js';
 import { runAttempt } from './workflow/run-attempt.js';
-import { updateItemStates } from './workflow/update-item-state.js';
+import { transactStates, updateItemStates } from './workflow/update-item-state.js';
 
 export interface SessionWorkflowProps {
   readonly sessions: SessionTable;
@@ -65,9 +65,10 @@ export class SessionWorkflow extends Construct {
   constructor(scope: Construct, id: string, props: SessionWorkflowProps) {
     super(scope, id);
     const write = updateItemStates(this, props.sessions.table.tableName);
+    const transact = transactStates(this, props.sessions.table.tableName);
     // The finally branch: every Task after CreateSession is built with this role, so a failure
     // anywhere closes the session FAILED and frees what it holds.
-    const step = Role.sessionStep(closeOnFailure(this, write));
+    const step = Role.sessionStep(closeOnFailure(this, write, transact));
 
     // Validates, checks the budget and puts the session RUNNING in one Lambda: a session is
     // then 5 state transitions, not 6 with a separate PutItem state.
@@ -91,8 +92,8 @@ export class SessionWorkflow extends Construct {
 
     const lease = acquireMilestoneLease(this, write, step);
     const slot = acquireProjectSlot(this, write, step);
-    const run = runAttempt(this, write, step, { runner: props.runner, fargate: props.fargate, heartbeat: props.heartbeat ?? Duration.minutes(5) });
-    const close = closeWithOutcome(this, write, step);
+    const run = runAttempt(this, transact, step, { runner: props.runner, fargate: props.fargate, heartbeat: props.heartbeat ?? Duration.minutes(5) });
+    const close = closeWithOutcome(this, write, transact, step);
 
     // Before the run: the lease (taken once the session exists, so a refusal leaves a FAILED
     // session, never a RUNNING one), then the slot, then the runtime. Each Choice goes straight

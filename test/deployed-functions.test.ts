@@ -374,6 +374,7 @@ const GRANTS_USED_ELSEWHERE: [role: string, action: RegExp, reason: string][] = 
   ['EventsServiceFunction', /^sqs:(SendMessage|GetQueueAttributes|GetQueueUrl)$/, 'the event source mapping sends a failed batch to the dead-letter queue'],
   ['RunnerFunction', /^s3:(GetObject|GetObjectVersion|PutObject|ListBucket)$/, 'milestone tasks restore and save their transcript (test/milestones.test.ts); a workspace whose push failed saves its patch (test/workspaces.test.ts)'],
   ['FargateTaskTaskRole', /^s3:(GetObject|GetObjectVersion|PutObject|ListBucket)$/, 'milestone tasks on Fargate (test/fargate-runtime.test.ts); a workspace patch likewise'],
+  ['RunnerFunction', /^dynamodb:GetItem$/, 'a stopped run\'s record refused finds whether it was its own repeat (test/session-reaper.test.ts)'],
   ['HttpServiceFunction', /^s3:PutObjectTagging$/, 'closing a milestone that has a transcript tags it to expire; the one closed above has none'],
 ];
 
@@ -381,7 +382,7 @@ const GRANTS_USED_ELSEWHERE: [role: string, action: RegExp, reason: string][] = 
 function integrationCall(principal: string, state: Record<string, any>): AwsCall {
   // A LambdaInvoke with payloadResponseOnly names the function itself as its Resource.
   if (String(state.Resource).startsWith('arn:aws:lambda:')) return { principal, service: 'lambda', action: 'Invoke', params: { FunctionName: state.Resource } };
-  const match = /^arn:aws:states:::(\w+):(\w+)/.exec(String(state.Resource));
+  const match = /^arn:aws:states:::(aws-sdk|\w+):([\w:]+?)(?:\.\w+)?$/.exec(String(state.Resource));
   if (!match) throw new Error(`no integration mapping for ${state.Resource}`);
   const p = state.Parameters as Record<string, any>;
   if (match[1] === 'dynamodb') {
@@ -391,6 +392,14 @@ function integrationCall(principal: string, state: Record<string, any>): AwsCall
     return { principal, service: 'dynamodb', action: 'UpdateItem', params: { TableName: p.TableName, Key: key } };
   }
   if (match[1] === 'lambda') return { principal, service: 'lambda', action: 'Invoke', params: { FunctionName: p.FunctionName } };
+  if (match[1] === 'aws-sdk' && match[2] === 'dynamodb:transactWriteItems') {
+    // Each Update's key: a path ('S.$': '$.totals.pk') takes an example value of the prefix it names.
+    const example = (v: Record<string, string>) => v.S ?? `${/'(\w+#)\{\}'/.exec(v['S.$'] ?? '')?.[1] ?? 'TOTALS#'}example`;
+    const items = (p.TransactItems as { Update: { TableName: string; Key: Record<string, Record<string, string>> } }[]).map(({ Update }) => ({
+      Update: { TableName: Update.TableName, Key: Object.fromEntries(Object.entries(Update.Key).map(([k, v]) => [k, { S: example(v) }])) },
+    }));
+    return { principal, service: 'dynamodb', action: 'TransactWriteItems', params: { TransactItems: items } };
+  }
   if (match[1] === 'ecs') return { principal, service: 'ecs', action: 'RunTask', params: { taskDefinition: p.TaskDefinition, cluster: p.Cluster } };
   throw new Error(`no integration mapping for ${state.Resource}`);
 }

@@ -35,9 +35,17 @@ describe('the rendered session workflow', () => {
   });
 
   it('catches States.ALL into CloseFailed on every Task state after CreateSession', () => {
-    for (const name of ['RunClaude', 'RunClaudeOnFargate', 'RecordUsage', 'RecordFailedRun', 'RecordUsageBeforeRelease', 'RecordLimitedUsage', 'ReleaseMilestone', 'ReleaseSlot', 'ReleaseSlotAndEnd', 'RecordAttempt']) {
+    for (const name of ['RunClaude', 'RunClaudeOnFargate', 'RecordUsage', 'RecordFailedRun', 'RecordUsageBeforeRelease', 'RecordLimitedUsage', 'ReleaseMilestone', 'ReleaseSlot', 'ReleaseSlotAndEnd']) {
       expect(states[name]!.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'CloseFailed' }]);
     }
+    // A repeated RecordAttempt (its answer lost) is refused by its condition: the attempt is recorded, the run goes on.
+    expect(states.RecordAttempt!.Catch).toEqual([
+      { ErrorEquals: ['DynamoDb.TransactionCanceledException', 'DynamoDB.TransactionCanceledException'], ResultPath: '$.failure', Next: 'AttemptRecorded' },
+      { ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'CloseFailed' },
+    ]);
+    expect(states.AttemptRecorded).toEqual({
+      Type: 'Choice', Choices: [{ Variable: '$.failure.Cause', StringMatches: '*ConditionalCheckFailed*', Next: 'RetryWait' }], Default: 'CloseFailed',
+    });
     // A refused lease is named for users, then closes the session like any failure.
     expect(states.AcquireMilestone!.Catch).toEqual([
       { ErrorEquals: ['DynamoDB.ConditionalCheckFailedException'], ResultPath: '$.acquireFailure', Next: 'MilestoneUnavailable' },
@@ -56,15 +64,29 @@ describe('the rendered session workflow', () => {
     ]);
   });
 
-  it('closes only a RUNNING session, on both close paths', () => {
+  it('closes only a RUNNING session, on both close paths, and counts the close in the project\'s totals in the same transaction', () => {
+    const totalsKeys = [
+      { pk: { 'S.$': '$.totals.pk' }, sk: { S: 'ALL' } },
+      { pk: { 'S.$': '$.totals.pk' }, sk: { 'S.$': '$.totals.day' } },
+    ];
     for (const name of ['RecordUsage', 'RecordFailedRun', 'CloseFailed']) {
-      expect(states[name]).toMatchObject({
-        Resource: 'arn:aws:states:::dynamodb:updateItem',
-        Parameters: { ConditionExpression: '#status = :running', ExpressionAttributeNames: { '#status': 'status' } },
-      });
+      const items = (states[name]!.Parameters as any).TransactItems as any[];
+      expect(states[name]!.Resource).toBe('arn:aws:states:::aws-sdk:dynamodb:transactWriteItems');
+      expect(items).toHaveLength(3);
+      expect(items[0].Update).toMatchObject({ ConditionExpression: expect.stringMatching(/^#status = :running( AND |$)/), ExpressionAttributeNames: { '#status': 'status' } });
+      expect(items.slice(1).map((i) => i.Update.Key)).toEqual(totalsKeys);
+      // The totals are only added to, never set: a write refused by the session's condition counts nothing.
+      for (const item of items.slice(1)) expect(item.Update.ConditionExpression).toBeUndefined();
     }
-    expect(states.RecordUsage!.Parameters).toMatchObject({ 'ExpressionAttributeValues.$': '$.run.values' });
-    expect(states.CloseFailed!.Parameters).toMatchObject({
+    expect((states.RecordUsage!.Parameters as any).TransactItems[0].Update).toMatchObject({
+      ConditionExpression: '#status = :running AND attribute_not_exists(spendRecordedAfterStop)', 'ExpressionAttributeValues.$': '$.run.values',
+    });
+    expect((states.RecordUsage!.Parameters as any).TransactItems[1].Update).toMatchObject({
+      'UpdateExpression.$': '$.run.totals.update', 'ExpressionAttributeNames.$': '$.run.totals.names', 'ExpressionAttributeValues.$': '$.run.totals.values',
+    });
+    const closeFailed = (states.CloseFailed!.Parameters as any).TransactItems;
+    expect(closeFailed[0].Update).toMatchObject({
+      ConditionExpression: '#status = :running',
       ExpressionAttributeValues: {
         ':running': { S: 'RUNNING' },
         ':status': { S: 'FAILED' },
@@ -72,6 +94,10 @@ describe('the rendered session workflow', () => {
         ':cause': { 'S.$': '$.failure.Cause' },
         ':endedAt': { 'S.$': '$$.State.EnteredTime' },
       },
+    });
+    // The Catch branch moves the status only: the spend was counted as each attempt recorded it.
+    expect(closeFailed[1].Update).toMatchObject({
+      UpdateExpression: 'ADD #t0 :t0, #t1 :t1', ExpressionAttributeNames: { '#t0': 'RUNNING', '#t1': 'FAILED' }, ExpressionAttributeValues: { ':t0': { N: '-1' }, ':t1': { N: '1' } },
     });
   });
 
@@ -122,11 +148,12 @@ describe('the rendered session workflow', () => {
     expect(states.RecordUsageBeforeRelease!.Next).toBe('HoldsMilestone');
     expect(states.RecordLimitedUsage!.Parameters).toEqual(states.RecordUsage!.Parameters);
     // A retry: the spend so far SET on the running session, a back-off, the next attempt with that spend carried.
-    expect(states.RecordAttempt).toMatchObject({
-      Parameters: { ConditionExpression: '#status = :running', 'ExpressionAttributeValues.$': '$.run.next.values' },
-      Next: 'RetryWait',
+    expect(states.RecordAttempt!.Next).toBe('RetryWait');
+    const recordAttempt = (states.RecordAttempt!.Parameters as any).TransactItems;
+    expect(recordAttempt[0].Update).toMatchObject({
+      ConditionExpression: expect.stringContaining('attempts < :attempts'), 'ExpressionAttributeValues.$': '$.run.next.values', UpdateExpression: expect.stringMatching(/^SET /),
     });
-    expect((states.RecordAttempt!.Parameters as any).UpdateExpression).toMatch(/^SET /);
+    expect(recordAttempt[1].Update).toMatchObject({ 'UpdateExpression.$': '$.run.next.totals.update' });
     expect(states.RetryWait).toMatchObject({ Type: 'Wait', SecondsPath: '$.run.next.waitSeconds', Next: 'NextAttempt' });
     expect(states.NextAttempt).toMatchObject({ Type: 'Pass', ResultPath: '$.retry', Next: 'ChooseRuntime' });
     expect(states.RecordLimitedUsage!.Next).toBe('ReleaseSlotAndEnd');

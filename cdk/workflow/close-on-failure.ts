@@ -5,7 +5,9 @@ import { isLimited, isMilestoneTask, sessionKey } from './execution-state.js';
 import { MARK_MILESTONE_BROKEN, RELEASE_MILESTONE } from './milestone-lease.js';
 import { RELEASE_SLOT } from './project-slot.js';
 import { Role } from './roles.js';
-import type { WriteState } from './update-item-state.js';
+import type { TransactState, WriteState } from './update-item-state.js';
+import { totalsDelta } from '../../lib/sessions/project-totals.js';
+import { marshall } from '@aws-sdk/util-dynamodb';
 
 /**
  * The finally branch, entered with the error at $.failure: CloseFailed closes the session FAILED,
@@ -13,23 +15,28 @@ import type { WriteState } from './update-item-state.js';
  * whatever it meets (a close that finds the session already final, a release that cannot write),
  * and RunFailed keeps the original error as the execution's. Returns CloseFailed.
  */
-export function closeOnFailure(scope: Construct, write: WriteState): IChainable {
+export function closeOnFailure(scope: Construct, write: WriteState, transact: TransactState): IChainable {
   const runFailed = new Fail(scope, 'RunFailed', { errorPath: '$.failure.Error', causePath: '$.failure.Cause' });
   const slotHeld = new Choice(scope, 'SlotHeld');
   const milestoneHeld = new Choice(scope, 'MilestoneHeld');
 
-  const closeFailed = write('CloseFailed', {
-    key: sessionKey,
-    update: CLOSE_FAILED_UPDATE,
-    condition: RUNNING_CONDITION,
-    names: CLOSE_FAILED_NAMES,
-    values: {
-      ':running': { S: 'RUNNING' },
-      ':status': { S: 'FAILED' },
-      ':endedAt': { 'S.$': '$$.State.EnteredTime' },
-      ':error': { 'S.$': '$.failure.Error' },
-      ':cause': { 'S.$': '$.failure.Cause' },
+  // The session's spend was counted as each attempt recorded it: the close moves only its status.
+  const moved = totalsDelta({ from: 'RUNNING', to: 'FAILED' });
+  const closeFailed = transact('CloseFailed', {
+    session: {
+      key: sessionKey,
+      update: CLOSE_FAILED_UPDATE,
+      condition: RUNNING_CONDITION,
+      names: CLOSE_FAILED_NAMES,
+      values: {
+        ':running': { S: 'RUNNING' },
+        ':status': { S: 'FAILED' },
+        ':endedAt': { 'S.$': '$$.State.EnteredTime' },
+        ':error': { 'S.$': '$.failure.Error' },
+        ':cause': { 'S.$': '$.failure.Cause' },
+      },
     },
+    totals: { update: moved.update, names: moved.names, values: marshall(moved.values) },
   }, Role.finallyStep(milestoneHeld, '$.closeFailure'));
 
   // A milestone task frees its lease, or marks the milestone broken when its transcript is.

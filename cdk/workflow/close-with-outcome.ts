@@ -1,15 +1,20 @@
 import { Choice, Fail, Pass } from 'aws-cdk-lib/aws-stepfunctions';
 import type { Construct } from 'constructs';
-import { CLOSE_NAMES, CLOSE_UPDATE, RUNNING_CONDITION } from '../../lib/sessions/session-item.js';
+import { CLOSE_CONDITION, CLOSE_NAMES, CLOSE_UPDATE } from '../../lib/sessions/session-item.js';
 import { completed, isLimited, isMilestoneTask, sessionKey } from './execution-state.js';
 import { RELEASE_MILESTONE_AFTER_RUN } from './milestone-lease.js';
 import { RELEASE_SLOT } from './project-slot.js';
 import type { Role, TaskState } from './roles.js';
-import type { UpdateItemSpec, WriteState } from './update-item-state.js';
+import type { TransactSpec, TransactState, WriteState } from './update-item-state.js';
 
-/** The runner's outcome (marshalled at $.run.values), written once, only on a RUNNING session. */
-const RECORD_USAGE: UpdateItemSpec = {
-  key: sessionKey, update: CLOSE_UPDATE, condition: RUNNING_CONDITION, names: CLOSE_NAMES, values: '$.run.values',
+/**
+ * The runner's outcome (marshalled at $.run.values), written once, only on a RUNNING session, and
+ * in the same transaction the status move and the last attempt's spend on the project's totals
+ * ($.run.totals, marshalled by the runner).
+ */
+const RECORD_USAGE: TransactSpec = {
+  session: { key: sessionKey, update: CLOSE_UPDATE, condition: CLOSE_CONDITION, names: CLOSE_NAMES, values: '$.run.values' },
+  totals: '$.run.totals',
 };
 
 /** The four states that close a session with its run's outcome: ClaudeSucceeded picks one. */
@@ -29,12 +34,12 @@ export interface OutcomeClose {
  * it can: a completed session on RecordUsage (five states in all), a completed limited one on its
  * slot's release (four states fewer than the release path).
  */
-export function closeWithOutcome(scope: Construct, write: WriteState, step: Role): OutcomeClose {
+export function closeWithOutcome(scope: Construct, write: WriteState, transact: TransactState, step: Role): OutcomeClose {
   const claudeFailed = new Fail(scope, 'ClaudeFailed', { errorPath: '$.run.record.error', causePath: '$.run.record.cause' });
-  const recordFailedRun = write('RecordFailedRun', RECORD_USAGE, step);
+  const recordFailedRun = transact('RecordFailedRun', RECORD_USAGE, step);
   recordFailedRun.next(claudeFailed);
 
-  const recordLimitedUsage = write('RecordLimitedUsage', RECORD_USAGE, step);
+  const recordLimitedUsage = transact('RecordLimitedUsage', RECORD_USAGE, step);
   recordLimitedUsage.next(write('ReleaseSlotAndEnd', { ...RELEASE_SLOT, endWith: '$.run.record' }, step));
 
   // The session is closed first; then the milestone's lease, then the project's slot, each if held.
@@ -46,11 +51,11 @@ export function closeWithOutcome(scope: Construct, write: WriteState, step: Role
   const holdsSlot = new Choice(scope, 'HoldsSlot').when(isLimited, releaseSlot).otherwise(succeeded);
   const releaseMilestone = write('ReleaseMilestone', RELEASE_MILESTONE_AFTER_RUN, step);
   releaseMilestone.next(holdsSlot);
-  const recordUsageBeforeRelease = write('RecordUsageBeforeRelease', RECORD_USAGE, step);
+  const recordUsageBeforeRelease = transact('RecordUsageBeforeRelease', RECORD_USAGE, step);
   recordUsageBeforeRelease.next(new Choice(scope, 'HoldsMilestone').when(isMilestoneTask, releaseMilestone).otherwise(holdsSlot));
 
   return {
-    recordUsage: write('RecordUsage', { ...RECORD_USAGE, endWith: '$.run.record' }, step),
+    recordUsage: transact('RecordUsage', { ...RECORD_USAGE, endWith: '$.run.record' }, step),
     recordFailedRun,
     recordLimitedUsage,
     recordUsageBeforeRelease,

@@ -14,6 +14,24 @@ export const DYNAMODB_RETRY: RetryProps = {
 };
 
 /**
+ * The same for a transaction through the AWS SDK integration, whose errors Step Functions names
+ * `DynamoDb.` (both spellings listed: a name that matches nothing only costs a retry). A cancelled
+ * transaction is tried again too: two closes of one project's sessions meet on its totals items
+ * (TransactionConflict); a refused condition refuses again and goes on to the Catch.
+ */
+export const TRANSACTION_RETRY: RetryProps = {
+  errors: [
+    ...DYNAMODB_RETRY.errors!.flatMap((e) => [e, e.replace('DynamoDB.', 'DynamoDb.')]),
+    'DynamoDb.TransactionCanceledException', 'DynamoDB.TransactionCanceledException',
+    'DynamoDb.TransactionInProgressException', 'DynamoDB.TransactionInProgressException',
+  ],
+  interval: Duration.seconds(1), backoffRate: 2, maxAttempts: 3, jitterStrategy: JitterType.FULL,
+};
+
+/** A transaction refused: its Cause names each item's reason ([ConditionalCheckFailed, None, None]). */
+export const TRANSACTION_CANCELED = ['DynamoDb.TransactionCanceledException', 'DynamoDB.TransactionCanceledException'];
+
+/**
  * Lambda throttling is not among LambdaInvoke's service-exception retries, and a new account
  * runs 10 functions at once: a burst of sessions retries it, with a back-off, instead of failing.
  */

@@ -5,11 +5,11 @@ import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import { Choice, Condition, IntegrationPattern, JsonPath, Pass, TaskInput, Timeout, Wait, WaitTime, type IChainable } from 'aws-cdk-lib/aws-stepfunctions';
 import { EcsFargateLaunchTarget, EcsRunTask, LambdaInvoke } from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import type { Construct } from 'constructs';
-import { RECORD_ATTEMPT_NAMES, RECORD_ATTEMPT_UPDATE, RUNNER_CONTRACT, RUNNING_CONDITION } from '../../lib/sessions/session-item.js';
+import { RECORD_ATTEMPT_CONDITION, RECORD_ATTEMPT_NAMES, RECORD_ATTEMPT_UPDATE, RUNNER_CONTRACT } from '../../lib/sessions/session-item.js';
 import type { FargateRunner } from '../fargate-runner.js';
 import { sessionKey } from './execution-state.js';
-import { RUN_TASK_REFUSED_RETRY, THROTTLED_INVOKE_RETRY, type Role } from './roles.js';
-import type { WriteState } from './update-item-state.js';
+import { RUN_TASK_REFUSED_RETRY, THROTTLED_INVOKE_RETRY, TRANSACTION_CANCELED, type Role } from './roles.js';
+import type { TransactState } from './update-item-state.js';
 
 export interface RunAttemptProps {
   readonly runner: IFunction;
@@ -30,7 +30,7 @@ export interface RunAttempt {
 }
 
 /** One run of Claude on Lambda or Fargate, and the way back to it for the next attempt. */
-export function runAttempt(scope: Construct, write: WriteState, step: Role, props: RunAttemptProps): RunAttempt {
+export function runAttempt(scope: Construct, transact: TransactState, step: Role, props: RunAttemptProps): RunAttempt {
   const runClaude = step.assign(new LambdaInvoke(scope, 'RunClaude', {
     lambdaFunction: props.runner,
     payload: TaskInput.fromObject({
@@ -74,11 +74,19 @@ export function runAttempt(scope: Construct, write: WriteState, step: Role, prop
 
   // The spend so far on the session (SET, so a repeat changes nothing), a back-off, and Claude
   // again with that spend carried in the state.
-  const recordAttempt = write('RecordAttempt', {
-    key: sessionKey, update: RECORD_ATTEMPT_UPDATE, condition: RUNNING_CONDITION, names: RECORD_ATTEMPT_NAMES, values: '$.run.next.values',
-  }, step);
+  // The attempt's own spend counts into the project's totals in the same transaction. A repeat of
+  // it (a retried write whose answer was lost) is refused by its condition: that attempt is
+  // recorded already, so the run goes on; any other refusal fails the session.
+  const retryWait = new Wait(scope, 'RetryWait', { time: WaitTime.secondsPath('$.run.next.waitSeconds') });
+  const attemptRecorded = new Choice(scope, 'AttemptRecorded')
+    .when(Condition.stringMatches('$.failure.Cause', '*ConditionalCheckFailed*'), retryWait)
+    .otherwise(step.onFailure);
+  const recordAttempt = transact('RecordAttempt', {
+    session: { key: sessionKey, update: RECORD_ATTEMPT_UPDATE, condition: RECORD_ATTEMPT_CONDITION, names: RECORD_ATTEMPT_NAMES, values: '$.run.next.values' },
+    totals: '$.run.next.totals',
+  }, step, { errors: TRANSACTION_CANCELED, next: attemptRecorded, resultPath: '$.failure' });
   recordAttempt
-    .next(new Wait(scope, 'RetryWait', { time: WaitTime.secondsPath('$.run.next.waitSeconds') }))
+    .next(retryWait)
     .next(new Pass(scope, 'NextAttempt', { parameters: { 'attempt.$': '$.run.next.attempt', 'prior.$': '$.run.next.prior' }, resultPath: '$.retry' }))
     .next(chooseRuntime);
 

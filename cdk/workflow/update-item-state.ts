@@ -1,7 +1,8 @@
 import { Aws } from 'aws-cdk-lib';
 import { CustomState } from 'aws-cdk-lib/aws-stepfunctions';
 import type { Construct } from 'constructs';
-import { DYNAMODB_RETRY, type HandledError, type Role } from './roles.js';
+import { TOTALS_ALL_SK } from '../../lib/sessions/project-totals.js';
+import { DYNAMODB_RETRY, TRANSACTION_RETRY, type HandledError, type Role } from './roles.js';
 
 /** One conditional UpdateItem, as every write of the workflow after CreateSession is. */
 export interface UpdateItemSpec {
@@ -53,4 +54,60 @@ export type WriteState = (id: string, spec: UpdateItemSpec, role: Role, ...handl
 export function updateItemStates(scope: Construct, tableName: string): WriteState {
   return (id, spec, role, ...handled) =>
     role.assign(new CustomState(scope, id, { stateJson: updateItemState(tableName, spec) }).addRetry(DYNAMODB_RETRY), ...handled);
+}
+
+/** The project's totals' change, as the runner marshalled it ($.run.totals) or fixed in the definition. */
+export type TotalsDeltaSpec = string | { update: string; names: Record<string, string>; values: Record<string, unknown> };
+
+/** A session write and the same ADD on the project's two totals items, in one transaction (docs/ARCHITECTURE.md#project-totals). */
+export interface TransactSpec {
+  readonly session: Pick<UpdateItemSpec, 'key' | 'update' | 'condition' | 'names' | 'values'>;
+  readonly totals: TotalsDeltaSpec;
+  /** End the execution with this part of the state as its output. */
+  readonly endWith?: string;
+}
+
+/** Where the two totals items are: CreateSession put their keys at $.totals (PreparedSession). */
+const TOTALS_KEYS = [
+  { pk: { 'S.$': '$.totals.pk' }, sk: { S: TOTALS_ALL_SK } },
+  { pk: { 'S.$': '$.totals.pk' }, sk: { 'S.$': '$.totals.day' } },
+];
+
+/**
+ * The state's ASL: TransactWriteItems through the AWS SDK integration (Step Functions has no
+ * optimized one). The session's condition guards the whole: refused, nothing is counted.
+ */
+export function transactState(tableName: string, spec: TransactSpec) {
+  const { session, totals } = spec;
+  const totalsParameters = typeof totals === 'string'
+    ? { 'UpdateExpression.$': `${totals}.update`, 'ExpressionAttributeNames.$': `${totals}.names`, 'ExpressionAttributeValues.$': `${totals}.values` }
+    : { UpdateExpression: totals.update, ExpressionAttributeNames: totals.names, ExpressionAttributeValues: totals.values };
+  return {
+    Type: 'Task',
+    Resource: `arn:${Aws.PARTITION}:states:::aws-sdk:dynamodb:transactWriteItems`,
+    Parameters: {
+      TransactItems: [
+        {
+          Update: {
+            TableName: tableName,
+            Key: session.key,
+            UpdateExpression: session.update,
+            ConditionExpression: session.condition,
+            ...(session.names ? { ExpressionAttributeNames: session.names } : {}),
+            ...(typeof session.values === 'string' ? { 'ExpressionAttributeValues.$': session.values } : { ExpressionAttributeValues: session.values }),
+          },
+        },
+        ...TOTALS_KEYS.map((key) => ({ Update: { TableName: tableName, Key: key, ...totalsParameters } })),
+      ],
+    },
+    ResultPath: null,
+    ...(spec.endWith ? { OutputPath: spec.endWith, End: true } : {}),
+  };
+}
+
+export type TransactState = (id: string, spec: TransactSpec, role: Role, ...handled: HandledError[]) => CustomState;
+
+export function transactStates(scope: Construct, tableName: string): TransactState {
+  return (id, spec, role, ...handled) =>
+    role.assign(new CustomState(scope, id, { stateJson: transactState(tableName, spec) }).addRetry(TRANSACTION_RETRY), ...handled);
 }

@@ -2,6 +2,7 @@ import { DescribeExecutionCommand, type SFNClient } from '@aws-sdk/client-sfn';
 import type { SessionStart } from '../sessions/execution-input.js';
 import type { SessionRepository } from '../sessions/session-repository.js';
 import type { RunOutcome } from '../sessions/session-item.js';
+import type { AttemptSpend } from '../sessions/project-totals.js';
 
 /** How a session closes when its execution ended under its run. */
 export type StoppedStatus = 'ABORTED' | 'TIMED_OUT' | 'FAILED';
@@ -18,8 +19,11 @@ export interface ExecutionWatch {
   status(): Promise<string>;
   /** How often to ask. @default 5000: stopped within 10 s, at 12 DescribeExecution calls a minute */
   intervalMs?: number;
-  /** Writes the run's spend to its session, closing it unless it is closed (SessionRepository.recordStoppedRun). */
-  recordStopped(start: SessionStart, outcome: RunOutcome): Promise<void>;
+  /**
+   * Writes the run's spend to its session (the sum of its attempts, `outcome`), counting this
+   * attempt's own (`attemptSpend`) into the project's totals (SessionRepository.recordStoppedRun).
+   */
+  recordStopped(start: SessionStart, outcome: RunOutcome, attemptSpend: AttemptSpend): Promise<void>;
   /**
    * Claims this attempt for this invocation before Claude starts (SessionRepository.claimAttempt):
    * false when another invocation of the same attempt holds it. Absent: no claim is made.
@@ -86,8 +90,8 @@ export function stoppedFailure(status: StoppedStatus, seconds: number): { error:
 export function describeExecutionWatch(sfn: SFNClient, executionArn: string, sessions: SessionRepository, invocation: string): ExecutionWatch {
   return {
     status: async () => (await sfn.send(new DescribeExecutionCommand({ executionArn }))).status ?? 'RUNNING',
-    recordStopped: async (start, outcome) => {
-      await sessions.recordStoppedRun(start, outcome);
+    recordStopped: async (start, outcome, attemptSpend) => {
+      await sessions.recordStoppedRun(start, outcome, attemptSpend);
     },
     claimAttempt: (start, attempt) => sessions.claimAttempt(start, attempt, invocation),
   };

@@ -22,6 +22,7 @@ import { claudeProcessOptions, type BedrockEndpoint, type ClaudeEndpoint, type R
 import { releaseAfterRunValues, toMilestoneRecord, type MilestoneRecord, type MilestoneWorkspace, type TranscriptPointer } from '../sessions/milestone-item.js';
 import { milestoneTaskWorkspace } from '../sessions/milestone-workspace.js';
 import type { TranscriptStorage } from './transcript-store.js';
+import { totalsDelta, type AttemptSpend, type TotalsDelta } from '../sessions/project-totals.js';
 
 
 /**
@@ -96,12 +97,32 @@ export interface NextAttempt extends RetryState {
   waitSeconds: number;
   /** RECORD_ATTEMPT_UPDATE's values: the spend so far, on the RUNNING session. */
   values: Record<string, AttributeValue>;
+  /** This attempt's spend, for the project's totals in the same write. */
+  totals: MarshalledTotalsDelta;
+}
+
+/** A TotalsDelta as the workflow's transaction takes it. */
+export interface MarshalledTotalsDelta {
+  update: string;
+  names: Record<string, string>;
+  values: Record<string, AttributeValue>;
+}
+
+function marshalledDelta(delta: TotalsDelta): MarshalledTotalsDelta {
+  return { update: delta.update, names: delta.names, values: marshall(delta.values) };
+}
+
+function spendOf(outcome: RunOutcome): AttemptSpend {
+  const { usage, modelUsage, numTurns, totalCostUsd, durationMs } = outcome;
+  return { usage, modelUsage, numTurns, totalCostUsd, durationMs };
 }
 
 /** What RunClaude returns: the closed record, and the values RecordUsage (and ReleaseMilestone) write. */
 export interface TaskResult {
   record: SessionRecord;
   values: Record<string, AttributeValue>;
+  /** The close's change to the project's totals: the status move and this attempt's spend (absent from a runner before them). */
+  totals?: MarshalledTotalsDelta;
   /** Milestone tasks: the transcript pointer and lease release for ReleaseMilestone. */
   milestoneValues?: Record<string, AttributeValue>;
   /** Present when the workflow should run Claude again (a transient API failure, attempts left). */
@@ -173,7 +194,7 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
     const status = watched?.ended ?? 'ABORTED';
     const { error, cause } = stoppedFailure(status, Math.round(run.wallMs / 1000));
     const stopped = unfinishedOutcome(claudeSessionId, run, served, now(), status, error, cause);
-    await config.watch!.recordStopped(start, { ...stopped, ...addSpent(retry?.prior ?? null, stopped), attempts: attempt });
+    await config.watch!.recordStopped(start, { ...stopped, ...addSpent(retry?.prior ?? null, stopped), attempts: attempt }, spendOf(stopped));
     throw new ExecutionEndedError(`the execution ended ${status} while Claude ran: Claude was stopped and what it spent was recorded on session ${start.sessionId}`);
   } else if (run.kind === 'crashed') {
     // Tokens streamed before a crash were spent: record them on a FAILED session.
@@ -207,12 +228,14 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
     };
   }
   // Every attempt's spend is kept: this one's plus what the state carried from the ones before.
+  // The project's totals count this one's alone: the earlier ones were counted as they were recorded.
+  const own = spendOf(outcome);
   const spent = addSpent(retry?.prior ?? null, outcome);
   outcome = { ...outcome, ...spent, attempts: attempt };
   if (workspace) outcome = await workspace.applyTo(outcome);
   // The execution ended while Claude finished or its push ran: nobody will take this result, so the runner records it.
   if (watched?.ended) {
-    await config.watch!.recordStopped(start, outcome);
+    await config.watch!.recordStopped(start, outcome, own);
     throw new ExecutionEndedError(`the execution ended ${watched.ended} as Claude finished: what it spent was recorded on session ${start.sessionId}`);
   }
   // A transient API failure runs again, from the start, on fresh sessions only: a milestone's
@@ -228,6 +251,7 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
         ':running': 'RUNNING', ':usage': spent.usage, ':modelUsage': spent.modelUsage, ':numTurns': spent.numTurns,
         ':totalCostUsd': spent.totalCostUsd, ':durationMs': spent.durationMs, ':attempts': attempt,
       }, contract, 'attempt')),
+      totals: marshalledDelta(totalsDelta({ spend: own })),
     };
   }
   let milestoneValues: Record<string, AttributeValue> | undefined;
@@ -246,6 +270,7 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
   return {
     record: toClosedRecord(start, outcome),
     values: marshall(forContract(closeValues(outcome), contract, 'close') as Record<string, NativeAttributeValue>, { removeUndefinedValues: true }),
+    totals: marshalledDelta(totalsDelta({ from: 'RUNNING', to: outcome.status, spend: own })),
     ...(milestoneValues ? { milestoneValues } : {}),
     ...(next ? { next } : {}),
   };

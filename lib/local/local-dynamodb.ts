@@ -17,6 +17,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { admitOwnClientsOnly, refuseAsAwsJson } from './loopback-guard.js';
+import { withLocalTransactions } from './local-transactions.js';
 import { LOCAL_TABLE_NAME, type WorkflowDefinition } from './workflow-definition.js';
 
 const require = createRequire(import.meta.url);
@@ -46,7 +47,7 @@ export class LocalDynamoDb {
   /** @param options.sessionToken what admits a client (the runtime's, which its Fargate tasks carry too); @default a fresh one */
   static async start(options: { path?: string; table: WorkflowDefinition['table']; tableName?: string; sessionToken?: string }): Promise<LocalDynamoDb> {
     const credentials = { accessKeyId: 'local', secretAccessKey: 'local', sessionToken: options.sessionToken ?? randomBytes(32).toString('base64url') };
-    const server = admitOwnClientsOnly(dynalite({ path: options.path, createTableMs: 0 }), {
+    const server = admitOwnClientsOnly(withLocalTransactions(dynalite({ path: options.path, createTableMs: 0 }), credentials), {
       sessionToken: credentials.sessionToken,
       foreign: 'AccessDeniedException',
       // As DynamoDB answers a token it did not issue.

@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import './polyfill.js';
-import { UpdateItemCommand, type UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
+import { TransactWriteItemsCommand, UpdateItemCommand, type TransactWriteItemsCommandInput, type UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
 import { StateMachine, type RunOptions, type StateMachineDefinition } from 'aws-local-stepfunctions';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -461,8 +461,8 @@ export class LocalRuntime implements SessionStarter {
       claimAttempt: (start, attempt) => this.repository.claimAttempt(start, attempt, invocation),
       status: async () => this.executionStatus(executionName),
       intervalMs: LOCAL_WATCH_INTERVAL_MS,
-      recordStopped: async (start, outcome) => {
-        await this.repository.recordStoppedRun(start, outcome);
+      recordStopped: async (start, outcome, attemptSpend) => {
+        await this.repository.recordStoppedRun(start, outcome, attemptSpend);
       },
     };
   }
@@ -481,6 +481,8 @@ export class LocalRuntime implements SessionStarter {
       const resource = String(state.Resource);
       if (resource === 'arn:aws:states:::dynamodb:updateItem') {
         handlers[name] = taskHandler((params: UpdateItemCommandInput) => this.dynamodbCall(new UpdateItemCommand(params)));
+      } else if (resource.endsWith(':states:::aws-sdk:dynamodb:transactWriteItems')) {
+        handlers[name] = taskHandler((params: TransactWriteItemsCommandInput) => this.dynamodbCall(new TransactWriteItemsCommand(params), 'DynamoDb'));
       } else if (resource.endsWith(':states:::ecs:runTask.waitForTaskToken')) {
         const heartbeatSeconds = this.fargateHeartbeatSeconds ?? (state.HeartbeatSeconds as number | undefined);
         handlers[name] = taskHandler(async (params: EcsRunTaskParameters) => {
@@ -506,13 +508,16 @@ export class LocalRuntime implements SessionStarter {
     return run;
   }
 
-  /** A direct DynamoDB integration: errors carry the names Step Functions gives them. */
-  private async dynamodbCall(command: UpdateItemCommand): Promise<object> {
+  /**
+   * A direct DynamoDB integration: errors carry the names Step Functions gives them, `DynamoDB.`
+   * for the optimized integration, `DynamoDb.` for the AWS SDK one.
+   */
+  private async dynamodbCall(command: UpdateItemCommand | TransactWriteItemsCommand, prefix = 'DynamoDB'): Promise<object> {
     try {
-      const { $metadata: _metadata, ...output } = await this.dynamodb.client.send(command);
+      const { $metadata: _metadata, ...output } = await this.dynamodb.client.send(command as UpdateItemCommand);
       return output;
     } catch (err) {
-      throw namedError(`DynamoDB.${(err as Error).name}`, (err as Error).message);
+      throw namedError(`${prefix}.${(err as Error).name}`, (err as Error).message);
     }
   }
 }

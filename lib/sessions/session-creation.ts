@@ -1,6 +1,7 @@
 import { InvalidInputError, sessionStartOf, validateStartInput, type SessionStart } from './execution-input.js';
 import { parseProjectLimits, withinProjectLimit, type ProjectLimits } from './project-limits.js';
 import { DEFAULT_TOOLS, SHELL_TOOLS } from './session-limits.js';
+import { totalsKeysOf, type TotalsKeys } from './project-totals.js';
 
 /** Branches a session never pushes to unless the deployment says otherwise: it hands back a branch of its own. */
 export const DEFAULT_PROTECTED_BRANCHES: readonly string[] = ['main', 'master'];
@@ -20,6 +21,8 @@ export interface PreparedSession {
   slot: null;
   /** The first attempt; NextAttempt replaces it after a transient failure. */
   retry: { attempt: 1; prior: null };
+  /** The keys of the project's totals items the session counts in: the closes' transactions write them. */
+  totals: TotalsKeys;
 }
 
 /** What the deployment sets for every session (CreateSession's environment). */
@@ -191,7 +194,7 @@ export function prepareSession(event: ValidateInputEvent, policy: SessionPolicy 
     session.retryBaseSeconds = policy.retryBaseSeconds ?? 15;
   }
   const milestone = session.milestoneId ? null : { item: null };
-  return { session, prompt, milestone, slot: null, retry: { attempt: 1, prior: null } };
+  return { session, prompt, milestone, slot: null, retry: { attempt: 1, prior: null }, totals: totalsKeysOf(session) };
 }
 
 /** A project's own concurrency limit, from its slots item (ProjectSlots.ownLimit). */

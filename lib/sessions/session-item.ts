@@ -133,6 +133,19 @@ export const CLOSE_UPDATE =
 /** Between two attempts: what the attempts so far spent, set (not added), so a repeat changes nothing. */
 export const RECORD_ATTEMPT_UPDATE = 'SET #usage = :usage, modelUsage = :modelUsage, numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, attempts = :attempts';
 export const RECORD_ATTEMPT_NAMES = { '#status': 'status', '#usage': 'usage' };
+/**
+ * Each attempt's spend is recorded once: the write also counts it into the project's totals, so a
+ * repeat (a retried write whose answer was lost) is refused by the attempts it already set.
+ */
+export const RECORD_ATTEMPT_CONDITION = '#status = :running AND attribute_not_exists(spendRecordedAfterStop) AND (attribute_not_exists(attempts) OR attempts < :attempts)';
+
+/**
+ * The close with a run's outcome: RUNNING, and no stopped run's spend recorded on it. Each write of
+ * spend SETs the sum of the attempts and counts its own attempt into the project's totals, so no two
+ * may both write the last attempt: the outcome's close and a stopped run's record exclude each other
+ * (RECORD_STOPPED_CONDITION refuses a session the outcome closed: it has a `result`).
+ */
+export const CLOSE_CONDITION = '#status = :running AND attribute_not_exists(spendRecordedAfterStop)';
 
 export const CLOSE_FAILED_UPDATE = 'SET #status = :status, endedAt = :endedAt, #error = :error, #cause = :cause';
 
@@ -157,8 +170,10 @@ export const CLAIM_ATTEMPT_CONDITION =
   'executionArn = :executionArn AND #status = :running AND (attribute_not_exists(attemptClaim) OR attemptClaim.attempt < :attempt OR attemptClaim.invocation = :invocation)';
 export const CLAIM_ATTEMPT_NAMES = { '#status': 'status' };
 
-export const RECORD_STOPPED_CONDITION = 'executionArn = :executionArn AND #status <> :completed';
-export const RECORD_STOPPED_NAMES = { '#status': 'status', '#usage': 'usage' };
+/** Once per session (a runner whose execution ended stops once): the spend it adds to the project's totals is counted once. */
+export const RECORD_STOPPED_CONDITION =
+  'executionArn = :executionArn AND #status <> :completed AND attribute_not_exists(spendRecordedAfterStop) AND attribute_not_exists(#result)';
+export const RECORD_STOPPED_NAMES = { '#status': 'status', '#usage': 'usage', '#result': 'result' };
 
 export const CLOSE_NAMES = { '#status': 'status', '#usage': 'usage', '#result': 'result', '#error': 'error', '#cause': 'cause' };
 export const CLOSE_FAILED_NAMES = { '#status': 'status', '#error': 'error', '#cause': 'cause' };

@@ -1,8 +1,10 @@
-import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { conditionalUpdate } from './conditional-update.js';
+import { conditionalTransaction, conditionalUpdate } from './conditional-update.js';
+import {
+  TOTALS_ALL_SK, addSums, dayOfTotalsSk, daySkBounds, sumsOfTotalsItem, totalsDaySk, totalsDelta, totalsKeysOf, totalsPk,
+  type AttemptSpend, type TotalsDelta, type TotalsKeys,
+} from './project-totals.js';
 import {
   GetCommand,
-  PutCommand,
   QueryCommand,
   paginateQuery,
   paginateScan,
@@ -12,6 +14,7 @@ import type { SessionStart } from './execution-input.js';
 import {
   CLOSE_FAILED_NAMES,
   CLOSE_FAILED_UPDATE,
+  CLOSE_CONDITION,
   CLOSE_NAMES,
   CLOSE_UPDATE,
   CREATE_CONDITION,
@@ -34,7 +37,7 @@ import {
   type SessionStatus,
 } from './session-item.js';
 import { addSession, emptySums, roundCost, type UsageSums } from './usage-totals.js';
-import { addUsd } from './usage.js';
+import { addUsd, roundUsd } from './usage.js';
 
 /** A session id taken by another execution; the name is the error the workflow catches (SessionAlreadyExists). */
 export class SessionExistsError extends Error {
@@ -98,27 +101,40 @@ export class SessionRepository {
    * by the local runtime, for a later execution of the same name).
    */
   async create(start: SessionStart, executionStartTime?: string): Promise<void> {
-    try {
-      await this.client.send(
-        new PutCommand({ TableName: this.tableName, Item: toSessionItem(start), ConditionExpression: CREATE_CONDITION }),
-      );
-    } catch (err) {
-      if (!(err instanceof ConditionalCheckFailedException)) throw err;
-      const { Item } = await this.client.send(new GetCommand({ TableName: this.tableName, Key: { pk: sessionPk(start.sessionId), sk: SESSION_SK }, ConsistentRead: true }));
-      const ours = Item?.executionArn === start.executionArn && (!executionStartTime || String(Item?.startedAt) >= executionStartTime);
-      if (!ours) throw new SessionExistsError(start.sessionId);
-    }
+    const written = await conditionalTransaction(this.client, {
+      TransactItems: [
+        { Put: { TableName: this.tableName, Item: toSessionItem(start), ConditionExpression: CREATE_CONDITION } },
+        ...this.totalsUpdates(totalsKeysOf(start), totalsDelta({ created: true })),
+      ],
+    });
+    if (written) return;
+    const { Item } = await this.client.send(new GetCommand({ TableName: this.tableName, Key: { pk: sessionPk(start.sessionId), sk: SESSION_SK }, ConsistentRead: true }));
+    const ours = Item?.executionArn === start.executionArn && (!executionStartTime || String(Item?.startedAt) >= executionStartTime);
+    if (!ours) throw new SessionExistsError(start.sessionId);
   }
 
-  /** Records a run's outcome; false when the session was no longer RUNNING (nothing changed). */
-  async close(sessionId: string, outcome: RunOutcome): Promise<boolean> {
-    return this.updateSession(sessionId, CLOSE_UPDATE, CLOSE_NAMES, closeValues(outcome));
+  /**
+   * Records a run's outcome, counting `attemptSpend` (the last attempt's own spend; the earlier
+   * attempts were counted as they were recorded) into the project's totals in the same write;
+   * false when the session was no longer RUNNING (nothing changed).
+   */
+  async close(sessionId: string, outcome: RunOutcome, attemptSpend: AttemptSpend = outcome): Promise<boolean> {
+    const session = await this.executionOf(sessionId);
+    if (!session) return false;
+    return conditionalTransaction(this.client, {
+      TransactItems: [
+        { Update: this.sessionUpdate(sessionId, CLOSE_UPDATE, CLOSE_NAMES, closeValues(outcome), CLOSE_CONDITION) },
+        ...this.totalsUpdates(totalsKeysOf(session), totalsDelta({ from: 'RUNNING', to: outcome.status, spend: attemptSpend })),
+      ],
+    });
   }
 
   /**
    * Closes without usage (the Catch branch, the reaper); false when already closed. With
    * `executionArn`, only a session that execution created: a duplicate start of the same
    * session id fails on its own and must not close the session another execution runs.
+   * The status moves in the project's totals in the same write; the spend on the session was
+   * counted when it was recorded.
    */
   async closeWithError(
     sessionId: string,
@@ -127,6 +143,8 @@ export class SessionRepository {
     cause: string,
     options: { endedAt?: Date; executionArn?: string } = {},
   ): Promise<boolean> {
+    const session = await this.executionOf(sessionId);
+    if (!session || session.status !== 'RUNNING') return false;
     const values: Record<string, unknown> = {
       ':running': 'RUNNING', ':status': status, ':endedAt': (options.endedAt ?? new Date()).toISOString(), ':error': error, ':cause': cause,
     };
@@ -135,7 +153,12 @@ export class SessionRepository {
       condition += ' AND executionArn = :executionArn';
       values[':executionArn'] = options.executionArn;
     }
-    return this.updateSession(sessionId, CLOSE_FAILED_UPDATE, CLOSE_FAILED_NAMES, values, condition);
+    return conditionalTransaction(this.client, {
+      TransactItems: [
+        { Update: this.sessionUpdate(sessionId, CLOSE_FAILED_UPDATE, CLOSE_FAILED_NAMES, values, condition) },
+        ...this.totalsUpdates(totalsKeysOf(session), totalsDelta({ from: 'RUNNING', to: status })),
+      ],
+    });
   }
 
   /** Claims an attempt of a session for one runner invocation (CLAIM_ATTEMPT_UPDATE); false when another invocation holds it. */
@@ -146,13 +169,34 @@ export class SessionRepository {
     }, CLAIM_ATTEMPT_CONDITION);
   }
 
-  /** What a run spent until its execution ended under it (RECORD_STOPPED_UPDATE); false when the session is another's or COMPLETED. */
-  async recordStoppedRun(start: Pick<SessionStart, 'sessionId' | 'executionArn'>, outcome: RunOutcome): Promise<boolean> {
-    return this.updateSession(start.sessionId, RECORD_STOPPED_UPDATE, RECORD_STOPPED_NAMES, {
-      ':completed': 'COMPLETED', ':usage': outcome.usage, ':modelUsage': outcome.modelUsage, ':numTurns': outcome.numTurns, ':totalCostUsd': outcome.totalCostUsd,
-      ':durationMs': outcome.durationMs, ':claudeSessionId': outcome.claudeSessionId, ':provider': outcome.provider, ':model': outcome.model,
-      ':attempts': outcome.attempts, ':true': true, ':executionArn': start.executionArn,
-    }, RECORD_STOPPED_CONDITION);
+  /**
+   * What a run spent until its execution ended under it (RECORD_STOPPED_UPDATE): the session's spend
+   * SET, and `attemptSpend` (this attempt's own) added to the project's totals in the same write,
+   * once per session (`spendRecordedAfterStop`), RUNNING or closed. False when the session is
+   * another execution's or COMPLETED; a repeat finds it recorded and changes nothing.
+   */
+  async recordStoppedRun(
+    start: Pick<SessionStart, 'sessionId' | 'executionArn' | 'projectId' | 'startedAt'>,
+    outcome: RunOutcome,
+    attemptSpend: AttemptSpend = outcome,
+  ): Promise<boolean> {
+    const written = await conditionalTransaction(this.client, {
+      TransactItems: [
+        {
+          Update: this.sessionUpdate(start.sessionId, RECORD_STOPPED_UPDATE, RECORD_STOPPED_NAMES, {
+            ':completed': 'COMPLETED', ':usage': outcome.usage, ':modelUsage': outcome.modelUsage, ':numTurns': outcome.numTurns, ':totalCostUsd': outcome.totalCostUsd,
+            ':durationMs': outcome.durationMs, ':claudeSessionId': outcome.claudeSessionId, ':provider': outcome.provider, ':model': outcome.model,
+            ':attempts': outcome.attempts, ':true': true, ':executionArn': start.executionArn,
+          }, RECORD_STOPPED_CONDITION),
+        },
+        ...this.totalsUpdates(totalsKeysOf(start), totalsDelta({ spend: attemptSpend })),
+      ],
+    });
+    if (written) return true;
+    const { Item } = await this.client.send(new GetCommand({
+      TableName: this.tableName, Key: { pk: sessionPk(start.sessionId), sk: SESSION_SK }, ConsistentRead: true, ProjectionExpression: 'executionArn, spendRecordedAfterStop',
+    }));
+    return Item?.executionArn === start.executionArn && Item?.spendRecordedAfterStop === true;
   }
 
   async get(sessionId: string): Promise<SessionRecord | undefined> {
@@ -231,35 +275,98 @@ export class SessionRepository {
     return Item ? toSessionExecution(Item) : undefined;
   }
 
-  /** Totals derived from the session items, never kept as counters (docs/ARCHITECTURE.md#data-model). */
-  async usageTotals(projectId: string): Promise<UsageTotals> {
+  /**
+   * A project's totals: all time from its `ALL` item, or a range of UTC days (`from`, `to`, both
+   * YYYY-MM-DD) summed from its day items; `daily` holds the days of the range, or the last 31
+   * days with sessions. Reads 1 + at most the range's days of small items, whatever the history.
+   */
+  async usageTotals(projectId: string, range: { from?: string; to?: string } = {}): Promise<UsageTotals> {
+    const pk = totalsPk(projectId);
+    const ranged = Boolean(range.from || range.to);
+    const [low, high] = daySkBounds(range.from ?? '0000-00-00', range.to ?? '9999-99-99');
+    const { Items = [] } = await this.client.send(new QueryCommand({
+      TableName: this.tableName,
+      KeyConditionExpression: 'pk = :pk AND sk BETWEEN :low AND :high',
+      ExpressionAttributeValues: { ':pk': pk, ':low': low, ':high': high },
+      ScanIndexForward: false,
+      // A range names its days (a month is 31 at most); all time shows the latest month of them.
+      ...(ranged ? {} : { Limit: 31 }),
+    }));
+    const daily = Items.map((item) => {
+      const sums = sumsOfTotalsItem(item);
+      return { day: dayOfTotalsSk(String(item.sk)), sessions: sums.sessions, inputTokens: sums.usage.inputTokens, outputTokens: sums.usage.outputTokens, totalCostUsd: sums.totalCostUsd, sums };
+    }).reverse();
+    let totals: UsageSums;
+    if (ranged) {
+      totals = emptySums();
+      for (const d of daily) addSums(totals, d.sums);
+    } else {
+      const { Item } = await this.client.send(new GetCommand({ TableName: this.tableName, Key: { pk, sk: TOTALS_ALL_SK }, ConsistentRead: true }));
+      totals = sumsOfTotalsItem(Item);
+    }
+    return { projectId, ...roundCost(totals), daily: daily.map(({ sums: _sums, ...day }) => day) };
+  }
+
+  /** The same figures derived from the session items (every one of the project's): what the totals are checked against. */
+  async derivedUsageTotals(projectId: string): Promise<UsageTotals & { days: Map<string, UsageSums> }> {
     const totals = emptySums();
-    const days = new Map<string, DailyUsage>();
+    const days = new Map<string, UsageSums>();
     for await (const s of this.allByProject(projectId)) {
       addSession(totals, s);
       const day = s.startedAt.slice(0, 10);
-      const d = days.get(day) ?? { day, sessions: 0, inputTokens: 0, outputTokens: 0, totalCostUsd: 0 };
-      d.sessions += 1;
-      d.inputTokens += s.usage.inputTokens;
-      d.outputTokens += s.usage.outputTokens;
-      d.totalCostUsd = addUsd(d.totalCostUsd, s.totalCostUsd);
+      const d = days.get(day) ?? emptySums();
+      addSession(d, s);
       days.set(day, d);
     }
-    const daily = [...days.values()].sort((a, b) => a.day.localeCompare(b.day));
-    return { projectId, ...roundCost(totals), daily };
+    const daily = [...days.entries()].sort(([a], [b]) => a.localeCompare(b))
+      .map(([day, d]) => ({ day, sessions: d.sessions, inputTokens: d.usage.inputTokens, outputTokens: d.usage.outputTokens, totalCostUsd: roundUsd(d.totalCostUsd) }));
+    return { projectId, ...roundCost(totals), daily, days };
   }
 
-  /** The cost recorded on a project's sessions started since an instant (the monthly budget's figure). */
+  /**
+   * The project's totals items set against the same figures derived from its session items: each
+   * figure that differs, as `<ALL or day> <figure>: kept <n>, derived <n>` (empty when lossless).
+   * Reads the whole history: a check to run now and then, never on a start.
+   */
+  async totalsDrift(projectId: string): Promise<string[]> {
+    const derived = await this.derivedUsageTotals(projectId);
+    const pk = totalsPk(projectId);
+    const kept = new Map<string, UsageSums>();
+    for await (const page of paginateQuery({ client: this.client }, {
+      TableName: this.tableName, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': pk }, ConsistentRead: true,
+    })) {
+      for (const item of page.Items ?? []) kept.set(item.sk === TOTALS_ALL_SK ? TOTALS_ALL_SK : dayOfTotalsSk(String(item.sk)), sumsOfTotalsItem(item));
+    }
+    const drift: string[] = [];
+    const compare = (label: string, a: UsageSums | undefined, b: UsageSums | undefined) => {
+      const flat = (x: UsageSums | undefined) => flatSums(x ?? emptySums());
+      const ka = flat(a);
+      const kb = flat(b);
+      for (const figure of new Set([...Object.keys(ka), ...Object.keys(kb)])) {
+        if ((ka[figure] ?? 0) !== (kb[figure] ?? 0)) drift.push(`${label} ${figure}: kept ${ka[figure] ?? 0}, derived ${kb[figure] ?? 0}`);
+      }
+    };
+    compare(TOTALS_ALL_SK, kept.get(TOTALS_ALL_SK), derived);
+    for (const day of new Set([...derived.days.keys(), ...[...kept.keys()].filter((k) => k !== TOTALS_ALL_SK)])) {
+      compare(day, kept.get(day), derived.days.get(day));
+    }
+    return drift;
+  }
+
+  /**
+   * The cost of a project's sessions started since an instant (the monthly budget's figure, `since`
+   * a UTC midnight): the day items from that day on, at most 31 for a month.
+   */
   async costSince(projectId: string, since: string): Promise<number> {
     let total = 0;
     const pages = paginateQuery(
       { client: this.client },
       {
         TableName: this.tableName,
-        IndexName: PROJECT_INDEX,
-        KeyConditionExpression: 'projectId = :projectId AND startedAt >= :since',
-        ExpressionAttributeValues: { ':projectId': projectId, ':since': since },
+        KeyConditionExpression: 'pk = :pk AND sk BETWEEN :low AND :high',
+        ExpressionAttributeValues: { ':pk': totalsPk(projectId), ':low': totalsDaySk(since), ':high': daySkBounds('', '9999-99-99')[1] },
         ProjectionExpression: 'totalCostUsd',
+        ConsistentRead: true,
       },
     );
     for await (const page of pages) {
@@ -283,15 +390,38 @@ export class SessionRepository {
     values: Record<string, unknown>,
     condition = RUNNING_CONDITION,
   ): Promise<boolean> {
-    return conditionalUpdate(this.client, {
+    return conditionalUpdate(this.client, this.sessionUpdate(sessionId, update, names, values, condition));
+  }
+
+  private sessionUpdate(sessionId: string, update: string, names: Record<string, string>, values: Record<string, unknown>, condition: string) {
+    return {
       TableName: this.tableName,
       Key: { pk: sessionPk(sessionId), sk: SESSION_SK },
       UpdateExpression: update,
       ConditionExpression: condition,
       ExpressionAttributeNames: names,
       ExpressionAttributeValues: values,
-    });
+    };
   }
+
+  /** The same ADD on the project's all-time item and on its day's. */
+  private totalsUpdates(keys: TotalsKeys, delta: TotalsDelta) {
+    return [TOTALS_ALL_SK, keys.day].map((sk) => ({
+      Update: { TableName: this.tableName, Key: { pk: keys.pk, sk }, UpdateExpression: delta.update, ExpressionAttributeNames: delta.names, ExpressionAttributeValues: delta.values },
+    }));
+  }
+}
+
+/** Every figure of a sum by name, costs rounded as `usage` shows them, zeros left out. */
+function flatSums(s: UsageSums): Record<string, number> {
+  const flat: Record<string, number> = {
+    sessions: s.sessions, numTurns: s.numTurns, totalCostUsd: roundUsd(s.totalCostUsd), durationMs: s.durationMs, ...s.usage,
+  };
+  for (const [status, n] of Object.entries(s.byStatus)) flat[`status ${status}`] = n;
+  for (const [model, u] of Object.entries(s.byModel)) {
+    for (const [field, n] of Object.entries(u)) flat[`model ${model} ${field}`] = field === 'costUsd' ? roundUsd(n) : n;
+  }
+  return Object.fromEntries(Object.entries(flat).filter(([, n]) => n !== 0));
 }
 
 function encodeToken(key: Record<string, unknown>): string {
