@@ -120,9 +120,11 @@ async function closedSession(projectId: string, sessionId: string): Promise<Sess
 }
 
 /** The text Claude was given in a session's first model call. */
+/** The user's message of the session's first model call: its prompt as Claude got it. */
 function promptSeen(sessionId: string): string {
   const first = anthropic.messageRequests.find((r) => r.sessionId === sessionId);
-  return JSON.stringify(first?.body.messages ?? null);
+  const messages = (first?.body.messages ?? []) as { role: string; content: unknown }[];
+  return JSON.stringify(messages.find((m) => m.role === 'user')?.content ?? null);
 }
 
 describe('POST /webhooks/github: a signed delivery starts one session', () => {

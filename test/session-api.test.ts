@@ -148,9 +148,12 @@ describe('the HTTP API over real HTTP, with the real CLI behind it', () => {
   it('lists a project newest first across pages, filters by status, and derives usage totals from the sessions', async () => {
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
-      env.anthropic.respondWith(i === 2 ? { kind: 'error', status: 400 } : { kind: 'text', usage: { input_tokens: 10 * (i + 1), output_tokens: i + 1 } });
+      // CLI fact: a 400 is re-sent up to 5 times (2.1.332), so the failing session's every call is refused.
+      if (i === 2) env.anthropic.respondByDefault({ kind: 'error', status: 400 });
+      else env.anthropic.respondWith({ kind: 'text', usage: { input_tokens: 10 * (i + 1), output_tokens: i + 1 } });
       const post = await call('POST', '/projects/api-list/sessions', { prompt: `task ${i}` });
       await waitForFinal('api-list', post.body.sessionId);
+      if (i === 2) env.anthropic.respondByDefault({ kind: 'text' });
       ids.push(post.body.sessionId);
     }
     const seen: string[] = [];
