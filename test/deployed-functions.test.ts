@@ -374,6 +374,7 @@ const GRANTS_USED_ELSEWHERE: [role: string, action: RegExp, reason: string][] = 
   ['EventsServiceFunction', /^sqs:(SendMessage|GetQueueAttributes|GetQueueUrl)$/, 'the event source mapping sends a failed batch to the dead-letter queue'],
   ['RunnerFunction', /^s3:(GetObject|GetObjectVersion|PutObject|ListBucket)$/, 'milestone tasks restore and save their transcript (test/milestones.test.ts); a workspace whose push failed saves its patch (test/workspaces.test.ts)'],
   ['FargateTaskTaskRole', /^s3:(GetObject|GetObjectVersion|PutObject|ListBucket)$/, 'milestone tasks on Fargate (test/fargate-runtime.test.ts); a workspace patch likewise'],
+  ['FargateTaskTaskRole', /^dynamodb:UpdateItem$/, 'besides its attempt claim (used above), a stopped run\'s spend on its project totals, written when the execution ended under the task (test/fargate-runtime.test.ts, "runs on after an abort")'],
   ['RunnerFunction', /^dynamodb:GetItem$/, 'a stopped run\'s record refused finds whether it was its own repeat (test/session-reaper.test.ts)'],
   ['HttpServiceFunction', /^s3:PutObjectTagging$/, 'closing a milestone that has a transcript tags it to expire; the one closed above has none'],
 ];
