@@ -31,21 +31,23 @@ describe('least privilege', () => {
     ]);
   });
 
-  it('the runners may only update session items, for a run whose execution ended under it: the state machine writes every other close', () => {
+  it('the runners may only update their session and its project\'s totals, for a run whose execution ended under it: the state machine writes every other close', () => {
     for (const [role, actions] of roles) {
-      if (/^(RunnerFunction|FargateTaskTaskRole)/.test(role)) expect(actions.filter((a) => a.startsWith('dynamodb:'))).toEqual(['dynamodb:UpdateItem']);
+      if (/^(RunnerFunction|FargateTaskTaskRole)/.test(role)) {
+        expect(actions.filter((a) => a.startsWith('dynamodb:'))).toEqual(['dynamodb:UpdateItem', 'dynamodb:GetItem', 'dynamodb:UpdateItem']);
+      }
     }
     const runnerStatements = Object.values(resources)
       .filter((r: any) => r.Type === 'AWS::IAM::Policy' && /RunnerFunction|FargateTaskTaskRole/.test(JSON.stringify(r.Properties.Roles)))
       .flatMap((p: any) => p.Properties.PolicyDocument.Statement)
       .filter((st: any) => JSON.stringify(st.Action).includes('dynamodb:'));
-    expect(runnerStatements).toHaveLength(2);
-    for (const statement of runnerStatements) {
-      expect(statement).toMatchObject({ Action: 'dynamodb:UpdateItem', Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['SESSION#*'] } } });
-    }
+    // Per runner: its session (the claim, a stopped run's spend; GetItem when that record is refused), and the totals that spend moves.
+    const sessionStatement = { Action: ['dynamodb:UpdateItem', 'dynamodb:GetItem'], Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['SESSION#*'] } } };
+    const totalsStatement = { Action: 'dynamodb:UpdateItem', Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['TOTALS#*'] } } };
+    expect(runnerStatements).toEqual([sessionStatement, totalsStatement, sessionStatement, totalsStatement].map((st) => expect.objectContaining(st)));
   });
 
-  it('only CreateSession puts sessions and the state machine updates them (the runners a stopped run\'s spend); the API writes milestone items only; the reaper and the sweeper only update', () => {
+  it('only CreateSession puts sessions (and counts them in the totals) and the state machine updates them (the runners a stopped run\'s spend); the API writes milestone items only; the reaper and the sweeper only update', () => {
     // The API's PutItem/UpdateItem carry a LeadingKeys condition (MILESTONE#*), asserted in triggers.cdk.test.ts.
     expect(rolesWith('dynamodb:PutItem').sort()).toEqual([expect.stringMatching(/^Http/), expect.stringMatching(/^SessionCreator/)]);
     const creator = Object.values(resources).filter((r: any) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties.Roles).includes('SessionCreator'));
@@ -54,11 +56,15 @@ describe('least privilege', () => {
       Action: ['dynamodb:PutItem', 'dynamodb:GetItem'],
       Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['SESSION#*'] } },
     });
+    // CreateSession's update is the new session's count in its project's totals, nothing else.
+    const creatorUpdates = creator.flatMap((p: any) => p.Properties.PolicyDocument.Statement).filter((st: any) => JSON.stringify(st.Action).includes('dynamodb:UpdateItem'));
+    expect(creatorUpdates).toEqual([expect.objectContaining({ Action: 'dynamodb:UpdateItem', Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['TOTALS#*'] } } })]);
     expect(rolesWith('dynamodb:UpdateItem').sort()).toEqual([
       expect.stringMatching(/^FargateTaskTaskRole/),
       expect.stringMatching(/^Http/),
       expect.stringMatching(/^Reaper/),
       expect.stringMatching(/^RunnerFunction/),
+      expect.stringMatching(/^SessionCreator/),
       expect.stringMatching(/^Sweeper/),
       expect.stringMatching(/^WorkflowStateMachineRole/),
     ]);
@@ -125,7 +131,7 @@ describe('data at rest and in transit', () => {
 });
 
 describe('limits on AWS', () => {
-  it('pass the limits to CreateSession and the API, and let CreateSession only query the project index when a budget is set', () => {
+  it('pass the limits to CreateSession and the API, and let CreateSession only read its project\'s totals when a budget is set', () => {
     const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
     const limited = Template.fromStack(new ClaudeSessionsStack(app, 'Limited', { maxConcurrentSessions: 3, monthlyBudgetUsd: 50 }));
     limited.hasResourceProperties('AWS::Lambda::Function', {
@@ -138,9 +144,13 @@ describe('limits on AWS', () => {
     });
     const policies = Object.values(limited.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: Match.stringLikeRegexp('^SessionCreator') }] } }));
     const dynamo = policies.flatMap((p: any) => p.Properties.PolicyDocument.Statement).filter((s: any) => JSON.stringify(s.Action).includes('dynamodb'));
+    const table = { 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] };
+    const leading = (keys: string) => ({ 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [keys] } });
+    // The budget reads the month's day totals (TOTALS#): no index, no session item.
     expect(dynamo).toEqual([
-      expect.objectContaining({ Action: ['dynamodb:PutItem', 'dynamodb:GetItem'], Resource: { 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] } }),
-      expect.objectContaining({ Action: 'dynamodb:Query', Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] }, '/index/byProject']] } }),
+      expect.objectContaining({ Action: ['dynamodb:PutItem', 'dynamodb:GetItem'], Resource: table, Condition: leading('SESSION#*') }),
+      expect.objectContaining({ Action: 'dynamodb:UpdateItem', Resource: table, Condition: leading('TOTALS#*') }),
+      expect.objectContaining({ Action: ['dynamodb:GetItem', 'dynamodb:Query'], Resource: table, Condition: leading('TOTALS#*') }),
     ]);
   });
 
