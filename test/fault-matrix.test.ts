@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
-import { CLAIM_ATTEMPT_UPDATE } from '../lib/sessions/session-item.js';
+import { CLOSE_FAILED_UPDATE, CLOSE_UPDATE } from '../lib/sessions/session-item.js';
 import { fakeClaude, startTestRuntime, useTestRuntime, type TestRuntime } from './support/runtime.js';
 
 /**
@@ -72,7 +72,7 @@ describe('fault matrix', () => {
   });
 
   it('DynamoDB throttling on RecordUsage: retried, and the usage is counted once', async () => {
-    const faults = failUpdateItems(2, 'ProvisionedThroughputExceededException');
+    const faults = failCloses(2, 'ProvisionedThroughputExceededException');
     try {
       env.anthropic.respondWith({ kind: 'text', usage: { input_tokens: 55, output_tokens: 5 } });
       const { outcome, session } = await env.runtime.run({ prompt: 'hi', projectId: 'fault-throttle' });
@@ -87,13 +87,14 @@ describe('fault matrix', () => {
 
   it('a close that keeps failing ends the execution failed, and the reaper closes the session', async () => {
     // RecordUsage and CloseFailed each try 4 times; the reaper's close then goes through.
-    const faults = failUpdateItems(8, 'InternalServerErrorException');
+    const faults = failCloses(8, 'InternalServerErrorException');
     try {
       const sessionId = uuidv4();
       const { outcome, session } = await env.runtime.run({ prompt: 'hi', projectId: 'fault-close', sessionId });
       expect(faults.count).toBe(8);
-      expect(outcome).toMatchObject({ status: 'FAILED', error: 'DynamoDB.InternalServerErrorException' });
-      expect(session).toMatchObject({ status: 'FAILED', error: 'DynamoDB.InternalServerErrorException' });
+      // The closes are the SDK integration (aws-sdk:dynamodb:transactWriteItems): its errors are named DynamoDb.<name>.
+      expect(outcome).toMatchObject({ status: 'FAILED', error: 'DynamoDb.InternalServerErrorException' });
+      expect(session).toMatchObject({ status: 'FAILED', error: 'DynamoDb.InternalServerErrorException' });
       expect(await env.runtime.repository.listRunning('fault-close')).toEqual([]);
     } finally {
       faults.remove();
@@ -102,15 +103,19 @@ describe('fault matrix', () => {
 });
 
 /**
- * Makes the next `times` UpdateItem calls of the workflow's states fail with a DynamoDB error, at the
- * SDK boundary. The runner's own claim of its attempt (CLAIM_ATTEMPT_UPDATE) is not one of them.
+ * Makes the next `times` closes the workflow's states write fail with a DynamoDB error, at the SDK
+ * boundary: each close is one TransactWriteItems with the session's update (CLOSE_UPDATE from
+ * RecordUsage, CLOSE_FAILED_UPDATE from CloseFailed) and its project's totals. The other writes
+ * (CreateSession's put, the runner's claim of its attempt) are not among them.
  */
-function failUpdateItems(times: number, errorName: string) {
+function failCloses(times: number, errorName: string) {
   const faults = { count: 0, remove: () => void env.runtime.dynamodb.client.middlewareStack.remove('injectedFaults') };
+  const closes = new Set([CLOSE_UPDATE, CLOSE_FAILED_UPDATE]);
   env.runtime.dynamodb.client.middlewareStack.add(
     (next, context) => async (args) => {
-      const update = String((args.input as { UpdateExpression?: string }).UpdateExpression);
-      if (context.commandName === 'UpdateItemCommand' && update !== CLAIM_ATTEMPT_UPDATE && faults.count < times) {
+      const items = (args.input as { TransactItems?: { Update?: { UpdateExpression?: string } }[] }).TransactItems ?? [];
+      const isClose = items.some((item) => closes.has(String(item.Update?.UpdateExpression)));
+      if (context.commandName === 'TransactWriteItemsCommand' && isClose && faults.count < times) {
         faults.count += 1;
         throw Object.assign(new Error(`injected ${errorName}`), { name: errorName });
       }

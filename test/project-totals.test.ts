@@ -34,8 +34,10 @@ describe('project totals: counted once in the write that closes a session', () =
     // Prepare and Act: a completed run; a failed one (400); a retried one (529, then an answer); a failure of the runner (Catch); an abort while Claude streams
     env.anthropic.respondWith({ kind: 'text', text: 'ok', usage: { input_tokens: 10, output_tokens: 2 } });
     expect((await env.runtime.run({ prompt: 'a', projectId })).session).toMatchObject({ status: 'COMPLETED' });
-    env.anthropic.respondWith({ kind: 'error', status: 400, message: 'bad request' });
+    // CLI fact: a 400 is re-sent up to 5 times (2.1.332): every call of this session is refused.
+    env.anthropic.respondByDefault({ kind: 'error', status: 400, message: 'bad request' });
     expect((await env.runtime.run({ prompt: 'b', projectId })).session).toMatchObject({ status: 'FAILED' });
+    env.anthropic.respondByDefault({ kind: 'text' });
     env.anthropic.respondWith(
       { kind: 'tool_use', usage: { input_tokens: 700, output_tokens: 70 } },
       { kind: 'error', status: 529, message: 'overloaded' },
@@ -45,8 +47,7 @@ describe('project totals: counted once in the write that closes a session', () =
     env.anthropic.respondWith(
       { kind: 'tool_use', usage: { input_tokens: 500, output_tokens: 50 } },
       { kind: 'error', status: 529, message: 'overloaded' },
-      { kind: 'error', status: 400, message: 'bad request' },
-    );
+    ).respondByDefault({ kind: 'error', status: 400, message: 'bad request' }); // the second attempt: every call refused
     expect((await env.runtime.run({ prompt: 'd', projectId })).session).toMatchObject({ status: 'FAILED', attempts: 2 });
     env.anthropic.respondByDefault({ kind: 'stall', usage: { input_tokens: 1187, output_tokens: 3 } });
     const abortedId = uuidv4();
