@@ -143,7 +143,8 @@ async function runLoad(env: TestRuntime) {
   {
     env.anthropic.respondByDefault({ kind: 'text', usage: { input_tokens: 7, output_tokens: 3 } });
     const results = await Promise.all(Array.from({ length: 50 }, (_, i) => env.runtime.run({ prompt: `task ${i}`, projectId: 'load-50' })));
-    expect(results.map((r) => `${r.session?.status} ${r.session?.error ?? ''}`.trim())).toEqual(Array(50).fill('COMPLETED'));
+    const causes = results.filter((r) => r.session?.status !== 'COMPLETED').map((r) => r.session?.cause ?? r.outcome.cause);
+    expect(results.map((r) => `${r.session?.status} ${r.session?.error ?? ''}`.trim()), JSON.stringify(causes)).toEqual(Array(50).fill('COMPLETED'));
     expect(new Set(results.map((r) => r.session!.sessionId)).size).toBe(50);
     const served = env.anthropic.messageRequests.length;
     expect(served).toBe(50);
