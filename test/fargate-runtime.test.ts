@@ -201,8 +201,9 @@ describe('the fargate runtime on AWS', () => {
       Properties: { Roles: [{ Ref: Match.stringLikeRegexp('^FargateTaskTaskRole') }] },
     }));
     const actions = policies.flatMap((p: any) => p.Properties.PolicyDocument.Statement).flatMap((s: any) => [s.Action].flat());
-    // The spend of a run its execution ended under (execution-watch.ts), on SESSION# items only: asserted in security.cdk.test.ts.
-    expect(actions.filter((a: string) => a.startsWith('dynamodb:'))).toEqual(['dynamodb:UpdateItem']);
+    // The attempt claim and the spend of a run its execution ended under (execution-watch.ts) on its SESSION# item, that
+    // spend's share of the TOTALS# items, GetItem of its session when that record is refused: asserted in security.cdk.test.ts.
+    expect(actions.filter((a: string) => a.startsWith('dynamodb:'))).toEqual(['dynamodb:UpdateItem', 'dynamodb:GetItem', 'dynamodb:UpdateItem']);
     expect(actions.filter((a: string) => a.startsWith('states:')).sort()).toEqual([
       'states:DescribeExecution', 'states:SendTaskFailure', 'states:SendTaskHeartbeat', 'states:SendTaskSuccess',
     ]);
