@@ -1,11 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { cp, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { git, remoteRepository } from './support/git-remote.js';
-import { BIN, cliEnvironment, runCli, stopEngine, type CliResult } from './support/cli-process.js';
+import { cliEnvironment, runCli, stopEngine, type CliResult } from './support/cli-process.js';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import { formatDuration, mergeModelVariants } from '../lib/cli/format.js';
 
@@ -19,16 +19,7 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}, started?: (child: Chil
 
 /** The CLI with `input` piped to its stdin, as `… | claude-sessions run -`. */
 function cliWithStdin(args: string[], input: string, env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: cliEnvironment(home, env), stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input);
-  });
+  return runCli(args, cliEnvironment(home, env), undefined, { input });
 }
 
 /** The text of the first user message a model call carried (the prompt). */
@@ -194,15 +185,7 @@ describe('npx claude-sessions', () => {
     delete env.CLAUDE_SESSIONS_HOME;
     try {
       // Act
-      const here = await new Promise<CliResult>((resolve, reject) => {
-        const child = spawn(process.execPath, [BIN, 'list'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (d) => (stdout += d));
-        child.stderr.on('data', (d) => (stderr += d));
-        child.on('error', reject);
-        child.on('close', (code) => resolve({ code, stdout, stderr }));
-      });
+      const here = await runCli(['list'], env, undefined, { cwd: dir });
       const named = await cli(['list']);
       // Assess
       expect(here.code, here.stderr).toBe(0);

@@ -6,18 +6,11 @@ import { reapExecution } from '../lib/sessions/session-reaper.js';
 import type { RunOutcome } from '../lib/sessions/session-item.js';
 import { addUsd } from '../lib/sessions/usage.js';
 import { useTestRuntime, type TestRuntime } from './support/runtime.js';
+import { waitFor } from './support/wait-for.js';
 
 let env: TestRuntime;
 useTestRuntime((started) => (env = started), {}, { policy: { runAttempts: 2, retryBaseSeconds: 0 } });
 
-async function waitFor<T>(probe: () => Promise<T | undefined>): Promise<T> {
-  for (let i = 0; i < 200; i++) {
-    const value = await probe();
-    if (value) return value;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('condition not reached');
-}
 
 function outcome(status: RunOutcome['status'], costUsd: number, inputTokens: number): RunOutcome {
   return {

@@ -6,18 +6,11 @@ import { prepareSessionStart, sessionIdForExecution } from '../lib/sessions/exec
 import { reapExecution } from '../lib/sessions/session-reaper.js';
 import type { RunOutcome } from '../lib/sessions/session-item.js';
 import { useTestRuntime, type TestRuntime } from './support/runtime.js';
+import { waitFor } from './support/wait-for.js';
 
 let env: TestRuntime;
 useTestRuntime((started) => (env = started));
 
-async function waitFor<T>(probe: () => Promise<T | undefined>): Promise<T> {
-  for (let i = 0; i < 200; i++) {
-    const value = await probe();
-    if (value) return value;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('condition not reached');
-}
 
 const completed: RunOutcome = {
   status: 'COMPLETED', endedAt: new Date().toISOString(), claudeSessionId: null,

@@ -5,29 +5,28 @@ import { prepareSessionStart } from '../lib/sessions/execution-input.js';
 import { ACQUIRE_SLOT_UPDATE, SLOTS_SK, slotsPk } from '../lib/sessions/project-slots.js';
 import { reapExecution } from '../lib/sessions/session-reaper.js';
 import { useTestRuntime, type TestRuntime } from './support/runtime.js';
+import { waitFor } from './support/wait-for.js';
 
 // Slots are taken only under a limit: the deployment's here, a project's own below.
 let env: TestRuntime;
 useTestRuntime((started) => (env = started), {}, { policy: { maxConcurrentSessions: 5 } });
 
-async function waitFor<T>(probe: () => Promise<T | undefined>, what = 'condition'): Promise<T> {
-  for (let i = 0; i < 300; i++) {
-    const value = await probe();
-    if (value) return value;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${what} not reached`);
+
+/** A milestone task of a project limited to one session, its Claude streaming a reply that stalls. */
+async function stalledMilestoneTask(projectId: string) {
+  await env.runtime.slots.setLimit(projectId, 1);
+  const milestone = await env.runtime.milestones.open(projectId);
+  env.anthropic.respondByDefault({ kind: 'stall', usage: { input_tokens: 5, output_tokens: 1 } });
+  const execution = env.runtime.startExecution({ prompt: 'long job', projectId, mode: 'milestone', milestoneId: milestone.milestoneId });
+  await waitFor(async () => (env.anthropic.messageRequests.length > 0 && env.anthropic.openStreams > 0) || undefined, 'Claude streaming');
+  return { milestone, execution };
 }
 
 describe('the reaper given an event without the input (EventBridge omits a large one)', () => {
   it('reads the input from DescribeExecution and frees the slot and lease', async () => {
     // Prepare: an aborted milestone task of a limited project, its event not delivered in-process
     const projectId = 'reap-no-input';
-    await env.runtime.slots.setLimit(projectId, 1);
-    const milestone = await env.runtime.milestones.open(projectId);
-    env.anthropic.respondByDefault({ kind: 'stall', usage: { input_tokens: 5, output_tokens: 1 } });
-    const execution = env.runtime.startExecution({ prompt: 'long job', projectId, mode: 'milestone', milestoneId: milestone.milestoneId });
-    await waitFor(async () => (env.anthropic.messageRequests.length > 0 && env.anthropic.openStreams > 0) || undefined, 'Claude streaming');
+    const { milestone, execution } = await stalledMilestoneTask(projectId);
     env.runtime.dropExecutionEvents = true;
     try {
       execution.abort();
@@ -52,11 +51,7 @@ describe('the sweeper: a session whose close event was lost is closed all the sa
   it('frees the slot and lease an aborted milestone task held when EventBridge dropped its event', async () => {
     // Prepare: a milestone task of a project limited to one session, stalled in Claude
     const projectId = 'sweep-lost';
-    await env.runtime.slots.setLimit(projectId, 1);
-    const milestone = await env.runtime.milestones.open(projectId);
-    env.anthropic.respondByDefault({ kind: 'stall', usage: { input_tokens: 5, output_tokens: 1 } });
-    const execution = env.runtime.startExecution({ prompt: 'long job', projectId, mode: 'milestone', milestoneId: milestone.milestoneId });
-    await waitFor(async () => (env.anthropic.messageRequests.length > 0 && env.anthropic.openStreams > 0) || undefined, 'Claude streaming');
+    const { milestone, execution } = await stalledMilestoneTask(projectId);
     // Act: the abort's status-change event is lost
     env.runtime.dropExecutionEvents = true;
     try {

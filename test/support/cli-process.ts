@@ -22,15 +22,21 @@ export function cliEnvironment(home: string, env: NodeJS.ProcessEnv = {}): NodeJ
   return { ...base, CLAUDE_SESSIONS_HOME: home, ...env };
 }
 
-/** Runs one command to its end, with exactly `env`; `started` sees the process (to signal it). */
-export function runCli(args: string[], env: NodeJS.ProcessEnv, started?: (child: ChildProcess) => void): Promise<CliResult> {
+/**
+ * Runs one command to its end, with exactly `env`; `started` sees the process (to signal it).
+ * `options.input` is piped to its stdin (else none), `options.cwd` is where it runs.
+ */
+export function runCli(
+  args: string[], env: NodeJS.ProcessEnv, started?: (child: ChildProcess) => void, options: { input?: string; cwd?: string } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], { env, cwd: options.cwd, stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     started?.(child);
+    if (options.input !== undefined) child.stdin!.end(options.input);
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
+    child.stdout!.on('data', (d) => (stdout += d));
+    child.stderr!.on('data', (d) => (stderr += d));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
