@@ -170,8 +170,11 @@ describe('the local task-callbacks endpoint: only the task processes this runtim
     }
   }
 
+  /** The credential a task of that execution gets. */
+  const taskToken = () => callbacks.tasks.issue({ sessionId: 'secret-run', projectId: 'p', executionArn, taskToken: 'its-task-token' });
+
   it('answers DescribeExecution signed with the credentials a task gets', async () => {
-    const described = await describeExecution({ accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', sessionToken: callbacks.taskSessionToken });
+    const described = await describeExecution({ accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', sessionToken: taskToken() });
     expect(described.input).toBe(JSON.stringify({ prompt: 'the secret prompt' }));
   });
 
@@ -191,7 +194,7 @@ describe('the local task-callbacks endpoint: only the task processes this runtim
     const reply = await send(port, 'POST', '/', {
       host: `evil.example:${port}`,
       'x-amz-target': 'AWSStepFunctions.DescribeExecution',
-      'x-amz-security-token': callbacks.taskSessionToken,
+      'x-amz-security-token': taskToken(),
     }, { executionArn });
     expect(reply).toMatchObject({ status: 403, body: { __type: 'AccessDeniedException', message: `Host evil.example:${port} is not this server: use http://127.0.0.1:${port}` } });
   });

@@ -18,6 +18,7 @@ import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { admitOwnClientsOnly, refuseAsAwsJson } from './loopback-guard.js';
 import { withLocalTransactions } from './local-transactions.js';
+import { dynamoDbRefusal, type LocalTaskCredentials } from './task-credentials.js';
 import { LOCAL_TABLE_NAME, type WorkflowDefinition } from './workflow-definition.js';
 
 const require = createRequire(import.meta.url);
@@ -44,22 +45,34 @@ export class LocalDynamoDb {
   }
 
   /** Starts dynalite and creates the table from the synthesized definition if it is missing. */
-  /** @param options.sessionToken what admits a client (the runtime's, which its Fargate tasks carry too); @default a fresh one */
-  static async start(options: { path?: string; table: WorkflowDefinition['table']; tableName?: string; sessionToken?: string }): Promise<LocalDynamoDb> {
+  /**
+   * @param options.sessionToken what admits a client to everything (the runtime's own, in-process); @default a fresh one
+   * @param options.tasks the local Fargate tasks' own credentials, each admitted to its own session's items only
+   */
+  static async start(options: { path?: string; table: WorkflowDefinition['table']; tableName?: string; sessionToken?: string; tasks?: LocalTaskCredentials }): Promise<LocalDynamoDb> {
     const credentials = { accessKeyId: 'local', secretAccessKey: 'local', sessionToken: options.sessionToken ?? randomBytes(32).toString('base64url') };
+    const tableName = options.tableName ?? LOCAL_TABLE_NAME;
+    const tasks = options.tasks;
     const server = admitOwnClientsOnly(withLocalTransactions(dynalite({ path: options.path, createTableMs: 0 }), credentials), {
       sessionToken: credentials.sessionToken,
       foreign: 'AccessDeniedException',
       // As DynamoDB answers a token it did not issue.
       stranger: { status: 400, code: 'com.amazon.coral.service#UnrecognizedClientException' },
       refuse: refuseAsAwsJson,
+      scoped: tasks && {
+        readsBody: true,
+        scopeOf: (token) => {
+          const grant = tasks.grantOf(token);
+          return grant && ((request) => dynamoDbRefusal(grant, tableName, request));
+        },
+      },
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(0, '127.0.0.1', () => resolve());
     });
     const { port } = server.address() as AddressInfo;
-    const db = new LocalDynamoDb(server, `http://127.0.0.1:${port}`, options.tableName ?? LOCAL_TABLE_NAME, credentials);
+    const db = new LocalDynamoDb(server, `http://127.0.0.1:${port}`, tableName, credentials);
     try {
       await db.ensureTable(options.table);
     } catch (err) {

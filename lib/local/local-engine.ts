@@ -66,7 +66,7 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
 
   const handler = createApiHandler({
     repository: runtime.repository, milestones: runtime.milestones, starter: runtime, transcripts: runtime.transcripts,
-    policy: options.policy, slots: runtime.slots,
+    policy: runtime.policy, slots: runtime.slots,
     github: options.github && new GitHubWebhook({
       secret: async () => options.github!.secret, triggers: options.github.triggers, gitTokenScopes: options.github.gitTokenScopes, starter: runtime,
     }),
@@ -129,7 +129,7 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
       }
       input.projectId ??= 'default';
       const checked = validateStartInput(input);
-      await assertCanStart(checked, { repository: runtime.repository, milestones: runtime.milestones, slots: runtime.slots, policy: options.policy });
+      await assertCanStart(checked, { repository: runtime.repository, milestones: runtime.milestones, slots: runtime.slots, policy: runtime.policy });
       if (checked.sessionId) {
         const existing = await runtime.repository.get(checked.sessionId);
         if (existing || runtime.execution(checked.sessionId)) {

@@ -52,14 +52,23 @@ export class LocalFargate {
     const token = overrides.TASK_TOKEN;
     if (!token) throw namedError('ECS.InvalidParameterException', 'the task has no TASK_TOKEN override');
     const heartbeatMs = heartbeatSeconds ? heartbeatSeconds * 1000 : undefined;
-    const session = JSON.parse(overrides.SESSION_JSON ?? '{}') as { sessionId?: string; platformTimeoutSeconds?: number };
+    const session = JSON.parse(overrides.SESSION_JSON ?? '{}') as {
+      sessionId?: string; projectId?: string; executionArn?: string; milestoneId?: string; platformTimeoutSeconds?: number;
+    };
     const sessionId = session.sessionId ?? token;
     // A milestone task reads and writes its transcript: it gets the S3 endpoint, as ECS gives it the bucket.
-    const s3 = (JSON.parse(overrides.MILESTONE_JSON ?? 'null') as { item?: unknown } | null)?.item ? await this.s3() : undefined;
+    const milestoneTask = Boolean((JSON.parse(overrides.MILESTONE_JSON ?? 'null') as { item?: unknown } | null)?.item);
+    const s3 = milestoneTask ? await this.s3() : undefined;
     // The very bundle the image runs (cdk/runner-image.ts stages the same files for cdk.out). Bundled
     // once per process, before the heartbeat clock starts: a busy machine's esbuild is not the task's delay.
     const taskEntry = join(await runnerImageContext(), 'task.mjs');
     const endpointEnvironment = taskEndpointEnvironment(endpoint); // refuses before anything waits on the token
+    // The task's own credential, not this runtime's: its session's items, its milestone's transcript,
+    // its own token and execution (LocalTaskCredentials); revoked when the task ends.
+    const credential = this.callbacks.tasks.issue({
+      sessionId, projectId: session.projectId ?? '', executionArn: session.executionArn ?? '', taskToken: token,
+      ...(milestoneTask && session.milestoneId ? { milestoneId: session.milestoneId } : {}),
+    });
     const waiting = this.callbacks.wait(token, heartbeatMs, signal, session.platformTimeoutSeconds);
     waiting.catch(() => undefined); // awaited below; never an unhandled rejection if spawning throws first
     const child = spawn(process.execPath, ['--enable-source-maps', taskEntry], {
@@ -71,11 +80,11 @@ export class LocalFargate {
         HOME: process.env.HOME,
         ...overrides,
         AWS_REGION: 'us-east-1',
-        // s3rver's own fixed key pair; the task-token endpoint and the local S3 take only this
-        // runtime's session token, as a task role's credentials carry one on ECS.
+        // s3rver's own fixed key pair; the local stores and the task-token endpoint tell the task by
+        // its session token, as a task role's credentials carry one on ECS.
         AWS_ACCESS_KEY_ID: 'S3RVER',
         AWS_SECRET_ACCESS_KEY: 'S3RVER',
-        AWS_SESSION_TOKEN: this.callbacks.taskSessionToken,
+        AWS_SESSION_TOKEN: credential,
         AWS_ENDPOINT_URL_SFN: this.callbacks.endpoint,
         AWS_ENDPOINT_URL_DYNAMODB: this.sessions.endpoint,
         ...(s3 ? { AWS_ENDPOINT_URL_S3: s3.endpoint } : {}),
@@ -104,7 +113,9 @@ export class LocalFargate {
       },
     });
     this.tasks.set(sessionId, child);
+    child.once('error', () => this.callbacks.tasks.revoke(credential)); // never started: no exit follows
     child.once('exit', (exitCode, signal) => {
+      this.callbacks.tasks.revoke(credential);
       this.tasks.delete(sessionId);
       if (this.dropTaskEvents) return;
       // ECS's "task stopped" event, to the same watch the stack deploys (TaskStopWatch).

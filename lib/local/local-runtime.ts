@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import './polyfill.js';
 import { TransactWriteItemsCommand, UpdateItemCommand, type TransactWriteItemsCommandInput, type UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
 import { StateMachine, type RunOptions, type StateMachineDefinition } from 'aws-local-stepfunctions';
@@ -30,6 +30,7 @@ import type { AnthropicStandIn } from './anthropic-stand-in.js';
 import { localClaudeEndpoint, localProvider } from './local-endpoint.js';
 import { LocalDynamoDb } from './local-dynamodb.js';
 import { LocalTaskCallbacks } from './local-task-callbacks.js';
+import { LocalTaskCredentials } from './task-credentials.js';
 import { acquireStateLock, makePrivateStateFolder } from './state-lock.js';
 import { loadWorkflowDefinition, type WorkflowDefinition } from './workflow-definition.js';
 
@@ -56,6 +57,12 @@ export interface LocalRuntimeOptions {
    * unavailable is `ECS.AmazonECSException`). @default none: every RunTask starts its task
    */
   fargateRefusals?: string[];
+  /**
+   * Whether this machine's Fargate tasks can start the CLI as a user of their own (the task is
+   * root): without, a session naming a shell on fargate is refused (SessionPolicy.fargateSeparateUser).
+   * @default whether this process is root
+   */
+  fargateSeparateUser?: boolean;
 }
 
 /** One entry of the execution's event log (StateEntered, StateFailed, …). */
@@ -187,11 +194,11 @@ export class LocalRuntime implements SessionStarter {
 
   /**
    * S3 (s3rver), started on first use: only milestones need it, and loading it costs most
-   * of a second, which a fresh session's `run` should not pay. It admits the session token of
-   * this runtime's Fargate tasks, which read and write transcripts there with it.
+   * of a second, which a fresh session's `run` should not pay. It admits this runtime's own
+   * clients, and each Fargate task to its milestone's transcript with the task's own credential.
    */
   s3(): Promise<LocalS3> {
-    this.s3Started ??= import('./local-s3.js').then(({ LocalS3 }) => LocalS3.start({ path: this.s3Path, sessionToken: this.callbacks.taskSessionToken }));
+    this.s3Started ??= import('./local-s3.js').then(({ LocalS3 }) => LocalS3.start({ path: this.s3Path, tasks: this.callbacks.tasks }));
     return this.s3Started;
   }
 
@@ -238,13 +245,14 @@ export class LocalRuntime implements SessionStarter {
       await releaseLock();
       throw err;
     });
-    // One session token admits this runtime's clients and its Fargate tasks to its stores (a task
-    // records its stopped run in the table, as a deployed one does with its role).
-    const sessionToken = randomBytes(32).toString('base64url');
+    // This runtime's own clients hold one token, in this process only; each Fargate task gets a
+    // credential of its own, for its own session (it records its stopped run in the table, as a
+    // deployed one does with its role), revoked when it ends.
+    const taskCredentials = new LocalTaskCredentials();
     const dynamodb = await LocalDynamoDb.start({
       path: options.home ? join(options.home, 'dynamodb') : undefined,
       table: definition.table,
-      sessionToken,
+      tasks: taskCredentials,
     }).catch(async (err: unknown) => {
       await releaseLock();
       throw err;
@@ -258,7 +266,7 @@ export class LocalRuntime implements SessionStarter {
       // DescribeExecution answers from the executions this runtime runs (a task reads its prompt there).
       callbacks = await new LocalTaskCallbacks(
         (arn) => runtime.describeExecution(arn).then(({ status, input }) => ({ status, input }), () => undefined),
-        sessionToken,
+        taskCredentials,
       ).start();
       const runtime = new LocalRuntime(
         definition, dynamodb, {
@@ -267,7 +275,8 @@ export class LocalRuntime implements SessionStarter {
           ...(options.home ? { workRoot: runsFolder(options.home) } : {}),
           ...options.runner, endpoint,
         }, ownStandIn, callbacks, options.fargateHeartbeatSeconds,
-        options.policy ?? {}, options.home ? join(options.home, 's3') : undefined,
+        { ...options.policy, fargateSeparateUser: options.fargateSeparateUser ?? process.getuid?.() === 0 },
+        options.home ? join(options.home, 's3') : undefined,
       );
       runtime.releaseLock = releaseLock;
       runtime.fargateRefusals = [...(options.fargateRefusals ?? [])];

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import S3rver from 's3rver';
 import { TranscriptStore } from '../claude/transcript-store.js';
 import { admitOwnClientsOnly, type Refuse } from './loopback-guard.js';
+import { s3Refusal, type LocalTaskCredentials } from './task-credentials.js';
 
 export const LOCAL_TRANSCRIPT_BUCKET = 'claude-sessions-transcripts';
 
@@ -39,14 +40,25 @@ export class LocalS3 {
     this.store = new TranscriptStore(this.client, LOCAL_TRANSCRIPT_BUCKET);
   }
 
-  /** @param options.sessionToken what admits a client (the local Fargate tasks' own); @default a fresh one */
-  static async start(options: { path?: string; sessionToken?: string } = {}): Promise<LocalS3> {
+  /**
+   * @param options.sessionToken what admits a client to everything (the runtime's own, in-process); @default a fresh one
+   * @param options.tasks the local Fargate tasks' own credentials, each admitted to its milestone's transcript and its patch only
+   */
+  static async start(options: { path?: string; sessionToken?: string; tasks?: LocalTaskCredentials } = {}): Promise<LocalS3> {
+    const tasks = options.tasks;
     const ownDirectory = options.path ? undefined : await mkdtemp(join(tmpdir(), 'claude-sessions-s3-'));
     const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', sessionToken: options.sessionToken ?? randomBytes(32).toString('base64url') };
     // s3rver's own Koa app on a server of ours, so the guard stands before it from the first request.
     const s3rver = new S3rver({ directory: options.path ?? ownDirectory!, silent: true });
     const server = admitOwnClientsOnly(createServer(s3rver.callback()), {
       sessionToken: credentials.sessionToken, foreign: 'AccessDenied', stranger: { status: 403, code: 'AccessDenied' }, refuse: refuseAsS3,
+      scoped: tasks && {
+        readsBody: false, // an object's body says nothing of where it goes
+        scopeOf: (token) => {
+          const grant = tasks.grantOf(token);
+          return grant && ((request) => s3Refusal(grant, LOCAL_TRANSCRIPT_BUCKET, request));
+        },
+      },
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

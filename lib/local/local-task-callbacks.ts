@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { admitOwnClientsOnly, refuseAsAwsJson } from './loopback-guard.js';
+import { LocalTaskCredentials, stepFunctionsRefusal } from './task-credentials.js';
 
 const AWS_JSON = 'application/x-amz-json-1.0';
 
@@ -15,30 +16,24 @@ interface Waiter {
  * The part of Step Functions a task process talks to, on 127.0.0.1: SendTaskSuccess,
  * SendTaskFailure and SendTaskHeartbeat, and DescribeExecution (where the task reads its
  * prompt), in the service's own JSON protocol, so a task reports with the real SDK exactly
- * as it does on ECS. It answers only the task processes this runtime started: their requests
- * carry `taskSessionToken` (the SDK sends AWS_SESSION_TOKEN as x-amz-security-token), so
- * another process on this machine, or a page, cannot read a running session's prompt here.
+ * as it does on ECS. It answers only the task processes this runtime started, each for its own
+ * task: a task's requests carry the session token of its own credentials (`tasks.issue`; the
+ * SDK sends AWS_SESSION_TOKEN as x-amz-security-token), which may answer that task's token and
+ * describe its execution, nothing else. Another process on this machine, a page, or another
+ * task cannot read a running session's prompt here or answer its token.
  */
 export class LocalTaskCallbacks {
-  /**
-   * The session token of the credentials a task process gets, fresh for each runtime. A
-   * session token rather than a key pair: the same credentials sign for the local S3, which
-   * admits them by this token too (LocalS3), and s3rver knows only its own fixed key pair.
-   */
-  readonly taskSessionToken: string;
   private readonly waiters = new Map<string, Waiter>();
   private server?: Server;
 
   /**
    * @param describe an execution by ARN as DescribeExecution answers it (status, input), undefined when there is none.
-   * @param sessionToken the one the runtime's other stores admit too; @default a fresh one
+   * @param tasks the credentials of the task processes, by the grant each was issued with
    */
   constructor(
     private readonly describe: (executionArn: string) => Promise<{ status: string; input: string } | undefined> = async () => undefined,
-    sessionToken = randomBytes(32).toString('base64url'),
-  ) {
-    this.taskSessionToken = sessionToken;
-  }
+    readonly tasks = new LocalTaskCredentials(),
+  ) {}
 
   get endpoint(): string {
     return `http://127.0.0.1:${(this.server!.address() as AddressInfo).port}`;
@@ -90,7 +85,16 @@ export class LocalTaskCallbacks {
       });
     });
     admitOwnClientsOnly(server, {
-      sessionToken: this.taskSessionToken, foreign: 'AccessDeniedException', stranger: { status: 403, code: 'UnrecognizedClientException' }, refuse: refuseAsAwsJson,
+      // Nothing but the tasks calls here: the owner's token is one no client holds.
+      sessionToken: randomBytes(32).toString('base64url'),
+      foreign: 'AccessDeniedException', stranger: { status: 403, code: 'UnrecognizedClientException' }, refuse: refuseAsAwsJson,
+      scoped: {
+        readsBody: true,
+        scopeOf: (token) => {
+          const grant = this.tasks.grantOf(token);
+          return grant && ((request) => stepFunctionsRefusal(grant, request));
+        },
+      },
     });
     this.server = server;
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));

@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
+import { PassThrough } from 'node:stream';
 import type { AddressInfo, Server } from 'node:net';
 
 /** The names a loopback server answers to; with DNS rebinding a website's own name points here too (issue 17). */
@@ -59,6 +60,23 @@ export interface OwnClients {
   /** The service's answer to credentials it does not know: no token, or another. */
   stranger: { status: number; code: string };
   refuse: Refuse;
+  /** Clients with a narrower credential of their own (the local Fargate tasks): refused, as `foreign`, what their scope does not allow. */
+  scoped?: ScopedClients;
+}
+
+/** A request as a scope sees it; `body` is empty unless the scope reads bodies. */
+export interface ScopedRequest {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+export interface ScopedClients {
+  /** What a token other than the owners' may do: why a request is refused, or undefined; no scope for a token not given out. */
+  scopeOf(token: string): ((request: ScopedRequest) => string | undefined) | undefined;
+  /** Whether the scope reads the body: the request is then buffered, and handed on from the buffer. */
+  readsBody: boolean;
 }
 
 /**
@@ -73,11 +91,42 @@ export function admitOwnClientsOnly<S extends HttpServer>(server: S, own: OwnCli
   return server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const reason = loopbackRefusal(req, (server.address() as AddressInfo).port);
     if (reason !== undefined) return own.refuse(res, { status: 403, code: own.foreign, message: reason });
-    if (!carriesSessionToken(req, own.sessionToken)) {
+    const pass = (request: IncomingMessage) => {
+      for (const listener of listeners) listener.call(server, request, res);
+    };
+    if (carriesSessionToken(req, own.sessionToken)) return pass(req);
+    const token = req.headers['x-amz-security-token'];
+    const scope = typeof token === 'string' ? own.scoped?.scopeOf(token) : undefined;
+    if (!scope) {
       return own.refuse(res, { ...own.stranger, message: 'the security token included in the request is not one this runtime gave its own clients' });
     }
-    for (const listener of listeners) listener.call(server, req, res);
+    const admit = (body: Buffer) => {
+      const refusal = scope({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, body });
+      if (refusal !== undefined) own.refuse(res, { status: 403, code: own.foreign, message: refusal });
+      return refusal === undefined;
+    };
+    if (!own.scoped!.readsBody) {
+      if (admit(Buffer.alloc(0))) pass(req);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.once('end', () => {
+      const body = Buffer.concat(chunks);
+      if (admit(body)) pass(replayed(req, body));
+    });
   });
+}
+
+/** The request again, its body read from a buffer: what the scope read is what the server gets. */
+function replayed(req: IncomingMessage, body: Buffer): IncomingMessage {
+  const copy = new PassThrough();
+  Object.assign(copy, {
+    method: req.method, url: req.url, headers: req.headers, rawHeaders: req.rawHeaders,
+    httpVersion: req.httpVersion, socket: req.socket, connection: req.socket,
+  });
+  copy.end(body);
+  return copy as unknown as IncomingMessage;
 }
 
 function carriesSessionToken(req: IncomingMessage, sessionToken: string): boolean {

@@ -48,6 +48,12 @@ export interface SessionPolicy {
    */
   shellOnLambda?: boolean;
   /**
+   * Whether a Fargate session's CLI runs as a user of its own, which needs a root task: the
+   * deployed task is root; a local one is where the engine is. Without it a shell there runs as
+   * the task and can read its credentials, and is refused. @default true
+   */
+  fargateSeparateUser?: boolean;
+  /**
    * Caps by project (`*`: every project's): the most a session may name as maxBudgetUsd and
    * timeoutSeconds, and the runtimes it may run on; a session that names no budget or limit gets the cap.
    * @default none
@@ -96,6 +102,12 @@ export function assertToolsAllowed(tools: readonly string[] | undefined, policy:
     throw new InvalidInputError([{
       field: 'tools',
       message: `may name ${shell.join(', ')} only with runtime fargate, where the CLI runs as a user of its own: on Lambda a shell runs as the runner and can read its role's credentials (a deployment that accepts that sets shellOnLambda)`,
+    }]);
+  }
+  if (shell.length && runtime === 'fargate' && policy.fargateSeparateUser === false) {
+    throw new InvalidInputError([{
+      field: 'tools',
+      message: `may name ${shell.join(', ')} on runtime fargate only where the task runs the CLI as a user of its own: this engine is not root, so a shell would run as the task and could read its credentials (run the engine as root, or name runtime lambda where the deployment sets shellOnLambda)`,
     }]);
   }
   const allowed = policy.allowedTools ?? DEFAULT_TOOLS;
