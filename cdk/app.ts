@@ -12,6 +12,7 @@ new ClaudeSessionsStack(app, 'ClaudeSessions', {
   // Both checked by the stack, naming the context key.
   gitTokenScopes: commaList(app.node.tryGetContext('gitTokenScopes')),
   trustedSettingsRepositories: commaList(app.node.tryGetContext('trustedSettingsRepositories')),
+  maxCloneMiB: positiveInt(app.node.tryGetContext('maxCloneMiB'), 'maxCloneMiB'),
   // Checked by the stack, naming the context key.
   codeCommitRepositories: commaList(app.node.tryGetContext('codeCommitRepositories')),
   allowedTools: toolList(app.node.tryGetContext('allowedTools')),

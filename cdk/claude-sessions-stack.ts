@@ -24,6 +24,7 @@ import { ModelAccess } from './model-access.js';
 import { codeCommitRepositories } from './runner-settings.js';
 import { checkedTokenScopes } from '../lib/claude/repository-scopes.js';
 import { checkedPermissionRules } from '../lib/claude/claude-args.js';
+import { checkedMaxCloneMiB } from '../lib/claude/runner-environment.js';
 import { assertBranchAllowed, checkedBranchPatterns } from '../lib/sessions/session-creation.js';
 import { assertWithinProjectLimit, parseProjectLimits, type ProjectLimits } from '../lib/sessions/project-limits.js';
 import { GitHubWebhook } from './github-webhook.js';
@@ -56,6 +57,12 @@ export interface ClaudeSessionsStackProps extends StackProps {
    * Context `trustedSettingsRepositories` (comma-separated). @default none
    */
   readonly trustedSettingsRepositories?: readonly string[];
+  /**
+   * What a workspace's clone may hold on disk, `.git` and work tree together, in MiB: git is
+   * stopped past it and the session fails `WorkspaceCloneError` before Claude runs. Context
+   * `maxCloneMiB`. @default 1,024 (the Lambda runner has 2 GiB of /tmp)
+   */
+  readonly maxCloneMiB?: number;
   /**
    * AWS CodeCommit repositories sessions may clone and push (https URLs), by name in the stack's
    * account and region or by ARN: both runners' roles get codecommit:GitPull and GitPush on
@@ -182,6 +189,7 @@ export class ClaudeSessionsStack extends Stack {
     // What both runners share beyond the model: git, repositories, permission rules.
     const git = {
       gitTokenSecret, gitTokenScopes, trustedSettingsRepositories: props.trustedSettingsRepositories, codeCommitRepositories: repositories,
+      maxCloneMiB: checkedMaxCloneMiB(props.maxCloneMiB, 'maxCloneMiB'),
       permissionRules: checkedPermissionRules(props.permissionRules, 'permissionRules'),
     };
     const runner = (this.runner = new ClaudeRunner(this, 'Runner', {

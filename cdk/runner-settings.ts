@@ -28,6 +28,8 @@ export interface RunnerSettingsProps {
   readonly gitTokenScopes?: readonly string[];
   /** Workspace repositories whose own Claude Code settings a session runs with (hooks, MCP servers, env …). @default none */
   readonly trustedSettingsRepositories?: readonly string[];
+  /** What a workspace's clone may hold on disk, in MiB: past it the session fails before Claude runs. @default 1,024 */
+  readonly maxCloneMiB?: number;
   /** CodeCommit repositories sessions may clone and push, signed for with the runner's own role. @default none */
   readonly codeCommitRepositories?: readonly IRepository[];
   /** Branches (or patterns, `*` any characters) no session may push: on CodeCommit also denied by IAM. @default main, master */
@@ -60,6 +62,7 @@ export function runnerEnvironmentOf(props: RunnerSettingsProps, extra: Pick<Runn
     gitTokenSecretArn: props.gitTokenSecret?.secretArn,
     gitTokenScopes: props.gitTokenScopes,
     trustedSettingsRepositories: props.trustedSettingsRepositories,
+    maxCloneMiB: props.maxCloneMiB,
     idleTimeoutMs: props.idleTimeout?.toMilliseconds(),
     maxApiRetries: props.maxApiRetries,
     tools: props.tools,

@@ -23,7 +23,7 @@ describe('the runner contract', () => {
     // Prepare: the environment cdk/claude-runner.ts gives the function
     Object.assign(process.env, runnerEnvironment({
       apiKeySecretArn: 'arn:secret', idleTimeoutMs: 60_000, tools: ['Read', 'Bash'], permissionMode: 'plan',
-      gitTokenScopes: ['https://github.com/acme'], trustedSettingsRepositories: ['https://github.com/acme/tools.git'],
+      gitTokenScopes: ['https://github.com/acme'], trustedSettingsRepositories: ['https://github.com/acme/tools.git'], maxCloneMiB: 512,
     }));
     // Act
     const read = readRunnerEnvironment();
@@ -32,7 +32,7 @@ describe('the runner contract', () => {
       apiKeySecretArn: 'arn:secret', transcriptBucket: undefined, gitTokenSecretArn: undefined, idleTimeoutMs: 60_000, maxApiRetries: 2,
       tools: ['Read', 'Bash'], permissionMode: 'plan', heartbeatIntervalSeconds: 30, model: { provider: 'anthropic' }, modelRoleArn: undefined,
       gitTokenScopes: ['https://github.com/acme/'], trustedSettingsRepositories: ['https://github.com/acme/tools.git'],
-      permissionRules: [], trustedInputsOnly: false, separateUser: false, sessionTable: undefined,
+      permissionRules: [], trustedInputsOnly: false, separateUser: false, sessionTable: undefined, maxCloneMiB: 512,
     });
   });
 
@@ -53,6 +53,9 @@ describe('the runner contract', () => {
     process.env.HEARTBEAT_INTERVAL_SECONDS = '0';
     expect(() => readRunnerEnvironment()).toThrow(/HEARTBEAT_INTERVAL_SECONDS must be a number above 0/);
     process.env.HEARTBEAT_INTERVAL_SECONDS = '30';
+    process.env.CLAUDE_MAX_CLONE_MIB = '0.5';
+    expect(() => readRunnerEnvironment()).toThrow(/CLAUDE_MAX_CLONE_MIB must be a whole number of MiB from 1, not 0.5/);
+    process.env.CLAUDE_MAX_CLONE_MIB = '1024';
     process.env.CLAUDE_PERMISSION_MODE = 'yolo';
     expect(() => readRunnerEnvironment()).toThrow(/CLAUDE_PERMISSION_MODE must be one of/);
     process.env.CLAUDE_PERMISSION_MODE = 'plan';

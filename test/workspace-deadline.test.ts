@@ -1,6 +1,11 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { useTestRuntime, type TestRuntime } from './support/runtime.js';
 import { HttpsGitRemote } from './support/https-git-remote.js';
+import { git, remoteRepository } from './support/git-remote.js';
 
 // A workspace's clone comes out of the session's time, and its push keeps a reserve: a slow
 // clone shortens Claude's run, so the session still closes TIMED_OUT with its tokens instead of
@@ -54,4 +59,38 @@ describe('a workspace session\'s deadline', () => {
       remote.delayMs = 0;
     }
   }, 60_000);
+});
+
+describe('a workspace session\'s clone size', () => {
+  let limited: TestRuntime;
+  useTestRuntime((started) => (limited = started), { maxCloneMiB: 2 });
+
+  /** A bare file:// remote whose main holds a file of `mib` MiB of random bytes (git cannot compress them). */
+  function remoteWithBlob(mib: number): string {
+    const root = mkdtempSync(join(tmpdir(), 'large-remote-'));
+    const seed = join(root, 'seed');
+    git(root, 'init', '--quiet', '--initial-branch=main', seed);
+    writeFileSync(join(seed, 'README.md'), '# Assets\n');
+    writeFileSync(join(seed, 'asset.bin'), randomBytes(mib * 1024 * 1024));
+    git(seed, 'add', '--all');
+    git(seed, 'commit', '--quiet', '-m', 'assets');
+    git(root, 'clone', '--quiet', '--bare', seed, join(root, 'remote.git'));
+    return `file://${join(root, 'remote.git')}`;
+  }
+
+  it('fails a clone past the deployment\'s maxCloneMiB with WorkspaceCloneError naming the limit, before Claude runs; a smaller one runs', async () => {
+    // Prepare: 5 MiB of incompressible bytes (pack and checkout hold it twice) against a 2 MiB limit
+    const large = remoteWithBlob(5);
+    const small = `file://${remoteRepository().bare}`;
+    limited.anthropic.respondWith({ kind: 'text', text: 'looked at it', usage: { input_tokens: 4, output_tokens: 1 } });
+    // Act
+    const refused = await limited.runtime.run({ prompt: 'Optimise the asset', projectId: 'clone-size', workspace: { repo: large } });
+    const ran = await limited.runtime.run({ prompt: 'Read the README', projectId: 'clone-size', workspace: { repo: small } });
+    // Assess
+    expect(refused.session).toMatchObject({
+      status: 'FAILED', error: 'WorkspaceCloneError', cause: expect.stringMatching(/^could not clone file:\/\/.*the clone holds \d+\.\d MiB, over the deployment's maxCloneMiB \(2 MiB\)/),
+    });
+    expect(ran.session).toMatchObject({ status: 'COMPLETED', result: 'looked at it' });
+    expect(limited.anthropic.messageRequests).toHaveLength(1);
+  });
 });

@@ -52,6 +52,7 @@ export const handler = middy(async (input: RunnerInput, context: Context) => {
     gitToken: runner.gitTokenSecretArn ? () => readGitToken(secrets, runner.gitTokenSecretArn!) : undefined,
     gitTokenScopes: runner.gitTokenScopes,
     trustedSettingsRepositories: runner.trustedSettingsRepositories,
+    maxCloneMiB: runner.maxCloneMiB,
     codeCommitCredentials,
     // The invocation's request id: a retried invoke of the same attempt is another, and starts no Claude.
     watch: sessions ? describeExecutionWatch(sfn, session.executionArn, sessions, context.awsRequestId) : undefined,

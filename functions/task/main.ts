@@ -72,6 +72,7 @@ async function main(): Promise<number> {
         gitToken: runner.gitTokenSecretArn ? () => readGitToken(secretsClient(), runner.gitTokenSecretArn!) : undefined,
         gitTokenScopes: runner.gitTokenScopes,
         trustedSettingsRepositories: runner.trustedSettingsRepositories,
+        maxCloneMiB: runner.maxCloneMiB,
         // The task role signs git's password for CodeCommit workspaces, refreshed as ECS rotates it.
         codeCommitCredentials: fromNodeProviderChain(),
         savePatch: transcripts ? (sessionId, patch) => transcripts.savePatch(sessionId, patch) : undefined,

@@ -50,6 +50,8 @@ export interface RunnerConfig extends Omit<RunnerClaudeSettings, 'endpoint'> {
   gitTokenScopes?: readonly string[];
   /** Workspace repositories whose own Claude Code settings the CLI reads (TRUSTED_SETTINGS_REPOSITORIES); none by default. */
   trustedSettingsRepositories?: readonly string[];
+  /** What a workspace's clone may hold on disk (CLAUDE_MAX_CLONE_MIB). @default DEFAULT_MAX_CLONE_MIB */
+  maxCloneMiB?: number;
   /** The runner's own AWS credentials (its role), to sign git's password for a CodeCommit workspace. */
   codeCommitCredentials?: AwsCredentialIdentityProvider;
   /** Where git reaches CodeCommit instead of its public endpoint: a local stand-in, set by tests only (GitAccess.codeCommitEndpoint). */
@@ -319,7 +321,7 @@ function workspaceHooks(start: SessionStart, { spec, branch, continues }: Worksp
   const hooks: WorkspaceHooks = {
     async prepare(workDir, home, timeLeftMs) {
       access = await gitAccess(spec.repo, config);
-      cloned = await cloneWorkspace(spec, workDir, home, access, continues ? branch : undefined, timeLeftMs);
+      cloned = await cloneWorkspace(spec, workDir, home, access, continues ? branch : undefined, timeLeftMs, config.maxCloneMiB);
     },
     async finish(workDir, home, run) {
       // A stopped run pushes nothing: its execution is over, and a milestone's lease may be another task's by now.

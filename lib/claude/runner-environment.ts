@@ -4,6 +4,7 @@ import { DEFAULT_TOOLS } from '../sessions/session-limits.js';
 import { DEFAULT_IDLE_TIMEOUT_MS } from './claude-process.js';
 import { parseModelSettings, type ModelSettings } from './model-provider.js';
 import { checkedTokenScopes } from './repository-scopes.js';
+import { DEFAULT_MAX_CLONE_MIB } from './workspace.js';
 
 // The one contract between what deploys a runner and the runner itself: the CDK constructs
 // (cdk/claude-runner.ts, cdk/fargate-runner.ts) and the local runtime's Fargate task build its
@@ -22,6 +23,8 @@ export interface RunnerSettings {
   gitTokenScopes?: readonly string[];
   /** Workspace repositories whose own Claude Code settings (hooks, MCP servers, env …) the CLI reads. @default none */
   trustedSettingsRepositories?: readonly string[];
+  /** What a workspace's clone may hold on disk, in MiB. @default DEFAULT_MAX_CLONE_MIB (1,024) */
+  maxCloneMiB?: number;
   /** No output for this long and the CLI is treated as hung. @default 5 minutes */
   idleTimeoutMs?: number;
   /** The CLI's own API retries (CLAUDE_CODE_MAX_RETRIES). @default 2 */
@@ -52,6 +55,7 @@ const NAMES = {
   gitTokenSecretArn: 'GIT_TOKEN_SECRET_ARN',
   gitTokenScopes: 'GIT_TOKEN_SCOPES',
   trustedSettingsRepositories: 'TRUSTED_SETTINGS_REPOSITORIES',
+  maxCloneMiB: 'CLAUDE_MAX_CLONE_MIB',
   idleTimeoutMs: 'CLAUDE_IDLE_TIMEOUT_MS',
   maxApiRetries: 'CLAUDE_CODE_MAX_RETRIES',
   tools: 'CLAUDE_TOOLS',
@@ -75,6 +79,7 @@ export function runnerEnvironment(settings: RunnerSettings): Record<string, stri
     [NAMES.maxApiRetries]: String(settings.maxApiRetries ?? 2),
     [NAMES.tools]: (settings.tools ?? DEFAULT_TOOLS).join(','),
     [NAMES.permissionMode]: settings.permissionMode ?? DEFAULT_PERMISSION_MODE,
+    [NAMES.maxCloneMiB]: String(checkedMaxCloneMiB(settings.maxCloneMiB, 'maxCloneMiB') ?? DEFAULT_MAX_CLONE_MIB),
   };
   assertPermissionModeAllowed(settings.permissionMode, settings.trustedInputsOnly, 'permissionMode');
   if (settings.trustedInputsOnly) env[NAMES.trustedInputsOnly] = 'true';
@@ -140,6 +145,7 @@ export function readRunnerEnvironment(): RunnerEnvironment {
     gitTokenSecretArn: optional(NAMES.gitTokenSecretArn),
     gitTokenScopes: checkedTokenScopes(list(NAMES.gitTokenScopes), NAMES.gitTokenScopes)!,
     trustedSettingsRepositories: list(NAMES.trustedSettingsRepositories),
+    maxCloneMiB: checkedMaxCloneMiB(getNumberFromEnv({ key: NAMES.maxCloneMiB, defaultValue: DEFAULT_MAX_CLONE_MIB }), NAMES.maxCloneMiB)!,
     idleTimeoutMs: positive(NAMES.idleTimeoutMs, DEFAULT_IDLE_TIMEOUT_MS),
     maxApiRetries: getNumberFromEnv({ key: NAMES.maxApiRetries, defaultValue: 2 }),
     tools: getStringFromEnv({ key: NAMES.tools, defaultValue: DEFAULT_TOOLS.join(',') }).split(',').map((t) => t.trim()).filter(Boolean),
@@ -168,4 +174,11 @@ function readModelSettings(optional: (key: string) => string | undefined): Model
     smallFastModel: optional(NAMES.smallFastModel),
     projectModels: parsedProjects,
   }, 'runner environment:', { provider: NAMES.provider, model: NAMES.model, smallFastModel: NAMES.smallFastModel, projectModels: NAMES.projectModels });
+}
+
+/** A clone's size limit from a setting: a whole number of MiB from 1, or a clear error naming the setting. */
+export function checkedMaxCloneMiB(value: number | undefined, setting: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${setting} must be a whole number of MiB from 1, not ${JSON.stringify(value)}`);
+  return value;
 }

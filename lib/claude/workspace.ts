@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { lstat, readFile, rm, writeFile } from 'node:fs/promises';
+import { lstat, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import type { WorkspaceSpec } from '../sessions/execution-input.js';
@@ -117,27 +117,72 @@ function remoteAuth(repo: string, home: string, access: GitAccess): RemoteAuth {
  */
 const NO_PROGRAMS = ['-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false', '-c', 'safe.directory=*'];
 
-async function git(args: string[], cwd: string, env: NodeJS.ProcessEnv, deadline?: number): Promise<string> {
-  // Its own process group: past the deadline the transport helper (git-remote-https) goes with it.
-  const child = spawn('git', [...NO_PROGRAMS, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: deadline !== undefined });
+/** What a clone may hold on disk when the deployment says nothing (maxCloneMiB): half the Lambda runner's 2 GiB of /tmp, which the CLI's HOME shares. */
+export const DEFAULT_MAX_CLONE_MIB = 1024;
+
+/** How often a clone's size is measured while git writes it. */
+const SIZE_POLL_MS = 250;
+
+/** A bound on what git writes under `dir`: past it, git is stopped. */
+interface SizeLimit {
+  dir: string;
+  maxMiB: number;
+}
+
+async function git(args: string[], cwd: string, env: NodeJS.ProcessEnv, deadline?: number, limit?: SizeLimit): Promise<string> {
+  // Its own process group: past the deadline or the size the transport helper (git-remote-https) goes with it.
+  const child = spawn('git', [...NO_PROGRAMS, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: deadline !== undefined || limit !== undefined });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  const timer = deadline === undefined ? undefined : setTimeout(() => {
-    stderr += '\nstopped: the session\'s time for its clone ran out';
+  const stop = (why: string) => {
+    stderr += `\nstopped: ${why}`;
     try {
       process.kill(-child.pid!, 'SIGKILL');
     } catch {
       child.kill('SIGKILL'); // the group is gone already
     }
-  }, Math.max(0, deadline - Date.now()));
+  };
+  const timer = deadline === undefined ? undefined : setTimeout(() => stop('the session\'s time for its clone ran out'), Math.max(0, deadline - Date.now()));
+  let ended = false;
+  // Measured while git writes, so a huge repository is stopped at the limit, not when the disk is full.
+  const watching = limit && (async () => {
+    while (!ended) {
+      await new Promise((r) => setTimeout(r, SIZE_POLL_MS));
+      if (ended) return;
+      const bytes = await bytesUnder(limit.dir);
+      if (!ended && bytes > limit.maxMiB * MIB) return stop(overLimit(bytes, limit.maxMiB));
+    }
+  })();
   const code = await new Promise<number | null>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', resolve);
-  }).finally(() => clearTimeout(timer));
+  }).finally(() => {
+    ended = true;
+    clearTimeout(timer);
+  });
+  await watching;
   if (code !== 0) throw Object.assign(new Error(`git ${args[0]} exited ${code}: ${gitReason(stderr)}`), { stderr });
   return stdout.trim();
+}
+
+const MIB = 1024 * 1024;
+
+function overLimit(bytes: number, maxMiB: number): string {
+  return `the clone holds ${(bytes / MIB).toFixed(1)} MiB, over the deployment's maxCloneMiB (${maxMiB} MiB)`;
+}
+
+/** The bytes of the files under `dir` (links not followed); what vanishes while it counts counts 0. */
+async function bytesUnder(dir: string): Promise<number> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  let total = 0;
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) total += await bytesUnder(path);
+    else if (entry.isFile()) total += (await lstat(path).catch(() => undefined))?.size ?? 0;
+  }
+  return total;
 }
 
 /**
@@ -197,8 +242,14 @@ export async function cloneWorkspace(
   continueBranch?: string,
   /** What the clone may take (the session's limit less its push reserve); past it git is stopped. */
   timeLeftMs?: number,
+  /** What the clone may hold on disk, .git and work tree together; past it git is stopped. */
+  maxMiB = DEFAULT_MAX_CLONE_MIB,
 ): Promise<ClonedWorkspace> {
   const deadline = timeLeftMs === undefined ? undefined : Date.now() + Math.max(0, timeLeftMs);
+  const limit: SizeLimit = { dir: workDir, maxMiB };
+  // A remote that takes filters sends no blob the limit could not hold (older versions of a huge
+  // file); one that does not ignores it, and the measured size still stops the clone.
+  const filter = `--filter=blob:limit=${maxMiB}m`;
   const env = gitEnv(home);
   const auth = remoteAuth(spec.repo, home, access);
   const parent = join(workDir, '..');
@@ -211,11 +262,14 @@ export async function cloneWorkspace(
     if (continuing) at = continueBranch;
     const commit = !continuing && spec.ref && /^[0-9a-f]{40}$/.test(spec.ref) ? spec.ref : undefined;
     const refArgs = at && !commit ? ['--branch', at] : [];
-    await git(['clone', '--quiet', '--depth', '50', ...refArgs, cloneUrl(spec.repo), workDir], parent, await auth.env(), deadline);
+    await git(['clone', '--quiet', '--depth', '50', filter, ...refArgs, cloneUrl(spec.repo), workDir], parent, await auth.env(), deadline, limit);
     if (commit) {
-      await git(['fetch', '--quiet', '--depth', '1', 'origin', commit], workDir, await auth.env(), deadline);
-      await git(['checkout', '--quiet', commit], workDir, env);
+      await git(['fetch', '--quiet', '--depth', '1', filter, 'origin', commit], workDir, await auth.env(), deadline, limit);
+      await git(['checkout', '--quiet', commit], workDir, env, deadline, limit);
     }
+    // What the last measure missed (git finished within one poll).
+    const bytes = await bytesUnder(workDir);
+    if (bytes > maxMiB * MIB) throw new Error(overLimit(bytes, maxMiB));
     // An empty repository clones (with a warning) but has nothing to start from or branch off.
     const baseCommit = await git(['rev-parse', '--verify', '--quiet', 'HEAD'], workDir, env).catch(() => '');
     if (!baseCommit) throw new Error('it has no commit yet: a session starts from one and hands back a branch off it (push a first commit)');

@@ -103,6 +103,7 @@ export class LocalFargate {
           trustedInputsOnly: this.runnerConfig.permissionMode === 'bypassPermissions' || undefined,
           gitTokenScopes: this.runnerConfig.gitTokenScopes,
           trustedSettingsRepositories: this.runnerConfig.trustedSettingsRepositories,
+          maxCloneMiB: this.runnerConfig.maxCloneMiB,
           heartbeatIntervalSeconds: heartbeatMs ? Math.max(0.2, heartbeatMs / 3000) : 30,
           // As cdk/fargate-runner.ts: a user of its own for the CLI, where this machine lets the task make one (root).
           separateUser: true,
