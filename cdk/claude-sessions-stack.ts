@@ -26,7 +26,7 @@ import { checkedTokenScopes } from '../lib/claude/repository-scopes.js';
 import { checkedPermissionRules } from '../lib/claude/claude-args.js';
 import { checkedMaxCloneMiB } from '../lib/claude/runner-environment.js';
 import { assertBranchAllowed, checkedBranchPatterns } from '../lib/sessions/session-creation.js';
-import { assertWithinProjectLimit, parseProjectLimits, type ProjectLimits } from '../lib/sessions/project-limits.js';
+import { assertProjectRulesWithin, assertWithinProjectLimit, parseProjectLimits, type ProjectLimits } from '../lib/sessions/project-limits.js';
 import { GitHubWebhook } from './github-webhook.js';
 import { parseGitHubTriggers, type GitHubTriggers } from '../lib/api/github-webhook.js';
 
@@ -114,7 +114,9 @@ export interface ClaudeSessionsStackProps extends StackProps {
    * Caps by project id (`*`: every project, which a project's own entry overrides field by field):
    * the most a session may name as `maxBudgetUsd` and `timeoutSeconds` (one that names none gets the
    * cap) and the `runtimes` it may run on. Refused at the API and in CreateSession naming the field;
-   * a schedule past them fails the synth. Context `projectLimits` (a JSON object). @default none
+   * a schedule past them fails the synth. And `permissionRules`: the project's sessions get only
+   * these of the deployment's `permissionRules` (one the deployment does not allow fails the synth,
+   * naming the project and the rule). Context `projectLimits` (a JSON object). @default none
    */
   readonly projectLimits?: ProjectLimits;
   /** Runs of the CLI a session may take when the API fails transiently. Context `runAttempts`. @default 3 */
@@ -165,6 +167,8 @@ export class ClaudeSessionsStack extends Stack {
     const modelAccess = model.provider === 'bedrock' ? new ModelAccess(this, 'ModelAccess', { settings: model }) : undefined;
     const protectedBranches = checkedBranchPatterns(props.protectedBranches, 'protectedBranches');
     const projectLimits = parseProjectLimits(props.projectLimits, 'projectLimits');
+    // A project narrows the deployment's permission rules, never widens them.
+    assertProjectRulesWithin(projectLimits, checkedPermissionRules(props.permissionRules, 'permissionRules'), 'projectLimits');
     // A schedule that would push a protected branch, or ask more than its project's caps, fails the synth, not every night.
     for (const schedule of props.schedules ?? []) {
       try {

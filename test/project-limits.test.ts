@@ -10,6 +10,9 @@ import { ClaudeSessionsStack } from '../cdk/claude-sessions-stack.js';
 import { createApiHandler } from '../lib/api/router.js';
 import { startLocalApiServer } from '../lib/local/local-api-server.js';
 import type { ProjectLimits } from '../lib/sessions/project-limits.js';
+import { DEFAULT_TOOLS } from '../lib/sessions/session-limits.js';
+import { LocalRuntime } from '../lib/local/local-runtime.js';
+import { claudeProcessOptions } from '../lib/claude/claude-process.js';
 import { ProjectAtCapacityError } from '../lib/sessions/project-slots.js';
 import { parseSchedules } from '../lib/sessions/schedule-entry.js';
 import { assertCanStart } from '../lib/sessions/start-checks.js';
@@ -138,7 +141,7 @@ describe('per-project caps, as settings', () => {
     expect(sessionPolicyFromEnv({ CLAUDE_SESSIONS_PROJECT_LIMITS: '{"demo":{"runtimes":["fargate"]}}' }, 'CLAUDE_SESSIONS_').projectLimits).toEqual({ demo: { runtimes: ['fargate'] } });
     expect(() => sessionPolicyFromEnv({ PROJECT_LIMITS: '{"demo":{"maxBudgetUsd":-1}}' })).toThrow('PROJECT_LIMITS: project demo: maxBudgetUsd must be above 0');
     expect(() => sessionPolicyFromEnv({ PROJECT_LIMITS: '{"demo":{"runtimes":["ec2"]}}' })).toThrow(/^PROJECT_LIMITS: project demo: runtimes\.0 must name runtimes of lambda, fargate$/);
-    expect(() => sessionPolicyFromEnv({ PROJECT_LIMITS: '{"demo":{"budget":5}}' })).toThrow('PROJECT_LIMITS: project demo: budget is not a cap (maxBudgetUsd, timeoutSeconds, runtimes)');
+    expect(() => sessionPolicyFromEnv({ PROJECT_LIMITS: '{"demo":{"budget":5}}' })).toThrow('PROJECT_LIMITS: project demo: budget is not a cap (maxBudgetUsd, timeoutSeconds, runtimes, permissionRules)');
     expect(() => sessionPolicyFromEnv({ PROJECT_LIMITS: '{"no project!":{}}' })).toThrow(/^PROJECT_LIMITS: project "no project!" is not a project id/);
     expect(() => sessionPolicyFromEnv({ CLAUDE_SESSIONS_PROJECT_LIMITS: 'demo=5' }, 'CLAUDE_SESSIONS_')).toThrow(/^CLAUDE_SESSIONS_PROJECT_LIMITS must be a JSON object of project id/);
   });
@@ -166,6 +169,52 @@ describe('per-project caps, as settings', () => {
       expect(() => synth({ ...LIMITS }, [{ ...nightly, projectId: 'fargate-only' }])).toThrow(/^schedule nightly: Invalid input: runtime must be fargate/);
       expect(() => synth({ ...LIMITS }, [{ ...nightly, projectId: 'fargate-only', runtime: 'fargate' }])).not.toThrow();
     });
+  });
+});
+
+describe('a project\'s permission rules: the deployment\'s, narrowed, never widened', () => {
+  // The deployment allows two commands unasked; `narrow` only one of them, `wide` says nothing.
+  const DEPLOYMENT_RULES = ['Bash(node:*)', 'Bash(env)'];
+  let shell: TestRuntime;
+  useTestRuntime((started) => (shell = started), { permissionRules: DEPLOYMENT_RULES }, {
+    policy: { allowedTools: [...DEFAULT_TOOLS, 'Bash'], shellOnLambda: true, projectLimits: { narrow: { permissionRules: ['Bash(env)'] } } },
+  });
+  const bash = (command: string) => ({ kind: 'tool_use' as const, name: 'Bash', input: { command } });
+
+  /** What the session's Bash calls answered, as the model saw them. */
+  async function toolResults(projectId: string): Promise<string> {
+    shell.anthropic.respondWith(bash('node -e "console.log(\'node-ran-\' + 6 * 7)"'), bash('env'), { kind: 'text', text: 'done' });
+    const before = shell.anthropic.messageRequests.length;
+    const { session } = await shell.runtime.run({ prompt: 'Run the commands', projectId, tools: [...DEFAULT_TOOLS, 'Bash'] });
+    expect(session).toMatchObject({ status: 'COMPLETED', result: 'done' });
+    return shell.anthropic.messageRequests.slice(before + 1).map((r) => JSON.stringify((r.body.messages as { content: unknown }[]).at(-1)!.content)).join('\n');
+  }
+
+  it('passes a project\'s own subset to the CLI, and the deployment\'s rules to a project without one', async () => {
+    // Act
+    const narrow = await toolResults('narrow');
+    const wide = await toolResults('wide');
+    // Assess: env is allowed to both; node only where the project kept the deployment's rule
+    expect(narrow).toContain('CLAUDE_CONFIG_DIR=');
+    expect(narrow).not.toContain('node-ran-42');
+    expect(wide).toContain('node-ran-42');
+    expect(wide).toContain('CLAUDE_CONFIG_DIR=');
+  });
+
+  it('refuses a project rule the deployment does not allow, naming the project and the rule: at synth and when the engine starts', async () => {
+    const synth = (permissionRules: string[] | undefined) => new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', {
+      permissionRules, projectLimits: { demo: { permissionRules: ['Bash(npm test:*)', 'Bash(rm:*)'] } },
+    });
+    expect(() => synth(['Bash(npm test:*)'])).toThrow(/^projectLimits: project demo: permissionRules names "Bash\(rm:\*\)", which the deployment's permissionRules do not allow \(Bash\(npm test:\*\)\): a project may narrow them, never widen them$/);
+    expect(() => synth(undefined)).toThrow(/project demo: permissionRules names "Bash\(npm test:\*\)".*allow \(none\)/);
+    expect(() => synth(['Bash(npm test:*)', 'Bash(rm:*)'])).not.toThrow();
+    await expect(LocalRuntime.start({ runner: { permissionRules: ['Bash(env)'] }, policy: { projectLimits: { demo: { permissionRules: ['Bash'] } } } }))
+      .rejects.toThrow(/^CLAUDE_SESSIONS_PROJECT_LIMITS: project demo: permissionRules names "Bash"/);
+    expect(() => sessionPolicyFromEnv({ PROJECT_LIMITS: '{"demo":{"permissionRules":"Bash"}}' })).toThrow(/^PROJECT_LIMITS: project demo: permissionRules must be an array of permission rules/);
+    // …and the runner, whose rules are what the deployment approved, refuses a session state that would widen them
+    const session = { sessionId: uuidv4(), mode: 'fresh' as const, timeoutSeconds: 60, permissionRules: ['Bash(rm:*)'] };
+    expect(() => claudeProcessOptions(session, { endpoint: shell.anthropic.endpoint, permissionRules: ['Bash(env)'] }, session.sessionId, 'fresh'))
+      .toThrow(/project permission rules name Bash\(rm:\*\), which this runner's permissionRules do not allow/);
   });
 });
 

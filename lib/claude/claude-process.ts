@@ -339,6 +339,8 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
 export interface SessionClaudeSettings {
   sessionId: string;
   tools?: readonly string[];
+  /** Its project's permission rules, narrowing the runner's (CreateSession sets them from projectLimits). */
+  permissionRules?: readonly string[];
   mode: 'fresh' | 'milestone';
   maxTurns?: number;
   maxBudgetUsd?: number;
@@ -389,10 +391,24 @@ export function claudeProcessOptions(
     // The session's own tools, which CreateSession has checked against the deployment's allow-list.
     tools: session.tools ?? config.tools,
     permissionMode: config.permissionMode,
-    permissionRules: config.permissionRules,
+    permissionRules: permissionRulesOf(session, config),
     separateUser: config.separateUser,
     ownsSandbox: config.ownsSandbox,
   };
+}
+
+/**
+ * The rules the CLI allows unasked: the session's project's, which may only narrow the runner's
+ * (the deployment's permissionRules; checked at synth, and here again, since the runner's are what
+ * the deployment approved).
+ */
+function permissionRulesOf(session: SessionClaudeSettings, config: RunnerClaudeSettings): readonly string[] | undefined {
+  if (!session.permissionRules) return config.permissionRules;
+  const widened = session.permissionRules.filter((rule) => !(config.permissionRules ?? []).includes(rule));
+  if (widened.length) {
+    throw new Error(`the session's project permission rules name ${widened.join(', ')}, which this runner's permissionRules do not allow: a project may narrow them, never widen them`);
+  }
+  return session.permissionRules;
 }
 
 /**

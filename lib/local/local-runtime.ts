@@ -11,7 +11,7 @@ import type { ExecutionWatch } from '../claude/execution-watch.js';
 import { runSessionTask, type FixedEndpointRunnerConfig, type RunnerConfig, type RunnerInput } from '../claude/run-session-task.js';
 import { standbyForSession, type ClaudeEndpoint, type StandbyClaude } from '../claude/claude-process.js';
 import { sessionStartOf, validateStartInput, type ExecutionInput } from '../sessions/execution-input.js';
-import { withinProjectLimit } from '../sessions/project-limits.js';
+import { assertProjectRulesWithin, withinProjectLimit } from '../sessions/project-limits.js';
 import { executionArnFor, type SessionStarter, type StartedSession } from '../api/session-starter.js';
 import type { SessionRecord } from '../sessions/session-item.js';
 import { SessionRepository } from '../sessions/session-repository.js';
@@ -230,6 +230,8 @@ export class LocalRuntime implements SessionStarter {
   }
 
   static async start(options: LocalRuntimeOptions = {}): Promise<LocalRuntime> {
+    // A project narrows the runner's permission rules, never widens them: as the synth refuses it.
+    assertProjectRulesWithin(options.policy?.projectLimits, options.runner?.permissionRules, 'CLAUDE_SESSIONS_PROJECT_LIMITS');
     const cacheDir = options.home ? join(options.home, 'cache') : (options.cacheDir ?? join(process.cwd(), '.claude-sessions', 'cache'));
     let releaseLock = async () => {};
     if (options.home) {

@@ -152,6 +152,8 @@ export interface SessionStart extends Omit<ExecutionInput, 'prompt' | 'sessionId
   runAttempts?: number;
   /** Wait before the second attempt, doubled for each later one. @default 15 */
   retryBaseSeconds?: number;
+  /** Its project's permission rules (projectLimits), a subset of the runner's; absent: the runner's own. */
+  permissionRules?: string[];
 }
 
 export function prepareSessionStart(

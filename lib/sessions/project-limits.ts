@@ -12,6 +12,11 @@ export interface ProjectLimit {
   readonly timeoutSeconds?: number;
   /** The runtimes its sessions may run on. @default both */
   readonly runtimes?: readonly Runtime[];
+  /**
+   * The permission rules (`Bash(npm test:*)`) its sessions' CLI gets: some of the deployment's
+   * `permissionRules`, never another (assertProjectRulesWithin). @default the deployment's
+   */
+  readonly permissionRules?: readonly string[];
 }
 
 /** Caps by project id; `*` holds every project's, which a project's own entry overrides field by field. */
@@ -19,11 +24,22 @@ export type ProjectLimits = Readonly<Record<string, ProjectLimit>>;
 
 export const EVERY_PROJECT = '*';
 
+/**
+ * A project's rules travel in its sessions' state, and on Fargate in the task's 8 KiB of ECS
+ * overrides beside the rest of the session: a bound keeps room for it.
+ */
+const MAX_PROJECT_RULES_CHARS = 1_024;
+
+const CAPS = 'maxBudgetUsd, timeoutSeconds, runtimes, permissionRules';
+
 const ProjectLimitSchema = z.strictObject({
   maxBudgetUsd: z.number({ error: 'must be a number of dollars' }).positive('must be above 0').optional(),
   timeoutSeconds: z.int({ error: 'must be a whole number of seconds' }).min(1).max(MAX_FARGATE_TIMEOUT_SECONDS).optional(),
   runtimes: z.array(z.enum(RUNTIMES, { error: `must name runtimes of ${RUNTIMES.join(', ')}` })).min(1, 'must name a runtime').optional(),
-}, { error: 'must be an object of maxBudgetUsd, timeoutSeconds, runtimes' });
+  permissionRules: z.array(z.string({ error: 'must be permission rules such as Bash(npm test:*)' }).min(1, 'must not be empty'), { error: 'must be an array of permission rules such as ["Bash(npm test:*)"]' })
+    .refine((rules) => JSON.stringify(rules).length <= MAX_PROJECT_RULES_CHARS, `must be at most ${MAX_PROJECT_RULES_CHARS} characters as JSON (they travel in a Fargate task's overrides)`)
+    .optional(),
+}, { error: `must be an object of ${CAPS}` });
 
 /**
  * The caps from a setting: an object, or its JSON text (an environment variable, `-c projectLimits=…`).
@@ -54,12 +70,25 @@ export function parseProjectLimits(value: unknown, setting: string): ProjectLimi
     if (parsed.success) limits[projectId] = parsed.data;
     else {
       problems.push(...parsed.error.issues.map((i) => i.code === 'unrecognized_keys'
-        ? `project ${projectId}: ${i.keys.join(', ')} is not a cap (maxBudgetUsd, timeoutSeconds, runtimes)`
+        ? `project ${projectId}: ${i.keys.join(', ')} is not a cap (${CAPS})`
         : `project ${projectId}: ${i.path.length ? `${i.path.join('.')} ` : ''}${i.message}`));
     }
   }
   if (problems.length) throw new Error(`${setting}: ${problems.join('; ')}`);
   return limits;
+}
+
+/**
+ * A project narrows the deployment's permission rules, never widens them: a rule of a project's
+ * that the deployment does not allow fails the synth (or the engine's start), naming the setting,
+ * the project and the rule.
+ */
+export function assertProjectRulesWithin(limits: ProjectLimits | undefined, deploymentRules: readonly string[] | undefined, setting: string): void {
+  const allowed = deploymentRules ?? [];
+  const problems = Object.entries(limits ?? {}).flatMap(([projectId, limit]) => (limit.permissionRules ?? [])
+    .filter((rule) => !allowed.includes(rule))
+    .map((rule) => `project ${projectId}: permissionRules names ${JSON.stringify(rule)}, which the deployment's permissionRules do not allow (${allowed.length ? allowed.join(', ') : 'none'}): a project may narrow them, never widen them`));
+  if (problems.length) throw new Error(`${setting}: ${problems.join('; ')}`);
 }
 
 /** A project's caps: its own entry over the `*` entry, field by field. */
@@ -95,12 +124,13 @@ export function assertWithinProjectLimit(
 
 /**
  * The input within its project's caps, with each cap as its value where it names none, so no
- * session runs uncapped: a missing timeoutSeconds becomes the cap or the runtime's default, the lower.
+ * session runs uncapped: a missing timeoutSeconds becomes the cap or the runtime's default, the
+ * lower; the project's permission rules, where it has its own, go with it to the runner.
  */
 export function withinProjectLimit<T extends { projectId: string; runtime: Runtime; maxBudgetUsd?: number; timeoutSeconds?: number }>(
   input: T,
   limits: ProjectLimits | undefined,
-): T {
+): T & { permissionRules?: string[] } {
   assertWithinProjectLimit(input, limits);
   const limit = projectLimitOf(limits, input.projectId);
   return {
@@ -109,5 +139,6 @@ export function withinProjectLimit<T extends { projectId: string; runtime: Runti
     ...(input.timeoutSeconds === undefined && limit.timeoutSeconds !== undefined
       ? { timeoutSeconds: Math.min(limit.timeoutSeconds, defaultTimeoutSeconds(input.runtime)) }
       : {}),
+    ...(limit.permissionRules ? { permissionRules: [...limit.permissionRules] } : {}),
   };
 }
