@@ -6,6 +6,7 @@ import { publishSessionChanges } from '../lib/sessions/session-publisher.js';
 import { EVENT_SOURCE, SESSION_CLOSED, SESSION_USAGE_RECORDED } from '../lib/sessions/session-events.js';
 import { RECORD_STOPPED_UPDATE } from '../lib/sessions/session-item.js';
 import { useTestRuntime, type TestRuntime } from './support/runtime.js';
+import { waitFor } from './support/wait-for.js';
 
 let env: TestRuntime;
 useTestRuntime((started) => (env = started));
@@ -49,12 +50,6 @@ function recordingEventBridge(failWith?: string) {
       return { Entries: (command.input.Entries ?? []).map(() => (failWith ? { ErrorCode: failWith } : { EventId: uuidv4() })) };
     },
   };
-}
-
-async function waitUntil(check: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
-  for (const end = Date.now() + ms; !(await check()); await new Promise((r) => setTimeout(r, 25))) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-  }
 }
 
 /**
@@ -125,14 +120,14 @@ describe('"Session Closed" events and metrics from the table stream', () => {
     try {
       const sessionId = uuidv4();
       const execution = env.runtime.startExecution({ projectId: 'ev', prompt: 'stopped', sessionId }, sessionId);
-      await waitUntil(async () => (await rawItem(sessionId)) !== undefined && env.anthropic.messageRequests.length > 0);
+      await waitFor(async () => (await rawItem(sessionId)) !== undefined && env.anthropic.messageRequests.length > 0, 'Claude called');
       const running = (await rawItem(sessionId))!;
       execution.abort();
       await execution.outcome; // the reaper's close (no usage) is written by now
-      await waitUntil(() => held.waiting > 0); // the runner has stopped Claude and writes its spend
+      await waitFor(async () => held.waiting > 0, 'the runner recording its spend'); // it has stopped Claude
       const closed = (await rawItem(sessionId))!;
       held.release();
-      await waitUntil(async () => (await rawItem(sessionId))?.spendRecordedAfterStop?.BOOL === true);
+      await waitFor(async () => (await rawItem(sessionId))?.spendRecordedAfterStop?.BOOL === true, 'the spend recorded');
       const recorded = (await rawItem(sessionId))!;
       const records = [
         { eventName: 'INSERT', dynamodb: { NewImage: running, SequenceNumber: '1' } },

@@ -56,6 +56,12 @@ export interface LocalRuntimeOptions {
    * unavailable is `ECS.AmazonECSException`). @default none: every RunTask starts its task
    */
   fargateRefusals?: string[];
+  /**
+   * The runner Lambda's reserved concurrency (the deployment's `runnerConcurrency`): a RunClaude
+   * invoke while that many runner invocations run (an aborted execution's runner too, until it
+   * notices) is refused `Lambda.TooManyRequestsException`, as Lambda throttles it. @default none
+   */
+  runnerConcurrency?: number;
 }
 
 /** One entry of the execution's event log (StateEntered, StateFailed, …). */
@@ -158,6 +164,8 @@ export class LocalRuntime implements SessionStarter {
   private fargateRefusals: string[] = [];
   /** Runner tasks in progress: one whose execution was aborted runs on until it notices. */
   private readonly runners = new Set<Promise<unknown>>();
+  /** LocalRuntimeOptions.runnerConcurrency. */
+  private runnerConcurrency: number | undefined;
   private readonly ended = new Map<string, { execution: LocalExecution; timer: NodeJS.Timeout }>();
 
   private releaseLock: () => Promise<void> = async () => {};
@@ -271,6 +279,7 @@ export class LocalRuntime implements SessionStarter {
       );
       runtime.releaseLock = releaseLock;
       runtime.fargateRefusals = [...(options.fargateRefusals ?? [])];
+      runtime.runnerConcurrency = options.runnerConcurrency;
       if (options.home) {
         // Holding the lock means no other process runs anything here: a RUNNING session
         // is an orphan of a process that died (kill -9, a crash) and is closed now.
@@ -493,7 +502,13 @@ export class LocalRuntime implements SessionStarter {
       } else if (this.definition.functions[resource] === 'create-session') {
         handlers[name] = taskHandler((event: ValidateInputEvent) => lambdaCall(() => createSession(event, this.policy, this.repository, this.slots)));
       } else if (this.definition.functions[resource] === 'runner') {
-        handlers[name] = taskHandler((input: RunnerInput) => lambdaCall(() => this.tracked(runSessionTask(input, { ...runnerConfig, watch: this.watchOf(executionName), takeStandby }))));
+        handlers[name] = taskHandler(async (input: RunnerInput) => {
+          // Lambda refuses the invoke itself: nothing of the function runs (no claim, no Claude).
+          if (this.runnerConcurrency !== undefined && this.runners.size >= this.runnerConcurrency) {
+            throw namedError('Lambda.TooManyRequestsException', 'Rate Exceeded. (Service: Lambda, Status Code: 429, Reason: ReservedFunctionConcurrentInvocationLimitExceeded)');
+          }
+          return lambdaCall(() => this.tracked(runSessionTask(input, { ...runnerConfig, watch: this.watchOf(executionName), takeStandby })));
+        });
       } else {
         throw new Error(`state ${name} calls ${resource}, which the local runtime cannot run`);
       }
