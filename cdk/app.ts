@@ -27,6 +27,8 @@ new ClaudeSessionsStack(app, 'ClaudeSessions', {
   // An object in cdk.json, or its JSON text from `-c projectLimits='{"demo":{"maxBudgetUsd":5}}'`; checked here naming key and project.
   projectLimits: parseProjectLimits(app.node.tryGetContext('projectLimits'), 'context projectLimits'),
   runAttempts: positiveInt(app.node.tryGetContext('runAttempts'), 'runAttempts', 10),
+  // The runner Lambda's reserved concurrency; off unless set (a new account's 10 cannot spare any).
+  runnerConcurrency: positiveInt(app.node.tryGetContext('runnerConcurrency'), 'runnerConcurrency'),
   // Checked by the stack with the runner's own schema, naming the context key.
   provider: app.node.tryGetContext('provider'),
   model: app.node.tryGetContext('model'),

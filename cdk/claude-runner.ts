@@ -13,6 +13,12 @@ export interface ClaudeRunnerProps extends RunnerSettingsProps {
   readonly memorySize?: number;
   /** @default RetentionDays.ONE_MONTH */
   readonly logRetention?: RetentionDays;
+  /**
+   * Reserved concurrency: at most this many Lambda sessions run at once, and the rest of the
+   * account's concurrency stays for the other functions (the API, CreateSession, the reaper).
+   * @default none: the runner shares the account's unreserved concurrency
+   */
+  readonly reservedConcurrency?: number;
 }
 
 /**
@@ -44,6 +50,7 @@ export class ClaudeRunner extends Construct {
       description: 'Runs the Claude Code CLI headless for one session',
       code: DockerImageCode.fromEcr(this.image.repository, { tagOrDigest: this.image.imageTag }),
       memorySize: props.memorySize ?? 3008,
+      reservedConcurrentExecutions: props.reservedConcurrency,
       ephemeralStorageSize: Size.gibibytes(2),
       timeout: Duration.minutes(15),
       tracing: Tracing.ACTIVE,

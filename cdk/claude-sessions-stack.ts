@@ -119,6 +119,15 @@ export interface ClaudeSessionsStackProps extends StackProps {
    * naming the project and the rule). Context `projectLimits` (a JSON object). @default none
    */
   readonly projectLimits?: ProjectLimits;
+  /**
+   * Sessions the runner Lambda may run at once, all projects together: its reserved concurrency,
+   * so long sessions cannot take the concurrency the API, CreateSession and the reaper need. A
+   * RunClaude past it is throttled, retried, then closes its session FAILED
+   * (`Lambda.TooManyRequestsException`). Lambda keeps 100 of the account's concurrency unreserved
+   * (a new account may have 10 in all, and then no reservation deploys): ask for a higher quota
+   * first. Context `runnerConcurrency`. @default none: the runner shares the account's concurrency
+   */
+  readonly runnerConcurrency?: number;
   /** Runs of the CLI a session may take when the API fails transiently. Context `runAttempts`. @default 3 */
   readonly runAttempts?: number;
   /**
@@ -198,6 +207,7 @@ export class ClaudeSessionsStack extends Stack {
     };
     const runner = (this.runner = new ClaudeRunner(this, 'Runner', {
       apiKeySecret, model, modelAccess, transcripts, ...git, protectedBranches, sessions,
+      reservedConcurrency: checkedRunnerConcurrency(props.runnerConcurrency),
     }));
     const fargate = new FargateRunner(this, 'Fargate', {
       image: runner.image, apiKeySecret, model, modelAccess, transcripts, ...git, protectedBranches, vpc: props.vpc, sessions,
@@ -350,4 +360,16 @@ export class ClaudeSessionsStack extends Stack {
     acknowledge(http, 'APIG3', 'Every method is IAM-authorised (SigV4) and the stage is throttled; a WAF web ACL is left to the deployer.');
     acknowledge(http, 'COG4', 'The API uses AWS_IAM authorisation, not a Cognito user pool: its callers are AWS principals.');
   }
+}
+
+/**
+ * The runner's reserved concurrency: a whole number from 1 (0 would throttle every session).
+ * Whether the account can spare it (its quota less the 100 Lambda keeps unreserved) only the deploy knows.
+ */
+function checkedRunnerConcurrency(value: number | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Number.isInteger(value) || value < 1) {
+    throw new Error(`runnerConcurrency must be a whole number from 1 (the sessions the runner Lambda may run at once), not ${JSON.stringify(value)}`);
+  }
+  return value;
 }

@@ -5,7 +5,7 @@ import { DynamoEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources'
 import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { EVENT_SOURCE, SESSION_CLOSED } from '../lib/sessions/session-events.js';
+import { EVENT_SOURCE, SESSION_CLOSED, SESSION_USAGE_RECORDED } from '../lib/sessions/session-events.js';
 import { DeadLetterQueue } from './dead-letter-queue.js';
 import { ServiceFunction } from './service-function.js';
 import type { SessionTable } from './session-table.js';
@@ -23,7 +23,8 @@ export interface SessionEventsProps {
 /**
  * "Session Closed" on EventBridge and the session metrics, from the table's stream: every
  * path that closes a session (RecordUsage, CloseFailed, the reaper) writes the item out of
- * RUNNING exactly once, so one consumer sees them all and the workflow gains no state.
+ * RUNNING exactly once, so one consumer sees them all and the workflow gains no state. A
+ * stopped run's spend written after the close emits "Session Usage Recorded".
  */
 export class SessionEvents extends Construct {
   readonly function: NodejsFunction;
@@ -31,6 +32,8 @@ export class SessionEvents extends Construct {
   readonly deadLetterQueue: DeadLetterQueue;
   /** The pattern a rule uses to receive the event (docs/DEPLOYING.md: "Session Closed"). */
   static readonly sessionClosedPattern = { source: [EVENT_SOURCE], detailType: [SESSION_CLOSED] };
+  /** Every event that carries spend: closes, and a stopped run's spend recorded after its close. */
+  static readonly sessionSpendPattern = { source: [EVENT_SOURCE], detailType: [SESSION_CLOSED, SESSION_USAGE_RECORDED] };
 
   constructor(scope: Construct, id: string, props: SessionEventsProps) {
     super(scope, id);

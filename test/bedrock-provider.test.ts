@@ -1,9 +1,10 @@
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startTestRuntime, useTestRuntime, type TestRuntime } from './support/runtime.js';
-import { runCli, stopEngine } from './support/cli-process.js';
+import { runCli, startServe, stopEngine } from './support/cli-process.js';
+import { waitFor } from './support/wait-for.js';
 import { DEFAULT_BEDROCK_MODEL } from '../lib/claude/claude-process.js';
 import type { RecordedRequest, StandInUsage } from '../lib/local/anthropic-stand-in.js';
 import type { SessionRecord } from '../lib/sessions/session-item.js';
@@ -147,6 +148,55 @@ describe('credentials that expire', () => {
       await expiring.close();
     }
   }, 60_000);
+});
+
+describe('serve with AWS credentials that expire (SSO, an assumed role)', () => {
+  it('signs each session started through its API with credentials resolved for it, not the ones the engine started with', async () => {
+    // Prepare: a profile whose credential_process hands out a new key on each call, each good for 10 minutes
+    // (shorter than a session's 14-minute limit); a serve on Bedrock through the stand-in with that profile
+    const dir = await mkdtemp(join(tmpdir(), 'rotating-credentials-'));
+    const counter = join(dir, 'issued');
+    await writeFile(join(dir, 'credentials.mjs'), `
+      import { readFileSync, writeFileSync } from 'node:fs';
+      const n = Number(readFileSync(process.argv[2], { encoding: 'utf8', flag: 'a+' }) || 0) + 1;
+      writeFileSync(process.argv[2], String(n));
+      console.log(JSON.stringify({ Version: 1, AccessKeyId: 'ASIAROTATING' + String(n).padStart(8, '0'), SecretAccessKey: 'not-a-secret',
+        SessionToken: 'token-' + n, Expiration: new Date(Date.now() + 10 * 60_000).toISOString() }));
+    `);
+    await writeFile(join(dir, 'config'), `[profile rotating]\ncredential_process = ${process.execPath} ${join(dir, 'credentials.mjs')} ${counter}\n`);
+    const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(AWS_|ANTHROPIC_|CLAUDE_)/.test(k)));
+    const home = join(dir, 'state');
+    const { child, url } = await startServe({
+      ...clean, HOME: dir, CLAUDE_SESSIONS_HOME: home, CLAUDE_SESSIONS_STANDBY: '0', CLAUDE_CODE_USE_BEDROCK: '1',
+      AWS_CONFIG_FILE: join(dir, 'config'), AWS_SHARED_CREDENTIALS_FILE: join(dir, 'no-credentials'), AWS_PROFILE: 'rotating',
+      AWS_REGION: 'us-east-1', ANTHROPIC_BEDROCK_BASE_URL: env.anthropic.url, ANTHROPIC_MODEL: MODEL,
+    });
+    try {
+      const atStart = Number(await readFile(counter, 'utf8'));
+      // Act: two sessions through the engine's API, one after the other
+      const sessions: SessionRecord[] = [];
+      for (const prompt of ['first', 'second']) {
+        const started = await fetch(`${url}/projects/rotating/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt }) });
+        expect(started.status).toBe(202);
+        const { sessionId } = (await started.json()) as { sessionId: string };
+        sessions.push(await waitFor(async () => {
+          const reply = await fetch(`${url}/projects/rotating/sessions/${sessionId}`);
+          const session = reply.ok ? ((await reply.json()) as SessionRecord) : undefined; // 404 until CreateSession has put it
+          return session && session.status !== 'RUNNING' && session;
+        }, `session ${prompt} closed`));
+      }
+      // Assess: each session's calls signed with one key of its own, issued after the engine started
+      expect(sessions.map((s) => s.status)).toEqual(['COMPLETED', 'COMPLETED']);
+      const keys = sessions.map((s) => [...new Set(env.anthropic.messageRequests.filter((r) => r.sessionId === s.sessionId).map((r) => r.accessKeyId))]);
+      expect(keys.map((k) => k.length)).toEqual([1, 1]);
+      const issued = keys.map(([key]) => Number(/^ASIAROTATING(\d{8})$/.exec(key ?? '')?.[1]));
+      expect(issued[0]).toBeGreaterThan(atStart);
+      expect(issued[1]).toBeGreaterThan(issued[0]!);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+    }
+  }, 120_000);
 });
 
 describe('CLAUDE_SESSIONS_PROVIDER=bedrock npx claude-sessions run', () => {

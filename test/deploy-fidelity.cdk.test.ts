@@ -9,11 +9,12 @@ import { MAX_FARGATE_TIMEOUT_SECONDS } from '../lib/sessions/session-limits.js';
 import { marshall } from '@aws-sdk/util-dynamodb';
 import { prepareSession } from '../lib/sessions/session-creation.js';
 import { toMilestoneItem } from '../lib/sessions/milestone-item.js';
+import { synthesizedTemplate } from './support/synthesized.js';
 
 // Each finding of the deploy-fidelity review, as the rendered template now has it.
 const KEY_ARN = 'arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab';
 const stack = new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Fidelity', {
-  apiKeySecretName: 'team/anthropic', apiKeySecretKmsKeyArn: KEY_ARN, runAttempts: 3,
+  apiKeySecretName: 'team/anthropic', apiKeySecretKmsKeyArn: KEY_ARN, runAttempts: 3, runnerConcurrency: 5,
 });
 const template = Template.fromStack(stack);
 const states = fromTemplate(template.toJSON() as never, {}).asl.States;
@@ -30,6 +31,26 @@ describe('the deployed workflow', () => {
       expect(states[name]!.Retry).toContainEqual(expect.objectContaining({
         ErrorEquals: ['Lambda.TooManyRequestsException'], IntervalSeconds: 2, BackoffRate: 2, MaxAttempts: 6,
       }));
+    }
+  });
+
+  it('ends a session whose runner stays throttled: after the retries, RunClaude\'s Catch closes it FAILED', () => {
+    expect(states.RunClaude!.Catch).toContainEqual(expect.objectContaining({ ErrorEquals: ['States.ALL'], Next: 'CloseFailed' }));
+    expect(states.CloseFailed!.Type).toBe('Task');
+  });
+
+  it('reserves the runner\'s concurrency only when runnerConcurrency says so (a new account has 10 in all)', () => {
+    const reserved = (t: Template) => Object.entries(t.findResources('AWS::Lambda::Function'))
+      .filter(([, fn]: [string, any]) => fn.Properties.ReservedConcurrentExecutions !== undefined)
+      .map(([id, fn]: [string, any]) => [id.replace(/[0-9A-F]{8}$/, ''), fn.Properties.ReservedConcurrentExecutions]);
+    expect(reserved(template)).toEqual([['RunnerFunction', 5]]);
+    expect(reserved(synthesizedTemplate())).toEqual([]);
+  });
+
+  it('refuses a runnerConcurrency that is not a whole number from 1, naming it', () => {
+    for (const runnerConcurrency of [0, 2.5, -1]) {
+      expect(() => new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), `Reserved${String(runnerConcurrency).replace(/\W/g, '')}`, { runnerConcurrency }))
+        .toThrow(new RegExp(`runnerConcurrency must be a whole number from 1 .*not ${String(runnerConcurrency).replace('.', '\\.')}`));
     }
   });
 

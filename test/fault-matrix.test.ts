@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
+import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { CLOSE_FAILED_UPDATE, CLOSE_UPDATE } from '../lib/sessions/session-item.js';
 import { fakeClaude, startTestRuntime, useTestRuntime, type TestRuntime } from './support/runtime.js';
+import { waitFor } from './support/wait-for.js';
 
 /**
  * Faults injected for real (the real CLI against a misbehaving API, a misbehaving
@@ -70,6 +72,46 @@ describe('fault matrix', () => {
     expect(env.anthropic.messageRequests).toHaveLength(1);
     expect((await env.runtime.repository.usageTotals('fault-dup')).sessions).toBe(1);
   });
+
+  it('runner throttled at its reserved concurrency: RunClaude retries Lambda.TooManyRequestsException, then closes FAILED; nothing RUNNING, and the next session runs', async () => {
+    // Prepare: a runner reserved one concurrent invocation, held by a session whose stream stalls
+    const bounded = await startTestRuntime({}, { runnerConcurrency: 1 });
+    try {
+      bounded.anthropic.respondWith({ kind: 'stall' });
+      const holder = bounded.runtime.startExecution({ prompt: 'long', projectId: 'fault-reserved' });
+      await waitFor(async () => bounded.anthropic.messageRequests.length === 1, 'the first session\'s Claude calling');
+      // Act: a second session while the first runs
+      const throttled = bounded.runtime.startExecution({ prompt: 'second', projectId: 'fault-reserved' });
+      const retries: string[] = [];
+      for await (const event of throttled.events) {
+        const e = event as { type: string; state?: { name: string }; retry?: { retrier: { ErrorEquals: string[] } } };
+        if (e.type === 'StateRetried' && e.state?.name === 'RunClaude') retries.push(e.retry!.retrier.ErrorEquals.join());
+      }
+      const outcome = await throttled.outcome;
+      // Assess: every retry of the throttling retrier, then the Catch closed it; its Claude never ran
+      expect(retries).toEqual(Array(6).fill('Lambda.TooManyRequestsException'));
+      expect(outcome).toMatchObject({ status: 'FAILED', error: 'Lambda.TooManyRequestsException' });
+      expect(await bounded.runtime.repository.get(throttled.name)).toMatchObject({
+        status: 'FAILED', error: 'Lambda.TooManyRequestsException', usage: { inputTokens: 0 },
+      });
+      expect(bounded.anthropic.messageRequests).toHaveLength(1);
+      holder.abort();
+      await holder.outcome;
+      expect(await bounded.runtime.repository.listRunning('fault-reserved')).toEqual([]);
+      // The bound is freed once the aborted session's runner has noticed and recorded its spend (as on AWS, it outlives the abort)
+      await waitFor(async () => {
+        const { Item } = await bounded.runtime.dynamodb.client.send(new GetItemCommand({
+          TableName: bounded.runtime.dynamodb.tableName, Key: { pk: { S: `SESSION#${holder.name}` }, sk: { S: 'SESSION' } }, ConsistentRead: true,
+        }));
+        return Item?.spendRecordedAfterStop?.BOOL === true;
+      }, 'the aborted runner recording its spend');
+      bounded.anthropic.respondWith({ kind: 'text' });
+      const { session } = await bounded.runtime.run({ prompt: 'after', projectId: 'fault-reserved' });
+      expect(session).toMatchObject({ status: 'COMPLETED' });
+    } finally {
+      await bounded.close();
+    }
+  }, 60_000);
 
   it('DynamoDB throttling on RecordUsage: retried, and the usage is counted once', async () => {
     const faults = failCloses(2, 'ProvisionedThroughputExceededException');

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cp, mkdtemp, readFile, readdir, readlink, stat } from 'node:fs/promises';
 import { request } from 'node:http';
@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import { isAlive } from '../lib/local/state-lock.js';
-import { BIN, cliEnvironment, engineFile, runCli, type CliResult } from './support/cli-process.js';
+import { cliEnvironment, engineFile, runCli, startServe, type CliResult } from './support/cli-process.js';
 
 /** Every state folder a test made: the engines in them are stopped after the file. */
 const homes: string[] = [];
@@ -31,18 +31,8 @@ function cli(home: string, args: string[], env: NodeJS.ProcessEnv = {}, started?
 }
 
 /** `serve` in the foreground, resolved once it listens. */
-async function serve(home: string, env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0'], { env: environment(home, env), stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stderr!.on('data', (d) => {
-      stderr += d;
-      const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
-      if (match) resolve(match[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
-  });
-  return { child, url };
+function serve(home: string, env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; url: string }> {
+  return startServe(environment(home, env));
 }
 
 

@@ -19,7 +19,7 @@ const tracer = new Tracer();
 const events = tracer.captureAWSv3Client(new EventBridgeClient({}));
 const busName = getStringFromEnv({ key: 'EVENT_BUS_NAME', defaultValue: 'default' });
 
-/** The table's stream: a "Session Closed" event and the session metrics for every close, whichever path closed it. */
+/** The table's stream: a "Session Closed" event and the session metrics for every close, whichever path closed it (and "Session Usage Recorded" for spend written after it). */
 export const handler = middy(async (event: DynamoDBStreamEvent): Promise<DynamoDBBatchResponse> => {
   const { failed } = await publishSessionChanges(event.Records, {
     events,

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_BEDROCK_MODEL, MODEL_PROVIDERS, type ClaudeEndpoint, type ModelProvider } from '../claude/claude-process.js';
+import { DEFAULT_BEDROCK_MODEL, MODEL_PROVIDERS, type BedrockEndpoint, type ClaudeEndpoint, type ModelCredentials, type ModelProvider } from '../claude/claude-process.js';
 // Types only: the stand-in (an HTTP server, the Bedrock codec) loads when a command starts one.
 import type { AnthropicStandIn } from './anthropic-stand-in.js';
 
@@ -33,9 +33,9 @@ export function localProvider(flag: string | undefined, env: NodeJS.ProcessEnv):
 export async function localClaudeEndpoint(
   env: NodeJS.ProcessEnv,
   provider: ModelProvider = 'anthropic',
-): Promise<{ endpoint: ClaudeEndpoint; standIn?: AnthropicStandIn }> {
-  const configured = await configuredClaudeEndpoint(env, provider);
-  if (configured) return { endpoint: configured };
+): Promise<{ endpoint: ClaudeEndpoint; standIn?: AnthropicStandIn; source?: EndpointSource }> {
+  const source = await configuredEndpointSource(env, provider);
+  if (source) return { endpoint: await source(), source };
   const { AnthropicStandIn } = await import('./anthropic-stand-in.js');
   const standIn = await new AnthropicStandIn({ usage: 'proportional' }).start();
   return { endpoint: standInEndpoint(standIn, provider, env.ANTHROPIC_MODEL || undefined), standIn };
@@ -43,20 +43,37 @@ export async function localClaudeEndpoint(
 
 /** The endpoint the environment names, or undefined where it names none (a stand-in stands in). */
 export async function configuredClaudeEndpoint(env: NodeJS.ProcessEnv, provider: ModelProvider = 'anthropic'): Promise<ClaudeEndpoint | undefined> {
+  return (await configuredEndpointSource(env, provider))?.();
+}
+
+/**
+ * Claude's endpoint for a session, resolved when the session starts: AWS credentials expire (SSO,
+ * an assumed role, a credential_process), so a process that outlives them (the engine, `serve`)
+ * asks again for each session, as `run` does for its own.
+ */
+export type EndpointSource = (session?: { timeoutSeconds: number }) => Promise<ClaudeEndpoint>;
+
+/** The environment's endpoint as a source (one credential chain, kept), or undefined where it names none. */
+export async function configuredEndpointSource(env: NodeJS.ProcessEnv, provider: ModelProvider = 'anthropic'): Promise<EndpointSource | undefined> {
   const model = env.ANTHROPIC_MODEL || undefined;
   if (provider === 'anthropic') {
-    return env.ANTHROPIC_API_KEY ? { apiKey: env.ANTHROPIC_API_KEY, baseUrl: env.ANTHROPIC_BASE_URL || undefined, model } : undefined;
+    if (!env.ANTHROPIC_API_KEY) return undefined;
+    const anthropic: ClaudeEndpoint = { apiKey: env.ANTHROPIC_API_KEY, baseUrl: env.ANTHROPIC_BASE_URL || undefined, model };
+    return async () => anthropic;
   }
-  const bedrock = {
-    provider: 'bedrock' as const,
+  const bedrock: BedrockEndpoint = {
+    provider: 'bedrock',
     region: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1',
     model: model ?? DEFAULT_BEDROCK_MODEL,
     smallFastModel: env.ANTHROPIC_DEFAULT_HAIKU_MODEL || env.ANTHROPIC_SMALL_FAST_MODEL || undefined,
+    baseUrl: env.ANTHROPIC_BEDROCK_BASE_URL || undefined,
   };
-  const baseUrl = env.ANTHROPIC_BEDROCK_BASE_URL || undefined;
   const skipAuth = isSet(env.CLAUDE_CODE_SKIP_BEDROCK_AUTH);
-  if (!skipAuth && hasAwsCredentials(env)) return { ...bedrock, baseUrl, credentials: await resolveCredentials(env) };
-  if (baseUrl || skipAuth) return { ...bedrock, baseUrl };
+  if (!skipAuth && hasAwsCredentials(env)) {
+    const credentials = await awsCredentials(env);
+    return async (session) => ({ ...bedrock, credentials: await credentials(session?.timeoutSeconds ?? 0) });
+  }
+  if (bedrock.baseUrl || skipAuth) return async () => bedrock;
   return undefined;
 }
 
@@ -90,13 +107,28 @@ export function hasAwsCredentials(env: NodeJS.ProcessEnv): boolean {
   return existsSync(env.AWS_SHARED_CREDENTIALS_FILE || join(env.HOME || homedir(), '.aws', 'credentials'));
 }
 
-async function resolveCredentials(env: NodeJS.ProcessEnv) {
+/** How long past a session's limit its credentials must last: the runner stops Claude 30 s before they expire. */
+const CREDENTIALS_MARGIN_MS = 60_000;
+
+/**
+ * The default AWS credential chain, kept: the SDK holds what it resolved until it nears its
+ * expiry. Credentials that would lapse within `seconds` (a session's limit) are fetched anew, so a
+ * session started long after its engine gets its own; what they still cannot cover (a source whose
+ * credentials live shorter), the runner stops in time, TIMED_OUT with the spend kept.
+ */
+async function awsCredentials(env: NodeJS.ProcessEnv): Promise<(seconds: number) => Promise<ModelCredentials>> {
   // Loaded only here: the SDK's credential chain is not on the path of every `run`.
   const { fromNodeProviderChain } = await import('@aws-sdk/credential-providers');
-  try {
-    const { accessKeyId, secretAccessKey, sessionToken } = await fromNodeProviderChain({ profile: env.AWS_PROFILE || undefined })();
-    return { accessKeyId, secretAccessKey, sessionToken };
-  } catch (err) {
-    throw new ProviderError(`Bedrock needs AWS credentials and the default chain found none (${(err as Error).message}); run \`aws sso login\`, set AWS_PROFILE, or unset them to use the local stand-in`, { cause: err });
-  }
+  const chain = fromNodeProviderChain({ profile: env.AWS_PROFILE || undefined });
+  const lastsFor = (c: { expiration?: Date }, ms: number) => !c.expiration || c.expiration.getTime() - Date.now() >= ms;
+  return async (seconds) => {
+    try {
+      let credentials = await chain();
+      if (!lastsFor(credentials, seconds * 1000 + CREDENTIALS_MARGIN_MS)) credentials = await chain({ forceRefresh: true });
+      const { accessKeyId, secretAccessKey, sessionToken, expiration } = credentials;
+      return { accessKeyId, secretAccessKey, sessionToken, expiration };
+    } catch (err) {
+      throw new ProviderError(`Bedrock needs AWS credentials and the default chain found none (${(err as Error).message}); run \`aws sso login\`, set AWS_PROFILE, or unset them to use the local stand-in`, { cause: err });
+    }
+  };
 }

@@ -27,7 +27,7 @@ import { ProjectSlots } from '../sessions/project-slots.js';
 import { reapExecution, type ExecutionDescription } from '../sessions/session-reaper.js';
 import { sweepEndedExecutions, type SweptSession } from '../sessions/session-sweeper.js';
 import type { AnthropicStandIn } from './anthropic-stand-in.js';
-import { localClaudeEndpoint, localProvider } from './local-endpoint.js';
+import { localClaudeEndpoint, localProvider, type EndpointSource } from './local-endpoint.js';
 import { LocalDynamoDb } from './local-dynamodb.js';
 import { LocalTaskCallbacks } from './local-task-callbacks.js';
 import { LocalTaskCredentials } from './task-credentials.js';
@@ -63,6 +63,12 @@ export interface LocalRuntimeOptions {
    * @default whether this process is root
    */
   fargateSeparateUser?: boolean;
+  /**
+   * The runner Lambda's reserved concurrency (the deployment's `runnerConcurrency`): a RunClaude
+   * invoke while that many runner invocations run (an aborted execution's runner too, until it
+   * notices) is refused `Lambda.TooManyRequestsException`, as Lambda throttles it. @default none
+   */
+  runnerConcurrency?: number;
 }
 
 /** One entry of the execution's event log (StateEntered, StateFailed, …). */
@@ -165,6 +171,14 @@ export class LocalRuntime implements SessionStarter {
   private fargateRefusals: string[] = [];
   /** Runner tasks in progress: one whose execution was aborted runs on until it notices. */
   private readonly runners = new Set<Promise<unknown>>();
+  /** LocalRuntimeOptions.runnerConcurrency. */
+  private runnerConcurrency: number | undefined;
+  /**
+   * Where the environment's endpoint comes from when this runtime resolved it (none given): asked
+   * again for each session its own executions run (the API's, the page's, a schedule's), since
+   * AWS credentials expire while an engine runs. A `run` brings its own, resolved as it starts.
+   */
+  private endpointSource: EndpointSource | undefined;
   private readonly ended = new Map<string, { execution: LocalExecution; timer: NodeJS.Timeout }>();
 
   private releaseLock: () => Promise<void> = async () => {};
@@ -264,7 +278,8 @@ export class LocalRuntime implements SessionStarter {
     let callbacks: LocalTaskCallbacks | undefined;
     try {
       let endpoint = options.endpoint ?? options.standIn?.endpoint;
-      if (!endpoint) ({ endpoint, standIn: ownStandIn } = await localClaudeEndpoint(process.env, localProvider(undefined, process.env)));
+      let endpointSource: EndpointSource | undefined;
+      if (!endpoint) ({ endpoint, standIn: ownStandIn, source: endpointSource } = await localClaudeEndpoint(process.env, localProvider(undefined, process.env)));
       // DescribeExecution answers from the executions this runtime runs (a task reads its prompt there).
       callbacks = await new LocalTaskCallbacks(
         (arn) => runtime.describeExecution(arn).then(({ status, input }) => ({ status, input }), () => undefined),
@@ -282,6 +297,8 @@ export class LocalRuntime implements SessionStarter {
       );
       runtime.releaseLock = releaseLock;
       runtime.fargateRefusals = [...(options.fargateRefusals ?? [])];
+      runtime.runnerConcurrency = options.runnerConcurrency;
+      runtime.endpointSource = endpointSource;
       if (options.home) {
         // Holding the lock means no other process runs anything here: a RUNNING session
         // is an orphan of a process that died (kill -9, a crash) and is closed now.
@@ -479,7 +496,9 @@ export class LocalRuntime implements SessionStarter {
   }
 
   private taskHandlers(signal: AbortSignal, executionName: string, standby?: StandbyClaude, endpoint?: ClaudeEndpoint): TaskHandlers {
-    const runnerConfig = endpoint ? { ...this.runnerConfig, endpoint } : this.runnerConfig;
+    // The execution's own endpoint (a `run`'s), else the environment's as of this session.
+    const runnerConfig: FixedEndpointRunnerConfig = endpoint ? { ...this.runnerConfig, endpoint }
+      : this.endpointSource ? { ...this.runnerConfig, sessionEndpoint: this.endpointSource } : this.runnerConfig;
     // The first runner call takes it; runClaude uses it if it was started as that run would start one.
     const takeStandby = () => {
       const taken = standby;
@@ -504,7 +523,13 @@ export class LocalRuntime implements SessionStarter {
       } else if (this.definition.functions[resource] === 'create-session') {
         handlers[name] = taskHandler((event: ValidateInputEvent) => lambdaCall(() => createSession(event, this.policy, this.repository, this.slots)));
       } else if (this.definition.functions[resource] === 'runner') {
-        handlers[name] = taskHandler((input: RunnerInput) => lambdaCall(() => this.tracked(runSessionTask(input, { ...runnerConfig, watch: this.watchOf(executionName), takeStandby }))));
+        handlers[name] = taskHandler(async (input: RunnerInput) => {
+          // Lambda refuses the invoke itself: nothing of the function runs (no claim, no Claude).
+          if (this.runnerConcurrency !== undefined && this.runners.size >= this.runnerConcurrency) {
+            throw namedError('Lambda.TooManyRequestsException', 'Rate Exceeded. (Service: Lambda, Status Code: 429, Reason: ReservedFunctionConcurrentInvocationLimitExceeded)');
+          }
+          return lambdaCall(() => this.tracked(runSessionTask(input, { ...runnerConfig, watch: this.watchOf(executionName), takeStandby })));
+        });
       } else {
         throw new Error(`state ${name} calls ${resource}, which the local runtime cannot run`);
       }

@@ -1,5 +1,8 @@
 import { PutEventsCommand, type EventBridgeClient } from '@aws-sdk/client-eventbridge';
-import { EVENT_SOURCE, METRICS, SESSION_CLOSED, errorClass, sessionChange, sessionClosedDetail, sessionMetrics, type StreamRecord } from './session-events.js';
+import {
+  EVENT_SOURCE, METRICS, SESSION_CLOSED, SESSION_USAGE_RECORDED, errorClass, sessionChange, sessionClosedDetail, sessionMetrics,
+  type SessionUsageRecordedDetail, type StreamRecord,
+} from './session-events.js';
 
 export interface PublisherDeps {
   events: Pick<EventBridgeClient, 'send'>;
@@ -9,7 +12,8 @@ export interface PublisherDeps {
 }
 
 /**
- * Turns stream records into "Session Closed" events and metrics. Returns the sequence
+ * Turns stream records into "Session Closed" events (and "Session Usage Recorded" for a stopped
+ * run's spend written after its close) and metrics. Returns the sequence
  * numbers of records whose event could not be put, for the stream to retry from there
  * (at least once: a consumer may see an event twice, and dedupes on detail.sessionId).
  */
@@ -22,14 +26,22 @@ export async function publishSessionChanges(
     const change = sessionChange(record);
     if (!change) continue;
     for (const m of sessionMetrics(change)) deps.metric(m.name, m.unit, m.value);
-    if (change.kind !== 'closed') continue;
+    if (change.kind === 'started') continue;
     const s = change.session;
+    const sequence = record.dynamodb?.SequenceNumber ?? s.sessionId;
+    if (change.kind === 'spendRecorded') {
+      deps.metric(METRICS.costUsd, 'None', change.added.totalCostUsd, { projectId: s.projectId });
+      deps.log?.('session spend recorded after its close', { sessionId: s.sessionId, projectId: s.projectId, status: s.status, addedCostUsd: change.added.totalCostUsd });
+      const detail: SessionUsageRecordedDetail = { ...sessionClosedDetail(s), added: change.added };
+      entries.push({ sequence, entry: { Source: EVENT_SOURCE, DetailType: SESSION_USAGE_RECORDED, Detail: JSON.stringify(detail), EventBusName: deps.busName } });
+      continue;
+    }
     deps.metric(METRICS.costUsd, 'None', s.totalCostUsd, { projectId: s.projectId });
     const failure = errorClass(s);
     if (failure) deps.metric(METRICS.failuresByErrorClass, 'Count', 1, { errorClass: failure });
     deps.log?.('session closed', { sessionId: s.sessionId, projectId: s.projectId, status: s.status, totalCostUsd: s.totalCostUsd });
     entries.push({
-      sequence: record.dynamodb?.SequenceNumber ?? s.sessionId,
+      sequence,
       entry: { Source: EVENT_SOURCE, DetailType: SESSION_CLOSED, Detail: JSON.stringify(sessionClosedDetail(s)), EventBusName: deps.busName },
     });
   }

@@ -51,3 +51,18 @@ export async function stopEngine(home: string): Promise<void> {
   const engine = await engineFile(home);
   if (engine && isAlive(engine.pid)) process.kill(engine.pid, 'SIGTERM');
 }
+
+/** `serve` in the foreground with exactly `env`, resolved once it listens. */
+export async function startServe(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr!.on('data', (d) => {
+      stderr += d;
+      const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
+      if (match) resolve(match[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
+  });
+  return { child, url };
+}

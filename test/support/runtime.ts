@@ -15,7 +15,7 @@ export interface TestRuntime {
   close(): Promise<void>;
 }
 
-export type TestRuntimeOptions = Pick<LocalRuntimeOptions, 'fargateHeartbeatSeconds' | 'policy' | 'fargateRefusals' | 'fargateSeparateUser'> & {
+export type TestRuntimeOptions = Pick<LocalRuntimeOptions, 'fargateHeartbeatSeconds' | 'policy' | 'fargateRefusals' | 'fargateSeparateUser' | 'runnerConcurrency'> & {
   /** Which of the stand-in's APIs the CLI talks to. @default 'anthropic' */
   provider?: ModelProvider;
   /** Bedrock: the small model (a subagent's `haiku`). @default the main model */
