@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { Hash } from '@smithy/core/serde';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { ClaudeEndpoint } from './claude-process.js';
+import { UsageMeter, type MeteredBody, type MeteredUsage } from './usage-meter.js';
 
 // The CLI never holds a credential. Each run gets its own endpoint on 127.0.0.1 (ModelGateway):
 // the CLI is pointed at it with a random per-run token in place of a key (Anthropic) or with
@@ -13,11 +14,12 @@ import type { ClaudeEndpoint } from './claude-process.js';
 // server) finds a key or AWS credentials in the CLI's environment or its /proc; what it can do
 // is what the run could do anyway (call the model through the gateway, while the run lasts).
 // Only the model API's own paths are served: no batches, files or admin API with the key.
+// What passes is metered (usage-meter.ts): the run's usage is what the model answered here.
 
 /** The Anthropic API paths the CLI uses; anything else (batches, files, admin) is refused. */
 const ANTHROPIC_PATHS = /^\/v1\/messages(?:\/count_tokens)?$/;
 /** Bedrock's runtime invocations and the inference-profile reads the CLI makes to resolve a model. */
-const BEDROCK_PATHS = /^\/(?:model\/[^/]+\/(?:invoke|invoke-with-response-stream|converse|converse-stream|count-tokens)|inference-profiles(?:\/[^/]+)?)$/;
+const BEDROCK_PATHS = /^\/(?:model\/[^/]+\/(?:invoke|invoke-with-response-stream|count-tokens)|inference-profiles(?:\/[^/]+)?)$/;
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'host', 'content-length']);
 /** What the CLI sends that names a credential: never forwarded, the gateway sets its own. */
@@ -30,6 +32,7 @@ export class ModelGateway {
     return this.token;
   }
   private closed = false;
+  private readonly meter = new UsageMeter();
 
   private constructor(
     private readonly server: Server,
@@ -61,6 +64,11 @@ export class ModelGateway {
       return { ...rest, baseUrl: this.url };
     }
     return { ...this.upstream, apiKey: this.token, baseUrl: this.url };
+  }
+
+  /** What the model answered through this gateway so far, priced: the run's usage, whatever the CLI prints. */
+  metered(): MeteredUsage {
+    return this.meter.metered();
   }
 
   async close(): Promise<void> {
@@ -105,10 +113,21 @@ export class ModelGateway {
       Object.assign(headers, signed.headers);
     }
     const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+    const metered = meteredBody(this.upstream.provider === 'bedrock', pathAndQuery);
     await new Promise<void>((resolve, reject) => {
       const upstream = send(target, { method: req.method, headers }, (answer) => {
-        res.writeHead(answer.statusCode ?? 502, forwardable(answer.headers, false));
-        answer.pipe(res);
+        const status = answer.statusCode ?? 502;
+        res.writeHead(status, forwardable(answer.headers, false));
+        // Only an answered message is billed: an error's body carries no usage.
+        const reading = metered && status === 200 ? this.meter.answer(bodyOf(metered, answer.headers), modelOf(metered, body)) : undefined;
+        answer.pause();
+        void (reading ?? Promise.resolve(undefined)).then((reader) => {
+          if (reader) {
+            answer.on('data', (chunk: Buffer) => reader.write(chunk));
+            answer.once('close', () => reader.end());
+          }
+          answer.pipe(res);
+        }, reject);
         answer.once('end', resolve);
         answer.once('error', reject);
       });
@@ -117,6 +136,29 @@ export class ModelGateway {
       res.once('close', () => upstream.destroy(new Error('the CLI closed its request')));
       upstream.end(body);
     });
+  }
+}
+
+/** Which calls answer with a billed message: Messages calls and Bedrock invocations (not count_tokens, not profile reads). */
+function meteredBody(bedrock: boolean, pathAndQuery: string): { bedrock: boolean; path: string } | undefined {
+  const path = pathAndQuery.replace(/\?.*$/, '');
+  if (bedrock) return /^\/model\/[^/]+\/(?:invoke|invoke-with-response-stream)$/.test(path) ? { bedrock, path } : undefined;
+  return path === '/v1/messages' ? { bedrock, path } : undefined;
+}
+
+function bodyOf(call: { bedrock: boolean; path: string }, headers: IncomingHttpHeaders): MeteredBody {
+  if (call.bedrock) return call.path.endsWith('/invoke-with-response-stream') ? 'bedrock-event-stream' : 'json';
+  return String(headers['content-type'] ?? '').startsWith('text/event-stream') ? 'sse' : 'json';
+}
+
+/** The model a call asked for, where its answer names none: Bedrock's path, the Messages body's `model`. */
+function modelOf(call: { bedrock: boolean; path: string }, body: Buffer): string | undefined {
+  if (call.bedrock) return decodeURIComponent(call.path.split('/')[2]!);
+  try {
+    const { model } = JSON.parse(body.toString('utf8')) as { model?: unknown };
+    return typeof model === 'string' ? model : undefined;
+  } catch {
+    return undefined;
   }
 }
 

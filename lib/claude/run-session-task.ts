@@ -10,7 +10,8 @@ import {
   type SessionRecord,
   forContract,
 } from '../sessions/session-item.js';
-import { claudeFailure, isTransientFailure, modelUsageOf, usageOf } from './claude-result.js';
+import { claudeFailure, isTransientFailure } from './claude-result.js';
+import type { MeteredUsage } from './usage-meter.js';
 import { addUsage, addUsageByModel, addUsd, type Usage, type UsageByModel } from '../sessions/usage.js';
 import { PromptMismatchError, SessionIdMismatchError } from './errors.js';
 import { runClaude, type ClaudeRun, type WorkspaceHooks } from './run-claude.js';
@@ -184,27 +185,27 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
   });
 
   const served = { provider: endpoint.provider ?? 'anthropic', model: endpoint.model ?? null };
-  // A killed run's split comes from the stream, which names the model that answered; the CLI's own
-  // split (a finished run) names the id it asked for. On Bedrock those differ (a profile id or ARN
-  // asked, the model's name answered): the stream's are put under the ids the deployment configured.
-  if (run.kind !== 'result' && endpoint.provider === 'bedrock') run.modelUsage = underConfiguredModels(run.modelUsage, endpoint);
+  // What the session spent is what its gateway metered, not what the CLI printed (a Bash command
+  // can print a result line of its own). On Bedrock the model that answered names itself, not the
+  // profile id or ARN asked for: its usage is put under the ids the deployment configured.
+  const metered = endpoint.provider === 'bedrock' ? { ...run.metered, modelUsage: underConfiguredModels(run.metered.modelUsage, endpoint) } : run.metered;
   let outcome: RunOutcome;
   if (run.kind === 'stopped') {
     // The execution is gone and will write nothing: the runner records the spend itself, then fails.
     const status = watched?.ended ?? 'ABORTED';
     const { error, cause } = stoppedFailure(status, Math.round(run.wallMs / 1000));
-    const stopped = unfinishedOutcome(claudeSessionId, run, served, now(), status, error, cause);
+    const stopped = unfinishedOutcome(claudeSessionId, run, metered, served, now(), status, error, cause);
     await config.watch!.recordStopped(start, { ...stopped, ...addSpent(retry?.prior ?? null, stopped), attempts: attempt }, spendOf(stopped));
     throw new ExecutionEndedError(`the execution ended ${status} while Claude ran: Claude was stopped and what it spent was recorded on session ${start.sessionId}`);
   } else if (run.kind === 'crashed') {
     // Tokens streamed before a crash were spent: record them on a FAILED session.
-    outcome = unfinishedOutcome(claudeSessionId, run, served, now(), 'FAILED', run.error.name, run.error.message.slice(0, RESULT_MAX_CHARS));
+    outcome = unfinishedOutcome(claudeSessionId, run, metered, served, now(), 'FAILED', run.error.name, run.error.message.slice(0, RESULT_MAX_CHARS));
   } else if (run.kind === 'timeout') {
     const seconds = Math.round(run.limitMs / 1000);
     const cause = run.reason === 'wall-clock'
       ? `the Claude CLI ran past its ${seconds} s limit and was stopped`
       : `the Claude CLI printed nothing for ${seconds} s and was stopped`;
-    outcome = unfinishedOutcome(claudeSessionId, run, served, now(), 'TIMED_OUT', 'ClaudeTimeoutError', cause);
+    outcome = unfinishedOutcome(claudeSessionId, run, metered, served, now(), 'TIMED_OUT', 'ClaudeTimeoutError', cause);
   } else {
     const { result } = run;
     // The one invariant: the conversation Claude ran is the session we track.
@@ -214,11 +215,11 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
       status: failure ? 'FAILED' : 'COMPLETED',
       endedAt: now().toISOString(),
       claudeSessionId: result.session_id,
-      usage: usageOf(result),
+      usage: metered.usage,
       numTurns: result.num_turns,
-      totalCostUsd: result.total_cost_usd,
+      totalCostUsd: metered.totalCostUsd,
       durationMs: result.duration_ms || run.wallMs,
-      modelUsage: modelUsageOf(result),
+      modelUsage: metered.modelUsage,
       ...served,
       stopReason: result.stop_reason ?? null,
       result: result.result?.slice(0, RESULT_MAX_CHARS) ?? null,
@@ -370,10 +371,11 @@ function transcriptNotSaved(outcome: RunOutcome, milestone: MilestoneRecord, err
   return { ...outcome, status: 'FAILED', error: 'TranscriptNotSavedError', cause: cause.slice(0, RESULT_MAX_CHARS) };
 }
 
-/** The outcome of a run that ended without the CLI's result: the streamed usage, no cost. */
+/** The outcome of a run that ended without the CLI's result: what the gateway metered until then. */
 function unfinishedOutcome(
   claudeSessionId: string,
-  run: { usage: Usage; modelUsage: UsageByModel; numTurns: number; wallMs: number },
+  run: { numTurns: number; wallMs: number },
+  metered: Pick<MeteredUsage, 'usage' | 'modelUsage' | 'totalCostUsd'>,
   served: Pick<RunOutcome, 'provider' | 'model'>,
   endedAt: Date,
   status: 'FAILED' | 'TIMED_OUT' | 'ABORTED',
@@ -384,11 +386,11 @@ function unfinishedOutcome(
     status,
     endedAt: endedAt.toISOString(),
     claudeSessionId,
-    usage: run.usage,
+    usage: metered.usage,
     numTurns: run.numTurns,
-    totalCostUsd: 0, // the CLI reports cost only in its result, which such a run never prints
+    totalCostUsd: metered.totalCostUsd,
     durationMs: run.wallMs,
-    modelUsage: run.modelUsage,
+    modelUsage: metered.modelUsage,
     ...served,
     stopReason: null,
     result: null,
