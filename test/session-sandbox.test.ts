@@ -254,4 +254,17 @@ describe('a session\'s record', () => {
     expect(session).toMatchObject({ usage: { inputTokens: 36, outputTokens: 102 } });
     expect(session!.totalCostUsd).toBeCloseTo(3 * 0.000728, 6);
   });
+
+  it('stops at the session\'s budget, whoever calls the model: the gateway refuses the calls past it', async () => {
+    // Prepare: a command that calls the model five times past the CLI, whose own --max-budget-usd never sees them
+    const call = 'node -e "(async () => { for (let i = 0; i < 5; i++) { const r = await fetch(process.env.ANTHROPIC_BASE_URL + \'/v1/messages\', { method: \'POST\', headers: { \'x-api-key\': process.env.ANTHROPIC_API_KEY, \'content-type\': \'application/json\', \'anthropic-version\': \'2023-06-01\' }, body: JSON.stringify({ model: \'claude-opus-5-5\', max_tokens: 10, messages: [{ role: \'user\', content: \'more\' }] }) }); console.log(\'call\', i, r.status); } })()"';
+    shell.anthropic.respondWith(bash(call));
+    // Act: $0.002 is under three stand-in replies ($0.000728 each)
+    const { session } = await shell.runtime.run({ prompt: 'Spend it all', projectId: 'sandbox', tools: [...DEFAULT_TOOLS, 'Bash'], maxBudgetUsd: 0.002 });
+    // Assess: the CLI's call and two of the command's were served; the rest, the CLI's next call included, refused
+    expect(served()).toEqual({ inputTokens: 36, outputTokens: 102 });
+    expect(shell.anthropic.messageRequests).toHaveLength(3);
+    expect(session).toMatchObject({ status: 'FAILED', error: 'ClaudeMaxBudget', usage: { inputTokens: 36, outputTokens: 102 } });
+    expect(session!.cause).toMatch(/spent \$0\.002184 of its \$0\.002 budget; the model gateway refused 4 model call\(s\)/);
+  });
 });

@@ -25,6 +25,12 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
 /** What the CLI sends that names a credential: never forwarded, the gateway sets its own. */
 const CREDENTIAL_HEADERS = /^(?:authorization|x-api-key|x-amz-.*|proxy-authorization|cookie)$/;
 
+/** What a run's gateway holds it to. */
+export interface GatewayLimits {
+  /** The session's maxBudgetUsd: no model call once the metered cost reaches it. */
+  budgetUsd?: number;
+}
+
 export class ModelGateway {
   private readonly token = randomBytes(24).toString('hex');
   /** In the environment of the CLI and everything it starts: how the run's processes are found (killRunProcesses). */
@@ -34,17 +40,21 @@ export class ModelGateway {
   private closed = false;
   private readonly meter = new UsageMeter();
 
+  /** Model calls refused because the run had spent its budget. */
+  private overBudget = 0;
+
   private constructor(
     private readonly server: Server,
     /** Where the CLI would have gone: the deployment's endpoint, with its credential. */
     private readonly upstream: ClaudeEndpoint,
+    private readonly limits: GatewayLimits,
   ) {}
 
   /** Listens on 127.0.0.1 for one run's CLI. */
-  static async open(upstream: ClaudeEndpoint): Promise<ModelGateway> {
+  static async open(upstream: ClaudeEndpoint, limits: GatewayLimits = {}): Promise<ModelGateway> {
     let gateway: ModelGateway | undefined;
     const server = createServer((req, res) => void gateway!.handle(req, res));
-    gateway = new ModelGateway(server, upstream);
+    gateway = new ModelGateway(server, upstream, limits);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(0, '127.0.0.1', () => resolve());
@@ -68,7 +78,7 @@ export class ModelGateway {
 
   /** What the model answered through this gateway so far, priced: the run's usage, whatever the CLI prints. */
   metered(): MeteredUsage {
-    return this.meter.metered();
+    return { ...this.meter.metered(), refusedOverBudget: this.overBudget };
   }
 
   async close(): Promise<void> {
@@ -92,6 +102,15 @@ export class ModelGateway {
       const path = url.pathname.slice(prefix.length);
       if (!(bedrock ? BEDROCK_PATHS : ANTHROPIC_PATHS).test(path)) return refuse(403, `the model gateway serves the model API only, not ${req.method} ${path}`);
       const body = await readAll(req);
+      // The CLI's own --max-budget-usd counts only its own calls (and, resumed, the whole conversation's):
+      // the gateway stops every caller of the run once what it metered reaches the session's budget.
+      const { budgetUsd } = this.limits;
+      if (budgetUsd !== undefined && meteredBody(this.upstream.provider === 'bedrock', path) && this.meter.metered().totalCostUsd >= budgetUsd) {
+        this.overBudget += 1;
+        if (!res.headersSent) res.writeHead(402, { 'content-type': 'application/json' });
+        const message = `this session has spent its budget of $${budgetUsd}: the model gateway makes no more model calls for it`;
+        return void res.end(JSON.stringify({ type: 'error', error: { type: 'budget_exceeded', message }, message }));
+      }
       await this.forward(req, res, path + url.search, body);
     } catch (err) {
       refuse(502, `the model gateway could not reach the model: ${(err as Error).message}`);

@@ -210,7 +210,7 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
     const { result } = run;
     // The one invariant: the conversation Claude ran is the session we track.
     if (result.session_id !== claudeSessionId) throw new SessionIdMismatchError(claudeSessionId, result.session_id);
-    const failure = claudeFailure(result);
+    const failure = overBudget(claudeFailure(result), run.metered, start.maxBudgetUsd);
     outcome = {
       status: failure ? 'FAILED' : 'COMPLETED',
       endedAt: now().toISOString(),
@@ -275,6 +275,12 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
     ...(milestoneValues ? { milestoneValues } : {}),
     ...(next ? { next } : {}),
   };
+}
+
+/** A run whose CLI failed after its gateway refused calls over the budget failed on its budget, whatever the CLI made of the refusal. */
+function overBudget(failure: ReturnType<typeof claudeFailure>, metered: MeteredUsage, budgetUsd: number | undefined): ReturnType<typeof claudeFailure> {
+  if (!failure || !metered.refusedOverBudget) return failure;
+  return { error: 'ClaudeMaxBudget', cause: `the session spent $${metered.totalCostUsd} of its $${budgetUsd} budget; the model gateway refused ${metered.refusedOverBudget} model call(s) after that` };
 }
 
 function underConfiguredModels(byModel: UsageByModel, endpoint: BedrockEndpoint): UsageByModel {

@@ -20,6 +20,8 @@ export interface MeteredUsage {
   totalCostUsd: number;
   /** Messages answered (count_tokens and refused calls are not). */
   messages: number;
+  /** Model calls the gateway refused because the run had reached its budget (ModelGateway). */
+  refusedOverBudget?: number;
 }
 
 interface MeteredMessage {
