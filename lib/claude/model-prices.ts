@@ -6,11 +6,16 @@ import table from './model-prices.json' with { type: 'json' };
 // CLI would have said without the session being able to say it.
 
 /** US dollars per million tokens of each kind. */
-export interface ModelPrice {
+export interface TokenRates {
   inputPerMTok: number;
   outputPerMTok: number;
   cacheWritePerMTok: number;
   cacheReadPerMTok: number;
+}
+
+export interface ModelPrice extends TokenRates {
+  /** Where a message's prompt (input, cache reads and writes together) is over the threshold, all four rates are these. */
+  longPrompt?: TokenRates & { abovePromptTokens: number };
 }
 
 const PRICES = table.prices as Record<string, ModelPrice>;
@@ -31,11 +36,20 @@ export function priceOf(model: string): ModelPrice {
   return best ? PRICES[best]! : FALLBACK;
 }
 
+/** One message's cost at the CLI's prices for its model. */
+export function messageCostUsd(model: string, usage: { inputTokens: number; outputTokens: number; cacheReadInputTokens: number; cacheCreationInputTokens: number }): number {
+  const price = priceOf(model);
+  const prompt = usage.inputTokens + usage.cacheReadInputTokens + usage.cacheCreationInputTokens;
+  const rates: TokenRates = price.longPrompt && prompt > price.longPrompt.abovePromptTokens ? price.longPrompt : price;
+  return (usage.inputTokens * rates.inputPerMTok + usage.outputTokens * rates.outputPerMTok
+    + usage.cacheCreationInputTokens * rates.cacheWritePerMTok + usage.cacheReadInputTokens * rates.cacheReadPerMTok) / 1e6;
+}
+
 /** `us.anthropic.claude-sonnet-4-5-20250929-v1:0` → `claude-sonnet-4-5`. */
 export function canonicalModel(model: string): string {
   return model.toLowerCase()
     .replace(/^arn:.*\//, '')
-    .replace(/^(?:[a-z]{2,6}\.)?anthropic\./, '')
+    .replace(/^(?:[a-z]{2,6}(?:-[a-z]+)?\.)?anthropic\./, '')
     .replace(/-v\d+(?::\d+)?$/, '')
     .replace(/-\d{8}$/, '');
 }

@@ -91,7 +91,8 @@ export async function runClaude(options: RunClaudeOptions): Promise<ClaudeRun> {
     // Before the push: nothing the session left running may race it, or outlive the session,
     // or call the model after its usage is read.
     await stopRunProcesses(started);
-    const run: ClaudeRun = { ...ended, metered: started.gateway.metered() };
+    // What is still under way is read to its end first, and nothing new is let through.
+    const run: ClaudeRun = { ...ended, metered: await started.gateway.drain() };
     if (options.conversation !== 'fresh') run.transcript = await findTranscript(configDir, options.sessionId);
     await options.workspace?.finish(workDir, home, run);
     return run;

@@ -12,7 +12,7 @@ import {
 } from '../sessions/session-item.js';
 import { claudeFailure, isTransientFailure } from './claude-result.js';
 import type { MeteredUsage } from './usage-meter.js';
-import { addUsage, addUsageByModel, addUsd, type Usage, type UsageByModel } from '../sessions/usage.js';
+import { addUsage, addUsageByModel, addUsd, roundUsd, type Usage, type UsageByModel } from '../sessions/usage.js';
 import { PromptMismatchError, SessionIdMismatchError } from './errors.js';
 import { runClaude, type ClaudeRun, type WorkspaceHooks } from './run-claude.js';
 import { AttemptAlreadyStartedError, ExecutionEndedError, stoppedFailure, watchExecution, type ExecutionWatch } from './execution-watch.js';
@@ -155,8 +155,16 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
   // Resume only what the last task recorded; a missing or altered transcript throws here, before Claude runs.
   const restored = milestone?.transcript ? await config.transcripts!.load(milestone.milestoneId, milestone.transcript) : undefined;
 
+  // The session's budget is for all its attempts: this one has what the ones before left.
+  const priorCostUsd = retry?.prior?.totalCostUsd ?? 0;
+  const budgetLeft = start.maxBudgetUsd === undefined ? undefined : roundUsd(Math.max(0, start.maxBudgetUsd - priorCostUsd));
   // A run that will be retried pushes nothing: the next attempt starts again from the base commit.
-  const retried = (r: ClaudeRun) => r.kind === 'result' && !milestone && isTransientFailure(r.result) && attempt < (start.runAttempts ?? 1);
+  // Retried only for a failure the model itself answered (a result line can be printed by a
+  // command, claiming one), and while the budget has something left.
+  const retried = (r: ClaudeRun) => r.kind === 'result' && !milestone && isTransientFailure(r.result)
+    && (r.metered.upstreamStatuses ?? []).includes(Number(r.result.api_error_status))
+    && (budgetLeft === undefined || r.metered.totalCostUsd < budgetLeft)
+    && attempt < (start.runAttempts ?? 1);
   const target = workspaceTarget(start, milestone, milestoneWorkspace);
   const workspace = target ? workspaceHooks(start, target, prompt, config, retried) : undefined;
   const endpoint = config.sessionEndpoint ? await config.sessionEndpoint(start) : config.endpoint;
@@ -170,6 +178,7 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
   if (watched) config.signal?.addEventListener('abort', lookNow, { once: true });
   const run = await runClaude({
     ...claudeProcessOptions(start, { ...config, endpoint, remainingMs: remainingWithin(config, endpoint) }, claudeSessionId, !milestone ? 'fresh' : restored ? 'resume' : 'start'),
+    ...(budgetLeft !== undefined ? { maxBudgetUsd: budgetLeft } : {}),
     // A repository is data (REPOSITORY_IS_DATA) unless the deployment trusts its settings.
     repositorySettings: target ? isListedRepository(target.spec.repo, config.trustedSettingsRepositories) : false,
     prompt,

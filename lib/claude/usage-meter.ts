@@ -1,5 +1,8 @@
+import { StringDecoder } from 'node:string_decoder';
+import type { Transform } from 'node:stream';
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { EventStreamCodec } from '@smithy/core/event-streams';
-import { priceOf } from './model-prices.js';
+import { messageCostUsd } from './model-prices.js';
 import { addUsageByModel, addUsages, roundUsd, type Usage, type UsageByModel } from '../sessions/usage.js';
 
 // What a run spent, counted where the session cannot write: the model's own answers, as they
@@ -22,6 +25,10 @@ export interface MeteredUsage {
   messages: number;
   /** Model calls the gateway refused because the run had reached its budget (ModelGateway). */
   refusedOverBudget?: number;
+  /** The statuses the model answered billed calls with (ModelGateway): a failure the CLI reports is the model's only if one is here. */
+  upstreamStatuses?: number[];
+  /** Answers with status 200 in which no message could be read (an encoding the meter cannot undo, a body that is not one): suspect. */
+  unreadAnswers: number;
 }
 
 interface MeteredMessage {
@@ -34,22 +41,39 @@ const MAX_JSON_BYTES = 16 * 1024 * 1024;
 
 export class UsageMeter {
   private readonly counted: MeteredMessage[] = [];
+  private unread = 0;
 
-  /** A reader for one answer: give it the body's chunks as they pass, then `end()`. `fallbackModel` names an answer that names none. */
-  async answer(body: MeteredBody, fallbackModel = 'unknown'): Promise<AnswerReader> {
-    if (body === 'json') return new JsonAnswer(this.counted, fallbackModel);
-    const events = new MessageEvents(this.counted, fallbackModel);
-    return body === 'sse' ? new SseAnswer(events) : new BedrockStreamAnswer(events, await eventStreamCodec());
+  /**
+   * A reader for one answer: give it the body's chunks as they pass, then `end()`. `fallbackModel`
+   * names an answer that names none; a compressed body (the gateway asks for none) is inflated first.
+   */
+  async answer(body: MeteredBody, fallbackModel = 'unknown', contentEncoding = ''): Promise<AnswerReader> {
+    const before = this.counted.length;
+    const onEnd = () => {
+      if (this.counted.length === before) this.unread += 1;
+    };
+    let reader: AnswerReader;
+    if (body === 'json') reader = new JsonAnswer(this.counted, fallbackModel);
+    else {
+      const events = new MessageEvents(this.counted, fallbackModel);
+      reader = body === 'sse' ? new SseAnswer(events) : new BedrockStreamAnswer(events, await eventStreamCodec());
+    }
+    const encoding = contentEncoding.trim().toLowerCase();
+    if (!encoding || encoding === 'identity') return endingWith(reader, onEnd);
+    const inflate = INFLATE[encoding]?.();
+    if (!inflate) return { write: () => {}, end: onEnd };
+    return inflated(inflate, endingWith(reader, onEnd));
   }
 
   /** What the run's messages spent so far. */
   metered(): MeteredUsage {
     const modelUsage = this.counted.reduce<UsageByModel>(
-      (sum, m) => addUsageByModel(sum, { [m.model]: { ...m.usage, costUsd: costOf(m.model, m.usage) } }),
+      (sum, m) => addUsageByModel(sum, { [m.model]: { ...m.usage, costUsd: messageCostUsd(m.model, m.usage) } }),
       {},
     );
     const byModel = Object.values(modelUsage);
     return {
+      unreadAnswers: this.unread,
       usage: addUsages(this.counted.map((m) => m.usage)),
       modelUsage: Object.fromEntries(Object.entries(modelUsage).map(([model, u]) => [model, { ...u, costUsd: roundUsd(u.costUsd) }])),
       totalCostUsd: roundUsd(byModel.reduce((sum, u) => sum + u.costUsd, 0)),
@@ -58,15 +82,38 @@ export class UsageMeter {
   }
 }
 
-function costOf(model: string, usage: Usage): number {
-  const price = priceOf(model);
-  return (usage.inputTokens * price.inputPerMTok + usage.outputTokens * price.outputPerMTok
-    + usage.cacheCreationInputTokens * price.cacheWritePerMTok + usage.cacheReadInputTokens * price.cacheReadPerMTok) / 1e6;
+const INFLATE: Record<string, () => Transform> = { gzip: createGunzip, 'x-gzip': createGunzip, deflate: createInflate, br: createBrotliDecompress };
+
+function endingWith(reader: AnswerReader, onEnd: () => void): AnswerReader {
+  return {
+    write: (chunk) => reader.write(chunk),
+    end: async () => {
+      await reader.end();
+      onEnd();
+    },
+  };
 }
+
+/** The reader behind a decompressor; a body that does not inflate is an unread answer. */
+function inflated(inflate: Transform, reader: AnswerReader): AnswerReader {
+  inflate.on('data', (chunk: Buffer) => reader.write(chunk));
+  inflate.on('error', () => inflate.destroy());
+  const ended = new Promise<void>((resolve) => inflate.once('close', resolve));
+  return {
+    write: (chunk) => void inflate.write(chunk),
+    end: async () => {
+      inflate.end();
+      await ended;
+      await reader.end();
+    },
+  };
+}
+
 
 export interface AnswerReader {
   write(chunk: Buffer): void;
-  end(): void;
+  /** Settles once what the answer said is counted. */
+  end(): void | Promise<void>;
 }
 
 /** The Messages stream's events, as both providers send them: one message per message_start. */
@@ -90,11 +137,12 @@ class MessageEvents {
 /** Server-sent events: `data:` lines, an event per blank line. */
 class SseAnswer implements AnswerReader {
   private pending = '';
+  private readonly text = new StringDecoder('utf8');
 
   constructor(private readonly events: MessageEvents) {}
 
   write(chunk: Buffer): void {
-    this.pending += chunk.toString('utf8');
+    this.pending += this.text.write(chunk);
     let end: number;
     while ((end = this.pending.search(/\r?\n\r?\n/)) >= 0) {
       const block = this.pending.slice(0, end);
