@@ -15,12 +15,13 @@ beforeAll(async () => {
 });
 afterAll(() => standIn.close());
 
-const USAGE = { input_tokens: 123_456, output_tokens: 7_890, cache_creation_input_tokens: 45_678, cache_read_input_tokens: 901_234 };
+// Under every long-prompt threshold the CLI has (input, cache reads and writes together).
+const USAGE = { input_tokens: 12_345, output_tokens: 7_890, cache_creation_input_tokens: 4_567, cache_read_input_tokens: 9_012 };
 
 /** The CLI's cost of one reply of USAGE from `model`, and the run's metered cost of it. */
-async function priced(model: string | undefined, provider: 'anthropic' | 'bedrock' = 'anthropic') {
+async function priced(model: string | undefined, provider: 'anthropic' | 'bedrock' = 'anthropic', usage: typeof USAGE = USAGE) {
   standIn.reset();
-  standIn.respondByDefault({ kind: 'text', usage: USAGE });
+  standIn.respondByDefault({ kind: 'text', usage });
   const endpoint = provider === 'bedrock' ? standIn.bedrockEndpoint(model) : { apiKey: 'sk-ant-prices', baseUrl: standIn.url };
   const run = await runClaude({
     sessionId: randomUUID(), conversation: 'fresh', model: provider === 'bedrock' ? undefined : model, prompt: 'price it', endpoint,
@@ -37,9 +38,20 @@ describe('the prices a run\'s metered usage is charged at', () => {
     expect(table.cliVersion).toBe(version);
   });
 
-  it.each([undefined, 'claude-sonnet-4-5', 'claude-haiku-4-5', table.unknownModel])('are the CLI\'s own for %s, on every kind of token', async (model) => {
-    const { asked, cli, metered } = await priced(model);
-    expect(metered.modelUsage[asked]).toMatchObject({ inputTokens: USAGE.input_tokens, outputTokens: USAGE.output_tokens });
+  it('are the CLI\'s own for its default model', async () => {
+    const { cli, metered } = await priced(undefined);
+    expect(metered.totalCostUsd).toBeCloseTo(cli, 6);
+  });
+
+  // Every row, on every kind of token, under its long-prompt threshold and (where it has one) over it.
+  const PRICES = table.prices as Record<string, { longPrompt?: { abovePromptTokens: number } }>;
+  const cases = Object.entries(PRICES).flatMap(([model, row]) => [
+    { model, usage: USAGE },
+    ...(row.longPrompt ? [{ model, usage: { ...USAGE, input_tokens: row.longPrompt.abovePromptTokens + 1 } }] : []),
+  ]);
+  it.each(cases)('are the CLI\'s own for $model, prompt of $usage.input_tokens input tokens', async ({ model, usage }) => {
+    const { asked, cli, metered } = await priced(model, 'anthropic', usage);
+    expect(asked).toBe(model);
     expect(metered.totalCostUsd).toBeCloseTo(cli, 6);
   });
 
