@@ -28,7 +28,8 @@ function task(milestoneId: string, projectId: string, prompt: string, extra: Rec
 describe('milestones: several tasks in one Claude conversation', () => {
   // CLI fact: --session-id then --resume <uuid> continue one conversation from its transcript
   // ($CLAUDE_CONFIG_DIR/projects/<cwd>/<uuid>.jsonl); after --resume the top-level usage is that invocation's, while
-  // modelUsage and total_cost_usd count the whole conversation (2.1.332: its last cost-state line), which the runner takes off.
+  // modelUsage and total_cost_usd count the whole conversation (2.1.332: its last cost-state line); the record is what
+  // the run's gateway metered, this invocation's model calls alone.
   it('runs three tasks that resume one conversation, with exact usage per task and totals their sum', async () => {
     // Prepare
     const milestone = await env.runtime.milestones.open('m-three');

@@ -1,3 +1,6 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import { ModelGateway } from '../lib/claude/model-gateway.js';
@@ -44,5 +47,91 @@ describe('the model gateway', () => {
     const outside = await fetch(`${new URL(given.baseUrl!).origin}/v1/messages`, { method: 'POST', headers: { 'x-api-key': given.apiKey }, body: '{}' });
     expect(outside.status).toBe(401);
     expect(standIn.messageRequests).toHaveLength(1);
+  });
+});
+
+/** An upstream the stand-in cannot play: it compresses, streams slowly, and says what it was asked. */
+async function scriptedUpstream(answer: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ url: string; seen: IncomingMessage[]; close: () => Promise<void> }> {
+  const seen: IncomingMessage[] = [];
+  const server = createServer((req, res) => {
+    seen.push(req);
+    req.resume();
+    req.once('end', () => answer(req, res));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen,
+    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+  };
+}
+
+const sse = (event: object) => `event: ${(event as { type: string }).type}\ndata: ${JSON.stringify(event)}\n\n`;
+const MESSAGE = { id: 'msg_1', type: 'message', role: 'assistant', model: 'claude-opus-5-5', content: [], stop_reason: null };
+
+describe('what the model gateway meters', () => {
+  it('asks for uncompressed answers, and still reads one that comes compressed', async () => {
+    const upstream = await scriptedUpstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+      res.end(gzipSync(JSON.stringify({ ...MESSAGE, usage: { input_tokens: 1_000, output_tokens: 500 } })));
+    });
+    const run = await ModelGateway.open({ apiKey: 'sk-ant-real-key', baseUrl: upstream.url });
+    try {
+      const endpoint = run.endpoint as AnthropicEndpoint;
+      const answer = await fetch(`${endpoint.baseUrl}/v1/messages`, { method: 'POST', headers: { 'x-api-key': endpoint.apiKey, 'accept-encoding': 'gzip, br' }, body: JSON.stringify(message) });
+      expect(answer.status).toBe(200);
+      await answer.arrayBuffer();
+      expect(upstream.seen[0]!.headers['accept-encoding']).toBe('identity');
+      expect(await run.drain()).toMatchObject({ usage: { inputTokens: 1_000, outputTokens: 500 }, unreadAnswers: 0 });
+    } finally {
+      await run.close();
+      await upstream.close();
+    }
+  });
+
+  it('reads an answer on after its caller hung up, and drains what is under way before it says what was spent', async () => {
+    // The model streams its start, then its output count 300 ms later; the caller leaves after the start
+    const upstream = await scriptedUpstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(sse({ type: 'message_start', message: { ...MESSAGE, usage: { input_tokens: 1_000, output_tokens: 1 } } }));
+      setTimeout(() => res.end(sse({ type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 30_000 } }) + sse({ type: 'message_stop' })), 300);
+    });
+    const run = await ModelGateway.open({ apiKey: 'sk-ant-real-key', baseUrl: upstream.url });
+    try {
+      const endpoint = run.endpoint as AnthropicEndpoint;
+      const caller = new AbortController();
+      const answer = await fetch(`${endpoint.baseUrl}/v1/messages`, { method: 'POST', headers: { 'x-api-key': endpoint.apiKey }, body: JSON.stringify({ ...message, stream: true }), signal: caller.signal });
+      await answer.body!.getReader().read();
+      caller.abort();
+      const spent = await run.drain();
+      expect(spent.usage).toMatchObject({ inputTokens: 1_000, outputTokens: 30_000 });
+      // Drained: the run is over, and nothing more goes through
+      const late = await fetch(`${endpoint.baseUrl}/v1/messages`, { method: 'POST', headers: { 'x-api-key': endpoint.apiKey }, body: JSON.stringify(message) });
+      expect(late.status).toBe(503);
+      expect(upstream.seen).toHaveLength(1);
+    } finally {
+      await run.close();
+      await upstream.close();
+    }
+  });
+
+  it('does not let parallel calls all start under the budget: a session ends at most one reply past it', async () => {
+    // Prepare: replies of $0.000728 (the stand-in's 12 in, 34 out), a $0.002 budget, five calls at once asking for 34 tokens each
+    standIn.reset();
+    const run = await ModelGateway.open({ apiKey: 'sk-ant-real-key', baseUrl: standIn.url }, { budgetUsd: 0.002 });
+    try {
+      const endpoint = run.endpoint as AnthropicEndpoint;
+      const call = () => fetch(`${endpoint.baseUrl}/v1/messages`, { method: 'POST', headers: { 'x-api-key': endpoint.apiKey, 'content-type': 'application/json' }, body: JSON.stringify({ ...message, model: 'claude-opus-5-5', max_tokens: 34 }) })
+        .then(async (r) => (await r.arrayBuffer(), r.status));
+      // Act
+      const statuses = await Promise.all([call(), call(), call(), call(), call()]);
+      // Assess: three served (the third after the first two, once it could see they left room), two refused
+      expect(statuses.sort()).toEqual([200, 200, 200, 402, 402]);
+      const spent = await run.drain();
+      expect(spent.totalCostUsd).toBeCloseTo(3 * 0.000728, 9);
+      expect(spent.refusedOverBudget).toBe(2);
+      expect(standIn.messageRequests).toHaveLength(3);
+    } finally {
+      await run.close();
+    }
   });
 });

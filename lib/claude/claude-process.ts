@@ -153,7 +153,7 @@ export async function stopRunProcesses(started: StartedClaude): Promise<void> {
  * URL and a per-run token.
  */
 export async function startClaudeBehindGateway(options: ClaudeProcessOptions, home: string, workDir: string): Promise<StartedClaude> {
-  const gateway = await ModelGateway.open(options.endpoint);
+  const gateway = await ModelGateway.open(options.endpoint, { budgetUsd: options.maxBudgetUsd });
   try {
     const user = options.separateUser ? runUser() : undefined;
     if (user) await handOver(home, user);

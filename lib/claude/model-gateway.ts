@@ -5,6 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { Hash } from '@smithy/core/serde';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { ClaudeEndpoint } from './claude-process.js';
+import { priceOf } from './model-prices.js';
+import { UsageMeter, type MeteredBody, type MeteredUsage } from './usage-meter.js';
 
 // The CLI never holds a credential. Each run gets its own endpoint on 127.0.0.1 (ModelGateway):
 // the CLI is pointed at it with a random per-run token in place of a key (Anthropic) or with
@@ -13,15 +15,24 @@ import type { ClaudeEndpoint } from './claude-process.js';
 // server) finds a key or AWS credentials in the CLI's environment or its /proc; what it can do
 // is what the run could do anyway (call the model through the gateway, while the run lasts).
 // Only the model API's own paths are served: no batches, files or admin API with the key.
+// What passes is metered (usage-meter.ts): the run's usage is what the model answered here.
 
 /** The Anthropic API paths the CLI uses; anything else (batches, files, admin) is refused. */
 const ANTHROPIC_PATHS = /^\/v1\/messages(?:\/count_tokens)?$/;
 /** Bedrock's runtime invocations and the inference-profile reads the CLI makes to resolve a model. */
-const BEDROCK_PATHS = /^\/(?:model\/[^/]+\/(?:invoke|invoke-with-response-stream|converse|converse-stream|count-tokens)|inference-profiles(?:\/[^/]+)?)$/;
+const BEDROCK_PATHS = /^\/(?:model\/[^/]+\/(?:invoke|invoke-with-response-stream|count-tokens)|inference-profiles(?:\/[^/]+)?)$/;
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'host', 'content-length']);
 /** What the CLI sends that names a credential: never forwarded, the gateway sets its own. */
 const CREDENTIAL_HEADERS = /^(?:authorization|x-api-key|x-amz-.*|proxy-authorization|cookie)$/;
+/** Bedrock's request options (a latency-optimised tier, a service tier) are priced otherwise: not the CLI's to choose. */
+const UNPRICED_HEADERS = /^x-amzn-bedrock-/;
+
+/** What a run's gateway holds it to. */
+export interface GatewayLimits {
+  /** The session's maxBudgetUsd: no model call once the metered cost reaches it. */
+  budgetUsd?: number;
+}
 
 export class ModelGateway {
   private readonly token = randomBytes(24).toString('hex');
@@ -30,18 +41,27 @@ export class ModelGateway {
     return this.token;
   }
   private closed = false;
+  private readonly meter = new UsageMeter();
+
+  /** Model calls refused because the run had spent its budget. */
+  private overBudget = 0;
+  /** The upstream's statuses for billed calls: whether a failure the CLI reports is one the model gave. */
+  private readonly statuses = new Set<number>();
+  private readonly inFlight = new Set<InFlightCall>();
+  private draining = false;
 
   private constructor(
     private readonly server: Server,
     /** Where the CLI would have gone: the deployment's endpoint, with its credential. */
     private readonly upstream: ClaudeEndpoint,
+    private readonly limits: GatewayLimits,
   ) {}
 
   /** Listens on 127.0.0.1 for one run's CLI. */
-  static async open(upstream: ClaudeEndpoint): Promise<ModelGateway> {
+  static async open(upstream: ClaudeEndpoint, limits: GatewayLimits = {}): Promise<ModelGateway> {
     let gateway: ModelGateway | undefined;
     const server = createServer((req, res) => void gateway!.handle(req, res));
-    gateway = new ModelGateway(server, upstream);
+    gateway = new ModelGateway(server, upstream, limits);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(0, '127.0.0.1', () => resolve());
@@ -63,18 +83,36 @@ export class ModelGateway {
     return { ...this.upstream, apiKey: this.token, baseUrl: this.url };
   }
 
+  /** What the model answered through this gateway so far, priced: the run's usage, whatever the CLI prints. */
+  metered(): MeteredUsage {
+    return { ...this.meter.metered(), refusedOverBudget: this.overBudget, upstreamStatuses: [...this.statuses] };
+  }
+
+  /**
+   * The run is over: new calls are refused, and the ones under way are awaited (each read to its
+   * end, or for GRACE_MS after its caller left), so what is then metered is all the run spent.
+   */
+  async drain(): Promise<MeteredUsage> {
+    this.draining = true;
+    while (this.inFlight.size) await Promise.allSettled([...this.inFlight].map((call) => call.done));
+    return this.metered();
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.draining = true;
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const refuse = (status: number, message: string) => {
-      if (!res.headersSent) res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ type: 'error', error: { type: 'permission_error', message }, message }));
+    const refuse = (status: number, message: string, type = 'permission_error') => {
+      if (res.headersSent) return void res.destroy();
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ type: 'error', error: { type, message }, message }));
     };
+    let call: InFlightCall | undefined;
     try {
       const url = new URL(req.url ?? '/', 'http://127.0.0.1');
       const prefix = `/${this.token}`;
@@ -83,17 +121,58 @@ export class ModelGateway {
       if (!url.pathname.startsWith(`${prefix}/`) || !keyOk) return refuse(401, 'not this run\'s model gateway');
       const path = url.pathname.slice(prefix.length);
       if (!(bedrock ? BEDROCK_PATHS : ANTHROPIC_PATHS).test(path)) return refuse(403, `the model gateway serves the model API only, not ${req.method} ${path}`);
+      if (this.draining) return refuse(503, 'the run is over: its model gateway makes no more calls', 'api_error');
       const body = await readAll(req);
-      await this.forward(req, res, path + url.search, body);
+      const billed = meteredBody(bedrock, path);
+      if (billed) {
+        call = await this.admit(estimateUsd(billed, body));
+        if (!call) {
+          this.overBudget += 1;
+          return refuse(402, `this session has spent its budget of $${this.limits.budgetUsd}: the model gateway makes no more model calls for it`, 'budget_exceeded');
+        }
+      }
+      await this.forward(req, res, path + url.search, body, billed);
     } catch (err) {
       refuse(502, `the model gateway could not reach the model: ${(err as Error).message}`);
+    } finally {
+      call?.finish();
     }
   }
 
-  private async forward(req: IncomingMessage, res: ServerResponse, pathAndQuery: string, body: Buffer): Promise<void> {
+  /**
+   * Lets a billed call through while the run is under its budget. The CLI's own --max-budget-usd
+   * counts only its own calls (and, resumed, the whole conversation's): the gateway holds every
+   * caller of the run to the session's budget. A call whose worst case (its max_tokens, its body
+   * as input) would pass the budget with the calls under way waits for them, so parallel calls
+   * cannot all start under the budget: a session ends at most one reply past it.
+   */
+  private async admit(estimate: number): Promise<InFlightCall | undefined> {
+    const { budgetUsd } = this.limits;
+    for (;;) {
+      const spent = this.meter.metered().totalCostUsd;
+      if (budgetUsd !== undefined && spent >= budgetUsd) return undefined;
+      const open = [...this.inFlight];
+      const reserved = open.reduce((sum, c) => sum + c.reserveUsd, 0);
+      if (budgetUsd === undefined || open.length === 0 || spent + reserved + estimate <= budgetUsd) {
+        // Taken at once, before any other waiting call looks again.
+        let finish!: () => void;
+        const call: InFlightCall = { reserveUsd: estimate, done: new Promise<void>((resolve) => (finish = resolve)), finish: () => {} };
+        call.finish = () => {
+          this.inFlight.delete(call);
+          finish();
+        };
+        this.inFlight.add(call);
+        return call;
+      }
+      await Promise.race(open.map((c) => c.done));
+    }
+  }
+
+  private async forward(req: IncomingMessage, res: ServerResponse, pathAndQuery: string, body: Buffer, billed: BilledCall | undefined): Promise<void> {
     const base = new URL(this.upstream.baseUrl ?? defaultBaseUrl(this.upstream, pathAndQuery));
     const target = new URL(base.pathname.replace(/\/$/, '') + pathAndQuery, base);
-    const headers: Record<string, string> = { ...forwardable(req.headers), host: target.host, 'content-length': String(body.length) };
+    // Uncompressed answers, so the meter reads what the CLI reads.
+    const headers: Record<string, string> = { ...forwardable(req.headers), host: target.host, 'content-length': String(body.length), 'accept-encoding': 'identity' };
     if (this.upstream.provider !== 'bedrock') {
       headers['x-api-key'] = this.upstream.apiKey;
     } else if (this.upstream.credentials) {
@@ -106,17 +185,86 @@ export class ModelGateway {
     }
     const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
     await new Promise<void>((resolve, reject) => {
+      let answered: IncomingMessage | undefined;
       const upstream = send(target, { method: req.method, headers }, (answer) => {
-        res.writeHead(answer.statusCode ?? 502, forwardable(answer.headers, false));
-        answer.pipe(res);
-        answer.once('end', resolve);
+        answered = answer;
+        const status = answer.statusCode ?? 502;
+        if (billed) this.statuses.add(status);
+        res.writeHead(status, forwardable(answer.headers, false));
+        // Only an answered message is billed: an error's body carries no usage.
+        const reading = billed && status === 200
+          ? this.meter.answer(bodyOf(billed, answer.headers), modelOf(billed, body), String(answer.headers['content-encoding'] ?? ''))
+          : Promise.resolve(undefined);
+        answer.pause();
+        void reading.then((reader) => {
+          if (reader) answer.on('data', (chunk: Buffer) => reader.write(chunk));
+          answer.once('end', () => void Promise.resolve(reader?.end()).then(() => resolve(), reject));
+          if (!res.destroyed) answer.pipe(res);
+          else answer.resume();
+        }, reject);
         answer.once('error', reject);
+        answer.once('close', () => resolve()); // cut off (after GRACE_MS): what it said so far is counted
       });
       upstream.once('error', reject);
-      // The CLI gave up (killed, timed out): so does the request it made.
-      res.once('close', () => upstream.destroy(new Error('the CLI closed its request')));
+      res.once('close', () => {
+        if (answered?.complete) return;
+        // The caller gave up (killed, timed out). A billed answer is still read, for a while, so
+        // what the model goes on generating is counted; anything else stops at once.
+        if (!billed || !answered) return void upstream.destroy(new Error('the caller closed its request'));
+        answered.unpipe(res);
+        answered.resume();
+        setTimeout(() => upstream.destroy(new Error('the caller closed its request')), GRACE_MS).unref();
+      });
       upstream.end(body);
     });
+  }
+}
+
+/** How long a billed answer is still read after its caller left. */
+const GRACE_MS = 5_000;
+
+interface InFlightCall {
+  /** The call's worst case, held against the budget until it ends. */
+  reserveUsd: number;
+  done: Promise<void>;
+  finish: () => void;
+}
+
+type BilledCall = { bedrock: boolean; path: string };
+
+/** A billed call's worst case: its max_tokens of output and its body's bytes of input (a token is at least a byte... of ~4). */
+function estimateUsd(call: BilledCall, body: Buffer): number {
+  let parsed: { max_tokens?: unknown; model?: unknown } = {};
+  try {
+    parsed = JSON.parse(body.toString('utf8')) as typeof parsed;
+  } catch {
+    // priced as the fallback model, with no output: the upstream refuses a body it cannot read
+  }
+  const price = priceOf(modelOf(call, body) ?? 'unknown');
+  const maxTokens = typeof parsed.max_tokens === 'number' && parsed.max_tokens > 0 ? parsed.max_tokens : 0;
+  return (maxTokens * price.outputPerMTok + (body.length / 4) * price.inputPerMTok) / 1e6;
+}
+
+/** Which calls answer with a billed message: Messages calls and Bedrock invocations (not count_tokens, not profile reads). */
+function meteredBody(bedrock: boolean, pathAndQuery: string): BilledCall | undefined {
+  const path = pathAndQuery.replace(/\?.*$/, '');
+  if (bedrock) return /^\/model\/[^/]+\/(?:invoke|invoke-with-response-stream)$/.test(path) ? { bedrock, path } : undefined;
+  return path === '/v1/messages' ? { bedrock, path } : undefined;
+}
+
+function bodyOf(call: BilledCall, headers: IncomingHttpHeaders): MeteredBody {
+  if (call.bedrock) return call.path.endsWith('/invoke-with-response-stream') ? 'bedrock-event-stream' : 'json';
+  return String(headers['content-type'] ?? '').startsWith('text/event-stream') ? 'sse' : 'json';
+}
+
+/** The model a call asked for, where its answer names none: Bedrock's path, the Messages body's `model`. */
+function modelOf(call: BilledCall, body: Buffer): string | undefined {
+  if (call.bedrock) return decodeURIComponent(call.path.split('/')[2]!);
+  try {
+    const { model } = JSON.parse(body.toString('utf8')) as { model?: unknown };
+    return typeof model === 'string' ? model : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -131,7 +279,7 @@ function defaultBaseUrl(endpoint: ClaudeEndpoint, pathAndQuery: string): string 
 function forwardable(headers: IncomingHttpHeaders, isRequest = true): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || (isRequest && CREDENTIAL_HEADERS.test(name))) continue;
+    if (value === undefined || HOP_BY_HOP.has(name) || (isRequest && (CREDENTIAL_HEADERS.test(name) || UNPRICED_HEADERS.test(name) || name === 'accept-encoding'))) continue;
     out[name] = Array.isArray(value) ? value.join(', ') : value;
   }
   return out;

@@ -6,9 +6,9 @@ import {
   StandbyClaude, makeHome, signalGroup, startClaudeBehindGateway, stopRunProcesses, type ClaudeProcessOptions, type StartedClaude,
 } from './claude-process.js';
 import { promptMessage } from './claude-args.js';
-import { ClaudeResult, fromApiUsage, invocationOnly, spentBefore } from './claude-result.js';
+import { ClaudeResult } from './claude-result.js';
 import { ClaudeAbortedError, ClaudeCrashError, ClaudeOutputError, ClaudeSpawnError } from './errors.js';
-import { addUsageByModel, addUsages, type Usage, type UsageByModel } from '../sessions/usage.js';
+import type { MeteredUsage } from './usage-meter.js';
 
 
 export interface RunClaudeOptions extends ClaudeProcessOptions {
@@ -34,15 +34,22 @@ export interface WorkspaceHooks {
   finish(workDir: string, home: string, run: ClaudeRun): Promise<void>;
 }
 
-export type ClaudeRun = (
+/** How the CLI ended. */
+export type ClaudeRunEnd =
   | { kind: 'result'; result: ClaudeResult; wallMs: number }
-  /** Killed by a watchdog; `usage` is what the stream had reported until then. */
-  | { kind: 'timeout'; reason: 'wall-clock' | 'no-output'; limitMs: number; usage: Usage; modelUsage: UsageByModel; numTurns: number; wallMs: number }
-  /** Stopped because its execution ended (an abort, an execution timeout); `usage` is what the stream had reported. */
-  | { kind: 'stopped'; usage: Usage; modelUsage: UsageByModel; numTurns: number; wallMs: number }
-  /** Ended without a result (crash, kill, non-zero exit); the tokens streamed so far are kept. */
-  | { kind: 'crashed'; error: ClaudeCrashError; usage: Usage; modelUsage: UsageByModel; numTurns: number; wallMs: number }
-) & {
+  /** Killed by a watchdog. */
+  | { kind: 'timeout'; reason: 'wall-clock' | 'no-output'; limitMs: number; numTurns: number; wallMs: number }
+  /** Stopped because its execution ended (an abort, an execution timeout). */
+  | { kind: 'stopped'; numTurns: number; wallMs: number }
+  /** Ended without a result (crash, kill, non-zero exit). */
+  | { kind: 'crashed'; error: ClaudeCrashError; numTurns: number; wallMs: number };
+
+export type ClaudeRun = ClaudeRunEnd & {
+  /**
+   * What the model answered through the run's gateway, priced: the run's usage, however it ended
+   * and whatever the CLI printed (a process the CLI started can print a result of its own).
+   */
+  metered: MeteredUsage;
   /** The conversation's transcript as the CLI left it (persisted conversations only). */
   transcript?: Buffer;
 };
@@ -80,11 +87,12 @@ export async function runClaude(options: RunClaudeOptions): Promise<ClaudeRun> {
     }
     const timeoutMs = options.workspace ? Math.max(1_000, deadline - Date.now() - workspaceReserveMs(options.timeoutMs)) : options.timeoutMs;
     started ??= await startClaudeBehindGateway({ ...options, timeoutMs }, home, workDir);
-    const run: ClaudeRun = await superviseClaude({ ...options, timeoutMs }, started.child);
-    // A resumed CLI reports the conversation's spend (2.1.332): the session records its own.
-    if (run.kind === 'result' && options.restoreTranscript) run.result = invocationOnly(run.result, spentBefore(options.restoreTranscript));
-    // Before the push: nothing the session left running may race it, or outlive the session.
+    const ended = await superviseClaude({ ...options, timeoutMs }, started.child);
+    // Before the push: nothing the session left running may race it, or outlive the session,
+    // or call the model after its usage is read.
     await stopRunProcesses(started);
+    // What is still under way is read to its end first, and nothing new is let through.
+    const run: ClaudeRun = { ...ended, metered: await started.gateway.drain() };
     if (options.conversation !== 'fresh') run.transcript = await findTranscript(configDir, options.sessionId);
     await options.workspace?.finish(workDir, home, run);
     return run;
@@ -119,12 +127,12 @@ async function findTranscript(configDir: string, sessionId: string): Promise<Buf
 }
 
 /** Gives the CLI its prompt, reads its stream, and enforces the limits. */
-async function superviseClaude(options: RunClaudeOptions, child: ChildProcess): Promise<ClaudeRun> {
+async function superviseClaude(options: RunClaudeOptions, child: ChildProcess): Promise<ClaudeRunEnd> {
   const started = Date.now();
   // A CLI that dies before reading its prompt closes the pipe: its exit says why, not EPIPE.
   child.stdin!.on('error', () => {});
   child.stdin!.end(promptMessage(options.prompt));
-  const progress = new StreamProgress();
+  const progress = new TurnCount();
   let result: ClaudeResult | undefined;
   let badLine: string | undefined;
   let stderrTail = '';
@@ -188,10 +196,10 @@ async function superviseClaude(options: RunClaudeOptions, child: ChildProcess): 
 
   if (killedFor === 'aborted') throw new ClaudeAbortedError('the Claude CLI was stopped because its execution was aborted');
   // A result printed before the stop is the better record of what was spent (it has the cost).
-  if (killedFor === 'stopped' && !result) return { kind: 'stopped', usage: progress.usage(), modelUsage: progress.modelUsage(), numTurns: progress.turns, wallMs };
+  if (killedFor === 'stopped' && !result) return { kind: 'stopped', numTurns: progress.turns, wallMs };
   if (killedFor && killedFor !== 'stopped') {
     const limitMs = killedFor === 'wall-clock' ? options.timeoutMs : options.idleTimeoutMs;
-    return { kind: 'timeout', reason: killedFor, limitMs, usage: progress.usage(), modelUsage: progress.modelUsage(), numTurns: progress.turns, wallMs };
+    return { kind: 'timeout', reason: killedFor, limitMs, numTurns: progress.turns, wallMs };
   }
   if (result) return { kind: 'result', result, wallMs };
   if (badLine !== undefined) {
@@ -199,67 +207,15 @@ async function superviseClaude(options: RunClaudeOptions, child: ChildProcess): 
   }
   if (exit.code === 0) throw new ClaudeOutputError('the Claude CLI exited 0 but printed no JSON result');
   const error = new ClaudeCrashError(exit.code, exit.signal, stderrTail.trim());
-  return { kind: 'crashed', error, usage: progress.usage(), modelUsage: progress.modelUsage(), numTurns: progress.turns, wallMs };
+  return { kind: 'crashed', error, numTurns: progress.turns, wallMs };
 }
 
-/** Usage as the stream reports it, for runs that are killed before their result. */
-class StreamProgress {
+/** The model calls the stream reports, for runs that are killed before their result says how many. */
+class TurnCount {
   turns = 0;
-  private readonly finished: MessageUsage[] = [];
-  private readonly current = new Map<string, MessageUsage>();
 
   observe(raw: unknown): void {
-    const line = raw as {
-      type?: string; parent_tool_use_id?: string | null;
-      event?: { type?: string; message?: { usage?: unknown; model?: unknown }; usage?: unknown };
-    };
-    if (line.type !== 'stream_event' || !line.event) return;
-    const key = line.parent_tool_use_id ?? 'main';
-    const { event } = line;
-    if (event.type === 'message_start') {
-      const previous = this.current.get(key);
-      if (previous) this.finished.push(previous);
-      this.turns += 1;
-      const model = typeof event.message?.model === 'string' ? event.message.model : 'unknown';
-      this.current.set(key, { model, usage: toUsage(event.message?.usage) });
-    } else if (event.type === 'message_delta') {
-      // message_delta carries the message's cumulative counts: they replace, not add.
-      const before = this.current.get(key);
-      const delta = toUsage(event.usage);
-      this.current.set(key, before ? { model: before.model, usage: { ...before.usage, ...nonZero(delta) } } : { model: 'unknown', usage: delta });
-    }
+    const line = raw as { type?: string; event?: { type?: string } };
+    if (line.type === 'stream_event' && line.event?.type === 'message_start') this.turns += 1;
   }
-
-  private messages(): MessageUsage[] {
-    return [...this.finished, ...this.current.values()];
-  }
-
-  usage(): Usage {
-    return addUsages(this.messages().map((m) => m.usage));
-  }
-
-  /** By the model each message named; no cost (the CLI prices only in its result). */
-  modelUsage(): UsageByModel {
-    return this.messages().reduce<UsageByModel>((sum, m) => addUsageByModel(sum, { [m.model]: { ...m.usage, costUsd: 0 } }), {});
-  }
-}
-
-interface MessageUsage {
-  model: string;
-  usage: Usage;
-}
-
-function toUsage(raw: unknown): Usage {
-  const u = (raw ?? {}) as Record<string, unknown>;
-  const n = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0);
-  return fromApiUsage({
-    input_tokens: n(u.input_tokens),
-    output_tokens: n(u.output_tokens),
-    cache_read_input_tokens: n(u.cache_read_input_tokens),
-    cache_creation_input_tokens: n(u.cache_creation_input_tokens),
-  });
-}
-
-function nonZero(usage: Usage): Partial<Usage> {
-  return Object.fromEntries(Object.entries(usage).filter(([, v]) => v > 0));
 }

@@ -10,8 +10,9 @@ import {
   type SessionRecord,
   forContract,
 } from '../sessions/session-item.js';
-import { claudeFailure, isTransientFailure, modelUsageOf, usageOf } from './claude-result.js';
-import { addUsage, addUsageByModel, addUsd, type Usage, type UsageByModel } from '../sessions/usage.js';
+import { claudeFailure, isTransientFailure } from './claude-result.js';
+import type { MeteredUsage } from './usage-meter.js';
+import { addUsage, addUsageByModel, addUsd, roundUsd, type Usage, type UsageByModel } from '../sessions/usage.js';
 import { PromptMismatchError, SessionIdMismatchError } from './errors.js';
 import { runClaude, type ClaudeRun, type WorkspaceHooks } from './run-claude.js';
 import { AttemptAlreadyStartedError, ExecutionEndedError, stoppedFailure, watchExecution, type ExecutionWatch } from './execution-watch.js';
@@ -156,8 +157,16 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
   // Resume only what the last task recorded; a missing or altered transcript throws here, before Claude runs.
   const restored = milestone?.transcript ? await config.transcripts!.load(milestone.milestoneId, milestone.transcript) : undefined;
 
+  // The session's budget is for all its attempts: this one has what the ones before left.
+  const priorCostUsd = retry?.prior?.totalCostUsd ?? 0;
+  const budgetLeft = start.maxBudgetUsd === undefined ? undefined : roundUsd(Math.max(0, start.maxBudgetUsd - priorCostUsd));
   // A run that will be retried pushes nothing: the next attempt starts again from the base commit.
-  const retried = (r: ClaudeRun) => r.kind === 'result' && !milestone && isTransientFailure(r.result) && attempt < (start.runAttempts ?? 1);
+  // Retried only for a failure the model itself answered (a result line can be printed by a
+  // command, claiming one), and while the budget has something left.
+  const retried = (r: ClaudeRun) => r.kind === 'result' && !milestone && isTransientFailure(r.result)
+    && (r.metered.upstreamStatuses ?? []).includes(Number(r.result.api_error_status))
+    && (budgetLeft === undefined || r.metered.totalCostUsd < budgetLeft)
+    && attempt < (start.runAttempts ?? 1);
   const target = workspaceTarget(start, milestone, milestoneWorkspace);
   const workspace = target ? workspaceHooks(start, target, prompt, config, retried) : undefined;
   const endpoint = config.sessionEndpoint ? await config.sessionEndpoint(start) : config.endpoint;
@@ -171,6 +180,7 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
   if (watched) config.signal?.addEventListener('abort', lookNow, { once: true });
   const run = await runClaude({
     ...claudeProcessOptions(start, { ...config, endpoint, remainingMs: remainingWithin(config, endpoint) }, claudeSessionId, !milestone ? 'fresh' : restored ? 'resume' : 'start'),
+    ...(budgetLeft !== undefined ? { maxBudgetUsd: budgetLeft } : {}),
     // A repository is data (REPOSITORY_IS_DATA) unless the deployment trusts its settings.
     repositorySettings: target ? isListedRepository(target.spec.repo, config.trustedSettingsRepositories) : false,
     prompt,
@@ -186,41 +196,41 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
   });
 
   const served = { provider: endpoint.provider ?? 'anthropic', model: endpoint.model ?? null };
-  // A killed run's split comes from the stream, which names the model that answered; the CLI's own
-  // split (a finished run) names the id it asked for. On Bedrock those differ (a profile id or ARN
-  // asked, the model's name answered): the stream's are put under the ids the deployment configured.
-  if (run.kind !== 'result' && endpoint.provider === 'bedrock') run.modelUsage = underConfiguredModels(run.modelUsage, endpoint);
+  // What the session spent is what its gateway metered, not what the CLI printed (a Bash command
+  // can print a result line of its own). On Bedrock the model that answered names itself, not the
+  // profile id or ARN asked for: its usage is put under the ids the deployment configured.
+  const metered = endpoint.provider === 'bedrock' ? { ...run.metered, modelUsage: underConfiguredModels(run.metered.modelUsage, endpoint) } : run.metered;
   let outcome: RunOutcome;
   if (run.kind === 'stopped') {
     // The execution is gone and will write nothing: the runner records the spend itself, then fails.
     const status = watched?.ended ?? 'ABORTED';
     const { error, cause } = stoppedFailure(status, Math.round(run.wallMs / 1000));
-    const stopped = unfinishedOutcome(claudeSessionId, run, served, now(), status, error, cause);
+    const stopped = unfinishedOutcome(claudeSessionId, run, metered, served, now(), status, error, cause);
     await config.watch!.recordStopped(start, { ...stopped, ...addSpent(retry?.prior ?? null, stopped), attempts: attempt }, spendOf(stopped));
     throw new ExecutionEndedError(`the execution ended ${status} while Claude ran: Claude was stopped and what it spent was recorded on session ${start.sessionId}`);
   } else if (run.kind === 'crashed') {
     // Tokens streamed before a crash were spent: record them on a FAILED session.
-    outcome = unfinishedOutcome(claudeSessionId, run, served, now(), 'FAILED', run.error.name, run.error.message.slice(0, RESULT_MAX_CHARS));
+    outcome = unfinishedOutcome(claudeSessionId, run, metered, served, now(), 'FAILED', run.error.name, run.error.message.slice(0, RESULT_MAX_CHARS));
   } else if (run.kind === 'timeout') {
     const seconds = Math.round(run.limitMs / 1000);
     const cause = run.reason === 'wall-clock'
       ? `the Claude CLI ran past its ${seconds} s limit and was stopped`
       : `the Claude CLI printed nothing for ${seconds} s and was stopped`;
-    outcome = unfinishedOutcome(claudeSessionId, run, served, now(), 'TIMED_OUT', 'ClaudeTimeoutError', cause);
+    outcome = unfinishedOutcome(claudeSessionId, run, metered, served, now(), 'TIMED_OUT', 'ClaudeTimeoutError', cause);
   } else {
     const { result } = run;
     // The one invariant: the conversation Claude ran is the session we track.
     if (result.session_id !== claudeSessionId) throw new SessionIdMismatchError(claudeSessionId, result.session_id);
-    const failure = claudeFailure(result);
+    const failure = overBudget(claudeFailure(result), run.metered, start.maxBudgetUsd);
     outcome = {
       status: failure ? 'FAILED' : 'COMPLETED',
       endedAt: now().toISOString(),
       claudeSessionId: result.session_id,
-      usage: usageOf(result),
+      usage: metered.usage,
       numTurns: result.num_turns,
-      totalCostUsd: result.total_cost_usd,
+      totalCostUsd: metered.totalCostUsd,
       durationMs: result.duration_ms || run.wallMs,
-      modelUsage: modelUsageOf(result),
+      modelUsage: metered.modelUsage,
       ...served,
       stopReason: result.stop_reason ?? null,
       result: result.result?.slice(0, RESULT_MAX_CHARS) ?? null,
@@ -276,6 +286,12 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
     ...(milestoneValues ? { milestoneValues } : {}),
     ...(next ? { next } : {}),
   };
+}
+
+/** A run whose CLI failed after its gateway refused calls over the budget failed on its budget, whatever the CLI made of the refusal. */
+function overBudget(failure: ReturnType<typeof claudeFailure>, metered: MeteredUsage, budgetUsd: number | undefined): ReturnType<typeof claudeFailure> {
+  if (!failure || !metered.refusedOverBudget) return failure;
+  return { error: 'ClaudeMaxBudget', cause: `the session spent $${metered.totalCostUsd} of its $${budgetUsd} budget; the model gateway refused ${metered.refusedOverBudget} model call(s) after that` };
 }
 
 function underConfiguredModels(byModel: UsageByModel, endpoint: BedrockEndpoint): UsageByModel {
@@ -372,10 +388,11 @@ function transcriptNotSaved(outcome: RunOutcome, milestone: MilestoneRecord, err
   return { ...outcome, status: 'FAILED', error: 'TranscriptNotSavedError', cause: cause.slice(0, RESULT_MAX_CHARS) };
 }
 
-/** The outcome of a run that ended without the CLI's result: the streamed usage, no cost. */
+/** The outcome of a run that ended without the CLI's result: what the gateway metered until then. */
 function unfinishedOutcome(
   claudeSessionId: string,
-  run: { usage: Usage; modelUsage: UsageByModel; numTurns: number; wallMs: number },
+  run: { numTurns: number; wallMs: number },
+  metered: Pick<MeteredUsage, 'usage' | 'modelUsage' | 'totalCostUsd'>,
   served: Pick<RunOutcome, 'provider' | 'model'>,
   endedAt: Date,
   status: 'FAILED' | 'TIMED_OUT' | 'ABORTED',
@@ -386,11 +403,11 @@ function unfinishedOutcome(
     status,
     endedAt: endedAt.toISOString(),
     claudeSessionId,
-    usage: run.usage,
+    usage: metered.usage,
     numTurns: run.numTurns,
-    totalCostUsd: 0, // the CLI reports cost only in its result, which such a run never prints
+    totalCostUsd: metered.totalCostUsd,
     durationMs: run.wallMs,
-    modelUsage: run.modelUsage,
+    modelUsage: metered.modelUsage,
     ...served,
     stopReason: null,
     result: null,
