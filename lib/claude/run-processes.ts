@@ -6,7 +6,8 @@ import { readdir, readFile } from 'node:fs/promises';
 // (`setsid`, a double fork): on a warm Lambda such a process would see the next session. So after
 // the CLI exits, every process of the run is found and killed: by its user where the run has one
 // of its own (runUser); where the runner owns its sandbox (Lambda), by its user and a start after
-// the CLI's, so one that also cleared its environment goes too; else (the local runtime, on a
+// the CLI's, its own and its forebears' (startedByRun), so one that also cleared its environment
+// goes too, and a neighbour's on a shared host does not; else (the local runtime, on a
 // machine shared with the user's own programs) by a marker in its environment that every
 // descendant inherits (the run's gateway token). Linux only (/proc); elsewhere nothing is found.
 
@@ -66,21 +67,40 @@ async function belongsToRun(pid: number, run: RunProcesses): Promise<boolean> {
     const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
     const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
     if (run.user && uid === run.user.uid) return true;
-    if (run.startedSince && uid === run.startedSince.uid) {
-      const ticks = await processStartTicks(pid);
-      // The runner and what started it are older than the CLI; all else of its user here is the run's.
-      if (ticks !== undefined && ticks >= run.startedSince.ticks) return true;
-    }
+    if (run.startedSince && uid === run.startedSince.uid && (await startedByRun(pid, run.startedSince.ticks))) return true;
   }
   const environ = await readFile(`/proc/${pid}/environ`).catch(() => undefined);
   return environ !== undefined && environ.includes(run.marker);
 }
 
-/** When a process started, in clock ticks since boot (/proc/<pid>/stat, field 22); undefined where there is no /proc. */
-export async function processStartTicks(pid: number): Promise<number | undefined> {
+/**
+ * Started since the CLI, and so were its forebears up to the runner, or up to the reaper of
+ * orphans (pid 1, where a `setsid` child that left ends up). One with an older forebear that is
+ * not the runner belongs to another program: on a host the runner shares (the bundle run by a
+ * test beside others), a process started meanwhile by a neighbour is not the run's.
+ */
+async function startedByRun(pid: number, sinceTicks: number): Promise<boolean> {
+  let current = pid;
+  for (let depth = 0; depth < 64; depth++) {
+    const stat = await processStat(current);
+    if (!stat || stat.startTicks < sinceTicks) return false;
+    if (stat.ppid === process.pid || stat.ppid <= 1) return true;
+    current = stat.ppid;
+  }
+  return false;
+}
+
+/** A process's parent and start, in clock ticks since boot (/proc/<pid>/stat, fields 4 and 22); undefined where there is no /proc. */
+async function processStat(pid: number): Promise<{ ppid: number; startTicks: number } | undefined> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
   // The command name (field 2) may hold spaces and parentheses: count fields after its last ')'.
   const fields = stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(fields?.[19]);
-  return Number.isFinite(ticks) ? ticks : undefined;
+  const ppid = Number(fields?.[1]);
+  const startTicks = Number(fields?.[19]);
+  return Number.isFinite(ppid) && Number.isFinite(startTicks) ? { ppid, startTicks } : undefined;
+}
+
+/** When a process started, in clock ticks since boot; undefined where there is no /proc. */
+export async function processStartTicks(pid: number): Promise<number | undefined> {
+  return (await processStat(pid))?.startTicks;
 }
