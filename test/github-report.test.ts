@@ -152,13 +152,14 @@ describe('a GitHub session reports on GitHub after it closes', () => {
     expect(new Set(github.calls.map((c) => c.authorization))).toEqual(new Set([`Bearer ${TOKEN}`]));
   });
 
-  it('with GitHub answering 500 to its first calls, the session\'s record is unchanged and the report is retried to one pull request and one comment', async () => {
-    // Prepare: an outage of the next three calls
+  it('with GitHub answering 500 to its first calls and to the comment after the pull request opened, the session\'s record is unchanged and the report is retried to one pull request and one comment', async () => {
+    // Prepare: an outage of the next two calls, then of the comment's POST once (the pull request made already)
     anthropic.respondWith(
       { kind: 'tool_use', name: 'Write', input: { file_path: 'RETRY.md', content: 'retried\n' } },
       { kind: 'text', text: 'Wrote RETRY.md.' },
     );
-    github.failNext(3);
+    github.failNext(2);
+    github.failNext(1, (call) => call.method === 'POST' && call.path.endsWith('/comments'));
     const event = commentEvent('/claude write RETRY.md');
 
     // Act
@@ -167,9 +168,13 @@ describe('a GitHub session reports on GitHub after it closes', () => {
     const comments = await reported(event.issue.number, session.sessionId);
     const after = await sessionRecord(session.sessionId);
 
-    // Assess: three failed tries logged, then one of each write; the record as it was when it closed
-    expect(github.calls.filter((c) => c.status === 500)).toHaveLength(3);
-    expect(stderr).toMatch(new RegExp(`github report of session ${session.sessionId}, try 3 of 5: GitHub GET /repos/acme/widgets/issues/${event.issue.number}/comments answered 500`));
+    // Assess: three failed tries logged, the fourth found the pull request the third opened; the record as it was when it closed
+    expect(github.calls.filter((c) => c.status === 500).map((c) => `${c.method} ${c.path}`)).toEqual([
+      `GET /repos/acme/widgets/issues/${event.issue.number}/comments`, `GET /repos/acme/widgets/issues/${event.issue.number}/comments`,
+      `POST /repos/acme/widgets/issues/${event.issue.number}/comments`,
+    ]);
+    expect(stderr).toMatch(new RegExp(`github report of session ${session.sessionId}, try 2 of 5: GitHub GET /repos/acme/widgets/issues/${event.issue.number}/comments answered 500`));
+    expect(stderr).toMatch(new RegExp(`github report of session ${session.sessionId}, try 3 of 5: GitHub POST /repos/acme/widgets/issues/${event.issue.number}/comments answered 500`));
     expect(after).toEqual(session);
     expect(session.status).toBe('COMPLETED');
     expect(pullsOf(session.workspace!.branch)).toHaveLength(1);

@@ -10,11 +10,13 @@ import { PROJECT_ROOT } from '../lib/project-root.js';
 const outdir = mkdtempSync(join(PROJECT_ROOT, 'cdk.out.test', 'github-'));
 afterAll(() => rmSync(outdir, { recursive: true, force: true }));
 
-describe('npx cdk synth with githubWebhookSecretName and githubTriggers', () => {
+describe('npx cdk synth with githubWebhookSecretName, githubTriggers, a git token and githubApiUrl', () => {
   it('passes with no unacknowledged cdk-nag finding; POST /webhooks/github is the one method without IAM, on the webhook\'s own function', () => {
     // Act
     const synth = spawnSync(process.execPath, [join(PROJECT_ROOT, 'node_modules', 'aws-cdk', 'bin', 'cdk'), 'synth', '--quiet', '--output', outdir,
-      '-c', 'githubWebhookSecretName=claude/github-webhook', '-c', 'githubTriggers={"repositories":{"acme/widgets":"widgets"}}'], {
+      '-c', 'githubWebhookSecretName=claude/github-webhook', '-c', 'githubTriggers={"repositories":{"acme/widgets":"widgets"}}',
+      // A git token too: the sessions' repositories, and the reporter on GitHub Enterprise's API.
+      '-c', 'gitTokenSecretName=claude/git', '-c', 'gitTokenScopes=https://github.example.com/acme/', '-c', 'githubApiUrl=https://github.example.com/api/v3'], {
       cwd: PROJECT_ROOT, encoding: 'utf8', env: { ...process.env, CI: 'true', CDK_DISABLE_VERSION_CHECK: '1' }, timeout: 280_000,
     });
     // Assess
@@ -26,6 +28,9 @@ describe('npx cdk synth with githubWebhookSecretName and githubTriggers', () => 
     expect(open.map(([, r]) => `${r.Properties.HttpMethod} ${resources[r.Properties.ResourceId.Ref]!.Properties.PathPart}`)).toEqual(['POST github']);
     expect(JSON.stringify(open[0]![1].Properties.Integration.Uri)).toContain('GitHubServiceFunction');
     const environment = Object.entries(resources).find(([id, r]) => id.startsWith('GitHubServiceFunction') && r.Type === 'AWS::Lambda::Function')![1].Properties.Environment.Variables;
-    expect(Object.keys(environment).sort()).toEqual(['GITHUB_TRIGGERS', 'NODE_OPTIONS', 'POWERTOOLS_SERVICE_NAME', 'STATE_MACHINE_ARN', 'WEBHOOK_SECRET_ARN']);
+    expect(Object.keys(environment).sort()).toEqual(['GITHUB_TRIGGERS', 'GIT_TOKEN_SCOPES', 'NODE_OPTIONS', 'POWERTOOLS_SERVICE_NAME', 'STATE_MACHINE_ARN', 'WEBHOOK_SECRET_ARN']);
+    // The reporter: its own function on the Session Closed rule, told the API's base URL and where the token is
+    const reporter = Object.entries(resources).find(([id, r]) => id.startsWith('GitHubReporterServiceFunction') && r.Type === 'AWS::Lambda::Function')![1].Properties.Environment.Variables;
+    expect(reporter).toMatchObject({ GITHUB_API_URL: 'https://github.example.com/api/v3', GITHUB_TOKEN_SECRET_ARN: expect.anything(), TABLE_NAME: expect.anything() });
   }, 300_000);
 });

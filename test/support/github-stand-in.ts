@@ -19,7 +19,8 @@ interface StoredComment { id: number; html_url: string; body: string }
 /**
  * GitHub's REST API on 127.0.0.1, for the calls the reporter makes (repository, issue, pulls of a
  * head, create a pull request, list and create issue comments), keeping what was created. It
- * records every call, and `failNext(n)` answers the next n calls 500, as an outage would.
+ * records every call, and `failNext(n)` answers the next n calls 500, as an outage would (or of one
+ * kind: the comment's POST after the pull request was opened).
  */
 export class GitHubStandIn {
   readonly calls: GitHubCall[] = [];
@@ -27,7 +28,7 @@ export class GitHubStandIn {
   readonly comments = new Map<string, StoredComment[]>();
   /** Issue titles by `owner/repo#n`; an issue not set here is "Issue <n>". */
   readonly issues = new Map<string, string>();
-  private failures = 0;
+  private readonly failing: { left: number; matches: (call: GitHubCall) => boolean }[] = [];
   private nextId = 1;
   private server?: Server;
 
@@ -43,7 +44,9 @@ export class GitHubStandIn {
           authorization: req.headers.authorization, ...(text ? { body: JSON.parse(text) as Record<string, unknown> } : {}),
         };
         this.calls.push(call);
-        const [status, answer] = this.failures > 0 ? (this.failures--, [500, { message: 'Server Error (the stand-in was told to fail)' }] as const) : this.answer(call);
+        const failure = this.failing.find((f) => f.left > 0 && f.matches(call));
+        if (failure) failure.left--;
+        const [status, answer] = failure ? [500, { message: 'Server Error (the stand-in was told to fail)' }] as const : this.answer(call);
         call.status = status;
         res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
       });
@@ -56,9 +59,9 @@ export class GitHubStandIn {
     return `http://127.0.0.1:${(this.server!.address() as AddressInfo).port}`;
   }
 
-  /** The next `n` calls are answered 500. */
-  failNext(n: number): void {
-    this.failures = n;
+  /** The next `n` calls (of those `matches` picks) are answered 500. */
+  failNext(n: number, matches: (call: GitHubCall) => boolean = () => true): void {
+    this.failing.push({ left: n, matches });
   }
 
   /** The calls that created something (POST), as `POST <path>`. */
