@@ -37,6 +37,8 @@ new ClaudeSessionsStack(app, 'ClaudeSessions', {
   githubWebhookSecretName: app.node.tryGetContext('githubWebhookSecretName'),
   // An object in cdk.json, or its JSON text; checked by the stack, naming the key and the field.
   githubTriggers: app.node.tryGetContext('githubTriggers'),
+  // Checked by the stack (an https URL), naming the key.
+  githubApiUrl: app.node.tryGetContext('githubApiUrl'),
   // Validated here with the shared schema: a bad entry fails the synth, naming entry and field.
   schedules: parseSchedules(app.node.tryGetContext('schedules')),
   env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },

@@ -28,6 +28,8 @@ import { checkedMaxCloneMiB } from '../lib/claude/runner-environment.js';
 import { assertBranchAllowed, checkedBranchPatterns } from '../lib/sessions/session-creation.js';
 import { assertProjectRulesWithin, assertWithinProjectLimit, parseProjectLimits, type ProjectLimits } from '../lib/sessions/project-limits.js';
 import { GitHubWebhook } from './github-webhook.js';
+import { GitHubReporter } from './github-reporter.js';
+import { checkedGitHubApiUrl } from '../lib/github/github-client.js';
 import { parseGitHubTriggers, type GitHubTriggers } from '../lib/api/github-webhook.js';
 
 export interface ClaudeSessionsStackProps extends StackProps {
@@ -153,6 +155,12 @@ export interface ClaudeSessionsStackProps extends StackProps {
    * COLLABORATOR), `maxEventAgeMinutes` (default 60). Context `githubTriggers` (a JSON object). @default none
    */
   readonly githubTriggers?: Partial<GitHubTriggers> | string;
+  /**
+   * GitHub's REST API, where a GitHub session's pull request and comment are made (with the webhook
+   * and `gitTokenSecretName`, whose token they use): GitHub Enterprise Server's is
+   * `https://<host>/api/v3`. Context `githubApiUrl`. @default https://api.github.com
+   */
+  readonly githubApiUrl?: string;
 }
 
 export class ClaudeSessionsStack extends Stack {
@@ -269,12 +277,6 @@ export class ClaudeSessionsStack extends Stack {
     });
     const schedules = new SessionSchedules(this, 'Schedules', { stateMachine: this.workflow.stateMachine, schedules: props.schedules ?? [] });
     this.events = new SessionEvents(this, 'Events', { sessions });
-    this.monitoring = new SessionMonitoring(this, 'Monitoring', {
-      stateMachine: this.workflow.stateMachine,
-      reaper: reaper.function,
-      deadLetterQueues: [schedules.deadLetterQueue, this.events.deadLetterQueue, reaper.deadLetterQueue],
-      alarmTopic: props.alarmTopic ?? (props.alarmTopicArn ? Topic.fromTopicArn(this, 'AlarmTopic', props.alarmTopicArn) : undefined),
-    });
     const triggers = parseGitHubTriggers(props.githubTriggers, 'githubTriggers');
     if (Boolean(props.githubWebhookSecretName) !== Boolean(triggers)) {
       throw new Error('githubWebhookSecretName and githubTriggers go together: the webhook needs its secret and the repositories it maps to projects');
@@ -283,6 +285,17 @@ export class ClaudeSessionsStack extends Stack {
       api: this.api, stateMachine: this.workflow.stateMachine, triggers, gitTokenScopes: gitTokenSecret ? gitTokenScopes : undefined,
       secret: Secret.fromSecretNameV2(this, 'GitHubWebhookSecret', props.githubWebhookSecretName),
     }) : undefined;
+    const githubApiUrl = checkedGitHubApiUrl(props.githubApiUrl, 'githubApiUrl');
+    // Reports need a token: the deployment's git token, which the webhook's sessions push with.
+    const reporter = github && gitTokenSecret ? new GitHubReporter(this, 'GitHubReporter', {
+      eventBus: this.events.eventBus, sessions, tokenSecret: gitTokenSecret, apiUrl: githubApiUrl,
+    }) : undefined;
+    this.monitoring = new SessionMonitoring(this, 'Monitoring', {
+      stateMachine: this.workflow.stateMachine,
+      reaper: reaper.function,
+      deadLetterQueues: [schedules.deadLetterQueue, this.events.deadLetterQueue, reaper.deadLetterQueue, ...(reporter ? [reporter.deadLetterQueue] : [])],
+      alarmTopic: props.alarmTopic ?? (props.alarmTopicArn ? Topic.fromTopicArn(this, 'AlarmTopic', props.alarmTopicArn) : undefined),
+    });
     this.suppressReviewedFindings(runner, creator, this.workflow);
     Validations.of(this.workflow).acknowledge({
       id: `AwsSolutions::AwsSolutions-${taskFamilyRevisionsFinding(this.getLogicalId(fargate.taskDefinition.node.defaultChild as CfnElement))}`,

@@ -129,6 +129,16 @@ export class SessionTable extends Construct {
     });
   }
 
+  /** One session by its key, nothing else (the GitHub reporter reads Claude's reply): GetItem of SESSION# items only. */
+  grantGetSession(grantee: IGrantable): Grant {
+    return Grant.addToPrincipal({
+      grantee,
+      actions: ['dynamodb:GetItem'],
+      resourceArns: [this.table.tableArn],
+      conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [sessionPk('*')] } },
+    });
+  }
+
   /**
    * Closing what an execution left open (the reaper, lib/sessions/session-reaper.ts): the
    * conditional close of the session (and a read of it when that close finds it closed already),

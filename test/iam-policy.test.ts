@@ -248,3 +248,65 @@ describe('the GitHub webhook\'s function: start the one state machine, read its 
       .toThrow(/githubWebhookSecretName and githubTriggers go together/);
   });
 });
+
+describe('the GitHub reporter\'s function: read a session and the git token, write nothing to the table', () => {
+  // The webhook and a git token on, as a deployment that reports on GitHub has them.
+  const withReporter = Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', {
+    apiKeySecretName: 'claude/anthropic', gitTokenSecretName: 'claude/git', gitTokenScopes: ['https://github.com/acme/'],
+    githubWebhookSecretName: 'claude/github-webhook', githubTriggers: { repositories: { 'acme/widgets': 'widgets' } },
+  })).toJSON() as CfnTemplate;
+  const resolver_ = templateResolver(withReporter);
+  const idOf = (prefix: string, type: string) => Object.keys(withReporter.Resources).filter((id) => id.startsWith(prefix) && withReporter.Resources[id]!.Type === type);
+  const [reporterRole] = idOf('GitHubReporterServiceFunctionServiceRole', 'AWS::IAM::Role');
+  const tableName = resolver_.physicalName(idOf('SessionsTable', 'AWS::DynamoDB::Table')[0]!);
+  const queue = resolver_.physicalName(idOf('GitHubReporterDeadLetters', 'AWS::SQS::Queue')[0]!);
+  const call = (service: string, action: string, params: Record<string, unknown>): AwsCall => ({ principal: reporterRole!, service, action, params });
+
+  it('may GetItem a session, read the git token and send to its dead-letter queue, and nothing else asked of it', async () => {
+    // Prepare: what reportSession and Lambda's failure destination do, and what the role must not be able to do
+    const allowed = [
+      itemCall(reporterRole!, 'GetItem', tableName, sessionPk(uuidv4()), SESSION_SK),
+      call('secretsmanager', 'GetSecretValue', { SecretId: 'claude/git' }),
+      call('sqs', 'SendMessage', { QueueUrl: `https://sqs.us-east-1.amazonaws.com/123456789012/${queue}` }),
+    ];
+    const refused = [
+      itemCall(reporterRole!, 'UpdateItem', tableName, sessionPk(uuidv4()), SESSION_SK),
+      itemCall(reporterRole!, 'GetItem', tableName, milestonePk(uuidv4()), MILESTONE_SK),
+      call('secretsmanager', 'GetSecretValue', { SecretId: 'claude/github-webhook' }),
+      call('secretsmanager', 'GetSecretValue', { SecretId: 'claude/anthropic' }),
+    ];
+    // Act
+    const { denied, unusedGrants } = await checkCalls(withReporter, [...allowed, ...refused]);
+    // Assess: exactly the refused calls are denied; beyond logs, traces and the queue's two reads the SQS grant
+    // brings, the allowed calls use every grant the role holds
+    expect(denied.map((d) => `${d.action} ${d.resource.split(':').pop()}`)).toEqual([
+      `dynamodb:UpdateItem table/${tableName}`, `dynamodb:GetItem table/${tableName}`,
+      expect.stringMatching(/^secretsmanager:GetSecretValue claude\/github-webhook/), expect.stringMatching(/^secretsmanager:GetSecretValue claude\/anthropic/),
+    ]);
+    expect(unusedGrants.filter((g) => !/^(xray|logs):|^sqs:GetQueue(Attributes|Url)$/.test(g.action))).toEqual([]);
+  });
+
+  it('hears only the Session Closed events of GitHub sessions, on the bus the events go to, with retries and a dead-letter queue', () => {
+    // Prepare
+    const [ruleId] = idOf('GitHubReporterGitHubSessionClosed', 'AWS::Events::Rule');
+    const rule = withReporter.Resources[ruleId!]!.Properties as any;
+    const [invokeConfig] = Object.values(withReporter.Resources).filter((r) => r.Type === 'AWS::Lambda::EventInvokeConfig') as any[];
+    // Assess
+    expect(rule.EventPattern).toEqual({ source: ['claude-sessions'], 'detail-type': ['Session Closed'], detail: { trigger: ['github'] } });
+    expect(rule.Targets[0]).toMatchObject({ RetryPolicy: { MaximumRetryAttempts: 8 }, DeadLetterConfig: { Arn: { 'Fn::GetAtt': [expect.stringMatching(/^GitHubReporterDeadLetters/), 'Arn'] } } });
+    expect(invokeConfig.Properties).toMatchObject({ MaximumRetryAttempts: 2, DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [expect.stringMatching(/^GitHubReporterDeadLetters/), 'Arn'] } } } });
+  });
+
+  it('is not deployed without a git token, nor without the webhook', () => {
+    expect(Object.keys(withWebhookOnly().Resources).filter((id) => id.startsWith('GitHubReporter'))).toEqual([]);
+    expect(Object.keys(template.Resources).filter((id) => id.startsWith('GitHubReporter'))).toEqual([]);
+    expect(() => new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', { githubApiUrl: 'http://github.example.com/api/v3' }))
+      .toThrow(/githubApiUrl must be the https URL of GitHub's REST API/);
+  });
+});
+
+function withWebhookOnly(): CfnTemplate {
+  return Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', {
+    githubWebhookSecretName: 'claude/github-webhook', githubTriggers: { repositories: { 'acme/widgets': 'widgets' } },
+  })).toJSON() as CfnTemplate;
+}

@@ -508,8 +508,30 @@ async function projectCommand(args: string[], io: CliIo): Promise<number> {
   return 0;
 }
 
-/** The engine's POST /webhooks/github, when both its secret and its triggers are set; one without the other is a usage error. */
-async function githubWebhookFromEnv(env: NodeJS.ProcessEnv): Promise<{ secret: string; triggers: import('../api/github-webhook.js').GitHubTriggers } | undefined> {
+/** The engine's git token and where it may go: both or neither, as gitTokenSecretName and gitTokenScopes on AWS. */
+async function gitTokenFromEnv(env: NodeJS.ProcessEnv): Promise<{ token: string; tokenScopes: string[] } | undefined> {
+  const token = env.CLAUDE_SESSIONS_GIT_TOKEN;
+  const scopes = env.CLAUDE_SESSIONS_GIT_TOKEN_SCOPES?.split(',').map((s) => s.trim()).filter(Boolean);
+  if (!token && !scopes?.length) return undefined;
+  if (!token || !scopes?.length) {
+    throw new UsageError('CLAUDE_SESSIONS_GIT_TOKEN and CLAUDE_SESSIONS_GIT_TOKEN_SCOPES go together: the token is sent only to the URL prefixes the scopes name (e.g. https://github.com/acme/)');
+  }
+  const { checkedTokenScopes } = await import('../claude/repository-scopes.js');
+  try {
+    return { token, tokenScopes: checkedTokenScopes(scopes, 'CLAUDE_SESSIONS_GIT_TOKEN_SCOPES')! };
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/**
+ * The engine's POST /webhooks/github, when both its secret and its triggers are set (one without
+ * the other is a usage error); with a git token, its sessions' repositories and reports on GitHub
+ * (CLAUDE_SESSIONS_GITHUB_API_URL).
+ */
+async function githubWebhookFromEnv(
+  env: NodeJS.ProcessEnv, git: { token: string; tokenScopes: string[] } | undefined,
+): Promise<NonNullable<import('../local/local-engine.js').EngineOptions['github']> | undefined> {
   const secret = env.CLAUDE_SESSIONS_GITHUB_WEBHOOK_SECRET;
   const { parseGitHubTriggers } = await import('../api/github-webhook.js');
   let triggers;
@@ -522,7 +544,15 @@ async function githubWebhookFromEnv(env: NodeJS.ProcessEnv): Promise<{ secret: s
   if (!secret || !triggers) {
     throw new UsageError('CLAUDE_SESSIONS_GITHUB_WEBHOOK_SECRET and CLAUDE_SESSIONS_GITHUB_TRIGGERS go together: the webhook needs its secret and the repositories it maps to projects');
   }
-  return { secret, triggers };
+  if (!git) return { secret, triggers };
+  const { checkedGitHubApiUrl } = await import('../github/github-client.js');
+  let apiUrl: string;
+  try {
+    apiUrl = checkedGitHubApiUrl(env.CLAUDE_SESSIONS_GITHUB_API_URL, 'CLAUDE_SESSIONS_GITHUB_API_URL');
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  return { secret, triggers, gitTokenScopes: git.tokenScopes, report: { apiUrl, token: git.token } };
 }
 
 /**
@@ -549,12 +579,14 @@ async function serveCommand(args: string[], io: CliIo, background: boolean): Pro
   } catch {
     throw new UsageError('--max-concurrent-sessions must be a whole number from 1');
   }
+  const git = await gitTokenFromEnv(io.env);
   if (!background) await takeOverFromBackgroundEngine(io);
   const { startEngine } = await import('../local/local-engine.js');
   const running = await startEngine({
     home: home(io), port, policy, idleExitSeconds, command: background ? 'claude-sessions engine' : 'claude-sessions serve',
     standby: io.env.CLAUDE_SESSIONS_STANDBY !== '0',
-    github: await githubWebhookFromEnv(io.env),
+    git,
+    github: await githubWebhookFromEnv(io.env, git),
   });
   const { runtime, url } = running;
   io.stderr(

@@ -15,6 +15,8 @@ import { removeEngineFile, writeEngineFile, type EngineFile } from './engine-fil
 import { NextRunStandby } from './next-run-standby.js';
 import { GitHubWebhook, type GitHubTriggers } from '../api/github-webhook.js';
 import { sessionsWithPrefix } from './orphan-sweep.js';
+import { GitHubClient } from '../github/github-client.js';
+import { reportSession, reportWithRetry } from '../github/session-report.js';
 
 // The local engine (docs/ARCHITECTURE.md#the-local-engine): the one process that holds the
 // state folder, runs the executions and serves the HTTP API; every other command is its client.
@@ -45,9 +47,18 @@ export interface EngineOptions {
   command: string;
   /** Keep a Claude CLI booted for the next `run` (lib/local/next-run-standby.ts). @default true */
   standby?: boolean;
-  /** POST /webhooks/github: its secret and triggers (CLAUDE_SESSIONS_GITHUB_WEBHOOK_SECRET, _GITHUB_TRIGGERS). @default no webhook */
-  github?: { secret: string; triggers: GitHubTriggers; gitTokenScopes?: readonly string[] };
+  /**
+   * POST /webhooks/github: its secret and triggers (CLAUDE_SESSIONS_GITHUB_WEBHOOK_SECRET, _GITHUB_TRIGGERS);
+   * with `report`, the pull requests and comments of its sessions, on GitHub's REST API at `apiUrl`. @default no webhook
+   */
+  github?: { secret: string; triggers: GitHubTriggers; gitTokenScopes?: readonly string[]; report?: { apiUrl: string; token: string } };
+  /** The git token of https workspaces and the URL prefixes it may go to (CLAUDE_SESSIONS_GIT_TOKEN, _GIT_TOKEN_SCOPES). @default none */
+  git?: { token?: string; tokenScopes?: readonly string[] };
 }
+
+/** How often the engine tries a GitHub report, and its first wait (doubled each time: 1+2+4+8 s in all). */
+const REPORT_ATTEMPTS = 5;
+const REPORT_FIRST_DELAY_MS = 1_000;
 
 export interface Engine {
   url: string;
@@ -58,7 +69,12 @@ export interface Engine {
 }
 
 export async function startEngine(options: EngineOptions): Promise<Engine> {
-  const runtime = await LocalRuntime.start({ home: options.home, command: options.command, policy: options.policy });
+  const git = options.git;
+  const runtime = await LocalRuntime.start({
+    home: options.home, command: options.command, policy: options.policy,
+    runner: git ? { gitToken: async () => git.token, gitTokenScopes: git.tokenScopes } : undefined,
+  });
+  const reports = githubReports(runtime, options.github?.report);
   const standby = options.standby === false ? undefined : new NextRunStandby(runtime);
   let extraStandIn: Promise<AnthropicStandIn> | undefined;
   let lastActivity = Date.now();
@@ -249,6 +265,7 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
       await removeEngineFile(options.home);
       await server.close();
       await standby?.close();
+      await reports.settle();
       await runtime.close();
       await (await extraStandIn)?.close();
     })();
@@ -267,6 +284,33 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
     void runtime.sweep().catch((err: unknown) => process.stderr.write(`sweep failed: ${(err as Error)?.stack ?? String(err)}\n`));
   }, ENGINE_SWEEP_INTERVAL_MS).unref();
   return { url: server.url, runtime, idle, close };
+}
+
+/**
+ * The engine's GitHub reporter (functions/github-reporter on AWS): each ended execution of a
+ * GitHub session is reported, with a bounded retry; a report that fails them all is logged and
+ * dropped, as the dead-letter queue keeps it on AWS. It reads the session and writes only to GitHub.
+ */
+function githubReports(runtime: LocalRuntime, report: { apiUrl: string; token: string } | undefined): { settle(): Promise<void> } {
+  const pending = new Set<Promise<unknown>>();
+  if (!report) return { settle: async () => {} };
+  const deps = { github: new GitHubClient(report.apiUrl, async () => report.token), session: (id: string) => runtime.repository.get(id) };
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  runtime.onExecutionEnded = (sessionId) => {
+    const run = (async () => {
+      const session = await runtime.repository.get(sessionId);
+      if (session?.trigger !== 'github') return;
+      const outcome = await reportWithRetry(() => reportSession({ sessionId, trigger: session.trigger }, deps), {
+        attempts: REPORT_ATTEMPTS, delayMs: REPORT_FIRST_DELAY_MS,
+        onFailure: (attempt, err) => log(`github report of session ${sessionId}, try ${attempt} of ${REPORT_ATTEMPTS}: ${(err as Error)?.message ?? String(err)}`),
+      });
+      log(outcome.reported ? `github report of session ${sessionId}: ${outcome.comment}` : `github report of session ${sessionId}: none, ${outcome.reason}`);
+    })().catch(() => undefined); // each failed try is logged above
+    pending.add(run);
+    void run.finally(() => pending.delete(run));
+  };
+  // A closing engine lets reports in flight finish their try; a retry's wait is not kept.
+  return { settle: async () => void (await Promise.race([Promise.allSettled(pending), new Promise((resolve) => setTimeout(resolve, 5_000).unref())])) };
 }
 
 /** How often the engine sweeps for sessions whose execution ended unrecorded (10 minutes on AWS). */

@@ -192,6 +192,13 @@ export class LocalRuntime implements SessionStarter {
    */
   dropExecutionEvents = false;
 
+  /**
+   * Called with the session id of each execution that ended, once the reaper had its turn (and
+   * of each session the sweep closed): where the engine hears "Session Closed" (the stream and
+   * EventBridge on AWS). The session may still be RUNNING when its close was lost: read it.
+   */
+  onExecutionEnded?: (sessionId: string) => void;
+
   private readonly fargate: LocalFargate;
 
   /** Lose ECS's "task stopped" events (LocalFargate.dropTaskEvents): a dead task is then seen at its heartbeat's end only. */
@@ -352,6 +359,7 @@ export class LocalRuntime implements SessionStarter {
             error: result.error ?? null, cause: result.cause ?? null,
           }, { milestones: this.milestones, slots: this.slots }).catch(() => undefined);
         }
+        this.onExecutionEnded?.(executionName);
         return result;
       });
     const abort = () => {
@@ -429,10 +437,12 @@ export class LocalRuntime implements SessionStarter {
    * RUNNING sessions whose execution has ended and frees their slots and leases. The engine runs
    * it periodically; `minAgeMs` 0 sweeps sessions of any age (tests).
    */
-  sweep(options: { minAgeMs?: number } = {}): Promise<SweptSession[]> {
-    return sweepEndedExecutions(this.repository, {
+  async sweep(options: { minAgeMs?: number } = {}): Promise<SweptSession[]> {
+    const swept = await sweepEndedExecutions(this.repository, {
       milestones: this.milestones, slots: this.slots, describe: (arn) => this.describeExecution(arn), minAgeMs: options.minAgeMs,
     });
+    for (const { sessionId, closed } of swept) if (closed) this.onExecutionEnded?.(sessionId);
+    return swept;
   }
 
   /** Starts an execution, waits for it to end, and returns the session it tracked. */

@@ -318,10 +318,14 @@ const s3: Mapper = (action, params) => {
 
 // The others ------------------------------------------------------------------------------------------
 
-/** A secret named rather than given by ARN gets the ARN Secrets Manager gives it. */
+/**
+ * A secret named rather than given by ARN gets the ARN Secrets Manager gives it; so does a partial
+ * ARN (no random suffix, as `Secret.fromSecretNameV2` renders one): IAM judges the secret's full ARN.
+ */
 function secretArn(secretId: unknown): string {
   const id = str(secretId, 'SecretId');
-  return id.startsWith('arn:') ? id : arn('secretsmanager', `secret:${id}-${SECRET_SUFFIX}`);
+  if (!id.startsWith('arn:')) return arn('secretsmanager', `secret:${id}-${SECRET_SUFFIX}`);
+  return /:secret:.*-[A-Za-z0-9]{6}$/.test(id) ? id : `${id}-${SECRET_SUFFIX}`;
 }
 
 const secretsmanager: Mapper = (action, params) => [request(`secretsmanager:${action}`, secretArn(params.SecretId))];

@@ -1,0 +1,40 @@
+import { getStringFromEnv } from '@aws-lambda-powertools/commons/utils/env';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { Tracer } from '@aws-lambda-powertools/tracer';
+import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import middy from '@middy/core';
+import type { EventBridgeEvent } from 'aws-lambda';
+import { GitHubClient, checkedGitHubApiUrl } from '../../lib/github/github-client.js';
+import { readGitHubToken } from '../../lib/github/github-token.js';
+import { reportSession } from '../../lib/github/session-report.js';
+import type { SessionClosedDetail } from '../../lib/sessions/session-events.js';
+import { SessionRepository } from '../../lib/sessions/session-repository.js';
+import { lazy } from '../shared/lazy.js';
+
+// Clients once per cold start; the environment at the first event, a missing variable named.
+const logger = new Logger();
+const tracer = new Tracer();
+const documents = DynamoDBDocumentClient.from(tracer.captureAWSv3Client(new DynamoDBClient({})));
+const secrets = tracer.captureAWSv3Client(new SecretsManagerClient({}));
+const deps = lazy(() => {
+  const repository = new SessionRepository(documents, getStringFromEnv({ key: 'TABLE_NAME' }));
+  const token = readGitHubToken(secrets, getStringFromEnv({ key: 'GITHUB_TOKEN_SECRET_ARN' }));
+  return { github: new GitHubClient(checkedGitHubApiUrl(process.env.GITHUB_API_URL, 'GITHUB_API_URL'), token), session: (id: string) => repository.get(id) };
+});
+
+/**
+ * "Session Closed" of a GitHub session: its pull request and comment. A GitHub failure throws, so
+ * Lambda retries the event and then sends it to the dead-letter queue; the session is never written.
+ */
+export const handler = middy(async (event: EventBridgeEvent<'Session Closed', SessionClosedDetail>) => {
+  const outcome = await reportSession(event.detail, deps());
+  logger.info('github report', { sessionId: event.detail.sessionId, ...outcome });
+  return outcome;
+})
+  // Claude's reply is in the pull request: never in a trace.
+  .use(captureLambdaHandler(tracer, { captureResponse: false }))
+  .use(injectLambdaContext(logger));
