@@ -102,7 +102,7 @@ async function collectStates(events: AsyncIterable<EventLog>): Promise<string[]>
 async function main() {
   const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryGiB: round(totalmem() / 2 ** 30), node: process.version };
   const standIn = await new AnthropicStandIn().start();
-  const runtime = await LocalRuntime.start({ standIn, runner: { maxRetries: 0 } });
+  const runtime = await LocalRuntime.boot({ standIn, runner: { maxRetries: 0 } });
 
   // DynamoDB calls the workflow makes, counted at the SDK boundary.
   const calls: Record<string, number> = {};
@@ -181,11 +181,11 @@ async function main() {
   const milestone = await runtime.milestones.open('bench');
   await measurePath('milestoneFirstTask', { prompt: 'hi', projectId: 'bench', milestoneId: milestone.milestoneId });
   await measurePath('milestoneResumedTask', { prompt: 'hi', projectId: 'bench', milestoneId: milestone.milestoneId });
-  const limited = await LocalRuntime.start({ standIn, runner: { maxRetries: 0 }, policy: { maxConcurrentSessions: 5 }, cacheDir: join(PROJECT_ROOT, '.claude-sessions', 'cache') });
+  const limited = await LocalRuntime.boot({ standIn, runner: { maxRetries: 0 }, policy: { maxConcurrentSessions: 5 }, cacheDir: join(PROJECT_ROOT, '.claude-sessions', 'cache') });
   countCalls(limited);
   await measurePath('completedWithConcurrencyLimit', { prompt: 'hi', projectId: 'bench' }, undefined, limited);
   await limited.close();
-  const crashing = await LocalRuntime.start({ standIn, runner: { claudePath: '/bin/false' }, cacheDir: join(PROJECT_ROOT, '.claude-sessions', 'cache') });
+  const crashing = await LocalRuntime.boot({ standIn, runner: { claudePath: '/bin/false' }, cacheDir: join(PROJECT_ROOT, '.claude-sessions', 'cache') });
   countCalls(crashing);
   await measurePath('cliCrash', { prompt: 'hi', projectId: 'bench' }, undefined, crashing);
   await crashing.close();

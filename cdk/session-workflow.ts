@@ -22,7 +22,7 @@ import { closeWithOutcome } from './workflow/close-with-outcome.js';
 import { completed, isLimited, isMilestoneTask } from './workflow/execution-state.js';
 import { acquireMilestoneLease } from './workflow/milestone-lease.js';
 import { acquireProjectSlot } from './workflow/project-slot.js';
-import { Role, THROTTLED_INVOKE_RETRY, tasksWithoutRole } from './workflow/roles.js';
+import { CatchPolicy, THROTTLED_INVOKE_RETRY, tasksWithoutCatchPolicy } from './workflow/error-handling.js';
 import { runAttempt } from './workflow/run-attempt.js';
 import { transactStates, updateItemStates } from './workflow/update-item-state.js';
 
@@ -66,9 +66,9 @@ export class SessionWorkflow extends Construct {
     super(scope, id);
     const write = updateItemStates(this, props.sessions.table.tableName);
     const transact = transactStates(this, props.sessions.table.tableName);
-    // The finally branch: every Task after CreateSession is built with this role, so a failure
+    // The finally branch: every Task after CreateSession is built with this catch policy, so a failure
     // anywhere closes the session FAILED and frees what it holds.
-    const step = Role.sessionStep(closeOnFailure(this, write, transact));
+    const step = CatchPolicy.sessionStep(closeOnFailure(this, write, transact));
 
     // Validates, checks the budget and puts the session RUNNING in one Lambda: a session is
     // then 5 state transitions, not 6 with a separate PutItem state.
@@ -112,9 +112,9 @@ export class SessionWorkflow extends Construct {
       .when(completed, close.recordUsage)
       .otherwise(close.recordFailedRun));
     const definition = createSession.next(chooseFirstStep);
-    // A Task built without a role fails the synth rather than leave a session RUNNING.
+    // A Task built without a catch policy fails the synth rather than leave a session RUNNING.
     this.node.addValidation({
-      validate: () => tasksWithoutRole(createSession).map((name) => `${name} has no Role: a failure there would leave its session RUNNING`),
+      validate: () => tasksWithoutCatchPolicy(createSession).map((name) => `${name} has no CatchPolicy: a failure there would leave its session RUNNING`),
     });
 
     const logGroup = new LogGroup(this, 'Logs', {

@@ -11,7 +11,7 @@ import { codeCommitGitCredentials } from '../lib/claude/codecommit-credentials.j
 import type { RunnerConfig } from '../lib/claude/run-session-task.js';
 import { cloneWorkspace } from '../lib/claude/workspace.js';
 import { codeCommitRepository } from '../lib/sessions/codecommit-url.js';
-import { validateStartInput } from '../lib/sessions/execution-input.js';
+import { parseExecutionInput } from '../lib/sessions/execution-input.js';
 import { CodeCommitStandIn } from './support/codecommit-stand-in.js';
 import { git, remoteRepository } from './support/git-remote.js';
 import { useTestRuntime, type TestRuntime } from './support/runtime.js';
@@ -74,7 +74,7 @@ describe('the CodeCommit git password', () => {
   });
 
   it('refuses a CodeCommit URL without a region or a repository, naming the field', () => {
-    const start = (repo: string) => () => validateStartInput({ prompt: 'p', projectId: 'p', workspace: { repo } });
+    const start = (repo: string) => () => parseExecutionInput({ prompt: 'p', projectId: 'p', workspace: { repo } });
     expect(start('https://git-codecommit.us-east-1.amazonaws.com/widgets')).toThrow(/workspace\.repo must name the repository as https:\/\/git-codecommit\.<region>\.amazonaws\.com\/v1\/repos\/<name>/);
     expect(start('https://git-codecommit.us-east-1.amazonaws.com/v1/repos/widgets/extra')).toThrow(/workspace\.repo must name the repository/);
     expect(start('https://git-codecommit.nowhere.amazonaws.com/v1/repos/widgets')).toThrow(/workspace\.repo must name an AWS Region in its host .*not "nowhere"/);

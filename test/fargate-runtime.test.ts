@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { synthesizedTemplate } from './support/synthesized.js';
 import { v4 as uuidv4 } from 'uuid';
 import { fromTemplate } from '../lib/local/workflow-definition.js';
-import { validateStartInput } from '../lib/sessions/execution-input.js';
+import { parseExecutionInput } from '../lib/sessions/execution-input.js';
 import { useTestRuntime, type TestRuntime } from './support/runtime.js';
 
 let env: TestRuntime;
@@ -131,10 +131,10 @@ describe('the fargate runtime, as a separate task process reporting on its task 
 
   it('refuses a prompt over 192 KiB as JSON in UTF-8 on any runtime, naming the field; the timeout limit stays per runtime', () => {
     // 70,000 CJK characters: under the character limit, 210 KB of UTF-8
-    expect(() => validateStartInput({ prompt: '漢'.repeat(70_000), projectId: 'p', runtime: 'lambda' })).toThrow(/prompt must be at most 196608 bytes/);
-    expect(() => validateStartInput({ prompt: '漢'.repeat(60_000), projectId: 'p', runtime: 'fargate' })).not.toThrow();
-    expect(() => validateStartInput({ prompt: 'x', projectId: 'p', runtime: 'fargate', timeoutSeconds: 28_800 })).not.toThrow();
-    expect(() => validateStartInput({ prompt: 'x', projectId: 'p', runtime: 'fargate', timeoutSeconds: 28_801 })).toThrow(/timeoutSeconds must be at most 28800/);
+    expect(() => parseExecutionInput({ prompt: '漢'.repeat(70_000), projectId: 'p', runtime: 'lambda' })).toThrow(/prompt must be at most 196608 bytes/);
+    expect(() => parseExecutionInput({ prompt: '漢'.repeat(60_000), projectId: 'p', runtime: 'fargate' })).not.toThrow();
+    expect(() => parseExecutionInput({ prompt: 'x', projectId: 'p', runtime: 'fargate', timeoutSeconds: 28_800 })).not.toThrow();
+    expect(() => parseExecutionInput({ prompt: 'x', projectId: 'p', runtime: 'fargate', timeoutSeconds: 28_801 })).toThrow(/timeoutSeconds must be at most 28800/);
   });
 });
 

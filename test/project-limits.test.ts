@@ -208,7 +208,7 @@ describe('a project\'s permission rules: the deployment\'s, narrowed, never wide
     expect(() => synth(['Bash(npm test:*)'])).toThrow(/^projectLimits: project demo: permissionRules names "Bash\(rm:\*\)", which the deployment's permissionRules do not allow \(Bash\(npm test:\*\)\): a project may narrow them, never widen them$/);
     expect(() => synth(undefined)).toThrow(/project demo: permissionRules names "Bash\(npm test:\*\)".*allow \(none\)/);
     expect(() => synth(['Bash(npm test:*)', 'Bash(rm:*)'])).not.toThrow();
-    await expect(LocalRuntime.start({ runner: { permissionRules: ['Bash(env)'] }, policy: { projectLimits: { demo: { permissionRules: ['Bash'] } } } }))
+    await expect(LocalRuntime.boot({ runner: { permissionRules: ['Bash(env)'] }, policy: { projectLimits: { demo: { permissionRules: ['Bash'] } } } }))
       .rejects.toThrow(/^CLAUDE_SESSIONS_PROJECT_LIMITS: project demo: permissionRules names "Bash"/);
     expect(() => sessionPolicyFromEnv({ PROJECT_LIMITS: '{"demo":{"permissionRules":"Bash"}}' })).toThrow(/^PROJECT_LIMITS: project demo: permissionRules must be an array of permission rules/);
     // …and the runner, whose rules are what the deployment approved, refuses a session state that would widen them

@@ -3,7 +3,7 @@ import { v4 as uuidv4 } from 'uuid';
 import { LocalDynamoDb } from '../lib/local/local-dynamodb.js';
 import { loadWorkflowDefinition } from '../lib/local/workflow-definition.js';
 import { prepareSessionStart } from '../lib/sessions/execution-input.js';
-import { SessionExistsError, SessionRepository } from '../lib/sessions/session-repository.js';
+import { SessionAlreadyExists, SessionRepository } from '../lib/sessions/session-repository.js';
 import type { RunOutcome } from '../lib/sessions/session-item.js';
 import { join } from 'node:path';
 
@@ -39,10 +39,10 @@ describe('SessionRepository on dynalite, with the table the stack defines', () =
   it('creates a session once: another execution\'s create with the same id is refused, the same execution\'s retry is not', async () => {
     const s = start('r-create', 0);
     await repository.create(s);
-    await expect(repository.create({ ...s, executionArn: `${s.executionArn}-other` })).rejects.toBeInstanceOf(SessionExistsError);
+    await expect(repository.create({ ...s, executionArn: `${s.executionArn}-other` })).rejects.toBeInstanceOf(SessionAlreadyExists);
     await expect(repository.create(s, s.startedAt)).resolves.toBeUndefined(); // a retried call whose first answer was lost
     // The same ARN for a later execution (the local runtime reuses names): not ours.
-    await expect(repository.create(s, '2099-01-01T00:00:00.000Z')).rejects.toBeInstanceOf(SessionExistsError);
+    await expect(repository.create(s, '2099-01-01T00:00:00.000Z')).rejects.toBeInstanceOf(SessionAlreadyExists);
     expect(await repository.get(s.sessionId)).toMatchObject({ status: 'RUNNING', projectId: 'r-create' });
   });
 

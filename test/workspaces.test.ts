@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { cloneWorkspace, commitAndPush } from '../lib/claude/workspace.js';
-import { validateStartInput } from '../lib/sessions/execution-input.js';
+import { parseExecutionInput } from '../lib/sessions/execution-input.js';
 import { assertCanStart } from '../lib/sessions/start-checks.js';
 import { assertBranchAllowed, sessionPolicyFromEnv } from '../lib/sessions/session-creation.js';
 import { App } from 'aws-cdk-lib';
@@ -163,9 +163,9 @@ describe('a session with a workspace', () => {
   });
 
   it('refuses a workspace input that names credentials or a bad ref, naming the field', () => {
-    expect(() => validateStartInput({ prompt: 'p', projectId: 'p', workspace: { repo: 'https://user:tok@example.com/r.git' } })).toThrow(/workspace\.repo must be an https URL without credentials/);
-    expect(() => validateStartInput({ prompt: 'p', projectId: 'p', workspace: { repo: 'https://example.com/r.git', ref: '--upload-pack=x' } })).toThrow(/workspace\.ref must be a branch, tag or commit name/);
-    expect(() => validateStartInput({ prompt: 'p', projectId: 'p', workspace: { repo: 'https://example.com/r.git', ref: 'v1.2', branch: 'claude/x' } })).not.toThrow();
+    expect(() => parseExecutionInput({ prompt: 'p', projectId: 'p', workspace: { repo: 'https://user:tok@example.com/r.git' } })).toThrow(/workspace\.repo must be an https URL without credentials/);
+    expect(() => parseExecutionInput({ prompt: 'p', projectId: 'p', workspace: { repo: 'https://example.com/r.git', ref: '--upload-pack=x' } })).toThrow(/workspace\.ref must be a branch, tag or commit name/);
+    expect(() => parseExecutionInput({ prompt: 'p', projectId: 'p', workspace: { repo: 'https://example.com/r.git', ref: 'v1.2', branch: 'claude/x' } })).not.toThrow();
   });
 
   it('refuses a branch the deployment protects (main and master by default, its globs, or none), naming the field', async () => {

@@ -4,7 +4,7 @@ import { CLOSE_FAILED_NAMES, CLOSE_FAILED_UPDATE, RUNNING_CONDITION } from '../.
 import { isLimited, isMilestoneTask, sessionKey } from './execution-state.js';
 import { MARK_MILESTONE_BROKEN, RELEASE_MILESTONE } from './milestone-lease.js';
 import { RELEASE_SLOT } from './project-slot.js';
-import { Role } from './roles.js';
+import { CatchPolicy } from './error-handling.js';
 import type { TransactState, WriteState } from './update-item-state.js';
 import { totalsDelta } from '../../lib/sessions/project-totals.js';
 import { marshall } from '@aws-sdk/util-dynamodb';
@@ -37,16 +37,16 @@ export function closeOnFailure(scope: Construct, write: WriteState, transact: Tr
       },
     },
     totals: { update: moved.update, names: moved.names, values: marshall(moved.values) },
-  }, Role.finallyStep(milestoneHeld, '$.closeFailure'));
+  }, CatchPolicy.finallyStep(milestoneHeld, '$.closeFailure'));
 
   // A milestone task frees its lease, or marks the milestone broken when its transcript is.
-  const thenSlot = Role.finallyStep(slotHeld, '$.releaseFailure');
+  const thenSlot = CatchPolicy.finallyStep(slotHeld, '$.releaseFailure');
   milestoneHeld
     .when(Condition.and(isMilestoneTask, Condition.stringEquals('$.failure.Error', 'TranscriptUnusableError')), write('MarkMilestoneBroken', MARK_MILESTONE_BROKEN, thenSlot))
     .when(isMilestoneTask, write('ReleaseMilestoneAfterFailure', RELEASE_MILESTONE, thenSlot))
     .otherwise(slotHeld);
   slotHeld
-    .when(isLimited, write('ReleaseSlotAfterFailure', RELEASE_SLOT, Role.finallyStep(runFailed, '$.releaseFailure')))
+    .when(isLimited, write('ReleaseSlotAfterFailure', RELEASE_SLOT, CatchPolicy.finallyStep(runFailed, '$.releaseFailure')))
     .otherwise(runFailed);
   return closeFailed;
 }

@@ -4,7 +4,7 @@ import { CLOSE_CONDITION, CLOSE_NAMES, CLOSE_UPDATE } from '../../lib/sessions/s
 import { completed, isLimited, isMilestoneTask, sessionKey } from './execution-state.js';
 import { RELEASE_MILESTONE_AFTER_RUN } from './milestone-lease.js';
 import { RELEASE_SLOT } from './project-slot.js';
-import type { Role, TaskState } from './roles.js';
+import type { CatchPolicy, TaskState } from './error-handling.js';
 import type { TransactSpec, TransactState, WriteState } from './update-item-state.js';
 
 /**
@@ -34,7 +34,7 @@ export interface OutcomeClose {
  * it can: a completed session on RecordUsage (five states in all), a completed limited one on its
  * slot's release (four states fewer than the release path).
  */
-export function closeWithOutcome(scope: Construct, write: WriteState, transact: TransactState, step: Role): OutcomeClose {
+export function closeWithOutcome(scope: Construct, write: WriteState, transact: TransactState, step: CatchPolicy): OutcomeClose {
   const claudeFailed = new Fail(scope, 'ClaudeFailed', { errorPath: '$.run.record.error', causePath: '$.run.record.cause' });
   const recordFailedRun = transact('RecordFailedRun', RECORD_USAGE, step);
   recordFailedRun.next(claudeFailed);

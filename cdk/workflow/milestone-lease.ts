@@ -11,7 +11,7 @@ import {
   RELEASE_UPDATE,
 } from '../../lib/sessions/milestone-item.js';
 import { milestoneKey, thisExecution } from './execution-state.js';
-import { whenRefused, type Role, type TaskState } from './roles.js';
+import { whenRefused, type CatchPolicy, type TaskState } from './error-handling.js';
 import type { UpdateItemSpec, WriteState } from './update-item-state.js';
 
 /**
@@ -19,7 +19,7 @@ import type { UpdateItemSpec, WriteState } from './update-item-state.js';
  * milestone as it stands (the transcript pointer the runner restores) at $.milestone. A refusal
  * is named MilestoneUnavailable for users, then closes the session like any failure.
  */
-export function acquireMilestoneLease(scope: Construct, write: WriteState, step: Role): TaskState {
+export function acquireMilestoneLease(scope: Construct, write: WriteState, step: CatchPolicy): TaskState {
   const unavailable = new Pass(scope, 'MilestoneUnavailable', {
     parameters: {
       Error: 'MilestoneUnavailable',

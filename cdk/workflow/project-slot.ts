@@ -7,7 +7,7 @@ import {
   RELEASE_SLOT_UPDATE,
 } from '../../lib/sessions/project-slots.js';
 import { slotsKey, thisSession } from './execution-state.js';
-import { whenRefused, type Role, type TaskState } from './roles.js';
+import { whenRefused, type CatchPolicy, type TaskState } from './error-handling.js';
 import type { UpdateItemSpec, WriteState } from './update-item-state.js';
 
 /**
@@ -15,7 +15,7 @@ import type { UpdateItemSpec, WriteState } from './update-item-state.js';
  * to the project's `running` set under its limit. A refusal is named ProjectAtCapacity for
  * users, then closes the session like any failure.
  */
-export function acquireProjectSlot(scope: Construct, write: WriteState, step: Role): TaskState {
+export function acquireProjectSlot(scope: Construct, write: WriteState, step: CatchPolicy): TaskState {
   const atCapacity = new Pass(scope, 'ProjectAtCapacity', {
     parameters: {
       Error: 'ProjectAtCapacity',

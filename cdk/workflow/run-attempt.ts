@@ -8,7 +8,7 @@ import type { Construct } from 'constructs';
 import { RECORD_ATTEMPT_CONDITION, RECORD_ATTEMPT_NAMES, RECORD_ATTEMPT_UPDATE, RUNNER_CONTRACT } from '../../lib/sessions/session-item.js';
 import type { FargateRunner } from '../fargate-runner.js';
 import { sessionKey } from './execution-state.js';
-import { RUN_TASK_REFUSED_RETRY, THROTTLED_INVOKE_RETRY, TRANSACTION_CANCELED, type Role } from './roles.js';
+import { RUN_TASK_REFUSED_RETRY, THROTTLED_INVOKE_RETRY, TRANSACTION_CANCELED, type CatchPolicy } from './error-handling.js';
 import type { TransactState } from './update-item-state.js';
 
 export interface RunAttemptProps {
@@ -30,7 +30,7 @@ export interface RunAttempt {
 }
 
 /** One run of Claude on Lambda or Fargate, and the way back to it for the next attempt. */
-export function runAttempt(scope: Construct, transact: TransactState, step: Role, props: RunAttemptProps): RunAttempt {
+export function runAttempt(scope: Construct, transact: TransactState, step: CatchPolicy, props: RunAttemptProps): RunAttempt {
   const runClaude = step.assign(new LambdaInvoke(scope, 'RunClaude', {
     lambdaFunction: props.runner,
     payload: TaskInput.fromObject({

@@ -2,7 +2,7 @@ import { Aws } from 'aws-cdk-lib';
 import { CustomState } from 'aws-cdk-lib/aws-stepfunctions';
 import type { Construct } from 'constructs';
 import { TOTALS_ALL_SK } from '../../lib/sessions/project-totals.js';
-import { DYNAMODB_RETRY, TRANSACTION_RETRY, type HandledError, type Role } from './roles.js';
+import { DYNAMODB_RETRY, TRANSACTION_RETRY, type HandledError, type CatchPolicy } from './error-handling.js';
 
 /** One conditional UpdateItem, as every write of the workflow after CreateSession is. */
 export interface UpdateItemSpec {
@@ -48,12 +48,12 @@ export function updateItemState(tableName: string, spec: UpdateItemSpec) {
   };
 }
 
-/** Builds an UpdateItem state with its retries and its role: a write cannot be built without one. */
-export type WriteState = (id: string, spec: UpdateItemSpec, role: Role, ...handled: HandledError[]) => CustomState;
+/** Builds an UpdateItem state with its retries and its catch policy: a write cannot be built without one. */
+export type WriteState = (id: string, spec: UpdateItemSpec, catchPolicy: CatchPolicy, ...handled: HandledError[]) => CustomState;
 
 export function updateItemStates(scope: Construct, tableName: string): WriteState {
-  return (id, spec, role, ...handled) =>
-    role.assign(new CustomState(scope, id, { stateJson: updateItemState(tableName, spec) }).addRetry(DYNAMODB_RETRY), ...handled);
+  return (id, spec, catchPolicy, ...handled) =>
+    catchPolicy.assign(new CustomState(scope, id, { stateJson: updateItemState(tableName, spec) }).addRetry(DYNAMODB_RETRY), ...handled);
 }
 
 /** The project's totals' change, as the runner marshalled it ($.run.totals) or fixed in the definition. */
@@ -105,9 +105,9 @@ export function transactState(tableName: string, spec: TransactSpec) {
   };
 }
 
-export type TransactState = (id: string, spec: TransactSpec, role: Role, ...handled: HandledError[]) => CustomState;
+export type TransactState = (id: string, spec: TransactSpec, catchPolicy: CatchPolicy, ...handled: HandledError[]) => CustomState;
 
 export function transactStates(scope: Construct, tableName: string): TransactState {
-  return (id, spec, role, ...handled) =>
-    role.assign(new CustomState(scope, id, { stateJson: transactState(tableName, spec) }).addRetry(TRANSACTION_RETRY), ...handled);
+  return (id, spec, catchPolicy, ...handled) =>
+    catchPolicy.assign(new CustomState(scope, id, { stateJson: transactState(tableName, spec) }).addRetry(TRANSACTION_RETRY), ...handled);
 }

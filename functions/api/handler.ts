@@ -11,13 +11,13 @@ import { TranscriptStore } from '../../lib/claude/transcript-store.js';
 import { ProjectSlots } from '../../lib/sessions/project-slots.js';
 import { sessionPolicyFromEnv } from '../../lib/sessions/session-creation.js';
 import { createApiHandler } from '../../lib/api/router.js';
-import type { SessionApiDeps } from '../../lib/api/session-api.js';
+import type { ApiOperationsDeps } from '../../lib/api/api-operations.js';
 import { lazy } from '../shared/lazy.js';
 
 // Clients once per cold start; the environment at the first request, a missing variable named.
 const tracer = new Tracer();
 const documentClient = DynamoDBDocumentClient.from(tracer.captureAWSv3Client(new DynamoDBClient({})), { marshallOptions: { removeUndefinedValues: true } });
-const deps = lazy((): SessionApiDeps => {
+const deps = lazy((): ApiOperationsDeps => {
   const tableName = getStringFromEnv({ key: 'TABLE_NAME' });
   return {
     repository: new SessionRepository(documentClient, tableName),

@@ -2,10 +2,10 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { v5 as uuidv5 } from 'uuid';
 import { z } from 'zod';
 import { tokenScopeOf } from '../claude/repository-scopes.js';
-import { idField, validateStartInput } from '../sessions/execution-input.js';
+import { idField, parseExecutionInput } from '../sessions/execution-input.js';
 import { MAX_PROMPT_CHARS } from '../sessions/session-limits.js';
 import { HttpError } from './http-errors.js';
-import { sessionPath } from './session-api.js';
+import { sessionPath } from './api-operations.js';
 import type { SessionStarter } from './session-starter.js';
 
 // POST /webhooks/github (docs/GITHUB.md): a signed issue comment or issue label starts one
@@ -182,7 +182,7 @@ export class GitHubWebhook {
     // The repository is the workspace only where the deployment's git token may go: never an anonymous push.
     const workspace = tokenScopeOf(repository.html_url, this.deps.gitTokenScopes) ? { repo: repository.html_url } : undefined;
     // The same validation as any prompt: GitHub's text is untrusted input like an API body.
-    const input = validateStartInput({
+    const input = parseExecutionInput({
       prompt: promptOf(trigger.instruction, `GitHub ${kind} ${repository.full_name}#${issue.number}: ${issue.title}\n${issue.html_url}`, issue.body ?? ''),
       projectId,
       taskId: `${kind === 'issue' ? 'issue' : 'pr'}-${issue.number}`,

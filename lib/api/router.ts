@@ -6,7 +6,7 @@ import httpJsonBodyParser from '@middy/http-json-body-parser';
 import httpRouterHandler from '@middy/http-router';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { HttpError, MAX_BODY_BYTES_GUARD, httpErrors, json } from './http-errors.js';
-import { SessionApi, type SessionApiDeps } from './session-api.js';
+import { ApiOperations, type ApiOperationsDeps } from './api-operations.js';
 import type { GitHubWebhook } from './github-webhook.js';
 
 type Route = {
@@ -24,10 +24,10 @@ type Route = {
  * `execute-api:Invoke` for `…/projects/demo/*` decides who may use project demo (docs/SECURITY.md).
  */
 export function createApiHandler(
-  deps: SessionApiDeps & { github?: GitHubWebhook },
+  deps: ApiOperationsDeps & { github?: GitHubWebhook },
   logger = new Logger({ serviceName: 'claude-sessions-api' }),
 ) {
-  const api = new SessionApi(deps);
+  const api = new ApiOperations(deps);
   const project = (e: APIGatewayProxyEvent) => e.pathParameters?.projectId;
   const routes: Route[] = [
     { method: 'GET', path: '/projects', handler: async () => json(200, await api.listProjects()) },

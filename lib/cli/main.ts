@@ -179,8 +179,8 @@ async function versionLine(): Promise<string> {
  * schema (zod) is loaded only for this: it would add ~0.1 s to every `run`, which the engine checks.
  */
 async function checkProjectId(projectId: string): Promise<void> {
-  const { validateStartInput } = await import('../sessions/execution-input.js');
-  validateStartInput({ prompt: '-', projectId });
+  const { parseExecutionInput } = await import('../sessions/execution-input.js');
+  parseExecutionInput({ prompt: '-', projectId });
 }
 
 function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, positionals = 0) {

@@ -1,7 +1,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
-/** `claude-sessions run`'s flags: one spec for the early start and for the command. */
+/** `claude-sessions run`'s flags. */
 export const RUN_FLAGS = {
   project: { type: 'string' },
   'prompt-file': { type: 'string' },

@@ -3,7 +3,7 @@ import { v4 as uuidv4, validate as isUuid } from 'uuid';
 import type { ClaudeEndpoint, ModelProvider } from '../claude/claude-process.js';
 import { createApiHandler } from '../api/router.js';
 import { httpErrors, json, type HttpResponse } from '../api/http-errors.js';
-import { InvalidInputError, validateStartInput } from '../sessions/execution-input.js';
+import { InvalidInputError, parseExecutionInput } from '../sessions/execution-input.js';
 import type { SessionPolicy } from '../sessions/session-creation.js';
 import { assertCanStart } from '../sessions/start-checks.js';
 import { SESSIONS_PAGE } from '../web/sessions-page.js';
@@ -70,7 +70,7 @@ export interface Engine {
 
 export async function startEngine(options: EngineOptions): Promise<Engine> {
   const git = options.git;
-  const runtime = await LocalRuntime.start({
+  const runtime = await LocalRuntime.boot({
     home: options.home, command: options.command, policy: options.policy,
     runner: git ? { gitToken: async () => git.token, gitTokenScopes: git.tokenScopes } : undefined,
   });
@@ -144,7 +144,7 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
         input.projectId = (await runtime.milestones.get(input.milestoneId))?.projectId ?? 'default';
       }
       input.projectId ??= 'default';
-      const checked = validateStartInput(input);
+      const checked = parseExecutionInput(input);
       await assertCanStart(checked, { repository: runtime.repository, milestones: runtime.milestones, slots: runtime.slots, policy: runtime.policy });
       if (checked.sessionId) {
         const existing = await runtime.repository.get(checked.sessionId);
@@ -238,7 +238,7 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
 
   async function setProjectLimit(req: IncomingMessage, res: ServerResponse, projectId: string): Promise<void> {
     try {
-      validateStartInput({ prompt: '-', projectId }); // the project id's rules, by name
+      parseExecutionInput({ prompt: '-', projectId }); // the project id's rules, by name
       const { limit } = JSON.parse((await readBody(req)) ?? 'null') as { limit?: unknown };
       if (limit !== null && !(Number.isInteger(limit) && (limit as number) >= 1)) {
         throw new InvalidInputError([{ field: 'limit', message: 'must be a whole number from 1, or null' }]);

@@ -10,7 +10,7 @@ import { v4 as uuidv4 } from 'uuid';
 import type { ExecutionWatch } from '../claude/execution-watch.js';
 import { runSessionTask, type FixedEndpointRunnerConfig, type RunnerConfig, type RunnerInput } from '../claude/run-session-task.js';
 import { standbyForSession, type ClaudeEndpoint, type StandbyClaude } from '../claude/claude-process.js';
-import { sessionStartOf, validateStartInput, type ExecutionInput } from '../sessions/execution-input.js';
+import { sessionStartOf, parseExecutionInput, type ExecutionInput } from '../sessions/execution-input.js';
 import { assertProjectRulesWithin, withinProjectLimit } from '../sessions/project-limits.js';
 import { executionArnFor, type SessionStarter, type StartedSession } from '../api/session-starter.js';
 import type { SessionRecord } from '../sessions/session-item.js';
@@ -250,7 +250,8 @@ export class LocalRuntime implements SessionStarter {
     this.machine = new StateMachine(withStepFunctionsTaskTimeouts(definition.asl) as unknown as StateMachineDefinition, { validationOptions: { noValidate: true } });
   }
 
-  static async start(options: LocalRuntimeOptions = {}): Promise<LocalRuntime> {
+  /** Boots the runtime: takes the state folder's lock, loads the definition, starts its stores and stand-ins. */
+  static async boot(options: LocalRuntimeOptions = {}): Promise<LocalRuntime> {
     // A project narrows the runner's permission rules, never widens them: as the synth refuses it.
     assertProjectRulesWithin(options.policy?.projectLimits, options.runner?.permissionRules, 'CLAUDE_SESSIONS_PROJECT_LIMITS');
     const cacheDir = options.home ? join(options.home, 'cache') : (options.cacheDir ?? join(process.cwd(), '.claude-sessions', 'cache'));
@@ -479,7 +480,7 @@ export class LocalRuntime implements SessionStarter {
    */
   async standbyFor(input: Record<string, unknown>, endpoint?: ClaudeEndpoint, maxAgeMs?: number): Promise<StandbyClaude> {
     // As CreateSession will make it (its project's caps included), so the booted CLI's flags match the run's.
-    const { session } = sessionStartOf(withinProjectLimit(validateStartInput(input), this.policy.projectLimits), { executionArn: '' });
+    const { session } = sessionStartOf(withinProjectLimit(parseExecutionInput(input), this.policy.projectLimits), { executionArn: '' });
     return standbyForSession(session, endpoint ? { ...this.runnerConfig, endpoint } : this.runnerConfig, maxAgeMs);
   }
 

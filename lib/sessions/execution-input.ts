@@ -160,7 +160,7 @@ export function prepareSessionStart(
   raw: unknown,
   context: { executionArn: string; executionName?: string; now?: Date },
 ): { session: SessionStart; prompt: string } {
-  return sessionStartOf(validateStartInput(raw), context);
+  return sessionStartOf(parseExecutionInput(raw), context);
 }
 
 /** The same, for an input already validated (CreateSession applies the deployment's caps in between). */
@@ -203,7 +203,3 @@ export function sessionIdForExecution(execution: { inputSessionId?: unknown; exe
   return uuidv5(execution.executionArn, EXECUTION_NAMESPACE);
 }
 
-/** What a trigger checks before it starts an execution (the API, the CLI, schedules at synth). */
-export function validateStartInput(raw: unknown): ExecutionInput {
-  return parseExecutionInput(raw);
-}

@@ -1,4 +1,4 @@
-import { InvalidInputError, sessionStartOf, validateStartInput, type SessionStart } from './execution-input.js';
+import { InvalidInputError, sessionStartOf, parseExecutionInput, type SessionStart } from './execution-input.js';
 import { parseProjectLimits, withinProjectLimit, type ProjectLimits } from './project-limits.js';
 import { DEFAULT_TOOLS, SHELL_TOOLS } from './session-limits.js';
 import { totalsKeysOf, type TotalsKeys } from './project-totals.js';
@@ -195,7 +195,7 @@ export interface ValidateInputEvent {
 /** The input checked and the session to create (with the deployment's policy applied); nothing is written. */
 export function prepareSession(event: ValidateInputEvent, policy: SessionPolicy = {}, now = new Date()): PreparedSession {
   // Within its project's caps, and given them where it names none: a console or old input is capped too.
-  const input = withinProjectLimit(validateStartInput(event.input), policy.projectLimits);
+  const input = withinProjectLimit(parseExecutionInput(event.input), policy.projectLimits);
   const { session, prompt } = sessionStartOf(input, { executionArn: event.executionArn, executionName: event.executionName, now });
   assertToolsAllowed(session.tools, policy, session.runtime);
   assertBranchAllowed(session.workspace, policy);
@@ -236,6 +236,6 @@ export async function createSession(
     const own = await slots.ownLimit(prepared.session.projectId);
     if (own) prepared.session.concurrencyLimit = own;
   }
-  await sessions.create(prepared.session, event.executionStartTime); // SessionExistsError: another execution's session
+  await sessions.create(prepared.session, event.executionStartTime); // SessionAlreadyExists: another execution's session
   return prepared;
 }

@@ -39,8 +39,11 @@ import {
 import { addSession, emptySums, roundCost, type UsageSums } from './usage-totals.js';
 import { addUsd, roundUsd } from './usage.js';
 
-/** A session id taken by another execution; the name is the error the workflow catches (SessionAlreadyExists). */
-export class SessionExistsError extends Error {
+/**
+ * A session id taken by another execution. Named without "Error", as the SDK's ExecutionAlreadyExists
+ * is: the name is what the workflow catches and what a user sees as the execution's error.
+ */
+export class SessionAlreadyExists extends Error {
   override readonly name = 'SessionAlreadyExists';
   constructor(readonly sessionId: string) {
     super(`A session with id ${sessionId} exists already; it was left as it was and Claude did not run.`);
@@ -95,7 +98,7 @@ export class SessionRepository {
 
   /**
    * Puts the session RUNNING, once: a session id taken by another execution throws
-   * SessionExistsError. The same execution's second put (a retried call whose answer
+   * SessionAlreadyExists. The same execution's second put (a retried call whose answer
    * was lost) finds its own item and succeeds without writing: same execution ARN, and
    * started no earlier than that execution (`executionStartTime`; an ARN is reused only
    * by the local runtime, for a later execution of the same name).
@@ -110,7 +113,7 @@ export class SessionRepository {
     if (written) return;
     const { Item } = await this.client.send(new GetCommand({ TableName: this.tableName, Key: { pk: sessionPk(start.sessionId), sk: SESSION_SK }, ConsistentRead: true }));
     const ours = Item?.executionArn === start.executionArn && (!executionStartTime || String(Item?.startedAt) >= executionStartTime);
-    if (!ours) throw new SessionExistsError(start.sessionId);
+    if (!ours) throw new SessionAlreadyExists(start.sessionId);
   }
 
   /**

@@ -31,7 +31,7 @@ export async function startTestRuntime(
   const runnerConfig: FixedEndpointRunnerConfig = {
     idleTimeoutMs: 30_000, maxRetries: 0, ...runner, endpoint: provider === 'bedrock' ? { ...anthropic.bedrockEndpoint(), smallFastModel } : anthropic.endpoint,
   };
-  const runtime = await LocalRuntime.start({ endpoint: runnerConfig.endpoint, runner: runnerConfig, ...options });
+  const runtime = await LocalRuntime.boot({ endpoint: runnerConfig.endpoint, runner: runnerConfig, ...options });
   return {
     runtime,
     anthropic,

@@ -51,7 +51,7 @@ export const RUN_TASK_REFUSED_RETRY: RetryProps = {
 
 export type TaskState = TaskStateBase | CustomState;
 
-/** An error a state answers itself, ahead of its role's Catch. */
+/** An error a state answers itself, ahead of its catch policy's Catch. */
 export interface HandledError {
   readonly errors: string[];
   readonly next: IChainable;
@@ -63,24 +63,24 @@ export function whenRefused(next: IChainable): HandledError {
   return { errors: ['DynamoDB.ConditionalCheckFailedException'], next, resultPath: '$.acquireFailure' };
 }
 
-const hasRole = new WeakSet<State>();
+const hasCatchPolicy = new WeakSet<State>();
 
 /**
  * Where a Task's failure goes once its retries are spent. Every Task after CreateSession is
- * given its role as it is built, so none can be left out of a list of Catches.
+ * given its catch policy as it is built, so none can be left out of a list of Catches.
  */
-export class Role {
+export class CatchPolicy {
   /** A step of the session: a failure closes it FAILED (`onFailure`), the error kept at $.failure. */
-  static sessionStep(onFailure: IChainable): Role {
-    return new Role(onFailure, '$.failure', false);
+  static sessionStep(onFailure: IChainable): CatchPolicy {
+    return new CatchPolicy(onFailure, '$.failure', false);
   }
 
   /**
    * A step of the close on failure: done or failed, it goes on to `next`. Its own error is kept
    * apart, so $.failure stays the execution's error.
    */
-  static finallyStep(next: IChainable, errorPath: '$.closeFailure' | '$.releaseFailure'): Role {
-    return new Role(next, errorPath, true);
+  static finallyStep(next: IChainable, errorPath: '$.closeFailure' | '$.releaseFailure'): CatchPolicy {
+    return new CatchPolicy(next, errorPath, true);
   }
 
   private constructor(
@@ -93,14 +93,14 @@ export class Role {
     for (const h of handled) state.addCatch(h.next, { errors: h.errors, resultPath: h.resultPath });
     state.addCatch(this.onFailure, { errors: ['States.ALL'], resultPath: this.errorPath });
     if (this.alwaysNext) state.next(this.onFailure);
-    hasRole.add(state);
+    hasCatchPolicy.add(state);
     return state;
   }
 }
 
-/** The Tasks after `start` (its Catch paths included) that were built without a role. */
-export function tasksWithoutRole(start: State): string[] {
+/** The Tasks after `start` (its Catch paths included) that were built without a catch policy. */
+export function tasksWithoutCatchPolicy(start: State): string[] {
   return State.findReachableStates(start, { includeErrorHandlers: true })
-    .filter((s) => s !== start && (s instanceof TaskStateBase || s instanceof CustomState) && !hasRole.has(s))
+    .filter((s) => s !== start && (s instanceof TaskStateBase || s instanceof CustomState) && !hasCatchPolicy.has(s))
     .map((s) => s.stateId);
 }

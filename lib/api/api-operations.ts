@@ -1,6 +1,6 @@
 import { v4 as uuidv4, validate as isUuid } from 'uuid';
 import { z } from 'zod';
-import { InvalidInputError, idField, validateStartInput } from '../sessions/execution-input.js';
+import { InvalidInputError, idField, parseExecutionInput } from '../sessions/execution-input.js';
 import { SESSION_STATUSES, type SessionRecord, type SessionStatus } from '../sessions/session-item.js';
 import type { SessionPage, SessionRepository, UsageTotals } from '../sessions/session-repository.js';
 import { HttpError } from './http-errors.js';
@@ -12,7 +12,7 @@ import type { SessionPolicy } from '../sessions/session-creation.js';
 import { assertCanStart } from '../sessions/start-checks.js';
 import type { ProjectSlots } from '../sessions/project-slots.js';
 
-export interface SessionApiDeps {
+export interface ApiOperationsDeps {
   repository: SessionRepository;
   milestones: MilestoneRepository;
   starter: SessionStarter;
@@ -36,8 +36,8 @@ export function milestonePath(projectId: string, milestoneId: string): string {
  * project from the request's path: a session or milestone of another project is not found here,
  * so a caller allowed `/projects/demo/*` learns nothing of any other project.
  */
-export class SessionApi {
-  constructor(private readonly deps: SessionApiDeps) {}
+export class ApiOperations {
+  constructor(private readonly deps: ApiOperationsDeps) {}
 
   async startSession(pathProjectId: string | undefined, body: unknown): Promise<StartedSession & { links: { self: string } }> {
     if (body === null || typeof body !== 'object' || Array.isArray(body)) {
@@ -46,7 +46,7 @@ export class SessionApi {
     const raw = body as Record<string, unknown>;
     assertSameProject(raw.projectId, pathProjectId);
     // The path's project goes through the input's schema, so a bad one is named beside the body's bad fields.
-    const input = validateStartInput({ ...raw, projectId: pathProjectId, sessionId: raw.sessionId ?? uuidv4(), trigger: 'api' });
+    const input = parseExecutionInput({ ...raw, projectId: pathProjectId, sessionId: raw.sessionId ?? uuidv4(), trigger: 'api' });
     const { projectId } = input;
     // Refused here with a 404/409/429 that says why, rather than as a FAILED session a moment later.
     await assertCanStart(input, this.deps).catch((err: unknown) => {
