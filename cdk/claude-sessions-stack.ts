@@ -25,8 +25,9 @@ import { codeCommitRepositories } from './runner-settings.js';
 import { checkedTokenScopes } from '../lib/claude/repository-scopes.js';
 import { checkedPermissionRules } from '../lib/claude/claude-args.js';
 import { checkedMaxCloneMiB } from '../lib/claude/runner-environment.js';
-import { assertBranchAllowed, checkedBranchPatterns } from '../lib/sessions/session-creation.js';
-import { assertProjectRulesWithin, assertWithinProjectLimit, parseProjectLimits, type ProjectLimits } from '../lib/sessions/project-limits.js';
+import { checkedBranchPatterns } from '../lib/sessions/session-creation.js';
+import { assertStartAllowed } from '../lib/sessions/start-checks.js';
+import { assertProjectRulesWithin, parseProjectLimits, type ProjectLimits } from '../lib/sessions/project-limits.js';
 import { GitHubWebhook } from './github-webhook.js';
 import { GitHubReporter } from './github-reporter.js';
 import { checkedGitHubApiUrl } from '../lib/github/github-client.js';
@@ -186,11 +187,11 @@ export class ClaudeSessionsStack extends Stack {
     const projectLimits = parseProjectLimits(props.projectLimits, 'projectLimits');
     // A project narrows the deployment's permission rules, never widens them.
     assertProjectRulesWithin(projectLimits, checkedPermissionRules(props.permissionRules, 'permissionRules'), 'projectLimits');
-    // A schedule that would push a protected branch, or ask more than its project's caps, fails the synth, not every night.
+    // A schedule that would push a protected branch, or ask more than its project's caps, fails the synth, not every night:
+    // the checks every start makes (startSession) that need no table.
     for (const schedule of props.schedules ?? []) {
       try {
-        assertBranchAllowed(schedule.input.workspace, { protectedBranches });
-        assertWithinProjectLimit(schedule.input, projectLimits);
+        assertStartAllowed(schedule.input, { protectedBranches, projectLimits, allowedTools: props.allowedTools, shellOnLambda: props.shellOnLambda });
       } catch (err) {
         throw new Error(`schedule ${schedule.name}: ${(err as Error).message}`);
       }

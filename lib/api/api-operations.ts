@@ -1,15 +1,15 @@
-import { v4 as uuidv4, validate as isUuid } from 'uuid';
+import { validate as isUuid } from 'uuid';
 import { z } from 'zod';
-import { InvalidInputError, idField, parseExecutionInput } from '../sessions/execution-input.js';
+import { InvalidInputError, idField } from '../sessions/execution-input.js';
 import { SESSION_STATUSES, type SessionRecord, type SessionStatus } from '../sessions/session-item.js';
 import type { SessionPage, SessionRepository, UsageTotals } from '../sessions/session-repository.js';
 import { HttpError } from './http-errors.js';
 import type { SessionStarter, StartedSession } from './session-starter.js';
-import { MilestoneUnavailableError, type MilestoneRepository, type MilestoneView } from '../sessions/milestone-repository.js';
+import type { MilestoneRepository, MilestoneView } from '../sessions/milestone-repository.js';
 import type { MilestoneRecord } from '../sessions/milestone-item.js';
 import type { TranscriptStorage } from '../claude/transcript-store.js';
 import type { SessionPolicy } from '../sessions/session-creation.js';
-import { assertCanStart } from '../sessions/start-checks.js';
+import { assertSameProject, milestoneNotFound, startSession } from './start-session.js';
 import type { ProjectSlots } from '../sessions/project-slots.js';
 
 export interface ApiOperationsDeps {
@@ -39,23 +39,9 @@ export function milestonePath(projectId: string, milestoneId: string): string {
 export class ApiOperations {
   constructor(private readonly deps: ApiOperationsDeps) {}
 
-  async startSession(pathProjectId: string | undefined, body: unknown): Promise<StartedSession & { links: { self: string } }> {
-    if (body === null || typeof body !== 'object' || Array.isArray(body)) {
-      throw new InvalidInputError([{ field: '(body)', message: 'must be a JSON object' }]);
-    }
-    const raw = body as Record<string, unknown>;
-    assertSameProject(raw.projectId, pathProjectId);
-    // The path's project goes through the input's schema, so a bad one is named beside the body's bad fields.
-    const input = parseExecutionInput({ ...raw, projectId: pathProjectId, sessionId: raw.sessionId ?? uuidv4(), trigger: 'api' });
-    const { projectId } = input;
-    // Refused here with a 404/409/429 that says why, rather than as a FAILED session a moment later.
-    await assertCanStart(input, this.deps).catch((err: unknown) => {
-      // Another project's milestone is not found, as a GET of it is: its project is not said.
-      if (err instanceof MilestoneUnavailableError && err.reason === 'other-project') throw milestoneNotFound(err.milestoneId, projectId);
-      throw err;
-    });
-    const started = await this.deps.starter.start({ ...input, sessionId: input.sessionId! });
-    return { ...started, links: { self: sessionPath(projectId, started.sessionId) } };
+  async startSession(pathProjectId: string | undefined, body: unknown): Promise<StartedSession & { projectId: string; links: { self: string } }> {
+    const started = await startSession(body, { trigger: 'api', project: pathProjectId, checks: this.deps, starter: this.deps.starter });
+    return { ...started, links: { self: sessionPath(started.projectId, started.sessionId) } };
   }
 
   async getSession(pathProjectId: string | undefined, sessionId: string | undefined): Promise<SessionRecord> {
@@ -119,17 +105,6 @@ function projectIdOf(raw: string | undefined): string {
   const parsed = idField.safeParse(raw);
   if (!parsed.success) throw new InvalidInputError([{ field: 'projectId', message: parsed.error.issues[0]!.message }]);
   return parsed.data;
-}
-
-/** A body's `projectId` may repeat the path's, never name another. */
-function assertSameProject(bodyProjectId: unknown, projectId: string | undefined): void {
-  if (bodyProjectId !== undefined && bodyProjectId !== projectId) {
-    throw new InvalidInputError([{ field: 'projectId', message: `must be the path's project (${projectId}) or left out` }]);
-  }
-}
-
-function milestoneNotFound(milestoneId: string, projectId: string): MilestoneUnavailableError {
-  return new MilestoneUnavailableError(milestoneId, 'not-found', `milestone ${milestoneId} does not exist in project ${projectId}`);
 }
 
 function milestoneIdOf(id: string | undefined): string {

@@ -2,7 +2,8 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { v5 as uuidv5 } from 'uuid';
 import { z } from 'zod';
 import { tokenScopeOf } from '../claude/repository-scopes.js';
-import { idField, parseExecutionInput } from '../sessions/execution-input.js';
+import { idField } from '../sessions/execution-input.js';
+import { startSession } from './start-session.js';
 import { MAX_PROMPT_CHARS } from '../sessions/session-limits.js';
 import { HttpError } from './http-errors.js';
 import { sessionPath } from './api-operations.js';
@@ -181,16 +182,13 @@ export class GitHubWebhook {
     const kind = issue.pull_request === undefined ? 'issue' : 'pull request';
     // The repository is the workspace only where the deployment's git token may go: never an anonymous push.
     const workspace = tokenScopeOf(repository.html_url, this.deps.gitTokenScopes) ? { repo: repository.html_url } : undefined;
-    // The same validation as any prompt: GitHub's text is untrusted input like an API body.
-    const input = parseExecutionInput({
+    // Started as any session is, checked by the same schema: GitHub's text is untrusted input like an API body.
+    const started = await startSession({
       prompt: promptOf(trigger.instruction, `GitHub ${kind} ${repository.full_name}#${issue.number}: ${issue.title}\n${issue.html_url}`, issue.body ?? ''),
-      projectId,
       taskId: `${kind === 'issue' ? 'issue' : 'pr'}-${issue.number}`,
       sessionId: uuidv5(trigger.eventKey, GITHUB_EVENT_NAMESPACE),
-      trigger: 'github',
       ...(workspace ? { workspace } : {}),
-    });
-    const started = await this.deps.starter.start({ ...input, sessionId: input.sessionId! });
+    }, { trigger: 'github', project: projectId, starter: this.deps.starter });
     return { statusCode: 202, body: { started: started.started, sessionId: started.sessionId, projectId, links: { self: sessionPath(projectId, started.sessionId) } } };
   }
 }

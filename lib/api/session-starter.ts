@@ -1,16 +1,31 @@
 import { ExecutionAlreadyExists, StartExecutionCommand, type SFNClient } from '@aws-sdk/client-sfn';
+import type { ClaudeEndpoint, StandbyClaude } from '../claude/claude-process.js';
 import type { ExecutionInput } from '../sessions/execution-input.js';
 
 export interface StartedSession {
   sessionId: string;
   executionArn: string;
-  /** false when an execution with this session id existed already: nothing new ran. */
+  /**
+   * false when the session id is taken (an execution or a session of that id exists): nothing
+   * new ran. The one answer to a taken id, on AWS and locally.
+   */
   started: boolean;
 }
 
-/** Starts the session workflow; the execution's name is the session id. */
+/** What a local start carries beyond its input: the runner runs in-process, so it can be handed these. */
+export interface LocalStartOptions {
+  /** The Claude this session's runner talks to (a `run`'s shell's), when not the runtime's. */
+  endpoint?: ClaudeEndpoint;
+  /** A CLI booted ahead for this session (its id is the session's), for the runner to give the prompt. */
+  standby?: StandbyClaude;
+}
+
+/**
+ * Where `startSession` starts the workflow, with the execution named by the session id:
+ * Step Functions (`StepFunctionsStarter`) or the local runtime (`LocalRuntime`). Nothing else calls it.
+ */
 export interface SessionStarter {
-  start(input: ExecutionInput & { sessionId: string }): Promise<StartedSession>;
+  start(input: ExecutionInput & { sessionId: string }, options?: LocalStartOptions): Promise<StartedSession>;
 }
 
 export function executionArnFor(stateMachineArn: string, name: string): string {

@@ -221,9 +221,8 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
   // A repository on this machine that is not there: said now, not as a FAILED session.
   const repo = (input.workspace as { repo?: string } | undefined)?.repo;
   if (!io.api && repo !== undefined) await assertLocalRepoExists(repo);
-  // A milestone task's project is its milestone's: the engine fills it in. The engine checks the
-  // input with the workflow's schema before any execution, and answers 400 naming each field.
-  if (values.milestone && !values.project) delete input.projectId;
+  // The engine (or the API) starts it with `startSession`: the defaults filled in, the input checked
+  // with the workflow's schema before any execution (a 400 naming each field).
   const started = Date.now();
   const progress = (text: string) => io.stderr(`${text}\n`);
 
@@ -232,15 +231,9 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
   const endpoint = await configuredClaudeEndpoint(io.env, provider);
   const request: LocalRunRequest = { input, endpoint, provider, model: io.env.ANTHROPIC_MODEL || undefined };
   const client = await engine(io);
-  const accepted = await client.call<{ sessionId: string; projectId: string; endpoint: string }>('POST', '/local/runs', request).catch((err: unknown) => {
-    if (err instanceof EngineRequestError && err.body.name === 'SessionAlreadyExists') {
-      progress(`error: ${err.message}`);
-      return undefined;
-    }
-    throw err;
-  });
-  if (!accepted) return 1;
+  const accepted = await client.call<{ sessionId: string; projectId: string; started: boolean; endpoint: string }>('POST', '/local/runs', request);
   const { sessionId } = accepted;
+  if (!accepted.started) return sessionTaken(sessionId, io);
   progress(accepted.endpoint);
   progress(`Session ${sessionId} · project ${accepted.projectId}${values.milestone ? ` · milestone ${values.milestone}` : ''} · local state machine, engine ${client.url}`);
   io.onInterrupt?.(() => {
@@ -273,6 +266,12 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
   else io.stdout(`\n${formatSession(session)}\n`);
   progress(`Done in ${formatMs(Date.now() - started)}.`);
   return session.status === 'COMPLETED' ? 0 : 1;
+}
+
+/** A `run` whose session id is taken: nothing started, here as through the API (`started: false`). */
+function sessionTaken(sessionId: string, io: CliIo): number {
+  io.stderr(`error: session ${sessionId} exists already; Claude was not run again and the session is unchanged (claude-sessions show ${sessionId}).\n`);
+  return 1;
 }
 
 /** A path or a file:// URL names a repository on this machine: it must be there. */
@@ -321,11 +320,13 @@ async function runThroughApi(input: Record<string, unknown>, json: boolean, io: 
   const client = new RemoteSessions(api, { env: io.env });
   const progress = (text: string) => io.stderr(`${text}\n`);
   const started = Date.now();
-  // The API sets its own trigger; the project is its path's.
-  const { trigger: _trigger, projectId, ...body } = input;
-  if (typeof projectId !== 'string') throw new UsageError('run --milestone through an API needs --project: the API\'s paths name the project');
+  // The project is the path's: the API cannot look a milestone's up before it is given one.
+  const { projectId: given, ...body } = input;
+  if (given === undefined && body.milestoneId !== undefined) throw new UsageError('run --milestone through an API needs --project: the API\'s paths name the project');
+  const projectId = String(given ?? (await import('../sessions/execution-input.js')).DEFAULT_PROJECT_ID);
   const sessions = `/projects/${encodeURIComponent(projectId)}/sessions`;
-  const accepted = await client.call<{ sessionId: string; executionArn?: string }>('POST', sessions, body);
+  const accepted = await client.call<{ sessionId: string; started: boolean; executionArn?: string }>('POST', sessions, body);
+  if (!accepted.started) return sessionTaken(accepted.sessionId, io);
   progress(`Session ${accepted.sessionId} · project ${projectId} · ${client.url}${accepted.executionArn ? ` · ${accepted.executionArn}` : ''}`);
   io.onInterrupt?.(() => {
     progress(`Interrupted: the session goes on at ${client.url}; stop its execution from the Step Functions console${accepted.executionArn ? ` (${accepted.executionArn})` : ''}.`);

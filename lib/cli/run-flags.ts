@@ -43,14 +43,14 @@ export function numberFlag(value: string | undefined): number | string | undefin
 
 /**
  * The execution input the flags describe (unchecked: the schema checks it, naming each bad field).
- * Without --session-id the engine or the API picks it (the engine: that of a Claude CLI booted ahead).
+ * What the flags leave out, `startSession` fills in: without --project the milestone's project or
+ * `default`, without --session-id a new id (the engine's: that of a Claude CLI booted ahead).
  */
 export function runInput(prompt: string | undefined, values: RunFlags, sessionId: string | undefined = values['session-id']): Record<string, unknown> {
   return Object.fromEntries(
     Object.entries({
       prompt: prompt ?? '',
-      // A milestone task's project is its milestone's (filled in by the command) unless given.
-      projectId: values.project ?? 'default',
+      projectId: values.project,
       taskId: values.task,
       sessionId,
       mode: values.mode ?? (values.milestone ? 'milestone' : undefined),
@@ -62,7 +62,6 @@ export function runInput(prompt: string | undefined, values: RunFlags, sessionId
       // --ref and --branch without --repo still reach the schema, which names what is missing.
       workspace: values.repo ?? values.ref ?? values.branch ? { repo: localRepo(values.repo), ref: values.ref, branch: values.branch } : undefined,
       tools: values.tools?.split(',').map((t) => t.trim()).filter(Boolean),
-      trigger: 'cli',
     }).filter(([, v]) => v !== undefined),
   );
 }

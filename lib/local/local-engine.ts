@@ -1,11 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { v4 as uuidv4, validate as isUuid } from 'uuid';
+import { validate as isUuid } from 'uuid';
 import type { ClaudeEndpoint, ModelProvider } from '../claude/claude-process.js';
 import { createApiHandler } from '../api/router.js';
 import { httpErrors, json, type HttpResponse } from '../api/http-errors.js';
-import { InvalidInputError, parseExecutionInput } from '../sessions/execution-input.js';
+import { InvalidInputError, parseExecutionInput, type ExecutionInput } from '../sessions/execution-input.js';
+import { startSession } from '../api/start-session.js';
 import type { SessionPolicy } from '../sessions/session-creation.js';
-import { assertCanStart } from '../sessions/start-checks.js';
 import { SESSIONS_PAGE } from '../web/sessions-page.js';
 import { AnthropicStandIn } from './anthropic-stand-in.js';
 import { describeEndpoint, standInEndpoint } from './local-endpoint.js';
@@ -80,9 +80,9 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
   let lastActivity = Date.now();
   let open = 0; // requests and event streams in progress
 
+  const checks = { repository: runtime.repository, milestones: runtime.milestones, slots: runtime.slots, policy: runtime.policy };
   const handler = createApiHandler({
-    repository: runtime.repository, milestones: runtime.milestones, starter: runtime, transcripts: runtime.transcripts,
-    policy: runtime.policy, slots: runtime.slots,
+    ...checks, starter: runtime, transcripts: runtime.transcripts,
     github: options.github && new GitHubWebhook({
       secret: async () => options.github!.secret, triggers: options.github.triggers, gitTokenScopes: options.github.gitTokenScopes, starter: runtime,
     }),
@@ -135,42 +135,17 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
     },
   ];
 
+  /** `run`'s start: `startSession` with the Claude the client's shell names and the booted CLI; HTTP around it. */
   async function startRun(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      const body = JSON.parse((await readBody(req)) ?? 'null') as LocalRunRequest;
-      const input = { ...body.input };
-      // A milestone task without --project is in its milestone's project.
-      if (typeof input.milestoneId === 'string' && input.projectId === undefined) {
-        input.projectId = (await runtime.milestones.get(input.milestoneId))?.projectId ?? 'default';
-      }
-      input.projectId ??= 'default';
-      const checked = parseExecutionInput(input);
-      await assertCanStart(checked, { repository: runtime.repository, milestones: runtime.milestones, slots: runtime.slots, policy: runtime.policy });
-      if (checked.sessionId) {
-        const existing = await runtime.repository.get(checked.sessionId);
-        if (existing || runtime.execution(checked.sessionId)) {
-          reply(res, json(409, { name: 'SessionAlreadyExists', message: `session ${checked.sessionId} exists already (${existing?.status ?? 'RUNNING'}); Claude was not run again and the session is unchanged.` }));
-          return;
-        }
-      }
-      const shared = body.endpoint ? undefined : await standIn();
-      const endpoint = body.endpoint ?? standInEndpoint(shared!, body.provider ?? 'anthropic', body.model);
-      // A run without a session id of its own takes the booted CLI's, when one waits.
-      const ahead = await standby?.take(input);
-      input.sessionId ??= uuidv4();
-      const sessionId = String(input.sessionId);
-      let execution: ReturnType<typeof runtime.startExecution>;
-      try {
-        execution = runtime.startExecution(input, sessionId, { endpoint, standby: ahead?.standby });
-      } catch (err) {
-        if (ahead) await standby?.release(ahead.standby);
-        throw err;
-      }
-      void execution.outcome.then(() => {
-        ahead?.settle();
-        standby?.prepare(input, endpoint);
-      });
-      reply(res, json(202, { sessionId, projectId: checked.projectId, endpoint: describeEndpoint(endpoint, shared), links: { events: `/sessions/${sessionId}/events` } }));
+      const body = JSON.parse((await readBody(req)) ?? 'null') as LocalRunRequest | null;
+      const shared = body?.endpoint ? undefined : await standIn();
+      const endpoint = body?.endpoint ?? standInEndpoint(shared!, body?.provider ?? 'anthropic', body?.model);
+      const started = await startSession(body?.input, { trigger: 'cli', checks, starter: runtime, local: { endpoint, standby } });
+      const execution = started.started ? runtime.execution(started.sessionId) : undefined;
+      // The input as started (defaults applied), so the next booted CLI is prepared like this run.
+      void execution?.outcome.then(() => standby?.ended(JSON.parse(execution.input) as ExecutionInput & { sessionId: string }, endpoint));
+      reply(res, json(202, { ...started, endpoint: describeEndpoint(endpoint, shared), links: { events: `/sessions/${started.sessionId}/events` } }));
     } catch (err) {
       reply(res, await errorReply(err instanceof SyntaxError ? new InvalidInputError([{ field: '(body)', message: 'must be JSON' }]) : err));
     }

@@ -12,7 +12,7 @@ import { runSessionTask, type FixedEndpointRunnerConfig, type RunnerConfig, type
 import { standbyForSession, type ClaudeEndpoint, type StandbyClaude } from '../claude/claude-process.js';
 import { sessionStartOf, parseExecutionInput, type ExecutionInput } from '../sessions/execution-input.js';
 import { assertProjectRulesWithin, withinProjectLimit } from '../sessions/project-limits.js';
-import { executionArnFor, type SessionStarter, type StartedSession } from '../api/session-starter.js';
+import { executionArnFor, type LocalStartOptions, type SessionStarter, type StartedSession } from '../api/session-starter.js';
 import type { SessionRecord } from '../sessions/session-item.js';
 import { SessionRepository } from '../sessions/session-repository.js';
 import { MilestoneRepository } from '../sessions/milestone-repository.js';
@@ -323,10 +323,12 @@ export class LocalRuntime implements SessionStarter {
   }
 
   /**
-   * StartExecution: the name is the session id when the input has one. A name already
-   * running returns that execution, as Step Functions does for an identical request.
+   * Step Functions' StartExecution, as a console or a test calls it, unchecked (CreateSession
+   * checks): the name is the session id when the input has one. A name already running returns
+   * that execution, as Step Functions does for an identical request. A session is started with
+   * `startSession`, which comes here through `start`.
    */
-  startExecution(input: unknown, name?: string, options: { standby?: StandbyClaude; endpoint?: ClaudeEndpoint } = {}): LocalExecution {
+  startExecution(input: unknown, name?: string, options: LocalStartOptions = {}): LocalExecution {
     const sessionId = (input as { sessionId?: unknown } | null)?.sessionId;
     const executionName = name ?? (typeof sessionId === 'string' && sessionId ? sessionId : uuidv4());
     const existing = this.executions.get(executionName);
@@ -385,15 +387,16 @@ export class LocalRuntime implements SessionStarter {
   }
 
   /**
-   * SessionStarter for the HTTP API: like StartExecution with name = sessionId, a
-   * session that exists already (running or closed) starts nothing new.
+   * Where `startSession` starts a local session (SessionStarter): StartExecution with name =
+   * sessionId, and as on AWS a session id that is taken (its execution runs, or its session exists,
+   * which outlives the executions this runtime remembers) starts nothing new.
    */
-  async start(input: ExecutionInput & { sessionId: string }): Promise<StartedSession> {
+  async start(input: ExecutionInput & { sessionId: string }, options: LocalStartOptions = {}): Promise<StartedSession> {
     const executionArn = executionArnFor(STATE_MACHINE_ARN, input.sessionId);
     if (this.executions.has(input.sessionId) || (await this.repository.get(input.sessionId))) {
       return { sessionId: input.sessionId, executionArn, started: false };
     }
-    const execution = this.startExecution(input, input.sessionId);
+    const execution = this.startExecution(input, input.sessionId, options);
     void execution.outcome; // runs in the background; its session tells how it went
     return { sessionId: input.sessionId, executionArn: execution.executionArn, started: true };
   }

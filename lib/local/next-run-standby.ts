@@ -1,5 +1,7 @@
 import { v4 as uuidv4 } from 'uuid';
 import type { ClaudeEndpoint, StandbyClaude } from '../claude/claude-process.js';
+import type { StandbySource } from '../api/start-session.js';
+import type { ExecutionInput } from '../sessions/execution-input.js';
 import type { LocalRuntime } from './local-runtime.js';
 
 // The local engine keeps one Claude CLI booted for its next `run` (docs/ARCHITECTURE.md#the-local-engine).
@@ -17,19 +19,21 @@ export interface StandbyCounts {
   unused: number;
 }
 
-export class NextRunStandby {
+export class NextRunStandby implements StandbySource {
   private next: Promise<StandbyClaude | undefined> | undefined;
   private closed = false;
   readonly counts: StandbyCounts = { started: 0, used: 0, unused: 0 };
+  /** CLIs given to runs still going, by session id: counted used or unused when the run ends. */
+  private readonly taken = new Map<string, StandbyClaude>();
 
   constructor(private readonly runtime: LocalRuntime) {}
 
   /**
-   * The booted CLI for this run, if it can take one: a fresh session on the Lambda runtime,
-   * without a workspace (cloned before the CLI starts) or a session id of its own. The input
-   * gets the CLI's session id; `settle` reports whether the runner used it.
+   * The booted CLI for this run, if it can take one (`startSession`, for a session without an id of
+   * its own): a fresh session on the Lambda runtime, without a workspace (cloned before the CLI
+   * starts). The session takes the CLI's id; `ended` reports whether the runner used it.
    */
-  async take(input: Record<string, unknown>): Promise<{ standby: StandbyClaude; settle: () => void } | undefined> {
+  async take(input: ExecutionInput): Promise<StandbyClaude | undefined> {
     const next = this.next;
     if (!canUseStandby(input) || input.sessionId !== undefined || !next) return undefined;
     this.next = undefined; // before any await: two runs arriving together never share one
@@ -39,16 +43,18 @@ export class NextRunStandby {
       await this.release(standby);
       return undefined;
     }
-    input.sessionId = standby.sessionId;
-    const settle = () => {
-      if (standby.claimed) this.counts.used++;
-      else this.counts.unused++; // the execution discards it
-    };
-    return { standby, settle };
+    this.taken.set(standby.sessionId, standby);
+    return standby;
   }
 
-  /** After a run like this one: boot a CLI for the next, unless one is waiting already. */
-  prepare(input: Record<string, unknown>, endpoint: ClaudeEndpoint): void {
+  /** After a run like this one (its input as started): count its CLI, and boot one for the next unless one waits already. */
+  ended(input: ExecutionInput & { sessionId: string }, endpoint: ClaudeEndpoint): void {
+    const standby = this.taken.get(input.sessionId);
+    if (standby) {
+      this.taken.delete(input.sessionId);
+      if (standby.claimed) this.counts.used++;
+      else this.counts.unused++; // the execution discards it
+    }
     if (this.closed || this.next || !canUseStandby(input)) return;
     this.counts.started++;
     this.next = this.runtime.standbyFor({ ...input, sessionId: uuidv4() }, endpoint).catch(() => undefined);
@@ -75,11 +81,12 @@ export class NextRunStandby {
 
   /** Stops a CLI no run will take (also one taken for an execution that could not start), counted so. */
   async release(standby: StandbyClaude): Promise<void> {
+    this.taken.delete(standby.sessionId);
     this.counts.unused++;
     await standby.discard();
   }
 }
 
-function canUseStandby(input: Record<string, unknown>): boolean {
+function canUseStandby(input: ExecutionInput): boolean {
   return input.milestoneId === undefined && input.workspace === undefined && (input.runtime ?? 'lambda') === 'lambda';
 }

@@ -92,6 +92,9 @@ export const ExecutionInput = z
   });
 export type ExecutionInput = z.output<typeof ExecutionInput>;
 
+/** The project of a session whose caller names none and that is no milestone's task (`startSession`). */
+export const DEFAULT_PROJECT_ID = 'default';
+
 export interface FieldError {
   field: string;
   message: string;
