@@ -49,8 +49,8 @@ async function main(): Promise<number> {
     let secrets: SecretsManagerClient | undefined;
     const secretsClient = () => (secrets ??= tracer.captureAWSv3Client(new SecretsManagerClient({})));
     const outcome = await runFargateTask(
-      // RunTask names the family, so the newest image runs executions started before a deploy too: their definition sends no contract.
-      { session, milestone, retry, contract: Number(process.env.RUNNER_CONTRACT ?? 1) },
+      // RunTask names the family, so the newest image runs executions started before a deploy too: their definition says its contract.
+      { session, milestone, retry, contract: Number(process.env.RUNNER_CONTRACT) },
       () => executionPrompt(sfn, session.executionArn),
       {
         sessionEndpoint: sessionEndpoints(runner, {

@@ -8,7 +8,6 @@ import {
   toClosedRecord,
   type RunOutcome,
   type SessionRecord,
-  forContract,
 } from '../sessions/session-item.js';
 import { claudeFailure, isTransientFailure } from './claude-result.js';
 import type { MeteredUsage } from './usage-meter.js';
@@ -75,7 +74,7 @@ export interface RunnerInput {
   milestone: { item: Record<string, AttributeValue> | null } | null;
   /** Which attempt this is, and what the attempts before it spent (absent: the first). */
   retry?: RetryState | null;
-  /** The definition's write contract (RUNNER_CONTRACT); absent: an execution started before it had one. */
+  /** The definition's write contract (RUNNER_CONTRACT): read by no runner until a deploy changes it. */
   contract?: number;
 }
 
@@ -137,9 +136,7 @@ export interface TaskResult {
  * A Claude-level failure is an outcome (its usage was spent and is recorded);
  * an infrastructure failure throws, and the workflow's Catch closes the session.
  */
-export async function runSessionTask({ session: start, prompt: given, milestone: lease, retry, contract = 1 }: RunnerInput, config: RunnerConfig): Promise<TaskResult> {
-  // An execution started before a deploy that moved the prompt out of the session still carries it there.
-  const prompt = given ?? (start as SessionStart & { prompt?: string }).prompt;
+export async function runSessionTask({ session: start, prompt, milestone: lease, retry }: RunnerInput, config: RunnerConfig): Promise<TaskResult> {
   const attempt = retry?.attempt ?? 1;
   const now = config.now ?? (() => new Date());
   // The prompt came apart from its session (the Fargate task reads it from the execution): it must be the one the session recorded.
@@ -259,10 +256,10 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
       attempt: attempt + 1,
       prior: spent,
       waitSeconds: Math.round((start.retryBaseSeconds ?? 15) * 2 ** (attempt - 1)),
-      values: marshall(forContract({
+      values: marshall({
         ':running': 'RUNNING', ':usage': spent.usage, ':modelUsage': spent.modelUsage, ':numTurns': spent.numTurns,
         ':totalCostUsd': spent.totalCostUsd, ':durationMs': spent.durationMs, ':attempts': attempt,
-      }, contract, 'attempt')),
+      }),
       totals: marshalledDelta(totalsDelta({ spend: own })),
     };
   }
@@ -277,11 +274,11 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
         outcome = transcriptNotSaved(outcome, milestone, err as Error);
       }
     }
-    milestoneValues = marshall(forContract(releaseAfterRunValues(start.executionArn, start.sessionId, pointer, milestoneWorkspace, now()), contract, 'milestone'), { removeUndefinedValues: true });
+    milestoneValues = marshall(releaseAfterRunValues(start.executionArn, start.sessionId, pointer, milestoneWorkspace, now()), { removeUndefinedValues: true });
   }
   return {
     record: toClosedRecord(start, outcome),
-    values: marshall(forContract(closeValues(outcome), contract, 'close') as Record<string, NativeAttributeValue>, { removeUndefinedValues: true }),
+    values: marshall(closeValues(outcome) as Record<string, NativeAttributeValue>, { removeUndefinedValues: true }),
     totals: marshalledDelta(totalsDelta({ from: 'RUNNING', to: outcome.status, spend: own })),
     ...(milestoneValues ? { milestoneValues } : {}),
     ...(next ? { next } : {}),
@@ -375,8 +372,7 @@ function addSpent(prior: Spent | null, outcome: RunOutcome): Spent {
   if (!prior) return { usage, modelUsage, numTurns, totalCostUsd, durationMs };
   return {
     usage: addUsage(prior.usage, outcome.usage),
-    // An execution started before the split carried no modelUsage in its state.
-    modelUsage: addUsageByModel(prior.modelUsage ?? {}, outcome.modelUsage),
+    modelUsage: addUsageByModel(prior.modelUsage, outcome.modelUsage),
     numTurns: prior.numTurns + outcome.numTurns,
     totalCostUsd: addUsd(prior.totalCostUsd, outcome.totalCostUsd),
     durationMs: prior.durationMs + outcome.durationMs,

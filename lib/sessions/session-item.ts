@@ -179,25 +179,15 @@ export const CLOSE_NAMES = { '#status': 'status', '#usage': 'usage', '#result': 
 export const CLOSE_FAILED_NAMES = { '#status': 'status', '#error': 'error', '#cause': 'cause' };
 
 /**
- * The write contract of this runner: which values its outcome carries for the state machine's
- * update expressions. An execution keeps the definition it started with while a deploy gives
- * the function new code, and DynamoDB refuses a value its expression does not use: the runner
- * answers an older definition with that definition's values (docs/ARCHITECTURE.md#the-write-contract).
+ * The write contract of the definition: which values its update expressions take from the runner.
+ * Kept for executions in flight across a future deploy: an execution keeps the definition it
+ * started with while the runner gets new code, and DynamoDB refuses a value its expression does not
+ * use, so the definition tells the runner (RunClaude's `contract`, the task's RUNNER_CONTRACT) which
+ * values to answer with. No deployed definition has another contract yet, so no runner branches on
+ * it: the change that alters an expression raises it and answers the one before
+ * (docs/ARCHITECTURE.md#the-write-contract).
  */
 export const RUNNER_CONTRACT = 2;
-
-/** Placeholders contract 2 added to each update, left out for an execution of contract 1. */
-const ADDED_IN_CONTRACT_2 = {
-  close: [':provider', ':model'],
-  attempt: [':modelUsage'],
-  milestone: [':workspace'],
-} as const;
-
-export function forContract(values: Record<string, unknown>, contract: number, update: keyof typeof ADDED_IN_CONTRACT_2): Record<string, unknown> {
-  if (contract >= 2) return values;
-  const dropped: readonly string[] = ADDED_IN_CONTRACT_2[update];
-  return Object.fromEntries(Object.entries(values).filter(([key]) => !dropped.includes(key)));
-}
 
 /** The values of CLOSE_UPDATE for one outcome, `:running` included for the condition. */
 export function closeValues(outcome: RunOutcome): Record<string, unknown> {
@@ -259,7 +249,7 @@ export function toSessionRecord(item: SessionItem): SessionRecord {
   };
 }
 
-/** The stored split, each model's counts complete (items written before the split have none). */
+/** The stored split, each model's counts complete (a session closed without an outcome has none). */
 function modelUsageOf(raw: unknown): UsageByModel {
   if (!raw || typeof raw !== 'object') return {};
   const n = (v: unknown) => (typeof v === 'number' ? v : 0);
@@ -268,8 +258,7 @@ function modelUsageOf(raw: unknown): UsageByModel {
     outputTokens: n(u.outputTokens),
     cacheReadInputTokens: n(u.cacheReadInputTokens),
     cacheCreationInputTokens: n(u.cacheCreationInputTokens),
-    // Items closed before the split was normalised kept the CLI's own name.
-    costUsd: n(u.costUsd ?? u.costUSD),
+    costUsd: n(u.costUsd),
   }]));
 }
 
