@@ -329,6 +329,11 @@ export class SessionRepository {
    * Reads the whole history: a check to run now and then, never on a start.
    */
   async totalsDrift(projectId: string): Promise<string[]> {
+    return (await this.totalsCheck(projectId)).drift;
+  }
+
+  /** `totalsDrift`, with the number of sessions the derived figures come from. */
+  async totalsCheck(projectId: string): Promise<{ sessions: number; drift: string[] }> {
     const derived = await this.derivedUsageTotals(projectId);
     const pk = totalsPk(projectId);
     const kept = new Map<string, UsageSums>();
@@ -350,7 +355,7 @@ export class SessionRepository {
     for (const day of new Set([...derived.days.keys(), ...[...kept.keys()].filter((k) => k !== TOTALS_ALL_SK)])) {
       compare(day, kept.get(day), derived.days.get(day));
     }
-    return drift;
+    return { sessions: derived.sessions, drift };
   }
 
   /**
