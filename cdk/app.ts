@@ -26,6 +26,7 @@ new ClaudeSessionsStack(app, 'ClaudeSessions', {
   // An object in cdk.json, or its JSON text from `-c projectLimits='{"demo":{"maxBudgetUsd":5}}'`; checked here naming key and project.
   projectLimits: parseProjectLimits(app.node.tryGetContext('projectLimits'), 'context projectLimits'),
   runAttempts: positiveInt(app.node.tryGetContext('runAttempts'), 'runAttempts', 10),
+  keepLegacyProjectIndex: booleanFlag(app.node.tryGetContext('keepLegacyProjectIndex'), 'keepLegacyProjectIndex'),
   // Checked by the stack with the runner's own schema, naming the context key.
   provider: app.node.tryGetContext('provider'),
   model: app.node.tryGetContext('model'),

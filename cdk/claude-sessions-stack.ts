@@ -113,6 +113,12 @@ export interface ClaudeSessionsStackProps extends StackProps {
   /** Runs of the CLI a session may take when the API fails transiently. Context `runAttempts`. @default 3 */
   readonly runAttempts?: number;
   /**
+   * Keep the `byProject` index tables deployed before `byProjectSummary` have, for the first of the two
+   * deploys an upgrade takes (CloudFormation adds or drops one index per update; docs/DEPLOYING.md#upgrading).
+   * Context `keepLegacyProjectIndex`. @default false
+   */
+  readonly keepLegacyProjectIndex?: boolean;
+  /**
    * Who serves Claude: `anthropic` (an API key in Secrets Manager) or `bedrock` (IAM, no key).
    * Context `provider`. @default anthropic
    */
@@ -167,7 +173,7 @@ export class ClaudeSessionsStack extends Stack {
         throw new Error(`schedule ${schedule.name}: ${(err as Error).message}`);
       }
     }
-    const sessions = new SessionTable(this, 'Sessions');
+    const sessions = new SessionTable(this, 'Sessions', { keepLegacyProjectIndex: props.keepLegacyProjectIndex });
     const transcripts = new TranscriptBucket(this, 'Transcripts');
     const creator = (this.creator = new SessionCreator(this, 'SessionCreator', {
       maxConcurrentSessions: props.maxConcurrentSessions, monthlyBudgetUsd: props.monthlyBudgetUsd, sessions, allowedTools: props.allowedTools,

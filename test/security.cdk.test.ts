@@ -56,9 +56,9 @@ describe('least privilege', () => {
       Action: ['dynamodb:PutItem', 'dynamodb:GetItem'],
       Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['SESSION#*'] } },
     });
-    // CreateSession's update is the new session's count in its project's totals, nothing else.
+    // CreateSession's update is the new session's count in its project's totals and its project's registry item, nothing else.
     const creatorUpdates = creator.flatMap((p: any) => p.Properties.PolicyDocument.Statement).filter((st: any) => JSON.stringify(st.Action).includes('dynamodb:UpdateItem'));
-    expect(creatorUpdates).toEqual([expect.objectContaining({ Action: 'dynamodb:UpdateItem', Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['TOTALS#*'] } } })]);
+    expect(creatorUpdates).toEqual([expect.objectContaining({ Action: 'dynamodb:UpdateItem', Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['TOTALS#*', 'PROJECTS'] } } })]);
     expect(rolesWith('dynamodb:UpdateItem').sort()).toEqual([
       expect.stringMatching(/^FargateTaskTaskRole/),
       expect.stringMatching(/^Http/),
@@ -145,11 +145,11 @@ describe('limits on AWS', () => {
     const policies = Object.values(limited.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: Match.stringLikeRegexp('^SessionCreator') }] } }));
     const dynamo = policies.flatMap((p: any) => p.Properties.PolicyDocument.Statement).filter((s: any) => JSON.stringify(s.Action).includes('dynamodb'));
     const table = { 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] };
-    const leading = (keys: string) => ({ 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [keys] } });
+    const leading = (...keys: string[]) => ({ 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': keys } });
     // The budget reads the month's day totals (TOTALS#): no index, no session item.
     expect(dynamo).toEqual([
       expect.objectContaining({ Action: ['dynamodb:PutItem', 'dynamodb:GetItem'], Resource: table, Condition: leading('SESSION#*') }),
-      expect.objectContaining({ Action: 'dynamodb:UpdateItem', Resource: table, Condition: leading('TOTALS#*') }),
+      expect.objectContaining({ Action: 'dynamodb:UpdateItem', Resource: table, Condition: leading('TOTALS#*', 'PROJECTS') }),
       expect.objectContaining({ Action: ['dynamodb:GetItem', 'dynamodb:Query'], Resource: table, Condition: leading('TOTALS#*') }),
     ]);
   });

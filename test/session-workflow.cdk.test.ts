@@ -199,17 +199,18 @@ describe('the rendered session workflow', () => {
     expect(JSON.parse(secret.Properties.GenerateSecretString.SecretStringTemplate)).toEqual({ ANTHROPIC_API_KEY: 'REPLACE_ME' });
   });
 
-  it('keeps sessions in an on-demand table with point-in-time recovery, a by-project and a by-milestone index', () => {
+  it('keeps sessions in an on-demand table with point-in-time recovery, a by-project index of what list shows (no reply) and a by-milestone index', () => {
     template.hasResourceProperties('AWS::DynamoDB::Table', {
       BillingMode: 'PAY_PER_REQUEST',
       PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
       GlobalSecondaryIndexes: [
         Match.objectLike({
-          IndexName: 'byProject',
+          IndexName: 'byProjectSummary',
           KeySchema: [
             { AttributeName: 'projectId', KeyType: 'HASH' },
             { AttributeName: 'startedAt', KeyType: 'RANGE' },
           ],
+          Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: Match.arrayWith(['status', 'usage', 'totalCostUsd', 'executionArn']) },
         }),
         Match.objectLike({
           IndexName: 'byMilestone',
@@ -220,6 +221,10 @@ describe('the rendered session workflow', () => {
         }),
       ],
     });
+    const [table] = Object.values(template.findResources('AWS::DynamoDB::Table')) as any[];
+    const byProject = table.Properties.GlobalSecondaryIndexes.find((i: any) => i.IndexName === 'byProjectSummary');
+    expect(byProject.Projection.NonKeyAttributes).not.toContain('result');
+    expect(byProject.Projection.NonKeyAttributes).not.toContain('cause');
   });
 });
 

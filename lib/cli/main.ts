@@ -1,7 +1,7 @@
 import { join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { validate as isUuid } from 'uuid';
-import { SESSION_STATUSES, readableCause, type SessionRecord, type SessionStatus } from '../sessions/session-item.js';
+import { SESSION_STATUSES, readableCause, type SessionRecord, type SessionStatus, type SessionSummary } from '../sessions/session-item.js';
 import type { SessionPage, UsageTotals } from '../sessions/session-repository.js';
 import type { ProjectDrift } from '../sessions/totals-check.js';
 import type { MilestoneRecord } from '../sessions/milestone-item.js';
@@ -391,7 +391,7 @@ async function listCommand(args: string[], io: CliIo): Promise<number> {
   const limit = Number(values.limit);
   if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number from 1');
   const client = await sessionsClient(io);
-  const all: SessionRecord[] = [];
+  const all: SessionSummary[] = [];
   for (const projectId of await projectsOf(client, values.project)) {
     // The API's pages hold at most 100: follow nextToken up to the limit.
     let nextToken: string | undefined;

@@ -7,7 +7,14 @@ import type { SessionStart } from './execution-input.js';
  * DynamoDB states (cdk/session-workflow.ts), so the two writers cannot drift apart.
  */
 export const SESSION_SK = 'SESSION';
-export const PROJECT_INDEX = 'byProject';
+/**
+ * A project's sessions, newest first, holding what `list` shows (SESSION_SUMMARY_ATTRIBUTES), not the
+ * reply. A new name: DynamoDB cannot change an index's projection, and CloudFormation adds or drops
+ * one index per update (LEGACY_PROJECT_INDEX, docs/DEPLOYING.md#upgrading).
+ */
+export const PROJECT_INDEX = 'byProjectSummary';
+/** The index of every attribute, which tables deployed before byProjectSummary have. */
+export const LEGACY_PROJECT_INDEX = 'byProject';
 export const RESULT_MAX_CHARS = 2_000;
 
 export const SESSION_STATUSES = ['RUNNING', 'COMPLETED', 'FAILED', 'TIMED_OUT', 'ABORTED'] as const;
@@ -88,6 +95,23 @@ export interface SessionRecord {
   attempts: number;
   workspace: WorkspaceRecord | null;
 }
+
+/**
+ * A session as `list` shows it (the CLI's table, the sessions page, `GET /projects/{id}/sessions`):
+ * the record without the reply and the error's cause, which may run to kilobytes. Read one
+ * session for them (`get`).
+ */
+export type SessionSummary = Omit<SessionRecord, 'result' | 'cause'>;
+
+/**
+ * What the project index holds besides its keys (`projectId`, `startedAt`) and the table's: the
+ * attributes of a SessionSummary, and the execution the sweeper asks about. An item there is a few
+ * hundred bytes whatever the reply, so a page of 50 costs a few read units, not 35.
+ */
+export const SESSION_SUMMARY_ATTRIBUTES = [
+  'sessionId', 'taskId', 'milestoneId', 'mode', 'trigger', 'runtime', 'status', 'endedAt', 'claudeSessionId', 'usage', 'modelUsage',
+  'provider', 'model', 'numTurns', 'totalCostUsd', 'durationMs', 'stopReason', 'error', 'attempts', 'workspace', 'executionArn',
+] as const;
 
 export type SessionItem = Record<string, unknown>;
 
@@ -271,6 +295,12 @@ function modelUsageOf(raw: unknown): UsageByModel {
     // Items closed before the split was normalised kept the CLI's own name.
     costUsd: n(u.costUsd ?? u.costUSD),
   }]));
+}
+
+/** The summary of an item as the project index returns it (no `result`, no `cause`). */
+export function toSessionSummary(item: SessionItem): SessionSummary {
+  const { result: _result, cause: _cause, ...summary } = toSessionRecord(item);
+  return summary;
 }
 
 /**

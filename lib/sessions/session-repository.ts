@@ -1,4 +1,5 @@
 import { conditionalTransaction, conditionalUpdate } from './conditional-update.js';
+import { PROJECT_REGISTRY_PK, projectRegistryUpdate } from './project-registry.js';
 import {
   TOTALS_ALL_SK, addSums, dayOfTotalsSk, daySkBounds, sumsOfTotalsItem, totalsDaySk, totalsDelta, totalsKeysOf, totalsPk,
   type AttemptSpend, type TotalsDelta, type TotalsKeys,
@@ -7,7 +8,6 @@ import {
   GetCommand,
   QueryCommand,
   paginateQuery,
-  paginateScan,
   type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
 import type { SessionStart } from './execution-input.js';
@@ -31,10 +31,12 @@ import {
   sessionPk,
   toSessionItem,
   toSessionRecord,
+  toSessionSummary,
   type FinalStatus,
   type RunOutcome,
   type SessionRecord,
   type SessionStatus,
+  type SessionSummary,
 } from './session-item.js';
 import { addSession, emptySums, roundCost, type UsageSums } from './usage-totals.js';
 import { addUsd, roundUsd } from './usage.js';
@@ -48,7 +50,8 @@ export class SessionExistsError extends Error {
 }
 
 export interface SessionPage {
-  items: SessionRecord[];
+  /** What the project index holds: each session without its reply (`get` has it). */
+  items: SessionSummary[];
   nextToken: string | null;
 }
 
@@ -105,6 +108,7 @@ export class SessionRepository {
       TransactItems: [
         { Put: { TableName: this.tableName, Item: toSessionItem(start), ConditionExpression: CREATE_CONDITION } },
         ...this.totalsUpdates(totalsKeysOf(start), totalsDelta({ created: true })),
+        { Update: projectRegistryUpdate(this.tableName, start) },
       ],
     });
     if (written) return;
@@ -225,11 +229,11 @@ export class SessionRepository {
         ExclusiveStartKey: options.nextToken ? decodeToken(options.nextToken) : undefined,
       }),
     );
-    return { items: Items.map(toSessionRecord), nextToken: LastEvaluatedKey ? encodeToken(LastEvaluatedKey) : null };
+    return { items: Items.map(toSessionSummary), nextToken: LastEvaluatedKey ? encodeToken(LastEvaluatedKey) : null };
   }
 
   /** Every session of a project, newest first, following pages. */
-  async *allByProject(projectId: string, status?: SessionStatus): AsyncGenerator<SessionRecord> {
+  async *allByProject(projectId: string, status?: SessionStatus): AsyncGenerator<SessionSummary> {
     let nextToken: string | null = null;
     do {
       const page: SessionPage = await this.listByProject(projectId, { status, limit: 100, nextToken });
@@ -238,8 +242,8 @@ export class SessionRepository {
     } while (nextToken);
   }
 
-  async listRunning(projectId: string): Promise<SessionRecord[]> {
-    const running: SessionRecord[] = [];
+  async listRunning(projectId: string): Promise<SessionSummary[]> {
+    const running: SessionSummary[] = [];
     for await (const session of this.allByProject(projectId, 'RUNNING')) running.push(session);
     return running;
   }
@@ -380,12 +384,14 @@ export class SessionRepository {
     return total;
   }
 
-  /** Project ids with at least one session (a scan: for the local CLI and small tables). */
+  /** Project ids with at least one session: the registry's items (one per project), never a scan of the sessions. */
   async projectIds(): Promise<string[]> {
-    const ids = new Set<string>();
-    const pages = paginateScan({ client: this.client }, { TableName: this.tableName, IndexName: PROJECT_INDEX, ProjectionExpression: 'projectId' });
-    for await (const page of pages) for (const item of page.Items ?? []) ids.add(String(item.projectId));
-    return [...ids].sort();
+    const ids: string[] = [];
+    const pages = paginateQuery({ client: this.client }, {
+      TableName: this.tableName, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': PROJECT_REGISTRY_PK }, ProjectionExpression: 'projectId',
+    });
+    for await (const page of pages) for (const item of page.Items ?? []) ids.push(String(item.projectId));
+    return ids.sort();
   }
 
   private async updateSession(
