@@ -27,6 +27,7 @@ new ClaudeSessionsStack(app, 'ClaudeSessions', {
   projectLimits: parseProjectLimits(app.node.tryGetContext('projectLimits'), 'context projectLimits'),
   runAttempts: positiveInt(app.node.tryGetContext('runAttempts'), 'runAttempts', 10),
   keepLegacyProjectIndex: booleanFlag(app.node.tryGetContext('keepLegacyProjectIndex'), 'keepLegacyProjectIndex'),
+  sessionRetentionDays: positiveInt(app.node.tryGetContext('sessionRetentionDays'), 'sessionRetentionDays', 36_500),
   // Checked by the stack with the runner's own schema, naming the context key.
   provider: app.node.tryGetContext('provider'),
   model: app.node.tryGetContext('model'),

@@ -24,7 +24,7 @@ import { ModelAccess } from './model-access.js';
 import { codeCommitRepositories } from './runner-settings.js';
 import { checkedTokenScopes } from '../lib/claude/repository-scopes.js';
 import { checkedPermissionRules } from '../lib/claude/claude-args.js';
-import { assertBranchAllowed, checkedBranchPatterns } from '../lib/sessions/session-creation.js';
+import { assertBranchAllowed, checkedBranchPatterns, checkedRetentionDays } from '../lib/sessions/session-creation.js';
 import { assertWithinProjectLimit, parseProjectLimits, type ProjectLimits } from '../lib/sessions/project-limits.js';
 import { GitHubWebhook } from './github-webhook.js';
 import { parseGitHubTriggers, type GitHubTriggers } from '../lib/api/github-webhook.js';
@@ -119,6 +119,12 @@ export interface ClaudeSessionsStackProps extends StackProps {
    */
   readonly keepLegacyProjectIndex?: boolean;
   /**
+   * Days after its start a closed session's item expires (DynamoDB TTL on `expiresAt`, set by its
+   * close); a project's totals never expire, so `usage` and the budget still count it.
+   * Context `sessionRetentionDays`. @default none: sessions are kept
+   */
+  readonly sessionRetentionDays?: number;
+  /**
    * Who serves Claude: `anthropic` (an API key in Secrets Manager) or `bedrock` (IAM, no key).
    * Context `provider`. @default anthropic
    */
@@ -178,6 +184,7 @@ export class ClaudeSessionsStack extends Stack {
     const creator = (this.creator = new SessionCreator(this, 'SessionCreator', {
       maxConcurrentSessions: props.maxConcurrentSessions, monthlyBudgetUsd: props.monthlyBudgetUsd, sessions, allowedTools: props.allowedTools,
       runAttempts: props.runAttempts, protectedBranches, shellOnLambda: props.shellOnLambda, projectLimits,
+      sessionRetentionDays: checkedRetentionDays(props.sessionRetentionDays, 'sessionRetentionDays'),
     }));
     const gitTokenSecret = props.gitTokenSecretName ? Secret.fromSecretNameV2(this, 'GitToken', props.gitTokenSecretName) : undefined;
     const gitTokenScopes = checkedTokenScopes(props.gitTokenScopes, 'gitTokenScopes');

@@ -2,7 +2,7 @@ import { RemovalPolicy, Stack, type CfnElement } from 'aws-cdk-lib';
 import { AttributeType, BillingMode, ProjectionType, StreamViewType, Table, TableEncryption, type ITable } from 'aws-cdk-lib/aws-dynamodb';
 import { Grant, type IGrantable } from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
-import { LEGACY_PROJECT_INDEX, PROJECT_INDEX, SESSION_SUMMARY_ATTRIBUTES, sessionPk } from '../lib/sessions/session-item.js';
+import { EXPIRES_AT, LEGACY_PROJECT_INDEX, PROJECT_INDEX, SESSION_SUMMARY_ATTRIBUTES, sessionPk } from '../lib/sessions/session-item.js';
 import { totalsPk } from '../lib/sessions/project-totals.js';
 import { PROJECT_REGISTRY_PK } from '../lib/sessions/project-registry.js';
 import { MILESTONE_INDEX, milestonePk } from '../lib/sessions/milestone-item.js';
@@ -37,6 +37,8 @@ export class SessionTable extends Construct {
       removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
       // Before and after each write: a close is the write out of RUNNING (cdk/session-events.ts).
       stream: StreamViewType.NEW_AND_OLD_IMAGES,
+      // Closed sessions past sessionRetentionDays; always on, so setting the days needs no table change.
+      timeToLiveAttribute: EXPIRES_AT,
     });
     // A project's sessions, newest first, as `list` shows them (no reply: a page reads a few hundred
     // bytes an item, not ~3 KB); items without startedAt (milestones, totals) stay out.

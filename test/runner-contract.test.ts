@@ -93,7 +93,14 @@ describe('the write contract across a deploy', () => {
     milestone: 'SET transcriptKey = :key, transcriptSha256 = :sha256, transcriptBytes = :bytes, transcriptVersionId = :versionId, ' +
       'lastSessionId = :sessionId, updatedAt = :updatedAt REMOVE leaseSessionId, leaseExecutionArn',
   };
-  const CONTRACT_2 = { close: CLOSE_UPDATE, attempt: RECORD_ATTEMPT_UPDATE, milestone: RELEASE_AFTER_RUN_UPDATE };
+  // Contract 2's close, before the TTL attribute (contract 3, sessionRetentionDays).
+  const CONTRACT_2 = {
+    close: 'SET #status = :status, endedAt = :endedAt, claudeSessionId = :claudeSessionId, #usage = :usage, ' +
+      'numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, modelUsage = :modelUsage, provider = :provider, model = :model, ' +
+      'stopReason = :stopReason, #result = :result, #error = :error, #cause = :cause, attempts = :attempts, workspace = :workspace',
+    attempt: RECORD_ATTEMPT_UPDATE, milestone: RELEASE_AFTER_RUN_UPDATE,
+  };
+  const CONTRACT_3 = { close: CLOSE_UPDATE, attempt: RECORD_ATTEMPT_UPDATE, milestone: RELEASE_AFTER_RUN_UPDATE };
   const CONDITIONS = { close: RUNNING_CONDITION, attempt: RUNNING_CONDITION, milestone: LEASE_CONDITION };
   const placeholders = (...expressions: string[]) => [...new Set(expressions.join(' ').match(/:[A-Za-z0-9]+/g))].sort();
 
@@ -109,8 +116,10 @@ describe('the write contract across a deploy', () => {
   };
 
   for (const update of ['close', 'attempt', 'milestone'] as const) {
-    it(`${update}: contract 2 gets the values its expression uses, and an execution of contract 1 those of its own`, () => {
-      expect(Object.keys(forContract(values[update], RUNNER_CONTRACT, update)).sort()).toEqual(placeholders(CONTRACT_2[update], CONDITIONS[update]));
+    it(`${update}: contract 3 gets the values its expression uses, and an execution of contract 1 or 2 those of its own`, () => {
+      expect(RUNNER_CONTRACT).toBe(3);
+      expect(Object.keys(forContract(values[update], RUNNER_CONTRACT, update)).sort()).toEqual(placeholders(CONTRACT_3[update], CONDITIONS[update]));
+      expect(Object.keys(forContract(values[update], 2, update)).sort()).toEqual(placeholders(CONTRACT_2[update], CONDITIONS[update]));
       expect(Object.keys(forContract(values[update], 1, update)).sort()).toEqual(placeholders(CONTRACT_1[update], CONDITIONS[update]));
     });
   }

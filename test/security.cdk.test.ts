@@ -131,6 +131,16 @@ describe('data at rest and in transit', () => {
 });
 
 describe('limits on AWS', () => {
+  it('give CreateSession the retention, and refuse one that is not whole days at synth, naming the setting', () => {
+    const app = () => new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+    const retained = Template.fromStack(new ClaudeSessionsStack(app(), 'Retained', { sessionRetentionDays: 90 }));
+    retained.hasResourceProperties('AWS::Lambda::Function', {
+      Description: Match.stringLikeRegexp('Validates a session input and creates the session item'),
+      Environment: { Variables: Match.objectLike({ SESSION_RETENTION_DAYS: '90' }) },
+    });
+    expect(() => new ClaudeSessionsStack(app(), 'Half', { sessionRetentionDays: 0.5 })).toThrow(/^sessionRetentionDays must be a whole number of days from 1 to 36500, not 0.5/);
+  });
+
   it('pass the limits to CreateSession and the API, and let CreateSession only read its project\'s totals when a budget is set', () => {
     const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
     const limited = Template.fromStack(new ClaudeSessionsStack(app, 'Limited', { maxConcurrentSessions: 3, monthlyBudgetUsd: 50 }));

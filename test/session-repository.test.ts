@@ -4,12 +4,12 @@ import { LocalDynamoDb } from '../lib/local/local-dynamodb.js';
 import { loadWorkflowDefinition } from '../lib/local/workflow-definition.js';
 import { prepareSessionStart } from '../lib/sessions/execution-input.js';
 import { SessionExistsError, SessionRepository } from '../lib/sessions/session-repository.js';
-import { PROJECT_INDEX, toSessionItem, type RunOutcome } from '../lib/sessions/session-item.js';
+import { PROJECT_INDEX, SESSION_SK, sessionPk, toSessionItem, type RunOutcome } from '../lib/sessions/session-item.js';
 import { join } from 'node:path';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
-import { PutCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 
 let db: LocalDynamoDb;
 let repository: SessionRepository;
@@ -48,6 +48,19 @@ describe('SessionRepository on dynalite, with the table the stack defines', () =
     // The same ARN for a later execution (the local runtime reuses names): not ours.
     await expect(repository.create(s, '2099-01-01T00:00:00.000Z')).rejects.toBeInstanceOf(SessionExistsError);
     expect(await repository.get(s.sessionId)).toMatchObject({ status: 'RUNNING', projectId: 'r-create' });
+  });
+
+  it('without a retention, a close writes the TTL attribute null: the item never expires', async () => {
+    const closed = start('r-kept', 0);
+    const failed = start('r-kept', 1);
+    for (const s of [closed, failed]) await repository.create(s);
+    await repository.close(closed.sessionId, outcome(1, 0.01));
+    await repository.closeWithError(failed.sessionId, 'ABORTED', 'ExecutionAborted', 'reaped');
+    for (const s of [closed, failed]) {
+      const { Item } = await db.documentClient.send(new GetCommand({ TableName: db.tableName, Key: { pk: sessionPk(s.sessionId), sk: SESSION_SK } }));
+      expect(Item).toMatchObject({ expiresAt: null });
+      expect(Item).not.toHaveProperty('retainUntil');
+    }
   });
 
   it('closes only from RUNNING: a late close changes neither the status nor the usage', async () => {

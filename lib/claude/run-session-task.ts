@@ -269,7 +269,7 @@ export async function runSessionTask({ session: start, prompt: given, milestone:
   }
   return {
     record: toClosedRecord(start, outcome),
-    values: marshall(forContract(closeValues(outcome), contract, 'close') as Record<string, NativeAttributeValue>, { removeUndefinedValues: true }),
+    values: marshall(forContract(closeValues(outcome, start.retainUntil ?? null), contract, 'close') as Record<string, NativeAttributeValue>, { removeUndefinedValues: true }),
     totals: marshalledDelta(totalsDelta({ from: 'RUNNING', to: outcome.status, spend: own })),
     ...(milestoneValues ? { milestoneValues } : {}),
     ...(next ? { next } : {}),

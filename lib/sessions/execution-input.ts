@@ -152,6 +152,11 @@ export interface SessionStart extends Omit<ExecutionInput, 'prompt' | 'sessionId
   runAttempts?: number;
   /** Wait before the second attempt, doubled for each later one. @default 15 */
   retryBaseSeconds?: number;
+  /**
+   * With the deployment's sessionRetentionDays: when the item expires once closed (epoch seconds,
+   * sessionRetainUntil). Every close writes it as the TTL attribute; without it, nothing expires.
+   */
+  retainUntil?: number;
 }
 
 export function prepareSessionStart(

@@ -137,7 +137,7 @@ export function toSessionItem(start: SessionStart): SessionItem {
     // A milestone task speaks in the milestone's conversation; a fresh one in its own.
     claudeSessionId: start.milestoneId ?? start.sessionId,
   };
-  for (const key of ['taskId', 'milestoneId', 'maxTurns', 'maxBudgetUsd', 'timeoutSeconds'] as const) {
+  for (const key of ['taskId', 'milestoneId', 'maxTurns', 'maxBudgetUsd', 'timeoutSeconds', 'retainUntil'] as const) {
     if (start[key] !== undefined) item[key] = start[key];
   }
   return item;
@@ -149,10 +149,23 @@ export const CREATE_CONDITION = 'attribute_not_exists(pk)';
 // can neither overwrite a final state nor record usage twice.
 export const RUNNING_CONDITION = '#status = :running';
 
+/**
+ * The attribute DynamoDB's TTL reads (SessionTable's timeToLiveAttribute): set by every close, to the
+ * session's `retainUntil` (its start and the deployment's sessionRetentionDays) or null, which never
+ * expires. Only a closed session item has it: a RUNNING one, the totals and the registry never do.
+ */
+export const EXPIRES_AT = 'expiresAt';
+
+/** When a closed session's item expires, in epoch seconds: `days` after it started; null without retention. */
+export function sessionRetainUntil(startedAt: string, days: number | undefined): number | null {
+  if (!days) return null;
+  return Math.floor(Date.parse(startedAt) / 1000) + days * 86_400;
+}
+
 export const CLOSE_UPDATE =
   'SET #status = :status, endedAt = :endedAt, claudeSessionId = :claudeSessionId, #usage = :usage, ' +
   'numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, modelUsage = :modelUsage, provider = :provider, model = :model, ' +
-  'stopReason = :stopReason, #result = :result, #error = :error, #cause = :cause, attempts = :attempts, workspace = :workspace';
+  `stopReason = :stopReason, #result = :result, #error = :error, #cause = :cause, attempts = :attempts, workspace = :workspace, ${EXPIRES_AT} = :expiresAt`;
 
 /** Between two attempts: what the attempts so far spent, set (not added), so a repeat changes nothing. */
 export const RECORD_ATTEMPT_UPDATE = 'SET #usage = :usage, modelUsage = :modelUsage, numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, attempts = :attempts';
@@ -171,7 +184,7 @@ export const RECORD_ATTEMPT_CONDITION = '#status = :running AND attribute_not_ex
  */
 export const CLOSE_CONDITION = '#status = :running AND attribute_not_exists(spendRecordedAfterStop)';
 
-export const CLOSE_FAILED_UPDATE = 'SET #status = :status, endedAt = :endedAt, #error = :error, #cause = :cause';
+export const CLOSE_FAILED_UPDATE = `SET #status = :status, endedAt = :endedAt, #error = :error, #cause = :cause, ${EXPIRES_AT} = :expiresAt`;
 
 /**
  * A run whose execution ended under it (an abort, an execution timeout: AWS stops no running task):
@@ -208,24 +221,29 @@ export const CLOSE_FAILED_NAMES = { '#status': 'status', '#error': 'error', '#ca
  * the function new code, and DynamoDB refuses a value its expression does not use: the runner
  * answers an older definition with that definition's values (docs/ARCHITECTURE.md#the-write-contract).
  */
-export const RUNNER_CONTRACT = 2;
+export const RUNNER_CONTRACT = 3;
 
-/** Placeholders contract 2 added to each update, left out for an execution of contract 1. */
-const ADDED_IN_CONTRACT_2 = {
-  close: [':provider', ':model'],
-  attempt: [':modelUsage'],
-  milestone: [':workspace'],
-} as const;
+type ContractUpdate = 'close' | 'attempt' | 'milestone';
 
-export function forContract(values: Record<string, unknown>, contract: number, update: keyof typeof ADDED_IN_CONTRACT_2): Record<string, unknown> {
-  if (contract >= 2) return values;
-  const dropped: readonly string[] = ADDED_IN_CONTRACT_2[update];
+/** Placeholders each contract added to each update, left out for an execution of an earlier one. */
+const ADDED_IN_CONTRACT: Record<number, Partial<Record<ContractUpdate, readonly string[]>>> = {
+  2: { close: [':provider', ':model'], attempt: [':modelUsage'], milestone: [':workspace'] },
+  3: { close: [':expiresAt'] },
+};
+
+export function forContract(values: Record<string, unknown>, contract: number, update: ContractUpdate): Record<string, unknown> {
+  const dropped = Object.entries(ADDED_IN_CONTRACT).filter(([added]) => Number(added) > contract).flatMap(([, byUpdate]) => byUpdate[update] ?? []);
+  if (!dropped.length) return values;
   return Object.fromEntries(Object.entries(values).filter(([key]) => !dropped.includes(key)));
 }
 
-/** The values of CLOSE_UPDATE for one outcome, `:running` included for the condition. */
-export function closeValues(outcome: RunOutcome): Record<string, unknown> {
+/**
+ * The values of CLOSE_UPDATE for one outcome, `:running` included for the condition; `retainUntil`
+ * the session's (SessionStart.retainUntil), null: it never expires.
+ */
+export function closeValues(outcome: RunOutcome, retainUntil: number | null = null): Record<string, unknown> {
   return {
+    ':expiresAt': retainUntil,
     ':running': 'RUNNING',
     ':status': outcome.status,
     ':endedAt': outcome.endedAt,

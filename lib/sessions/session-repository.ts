@@ -63,6 +63,8 @@ export interface SessionExecution {
   startedAt: string;
   executionArn: string;
   status: SessionStatus;
+  /** When its item expires once closed (SessionStart.retainUntil); null: never. Read by key only (not in the project index). */
+  retainUntil?: number | null;
 }
 
 const EXECUTION_PROJECTION = 'sessionId, projectId, milestoneId, startedAt, executionArn, #status';
@@ -72,6 +74,7 @@ function toSessionExecution(item: Record<string, unknown>): SessionExecution {
     sessionId: String(item.sessionId), projectId: String(item.projectId), startedAt: String(item.startedAt),
     executionArn: String(item.executionArn), milestoneId: typeof item.milestoneId === 'string' ? item.milestoneId : null,
     status: item.status as SessionStatus,
+    ...('retainUntil' in item ? { retainUntil: typeof item.retainUntil === 'number' ? item.retainUntil : null } : {}),
   };
 }
 
@@ -127,7 +130,7 @@ export class SessionRepository {
     if (!session) return false;
     return conditionalTransaction(this.client, {
       TransactItems: [
-        { Update: this.sessionUpdate(sessionId, CLOSE_UPDATE, CLOSE_NAMES, closeValues(outcome), CLOSE_CONDITION) },
+        { Update: this.sessionUpdate(sessionId, CLOSE_UPDATE, CLOSE_NAMES, closeValues(outcome, session.retainUntil ?? null), CLOSE_CONDITION) },
         ...this.totalsUpdates(totalsKeysOf(session), totalsDelta({ from: 'RUNNING', to: outcome.status, spend: attemptSpend })),
       ],
     });
@@ -151,6 +154,7 @@ export class SessionRepository {
     if (!session || session.status !== 'RUNNING') return false;
     const values: Record<string, unknown> = {
       ':running': 'RUNNING', ':status': status, ':endedAt': (options.endedAt ?? new Date()).toISOString(), ':error': error, ':cause': cause,
+      ':expiresAt': session.retainUntil ?? null,
     };
     let condition = RUNNING_CONDITION;
     if (options.executionArn) {
@@ -274,8 +278,9 @@ export class SessionRepository {
   async executionOf(sessionId: string): Promise<SessionExecution | undefined> {
     const { Item } = await this.client.send(new GetCommand({
       TableName: this.tableName, Key: { pk: sessionPk(sessionId), sk: SESSION_SK }, ConsistentRead: true,
-      ProjectionExpression: EXECUTION_PROJECTION, ExpressionAttributeNames: { '#status': 'status' },
+      ProjectionExpression: `${EXECUTION_PROJECTION}, retainUntil`, ExpressionAttributeNames: { '#status': 'status' },
     }));
+    if (Item) Item.retainUntil ??= null;
     return Item ? toSessionExecution(Item) : undefined;
   }
 
