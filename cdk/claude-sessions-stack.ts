@@ -25,7 +25,7 @@ import { codeCommitRepositories } from './runner-settings.js';
 import { checkedTokenScopes } from '../lib/claude/repository-scopes.js';
 import { checkedPermissionRules } from '../lib/claude/claude-args.js';
 import { checkedMaxCloneMiB } from '../lib/claude/runner-environment.js';
-import { checkedBranchPatterns } from '../lib/sessions/session-creation.js';
+import { checkedBranchPatterns, checkedRetentionDays } from '../lib/sessions/session-creation.js';
 import { assertStartAllowed } from '../lib/sessions/start-checks.js';
 import { assertProjectRulesWithin, parseProjectLimits, type ProjectLimits } from '../lib/sessions/project-limits.js';
 import { GitHubWebhook } from './github-webhook.js';
@@ -134,6 +134,18 @@ export interface ClaudeSessionsStackProps extends StackProps {
   /** Runs of the CLI a session may take when the API fails transiently. Context `runAttempts`. @default 3 */
   readonly runAttempts?: number;
   /**
+   * Keep the `byProject` index tables deployed before `byProjectSummary` have, for the first of the two
+   * deploys an upgrade takes (CloudFormation adds or drops one index per update; docs/DEPLOYING.md#upgrading).
+   * Context `keepLegacyProjectIndex`. @default false
+   */
+  readonly keepLegacyProjectIndex?: boolean;
+  /**
+   * Days after its start a closed session's item expires (DynamoDB TTL on `expiresAt`, set by its
+   * close); a project's totals never expire, so `usage` and the budget still count it.
+   * Context `sessionRetentionDays`. @default none: sessions are kept
+   */
+  readonly sessionRetentionDays?: number;
+  /**
    * Who serves Claude: `anthropic` (an API key in Secrets Manager) or `bedrock` (IAM, no key).
    * Context `provider`. @default anthropic
    */
@@ -196,11 +208,12 @@ export class ClaudeSessionsStack extends Stack {
         throw new Error(`schedule ${schedule.name}: ${(err as Error).message}`);
       }
     }
-    const sessions = new SessionTable(this, 'Sessions');
+    const sessions = new SessionTable(this, 'Sessions', { keepLegacyProjectIndex: props.keepLegacyProjectIndex });
     const transcripts = new TranscriptBucket(this, 'Transcripts');
     const creator = (this.creator = new SessionCreator(this, 'SessionCreator', {
       maxConcurrentSessions: props.maxConcurrentSessions, monthlyBudgetUsd: props.monthlyBudgetUsd, sessions, allowedTools: props.allowedTools,
       runAttempts: props.runAttempts, protectedBranches, shellOnLambda: props.shellOnLambda, projectLimits,
+      sessionRetentionDays: checkedRetentionDays(props.sessionRetentionDays, 'sessionRetentionDays'),
     }));
     const gitTokenSecret = props.gitTokenSecretName ? Secret.fromSecretNameV2(this, 'GitToken', props.gitTokenSecretName) : undefined;
     const gitTokenScopes = checkedTokenScopes(props.gitTokenScopes, 'gitTokenScopes');

@@ -22,6 +22,8 @@ export interface SessionCreatorProps {
   readonly shellOnLambda?: boolean;
   /** Caps on maxBudgetUsd, timeoutSeconds and the runtime, by project (SessionPolicy.projectLimits). @default none */
   readonly projectLimits?: ProjectLimits;
+  /** Days after its start a closed session's item expires (SessionPolicy.sessionRetentionDays). @default none: kept */
+  readonly sessionRetentionDays?: number;
   /** Runs of the CLI a session may take when the API fails transiently (429, 5xx, 529). @default 3 */
   readonly runAttempts?: number;
   /** Wait before the second run, doubled for each later one. @default Duration.seconds(15) */

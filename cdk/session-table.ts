@@ -1,15 +1,22 @@
 import { RemovalPolicy, Stack, type CfnElement } from 'aws-cdk-lib';
-import { AttributeType, BillingMode, StreamViewType, Table, TableEncryption, type ITable } from 'aws-cdk-lib/aws-dynamodb';
+import { AttributeType, BillingMode, ProjectionType, StreamViewType, Table, TableEncryption, type ITable } from 'aws-cdk-lib/aws-dynamodb';
 import { Grant, type IGrantable } from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
-import { PROJECT_INDEX, sessionPk } from '../lib/sessions/session-item.js';
+import { EXPIRES_AT, LEGACY_PROJECT_INDEX, PROJECT_INDEX, SESSION_SUMMARY_ATTRIBUTES, sessionPk } from '../lib/sessions/session-item.js';
 import { totalsPk } from '../lib/sessions/project-totals.js';
+import { PROJECT_REGISTRY_PK } from '../lib/sessions/project-registry.js';
 import { MILESTONE_INDEX, milestonePk } from '../lib/sessions/milestone-item.js';
 import { slotsPk } from '../lib/sessions/project-slots.js';
 
 export interface SessionTableProps {
   /** @default RemovalPolicy.RETAIN: session history outlives the stack */
   readonly removalPolicy?: RemovalPolicy;
+  /**
+   * Keep the index of every attribute (`byProject`) that tables deployed before `byProjectSummary`
+   * have: CloudFormation adds or drops one index per update, so an upgrade deploys once with it,
+   * then once without (docs/DEPLOYING.md#upgrading). Nothing reads it. @default false
+   */
+  readonly keepLegacyProjectIndex?: boolean;
 }
 
 /**
@@ -30,13 +37,25 @@ export class SessionTable extends Construct {
       removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
       // Before and after each write: a close is the write out of RUNNING (cdk/session-events.ts).
       stream: StreamViewType.NEW_AND_OLD_IMAGES,
+      // Closed sessions past sessionRetentionDays; always on, so setting the days needs no table change.
+      timeToLiveAttribute: EXPIRES_AT,
     });
-    // A project's sessions, newest first; items without startedAt (milestones) stay out.
+    // A project's sessions, newest first, as `list` shows them (no reply: a page reads a few hundred
+    // bytes an item, not ~3 KB); items without startedAt (milestones, totals) stay out.
     table.addGlobalSecondaryIndex({
       indexName: PROJECT_INDEX,
       partitionKey: { name: 'projectId', type: AttributeType.STRING },
       sortKey: { name: 'startedAt', type: AttributeType.STRING },
+      projectionType: ProjectionType.INCLUDE,
+      nonKeyAttributes: [...SESSION_SUMMARY_ATTRIBUTES],
     });
+    if (props.keepLegacyProjectIndex) {
+      table.addGlobalSecondaryIndex({
+        indexName: LEGACY_PROJECT_INDEX,
+        partitionKey: { name: 'projectId', type: AttributeType.STRING },
+        sortKey: { name: 'startedAt', type: AttributeType.STRING },
+      });
+    }
     // A milestone's tasks in order; only milestone tasks carry milestoneId (a sparse index).
     table.addGlobalSecondaryIndex({
       indexName: MILESTONE_INDEX,
@@ -48,7 +67,8 @@ export class SessionTable extends Construct {
 
   /**
    * Putting a session item RUNNING (CreateSession): PutItem, and GetItem to tell its own retried
-   * put from another execution's session (SessionRepository.create). SESSION# items only.
+   * put from another execution's session (SessionRepository.create). SESSION# items only; in the
+   * same transaction its project's totals and its project's registry item (project-registry.ts).
    */
   grantCreateSessions(grantee: IGrantable): Grant {
     return Grant.addToPrincipal({
@@ -56,16 +76,26 @@ export class SessionTable extends Construct {
       actions: ['dynamodb:PutItem', 'dynamodb:GetItem'],
       resourceArns: [this.table.tableArn],
       conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [sessionPk('*')] } },
-    }).combine(this.grantTotalsCounts(grantee));
+    }).combine(this.grantTotalsCounts(grantee, [PROJECT_REGISTRY_PK]));
   }
 
-  /** The ADD to a project's totals items that a session's write makes in its transaction (project-totals.ts). */
-  private grantTotalsCounts(grantee: IGrantable): Grant {
+  /** The ADD to a project's totals items that a session's write makes in its transaction (project-totals.ts), and `alsoKeys`. */
+  private grantTotalsCounts(grantee: IGrantable, alsoKeys: string[] = []): Grant {
     return Grant.addToPrincipal({
       grantee,
       actions: ['dynamodb:UpdateItem'],
       resourceArns: [this.table.tableArn],
-      conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [totalsPk('*')] } },
+      conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [totalsPk('*'), ...alsoKeys] } },
+    });
+  }
+
+  /** The project list: a Query of the registry's one partition (SessionRepository.projectIds), nothing else. */
+  private grantProjectListReads(grantee: IGrantable): Grant {
+    return Grant.addToPrincipal({
+      grantee,
+      actions: ['dynamodb:Query'],
+      resourceArns: [this.table.tableArn],
+      conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [PROJECT_REGISTRY_PK] } },
     });
   }
 
@@ -109,14 +139,14 @@ export class SessionTable extends Construct {
 
   /**
    * Reads as the API's routes make them: items by key, a project's or a milestone's sessions by
-   * index, the project ids by a scan of the project index. Not grantReadData: no stream reads.
+   * index, the project ids from the registry. Not grantReadData: no stream reads, no scan.
    * The index wildcard is a cdk-nag finding: acknowledge `indexesFinding()` where this is called.
    */
   grantReadSessions(grantee: IGrantable): Grant {
-    // Items by key on the table; lists only through the indexes, so no scan can read every item.
+    // Items by key on the table; lists only by query, so nothing can read every item.
     return Grant.addToPrincipal({ grantee, actions: ['dynamodb:GetItem'], resourceArns: [this.table.tableArn] }).combine(
-      Grant.addToPrincipal({ grantee, actions: ['dynamodb:Query', 'dynamodb:Scan'], resourceArns: [`${this.table.tableArn}/index/*`] }),
-    ).combine(this.grantTotalsReads(grantee));
+      Grant.addToPrincipal({ grantee, actions: ['dynamodb:Query'], resourceArns: [`${this.table.tableArn}/index/*`] }),
+    ).combine(this.grantTotalsReads(grantee)).combine(this.grantProjectListReads(grantee));
   }
 
   /** Opening and closing milestones (the API): writes to MILESTONE# items only, never to a session. */
@@ -151,10 +181,11 @@ export class SessionTable extends Construct {
 
   /**
    * Finding the RUNNING sessions (the sweeper, lib/sessions/session-sweeper.ts): the project ids
-   * by a scan of the project index, then each project's sessions by a query of it. That index only.
+   * from the registry, then each project's sessions by a query of the project index.
    */
   grantProjectIndexReads(grantee: IGrantable): Grant {
-    return Grant.addToPrincipal({ grantee, actions: ['dynamodb:Query', 'dynamodb:Scan'], resourceArns: [`${this.table.tableArn}/index/${PROJECT_INDEX}`] });
+    return Grant.addToPrincipal({ grantee, actions: ['dynamodb:Query'], resourceArns: [`${this.table.tableArn}/index/${PROJECT_INDEX}`] })
+      .combine(this.grantProjectListReads(grantee));
   }
 
   /**

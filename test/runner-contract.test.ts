@@ -4,7 +4,7 @@ import { readRunnerEnvironment, runnerEnvironment } from '../lib/claude/runner-e
 import { runSessionTask } from '../lib/claude/run-session-task.js';
 import { prepareSessionStart } from '../lib/sessions/execution-input.js';
 import {
-  CLOSE_UPDATE, RECORD_ATTEMPT_UPDATE, RUNNER_CONTRACT, RUNNING_CONDITION, closeValues, type RunOutcome,
+  CLOSE_UPDATE, RECORD_ATTEMPT_UPDATE, RUNNER_CONTRACT, RUNNING_CONDITION, closeValues, forContract, type RunOutcome,
 } from '../lib/sessions/session-item.js';
 import { LEASE_CONDITION, RELEASE_AFTER_RUN_UPDATE, releaseAfterRunValues } from '../lib/sessions/milestone-item.js';
 import { zeroUsage } from '../lib/sessions/usage.js';
@@ -87,7 +87,14 @@ describe('the runner and its prompt', () => {
 // code: each update expression must get exactly the values it uses, or DynamoDB refuses the write
 // ("unused in expressions", or a missing value) and the close is lost.
 describe('the write contract across a deploy', () => {
-  const CONTRACT_2 = { close: CLOSE_UPDATE, attempt: RECORD_ATTEMPT_UPDATE, milestone: RELEASE_AFTER_RUN_UPDATE };
+  // Contract 2's close, before the TTL attribute (contract 3, sessionRetentionDays).
+  const CONTRACT_2 = {
+    close: 'SET #status = :status, endedAt = :endedAt, claudeSessionId = :claudeSessionId, #usage = :usage, ' +
+      'numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, modelUsage = :modelUsage, provider = :provider, model = :model, ' +
+      'stopReason = :stopReason, #result = :result, #error = :error, #cause = :cause, attempts = :attempts, workspace = :workspace',
+    attempt: RECORD_ATTEMPT_UPDATE, milestone: RELEASE_AFTER_RUN_UPDATE,
+  };
+  const CONTRACT_3 = { close: CLOSE_UPDATE, attempt: RECORD_ATTEMPT_UPDATE, milestone: RELEASE_AFTER_RUN_UPDATE };
   const CONDITIONS = { close: RUNNING_CONDITION, attempt: RUNNING_CONDITION, milestone: LEASE_CONDITION };
   const placeholders = (...expressions: string[]) => [...new Set(expressions.join(' ').match(/:[A-Za-z0-9]+/g))].sort();
 
@@ -103,8 +110,10 @@ describe('the write contract across a deploy', () => {
   };
 
   for (const update of ['close', 'attempt', 'milestone'] as const) {
-    it(`${update}: contract 2 gets the values its expression uses`, () => {
-      expect(Object.keys(values[update]).sort()).toEqual(placeholders(CONTRACT_2[update], CONDITIONS[update]));
+    it(`${update}: contract 3 gets the values its expression uses, and an execution of contract 2 those of its own`, () => {
+      expect(RUNNER_CONTRACT).toBe(3);
+      expect(Object.keys(forContract(values[update], RUNNER_CONTRACT, update)).sort()).toEqual(placeholders(CONTRACT_3[update], CONDITIONS[update]));
+      expect(Object.keys(forContract(values[update], 2, update)).sort()).toEqual(placeholders(CONTRACT_2[update], CONDITIONS[update]));
     });
   }
 

@@ -56,9 +56,9 @@ describe('least privilege', () => {
       Action: ['dynamodb:PutItem', 'dynamodb:GetItem'],
       Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['SESSION#*'] } },
     });
-    // CreateSession's update is the new session's count in its project's totals, nothing else.
+    // CreateSession's update is the new session's count in its project's totals and its project's registry item, nothing else.
     const creatorUpdates = creator.flatMap((p: any) => p.Properties.PolicyDocument.Statement).filter((st: any) => JSON.stringify(st.Action).includes('dynamodb:UpdateItem'));
-    expect(creatorUpdates).toEqual([expect.objectContaining({ Action: 'dynamodb:UpdateItem', Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['TOTALS#*'] } } })]);
+    expect(creatorUpdates).toEqual([expect.objectContaining({ Action: 'dynamodb:UpdateItem', Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['TOTALS#*', 'PROJECTS'] } } })]);
     expect(rolesWith('dynamodb:UpdateItem').sort()).toEqual([
       expect.stringMatching(/^FargateTaskTaskRole/),
       expect.stringMatching(/^Http/),
@@ -131,6 +131,16 @@ describe('data at rest and in transit', () => {
 });
 
 describe('limits on AWS', () => {
+  it('give CreateSession the retention, and refuse one that is not whole days at synth, naming the setting', () => {
+    const app = () => new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+    const retained = Template.fromStack(new ClaudeSessionsStack(app(), 'Retained', { sessionRetentionDays: 90 }));
+    retained.hasResourceProperties('AWS::Lambda::Function', {
+      Description: Match.stringLikeRegexp('Validates a session input and creates the session item'),
+      Environment: { Variables: Match.objectLike({ SESSION_RETENTION_DAYS: '90' }) },
+    });
+    expect(() => new ClaudeSessionsStack(app(), 'Half', { sessionRetentionDays: 0.5 })).toThrow(/^sessionRetentionDays must be a whole number of days from 1 to 36500, not 0.5/);
+  });
+
   it('pass the limits to CreateSession and the API, and let CreateSession only read its project\'s totals when a budget is set', () => {
     const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
     const limited = Template.fromStack(new ClaudeSessionsStack(app, 'Limited', { maxConcurrentSessions: 3, monthlyBudgetUsd: 50 }));
@@ -145,11 +155,11 @@ describe('limits on AWS', () => {
     const policies = Object.values(limited.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: Match.stringLikeRegexp('^SessionCreator') }] } }));
     const dynamo = policies.flatMap((p: any) => p.Properties.PolicyDocument.Statement).filter((s: any) => JSON.stringify(s.Action).includes('dynamodb'));
     const table = { 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] };
-    const leading = (keys: string) => ({ 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [keys] } });
+    const leading = (...keys: string[]) => ({ 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': keys } });
     // The budget reads the month's day totals (TOTALS#): no index, no session item.
     expect(dynamo).toEqual([
       expect.objectContaining({ Action: ['dynamodb:PutItem', 'dynamodb:GetItem'], Resource: table, Condition: leading('SESSION#*') }),
-      expect.objectContaining({ Action: 'dynamodb:UpdateItem', Resource: table, Condition: leading('TOTALS#*') }),
+      expect.objectContaining({ Action: 'dynamodb:UpdateItem', Resource: table, Condition: leading('TOTALS#*', 'PROJECTS') }),
       expect.objectContaining({ Action: ['dynamodb:GetItem', 'dynamodb:Query'], Resource: table, Condition: leading('TOTALS#*') }),
     ]);
   });

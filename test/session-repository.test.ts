@@ -4,8 +4,12 @@ import { LocalDynamoDb } from '../lib/local/local-dynamodb.js';
 import { loadWorkflowDefinition } from '../lib/local/workflow-definition.js';
 import { prepareSessionStart } from '../lib/sessions/execution-input.js';
 import { SessionAlreadyExists, SessionRepository } from '../lib/sessions/session-repository.js';
-import type { RunOutcome } from '../lib/sessions/session-item.js';
+import { PROJECT_INDEX, SESSION_SK, sessionPk, toSessionItem, type RunOutcome } from '../lib/sessions/session-item.js';
 import { join } from 'node:path';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
+import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 
 let db: LocalDynamoDb;
 let repository: SessionRepository;
@@ -46,6 +50,19 @@ describe('SessionRepository on dynalite, with the table the stack defines', () =
     expect(await repository.get(s.sessionId)).toMatchObject({ status: 'RUNNING', projectId: 'r-create' });
   });
 
+  it('without a retention, a close writes the TTL attribute null: the item never expires', async () => {
+    const closed = start('r-kept', 0);
+    const failed = start('r-kept', 1);
+    for (const s of [closed, failed]) await repository.create(s);
+    await repository.close(closed.sessionId, outcome(1, 0.01));
+    await repository.closeWithError(failed.sessionId, 'ABORTED', 'ExecutionAborted', 'reaped');
+    for (const s of [closed, failed]) {
+      const { Item } = await db.documentClient.send(new GetCommand({ TableName: db.tableName, Key: { pk: sessionPk(s.sessionId), sk: SESSION_SK } }));
+      expect(Item).toMatchObject({ expiresAt: null });
+      expect(Item).not.toHaveProperty('retainUntil');
+    }
+  });
+
   it('closes only from RUNNING: a late close changes neither the status nor the usage', async () => {
     const s = start('r-close', 0);
     await repository.create(s);
@@ -77,6 +94,82 @@ describe('SessionRepository on dynalite, with the table the stack defines', () =
     expect((await repository.listRunning('r-list')).map((s) => s.sessionId).sort()).toEqual(
       made.filter((_, i) => i % 2 === 1).sort(),
     );
+  });
+
+  it('lists what `list` shows from the project index, not the reply or the cause: `get` reads them', async () => {
+    // Prepare: a reply at its cap, and a failure whose cause is long
+    const replied = start('r-summary', 0);
+    await repository.create(replied);
+    await repository.close(replied.sessionId, { ...outcome(5, 0.05), result: 'r'.repeat(2_000) });
+    const failed = start('r-summary', 1);
+    await repository.create(failed);
+    await repository.closeWithError(failed.sessionId, 'FAILED', 'Boom', 'c'.repeat(4_000));
+    // Act
+    const { items } = await repository.listByProject('r-summary');
+    // Assess
+    expect(items.map((i) => i.sessionId)).toEqual([failed.sessionId, replied.sessionId]);
+    for (const item of items) {
+      expect(item).not.toHaveProperty('result');
+      expect(item).not.toHaveProperty('cause');
+    }
+    expect(items[0]).toMatchObject({ status: 'FAILED', error: 'Boom', projectId: 'r-summary', mode: 'fresh' });
+    expect(items[1]).toMatchObject({ status: 'COMPLETED', usage: { inputTokens: 5 }, totalCostUsd: 0.05, numTurns: 1, provider: 'anthropic' });
+    expect(await repository.get(replied.sessionId)).toMatchObject({ result: 'r'.repeat(2_000) });
+    expect(await repository.get(failed.sessionId)).toMatchObject({ cause: 'c'.repeat(4_000) });
+    // The index itself holds no reply: what a deployed index would carry, as DynamoDB describes it
+    const { Table } = await db.client.send(new DescribeTableCommand({ TableName: db.tableName }));
+    const index = Table!.GlobalSecondaryIndexes!.find((i) => i.IndexName === PROJECT_INDEX)!;
+    expect(index.Projection?.ProjectionType).toBe('INCLUDE');
+    expect(index.Projection?.NonKeyAttributes).not.toContain('result');
+  });
+
+  it('lists the projects from their registry items, one read each, without a scan', async () => {
+    // Prepare: two sessions of one project, one of another
+    for (const [projectId, minute] of [['r-projects-a', 0], ['r-projects-a', 1], ['r-projects-b', 2]] as const) await repository.create(start(projectId, minute));
+    const sent: { command: string; count?: number }[] = [];
+    db.client.middlewareStack.add((next, context) => async (args) => {
+      const answer = await next(args);
+      sent.push({ command: context.commandName!, count: (answer.output as { Count?: number }).Count });
+      return answer;
+    }, { step: 'initialize', name: 'projectListReads' });
+    // Act
+    let ids: string[];
+    try {
+      ids = await repository.projectIds();
+    } finally {
+      db.client.middlewareStack.remove('projectListReads');
+    }
+    // Assess
+    expect(ids).toEqual(expect.arrayContaining(['r-projects-a', 'r-projects-b']));
+    expect(ids).toEqual([...new Set(ids)].sort());
+    expect(sent.map((s) => s.command)).toEqual(['QueryCommand']);
+    expect(sent[0]!.count).toBe(ids.length);
+  });
+
+  it('makes a local table of an older index again with the index the stack defines, and lists the projects its sessions name', async () => {
+    // Prepare: state on disk whose project index holds every attribute under the old name, and no registry
+    const definition = await loadWorkflowDefinition(join(process.cwd(), '.claude-sessions', 'cache'));
+    const old = structuredClone(definition.table);
+    const index = (old.GlobalSecondaryIndexes as { IndexName: string; Projection: unknown }[]).find((i) => i.IndexName === PROJECT_INDEX)!;
+    Object.assign(index, { IndexName: 'byProject', Projection: { ProjectionType: 'ALL' } });
+    const path = await mkdtemp(join(tmpdir(), 'claude-sessions-old-state-'));
+    const s = start('r-migrated', 0);
+    const before = await LocalDynamoDb.start({ path, table: old });
+    await before.documentClient.send(new PutCommand({ TableName: before.tableName, Item: { ...toSessionItem(s), status: 'COMPLETED', result: 'kept' } }));
+    await before.close();
+    // Act
+    const after = await LocalDynamoDb.start({ path, table: definition.table });
+    try {
+      const migrated = new SessionRepository(after.documentClient, after.tableName);
+      // Assess
+      const { Table } = await after.client.send(new DescribeTableCommand({ TableName: after.tableName }));
+      expect(Table!.GlobalSecondaryIndexes!.map((i) => [i.IndexName, i.Projection?.ProjectionType]).sort()).toEqual([['byMilestone', 'ALL'], [PROJECT_INDEX, 'INCLUDE']]);
+      expect(await migrated.projectIds()).toEqual(['r-migrated']);
+      expect((await migrated.listByProject('r-migrated')).items).toEqual([expect.objectContaining({ sessionId: s.sessionId, status: 'COMPLETED' })]);
+      expect(await migrated.get(s.sessionId)).toMatchObject({ result: 'kept' });
+    } finally {
+      await after.close();
+    }
   });
 
   it('derives project totals from the session items', async () => {

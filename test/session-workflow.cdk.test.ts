@@ -93,8 +93,11 @@ describe('the rendered session workflow', () => {
         ':error': { 'S.$': '$.failure.Error' },
         ':cause': { 'S.$': '$.failure.Cause' },
         ':endedAt': { 'S.$': '$$.State.EnteredTime' },
+        // The TTL value CreateSession chose (a number with sessionRetentionDays, NULL without), whatever the deployment's setting
+        ':expiresAt.$': '$.expiresAt',
       },
     });
+    expect(closeFailed[0].Update.UpdateExpression).toMatch(/, expiresAt = :expiresAt$/);
     // The Catch branch moves the status only: the spend was counted as each attempt recorded it.
     expect(closeFailed[1].Update).toMatchObject({
       UpdateExpression: 'ADD #t0 :t0, #t1 :t1', ExpressionAttributeNames: { '#t0': 'RUNNING', '#t1': 'FAILED' }, ExpressionAttributeValues: { ':t0': { N: '-1' }, ':t1': { N: '1' } },
@@ -199,17 +202,18 @@ describe('the rendered session workflow', () => {
     expect(JSON.parse(secret.Properties.GenerateSecretString.SecretStringTemplate)).toEqual({ ANTHROPIC_API_KEY: 'REPLACE_ME' });
   });
 
-  it('keeps sessions in an on-demand table with point-in-time recovery, a by-project and a by-milestone index', () => {
+  it('keeps sessions in an on-demand table with point-in-time recovery, a by-project index of what list shows (no reply) and a by-milestone index', () => {
     template.hasResourceProperties('AWS::DynamoDB::Table', {
       BillingMode: 'PAY_PER_REQUEST',
       PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
       GlobalSecondaryIndexes: [
         Match.objectLike({
-          IndexName: 'byProject',
+          IndexName: 'byProjectSummary',
           KeySchema: [
             { AttributeName: 'projectId', KeyType: 'HASH' },
             { AttributeName: 'startedAt', KeyType: 'RANGE' },
           ],
+          Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: Match.arrayWith(['status', 'usage', 'totalCostUsd', 'executionArn']) },
         }),
         Match.objectLike({
           IndexName: 'byMilestone',
@@ -220,6 +224,12 @@ describe('the rendered session workflow', () => {
         }),
       ],
     });
+    const [table] = Object.values(template.findResources('AWS::DynamoDB::Table')) as any[];
+    // Closed sessions expire by TTL once a retention is set; the attribute is on whether or not one is.
+    expect(table.Properties.TimeToLiveSpecification).toEqual({ AttributeName: 'expiresAt', Enabled: true });
+    const byProject = table.Properties.GlobalSecondaryIndexes.find((i: any) => i.IndexName === 'byProjectSummary');
+    expect(byProject.Projection.NonKeyAttributes).not.toContain('result');
+    expect(byProject.Projection.NonKeyAttributes).not.toContain('cause');
   });
 });
 

@@ -42,6 +42,9 @@ describe('the REST API', () => {
     ]);
     const s3 = statements.filter((s: any) => [s.Action].flat().some((a: string) => a.startsWith('s3:')));
     expect(s3.map((s: any) => s.Action)).toEqual(['s3:PutObjectTagging']);
+    // Lists by query only: the project list from its registry partition, no scan of the table or an index.
+    expect(statements.flatMap((s: any) => [s.Action].flat())).not.toContain('dynamodb:Scan');
+    expect(statements).toContainEqual(expect.objectContaining({ Action: 'dynamodb:Query', Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['PROJECTS'] } } }));
   });
 });
 

@@ -34,6 +34,8 @@ export function closeOnFailure(scope: Construct, write: WriteState, transact: Tr
         ':endedAt': { 'S.$': '$$.State.EnteredTime' },
         ':error': { 'S.$': '$.failure.Error' },
         ':cause': { 'S.$': '$.failure.Cause' },
+        // CreateSession's DynamoDB JSON: a number with retention, NULL (never expires) without.
+        ':expiresAt.$': '$.expiresAt',
       },
     },
     totals: { update: moved.update, names: moved.names, values: marshall(moved.values) },

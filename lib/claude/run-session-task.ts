@@ -4,7 +4,9 @@ import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { promptSha256, type SessionStart, type WorkspaceSpec } from '../sessions/execution-input.js';
 import {
   RESULT_MAX_CHARS,
+  RUNNER_CONTRACT,
   closeValues,
+  forContract,
   toClosedRecord,
   type RunOutcome,
   type SessionRecord,
@@ -74,7 +76,7 @@ export interface RunnerInput {
   milestone: { item: Record<string, AttributeValue> | null } | null;
   /** Which attempt this is, and what the attempts before it spent (absent: the first). */
   retry?: RetryState | null;
-  /** The definition's write contract (RUNNER_CONTRACT): read by no runner until a deploy changes it. */
+  /** The definition's write contract (RUNNER_CONTRACT); absent: this runner's own. */
   contract?: number;
 }
 
@@ -136,7 +138,7 @@ export interface TaskResult {
  * A Claude-level failure is an outcome (its usage was spent and is recorded);
  * an infrastructure failure throws, and the workflow's Catch closes the session.
  */
-export async function runSessionTask({ session: start, prompt, milestone: lease, retry }: RunnerInput, config: RunnerConfig): Promise<TaskResult> {
+export async function runSessionTask({ session: start, prompt, milestone: lease, retry, contract = RUNNER_CONTRACT }: RunnerInput, config: RunnerConfig): Promise<TaskResult> {
   const attempt = retry?.attempt ?? 1;
   const now = config.now ?? (() => new Date());
   // The prompt came apart from its session (the Fargate task reads it from the execution): it must be the one the session recorded.
@@ -278,7 +280,7 @@ export async function runSessionTask({ session: start, prompt, milestone: lease,
   }
   return {
     record: toClosedRecord(start, outcome),
-    values: marshall(closeValues(outcome) as Record<string, NativeAttributeValue>, { removeUndefinedValues: true }),
+    values: marshall(forContract(closeValues(outcome, start.retainUntil ?? null), contract, 'close') as Record<string, NativeAttributeValue>, { removeUndefinedValues: true }),
     totals: marshalledDelta(totalsDelta({ from: 'RUNNING', to: outcome.status, spend: own })),
     ...(milestoneValues ? { milestoneValues } : {}),
     ...(next ? { next } : {}),

@@ -1,4 +1,4 @@
-import type { SessionRecord, WorkspaceRecord } from '../sessions/session-item.js';
+import type { SessionRecord, SessionSummary, WorkspaceRecord } from '../sessions/session-item.js';
 import { addUsageByModel, type UsageByModel } from '../sessions/usage.js';
 import type { UsageTotals } from '../sessions/session-repository.js';
 import type { MilestoneView } from '../sessions/milestone-repository.js';
@@ -83,7 +83,7 @@ export function formatTable(headers: string[], rows: string[][]): string {
   return [line(headers), ...rows.map(line)].join('\n');
 }
 
-export function formatSessionTable(sessions: SessionRecord[]): string {
+export function formatSessionTable(sessions: SessionSummary[]): string {
   if (!sessions.length) return 'No sessions.';
   return formatTable(
     ['STARTED', 'SESSION', 'PROJECT', 'STATUS', 'IN', 'OUT', 'CACHE R/W', 'TURNS', 'COST', 'DURATION'],

@@ -1,8 +1,9 @@
 import { join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { validate as isUuid } from 'uuid';
-import { SESSION_STATUSES, readableCause, type SessionRecord, type SessionStatus } from '../sessions/session-item.js';
+import { SESSION_STATUSES, readableCause, type SessionRecord, type SessionStatus, type SessionSummary } from '../sessions/session-item.js';
 import type { SessionPage, UsageTotals } from '../sessions/session-repository.js';
+import type { ProjectDrift } from '../sessions/totals-check.js';
 import type { MilestoneRecord } from '../sessions/milestone-item.js';
 import type { MilestoneView } from '../sessions/milestone-repository.js';
 import type { SessionPolicy } from '../sessions/session-creation.js';
@@ -52,6 +53,10 @@ const USAGE = `claude-sessions: run Claude Code headless as tracked sessions (th
                                the engine in the foreground: the HTTP API of API Gateway, and a web
                                page of the sessions, on 127.0.0.1
   project limit <projectId> <N|default>   the project's own maxConcurrentSessions
+  totals check [--project P] [--table T] [--json]
+                               recompute each project's totals from its session items and print what
+                               differs (exit 1 if anything does); --table: a deployed stack's
+                               SessionTableName, read with your AWS credentials
   --version                    this package's version and its Claude CLI's
 
 State lives in ./.claude-sessions (or $CLAUDE_SESSIONS_HOME), held by one engine process that
@@ -106,6 +111,8 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
       return await milestoneCommand(rest, io);
     case 'project':
       return await projectCommand(rest, io);
+    case 'totals':
+      return await totalsCommand(rest, io);
     case 'version':
     case '--version':
     case '-V':
@@ -385,7 +392,7 @@ async function listCommand(args: string[], io: CliIo): Promise<number> {
   const limit = Number(values.limit);
   if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number from 1');
   const client = await sessionsClient(io);
-  const all: SessionRecord[] = [];
+  const all: SessionSummary[] = [];
   for (const projectId of await projectsOf(client, values.project)) {
     // The API's pages hold at most 100: follow nextToken up to the limit.
     let nextToken: string | undefined;
@@ -523,6 +530,46 @@ async function gitTokenFromEnv(env: NodeJS.ProcessEnv): Promise<{ token: string;
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
+}
+
+/**
+ * `totals check`: the project totals (what `usage` and the budget read) against the figures the
+ * session items give, through the engine for the local state, or straight from a deployed table.
+ */
+async function totalsCommand(args: string[], io: CliIo): Promise<number> {
+  const [action, ...rest] = args;
+  if (action !== 'check') throw new UsageError('totals check [--project P] [--table T] [--json]');
+  const { values } = parse(rest, { project: { type: 'string' }, table: { type: 'string' }, json: { type: 'boolean', default: false } });
+  if (values.project !== undefined) await checkProjectId(values.project);
+  let projects: ProjectDrift[];
+  if (values.table !== undefined) {
+    if (!values.table) throw new UsageError('--table needs the table\'s name (the stack\'s SessionTableName output)');
+    const { DynamoDBClient } = await import('@aws-sdk/client-dynamodb');
+    const { DynamoDBDocumentClient } = await import('@aws-sdk/lib-dynamodb');
+    const { SessionRepository } = await import('../sessions/session-repository.js');
+    const { projectTotalsDrift } = await import('../sessions/totals-check.js');
+    const client = DynamoDBDocumentClient.from(new DynamoDBClient({}));
+    try {
+      projects = await projectTotalsDrift(new SessionRepository(client, values.table), values.project);
+    } finally {
+      client.destroy();
+    }
+  } else {
+    if (io.api) throw new UsageError('totals check reads the table, not the API: give --table with the stack\'s SessionTableName');
+    const query = values.project ? `?${new URLSearchParams({ project: values.project })}` : '';
+    projects = (await (await engine(io)).call<{ projects: ProjectDrift[] }>('GET', `/local/totals/drift${query}`)).projects;
+  }
+  const drifted = projects.filter((p) => p.drift.length > 0);
+  if (values.json) io.stdout(`${JSON.stringify(projects, null, 2)}\n`);
+  else {
+    for (const p of projects) {
+      io.stdout(p.drift.length
+        ? `${p.projectId}: the totals differ from its ${p.sessions} session(s)\n${p.drift.map((d) => `  ${d}`).join('\n')}\n`
+        : `${p.projectId}: the totals match its ${p.sessions} session(s)\n`);
+    }
+    if (!projects.length) io.stdout('No projects.\n');
+  }
+  return drifted.length ? 1 : 0;
 }
 
 /**

@@ -10,7 +10,9 @@ import {
   waitUntilTableNotExists,
   type AttributeValue,
 } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { PROJECT_REGISTRY_PK, projectRegistryUpdate } from '../sessions/project-registry.js';
+import { SESSION_SK } from '../sessions/session-item.js';
 import type { AwsCredentialIdentity } from '@smithy/types';
 import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
@@ -23,6 +25,17 @@ import { LOCAL_TABLE_NAME, type WorkflowDefinition } from './workflow-definition
 
 const require = createRequire(import.meta.url);
 const dynalite = require('dynalite') as (options: { path?: string; createTableMs?: number }) => Server;
+
+interface IndexDescription {
+  IndexName?: string;
+  Projection?: { ProjectionType?: string; NonKeyAttributes?: string[] };
+}
+
+/** An index by its name and what it projects: the template's and the table's compare equal when they hold the same. */
+function indexShape(index: IndexDescription): string {
+  const projection = index.Projection ?? {};
+  return JSON.stringify([index.IndexName, projection.ProjectionType ?? 'ALL', [...(projection.NonKeyAttributes ?? [])].sort()]);
+}
 
 /**
  * DynamoDB on 127.0.0.1: dynalite, LevelDB on disk (or memory for tests). It answers only this
@@ -86,11 +99,11 @@ export class LocalDynamoDb {
     let items: Record<string, AttributeValue>[] = [];
     try {
       const { Table } = await this.client.send(new DescribeTableCommand({ TableName: this.tableName }));
-      const has = new Set((Table?.GlobalSecondaryIndexes ?? []).map((i) => i.IndexName));
-      const wanted = (table.GlobalSecondaryIndexes ?? []) as { IndexName: string }[];
-      if (wanted.every((i) => has.has(i.IndexName))) return;
-      // State from an older version lacks an index, and dynalite cannot add one to a table:
-      // the table is made again from the template with every item it held.
+      const has = new Set((Table?.GlobalSecondaryIndexes ?? []).map(indexShape));
+      const wanted = (table.GlobalSecondaryIndexes ?? []) as IndexDescription[];
+      if (wanted.every((i) => has.has(indexShape(i)))) return;
+      // State from an older version lacks an index or holds it with other attributes, and dynalite
+      // can neither add nor change one: the table is made again from the template with every item it held.
       items = await this.scanAll();
       await this.client.send(new DeleteTableCommand({ TableName: this.tableName }));
       await waitUntilTableNotExists({ client: this.client, maxWaitTime: 30, minDelay: 0.05, maxDelay: 0.2 }, { TableName: this.tableName });
@@ -112,6 +125,26 @@ export class LocalDynamoDb {
     // its index) fail with "Requested resource not found" until it is ACTIVE.
     await waitUntilTableExists({ client: this.client, maxWaitTime: 30, minDelay: 0.05, maxDelay: 0.2 }, { TableName: this.tableName });
     for (const item of items) await this.client.send(new PutItemCommand({ TableName: this.tableName, Item: item }));
+    await this.registerProjects(items);
+  }
+
+  /**
+   * State from before the project registry lists its projects by their sessions: each gets its
+   * registry item as its first session would have written it (project-registry.ts).
+   */
+  private async registerProjects(items: Record<string, AttributeValue>[]): Promise<void> {
+    const registered = new Set(items.filter((i) => i.pk?.S === PROJECT_REGISTRY_PK).map((i) => i.projectId?.S));
+    const first = new Map<string, string>();
+    for (const item of items) {
+      const projectId = item.projectId?.S;
+      const startedAt = item.startedAt?.S;
+      if (item.sk?.S !== SESSION_SK || !projectId || !startedAt || registered.has(projectId)) continue;
+      if (!first.has(projectId) || startedAt < first.get(projectId)!) first.set(projectId, startedAt);
+    }
+    for (const [projectId, startedAt] of first) {
+      const update = projectRegistryUpdate(this.tableName, { projectId, startedAt });
+      await this.documentClient.send(new UpdateCommand(update));
+    }
   }
 
   private async scanAll(): Promise<Record<string, AttributeValue>[]> {

@@ -17,6 +17,7 @@ import { GitHubWebhook, type GitHubTriggers } from '../api/github-webhook.js';
 import { sessionsWithPrefix } from './orphan-sweep.js';
 import { GitHubClient } from '../github/github-client.js';
 import { reportSession, reportWithRetry } from '../github/session-report.js';
+import { projectTotalsDrift } from '../sessions/totals-check.js';
 
 // The local engine (docs/ARCHITECTURE.md#the-local-engine): the one process that holds the
 // state folder, runs the executions and serves the HTTP API; every other command is its client.
@@ -129,6 +130,8 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
       const match = /^\/local\/(sessions|milestones)\/([^/]+)$/.exec(url.pathname);
       return match && req.method === 'GET' ? projectOf(res, match[1] as 'sessions' | 'milestones', decodeURIComponent(match[2]!)) : undefined;
     },
+    // `totals check`: each project's totals items against the figures its session items give.
+    (req, res, url) => (url.pathname === '/local/totals/drift' && req.method === 'GET' ? totalsDrift(res, url.searchParams.get('project')) : undefined),
     (req, res, url) => {
       const match = /^\/projects\/([^/]+)\/limit$/.exec(url.pathname);
       return match && req.method === 'PUT' ? setProjectLimit(req, res, decodeURIComponent(match[1]!)) : undefined;
@@ -201,6 +204,15 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
     const found = !isUuid(id) ? undefined : kind === 'sessions' ? await runtime.repository.get(id) : await runtime.milestones.get(id);
     if (!found) return reply(res, json(404, { message: `no ${kind === 'sessions' ? 'session' : 'milestone'} ${id}` }));
     reply(res, json(200, { projectId: found.projectId, ...(kind === 'sessions' ? { sessionId: id } : {}) }));
+  }
+
+  async function totalsDrift(res: ServerResponse, project: string | null): Promise<void> {
+    try {
+      if (project !== null) parseExecutionInput({ prompt: '-', projectId: project }); // the project id's rules, by name
+      reply(res, json(200, { projects: await projectTotalsDrift(runtime.repository, project ?? undefined) }));
+    } catch (err) {
+      reply(res, await errorReply(err));
+    }
   }
 
   /** The one session whose id starts with `prefix` (what `list` shows is enough to name one); 409 when several do. */

@@ -157,6 +157,11 @@ export interface SessionStart extends Omit<ExecutionInput, 'prompt' | 'sessionId
   retryBaseSeconds?: number;
   /** Its project's permission rules (projectLimits), a subset of the runner's; absent: the runner's own. */
   permissionRules?: string[];
+  /**
+   * With the deployment's sessionRetentionDays: when the item expires once closed (epoch seconds,
+   * sessionRetainUntil). Every close writes it as the TTL attribute; without it, nothing expires.
+   */
+  retainUntil?: number;
 }
 
 export function prepareSessionStart(

@@ -2,6 +2,7 @@ import { InvalidInputError, sessionStartOf, parseExecutionInput, type SessionSta
 import { parseProjectLimits, withinProjectLimit, type ProjectLimits } from './project-limits.js';
 import { DEFAULT_TOOLS, SHELL_TOOLS } from './session-limits.js';
 import { totalsKeysOf, type TotalsKeys } from './project-totals.js';
+import { sessionRetainUntil } from './session-item.js';
 
 /** Branches a session never pushes to unless the deployment says otherwise: it hands back a branch of its own. */
 export const DEFAULT_PROTECTED_BRANCHES: readonly string[] = ['main', 'master'];
@@ -21,6 +22,11 @@ export interface PreparedSession {
   slot: null;
   /** The first attempt; NextAttempt replaces it after a transient failure. */
   retry: { attempt: 1; prior: null };
+  /**
+   * The session's TTL value as DynamoDB JSON (`{N}`, or `{NULL: true}` without retention), which
+   * CloseFailed writes: a state cannot pick an attribute's type, so CreateSession does.
+   */
+  expiresAt: { N: string } | { NULL: true };
   /** The keys of the project's totals items the session counts in: the closes' transactions write them. */
   totals: TotalsKeys;
 }
@@ -59,6 +65,8 @@ export interface SessionPolicy {
    * @default none
    */
   projectLimits?: ProjectLimits;
+  /** Days after its start a closed session's item expires (DynamoDB TTL); its project's totals stay. @default none: kept */
+  sessionRetentionDays?: number;
 }
 
 /** A protected branch: a name, or a pattern whose `*` matches any characters, `/` included. */
@@ -119,9 +127,10 @@ export function assertToolsAllowed(tools: readonly string[] | undefined, policy:
 
 /** The environment that sessionPolicyFromEnv reads the policy's limits from (CreateSession's, the API's). */
 export function sessionPolicyEnvironment(
-  policy: Pick<SessionPolicy, 'maxConcurrentSessions' | 'monthlyBudgetUsd' | 'allowedTools' | 'protectedBranches' | 'shellOnLambda' | 'projectLimits'>,
+  policy: Pick<SessionPolicy, 'maxConcurrentSessions' | 'monthlyBudgetUsd' | 'allowedTools' | 'protectedBranches' | 'shellOnLambda' | 'projectLimits' | 'sessionRetentionDays'>,
 ): Record<string, string> {
   return {
+    ...(policy.sessionRetentionDays ? { SESSION_RETENTION_DAYS: String(policy.sessionRetentionDays) } : {}),
     ...(policy.maxConcurrentSessions ? { MAX_CONCURRENT_SESSIONS: String(policy.maxConcurrentSessions) } : {}),
     ...(policy.monthlyBudgetUsd ? { MONTHLY_BUDGET_USD: String(policy.monthlyBudgetUsd) } : {}),
     ...(policy.allowedTools ? { ALLOWED_TOOLS: policy.allowedTools.join(',') } : {}),
@@ -151,7 +160,20 @@ export function sessionPolicyFromEnv(env: NodeJS.ProcessEnv, prefix = ''): Sessi
     protectedBranches: checkedBranchPatterns(env[prefix + 'PROTECTED_BRANCHES']?.split(',').map((b) => b.trim()).filter(Boolean), prefix + 'PROTECTED_BRANCHES'),
     shellOnLambda: env[prefix + 'SHELL_ON_LAMBDA'] === 'true' || undefined,
     projectLimits: parseProjectLimits(env[prefix + 'PROJECT_LIMITS'], prefix + 'PROJECT_LIMITS'),
+    sessionRetentionDays: read('SESSION_RETENTION_DAYS', isRetentionDays, RETENTION_DAYS_RULE),
   };
+}
+
+/** sessionRetentionDays: whole days, at least 1 (a session runs at most about a day), at most 100 years. */
+export function isRetentionDays(n: number): boolean {
+  return Number.isInteger(n) && n >= 1 && n <= 36_500;
+}
+export const RETENTION_DAYS_RULE = 'a whole number of days from 1 to 36500';
+
+/** The stack's sessionRetentionDays, checked at synth, naming the setting. */
+export function checkedRetentionDays(days: number | undefined, name: string): number | undefined {
+  if (days !== undefined && !isRetentionDays(days)) throw new Error(`${name} must be ${RETENTION_DAYS_RULE}, not ${JSON.stringify(days)}`);
+  return days;
 }
 
 /** A start refused because its project has spent its monthly budget. */
@@ -205,8 +227,13 @@ export function prepareSession(event: ValidateInputEvent, policy: SessionPolicy 
     session.runAttempts = policy.runAttempts;
     session.retryBaseSeconds = policy.retryBaseSeconds ?? 15;
   }
+  const retainUntil = sessionRetainUntil(session.startedAt, policy.sessionRetentionDays);
+  if (retainUntil !== null) session.retainUntil = retainUntil;
   const milestone = session.milestoneId ? null : { item: null };
-  return { session, prompt, milestone, slot: null, retry: { attempt: 1, prior: null }, totals: totalsKeysOf(session) };
+  return {
+    session, prompt, milestone, slot: null, retry: { attempt: 1, prior: null },
+    expiresAt: retainUntil === null ? { NULL: true } : { N: String(retainUntil) }, totals: totalsKeysOf(session),
+  };
 }
 
 /** A project's own concurrency limit, from its slots item (ProjectSlots.ownLimit). */

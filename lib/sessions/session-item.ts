@@ -7,7 +7,14 @@ import type { SessionStart } from './execution-input.js';
  * DynamoDB states (cdk/session-workflow.ts), so the two writers cannot drift apart.
  */
 export const SESSION_SK = 'SESSION';
-export const PROJECT_INDEX = 'byProject';
+/**
+ * A project's sessions, newest first, holding what `list` shows (SESSION_SUMMARY_ATTRIBUTES), not the
+ * reply. A new name: DynamoDB cannot change an index's projection, and CloudFormation adds or drops
+ * one index per update (LEGACY_PROJECT_INDEX, docs/DEPLOYING.md#upgrading).
+ */
+export const PROJECT_INDEX = 'byProjectSummary';
+/** The index of every attribute, which tables deployed before byProjectSummary have. */
+export const LEGACY_PROJECT_INDEX = 'byProject';
 export const RESULT_MAX_CHARS = 2_000;
 
 export const SESSION_STATUSES = ['RUNNING', 'COMPLETED', 'FAILED', 'TIMED_OUT', 'ABORTED'] as const;
@@ -89,6 +96,23 @@ export interface SessionRecord {
   workspace: WorkspaceRecord | null;
 }
 
+/**
+ * A session as `list` shows it (the CLI's table, the sessions page, `GET /projects/{id}/sessions`):
+ * the record without the reply and the error's cause, which may run to kilobytes. Read one
+ * session for them (`get`).
+ */
+export type SessionSummary = Omit<SessionRecord, 'result' | 'cause'>;
+
+/**
+ * What the project index holds besides its keys (`projectId`, `startedAt`) and the table's: the
+ * attributes of a SessionSummary, and the execution the sweeper asks about. An item there is a few
+ * hundred bytes whatever the reply, so a page of 50 costs a few read units, not 35.
+ */
+export const SESSION_SUMMARY_ATTRIBUTES = [
+  'sessionId', 'taskId', 'milestoneId', 'mode', 'trigger', 'runtime', 'status', 'endedAt', 'claudeSessionId', 'usage', 'modelUsage',
+  'provider', 'model', 'numTurns', 'totalCostUsd', 'durationMs', 'stopReason', 'error', 'attempts', 'workspace', 'executionArn',
+] as const;
+
 export type SessionItem = Record<string, unknown>;
 
 /** The item CreateSession puts: RUNNING, zero usage, the prompt's hash and length only. */
@@ -113,7 +137,7 @@ export function toSessionItem(start: SessionStart): SessionItem {
     // A milestone task speaks in the milestone's conversation; a fresh one in its own.
     claudeSessionId: start.milestoneId ?? start.sessionId,
   };
-  for (const key of ['taskId', 'milestoneId', 'maxTurns', 'maxBudgetUsd', 'timeoutSeconds'] as const) {
+  for (const key of ['taskId', 'milestoneId', 'maxTurns', 'maxBudgetUsd', 'timeoutSeconds', 'retainUntil'] as const) {
     if (start[key] !== undefined) item[key] = start[key];
   }
   return item;
@@ -125,10 +149,23 @@ export const CREATE_CONDITION = 'attribute_not_exists(pk)';
 // can neither overwrite a final state nor record usage twice.
 export const RUNNING_CONDITION = '#status = :running';
 
+/**
+ * The attribute DynamoDB's TTL reads (SessionTable's timeToLiveAttribute): set by every close, to the
+ * session's `retainUntil` (its start and the deployment's sessionRetentionDays) or null, which never
+ * expires. Only a closed session item has it: a RUNNING one, the totals and the registry never do.
+ */
+export const EXPIRES_AT = 'expiresAt';
+
+/** When a closed session's item expires, in epoch seconds: `days` after it started; null without retention. */
+export function sessionRetainUntil(startedAt: string, days: number | undefined): number | null {
+  if (!days) return null;
+  return Math.floor(Date.parse(startedAt) / 1000) + days * 86_400;
+}
+
 export const CLOSE_UPDATE =
   'SET #status = :status, endedAt = :endedAt, claudeSessionId = :claudeSessionId, #usage = :usage, ' +
   'numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, modelUsage = :modelUsage, provider = :provider, model = :model, ' +
-  'stopReason = :stopReason, #result = :result, #error = :error, #cause = :cause, attempts = :attempts, workspace = :workspace';
+  `stopReason = :stopReason, #result = :result, #error = :error, #cause = :cause, attempts = :attempts, workspace = :workspace, ${EXPIRES_AT} = :expiresAt`;
 
 /** Between two attempts: what the attempts so far spent, set (not added), so a repeat changes nothing. */
 export const RECORD_ATTEMPT_UPDATE = 'SET #usage = :usage, modelUsage = :modelUsage, numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, attempts = :attempts';
@@ -147,7 +184,7 @@ export const RECORD_ATTEMPT_CONDITION = '#status = :running AND attribute_not_ex
  */
 export const CLOSE_CONDITION = '#status = :running AND attribute_not_exists(spendRecordedAfterStop)';
 
-export const CLOSE_FAILED_UPDATE = 'SET #status = :status, endedAt = :endedAt, #error = :error, #cause = :cause';
+export const CLOSE_FAILED_UPDATE = `SET #status = :status, endedAt = :endedAt, #error = :error, #cause = :cause, ${EXPIRES_AT} = :expiresAt`;
 
 /**
  * A run whose execution ended under it (an abort, an execution timeout: AWS stops no running task):
@@ -183,15 +220,32 @@ export const CLOSE_FAILED_NAMES = { '#status': 'status', '#error': 'error', '#ca
  * Kept for executions in flight across a future deploy: an execution keeps the definition it
  * started with while the runner gets new code, and DynamoDB refuses a value its expression does not
  * use, so the definition tells the runner (RunClaude's `contract`, the task's RUNNER_CONTRACT) which
- * values to answer with. No deployed definition has another contract yet, so no runner branches on
- * it: the change that alters an expression raises it and answers the one before
+ * values to answer with. The change that alters an expression raises it, and the runner answers the
+ * one before (forContract): 3 added the close's TTL (`:expiresAt`, sessionRetentionDays)
  * (docs/ARCHITECTURE.md#the-write-contract).
  */
-export const RUNNER_CONTRACT = 2;
+export const RUNNER_CONTRACT = 3;
 
-/** The values of CLOSE_UPDATE for one outcome, `:running` included for the condition. */
-export function closeValues(outcome: RunOutcome): Record<string, unknown> {
+type ContractUpdate = 'close' | 'attempt' | 'milestone';
+
+/** Placeholders each contract added to each update, left out for an execution of an earlier one. */
+const ADDED_IN_CONTRACT: Record<number, Partial<Record<ContractUpdate, readonly string[]>>> = {
+  3: { close: [':expiresAt'] },
+};
+
+export function forContract(values: Record<string, unknown>, contract: number, update: ContractUpdate): Record<string, unknown> {
+  const dropped = Object.entries(ADDED_IN_CONTRACT).filter(([added]) => Number(added) > contract).flatMap(([, byUpdate]) => byUpdate[update] ?? []);
+  if (!dropped.length) return values;
+  return Object.fromEntries(Object.entries(values).filter(([key]) => !dropped.includes(key)));
+}
+
+/**
+ * The values of CLOSE_UPDATE for one outcome, `:running` included for the condition; `retainUntil`
+ * the session's (SessionStart.retainUntil), null: it never expires.
+ */
+export function closeValues(outcome: RunOutcome, retainUntil: number | null = null): Record<string, unknown> {
   return {
+    ':expiresAt': retainUntil,
     ':running': 'RUNNING',
     ':status': outcome.status,
     ':endedAt': outcome.endedAt,
@@ -260,6 +314,12 @@ function modelUsageOf(raw: unknown): UsageByModel {
     cacheCreationInputTokens: n(u.cacheCreationInputTokens),
     costUsd: n(u.costUsd),
   }]));
+}
+
+/** The summary of an item as the project index returns it (no `result`, no `cause`). */
+export function toSessionSummary(item: SessionItem): SessionSummary {
+  const { result: _result, cause: _cause, ...summary } = toSessionRecord(item);
+  return summary;
 }
 
 /**

@@ -1,4 +1,5 @@
 import { conditionalTransaction, conditionalUpdate } from './conditional-update.js';
+import { PROJECT_REGISTRY_PK, projectRegistryUpdate } from './project-registry.js';
 import {
   TOTALS_ALL_SK, addSums, dayOfTotalsSk, daySkBounds, sumsOfTotalsItem, totalsDaySk, totalsDelta, totalsKeysOf, totalsPk,
   type AttemptSpend, type TotalsDelta, type TotalsKeys,
@@ -7,7 +8,6 @@ import {
   GetCommand,
   QueryCommand,
   paginateQuery,
-  paginateScan,
   type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
 import type { SessionStart } from './execution-input.js';
@@ -31,10 +31,12 @@ import {
   sessionPk,
   toSessionItem,
   toSessionRecord,
+  toSessionSummary,
   type FinalStatus,
   type RunOutcome,
   type SessionRecord,
   type SessionStatus,
+  type SessionSummary,
 } from './session-item.js';
 import { addSession, emptySums, roundCost, type UsageSums } from './usage-totals.js';
 import { addUsd, roundUsd } from './usage.js';
@@ -51,7 +53,8 @@ export class SessionAlreadyExists extends Error {
 }
 
 export interface SessionPage {
-  items: SessionRecord[];
+  /** What the project index holds: each session without its reply (`get` has it). */
+  items: SessionSummary[];
   nextToken: string | null;
 }
 
@@ -63,6 +66,8 @@ export interface SessionExecution {
   startedAt: string;
   executionArn: string;
   status: SessionStatus;
+  /** When its item expires once closed (SessionStart.retainUntil); null: never. Read by key only (not in the project index). */
+  retainUntil?: number | null;
 }
 
 const EXECUTION_PROJECTION = 'sessionId, projectId, milestoneId, startedAt, executionArn, #status';
@@ -72,6 +77,7 @@ function toSessionExecution(item: Record<string, unknown>): SessionExecution {
     sessionId: String(item.sessionId), projectId: String(item.projectId), startedAt: String(item.startedAt),
     executionArn: String(item.executionArn), milestoneId: typeof item.milestoneId === 'string' ? item.milestoneId : null,
     status: item.status as SessionStatus,
+    ...('retainUntil' in item ? { retainUntil: typeof item.retainUntil === 'number' ? item.retainUntil : null } : {}),
   };
 }
 
@@ -108,6 +114,7 @@ export class SessionRepository {
       TransactItems: [
         { Put: { TableName: this.tableName, Item: toSessionItem(start), ConditionExpression: CREATE_CONDITION } },
         ...this.totalsUpdates(totalsKeysOf(start), totalsDelta({ created: true })),
+        { Update: projectRegistryUpdate(this.tableName, start) },
       ],
     });
     if (written) return;
@@ -126,7 +133,7 @@ export class SessionRepository {
     if (!session) return false;
     return conditionalTransaction(this.client, {
       TransactItems: [
-        { Update: this.sessionUpdate(sessionId, CLOSE_UPDATE, CLOSE_NAMES, closeValues(outcome), CLOSE_CONDITION) },
+        { Update: this.sessionUpdate(sessionId, CLOSE_UPDATE, CLOSE_NAMES, closeValues(outcome, session.retainUntil ?? null), CLOSE_CONDITION) },
         ...this.totalsUpdates(totalsKeysOf(session), totalsDelta({ from: 'RUNNING', to: outcome.status, spend: attemptSpend })),
       ],
     });
@@ -150,6 +157,7 @@ export class SessionRepository {
     if (!session || session.status !== 'RUNNING') return false;
     const values: Record<string, unknown> = {
       ':running': 'RUNNING', ':status': status, ':endedAt': (options.endedAt ?? new Date()).toISOString(), ':error': error, ':cause': cause,
+      ':expiresAt': session.retainUntil ?? null,
     };
     let condition = RUNNING_CONDITION;
     if (options.executionArn) {
@@ -228,11 +236,11 @@ export class SessionRepository {
         ExclusiveStartKey: options.nextToken ? decodeToken(options.nextToken) : undefined,
       }),
     );
-    return { items: Items.map(toSessionRecord), nextToken: LastEvaluatedKey ? encodeToken(LastEvaluatedKey) : null };
+    return { items: Items.map(toSessionSummary), nextToken: LastEvaluatedKey ? encodeToken(LastEvaluatedKey) : null };
   }
 
   /** Every session of a project, newest first, following pages. */
-  async *allByProject(projectId: string, status?: SessionStatus): AsyncGenerator<SessionRecord> {
+  async *allByProject(projectId: string, status?: SessionStatus): AsyncGenerator<SessionSummary> {
     let nextToken: string | null = null;
     do {
       const page: SessionPage = await this.listByProject(projectId, { status, limit: 100, nextToken });
@@ -241,8 +249,8 @@ export class SessionRepository {
     } while (nextToken);
   }
 
-  async listRunning(projectId: string): Promise<SessionRecord[]> {
-    const running: SessionRecord[] = [];
+  async listRunning(projectId: string): Promise<SessionSummary[]> {
+    const running: SessionSummary[] = [];
     for await (const session of this.allByProject(projectId, 'RUNNING')) running.push(session);
     return running;
   }
@@ -273,8 +281,9 @@ export class SessionRepository {
   async executionOf(sessionId: string): Promise<SessionExecution | undefined> {
     const { Item } = await this.client.send(new GetCommand({
       TableName: this.tableName, Key: { pk: sessionPk(sessionId), sk: SESSION_SK }, ConsistentRead: true,
-      ProjectionExpression: EXECUTION_PROJECTION, ExpressionAttributeNames: { '#status': 'status' },
+      ProjectionExpression: `${EXECUTION_PROJECTION}, retainUntil`, ExpressionAttributeNames: { '#status': 'status' },
     }));
+    if (Item) Item.retainUntil ??= null;
     return Item ? toSessionExecution(Item) : undefined;
   }
 
@@ -332,6 +341,11 @@ export class SessionRepository {
    * Reads the whole history: a check to run now and then, never on a start.
    */
   async totalsDrift(projectId: string): Promise<string[]> {
+    return (await this.totalsCheck(projectId)).drift;
+  }
+
+  /** `totalsDrift`, with the number of sessions the derived figures come from. */
+  async totalsCheck(projectId: string): Promise<{ sessions: number; drift: string[] }> {
     const derived = await this.derivedUsageTotals(projectId);
     const pk = totalsPk(projectId);
     const kept = new Map<string, UsageSums>();
@@ -353,7 +367,7 @@ export class SessionRepository {
     for (const day of new Set([...derived.days.keys(), ...[...kept.keys()].filter((k) => k !== TOTALS_ALL_SK)])) {
       compare(day, kept.get(day), derived.days.get(day));
     }
-    return drift;
+    return { sessions: derived.sessions, drift };
   }
 
   /**
@@ -378,12 +392,14 @@ export class SessionRepository {
     return total;
   }
 
-  /** Project ids with at least one session (a scan: for the local CLI and small tables). */
+  /** Project ids with at least one session: the registry's items (one per project), never a scan of the sessions. */
   async projectIds(): Promise<string[]> {
-    const ids = new Set<string>();
-    const pages = paginateScan({ client: this.client }, { TableName: this.tableName, IndexName: PROJECT_INDEX, ProjectionExpression: 'projectId' });
-    for await (const page of pages) for (const item of page.Items ?? []) ids.add(String(item.projectId));
-    return [...ids].sort();
+    const ids: string[] = [];
+    const pages = paginateQuery({ client: this.client }, {
+      TableName: this.tableName, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': PROJECT_REGISTRY_PK }, ProjectionExpression: 'projectId',
+    });
+    for await (const page of pages) for (const item of page.Items ?? []) ids.push(String(item.projectId));
+    return ids.sort();
   }
 
   private async updateSession(

@@ -36,8 +36,8 @@ export async function sweepEndedExecutions(repository: SessionRepository, option
   const now = options.now ?? new Date();
   const startedBefore = new Date(now.getTime() - (options.minAgeMs ?? SWEEP_MIN_AGE_MS)).toISOString();
   const closed: SweptSession[] = [];
-  // A scan of the project index, then a query per project: not O(1) in the table's size (the
-  // project ids have no item of their own yet, another issue's); fine every few minutes.
+  // The project list (one Query of the registry), then a query of the project index per project,
+  // filtered on RUNNING: it reads each project's whole history, fine every ten minutes, not O(1).
   for (const projectId of await repository.projectIds()) {
     const seen = new Set<string>();
     for (const session of await repository.runningExecutions(projectId)) {

@@ -21,7 +21,7 @@ export function emptySums(): UsageSums {
   };
 }
 
-export function addSession(totals: UsageSums, s: SessionRecord): void {
+export function addSession(totals: UsageSums, s: Pick<SessionRecord, 'status' | 'usage' | 'modelUsage' | 'numTurns' | 'totalCostUsd' | 'durationMs'>): void {
   totals.sessions += 1;
   totals.byStatus[s.status] = (totals.byStatus[s.status] ?? 0) + 1;
   totals.usage = addUsage(totals.usage, s.usage);
