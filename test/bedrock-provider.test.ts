@@ -77,7 +77,9 @@ describe('a session on Bedrock', () => {
     const { session } = await env.runtime.run({ prompt: 'hi', projectId: 'bedrock-stall', timeoutSeconds: 5 });
     expect(session).toMatchObject({ status: 'TIMED_OUT', error: 'ClaudeTimeoutError', usage: { inputTokens: 700 } });
     expect(Object.keys(session!.modelUsage)).toEqual([MODEL]);
-    expect(session!.modelUsage[MODEL]).toMatchObject({ inputTokens: 700, costUsd: 0 });
+    // Priced as the CLI prices the model (CLI fact: 2.1.332, Sonnet 4.5 at $3 in, $15 out a million tokens), though it printed no result
+    expect(session!.modelUsage[MODEL]).toMatchObject({ inputTokens: 700, outputTokens: 1 });
+    expect(session!.modelUsage[MODEL]!.costUsd).toBeCloseTo((700 * 3 + 1 * 15) / 1e6, 9);
   }, 60_000);
 
   it('runs on the Fargate runtime too (the image\'s task, through the Bedrock base URL)', async () => {

@@ -30,22 +30,32 @@ describe('fault matrix', () => {
     expect(session!.usage).toMatchObject({ inputTokens: 20_000 * served, outputTokens: 2_000 * served });
   });
 
-  it('crash mid-stream: FAILED, keeping the tokens the stream had reported', async () => {
+  it('crash mid-stream: FAILED, keeping the tokens the model had served', async () => {
+    // A CLI that calls the model (through its gateway), prints the message's start, and is killed
+    // before it ends: the record is what the gateway saw served, priced.
     const crashing = await startTestRuntime({
       claudePath: await fakeClaude(`
         const line = (o) => process.stdout.write(JSON.stringify(o) + '\\n');
         line({ type: 'system', subtype: 'init', session_id: 'x' });
-        line({ type: 'stream_event', event: { type: 'message_start', message: { usage: { input_tokens: 900, output_tokens: 1 } } } });
-        line({ type: 'stream_event', event: { type: 'message_delta', usage: { output_tokens: 60 } } });
-        setTimeout(() => process.kill(process.pid, 'SIGKILL'), 50);
+        fetch(process.env.ANTHROPIC_BASE_URL + '/v1/messages', {
+          method: 'POST', headers: { 'x-api-key': process.env.ANTHROPIC_API_KEY, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'claude-opus-5-5', max_tokens: 100, stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+        }).then(async (answer) => {
+          await answer.body.getReader().read();
+          line({ type: 'stream_event', event: { type: 'message_start', message: { usage: { input_tokens: 900, output_tokens: 1 } } } });
+          setTimeout(() => process.kill(process.pid, 'SIGKILL'), 50);
+        });
       `),
     });
     try {
+      crashing.anthropic.respondWith({ kind: 'stall', usage: { input_tokens: 900, output_tokens: 0 } });
       const { session } = await crashing.runtime.run({ prompt: 'hi', projectId: 'fault-crash' });
       expect(session).toMatchObject({
         status: 'FAILED', error: 'ClaudeCrashError', cause: expect.stringMatching(/signal SIGKILL/),
-        usage: { inputTokens: 900, outputTokens: 60 }, numTurns: 1,
+        usage: { inputTokens: 900, outputTokens: 1 }, numTurns: 1,
       });
+      // CLI fact: 2.1.332 prices claude-opus-5-5 at $4 in, $20 out a million tokens
+      expect(session!.totalCostUsd).toBeCloseTo((900 * 4 + 1 * 20) / 1e6, 9);
     } finally {
       await crashing.close();
     }
