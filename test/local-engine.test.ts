@@ -177,9 +177,10 @@ describe('one local engine, many clients', () => {
       expect(list.code, list.stderr).toBe(0);
       expect(list.stderr).toMatch(/Started a claude-sessions engine/);
       expect((await engineFile(home))?.pid).not.toBe(killed.pid);
-      expect(JSON.parse(list.stdout)).toEqual([
-        expect.objectContaining({ sessionId, status: 'ABORTED', cause: 'the local process that ran this session ended before closing it' }),
-      ]);
+      // list shows a summary (issue 24: no reply or cause in the project index); show has the cause
+      expect(JSON.parse(list.stdout)).toEqual([expect.objectContaining({ sessionId, status: 'ABORTED', error: 'ExecutionAborted' })]);
+      const shown = await cli(home, ['show', sessionId, '--json']);
+      expect(JSON.parse(shown.stdout)).toMatchObject({ cause: 'the local process that ran this session ended before closing it' });
       // The killed engine's CLI did not run on under PID 1, and its HOME (claude-run-*) is gone.
       for (const claude of claudes) {
         expect(alive(claude.pid), `claude ${claude.pid} still running`).toBe(false);
