@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -7,7 +7,7 @@ import { v4 as uuidv4 } from 'uuid';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import type { SessionRecord } from '../lib/sessions/session-item.js';
-import { BIN, cliEnvironment, stopEngine } from './support/cli-process.js';
+import { cliEnvironment, startServe, stopEngine } from './support/cli-process.js';
 import { git } from './support/git-remote.js';
 import { GitHubStandIn } from './support/github-stand-in.js';
 import { HttpsGitRemote } from './support/https-git-remote.js';
@@ -28,7 +28,8 @@ let repoUrl: string;
 let home: string;
 let child: ChildProcess;
 let url: string;
-let stderr = '';
+/** What the engine has printed so far. */
+let stderr: () => string;
 let issueNumber = 500;
 
 beforeAll(async () => {
@@ -38,25 +39,14 @@ beforeAll(async () => {
   remote.repository('acme', 'widgets');
   repoUrl = `https://127.0.0.1:${remote.port}/acme/widgets`; // a repository's html_url: no .git
   home = await mkdtemp(join(tmpdir(), 'claude-sessions-github-report-'));
-  child = spawn(process.execPath, [BIN, 'serve', '--port', '0'], {
-    env: cliEnvironment(home, {
-      ANTHROPIC_API_KEY: 'sk-ant-test', ANTHROPIC_BASE_URL: anthropic.url, CLAUDE_SESSIONS_STANDBY: '0',
-      CLAUDE_SESSIONS_GITHUB_WEBHOOK_SECRET: SECRET,
-      CLAUDE_SESSIONS_GITHUB_TRIGGERS: JSON.stringify({ repositories: { 'acme/widgets': 'widgets' } }),
-      CLAUDE_SESSIONS_GIT_TOKEN: TOKEN, CLAUDE_SESSIONS_GIT_TOKEN_SCOPES: `https://127.0.0.1:${remote.port}/acme/`,
-      CLAUDE_SESSIONS_GITHUB_API_URL: github.url,
-      GIT_SSL_CAINFO: remote.caFile,
-    }),
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  url = await new Promise<string>((resolve, reject) => {
-    child.stderr!.on('data', (d) => {
-      stderr += d;
-      const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
-      if (match) resolve(match[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
-  });
+  ({ child, url, stderr } = await startServe(cliEnvironment(home, {
+    ANTHROPIC_API_KEY: 'sk-ant-test', ANTHROPIC_BASE_URL: anthropic.url, CLAUDE_SESSIONS_STANDBY: '0',
+    CLAUDE_SESSIONS_GITHUB_WEBHOOK_SECRET: SECRET,
+    CLAUDE_SESSIONS_GITHUB_TRIGGERS: JSON.stringify({ repositories: { 'acme/widgets': 'widgets' } }),
+    CLAUDE_SESSIONS_GIT_TOKEN: TOKEN, CLAUDE_SESSIONS_GIT_TOKEN_SCOPES: `https://127.0.0.1:${remote.port}/acme/`,
+    CLAUDE_SESSIONS_GITHUB_API_URL: github.url,
+    GIT_SSL_CAINFO: remote.caFile,
+  })));
 });
 
 afterAll(async () => {
@@ -173,8 +163,8 @@ describe('a GitHub session reports on GitHub after it closes', () => {
       `GET /repos/acme/widgets/issues/${event.issue.number}/comments`, `GET /repos/acme/widgets/issues/${event.issue.number}/comments`,
       `POST /repos/acme/widgets/issues/${event.issue.number}/comments`,
     ]);
-    expect(stderr).toMatch(new RegExp(`github report of session ${session.sessionId}, try 2 of 5: GitHub GET /repos/acme/widgets/issues/${event.issue.number}/comments answered 500`));
-    expect(stderr).toMatch(new RegExp(`github report of session ${session.sessionId}, try 3 of 5: GitHub POST /repos/acme/widgets/issues/${event.issue.number}/comments answered 500`));
+    expect(stderr()).toMatch(new RegExp(`github report of session ${session.sessionId}, try 2 of 5: GitHub GET /repos/acme/widgets/issues/${event.issue.number}/comments answered 500`));
+    expect(stderr()).toMatch(new RegExp(`github report of session ${session.sessionId}, try 3 of 5: GitHub POST /repos/acme/widgets/issues/${event.issue.number}/comments answered 500`));
     expect(after).toEqual(session);
     expect(session.status).toBe('COMPLETED');
     expect(pullsOf(session.workspace!.branch)).toHaveLength(1);

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseGitHubTriggers } from '../lib/api/github-webhook.js';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import type { SessionRecord } from '../lib/sessions/session-item.js';
-import { BIN, cliEnvironment, stopEngine } from './support/cli-process.js';
+import { cliEnvironment, startServe, stopEngine } from './support/cli-process.js';
 
 // POST /webhooks/github on the local engine, as `serve` runs it: signed deliveries in, sessions
 // of the real CLI (talking to the stand-in this file steers) out, read back through the API.
@@ -25,22 +25,10 @@ let issueNumber = 100;
 beforeAll(async () => {
   anthropic = await new AnthropicStandIn().start();
   home = await mkdtemp(join(tmpdir(), 'claude-sessions-github-'));
-  child = spawn(process.execPath, [BIN, 'serve', '--port', '0'], {
-    env: cliEnvironment(home, {
-      ANTHROPIC_API_KEY: 'sk-ant-test', ANTHROPIC_BASE_URL: anthropic.url, CLAUDE_SESSIONS_STANDBY: '0',
-      CLAUDE_SESSIONS_GITHUB_WEBHOOK_SECRET: SECRET, CLAUDE_SESSIONS_GITHUB_TRIGGERS: JSON.stringify(TRIGGERS),
-    }),
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  url = await new Promise<string>((resolve, reject) => {
-    child.stderr!.on('data', (d) => {
-      stderr += d;
-      const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
-      if (match) resolve(match[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
-  });
+  ({ child, url } = await startServe(cliEnvironment(home, {
+    ANTHROPIC_API_KEY: 'sk-ant-test', ANTHROPIC_BASE_URL: anthropic.url, CLAUDE_SESSIONS_STANDBY: '0',
+    CLAUDE_SESSIONS_GITHUB_WEBHOOK_SECRET: SECRET, CLAUDE_SESSIONS_GITHUB_TRIGGERS: JSON.stringify(TRIGGERS),
+  })));
 });
 
 afterAll(async () => {

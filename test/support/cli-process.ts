@@ -53,7 +53,7 @@ export async function stopEngine(home: string): Promise<void> {
 }
 
 /** `serve` in the foreground with exactly `env`, resolved once it listens. */
-export async function startServe(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; url: string }> {
+export async function startServe(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; url: string; stderr: () => string }> {
   const child = spawn(process.execPath, [BIN, 'serve', '--port', '0'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   const url = await new Promise<string>((resolve, reject) => {
@@ -64,5 +64,5 @@ export async function startServe(env: NodeJS.ProcessEnv): Promise<{ child: Child
     });
     child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
   });
-  return { child, url };
+  return { child, url, stderr: () => stderr };
 }
