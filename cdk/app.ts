@@ -30,6 +30,7 @@ new ClaudeSessionsStack(app, 'ClaudeSessions', {
   // The runner Lambda's reserved concurrency; off unless set (a new account's 10 cannot spare any).
   runnerConcurrency: positiveInt(app.node.tryGetContext('runnerConcurrency'), 'runnerConcurrency'),
   keepLegacyProjectIndex: booleanFlag(app.node.tryGetContext('keepLegacyProjectIndex'), 'keepLegacyProjectIndex'),
+  withoutRunningIndex: booleanFlag(app.node.tryGetContext('withoutRunningIndex'), 'withoutRunningIndex'),
   sessionRetentionDays: positiveInt(app.node.tryGetContext('sessionRetentionDays'), 'sessionRetentionDays', 36_500),
   // Checked by the stack with the runner's own schema, naming the context key.
   provider: app.node.tryGetContext('provider'),
