@@ -132,6 +132,7 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
     },
     // `totals check`: each project's totals items against the figures its session items give.
     (req, res, url) => (url.pathname === '/local/totals/drift' && req.method === 'GET' ? totalsDrift(res, url.searchParams.get('project')) : undefined),
+    (req, res, url) => (url.pathname === '/local/totals/backfill' && req.method === 'POST' ? totalsBackfill(res, url.searchParams.get('project')) : undefined),
     (req, res, url) => {
       const match = /^\/projects\/([^/]+)\/limit$/.exec(url.pathname);
       return match && req.method === 'PUT' ? setProjectLimit(req, res, decodeURIComponent(match[1]!)) : undefined;
@@ -210,6 +211,17 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
     try {
       if (project !== null) parseExecutionInput({ prompt: '-', projectId: project }); // the project id's rules, by name
       reply(res, json(200, { projects: await projectTotalsDrift(runtime.repository, project ?? undefined) }));
+    } catch (err) {
+      reply(res, await errorReply(err));
+    }
+  }
+
+  /** `totals backfill` on the local state (lib/sessions/totals-backfill.ts). */
+  async function totalsBackfill(res: ServerResponse, project: string | null): Promise<void> {
+    try {
+      if (project !== null) parseExecutionInput({ prompt: '-', projectId: project });
+      const { backfillTotals } = await import('../sessions/totals-backfill.js');
+      reply(res, json(200, { projects: await backfillTotals(runtime.dynamodb.documentClient, runtime.dynamodb.tableName, project ?? undefined) }));
     } catch (err) {
       reply(res, await errorReply(err));
     }
