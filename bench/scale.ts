@@ -13,7 +13,7 @@ import { backfillTotals } from '../lib/sessions/totals-backfill.js';
 export interface ScaleFigures {
   sessions: number;
   seedMs: number;
-  /** Median of REPEATS reads, each after a warm one. */
+  /** Median of REPEATS reads, after WARM_UPS untimed ones. */
   startMs: number;
   startItemsRead: number;
   usageMs: number;
@@ -27,6 +27,7 @@ const DAYS = 90;
 /** Sessions seeded through create and close, each checked against the item `closedItem` builds for it. */
 const CHECKED = 20;
 const REPEATS = 25;
+const WARM_UPS = 50;
 
 function closed(i: number, startedAt: string): RunOutcome {
   const cost = 0.0001 * (1 + (i % 7));
@@ -118,7 +119,8 @@ export async function scaleFigures(size: number, log: (line: string) => void): P
     if (drift.length) throw new Error(`the seeded totals differ from the items: ${drift.join('; ')}`);
     log(`  scale ${size}: seeded in ${Math.round(seedMs / 1000)} s, totals equal to the items`);
     const timed = async (fn: () => Promise<unknown>) => {
-      await fn(); // warm: the first read of a LevelDB range pays for opening it
+      // Warm: the first read of a LevelDB range pays for opening it, and the first reads of a process run unoptimized code.
+      for (let w = 0; w < WARM_UPS; w++) await fn();
       const ms: number[] = [];
       let items = 0;
       for (let r = 0; r < REPEATS; r++) {
