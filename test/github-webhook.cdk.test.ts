@@ -6,6 +6,7 @@ import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { randomUUID } from 'node:crypto';
 import { LocalDynamoDb } from '../lib/local/local-dynamodb.js';
 import { PROJECT_ROOT } from '../lib/project-root.js';
+import { toMilestoneItem } from '../lib/sessions/milestone-item.js';
 import { toSessionItem } from '../lib/sessions/session-item.js';
 import { RecordingAwsEndpoint } from './support/aws-endpoint.js';
 import { deployedFunctions, invokeHandler, lambdaEnvironment, readAssembly, taskRoot } from './support/deployed-code.js';
@@ -37,14 +38,14 @@ describe('npx cdk synth with githubWebhookSecretName, githubTriggers, a git toke
     expect(open.map(([, r]) => `${r.Properties.HttpMethod} ${resources[r.Properties.ResourceId.Ref]!.Properties.PathPart}`)).toEqual(['POST github']);
     expect(JSON.stringify(open[0]![1].Properties.Integration.Uri)).toContain('GitHubServiceFunction');
     const environment = Object.entries(resources).find(([id, r]) => id.startsWith('GitHubServiceFunction') && r.Type === 'AWS::Lambda::Function')![1].Properties.Environment.Variables;
-    expect(Object.keys(environment).sort()).toEqual(['GITHUB_TRIGGERS', 'GIT_TOKEN_SCOPES', 'NODE_OPTIONS', 'POWERTOOLS_SERVICE_NAME', 'STATE_MACHINE_ARN', 'WEBHOOK_SECRET_ARN']);
+    expect(Object.keys(environment).sort()).toEqual(['GITHUB_TRIGGERS', 'GIT_TOKEN_SCOPES', 'NODE_OPTIONS', 'POWERTOOLS_SERVICE_NAME', 'STATE_MACHINE_ARN', 'TABLE_NAME', 'TRANSCRIPT_BUCKET', 'WEBHOOK_SECRET_ARN']);
     // The reporter: its own function on the Session Closed rule, told the API's base URL and where the token is
     const reporter = Object.entries(resources).find(([id, r]) => id.startsWith('GitHubReporterServiceFunction') && r.Type === 'AWS::Lambda::Function')![1].Properties.Environment.Variables;
     expect(reporter).toMatchObject({ GITHUB_API_URL: 'https://github.example.com/api/v3', GITHUB_TOKEN_SECRET_ARN: expect.anything(), TABLE_NAME: expect.anything() });
   }, 300_000);
 
-  it('the reporter\'s bundle, invoked with a Session Closed event as its role, opens the pull request and comments, each AWS call allowed by its policy', async () => {
-    // Prepare: the synthesized reporter, a closed GitHub session in the table, the token in its secret, GitHub's stand-in
+  it('the reporter\'s bundle, invoked with a Session Closed event as its role, opens the pull request and comments with the milestone\'s total, each AWS call allowed by its policy', async () => {
+    // Prepare: the synthesized reporter, a closed GitHub session (a task of its issue's milestone) in the table, the token in its secret, GitHub's stand-in
     const assembly = readAssembly(outdir);
     const resolver = templateResolver(assembly.template);
     const reporter = deployedFunctions(assembly).find((f) => f.logicalId.startsWith('GitHubReporterServiceFunction'))!;
@@ -57,11 +58,13 @@ describe('npx cdk synth with githubWebhookSecretName, githubTriggers, a git toke
     });
     try {
       const sessionId = randomUUID();
-      const branch = `claude-sessions/${sessionId}`;
+      const milestoneId = randomUUID();
+      const branch = 'claude-sessions/issue-7';
+      await dynamodb.documentClient.send(new PutCommand({ TableName: dynamodb.tableName, Item: toMilestoneItem(milestoneId, 'widgets', new Date()) }));
       await dynamodb.documentClient.send(new PutCommand({
         TableName: dynamodb.tableName,
         Item: {
-          ...toSessionItem({ sessionId, projectId: 'widgets', mode: 'fresh', trigger: 'github', runtime: 'lambda', startedAt: new Date().toISOString(), executionArn: 'arn', promptSha256: 'x', promptChars: 1, taskId: 'issue-7' } as never),
+          ...toSessionItem({ sessionId, projectId: 'widgets', mode: 'milestone', milestoneId, trigger: 'github', runtime: 'lambda', startedAt: new Date().toISOString(), executionArn: 'arn', promptSha256: 'x', promptChars: 1, taskId: 'issue-7' } as never),
           status: 'COMPLETED', endedAt: new Date().toISOString(), result: 'Fixed the widgets.', numTurns: 2, totalCostUsd: 0.0123,
           workspace: { repo: 'https://github.example.com/acme/widgets', ref: null, baseCommit: 'abc', branch, commit: 'def', filesChanged: 1, insertions: 2, deletions: 0 },
         },
@@ -77,7 +80,8 @@ describe('npx cdk synth with githubWebhookSecretName, githubTriggers, a git toke
       expect(answer.result).toMatchObject({ reported: true, pullRequest: expect.stringContaining('/pull/') });
       expect(github.writes).toEqual(['POST /repos/acme/widgets/pulls', 'POST /repos/acme/widgets/issues/7/comments']);
       expect(new Set(github.calls.map((c) => c.authorization))).toEqual(new Set(['Bearer ghs_deployed']));
-      expect(aws.calls.map((c) => `${c.service}:${c.action}`).sort()).toEqual(['dynamodb:GetItem', 'secretsmanager:GetSecretValue']);
+      expect(github.comments.get('acme/widgets#7')?.[0]?.body).toContain('| conversation so far (1 task) |');
+      expect(aws.calls.map((c) => `${c.service}:${c.action}`).sort()).toEqual(['dynamodb:GetItem', 'dynamodb:GetItem', 'dynamodb:Query', 'secretsmanager:GetSecretValue']);
       const { denied, unusedGrants } = await checkCalls(assembly.template, aws.calls);
       expect(denied).toEqual([]);
       expect(unusedGrants.filter((g) => g.principal === reporter.role && !/^(xray|logs):|^sqs:|^secretsmanager:DescribeSecret$/.test(g.action))).toEqual([]);
