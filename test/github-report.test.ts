@@ -279,15 +279,18 @@ describe('a pull request is a milestone', () => {
       { kind: 'text', text: 'Read the notes and wrote MORE.md.' },
     );
 
-    // Act
-    const answer = await deliver(pullCommentEvent(first.pull, '/claude now add MORE.md (BETA-PROMPT)'));
+    // Act: the comment, and GitHub's redelivery of it once its task has run
+    const comment = pullCommentEvent(first.pull, '/claude now add MORE.md (BETA-PROMPT)');
+    const answer = await deliver(comment);
     const second = await closed(answer.body.sessionId!);
     const comments = await reported(first.pull.number, second.sessionId);
+    const redelivered = await deliver(comment);
 
     // Assess: one milestone, one conversation (the CLI resumed it: the milestone's id on every call, the first task's turns in the second's)
     const branch = issueBranch(first.event.issue.number);
     expect(first.session).toMatchObject({ mode: 'milestone', milestoneId: first.milestoneId, claudeSessionId: first.milestoneId, workspace: { branch } });
     expect(answer).toMatchObject({ status: 202, body: { started: true, milestoneId: first.milestoneId } });
+    expect(redelivered).toMatchObject({ status: 202, body: { started: false, sessionId: second.sessionId } });
     expect(second, `${second.error}: ${second.cause}`).toMatchObject({
       status: 'COMPLETED', taskId: `pr-${first.pull.number}`, mode: 'milestone', milestoneId: first.milestoneId,
       workspace: { branch, baseCommit: first.session.workspace!.commit, filesChanged: 1 },
