@@ -72,7 +72,10 @@ const MILESTONE_UNAVAILABLE = 'MilestoneUnavailable';
  */
 export function refusedBody(session: SessionRecord, milestone: MilestoneView | undefined): string {
   let line: string;
-  if (milestone?.status === 'OPEN') {
+  if (milestone && milestone.projectId !== session.projectId) {
+    // Said on GitHub, where the deployment's projects are nobody's business: not named.
+    line = 'This comment started nothing: its conversation is in another project of this deployment (the repository was mapped anew).';
+  } else if (milestone?.status === 'OPEN') {
     line = 'Busy: another task of this conversation was running, and one runs at a time. This comment started nothing; send it again once that task has reported.';
   } else if (milestone?.status === 'CLOSED') {
     line = 'This conversation is closed (its pull request was closed), so this comment started nothing.';
