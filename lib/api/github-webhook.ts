@@ -179,7 +179,8 @@ export class GitHubWebhook {
     }
     const stale = this.staleness(event.comment.created_at);
     if (stale) return skip(stale);
-    if (event.issue.pull_request !== undefined && event.issue.state === 'closed') {
+    // A pull request the product opened is its issue's milestone: once closed, its comments start nothing (any other pull request's still do).
+    if (event.issue.pull_request !== undefined && event.issue.state === 'closed' && markedIssue(event.issue.body) !== undefined) {
       return skip(`pull request ${event.repository.full_name}#${event.issue.number} is closed: its conversation takes no more tasks`);
     }
     return this.start({
