@@ -11,6 +11,7 @@ import { SESSION_SK, sessionPk } from '../lib/sessions/session-item.js';
 import { checkCalls, checkTrustPolicies, policiesOf, type AwsCall, type PolicyDocument, type PolicyStatement } from './support/iam-check.js';
 import { resolveTemplate, templateResolver, type CfnTemplate } from './support/template-resolver.js';
 import { ClaudeSessionsStack } from '../cdk/claude-sessions-stack.js';
+import { ROUTES } from '../lib/api/router.js';
 import { parseSchedules } from '../lib/sessions/schedule-entry.js';
 
 // The template `cdk synth` made for this run: what a deploy would ship.
@@ -178,14 +179,11 @@ describe('who may use which project: execute-api:Invoke on the project\'s paths'
   const restApiId = scopedResolver.ref(idOf('HttpApi', 'AWS::ApiGateway::RestApi'));
   /** A signed request to the deployed API, as API Gateway authorises it. */
   const invoke = (method: string, path: string): AwsCall => ({ principal: caller, service: 'execute-api', action: 'Invoke', params: { restApiId, stage: 'v1', method, path } });
-  /** Every route of lib/api/router.ts, for one project. */
+  /** Every route of lib/api/router.ts under a project, for one project. */
   const routes = (project: string): AwsCall[] => {
     const id = uuidv4();
-    return [
-      invoke('POST', `/projects/${project}/sessions`), invoke('GET', `/projects/${project}/sessions`), invoke('GET', `/projects/${project}/sessions/${id}`),
-      invoke('GET', `/projects/${project}/usage`), invoke('POST', `/projects/${project}/milestones`), invoke('GET', `/projects/${project}/milestones/${id}`),
-      invoke('POST', `/projects/${project}/milestones/${id}/close`),
-    ];
+    return ROUTES.filter((r) => r.path.startsWith('/projects/{projectId}/'))
+      .map((r) => invoke(r.method, r.path.replace('{projectId}', project).replace(/\{[^}]+\}/g, id)));
   };
   const denied = async (calls: AwsCall[]) => (await checkCalls(scoped, calls)).denied.map((d) => d.resource.replace(/^.*?\/v1\//, ''));
 
