@@ -307,6 +307,7 @@ export class ClaudeSessionsStack extends Stack {
     this.monitoring = new SessionMonitoring(this, 'Monitoring', {
       stateMachine: this.workflow.stateMachine,
       reaper: reaper.function,
+      runner: runner.function,
       deadLetterQueues: [schedules.deadLetterQueue, this.events.deadLetterQueue, reaper.deadLetterQueue, ...(reporter ? [reporter.deadLetterQueue] : [])],
       alarmTopic: props.alarmTopic ?? (props.alarmTopicArn ? Topic.fromTopicArn(this, 'AlarmTopic', props.alarmTopicArn) : undefined),
     });

@@ -4,6 +4,7 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import { ModelGateway } from '../lib/claude/model-gateway.js';
+import { messageCostUsd } from '../lib/claude/model-prices.js';
 import type { AnthropicEndpoint } from '../lib/claude/claude-process.js';
 
 // The gateway a run's CLI reaches the model through (test/session-sandbox.test.ts runs the CLI
@@ -82,6 +83,32 @@ describe('what the model gateway meters', () => {
       await answer.arrayBuffer();
       expect(upstream.seen[0]!.headers['accept-encoding']).toBe('identity');
       expect(await run.drain()).toMatchObject({ usage: { inputTokens: 1_000, outputTokens: 500 }, unreadAnswers: 0 });
+    } finally {
+      await run.close();
+      await upstream.close();
+    }
+  });
+
+  it('charges an answer it cannot read the call\'s worst case, never nothing', async () => {
+    // Prepare: a billed 200 in an encoding the meter cannot undo, for a call asking for 4,000 tokens of claude-opus-5-5
+    const upstream = await scriptedUpstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'zstd' });
+      res.end(Buffer.from('(not a message the meter can read)'));
+    });
+    const run = await ModelGateway.open({ apiKey: 'sk-ant-real-key', baseUrl: upstream.url });
+    try {
+      const endpoint = run.endpoint as AnthropicEndpoint;
+      const body = JSON.stringify({ ...message, model: 'claude-opus-5-5', max_tokens: 4_000 });
+      // Act
+      const answer = await fetch(`${endpoint.baseUrl}/v1/messages`, { method: 'POST', headers: { 'x-api-key': endpoint.apiKey }, body });
+      await answer.arrayBuffer();
+      // Assess: its max_tokens of output and its body as input (~4 bytes a token), priced as the model asked for
+      const spent = await run.drain();
+      expect(spent.unreadAnswers).toBe(1);
+      const worstCase = { inputTokens: Math.ceil(Buffer.byteLength(body) / 4), outputTokens: 4_000, cacheReadInputTokens: 0, cacheCreationInputTokens: 0 };
+      expect(spent.usage).toEqual(worstCase);
+      expect(spent.totalCostUsd).toBeGreaterThan(0);
+      expect(spent.totalCostUsd).toBeCloseTo(messageCostUsd('claude-opus-5-5', worstCase), 6);
     } finally {
       await run.close();
       await upstream.close();

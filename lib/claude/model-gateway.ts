@@ -5,8 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { Hash } from '@smithy/core/serde';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { ClaudeEndpoint } from './claude-process.js';
-import { priceOf } from './model-prices.js';
-import { UsageMeter, type MeteredBody, type MeteredUsage } from './usage-meter.js';
+import { messageCostUsd } from './model-prices.js';
+import { UsageMeter, type BilledRequest, type MeteredBody, type MeteredUsage } from './usage-meter.js';
 
 // The CLI never holds a credential. Each run gets its own endpoint on 127.0.0.1 (ModelGateway):
 // the CLI is pointed at it with a random per-run token in place of a key (Anthropic) or with
@@ -123,9 +123,9 @@ export class ModelGateway {
       if (!(bedrock ? BEDROCK_PATHS : ANTHROPIC_PATHS).test(path)) return refuse(403, `the model gateway serves the model API only, not ${req.method} ${path}`);
       if (this.draining) return refuse(503, 'the run is over: its model gateway makes no more calls', 'api_error');
       const body = await readAll(req);
-      const billed = meteredBody(bedrock, path);
+      const billed = billedCall(bedrock, path, body);
       if (billed) {
-        call = await this.admit(estimateUsd(billed, body));
+        call = await this.admit(messageCostUsd(billed.model, billed.worstCase));
         if (!call) {
           this.overBudget += 1;
           return refuse(402, `this session has spent its budget of $${this.limits.budgetUsd}: the model gateway makes no more model calls for it`, 'budget_exceeded');
@@ -193,7 +193,7 @@ export class ModelGateway {
         res.writeHead(status, forwardable(answer.headers, false));
         // Only an answered message is billed: an error's body carries no usage.
         const reading = billed && status === 200
-          ? this.meter.answer(bodyOf(billed, answer.headers), modelOf(billed, body), String(answer.headers['content-encoding'] ?? ''))
+          ? this.meter.answer(bodyOf(billed, answer.headers), billed, String(answer.headers['content-encoding'] ?? ''))
           : Promise.resolve(undefined);
         answer.pause();
         void reading.then((reader) => {
@@ -230,42 +230,38 @@ interface InFlightCall {
   finish: () => void;
 }
 
-type BilledCall = { bedrock: boolean; path: string };
+/** A call that answers with a billed message, read once: the model it asks for and its worst case. */
+interface BilledCall extends BilledRequest {
+  bedrock: boolean;
+  path: string;
+}
 
-/** A billed call's worst case: its max_tokens of output and its body's bytes of input (a token is at least a byte... of ~4). */
-function estimateUsd(call: BilledCall, body: Buffer): number {
+/**
+ * Which calls answer with a billed message (Messages calls and Bedrock invocations, not
+ * count_tokens, not profile reads), with what they ask for. The worst case is the call's
+ * max_tokens of output and its body as input at ~4 bytes a token: held against the budget while
+ * the call runs, and charged where its answer cannot be read.
+ */
+function billedCall(bedrock: boolean, pathAndQuery: string, body: Buffer): BilledCall | undefined {
+  const path = pathAndQuery.replace(/\?.*$/, '');
+  const billed = bedrock ? /^\/model\/[^/]+\/(?:invoke|invoke-with-response-stream)$/.test(path) : path === '/v1/messages';
+  if (!billed) return undefined;
   let parsed: { max_tokens?: unknown; model?: unknown } = {};
   try {
-    parsed = JSON.parse(body.toString('utf8')) as typeof parsed;
+    parsed = (JSON.parse(body.toString('utf8')) ?? {}) as typeof parsed;
   } catch {
     // priced as the fallback model, with no output: the upstream refuses a body it cannot read
   }
-  const price = priceOf(modelOf(call, body) ?? 'unknown');
-  const maxTokens = typeof parsed.max_tokens === 'number' && parsed.max_tokens > 0 ? parsed.max_tokens : 0;
-  return (maxTokens * price.outputPerMTok + (body.length / 4) * price.inputPerMTok) / 1e6;
-}
-
-/** Which calls answer with a billed message: Messages calls and Bedrock invocations (not count_tokens, not profile reads). */
-function meteredBody(bedrock: boolean, pathAndQuery: string): BilledCall | undefined {
-  const path = pathAndQuery.replace(/\?.*$/, '');
-  if (bedrock) return /^\/model\/[^/]+\/(?:invoke|invoke-with-response-stream)$/.test(path) ? { bedrock, path } : undefined;
-  return path === '/v1/messages' ? { bedrock, path } : undefined;
+  // Bedrock names the model in the path; a Messages body names it in `model`.
+  const model = bedrock ? decodeURIComponent(path.split('/')[2]!) : typeof parsed.model === 'string' ? parsed.model : 'unknown';
+  const maxTokens = typeof parsed.max_tokens === 'number' && Number.isSafeInteger(parsed.max_tokens) && parsed.max_tokens > 0 ? parsed.max_tokens : 0;
+  const worstCase = { inputTokens: Math.ceil(body.length / 4), outputTokens: maxTokens, cacheReadInputTokens: 0, cacheCreationInputTokens: 0 };
+  return { bedrock, path, model, worstCase };
 }
 
 function bodyOf(call: BilledCall, headers: IncomingHttpHeaders): MeteredBody {
   if (call.bedrock) return call.path.endsWith('/invoke-with-response-stream') ? 'bedrock-event-stream' : 'json';
   return String(headers['content-type'] ?? '').startsWith('text/event-stream') ? 'sse' : 'json';
-}
-
-/** The model a call asked for, where its answer names none: Bedrock's path, the Messages body's `model`. */
-function modelOf(call: BilledCall, body: Buffer): string | undefined {
-  if (call.bedrock) return decodeURIComponent(call.path.split('/')[2]!);
-  try {
-    const { model } = JSON.parse(body.toString('utf8')) as { model?: unknown };
-    return typeof model === 'string' ? model : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** The provider's own host: Bedrock's runtime for invocations, its control plane for inference-profile reads. */

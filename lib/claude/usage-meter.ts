@@ -27,8 +27,14 @@ export interface MeteredUsage {
   refusedOverBudget?: number;
   /** The statuses the model answered billed calls with (ModelGateway): a failure the CLI reports is the model's only if one is here. */
   upstreamStatuses?: number[];
-  /** Answers with status 200 in which no message could be read (an encoding the meter cannot undo, a body that is not one): suspect. */
+  /** Answers with status 200 in which no message could be read (an encoding the meter cannot undo, a body that is not one): suspect, and charged their worst case. */
   unreadAnswers: number;
+}
+
+/** What a billed call asked for: the model, and the most it can cost (its max_tokens, its body as input). */
+export interface BilledRequest {
+  model: string;
+  worstCase: Usage;
 }
 
 interface MeteredMessage {
@@ -44,13 +50,18 @@ export class UsageMeter {
   private unread = 0;
 
   /**
-   * A reader for one answer: give it the body's chunks as they pass, then `end()`. `fallbackModel`
-   * names an answer that names none; a compressed body (the gateway asks for none) is inflated first.
+   * A reader for one answer: give it the body's chunks as they pass, then `end()`. The request's
+   * model names an answer that names none; a compressed body (the gateway asks for none) is
+   * inflated first. An answer in which no message can be read is charged the request's worst
+   * case: a billed 200 the meter cannot read must not be free.
    */
-  async answer(body: MeteredBody, fallbackModel = 'unknown', contentEncoding = ''): Promise<AnswerReader> {
+  async answer(body: MeteredBody, request: BilledRequest, contentEncoding = ''): Promise<AnswerReader> {
+    const fallbackModel = request.model;
     const before = this.counted.length;
     const onEnd = () => {
-      if (this.counted.length === before) this.unread += 1;
+      if (this.counted.length > before) return;
+      this.unread += 1;
+      this.counted.push({ model: request.model, usage: { ...request.worstCase } });
     };
     let reader: AnswerReader;
     if (body === 'json') reader = new JsonAnswer(this.counted, fallbackModel);
