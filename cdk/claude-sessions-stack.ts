@@ -296,7 +296,7 @@ export class ClaudeSessionsStack extends Stack {
       throw new Error('githubWebhookSecretName and githubTriggers go together: the webhook needs its secret and the repositories it maps to projects');
     }
     const github = props.githubWebhookSecretName && triggers ? new GitHubWebhook(this, 'GitHub', {
-      api: this.api, stateMachine: this.workflow.stateMachine, triggers, gitTokenScopes: gitTokenSecret ? gitTokenScopes : undefined,
+      api: this.api, stateMachine: this.workflow.stateMachine, sessions, transcripts, triggers, gitTokenScopes: gitTokenSecret ? gitTokenScopes : undefined,
       secret: Secret.fromSecretNameV2(this, 'GitHubWebhookSecret', props.githubWebhookSecretName),
     }) : undefined;
     const githubApiUrl = checkedGitHubApiUrl(props.githubApiUrl, 'githubApiUrl');

@@ -51,6 +51,8 @@ export class GitHubReporter extends Construct {
       },
     }).function;
     props.sessions.grantGetSession(this.function);
+    // A milestone task's comment shows the milestone's running total (its tasks, by the milestone index).
+    props.sessions.grantViewMilestones(this.function);
     props.tokenSecret.grantRead(this.function);
 
     this.deadLetterQueue = new DeadLetterQueue(this, 'DeadLetters', { deadLettersOf: 'the GitHub reporter (its rule\'s deliveries and its failed reports)' });

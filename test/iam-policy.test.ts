@@ -212,30 +212,44 @@ describe('who may use which project: execute-api:Invoke on the project\'s paths'
   });
 });
 
-describe('the GitHub webhook\'s function: start the one state machine, read its one secret', () => {
+describe('the GitHub webhook\'s function: start the one state machine, read its one secret, open and close milestones', () => {
   // `-c githubWebhookSecretName=claude/github-webhook -c githubTriggers=…`, as app.ts passes them.
   const withWebhook = Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', {
     apiKeySecretName: 'claude/anthropic', githubWebhookSecretName: 'claude/github-webhook', githubTriggers: { repositories: { 'acme/widgets': 'widgets' } },
   })).toJSON() as CfnTemplate;
   const idOf = (prefix: string, type: string) => Object.keys(withWebhook.Resources).filter((id) => id.startsWith(prefix) && withWebhook.Resources[id]!.Type === type);
   const [webhookRole] = idOf('GitHubServiceFunctionServiceRole', 'AWS::IAM::Role');
-  const machine = templateResolver(withWebhook).arnOf(idOf('WorkflowStateMachine', 'AWS::StepFunctions::StateMachine')[0]!);
+  const webhookResolver = templateResolver(withWebhook);
+  const machine = webhookResolver.arnOf(idOf('WorkflowStateMachine', 'AWS::StepFunctions::StateMachine')[0]!);
+  const sessionsTable = webhookResolver.physicalName(idOf('SessionsTable', 'AWS::DynamoDB::Table')[0]!);
+  const transcriptBucket = webhookResolver.physicalName(idOf('TranscriptsBucket', 'AWS::S3::Bucket')[0]!);
   const call = (service: string, action: string, params: Record<string, unknown>): AwsCall => ({ principal: webhookRole!, service, action, params });
 
-  it('may StartExecution on the workflow and GetSecretValue on its secret, and nothing else asked of it', async () => {
-    // Prepare: what the function does, and what it must not be able to do
-    const allowed = [call('states', 'StartExecution', { stateMachineArn: machine }), call('secretsmanager', 'GetSecretValue', { SecretId: 'claude/github-webhook' })];
+  it('may StartExecution on the workflow, GetSecretValue on its secret, open, read and close a milestone and tag its transcript, and nothing else asked of it', async () => {
+    // Prepare: what the function does (an issue's milestone opened, a closed pull request's read and closed), and what it must not be able to do
+    const milestone = uuidv4();
+    const allowed = [
+      call('states', 'StartExecution', { stateMachineArn: machine }), call('secretsmanager', 'GetSecretValue', { SecretId: 'claude/github-webhook' }),
+      itemCall(webhookRole!, 'PutItem', sessionsTable, milestonePk(milestone), MILESTONE_SK),
+      itemCall(webhookRole!, 'GetItem', sessionsTable, milestonePk(milestone), MILESTONE_SK),
+      itemCall(webhookRole!, 'UpdateItem', sessionsTable, milestonePk(milestone), MILESTONE_SK),
+      call('s3', 'PutObjectTagging', { Bucket: transcriptBucket, Key: `milestones/${milestone}/transcript.jsonl` }),
+    ];
     const refused = [
       call('secretsmanager', 'GetSecretValue', { SecretId: 'claude/anthropic' }),
       call('states', 'StartExecution', { stateMachineArn: machine.replace(/:stateMachine:.*/, ':stateMachine:Other') }),
       call('states', 'StopExecution', { executionArn: `${machine.replace(':stateMachine:', ':execution:')}:${uuidv4()}` }),
-      itemCall(webhookRole!, 'GetItem', 'ClaudeSessions-SessionsTable', sessionPk(uuidv4()), SESSION_SK),
+      itemCall(webhookRole!, 'GetItem', sessionsTable, sessionPk(uuidv4()), SESSION_SK),
+      itemCall(webhookRole!, 'UpdateItem', sessionsTable, sessionPk(uuidv4()), SESSION_SK),
+      call('s3', 'GetObject', { Bucket: transcriptBucket, Key: `milestones/${milestone}/transcript.jsonl` }),
     ];
     // Act
     const { denied, unusedGrants } = await checkCalls(withWebhook, [...allowed, ...refused]);
-    // Assess: exactly the four refused calls are denied, and the two allowed ones use every grant the role
+    // Assess: exactly the refused calls are denied, and the allowed ones use every grant the role
     // holds beyond its logs and traces: it holds nothing more
-    expect(denied.map((d) => d.action)).toEqual(['secretsmanager:GetSecretValue', 'states:StartExecution', 'states:StopExecution', 'dynamodb:GetItem']);
+    expect(denied.map((d) => d.action)).toEqual([
+      'secretsmanager:GetSecretValue', 'states:StartExecution', 'states:StopExecution', 'dynamodb:GetItem', 'dynamodb:UpdateItem', 's3:GetObject',
+    ]);
     expect(denied[0]!.resource).toContain(':secret:claude/anthropic');
     expect(unusedGrants.filter((g) => !/^(xray|logs):/.test(g.action))).toEqual([]);
   });
@@ -248,7 +262,7 @@ describe('the GitHub webhook\'s function: start the one state machine, read its 
   });
 });
 
-describe('the GitHub reporter\'s function: read a session and the git token, write nothing to the table', () => {
+describe('the GitHub reporter\'s function: read a session, its milestone and the git token, write nothing to the table', () => {
   // The webhook and a git token on, as a deployment that reports on GitHub has them.
   const withReporter = Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', {
     apiKeySecretName: 'claude/anthropic', gitTokenSecretName: 'claude/git', gitTokenScopes: ['https://github.com/acme/'],
@@ -261,16 +275,23 @@ describe('the GitHub reporter\'s function: read a session and the git token, wri
   const queue = resolver_.physicalName(idOf('GitHubReporterDeadLetters', 'AWS::SQS::Queue')[0]!);
   const call = (service: string, action: string, params: Record<string, unknown>): AwsCall => ({ principal: reporterRole!, service, action, params });
 
-  it('may GetItem a session, read the git token and send to its dead-letter queue, and nothing else asked of it', async () => {
+  it('may GetItem a session, view its milestone, read the git token and send to its dead-letter queue, and nothing else asked of it', async () => {
     // Prepare: what reportSession and Lambda's failure destination do, and what the role must not be able to do
+    const milestone = uuidv4();
     const allowed = [
       itemCall(reporterRole!, 'GetItem', tableName, sessionPk(uuidv4()), SESSION_SK),
+      // MilestoneRepository.view: the milestone, then its tasks by the milestone index (the running total)
+      itemCall(reporterRole!, 'GetItem', tableName, milestonePk(milestone), MILESTONE_SK),
+      call('dynamodb', 'Query', {
+        TableName: tableName, IndexName: 'byMilestone', KeyConditionExpression: 'milestoneId = :m', ExpressionAttributeValues: { ':m': { S: milestone } },
+      }),
       call('secretsmanager', 'GetSecretValue', { SecretId: 'claude/git' }),
       call('sqs', 'SendMessage', { QueueUrl: `https://sqs.us-east-1.amazonaws.com/123456789012/${queue}` }),
     ];
     const refused = [
       itemCall(reporterRole!, 'UpdateItem', tableName, sessionPk(uuidv4()), SESSION_SK),
-      itemCall(reporterRole!, 'GetItem', tableName, milestonePk(uuidv4()), MILESTONE_SK),
+      itemCall(reporterRole!, 'UpdateItem', tableName, milestonePk(uuidv4()), MILESTONE_SK),
+      call('dynamodb', 'Query', { TableName: tableName, IndexName: 'byProjectSummary', KeyConditionExpression: 'projectId = :p', ExpressionAttributeValues: { ':p': { S: 'widgets' } } }),
       call('secretsmanager', 'GetSecretValue', { SecretId: 'claude/github-webhook' }),
       call('secretsmanager', 'GetSecretValue', { SecretId: 'claude/anthropic' }),
     ];
@@ -279,7 +300,7 @@ describe('the GitHub reporter\'s function: read a session and the git token, wri
     // Assess: exactly the refused calls are denied; beyond logs, traces and the queue's two reads the SQS grant
     // brings, the allowed calls use every grant the role holds
     expect(denied.map((d) => `${d.action} ${d.resource.split(':').pop()}`)).toEqual([
-      `dynamodb:UpdateItem table/${tableName}`, `dynamodb:GetItem table/${tableName}`,
+      `dynamodb:UpdateItem table/${tableName}`, `dynamodb:UpdateItem table/${tableName}`, `dynamodb:Query table/${tableName}/index/byProjectSummary`,
       expect.stringMatching(/^secretsmanager:GetSecretValue claude\/github-webhook/), expect.stringMatching(/^secretsmanager:GetSecretValue claude\/anthropic/),
     ]);
     expect(unusedGrants.filter((g) => !/^(xray|logs):|^sqs:GetQueue(Attributes|Url)$/.test(g.action))).toEqual([]);

@@ -12,6 +12,7 @@ import { GitHubClient, checkedGitHubApiUrl } from '../../lib/github/github-clien
 import { readGitHubToken } from '../../lib/github/github-token.js';
 import { reportSession } from '../../lib/github/session-report.js';
 import type { SessionClosedDetail } from '../../lib/sessions/session-events.js';
+import { MilestoneRepository } from '../../lib/sessions/milestone-repository.js';
 import { SessionRepository } from '../../lib/sessions/session-repository.js';
 import { lazy } from '../shared/lazy.js';
 
@@ -21,9 +22,14 @@ const tracer = new Tracer();
 const documents = DynamoDBDocumentClient.from(tracer.captureAWSv3Client(new DynamoDBClient({})));
 const secrets = tracer.captureAWSv3Client(new SecretsManagerClient({}));
 const deps = lazy(() => {
-  const repository = new SessionRepository(documents, getStringFromEnv({ key: 'TABLE_NAME' }));
+  const tableName = getStringFromEnv({ key: 'TABLE_NAME' });
+  const repository = new SessionRepository(documents, tableName);
+  const milestones = new MilestoneRepository(documents, tableName);
   const token = readGitHubToken(secrets, getStringFromEnv({ key: 'GITHUB_TOKEN_SECRET_ARN' }));
-  return { github: new GitHubClient(checkedGitHubApiUrl(process.env.GITHUB_API_URL, 'GITHUB_API_URL'), token), session: (id: string) => repository.get(id) };
+  return {
+    github: new GitHubClient(checkedGitHubApiUrl(process.env.GITHUB_API_URL, 'GITHUB_API_URL'), token),
+    session: (id: string) => repository.get(id), milestone: (id: string) => milestones.view(id),
+  };
 });
 
 /**

@@ -31,6 +31,7 @@ export interface PullRequest {
   number: number;
   html_url: string;
   state: string;
+  body?: string | null;
 }
 
 export interface IssueComment {

@@ -86,6 +86,7 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
     ...checks, starter: runtime, transcripts: runtime.transcripts,
     github: options.github && new GitHubWebhook({
       secret: async () => options.github!.secret, triggers: options.github.triggers, gitTokenScopes: options.github.gitTokenScopes, starter: runtime,
+      milestones: runtime.milestones, transcripts: runtime.transcripts,
     }),
   });
 
@@ -281,7 +282,10 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
 function githubReports(runtime: LocalRuntime, report: { apiUrl: string; token: string } | undefined): { settle(): Promise<void> } {
   const pending = new Set<Promise<unknown>>();
   if (!report) return { settle: async () => {} };
-  const deps = { github: new GitHubClient(report.apiUrl, async () => report.token), session: (id: string) => runtime.repository.get(id) };
+  const deps = {
+    github: new GitHubClient(report.apiUrl, async () => report.token),
+    session: (id: string) => runtime.repository.get(id), milestone: (id: string) => runtime.milestones.view(id),
+  };
   const log = (line: string) => process.stderr.write(`${line}\n`);
   runtime.onExecutionEnded = (sessionId) => {
     const run = (async () => {
