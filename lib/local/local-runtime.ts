@@ -513,7 +513,7 @@ export class LocalRuntime implements SessionStarter {
     // The execution's own endpoint (a `run`'s), else the environment's as of this session.
     const runnerConfig: FixedEndpointRunnerConfig = endpoint ? { ...this.runnerConfig, endpoint }
       : this.endpointSource ? { ...this.runnerConfig, sessionEndpoint: this.endpointSource } : this.runnerConfig;
-    // The first runner call takes it; runClaude uses it if it was started as that run would start one.
+    // The first runner call is handed it (RunnerEdge); runClaude uses it if it was started as that run would start one.
     const takeStandby = () => {
       const taken = standby;
       standby = undefined;
@@ -542,7 +542,7 @@ export class LocalRuntime implements SessionStarter {
           if (this.runnerConcurrency !== undefined && this.runners.size >= this.runnerConcurrency) {
             throw namedError('Lambda.TooManyRequestsException', 'Rate Exceeded. (Service: Lambda, Status Code: 429, Reason: ReservedFunctionConcurrentInvocationLimitExceeded)');
           }
-          return lambdaCall(() => this.tracked(runSessionTask(input, { ...runnerConfig, watch: this.watchOf(executionName), takeStandby })));
+          return lambdaCall(() => this.tracked(runSessionTask(input, { ...runnerConfig, watch: this.watchOf(executionName) }, { standby: takeStandby() })));
         });
       } else {
         throw new Error(`state ${name} calls ${resource}, which the local runtime cannot run`);
