@@ -1,6 +1,5 @@
-import { App, Validations } from 'aws-cdk-lib';
+import { App } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import cdkNag from 'cdk-nag';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -19,10 +18,9 @@ const noBundling = { 'aws:cdk:bundling-stacks': [] };
 const workDir = mkdtempSync(join(tmpdir(), 'claude-sessions-first-deploy-'));
 afterAll(() => rmSync(workDir, { recursive: true, force: true }));
 
-/** A stack of its own app, with the AwsSolutions checks every `cdk synth` runs (cdk/app.ts). */
+/** A stack of its own app (cdk-nag on these features: the CLI synth of test/deployment-settings.test.ts). */
 function synthesize(id: string, props: ClaudeSessionsStackProps) {
   const app = new App({ context: noBundling });
-  Validations.of(app).addPlugins(new cdkNag.AwsSolutionsChecks(app, { verbose: true }));
   const stack = new ClaudeSessionsStack(app, id, props);
   const assembly = app.synth();
   return { template: Template.fromStack(stack), imagePlatforms: () => imagePlatforms(join(assembly.directory, `${id}.assets.json`)) };
