@@ -39,7 +39,9 @@ describe('npx cdk synth with githubWebhookSecretName, githubTriggers, a git toke
     expect(open.map(([, r]) => `${r.Properties.HttpMethod} ${resources[r.Properties.ResourceId.Ref]!.Properties.PathPart}`)).toEqual(['POST github']);
     expect(JSON.stringify(open[0]![1].Properties.Integration.Uri)).toContain('GitHubServiceFunction');
     const environment = Object.entries(resources).find(([id, r]) => id.startsWith('GitHubServiceFunction') && r.Type === 'AWS::Lambda::Function')![1].Properties.Environment.Variables;
-    expect(Object.keys(environment).sort()).toEqual(['GITHUB_TRIGGERS', 'GIT_TOKEN_SCOPES', 'NODE_OPTIONS', 'POWERTOOLS_SERVICE_NAME', 'STATE_MACHINE_ARN', 'TABLE_NAME', 'TRANSCRIPT_BUCKET', 'WEBHOOK_SECRET_ARN']);
+    expect(Object.keys(environment).sort()).toEqual([
+      'GITHUB_TRIGGERS', 'GIT_TOKEN_SCOPES', 'NODE_OPTIONS', 'POWERTOOLS_SERVICE_NAME', 'POWERTOOLS_TRACER_CAPTURE_ERROR', 'POWERTOOLS_TRACER_CAPTURE_RESPONSE', 'STATE_MACHINE_ARN', 'TABLE_NAME', 'TRANSCRIPT_BUCKET', 'WEBHOOK_SECRET_ARN',
+    ]);
     // The reporter: its own function on the Session Closed rule, told the API's base URL and where the token is
     const reporter = Object.entries(resources).find(([id, r]) => id.startsWith('GitHubReporterServiceFunction') && r.Type === 'AWS::Lambda::Function')![1].Properties.Environment.Variables;
     expect(reporter).toMatchObject({ GITHUB_API_URL: 'https://github.example.com/api/v3', GITHUB_TOKEN_SECRET_ARN: expect.anything(), TABLE_NAME: expect.anything() });
