@@ -6,6 +6,7 @@ import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import { ModelGateway } from '../lib/claude/model-gateway.js';
 import { messageCostUsd } from '../lib/claude/model-prices.js';
 import type { AnthropicEndpoint } from '../lib/claude/claude-process.js';
+import table from '../lib/claude/model-prices.json' with { type: 'json' };
 
 // The gateway a run's CLI reaches the model through (test/session-sandbox.test.ts runs the CLI
 // behind it): it serves that run's token on the model API's own paths, and nothing else.
@@ -83,6 +84,55 @@ describe('what the model gateway meters', () => {
       await answer.arrayBuffer();
       expect(upstream.seen[0]!.headers['accept-encoding']).toBe('identity');
       expect(await run.drain()).toMatchObject({ usage: { inputTokens: 1_000, outputTokens: 500 }, unreadAnswers: 0 });
+    } finally {
+      await run.close();
+      await upstream.close();
+    }
+  });
+
+  it('prices the surcharges a streamed answer\'s usage shows, its start and its delta merged as the CLI merges them', async () => {
+    // Prepare: fast mode in the US, 3,000 of 4,000 cache writes living an hour, and 2 web searches that only the delta counts
+    const upstream = await scriptedUpstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const usage = { input_tokens: 1_000, output_tokens: 1, cache_read_input_tokens: 2_000, cache_creation_input_tokens: 4_000, cache_creation: { ephemeral_5m_input_tokens: 1_000, ephemeral_1h_input_tokens: 3_000 }, inference_geo: 'us', speed: 'fast', server_tool_use: { web_search_requests: 0, web_fetch_requests: 0 } };
+      res.write(sse({ type: 'message_start', message: { ...MESSAGE, usage } }));
+      res.end(sse({ type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 500, server_tool_use: { web_search_requests: 2, web_fetch_requests: 1 } } }) + sse({ type: 'message_stop' }));
+    });
+    const run = await ModelGateway.open({ apiKey: 'sk-ant-real-key', baseUrl: upstream.url });
+    try {
+      const endpoint = run.endpoint as AnthropicEndpoint;
+      // Act
+      const answer = await fetch(`${endpoint.baseUrl}/v1/messages`, { method: 'POST', headers: { 'x-api-key': endpoint.apiKey }, body: JSON.stringify({ ...message, stream: true }) });
+      await answer.arrayBuffer();
+      // Assess: the row's fast rates (1-hour writes at their own), times the US factor, and each search
+      const spent = await run.drain();
+      const row = table.prices['claude-opus-5-5'];
+      const tokens = (1_000 * row.fast.inputPerMTok + 500 * row.fast.outputPerMTok + 2_000 * row.fast.cacheReadPerMTok
+        + 1_000 * row.fast.cacheWritePerMTok + 3_000 * row.fast.cacheWrite1hPerMTok) / 1e6;
+      expect(spent.usage).toEqual({ inputTokens: 1_000, outputTokens: 500, cacheReadInputTokens: 2_000, cacheCreationInputTokens: 4_000 });
+      expect(spent.totalCostUsd).toBeCloseTo(tokens * table.inferenceGeoMultiplier.us + 2 * row.webSearchPerRequest, 9);
+    } finally {
+      await run.close();
+      await upstream.close();
+    }
+  });
+
+  it('prices an answer that does not say its speed or place as the call asked for them', async () => {
+    // Prepare: a call asking for fast mode in the US, answered by a usage that names neither (as an older API or a provider may)
+    const upstream = await scriptedUpstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ ...MESSAGE, usage: { input_tokens: 1_000, output_tokens: 500 } }));
+    });
+    const run = await ModelGateway.open({ apiKey: 'sk-ant-real-key', baseUrl: upstream.url });
+    try {
+      const endpoint = run.endpoint as AnthropicEndpoint;
+      // Act
+      const answer = await fetch(`${endpoint.baseUrl}/v1/messages`, { method: 'POST', headers: { 'x-api-key': endpoint.apiKey }, body: JSON.stringify({ ...message, model: 'claude-opus-5-5', speed: 'fast', inference_geo: 'us' }) });
+      await answer.arrayBuffer();
+      // Assess
+      const row = table.prices['claude-opus-5-5'];
+      const spent = await run.drain();
+      expect(spent.totalCostUsd).toBeCloseTo(((1_000 * row.fast.inputPerMTok + 500 * row.fast.outputPerMTok) / 1e6) * table.inferenceGeoMultiplier.us, 9);
     } finally {
       await run.close();
       await upstream.close();

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { Hash } from '@smithy/core/serde';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { ClaudeEndpoint } from './claude-process.js';
-import { messageCostUsd } from './model-prices.js';
+import { messageCostUsd, type Surcharges } from './model-prices.js';
 import { UsageMeter, type BilledRequest, type MeteredBody, type MeteredUsage } from './usage-meter.js';
 
 // The CLI never holds a credential. Each run gets its own endpoint on 127.0.0.1 (ModelGateway):
@@ -125,7 +125,7 @@ export class ModelGateway {
       const body = await readAll(req);
       const billed = billedCall(bedrock, path, body);
       if (billed) {
-        call = await this.admit(messageCostUsd(billed.model, billed.worstCase));
+        call = await this.admit(messageCostUsd(billed.model, billed.worstCase, billed.surcharges));
         if (!call) {
           this.overBudget += 1;
           return refuse(402, `this session has spent its budget of $${this.limits.budgetUsd}: the model gateway makes no more model calls for it`, 'budget_exceeded');
@@ -236,6 +236,15 @@ interface BilledCall extends BilledRequest {
   path: string;
 }
 
+/** The parts of a Messages body (or a Bedrock invocation's) that decide what its answer costs. */
+interface BilledBody {
+  max_tokens?: unknown;
+  model?: unknown;
+  speed?: unknown;
+  inference_geo?: unknown;
+  tools?: unknown;
+}
+
 /**
  * Which calls answer with a billed message (Messages calls and Bedrock invocations, not
  * count_tokens, not profile reads), with what they ask for. The worst case is the call's
@@ -246,7 +255,7 @@ function billedCall(bedrock: boolean, pathAndQuery: string, body: Buffer): Bille
   const path = pathAndQuery.replace(/\?.*$/, '');
   const billed = bedrock ? /^\/model\/[^/]+\/(?:invoke|invoke-with-response-stream)$/.test(path) : path === '/v1/messages';
   if (!billed) return undefined;
-  let parsed: { max_tokens?: unknown; model?: unknown } = {};
+  let parsed: BilledBody = {};
   try {
     parsed = (JSON.parse(body.toString('utf8')) ?? {}) as typeof parsed;
   } catch {
@@ -256,7 +265,20 @@ function billedCall(bedrock: boolean, pathAndQuery: string, body: Buffer): Bille
   const model = bedrock ? decodeURIComponent(path.split('/')[2]!) : typeof parsed.model === 'string' ? parsed.model : 'unknown';
   const maxTokens = typeof parsed.max_tokens === 'number' && Number.isSafeInteger(parsed.max_tokens) && parsed.max_tokens > 0 ? parsed.max_tokens : 0;
   const worstCase = { inputTokens: Math.ceil(body.length / 4), outputTokens: maxTokens, cacheReadInputTokens: 0, cacheCreationInputTokens: 0 };
-  return { bedrock, path, model, worstCase };
+  return { bedrock, path, model, worstCase, surcharges: askedSurcharges(parsed) };
+}
+
+/** The speed and place the call asks for, and its web searches' max_uses: what its worst case is priced with. */
+function askedSurcharges(body: BilledBody): Partial<Surcharges> {
+  const tools = Array.isArray(body.tools) ? (body.tools as { type?: unknown; max_uses?: unknown }[]) : [];
+  const searches = tools
+    .filter((t) => typeof t?.type === 'string' && t.type.startsWith('web_search_'))
+    .reduce((sum, t) => sum + (Number.isSafeInteger(t.max_uses) && (t.max_uses as number) > 0 ? (t.max_uses as number) : 0), 0);
+  return {
+    ...(typeof body.speed === 'string' && { speed: body.speed }),
+    ...(typeof body.inference_geo === 'string' && { inferenceGeo: body.inference_geo }),
+    webSearchRequests: searches,
+  };
 }
 
 function bodyOf(call: BilledCall, headers: IncomingHttpHeaders): MeteredBody {
