@@ -50,6 +50,39 @@ describe('the model gateway', () => {
     expect(outside.status).toBe(401);
     expect(standIn.messageRequests).toHaveLength(1);
   });
+
+  it('refuses a call asking for a server tool whose cost it cannot meter, naming the field, and serves web search and web fetch', async () => {
+    // Prepare: a client tool first, then a server tool billed by what the answer's usage does not show
+    standIn.reset();
+    const read = { name: 'Read', description: 'reads', input_schema: { type: 'object' } };
+    const unmetered = ['code_execution_20250825', 'advisor_20260301', 'tool_search_tool_regex_20251119', 'mcp_toolset'];
+    for (const type of unmetered) {
+      // Act
+      const answer = await post('/v1/messages', given.apiKey, { ...message, tools: [read, { type, name: 'server_tool' }] });
+      // Assess
+      const body = (await answer.json()) as { error: { type: string; message: string } };
+      expect({ type, status: answer.status }).toEqual({ type, status: 400 });
+      expect(body.error).toMatchObject({ type: 'invalid_request_error', message: expect.stringContaining(`tools[1].type "${type}"`) });
+    }
+    expect(standIn.messageRequests).toHaveLength(0);
+    // The CLI's own WebSearch sends web_search_20250305 (max_uses 8); web fetch costs its tokens only
+    const served = await post('/v1/messages', given.apiKey, {
+      ...message, tools: [read, { type: 'web_search_20250305', name: 'web_search', max_uses: 8 }, { type: 'web_fetch_20250910', name: 'web_fetch' }],
+    });
+    expect(served.status).toBe(200);
+    expect(standIn.messageRequests).toHaveLength(1);
+  });
+
+  it('refuses a compaction edit, whose iterations are billed apart from the usage it meters, and serves the CLI\'s own edits', async () => {
+    standIn.reset();
+    const compact = await post('/v1/messages', given.apiKey, { ...message, context_management: { edits: [{ type: 'compact_20260112' }] } });
+    expect(compact.status).toBe(400);
+    expect(((await compact.json()) as { error: { message: string } }).error.message).toContain('context_management.edits[0].type "compact_20260112"');
+    expect(standIn.messageRequests).toHaveLength(0);
+    const cleared = await post('/v1/messages', given.apiKey, { ...message, context_management: { edits: [{ type: 'clear_thinking_20251015', keep: 'all' }, { type: 'clear_tool_uses_20250919' }] } });
+    expect(cleared.status).toBe(200);
+    expect(standIn.messageRequests).toHaveLength(1);
+  });
 });
 
 /** An upstream the stand-in cannot play: it compresses, streams slowly, and says what it was asked. */
