@@ -181,7 +181,10 @@ export class GitHubWebhook {
     const { projectId, repository, issue } = trigger;
     const kind = issue.pull_request === undefined ? 'issue' : 'pull request';
     // The repository is the workspace only where the deployment's git token may go: never an anonymous push.
-    const workspace = tokenScopeOf(repository.html_url, this.deps.gitTokenScopes) ? { repo: repository.html_url } : undefined;
+    // An issue's sessions share its branch: a later one continues it, and its pull request (docs/GITHUB.md).
+    const workspace = tokenScopeOf(repository.html_url, this.deps.gitTokenScopes)
+      ? { repo: repository.html_url, ...(kind === 'issue' ? { branch: issueBranch(issue.number) } : {}) }
+      : undefined;
     // Started as any session is, checked by the same schema: GitHub's text is untrusted input like an API body.
     const started = await startSession({
       prompt: promptOf(trigger.instruction, `GitHub ${kind} ${repository.full_name}#${issue.number}: ${issue.title}\n${issue.html_url}`, issue.body ?? ''),
@@ -191,6 +194,11 @@ export class GitHubWebhook {
     }, { trigger: 'github', project: projectId, starter: this.deps.starter });
     return { statusCode: 202, body: { started: started.started, sessionId: started.sessionId, projectId, links: { self: sessionPath(projectId, started.sessionId) } } };
   }
+}
+
+/** The branch an issue's sessions work on. */
+export function issueBranch(issue: number): string {
+  return `claude-sessions/issue-${issue}`;
 }
 
 function skip(reason: string): WebhookAnswer {

@@ -54,7 +54,8 @@ export async function reportSession(closed: { sessionId: string; trigger: string
 
 /** The branch's pull request: the one a previous try opened, else a new one into the session's base. */
 async function openPullRequest(github: GitHubClient, repository: RepositoryName, issue: number, branch: string, session: SessionRecord): Promise<PullRequest> {
-  const [existing] = await github.pullRequestsFrom(repository, branch);
+  // Open only: an issue's later session continues its branch, and the pull request a merge closed is done with.
+  const existing = (await github.pullRequestsFrom(repository, branch)).find((p) => p.state === 'open');
   if (existing) return existing;
   const base = session.workspace?.ref ?? (await github.repository(repository)).default_branch;
   const { title } = await github.issue(repository, issue);
@@ -82,6 +83,9 @@ export function commentBody(session: SessionRecord, kind: 'issue' | 'pr', pull: 
     const why = [session.error, session.cause].filter(Boolean).join(': ').slice(0, 1_000) || 'no error was recorded';
     const kept = w?.branch && session.error !== 'WorkspacePushError' ? `; what it changed is on \`${w.branch}\`` : '';
     outcome = `The session ${session.status === 'FAILED' ? 'failed' : `ended ${session.status}`}: ${why}. No pull request was opened${kept}.`;
+  } else if (pull && pull.body?.includes(reportMarker(session.sessionId)) === false) {
+    // An earlier session of the issue opened it: this one added to its branch.
+    outcome = `Pushed \`${w!.branch}\` (${change}), which ${pull.html_url} proposes.`;
   } else if (pull) {
     outcome = `Opened ${pull.html_url} from \`${w!.branch}\` (${change}).`;
   } else if (kind === 'pr' && w?.branch) {
