@@ -41,6 +41,7 @@ new ClaudeSessionsStack(app, 'ClaudeSessions', {
   githubTriggers: app.node.tryGetContext('githubTriggers'),
   // Checked by the stack (an https URL), naming the key.
   githubApiUrl: app.node.tryGetContext('githubApiUrl'),
+  githubAppSecretName: app.node.tryGetContext('githubAppSecretName'),
   // Validated here with the shared schema: a bad entry fails the synth, naming entry and field.
   schedules: parseSchedules(app.node.tryGetContext('schedules')),
   env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },

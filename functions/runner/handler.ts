@@ -7,7 +7,9 @@ import { STSClient } from '@aws-sdk/client-sts';
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
+import { LambdaClient } from '@aws-sdk/client-lambda';
 import { readGitToken } from '../../lib/claude/git-token.js';
+import { invokeGitTokenMinter } from '../../lib/github/git-token-minter.js';
 import { sessionEndpoints } from '../../lib/claude/model-endpoint.js';
 import { readRunnerEnvironment } from '../../lib/claude/runner-environment.js';
 import { runSessionTask, type RunnerInput } from '../../lib/claude/run-session-task.js';
@@ -31,6 +33,10 @@ const transcripts = TranscriptStore.forBucket(runner.transcriptBucket, process.e
 // The function's own role signs git's password for CodeCommit workspaces (resolved only when one needs it).
 const codeCommitCredentials = fromNodeProviderChain();
 let sts: STSClient | undefined;
+// git's token: a GitHub App's, minted per repository by the minter (which alone holds the App's key), else the deployment's secret.
+const gitToken = runner.gitTokenMinterArn
+  ? invokeGitTokenMinter(tracer.captureAWSv3Client(new LambdaClient({})), runner.gitTokenMinterArn)
+  : runner.gitTokenSecretArn ? () => readGitToken(secrets, runner.gitTokenSecretArn!) : undefined;
 const endpointFor = sessionEndpoints(runner, { secrets: () => secrets, sts: () => (sts ??= tracer.captureAWSv3Client(new STSClient({}))) });
 
 export const handler = middy(async (input: RunnerInput, context: Context) => {
@@ -49,7 +55,7 @@ export const handler = middy(async (input: RunnerInput, context: Context) => {
     ownsSandbox: true,
     remainingMs: () => context.getRemainingTimeInMillis(),
     transcripts,
-    gitToken: runner.gitTokenSecretArn ? () => readGitToken(secrets, runner.gitTokenSecretArn!) : undefined,
+    gitToken,
     gitTokenScopes: runner.gitTokenScopes,
     trustedSettingsRepositories: runner.trustedSettingsRepositories,
     maxCloneMiB: runner.maxCloneMiB,

@@ -7,7 +7,9 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { STSClient } from '@aws-sdk/client-sts';
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
+import { LambdaClient } from '@aws-sdk/client-lambda';
 import { readGitToken } from '../../lib/claude/git-token.js';
+import { invokeGitTokenMinter } from '../../lib/github/git-token-minter.js';
 import { StepFunctionsCallbacks, executionPrompt, runFargateTask } from '../../lib/claude/fargate-task.js';
 import { sessionEndpoints } from '../../lib/claude/model-endpoint.js';
 import { readRunnerEnvironment } from '../../lib/claude/runner-environment.js';
@@ -69,7 +71,10 @@ async function main(): Promise<number> {
             DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } }), runner.sessionTable), TASK_TOKEN.slice(-64))
           : undefined,
         transcripts,
-        gitToken: runner.gitTokenSecretArn ? () => readGitToken(secretsClient(), runner.gitTokenSecretArn!) : undefined,
+        // A GitHub App's token from the minter (the App's key never reaches the task), else the deployment's secret.
+        gitToken: runner.gitTokenMinterArn
+          ? invokeGitTokenMinter(new LambdaClient({}), runner.gitTokenMinterArn)
+          : runner.gitTokenSecretArn ? () => readGitToken(secretsClient(), runner.gitTokenSecretArn!) : undefined,
         gitTokenScopes: runner.gitTokenScopes,
         trustedSettingsRepositories: runner.trustedSettingsRepositories,
         maxCloneMiB: runner.maxCloneMiB,
