@@ -56,7 +56,7 @@ export interface EngineOptions {
   github?: { secret: string; triggers: GitHubTriggers; gitTokenScopes?: readonly string[]; report?: { apiUrl: string; token: GitHubTokenSource } };
   /**
    * The git credential of https workspaces, a token or a GitHub App's tokens minted per repository, and the URL prefixes
-   * it may go to (CLAUDE_SESSIONS_GIT_TOKEN or CLAUDE_SESSIONS_GITHUB_APP_*, _GIT_TOKEN_SCOPES). @default none
+   * it may go to (CLAUDE_SESSIONS_GIT_TOKEN, or CLAUDE_SESSIONS_GITHUB_APP_ID with CLAUDE_SESSIONS_GITHUB_APP_PRIVATE_KEY_FILE; CLAUDE_SESSIONS_GIT_TOKEN_SCOPES). @default none
    */
   git?: { token?: string; app?: GitHubAppTokens; tokenScopes?: readonly string[] };
 }
