@@ -7,6 +7,7 @@ import { v4 as uuidv4 } from 'uuid';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_TOOLS } from '../lib/sessions/session-limits.js';
 import { GitHubAppTokens, appGitToken, appJwt, appPrivateKey, parseGitHubApp } from '../lib/github/app-token.js';
+import { mintGitToken } from '../lib/github/git-token-minter.js';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import type { SessionRecord } from '../lib/sessions/session-item.js';
 import { cliEnvironment, startServe, stopEngine } from './support/cli-process.js';
@@ -204,6 +205,20 @@ describe('the App\'s key', () => {
     expect(github.gitAccess()({ owner: 'acme', repo: 'widgets', authorization: basic(given), push: true })).toBe(true);
     const rest = await fetch(`${github.url}/repos/acme/gadgets/issues/1`, { headers: { authorization: `Bearer ${given}` } });
     expect(rest.status).toBe(404);
+  });
+
+  it('the runners\' minter gives a token only for a repository under gitTokenScopes, contents write', async () => {
+    // Prepare: the minter's state as its function holds it
+    const tokens = new GitHubAppTokens(github.url, async () => parseGitHubApp(JSON.stringify({ appId: APP_ID, privateKey: appPem }), 'githubAppSecretName'), 'githubAppSecretName');
+    const scopes = [`https://127.0.0.1:${remote.port}/acme/widgets`];
+    // Act
+    const minted = await mintGitToken({ repo: `https://127.0.0.1:${remote.port}/acme/widgets.git` }, tokens, scopes);
+    const outOfScope = await mintGitToken({ repo: `https://127.0.0.1:${remote.port}/acme/gadgets.git` }, tokens, scopes).catch((err: Error) => err);
+    const nameless = await mintGitToken({}, tokens, scopes).catch((err: Error) => err);
+    // Assess
+    expect(github.minted.find((m) => m.token === minted.token)).toMatchObject({ repositories: ['acme/widgets'], permissions: { contents: 'write' } });
+    expect(outOfScope).toMatchObject({ name: 'GitHubAppError', message: expect.stringMatching(/acme\/gadgets\.git is under none of gitTokenScopes/) });
+    expect(nameless).toMatchObject({ name: 'GitHubAppError', message: expect.stringMatching(/names no repository/) });
   });
 
   it('names the setting for a secret that is not the App\'s JSON, an id that is no number, or a key that is no RSA PEM', () => {
