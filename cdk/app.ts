@@ -48,6 +48,7 @@ const props: ClaudeSessionsStackProps = {
   githubTriggers: context.tryGetContext('githubTriggers'),
   // Checked by the stack (an https URL), naming the key.
   githubApiUrl: context.tryGetContext('githubApiUrl'),
+  githubAppSecretName: context.tryGetContext('githubAppSecretName'),
   // Validated here with the shared schema: a bad entry fails the synth, naming entry and field.
   schedules: parseSchedules(context.tryGetContext('schedules')),
   env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },

@@ -32,6 +32,7 @@ import { assertStartAllowed } from '../lib/sessions/start-checks.js';
 import { assertProjectRulesWithin, parseProjectLimits, type ProjectLimits } from '../lib/sessions/project-limits.js';
 import { GitHubWebhook } from './github-webhook.js';
 import { GitHubReporter } from './github-reporter.js';
+import { GitTokenMinter } from './git-token-minter.js';
 import { checkedGitHubApiUrl } from '../lib/github/github-client.js';
 import { parseGitHubTriggers, type GitHubTriggers } from '../lib/api/github-webhook.js';
 
@@ -188,6 +189,14 @@ export interface ClaudeSessionsStackProps extends StackProps {
    * `https://<host>/api/v3`. Context `githubApiUrl`. @default https://api.github.com
    */
   readonly githubApiUrl?: string;
+  /**
+   * Name of an existing Secrets Manager secret holding a GitHub App's credentials, JSON
+   * `{"appId": "…", "privateKey": "<its PEM>"}`: each session's git gets an installation token of
+   * its one repository (contents write) from a minter function, the only reader of the key besides
+   * the reporter (issues and pull requests write). Instead of `gitTokenSecretName`; `gitTokenScopes`
+   * still says which repositories. Context `githubAppSecretName`. @default none
+   */
+  readonly githubAppSecretName?: string;
 }
 
 export class ClaudeSessionsStack extends Stack {
@@ -231,13 +240,21 @@ export class ClaudeSessionsStack extends Stack {
     }));
     const gitTokenSecret = props.gitTokenSecretName ? Secret.fromSecretNameV2(this, 'GitToken', props.gitTokenSecretName) : undefined;
     const gitTokenScopes = checkedTokenScopes(props.gitTokenScopes, 'gitTokenScopes');
-    if (gitTokenSecret && !gitTokenScopes?.length) {
-      throw new Error('gitTokenScopes must name where the git token may go (e.g. https://github.com/acme/) when gitTokenSecretName is set: it is sent to no other host');
+    if (gitTokenSecret && props.githubAppSecretName) {
+      throw new Error('gitTokenSecretName or githubAppSecretName, not both: git gets one credential (a token for one repository, or the App\'s for each)');
     }
+    const githubAppSecret = props.githubAppSecretName ? Secret.fromSecretNameV2(this, 'GitHubApp', props.githubAppSecretName) : undefined;
+    if ((gitTokenSecret || githubAppSecret) && !gitTokenScopes?.length) {
+      throw new Error(`gitTokenScopes must name where the git token may go (e.g. https://github.com/acme/) when ${gitTokenSecret ? 'gitTokenSecretName' : 'githubAppSecretName'} is set: it is sent to no other host`);
+    }
+    const githubApiUrl = checkedGitHubApiUrl(props.githubApiUrl, 'githubApiUrl');
+    const gitTokenMinter = githubAppSecret
+      ? new GitTokenMinter(this, 'GitTokenMinter', { appSecret: githubAppSecret, gitTokenScopes: gitTokenScopes!, apiUrl: githubApiUrl })
+      : undefined;
     const repositories = codeCommitRepositories(this, props.codeCommitRepositories);
     // What both runners share beyond the model: git, repositories, permission rules.
     const git = {
-      gitTokenSecret, gitTokenScopes, trustedSettingsRepositories: props.trustedSettingsRepositories, codeCommitRepositories: repositories,
+      gitTokenSecret, gitTokenMinter, gitTokenScopes, trustedSettingsRepositories: props.trustedSettingsRepositories, codeCommitRepositories: repositories,
       maxCloneMiB: checkedMaxCloneMiB(props.maxCloneMiB, 'maxCloneMiB'),
       permissionRules: checkedPermissionRules(props.permissionRules, 'permissionRules'),
     };
@@ -314,13 +331,12 @@ export class ClaudeSessionsStack extends Stack {
       throw new Error('githubWebhookSecretName and githubTriggers go together: the webhook needs its secret and the repositories it maps to projects');
     }
     const github = props.githubWebhookSecretName && triggers ? new GitHubWebhook(this, 'GitHub', {
-      api: this.api, stateMachine: this.workflow.stateMachine, sessions, transcripts, triggers, gitTokenScopes: gitTokenSecret ? gitTokenScopes : undefined,
+      api: this.api, stateMachine: this.workflow.stateMachine, sessions, transcripts, triggers, gitTokenScopes: gitTokenSecret || gitTokenMinter ? gitTokenScopes : undefined,
       secret: Secret.fromSecretNameV2(this, 'GitHubWebhookSecret', props.githubWebhookSecretName),
     }) : undefined;
-    const githubApiUrl = checkedGitHubApiUrl(props.githubApiUrl, 'githubApiUrl');
-    // Reports need a token: the deployment's git token, which the webhook's sessions push with.
-    const reporter = github && gitTokenSecret ? new GitHubReporter(this, 'GitHubReporter', {
-      eventBus: this.events.eventBus, sessions, tokenSecret: gitTokenSecret, apiUrl: githubApiUrl,
+    // Reports need a credential: the deployment's git token, or the App's, as the webhook's sessions push with.
+    const reporter = github && (gitTokenSecret || githubAppSecret) ? new GitHubReporter(this, 'GitHubReporter', {
+      eventBus: this.events.eventBus, sessions, tokenSecret: gitTokenSecret, appSecret: githubAppSecret, apiUrl: githubApiUrl,
     }) : undefined;
     this.monitoring = new SessionMonitoring(this, 'Monitoring', {
       stateMachine: this.workflow.stateMachine,

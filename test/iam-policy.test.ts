@@ -325,6 +325,55 @@ describe('the GitHub reporter\'s function: read a session, its milestone and the
   });
 });
 
+describe('a GitHub App\'s key: read by the token minter and the reporter, never by a runner', () => {
+  // `-c githubAppSecretName=claude/github-app` with the webhook, as app.ts passes them.
+  const withApp = Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', {
+    apiKeySecretName: 'claude/anthropic', githubAppSecretName: 'claude/github-app', gitTokenScopes: ['https://github.com/acme/'],
+    githubWebhookSecretName: 'claude/github-webhook', githubTriggers: { repositories: { 'acme/widgets': 'widgets' } },
+  })).toJSON() as CfnTemplate;
+  const resolver_ = templateResolver(withApp);
+  const idOf = (prefix: string, type: string) => Object.keys(withApp.Resources).filter((id) => id.startsWith(prefix) && withApp.Resources[id]!.Type === type);
+  const [minterRole] = idOf('GitTokenMinterServiceFunctionServiceRole', 'AWS::IAM::Role');
+  const [reporterRole] = idOf('GitHubReporterServiceFunctionServiceRole', 'AWS::IAM::Role');
+  const runnerRoles = [idOf('RunnerFunctionServiceRole', 'AWS::IAM::Role')[0]!, idOf('FargateTaskTaskRole', 'AWS::IAM::Role')[0]!];
+  const minter = resolver_.arnOf(idOf('GitTokenMinterServiceFunction', 'AWS::Lambda::Function')[0]!);
+  const readApp = (principal: string): AwsCall => ({ principal, service: 'secretsmanager', action: 'GetSecretValue', params: { SecretId: 'claude/github-app' } });
+  const invokeMinter = (principal: string, functionName = minter): AwsCall => ({ principal, service: 'lambda', action: 'Invoke', params: { FunctionName: functionName } });
+
+  it('lets the minter and the reporter read the App\'s secret and the runners invoke the minter; denies the runners the secret and the minter anything else', async () => {
+    // Prepare
+    const allowed = [readApp(minterRole!), readApp(reporterRole!), ...runnerRoles.map((role) => invokeMinter(role))];
+    const refused = [
+      ...runnerRoles.map(readApp),
+      invokeMinter(reporterRole!),
+      { principal: minterRole!, service: 'secretsmanager', action: 'GetSecretValue', params: { SecretId: 'claude/anthropic' } },
+      { principal: minterRole!, service: 'secretsmanager', action: 'GetSecretValue', params: { SecretId: 'claude/github-webhook' } },
+    ];
+    // Act
+    const { denied, unusedGrants } = await checkCalls(withApp, [...allowed, ...refused]);
+    // Assess: exactly the refused calls are denied, and the minter holds nothing beyond the App's secret, logs and traces
+    expect(denied.map((d) => `${d.principal} ${d.action} ${d.resource.split(':').slice(5).join(':')}`)).toEqual([
+      ...runnerRoles.map((role) => expect.stringMatching(new RegExp(`^${role} secretsmanager:GetSecretValue secret:claude/github-app`))),
+      expect.stringMatching(new RegExp(`^${reporterRole} lambda:InvokeFunction function:`)),
+      expect.stringMatching(new RegExp(`^${minterRole} secretsmanager:GetSecretValue secret:claude/anthropic`)),
+      expect.stringMatching(new RegExp(`^${minterRole} secretsmanager:GetSecretValue secret:claude/github-webhook`)),
+    ]);
+    expect(unusedGrants.filter((g) => g.principal === minterRole && !/^(xray|logs):/.test(g.action))).toEqual([]);
+  });
+
+  it('gives the runners the minter, not a token secret, and the reporter the App\'s secret; refuses a token and an App together', () => {
+    const environments = Object.values(withApp.Resources).filter((r) => r.Type === 'AWS::Lambda::Function').map((r) => JSON.stringify((r.Properties as any).Environment ?? {}));
+    expect(environments.filter((e) => e.includes('GIT_TOKEN_MINTER_ARN'))).toHaveLength(1); // the Lambda runner (the Fargate task's is in its task definition)
+    expect(environments.filter((e) => e.includes('GITHUB_APP_SECRET_ARN'))).toHaveLength(2); // the minter and the reporter
+    expect(environments.join(' ')).not.toContain('GIT_TOKEN_SECRET_ARN');
+    expect(() => new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', {
+      gitTokenSecretName: 'claude/git', githubAppSecretName: 'claude/github-app', gitTokenScopes: ['https://github.com/acme/'],
+    })).toThrow(/gitTokenSecretName or githubAppSecretName, not both/);
+    expect(() => new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', { githubAppSecretName: 'claude/github-app' }))
+      .toThrow(/gitTokenScopes must name where the git token may go .* when githubAppSecretName is set/);
+  });
+});
+
 function withWebhookOnly(): CfnTemplate {
   return Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', {
     githubWebhookSecretName: 'claude/github-webhook', githubTriggers: { repositories: { 'acme/widgets': 'widgets' } },

@@ -7,6 +7,7 @@ import { STSClient } from '@aws-sdk/client-sts';
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
+import { LambdaClient } from '@aws-sdk/client-lambda';
 import { deployedRunnerConfig } from '../../lib/claude/runner-config.js';
 import { readRunnerEnvironment } from '../../lib/claude/runner-environment.js';
 import { runSessionTask, type RunnerInput } from '../../lib/claude/run-session-task.js';
@@ -27,9 +28,11 @@ const sessions = runner.sessionTable
   : undefined;
 const secrets = tracer.captureAWSv3Client(new SecretsManagerClient({}));
 let sts: STSClient | undefined;
+let lambda: LambdaClient | undefined;
 const config = deployedRunnerConfig(runner, {
   secrets: () => secrets,
   sts: () => (sts ??= tracer.captureAWSv3Client(new STSClient({}))),
+  lambda: () => (lambda ??= tracer.captureAWSv3Client(new LambdaClient({}))),
   transcripts: TranscriptStore.forBucket(runner.transcriptBucket, process.env, (s3) => tracer.captureAWSv3Client(s3)),
   // The function's own role signs git's password for CodeCommit workspaces (resolved only when one needs it).
   codeCommitCredentials: fromNodeProviderChain(),

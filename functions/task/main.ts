@@ -7,6 +7,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { STSClient } from '@aws-sdk/client-sts';
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
+import { LambdaClient } from '@aws-sdk/client-lambda';
 import { StepFunctionsCallbacks, executionPrompt, runFargateTask } from '../../lib/claude/fargate-task.js';
 import { deployedRunnerConfig } from '../../lib/claude/runner-config.js';
 import { readRunnerEnvironment } from '../../lib/claude/runner-environment.js';
@@ -54,6 +55,8 @@ async function main(): Promise<number> {
         ...deployedRunnerConfig(runner, {
           secrets: secretsClient,
           sts: () => tracer.captureAWSv3Client(new STSClient({})),
+          // The git token minter: a GitHub App's key never reaches the task, only a token for its one repository.
+          lambda: () => tracer.captureAWSv3Client(new LambdaClient({})),
           transcripts: TranscriptStore.forBucket(runner.transcriptBucket, process.env, (s3) => tracer.captureAWSv3Client(s3)),
           // The task role signs git's password for CodeCommit workspaces, refreshed as ECS rotates it.
           codeCommitCredentials: fromNodeProviderChain(),

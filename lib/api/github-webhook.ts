@@ -267,8 +267,11 @@ export class GitHubWebhook {
     const origin = kind === 'issue' ? issue.number : markedIssue(issue.body);
     const milestoneId = origin === undefined ? undefined : milestoneIdOfIssue(repository.full_name, origin);
     if (kind === 'issue' && milestoneId) await this.openMilestone(projectId, milestoneId);
-    // An issue's task names the branch (the milestone keeps it); a pull request's task continues the milestone's own.
-    const workspace = scoped && kind === 'issue' ? { repo: repository.html_url, branch: issueBranch(issue.number) } : undefined;
+    // An issue's sessions share its branch (the milestone keeps it; a later one continues it and its
+    // pull request); a comment on that pull request continues the milestone's own; any other pull
+    // request's session starts from the repository's default branch.
+    const workspace = !scoped || (kind !== 'issue' && milestoneId) ? undefined
+      : { repo: repository.html_url, ...(kind === 'issue' ? { branch: issueBranch(issue.number) } : {}) };
     // Started as any session is, checked by the same schema: GitHub's text is untrusted input like an API body.
     const started = await startSession({
       prompt: promptOf(trigger.instruction, `GitHub ${kind} ${repository.full_name}#${issue.number}: ${issue.title}\n${issue.html_url}`, issue.body ?? ''),

@@ -35,8 +35,11 @@ export interface RunnerConfig extends Omit<RunnerClaudeSettings, 'endpoint'> {
   watch?: ExecutionWatch;
   /** Where milestone transcripts are kept; required for milestone tasks only. */
   transcripts?: TranscriptStorage;
-  /** The git token for https workspaces (the deployment's secret), read when a session needs it. */
-  gitToken?: () => Promise<string | undefined>;
+  /**
+   * The git token for an https workspace, read when a session needs it, for its clone and again
+   * for its push: the deployment's secret, or a GitHub App's token scoped to that repository.
+   */
+  gitToken?: (repo: string) => Promise<string | undefined>;
   /** The URL prefixes the git token may go to (GIT_TOKEN_SCOPES); none: it goes nowhere. */
   gitTokenScopes?: readonly string[];
   /** Workspace repositories whose own Claude Code settings the CLI reads (TRUSTED_SETTINGS_REPOSITORIES); none by default. */

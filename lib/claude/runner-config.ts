@@ -1,4 +1,6 @@
+import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
+import { invokeGitTokenMinter } from '../github/git-token-minter.js';
 import { readGitToken } from './git-token.js';
 import { sessionEndpoints, type EndpointClients } from './model-endpoint.js';
 import type { RunnerConfig } from './run-session-task.js';
@@ -62,12 +64,14 @@ export function splitRunnerConfig(config: RunnerConfig): { settings: RunnerConfi
   };
 }
 
-/** What a deployed runner reaches: Secrets Manager (the API key, the git token), STS (Bedrock), the transcript bucket, its role's credentials. */
+/** What a deployed runner reaches: Secrets Manager (the API key, the git token), Lambda (the git token minter), STS (Bedrock), the transcript bucket, its role's credentials. */
 export interface DeployedRunnerClients extends EndpointClients {
   /** The transcript bucket's store, where a deployment has one (TRANSCRIPT_BUCKET). */
   transcripts?: TranscriptStore;
   /** The runner's role, which signs git's password for CodeCommit workspaces. */
   codeCommitCredentials: AwsCredentialIdentityProvider;
+  /** Lambda, to ask the git token minter (GIT_TOKEN_MINTER_ARN) for a GitHub App's token. */
+  lambda: () => LambdaClient;
 }
 
 /**
@@ -81,7 +85,11 @@ export function deployedRunnerConfig(runner: RunnerEnvironment, clients: Deploye
   return runnerConfigOf(runner, {
     sessionEndpoint: sessionEndpoints(runner, clients),
     transcripts,
-    gitToken: runner.gitTokenSecretArn ? () => readGitToken(clients.secrets(), runner.gitTokenSecretArn!) : undefined,
+    // git's token: a GitHub App's, minted per repository by the minter (which alone holds the App's
+    // key), else the deployment's secret.
+    gitToken: runner.gitTokenMinterArn
+      ? (repo) => invokeGitTokenMinter(clients.lambda(), runner.gitTokenMinterArn!)(repo)
+      : runner.gitTokenSecretArn ? () => readGitToken(clients.secrets(), runner.gitTokenSecretArn!) : undefined,
     codeCommitCredentials: clients.codeCommitCredentials,
     savePatch: transcripts ? (sessionId, patch) => transcripts.savePatch(sessionId, patch) : undefined,
     ...platform,

@@ -53,7 +53,8 @@ function workspaceTarget(start: SessionStart, milestone: { workspace: MilestoneW
     const fixed = milestone.workspace;
     return fixed ? { spec: { repo: fixed.repo, ...(fixed.ref ? { ref: fixed.ref } : {}) }, branch: fixed.branch, continues: true } : undefined;
   }
-  return start.workspace && { spec: start.workspace, branch: start.workspace.branch ?? defaultBranch(start.sessionId), continues: false };
+  // A branch named without a ref is continued where the remote has it (an issue's later session, lib/api/github-webhook.ts).
+  return start.workspace && { spec: start.workspace, branch: start.workspace.branch ?? defaultBranch(start.sessionId), continues: !!start.workspace.branch && !start.workspace.ref };
 }
 
 /** The clone before the run, the commit and push after it, and what they add to the outcome. */
@@ -70,7 +71,9 @@ function workspaceHooks(start: SessionStart, { spec, branch, continues }: Worksp
       // A stopped run pushes nothing: its execution is over, and a milestone's lease may be another task's by now.
       if (!cloned || retried(run) || run.kind === 'stopped') return;
       const promptFirstLine = prompt.split('\n', 1)[0]!.trim().slice(0, 100);
-      pushed = await commitAndPush(spec, { sessionId: start.sessionId, promptFirstLine, branch }, workDir, home, cloned, access).catch((err: Error) => ({
+      // Asked again: an App's token lasts an hour, a session may run for more.
+      const pushAccess = () => gitAccess(spec.repo, config).then((fresh) => (access = fresh));
+      pushed = await pushAccess().then(() => commitAndPush(spec, { sessionId: start.sessionId, promptFirstLine, branch }, workDir, home, cloned!, access)).catch((err: Error) => ({
         record: { repo: redactRepo(spec.repo), ref: spec.ref ?? null, baseCommit: cloned!.baseCommit, branch: null, commit: null, filesChanged: 0, insertions: 0, deletions: 0 },
         error: new WorkspacePushError(`could not commit the change: ${err.message}`),
         patch: undefined,
@@ -92,6 +95,6 @@ function workspaceHooks(start: SessionStart, { spec, branch, continues }: Worksp
 /** How git reaches a repository: CodeCommit with the runner's own role (never the token), another https host with the deployment's token. */
 async function gitAccess(repo: string, config: RunnerConfig): Promise<GitAccess> {
   if (isCodeCommitUrl(repo)) return { codeCommitCredentials: config.codeCommitCredentials, codeCommitEndpoint: config.codeCommitEndpoint };
-  const token = tokenScopeOf(repo, config.gitTokenScopes) ? await config.gitToken?.() : undefined;
+  const token = tokenScopeOf(repo, config.gitTokenScopes) ? await config.gitToken?.(repo) : undefined;
   return { token, tokenScopes: config.gitTokenScopes };
 }

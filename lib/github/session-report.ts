@@ -92,7 +92,8 @@ export function refusedBody(session: SessionRecord, milestone: MilestoneView | u
  * branch) opened, else a new one into the session's base.
  */
 async function openPullRequest(github: GitHubClient, repository: RepositoryName, issue: number, branch: string, session: SessionRecord): Promise<PullRequest> {
-  const [existing] = await github.pullRequestsFrom(repository, branch);
+  // Open only: an issue's later session continues its branch, and the pull request a merge closed is done with.
+  const existing = (await github.pullRequestsFrom(repository, branch)).find((p) => p.state === 'open');
   if (existing) return existing;
   const base = session.workspace?.ref ?? (await github.repository(repository)).default_branch;
   const { title } = await github.issue(repository, issue);
@@ -125,7 +126,8 @@ export function commentBody(session: SessionRecord, kind: 'issue' | 'pr', pull: 
   } else if (pull && pull.body?.includes(reportMarker(session.sessionId)) !== false) {
     outcome = `Opened ${pull.html_url} from \`${w!.branch}\` (${change}).`;
   } else if (pull) {
-    outcome = `Pushed \`${w!.branch}\` to ${pull.html_url} (${change}).`;
+    // An earlier session or task of the issue opened it: this one added to its branch.
+    outcome = `Pushed \`${w!.branch}\` (${change}), which ${pull.html_url} proposes.`;
   } else if (kind === 'pr' && w?.branch) {
     outcome = `Pushed \`${w.branch}\` (${change}).`;
   } else {

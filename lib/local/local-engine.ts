@@ -8,7 +8,8 @@ import { removeEngineFile, writeEngineFile, type EngineFile } from './engine-fil
 import { engineRoutes } from './engine-routes.js';
 import { NextRunStandby } from './next-run-standby.js';
 import { GitHubWebhook, type GitHubTriggers } from '../api/github-webhook.js';
-import { GitHubClient } from '../github/github-client.js';
+import { GitHubClient, type GitHubTokenSource } from '../github/github-client.js';
+import { appGitToken, type GitHubAppTokens } from '../github/app-token.js';
 import { reportSession, reportWithRetry } from '../github/session-report.js';
 
 // The local engine (docs/ARCHITECTURE.md#the-local-engine): the one process that holds the
@@ -29,9 +30,12 @@ export interface EngineOptions {
    * POST /webhooks/github: its secret and triggers (CLAUDE_SESSIONS_GITHUB_WEBHOOK_SECRET, _GITHUB_TRIGGERS);
    * with `report`, the pull requests and comments of its sessions, on GitHub's REST API at `apiUrl`. @default no webhook
    */
-  github?: { secret: string; triggers: GitHubTriggers; gitTokenScopes?: readonly string[]; report?: { apiUrl: string; token: string } };
-  /** The git token of https workspaces and the URL prefixes it may go to (CLAUDE_SESSIONS_GIT_TOKEN, _GIT_TOKEN_SCOPES). @default none */
-  git?: { token?: string; tokenScopes?: readonly string[] };
+  github?: { secret: string; triggers: GitHubTriggers; gitTokenScopes?: readonly string[]; report?: { apiUrl: string; token: GitHubTokenSource } };
+  /**
+   * The git credential of https workspaces, a token or a GitHub App's tokens minted per repository, and the URL prefixes
+   * it may go to (CLAUDE_SESSIONS_GIT_TOKEN, or CLAUDE_SESSIONS_GITHUB_APP_ID with CLAUDE_SESSIONS_GITHUB_APP_PRIVATE_KEY_FILE; CLAUDE_SESSIONS_GIT_TOKEN_SCOPES). @default none
+   */
+  git?: { token?: string; app?: GitHubAppTokens; tokenScopes?: readonly string[] };
 }
 
 /** How often the engine tries a GitHub report, and its first wait (doubled each time: 1+2+4+8 s in all). */
@@ -51,7 +55,7 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
   const git = options.git;
   const runtime = await LocalRuntime.boot({
     home: options.home, command: options.command, policy: options.policy,
-    runner: git ? { gitToken: async () => git.token, gitTokenScopes: git.tokenScopes } : undefined,
+    runner: git ? { gitToken: git.app ? appGitToken(git.app) : async () => git.token, gitTokenScopes: git.tokenScopes } : undefined,
   });
   const reports = githubReports(runtime, options.github?.report);
   const standby = options.standby === false ? undefined : new NextRunStandby(runtime);
@@ -151,11 +155,11 @@ function sharedStandIn(runtime: LocalRuntime): { get(): Promise<AnthropicStandIn
  * GitHub session is reported, with a bounded retry; a report that fails them all is logged and
  * dropped, as the dead-letter queue keeps it on AWS. It reads the session and writes only to GitHub.
  */
-function githubReports(runtime: LocalRuntime, report: { apiUrl: string; token: string } | undefined): { settle(): Promise<void> } {
+function githubReports(runtime: LocalRuntime, report: { apiUrl: string; token: GitHubTokenSource } | undefined): { settle(): Promise<void> } {
   const pending = new Set<Promise<unknown>>();
   if (!report) return { settle: async () => {} };
   const deps = {
-    github: new GitHubClient(report.apiUrl, async () => report.token),
+    github: new GitHubClient(report.apiUrl, report.token),
     session: (id: string) => runtime.repository.get(id), milestone: (id: string) => runtime.milestones.view(id),
   };
   const log = (line: string) => process.stderr.write(`${line}\n`);
