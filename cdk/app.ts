@@ -1,51 +1,63 @@
 import { App, Validations } from 'aws-cdk-lib';
 import cdkNag from 'cdk-nag';
-import { ClaudeSessionsStack } from './claude-sessions-stack.js';
+import { ClaudeSessionsStack, type ClaudeSessionsStackProps } from './claude-sessions-stack.js';
+import { DeploymentContext } from './deployment-context.js';
 import { parseSchedules } from '../lib/sessions/schedule-entry.js';
 import { parseProjectLimits } from '../lib/sessions/project-limits.js';
 
 const app = new App();
-new ClaudeSessionsStack(app, 'ClaudeSessions', {
-  apiKeySecretName: app.node.tryGetContext('apiKeySecretName'),
-  apiKeySecretKmsKeyArn: app.node.tryGetContext('apiKeySecretKmsKeyArn'),
-  gitTokenSecretName: app.node.tryGetContext('gitTokenSecretName'),
+// Every setting is read through it: a key no setting reads fails the synth, a setting given only by -c is warned of.
+const context = new DeploymentContext(app);
+const props: ClaudeSessionsStackProps = {
+  apiKeySecretName: context.tryGetContext('apiKeySecretName'),
+  apiKeySecretKmsKeyArn: context.tryGetContext('apiKeySecretKmsKeyArn'),
+  gitTokenSecretName: context.tryGetContext('gitTokenSecretName'),
   // Both checked by the stack, naming the context key.
-  gitTokenScopes: commaList(app.node.tryGetContext('gitTokenScopes')),
-  trustedSettingsRepositories: commaList(app.node.tryGetContext('trustedSettingsRepositories')),
-  maxCloneMiB: positiveInt(app.node.tryGetContext('maxCloneMiB'), 'maxCloneMiB'),
+  gitTokenScopes: commaList(context.tryGetContext('gitTokenScopes')),
+  trustedSettingsRepositories: commaList(context.tryGetContext('trustedSettingsRepositories')),
+  maxCloneMiB: positiveInt(context.tryGetContext('maxCloneMiB'), 'maxCloneMiB'),
   // Checked by the stack, naming the context key.
-  codeCommitRepositories: commaList(app.node.tryGetContext('codeCommitRepositories')),
-  allowedTools: toolList(app.node.tryGetContext('allowedTools')),
+  codeCommitRepositories: commaList(context.tryGetContext('codeCommitRepositories')),
+  allowedTools: toolList(context.tryGetContext('allowedTools')),
   // Checked by the stack, naming the context key. A rule may hold a comma only in a JSON array.
-  permissionRules: commaList(app.node.tryGetContext('permissionRules')),
-  shellOnLambda: booleanFlag(app.node.tryGetContext('shellOnLambda'), 'shellOnLambda'),
+  permissionRules: commaList(context.tryGetContext('permissionRules')),
+  shellOnLambda: booleanFlag(context.tryGetContext('shellOnLambda'), 'shellOnLambda'),
   // `-c protectedBranches=main,release/*`; `none` protects none. Checked by the stack.
-  protectedBranches: app.node.tryGetContext('protectedBranches') === 'none' ? [] : commaList(app.node.tryGetContext('protectedBranches')),
-  alarmTopicArn: app.node.tryGetContext('alarmTopicArn'),
-  maxConcurrentSessions: positiveInt(app.node.tryGetContext('maxConcurrentSessions'), 'maxConcurrentSessions'),
-  monthlyBudgetUsd: positiveNumber(app.node.tryGetContext('monthlyBudgetUsd'), 'monthlyBudgetUsd'),
+  protectedBranches: context.tryGetContext('protectedBranches') === 'none' ? [] : commaList(context.tryGetContext('protectedBranches')),
+  alarmTopicArn: context.tryGetContext('alarmTopicArn'),
+  // `-c notifyStatuses=FAILED,TIMED_OUT` or a JSON array in cdk.json; checked by the stack, naming the key.
+  notifyStatuses: commaList(context.tryGetContext('notifyStatuses')),
+  maxConcurrentSessions: positiveInt(context.tryGetContext('maxConcurrentSessions'), 'maxConcurrentSessions'),
+  monthlyBudgetUsd: positiveNumber(context.tryGetContext('monthlyBudgetUsd'), 'monthlyBudgetUsd'),
   // An object in cdk.json, or its JSON text from `-c projectLimits='{"demo":{"maxBudgetUsd":5}}'`; checked here naming key and project.
-  projectLimits: parseProjectLimits(app.node.tryGetContext('projectLimits'), 'context projectLimits'),
-  runAttempts: positiveInt(app.node.tryGetContext('runAttempts'), 'runAttempts', 10),
+  projectLimits: parseProjectLimits(context.tryGetContext('projectLimits'), 'context projectLimits'),
+  runAttempts: positiveInt(context.tryGetContext('runAttempts'), 'runAttempts', 10),
   // The runner Lambda's reserved concurrency; off unless set (a new account's 10 cannot spare any).
-  runnerConcurrency: positiveInt(app.node.tryGetContext('runnerConcurrency'), 'runnerConcurrency'),
-  keepLegacyProjectIndex: booleanFlag(app.node.tryGetContext('keepLegacyProjectIndex'), 'keepLegacyProjectIndex'),
-  withoutRunningIndex: booleanFlag(app.node.tryGetContext('withoutRunningIndex'), 'withoutRunningIndex'),
-  sessionRetentionDays: positiveInt(app.node.tryGetContext('sessionRetentionDays'), 'sessionRetentionDays', 36_500),
+  runnerConcurrency: positiveInt(context.tryGetContext('runnerConcurrency'), 'runnerConcurrency'),
+  // arm64 or x86_64; checked by the stack, naming the key.
+  runnerArchitecture: context.tryGetContext('runnerArchitecture'),
+  keepLegacyProjectIndex: booleanFlag(context.tryGetContext('keepLegacyProjectIndex'), 'keepLegacyProjectIndex'),
+  withoutRunningIndex: booleanFlag(context.tryGetContext('withoutRunningIndex'), 'withoutRunningIndex'),
+  sessionRetentionDays: positiveInt(context.tryGetContext('sessionRetentionDays'), 'sessionRetentionDays', 36_500),
   // Checked by the stack with the runner's own schema, naming the context key.
-  provider: app.node.tryGetContext('provider'),
-  model: app.node.tryGetContext('model'),
-  smallFastModel: app.node.tryGetContext('smallFastModel'),
-  projectModels: jsonObject(app.node.tryGetContext('projectModels'), 'projectModels'),
-  githubWebhookSecretName: app.node.tryGetContext('githubWebhookSecretName'),
+  provider: context.tryGetContext('provider'),
+  model: context.tryGetContext('model'),
+  smallFastModel: context.tryGetContext('smallFastModel'),
+  projectModels: jsonObject(context.tryGetContext('projectModels'), 'projectModels'),
+  githubWebhookSecretName: context.tryGetContext('githubWebhookSecretName'),
   // An object in cdk.json, or its JSON text; checked by the stack, naming the key and the field.
-  githubTriggers: app.node.tryGetContext('githubTriggers'),
+  githubTriggers: context.tryGetContext('githubTriggers'),
   // Checked by the stack (an https URL), naming the key.
-  githubApiUrl: app.node.tryGetContext('githubApiUrl'),
+  githubApiUrl: context.tryGetContext('githubApiUrl'),
+  githubAppSecretName: context.tryGetContext('githubAppSecretName'),
   // Validated here with the shared schema: a bad entry fails the synth, naming entry and field.
-  schedules: parseSchedules(app.node.tryGetContext('schedules')),
+  schedules: parseSchedules(context.tryGetContext('schedules')),
   env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
-});
+};
+// Before the stack bundles anything: a misspelt key fails at once.
+context.assertOnlySettings();
+context.warnAboutCommandLineSettings(new ClaudeSessionsStack(app, 'ClaudeSessions', props));
+
 /** `-c allowedTools=Read,Bash` or a JSON array in cdk.json. */
 function toolList(value: unknown): string[] | undefined {
   if (value === undefined || value === null || value === '') return undefined;

@@ -17,11 +17,13 @@ import type { IVpc } from 'aws-cdk-lib/aws-ec2';
 import { Topic, type ITopic } from 'aws-cdk-lib/aws-sns';
 import { SessionEvents } from './session-events.js';
 import { SessionMonitoring } from './session-monitoring.js';
+import { checkedNotifyStatuses, SessionNotifications } from './session-notifications.js';
 import type { ScheduleEntry } from '../lib/sessions/schedule-entry.js';
 import type { ModelProvider } from '../lib/claude/claude-process.js';
 import { parseModelSettings } from '../lib/claude/model-provider.js';
 import { ModelAccess } from './model-access.js';
 import { codeCommitRepositories } from './runner-settings.js';
+import { checkedRunnerArchitecture, type RunnerArchitecture } from './runner-architecture.js';
 import { checkedTokenScopes } from '../lib/claude/repository-scopes.js';
 import { checkedPermissionRules } from '../lib/claude/claude-args.js';
 import { checkedMaxCloneMiB } from '../lib/claude/runner-environment.js';
@@ -30,6 +32,7 @@ import { assertStartAllowed } from '../lib/sessions/start-checks.js';
 import { assertProjectRulesWithin, parseProjectLimits, type ProjectLimits } from '../lib/sessions/project-limits.js';
 import { GitHubWebhook } from './github-webhook.js';
 import { GitHubReporter } from './github-reporter.js';
+import { GitTokenMinter } from './git-token-minter.js';
 import { checkedGitHubApiUrl } from '../lib/github/github-client.js';
 import { parseGitHubTriggers, type GitHubTriggers } from '../lib/api/github-webhook.js';
 
@@ -102,6 +105,12 @@ export interface ClaudeSessionsStackProps extends StackProps {
   readonly schedules?: readonly ScheduleEntry[];
   /** How often the sweeper closes sessions whose execution ended unrecorded (a lost reaper event). @default Duration.minutes(10) */
   readonly sweepRate?: Duration;
+  /**
+   * Session closes that notify: "Session Closed" events of these statuses (`FAILED`, `TIMED_OUT`,
+   * `ABORTED`, `COMPLETED`) go to an SNS topic the stack makes (output NotificationTopicArn) for
+   * people to subscribe to. Context `notifyStatuses` (comma-separated). @default none: no topic
+   */
+  readonly notifyStatuses?: readonly string[];
   /** Where alarms notify (an SNS topic: email, chat, paging). @default none */
   readonly alarmTopic?: ITopic;
   /** The same, by ARN (cdk.json context `alarmTopicArn`). */
@@ -131,6 +140,12 @@ export interface ClaudeSessionsStackProps extends StackProps {
    * first. Context `runnerConcurrency`. @default none: the runner shares the account's concurrency
    */
   readonly runnerConcurrency?: number;
+  /**
+   * The CPU the runner image is built for and both runners run on: `arm64` (Graviton, as the
+   * stack's other functions) or `x86_64`. The build runs no program of it but dnf, so any machine
+   * with Docker builds either (docs/DEPLOYING.md). Context `runnerArchitecture`. @default arm64
+   */
+  readonly runnerArchitecture?: RunnerArchitecture;
   /** Runs of the CLI a session may take when the API fails transiently. Context `runAttempts`. @default 3 */
   readonly runAttempts?: number;
   /**
@@ -179,6 +194,14 @@ export interface ClaudeSessionsStackProps extends StackProps {
    * `https://<host>/api/v3`. Context `githubApiUrl`. @default https://api.github.com
    */
   readonly githubApiUrl?: string;
+  /**
+   * Name of an existing Secrets Manager secret holding a GitHub App's credentials, JSON
+   * `{"appId": "…", "privateKey": "<its PEM>"}`: each session's git gets an installation token of
+   * its one repository (contents write) from a minter function, the only reader of the key besides
+   * the reporter (issues and pull requests write). Instead of `gitTokenSecretName`; `gitTokenScopes`
+   * still says which repositories. Context `githubAppSecretName`. @default none
+   */
+  readonly githubAppSecretName?: string;
 }
 
 export class ClaudeSessionsStack extends Stack {
@@ -222,22 +245,31 @@ export class ClaudeSessionsStack extends Stack {
     }));
     const gitTokenSecret = props.gitTokenSecretName ? Secret.fromSecretNameV2(this, 'GitToken', props.gitTokenSecretName) : undefined;
     const gitTokenScopes = checkedTokenScopes(props.gitTokenScopes, 'gitTokenScopes');
-    if (gitTokenSecret && !gitTokenScopes?.length) {
-      throw new Error('gitTokenScopes must name where the git token may go (e.g. https://github.com/acme/) when gitTokenSecretName is set: it is sent to no other host');
+    if (gitTokenSecret && props.githubAppSecretName) {
+      throw new Error('gitTokenSecretName or githubAppSecretName, not both: git gets one credential (a token for one repository, or the App\'s for each)');
     }
+    const githubAppSecret = props.githubAppSecretName ? Secret.fromSecretNameV2(this, 'GitHubApp', props.githubAppSecretName) : undefined;
+    if ((gitTokenSecret || githubAppSecret) && !gitTokenScopes?.length) {
+      throw new Error(`gitTokenScopes must name where the git token may go (e.g. https://github.com/acme/) when ${gitTokenSecret ? 'gitTokenSecretName' : 'githubAppSecretName'} is set: it is sent to no other host`);
+    }
+    const githubApiUrl = checkedGitHubApiUrl(props.githubApiUrl, 'githubApiUrl');
+    const gitTokenMinter = githubAppSecret
+      ? new GitTokenMinter(this, 'GitTokenMinter', { appSecret: githubAppSecret, gitTokenScopes: gitTokenScopes!, apiUrl: githubApiUrl })
+      : undefined;
     const repositories = codeCommitRepositories(this, props.codeCommitRepositories);
     // What both runners share beyond the model: git, repositories, permission rules.
     const git = {
-      gitTokenSecret, gitTokenScopes, trustedSettingsRepositories: props.trustedSettingsRepositories, codeCommitRepositories: repositories,
+      gitTokenSecret, gitTokenMinter, gitTokenScopes, trustedSettingsRepositories: props.trustedSettingsRepositories, codeCommitRepositories: repositories,
       maxCloneMiB: checkedMaxCloneMiB(props.maxCloneMiB, 'maxCloneMiB'),
       permissionRules: checkedPermissionRules(props.permissionRules, 'permissionRules'),
     };
     const runner = (this.runner = new ClaudeRunner(this, 'Runner', {
       apiKeySecret, model, modelAccess, transcripts, ...git, protectedBranches, sessions,
       reservedConcurrency: checkedRunnerConcurrency(props.runnerConcurrency),
+      architecture: checkedRunnerArchitecture(props.runnerArchitecture, 'runnerArchitecture'),
     }));
     const fargate = new FargateRunner(this, 'Fargate', {
-      image: runner.image, apiKeySecret, model, modelAccess, transcripts, ...git, protectedBranches, vpc: props.vpc, sessions,
+      image: runner.image, architecture: runner.architecture, apiKeySecret, model, modelAccess, transcripts, ...git, protectedBranches, vpc: props.vpc, sessions,
     });
     if (props.apiKeySecretKmsKeyArn) {
       // An imported key's grant cannot reach its key policy, and Secret.grantRead then adds none
@@ -296,23 +328,29 @@ export class ClaudeSessionsStack extends Stack {
     });
     const schedules = new SessionSchedules(this, 'Schedules', { stateMachine: this.workflow.stateMachine, schedules: props.schedules ?? [] });
     this.events = new SessionEvents(this, 'Events', { sessions });
+    const notifications = props.notifyStatuses?.length
+      ? new SessionNotifications(this, 'Notifications', { eventBus: this.events.eventBus, statuses: checkedNotifyStatuses(props.notifyStatuses, 'notifyStatuses') })
+      : undefined;
     const triggers = parseGitHubTriggers(props.githubTriggers, 'githubTriggers');
     if (Boolean(props.githubWebhookSecretName) !== Boolean(triggers)) {
       throw new Error('githubWebhookSecretName and githubTriggers go together: the webhook needs its secret and the repositories it maps to projects');
     }
     const github = props.githubWebhookSecretName && triggers ? new GitHubWebhook(this, 'GitHub', {
-      api: this.api, stateMachine: this.workflow.stateMachine, triggers, gitTokenScopes: gitTokenSecret ? gitTokenScopes : undefined,
+      api: this.api, stateMachine: this.workflow.stateMachine, sessions, transcripts, triggers, gitTokenScopes: gitTokenSecret || gitTokenMinter ? gitTokenScopes : undefined,
       secret: Secret.fromSecretNameV2(this, 'GitHubWebhookSecret', props.githubWebhookSecretName),
     }) : undefined;
-    const githubApiUrl = checkedGitHubApiUrl(props.githubApiUrl, 'githubApiUrl');
-    // Reports need a token: the deployment's git token, which the webhook's sessions push with.
-    const reporter = github && gitTokenSecret ? new GitHubReporter(this, 'GitHubReporter', {
-      eventBus: this.events.eventBus, sessions, tokenSecret: gitTokenSecret, apiUrl: githubApiUrl,
+    // Reports need a credential: the deployment's git token, or the App's, as the webhook's sessions push with.
+    const reporter = github && (gitTokenSecret || githubAppSecret) ? new GitHubReporter(this, 'GitHubReporter', {
+      eventBus: this.events.eventBus, sessions, tokenSecret: gitTokenSecret, appSecret: githubAppSecret, apiUrl: githubApiUrl,
     }) : undefined;
     this.monitoring = new SessionMonitoring(this, 'Monitoring', {
       stateMachine: this.workflow.stateMachine,
       reaper: reaper.function,
-      deadLetterQueues: [schedules.deadLetterQueue, this.events.deadLetterQueue, reaper.deadLetterQueue, ...(reporter ? [reporter.deadLetterQueue] : [])],
+      runner: runner.function,
+      deadLetterQueues: [
+        schedules.deadLetterQueue, this.events.deadLetterQueue, reaper.deadLetterQueue,
+        ...(reporter ? [reporter.deadLetterQueue] : []), ...(notifications ? [notifications.deadLetterQueue] : []),
+      ],
       alarmTopic: props.alarmTopic ?? (props.alarmTopicArn ? Topic.fromTopicArn(this, 'AlarmTopic', props.alarmTopicArn) : undefined),
     });
     this.suppressReviewedFindings(runner, creator, this.workflow);
@@ -330,6 +368,9 @@ export class ClaudeSessionsStack extends Stack {
     }
     if (github) new CfnOutput(this, 'GitHubWebhookUrl', { value: github.url, description: 'The Payload URL of the GitHub webhook (content type application/json, the secret in githubWebhookSecretName)' });
     new CfnOutput(this, 'SessionTableName', { value: sessions.table.tableName, description: 'The DynamoDB table holding every session, milestone and project limit' });
+    if (notifications) {
+      new CfnOutput(this, 'NotificationTopicArn', { value: notifications.topic.topicArn, description: 'Sessions closed with the notifyStatuses: aws sns subscribe --topic-arn <this> --protocol email --notification-endpoint <address>' });
+    }
     new CfnOutput(this, 'TranscriptBucketName', { value: transcripts.bucket.bucketName, description: 'Milestone transcripts and unpushed workspace patches (kept when the stack is destroyed)' });
 
   }

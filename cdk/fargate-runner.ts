@@ -1,13 +1,16 @@
 import { RemovalPolicy, Validations } from 'aws-cdk-lib';
 import { FlowLogDestination, SubnetType, Vpc, type IVpc } from 'aws-cdk-lib/aws-ec2';
 import type { DockerImageAsset } from 'aws-cdk-lib/aws-ecr-assets';
-import { Cluster, ContainerImage, ContainerInsights, CpuArchitecture, FargateTaskDefinition, LogDrivers, OperatingSystemFamily, type ContainerDefinition } from 'aws-cdk-lib/aws-ecs';
+import { Cluster, ContainerImage, ContainerInsights, FargateTaskDefinition, LogDrivers, OperatingSystemFamily, type ContainerDefinition } from 'aws-cdk-lib/aws-ecs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { grantRunner, runnerEnvironmentOf, type RunnerSettingsProps } from './runner-settings.js';
+import { DEFAULT_RUNNER_ARCHITECTURE, runnerPlatform, type RunnerArchitecture } from './runner-architecture.js';
 
 export interface FargateRunnerProps extends RunnerSettingsProps {
   readonly image: DockerImageAsset;
+  /** The CPU the image was built for. @default arm64 */
+  readonly architecture?: RunnerArchitecture;
   /** @default a new VPC with public subnets only: tasks get a public IP, no NAT gateway is paid for */
   readonly vpc?: IVpc;
   /** @default 2048 (2 vCPU) */
@@ -42,7 +45,7 @@ export class FargateRunner extends Construct {
       cpu: props.cpu ?? 2048,
       memoryLimitMiB: props.memoryLimitMiB ?? 8192,
       ephemeralStorageGiB: 21,
-      runtimePlatform: { cpuArchitecture: CpuArchitecture.X86_64, operatingSystemFamily: OperatingSystemFamily.LINUX },
+      runtimePlatform: { cpuArchitecture: runnerPlatform(props.architecture ?? DEFAULT_RUNNER_ARCHITECTURE).ecs, operatingSystemFamily: OperatingSystemFamily.LINUX },
     });
     this.container = this.taskDefinition.addContainer('Runner', {
       image: ContainerImage.fromDockerImageAsset(props.image),

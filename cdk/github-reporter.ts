@@ -17,8 +17,10 @@ export interface GitHubReporterProps {
   readonly eventBus: IEventBus;
   /** Read for Claude's reply, which the event leaves out. */
   readonly sessions: SessionTable;
-  /** The token the reporter calls GitHub with: the deployment's git token (gitTokenSecretName). */
-  readonly tokenSecret: ISecret;
+  /** The token the reporter calls GitHub with: the deployment's git token (gitTokenSecretName). Or `appSecret`. */
+  readonly tokenSecret?: ISecret;
+  /** A GitHub App (githubAppSecretName): each report's token minted for its repository, issues and pull requests write. */
+  readonly appSecret?: ISecret;
   /** GitHub's REST API. @default https://api.github.com */
   readonly apiUrl?: string;
   /** @default RetentionDays.ONE_MONTH */
@@ -37,6 +39,8 @@ export class GitHubReporter extends Construct {
 
   constructor(scope: Construct, id: string, props: GitHubReporterProps) {
     super(scope, id);
+    const credential = props.appSecret ?? props.tokenSecret;
+    if (!credential) throw new Error('GitHubReporter needs tokenSecret or appSecret: GitHub answers no anonymous write');
     this.function = new ServiceFunction(this, 'Service', {
       entry: 'functions/github-reporter/handler.ts',
       description: 'claude-sessions: the pull request and comment of a closed GitHub session',
@@ -46,12 +50,14 @@ export class GitHubReporter extends Construct {
       logRetention: props.logRetention,
       environment: {
         TABLE_NAME: props.sessions.table.tableName,
-        GITHUB_TOKEN_SECRET_ARN: props.tokenSecret.secretArn,
+        ...(props.appSecret ? { GITHUB_APP_SECRET_ARN: props.appSecret.secretArn } : { GITHUB_TOKEN_SECRET_ARN: credential.secretArn }),
         GITHUB_API_URL: props.apiUrl ?? DEFAULT_GITHUB_API_URL,
       },
     }).function;
     props.sessions.grantGetSession(this.function);
-    props.tokenSecret.grantRead(this.function);
+    // A milestone task's comment shows the milestone's running total (its tasks, by the milestone index).
+    props.sessions.grantViewMilestones(this.function);
+    credential.grantRead(this.function);
 
     this.deadLetterQueue = new DeadLetterQueue(this, 'DeadLetters', { deadLettersOf: 'the GitHub reporter (its rule\'s deliveries and its failed reports)' });
     // A GitHub failure throws: Lambda tries the event twice more (about 1 and 2 minutes later), then keeps it here.

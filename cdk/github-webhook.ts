@@ -8,12 +8,18 @@ import { Construct } from 'constructs';
 import type { GitHubTriggers } from '../lib/api/github-webhook.js';
 import { ServiceFunction } from './service-function.js';
 import type { SessionApi } from './session-api.js';
+import type { SessionTable } from './session-table.js';
+import type { TranscriptBucket } from './transcript-bucket.js';
 
 export interface GitHubWebhookProps {
   /** The REST API the route is added to, beside its IAM-authorised {proxy+}. */
   readonly api: SessionApi;
   /** The one state machine a delivery may start. */
   readonly stateMachine: IStateMachine;
+  /** Where an issue's milestone is opened, and a pull request's closed: MILESTONE# items only. */
+  readonly sessions: SessionTable;
+  /** A closed milestone's transcript is tagged for expiry. */
+  readonly transcripts: TranscriptBucket;
   /** The webhook's secret (an existing Secrets Manager secret): the HMAC key of every delivery. */
   readonly secret: ISecret;
   readonly triggers: GitHubTriggers;
@@ -25,8 +31,9 @@ export interface GitHubWebhookProps {
 
 /**
  * `POST /webhooks/github`: GitHub cannot sign SigV4, so the route has no IAM authoriser; its own
- * function checks X-Hub-Signature-256 against the secret before reading anything else, and may do
- * two things only: read that secret and start executions of the one state machine.
+ * function checks X-Hub-Signature-256 against the secret before reading anything else, and may only
+ * read that secret, start executions of the one state machine, open, read and close milestones (an
+ * issue's conversation; a closed pull request's), and tag a closed milestone's transcript.
  */
 export class GitHubWebhook extends Construct {
   readonly function: NodejsFunction;
@@ -45,6 +52,8 @@ export class GitHubWebhook extends Construct {
       logRetention: props.logRetention,
       environment: {
         STATE_MACHINE_ARN: props.stateMachine.stateMachineArn,
+        TABLE_NAME: props.sessions.table.tableName,
+        TRANSCRIPT_BUCKET: props.transcripts.bucket.bucketName,
         WEBHOOK_SECRET_ARN: props.secret.secretArn,
         GITHUB_TRIGGERS: JSON.stringify(props.triggers),
         ...(props.gitTokenScopes?.length ? { GIT_TOKEN_SCOPES: props.gitTokenScopes.join(',') } : {}),
@@ -53,6 +62,10 @@ export class GitHubWebhook extends Construct {
     // GetSecretValue and DescribeSecret on the one secret; StartExecution on the one state machine.
     props.secret.grantRead(this.function);
     props.stateMachine.grantStartExecution(this.function);
+    // PutItem (open) and UpdateItem (close) of MILESTONE# items, GetItem of them (is this the pull request's milestone?).
+    props.sessions.grantMilestoneWrites(this.function);
+    props.sessions.grantGetMilestone(this.function);
+    props.transcripts.grantMarkClosed(this.function);
 
     // Its own resource: API Gateway matches /webhooks/github before the IAM-authorised {proxy+}.
     // `new Resource` and not root.addResource, which a proxying LambdaRestApi refuses.
@@ -62,7 +75,7 @@ export class GitHubWebhook extends Construct {
 
     const reason = 'GitHub cannot sign SigV4 or present a Cognito token: the function verifies X-Hub-Signature-256 (HMAC-SHA256 of the raw body '
       + 'with the webhook secret from Secrets Manager, compared in constant time) before it reads the payload, and answers 401 to anything unsigned or '
-      + 'wrongly signed; the stage is throttled, and the function may only read that secret and start executions of the one state machine.';
+      + 'wrongly signed; the stage is throttled, and the function may only read that secret, start executions of the one state machine and write milestone items.';
     Validations.of(this).acknowledge({ id: 'AwsSolutions::AwsSolutions-APIG4', reason });
     Validations.of(this).acknowledge({ id: 'AwsSolutions::AwsSolutions-COG4', reason });
   }

@@ -7,6 +7,7 @@ import { runnerEnvironment, type RunnerSettings } from '../lib/claude/runner-env
 import type { TranscriptBucket } from './transcript-bucket.js';
 import type { SessionTable } from './session-table.js';
 import type { ModelAccess } from './model-access.js';
+import type { GitTokenMinter } from './git-token-minter.js';
 import type { ModelSettings } from '../lib/claude/model-provider.js';
 import { AWS_REGION_NAME, CODECOMMIT_REPOSITORY_NAME } from '../lib/sessions/codecommit-url.js';
 import type { Construct } from 'constructs';
@@ -24,6 +25,8 @@ export interface RunnerSettingsProps {
   readonly transcripts: TranscriptBucket;
   /** The git token for https workspaces: a plain string, or JSON with GIT_TOKEN. @default none: only public or local repositories */
   readonly gitTokenSecret?: ISecret;
+  /** A GitHub App's token minter, asked instead of a token secret (githubAppSecretName). @default none */
+  readonly gitTokenMinter?: GitTokenMinter;
   /** Where that token may go: https URL prefixes of a host or an owner (`https://github.com/acme/`). Required with the token. */
   readonly gitTokenScopes?: readonly string[];
   /** Workspace repositories whose own Claude Code settings a session runs with (hooks, MCP servers, env …). @default none */
@@ -60,6 +63,7 @@ export function runnerEnvironmentOf(props: RunnerSettingsProps, extra: Pick<Runn
     modelRoleArn: props.modelAccess?.role.roleArn,
     transcriptBucket: props.transcripts.bucket.bucketName,
     gitTokenSecretArn: props.gitTokenSecret?.secretArn,
+    gitTokenMinterArn: props.gitTokenMinter?.function.functionArn,
     gitTokenScopes: props.gitTokenScopes,
     trustedSettingsRepositories: props.trustedSettingsRepositories,
     maxCloneMiB: props.maxCloneMiB,
@@ -88,6 +92,7 @@ export function grantRunner(grantee: IGrantable, props: RunnerSettingsProps): vo
   props.transcripts.grantReadWrite(grantee);
   props.transcripts.grantPatchWrites(grantee);
   props.gitTokenSecret?.grantRead(grantee);
+  props.gitTokenMinter?.grantMint(grantee);
   props.sessions?.grantStoppedRunWrites(grantee);
   const repositories = props.codeCommitRepositories ?? [];
   for (const repository of repositories) repository.grantPullPush(grantee);

@@ -49,11 +49,21 @@ export class ServiceFunction extends Construct {
         format: OutputFormat.ESM, minify: true, sourceMap: true, mainFields: ['module', 'main'],
         banner: ESM_REQUIRE_SHIM,
       },
-      environment: { POWERTOOLS_SERVICE_NAME: props.serviceName, NODE_OPTIONS: '--enable-source-maps', ...props.environment },
+      environment: { POWERTOOLS_SERVICE_NAME: props.serviceName, NODE_OPTIONS: '--enable-source-maps', ...props.environment, ...TRACES_WITHOUT_PAYLOADS },
     });
     acknowledgeFunctionBasics(this);
   }
 }
+
+/**
+ * What every traced function of ours sets, last so no caller can undo it: the Powertools Tracer
+ * puts no handler response (a session record, Claude's reply) and no error message (a JSON parse
+ * error quotes its input: a prompt) into X-Ray. A failed invocation is still flagged as a fault.
+ */
+export const TRACES_WITHOUT_PAYLOADS = {
+  POWERTOOLS_TRACER_CAPTURE_RESPONSE: 'false',
+  POWERTOOLS_TRACER_CAPTURE_ERROR: 'false',
+} as const;
 
 /** The two findings every Lambda function raises, reviewed once. */
 export function acknowledgeFunctionBasics(scope: Construct): void {

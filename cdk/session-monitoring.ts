@@ -22,6 +22,8 @@ import { METRICS, METRIC_NAMESPACE, METRIC_SERVICE } from '../lib/sessions/sessi
 export interface SessionMonitoringProps {
   readonly stateMachine: StateMachine;
   readonly reaper: IFunction;
+  /** The runner Lambda: a throttled RunClaude is a session that may close FAILED without running. */
+  readonly runner: IFunction;
   /** Dead-letter queues that must stay empty (schedules, stream consumer). */
   readonly deadLetterQueues: readonly IQueue[];
   /** Where alarms notify. @default none: alarms show in the console only */
@@ -147,6 +149,17 @@ export class SessionMonitoring extends Construct {
     alarm(() =>
       props.reaper.metricErrors({ period: Duration.minutes(5) }).createAlarm(this, 'ReaperErrorsAlarm', {
         alarmDescription: 'The reaper failed to close a session: it may stay RUNNING until a retry succeeds',
+        threshold: 0,
+        evaluationPeriods: 1,
+        comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treatMissingData: TreatMissingData.NOT_BREACHING,
+      }),
+    );
+    alarm(() =>
+      // RunClaude retries a throttle, then closes the session FAILED: throttles mean sessions past
+      // runnerConcurrency or the account's concurrency quota (issue 23), before they fail.
+      props.runner.metricThrottles({ period: Duration.minutes(5), statistic: Stats.SUM }).createAlarm(this, 'RunnerThrottlesAlarm', {
+        alarmDescription: 'The runner Lambda was throttled: sessions wait for concurrency (runnerConcurrency or the account quota), and fail once RunClaude\'s retries run out',
         threshold: 0,
         evaluationPeriods: 1,
         comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,

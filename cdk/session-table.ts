@@ -174,6 +174,26 @@ export class SessionTable extends Construct {
     });
   }
 
+  /** One milestone by its key (the GitHub webhook, before it closes a pull request's milestone): GetItem of MILESTONE# items only. */
+  grantGetMilestone(grantee: IGrantable): Grant {
+    return Grant.addToPrincipal({
+      grantee,
+      actions: ['dynamodb:GetItem'],
+      resourceArns: [this.table.tableArn],
+      conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [milestonePk('*')] } },
+    });
+  }
+
+  /**
+   * A milestone and its tasks (MilestoneRepository.view: the GitHub reporter's running total): GetItem
+   * of MILESTONE# items and a Query of the milestone index, whose key is a milestone id.
+   */
+  grantViewMilestones(grantee: IGrantable): Grant {
+    return this.grantGetMilestone(grantee).combine(
+      Grant.addToPrincipal({ grantee, actions: ['dynamodb:Query'], resourceArns: [`${this.table.tableArn}/index/${MILESTONE_INDEX}`] }),
+    );
+  }
+
   /** One session by its key, nothing else (the GitHub reporter reads Claude's reply): GetItem of SESSION# items only. */
   grantGetSession(grantee: IGrantable): Grant {
     return Grant.addToPrincipal({

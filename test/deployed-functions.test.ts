@@ -13,8 +13,13 @@ import { createSocket } from 'node:dgram';
 import {
   deployedContainer, deployedFunctions, invokeHandler, lambdaEnvironment, readAssembly, runCommand, taskRoot, type DeployedFunction,
 } from './support/deployed-code.js';
-import { checkCalls, type AwsCall } from './support/iam-check.js';
-import { resolveTemplate, templateResolver } from './support/template-resolver.js';
+import { checkCalls, type AwsCall, type PolicyStatement } from './support/iam-check.js';
+import { ROUTES } from '../lib/api/router.js';
+import { resolveTemplate, templateResolver, type CfnTemplate } from './support/template-resolver.js';
+import { transcriptKey } from '../lib/claude/transcript-store.js';
+import { MILESTONE_INDEX } from '../lib/sessions/milestone-item.js';
+import { TOTALS_ALL_SK, totalsPk } from '../lib/sessions/project-totals.js';
+import { PROJECT_INDEX, SESSION_SK, sessionPk } from '../lib/sessions/session-item.js';
 
 // The synthesized bundles invoked as Lambda invokes them, each as its own principal: every AWS
 // call they make is recorded on the wire, then judged by the IAM policies the template grants.
@@ -85,6 +90,13 @@ async function sessionItem(sessionId: string) {
 }
 
 const stateMachineArn = resolver.ref(Object.entries(assembly.template.Resources).find(([, r]) => r.Type === 'AWS::StepFunctions::StateMachine')![0]);
+
+/** What the HTTP API test called, as `METHOD /path`. */
+const calledRoutes: string[] = [];
+/** Routes of lib/api/router.ts the HTTP function does not serve on AWS, each with where it is served and tested. */
+const ROUTES_SERVED_ELSEWHERE: [route: string, reason: string][] = [
+  ['POST /webhooks/github', 'its own function behind its own resource, deployed only with a webhook secret (cdk/github-webhook.ts; test/github-webhook.test.ts, its role in test/iam-policy.test.ts)'],
+];
 
 describe('the synthesized bundles, invoked', () => {
   let created: any;
@@ -275,7 +287,7 @@ describe('the synthesized bundles, invoked', () => {
       body: body === undefined ? null : JSON.stringify(body), isBase64Encoded: false,
       requestContext: { requestId: randomUUID(), stage: 'v1', httpMethod, path, resourcePath: '/{proxy+}', identity: { sourceIp: '203.0.113.1' } },
     });
-    const api = (method: string, path: string, body?: unknown) => invoke(fn('HttpServiceFunction'), event(method, path, body));
+    const api = (method: string, path: string, body?: unknown) => (calledRoutes.push(`${method} ${path}`), invoke(fn('HttpServiceFunction'), event(method, path, body)));
     const sessionId = created.session.sessionId as string;
     // Act: every route of lib/api/router.ts
     const started = await api('POST', '/projects/deployed/sessions', { prompt: 'hi' });
@@ -298,6 +310,15 @@ describe('the synthesized bundles, invoked', () => {
     expect(opened.statusCode, opened.body).toBe(201);
     expect(JSON.parse(milestone.body)).toMatchObject({ milestoneId, projectId: 'deployed', status: 'OPEN', tasks: [] });
     expect(JSON.parse(closed.body)).toMatchObject({ milestoneId, status: 'CLOSED' });
+  });
+
+  it('has called every route of lib/api/router.ts (ROUTES) but the webhook\'s, which another function serves', () => {
+    // Prepare: each route as a pattern of the paths it answers
+    const pattern = (r: { method: string; path: string }) => new RegExp(`^${r.method} ${r.path.replace(/\{[^/]+\}/g, '[^/]+')}$`);
+    // Act
+    const uncalled = ROUTES.filter((r) => !calledRoutes.some((c) => pattern(r).test(c))).map((r) => `${r.method} ${r.path}`);
+    // Assess
+    expect(uncalled).toEqual(ROUTES_SERVED_ELSEWHERE.map(([route]) => route));
   });
 });
 
@@ -340,12 +361,39 @@ describe('IAM equals the calls', () => {
     const calls: AwsCall[] = aws.calls;
     expect(calls.filter((c) => c.principal === 'unknown')).toEqual([]); // every call came with a role's credentials
     expect(new Set(calls.map((c) => c.principal)).size).toBe(8); // seven functions and the Fargate task
-    // Act
-    const { denied, unusedGrants } = await checkCalls(assembly.template, calls);
-    // Assess: nothing denied; every grant no call used has its reason below
+    // Act: with the calls made elsewhere (each with its reason), judged the same way
+    const { denied, unusedGrants } = await judge(assembly.template);
+    // Assess: nothing denied, no grant that no call used
     expect(denied).toEqual([]);
-    const unexplained = unusedGrants.filter((g) => !GRANTS_USED_ELSEWHERE.some(([role, action]) => g.principal.startsWith(role) && action.test(g.action)));
-    expect(unexplained).toEqual([]);
+    expect(unusedGrants).toEqual([]);
+  });
+
+  it('fails the API role narrowed to the wrong index: the list of a project\'s sessions, or a milestone\'s tasks, is denied', async () => {
+    // Prepare: two copies of the template, the API role's Query on every index (index/*) narrowed to one of them
+    const api = fn('HttpServiceFunction').role;
+    const indexQuery = (s: PolicyStatement) => s.Action === 'dynamodb:Query' && JSON.stringify(s.Resource).includes('/index/*');
+    const narrowed = (index: string) => withStatement(api, indexQuery, (s) => {
+      s.Resource = JSON.parse(JSON.stringify(s.Resource).replace('/index/*', `/index/${index}`));
+    });
+    // Act
+    const [onMilestones, onProjects] = await Promise.all([judge(narrowed(MILESTONE_INDEX)), judge(narrowed(PROJECT_INDEX))]);
+    // Assess: each denies the Query of the other index, by the API role
+    const queries = (denied: { principal: string; action: string; resource: string }[]) => denied.map((d) => `${d.principal} ${d.action} ${d.resource.split(':').pop()}`);
+    expect(new Set(queries(onMilestones.denied))).toEqual(new Set([`${api} dynamodb:Query table/${resolver.physicalName(tableId)}/index/${PROJECT_INDEX}`]));
+    expect(new Set(queries(onProjects.denied))).toEqual(new Set([`${api} dynamodb:Query table/${resolver.physicalName(tableId)}/index/${MILESTONE_INDEX}`]));
+  });
+
+  it('fails a grant excused as used elsewhere when it is on the wrong resource: the runner\'s transcripts on another prefix', async () => {
+    // Prepare: the runner's transcript grant (milestones/*) moved to a prefix no code writes
+    const runner = fn('RunnerFunction').role;
+    const broken = withStatement(runner, (s) => JSON.stringify(s.Action).includes('s3:GetObjectVersion'), (s) => {
+      s.Resource = JSON.parse(JSON.stringify(s.Resource).replace('/milestones/*', '/elsewhere/*'));
+    });
+    // Act
+    const { denied } = await judge(broken);
+    // Assess: the milestone task's transcript calls are denied, by object
+    const object = `arn:aws:s3:::${resolver.physicalName(bucketId)}/${transcriptKey(ELSEWHERE_MILESTONE)}`;
+    expect(denied.map((d) => `${d.principal} ${d.action} ${d.resource}`)).toEqual(['s3:GetObject', 's3:GetObjectVersion', 's3:PutObject'].map((a) => `${runner} ${a} ${object}`));
   });
 
   it('allows every service integration of the state machine, by the state machine\'s role', async () => {
@@ -363,21 +411,85 @@ describe('IAM equals the calls', () => {
   });
 });
 
+const bucketId = Object.keys(assembly.template.Resources).find((id) => assembly.template.Resources[id]!.Type === 'AWS::S3::Bucket' && id.startsWith('Transcripts'))!;
+/** The milestone whose transcript the calls made elsewhere touch. */
+const ELSEWHERE_MILESTONE = randomUUID();
+
+/** A call no invocation above makes but its role is for, and who makes it where. */
+interface CallMadeElsewhere {
+  call: AwsCall;
+  reason: string;
+}
+
 /**
- * Grants no call above makes, each with the reason it stays: used by an AWS service acting with
- * the role, or by a path these invocations do not take (a milestone; covered on the local runtime).
+ * The calls each role is for that no invocation above makes: an AWS service acting with the role,
+ * or a path these invocations do not take (a milestone, a failed push; covered on the local
+ * runtime). They are judged with the recorded ones, action and resource (table, index, key,
+ * object, queue), so an excuse cannot cover a grant on the wrong resource: only a grant one of
+ * them or a recorded call used is not reported.
  */
-const GRANTS_USED_ELSEWHERE: [role: string, action: RegExp, reason: string][] = [
-  ['', /^logs:(CreateLogGroup|CreateLogStream|PutLogEvents)$/, 'AWSLambdaBasicExecutionRole: the Lambda service writes the function\'s logs'],
-  ['', /^xray:(PutTraceSegments|PutTelemetryRecords)$/, 'active tracing: the X-Ray daemon beside the function sends the segments'],
-  ['EventsServiceFunction', /^dynamodb:(ListStreams|DescribeStream|GetRecords|GetShardIterator)$/, 'the event source mapping reads the table\'s stream with the function\'s role'],
-  ['EventsServiceFunction', /^sqs:(SendMessage|GetQueueAttributes|GetQueueUrl)$/, 'the event source mapping sends a failed batch to the dead-letter queue'],
-  ['RunnerFunction', /^s3:(GetObject|GetObjectVersion|PutObject|ListBucket)$/, 'milestone tasks restore and save their transcript (test/milestones.test.ts); a workspace whose push failed saves its patch (test/workspaces.test.ts)'],
-  ['FargateTaskTaskRole', /^s3:(GetObject|GetObjectVersion|PutObject|ListBucket)$/, 'milestone tasks on Fargate (test/fargate-runtime.test.ts); a workspace patch likewise'],
-  ['FargateTaskTaskRole', /^dynamodb:UpdateItem$/, 'besides its attempt claim (used above), a stopped run\'s spend on its project totals, written when the execution ended under the task (test/fargate-runtime.test.ts, "runs on after an abort")'],
-  ['RunnerFunction', /^dynamodb:GetItem$/, 'a stopped run\'s record refused finds whether it was its own repeat (test/session-reaper.test.ts)'],
-  ['HttpServiceFunction', /^s3:PutObjectTagging$/, 'closing a milestone that has a transcript tags it to expire; the one closed above has none'],
-];
+function callsMadeElsewhere(): CallMadeElsewhere[] {
+  const resolved = resolveTemplate(assembly.template);
+  const idOf = (prefix: string, type: string) => Object.keys(resolved.Resources).find((id) => id.startsWith(prefix) && resolved.Resources[id]!.Type === type)!;
+  const table = resolver.physicalName(tableId);
+  const bucket = resolver.physicalName(bucketId);
+  const queueUrl = (prefix: string) => `https://sqs.us-east-1.amazonaws.com/123456789012/${resolver.physicalName(idOf(prefix, 'AWS::SQS::Queue'))}`;
+  const key = (pk: string, sk: string) => ({ pk: { S: pk }, sk: { S: sk } });
+  const transcript = transcriptKey(ELSEWHERE_MILESTONE);
+  const [runner, api, events, task] = [fn('RunnerFunction').role, fn('HttpServiceFunction').role, fn('EventsServiceFunction').role, deployedContainer(assembly).taskRole];
+  const call = (principal: string, service: string, action: string, params: Record<string, unknown>, reason: string): CallMadeElsewhere =>
+    ({ call: { principal, service, action, params }, reason });
+  // What a milestone task and a failed push do with the transcript bucket (lib/claude/transcript-store.ts).
+  const transcripts = (principal: string, reason: string) => [
+    call(principal, 's3', 'GetObject', { Bucket: bucket, Key: transcript }, reason),
+    call(principal, 's3', 'GetObject', { Bucket: bucket, Key: transcript, VersionId: 'v1' }, reason),
+    call(principal, 's3', 'PutObject', { Bucket: bucket, Key: transcript }, reason),
+    call(principal, 's3', 'ListObjectsV2', { Bucket: bucket, prefix: transcript }, `${reason}; S3 answers a missing one NoSuchKey only to a role that may list it`),
+    call(principal, 's3', 'PutObject', { Bucket: bucket, Key: `workspaces/${randomUUID()}.patch` }, 'a workspace whose push failed saves its patch (test/workspaces.test.ts)'),
+  ];
+  const stream = String(resolver.getAtt(tableId, 'StreamArn'));
+  return [
+    ...functions.flatMap((f) => {
+      const logGroupName = String(resolver.resolve((resolved.Resources[f.logicalId]!.Properties!.LoggingConfig as { LogGroup: unknown }).LogGroup));
+      const logs = 'AWSLambdaBasicExecutionRole: the Lambda service writes the function\'s logs, to its own log group';
+      const traces = 'active tracing: the X-Ray daemon beside the function sends the segments';
+      return [
+        call(f.role, 'logs', 'CreateLogStream', { logGroupName, logStreamName: '2026/01/01/[$LATEST]0' }, logs),
+        call(f.role, 'logs', 'PutLogEvents', { logGroupName, logStreamName: '2026/01/01/[$LATEST]0' }, logs),
+        call(f.role, 'xray', 'PutTraceSegments', {}, traces),
+        call(f.role, 'xray', 'PutTelemetryRecords', {}, traces),
+      ];
+    }),
+    ...['ListStreams', 'DescribeStream', 'GetShardIterator', 'GetRecords'].map((action) =>
+      call(events, 'dynamodb', action, { TableName: table, StreamArn: stream }, 'the event source mapping reads the table\'s stream with the function\'s role')),
+    ...['SendMessage', 'GetQueueAttributes', 'GetQueueUrl'].map((action) =>
+      call(events, 'sqs', action, { QueueUrl: queueUrl('EventsDeadLetters') }, 'the event source mapping sends a failed batch to its dead-letter queue')),
+    ...transcripts(runner, 'milestone tasks restore and save their transcript (test/milestones.test.ts)'),
+    ...transcripts(task, 'milestone tasks on Fargate restore and save theirs (test/fargate-runtime.test.ts)'),
+    call(task, 'dynamodb', 'TransactWriteItems', {
+      TransactItems: [{ Update: { TableName: table, Key: key(sessionPk(randomUUID()), SESSION_SK) } }, { Update: { TableName: table, Key: key(totalsPk('deployed'), TOTALS_ALL_SK) } }],
+    }, 'a stopped run\'s spend on its session and its project totals, written when the execution ended under the task (test/fargate-runtime.test.ts, "runs on after an abort")'),
+    call(runner, 'dynamodb', 'GetItem', { TableName: table, Key: key(sessionPk(randomUUID()), SESSION_SK) }, 'a stopped run\'s record refused finds whether it was its own repeat (test/session-reaper.test.ts)'),
+    call(api, 's3', 'PutObjectTagging', { Bucket: bucket, Key: transcript }, 'closing a milestone that has a transcript tags it to expire; the one closed above has none'),
+  ];
+}
+
+/** The recorded calls and those made elsewhere, judged against a template (the deployed one, or a broken copy). */
+function judge(template: CfnTemplate) {
+  return checkCalls(template, [...aws.calls, ...callsMadeElsewhere().map((e) => e.call)]);
+}
+
+/** A copy of the deployed template with one statement of one role's policies changed. */
+function withStatement(role: string, matches: (s: PolicyStatement) => boolean, change: (s: PolicyStatement) => void): CfnTemplate {
+  const copy = structuredClone(assembly.template);
+  const statements = Object.values(copy.Resources)
+    .filter((r) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties!.Roles).includes(`"${role}"`))
+    .flatMap((r) => [(r.Properties!.PolicyDocument as { Statement: PolicyStatement | PolicyStatement[] }).Statement].flat());
+  const found = statements.filter(matches);
+  if (found.length !== 1) throw new Error(`expected one statement of ${role} to change, found ${found.length}`);
+  change(found[0]!);
+  return copy;
+}
 
 /** The API call a Task state's integration makes (arn:aws:states:::<service>:<action>[.pattern]). */
 function integrationCall(principal: string, state: Record<string, any>): AwsCall {

@@ -73,6 +73,11 @@ describe('docs/SECURITY.md: what each role may do', () => {
       githubWebhookSecretName: 'claude/github-webhook', githubTriggers: { repositories: { 'acme/widgets': 'demo' } },
     },
     { provider: 'bedrock', model: 'us.anthropic.claude-sonnet-4-5-20250929-v1:0' },
+    // A GitHub App instead of the git token: the minter, and the runners' grant to invoke it.
+    {
+      apiKeySecretName: 'claude/key', githubAppSecretName: 'claude/github-app', gitTokenScopes: ['https://github.com/acme/'],
+      githubWebhookSecretName: 'claude/github-webhook', githubTriggers: { repositories: { 'acme/widgets': 'demo' } },
+    },
   ];
 
   /** Logical id -> every action its policies allow or deny, and its managed policies' names. */

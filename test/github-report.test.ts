@@ -5,7 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { v4 as uuidv4 } from 'uuid';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { issueBranch } from '../lib/api/github-webhook.js';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
+import type { MilestoneView } from '../lib/sessions/milestone-repository.js';
 import type { SessionRecord } from '../lib/sessions/session-item.js';
 import { cliEnvironment, startServe, stopEngine } from './support/cli-process.js';
 import { git } from './support/git-remote.js';
@@ -77,17 +79,17 @@ function commentEvent(body: string) {
   };
 }
 
-async function deliver(payload: unknown): Promise<{ status: number; body: { started?: boolean; sessionId?: string } }> {
+async function deliver(payload: unknown, event = 'issue_comment'): Promise<{ status: number; body: { started?: boolean; sessionId?: string; milestoneId?: string; reason?: string; closed?: string; message?: string } }> {
   const body = JSON.stringify(payload);
   const response = await fetch(`${url}/webhooks/github`, {
     method: 'POST',
     headers: {
-      'content-type': 'application/json', 'x-github-event': 'issue_comment', 'x-github-delivery': uuidv4(),
+      'content-type': 'application/json', 'x-github-event': event, 'x-github-delivery': uuidv4(),
       'x-hub-signature-256': `sha256=${createHmac('sha256', SECRET).update(body).digest('hex')}`,
     },
     body,
   });
-  return { status: response.status, body: await response.json() as { started?: boolean; sessionId?: string } };
+  return { status: response.status, body: await response.json() as { started?: boolean; sessionId?: string; milestoneId?: string; reason?: string; closed?: string; message?: string } };
 }
 
 async function sessionRecord(sessionId: string): Promise<SessionRecord | undefined> {
@@ -209,5 +211,157 @@ describe('a GitHub session reports on GitHub after it closes', () => {
     expect(comments[0]!.body).toContain(`| \`${session.sessionId}\` |`);
     expect(comments[0]!.body).toContain(`| ${session.numTurns} | $${session.totalCostUsd.toFixed(6)} |`);
     expect(github.writes).toEqual([`POST /repos/acme/widgets/issues/${event.issue.number}/comments`]);
+  });
+});
+
+/** A collaborator's issue_comment on pull request `pull` of acme/widgets, as GitHub sends it: the pull request as an issue, its body included. */
+function pullCommentEvent(pull: { number: number; title: string; body: string; html_url: string }, body: string, state = 'open') {
+  const commentId = 4_000_000 + ++issueNumber;
+  return {
+    action: 'created',
+    issue: {
+      number: pull.number, title: pull.title, body: pull.body, html_url: `${repoUrl}/pull/${pull.number}`, updated_at: new Date().toISOString(), state,
+      pull_request: { url: `https://api.github.example/repos/acme/widgets/pulls/${pull.number}` },
+    },
+    comment: {
+      id: commentId, html_url: `${repoUrl}/pull/${pull.number}#issuecomment-${commentId}`, body, user: { login: 'maintainer' },
+      author_association: 'MEMBER', created_at: new Date().toISOString(),
+    },
+    repository: { id: 42, full_name: 'acme/widgets', html_url: repoUrl },
+  };
+}
+
+/** GitHub's pull_request (closed) event of a pull request of acme/widgets, from `headRepo` (a fork: another). */
+function pullClosedEvent(pull: { number: number; body: string; html_url: string }, head: string, headRepo = 'acme/widgets') {
+  return {
+    action: 'closed', number: pull.number,
+    pull_request: {
+      number: pull.number, body: pull.body, html_url: pull.html_url, state: 'closed', closed_at: new Date().toISOString(), merged: true,
+      head: { ref: head, repo: { full_name: headRepo } }, base: { ref: 'main', repo: { full_name: 'acme/widgets' } },
+    },
+    repository: { id: 42, full_name: 'acme/widgets', html_url: repoUrl },
+  };
+}
+
+async function milestoneOf(milestoneId: string): Promise<MilestoneView> {
+  const response = await fetch(`${url}/projects/widgets/milestones/${milestoneId}`);
+  expect(response.status).toBe(200);
+  return (await response.json()) as MilestoneView;
+}
+
+/** The user's text and Claude's replies a model call carried, as one string. */
+const conversationOf = (index: number) => JSON.stringify(anthropic.messageRequests[index]!.body.messages);
+
+/** A /claude comment on a new issue whose session writes `file`: its session and the pull request it opened. */
+async function issueWithPullRequest(file: string, content: string) {
+  anthropic.respondWith(
+    { kind: 'tool_use', name: 'Write', input: { file_path: file, content } },
+    { kind: 'text', text: `Wrote ${file} (ALPHA-REPLY).` },
+  );
+  const event = commentEvent(`/claude write ${file} (ALPHA-PROMPT)`);
+  const answer = await deliver(event);
+  const session = await closed(answer.body.sessionId!);
+  await reported(event.issue.number, session.sessionId);
+  const [pull] = pullsOf(session.workspace?.branch);
+  expect(pull, `${session.error}: ${session.cause}`).toBeDefined();
+  return { event, session, pull: pull!, milestoneId: answer.body.milestoneId! };
+}
+
+describe('a pull request is a milestone', () => {
+  it('a /claude comment on the pull request an issue\'s session opened continues its conversation on its branch: the task sees the first one\'s file and messages, and its comment shows its usage and the running total', async () => {
+    // Prepare: the issue's task writes NOTES.md and opens the pull request
+    const first = await issueWithPullRequest('NOTES.md', 'first task was here\n');
+    const callsBefore = anthropic.messageRequests.length;
+    // The pull request's task reads the file (CLI fact: a Read with a limit reads the disk, not the conversation's copy), then writes another
+    anthropic.respondWith(
+      { kind: 'tool_use', name: 'Read', input: { file_path: 'NOTES.md', limit: 10 } },
+      { kind: 'tool_use', name: 'Write', input: { file_path: 'MORE.md', content: 'second task\n' } },
+      { kind: 'text', text: 'Read the notes and wrote MORE.md.' },
+    );
+
+    // Act: the comment, and GitHub's redelivery of it once its task has run
+    const comment = pullCommentEvent(first.pull, '/claude now add MORE.md (BETA-PROMPT)');
+    const answer = await deliver(comment);
+    const second = await closed(answer.body.sessionId!);
+    const comments = await reported(first.pull.number, second.sessionId);
+    const redelivered = await deliver(comment);
+
+    // Assess: one milestone, one conversation (the CLI resumed it: the milestone's id on every call, the first task's turns in the second's)
+    const branch = issueBranch(first.event.issue.number);
+    expect(first.session).toMatchObject({ mode: 'milestone', milestoneId: first.milestoneId, claudeSessionId: first.milestoneId, workspace: { branch } });
+    expect(answer).toMatchObject({ status: 202, body: { started: true, milestoneId: first.milestoneId } });
+    expect(redelivered).toMatchObject({ status: 202, body: { started: false, sessionId: second.sessionId } });
+    expect(second, `${second.error}: ${second.cause}`).toMatchObject({
+      status: 'COMPLETED', taskId: `pr-${first.pull.number}`, mode: 'milestone', milestoneId: first.milestoneId,
+      workspace: { branch, baseCommit: first.session.workspace!.commit, filesChanged: 1 },
+    });
+    expect(anthropic.messageRequests.map((r) => r.sessionId)).toEqual(anthropic.messageRequests.map(() => first.milestoneId));
+    const secondFirstCall = conversationOf(callsBefore);
+    for (const earlier of ['ALPHA-PROMPT', 'ALPHA-REPLY', 'BETA-PROMPT']) expect(secondFirstCall).toContain(earlier);
+    expect(JSON.stringify((anthropic.messageRequests[callsBefore + 1]!.body.messages as { content: unknown }[]).at(-1))).toContain('first task was here');
+    // The same branch, one commit on the other; one pull request
+    expect(git(remote.barePath(`${repoUrl}.git`), 'log', '--format=%H', branch).split('\n').slice(0, 2)).toEqual([second.workspace!.commit, first.session.workspace!.commit]);
+    expect(pullsOf(branch)).toHaveLength(1);
+    expect(first.pull.body).toContain(`<!-- claude-sessions:issue=${first.event.issue.number} -->`);
+    // The pull request's thread: this task's usage and the conversation's total so far, the sum of both records
+    expect(comments).toHaveLength(1);
+    const body = comments[0]!.body;
+    expect(body).toContain(`Pushed \`${branch}\``);
+    expect(body).toContain('Read the notes and wrote MORE.md.');
+    expect(body).toContain(`| \`${second.sessionId}\` |`);
+    const n = (v: number) => v.toLocaleString('en-US');
+    const [a, b] = [first.session.usage, second.usage];
+    const input = a.inputTokens + b.inputTokens;
+    const output = a.outputTokens + b.outputTokens;
+    const tokens = input + output + a.cacheReadInputTokens + b.cacheReadInputTokens + a.cacheCreationInputTokens + b.cacheCreationInputTokens;
+    expect(body).toContain(`| conversation so far (2 tasks) | ${n(tokens)} (input ${n(input)}, output ${n(output)}`);
+    expect(body).toContain(`| ${first.session.numTurns + second.numTurns} | $${(first.session.totalCostUsd + second.totalCostUsd).toFixed(6)} |`);
+    const view = await milestoneOf(first.milestoneId);
+    expect(view.tasks.map((t) => t.sessionId)).toEqual([first.session.sessionId, second.sessionId]);
+  });
+
+  it('a comment while the pull request\'s task runs starts no second run: its session ends at once, nothing spent, and the thread gets a one-line "busy"', async () => {
+    // Prepare: the pull request's first task stalls, holding the milestone
+    const first = await issueWithPullRequest('BUSY.md', 'busy\n');
+    anthropic.respondWith({ kind: 'stall' });
+    const running = await deliver(pullCommentEvent(first.pull, '/claude take your time'));
+    await waitFor(async () => (await milestoneOf(first.milestoneId)).leaseSessionId === running.body.sessionId, 'the running task\'s lease');
+    const callsBefore = anthropic.messageRequests.length;
+
+    // Act
+    const answer = await deliver(pullCommentEvent(first.pull, '/claude and this too'));
+    const refused = await closed(answer.body.sessionId!);
+    const comments = await reported(first.pull.number, refused.sessionId);
+    const callsDuring = anthropic.messageRequests.length;
+    await fetch(`${url}/sessions/${running.body.sessionId}/abort`, { method: 'POST' });
+    const aborted = await closed(running.body.sessionId!);
+
+    // Assess: refused by the lease, never run, and said so in one line
+    expect(refused).toMatchObject({ status: 'FAILED', error: 'MilestoneUnavailable', milestoneId: first.milestoneId, numTurns: 0, totalCostUsd: 0 });
+    expect(callsDuring).toBe(callsBefore);
+    const line = comments.find((c) => c.body.includes(`claude-sessions:session=${refused.sessionId}`))!.body;
+    expect(line.split('\n').filter((l) => l.trim() && !l.startsWith('<!--'))).toEqual([expect.stringMatching(/^Busy: another task of this conversation was running/)]);
+    expect(aborted.status).toBe('ABORTED');
+    expect((await milestoneOf(first.milestoneId)).leaseSessionId).toBeNull();
+  });
+
+  it('closing or merging the pull request closes its milestone: a later comment starts nothing; a fork\'s pull request carrying the marker closes nothing', async () => {
+    // Prepare
+    const first = await issueWithPullRequest('CLOSE.md', 'close\n');
+    const branch = first.session.workspace!.branch!;
+
+    // Act
+    const fork = await deliver(pullClosedEvent(first.pull, branch, 'mallory/widgets'), 'pull_request');
+    const stillOpen = (await milestoneOf(first.milestoneId)).status;
+    const merged = await deliver(pullClosedEvent(first.pull, branch), 'pull_request');
+    const view = await milestoneOf(first.milestoneId);
+    const later = await deliver(pullCommentEvent(first.pull, '/claude one more thing', 'closed'));
+
+    // Assess
+    expect(fork).toMatchObject({ status: 200, body: { started: false, reason: expect.stringMatching(/comes from another repository \(mallory\/widgets\)/) } });
+    expect(stillOpen).toBe('OPEN');
+    expect(merged).toMatchObject({ status: 200, body: { closed: first.milestoneId, reason: expect.stringMatching(/merged: milestone .* closed/) } });
+    expect(view).toMatchObject({ status: 'CLOSED', closedAt: expect.any(String) });
+    expect(later).toMatchObject({ status: 200, body: { started: false, reason: expect.stringMatching(/is closed: its conversation takes no more tasks/) } });
   });
 });

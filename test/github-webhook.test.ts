@@ -88,7 +88,7 @@ async function deliver(event: string, payload: unknown, options: { signature?: s
     },
     body,
   });
-  return { status: response.status, body: await response.json() as { started?: boolean; sessionId?: string; projectId?: string; reason?: string; message?: string } };
+  return { status: response.status, body: await response.json() as { started?: boolean; sessionId?: string; projectId?: string; milestoneId?: string; reason?: string; message?: string } };
 }
 
 async function projectSessions(projectId: string): Promise<SessionRecord[]> {
@@ -107,10 +107,12 @@ async function closedSession(projectId: string, sessionId: string): Promise<Sess
   throw new Error(`session ${sessionId} did not close in 60 s`);
 }
 
-/** The text Claude was given in a session's first model call. */
-/** The user's message of the session's first model call: its prompt as Claude got it. */
-function promptSeen(sessionId: string): string {
-  const first = anthropic.messageRequests.find((r) => r.sessionId === sessionId);
+/**
+ * The user's message of the session's first model call: its prompt as Claude got it. A milestone
+ * task (an issue's) speaks in its milestone's conversation, so its calls carry the milestone's id.
+ */
+function promptSeen(session: SessionRecord): string {
+  const first = anthropic.messageRequests.find((r) => r.sessionId === (session.claudeSessionId ?? session.sessionId));
   const messages = (first?.body.messages ?? []) as { role: string; content: unknown }[];
   return JSON.stringify(messages.find((m) => m.role === 'user')?.content ?? null);
 }
@@ -130,12 +132,13 @@ describe('POST /webhooks/github: a signed delivery starts one session', () => {
     // Assess
     expect(first).toMatchObject({ status: 202, body: { started: true, projectId: 'widgets' } });
     expect(session).toMatchObject({ status: 'COMPLETED', projectId: 'widgets', trigger: 'github', taskId: `issue-${event.issue.number}` });
-    expect(promptSeen(session.sessionId)).toContain('add a guard for the empty string');
-    expect(promptSeen(session.sessionId)).toContain(`GitHub issue acme/widgets#${event.issue.number}: ${event.issue.title}`);
-    expect(promptSeen(session.sessionId)).not.toContain('/claude');
+    expect(session).toMatchObject({ mode: 'milestone', milestoneId: first.body.milestoneId, claudeSessionId: first.body.milestoneId });
+    expect(promptSeen(session)).toContain('add a guard for the empty string');
+    expect(promptSeen(session)).toContain(`GitHub issue acme/widgets#${event.issue.number}: ${event.issue.title}`);
+    expect(promptSeen(session)).not.toContain('/claude');
     for (const again of [redelivery, replay]) expect(again).toMatchObject({ status: 202, body: { started: false, sessionId: session.sessionId } });
     expect((await projectSessions('widgets')).filter((s) => s.taskId === `issue-${event.issue.number}`)).toHaveLength(1);
-    expect(anthropic.messageRequests.filter((r) => r.sessionId === session.sessionId).length).toBeGreaterThan(0);
+    expect(anthropic.messageRequests.filter((r) => r.sessionId === session.claudeSessionId).length).toBeGreaterThan(0);
   });
 
   it('a comment on a pull request starts its session as pr-<n>', async () => {
@@ -143,7 +146,7 @@ describe('POST /webhooks/github: a signed delivery starts one session', () => {
     const answer = await deliver('issue_comment', event);
     const session = await closedSession('widgets', answer.body.sessionId!);
     expect(session).toMatchObject({ status: 'COMPLETED', taskId: `pr-${event.issue.number}` });
-    expect(promptSeen(session.sessionId)).toContain(`GitHub pull request acme/widgets#${event.issue.number}`);
+    expect(promptSeen(session)).toContain(`GitHub pull request acme/widgets#${event.issue.number}`);
   });
 
   it('an issue labelled with the configured label starts one session; another label starts none', async () => {
@@ -154,7 +157,7 @@ describe('POST /webhooks/github: a signed delivery starts one session', () => {
     // Assess
     expect(labelled).toMatchObject({ status: 202, body: { started: true, projectId: 'labels' } });
     expect(session, `${session.error}: ${session.cause}`).toMatchObject({ status: 'COMPLETED', trigger: 'github' });
-    expect(promptSeen(session.sessionId)).toContain('The README says nothing of --gadgets.');
+    expect(promptSeen(session)).toContain('The README says nothing of --gadgets.');
     expect(other).toMatchObject({ status: 200, body: { started: false, reason: expect.stringMatching(/label "bug" is not "claude"/) } });
     expect(await projectSessions('labels')).toHaveLength(1);
   });

@@ -8,9 +8,11 @@ import { v4 as uuidv4 } from 'uuid';
 import { describe, expect, inject, it } from 'vitest';
 import { MILESTONE_SK, milestonePk } from '../lib/sessions/milestone-item.js';
 import { SESSION_SK, sessionPk } from '../lib/sessions/session-item.js';
-import { checkCalls, policiesOf, type AwsCall, type PolicyStatement } from './support/iam-check.js';
+import { checkCalls, checkTrustPolicies, policiesOf, type AwsCall, type PolicyDocument, type PolicyStatement } from './support/iam-check.js';
 import { resolveTemplate, templateResolver, type CfnTemplate } from './support/template-resolver.js';
 import { ClaudeSessionsStack } from '../cdk/claude-sessions-stack.js';
+import { ROUTES } from '../lib/api/router.js';
+import { parseSchedules } from '../lib/sessions/schedule-entry.js';
 
 // The template `cdk synth` made for this run: what a deploy would ship.
 const template = JSON.parse(readFileSync(join(inject('cdkOut'), 'ClaudeSessions.template.json'), 'utf8')) as CfnTemplate;
@@ -177,14 +179,11 @@ describe('who may use which project: execute-api:Invoke on the project\'s paths'
   const restApiId = scopedResolver.ref(idOf('HttpApi', 'AWS::ApiGateway::RestApi'));
   /** A signed request to the deployed API, as API Gateway authorises it. */
   const invoke = (method: string, path: string): AwsCall => ({ principal: caller, service: 'execute-api', action: 'Invoke', params: { restApiId, stage: 'v1', method, path } });
-  /** Every route of lib/api/router.ts, for one project. */
+  /** Every route of lib/api/router.ts under a project, for one project. */
   const routes = (project: string): AwsCall[] => {
     const id = uuidv4();
-    return [
-      invoke('POST', `/projects/${project}/sessions`), invoke('GET', `/projects/${project}/sessions`), invoke('GET', `/projects/${project}/sessions/${id}`),
-      invoke('GET', `/projects/${project}/usage`), invoke('POST', `/projects/${project}/milestones`), invoke('GET', `/projects/${project}/milestones/${id}`),
-      invoke('POST', `/projects/${project}/milestones/${id}/close`),
-    ];
+    return ROUTES.filter((r) => r.path.startsWith('/projects/{projectId}/'))
+      .map((r) => invoke(r.method, r.path.replace('{projectId}', project).replace(/\{[^}]+\}/g, id)));
   };
   const denied = async (calls: AwsCall[]) => (await checkCalls(scoped, calls)).denied.map((d) => d.resource.replace(/^.*?\/v1\//, ''));
 
@@ -213,30 +212,44 @@ describe('who may use which project: execute-api:Invoke on the project\'s paths'
   });
 });
 
-describe('the GitHub webhook\'s function: start the one state machine, read its one secret', () => {
+describe('the GitHub webhook\'s function: start the one state machine, read its one secret, open and close milestones', () => {
   // `-c githubWebhookSecretName=claude/github-webhook -c githubTriggers=…`, as app.ts passes them.
   const withWebhook = Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', {
     apiKeySecretName: 'claude/anthropic', githubWebhookSecretName: 'claude/github-webhook', githubTriggers: { repositories: { 'acme/widgets': 'widgets' } },
   })).toJSON() as CfnTemplate;
   const idOf = (prefix: string, type: string) => Object.keys(withWebhook.Resources).filter((id) => id.startsWith(prefix) && withWebhook.Resources[id]!.Type === type);
   const [webhookRole] = idOf('GitHubServiceFunctionServiceRole', 'AWS::IAM::Role');
-  const machine = templateResolver(withWebhook).arnOf(idOf('WorkflowStateMachine', 'AWS::StepFunctions::StateMachine')[0]!);
+  const webhookResolver = templateResolver(withWebhook);
+  const machine = webhookResolver.arnOf(idOf('WorkflowStateMachine', 'AWS::StepFunctions::StateMachine')[0]!);
+  const sessionsTable = webhookResolver.physicalName(idOf('SessionsTable', 'AWS::DynamoDB::Table')[0]!);
+  const transcriptBucket = webhookResolver.physicalName(idOf('TranscriptsBucket', 'AWS::S3::Bucket')[0]!);
   const call = (service: string, action: string, params: Record<string, unknown>): AwsCall => ({ principal: webhookRole!, service, action, params });
 
-  it('may StartExecution on the workflow and GetSecretValue on its secret, and nothing else asked of it', async () => {
-    // Prepare: what the function does, and what it must not be able to do
-    const allowed = [call('states', 'StartExecution', { stateMachineArn: machine }), call('secretsmanager', 'GetSecretValue', { SecretId: 'claude/github-webhook' })];
+  it('may StartExecution on the workflow, GetSecretValue on its secret, open, read and close a milestone and tag its transcript, and nothing else asked of it', async () => {
+    // Prepare: what the function does (an issue's milestone opened, a closed pull request's read and closed), and what it must not be able to do
+    const milestone = uuidv4();
+    const allowed = [
+      call('states', 'StartExecution', { stateMachineArn: machine }), call('secretsmanager', 'GetSecretValue', { SecretId: 'claude/github-webhook' }),
+      itemCall(webhookRole!, 'PutItem', sessionsTable, milestonePk(milestone), MILESTONE_SK),
+      itemCall(webhookRole!, 'GetItem', sessionsTable, milestonePk(milestone), MILESTONE_SK),
+      itemCall(webhookRole!, 'UpdateItem', sessionsTable, milestonePk(milestone), MILESTONE_SK),
+      call('s3', 'PutObjectTagging', { Bucket: transcriptBucket, Key: `milestones/${milestone}/transcript.jsonl` }),
+    ];
     const refused = [
       call('secretsmanager', 'GetSecretValue', { SecretId: 'claude/anthropic' }),
       call('states', 'StartExecution', { stateMachineArn: machine.replace(/:stateMachine:.*/, ':stateMachine:Other') }),
       call('states', 'StopExecution', { executionArn: `${machine.replace(':stateMachine:', ':execution:')}:${uuidv4()}` }),
-      itemCall(webhookRole!, 'GetItem', 'ClaudeSessions-SessionsTable', sessionPk(uuidv4()), SESSION_SK),
+      itemCall(webhookRole!, 'GetItem', sessionsTable, sessionPk(uuidv4()), SESSION_SK),
+      itemCall(webhookRole!, 'UpdateItem', sessionsTable, sessionPk(uuidv4()), SESSION_SK),
+      call('s3', 'GetObject', { Bucket: transcriptBucket, Key: `milestones/${milestone}/transcript.jsonl` }),
     ];
     // Act
     const { denied, unusedGrants } = await checkCalls(withWebhook, [...allowed, ...refused]);
-    // Assess: exactly the four refused calls are denied, and the two allowed ones use every grant the role
+    // Assess: exactly the refused calls are denied, and the allowed ones use every grant the role
     // holds beyond its logs and traces: it holds nothing more
-    expect(denied.map((d) => d.action)).toEqual(['secretsmanager:GetSecretValue', 'states:StartExecution', 'states:StopExecution', 'dynamodb:GetItem']);
+    expect(denied.map((d) => d.action)).toEqual([
+      'secretsmanager:GetSecretValue', 'states:StartExecution', 'states:StopExecution', 'dynamodb:GetItem', 'dynamodb:UpdateItem', 's3:GetObject',
+    ]);
     expect(denied[0]!.resource).toContain(':secret:claude/anthropic');
     expect(unusedGrants.filter((g) => !/^(xray|logs):/.test(g.action))).toEqual([]);
   });
@@ -249,7 +262,7 @@ describe('the GitHub webhook\'s function: start the one state machine, read its 
   });
 });
 
-describe('the GitHub reporter\'s function: read a session and the git token, write nothing to the table', () => {
+describe('the GitHub reporter\'s function: read a session, its milestone and the git token, write nothing to the table', () => {
   // The webhook and a git token on, as a deployment that reports on GitHub has them.
   const withReporter = Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', {
     apiKeySecretName: 'claude/anthropic', gitTokenSecretName: 'claude/git', gitTokenScopes: ['https://github.com/acme/'],
@@ -262,16 +275,23 @@ describe('the GitHub reporter\'s function: read a session and the git token, wri
   const queue = resolver_.physicalName(idOf('GitHubReporterDeadLetters', 'AWS::SQS::Queue')[0]!);
   const call = (service: string, action: string, params: Record<string, unknown>): AwsCall => ({ principal: reporterRole!, service, action, params });
 
-  it('may GetItem a session, read the git token and send to its dead-letter queue, and nothing else asked of it', async () => {
+  it('may GetItem a session, view its milestone, read the git token and send to its dead-letter queue, and nothing else asked of it', async () => {
     // Prepare: what reportSession and Lambda's failure destination do, and what the role must not be able to do
+    const milestone = uuidv4();
     const allowed = [
       itemCall(reporterRole!, 'GetItem', tableName, sessionPk(uuidv4()), SESSION_SK),
+      // MilestoneRepository.view: the milestone, then its tasks by the milestone index (the running total)
+      itemCall(reporterRole!, 'GetItem', tableName, milestonePk(milestone), MILESTONE_SK),
+      call('dynamodb', 'Query', {
+        TableName: tableName, IndexName: 'byMilestone', KeyConditionExpression: 'milestoneId = :m', ExpressionAttributeValues: { ':m': { S: milestone } },
+      }),
       call('secretsmanager', 'GetSecretValue', { SecretId: 'claude/git' }),
       call('sqs', 'SendMessage', { QueueUrl: `https://sqs.us-east-1.amazonaws.com/123456789012/${queue}` }),
     ];
     const refused = [
       itemCall(reporterRole!, 'UpdateItem', tableName, sessionPk(uuidv4()), SESSION_SK),
-      itemCall(reporterRole!, 'GetItem', tableName, milestonePk(uuidv4()), MILESTONE_SK),
+      itemCall(reporterRole!, 'UpdateItem', tableName, milestonePk(uuidv4()), MILESTONE_SK),
+      call('dynamodb', 'Query', { TableName: tableName, IndexName: 'byProjectSummary', KeyConditionExpression: 'projectId = :p', ExpressionAttributeValues: { ':p': { S: 'widgets' } } }),
       call('secretsmanager', 'GetSecretValue', { SecretId: 'claude/github-webhook' }),
       call('secretsmanager', 'GetSecretValue', { SecretId: 'claude/anthropic' }),
     ];
@@ -280,7 +300,7 @@ describe('the GitHub reporter\'s function: read a session and the git token, wri
     // Assess: exactly the refused calls are denied; beyond logs, traces and the queue's two reads the SQS grant
     // brings, the allowed calls use every grant the role holds
     expect(denied.map((d) => `${d.action} ${d.resource.split(':').pop()}`)).toEqual([
-      `dynamodb:UpdateItem table/${tableName}`, `dynamodb:GetItem table/${tableName}`,
+      `dynamodb:UpdateItem table/${tableName}`, `dynamodb:UpdateItem table/${tableName}`, `dynamodb:Query table/${tableName}/index/byProjectSummary`,
       expect.stringMatching(/^secretsmanager:GetSecretValue claude\/github-webhook/), expect.stringMatching(/^secretsmanager:GetSecretValue claude\/anthropic/),
     ]);
     expect(unusedGrants.filter((g) => !/^(xray|logs):|^sqs:GetQueue(Attributes|Url)$/.test(g.action))).toEqual([]);
@@ -305,8 +325,168 @@ describe('the GitHub reporter\'s function: read a session and the git token, wri
   });
 });
 
+describe('a GitHub App\'s key: read by the token minter and the reporter, never by a runner', () => {
+  // `-c githubAppSecretName=claude/github-app` with the webhook, as app.ts passes them.
+  const withApp = Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', {
+    apiKeySecretName: 'claude/anthropic', githubAppSecretName: 'claude/github-app', gitTokenScopes: ['https://github.com/acme/'],
+    githubWebhookSecretName: 'claude/github-webhook', githubTriggers: { repositories: { 'acme/widgets': 'widgets' } },
+  })).toJSON() as CfnTemplate;
+  const resolver_ = templateResolver(withApp);
+  const idOf = (prefix: string, type: string) => Object.keys(withApp.Resources).filter((id) => id.startsWith(prefix) && withApp.Resources[id]!.Type === type);
+  const [minterRole] = idOf('GitTokenMinterServiceFunctionServiceRole', 'AWS::IAM::Role');
+  const [reporterRole] = idOf('GitHubReporterServiceFunctionServiceRole', 'AWS::IAM::Role');
+  const runnerRoles = [idOf('RunnerFunctionServiceRole', 'AWS::IAM::Role')[0]!, idOf('FargateTaskTaskRole', 'AWS::IAM::Role')[0]!];
+  const minter = resolver_.arnOf(idOf('GitTokenMinterServiceFunction', 'AWS::Lambda::Function')[0]!);
+  const readApp = (principal: string): AwsCall => ({ principal, service: 'secretsmanager', action: 'GetSecretValue', params: { SecretId: 'claude/github-app' } });
+  const invokeMinter = (principal: string, functionName = minter): AwsCall => ({ principal, service: 'lambda', action: 'Invoke', params: { FunctionName: functionName } });
+
+  it('lets the minter and the reporter read the App\'s secret and the runners invoke the minter; denies the runners the secret and the minter anything else', async () => {
+    // Prepare
+    const allowed = [readApp(minterRole!), readApp(reporterRole!), ...runnerRoles.map((role) => invokeMinter(role))];
+    const refused = [
+      ...runnerRoles.map(readApp),
+      invokeMinter(reporterRole!),
+      { principal: minterRole!, service: 'secretsmanager', action: 'GetSecretValue', params: { SecretId: 'claude/anthropic' } },
+      { principal: minterRole!, service: 'secretsmanager', action: 'GetSecretValue', params: { SecretId: 'claude/github-webhook' } },
+    ];
+    // Act
+    const { denied, unusedGrants } = await checkCalls(withApp, [...allowed, ...refused]);
+    // Assess: exactly the refused calls are denied, and the minter holds nothing beyond the App's secret, logs and traces
+    expect(denied.map((d) => `${d.principal} ${d.action} ${d.resource.split(':').slice(5).join(':')}`)).toEqual([
+      ...runnerRoles.map((role) => expect.stringMatching(new RegExp(`^${role} secretsmanager:GetSecretValue secret:claude/github-app`))),
+      expect.stringMatching(new RegExp(`^${reporterRole} lambda:InvokeFunction function:`)),
+      expect.stringMatching(new RegExp(`^${minterRole} secretsmanager:GetSecretValue secret:claude/anthropic`)),
+      expect.stringMatching(new RegExp(`^${minterRole} secretsmanager:GetSecretValue secret:claude/github-webhook`)),
+    ]);
+    expect(unusedGrants.filter((g) => g.principal === minterRole && !/^(xray|logs):/.test(g.action))).toEqual([]);
+  });
+
+  it('gives the runners the minter, not a token secret, and the reporter the App\'s secret; refuses a token and an App together', () => {
+    const environments = Object.values(withApp.Resources).filter((r) => r.Type === 'AWS::Lambda::Function').map((r) => JSON.stringify((r.Properties as any).Environment ?? {}));
+    expect(environments.filter((e) => e.includes('GIT_TOKEN_MINTER_ARN'))).toHaveLength(1); // the Lambda runner (the Fargate task's is in its task definition)
+    expect(environments.filter((e) => e.includes('GITHUB_APP_SECRET_ARN'))).toHaveLength(2); // the minter and the reporter
+    expect(environments.join(' ')).not.toContain('GIT_TOKEN_SECRET_ARN');
+    expect(() => new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', {
+      gitTokenSecretName: 'claude/git', githubAppSecretName: 'claude/github-app', gitTokenScopes: ['https://github.com/acme/'],
+    })).toThrow(/gitTokenSecretName or githubAppSecretName, not both/);
+    expect(() => new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', { githubAppSecretName: 'claude/github-app' }))
+      .toThrow(/gitTokenScopes must name where the git token may go .* when githubAppSecretName is set/);
+  });
+});
+
 function withWebhookOnly(): CfnTemplate {
   return Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', {
     githubWebhookSecretName: 'claude/github-webhook', githubTriggers: { repositories: { 'acme/widgets': 'widgets' } },
   })).toJSON() as CfnTemplate;
 }
+
+/** A copy of a template with one role's trust policy changed. */
+function withTrust(source: CfnTemplate, role: string, change: (trust: PolicyDocument & { Statement: PolicyStatement[] }) => void): CfnTemplate {
+  const copy = structuredClone(source);
+  change(copy.Resources[role]!.Properties!.AssumeRolePolicyDocument as PolicyDocument & { Statement: PolicyStatement[] });
+  return copy;
+}
+
+// The stack with a schedule, as `-c schedules='[…]'` (cdk.json context `schedules`) makes it through app.ts's parseSchedules.
+const scheduled = Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', {
+  schedules: parseSchedules([{ name: 'nightly', expression: 'cron(0 3 * * ? *)', timezone: 'Europe/Paris', projectId: 'demo', prompt: 'Summarise' }]),
+})).toJSON() as CfnTemplate;
+const scheduleId = Object.keys(scheduled.Resources).find((id) => scheduled.Resources[id]!.Type === 'AWS::Scheduler::Schedule')!;
+const schedulerRole = (scheduled.Resources[scheduleId]!.Properties!.Target as { RoleArn: { 'Fn::GetAtt': string[] } }).RoleArn['Fn::GetAtt'][0]!;
+
+describe('who may assume each role: the trust policies, judged by the evaluator', () => {
+  it('lets only the one service that uses each role of the deployed template assume it', async () => {
+    // Act
+    const trust = await checkTrustPolicies(template);
+    // Assess: every role judged, by the service its user names, and nothing found
+    const services = Object.fromEntries(trust.map((t) => [t.role.replace(/[0-9A-F]{8}$/, ''), t.service]));
+    expect(services).toMatchObject({
+      WorkflowStateMachineRole: 'states.amazonaws.com', RunnerFunctionServiceRole: 'lambda.amazonaws.com', HttpServiceFunctionServiceRole: 'lambda.amazonaws.com',
+      FargateTaskTaskRole: 'ecs-tasks.amazonaws.com', FargateTaskExecutionRole: 'ecs-tasks.amazonaws.com', HttpApiCloudWatchRole: 'apigateway.amazonaws.com',
+    });
+    expect(trust.map((t) => t.role).sort()).toEqual(Object.keys(template.Resources).filter((id) => template.Resources[id]!.Type === 'AWS::IAM::Role').sort());
+    expect(trust.filter((t) => t.findings.length)).toEqual([]);
+  });
+
+  it('judges the scheduler\'s role in a synth with schedules: Scheduler only, from this account\'s schedule group', async () => {
+    // Act
+    const trust = await checkTrustPolicies(scheduled);
+    // Assess
+    expect(trust.find((t) => t.role === schedulerRole)).toEqual({ role: schedulerRole, service: 'scheduler.amazonaws.com', findings: [] });
+    expect(trust.filter((t) => t.findings.length)).toEqual([]);
+  });
+
+  it('reports a trust of everyone, of a second service, of another account, and an AssumeRole beyond sts:AssumeRole', async () => {
+    // Prepare: four broken copies of the deployed template
+    const runner = logicalId('RunnerFunctionServiceRole', 'AWS::IAM::Role');
+    const broken = [
+      withTrust(template, runner, (t) => { t.Statement[0]!.Principal = '*'; }),
+      withTrust(template, runner, (t) => { t.Statement[0]!.Principal = { Service: ['lambda.amazonaws.com', 'events.amazonaws.com'] }; }),
+      withTrust(template, runner, (t) => { t.Statement.push({ Effect: 'Allow', Action: 'sts:AssumeRole', Principal: { AWS: 'arn:aws:iam::210987654321:root' } }); }),
+      withTrust(template, runner, (t) => { t.Statement[0]!.Action = ['sts:AssumeRole', 'sts:TagSession']; }),
+    ];
+    // Act
+    const findings = await Promise.all(broken.map(async (b) => (await checkTrustPolicies(b)).filter((t) => t.findings.length)));
+    // Assess: the runner's role, each time, and why
+    for (const found of findings) expect(found.map((t) => t.role)).toEqual([runner]);
+    expect(findings[0]![0]!.findings).toEqual(expect.arrayContaining(['statement 1 trusts every principal (*)', 'states.amazonaws.com may assume it', 'arn:aws:iam::210987654321:role/Intruder may assume it']));
+    expect(findings[1]![0]!.findings).toEqual(['statement 1 trusts Service:events.amazonaws.com besides lambda.amazonaws.com', 'events.amazonaws.com may assume it']);
+    expect(findings[2]![0]!.findings).toEqual(expect.arrayContaining(['statement 2 trusts AWS:arn:aws:iam::210987654321:root besides lambda.amazonaws.com', 'arn:aws:iam::210987654321:root may assume it']));
+    expect(findings[3]![0]!.findings).toEqual(['statement 1 allows sts:TagSession, not only sts:AssumeRole']);
+  });
+
+  it('reports a scheduler role that lacks aws:SourceAccount or aws:SourceArn, and a state machine role open to another account', async () => {
+    // Prepare
+    const withoutCondition = (key: string) => withTrust(scheduled, schedulerRole, (t) => {
+      const condition = t.Statement[0]!.Condition!.StringEquals as Record<string, unknown>;
+      delete condition[key];
+    });
+    const openMachine = withTrust(template, stateMachineRole, (t) => { delete t.Statement[0]!.Condition; });
+    // Act
+    const [noArn, noAccount, machine] = await Promise.all([withoutCondition('aws:SourceArn'), withoutCondition('aws:SourceAccount'), openMachine].map(checkTrustPolicies));
+    // Assess
+    const findingsOf = (trust: Awaited<ReturnType<typeof checkTrustPolicies>>) => trust.filter((t) => t.findings.length).map((t) => [t.role, t.findings]);
+    expect(findingsOf(noArn!)).toEqual([[schedulerRole, ['scheduler.amazonaws.com may assume it without aws:SourceArn: the trust policy lacks that condition']]]);
+    expect(findingsOf(noAccount!)).toEqual([[schedulerRole, [
+      'scheduler.amazonaws.com may assume it without aws:SourceAccount: the trust policy lacks that condition',
+    ]]]);
+    expect(findingsOf(machine!)).toEqual([[stateMachineRole, [
+      'states.amazonaws.com may assume it without aws:SourceAccount: the trust policy lacks that condition',
+      'states.amazonaws.com may assume it without aws:SourceArn: the trust policy lacks that condition',
+      'states.amazonaws.com may assume it for another account\'s source (a confused deputy)',
+    ]]]);
+  });
+});
+
+describe('the schedules\' role: start the one state machine its schedules target, and send to their dead-letter queue', () => {
+  const scheduledResolver = templateResolver(scheduled);
+  const target = resolveTemplate(scheduled).Resources[scheduleId]!.Properties!.Target as { Arn: string; DeadLetterConfig: { Arn: string } };
+  /** What Scheduler does with the role at each tick: StartExecution on the target; SendMessage to the queue when that fails. */
+  const ticks: AwsCall[] = [
+    { principal: schedulerRole, service: 'states', action: 'StartExecution', params: { stateMachineArn: target.Arn } },
+    { principal: schedulerRole, service: 'sqs', action: 'SendMessage', params: { QueueUrl: `https://sqs.us-east-1.amazonaws.com/123456789012/${target.DeadLetterConfig.Arn.split(':').pop()}` } },
+  ];
+
+  it('targets the workflow, and its role may make exactly those calls and holds nothing more', async () => {
+    // Assess the target: this stack's state machine and dead-letter queue
+    const machine = Object.keys(scheduled.Resources).find((id) => scheduled.Resources[id]!.Type === 'AWS::StepFunctions::StateMachine')!;
+    expect(target.Arn).toBe(scheduledResolver.arnOf(machine));
+    // Act
+    const { denied, unusedGrants } = await checkCalls(scheduled, ticks);
+    // Assess
+    expect(denied).toEqual([]);
+    expect(unusedGrants).toEqual([]);
+  });
+
+  it('fails a role whose StartExecution names another state machine', async () => {
+    // Prepare: the role's grant moved to a state machine the schedules do not target
+    const copy = structuredClone(scheduled);
+    const [policy] = Object.values(copy.Resources).filter((r) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties!.Roles).includes(schedulerRole));
+    const start = (policy!.Properties!.PolicyDocument as { Statement: PolicyStatement[] }).Statement.find((s) => s.Action === 'states:StartExecution')!;
+    start.Resource = 'arn:aws:states:us-east-1:123456789012:stateMachine:Other';
+    // Act
+    const { denied } = await checkCalls(copy, ticks);
+    // Assess
+    expect(denied.map((d) => `${d.action} ${d.resource}`)).toEqual([`states:StartExecution ${target.Arn}`]);
+  });
+});

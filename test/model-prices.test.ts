@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
+import { AnthropicStandIn, type StandInUsage } from '../lib/local/anthropic-stand-in.js';
 import { runClaude } from '../lib/claude/run-claude.js';
 import { canonicalModel, priceOf } from '../lib/claude/model-prices.js';
 import table from '../lib/claude/model-prices.json' with { type: 'json' };
@@ -19,7 +19,7 @@ afterAll(() => standIn.close());
 const USAGE = { input_tokens: 12_345, output_tokens: 7_890, cache_creation_input_tokens: 4_567, cache_read_input_tokens: 9_012 };
 
 /** The CLI's cost of one reply of USAGE from `model`, and the run's metered cost of it. */
-async function priced(model: string | undefined, provider: 'anthropic' | 'bedrock' = 'anthropic', usage: typeof USAGE = USAGE) {
+async function priced(model: string | undefined, provider: 'anthropic' | 'bedrock' = 'anthropic', usage: StandInUsage = USAGE) {
   standIn.reset();
   standIn.respondByDefault({ kind: 'text', usage });
   const endpoint = provider === 'bedrock' ? standIn.bedrockEndpoint(model) : { apiKey: 'sk-ant-prices', baseUrl: standIn.url };
@@ -52,6 +52,25 @@ describe('the prices a run\'s metered usage is charged at', () => {
   it.each(cases)('are the CLI\'s own for $model, prompt of $usage.input_tokens input tokens', async ({ model, usage }) => {
     const { asked, cli, metered } = await priced(model, 'anthropic', usage);
     expect(asked).toBe(model);
+    expect(metered.totalCostUsd).toBeCloseTo(cli, 6);
+  });
+
+  // The CLI's surcharges, as an answer's usage shows them: of the 4,567 cache writes 3,000 live an
+  // hour, the model ran 3 web searches (and 2 web fetches, priced as their tokens), in the US only;
+  // and the same in fast mode (a model with no fast rates is priced as standard, as the CLI does).
+  const SURCHARGED: StandInUsage = {
+    ...USAGE,
+    cache_creation: { ephemeral_5m_input_tokens: 1_567, ephemeral_1h_input_tokens: 3_000 },
+    server_tool_use: { web_search_requests: 3, web_fetch_requests: 2 },
+    inference_geo: 'us',
+  };
+  const surcharged = Object.entries(PRICES).flatMap(([model, row]) => [
+    { model, mode: 'standard', usage: SURCHARGED },
+    { model, mode: 'fast', usage: { ...SURCHARGED, speed: 'fast' } },
+    ...(row.longPrompt ? [{ model, mode: 'long prompt', usage: { ...SURCHARGED, input_tokens: row.longPrompt.abovePromptTokens + 1 } }] : []),
+  ]);
+  it.each(surcharged)('are the CLI\'s own for $model with 1-hour cache writes, web searches and US-only inference, $mode', async ({ model, usage }) => {
+    const { cli, metered } = await priced(model, 'anthropic', usage);
     expect(metered.totalCostUsd).toBeCloseTo(cli, 6);
   });
 

@@ -54,7 +54,7 @@ describe('observability on AWS', () => {
     expect(graphed('Executions in flight')!.map((m) => m[1])).toEqual(['ExecutionsStarted', 'ExecutionsSucceeded', 'ExecutionsFailed', 'ExecutionsAborted', 'ExecutionsTimedOut']);
   });
 
-  it('alarms on the failure rate, an overdue session, non-empty dead-letter queues and reaper errors', () => {
+  it('alarms on the failure rate, an overdue session, non-empty dead-letter queues, reaper errors and runner throttles', () => {
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a: any) => a.Properties.AlarmDescription as string);
     expect(alarms).toEqual(expect.arrayContaining([
       expect.stringMatching(/sessions closed in an hour failed or timed out/),
@@ -62,8 +62,22 @@ describe('observability on AWS', () => {
       expect.stringMatching(/Schedules\/DeadLetters/),
       expect.stringMatching(/Events\/DeadLetters/),
       expect.stringMatching(/reaper failed/),
+      expect.stringMatching(/runner Lambda was throttled/),
     ]));
     for (const a of Object.values(template.findResources('AWS::CloudWatch::Alarm'))) expect((a as any).Properties.AlarmActions).toBeUndefined();
+  });
+
+  it('alarms on any throttle of the runner Lambda, summed over 5 minutes', () => {
+    // Prepare: the runner function, by the image it runs (the one function of that kind)
+    const json = template.toJSON() as CfnTemplate;
+    const [runnerId] = Object.entries(json.Resources).filter(([, r]) => r.Type === 'AWS::Lambda::Function' && (r.Properties as any).PackageType === 'Image').map(([id]) => id);
+    // Act
+    const throttles = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a: any) => a.Properties).filter((p) => p.MetricName === 'Throttles');
+    // Assess
+    expect(throttles).toEqual([expect.objectContaining({
+      Namespace: 'AWS/Lambda', Dimensions: [{ Name: 'FunctionName', Value: { Ref: runnerId } }], Statistic: 'Sum', Period: 300,
+      Threshold: 0, ComparisonOperator: 'GreaterThanThreshold', EvaluationPeriods: 1, TreatMissingData: 'notBreaching',
+    })]);
   });
 
   it('sends every alarm to the SNS topic when one is given', () => {
@@ -71,7 +85,7 @@ describe('observability on AWS', () => {
     const topic = new Topic(new Stack(app, 'Topics'), 'Pager');
     const withTopic = Template.fromStack(new ClaudeSessionsStack(app, 'WithTopic', { alarmTopic: topic }));
     const alarms = Object.values(withTopic.findResources('AWS::CloudWatch::Alarm'));
-    expect(alarms.length).toBeGreaterThanOrEqual(5);
+    expect(alarms.length).toBeGreaterThanOrEqual(6);
     for (const a of alarms) expect(JSON.stringify((a as any).Properties.AlarmActions)).toMatch(/Pager/);
   });
 });

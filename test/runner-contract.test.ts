@@ -1,7 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { readRunnerEnvironment, runnerEnvironment } from '../lib/claude/runner-environment.js';
-import { runSessionTask } from '../lib/claude/run-session-task.js';
+import { runSessionTask, type RunnerConfig } from '../lib/claude/run-session-task.js';
+import { runnerConfigOf, splitRunnerConfig } from '../lib/claude/runner-config.js';
+import { outcomeOf } from '../lib/claude/run-outcome.js';
+import { recordOf } from '../lib/claude/task-record.js';
 import { prepareSessionStart } from '../lib/sessions/execution-input.js';
 import {
   CLOSE_UPDATE, RECORD_ATTEMPT_UPDATE, RUNNER_CONTRACT, RUNNING_CONDITION, closeValues, forContract, type RunOutcome,
@@ -66,6 +69,55 @@ describe('the runner contract', () => {
     process.env.CLAUDE_MODEL = 'us.anthropic.claude-sonnet-4-5-20250929-v1:0';
     process.env.PROJECT_MODELS = '{"demo":"arn:aws:bedrock:us-east-1:123456789012:inference-profile/x"}';
     expect(() => readRunnerEnvironment()).toThrow(/PROJECT_MODELS\.demo must be an application inference profile ARN/);
+  });
+});
+
+describe('one RunnerConfig for every runner', () => {
+  it('gives a deployed runner the settings the local runtime hands its Fargate tasks, every one of them', () => {
+    // Prepare: every setting away from its default, as the local runtime may be given them
+    const given: RunnerConfig = {
+      idleTimeoutMs: 45_000, maxRetries: 5, tools: ['Read', 'Bash'], permissionMode: 'plan', permissionRules: ['Bash(npm test:*)'],
+      separateUser: true, gitTokenScopes: ['https://github.com/acme/'], trustedSettingsRepositories: ['https://github.com/acme/tools.git'], maxCloneMiB: 256,
+      claudePath: '/opt/claude',
+    };
+    const { settings, platform } = splitRunnerConfig(given);
+    // Act: through the environment, as a task reads it, and back into a config
+    Object.assign(process.env, runnerEnvironment(settings));
+    const deployed = runnerConfigOf(readRunnerEnvironment(), {});
+    // Assess: each setting arrives; what is not a setting stays the platform's
+    const { claudePath, ...settingsGiven } = given;
+    expect(deployed).toEqual(settingsGiven);
+    expect(platform).toEqual({ claudePath });
+    expect(runnerConfigOf(settings, platform)).toEqual(given);
+  });
+});
+
+describe('the outcome and the record of a run, from its facts alone', () => {
+  const metered = { usage: { ...zeroUsage(), inputTokens: 42, outputTokens: 1 }, modelUsage: {}, totalCostUsd: 0.0002, messages: 0, unreadAnswers: 0 };
+  const endpoint = { apiKey: 'sk-ant-unused' };
+
+  it('closes a run its no-output watchdog killed TIMED_OUT, with what the gateway metered, and moves the totals once', () => {
+    // Prepare
+    const { session } = prepareSessionStart({ prompt: 'hi', projectId: 'p', sessionId: uuidv4() }, { executionArn: 'arn' });
+    const run = { kind: 'timeout' as const, reason: 'no-output' as const, limitMs: 3_000, numTurns: 0, wallMs: 4_100, metered };
+    // Act
+    const outcome = outcomeOf(run, endpoint, { claudeSessionId: session.sessionId, endedAt: new Date('2026-12-05T00:00:00Z') });
+    const result = recordOf(session, outcome, outcome, RUNNER_CONTRACT);
+    // Assess
+    expect(outcome).toMatchObject({
+      status: 'TIMED_OUT', error: 'ClaudeTimeoutError', cause: 'the Claude CLI printed nothing for 3 s and was stopped',
+      usage: { inputTokens: 42 }, totalCostUsd: 0.0002, durationMs: 4_100, provider: 'anthropic', attempts: 1,
+    });
+    expect(result.record).toMatchObject({ sessionId: session.sessionId, status: 'TIMED_OUT', totalCostUsd: 0.0002 });
+    expect(Object.keys(result.values).sort()).toEqual(Object.keys(forContract(closeValues(outcome), RUNNER_CONTRACT, 'close')).sort());
+    expect(result.totals?.update).toMatch(/ADD/);
+    expect(result.next).toBeUndefined();
+  });
+
+  it('refuses a result for another conversation than the session\'s', () => {
+    const result = { type: 'result', subtype: 'success', is_error: false, session_id: uuidv4(), num_turns: 1, duration_ms: 10, result: 'ok' };
+    expect(() => outcomeOf({ kind: 'result', result, wallMs: 10, metered } as never, endpoint, { claudeSessionId: uuidv4(), endedAt: new Date() }))
+      .toThrow(expect.objectContaining({ name: 'SessionIdMismatchError' }));
   });
 });
 

@@ -35,6 +35,6 @@ export const handler = middy(async (event: DynamoDBStreamEvent): Promise<DynamoD
   });
   return { batchItemFailures: failed.map((itemIdentifier) => ({ itemIdentifier })) };
 })
-  .use(captureLambdaHandler(tracer))
+  .use(captureLambdaHandler(tracer, { captureResponse: false }))
   .use(logMetrics(metrics))
   .use(injectLambdaContext(logger));

@@ -9,9 +9,11 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import middy from '@middy/core';
 import type { EventBridgeEvent } from 'aws-lambda';
 import { GitHubClient, checkedGitHubApiUrl } from '../../lib/github/github-client.js';
-import { readGitHubToken } from '../../lib/github/github-token.js';
+import { readGitHubApp, readGitHubToken } from '../../lib/github/github-token.js';
+import { GitHubAppTokens, appReportToken } from '../../lib/github/app-token.js';
 import { reportSession } from '../../lib/github/session-report.js';
 import type { SessionClosedDetail } from '../../lib/sessions/session-events.js';
+import { MilestoneRepository } from '../../lib/sessions/milestone-repository.js';
 import { SessionRepository } from '../../lib/sessions/session-repository.js';
 import { lazy } from '../shared/lazy.js';
 
@@ -21,9 +23,19 @@ const tracer = new Tracer();
 const documents = DynamoDBDocumentClient.from(tracer.captureAWSv3Client(new DynamoDBClient({})));
 const secrets = tracer.captureAWSv3Client(new SecretsManagerClient({}));
 const deps = lazy(() => {
-  const repository = new SessionRepository(documents, getStringFromEnv({ key: 'TABLE_NAME' }));
-  const token = readGitHubToken(secrets, getStringFromEnv({ key: 'GITHUB_TOKEN_SECRET_ARN' }));
-  return { github: new GitHubClient(checkedGitHubApiUrl(process.env.GITHUB_API_URL, 'GITHUB_API_URL'), token), session: (id: string) => repository.get(id) };
+  const tableName = getStringFromEnv({ key: 'TABLE_NAME' });
+  const repository = new SessionRepository(documents, tableName);
+  const milestones = new MilestoneRepository(documents, tableName);
+  const apiUrl = checkedGitHubApiUrl(process.env.GITHUB_API_URL, 'GITHUB_API_URL');
+  // A GitHub App's token per report, scoped to the session's repository (issues and pull requests write); else the deployment's token.
+  const appSecret = process.env.GITHUB_APP_SECRET_ARN;
+  const token = appSecret
+    ? appReportToken(new GitHubAppTokens(apiUrl, readGitHubApp(secrets, appSecret, 'githubAppSecretName'), 'githubAppSecretName'))
+    : readGitHubToken(secrets, getStringFromEnv({ key: 'GITHUB_TOKEN_SECRET_ARN' }));
+  return {
+    github: new GitHubClient(apiUrl, token),
+    session: (id: string) => repository.get(id), milestone: (id: string) => milestones.view(id),
+  };
 });
 
 /**

@@ -24,5 +24,5 @@ export const handler = middy(async (event: EventBridgeEvent<'Step Functions Exec
   logger.info('execution ended', { executionArn: event.detail.executionArn, status: event.detail.status, ...result });
   return result;
 })
-  .use(captureLambdaHandler(tracer))
+  .use(captureLambdaHandler(tracer, { captureResponse: false }))
   .use(injectLambdaContext(logger));

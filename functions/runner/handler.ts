@@ -7,8 +7,8 @@ import { STSClient } from '@aws-sdk/client-sts';
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
-import { readGitToken } from '../../lib/claude/git-token.js';
-import { sessionEndpoints } from '../../lib/claude/model-endpoint.js';
+import { LambdaClient } from '@aws-sdk/client-lambda';
+import { deployedRunnerConfig } from '../../lib/claude/runner-config.js';
 import { readRunnerEnvironment } from '../../lib/claude/runner-environment.js';
 import { runSessionTask, type RunnerInput } from '../../lib/claude/run-session-task.js';
 import { TranscriptStore } from '../../lib/claude/transcript-store.js';
@@ -27,36 +27,30 @@ const sessions = runner.sessionTable
   ? new SessionRepository(DynamoDBDocumentClient.from(tracer.captureAWSv3Client(new DynamoDBClient({})), { marshallOptions: { removeUndefinedValues: true } }), runner.sessionTable)
   : undefined;
 const secrets = tracer.captureAWSv3Client(new SecretsManagerClient({}));
-const transcripts = TranscriptStore.forBucket(runner.transcriptBucket, process.env, (s3) => tracer.captureAWSv3Client(s3));
-// The function's own role signs git's password for CodeCommit workspaces (resolved only when one needs it).
-const codeCommitCredentials = fromNodeProviderChain();
 let sts: STSClient | undefined;
-const endpointFor = sessionEndpoints(runner, { secrets: () => secrets, sts: () => (sts ??= tracer.captureAWSv3Client(new STSClient({}))) });
+let lambda: LambdaClient | undefined;
+const config = deployedRunnerConfig(runner, {
+  secrets: () => secrets,
+  sts: () => (sts ??= tracer.captureAWSv3Client(new STSClient({}))),
+  lambda: () => (lambda ??= tracer.captureAWSv3Client(new LambdaClient({}))),
+  transcripts: TranscriptStore.forBucket(runner.transcriptBucket, process.env, (s3) => tracer.captureAWSv3Client(s3)),
+  // The function's own role signs git's password for CodeCommit workspaces (resolved only when one needs it).
+  codeCommitCredentials: fromNodeProviderChain(),
+}, {
+  // A Lambda execution environment holds this runtime and what it starts: after a run, every later
+  // process of its user is the run's, and goes (one that cleared its environment too).
+  ownsSandbox: true,
+});
 
 export const handler = middy(async (input: RunnerInput, context: Context) => {
   const { session } = input;
   logger.appendKeys({ sessionId: session.sessionId, projectId: session.projectId, executionArn: session.executionArn });
   logger.info('running Claude', { promptChars: session.promptChars, promptSha256: session.promptSha256, provider: runner.model.provider });
   const result = await runSessionTask(input, {
-    sessionEndpoint: endpointFor,
-    idleTimeoutMs: runner.idleTimeoutMs,
-    maxRetries: runner.maxApiRetries,
-    tools: runner.tools,
-    permissionMode: runner.permissionMode,
-    permissionRules: runner.permissionRules,
-    // A Lambda execution environment holds this runtime and what it starts: after a run, every later
-    // process of its user is the run's, and goes (one that cleared its environment too).
-    ownsSandbox: true,
+    ...config,
     remainingMs: () => context.getRemainingTimeInMillis(),
-    transcripts,
-    gitToken: runner.gitTokenSecretArn ? () => readGitToken(secrets, runner.gitTokenSecretArn!) : undefined,
-    gitTokenScopes: runner.gitTokenScopes,
-    trustedSettingsRepositories: runner.trustedSettingsRepositories,
-    maxCloneMiB: runner.maxCloneMiB,
-    codeCommitCredentials,
     // The invocation's request id: a retried invoke of the same attempt is another, and starts no Claude.
     watch: sessions ? describeExecutionWatch(sfn, session.executionArn, sessions, context.awsRequestId) : undefined,
-    savePatch: transcripts ? (sessionId, patch) => transcripts.savePatch(sessionId, patch) : undefined,
   });
   const { status, usage, numTurns, totalCostUsd, durationMs, error } = result.record;
   logger.info('Claude finished', { status, usage, numTurns, totalCostUsd, durationMs, error });

@@ -23,5 +23,5 @@ export const handler = middy(async () => {
   for (const session of swept) logger.warn('closed what an execution left open (its event was lost)', { ...session });
   return { swept };
 })
-  .use(captureLambdaHandler(tracer))
+  .use(captureLambdaHandler(tracer, { captureResponse: false }))
   .use(injectLambdaContext(logger));

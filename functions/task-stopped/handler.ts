@@ -19,5 +19,5 @@ export const handler = middy(async (event: EventBridgeEvent<'ECS Task State Chan
   logger.info('task stopped', { taskArn: event.detail.taskArn, stopCode: event.detail.stopCode, outcome });
   return { outcome };
 })
-  .use(captureLambdaHandler(tracer))
+  .use(captureLambdaHandler(tracer, { captureResponse: false }))
   .use(injectLambdaContext(logger));

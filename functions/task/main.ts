@@ -7,9 +7,9 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { STSClient } from '@aws-sdk/client-sts';
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
-import { readGitToken } from '../../lib/claude/git-token.js';
+import { LambdaClient } from '@aws-sdk/client-lambda';
 import { StepFunctionsCallbacks, executionPrompt, runFargateTask } from '../../lib/claude/fargate-task.js';
-import { sessionEndpoints } from '../../lib/claude/model-endpoint.js';
+import { deployedRunnerConfig } from '../../lib/claude/runner-config.js';
 import { readRunnerEnvironment } from '../../lib/claude/runner-environment.js';
 import type { RunnerInput } from '../../lib/claude/run-session-task.js';
 import { TranscriptStore } from '../../lib/claude/transcript-store.js';
@@ -38,7 +38,6 @@ async function main(): Promise<number> {
   const callbacks = new StepFunctionsCallbacks(sfn, TASK_TOKEN);
   try {
     const runner = readRunnerEnvironment();
-    const transcripts = TranscriptStore.forBucket(runner.transcriptBucket, process.env, (s3) => tracer.captureAWSv3Client(s3));
     // First thing: a cold start that pulled the image has used part of HeartbeatSeconds already.
     await callbacks.heartbeat();
     logger.info('running Claude', { promptChars: session.promptChars, promptSha256: session.promptSha256 });
@@ -53,29 +52,20 @@ async function main(): Promise<number> {
       { session, milestone, retry, contract: Number(process.env.RUNNER_CONTRACT) },
       () => executionPrompt(sfn, session.executionArn),
       {
-        sessionEndpoint: sessionEndpoints(runner, {
+        ...deployedRunnerConfig(runner, {
           secrets: secretsClient,
           sts: () => tracer.captureAWSv3Client(new STSClient({})),
+          // The git token minter: a GitHub App's key never reaches the task, only a token for its one repository.
+          lambda: () => tracer.captureAWSv3Client(new LambdaClient({})),
+          transcripts: TranscriptStore.forBucket(runner.transcriptBucket, process.env, (s3) => tracer.captureAWSv3Client(s3)),
+          // The task role signs git's password for CodeCommit workspaces, refreshed as ECS rotates it.
+          codeCommitCredentials: fromNodeProviderChain(),
         }),
-        idleTimeoutMs: runner.idleTimeoutMs,
-        maxRetries: runner.maxApiRetries,
-        tools: runner.tools,
-        permissionMode: runner.permissionMode,
-        permissionRules: runner.permissionRules,
-        separateUser: runner.separateUser,
         // The heartbeat says when nobody waits any more; DescribeExecution says how the execution ended.
         watch: runner.sessionTable
           ? describeExecutionWatch(sfn, session.executionArn, new SessionRepository(
             DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } }), runner.sessionTable), TASK_TOKEN.slice(-64))
           : undefined,
-        transcripts,
-        gitToken: runner.gitTokenSecretArn ? () => readGitToken(secretsClient(), runner.gitTokenSecretArn!) : undefined,
-        gitTokenScopes: runner.gitTokenScopes,
-        trustedSettingsRepositories: runner.trustedSettingsRepositories,
-        maxCloneMiB: runner.maxCloneMiB,
-        // The task role signs git's password for CodeCommit workspaces, refreshed as ECS rotates it.
-        codeCommitCredentials: fromNodeProviderChain(),
-        savePatch: transcripts ? (sessionId, patch) => transcripts.savePatch(sessionId, patch) : undefined,
       },
       callbacks,
       runner.heartbeatIntervalSeconds * 1000,

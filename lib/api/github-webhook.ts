@@ -2,7 +2,10 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { v5 as uuidv5 } from 'uuid';
 import { z } from 'zod';
 import { tokenScopeOf } from '../claude/repository-scopes.js';
+import { markedIssue } from '../github/pull-request-marker.js';
 import { idField } from '../sessions/execution-input.js';
+import type { MilestoneRecord } from '../sessions/milestone-item.js';
+import { MilestoneUnavailableError } from '../sessions/milestone-repository.js';
 import { startSession } from './start-session.js';
 import { MAX_PROMPT_CHARS } from '../sessions/session-limits.js';
 import { HttpError } from './http-errors.js';
@@ -70,16 +73,26 @@ export function parseGitHubTriggers(value: unknown, setting: string): GitHubTrig
   return { ...parsed.data, repositories };
 }
 
-/** Why a signed delivery started nothing, or that it started (or had started) its session. */
+/** Why a signed delivery started nothing, or that it started (or had started) its session, or closed its milestone. */
 export type WebhookAnswer =
-  | { statusCode: 200; body: { started: false; reason: string } }
-  | { statusCode: 202; body: { started: boolean; sessionId: string; projectId: string; links: { self: string } } };
+  | { statusCode: 200; body: { started: false; reason: string; closed?: string } }
+  | { statusCode: 202; body: { started: boolean; sessionId: string; projectId: string; milestoneId?: string; links: { self: string } } };
+
+/** What the webhook does with milestones (MilestoneRepository): an issue's is opened, a pull request's closing closes it. */
+export interface GitHubMilestones {
+  open(projectId: string, now: Date, milestoneId: string): Promise<MilestoneRecord>;
+  get(milestoneId: string): Promise<MilestoneRecord | undefined>;
+  close(milestoneId: string, projectId: string, now?: Date): Promise<MilestoneRecord>;
+}
 
 export interface GitHubWebhookDeps {
   /** The webhook's secret (Secrets Manager on AWS), read when a delivery arrives. */
   secret: () => Promise<string>;
   triggers: GitHubTriggers;
   starter: SessionStarter;
+  milestones: GitHubMilestones;
+  /** Tags a closed milestone's transcript for expiry; absent where there is no bucket. */
+  transcripts?: { markClosed(key: string): Promise<void> };
   /** The deployment's git token scopes: a repository under one becomes the session's workspace. */
   gitTokenScopes?: readonly string[];
   now?: () => Date;
@@ -87,17 +100,39 @@ export interface GitHubWebhookDeps {
 
 // Fixed namespace of the session ids of GitHub events (uuid v5 of the event's signed identity).
 const GITHUB_EVENT_NAMESPACE = '3b4f3a2e-7c1d-5e8a-9f60-2d8c1b7e4a95';
+// Fixed namespace of the milestone ids of GitHub issues (uuid v5 of `owner/repo#<n>`).
+const GITHUB_ISSUE_NAMESPACE = '8e0c6d1a-52b4-5f3e-a7c9-4b1d2e6f9a30';
+
+/**
+ * The milestone (one Claude conversation, one branch) of an issue and of the pull request opened
+ * from it: the same id for every comment, computed without a read, so two deliveries agree.
+ */
+export function milestoneIdOfIssue(repositoryFullName: string, issue: number): string {
+  return uuidv5(`${repositoryFullName.toLowerCase()}#${issue}`, GITHUB_ISSUE_NAMESPACE);
+}
+
+/** The branch an issue's milestone works on. The one place the webhook names it. */
+export function issueBranch(issue: number): string {
+  return `claude-sessions/issue-${issue}`;
+}
 
 const Repository = z.object({ full_name: z.string(), html_url: z.string() });
 const Issue = z.object({
   number: z.int(), title: z.string(), body: z.string().nullish(), html_url: z.string(), updated_at: z.string(),
-  pull_request: z.unknown().optional(),
+  state: z.string().optional(), pull_request: z.unknown().optional(),
 });
 const IssueCommentEvent = z.object({
   action: z.string(), repository: Repository, issue: Issue,
   comment: z.object({ html_url: z.string(), body: z.string().nullish(), author_association: z.string(), created_at: z.string(), user: z.object({ login: z.string() }) }),
 });
 const IssuesEvent = z.object({ action: z.string(), repository: Repository, issue: Issue, label: z.object({ name: z.string() }).optional() });
+const PullRequestEvent = z.object({
+  action: z.string(), repository: Repository,
+  pull_request: z.object({
+    number: z.int(), body: z.string().nullish(), html_url: z.string(), closed_at: z.string().nullish(), merged: z.boolean().nullish(),
+    head: z.object({ ref: z.string(), repo: z.object({ full_name: z.string() }).nullish() }),
+  }),
+});
 
 /**
  * One GitHub delivery, checked and turned into at most one session. The session id is a v5
@@ -120,7 +155,8 @@ export class GitHubWebhook {
     }
     if (event === 'issue_comment') return this.onComment(parse(IssueCommentEvent, payload));
     if (event === 'issues') return this.onIssue(parse(IssuesEvent, payload));
-    return skip(`event ${JSON.stringify(event ?? null)} starts nothing: only issue_comment and issues are triggers`);
+    if (event === 'pull_request') return this.onPullRequest(parse(PullRequestEvent, payload));
+    return skip(`event ${JSON.stringify(event ?? null)} starts nothing: only issue_comment and issues start sessions, and pull_request closes them`);
   }
 
   /** HMAC-SHA256 of the raw body with the secret, compared in constant time; 401 before anything else is read. */
@@ -143,6 +179,10 @@ export class GitHubWebhook {
     }
     const stale = this.staleness(event.comment.created_at);
     if (stale) return skip(stale);
+    // A pull request the product opened is its issue's milestone: once closed, its comments start nothing (any other pull request's still do).
+    if (event.issue.pull_request !== undefined && event.issue.state === 'closed' && markedIssue(event.issue.body) !== undefined) {
+      return skip(`pull request ${event.repository.full_name}#${event.issue.number} is closed: its conversation takes no more tasks`);
+    }
     return this.start({
       projectId, repository: event.repository, issue: event.issue, eventKey: `comment ${event.comment.html_url}`,
       instruction: instruction || 'Work on this.',
@@ -163,6 +203,41 @@ export class GitHubWebhook {
     });
   }
 
+  /**
+   * A pull request the product opened (its body carries the issue's marker), closed or merged:
+   * its milestone is closed, so its conversation takes no more tasks. Only a pull request of this
+   * repository whose head is the milestone's branch closes it: a fork's copy of the marker does not.
+   */
+  private async onPullRequest(event: z.output<typeof PullRequestEvent>): Promise<WebhookAnswer> {
+    const pull = event.pull_request;
+    const name = `${event.repository.full_name}#${pull.number}`;
+    if (event.action !== 'closed') return skip(`pull_request ${event.action} does nothing: only closing a pull request closes its conversation`);
+    const projectId = this.projectOf(event.repository.full_name);
+    if (!projectId) return skip(`repository ${event.repository.full_name} is not mapped to a project`);
+    const issue = markedIssue(pull.body);
+    if (issue === undefined) return skip(`pull request ${name} was not opened by claude-sessions: it has no conversation to close`);
+    if (pull.head.repo?.full_name.toLowerCase() !== event.repository.full_name.toLowerCase()) {
+      return skip(`pull request ${name} comes from another repository (${pull.head.repo?.full_name ?? 'deleted'}): it has no conversation here`);
+    }
+    const stale = this.staleness(pull.closed_at ?? '');
+    if (stale) return skip(stale);
+    const milestoneId = milestoneIdOfIssue(event.repository.full_name, issue);
+    const milestone = await this.deps.milestones.get(milestoneId);
+    if (!milestone || milestone.projectId !== projectId || milestone.workspace?.branch !== pull.head.ref) {
+      return skip(`pull request ${name} is not the branch of issue #${issue}'s conversation: nothing to close`);
+    }
+    let closed: MilestoneRecord;
+    try {
+      closed = await this.deps.milestones.close(milestoneId, projectId, this.deps.now?.());
+    } catch (err) {
+      // GitHub does not retry: a failed delivery is shown as such, to be redelivered once the task has reported.
+      if (err instanceof MilestoneUnavailableError && err.reason === 'busy') throw new HttpError(409, `${err.message}; redeliver this event then`);
+      throw err;
+    }
+    if (closed.transcript) await this.deps.transcripts?.markClosed(closed.transcript.key);
+    return { statusCode: 200, body: { started: false, closed: milestoneId, reason: `pull request ${name} ${pull.merged ? 'merged' : 'closed'}: milestone ${milestoneId} closed` } };
+  }
+
   private projectOf(fullName: string): string | undefined {
     return Object.hasOwn(this.deps.triggers.repositories, fullName.toLowerCase()) ? this.deps.triggers.repositories[fullName.toLowerCase()] : undefined;
   }
@@ -175,21 +250,49 @@ export class GitHubWebhook {
     return undefined;
   }
 
+  /**
+   * The session of an event. An issue's is a task of the issue's milestone (opened here if new), on
+   * the issue's branch; a comment on a pull request the product opened is a task of the same
+   * milestone, so it resumes that conversation on that branch, one task at a time (the workflow's
+   * lease: a task started while another runs ends FAILED MilestoneUnavailable, reported as busy).
+   * A comment on any other pull request starts a fresh session, as before.
+   */
   private async start(trigger: {
     projectId: string; repository: z.output<typeof Repository>; issue: z.output<typeof Issue>; eventKey: string; instruction: string;
   }): Promise<WebhookAnswer> {
     const { projectId, repository, issue } = trigger;
     const kind = issue.pull_request === undefined ? 'issue' : 'pull request';
     // The repository is the workspace only where the deployment's git token may go: never an anonymous push.
-    const workspace = tokenScopeOf(repository.html_url, this.deps.gitTokenScopes) ? { repo: repository.html_url } : undefined;
+    const scoped = Boolean(tokenScopeOf(repository.html_url, this.deps.gitTokenScopes));
+    const origin = kind === 'issue' ? issue.number : markedIssue(issue.body);
+    const milestoneId = origin === undefined ? undefined : milestoneIdOfIssue(repository.full_name, origin);
+    if (kind === 'issue' && milestoneId) await this.openMilestone(projectId, milestoneId);
+    // An issue's sessions share its branch (the milestone keeps it; a later one continues it and its
+    // pull request); a comment on that pull request continues the milestone's own; any other pull
+    // request's session starts from the repository's default branch.
+    const workspace = !scoped || (kind !== 'issue' && milestoneId) ? undefined
+      : { repo: repository.html_url, ...(kind === 'issue' ? { branch: issueBranch(issue.number) } : {}) };
     // Started as any session is, checked by the same schema: GitHub's text is untrusted input like an API body.
     const started = await startSession({
       prompt: promptOf(trigger.instruction, `GitHub ${kind} ${repository.full_name}#${issue.number}: ${issue.title}\n${issue.html_url}`, issue.body ?? ''),
       taskId: `${kind === 'issue' ? 'issue' : 'pr'}-${issue.number}`,
       sessionId: uuidv5(trigger.eventKey, GITHUB_EVENT_NAMESPACE),
+      ...(milestoneId ? { mode: 'milestone', milestoneId } : {}),
       ...(workspace ? { workspace } : {}),
     }, { trigger: 'github', project: projectId, starter: this.deps.starter });
-    return { statusCode: 202, body: { started: started.started, sessionId: started.sessionId, projectId, links: { self: sessionPath(projectId, started.sessionId) } } };
+    return {
+      statusCode: 202,
+      body: { started: started.started, sessionId: started.sessionId, projectId, ...(milestoneId ? { milestoneId } : {}), links: { self: sessionPath(projectId, started.sessionId) } },
+    };
+  }
+
+  /** The issue's milestone, opened by its first event; one that exists already (any state) is left as it is. */
+  private async openMilestone(projectId: string, milestoneId: string): Promise<void> {
+    try {
+      await this.deps.milestones.open(projectId, this.deps.now?.() ?? new Date(), milestoneId);
+    } catch (err) {
+      if ((err as Error).name !== 'ConditionalCheckFailedException') throw err;
+    }
   }
 }
 

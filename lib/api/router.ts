@@ -9,13 +9,49 @@ import { HttpError, MAX_BODY_BYTES_GUARD, httpErrors, json } from './http-errors
 import { ApiOperations, type ApiOperationsDeps } from './api-operations.js';
 import type { GitHubWebhook } from './github-webhook.js';
 
+/** What a route's handler works with: the operations, the webhook (where this deployment has one), the logger. */
+interface RouteContext {
+  api: ApiOperations;
+  github?: GitHubWebhook;
+  logger: Logger;
+}
+
 type Route = {
   method: 'GET' | 'POST';
   path: string;
-  handler: (event: APIGatewayProxyEvent) => Promise<APIGatewayProxyResult>;
+  handler: (event: APIGatewayProxyEvent, context: RouteContext) => Promise<APIGatewayProxyResult>;
   /** The body: JSON (the default), none (POST …/close: no Content-Type asked for), or JSON when one is sent. */
   body?: 'json' | 'none' | 'optional';
 };
+
+const project = (e: APIGatewayProxyEvent) => e.pathParameters?.projectId;
+
+/** Every route the API serves; the deployed-functions test calls each one (test/deployed-functions.test.ts). */
+export const ROUTES: readonly Route[] = [
+  { method: 'GET', path: '/projects', handler: async (_e, { api }) => json(200, await api.listProjects()) },
+  { method: 'POST', path: '/projects/{projectId}/sessions', handler: async (e, { api }) => json(202, await api.startSession(project(e), e.body)) },
+  {
+    method: 'GET',
+    path: '/projects/{projectId}/sessions',
+    handler: async (e, { api }) => json(200, await api.listProjectSessions(project(e), e.queryStringParameters)),
+  },
+  { method: 'GET', path: '/projects/{projectId}/sessions/{id}', handler: async (e, { api }) => json(200, await api.getSession(project(e), e.pathParameters?.id)) },
+  { method: 'GET', path: '/projects/{projectId}/usage', handler: async (e, { api }) => json(200, await api.projectUsage(project(e))) },
+  {
+    method: 'POST', path: '/projects/{projectId}/milestones', body: 'optional',
+    handler: async (e, { api }) => json(201, await api.openMilestone(project(e), e.body)),
+  },
+  {
+    method: 'GET', path: '/projects/{projectId}/milestones/{id}',
+    handler: async (e, { api }) => json(200, await api.getMilestone(project(e), e.pathParameters?.id)),
+  },
+  {
+    method: 'POST', path: '/projects/{projectId}/milestones/{id}/close', body: 'none',
+    handler: async (e, { api }) => json(200, await api.closeMilestone(project(e), e.pathParameters?.id)),
+  },
+  // On AWS its own resource and function answer it (cdk/github-webhook.ts); here, the engine with a secret set.
+  { method: 'POST', path: '/webhooks/github', body: 'none', handler: async (e, { github, logger }) => answerGitHub(github, e, logger) },
+];
 
 /**
  * The HTTP API as one Lambda behind API Gateway's {proxy+}: the same function serves
@@ -27,40 +63,14 @@ export function createApiHandler(
   deps: ApiOperationsDeps & { github?: GitHubWebhook },
   logger = new Logger({ serviceName: 'claude-sessions-api' }),
 ) {
-  const api = new ApiOperations(deps);
-  const project = (e: APIGatewayProxyEvent) => e.pathParameters?.projectId;
-  const routes: Route[] = [
-    { method: 'GET', path: '/projects', handler: async () => json(200, await api.listProjects()) },
-    { method: 'POST', path: '/projects/{projectId}/sessions', handler: async (e) => json(202, await api.startSession(project(e), e.body)) },
-    {
-      method: 'GET',
-      path: '/projects/{projectId}/sessions',
-      handler: async (e) => json(200, await api.listProjectSessions(project(e), e.queryStringParameters)),
-    },
-    { method: 'GET', path: '/projects/{projectId}/sessions/{id}', handler: async (e) => json(200, await api.getSession(project(e), e.pathParameters?.id)) },
-    { method: 'GET', path: '/projects/{projectId}/usage', handler: async (e) => json(200, await api.projectUsage(project(e))) },
-    {
-      method: 'POST', path: '/projects/{projectId}/milestones', body: 'optional',
-      handler: async (e) => json(201, await api.openMilestone(project(e), e.body)),
-    },
-    {
-      method: 'GET', path: '/projects/{projectId}/milestones/{id}',
-      handler: async (e) => json(200, await api.getMilestone(project(e), e.pathParameters?.id)),
-    },
-    {
-      method: 'POST', path: '/projects/{projectId}/milestones/{id}/close', body: 'none',
-      handler: async (e) => json(200, await api.closeMilestone(project(e), e.pathParameters?.id)),
-    },
-    // On AWS its own resource and function answer it (cdk/github-webhook.ts); here, the engine with a secret set.
-    { method: 'POST', path: '/webhooks/github', body: 'none', handler: async (e) => answerGitHub(deps.github, e, logger) },
-  ];
-  const patterns = routes.map((r) => ({ method: r.method, regex: new RegExp(`^${r.path.replace(/\{[^/]+\}/g, '[^/]+')}/?$`) }));
+  const context: RouteContext = { api: new ApiOperations(deps), github: deps.github, logger };
+  const patterns = ROUTES.map((r) => ({ method: r.method, regex: new RegExp(`^${r.path.replace(/\{[^/]+\}/g, '[^/]+')}/?$`) }));
 
   const router = httpRouterHandler({
-    routes: routes.map((r) => ({
+    routes: ROUTES.map((r) => ({
       method: r.method,
       path: r.path,
-      handler: withBody(r) as never,
+      handler: withBody(r, context) as never,
     })),
     notFoundResponse: ({ method, path }: { method: string; path: string }) => {
       const allowed = patterns.filter((p) => p.regex.test(path)).map((p) => p.method);
@@ -106,11 +116,12 @@ async function answerGitHub(webhook: GitHubWebhook | undefined, event: APIGatewa
 }
 
 /** Body parsing only where there is a body; GETs with a stray content-type still work. */
-function withBody(route: Route): (event: APIGatewayProxyEvent, context: unknown) => Promise<APIGatewayProxyResult> {
-  if (route.method !== 'POST' || route.body === 'none') return route.handler;
-  const parsed = middy(route.handler as never).use(httpJsonBodyParser({ disableContentTypeError: false })) as never as (
+function withBody(route: Route, routeContext: RouteContext): (event: APIGatewayProxyEvent, context: unknown) => Promise<APIGatewayProxyResult> {
+  const handler = (event: APIGatewayProxyEvent) => route.handler(event, routeContext);
+  if (route.method !== 'POST' || route.body === 'none') return handler;
+  const parsed = middy(handler as never).use(httpJsonBodyParser({ disableContentTypeError: false })) as never as (
     event: APIGatewayProxyEvent, context: unknown,
   ) => Promise<APIGatewayProxyResult>;
   if (route.body !== 'optional') return parsed;
-  return (event, context) => (event.body ? parsed(event, context) : route.handler({ ...event, body: null }));
+  return (event, context) => (event.body ? parsed(event, context) : handler({ ...event, body: null }));
 }

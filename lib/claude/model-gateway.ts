@@ -5,8 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { Hash } from '@smithy/core/serde';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { ClaudeEndpoint } from './claude-process.js';
-import { priceOf } from './model-prices.js';
-import { UsageMeter, type MeteredBody, type MeteredUsage } from './usage-meter.js';
+import { messageCostUsd, type Surcharges } from './model-prices.js';
+import { UsageMeter, type BilledRequest, type MeteredBody, type MeteredUsage } from './usage-meter.js';
 
 // The CLI never holds a credential. Each run gets its own endpoint on 127.0.0.1 (ModelGateway):
 // the CLI is pointed at it with a random per-run token in place of a key (Anthropic) or with
@@ -27,6 +27,16 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
 const CREDENTIAL_HEADERS = /^(?:authorization|x-api-key|x-amz-.*|proxy-authorization|cookie)$/;
 /** Bedrock's request options (a latency-optimised tier, a service tier) are priced otherwise: not the CLI's to choose. */
 const UNPRICED_HEADERS = /^x-amzn-bedrock-/;
+/**
+ * The tool types whose cost the meter knows: tools the caller runs (untyped, custom, bash,
+ * text editor, computer, memory) and web fetch cost their tokens only, and a web search is priced
+ * per request from the answer's usage, as the CLI prices it. Any other server tool (code
+ * execution, bills by container time; advisor, another model's tokens in `usage.iterations`;
+ * tool search; MCP toolsets) is billed in a way the answer's usage does not show or the CLI does not price.
+ */
+const METERED_TOOL_TYPES = /^(?:custom|(?:bash|text_editor|computer|memory|web_fetch|web_search)_\d+)$/;
+/** The context edits the CLI sends: they only clear, so what is billed is the usage. Compaction runs iterations billed apart from it. */
+const METERED_CONTEXT_EDITS = /^(?:clear_thinking|clear_tool_uses)_\d+$/;
 
 /** What a run's gateway holds it to. */
 export interface GatewayLimits {
@@ -123,9 +133,10 @@ export class ModelGateway {
       if (!(bedrock ? BEDROCK_PATHS : ANTHROPIC_PATHS).test(path)) return refuse(403, `the model gateway serves the model API only, not ${req.method} ${path}`);
       if (this.draining) return refuse(503, 'the run is over: its model gateway makes no more calls', 'api_error');
       const body = await readAll(req);
-      const billed = meteredBody(bedrock, path);
+      const billed = billedCall(bedrock, path, body);
+      if (billed?.unmetered) return refuse(400, billed.unmetered, 'invalid_request_error');
       if (billed) {
-        call = await this.admit(estimateUsd(billed, body));
+        call = await this.admit(messageCostUsd(billed.model, billed.worstCase, billed.surcharges));
         if (!call) {
           this.overBudget += 1;
           return refuse(402, `this session has spent its budget of $${this.limits.budgetUsd}: the model gateway makes no more model calls for it`, 'budget_exceeded');
@@ -193,7 +204,7 @@ export class ModelGateway {
         res.writeHead(status, forwardable(answer.headers, false));
         // Only an answered message is billed: an error's body carries no usage.
         const reading = billed && status === 200
-          ? this.meter.answer(bodyOf(billed, answer.headers), modelOf(billed, body), String(answer.headers['content-encoding'] ?? ''))
+          ? this.meter.answer(bodyOf(billed, answer.headers), billed, String(answer.headers['content-encoding'] ?? ''))
           : Promise.resolve(undefined);
         answer.pause();
         void reading.then((reader) => {
@@ -230,42 +241,80 @@ interface InFlightCall {
   finish: () => void;
 }
 
-type BilledCall = { bedrock: boolean; path: string };
+/** A call that answers with a billed message, read once: the model it asks for, its worst case, and what it asks for that cannot be metered. */
+interface BilledCall extends BilledRequest {
+  bedrock: boolean;
+  path: string;
+  /** Why the gateway refuses the call: it asks for a feature billed in a way the meter cannot price. */
+  unmetered?: string;
+}
 
-/** A billed call's worst case: its max_tokens of output and its body's bytes of input (a token is at least a byte... of ~4). */
-function estimateUsd(call: BilledCall, body: Buffer): number {
-  let parsed: { max_tokens?: unknown; model?: unknown } = {};
+/** The parts of a Messages body (or a Bedrock invocation's) that decide what its answer costs. */
+interface BilledBody {
+  max_tokens?: unknown;
+  model?: unknown;
+  speed?: unknown;
+  inference_geo?: unknown;
+  tools?: unknown;
+  context_management?: { edits?: unknown };
+}
+
+/**
+ * Which calls answer with a billed message (Messages calls and Bedrock invocations, not
+ * count_tokens, not profile reads), with what they ask for. The worst case is the call's
+ * max_tokens of output and its body as input at ~4 bytes a token: held against the budget while
+ * the call runs, and charged where its answer cannot be read.
+ */
+function billedCall(bedrock: boolean, pathAndQuery: string, body: Buffer): BilledCall | undefined {
+  const path = pathAndQuery.replace(/\?.*$/, '');
+  const billed = bedrock ? /^\/model\/[^/]+\/(?:invoke|invoke-with-response-stream)$/.test(path) : path === '/v1/messages';
+  if (!billed) return undefined;
+  let parsed: BilledBody = {};
   try {
-    parsed = JSON.parse(body.toString('utf8')) as typeof parsed;
+    parsed = (JSON.parse(body.toString('utf8')) ?? {}) as typeof parsed;
   } catch {
     // priced as the fallback model, with no output: the upstream refuses a body it cannot read
   }
-  const price = priceOf(modelOf(call, body) ?? 'unknown');
-  const maxTokens = typeof parsed.max_tokens === 'number' && parsed.max_tokens > 0 ? parsed.max_tokens : 0;
-  return (maxTokens * price.outputPerMTok + (body.length / 4) * price.inputPerMTok) / 1e6;
+  // Bedrock names the model in the path; a Messages body names it in `model`.
+  const model = bedrock ? decodeURIComponent(path.split('/')[2]!) : typeof parsed.model === 'string' ? parsed.model : 'unknown';
+  const maxTokens = typeof parsed.max_tokens === 'number' && Number.isSafeInteger(parsed.max_tokens) && parsed.max_tokens > 0 ? parsed.max_tokens : 0;
+  const worstCase = { inputTokens: Math.ceil(body.length / 4), outputTokens: maxTokens, cacheReadInputTokens: 0, cacheCreationInputTokens: 0 };
+  return { bedrock, path, model, worstCase, surcharges: askedSurcharges(parsed), unmetered: unmeteredFeature(parsed) };
 }
 
-/** Which calls answer with a billed message: Messages calls and Bedrock invocations (not count_tokens, not profile reads). */
-function meteredBody(bedrock: boolean, pathAndQuery: string): BilledCall | undefined {
-  const path = pathAndQuery.replace(/\?.*$/, '');
-  if (bedrock) return /^\/model\/[^/]+\/(?:invoke|invoke-with-response-stream)$/.test(path) ? { bedrock, path } : undefined;
-  return path === '/v1/messages' ? { bedrock, path } : undefined;
+/** The speed and place the call asks for, and its web searches' max_uses: what its worst case is priced with. */
+function askedSurcharges(body: BilledBody): Partial<Surcharges> {
+  const tools = Array.isArray(body.tools) ? (body.tools as { type?: unknown; max_uses?: unknown }[]) : [];
+  const searches = tools
+    .filter((t) => typeof t?.type === 'string' && t.type.startsWith('web_search_'))
+    .reduce((sum, t) => sum + (Number.isSafeInteger(t.max_uses) && (t.max_uses as number) > 0 ? (t.max_uses as number) : 0), 0);
+  return {
+    ...(typeof body.speed === 'string' && { speed: body.speed }),
+    ...(typeof body.inference_geo === 'string' && { inferenceGeo: body.inference_geo }),
+    webSearchRequests: searches,
+  };
+}
+
+/** What a call asks for that is billed beyond what the meter can price, named by its field; none for the CLI's own calls. */
+function unmeteredFeature(body: BilledBody): string | undefined {
+  const tools = Array.isArray(body.tools) ? (body.tools as unknown[]) : [];
+  for (const [i, tool] of tools.entries()) {
+    const type = (tool as { type?: unknown } | null)?.type;
+    if (type === undefined || (typeof type === 'string' && METERED_TOOL_TYPES.test(type))) continue;
+    return `the model gateway does not serve tools[${i}].type ${JSON.stringify(type)}: a server tool whose cost it cannot meter (of the server tools it serves web search and web fetch)`;
+  }
+  const edits = Array.isArray(body.context_management?.edits) ? (body.context_management.edits as unknown[]) : [];
+  for (const [i, edit] of edits.entries()) {
+    const type = (edit as { type?: unknown } | null)?.type;
+    if (typeof type === 'string' && METERED_CONTEXT_EDITS.test(type)) continue;
+    return `the model gateway does not serve context_management.edits[${i}].type ${JSON.stringify(type)}: its cost is billed apart from the usage it meters (it serves clear_thinking and clear_tool_uses)`;
+  }
+  return undefined;
 }
 
 function bodyOf(call: BilledCall, headers: IncomingHttpHeaders): MeteredBody {
   if (call.bedrock) return call.path.endsWith('/invoke-with-response-stream') ? 'bedrock-event-stream' : 'json';
   return String(headers['content-type'] ?? '').startsWith('text/event-stream') ? 'sse' : 'json';
-}
-
-/** The model a call asked for, where its answer names none: Bedrock's path, the Messages body's `model`. */
-function modelOf(call: BilledCall, body: Buffer): string | undefined {
-  if (call.bedrock) return decodeURIComponent(call.path.split('/')[2]!);
-  try {
-    const { model } = JSON.parse(body.toString('utf8')) as { model?: unknown };
-    return typeof model === 'string' ? model : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** The provider's own host: Bedrock's runtime for invocations, its control plane for inference-profile reads. */

@@ -19,6 +19,11 @@ export interface RunnerSettings {
   transcriptBucket?: string;
   /** The Secrets Manager secret with the git token for https workspaces. */
   gitTokenSecretArn?: string;
+  /**
+   * A GitHub App's token minter (cdk/git-token-minter.ts), asked for git's token of each https
+   * workspace instead of a secret the runner reads: the App's key never reaches the runner.
+   */
+  gitTokenMinterArn?: string;
   /** The URL prefixes (https://host/owner/) the git token is sent to; another https repository is cloned anonymously. */
   gitTokenScopes?: readonly string[];
   /** Workspace repositories whose own Claude Code settings (hooks, MCP servers, env …) the CLI reads. @default none */
@@ -54,6 +59,7 @@ const NAMES = {
   transcriptBucket: 'TRANSCRIPT_BUCKET',
   gitTokenSecretArn: 'GIT_TOKEN_SECRET_ARN',
   gitTokenScopes: 'GIT_TOKEN_SCOPES',
+  gitTokenMinterArn: 'GIT_TOKEN_MINTER_ARN',
   trustedSettingsRepositories: 'TRUSTED_SETTINGS_REPOSITORIES',
   maxCloneMiB: 'CLAUDE_MAX_CLONE_MIB',
   idleTimeoutMs: 'CLAUDE_IDLE_TIMEOUT_MS',
@@ -90,6 +96,7 @@ export function runnerEnvironment(settings: RunnerSettings): Record<string, stri
   if (settings.apiKeySecretArn) env[NAMES.apiKeySecretArn] = settings.apiKeySecretArn;
   if (settings.transcriptBucket) env[NAMES.transcriptBucket] = settings.transcriptBucket;
   if (settings.gitTokenSecretArn) env[NAMES.gitTokenSecretArn] = settings.gitTokenSecretArn;
+  if (settings.gitTokenMinterArn) env[NAMES.gitTokenMinterArn] = settings.gitTokenMinterArn;
   if (settings.gitTokenScopes?.length) env[NAMES.gitTokenScopes] = settings.gitTokenScopes.join(',');
   if (settings.trustedSettingsRepositories?.length) env[NAMES.trustedSettingsRepositories] = settings.trustedSettingsRepositories.join(',');
   if (settings.heartbeatIntervalSeconds !== undefined) env[NAMES.heartbeatIntervalSeconds] = String(settings.heartbeatIntervalSeconds);
@@ -106,8 +113,8 @@ export function runnerEnvironment(settings: RunnerSettings): Record<string, stri
 
 /** What a runner read from its environment: every setting resolved to its value. */
 export type RunnerEnvironment = Required<Omit<RunnerSettings,
-  'apiKeySecretArn' | 'transcriptBucket' | 'gitTokenSecretArn' | 'tools' | 'modelRoleArn' | 'gitTokenScopes' | 'trustedSettingsRepositories' | 'permissionRules' | 'sessionTable'>> &
-  Pick<RunnerSettings, 'apiKeySecretArn' | 'transcriptBucket' | 'gitTokenSecretArn' | 'modelRoleArn' | 'sessionTable'> & {
+  'apiKeySecretArn' | 'transcriptBucket' | 'gitTokenSecretArn' | 'gitTokenMinterArn' | 'tools' | 'modelRoleArn' | 'gitTokenScopes' | 'trustedSettingsRepositories' | 'permissionRules' | 'sessionTable'>> &
+  Pick<RunnerSettings, 'apiKeySecretArn' | 'transcriptBucket' | 'gitTokenSecretArn' | 'gitTokenMinterArn' | 'modelRoleArn' | 'sessionTable'> & {
     tools: string[];
     gitTokenScopes: string[];
     trustedSettingsRepositories: string[];
@@ -143,6 +150,7 @@ export function readRunnerEnvironment(): RunnerEnvironment {
     apiKeySecretArn: optional(NAMES.apiKeySecretArn),
     transcriptBucket: optional(NAMES.transcriptBucket),
     gitTokenSecretArn: optional(NAMES.gitTokenSecretArn),
+    gitTokenMinterArn: optional(NAMES.gitTokenMinterArn),
     gitTokenScopes: checkedTokenScopes(list(NAMES.gitTokenScopes), NAMES.gitTokenScopes)!,
     trustedSettingsRepositories: list(NAMES.trustedSettingsRepositories),
     maxCloneMiB: checkedMaxCloneMiB(getNumberFromEnv({ key: NAMES.maxCloneMiB, defaultValue: DEFAULT_MAX_CLONE_MIB }), NAMES.maxCloneMiB)!,

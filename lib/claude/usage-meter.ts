@@ -2,7 +2,7 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { EventStreamCodec } from '@smithy/core/event-streams';
-import { messageCostUsd } from './model-prices.js';
+import { messageCostUsd, type Surcharges } from './model-prices.js';
 import { addUsageByModel, addUsages, roundUsd, type Usage, type UsageByModel } from '../sessions/usage.js';
 
 // What a run spent, counted where the session cannot write: the model's own answers, as they
@@ -10,7 +10,9 @@ import { addUsageByModel, addUsages, roundUsd, type Usage, type UsageByModel } f
 // the CLI starts (a Bash command writing to /proc/<cli>/fd/1), and a process holding the
 // gateway's token can call the model without the CLI; neither changes what the gateway saw.
 // Each answered message counts once: message_start carries its input (and cache) tokens,
-// message_delta the cumulative output; a JSON answer carries its usage whole.
+// message_delta the cumulative output; a JSON answer carries its usage whole. What the CLI
+// prices beyond the tokens (1-hour cache writes, web searches, US-only inference, fast mode) is
+// read from the same usage and priced as the CLI prices it (model-prices.ts).
 
 /** A response body the meter reads: the Messages API's SSE, Bedrock's event stream, or one JSON message. */
 export type MeteredBody = 'sse' | 'bedrock-event-stream' | 'json';
@@ -27,13 +29,26 @@ export interface MeteredUsage {
   refusedOverBudget?: number;
   /** The statuses the model answered billed calls with (ModelGateway): a failure the CLI reports is the model's only if one is here. */
   upstreamStatuses?: number[];
-  /** Answers with status 200 in which no message could be read (an encoding the meter cannot undo, a body that is not one): suspect. */
+  /** Answers with status 200 in which no message could be read (an encoding the meter cannot undo, a body that is not one): suspect, and charged their worst case. */
   unreadAnswers: number;
+}
+
+/** What a billed call asked for: the model, and the most it can cost (its max_tokens, its body as input). */
+export interface BilledRequest {
+  model: string;
+  worstCase: Usage;
+  /**
+   * The surcharges the request asks for: its `speed` and `inference_geo` price an answer whose
+   * usage does not say (the CLI's prices need the answer to say), and with its web searches'
+   * `max_uses` they price its worst case.
+   */
+  surcharges: Partial<Surcharges>;
 }
 
 interface MeteredMessage {
   model: string;
   usage: Usage;
+  surcharges: Surcharges;
 }
 
 /** JSON answers are small (a message of 128k output tokens is well under this); past it nothing more is kept. */
@@ -44,18 +59,22 @@ export class UsageMeter {
   private unread = 0;
 
   /**
-   * A reader for one answer: give it the body's chunks as they pass, then `end()`. `fallbackModel`
-   * names an answer that names none; a compressed body (the gateway asks for none) is inflated first.
+   * A reader for one answer: give it the body's chunks as they pass, then `end()`. The request's
+   * model names an answer that names none; a compressed body (the gateway asks for none) is
+   * inflated first. An answer in which no message can be read is charged the request's worst
+   * case: a billed 200 the meter cannot read must not be free.
    */
-  async answer(body: MeteredBody, fallbackModel = 'unknown', contentEncoding = ''): Promise<AnswerReader> {
+  async answer(body: MeteredBody, request: BilledRequest, contentEncoding = ''): Promise<AnswerReader> {
     const before = this.counted.length;
     const onEnd = () => {
-      if (this.counted.length === before) this.unread += 1;
+      if (this.counted.length > before) return;
+      this.unread += 1;
+      this.counted.push({ model: request.model, usage: { ...request.worstCase }, surcharges: { ...NO_SURCHARGES, ...request.surcharges } });
     };
     let reader: AnswerReader;
-    if (body === 'json') reader = new JsonAnswer(this.counted, fallbackModel);
+    if (body === 'json') reader = new JsonAnswer(this.counted, request);
     else {
-      const events = new MessageEvents(this.counted, fallbackModel);
+      const events = new MessageEvents(this.counted, request);
       reader = body === 'sse' ? new SseAnswer(events) : new BedrockStreamAnswer(events, await eventStreamCodec());
     }
     const encoding = contentEncoding.trim().toLowerCase();
@@ -68,7 +87,7 @@ export class UsageMeter {
   /** What the run's messages spent so far. */
   metered(): MeteredUsage {
     const modelUsage = this.counted.reduce<UsageByModel>(
-      (sum, m) => addUsageByModel(sum, { [m.model]: { ...m.usage, costUsd: messageCostUsd(m.model, m.usage) } }),
+      (sum, m) => addUsageByModel(sum, { [m.model]: { ...m.usage, costUsd: messageCostUsd(m.model, m.usage, m.surcharges) } }),
       {},
     );
     const byModel = Object.values(modelUsage);
@@ -120,16 +139,18 @@ export interface AnswerReader {
 class MessageEvents {
   private current: MeteredMessage | undefined;
 
-  constructor(private readonly counted: MeteredMessage[], private readonly fallbackModel: string) {}
+  constructor(private readonly counted: MeteredMessage[], private readonly request: BilledRequest) {}
 
   observe(event: unknown): void {
     const e = event as { type?: unknown; message?: { model?: unknown; usage?: unknown }; usage?: unknown };
     if (e?.type === 'message_start') {
-      this.current = { model: typeof e.message?.model === 'string' ? e.message.model : this.fallbackModel, usage: toUsage(e.message?.usage) };
+      this.current = meteredMessage(e.message?.model, e.message?.usage, this.request);
       this.counted.push(this.current);
     } else if (e?.type === 'message_delta' && this.current) {
-      // message_delta's counts are the message's so far: they replace, never add.
-      Object.assign(this.current.usage, nonZero(toUsage(e.usage)));
+      // message_delta's counts are the message's so far: they replace, never add (as the CLI merges them).
+      const delta = toUsage(e.usage);
+      Object.assign(this.current.usage, nonZero(delta));
+      Object.assign(this.current.surcharges, saidSurcharges(e.usage));
     }
   }
 }
@@ -208,7 +229,7 @@ class JsonAnswer implements AnswerReader {
   private readonly chunks: Buffer[] = [];
   private size = 0;
 
-  constructor(private readonly counted: MeteredMessage[], private readonly fallbackModel: string) {}
+  constructor(private readonly counted: MeteredMessage[], private readonly request: BilledRequest) {}
 
   write(chunk: Buffer): void {
     this.size += chunk.length;
@@ -219,7 +240,7 @@ class JsonAnswer implements AnswerReader {
     if (this.size > MAX_JSON_BYTES) return;
     const body = parseJson(Buffer.concat(this.chunks).toString('utf8')) as { type?: unknown; model?: unknown; usage?: unknown } | undefined;
     if (body?.type !== 'message' || !body.usage) return;
-    this.counted.push({ model: typeof body.model === 'string' ? body.model : this.fallbackModel, usage: toUsage(body.usage) });
+    this.counted.push(meteredMessage(body.model, body.usage, this.request));
   }
 }
 
@@ -231,14 +252,45 @@ function parseJson(text: string): unknown {
   }
 }
 
+const count = (v: unknown) => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : 0);
+const NO_SURCHARGES: Surcharges = { cacheWrite1hTokens: 0, webSearchRequests: 0 };
+
+/** A message as its start (or its JSON body) tells it: the request names a model the answer does not, and a surcharge the usage does not say. */
+function meteredMessage(model: unknown, usage: unknown, request: BilledRequest): MeteredMessage {
+  const { speed, inferenceGeo } = request.surcharges;
+  return {
+    model: typeof model === 'string' ? model : request.model,
+    usage: toUsage(usage),
+    surcharges: { ...NO_SURCHARGES, ...(speed !== undefined && { speed }), ...(inferenceGeo !== undefined && { inferenceGeo }), ...saidSurcharges(usage) },
+  };
+}
+
 function toUsage(raw: unknown): Usage {
   const u = (raw ?? {}) as Record<string, unknown>;
-  const n = (v: unknown) => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : 0);
   return {
-    inputTokens: n(u.input_tokens),
-    outputTokens: n(u.output_tokens),
-    cacheReadInputTokens: n(u.cache_read_input_tokens),
-    cacheCreationInputTokens: n(u.cache_creation_input_tokens),
+    inputTokens: count(u.input_tokens),
+    outputTokens: count(u.output_tokens),
+    cacheReadInputTokens: count(u.cache_read_input_tokens),
+    // A usage that gives only the writes by lifetime has written their sum, as the CLI counts it.
+    cacheCreationInputTokens: count(u.cache_creation_input_tokens) || writesByLifetime(u.cache_creation),
+  };
+}
+
+function writesByLifetime(raw: unknown): number {
+  const c = (raw ?? {}) as Record<string, unknown>;
+  return count(c.ephemeral_1h_input_tokens) + count(c.ephemeral_5m_input_tokens);
+}
+
+/** The surcharges a usage says (a field it leaves out or nulls says nothing, as the CLI merges a delta). */
+function saidSurcharges(raw: unknown): Partial<Surcharges> {
+  const u = (raw ?? {}) as Record<string, unknown>;
+  const cache = (u.cache_creation ?? {}) as Record<string, unknown>;
+  const tools = (u.server_tool_use ?? {}) as Record<string, unknown>;
+  return {
+    ...(writesByLifetime(cache) > 0 && { cacheWrite1hTokens: count(cache.ephemeral_1h_input_tokens) }),
+    ...(typeof tools.web_search_requests === 'number' && { webSearchRequests: count(tools.web_search_requests) }),
+    ...(typeof u.inference_geo === 'string' && { inferenceGeo: u.inference_geo }),
+    ...(typeof u.speed === 'string' && { speed: u.speed }),
   };
 }
 

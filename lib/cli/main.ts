@@ -520,17 +520,55 @@ async function projectCommand(args: string[], io: CliIo): Promise<number> {
   return 0;
 }
 
-/** The engine's git token and where it may go: both or neither, as gitTokenSecretName and gitTokenScopes on AWS. */
-async function gitTokenFromEnv(env: NodeJS.ProcessEnv): Promise<{ token: string; tokenScopes: string[] } | undefined> {
+/** The engine's git credential, a token or a GitHub App, and where it may go (CLAUDE_SESSIONS_GIT_TOKEN_SCOPES): as gitTokenSecretName or githubAppSecretName, and gitTokenScopes, on AWS. */
+type EngineGit = { token?: string; app?: import('../github/app-token.js').GitHubAppTokens; tokenScopes: string[] };
+
+const APP_ID_VAR = 'CLAUDE_SESSIONS_GITHUB_APP_ID';
+const APP_KEY_VAR = 'CLAUDE_SESSIONS_GITHUB_APP_PRIVATE_KEY_FILE';
+
+async function gitTokenFromEnv(env: NodeJS.ProcessEnv): Promise<EngineGit | undefined> {
   const token = env.CLAUDE_SESSIONS_GIT_TOKEN;
+  const appId = env[APP_ID_VAR];
+  const keyFile = env[APP_KEY_VAR];
   const scopes = env.CLAUDE_SESSIONS_GIT_TOKEN_SCOPES?.split(',').map((s) => s.trim()).filter(Boolean);
-  if (!token && !scopes?.length) return undefined;
-  if (!token || !scopes?.length) {
-    throw new UsageError('CLAUDE_SESSIONS_GIT_TOKEN and CLAUDE_SESSIONS_GIT_TOKEN_SCOPES go together: the token is sent only to the URL prefixes the scopes name (e.g. https://github.com/acme/)');
+  if (!token && !appId && !keyFile && !scopes?.length) return undefined;
+  if (token && (appId || keyFile)) throw new UsageError(`CLAUDE_SESSIONS_GIT_TOKEN or a GitHub App (${APP_ID_VAR}, ${APP_KEY_VAR}), not both`);
+  if (!appId !== !keyFile) throw new UsageError(`${APP_ID_VAR} and ${APP_KEY_VAR} go together: the App's id and the path of its private key (.pem)`);
+  if ((!token && !appId) || !scopes?.length) {
+    throw new UsageError('CLAUDE_SESSIONS_GIT_TOKEN (or a GitHub App) and CLAUDE_SESSIONS_GIT_TOKEN_SCOPES go together: the token is sent only to the URL prefixes the scopes name (e.g. https://github.com/acme/)');
   }
   const { checkedTokenScopes } = await import('../claude/repository-scopes.js');
+  let tokenScopes: string[];
   try {
-    return { token, tokenScopes: checkedTokenScopes(scopes, 'CLAUDE_SESSIONS_GIT_TOKEN_SCOPES')! };
+    tokenScopes = checkedTokenScopes(scopes, 'CLAUDE_SESSIONS_GIT_TOKEN_SCOPES')!;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (token) return { token, tokenScopes };
+  if (!/^\d+$/.test(appId!)) throw new UsageError(`${APP_ID_VAR} must be the App's numeric id (its settings page, "App ID")`);
+  const { GitHubAppTokens, appPrivateKey } = await import('../github/app-token.js');
+  const { readFile } = await import('node:fs/promises');
+  let pem: string;
+  try {
+    pem = await readFile(keyFile!, 'utf8');
+  } catch (err) {
+    throw new UsageError(`${APP_KEY_VAR}: cannot read ${keyFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let privateKey;
+  try {
+    privateKey = appPrivateKey(pem, APP_KEY_VAR);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const app = { appId: appId!, privateKey };
+  return { app: new GitHubAppTokens(await githubApiUrlFromEnv(env), async () => app, `${APP_ID_VAR} and ${APP_KEY_VAR}`), tokenScopes };
+}
+
+/** GitHub's REST API for the engine (CLAUDE_SESSIONS_GITHUB_API_URL; GitHub Enterprise Server's https://<host>/api/v3). */
+async function githubApiUrlFromEnv(env: NodeJS.ProcessEnv): Promise<string> {
+  const { checkedGitHubApiUrl } = await import('../github/github-client.js');
+  try {
+    return checkedGitHubApiUrl(env.CLAUDE_SESSIONS_GITHUB_API_URL, 'CLAUDE_SESSIONS_GITHUB_API_URL');
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
@@ -603,7 +641,7 @@ async function totalsCommand(args: string[], io: CliIo): Promise<number> {
  * (CLAUDE_SESSIONS_GITHUB_API_URL).
  */
 async function githubWebhookFromEnv(
-  env: NodeJS.ProcessEnv, git: { token: string; tokenScopes: string[] } | undefined,
+  env: NodeJS.ProcessEnv, git: EngineGit | undefined,
 ): Promise<NonNullable<import('../local/local-engine.js').EngineOptions['github']> | undefined> {
   const secret = env.CLAUDE_SESSIONS_GITHUB_WEBHOOK_SECRET;
   const { parseGitHubTriggers } = await import('../api/github-webhook.js');
@@ -618,14 +656,11 @@ async function githubWebhookFromEnv(
     throw new UsageError('CLAUDE_SESSIONS_GITHUB_WEBHOOK_SECRET and CLAUDE_SESSIONS_GITHUB_TRIGGERS go together: the webhook needs its secret and the repositories it maps to projects');
   }
   if (!git) return { secret, triggers };
-  const { checkedGitHubApiUrl } = await import('../github/github-client.js');
-  let apiUrl: string;
-  try {
-    apiUrl = checkedGitHubApiUrl(env.CLAUDE_SESSIONS_GITHUB_API_URL, 'CLAUDE_SESSIONS_GITHUB_API_URL');
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  return { secret, triggers, gitTokenScopes: git.tokenScopes, report: { apiUrl, token: git.token } };
+  const apiUrl = await githubApiUrlFromEnv(env);
+  const { appReportToken } = await import('../github/app-token.js');
+  // With an App, each report's token is its own, scoped to the session's repository.
+  const token = git.app ? appReportToken(git.app) : async () => git.token!;
+  return { secret, triggers, gitTokenScopes: git.tokenScopes, report: { apiUrl, token } };
 }
 
 /**

@@ -31,6 +31,7 @@ export interface PullRequest {
   number: number;
   html_url: string;
   state: string;
+  body?: string | null;
 }
 
 export interface IssueComment {
@@ -57,8 +58,20 @@ export function repositoryName(url: string): RepositoryName | undefined {
   return owner && repo ? { owner, repo } : undefined;
 }
 
+/**
+ * The token of a call: the deployment's one token, or one for the repository the call's path
+ * names (a GitHub App's installation token is scoped to it; lib/github/app-token.ts).
+ */
+export type GitHubTokenSource = (repository: RepositoryName | undefined) => Promise<string>;
+
+/** The repository a REST path is about (`/repos/{owner}/{repo}/…`), if any. */
+function repositoryOfPath(path: string): RepositoryName | undefined {
+  const match = /^\/repos\/([^/]+)\/([^/?]+)/.exec(path);
+  return match ? { owner: match[1]!, repo: match[2]! } : undefined;
+}
+
 export class GitHubClient {
-  constructor(private readonly apiUrl: string, private readonly token: () => Promise<string>, private readonly fetchImpl: typeof fetch = fetch) {}
+  constructor(private readonly apiUrl: string, private readonly token: GitHubTokenSource, private readonly fetchImpl: typeof fetch = fetch) {}
 
   async repository({ owner, repo }: RepositoryName): Promise<{ default_branch: string }> {
     return this.call('GET', `/repos/${owner}/${repo}`);
@@ -92,6 +105,16 @@ export class GitHubClient {
     return this.call('POST', `/repos/${owner}/${repo}/issues/${number}/comments`, { body });
   }
 
+  /** The App's installation on a repository (authenticated as the App: its JWT). */
+  async installation({ owner, repo }: RepositoryName): Promise<{ id: number }> {
+    return this.call('GET', `/repos/${owner}/${repo}/installation`);
+  }
+
+  /** An installation access token, narrowed to `repositories` and `permissions` (authenticated as the App). */
+  async createInstallationToken(installationId: number, scope: { repositories: string[]; permissions: Record<string, string> }): Promise<{ token: string; expires_at: string }> {
+    return this.call('POST', `/app/installations/${installationId}/access_tokens`, scope);
+  }
+
   private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
     let response: Response;
     try {
@@ -99,7 +122,7 @@ export class GitHubClient {
         method,
         headers: {
           accept: 'application/vnd.github+json', 'x-github-api-version': '2022-11-28', 'user-agent': 'claude-sessions',
-          authorization: `Bearer ${await this.token()}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          authorization: `Bearer ${await this.token(repositoryOfPath(path))}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(20_000),

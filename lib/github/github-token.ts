@@ -1,5 +1,7 @@
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import { readGitToken } from '../claude/git-token.js';
+import { parseGitHubApp, type GitHubApp } from './app-token.js';
 
 /** How long a read token is used before it is read again, so a rotated one takes effect without a deploy. */
 const TOKEN_TTL_MS = 5 * 60_000;
@@ -18,6 +20,22 @@ export function readGitHubToken(client: SecretsManagerClient, secretId: string, 
       });
       cached = { value, at: now() };
       value.catch(() => (cached = undefined)); // a failed read is tried again at the next report
+    }
+    return cached.value;
+  };
+}
+
+/**
+ * A GitHub App from its secret (JSON `{appId, privateKey}`), read at the first token and again
+ * after TOKEN_TTL_MS, so a rotated key takes effect without a deploy; a bad one names `setting`.
+ */
+export function readGitHubApp(client: SecretsManagerClient, secretId: string, setting: string, now = () => Date.now()): () => Promise<GitHubApp> {
+  let cached: { value: Promise<GitHubApp>; at: number } | undefined;
+  return () => {
+    if (!cached || now() - cached.at > TOKEN_TTL_MS) {
+      const value = client.send(new GetSecretValueCommand({ SecretId: secretId })).then(({ SecretString }) => parseGitHubApp(SecretString ?? '', setting));
+      cached = { value, at: now() };
+      value.catch(() => (cached = undefined)); // a failed read is tried again at the next token
     }
     return cached.value;
   };

@@ -1,5 +1,8 @@
+import type { MilestoneView } from '../sessions/milestone-repository.js';
 import type { SessionRecord } from '../sessions/session-item.js';
+import { sumUsage, type UsageSums } from '../sessions/usage-totals.js';
 import { repositoryName, type GitHubClient, type PullRequest, type RepositoryName } from './github-client.js';
+import { pullRequestMarker } from './pull-request-marker.js';
 
 // What a GitHub-started session leaves on GitHub once it has closed (docs/GITHUB.md#what-comes-back):
 // a pull request of its branch (an issue's session that changed something) and one comment on the
@@ -7,6 +10,8 @@ import { repositoryName, type GitHubClient, type PullRequest, type RepositoryNam
 // session and writes only to GitHub, so a GitHub outage can delay a report but never change a record.
 // A report may run again (EventBridge delivers at least once, failures are retried): each step looks
 // for what an earlier try made first, so a retry opens no second pull request and comments once.
+// A GitHub issue's sessions are tasks of one milestone (lib/api/github-webhook.ts): their comments
+// also show the milestone's running total, and a task refused because another ran says so in a line.
 
 /** The hidden line that marks a session's comment, found again by a retried report. */
 export function reportMarker(sessionId: string): string {
@@ -17,6 +22,8 @@ export interface ReportDeps {
   github: GitHubClient;
   /** The closed session, with Claude's reply (the event leaves it out). */
   session: (sessionId: string) => Promise<SessionRecord | undefined>;
+  /** A milestone task's milestone, with its tasks: the running total, and why a task was refused. */
+  milestone?: (milestoneId: string) => Promise<MilestoneView | undefined>;
 }
 
 export type ReportOutcome =
@@ -37,8 +44,11 @@ export async function reportSession(closed: { sessionId: string; trigger: string
   if (session.status === 'RUNNING') throw new Error(`session ${session.sessionId} is still RUNNING: a close event came before its close was readable`);
   const task = taskOf(session.taskId);
   if (!task) return { reported: false, reason: `task ${JSON.stringify(session.taskId)} names no issue or pull request` };
-  // The repository is known only as the session's workspace, which the webhook gives only where the deployment's token goes.
-  const repository = session.workspace ? repositoryName(session.workspace.repo) : undefined;
+  const milestone = session.milestoneId ? await deps.milestone?.(session.milestoneId) : undefined;
+  // The repository is known only as a workspace, which the webhook gives only where the deployment's token goes: the
+  // session's, else its milestone's (a task refused the lease, or one that failed before it cloned, has none of its own).
+  const repo = session.workspace?.repo ?? milestone?.workspace?.repo;
+  const repository = repo ? repositoryName(repo) : undefined;
   if (!repository) return { reported: false, reason: 'the session had no repository of the deployment\'s token to report to' };
 
   const comments = await deps.github.issueComments(repository, task.number);
@@ -48,13 +58,42 @@ export async function reportSession(closed: { sessionId: string; trigger: string
   // A pull request of an issue's change; a pull request's own session pushed to its branch, which is reported only.
   const pull = task.kind === 'issue' && branch ? await openPullRequest(deps.github, repository, task.number, branch, session) : undefined;
   if (earlier) return { reported: true, comment: earlier.html_url, pullRequest: pull?.html_url ?? null };
-  const comment = await deps.github.createIssueComment(repository, task.number, commentBody(session, task.kind, pull));
+  const body = session.error === MILESTONE_UNAVAILABLE ? refusedBody(session, milestone) : commentBody(session, task.kind, pull, milestone);
+  const comment = await deps.github.createIssueComment(repository, task.number, body);
   return { reported: true, comment: comment.html_url, pullRequest: pull?.html_url ?? null };
 }
 
-/** The branch's pull request: the one a previous try opened, else a new one into the session's base. */
+/** The error the workflow gives a milestone task refused the lease (cdk/workflow/milestone-lease.ts). */
+const MILESTONE_UNAVAILABLE = 'MilestoneUnavailable';
+
+/**
+ * A task that never ran because its milestone would not take it: one line, and nothing spent. Read
+ * after the refusal, the milestone still OPEN means it was running another task then.
+ */
+export function refusedBody(session: SessionRecord, milestone: MilestoneView | undefined): string {
+  let line: string;
+  if (milestone && milestone.projectId !== session.projectId) {
+    // Said on GitHub, where the deployment's projects are nobody's business: not named.
+    line = 'This comment started nothing: its conversation is in another project of this deployment (the repository was mapped anew).';
+  } else if (milestone?.status === 'OPEN') {
+    line = 'Busy: another task of this conversation was running, and one runs at a time. This comment started nothing; send it again once that task has reported.';
+  } else if (milestone?.status === 'CLOSED') {
+    line = 'This conversation is closed (its pull request was closed), so this comment started nothing.';
+  } else if (milestone?.status === 'BROKEN') {
+    line = `This conversation cannot go on (${milestone.brokenReason ?? 'its transcript cannot be resumed'}), so this comment started nothing.`;
+  } else {
+    line = 'This comment started nothing: its conversation does not exist in this project.';
+  }
+  return [line, '', reportMarker(session.sessionId)].join('\n');
+}
+
+/**
+ * The branch's pull request: the one a previous try (or an earlier task of the milestone, on the same
+ * branch) opened, else a new one into the session's base.
+ */
 async function openPullRequest(github: GitHubClient, repository: RepositoryName, issue: number, branch: string, session: SessionRecord): Promise<PullRequest> {
-  const [existing] = await github.pullRequestsFrom(repository, branch);
+  // Open only: an issue's later session continues its branch, and the pull request a merge closed is done with.
+  const existing = (await github.pullRequestsFrom(repository, branch)).find((p) => p.state === 'open');
   if (existing) return existing;
   const base = session.workspace?.ref ?? (await github.repository(repository)).default_branch;
   const { title } = await github.issue(repository, issue);
@@ -71,10 +110,12 @@ function reply(session: SessionRecord): string {
 }
 
 export function pullRequestBody(session: SessionRecord, issue: number): string {
-  return [`Resolves #${issue}.`, '', '### Claude\'s summary', '', reply(session), '', usageLines(session), '', reportMarker(session.sessionId)].join('\n');
+  // A milestone's pull request carries its issue: a comment on it continues that conversation (lib/api/github-webhook.ts).
+  const markers = [reportMarker(session.sessionId), ...(session.milestoneId ? [pullRequestMarker(issue)] : [])];
+  return [`Resolves #${issue}.`, '', '### Claude\'s summary', '', reply(session), '', usageLines(session), '', ...markers].join('\n');
 }
 
-export function commentBody(session: SessionRecord, kind: 'issue' | 'pr', pull: PullRequest | undefined): string {
+export function commentBody(session: SessionRecord, kind: 'issue' | 'pr', pull: PullRequest | undefined, milestone?: MilestoneView): string {
   const w = session.workspace;
   const change = w?.branch ? `${w.filesChanged} file(s) changed, +${w.insertions} −${w.deletions}` : '';
   let outcome: string;
@@ -82,8 +123,11 @@ export function commentBody(session: SessionRecord, kind: 'issue' | 'pr', pull: 
     const why = [session.error, session.cause].filter(Boolean).join(': ').slice(0, 1_000) || 'no error was recorded';
     const kept = w?.branch && session.error !== 'WorkspacePushError' ? `; what it changed is on \`${w.branch}\`` : '';
     outcome = `The session ${session.status === 'FAILED' ? 'failed' : `ended ${session.status}`}: ${why}. No pull request was opened${kept}.`;
-  } else if (pull) {
+  } else if (pull && pull.body?.includes(reportMarker(session.sessionId)) !== false) {
     outcome = `Opened ${pull.html_url} from \`${w!.branch}\` (${change}).`;
+  } else if (pull) {
+    // An earlier session or task of the issue opened it: this one added to its branch.
+    outcome = `Pushed \`${w!.branch}\` (${change}), which ${pull.html_url} proposes.`;
   } else if (kind === 'pr' && w?.branch) {
     outcome = `Pushed \`${w.branch}\` (${change}).`;
   } else {
@@ -91,19 +135,30 @@ export function commentBody(session: SessionRecord, kind: 'issue' | 'pr', pull: 
   }
   const parts = [outcome, ''];
   if (session.status === 'COMPLETED' && !pull) parts.push(reply(session), '');
-  parts.push(usageLines(session), '', reportMarker(session.sessionId));
+  parts.push(usageLines(session, milestone && runningTotal(session, milestone)), '', reportMarker(session.sessionId));
   return parts.join('\n');
 }
 
-/** What the session spent, as its record has it. */
-function usageLines(session: SessionRecord): string {
-  const u = session.usage;
-  const tokens = u.inputTokens + u.outputTokens + u.cacheReadInputTokens + u.cacheCreationInputTokens;
+/**
+ * The milestone's tasks up to this one (one runs at a time: those that started before it have
+ * closed), so a report made late or retried after a later task still shows the total as of this task.
+ */
+export function runningTotal(session: SessionRecord, milestone: MilestoneView): UsageSums {
+  return sumUsage(milestone.tasks.filter((t) => t.sessionId === session.sessionId || t.startedAt < session.startedAt));
+}
+
+/** What the session spent, as its record has it, and the milestone's total with it. */
+function usageLines(session: SessionRecord, total?: UsageSums): string {
   const n = (value: number) => value.toLocaleString('en-US');
+  const row = (label: string, u: SessionRecord['usage'], turns: number, cost: number) => {
+    const tokens = u.inputTokens + u.outputTokens + u.cacheReadInputTokens + u.cacheCreationInputTokens;
+    return `| ${label} | ${n(tokens)} (input ${n(u.inputTokens)}, output ${n(u.outputTokens)}, cache read ${n(u.cacheReadInputTokens)}, cache write ${n(u.cacheCreationInputTokens)}) | ${turns} | $${cost.toFixed(6)} |`;
+  };
   return [
     '| session | tokens | turns | cost |',
     '|---|---|---|---|',
-    `| \`${session.sessionId}\` | ${n(tokens)} (input ${n(u.inputTokens)}, output ${n(u.outputTokens)}, cache read ${n(u.cacheReadInputTokens)}, cache write ${n(u.cacheCreationInputTokens)}) | ${session.numTurns} | $${session.totalCostUsd.toFixed(6)} |`,
+    row(`\`${session.sessionId}\``, session.usage, session.numTurns, session.totalCostUsd),
+    ...(total ? [row(`conversation so far (${total.sessions} task${total.sessions === 1 ? '' : 's'})`, total.usage, total.numTurns, total.totalCostUsd)] : []),
   ].join('\n');
 }
 

@@ -19,6 +19,14 @@ export interface StandInUsage {
   output_tokens: number;
   cache_read_input_tokens?: number;
   cache_creation_input_tokens?: number;
+  /** Of the cache writes, how many live 5 minutes and how many an hour (priced higher). */
+  cache_creation?: { ephemeral_5m_input_tokens: number; ephemeral_1h_input_tokens: number };
+  /** The server tools the model ran for this reply (a web search is priced per request). */
+  server_tool_use?: { web_search_requests: number; web_fetch_requests: number };
+  /** Where the reply was computed: `us` is US-only inference, priced higher. */
+  inference_geo?: string;
+  /** `fast` is fast mode, priced at its own rates. */
+  speed?: string;
 }
 
 /** What the stand-in does with the next model call (Anthropic or Bedrock alike). */

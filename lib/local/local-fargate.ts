@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { ClaudeEndpoint } from '../claude/claude-process.js';
 import type { FixedEndpointRunnerConfig } from '../claude/run-session-task.js';
 import { runnerEnvironment } from '../claude/runner-environment.js';
+import { splitRunnerConfig } from '../claude/runner-config.js';
 import { failStoppedTask, type TaskStateChange } from '../claude/stopped-task.js';
 import { PROJECT_ROOT } from '../project-root.js';
 import { namedError } from './integration-errors.js';
@@ -92,18 +93,12 @@ export class LocalFargate {
         ...endpointEnvironment,
         // The environment cdk/fargate-runner.ts gives the container, from the same contract.
         ...runnerEnvironment({
+          // The in-process runner's settings, as the environment carries them (runner-config.ts).
+          ...splitRunnerConfig(this.runnerConfig).settings,
           transcriptBucket: s3?.store.bucket,
           sessionTable: this.sessions.tableName,
-          idleTimeoutMs: this.runnerConfig.idleTimeoutMs,
-          maxApiRetries: this.runnerConfig.maxRetries,
-          tools: this.runnerConfig.tools,
-          permissionMode: this.runnerConfig.permissionMode,
-          permissionRules: this.runnerConfig.permissionRules,
           // A local run is the user's own: the mode it was given is what it asked for.
           trustedInputsOnly: this.runnerConfig.permissionMode === 'bypassPermissions' || undefined,
-          gitTokenScopes: this.runnerConfig.gitTokenScopes,
-          trustedSettingsRepositories: this.runnerConfig.trustedSettingsRepositories,
-          maxCloneMiB: this.runnerConfig.maxCloneMiB,
           heartbeatIntervalSeconds: heartbeatMs ? Math.max(0.2, heartbeatMs / 3000) : 30,
           // As cdk/fargate-runner.ts: a user of its own for the CLI, where this machine lets the task make one (root).
           separateUser: true,

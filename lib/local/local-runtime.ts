@@ -9,6 +9,7 @@ import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { v4 as uuidv4 } from 'uuid';
 import type { ExecutionWatch } from '../claude/execution-watch.js';
 import { runSessionTask, type FixedEndpointRunnerConfig, type RunnerConfig, type RunnerInput } from '../claude/run-session-task.js';
+import { runnerConfigOf, splitRunnerConfig } from '../claude/runner-config.js';
 import { standbyForSession, type ClaudeEndpoint, type StandbyClaude } from '../claude/claude-process.js';
 import { sessionStartOf, parseExecutionInput, type ExecutionInput } from '../sessions/execution-input.js';
 import { assertProjectRulesWithin, withinProjectLimit } from '../sessions/project-limits.js';
@@ -293,13 +294,16 @@ export class LocalRuntime implements SessionStarter {
         (arn) => runtime.describeExecution(arn).then(({ status, input }) => ({ status, input }), () => undefined),
         taskCredentials,
       ).start();
+      // The settings it was given are what its Fargate tasks get as their environment (LocalFargate).
+      const { settings, platform } = splitRunnerConfig(options.runner ?? {});
+      const runnerConfig = runnerConfigOf(settings, {
+        savePatch: localPatches(options.home), codeCommitCredentials: localAwsCredentials,
+        // The runs' HOMEs in the state folder: the next process finds what a killed one left (stopOrphanRuns).
+        ...(options.home ? { workRoot: runsFolder(options.home) } : {}),
+        ...platform, endpoint,
+      });
       const runtime = new LocalRuntime(
-        definition, dynamodb, {
-          savePatch: localPatches(options.home), codeCommitCredentials: localAwsCredentials,
-          // The runs' HOMEs in the state folder: the next process finds what a killed one left (stopOrphanRuns).
-          ...(options.home ? { workRoot: runsFolder(options.home) } : {}),
-          ...options.runner, endpoint,
-        }, ownStandIn, callbacks, options.fargateHeartbeatSeconds,
+        definition, dynamodb, runnerConfig, ownStandIn, callbacks, options.fargateHeartbeatSeconds,
         { ...options.policy, fargateSeparateUser: options.fargateSeparateUser ?? process.getuid?.() === 0 },
         options.home ? join(options.home, 's3') : undefined,
       );
@@ -513,7 +517,7 @@ export class LocalRuntime implements SessionStarter {
     // The execution's own endpoint (a `run`'s), else the environment's as of this session.
     const runnerConfig: FixedEndpointRunnerConfig = endpoint ? { ...this.runnerConfig, endpoint }
       : this.endpointSource ? { ...this.runnerConfig, sessionEndpoint: this.endpointSource } : this.runnerConfig;
-    // The first runner call takes it; runClaude uses it if it was started as that run would start one.
+    // The first runner call is handed it (RunnerEdge); runClaude uses it if it was started as that run would start one.
     const takeStandby = () => {
       const taken = standby;
       standby = undefined;
@@ -542,7 +546,7 @@ export class LocalRuntime implements SessionStarter {
           if (this.runnerConcurrency !== undefined && this.runners.size >= this.runnerConcurrency) {
             throw namedError('Lambda.TooManyRequestsException', 'Rate Exceeded. (Service: Lambda, Status Code: 429, Reason: ReservedFunctionConcurrentInvocationLimitExceeded)');
           }
-          return lambdaCall(() => this.tracked(runSessionTask(input, { ...runnerConfig, watch: this.watchOf(executionName), takeStandby })));
+          return lambdaCall(() => this.tracked(runSessionTask(input, { ...runnerConfig, watch: this.watchOf(executionName) }, { standby: takeStandby() })));
         });
       } else {
         throw new Error(`state ${name} calls ${resource}, which the local runtime cannot run`);

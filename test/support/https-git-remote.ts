@@ -23,6 +23,11 @@ export interface SeenGitRequest {
 export class HttpsGitRemote {
   readonly requests: SeenGitRequest[] = [];
   readonly redirects = new Map<string, string>();
+  /**
+   * Who may fetch and push, when set (a GitHub App's installation tokens: GitHubStandIn.gitAccess);
+   * a request it refuses is answered 401. Unset, anyone may.
+   */
+  authorize?: (request: { owner: string; repo: string; authorization?: string; push: boolean }) => boolean;
   /** Each request waits this long before it is answered: a slow host. */
   delayMs = 0;
   readonly caFile: string;
@@ -44,6 +49,12 @@ export class HttpsGitRemote {
       if (this.delayMs) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
       const url = new URL(req.url ?? '/', 'https://127.0.0.1');
       this.requests.push({ host: req.headers.host ?? '', path: url.pathname, authorization: req.headers.authorization });
+      const [, owner = '', repo = ''] = /^\/([^/]+)\/([^/]+?)(?:\.git)?\//.exec(url.pathname) ?? [];
+      const push = url.pathname.endsWith('/git-receive-pack') || url.searchParams.get('service') === 'git-receive-pack';
+      if (this.authorize && !this.authorize({ owner, repo, authorization: req.headers.authorization, push })) {
+        res.writeHead(401, { 'www-authenticate': 'Basic realm="GitHub"' }).end('Invalid username or token.');
+        return;
+      }
       const moved = [...this.redirects].find(([from]) => url.pathname.startsWith(from));
       if (moved) {
         res.writeHead(302, { location: `${moved[1]}${url.pathname.slice(moved[0].length)}${url.search}` }).end();

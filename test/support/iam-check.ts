@@ -709,3 +709,167 @@ export async function checkCalls(template: CfnTemplate, calls: AwsCall[], option
   const unusedGrants = reportFor.flatMap((principal) => unusedGrantsOf(principal, policiesFor(principal), used));
   return { denied, unusedGrants };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Trust policies: who may assume each role
+
+/** What uses a role in a template: the service that assumes it, and the source it names when it does. */
+interface RoleUse {
+  /** The using resource's logical id. */
+  user: string;
+  service: string;
+  /** The context the service sends with sts:AssumeRole (aws:SourceAccount, aws:SourceArn where it is known). */
+  context: IamRequest['context'];
+}
+
+/**
+ * The resource types that hand a role to a service, the property naming the role, and the source
+ * ARN the service names when it assumes the role (for Scheduler, the schedule's group).
+ */
+const ROLE_USERS: Record<string, { service: string; roles: (p: Params) => unknown[]; sourceArn?: (id: string, p: Params, resolver: ReturnType<typeof templateResolver>) => string }> = {
+  'AWS::Lambda::Function': { service: 'lambda.amazonaws.com', roles: (p) => [p.Role], sourceArn: (id, _p, r) => r.arnOf(id) },
+  'AWS::StepFunctions::StateMachine': { service: 'states.amazonaws.com', roles: (p) => [p.RoleArn], sourceArn: (id, _p, r) => r.arnOf(id) },
+  'AWS::ECS::TaskDefinition': { service: 'ecs-tasks.amazonaws.com', roles: (p) => [p.TaskRoleArn, p.ExecutionRoleArn] },
+  'AWS::Scheduler::Schedule': {
+    service: 'scheduler.amazonaws.com',
+    roles: (p) => [(p.Target as Params | undefined)?.RoleArn],
+    sourceArn: (_id, p) => arn('scheduler', `schedule-group/${typeof p.GroupName === 'string' ? p.GroupName : 'default'}`),
+  },
+  'AWS::Events::Rule': { service: 'events.amazonaws.com', roles: (p) => list<Params>(p.Targets).map((t) => t.RoleArn), sourceArn: (id, _p, r) => r.arnOf(id) },
+  'AWS::EC2::FlowLog': { service: 'vpc-flow-logs.amazonaws.com', roles: (p) => [p.DeliverLogsPermissionArn] },
+  'AWS::ApiGateway::Account': { service: 'apigateway.amazonaws.com', roles: (p) => [p.CloudWatchRoleArn] },
+};
+
+/**
+ * Services whose trust policy AWS asks to hold to this account and this source (the confused-deputy
+ * conditions aws:SourceAccount and aws:SourceArn): Scheduler's "Set up the execution role", and Step
+ * Functions' role for a state machine. A request lacking either key must be refused.
+ */
+export const SOURCE_CONDITIONED_SERVICES = ['scheduler.amazonaws.com', 'states.amazonaws.com'];
+
+/** Another account, as a confused deputy's caller would come from. */
+const FOREIGN_ACCOUNT = '210987654321';
+
+/** Principals that must never assume a role they do not run: other services, people and roles, here and elsewhere. */
+function strangers(service: string): string[] {
+  const services = [...new Set([...Object.values(ROLE_USERS).map((u) => u.service), 'ec2.amazonaws.com', 'codebuild.amazonaws.com'])];
+  return [
+    ...services.filter((s) => s !== service),
+    `arn:${PARTITION}:iam::${ACCOUNT}:root`,
+    `arn:${PARTITION}:iam::${ACCOUNT}:role/Intruder`,
+    `arn:${PARTITION}:iam::${FOREIGN_ACCOUNT}:root`,
+    `arn:${PARTITION}:iam::${FOREIGN_ACCOUNT}:role/Intruder`,
+  ];
+}
+
+export interface RoleTrust {
+  role: string;
+  /** The one service that assumes it, as the template's uses of it say; undefined when none or several do. */
+  service?: string;
+  /** What is wrong with who may assume it; empty when only that service may. */
+  findings: string[];
+}
+
+/** The services that use each role of the template, by the resources that name it. */
+function roleUses(template: CfnTemplate): Map<string, RoleUse[]> {
+  const resolved = resolveTemplate(template);
+  const resolver = templateResolver(template);
+  const roles = Object.keys(template.Resources).filter((id) => template.Resources[id]!.Type === 'AWS::IAM::Role');
+  const byArn = new Map(roles.map((id) => [resolver.arnOf(id), id]));
+  const uses = new Map<string, RoleUse[]>(roles.map((id) => [id, []]));
+  for (const [id, resource] of Object.entries(resolved.Resources)) {
+    const user = ROLE_USERS[resource.Type];
+    if (!user) continue;
+    const props = resource.Properties ?? {};
+    for (const roleArn of user.roles(props)) {
+      const role = typeof roleArn === 'string' ? byArn.get(roleArn) : undefined;
+      if (!role) continue;
+      const sourceArn = user.sourceArn?.(id, props, resolver);
+      uses.get(role)!.push({ user: id, service: user.service, context: { 'aws:SourceAccount': ACCOUNT, ...(sourceArn ? { 'aws:SourceArn': sourceArn } : {}) } });
+    }
+  }
+  return uses;
+}
+
+async function mayAssume(
+  roleArn: string,
+  trust: PolicyDocument,
+  principal: string,
+  context: IamRequest['context'],
+): Promise<boolean> {
+  const isService = principal.endsWith('.amazonaws.com');
+  const result = await runSimulation(
+    {
+      request: { principal, action: 'sts:AssumeRole', resource: { resource: roleArn, accountId: ACCOUNT }, contextVariables: { 'aws:SecureTransport': 'true', ...context } },
+      // A person or role of either account holds sts:AssumeRole on everything: only the trust policy stands in the way.
+      identityPolicies: isService ? [] : [{ name: 'assume-anything', policy: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 'sts:AssumeRole', Resource: '*' }] } }],
+      serviceControlPolicies: [],
+      resourceControlPolicies: [],
+      resourcePolicy: trust,
+    },
+    {},
+  );
+  if (result.resultType === 'error') throw new Error(`the evaluator rejected sts:AssumeRole of ${roleArn} by ${principal}: ${JSON.stringify(result.errors)}`);
+  return result.overallResult === 'Allowed';
+}
+
+/** The trust statements that are not "Allow sts:AssumeRole to exactly this one service". */
+function statementFindings(trust: PolicyDocument, service: string): string[] {
+  return list<PolicyStatement>(trust.Statement).flatMap((s, i) => {
+    if (s.Effect !== 'Allow') return [];
+    const at = `statement ${i + 1}`;
+    const principal = s.Principal as Record<string, unknown> | string | undefined;
+    const findings: string[] = [];
+    if (principal === '*' || (typeof principal === 'object' && list(principal.AWS).includes('*'))) findings.push(`${at} trusts every principal (*)`);
+    const named = typeof principal === 'object' ? Object.entries(principal).flatMap(([kind, v]) => list<string>(v).map((p) => `${kind}:${p}`)) : [];
+    const others = named.filter((p) => p !== `Service:${service}` && p !== 'AWS:*');
+    if (others.length) findings.push(`${at} trusts ${others.join(', ')} besides ${service}`);
+    const actions = s.Action !== undefined ? list<string>(s.Action) : list<string>(s.NotAction).map((a) => `NotAction ${a}`);
+    const extra = actions.filter((a) => a !== 'sts:AssumeRole');
+    if (extra.length) findings.push(`${at} allows ${extra.join(', ')}, not only sts:AssumeRole`);
+    return findings;
+  });
+}
+
+/**
+ * Who may assume each role of the template, judged by the evaluator on the role's trust policy: the
+ * one service that uses the role (a Lambda function's, a state machine's, a task definition's, a
+ * schedule's, a rule's...) may, with the source it sends; every other service, this account's and
+ * another account's people and roles may not; where AWS asks for them (SOURCE_CONDITIONED_SERVICES),
+ * a request without aws:SourceAccount or aws:SourceArn, or from another account, is refused too.
+ * A role nothing in the template uses, or that two services use, is a finding of its own.
+ */
+export async function checkTrustPolicies(template: CfnTemplate): Promise<RoleTrust[]> {
+  const resolved = resolveTemplate(template);
+  const resolver = templateResolver(template);
+  const checks: RoleTrust[] = [];
+  for (const [role, uses] of roleUses(template)) {
+    const services = [...new Set(uses.map((u) => u.service))];
+    const trust = resolved.Resources[role]!.Properties?.AssumeRolePolicyDocument as PolicyDocument | undefined;
+    if (services.length !== 1 || !trust) {
+      const why = !trust ? 'has no trust policy' : services.length ? `is used by several services (${services.join(', ')})` : 'is used by nothing in the template, so no service should assume it';
+      checks.push({ role, findings: [why] });
+      continue;
+    }
+    const [service] = services as [string];
+    const roleArn = resolver.arnOf(role);
+    const findings = statementFindings(trust, service);
+    for (const use of uses) {
+      if (!(await mayAssume(roleArn, trust, service, use.context))) findings.push(`${service} may not assume it for ${use.user} (context ${JSON.stringify(use.context)})`);
+      if (SOURCE_CONDITIONED_SERVICES.includes(service)) {
+        for (const key of ['aws:SourceAccount', 'aws:SourceArn']) {
+          const { [key]: _dropped, ...without } = use.context;
+          if (await mayAssume(roleArn, trust, service, without)) findings.push(`${service} may assume it without ${key}: the trust policy lacks that condition`);
+        }
+        const foreign = Object.fromEntries(Object.entries(use.context).map(([k, v]) => [k, list<string>(v).map((x) => x.replaceAll(ACCOUNT, FOREIGN_ACCOUNT))]));
+        if (await mayAssume(roleArn, trust, service, foreign)) findings.push(`${service} may assume it for another account's source (a confused deputy)`);
+      }
+    }
+    for (const stranger of strangers(service)) {
+      const context: IamRequest['context'] = stranger.endsWith('.amazonaws.com') ? { 'aws:SourceAccount': ACCOUNT } : { 'aws:PrincipalAccount': stranger.split(':')[4]! };
+      if (await mayAssume(roleArn, trust, stranger, context)) findings.push(`${stranger} may assume it`);
+    }
+    checks.push({ role, service, findings: [...new Set(findings)] });
+  }
+  return checks;
+}
