@@ -37,6 +37,7 @@ const props: ClaudeSessionsStackProps = {
   // arm64 or x86_64; checked by the stack, naming the key.
   runnerArchitecture: context.tryGetContext('runnerArchitecture'),
   keepLegacyProjectIndex: booleanFlag(context.tryGetContext('keepLegacyProjectIndex'), 'keepLegacyProjectIndex'),
+  withoutRunningIndex: booleanFlag(context.tryGetContext('withoutRunningIndex'), 'withoutRunningIndex'),
   sessionRetentionDays: positiveInt(context.tryGetContext('sessionRetentionDays'), 'sessionRetentionDays', 36_500),
   // Checked by the stack with the runner's own schema, naming the context key.
   provider: context.tryGetContext('provider'),

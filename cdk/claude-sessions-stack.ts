@@ -155,6 +155,11 @@ export interface ClaudeSessionsStackProps extends StackProps {
    */
   readonly keepLegacyProjectIndex?: boolean;
   /**
+   * Leave out the running index, for the first deploy of an upgrade from a stack without
+   * `byProjectSummary` (docs/DEPLOYING.md#upgrading). Context `withoutRunningIndex`. @default false
+   */
+  readonly withoutRunningIndex?: boolean;
+  /**
    * Days after its start a closed session's item expires (DynamoDB TTL on `expiresAt`, set by its
    * close); a project's totals never expire, so `usage` and the budget still count it.
    * Context `sessionRetentionDays`. @default none: sessions are kept
@@ -231,7 +236,7 @@ export class ClaudeSessionsStack extends Stack {
         throw new Error(`schedule ${schedule.name}: ${(err as Error).message}`);
       }
     }
-    const sessions = new SessionTable(this, 'Sessions', { keepLegacyProjectIndex: props.keepLegacyProjectIndex });
+    const sessions = new SessionTable(this, 'Sessions', { keepLegacyProjectIndex: props.keepLegacyProjectIndex, withoutRunningIndex: props.withoutRunningIndex });
     const transcripts = new TranscriptBucket(this, 'Transcripts');
     const creator = (this.creator = new SessionCreator(this, 'SessionCreator', {
       maxConcurrentSessions: props.maxConcurrentSessions, monthlyBudgetUsd: props.monthlyBudgetUsd, sessions, allowedTools: props.allowedTools,

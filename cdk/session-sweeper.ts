@@ -37,7 +37,7 @@ export class SessionSweeper extends Construct {
       logRetention: props.logRetention,
       environment: { TABLE_NAME: props.sessions.table.tableName },
     }).function;
-    props.sessions.grantProjectIndexReads(this.function);
+    props.sessions.grantRunningIndexReads(this.function);
     props.sessions.grantCloseSessions(this.function);
     props.stateMachine.grantExecution(this.function, 'states:DescribeExecution');
 

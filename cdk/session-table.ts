@@ -2,7 +2,7 @@ import { RemovalPolicy, Stack, type CfnElement } from 'aws-cdk-lib';
 import { AttributeType, BillingMode, ProjectionType, StreamViewType, Table, TableEncryption, type ITable } from 'aws-cdk-lib/aws-dynamodb';
 import { Grant, type IGrantable } from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
-import { EXPIRES_AT, LEGACY_PROJECT_INDEX, PROJECT_INDEX, SESSION_SUMMARY_ATTRIBUTES, sessionPk } from '../lib/sessions/session-item.js';
+import { EXPIRES_AT, LEGACY_PROJECT_INDEX, PROJECT_INDEX, RUNNING_INDEX, RUNNING_PROJECT, SESSION_SUMMARY_ATTRIBUTES, sessionPk } from '../lib/sessions/session-item.js';
 import { totalsPk } from '../lib/sessions/project-totals.js';
 import { PROJECT_REGISTRY_PK } from '../lib/sessions/project-registry.js';
 import { MILESTONE_INDEX, milestonePk } from '../lib/sessions/milestone-item.js';
@@ -17,6 +17,12 @@ export interface SessionTableProps {
    * then once without (docs/DEPLOYING.md#upgrading). Nothing reads it. @default false
    */
   readonly keepLegacyProjectIndex?: boolean;
+  /**
+   * Leave out the running index (`byProjectRunning`), for the first deploy of an upgrade that also
+   * adds `byProjectSummary` (one index per update): until the next deploy adds it, the sweeper's
+   * query fails and only the reaper closes what an execution left open. @default false
+   */
+  readonly withoutRunningIndex?: boolean;
 }
 
 /**
@@ -48,6 +54,15 @@ export class SessionTable extends Construct {
       sortKey: { name: 'startedAt', type: AttributeType.STRING },
       projectionType: ProjectionType.INCLUDE,
       nonKeyAttributes: [...SESSION_SUMMARY_ATTRIBUTES],
+    });
+    // A project's RUNNING sessions only: sparse, as only a RUNNING session item carries its key (every
+    // close REMOVEs it), so listRunning and the sweeper read what is running, not the history.
+    if (!props.withoutRunningIndex) table.addGlobalSecondaryIndex({
+      indexName: RUNNING_INDEX,
+      partitionKey: { name: RUNNING_PROJECT, type: AttributeType.STRING },
+      sortKey: { name: 'startedAt', type: AttributeType.STRING },
+      projectionType: ProjectionType.INCLUDE,
+      nonKeyAttributes: ['projectId', ...SESSION_SUMMARY_ATTRIBUTES],
     });
     if (props.keepLegacyProjectIndex) {
       table.addGlobalSecondaryIndex({
@@ -201,10 +216,10 @@ export class SessionTable extends Construct {
 
   /**
    * Finding the RUNNING sessions (the sweeper, lib/sessions/session-sweeper.ts): the project ids
-   * from the registry, then each project's sessions by a query of the project index.
+   * from the registry, then each project's running sessions by a query of the running index only.
    */
-  grantProjectIndexReads(grantee: IGrantable): Grant {
-    return Grant.addToPrincipal({ grantee, actions: ['dynamodb:Query'], resourceArns: [`${this.table.tableArn}/index/${PROJECT_INDEX}`] })
+  grantRunningIndexReads(grantee: IGrantable): Grant {
+    return Grant.addToPrincipal({ grantee, actions: ['dynamodb:Query'], resourceArns: [`${this.table.tableArn}/index/${RUNNING_INDEX}`] })
       .combine(this.grantProjectListReads(grantee));
   }
 

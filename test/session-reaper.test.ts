@@ -137,10 +137,10 @@ describe('the reaper on AWS', () => {
     expect(rule.Properties).toMatchObject({ State: 'ENABLED', Targets: [{ Arn: { 'Fn::GetAtt': [expect.stringMatching(/^SweeperServiceFunction/), 'Arn'] } }] });
   });
 
-  it('lets the sweeper query the project list and the project index (no scan), close and release as the reaper does, and describe this state machine\'s executions', () => {
+  it('lets the sweeper query the project list and the running index (no scan, no history), close and release as the reaper does, and describe this state machine\'s executions', () => {
     const statements = statementsOf('Sweeper');
     expect(statements.filter((s: any) => JSON.stringify(s.Action).includes('dynamodb'))).toEqual([
-      expect.objectContaining({ Action: 'dynamodb:Query', Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] }, '/index/byProjectSummary']] } }),
+      expect.objectContaining({ Action: 'dynamodb:Query', Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] }, '/index/byProjectRunning']] } }),
       expect.objectContaining({
         Action: 'dynamodb:Query', Resource: { 'Fn::GetAtt': [expect.stringMatching(/^SessionsTable/), 'Arn'] },
         Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['PROJECTS'] } },

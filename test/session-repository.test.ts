@@ -4,12 +4,12 @@ import { LocalDynamoDb } from '../lib/local/local-dynamodb.js';
 import { loadWorkflowDefinition } from '../lib/local/workflow-definition.js';
 import { prepareSessionStart } from '../lib/sessions/execution-input.js';
 import { SessionAlreadyExists, SessionRepository } from '../lib/sessions/session-repository.js';
-import { PROJECT_INDEX, SESSION_SK, sessionPk, toSessionItem, type RunOutcome } from '../lib/sessions/session-item.js';
+import { PROJECT_INDEX, RUNNING_INDEX, RUNNING_PROJECT, SESSION_SK, sessionPk, toSessionItem, type RunOutcome } from '../lib/sessions/session-item.js';
 import { join } from 'node:path';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
-import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 
 let db: LocalDynamoDb;
 let repository: SessionRepository;
@@ -163,7 +163,7 @@ describe('SessionRepository on dynalite, with the table the stack defines', () =
       const migrated = new SessionRepository(after.documentClient, after.tableName);
       // Assess
       const { Table } = await after.client.send(new DescribeTableCommand({ TableName: after.tableName }));
-      expect(Table!.GlobalSecondaryIndexes!.map((i) => [i.IndexName, i.Projection?.ProjectionType]).sort()).toEqual([['byMilestone', 'ALL'], [PROJECT_INDEX, 'INCLUDE']]);
+      expect(Table!.GlobalSecondaryIndexes!.map((i) => [i.IndexName, i.Projection?.ProjectionType]).sort()).toEqual([['byMilestone', 'ALL'], [RUNNING_INDEX, 'INCLUDE'], [PROJECT_INDEX, 'INCLUDE']]);
       expect(await migrated.projectIds()).toEqual(['r-migrated']);
       expect((await migrated.listByProject('r-migrated')).items).toEqual([expect.objectContaining({ sessionId: s.sessionId, status: 'COMPLETED' })]);
       expect(await migrated.get(s.sessionId)).toMatchObject({ result: 'kept' });
@@ -187,5 +187,66 @@ describe('SessionRepository on dynalite, with the table the stack defines', () =
       numTurns: 3,
       totalCostUsd: 0.6,
     });
+  });
+
+  it('lists the running sessions from the running index: the items it reads are what runs, not the history', async () => {
+    // Prepare: 120 closed sessions (each way a session closes) and 3 still running
+    const closed: string[] = [];
+    for (let i = 0; i < 120; i++) {
+      const s = start('r-running', i);
+      closed.push(s.sessionId);
+      await repository.create(s);
+      if (i % 2) await repository.close(s.sessionId, outcome(1, 0.01));
+      else await repository.closeWithError(s.sessionId, i % 4 ? 'FAILED' : 'ABORTED', 'Boom', 'closed');
+    }
+    const running = [start('r-running', 200), start('r-running', 201), start('r-running', 202)];
+    for (const s of running) await repository.create(s);
+    const read: number[] = [];
+    db.client.middlewareStack.add((next) => async (args) => {
+      const answer = await next(args);
+      const { ScannedCount } = answer.output as { ScannedCount?: number };
+      if (typeof ScannedCount === 'number') read.push(ScannedCount);
+      return answer;
+    }, { step: 'initialize', name: 'runningReads' });
+    // Act
+    let listed, executions;
+    try {
+      listed = await repository.listRunning('r-running');
+      executions = await repository.runningExecutions('r-running');
+    } finally {
+      db.client.middlewareStack.remove('runningReads');
+    }
+    // Assess
+    const ids = running.map((s) => s.sessionId).sort();
+    expect(listed.map((s) => s.sessionId).sort()).toEqual(ids);
+    expect(listed.every((s) => s.status === 'RUNNING' && s.projectId === 'r-running')).toBe(true);
+    expect(executions.map((s) => s.sessionId).sort()).toEqual(ids);
+    expect(read).toEqual([3, 3]);
+    // A closed item carries no running key; a running one does
+    const itemOf = async (sessionId: string) => (await db.documentClient.send(new GetCommand({ TableName: db.tableName, Key: { pk: sessionPk(sessionId), sk: SESSION_SK } }))).Item;
+    expect(await itemOf(running[0]!.sessionId)).toHaveProperty(RUNNING_PROJECT, 'r-running');
+    for (const sessionId of closed.slice(0, 2)) expect(await itemOf(sessionId)).not.toHaveProperty(RUNNING_PROJECT);
+  });
+
+  it('takes out of the running index a session an older definition closed without removing its key, and only a closed one', async () => {
+    // Prepare: a close as an execution of a definition from before the running index wrote it
+    const s = start('r-stale', 0);
+    const live = start('r-stale', 1);
+    await repository.create(s);
+    await repository.create(live);
+    await db.documentClient.send(new UpdateCommand({
+      TableName: db.tableName, Key: { pk: sessionPk(s.sessionId), sk: SESSION_SK },
+      UpdateExpression: 'SET #status = :failed', ExpressionAttributeNames: { '#status': 'status' }, ExpressionAttributeValues: { ':failed': 'FAILED' },
+    }));
+    // Act
+    const listed = await repository.listRunning('r-stale');
+    const before = await repository.runningExecutions('r-stale');
+    const clearedLive = await repository.clearRunningEntry(live.sessionId);
+    const cleared = await repository.clearRunningEntry(s.sessionId);
+    // Assess
+    expect(listed.map((x) => x.sessionId)).toEqual([live.sessionId]);
+    expect(before.map((x) => [x.sessionId, x.status]).sort()).toEqual([[s.sessionId, 'FAILED'], [live.sessionId, 'RUNNING']].sort());
+    expect([clearedLive, cleared]).toEqual([false, true]);
+    expect((await repository.runningExecutions('r-stale')).map((x) => x.sessionId)).toEqual([live.sessionId]);
   });
 });

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { prepareSessionStart } from '../lib/sessions/execution-input.js';
 import { ACQUIRE_SLOT_UPDATE, SLOTS_SK, slotsPk } from '../lib/sessions/project-slots.js';
 import { reapExecution } from '../lib/sessions/session-reaper.js';
+import { SESSION_SK, sessionPk } from '../lib/sessions/session-item.js';
 import { useTestRuntime, type TestRuntime } from './support/runtime.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -103,5 +104,24 @@ describe('the sweeper: a session whose close event was lost is closed all the sa
     });
     expect((await env.runtime.slots.get(projectId)).running).toEqual([]);
   });
-});
 
+  it('takes out of the running index a session an older definition closed without removing its key, and reports nothing of it', async () => {
+    // Prepare: a close as an execution started before the running index wrote it (no REMOVE of the key)
+    const projectId = 'sweep-stale';
+    const { session } = prepareSessionStart({ prompt: 'p', projectId, sessionId: uuidv4() }, {
+      executionArn: `arn:aws:states:us-east-1:000000000000:execution:ClaudeSessionsWorkflow:${uuidv4()}`,
+    });
+    await env.runtime.repository.create(session);
+    await env.runtime.dynamodb.documentClient.send(new UpdateCommand({
+      TableName: env.runtime.dynamodb.tableName, Key: { pk: sessionPk(session.sessionId), sk: SESSION_SK },
+      UpdateExpression: 'SET #status = :completed', ExpressionAttributeNames: { '#status': 'status' }, ExpressionAttributeValues: { ':completed': 'COMPLETED' },
+    }));
+    expect((await env.runtime.repository.runningExecutions(projectId)).map((s) => s.sessionId)).toEqual([session.sessionId]);
+    // Act
+    const swept = await env.runtime.sweep({ minAgeMs: 0 });
+    // Assess
+    expect(swept.map((s) => s.sessionId)).not.toContain(session.sessionId);
+    expect(await env.runtime.repository.runningExecutions(projectId)).toEqual([]);
+    expect(await env.runtime.repository.get(session.sessionId)).toMatchObject({ status: 'COMPLETED' });
+  });
+});

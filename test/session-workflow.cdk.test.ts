@@ -97,7 +97,11 @@ describe('the rendered session workflow', () => {
         ':expiresAt.$': '$.expiresAt',
       },
     });
-    expect(closeFailed[0].Update.UpdateExpression).toMatch(/, expiresAt = :expiresAt$/);
+    expect(closeFailed[0].Update.UpdateExpression).toMatch(/, expiresAt = :expiresAt REMOVE runningProjectId$/);
+    // Every close takes the session out of the running index in the write that closes it.
+    for (const name of ['RecordUsage', 'RecordFailedRun', 'RecordUsageBeforeRelease', 'RecordLimitedUsage', 'CloseFailed']) {
+      expect((states[name]!.Parameters as any).TransactItems[0].Update.UpdateExpression).toMatch(/ REMOVE runningProjectId$/);
+    }
     // The Catch branch moves the status only: the spend was counted as each attempt recorded it.
     expect(closeFailed[1].Update).toMatchObject({
       UpdateExpression: 'ADD #t0 :t0, #t1 :t1', ExpressionAttributeNames: { '#t0': 'RUNNING', '#t1': 'FAILED' }, ExpressionAttributeValues: { ':t0': { N: '-1' }, ':t1': { N: '1' } },
@@ -202,7 +206,7 @@ describe('the rendered session workflow', () => {
     expect(JSON.parse(secret.Properties.GenerateSecretString.SecretStringTemplate)).toEqual({ ANTHROPIC_API_KEY: 'REPLACE_ME' });
   });
 
-  it('keeps sessions in an on-demand table with point-in-time recovery, a by-project index of what list shows (no reply) and a by-milestone index', () => {
+  it('keeps sessions in an on-demand table with point-in-time recovery, a by-project index of what list shows (no reply), a sparse index of the running sessions and a by-milestone index', () => {
     template.hasResourceProperties('AWS::DynamoDB::Table', {
       BillingMode: 'PAY_PER_REQUEST',
       PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
@@ -214,6 +218,15 @@ describe('the rendered session workflow', () => {
             { AttributeName: 'startedAt', KeyType: 'RANGE' },
           ],
           Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: Match.arrayWith(['status', 'usage', 'totalCostUsd', 'executionArn']) },
+        }),
+        // Sparse: only a RUNNING session item carries runningProjectId (every close removes it).
+        Match.objectLike({
+          IndexName: 'byProjectRunning',
+          KeySchema: [
+            { AttributeName: 'runningProjectId', KeyType: 'HASH' },
+            { AttributeName: 'startedAt', KeyType: 'RANGE' },
+          ],
+          Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: Match.arrayWith(['projectId', 'status', 'executionArn']) },
         }),
         Match.objectLike({
           IndexName: 'byMilestone',

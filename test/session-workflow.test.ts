@@ -10,6 +10,8 @@ useTestRuntime((started) => (env = started));
 
 async function expectNothingRunning(projectId: string) {
   expect(await env.runtime.repository.listRunning(projectId)).toEqual([]);
+  // Every close took its session out of the running index in the same write, whatever the path.
+  expect(await env.runtime.repository.runningExecutions(projectId)).toEqual([]);
 }
 
 describe('the session workflow on the local state machine, with the real Claude CLI', () => {
@@ -196,6 +198,7 @@ describe('runner faults go through the Catch branch and close the session FAILED
         usage: { inputTokens: 42 },
       });
       expect(await stalled.runtime.repository.listRunning('p-stall')).toEqual([]);
+      expect(await stalled.runtime.repository.runningExecutions('p-stall')).toEqual([]);
     } finally {
       await stalled.close();
     }
@@ -208,6 +211,7 @@ describe('runner faults go through the Catch branch and close the session FAILED
       expect(outcome).toMatchObject({ status: 'FAILED', error: 'ClaudeOutputError' });
       expect(session).toMatchObject({ status: 'FAILED', error: 'ClaudeOutputError', cause: expect.stringMatching(/not its JSON result/) });
       expect(await broken.runtime.repository.listRunning('p-bad-json')).toEqual([]);
+      expect(await broken.runtime.repository.runningExecutions('p-bad-json')).toEqual([]); // CloseFailed removed its running key
     } finally {
       await broken.close();
     }

@@ -1,15 +1,18 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DeleteCommand, DynamoDBDocumentClient, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { LocalDynamoDb } from '../lib/local/local-dynamodb.js';
 import { loadWorkflowDefinition, type WorkflowDefinition } from '../lib/local/workflow-definition.js';
 import { isAlive } from '../lib/local/state-lock.js';
-import { prepareSessionStart } from '../lib/sessions/execution-input.js';
+import { prepareSessionStart, type SessionStart } from '../lib/sessions/execution-input.js';
 import { totalsDaySk, totalsPk, TOTALS_ALL_SK } from '../lib/sessions/project-totals.js';
-import type { RunOutcome } from '../lib/sessions/session-item.js';
+import { PROJECT_REGISTRY_PK, projectRegistrySk } from '../lib/sessions/project-registry.js';
+import { RUNNING_PROJECT, SESSION_SK, sessionPk, type RunOutcome } from '../lib/sessions/session-item.js';
+import { backfillTotals } from '../lib/sessions/totals-backfill.js';
 import { SessionRepository } from '../lib/sessions/session-repository.js';
 import { cliEnvironment, engineFile, runCli, stopEngine } from './support/cli-process.js';
 import { waitFor } from './support/wait-for.js';
@@ -109,3 +112,133 @@ describe('claude-sessions totals check', () => {
     }
   });
 });
+
+/** A table as it was before the totals and the registry: the session items only, a running one without its running-index key. */
+async function forgetTotals(db: LocalDynamoDb, projectIds: string[], running: string[]): Promise<void> {
+  for (const projectId of projectIds) {
+    for (const pk of [totalsPk(projectId)]) {
+      const { Items = [] } = await db.documentClient.send(new QueryCommand({ TableName: db.tableName, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': pk } }));
+      for (const item of Items) await db.documentClient.send(new DeleteCommand({ TableName: db.tableName, Key: { pk: item.pk, sk: item.sk } }));
+    }
+    await db.documentClient.send(new DeleteCommand({ TableName: db.tableName, Key: { pk: PROJECT_REGISTRY_PK, sk: projectRegistrySk(projectId) } }));
+  }
+  for (const sessionId of running) {
+    await db.documentClient.send(new UpdateCommand({ TableName: db.tableName, Key: { pk: sessionPk(sessionId), sk: SESSION_SK }, UpdateExpression: `REMOVE ${RUNNING_PROJECT}` }));
+  }
+}
+
+describe('claude-sessions totals backfill', () => {
+  it('makes the totals and registry of a table from before them hold what its sessions give, and a second run writes nothing', async () => {
+    // Prepare: two projects' sessions (completed, failed, aborted with spend recorded after, one running), then the totals and registry gone
+    const db = await LocalDynamoDb.start({ table: definition.table, tableName: 'ClaudeSessions-SessionsTable-BACKFILL' });
+    const aws = {
+      AWS_ENDPOINT_URL_DYNAMODB: db.endpoint, AWS_REGION: 'us-east-1',
+      AWS_ACCESS_KEY_ID: db.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: db.credentials.secretAccessKey, AWS_SESSION_TOKEN: db.credentials.sessionToken!,
+    };
+    try {
+      const repository = new SessionRepository(db.documentClient, db.tableName);
+      const started = async (projectId: string) => {
+        const { session } = prepareSessionStart({ prompt: 'p', projectId, sessionId: uuidv4() }, { executionArn: `arn:test:${uuidv4()}` });
+        await repository.create(session);
+        return session;
+      };
+      const a1 = await started('tb-a');
+      await repository.close(a1.sessionId, outcome(0.25));
+      const a2 = await started('tb-a');
+      await repository.close(a2.sessionId, { ...outcome(0.5), status: 'FAILED', error: 'Boom' });
+      const a3 = await started('tb-a');
+      await repository.closeWithError(a3.sessionId, 'ABORTED', 'ExecutionAborted', 'aborted');
+      await repository.recordStoppedRun(a3, { ...outcome(0.125), status: 'ABORTED' });
+      const running = await started('tb-b');
+      await forgetTotals(db, ['tb-a', 'tb-b'], [running.sessionId]);
+      expect((await repository.totalsDrift('tb-a')).length).toBeGreaterThan(0);
+      expect(await repository.listRunning('tb-b')).toEqual([]);
+      // Act
+      const first = await runCli(['totals', 'backfill', '--table', db.tableName, '--json'], cliEnvironment(home, aws));
+      const second = await runCli(['totals', 'backfill', '--table', db.tableName], cliEnvironment(home, aws));
+      const check = await runCli(['totals', 'check', '--table', db.tableName], cliEnvironment(home, aws));
+      // Assess
+      expect(first.stderr).toBe('');
+      const day = a1.startedAt.slice(0, 10);
+      expect(JSON.parse(first.stdout)).toEqual([
+        { projectId: 'tb-a', sessions: 3, rewritten: ['ALL', day].sort(), runningMarked: 0, passes: 1 },
+        { projectId: 'tb-b', sessions: 1, rewritten: ['ALL', running.startedAt.slice(0, 10)].sort(), runningMarked: 1, passes: 1 },
+      ]);
+      expect(second).toMatchObject({ code: 0, stdout: 'tb-a: the totals already held its 3 session(s)\ntb-b: the totals already held its 1 session(s)\n' });
+      expect(check).toMatchObject({ code: 0, stdout: 'tb-a: the totals match its 3 session(s)\ntb-b: the totals match its 1 session(s)\n' });
+      expect(await repository.projectIds()).toEqual(['tb-a', 'tb-b']);
+      expect(await repository.usageTotals('tb-a')).toMatchObject({ sessions: 3, byStatus: { COMPLETED: 1, FAILED: 1, ABORTED: 1 }, totalCostUsd: 0.875 });
+      expect((await repository.listRunning('tb-b')).map((s) => s.sessionId)).toEqual([running.sessionId]);
+      // The running session closes after the backfill: its close counts on the backfilled totals, once
+      await repository.close(running.sessionId, outcome(0.25));
+      expect(await repository.totalsDrift('tb-b')).toEqual([]);
+      expect(await repository.runningExecutions('tb-b')).toEqual([]);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('loses no close that lands while it runs: its write is refused, and the project derived again', async () => {
+    // Prepare: a project with totals gone and two running sessions; one closes between the backfill's reads and its writes
+    const db = await LocalDynamoDb.start({ table: definition.table });
+    try {
+      const repository = new SessionRepository(db.documentClient, db.tableName);
+      const sessions: SessionStart[] = [];
+      for (let i = 0; i < 2; i++) {
+        const { session } = prepareSessionStart({ prompt: 'p', projectId: 'tb-live', sessionId: uuidv4() }, { executionArn: `arn:test:${uuidv4()}` });
+        await repository.create(session);
+        sessions.push(session);
+      }
+      await forgetTotals(db, ['tb-live'], []);
+      const backfillClient = DynamoDBDocumentClient.from(new DynamoDBClient({ endpoint: db.endpoint, region: 'us-east-1', credentials: db.credentials }));
+      let closedMeanwhile = false;
+      backfillClient.middlewareStack.add((next) => async (args) => {
+        const input = args.input as { UpdateExpression?: string; Key?: { pk?: string | { S?: string } } };
+        const pk = input.Key?.pk;
+        if (!closedMeanwhile && (typeof pk === 'string' ? pk : pk?.S) === totalsPk('tb-live') && input.UpdateExpression?.startsWith('SET ')) {
+          closedMeanwhile = true;
+          expect(await repository.close(sessions[0]!.sessionId, outcome(0.25))).toBe(true);
+        }
+        return next(args);
+      }, { step: 'initialize', name: 'closeMeanwhile' });
+      // Act
+      let done;
+      try {
+        done = await backfillTotals(backfillClient, db.tableName, 'tb-live');
+      } finally {
+        backfillClient.destroy();
+      }
+      // Assess
+      expect(closedMeanwhile).toBe(true);
+      expect(done).toEqual([expect.objectContaining({ projectId: 'tb-live', sessions: 2 })]);
+      expect(done[0]!.passes).toBeGreaterThan(1);
+      expect(await repository.totalsDrift('tb-live')).toEqual([]);
+      expect(await repository.usageTotals('tb-live')).toMatchObject({ sessions: 2, byStatus: { COMPLETED: 1, RUNNING: 1 }, totalCostUsd: 0.25 });
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('rewrites a totals item whose summed cost has more digits than a JS number keeps (its condition matches what DynamoDB holds)', async () => {
+    // Prepare: two closes of a float cost (0.0001 * 3 is 0.00030000000000000003): DynamoDB sums them
+    // exactly to 0.00060000000000000006, which reads back as 0.0006000000000000001; then one session too many on ALL
+    const db = await LocalDynamoDb.start({ table: definition.table });
+    try {
+      const repository = new SessionRepository(db.documentClient, db.tableName);
+      for (let i = 0; i < 2; i++) {
+        const { session } = prepareSessionStart({ prompt: 'p', projectId: 'tb-digits', sessionId: uuidv4() }, { executionArn: `arn:test:${uuidv4()}` });
+        await repository.create(session);
+        await repository.close(session.sessionId, outcome(0.0001 * 3));
+      }
+      await countOneMore(db, 'tb-digits', TOTALS_ALL_SK);
+      // Act
+      const [done] = await backfillTotals(db.documentClient, db.tableName, 'tb-digits');
+      // Assess
+      expect(done).toMatchObject({ projectId: 'tb-digits', sessions: 2, rewritten: ['ALL'], passes: 1 });
+      expect(await repository.totalsDrift('tb-digits')).toEqual([]);
+    } finally {
+      await db.close();
+    }
+  });
+});
+

@@ -57,6 +57,10 @@ const USAGE = `claude-sessions: run Claude Code headless as tracked sessions (th
                                recompute each project's totals from its session items and print what
                                differs (exit 1 if anything does); --table: a deployed stack's
                                SessionTableName, read with your AWS credentials
+  totals backfill [--project P] [--table T] [--json]
+                               make each project's totals and registry item hold what its session
+                               items give (tables from before they existed); safe to run twice, and
+                               while sessions run
   --version                    this package's version and its Claude CLI's
 
 State lives in ./.claude-sessions (or $CLAUDE_SESSIONS_HOME), held by one engine process that
@@ -572,29 +576,50 @@ async function githubApiUrlFromEnv(env: NodeJS.ProcessEnv): Promise<string> {
 
 /**
  * `totals check`: the project totals (what `usage` and the budget read) against the figures the
- * session items give, through the engine for the local state, or straight from a deployed table.
+ * session items give; `totals backfill`: the totals and the registry made to hold them (tables from
+ * before they existed). Through the engine for the local state, or straight on a deployed table.
  */
 async function totalsCommand(args: string[], io: CliIo): Promise<number> {
   const [action, ...rest] = args;
-  if (action !== 'check') throw new UsageError('totals check [--project P] [--table T] [--json]');
+  if (action !== 'check' && action !== 'backfill') throw new UsageError('totals check|backfill [--project P] [--table T] [--json]');
   const { values } = parse(rest, { project: { type: 'string' }, table: { type: 'string' }, json: { type: 'boolean', default: false } });
   if (values.project !== undefined) await checkProjectId(values.project);
-  let projects: ProjectDrift[];
-  if (values.table !== undefined) {
-    if (!values.table) throw new UsageError('--table needs the table\'s name (the stack\'s SessionTableName output)');
+  if (values.table !== undefined && !values.table) throw new UsageError('--table needs the table\'s name (the stack\'s SessionTableName output)');
+  if (values.table === undefined && io.api) throw new UsageError(`totals ${action} reads the table, not the API: give --table with the stack's SessionTableName`);
+  const onTable = async <T>(fn: (client: import('@aws-sdk/lib-dynamodb').DynamoDBDocumentClient, table: string) => Promise<T>): Promise<T> => {
     const { DynamoDBClient } = await import('@aws-sdk/client-dynamodb');
     const { DynamoDBDocumentClient } = await import('@aws-sdk/lib-dynamodb');
-    const { SessionRepository } = await import('../sessions/session-repository.js');
-    const { projectTotalsDrift } = await import('../sessions/totals-check.js');
     const client = DynamoDBDocumentClient.from(new DynamoDBClient({}));
     try {
-      projects = await projectTotalsDrift(new SessionRepository(client, values.table), values.project);
+      return await fn(client, values.table!);
     } finally {
       client.destroy();
     }
+  };
+  const query = values.project ? `?${new URLSearchParams({ project: values.project })}` : '';
+  if (action === 'backfill') {
+    const { backfillTotals } = await import('../sessions/totals-backfill.js');
+    const done = values.table !== undefined
+      ? await onTable((client, table) => backfillTotals(client, table, values.project))
+      : (await (await engine(io)).call<{ projects: Awaited<ReturnType<typeof backfillTotals>> }>('POST', `/local/totals/backfill${query}`)).projects;
+    if (values.json) io.stdout(`${JSON.stringify(done, null, 2)}\n`);
+    else {
+      for (const p of done) {
+        const marked = p.runningMarked ? `, ${p.runningMarked} running session(s) put in the running index` : '';
+        io.stdout(p.rewritten.length
+          ? `${p.projectId}: wrote ${p.rewritten.join(', ')} from its ${p.sessions} session(s)${marked}\n`
+          : `${p.projectId}: the totals already held its ${p.sessions} session(s)${marked}\n`);
+      }
+      if (!done.length) io.stdout('No projects.\n');
+    }
+    return 0;
+  }
+  let projects: ProjectDrift[];
+  if (values.table !== undefined) {
+    const { SessionRepository } = await import('../sessions/session-repository.js');
+    const { projectTotalsDrift } = await import('../sessions/totals-check.js');
+    projects = await onTable((client, table) => projectTotalsDrift(new SessionRepository(client, table), values.project));
   } else {
-    if (io.api) throw new UsageError('totals check reads the table, not the API: give --table with the stack\'s SessionTableName');
-    const query = values.project ? `?${new URLSearchParams({ project: values.project })}` : '';
     projects = (await (await engine(io)).call<{ projects: ProjectDrift[] }>('GET', `/local/totals/drift${query}`)).projects;
   }
   const drifted = projects.filter((p) => p.drift.length > 0);

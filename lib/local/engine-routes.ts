@@ -6,6 +6,7 @@ import { startSession } from '../api/start-session.js';
 import { InvalidInputError, parseExecutionInput, type ExecutionInput } from '../sessions/execution-input.js';
 import type { StartCheckDeps } from '../sessions/start-checks.js';
 import { projectTotalsDrift } from '../sessions/totals-check.js';
+import { backfillTotals } from '../sessions/totals-backfill.js';
 import type { AnthropicStandIn } from './anthropic-stand-in.js';
 import { describeEndpoint, standInEndpoint } from './local-endpoint.js';
 import { readBody, type LocalRoute } from './local-api-server.js';
@@ -69,6 +70,8 @@ const ROUTES: EngineRoute[] = [
   { method: 'GET', path: /^\/local\/(sessions|milestones)\/([^/]+)$/, handle: (engine, _req, res, [kind, id]) => projectOf(engine, res, kind as 'sessions' | 'milestones', decodeURIComponent(id!)) },
   // `totals check`: each project's totals items against the figures its session items give.
   { method: 'GET', path: /^\/local\/totals\/drift$/, handle: (engine, _req, res, _params, url) => totalsDrift(engine, res, url.searchParams.get('project')) },
+  // `totals backfill`: the totals and registry made to hold what the session items give (lib/sessions/totals-backfill.ts).
+  { method: 'POST', path: /^\/local\/totals\/backfill$/, handle: (engine, _req, res, _params, url) => totalsBackfill(engine, res, url.searchParams.get('project')) },
   { method: 'PUT', path: /^\/projects\/([^/]+)\/limit$/, handle: (engine, req, res, [projectId]) => setProjectLimit(engine, req, res, decodeURIComponent(projectId!)) },
 ];
 
@@ -176,6 +179,15 @@ async function totalsDrift({ runtime }: EngineContext, res: ServerResponse, proj
   try {
     if (project !== null) parseExecutionInput({ prompt: '-', projectId: project }); // the project id's rules, by name
     await reply(res, json(200, { projects: await projectTotalsDrift(runtime.repository, project ?? undefined) }));
+  } catch (err) {
+    await reply(res, await errorReply(err));
+  }
+}
+
+async function totalsBackfill({ runtime }: EngineContext, res: ServerResponse, project: string | null): Promise<void> {
+  try {
+    if (project !== null) parseExecutionInput({ prompt: '-', projectId: project }); // the project id's rules, by name
+    await reply(res, json(200, { projects: await backfillTotals(runtime.dynamodb.documentClient, runtime.dynamodb.tableName, project ?? undefined) }));
   } catch (err) {
     await reply(res, await errorReply(err));
   }

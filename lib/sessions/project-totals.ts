@@ -141,3 +141,18 @@ export function dayOfTotalsSk(sk: string): string {
 export function daySkBounds(fromDay: string, toDay: string): [string, string] {
   return [`${DAY_PREFIX}${fromDay}`, `${DAY_PREFIX}${toDay}`];
 }
+
+/**
+ * The attributes a totals item holds for these sums, as the ADDs of `totalsDelta` build them up: what
+ * `totals backfill` writes where an item differs from what its sessions give.
+ */
+export function totalsFigures(sums: UsageSums): Record<string, number> {
+  const figures: Record<string, number> = { sessions: sums.sessions, numTurns: sums.numTurns, totalCostUsd: sums.totalCostUsd, durationMs: sums.durationMs };
+  for (const [status, n] of Object.entries(sums.byStatus)) figures[status] = n;
+  for (const field of USAGE_FIELDS) figures[field] = sums.usage[field];
+  for (const [model, u] of Object.entries(sums.byModel)) {
+    for (const field of USAGE_FIELDS) figures[`${MODEL_PREFIX}${model}:${field}`] = u[field];
+    figures[`${MODEL_PREFIX}${model}:costUsd`] = u.costUsd;
+  }
+  return figures;
+}

@@ -15,6 +15,14 @@ export const SESSION_SK = 'SESSION';
 export const PROJECT_INDEX = 'byProjectSummary';
 /** The index of every attribute, which tables deployed before byProjectSummary have. */
 export const LEGACY_PROJECT_INDEX = 'byProject';
+/**
+ * A project's RUNNING sessions only (listRunning, the sweeper): a sparse index keyed on
+ * RUNNING_PROJECT, which a session item carries from its create until the write that closes it,
+ * so a read of it costs what is running, never the history.
+ */
+export const RUNNING_INDEX = 'byProjectRunning';
+/** The running index's key: the project id, on a RUNNING session item only (every close REMOVEs it). */
+export const RUNNING_PROJECT = 'runningProjectId';
 export const RESULT_MAX_CHARS = 2_000;
 
 export const SESSION_STATUSES = ['RUNNING', 'COMPLETED', 'FAILED', 'TIMED_OUT', 'ABORTED'] as const;
@@ -126,6 +134,7 @@ export function toSessionItem(start: SessionStart): SessionItem {
     trigger: start.trigger,
     runtime: start.runtime,
     status: 'RUNNING',
+    [RUNNING_PROJECT]: start.projectId,
     startedAt: start.startedAt,
     executionArn: start.executionArn,
     promptSha256: start.promptSha256,
@@ -165,7 +174,7 @@ export function sessionRetainUntil(startedAt: string, days: number | undefined):
 export const CLOSE_UPDATE =
   'SET #status = :status, endedAt = :endedAt, claudeSessionId = :claudeSessionId, #usage = :usage, ' +
   'numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, modelUsage = :modelUsage, provider = :provider, model = :model, ' +
-  `stopReason = :stopReason, #result = :result, #error = :error, #cause = :cause, attempts = :attempts, workspace = :workspace, ${EXPIRES_AT} = :expiresAt`;
+  `stopReason = :stopReason, #result = :result, #error = :error, #cause = :cause, attempts = :attempts, workspace = :workspace, ${EXPIRES_AT} = :expiresAt REMOVE ${RUNNING_PROJECT}`;
 
 /** Between two attempts: what the attempts so far spent, set (not added), so a repeat changes nothing. */
 export const RECORD_ATTEMPT_UPDATE = 'SET #usage = :usage, modelUsage = :modelUsage, numTurns = :numTurns, totalCostUsd = :totalCostUsd, durationMs = :durationMs, attempts = :attempts';
@@ -184,7 +193,7 @@ export const RECORD_ATTEMPT_CONDITION = '#status = :running AND attribute_not_ex
  */
 export const CLOSE_CONDITION = '#status = :running AND attribute_not_exists(spendRecordedAfterStop)';
 
-export const CLOSE_FAILED_UPDATE = `SET #status = :status, endedAt = :endedAt, #error = :error, #cause = :cause, ${EXPIRES_AT} = :expiresAt`;
+export const CLOSE_FAILED_UPDATE = `SET #status = :status, endedAt = :endedAt, #error = :error, #cause = :cause, ${EXPIRES_AT} = :expiresAt REMOVE ${RUNNING_PROJECT}`;
 
 /**
  * A run whose execution ended under it (an abort, an execution timeout: AWS stops no running task):

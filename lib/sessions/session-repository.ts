@@ -19,6 +19,8 @@ import {
   CLOSE_UPDATE,
   CREATE_CONDITION,
   PROJECT_INDEX,
+  RUNNING_INDEX,
+  RUNNING_PROJECT,
   CLAIM_ATTEMPT_CONDITION,
   CLAIM_ATTEMPT_NAMES,
   CLAIM_ATTEMPT_UPDATE,
@@ -249,32 +251,55 @@ export class SessionRepository {
     } while (nextToken);
   }
 
+  /**
+   * A project's RUNNING sessions, from the running index (RUNNING_INDEX): what it reads is what is
+   * running, whatever the history. The status filter drops an entry a close has not removed yet
+   * (an execution of a definition from before the index, docs/ARCHITECTURE.md#running-sessions).
+   */
   async listRunning(projectId: string): Promise<SessionSummary[]> {
     const running: SessionSummary[] = [];
-    for await (const session of this.allByProject(projectId, 'RUNNING')) running.push(session);
+    for await (const page of paginateQuery({ client: this.client }, this.runningQuery(projectId))) {
+      running.push(...(page.Items ?? []).filter((item) => item.status === 'RUNNING').map(toSessionSummary));
+    }
     return running;
   }
 
   /**
-   * A project's RUNNING sessions with the execution that runs each (a session record does not
-   * carry its execution ARN): what the sweeper asks DescribeExecution about.
+   * What the running index holds of a project, with the execution that runs each (a session record
+   * does not carry its execution ARN): what the sweeper asks DescribeExecution about. Includes an
+   * entry whose session a close of an older definition left in the index (status not RUNNING):
+   * the sweeper takes it out (`clearRunningEntry`).
    */
   async runningExecutions(projectId: string): Promise<SessionExecution[]> {
     const running: SessionExecution[] = [];
-    const pages = paginateQuery(
-      { client: this.client },
-      {
-        TableName: this.tableName,
-        IndexName: PROJECT_INDEX,
-        KeyConditionExpression: 'projectId = :projectId',
-        FilterExpression: '#status = :running',
-        ProjectionExpression: EXECUTION_PROJECTION,
-        ExpressionAttributeNames: { '#status': 'status' },
-        ExpressionAttributeValues: { ':projectId': projectId, ':running': 'RUNNING' },
-      },
-    );
+    const query = this.runningQuery(projectId);
+    const pages = paginateQuery({ client: this.client }, {
+      ...query, ProjectionExpression: EXECUTION_PROJECTION, ExpressionAttributeNames: { ...query.ExpressionAttributeNames, '#status': 'status' },
+    });
     for await (const page of pages) running.push(...(page.Items ?? []).map(toSessionExecution));
     return running;
+  }
+
+  /** Takes a closed session out of the running index; false when it is RUNNING or out already. */
+  async clearRunningEntry(sessionId: string): Promise<boolean> {
+    return conditionalUpdate(this.client, {
+      TableName: this.tableName,
+      Key: { pk: sessionPk(sessionId), sk: SESSION_SK },
+      UpdateExpression: `REMOVE ${RUNNING_PROJECT}`,
+      ConditionExpression: `attribute_exists(${RUNNING_PROJECT}) AND #status <> :running`,
+      ExpressionAttributeNames: { '#status': 'status' },
+      ExpressionAttributeValues: { ':running': 'RUNNING' },
+    });
+  }
+
+  private runningQuery(projectId: string) {
+    return {
+      TableName: this.tableName,
+      IndexName: RUNNING_INDEX,
+      KeyConditionExpression: '#running = :projectId',
+      ExpressionAttributeNames: { '#running': RUNNING_PROJECT } as Record<string, string>,
+      ExpressionAttributeValues: { ':projectId': projectId },
+    };
   }
 
   /** One session's status and execution, read consistently. */

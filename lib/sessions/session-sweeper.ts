@@ -36,11 +36,16 @@ export async function sweepEndedExecutions(repository: SessionRepository, option
   const now = options.now ?? new Date();
   const startedBefore = new Date(now.getTime() - (options.minAgeMs ?? SWEEP_MIN_AGE_MS)).toISOString();
   const closed: SweptSession[] = [];
-  // The project list (one Query of the registry), then a query of the project index per project,
-  // filtered on RUNNING: it reads each project's whole history, fine every ten minutes, not O(1).
+  // The project list (one Query of the registry), then a query of the running index per project:
+  // it reads the projects and what is running, whatever the history.
   for (const projectId of await repository.projectIds()) {
     const seen = new Set<string>();
     for (const session of await repository.runningExecutions(projectId)) {
+      // Closed by an execution of a definition from before the running index: out of it now.
+      if (session.status !== 'RUNNING') {
+        await repository.clearRunningEntry(session.sessionId);
+        continue;
+      }
       seen.add(session.sessionId);
       if (session.startedAt > startedBefore) continue;
       const swept = await sweepOne(repository, session, options, now);
