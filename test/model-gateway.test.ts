@@ -198,6 +198,40 @@ describe('what the model gateway meters', () => {
     }
   });
 
+  it('charges an unreadable answer its worst case while a parallel call\'s answer is read', async () => {
+    // Prepare: the unreadable answer ends 300 ms after a readable one served meanwhile
+    const upstream = await scriptedUpstream((req, res) => {
+      if (req.headers['x-call'] === 'unreadable') {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'zstd' });
+        res.write(Buffer.from('(not a message'));
+        setTimeout(() => res.end(Buffer.from(' the meter can read)')), 300);
+      } else {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ ...MESSAGE, usage: { input_tokens: 10, output_tokens: 5 } }));
+      }
+    });
+    const run = await ModelGateway.open({ apiKey: 'sk-ant-real-key', baseUrl: upstream.url });
+    try {
+      const endpoint = run.endpoint as AnthropicEndpoint;
+      const body = JSON.stringify({ ...message, model: 'claude-opus-5-5', max_tokens: 4_000 });
+      const call = (kind: string) => fetch(`${endpoint.baseUrl}/v1/messages`, { method: 'POST', headers: { 'x-api-key': endpoint.apiKey, 'x-call': kind }, body })
+        .then((r) => r.arrayBuffer());
+      // Act
+      const unreadable = call('unreadable');
+      await new Promise((r) => setTimeout(r, 100));
+      await call('readable');
+      await unreadable;
+      // Assess: the readable one's message, and the unreadable one's worst case
+      const spent = await run.drain();
+      expect(spent.unreadAnswers).toBe(1);
+      expect(spent.messages).toBe(2);
+      expect(spent.usage).toMatchObject({ inputTokens: 10 + Math.ceil(Buffer.byteLength(body) / 4), outputTokens: 5 + 4_000 });
+    } finally {
+      await run.close();
+      await upstream.close();
+    }
+  });
+
   it('reads an answer on after its caller hung up, and drains what is under way before it says what was spent', async () => {
     // The model streams its start, then its output count 300 ms later; the caller leaves after the start
     const upstream = await scriptedUpstream((_req, res) => {

@@ -54,6 +54,11 @@ interface MeteredMessage {
 /** JSON answers are small (a message of 128k output tokens is well under this); past it nothing more is kept. */
 const MAX_JSON_BYTES = 16 * 1024 * 1024;
 
+/** Where an answer's readers put the messages they read. */
+interface MessageSink {
+  push(message: MeteredMessage): unknown;
+}
+
 export class UsageMeter {
   private readonly counted: MeteredMessage[] = [];
   private unread = 0;
@@ -65,16 +70,19 @@ export class UsageMeter {
    * case: a billed 200 the meter cannot read must not be free.
    */
   async answer(body: MeteredBody, request: BilledRequest, contentEncoding = ''): Promise<AnswerReader> {
-    const before = this.counted.length;
+    // Counted per answer: calls run in parallel (subagents, side calls), so another answer's message
+    // must not make this one look read.
+    let own = 0;
+    const sink: MessageSink = { push: (m) => (own += 1, this.counted.push(m)) };
     const onEnd = () => {
-      if (this.counted.length > before) return;
+      if (own > 0) return;
       this.unread += 1;
       this.counted.push({ model: request.model, usage: { ...request.worstCase }, surcharges: { ...NO_SURCHARGES, ...request.surcharges } });
     };
     let reader: AnswerReader;
-    if (body === 'json') reader = new JsonAnswer(this.counted, request);
+    if (body === 'json') reader = new JsonAnswer(sink, request);
     else {
-      const events = new MessageEvents(this.counted, request);
+      const events = new MessageEvents(sink, request);
       reader = body === 'sse' ? new SseAnswer(events) : new BedrockStreamAnswer(events, await eventStreamCodec());
     }
     const encoding = contentEncoding.trim().toLowerCase();
@@ -139,7 +147,7 @@ export interface AnswerReader {
 class MessageEvents {
   private current: MeteredMessage | undefined;
 
-  constructor(private readonly counted: MeteredMessage[], private readonly request: BilledRequest) {}
+  constructor(private readonly counted: MessageSink, private readonly request: BilledRequest) {}
 
   observe(event: unknown): void {
     const e = event as { type?: unknown; message?: { model?: unknown; usage?: unknown }; usage?: unknown };
@@ -229,7 +237,7 @@ class JsonAnswer implements AnswerReader {
   private readonly chunks: Buffer[] = [];
   private size = 0;
 
-  constructor(private readonly counted: MeteredMessage[], private readonly request: BilledRequest) {}
+  constructor(private readonly counted: MessageSink, private readonly request: BilledRequest) {}
 
   write(chunk: Buffer): void {
     this.size += chunk.length;
