@@ -185,6 +185,9 @@ describe('a GitHub App\'s installation tokens', () => {
     expect(pulls).toHaveLength(1);
     expect(comments).toHaveLength(2);
     expect(comments[1]!.body).toContain(`Pushed \`${branch}\` (1 file(s) changed, +1 −0), which ${pulls[0]!.html_url} proposes.`);
+    // The pull request's body holds the first session's reply; the second's is in its own comment
+    expect(comments[1]!.body).toContain('Wrote SECOND.md.');
+    expect(comments[0]!.body).not.toContain('Wrote FIRST.md.');
   });
 });
 

@@ -53,7 +53,8 @@ function workspaceTarget(start: SessionStart, milestone: { workspace: MilestoneW
     const fixed = milestone.workspace;
     return fixed ? { spec: { repo: fixed.repo, ...(fixed.ref ? { ref: fixed.ref } : {}) }, branch: fixed.branch, continues: true } : undefined;
   }
-  // A branch named without a ref is continued where the remote has it (an issue's later session, lib/api/github-webhook.ts).
+  // A branch named without a ref is continued where the remote has it: a later session naming the
+  // same branch adds to it instead of failing its push (docs/WORKSPACES.md).
   return start.workspace && { spec: start.workspace, branch: start.workspace.branch ?? defaultBranch(start.sessionId), continues: !!start.workspace.branch && !start.workspace.ref };
 }
 
@@ -72,7 +73,8 @@ function workspaceHooks(start: SessionStart, { spec, branch, continues }: Worksp
       if (!cloned || retried(run) || run.kind === 'stopped') return;
       const promptFirstLine = prompt.split('\n', 1)[0]!.trim().slice(0, 100);
       // Asked again: an App's token lasts an hour, a session may run for more.
-      const pushAccess = () => gitAccess(spec.repo, config).then((fresh) => (access = fresh));
+      // One that cannot be had keeps the clone's: the push then fails, if it must, as a push does (the change kept as a patch).
+      const pushAccess = () => gitAccess(spec.repo, config).then((fresh) => (access = fresh), () => access);
       pushed = await pushAccess().then(() => commitAndPush(spec, { sessionId: start.sessionId, promptFirstLine, branch }, workDir, home, cloned!, access)).catch((err: Error) => ({
         record: { repo: redactRepo(spec.repo), ref: spec.ref ?? null, baseCommit: cloned!.baseCommit, branch: null, commit: null, filesChanged: 0, insertions: 0, deletions: 0 },
         error: new WorkspacePushError(`could not commit the change: ${err.message}`),

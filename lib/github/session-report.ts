@@ -134,7 +134,9 @@ export function commentBody(session: SessionRecord, kind: 'issue' | 'pr', pull: 
     outcome = 'Claude changed nothing, so no pull request was opened.';
   }
   const parts = [outcome, ''];
-  if (session.status === 'COMPLETED' && !pull) parts.push(reply(session), '');
+  // The pull request's body holds the reply of the session that opened it; any later one's goes here.
+  const openedHere = pull !== undefined && pull.body?.includes(reportMarker(session.sessionId)) !== false;
+  if (session.status === 'COMPLETED' && !openedHere) parts.push(reply(session), '');
   parts.push(usageLines(session, milestone && runningTotal(session, milestone)), '', reportMarker(session.sessionId));
   return parts.join('\n');
 }
