@@ -76,8 +76,8 @@ export interface DeployedRunnerClients extends EndpointClients {
 
 /**
  * A deployed runner's config (the Lambda's, the Fargate task's), made once per process: each
- * session's endpoint from the model settings, the git token from its secret when a session needs
- * it, milestone transcripts and unpushed patches in the bucket. `platform`: what only one of them
+ * session's endpoint from the model settings, the git token when a session needs it (a GitHub
+ * App's from the minter, else the deployment's secret), milestone transcripts and unpushed patches in the bucket. `platform`: what only one of them
  * has (the Lambda's sandbox); the execution watch and the time left are each invocation's own.
  */
 export function deployedRunnerConfig(runner: RunnerEnvironment, clients: DeployedRunnerClients, platform: RunnerPlatform = {}): RunnerConfig {
