@@ -219,6 +219,33 @@ describe('claude-sessions totals backfill', () => {
     }
   });
 
+  it('never lowers what the totals counted for sessions whose items expired (sessionRetentionDays), unless told exact', async () => {
+    // Prepare: two closed sessions, then one's item gone as TTL takes it; the totals still count both
+    const db = await LocalDynamoDb.start({ table: definition.table });
+    try {
+      const repository = new SessionRepository(db.documentClient, db.tableName);
+      const ids: string[] = [];
+      for (let i = 0; i < 2; i++) {
+        const { session } = prepareSessionStart({ prompt: 'p', projectId: 'tb-ttl', sessionId: uuidv4() }, { executionArn: `arn:test:${uuidv4()}` });
+        await repository.create(session);
+        await repository.close(session.sessionId, outcome(0.5));
+        ids.push(session.sessionId);
+      }
+      await db.documentClient.send(new DeleteCommand({ TableName: db.tableName, Key: { pk: sessionPk(ids[0]!), sk: SESSION_SK } }));
+      // Act
+      const [kept] = await backfillTotals(db.documentClient, db.tableName, 'tb-ttl');
+      const afterDefault = await repository.usageTotals('tb-ttl');
+      const [exact] = await backfillTotals(db.documentClient, db.tableName, 'tb-ttl', { exact: true });
+      // Assess: the spend stays counted by default; exact makes the totals what the one item left gives
+      expect(kept).toMatchObject({ sessions: 1, rewritten: [] });
+      expect(afterDefault).toMatchObject({ sessions: 2, totalCostUsd: 1 });
+      expect(exact!.rewritten).toContain('ALL');
+      expect(await repository.usageTotals('tb-ttl')).toMatchObject({ sessions: 1, totalCostUsd: 0.5 });
+    } finally {
+      await db.close();
+    }
+  });
+
   it('rewrites a totals item whose summed cost has more digits than a JS number keeps (its condition matches what DynamoDB holds)', async () => {
     // Prepare: two closes of a float cost (0.0001 * 3 is 0.00030000000000000003): DynamoDB sums them
     // exactly to 0.00060000000000000006, which reads back as 0.0006000000000000001; then one session too many on ALL
@@ -232,7 +259,7 @@ describe('claude-sessions totals backfill', () => {
       }
       await countOneMore(db, 'tb-digits', TOTALS_ALL_SK);
       // Act
-      const [done] = await backfillTotals(db.documentClient, db.tableName, 'tb-digits');
+      const [done] = await backfillTotals(db.documentClient, db.tableName, 'tb-digits', { exact: true });
       // Assess
       expect(done).toMatchObject({ projectId: 'tb-digits', sessions: 2, rewritten: ['ALL'], passes: 1 });
       expect(await repository.totalsDrift('tb-digits')).toEqual([]);

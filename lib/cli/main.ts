@@ -57,7 +57,7 @@ const USAGE = `claude-sessions: run Claude Code headless as tracked sessions (th
                                recompute each project's totals from its session items and print what
                                differs (exit 1 if anything does); --table: a deployed stack's
                                SessionTableName, read with your AWS credentials
-  totals backfill [--project P] [--table T] [--json]
+  totals backfill [--project P] [--table T] [--exact] [--json]
                                make each project's totals and registry item hold what its session
                                items give (tables from before they existed); safe to run twice, and
                                while sessions run
@@ -582,7 +582,7 @@ async function githubApiUrlFromEnv(env: NodeJS.ProcessEnv): Promise<string> {
 async function totalsCommand(args: string[], io: CliIo): Promise<number> {
   const [action, ...rest] = args;
   if (action !== 'check' && action !== 'backfill') throw new UsageError('totals check|backfill [--project P] [--table T] [--json]');
-  const { values } = parse(rest, { project: { type: 'string' }, table: { type: 'string' }, json: { type: 'boolean', default: false } });
+  const { values } = parse(rest, { project: { type: 'string' }, table: { type: 'string' }, json: { type: 'boolean', default: false }, exact: { type: 'boolean', default: false } });
   if (values.project !== undefined) await checkProjectId(values.project);
   if (values.table !== undefined && !values.table) throw new UsageError('--table needs the table\'s name (the stack\'s SessionTableName output)');
   if (values.table === undefined && io.api) throw new UsageError(`totals ${action} reads the table, not the API: give --table with the stack's SessionTableName`);
@@ -598,10 +598,11 @@ async function totalsCommand(args: string[], io: CliIo): Promise<number> {
   };
   const query = values.project ? `?${new URLSearchParams({ project: values.project })}` : '';
   if (action === 'backfill') {
+    const backfillQuery = values.project || values.exact ? `?${new URLSearchParams({ ...(values.project ? { project: values.project } : {}), ...(values.exact ? { exact: 'true' } : {}) })}` : '';
     const { backfillTotals } = await import('../sessions/totals-backfill.js');
     const done = values.table !== undefined
-      ? await onTable((client, table) => backfillTotals(client, table, values.project))
-      : (await (await engine(io)).call<{ projects: Awaited<ReturnType<typeof backfillTotals>> }>('POST', `/local/totals/backfill${query}`)).projects;
+      ? await onTable((client, table) => backfillTotals(client, table, values.project, { exact: values.exact }))
+      : (await (await engine(io)).call<{ projects: Awaited<ReturnType<typeof backfillTotals>> }>('POST', `/local/totals/backfill${backfillQuery}`)).projects;
     if (values.json) io.stdout(`${JSON.stringify(done, null, 2)}\n`);
     else {
       for (const p of done) {

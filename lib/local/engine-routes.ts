@@ -71,7 +71,7 @@ const ROUTES: EngineRoute[] = [
   // `totals check`: each project's totals items against the figures its session items give.
   { method: 'GET', path: /^\/local\/totals\/drift$/, handle: (engine, _req, res, _params, url) => totalsDrift(engine, res, url.searchParams.get('project')) },
   // `totals backfill`: the totals and registry made to hold what the session items give (lib/sessions/totals-backfill.ts).
-  { method: 'POST', path: /^\/local\/totals\/backfill$/, handle: (engine, _req, res, _params, url) => totalsBackfill(engine, res, url.searchParams.get('project')) },
+  { method: 'POST', path: /^\/local\/totals\/backfill$/, handle: (engine, _req, res, _params, url) => totalsBackfill(engine, res, url.searchParams.get('project'), url.searchParams.get('exact') === 'true') },
   { method: 'PUT', path: /^\/projects\/([^/]+)\/limit$/, handle: (engine, req, res, [projectId]) => setProjectLimit(engine, req, res, decodeURIComponent(projectId!)) },
 ];
 
@@ -184,10 +184,10 @@ async function totalsDrift({ runtime }: EngineContext, res: ServerResponse, proj
   }
 }
 
-async function totalsBackfill({ runtime }: EngineContext, res: ServerResponse, project: string | null): Promise<void> {
+async function totalsBackfill({ runtime }: EngineContext, res: ServerResponse, project: string | null, exact: boolean): Promise<void> {
   try {
     if (project !== null) parseExecutionInput({ prompt: '-', projectId: project }); // the project id's rules, by name
-    await reply(res, json(200, { projects: await backfillTotals(runtime.dynamodb.documentClient, runtime.dynamodb.tableName, project ?? undefined) }));
+    await reply(res, json(200, { projects: await backfillTotals(runtime.dynamodb.documentClient, runtime.dynamodb.tableName, project ?? undefined, { exact }) }));
   } catch (err) {
     await reply(res, await errorReply(err));
   }

@@ -31,12 +31,17 @@ const MAX_PASSES = 10;
  * written only where it differs, conditional on every figure it held when read, and read before the
  * sessions: a create or close in between moves a figure, refuses the write, and the project is
  * derived again. So a second run writes nothing, and one run beside live sessions loses no close.
+ *
+ * It never lowers a figure unless told `exact`: with `sessionRetentionDays`, expired sessions are
+ * gone from the items but still counted in the totals (which never expire), so what the items give
+ * is less than what was spent. `exact` makes each figure what the items give, lowering one counted
+ * too many: for a table whose sessions never expired.
  */
-export async function backfillTotals(client: DynamoDBDocumentClient, tableName: string, projectId?: string): Promise<ProjectBackfill[]> {
+export async function backfillTotals(client: DynamoDBDocumentClient, tableName: string, projectId?: string, options: { exact?: boolean } = {}): Promise<ProjectBackfill[]> {
   const repository = new SessionRepository(client, tableName);
   const projects = projectId ? [projectId] : await projectsOfSessions(client, tableName, repository);
   const done: ProjectBackfill[] = [];
-  for (const id of projects) done.push(await backfillProject(client, tableName, repository, id));
+  for (const id of projects) done.push(await backfillProject(client, tableName, repository, id, options.exact ?? false));
   return done;
 }
 
@@ -49,7 +54,7 @@ async function projectsOfSessions(client: DynamoDBDocumentClient, tableName: str
   return [...ids].sort();
 }
 
-async function backfillProject(client: DynamoDBDocumentClient, tableName: string, repository: SessionRepository, projectId: string): Promise<ProjectBackfill> {
+async function backfillProject(client: DynamoDBDocumentClient, tableName: string, repository: SessionRepository, projectId: string, exact: boolean): Promise<ProjectBackfill> {
   const rewritten = new Set<string>();
   let runningMarked = 0;
   for (let pass = 1; pass <= MAX_PASSES; pass++) {
@@ -76,7 +81,8 @@ async function backfillProject(client: DynamoDBDocumentClient, tableName: string
     let refused = false;
     for (const sk of new Set([...derived.keys(), ...kept.keys()])) {
       const current = kept.get(sk);
-      const wanted = totalsFigures(derived.get(sk) ?? emptySums());
+      const derivedFigures = totalsFigures(derived.get(sk) ?? emptySums());
+      const wanted = exact ? derivedFigures : atLeast(current?.figures ?? {}, derivedFigures);
       if (sameFigures(current?.figures ?? {}, wanted)) continue;
       if (await writeIfUnchanged(client, tableName, totalsPk(projectId), sk, current, wanted)) rewritten.add(sk === TOTALS_ALL_SK ? sk : dayOfTotalsSk(sk));
       else refused = true;
@@ -156,4 +162,16 @@ function markRunning(client: DynamoDBDocumentClient, tableName: string, sessionI
     UpdateExpression: 'SET #running = :projectId', ConditionExpression: '#status = :running AND attribute_not_exists(#running)',
     ExpressionAttributeNames: { '#running': RUNNING_PROJECT, '#status': 'status' }, ExpressionAttributeValues: { ':projectId': projectId, ':running': 'RUNNING' },
   });
+}
+
+/**
+ * Each figure the larger of what the totals hold and what the items give: spend the items no longer
+ * show (expired by TTL) stays counted. `RUNNING` is the one figure that falls by design, and it is
+ * only ever what the items give (a running session never expires).
+ */
+function atLeast(kept: Record<string, number>, derived: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = { ...kept };
+  for (const [name, value] of Object.entries(derived)) out[name] = name === 'RUNNING' ? value : Math.max(kept[name] ?? 0, value);
+  if (!('RUNNING' in derived) && 'RUNNING' in kept) out.RUNNING = 0;
+  return out;
 }
