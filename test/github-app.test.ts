@@ -210,7 +210,7 @@ describe('the App\'s key', () => {
     expect(rest.status).toBe(404);
   });
 
-  it('the runners\' minter gives a token only for a repository under gitTokenScopes, contents write', async () => {
+  it('the runners\' minter gives a token only for a repository under gitTokenScopes on the App\'s host, contents write', async () => {
     // Prepare: the minter's state as its function holds it
     const tokens = new GitHubAppTokens(github.url, async () => parseGitHubApp(JSON.stringify({ appId: APP_ID, privateKey: appPem }), 'githubAppSecretName'), 'githubAppSecretName');
     const scopes = [`https://127.0.0.1:${remote.port}/acme/widgets`];
@@ -218,6 +218,11 @@ describe('the App\'s key', () => {
     const minted = await mintGitToken({ repo: `https://127.0.0.1:${remote.port}/acme/widgets.git` }, tokens, scopes);
     const outOfScope = await mintGitToken({ repo: `https://127.0.0.1:${remote.port}/acme/gadgets.git` }, tokens, scopes).catch((err: Error) => err);
     const nameless = await mintGitToken({}, tokens, scopes).catch((err: Error) => err);
+    // A scope on another host (left from a token of that host): the App's token never goes there
+    const mintedBefore = github.minted.length;
+    const otherHost = await mintGitToken({ repo: 'https://git.internal.example/acme/widgets.git' }, tokens, [...scopes, 'https://git.internal.example/acme/']).catch((err: Error) => err);
+    expect(otherHost).toMatchObject({ name: 'GitHubAppError', message: expect.stringMatching(/git\.internal\.example\/acme\/widgets\.git is not on 127\.0\.0\.1, the GitHub App's host/) });
+    expect(github.minted).toHaveLength(mintedBefore);
     // Assess
     expect(github.minted.find((m) => m.token === minted.token)).toMatchObject({ repositories: ['acme/widgets'], permissions: { contents: 'write' } });
     expect(outOfScope).toMatchObject({ name: 'GitHubAppError', message: expect.stringMatching(/acme\/gadgets\.git is under none of gitTokenScopes/) });

@@ -91,6 +91,12 @@ export class GitHubAppTokens {
     private readonly now: () => number = () => Date.now(),
   ) {}
 
+  /** The host the App's repositories are cloned from: the API's own (GitHub Enterprise Server), github.com for api.github.com. */
+  gitHost(): string {
+    const host = new URL(this.apiUrl).hostname.toLowerCase();
+    return host === 'api.github.com' ? 'github.com' : host;
+  }
+
   async token(repository: RepositoryName, permissions: InstallationPermissions): Promise<string> {
     const key = `${repository.owner}/${repository.repo}`.toLowerCase() + JSON.stringify(Object.entries(permissions).sort());
     const cached = this.cache.get(key);
@@ -129,6 +135,10 @@ export function appGitToken(tokens: GitHubAppTokens): (repo: string) => Promise<
   return async (repo) => {
     const name = repositoryName(repo);
     if (!name) throw new GitHubAppError(`${repo} names no owner/repo an App token could be scoped to`);
+    // The token opens owner/repo on the App's GitHub: it goes to that host only, whatever
+    // gitTokenScopes let through (a scope left from a token of another host).
+    const host = new URL(repo).hostname.toLowerCase();
+    if (host !== tokens.gitHost()) throw new GitHubAppError(`${repo} is not on ${tokens.gitHost()}, the GitHub App's host (githubApiUrl): no App token is minted for it`);
     return tokens.token(name, GIT_PERMISSIONS);
   };
 }
