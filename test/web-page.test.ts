@@ -12,6 +12,9 @@ import { git, remoteRepository } from './support/git-remote.js';
 // browser fails this file; on a machine without it the browser test is skipped, saying why.
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const haveBrowser = existsSync(CHROMIUM);
+// What the page shows after a request to serve: on a loaded 2-core machine that takes more than
+// expect.poll's default second (the other waits here already allow 15 s).
+const PAGE_POLL = { timeout: 15_000 };
 if (!haveBrowser && process.env.REQUIRE_BROWSER) throw new Error(`no browser at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)`);
 if (!haveBrowser) process.stderr.write(`web-page.test.ts skipped: no browser at ${CHROMIUM} (apt-get install chromium to run it)\n`);
 
@@ -86,7 +89,7 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
     await page.getByTestId('filter-project').selectOption('web-beta');
     await page.locator(`tr[data-session="${first.sessionId}"]`).waitFor({ state: 'detached' });
     await page.locator(`tr[data-session="${second.sessionId}"]`).click();
-    await expect.poll(() => page.getByTestId('detail').innerText()).toContain(second.sessionId);
+    await expect.poll(() => page.getByTestId('detail').innerText(), PAGE_POLL).toContain(second.sessionId);
     const detail = await page.getByTestId('detail').innerText();
     expect(detail).toContain('COMPLETED');
     expect(detail).toContain(`in ${second.usage.inputTokens} · out ${second.usage.outputTokens}`);
@@ -144,7 +147,7 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
     await page.goto(`${url}/`);
     const detailOf = async (sessionId: string) => {
       await page.locator(`tr[data-session="${sessionId}"]`).click();
-      await expect.poll(() => page.getByTestId('detail').innerText()).toContain(sessionId);
+      await expect.poll(() => page.getByTestId('detail').innerText(), PAGE_POLL).toContain(sessionId);
       return page.getByTestId('detail');
     };
     // Act + Assess: the repository as text (escaped, not markup), the branch and the counts
@@ -230,7 +233,7 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
     await startFromForm(page, { prompt: 'Never runs', projectId: 'web-bad-turns', maxTurns });
     // Assess
     const error = page.locator('[data-error="maxTurns"]');
-    await expect.poll(() => error.innerText()).toMatch(message);
+    await expect.poll(() => error.innerText(), PAGE_POLL).toMatch(message);
     expect(await page.getByTestId('field-maxTurns').getAttribute('aria-invalid')).toBe('true');
     expect(await page.getByTestId('form-error').innerText()).toBe('');
     expect(await page.getByTestId('progress').isHidden()).toBe(true);
@@ -250,7 +253,7 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
     await startFromForm(page, { prompt: '', projectId: 'web bad' });
     // Assess
     const errorOf = (field: string) => page.locator(`[data-error="${field}"]`);
-    await expect.poll(() => errorOf('prompt').innerText()).toBe('prompt must not be empty');
+    await expect.poll(() => errorOf('prompt').innerText(), PAGE_POLL).toBe('prompt must not be empty');
     expect(await errorOf('projectId').innerText()).toBe('projectId must be 1-64 characters of A-Z a-z 0-9 . _ -');
     expect(await page.getByTestId('field-prompt').getAttribute('aria-invalid')).toBe('true');
     expect(await page.getByTestId('field-projectId').getAttribute('aria-invalid')).toBe('true');
@@ -261,7 +264,7 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
     expect(projects.items).not.toContain('web bad');
     // Then the deployment's own rule, once the input is well-formed: main is a protected branch
     await startFromForm(page, { prompt: 'Push to main', projectId: 'web-protected' });
-    await expect.poll(() => errorOf('workspace.branch').innerText()).toMatch(/^workspace\.branch must not be a branch this deployment protects \(main, master/);
+    await expect.poll(() => errorOf('workspace.branch').innerText(), PAGE_POLL).toMatch(/^workspace\.branch must not be a branch this deployment protects \(main, master/);
     expect(await errorOf('prompt').innerText()).toBe('');
     expect(((await (await fetch(`${url}/projects`)).json()) as { items: string[] }).items).not.toContain('web-protected');
     expect(anthropic.requests.length).toBe(asked);
@@ -278,7 +281,7 @@ describe.skipIf(!haveBrowser)('the sessions page of `serve`, in a real browser',
       // Live: RunClaude entered and the session RUNNING while Claude waits on the model
       await expect.poll(() => steps(page), { timeout: 30_000 }).toContain('→ RunClaude');
       await expect.poll(() => anthropic.messageRequests.length, { timeout: 30_000 }).toBeGreaterThan(asked);
-      await expect.poll(() => page.getByTestId('detail').innerText()).toContain('RUNNING');
+      await expect.poll(() => page.getByTestId('detail').innerText(), PAGE_POLL).toContain('RUNNING');
       const sessionId = (await page.getByTestId('progress').getAttribute('data-session'))!;
       // Act
       await page.getByTestId('abort').click();
