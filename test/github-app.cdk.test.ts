@@ -51,16 +51,22 @@ describe('npx cdk synth with githubAppSecretName', () => {
     try {
       const environment = Object.fromEntries(Object.entries(minter.environment).map(([k, v]) => [k, String(resolver.resolve(v))]));
       const task = taskRoot(minter.codeDir, 'aws-sdk');
-      const env = { ...lambdaEnvironment(resolver.physicalName(minter.logicalId), task), ...environment, ...aws.envFor(minter.role), GITHUB_API_URL: github.url };
+      const env: Record<string, string> = { ...lambdaEnvironment(resolver.physicalName(minter.logicalId), task), ...environment, ...aws.envFor(minter.role), GITHUB_API_URL: github.url };
+      // The stand-in plays GitHub on 127.0.0.1: the App's repositories are there (an App token goes to its own host only),
+      // under the synthesized scope's path
+      expect(env.GIT_TOKEN_SCOPES).toBe('https://github.com/acme/');
+      env.GIT_TOKEN_SCOPES = 'https://127.0.0.1/acme/';
       // Act
-      const answer = await invokeHandler(task, minter.module, minter.exportName, env, { repo: 'https://github.com/acme/widgets' });
-      const refused = await invokeHandler(task, minter.module, minter.exportName, env, { repo: 'https://github.com/acme-evil/widgets' });
+      const answer = await invokeHandler(task, minter.module, minter.exportName, env, { repo: 'https://127.0.0.1/acme/widgets' });
+      const refused = await invokeHandler(task, minter.module, minter.exportName, env, { repo: 'https://127.0.0.1/acme-evil/widgets' });
+      const otherHost = await invokeHandler(task, minter.module, minter.exportName, { ...env, GIT_TOKEN_SCOPES: 'https://127.0.0.1/acme/,https://github.com/acme/' }, { repo: 'https://github.com/acme/widgets' });
       // Assess
       expect(answer.error, answer.output).toBeUndefined();
       const token = (answer.result as { token: string }).token;
       expect(github.minted).toEqual([expect.objectContaining({ token, repositories: ['acme/widgets'], permissions: { contents: 'write' } })]);
       expect(answer.output).not.toContain(token);
       expect(JSON.stringify(refused.error)).toMatch(/acme-evil\/widgets is under none of gitTokenScopes/);
+      expect(JSON.stringify(otherHost.error)).toMatch(/github\.com\/acme\/widgets is not on 127\.0\.0\.1, the GitHub App's host/);
       const { denied, unusedGrants } = await checkCalls(assembly.template, aws.calls);
       expect(aws.calls.map((c) => `${c.service}:${c.action}`)).toEqual(['secretsmanager:GetSecretValue']);
       expect(denied).toEqual([]);
