@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
@@ -19,6 +19,7 @@ import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import { LocalRuntime, type EventLog } from '../lib/local/local-runtime.js';
 import { PROJECT_ROOT } from '../lib/project-root.js';
 import { scaleFigures, type ScaleFigures } from './scale.js';
+import { measureWriteUnits, totalWriteUnits } from './write-units.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
@@ -100,7 +101,11 @@ async function collectStates(events: AsyncIterable<EventLog>): Promise<string[]>
 }
 
 async function main() {
-  const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryGiB: round(totalmem() / 2 ** 30), node: process.version };
+  const machine = {
+    cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryGiB: round(totalmem() / 2 ** 30), node: process.version,
+    // A shared machine: the load when the bench started and when it ended say how far to trust the times.
+    loadAverage1mAtStart: round(loadavg()[0]!, 2),
+  };
   const standIn = await new AnthropicStandIn().start();
   const runtime = await LocalRuntime.boot({ standIn, runner: { maxRetries: 0 } });
 
@@ -115,6 +120,7 @@ async function main() {
       { step: 'initialize', name: 'benchCounter' },
     );
   countCalls(runtime);
+  const writeUnits = await measureWriteUnits(runtime.dynamodb);
 
   // --- overhead (warm): interleaved, so drift on a shared machine hits both sides alike
   log(`overhead: ${N} bare runs and ${N} warm sessions, interleaved…`);
@@ -167,13 +173,15 @@ async function main() {
 
   // --- transitions and DynamoDB calls per path
   log('transitions and DynamoDB calls per path…');
-  const paths: Record<string, { states: string[]; transitions: number; dynamodb: Record<string, number> }> = {};
+  const paths: Record<string, { states: string[]; transitions: number; dynamodb: Record<string, number>; writeUnits?: ReturnType<typeof totalWriteUnits> }> = {};
   const measurePath = async (name: string, input: unknown, prepare?: () => void, rt: LocalRuntime = runtime) => {
     prepare?.();
     for (const k of Object.keys(calls)) delete calls[k];
+    writeUnits.take();
     const execution = rt.startExecution(input);
     const [states] = await Promise.all([collectStates(execution.events), execution.outcome]);
-    paths[name] = { states, transitions: states.length, dynamodb: { ...calls } };
+    const written = writeUnits.take();
+    paths[name] = { states, transitions: states.length, dynamodb: { ...calls }, ...(rt === runtime ? { writeUnits: totalWriteUnits(written) } : {}) };
   };
   await measurePath('completed', { prompt: 'hi', projectId: 'bench' });
   await measurePath('claudeFailed', { prompt: 'hi', projectId: 'bench' }, () => standIn.respondWith({ kind: 'error', status: 400 }));
@@ -233,9 +241,9 @@ async function main() {
   const happy = paths.completed!;
   const writes = (happy.dynamodb.PutItemCommand ?? 0) + (happy.dynamodb.UpdateItemCommand ?? 0) + (happy.dynamodb.TransactWriteItemsCommand ?? 0);
   const reads = (happy.dynamodb.GetItemCommand ?? 0) + (happy.dynamodb.QueryCommand ?? 0);
-  // Write units of a happy session: the create (session item ~1 KB and the two totals items, each
-  // doubled in a transaction: 2 + 2 + 2) and the close (session item at 2-3 KB: 6, totals 2 + 2).
-  const writeUnitsPerSession = (happy.dynamodb.TransactWriteItemsCommand ?? 0) > 0 ? 6 + 10 : writes * 2;
+  // Write units of a happy session as measured on the items it wrote (bench/write-units.ts): the
+  // stand-in's reply is short, so the closed session item is about 1 KB (a 2,000-character reply adds 2 units a copy).
+  const writeUnitsPerSession = happy.writeUnits!.total;
   const createSessionGbSeconds = 0.25 * 0.05; // 256 MB for ~50 ms
   const standard =
     1000 * (happy.transitions * PRICES.standardTransition + writeUnitsPerSession * PRICES.dynamodbWriteUnit + reads * PRICES.dynamodbReadUnit +
@@ -264,7 +272,11 @@ async function main() {
       runRatioWithoutStandby: withoutStandby.ratio,
     },
     transitions: Object.fromEntries(Object.entries(paths).map(([k, v]) => [k, { count: v.transitions, states: v.states }])),
-    dynamodbWrites: { perHappySession: writes, writeUnitsPerHappySession: writeUnitsPerSession, target: 2 },
+    dynamodbWrites: {
+      perHappySession: writes, writeUnitsPerHappySession: happy.writeUnits, target: 2,
+      writeUnitsByPath: Object.fromEntries(Object.entries(paths).filter(([, v]) => v.writeUnits).map(([k, v]) => [k, v.writeUnits])),
+      note: 'units measured on the items each write left (bench/write-units.ts): the table\'s, twice in a transaction, and each index\'s copy',
+    },
     dynamodbReads: { perHappySession: reads, target: 0 },
     dynamodbCallsByPath: Object.fromEntries(Object.entries(paths).map(([k, v]) => [k, v.dynamodb])),
     costPer1kSessionsUsd: {
@@ -279,6 +291,7 @@ async function main() {
     scale,
     bundle: { unit: 'bytes, minified ESM', ...bundle },
   };
+  Object.assign(result.machine, { loadAverage1mAtEnd: round(loadavg()[0]!, 2) });
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 
   log('');
@@ -286,7 +299,7 @@ async function main() {
   log(`overhead of run through a warm engine: bare median ${withStandby.bare.medianMs} ms, run median ${withStandby.run.medianMs} ms -> x${withStandby.ratio.median} (N=${COLD_N})`);
   log(`  without the CLI booted ahead: bare median ${withoutStandby.bare.medianMs} ms, run median ${withoutStandby.run.medianMs} ms -> x${withoutStandby.ratio.median}`);
   log(`transitions: ${Object.entries(paths).map(([k, v]) => `${k} ${v.transitions}`).join(', ')}`);
-  log(`DynamoDB per happy session: ${writes} writes, ${reads} reads`);
+  log(`DynamoDB per happy session: ${writes} writes (${writeUnitsPerSession} write units: ${happy.writeUnits!.table} table, ${happy.writeUnits!.indexes} indexes), ${reads} reads`);
   log(`orchestration per 1k sessions: $${result.costPer1kSessionsUsd.standardOrchestration} (Standard)`);
   for (const c of scale) log(`scale ${c.sessions}: start ${c.startMs} ms (${c.startItemsRead} items), usage ${c.usageMs} ms (${c.usageItemsRead} items), list page ${c.listPageMs} ms`);
   for (const c of concurrency) log(`concurrency ${c.sessions}: ${c.wallMs} ms, ${c.sessionsPerSecond}/s, closed ${c.closed}, running ${c.running}`);
