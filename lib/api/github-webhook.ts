@@ -272,7 +272,7 @@ export class GitHubWebhook {
 
   /**
    * The session of an event. An issue's is a task of the issue's milestone (opened here if new), on
-   * the issue's branch; a comment on a pull request the product opened is a task of the same
+   * the issue's branch; a comment on the pull request that milestone records is a task of the same
    * milestone, so it resumes that conversation on that branch, one task at a time (the workflow's
    * lease: a task started while another runs ends FAILED MilestoneUnavailable, reported as busy).
    * A comment on any other pull request (`milestoneId` undefined) starts a fresh session, as before.
