@@ -29,8 +29,9 @@ export interface GitHubReporterProps {
 
 /**
  * A GitHub session's pull request and comment, made from its "Session Closed" event by a function
- * of its own, outside the run: it reads the session and its token, and writes only to GitHub, so
- * a GitHub outage delays a report (retried, then kept in the dead-letter queue) and changes no record.
+ * of its own, outside the run: it reads the session and its token, and writes to GitHub (to the table
+ * only its milestone's pull request), so a GitHub outage delays a report (retried, then kept in the
+ * dead-letter queue) and changes no session's record.
  */
 export class GitHubReporter extends Construct {
   readonly function: NodejsFunction;
@@ -57,6 +58,8 @@ export class GitHubReporter extends Construct {
     props.sessions.grantGetSession(this.function);
     // A milestone task's comment shows the milestone's running total (its tasks, by the milestone index).
     props.sessions.grantViewMilestones(this.function);
+    // Its one write: the pull request it opened, bound to the issue's milestone (only that one continues it).
+    props.sessions.grantRecordPullRequests(this.function);
     credential.grantRead(this.function);
 
     this.deadLetterQueue = new DeadLetterQueue(this, 'DeadLetters', { deadLettersOf: 'the GitHub reporter (its rule\'s deliveries and its failed reports)' });

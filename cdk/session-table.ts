@@ -5,7 +5,7 @@ import { Construct } from 'constructs';
 import { EXPIRES_AT, LEGACY_PROJECT_INDEX, PROJECT_INDEX, RUNNING_INDEX, RUNNING_PROJECT, SESSION_SUMMARY_ATTRIBUTES, sessionPk } from '../lib/sessions/session-item.js';
 import { totalsPk } from '../lib/sessions/project-totals.js';
 import { PROJECT_REGISTRY_PK } from '../lib/sessions/project-registry.js';
-import { MILESTONE_INDEX, milestonePk } from '../lib/sessions/milestone-item.js';
+import { MILESTONE_INDEX, RECORD_PULL_REQUEST_ATTRIBUTES, milestonePk } from '../lib/sessions/milestone-item.js';
 import { slotsPk } from '../lib/sessions/project-slots.js';
 
 export interface SessionTableProps {
@@ -192,6 +192,25 @@ export class SessionTable extends Construct {
     return this.grantGetMilestone(grantee).combine(
       Grant.addToPrincipal({ grantee, actions: ['dynamodb:Query'], resourceArns: [`${this.table.tableArn}/index/${MILESTONE_INDEX}`] }),
     );
+  }
+
+  /**
+   * Recording a milestone's pull request (MilestoneRepository.recordPullRequest: the GitHub reporter
+   * binds the pull request it opened to the issue's milestone), nothing else: UpdateItem of MILESTONE#
+   * items naming only the attributes of that write, and returning none (the lease, status,
+   * transcript and workspace stay the workflow's).
+   */
+  grantRecordPullRequests(grantee: IGrantable): Grant {
+    return Grant.addToPrincipal({
+      grantee,
+      actions: ['dynamodb:UpdateItem'],
+      resourceArns: [this.table.tableArn],
+      conditions: {
+        'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [milestonePk('*')] },
+        'ForAllValues:StringEquals': { 'dynamodb:Attributes': [...RECORD_PULL_REQUEST_ATTRIBUTES] },
+        StringEqualsIfExists: { 'dynamodb:ReturnValues': 'NONE' },
+      },
+    });
   }
 
   /** One session by its key, nothing else (the GitHub reporter reads Claude's reply): GetItem of SESSION# items only. */

@@ -345,6 +345,89 @@ describe('a pull request is a milestone', () => {
     expect((await milestoneOf(first.milestoneId)).leaseSessionId).toBeNull();
   });
 
+  it('the reporter records the pull request it opened on the issue\'s milestone; a later task of the issue finds it and records nothing new', async () => {
+    // Prepare: the issue's first task opens the pull request
+    const first = await issueWithPullRequest('BIND.md', 'bound\n');
+    const recorded = (await milestoneOf(first.milestoneId)).pullRequest;
+    anthropic.respondWith(
+      { kind: 'tool_use', name: 'Write', input: { file_path: 'BIND2.md', content: 'again\n' } },
+      { kind: 'text', text: 'Wrote BIND2.md.' },
+    );
+
+    // Act: another /claude comment on the issue, whose task pushes to the same branch
+    const again = await deliver({ ...commentEvent('/claude and BIND2.md'), issue: first.event.issue });
+    const second = await closed(again.body.sessionId!);
+    await reported(first.event.issue.number, second.sessionId);
+
+    // Assess
+    expect(recorded).toEqual({ number: first.pull.number, url: first.pull.html_url });
+    expect(second).toMatchObject({ status: 'COMPLETED', milestoneId: first.milestoneId, workspace: { branch: first.session.workspace!.branch } });
+    expect(pullsOf(first.session.workspace!.branch)).toHaveLength(1);
+    expect((await milestoneOf(first.milestoneId)).pullRequest).toEqual(recorded);
+  });
+
+  it('a pull request whose body copies an issue\'s marker is not that issue\'s: a trusted /claude comment on it starts a fresh session, no task of the milestone, no push to its branch; the real pull request\'s comment still continues it', async () => {
+    // Prepare: issue N's pull request, and another pull request of the repository whose author pasted N's marker into its body
+    const first = await issueWithPullRequest('REAL.md', 'the real one\n');
+    const branch = issueBranch(first.event.issue.number);
+    const impostor = {
+      number: first.pull.number + 5_000, title: 'Tidy the docs', html_url: `${repoUrl}/pull/${first.pull.number + 5_000}`,
+      body: `Small docs fix.\n\n<!-- claude-sessions:issue=${first.event.issue.number} -->`,
+    };
+    anthropic.respondWith(
+      { kind: 'tool_use', name: 'Write', input: { file_path: 'IMPOSTOR.md', content: 'not issue N\'s\n' } },
+      { kind: 'text', text: 'Wrote IMPOSTOR.md.' },
+    );
+
+    // Act: a maintainer's /claude on the impostor, then one on the real pull request
+    const onImpostor = await deliver(pullCommentEvent(impostor, '/claude tidy this up'));
+    const impostorSession = await closed(onImpostor.body.sessionId!);
+    await reported(impostor.number, impostorSession.sessionId);
+    anthropic.respondWith({ kind: 'text', text: 'Nothing more to do.' });
+    const onReal = await deliver(pullCommentEvent(first.pull, '/claude anything left?'));
+    const realSession = await closed(onReal.body.sessionId!);
+
+    // Assess: the impostor's session is a fresh one on a branch of its own; issue N's branch and conversation are as its task left them
+    expect(onImpostor).toMatchObject({ status: 202, body: { started: true } });
+    expect(onImpostor.body.milestoneId).toBeUndefined();
+    expect(impostorSession, `${impostorSession.error}: ${impostorSession.cause}`).toMatchObject({ status: 'COMPLETED', taskId: `pr-${impostor.number}`, mode: 'fresh' });
+    expect(impostorSession.milestoneId ?? null).toBeNull();
+    expect(impostorSession.workspace?.branch).not.toBe(branch);
+    expect(git(remote.barePath(`${repoUrl}.git`), 'rev-parse', branch)).toBe(first.session.workspace!.commit);
+    // Claude heard the comment in a conversation of its own, never in issue N's
+    const heard = anthropic.messageRequests.filter((r) => JSON.stringify(r.body.messages).includes('tidy this up')).map((r) => r.sessionId);
+    expect(heard.length).toBeGreaterThan(0);
+    expect(new Set(heard)).toEqual(new Set([impostorSession.sessionId]));
+    // The real pull request's comment is a task of the milestone, which holds the two tasks only
+    expect(onReal).toMatchObject({ status: 202, body: { started: true, milestoneId: first.milestoneId } });
+    expect(realSession).toMatchObject({ status: 'COMPLETED', taskId: `pr-${first.pull.number}`, milestoneId: first.milestoneId });
+    expect((await milestoneOf(first.milestoneId)).tasks.map((t) => t.sessionId)).toEqual([first.session.sessionId, realSession.sessionId]);
+  });
+
+  it('closing a pull request that copies an issue\'s marker, even from the issue\'s branch name, closes nothing; a comment on it once closed still starts a session as on any pull request', async () => {
+    // Prepare
+    const first = await issueWithPullRequest('KEEP.md', 'keep\n');
+    const branch = first.session.workspace!.branch!;
+    const impostor = {
+      number: first.pull.number + 6_000, title: 'Unrelated', html_url: `${repoUrl}/pull/${first.pull.number + 6_000}`,
+      body: `<!-- claude-sessions:issue=${first.event.issue.number} -->`,
+    };
+    anthropic.respondWith({ kind: 'text', text: 'Looked at it.' });
+
+    // Act
+    const closing = await deliver(pullClosedEvent(impostor, branch), 'pull_request');
+    const view = await milestoneOf(first.milestoneId);
+    const later = await deliver(pullCommentEvent(impostor, '/claude look again', 'closed'));
+    const laterSession = later.body.sessionId ? await closed(later.body.sessionId) : undefined;
+
+    // Assess
+    expect(closing).toMatchObject({ status: 200, body: { started: false, reason: expect.stringMatching(/is not the pull request of issue #\d+'s conversation/) } });
+    expect(closing.body.closed).toBeUndefined();
+    expect(view).toMatchObject({ status: 'OPEN', closedAt: null });
+    expect(later).toMatchObject({ status: 202, body: { started: true } });
+    expect(laterSession).toMatchObject({ status: 'COMPLETED', taskId: `pr-${impostor.number}`, mode: 'fresh' });
+  });
+
   it('closing or merging the pull request closes its milestone: a later comment starts nothing; a fork\'s pull request carrying the marker closes nothing', async () => {
     // Prepare
     const first = await issueWithPullRequest('CLOSE.md', 'close\n');

@@ -84,7 +84,10 @@ describe('npx cdk synth with githubWebhookSecretName, githubTriggers, a git toke
       expect(github.writes).toEqual(['POST /repos/acme/widgets/pulls', 'POST /repos/acme/widgets/issues/7/comments']);
       expect(new Set(github.calls.map((c) => c.authorization))).toEqual(new Set(['Bearer ghs_deployed']));
       expect(github.comments.get('acme/widgets#7')?.[0]?.body).toContain('| conversation so far (1 task) |');
-      expect(aws.calls.map((c) => `${c.service}:${c.action}`).sort()).toEqual(['dynamodb:GetItem', 'dynamodb:GetItem', 'dynamodb:Query', 'secretsmanager:GetSecretValue']);
+      // …and the pull request it opened recorded on the milestone, whose comments it alone continues
+      expect(aws.calls.map((c) => `${c.service}:${c.action}`).sort()).toEqual(['dynamodb:GetItem', 'dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'secretsmanager:GetSecretValue']);
+      const { Item: milestone } = await dynamodb.documentClient.send(new GetCommand({ TableName: dynamodb.tableName, Key: { pk: milestonePk(milestoneId), sk: MILESTONE_SK } }));
+      expect(milestone).toMatchObject({ pullRequestNumber: github.pulls.get('acme/widgets')![0]!.number, pullRequestUrl: github.pulls.get('acme/widgets')![0]!.html_url });
       const { denied, unusedGrants } = await checkCalls(assembly.template, aws.calls);
       expect(denied).toEqual([]);
       expect(unusedGrants.filter((g) => g.principal === reporter.role && !/^(xray|logs):|^sqs:|^secretsmanager:DescribeSecret$/.test(g.action))).toEqual([]);
@@ -138,7 +141,11 @@ describe('npx cdk synth with githubWebhookSecretName, githubTriggers, a git toke
       }));
       await dynamodb.documentClient.send(new PutCommand({
         TableName: dynamodb.tableName,
-        Item: { ...toMilestoneItem(milestoneId, 'widgets', new Date()), workspace: { repo: repository.html_url, ref: null, branch: 'claude-sessions/issue-9' } },
+        Item: {
+          ...toMilestoneItem(milestoneId, 'widgets', new Date()), workspace: { repo: repository.html_url, ref: null, branch: 'claude-sessions/issue-9' },
+          // The reporter's record of the pull request it opened: only that one's closing closes the milestone
+          pullRequestNumber: 10, pullRequestUrl: `${repository.html_url}/pull/10`,
+        },
       }));
       const close = await invoke(delivery('pull_request', {
         action: 'closed', repository,

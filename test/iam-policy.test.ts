@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { v4 as uuidv4 } from 'uuid';
 import { describe, expect, inject, it } from 'vitest';
-import { MILESTONE_SK, milestonePk } from '../lib/sessions/milestone-item.js';
+import { MILESTONE_SK, RECORD_PULL_REQUEST_CONDITION, RECORD_PULL_REQUEST_UPDATE, milestonePk } from '../lib/sessions/milestone-item.js';
 import { SESSION_SK, sessionPk } from '../lib/sessions/session-item.js';
 import { checkCalls, checkTrustPolicies, policiesOf, type AwsCall, type PolicyDocument, type PolicyStatement } from './support/iam-check.js';
 import { resolveTemplate, templateResolver, type CfnTemplate } from './support/template-resolver.js';
@@ -262,7 +262,7 @@ describe('the GitHub webhook\'s function: start the one state machine, read its 
   });
 });
 
-describe('the GitHub reporter\'s function: read a session, its milestone and the git token, write nothing to the table', () => {
+describe('the GitHub reporter\'s function: read a session, its milestone and the git token, write only a milestone\'s pull request', () => {
   // The webhook and a git token on, as a deployment that reports on GitHub has them.
   const withReporter = Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', {
     apiKeySecretName: 'claude/anthropic', gitTokenSecretName: 'claude/git', gitTokenScopes: ['https://github.com/acme/'],
@@ -275,9 +275,14 @@ describe('the GitHub reporter\'s function: read a session, its milestone and the
   const queue = resolver_.physicalName(idOf('GitHubReporterDeadLetters', 'AWS::SQS::Queue')[0]!);
   const call = (service: string, action: string, params: Record<string, unknown>): AwsCall => ({ principal: reporterRole!, service, action, params });
 
-  it('may GetItem a session, view its milestone, read the git token and send to its dead-letter queue, and nothing else asked of it', async () => {
+  it('may GetItem a session, view its milestone, record its pull request, read the git token and send to its dead-letter queue, and nothing else asked of it', async () => {
     // Prepare: what reportSession and Lambda's failure destination do, and what the role must not be able to do
     const milestone = uuidv4();
+    /** MilestoneRepository.recordPullRequest's write, on `pk`, as the SDK sends it (`extra` changes it). */
+    const recordPullRequest = (pk: string, sk: string, extra: Record<string, unknown> = {}) => call('dynamodb', 'UpdateItem', {
+      TableName: tableName, Key: marshall({ pk, sk }), UpdateExpression: RECORD_PULL_REQUEST_UPDATE, ConditionExpression: RECORD_PULL_REQUEST_CONDITION,
+      ExpressionAttributeValues: marshall({ ':number': 12, ':url': 'https://github.com/acme/widgets/pull/12', ':projectId': 'widgets' }), ...extra,
+    });
     const allowed = [
       itemCall(reporterRole!, 'GetItem', tableName, sessionPk(uuidv4()), SESSION_SK),
       // MilestoneRepository.view: the milestone, then its tasks by the milestone index (the running total)
@@ -285,12 +290,17 @@ describe('the GitHub reporter\'s function: read a session, its milestone and the
       call('dynamodb', 'Query', {
         TableName: tableName, IndexName: 'byMilestone', KeyConditionExpression: 'milestoneId = :m', ExpressionAttributeValues: { ':m': { S: milestone } },
       }),
+      recordPullRequest(milestonePk(milestone), MILESTONE_SK),
       call('secretsmanager', 'GetSecretValue', { SecretId: 'claude/git' }),
       call('sqs', 'SendMessage', { QueueUrl: `https://sqs.us-east-1.amazonaws.com/123456789012/${queue}` }),
     ];
     const refused = [
       itemCall(reporterRole!, 'UpdateItem', tableName, sessionPk(uuidv4()), SESSION_SK),
-      itemCall(reporterRole!, 'UpdateItem', tableName, milestonePk(uuidv4()), MILESTONE_SK),
+      // The same write on a session; with the milestone's status or workspace in it; asking the whole item back
+      recordPullRequest(sessionPk(uuidv4()), SESSION_SK),
+      recordPullRequest(milestonePk(milestone), MILESTONE_SK, { UpdateExpression: `${RECORD_PULL_REQUEST_UPDATE}, #status = :url`, ExpressionAttributeNames: { '#status': 'status' } }),
+      recordPullRequest(milestonePk(milestone), MILESTONE_SK, { UpdateExpression: `${RECORD_PULL_REQUEST_UPDATE} REMOVE workspace` }),
+      recordPullRequest(milestonePk(milestone), MILESTONE_SK, { ReturnValues: 'ALL_NEW' }),
       call('dynamodb', 'Query', { TableName: tableName, IndexName: 'byProjectSummary', KeyConditionExpression: 'projectId = :p', ExpressionAttributeValues: { ':p': { S: 'widgets' } } }),
       call('secretsmanager', 'GetSecretValue', { SecretId: 'claude/github-webhook' }),
       call('secretsmanager', 'GetSecretValue', { SecretId: 'claude/anthropic' }),
@@ -300,7 +310,7 @@ describe('the GitHub reporter\'s function: read a session, its milestone and the
     // Assess: exactly the refused calls are denied; beyond logs, traces and the queue's two reads the SQS grant
     // brings, the allowed calls use every grant the role holds
     expect(denied.map((d) => `${d.action} ${d.resource.split(':').pop()}`)).toEqual([
-      `dynamodb:UpdateItem table/${tableName}`, `dynamodb:UpdateItem table/${tableName}`, `dynamodb:Query table/${tableName}/index/byProjectSummary`,
+      ...Array(5).fill(`dynamodb:UpdateItem table/${tableName}`), `dynamodb:Query table/${tableName}/index/byProjectSummary`,
       expect.stringMatching(/^secretsmanager:GetSecretValue claude\/github-webhook/), expect.stringMatching(/^secretsmanager:GetSecretValue claude\/anthropic/),
     ]);
     expect(unusedGrants.filter((g) => !/^(xray|logs):|^sqs:GetQueue(Attributes|Url)$/.test(g.action))).toEqual([]);

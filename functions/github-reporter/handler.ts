@@ -35,6 +35,7 @@ const deps = lazy(() => {
   return {
     github: new GitHubClient(apiUrl, token),
     session: (id: string) => repository.get(id), milestone: (id: string) => milestones.view(id),
+    recordPullRequest: (id: string, projectId: string, pull: { number: number; url: string }) => milestones.recordPullRequest(id, projectId, pull),
   };
 });
 

@@ -179,13 +179,18 @@ export class GitHubWebhook {
     }
     const stale = this.staleness(event.comment.created_at);
     if (stale) return skip(stale);
-    // A pull request the product opened is its issue's milestone: once closed, its comments start nothing (any other pull request's still do).
-    if (event.issue.pull_request !== undefined && event.issue.state === 'closed' && markedIssue(event.issue.body) !== undefined) {
+    const isPull = event.issue.pull_request !== undefined;
+    // A pull request is its issue's milestone only when that milestone records it; any other is an ordinary pull request.
+    const milestoneId = isPull
+      ? (await this.pullRequestMilestone(event.repository.full_name, event.issue.number, event.issue.body))?.milestoneId
+      : milestoneIdOfIssue(event.repository.full_name, event.issue.number);
+    // Once closed, a milestone's pull request takes no more tasks (any other pull request's comments still start one).
+    if (isPull && event.issue.state === 'closed' && milestoneId) {
       return skip(`pull request ${event.repository.full_name}#${event.issue.number} is closed: its conversation takes no more tasks`);
     }
     return this.start({
       projectId, repository: event.repository, issue: event.issue, eventKey: `comment ${event.comment.html_url}`,
-      instruction: instruction || 'Work on this.',
+      instruction: instruction || 'Work on this.', milestoneId,
     });
   }
 
@@ -200,13 +205,14 @@ export class GitHubWebhook {
     return this.start({
       projectId, repository: event.repository, issue: event.issue,
       eventKey: `label ${event.issue.html_url} ${event.label.name} ${event.issue.updated_at}`, instruction: 'Resolve this issue.',
+      milestoneId: milestoneIdOfIssue(event.repository.full_name, event.issue.number),
     });
   }
 
   /**
-   * A pull request the product opened (its body carries the issue's marker), closed or merged:
-   * its milestone is closed, so its conversation takes no more tasks. Only a pull request of this
-   * repository whose head is the milestone's branch closes it: a fork's copy of the marker does not.
+   * A milestone's pull request, closed or merged: its milestone is closed, so its conversation takes
+   * no more tasks. Only the pull request the milestone records, of this repository, whose head is the
+   * milestone's branch closes it: another pull request's copy of the marker (a fork's, anyone's) does not.
    */
   private async onPullRequest(event: z.output<typeof PullRequestEvent>): Promise<WebhookAnswer> {
     const pull = event.pull_request;
@@ -221,9 +227,10 @@ export class GitHubWebhook {
     }
     const stale = this.staleness(pull.closed_at ?? '');
     if (stale) return skip(stale);
-    const milestoneId = milestoneIdOfIssue(event.repository.full_name, issue);
-    const milestone = await this.deps.milestones.get(milestoneId);
-    if (!milestone || milestone.projectId !== projectId || milestone.workspace?.branch !== pull.head.ref) {
+    const milestone = await this.pullRequestMilestone(event.repository.full_name, pull.number, pull.body);
+    if (!milestone) return skip(`pull request ${name} is not the pull request of issue #${issue}'s conversation (its marker is a copy): nothing to close`);
+    const { milestoneId } = milestone;
+    if (milestone.projectId !== projectId || milestone.workspace?.branch !== pull.head.ref) {
       return skip(`pull request ${name} is not the branch of issue #${issue}'s conversation: nothing to close`);
     }
     let closed: MilestoneRecord;
@@ -236,6 +243,19 @@ export class GitHubWebhook {
     }
     if (closed.transcript) await this.deps.transcripts?.markClosed(closed.transcript.key);
     return { statusCode: 200, body: { started: false, closed: milestoneId, reason: `pull request ${name} ${pull.merged ? 'merged' : 'closed'}: milestone ${milestoneId} closed` } };
+  }
+
+  /**
+   * The milestone a pull request continues: the issue its body marks, only when that issue's milestone
+   * records this very pull request (the reporter writes the number of the one it opened from the
+   * milestone's branch). The marker alone is text: anyone who may open a pull request, or edit one's
+   * body, can copy it, and a trusted comment there must not resume that issue's conversation or push its branch.
+   */
+  private async pullRequestMilestone(fullName: string, pull: number, body: string | null | undefined): Promise<MilestoneRecord | undefined> {
+    const issue = markedIssue(body);
+    if (issue === undefined) return undefined;
+    const milestone = await this.deps.milestones.get(milestoneIdOfIssue(fullName, issue));
+    return milestone?.pullRequest?.number === pull ? milestone : undefined;
   }
 
   private projectOf(fullName: string): string | undefined {
@@ -252,20 +272,20 @@ export class GitHubWebhook {
 
   /**
    * The session of an event. An issue's is a task of the issue's milestone (opened here if new), on
-   * the issue's branch; a comment on a pull request the product opened is a task of the same
+   * the issue's branch; a comment on the pull request that milestone records is a task of the same
    * milestone, so it resumes that conversation on that branch, one task at a time (the workflow's
    * lease: a task started while another runs ends FAILED MilestoneUnavailable, reported as busy).
-   * A comment on any other pull request starts a fresh session, as before.
+   * A comment on any other pull request (`milestoneId` undefined) starts a fresh session, as before.
    */
   private async start(trigger: {
     projectId: string; repository: z.output<typeof Repository>; issue: z.output<typeof Issue>; eventKey: string; instruction: string;
+    /** The issue's milestone, or the milestone that records this pull request; none for any other pull request. */
+    milestoneId: string | undefined;
   }): Promise<WebhookAnswer> {
-    const { projectId, repository, issue } = trigger;
+    const { projectId, repository, issue, milestoneId } = trigger;
     const kind = issue.pull_request === undefined ? 'issue' : 'pull request';
     // The repository is the workspace only where the deployment's git token may go: never an anonymous push.
     const scoped = Boolean(tokenScopeOf(repository.html_url, this.deps.gitTokenScopes));
-    const origin = kind === 'issue' ? issue.number : markedIssue(issue.body);
-    const milestoneId = origin === undefined ? undefined : milestoneIdOfIssue(repository.full_name, origin);
     if (kind === 'issue' && milestoneId) await this.openMilestone(projectId, milestoneId);
     // An issue's sessions share its branch (the milestone keeps it; a later one continues it and its
     // pull request); a comment on that pull request continues the milestone's own; any other pull

@@ -1,6 +1,7 @@
 // The hidden line in the body of a pull request the product opened (docs/GITHUB.md#a-pull-request-is-a-milestone):
-// the issue whose conversation, a milestone, the pull request's comments continue. Written by the
-// reporter, read by the webhook from the signed payload, so a comment needs no GitHub call to find it.
+// the issue whose milestone to look at. Written by the reporter, read by the webhook from the signed
+// payload, so a comment needs no GitHub call to find it. It binds nothing alone (anyone can copy it):
+// the milestone must record the pull request's number (docs/GITHUB.md#why-the-marker-alone-binds-nothing).
 
 const MARKER = /<!-- claude-sessions:issue=(\d{1,9}) -->/;
 

@@ -24,6 +24,11 @@ export interface ReportDeps {
   session: (sessionId: string) => Promise<SessionRecord | undefined>;
   /** A milestone task's milestone, with its tasks: the running total, and why a task was refused. */
   milestone?: (milestoneId: string) => Promise<MilestoneView | undefined>;
+  /**
+   * Binds the pull request of an issue's branch to the issue's milestone (MilestoneRepository.recordPullRequest):
+   * false when the milestone is another project's or has another pull request already.
+   */
+  recordPullRequest: (milestoneId: string, projectId: string, pull: { number: number; url: string }) => Promise<boolean>;
 }
 
 export type ReportOutcome =
@@ -57,6 +62,9 @@ export async function reportSession(closed: { sessionId: string; trigger: string
   const branch = session.status === 'COMPLETED' ? session.workspace?.branch ?? null : null;
   // A pull request of an issue's change; a pull request's own session pushed to its branch, which is reported only.
   const pull = task.kind === 'issue' && branch ? await openPullRequest(deps.github, repository, task.number, branch, session) : undefined;
+  // Bound before anyone is told of it: only the pull request the milestone records continues it, since the
+  // marker in its body is text anyone who opens a pull request can copy (lib/api/github-webhook.ts).
+  if (pull && session.milestoneId) await deps.recordPullRequest(session.milestoneId, session.projectId, { number: pull.number, url: pull.html_url });
   if (earlier) return { reported: true, comment: earlier.html_url, pullRequest: pull?.html_url ?? null };
   const body = session.error === MILESTONE_UNAVAILABLE ? refusedBody(session, milestone) : commentBody(session, task.kind, pull, milestone);
   const comment = await deps.github.createIssueComment(repository, task.number, body);
@@ -110,7 +118,8 @@ function reply(session: SessionRecord): string {
 }
 
 export function pullRequestBody(session: SessionRecord, issue: number): string {
-  // A milestone's pull request carries its issue: a comment on it continues that conversation (lib/api/github-webhook.ts).
+  // A milestone's pull request carries its issue, read back by the webhook; its comments continue that
+  // conversation once the milestone records this pull request's number too (lib/api/github-webhook.ts).
   const markers = [reportMarker(session.sessionId), ...(session.milestoneId ? [pullRequestMarker(issue)] : [])];
   return [`Resolves #${issue}.`, '', '### Claude\'s summary', '', reply(session), '', usageLines(session), '', ...markers].join('\n');
 }

@@ -161,6 +161,7 @@ function githubReports(runtime: LocalRuntime, report: { apiUrl: string; token: G
   const deps = {
     github: new GitHubClient(report.apiUrl, report.token),
     session: (id: string) => runtime.repository.get(id), milestone: (id: string) => runtime.milestones.view(id),
+    recordPullRequest: (id: string, projectId: string, pull: { number: number; url: string }) => runtime.milestones.recordPullRequest(id, projectId, pull),
   };
   const log = (line: string) => process.stderr.write(`${line}\n`);
   runtime.onExecutionEnded = (sessionId) => {

@@ -35,6 +35,15 @@ export interface MilestoneWorkspace {
   branch: string;
 }
 
+/**
+ * The pull request the reporter opened from the milestone's branch (or found open there): the one
+ * pull request whose comments continue the milestone (docs/GITHUB.md#a-pull-request-is-a-milestone).
+ */
+export interface MilestonePullRequest {
+  number: number;
+  url: string;
+}
+
 export interface MilestoneRecord {
   milestoneId: string;
   projectId: string;
@@ -50,6 +59,8 @@ export interface MilestoneRecord {
   lastSessionId: string | null;
   brokenReason: string | null;
   workspace: MilestoneWorkspace | null;
+  /** Its pull request, once the reporter has recorded it; a pull request's marker alone binds nothing. */
+  pullRequest: MilestonePullRequest | null;
 }
 
 export type MilestoneItem = Record<string, unknown>;
@@ -85,6 +96,7 @@ export function toMilestoneRecord(item: MilestoneItem): MilestoneRecord {
     lastSessionId: str('lastSessionId'),
     brokenReason: str('brokenReason'),
     workspace: toMilestoneWorkspace(item.workspace),
+    pullRequest: typeof item.pullRequestNumber === 'number' ? { number: item.pullRequestNumber, url: String(item.pullRequestUrl) } : null,
   };
 }
 
@@ -122,6 +134,18 @@ export const RELEASE_UPDATE = 'SET updatedAt = :updatedAt REMOVE leaseSessionId,
 export const MARK_BROKEN_UPDATE =
   'SET #status = :broken, brokenReason = :reason, updatedAt = :updatedAt REMOVE leaseSessionId, leaseExecutionArn';
 export const MARK_BROKEN_NAMES = { '#status': 'status' };
+
+/**
+ * The reporter's one write (MilestoneRepository.recordPullRequest): the pull request of the
+ * milestone's branch, on a milestone of the session's project, never replacing another number
+ * (the first pull request a milestone's branch had stays its one). Flat attributes, so the
+ * reporter's grant can name each one it may touch (SessionTable.grantRecordPullRequests).
+ */
+export const RECORD_PULL_REQUEST_UPDATE = 'SET pullRequestNumber = :number, pullRequestUrl = :url';
+export const RECORD_PULL_REQUEST_CONDITION =
+  'attribute_exists(pk) AND projectId = :projectId AND (attribute_not_exists(pullRequestNumber) OR pullRequestNumber = :number)';
+/** Every attribute RECORD_PULL_REQUEST_* and the key name: the reporter's `dynamodb:Attributes`. */
+export const RECORD_PULL_REQUEST_ATTRIBUTES = ['pk', 'sk', 'projectId', 'pullRequestNumber', 'pullRequestUrl'] as const;
 
 /** The values of RELEASE_AFTER_RUN_UPDATE: the runner returns them with its outcome. */
 export function releaseAfterRunValues(

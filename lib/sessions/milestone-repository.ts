@@ -6,10 +6,13 @@ import {
   LEASE_CONDITION,
   MILESTONE_INDEX,
   MILESTONE_SK,
+  RECORD_PULL_REQUEST_CONDITION,
+  RECORD_PULL_REQUEST_UPDATE,
   RELEASE_UPDATE,
   milestonePk,
   toMilestoneItem,
   toMilestoneRecord,
+  type MilestonePullRequest,
   type MilestoneRecord,
 } from './milestone-item.js';
 import { CREATE_CONDITION, toSessionRecord, type SessionRecord } from './session-item.js';
@@ -123,6 +126,21 @@ export class MilestoneRepository {
         milestoneId, 'busy', `milestone ${milestoneId} has a task running (${milestone.leaseSessionId}); close it when that task has ended`,
       );
     }
+  }
+
+  /**
+   * Binds the pull request of the milestone's branch to the milestone (the GitHub reporter, once it
+   * opened or found it), so a comment on that pull request, and only that one, continues it. False
+   * when the milestone is not `projectId`'s or already has another pull request: the first stays.
+   */
+  async recordPullRequest(milestoneId: string, projectId: string, pull: MilestonePullRequest): Promise<boolean> {
+    return conditionalUpdate(this.client, {
+      TableName: this.tableName,
+      Key: { pk: milestonePk(milestoneId), sk: MILESTONE_SK },
+      UpdateExpression: RECORD_PULL_REQUEST_UPDATE,
+      ConditionExpression: RECORD_PULL_REQUEST_CONDITION,
+      ExpressionAttributeValues: { ':number': pull.number, ':url': pull.url, ':projectId': projectId },
+    });
   }
 
   /** Frees the lease an execution holds (the reaper's part); false when it held none. */

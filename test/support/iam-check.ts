@@ -168,6 +168,30 @@ function leadingKeys(values: (string | undefined)[]): IamRequest['context'] {
   return keys.length ? { 'dynamodb:LeadingKeys': keys } : {};
 }
 
+/**
+ * An UpdateItem's fine-grained context: `dynamodb:Attributes`, modelled as every top-level attribute
+ * the request names (its key, its update and condition expressions, `#names` resolved), a superset
+ * of what AWS counts, so a grant that admits it admits the real request; and `dynamodb:ReturnValues`.
+ */
+function updateContext(params: Params): IamRequest['context'] {
+  const names = (params.ExpressionAttributeNames ?? {}) as Record<string, string>;
+  const named = new Set(Object.keys((params.Key ?? {}) as Params));
+  const functions = /^(attribute_exists|attribute_not_exists|attribute_type|begins_with|contains|size|if_not_exists|list_append)$/i;
+  const keywords = /^(SET|REMOVE|ADD|DELETE|AND|OR|NOT|BETWEEN|IN)$/i;
+  for (const expression of [params.UpdateExpression, params.ConditionExpression]) {
+    if (typeof expression !== 'string') continue;
+    // A path's first segment only (`a.b[0]` names `a`); `:values` are no attributes.
+    for (const [, token] of expression.matchAll(/(?<![.\w:#])(#?[A-Za-z_]\w*)(?!\w)(?!\s*\()/g)) {
+      if (keywords.test(token!) || functions.test(token!)) continue;
+      named.add(token!.startsWith('#') ? names[token!] ?? token! : token!);
+    }
+  }
+  return {
+    'dynamodb:Attributes': [...named],
+    ...(typeof params.ReturnValues === 'string' ? { 'dynamodb:ReturnValues': params.ReturnValues } : {}),
+  };
+}
+
 /** The partition key value a Query names: `pk = :v` (or `#n = :v`) in its KeyConditionExpression. */
 function queryPartitionKey(params: Params): string | undefined {
   const expression = params.KeyConditionExpression;
@@ -211,8 +235,9 @@ const dynamodb: Mapper = (action, params) => {
   switch (action) {
     case 'GetItem':
     case 'DeleteItem':
-    case 'UpdateItem':
       return [request(`dynamodb:${action}`, tableArn(params.TableName), leadingKeys([partitionKeyOf(params.Key)]))];
+    case 'UpdateItem':
+      return [request('dynamodb:UpdateItem', tableArn(params.TableName), { ...leadingKeys([partitionKeyOf(params.Key)]), ...updateContext(params) })];
     case 'PutItem':
       return [request('dynamodb:PutItem', tableArn(params.TableName), leadingKeys([partitionKeyOf(params.Item)]))];
     case 'Query':
