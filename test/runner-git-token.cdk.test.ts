@@ -7,16 +7,18 @@ import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import { LocalDynamoDb } from '../lib/local/local-dynamodb.js';
 import { PROJECT_ROOT } from '../lib/project-root.js';
 import { RecordingAwsEndpoint, type LambdaInvocation } from './support/aws-endpoint.js';
-import { deployedFunctions, invokeHandler, lambdaEnvironment, readAssembly, taskRoot, type CloudAssembly, type DeployedFunction } from './support/deployed-code.js';
+import {
+  deployedContainer, deployedFunctions, invokeHandler, lambdaEnvironment, readAssembly, runCommand, taskRoot, type CloudAssembly, type DeployedFunction,
+} from './support/deployed-code.js';
 import { git } from './support/git-remote.js';
 import { GitHubStandIn } from './support/github-stand-in.js';
 import { HttpsGitRemote } from './support/https-git-remote.js';
 import { checkCalls } from './support/iam-check.js';
 import { templateResolver, type TemplateResolver } from './support/template-resolver.js';
 
-// A deployment with a GitHub App, end to end on the deployed side: the runner's bundle (the image's
-// Lambda handler) clones and pushes a session's repository with a token it gets by Lambda's Invoke
-// of the git token minter's bundle, which alone reads the App's key. Each bundle runs as its own
+// A deployment with a GitHub App, end to end on the deployed side: the runner's bundles (the image's
+// Lambda handler, then its Fargate entry) clone and push a session's repository with a token they get
+// by Lambda's Invoke of the git token minter's bundle, which alone reads the App's key. Each bundle runs as its own
 // role against one recording AWS endpoint, whose Invoke runs the minter's handler; GitHub's
 // stand-in mints the token and the https git remote takes only that token.
 
@@ -36,6 +38,9 @@ let remote: HttpsGitRemote;
 let aws: RecordingAwsEndpoint;
 /** Where the test's repositories are: the scope every function is told, in place of the synthesized https://github.com/acme/. */
 let scope: string;
+/** Executions' inputs, where the Fargate task reads its prompt (DescribeExecution); what it answered on its token. */
+const executionInputs = new Map<string, string>();
+const taskReports: { action: string; params: Record<string, unknown> }[] = [];
 const fn = (prefix: string): DeployedFunction => deployedFunctions(assembly).find((f) => f.logicalId.startsWith(prefix))!;
 
 /** A function's bundle, invoked once as its own role with its template environment and the test's places. */
@@ -73,6 +78,10 @@ beforeAll(async () => {
     upstreams: { dynamodb },
     handlers: {
       'secretsmanager.GetSecretValue': (p: { SecretId: string }) => ({ ARN: p.SecretId, SecretString: /github-app/.test(p.SecretId) ? APP_SECRET : API_KEY_SECRET }),
+      'states.DescribeExecution': (p: { executionArn: string }) => ({ executionArn: p.executionArn, status: 'RUNNING', input: executionInputs.get(p.executionArn), startDate: Date.now() / 1000 }),
+      'states.SendTaskHeartbeat': (p: Record<string, unknown>) => (taskReports.push({ action: 'SendTaskHeartbeat', params: p }), {}),
+      'states.SendTaskSuccess': (p: Record<string, unknown>) => (taskReports.push({ action: 'SendTaskSuccess', params: p }), {}),
+      'states.SendTaskFailure': (p: Record<string, unknown>) => (taskReports.push({ action: 'SendTaskFailure', params: p }), {}),
       // Lambda's Invoke of the minter runs its bundle, as its role, as Lambda would (a cold start each time).
       'lambda.Invoke': async (p: { FunctionName: string; Payload: unknown }): Promise<LambdaInvocation> => {
         if (p.FunctionName !== resolver.resolve(fn('RunnerFunction').environment.GIT_TOKEN_MINTER_ARN)) {
@@ -141,5 +150,47 @@ describe('the deployed runner gets git\'s token from the minter, by Lambda Invok
     const creatorArn = resolver.arnOf(fn('SessionCreator').logicalId);
     const elsewhere = await checkCalls(assembly.template, [{ ...invokes[0]!, params: { ...invokes[0]!.params, FunctionName: creatorArn } }]);
     expect(elsewhere.denied.map((d) => `${d.principal} ${d.action}`)).toEqual([`${runner} lambda:InvokeFunction`]);
+  }, 240_000);
+
+  it('the Fargate entry, as its task role, does the same: its clone and push with the minter\'s token, its Invoke allowed by the task role\'s policy', async () => {
+    // Prepare: a fargate session of the same repository, its execution's input where DescribeExecution finds it
+    const sessionId = randomUUID();
+    const repo = `${scope}widgets`;
+    const stateMachineArn = resolver.ref(Object.entries(assembly.template.Resources).find(([, r]) => r.Type === 'AWS::StepFunctions::StateMachine')![0]);
+    const executionArn = `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${sessionId}`;
+    const input = { prompt: 'Write TASK.md', projectId: 'widgets', sessionId, runtime: 'fargate', workspace: { repo, branch: 'fargate/task' } };
+    executionInputs.set(executionArn, JSON.stringify(input));
+    const created = await invoke(fn('SessionCreator'), { input, executionArn, executionName: sessionId, executionStartTime: new Date().toISOString() });
+    expect(created.error, created.output).toBeUndefined();
+    const prepared = created.result as { session: unknown; milestone: unknown; retry: unknown };
+    anthropic.respondWith(
+      { kind: 'tool_use', name: 'Write', input: { file_path: 'TASK.md', content: 'written by the deployed Fargate task\n' } },
+      { kind: 'text', text: 'Wrote TASK.md.' },
+    );
+    const container = deployedContainer(assembly);
+    const task = taskRoot(container.codeDir, 'claude-code');
+    const environment = Object.fromEntries(Object.entries(container.environment).map(([k, v]) => [k, String(resolver.resolve(v))]));
+    const callsBefore = aws.calls.length;
+
+    // Act: the container command with the overrides the workflow renders, as the task's role
+    const run = await runCommand(task, container.command, {
+      PATH: process.env.PATH!, ...environment, ...aws.envFor(container.taskRole), GIT_TOKEN_SCOPES: scope, ANTHROPIC_BASE_URL: anthropic.endpoint.baseUrl!,
+      GIT_SSL_CAINFO: remote.caFile, SESSION_JSON: JSON.stringify(prepared.session), MILESTONE_JSON: JSON.stringify(prepared.milestone),
+      RETRY_JSON: JSON.stringify(prepared.retry), TASK_TOKEN: 'token-'.padEnd(2_048, 'x'), HEARTBEAT_INTERVAL_SECONDS: '1',
+    });
+
+    // Assess: pushed, reported on its token; the task role invoked the minter, and may
+    expect(run.exitCode, run.output).toBe(0);
+    expect(taskReports.filter((r) => r.action === 'SendTaskFailure').map((r) => r.params.cause)).toEqual([]);
+    const success = taskReports.find((r) => r.action === 'SendTaskSuccess');
+    const record = JSON.parse(String(success?.params.output)).record as { status: string; workspace: { branch: string; commit: string } };
+    expect(record).toMatchObject({ status: 'COMPLETED', workspace: { branch: 'fargate/task', filesChanged: 1 } });
+    expect(git(remote.barePath(`${repo}.git`), 'rev-parse', 'fargate/task')).toBe(record.workspace.commit);
+    const calls = aws.calls.slice(callsBefore).filter((c) => c.principal === container.taskRole);
+    expect(calls.filter((c) => c.service === 'lambda').map((c) => `${c.action} ${String(c.params.FunctionName)}`)).toContain(
+      `Invoke ${String(resolver.resolve(fn('RunnerFunction').environment.GIT_TOKEN_MINTER_ARN))}`,
+    );
+    const { denied } = await checkCalls(assembly.template, aws.calls.slice(callsBefore));
+    expect(denied).toEqual([]);
   }, 240_000);
 });
