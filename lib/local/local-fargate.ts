@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import type { ClaudeEndpoint } from '../claude/claude-process.js';
-import type { FixedEndpointRunnerConfig } from '../claude/run-session-task.js';
+import { tokenScopeOf } from '../claude/repository-scopes.js';
+import type { FixedEndpointRunnerConfig, RunnerConfig } from '../claude/run-session-task.js';
+import { GitHubAppError } from '../github/app-token.js';
 import { runnerEnvironment } from '../claude/runner-environment.js';
 import { splitRunnerConfig } from '../claude/runner-config.js';
 import { failStoppedTask, type TaskStateChange } from '../claude/stopped-task.js';
@@ -9,6 +11,7 @@ import { PROJECT_ROOT } from '../project-root.js';
 import { namedError } from './integration-errors.js';
 import type { LocalS3 } from './local-s3.js';
 import type { LocalTaskCallbacks } from './local-task-callbacks.js';
+import { LOCAL_GIT_TOKEN_MINTER_ARN } from './task-credentials.js';
 
 /** What the workflow's RunClaudeOnFargate state hands ECS RunTask (its rendered Parameters). */
 export interface EcsRunTaskParameters {
@@ -79,6 +82,8 @@ export class LocalFargate {
       env: {
         PATH: process.env.PATH,
         HOME: process.env.HOME,
+        // The CA git trusts here (a private git host's), as the runner in this process does (workspace.ts).
+        ...(process.env.GIT_SSL_CAINFO ? { GIT_SSL_CAINFO: process.env.GIT_SSL_CAINFO } : {}),
         ...overrides,
         AWS_REGION: 'us-east-1',
         // s3rver's own fixed key pair; the local stores and the task-token endpoint tell the task by
@@ -88,6 +93,8 @@ export class LocalFargate {
         AWS_SESSION_TOKEN: credential,
         AWS_ENDPOINT_URL_SFN: this.callbacks.endpoint,
         AWS_ENDPOINT_URL_DYNAMODB: this.sessions.endpoint,
+        // Its repository's git token by the minter's Invoke (the runtime's credential stays in this process).
+        ...(this.callbacks.gitTokens ? { AWS_ENDPOINT_URL_LAMBDA: this.callbacks.endpoint } : {}),
         ...(s3 ? { AWS_ENDPOINT_URL_S3: s3.endpoint } : {}),
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
         ...endpointEnvironment,
@@ -97,6 +104,7 @@ export class LocalFargate {
           ...splitRunnerConfig(this.runnerConfig).settings,
           transcriptBucket: s3?.store.bucket,
           sessionTable: this.sessions.tableName,
+          gitTokenMinterArn: this.callbacks.gitTokens ? LOCAL_GIT_TOKEN_MINTER_ARN : undefined,
           // A local run is the user's own: the mode it was given is what it asked for.
           trustedInputsOnly: this.runnerConfig.permissionMode === 'bypassPermissions' || undefined,
           heartbeatIntervalSeconds: heartbeatMs ? Math.max(0.2, heartbeatMs / 3000) : 30,
@@ -139,6 +147,22 @@ export class LocalFargate {
     clearTimeout(timer);
     for (const task of this.tasks.values()) signalGroup(task, 'SIGKILL');
   }
+}
+
+/**
+ * The local git token minter: the runner's own git credential (a token, or the App's mint), for
+ * a repository under its gitTokenScopes only, as GitTokenMinter answers a deployed task. None
+ * where the runner has no credential.
+ */
+export function localGitTokenMinter(config: Pick<RunnerConfig, 'gitToken' | 'gitTokenScopes'>): ((repo: string) => Promise<string>) | undefined {
+  const { gitToken, gitTokenScopes } = config;
+  if (!gitToken) return undefined;
+  return async (repo) => {
+    if (!tokenScopeOf(repo, gitTokenScopes)) throw new GitHubAppError(`${repo} is under none of gitTokenScopes: no token is minted for it`);
+    const token = await gitToken(repo);
+    if (!token) throw new GitHubAppError(`no git token for ${repo}`);
+    return token;
+  };
 }
 
 /**

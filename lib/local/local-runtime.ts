@@ -18,7 +18,7 @@ import type { SessionRecord } from '../sessions/session-item.js';
 import { SessionRepository } from '../sessions/session-repository.js';
 import { MilestoneRepository } from '../sessions/milestone-repository.js';
 import type { LocalS3 } from './local-s3.js';
-import { LocalFargate, type EcsRunTaskParameters } from './local-fargate.js';
+import { LocalFargate, localGitTokenMinter, type EcsRunTaskParameters } from './local-fargate.js';
 import { closeOrphans, runsFolder, stopOrphanRuns } from './orphan-sweep.js';
 import { executionContext, fastRetries, withStepFunctionsTaskTimeouts } from './asl-patches.js';
 import { lambdaCall, namedError } from './integration-errors.js';
@@ -289,11 +289,6 @@ export class LocalRuntime implements SessionStarter {
       let endpoint = options.endpoint ?? options.standIn?.endpoint;
       let endpointSource: EndpointSource | undefined;
       if (!endpoint) ({ endpoint, standIn: ownStandIn, source: endpointSource } = await localClaudeEndpoint(process.env, localProvider(undefined, process.env)));
-      // DescribeExecution answers from the executions this runtime runs (a task reads its prompt there).
-      callbacks = await new LocalTaskCallbacks(
-        (arn) => runtime.describeExecution(arn).then(({ status, input }) => ({ status, input }), () => undefined),
-        taskCredentials,
-      ).start();
       // The settings it was given are what its Fargate tasks get as their environment (LocalFargate).
       const { settings, platform } = splitRunnerConfig(options.runner ?? {});
       const runnerConfig = runnerConfigOf(settings, {
@@ -302,6 +297,13 @@ export class LocalRuntime implements SessionStarter {
         ...(options.home ? { workRoot: runsFolder(options.home) } : {}),
         ...platform, endpoint,
       });
+      // DescribeExecution answers from the executions this runtime runs (a task reads its prompt there);
+      // a task's git token comes from the runner's own credential, by the minter's Invoke, as on AWS.
+      callbacks = await new LocalTaskCallbacks(
+        (arn) => runtime.describeExecution(arn).then(({ status, input }) => ({ status, input }), () => undefined),
+        taskCredentials,
+        localGitTokenMinter(runnerConfig),
+      ).start();
       const runtime = new LocalRuntime(
         definition, dynamodb, runnerConfig, ownStandIn, callbacks, options.fargateHeartbeatSeconds,
         { ...options.policy, fargateSeparateUser: options.fargateSeparateUser ?? process.getuid?.() === 0 },

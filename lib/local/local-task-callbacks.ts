@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { admitOwnClientsOnly, refuseAsAwsJson } from './loopback-guard.js';
-import { LocalTaskCredentials, stepFunctionsRefusal } from './task-credentials.js';
+import { invokedFunction, lambdaRefusal, LocalTaskCredentials, stepFunctionsRefusal } from './task-credentials.js';
 
 const AWS_JSON = 'application/x-amz-json-1.0';
 
@@ -29,10 +29,12 @@ export class LocalTaskCallbacks {
   /**
    * @param describe an execution by ARN as DescribeExecution answers it (status, input), undefined when there is none.
    * @param tasks the credentials of the task processes, by the grant each was issued with
+   * @param gitTokens the git token minter (LOCAL_GIT_TOKEN_MINTER_ARN) a task invokes for its repository's token, as a deployed one invokes GitTokenMinter; none without a git credential
    */
   constructor(
     private readonly describe: (executionArn: string) => Promise<{ status: string; input: string } | undefined> = async () => undefined,
     readonly tasks = new LocalTaskCredentials(),
+    readonly gitTokens?: (repo: string) => Promise<string>,
   ) {}
 
   get endpoint(): string {
@@ -48,12 +50,13 @@ export class LocalTaskCallbacks {
         const reply = (status: number, body: object) => {
           res.writeHead(status, { 'content-type': AWS_JSON }).end(JSON.stringify(body));
         };
-        let body: { taskToken?: string; output?: string; error?: string; cause?: string; executionArn?: string };
+        let body: { taskToken?: string; output?: string; error?: string; cause?: string; executionArn?: string; repo?: unknown };
         try {
           body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
         } catch {
           return reply(400, { __type: 'SerializationException', message: 'body is not JSON' });
         }
+        if (invokedFunction({ method: req.method ?? '', url: req.url ?? '' }) !== undefined) return this.invokeMinter(body.repo, res);
         if (target === 'DescribeExecution') {
           // How it ended, too: a task learns from it that nobody waits for it any more.
           void (body.executionArn ? this.describe(body.executionArn) : Promise.resolve(undefined)).catch(() => undefined).then((execution) => {
@@ -92,13 +95,30 @@ export class LocalTaskCallbacks {
         readsBody: true,
         scopeOf: (token) => {
           const grant = this.tasks.grantOf(token);
-          return grant && ((request) => stepFunctionsRefusal(grant, request));
+          return grant && ((request) => (invokedFunction(request) !== undefined ? lambdaRefusal(grant, request) : stepFunctionsRefusal(grant, request)));
         },
       },
     });
     this.server = server;
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
     return this;
+  }
+
+  /**
+   * Lambda's Invoke of the git token minter, answered as Lambda does: the minter's answer, or its
+   * error with X-Amz-Function-Error (invokeGitTokenMinter reads both). The token goes to the task only.
+   */
+  private invokeMinter(repo: unknown, res: ServerResponse): void {
+    const answer = (payload: object, functionError?: string): void => {
+      res.writeHead(200, { 'content-type': 'application/json', ...(functionError ? { 'x-amz-function-error': functionError } : {}) }).end(JSON.stringify(payload));
+    };
+    const mint = this.gitTokens;
+    if (!mint) return answer({ errorType: 'GitHubAppError', errorMessage: 'this runtime has no git credential (CLAUDE_SESSIONS_GIT_TOKEN or a GitHub App)' }, 'Unhandled');
+    if (typeof repo !== 'string' || !repo) return answer({ errorType: 'GitHubAppError', errorMessage: 'the request names no repository: {"repo": "<its https URL>"}' }, 'Unhandled');
+    void mint(repo).then(
+      (token) => answer({ token }),
+      (err: Error) => answer({ errorType: err.name, errorMessage: err.message }, 'Unhandled'),
+    );
   }
 
   /** SendTaskFailure from outside the task (the watch of stopped tasks), as the service answers it. */

@@ -104,3 +104,22 @@ export function stepFunctionsRefusal(grant: TaskGrant, request: ScopedRequest): 
   }
   return `the task of session ${grant.sessionId} is not authorized to perform states:${action}`;
 }
+
+/** The local git token minter's ARN: what a local Fargate task is told as GIT_TOKEN_MINTER_ARN. */
+export const LOCAL_GIT_TOKEN_MINTER_ARN = 'arn:aws:lambda:us-east-1:000000000000:function:claude-sessions-git-token-minter-local';
+
+/** Lambda's Invoke path (REST), whose function is the name or ARN, URL-encoded. */
+const INVOKE_PATH = /^\/2015-03-31\/functions\/([^/?]+)\/invocations(?:\?|$)/;
+
+/** The function a request invokes (Lambda's Invoke), or undefined for any other request. */
+export function invokedFunction(request: Pick<ScopedRequest, 'method' | 'url'>): string | undefined {
+  const match = request.method === 'POST' ? INVOKE_PATH.exec(request.url) : null;
+  return match ? decodeURIComponent(match[1]!) : undefined;
+}
+
+/** Why the Lambda request of a task holding `grant` is refused, or undefined: as its role on ECS, it may invoke the git token minter only. */
+export function lambdaRefusal(grant: TaskGrant, request: ScopedRequest): string | undefined {
+  const invoked = invokedFunction(request);
+  if (invoked === LOCAL_GIT_TOKEN_MINTER_ARN) return undefined;
+  return `the task of session ${grant.sessionId} is not authorized to perform lambda:InvokeFunction on ${invoked ?? request.url}: only the git token minter`;
+}

@@ -29,6 +29,12 @@ export interface RecordedCall {
 
 export type AwsCallHandler = (params: any) => unknown | Promise<unknown>;
 
+/**
+ * What a 'lambda.Invoke' handler answers: the function's result, or the error it threw (Lambda
+ * answers 200 either way, the error's JSON as the payload, marked by X-Amz-Function-Error).
+ */
+export type LambdaInvocation = { result: unknown } | { error: { errorType: string; errorMessage: string } };
+
 /** A store calls are forwarded to, and the credentials it admits (LocalDynamoDb and LocalS3 are ones). */
 export interface AwsUpstream {
   endpoint: string;
@@ -149,6 +155,7 @@ export class RecordingAwsEndpoint {
       return this.forward(this.upstreams.dynamodb.endpoint, req.method ?? 'POST', req.url ?? '/', headers, body, res);
     }
     const handler = this.handlers[`${service}.${call.action}`];
+    if (handler && service === 'lambda' && call.action === 'Invoke') return replyInvocation(res, await handler(call.params) as LambdaInvocation);
     if (!handler || call.protocol === 'rest') {
       return replyError(res, call, 'UnknownOperationException', `No handler or upstream for ${service}.${call.action} (called by ${principal})`);
     }
@@ -299,7 +306,17 @@ function rpcCall(req: IncomingMessage, body: Buffer): RpcCall {
       return { protocol: 'query', action, params, contentType: 'text/xml' };
     }
   }
-  // REST services other than S3 (Lambda Invoke, ...): recorded by method and path so the call shows up.
+  // Lambda's Invoke (REST: POST /2015-03-31/functions/{FunctionName}/invocations): its params as IAM reads them, and the event.
+  const invocation = /^\/2015-03-31\/functions\/([^/]+)\/invocations(?:\?(.*))?$/.exec(req.url ?? '');
+  if (invocation && req.method === 'POST') {
+    const query = new URLSearchParams(invocation[2] ?? '');
+    const params: Record<string, unknown> = { FunctionName: decodeURIComponent(invocation[1]!), Payload: body.length ? JSON.parse(body.toString('utf8')) : null };
+    if (query.get('Qualifier')) params.Qualifier = query.get('Qualifier');
+    const invocationType = headerValue(req.headers['x-amz-invocation-type']);
+    if (invocationType) params.InvocationType = invocationType;
+    return { protocol: 'rest', action: 'Invoke', params, contentType: 'application/json' };
+  }
+  // Other REST services: recorded by method and path so the call shows up.
   return { protocol: 'rest', action: `${req.method ?? 'GET'} ${(req.url ?? '/').split('?')[0]}`, params: {}, contentType: 'application/json' };
 }
 
@@ -395,6 +412,13 @@ function replyResult(res: ServerResponse, call: RpcCall, result: unknown): void 
   }
   const extra: Record<string, string> = call.protocol === 'rpc-v2-json' ? { 'smithy-protocol': 'rpc-v2-json' } : {};
   replyJson(res, 200, call.contentType, result, extra);
+}
+
+/** Lambda's answer to Invoke (RequestResponse): the payload as the body, a function error in its header. */
+function replyInvocation(res: ServerResponse, invocation: LambdaInvocation): void {
+  const extra: Record<string, string> = { 'x-amz-executed-version': '$LATEST' };
+  if ('error' in invocation) extra['x-amz-function-error'] = 'Unhandled';
+  replyJson(res, 200, 'application/json', 'error' in invocation ? invocation.error : invocation.result ?? null, extra);
 }
 
 /** An AWS Query (XML) answer: <ActionResponse><ActionResult>…</ActionResult>, as STS sends it. */
