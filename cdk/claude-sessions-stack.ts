@@ -197,9 +197,10 @@ export interface ClaudeSessionsStackProps extends StackProps {
   /**
    * Name of an existing Secrets Manager secret holding a GitHub App's credentials, JSON
    * `{"appId": "…", "privateKey": "<its PEM>"}`: each session's git gets an installation token of
-   * its one repository (contents write) from a minter function, the only reader of the key besides
-   * the reporter (issues and pull requests write). Instead of `gitTokenSecretName`; `gitTokenScopes`
-   * still says which repositories. Context `githubAppSecretName`. @default none
+   * its one repository (contents write) from a minter function, and with the webhook the reporter
+   * one of the session's repository (issues and pull requests write) from another: the two minters
+   * are the only readers of the key. Instead of `gitTokenSecretName`; `gitTokenScopes` still says
+   * which repositories. Context `githubAppSecretName`. @default none
    */
   readonly githubAppSecretName?: string;
 }
@@ -254,7 +255,7 @@ export class ClaudeSessionsStack extends Stack {
     }
     const githubApiUrl = checkedGitHubApiUrl(props.githubApiUrl, 'githubApiUrl');
     const gitTokenMinter = githubAppSecret
-      ? new GitTokenMinter(this, 'GitTokenMinter', { appSecret: githubAppSecret, gitTokenScopes: gitTokenScopes!, apiUrl: githubApiUrl })
+      ? new GitTokenMinter(this, 'GitTokenMinter', { purpose: 'git', appSecret: githubAppSecret, gitTokenScopes: gitTokenScopes!, apiUrl: githubApiUrl })
       : undefined;
     const repositories = codeCommitRepositories(this, props.codeCommitRepositories);
     // What both runners share beyond the model: git, repositories, permission rules.
@@ -339,9 +340,13 @@ export class ClaudeSessionsStack extends Stack {
       api: this.api, stateMachine: this.workflow.stateMachine, sessions, transcripts, triggers, gitTokenScopes: gitTokenSecret || gitTokenMinter ? gitTokenScopes : undefined,
       secret: Secret.fromSecretNameV2(this, 'GitHubWebhookSecret', props.githubWebhookSecretName),
     }) : undefined;
-    // Reports need a credential: the deployment's git token, or the App's, as the webhook's sessions push with.
-    const reporter = github && (gitTokenSecret || githubAppSecret) ? new GitHubReporter(this, 'GitHubReporter', {
-      eventBus: this.events.eventBus, sessions, tokenSecret: gitTokenSecret, appSecret: githubAppSecret, apiUrl: githubApiUrl,
+    // Reports need a credential: the deployment's git token, or the App's tokens from a minter of their own
+    // (issues and pull requests write), as the webhook's sessions push with the git minter's.
+    const reportTokenMinter = github && githubAppSecret
+      ? new GitTokenMinter(this, 'ReportTokenMinter', { purpose: 'report', appSecret: githubAppSecret, gitTokenScopes: gitTokenScopes!, apiUrl: githubApiUrl })
+      : undefined;
+    const reporter = github && (gitTokenSecret || reportTokenMinter) ? new GitHubReporter(this, 'GitHubReporter', {
+      eventBus: this.events.eventBus, sessions, tokenSecret: gitTokenSecret, tokenMinter: reportTokenMinter, apiUrl: githubApiUrl,
     }) : undefined;
     this.monitoring = new SessionMonitoring(this, 'Monitoring', {
       stateMachine: this.workflow.stateMachine,

@@ -10,6 +10,7 @@ import { EVENT_SOURCE, SESSION_CLOSED } from '../lib/sessions/session-events.js'
 import { DEFAULT_GITHUB_API_URL } from '../lib/github/github-client.js';
 import { DeadLetterQueue } from './dead-letter-queue.js';
 import { ServiceFunction } from './service-function.js';
+import type { GitTokenMinter } from './git-token-minter.js';
 import type { SessionTable } from './session-table.js';
 
 export interface GitHubReporterProps {
@@ -17,10 +18,13 @@ export interface GitHubReporterProps {
   readonly eventBus: IEventBus;
   /** Read for Claude's reply, which the event leaves out. */
   readonly sessions: SessionTable;
-  /** The token the reporter calls GitHub with: the deployment's git token (gitTokenSecretName). Or `appSecret`. */
+  /** The token the reporter calls GitHub with: the deployment's git token (gitTokenSecretName). Or `tokenMinter`. */
   readonly tokenSecret?: ISecret;
-  /** A GitHub App (githubAppSecretName): each report's token minted for its repository, issues and pull requests write. */
-  readonly appSecret?: ISecret;
+  /**
+   * A GitHub App's report minter (githubAppSecretName, purpose `report`): each report's token minted
+   * for its repository, issues and pull requests write. The reporter never reads the App's secret.
+   */
+  readonly tokenMinter?: GitTokenMinter;
   /** GitHub's REST API. @default https://api.github.com */
   readonly apiUrl?: string;
   /** @default RetentionDays.ONE_MONTH */
@@ -40,8 +44,8 @@ export class GitHubReporter extends Construct {
 
   constructor(scope: Construct, id: string, props: GitHubReporterProps) {
     super(scope, id);
-    const credential = props.appSecret ?? props.tokenSecret;
-    if (!credential) throw new Error('GitHubReporter needs tokenSecret or appSecret: GitHub answers no anonymous write');
+    if (!props.tokenSecret === !props.tokenMinter) throw new Error('GitHubReporter needs tokenSecret or tokenMinter, one of them: GitHub answers no anonymous write');
+    if (props.tokenMinter && props.tokenMinter.purpose !== 'report') throw new Error(`GitHubReporter's tokenMinter must mint report tokens, not ${props.tokenMinter.purpose}`);
     this.function = new ServiceFunction(this, 'Service', {
       entry: 'functions/github-reporter/handler.ts',
       description: 'claude-sessions: the pull request and comment of a closed GitHub session',
@@ -51,7 +55,7 @@ export class GitHubReporter extends Construct {
       logRetention: props.logRetention,
       environment: {
         TABLE_NAME: props.sessions.table.tableName,
-        ...(props.appSecret ? { GITHUB_APP_SECRET_ARN: props.appSecret.secretArn } : { GITHUB_TOKEN_SECRET_ARN: credential.secretArn }),
+        ...(props.tokenMinter ? { REPORT_TOKEN_MINTER_ARN: props.tokenMinter.function.functionArn } : { GITHUB_TOKEN_SECRET_ARN: props.tokenSecret!.secretArn }),
         GITHUB_API_URL: props.apiUrl ?? DEFAULT_GITHUB_API_URL,
       },
     }).function;
@@ -60,7 +64,8 @@ export class GitHubReporter extends Construct {
     props.sessions.grantViewMilestones(this.function);
     // Its one write: the pull request it opened, bound to the issue's milestone (only that one continues it).
     props.sessions.grantRecordPullRequests(this.function);
-    credential.grantRead(this.function);
+    if (props.tokenMinter) props.tokenMinter.grantMint(this.function);
+    else props.tokenSecret!.grantRead(this.function);
 
     this.deadLetterQueue = new DeadLetterQueue(this, 'DeadLetters', { deadLettersOf: 'the GitHub reporter (its rule\'s deliveries and its failed reports)' });
     // A GitHub failure throws: Lambda tries the event twice more (about 1 and 2 minutes later), then keeps it here.

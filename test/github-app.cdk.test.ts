@@ -14,8 +14,8 @@ import { checkCalls } from './support/iam-check.js';
 import { templateResolver } from './support/template-resolver.js';
 
 // `npx cdk synth` with a GitHub App (githubAppSecretName), then the bundles that read its key,
-// each invoked as its own role: the git token minter and the reporter. GitHub's stand-in checks
-// the App's JWT against its public key and each token's repository and permission.
+// each invoked as its own role: the git token minter, and the reporter through its report minter.
+// GitHub's stand-in checks the App's JWT against its public key and each token's repository and permission.
 
 const outdir = mkdtempSync(join(PROJECT_ROOT, 'cdk.out.test', 'github-app-'));
 afterAll(() => rmSync(outdir, { recursive: true, force: true }));
@@ -77,19 +77,38 @@ describe('npx cdk synth with githubAppSecretName', () => {
     }
   }, 120_000);
 
-  it('the reporter\'s bundle reports with a token of the session\'s repository, issues and pull requests write', async () => {
+  it('the reporter\'s bundle reports with a token its report minter mints for the session\'s repository, issues and pull requests write, and never reads the App\'s secret', async () => {
     // Prepare
     const assembly = readAssembly(outdir);
     const resolver = templateResolver(assembly.template);
-    const reporter = deployedFunctions(assembly).find((f) => f.logicalId.startsWith('GitHubReporterServiceFunction'))!;
+    const functions = deployedFunctions(assembly);
+    const reporter = functions.find((f) => f.logicalId.startsWith('GitHubReporterServiceFunction'))!;
+    const reportMinter = functions.find((f) => f.logicalId.startsWith('ReportTokenMinterServiceFunction'))!;
     const tableId = Object.entries(assembly.template.Resources).find(([, r]) => r.Type === 'AWS::DynamoDB::Table')![0];
     const dynamodb = await LocalDynamoDb.start({ table: assembly.template.Resources[tableId]!.Properties as never, tableName: resolver.physicalName(tableId) });
     const github = await new GitHubStandIn().start();
     github.installApp({ appId: APP_ID, publicKey: app.publicKey, installationId: 9, repositories: ['acme/widgets'], permissions: { contents: 'write', issues: 'write', pull_requests: 'write' } });
+    const envOf = (f: typeof reporter) => Object.fromEntries(Object.entries(f.environment).map(([k, v]) => [k, String(resolver.resolve(v))]));
+    const minterTask = taskRoot(reportMinter.codeDir, 'aws-sdk');
+    let minterEnv: Record<string, string> = {};
+    const minterOutput: string[] = [];
     const aws = await RecordingAwsEndpoint.start({
       upstreams: { dynamodb },
-      handlers: { 'secretsmanager.GetSecretValue': (p: { SecretId: string }) => ({ ARN: p.SecretId, Name: 'claude/github-app', SecretString: APP_SECRET }) },
+      handlers: {
+        'secretsmanager.GetSecretValue': (p: { SecretId: string }) => ({ ARN: p.SecretId, Name: 'claude/github-app', SecretString: APP_SECRET }),
+        // Lambda runs the report minter's bundle as its own role, as the reporter's Invoke would.
+        'lambda.Invoke': async (p: { FunctionName: string; Payload: unknown }) => {
+          expect(p.FunctionName).toBe(resolver.arnOf(reportMinter.logicalId));
+          const minted = await invokeHandler(minterTask, reportMinter.module, reportMinter.exportName, minterEnv, p.Payload);
+          minterOutput.push(minted.output);
+          return minted.error ? { error: { errorType: minted.error.errorType, errorMessage: minted.error.errorMessage } } : { result: minted.result };
+        },
+      },
     });
+    minterEnv = { ...lambdaEnvironment(resolver.physicalName(reportMinter.logicalId), minterTask), ...envOf(reportMinter), ...aws.envFor(reportMinter.role), GITHUB_API_URL: github.url };
+    // The stand-in plays GitHub on 127.0.0.1 (see the git minter's test above)
+    expect(minterEnv.GIT_TOKEN_SCOPES).toBe('https://github.com/acme/');
+    minterEnv.GIT_TOKEN_SCOPES = 'https://127.0.0.1/acme/';
     try {
       const sessionId = randomUUID();
       await dynamodb.documentClient.send(new PutCommand({
@@ -100,14 +119,17 @@ describe('npx cdk synth with githubAppSecretName', () => {
           workspace: { repo: 'https://github.com/acme/widgets', ref: null, baseCommit: 'abc', branch: 'claude-sessions/issue-7', commit: 'def', filesChanged: 1, insertions: 2, deletions: 0 },
         },
       }));
-      const environment = Object.fromEntries(Object.entries(reporter.environment).map(([k, v]) => [k, String(resolver.resolve(v))]));
       const task = taskRoot(reporter.codeDir, 'aws-sdk');
       // Act
       const answer = await invokeHandler(task, reporter.module, reporter.exportName, {
-        ...lambdaEnvironment(resolver.physicalName(reporter.logicalId), task), ...environment, ...aws.envFor(reporter.role), GITHUB_API_URL: github.url,
+        ...lambdaEnvironment(resolver.physicalName(reporter.logicalId), task), ...envOf(reporter), ...aws.envFor(reporter.role), GITHUB_API_URL: github.url,
       }, { 'detail-type': 'Session Closed', source: 'claude-sessions', detail: { sessionId, trigger: 'github', status: 'COMPLETED' } });
       // Assess
-      expect(answer.error, answer.output).toBeUndefined();
+      expect(answer.error, answer.output + minterOutput.join('\n')).toBeUndefined();
+      expect(Object.keys(envOf(reporter))).not.toContain('GITHUB_APP_SECRET_ARN');
+      expect(aws.calls.filter((c) => c.service !== 'dynamodb').map((c) => `${c.principal === reporter.role ? 'reporter' : c.principal === reportMinter.role ? 'report minter' : c.principal} ${c.service}:${c.action}`))
+        .toEqual(expect.arrayContaining(['reporter lambda:Invoke', 'report minter secretsmanager:GetSecretValue']));
+      expect(aws.calls.filter((c) => c.principal === reporter.role && c.service === 'secretsmanager')).toEqual([]);
       expect(github.writes).toEqual(['POST /app/installations/9/access_tokens', 'POST /repos/acme/widgets/pulls', 'POST /repos/acme/widgets/issues/7/comments']);
       expect(github.minted).toEqual([expect.objectContaining({ repositories: ['acme/widgets'], permissions: { issues: 'write', pull_requests: 'write' } })]);
       expect(new Set(github.calls.filter((c) => c.path.startsWith('/repos/acme/widgets/') && !c.path.endsWith('/installation')).map((c) => c.authorization)))

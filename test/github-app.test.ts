@@ -7,7 +7,7 @@ import { v4 as uuidv4 } from 'uuid';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_TOOLS } from '../lib/sessions/session-limits.js';
 import { GitHubAppTokens, appGitToken, appJwt, appPrivateKey, parseGitHubApp } from '../lib/github/app-token.js';
-import { mintGitToken } from '../lib/github/git-token-minter.js';
+import { mintToken } from '../lib/github/git-token-minter.js';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import type { SessionRecord } from '../lib/sessions/session-item.js';
 import { cliEnvironment, startServe, stopEngine } from './support/cli-process.js';
@@ -215,12 +215,12 @@ describe('the App\'s key', () => {
     const tokens = new GitHubAppTokens(github.url, async () => parseGitHubApp(JSON.stringify({ appId: APP_ID, privateKey: appPem }), 'githubAppSecretName'), 'githubAppSecretName');
     const scopes = [`https://127.0.0.1:${remote.port}/acme/widgets`];
     // Act
-    const minted = await mintGitToken({ repo: `https://127.0.0.1:${remote.port}/acme/widgets.git` }, tokens, scopes);
-    const outOfScope = await mintGitToken({ repo: `https://127.0.0.1:${remote.port}/acme/gadgets.git` }, tokens, scopes).catch((err: Error) => err);
-    const nameless = await mintGitToken({}, tokens, scopes).catch((err: Error) => err);
+    const minted = await mintToken({ repo: `https://127.0.0.1:${remote.port}/acme/widgets.git` }, tokens, scopes, 'git');
+    const outOfScope = await mintToken({ repo: `https://127.0.0.1:${remote.port}/acme/gadgets.git` }, tokens, scopes, 'git').catch((err: Error) => err);
+    const nameless = await mintToken({}, tokens, scopes, 'git').catch((err: Error) => err);
     // A scope on another host (left from a token of that host): the App's token never goes there
     const mintedBefore = github.minted.length;
-    const otherHost = await mintGitToken({ repo: 'https://git.internal.example/acme/widgets.git' }, tokens, [...scopes, 'https://git.internal.example/acme/']).catch((err: Error) => err);
+    const otherHost = await mintToken({ repo: 'https://git.internal.example/acme/widgets.git' }, tokens, [...scopes, 'https://git.internal.example/acme/'], 'git').catch((err: Error) => err);
     expect(otherHost).toMatchObject({ name: 'GitHubAppError', message: expect.stringMatching(/git\.internal\.example\/acme\/widgets\.git is not on 127\.0\.0\.1, the GitHub App's host/) });
     expect(github.minted).toHaveLength(mintedBefore);
     // Assess

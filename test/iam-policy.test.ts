@@ -335,7 +335,7 @@ describe('the GitHub reporter\'s function: read a session, its milestone and the
   });
 });
 
-describe('a GitHub App\'s key: read by the token minter and the reporter, never by a runner', () => {
+describe('a GitHub App\'s key: read by its two token minters only, each invoked by its one caller', () => {
   // `-c githubAppSecretName=claude/github-app` with the webhook, as app.ts passes them.
   const withApp = Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', {
     apiKeySecretName: 'claude/anthropic', githubAppSecretName: 'claude/github-app', gitTokenScopes: ['https://github.com/acme/'],
@@ -344,43 +344,63 @@ describe('a GitHub App\'s key: read by the token minter and the reporter, never 
   const resolver_ = templateResolver(withApp);
   const idOf = (prefix: string, type: string) => Object.keys(withApp.Resources).filter((id) => id.startsWith(prefix) && withApp.Resources[id]!.Type === type);
   const [minterRole] = idOf('GitTokenMinterServiceFunctionServiceRole', 'AWS::IAM::Role');
+  const [reportMinterRole] = idOf('ReportTokenMinterServiceFunctionServiceRole', 'AWS::IAM::Role');
   const [reporterRole] = idOf('GitHubReporterServiceFunctionServiceRole', 'AWS::IAM::Role');
   const runnerRoles = [idOf('RunnerFunctionServiceRole', 'AWS::IAM::Role')[0]!, idOf('FargateTaskTaskRole', 'AWS::IAM::Role')[0]!];
   const minter = resolver_.arnOf(idOf('GitTokenMinterServiceFunction', 'AWS::Lambda::Function')[0]!);
+  const reportMinter = resolver_.arnOf(idOf('ReportTokenMinterServiceFunction', 'AWS::Lambda::Function')[0]!);
   const readApp = (principal: string): AwsCall => ({ principal, service: 'secretsmanager', action: 'GetSecretValue', params: { SecretId: 'claude/github-app' } });
-  const invokeMinter = (principal: string, functionName = minter): AwsCall => ({ principal, service: 'lambda', action: 'Invoke', params: { FunctionName: functionName } });
+  const invoke = (principal: string, functionName: string): AwsCall => ({ principal, service: 'lambda', action: 'Invoke', params: { FunctionName: functionName } });
 
-  it('lets the minter and the reporter read the App\'s secret and the runners invoke the minter; denies the runners the secret and the minter anything else', async () => {
+  it('lets the two minters read the App\'s secret, the runners invoke the git minter and the reporter the report minter; denies everyone else the secret and each caller the other\'s minter', async () => {
     // Prepare
-    const allowed = [readApp(minterRole!), readApp(reporterRole!), ...runnerRoles.map((role) => invokeMinter(role))];
+    const allowed = [readApp(minterRole!), readApp(reportMinterRole!), ...runnerRoles.map((role) => invoke(role, minter)), invoke(reporterRole!, reportMinter)];
     const refused = [
       ...runnerRoles.map(readApp),
-      invokeMinter(reporterRole!),
+      readApp(reporterRole!),
+      ...runnerRoles.map((role) => invoke(role, reportMinter)),
+      invoke(reporterRole!, minter),
       { principal: minterRole!, service: 'secretsmanager', action: 'GetSecretValue', params: { SecretId: 'claude/anthropic' } },
-      { principal: minterRole!, service: 'secretsmanager', action: 'GetSecretValue', params: { SecretId: 'claude/github-webhook' } },
+      { principal: reportMinterRole!, service: 'secretsmanager', action: 'GetSecretValue', params: { SecretId: 'claude/github-webhook' } },
     ];
     // Act
     const { denied, unusedGrants } = await checkCalls(withApp, [...allowed, ...refused]);
-    // Assess: exactly the refused calls are denied, and the minter holds nothing beyond the App's secret, logs and traces
+    // Assess: exactly the refused calls are denied, and each minter holds nothing beyond the App's secret, logs and traces
+    const minterName = (arn: string) => arn.split(':').pop()!;
     expect(denied.map((d) => `${d.principal} ${d.action} ${d.resource.split(':').slice(5).join(':')}`)).toEqual([
       ...runnerRoles.map((role) => expect.stringMatching(new RegExp(`^${role} secretsmanager:GetSecretValue secret:claude/github-app`))),
-      expect.stringMatching(new RegExp(`^${reporterRole} lambda:InvokeFunction function:`)),
+      expect.stringMatching(new RegExp(`^${reporterRole} secretsmanager:GetSecretValue secret:claude/github-app`)),
+      ...runnerRoles.map((role) => `${role} lambda:InvokeFunction function:${minterName(reportMinter)}`),
+      `${reporterRole} lambda:InvokeFunction function:${minterName(minter)}`,
       expect.stringMatching(new RegExp(`^${minterRole} secretsmanager:GetSecretValue secret:claude/anthropic`)),
-      expect.stringMatching(new RegExp(`^${minterRole} secretsmanager:GetSecretValue secret:claude/github-webhook`)),
+      expect.stringMatching(new RegExp(`^${reportMinterRole} secretsmanager:GetSecretValue secret:claude/github-webhook`)),
     ]);
-    expect(unusedGrants.filter((g) => g.principal === minterRole && !/^(xray|logs):/.test(g.action))).toEqual([]);
+    expect(unusedGrants.filter((g) => (g.principal === minterRole || g.principal === reportMinterRole) && !/^(xray|logs):/.test(g.action))).toEqual([]);
   });
 
-  it('gives the runners the minter, not a token secret, and the reporter the App\'s secret; refuses a token and an App together', () => {
-    const environments = Object.values(withApp.Resources).filter((r) => r.Type === 'AWS::Lambda::Function').map((r) => JSON.stringify((r.Properties as any).Environment ?? {}));
-    expect(environments.filter((e) => e.includes('GIT_TOKEN_MINTER_ARN'))).toHaveLength(1); // the Lambda runner (the Fargate task's is in its task definition)
-    expect(environments.filter((e) => e.includes('GITHUB_APP_SECRET_ARN'))).toHaveLength(2); // the minter and the reporter
-    expect(environments.join(' ')).not.toContain('GIT_TOKEN_SECRET_ARN');
+  it('gives the runners the git minter and the reporter the report minter, neither a secret; each minter mints its own permissions; refuses a token and an App together', () => {
+    const functions = Object.entries(withApp.Resources).filter(([, r]) => r.Type === 'AWS::Lambda::Function');
+    const environment = (prefix: string) => JSON.stringify((functions.find(([id]) => id.startsWith(prefix))![1].Properties as any).Environment.Variables);
+    expect(environment('RunnerFunction')).toContain('GIT_TOKEN_MINTER_ARN'); // the Fargate task's is in its task definition
+    expect(JSON.parse(environment('GitHubReporterServiceFunction')).REPORT_TOKEN_MINTER_ARN).toEqual({ 'Fn::GetAtt': [idOf('ReportTokenMinterServiceFunction', 'AWS::Lambda::Function')[0], 'Arn'] });
+    expect(JSON.parse(environment('GitTokenMinterServiceFunction')).TOKEN_PURPOSE).toBe('git');
+    expect(JSON.parse(environment('ReportTokenMinterServiceFunction')).TOKEN_PURPOSE).toBe('report');
+    expect(functions.filter(([, r]) => JSON.stringify((r.Properties as any).Environment ?? {}).includes('GITHUB_APP_SECRET_ARN')).map(([id]) => id.replace(/[0-9A-F]{8}$/, '')))
+      .toEqual(['GitTokenMinterServiceFunction', 'ReportTokenMinterServiceFunction']);
+    expect(functions.map(([, r]) => JSON.stringify((r.Properties as any).Environment ?? {})).join(' ')).not.toContain('GIT_TOKEN_SECRET_ARN');
     expect(() => new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', {
       gitTokenSecretName: 'claude/git', githubAppSecretName: 'claude/github-app', gitTokenScopes: ['https://github.com/acme/'],
     })).toThrow(/gitTokenSecretName or githubAppSecretName, not both/);
     expect(() => new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', { githubAppSecretName: 'claude/github-app' }))
       .toThrow(/gitTokenScopes must name where the git token may go .* when githubAppSecretName is set/);
+  });
+
+  it('has no report minter without the webhook: the App\'s key is read by the git minter alone', () => {
+    const appOnly = Template.fromStack(new ClaudeSessionsStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'ClaudeSessions', {
+      githubAppSecretName: 'claude/github-app', gitTokenScopes: ['https://github.com/acme/'],
+    })).toJSON() as CfnTemplate;
+    expect(Object.keys(appOnly.Resources).filter((id) => /^(ReportTokenMinter|GitHubReporter)/.test(id))).toEqual([]);
+    expect(Object.keys(appOnly.Resources).filter((id) => id.startsWith('GitTokenMinterServiceFunction') && appOnly.Resources[id]!.Type === 'AWS::Lambda::Function')).toHaveLength(1);
   });
 });
 

@@ -9,7 +9,7 @@ import { checkedTokenScopes } from '../../lib/claude/repository-scopes.js';
 import { GitHubAppTokens } from '../../lib/github/app-token.js';
 import { checkedGitHubApiUrl } from '../../lib/github/github-client.js';
 import { readGitHubApp } from '../../lib/github/github-token.js';
-import { mintGitToken } from '../../lib/github/git-token-minter.js';
+import { mintToken, tokenPurpose } from '../../lib/github/git-token-minter.js';
 import { redactRepo } from '../../lib/claude/workspace.js';
 import { lazy } from '../shared/lazy.js';
 
@@ -26,13 +26,15 @@ const deps = lazy(() => ({
     'githubAppSecretName',
   ),
   tokenScopes: checkedTokenScopes(getStringFromEnv({ key: 'GIT_TOKEN_SCOPES' }).split(','), 'GIT_TOKEN_SCOPES')!,
+  // git (contents write, for the runners) or report (issues and pull requests write, for the reporter): one per minter.
+  purpose: tokenPurpose(process.env.TOKEN_PURPOSE, 'TOKEN_PURPOSE'),
 }));
 
-/** `{repo}` from a runner: git's token for that one repository (contents write). The token is never logged or traced. */
+/** `{repo}` from its one caller: a token of that one repository, with this minter's permissions. The token is never logged or traced. */
 export const handler = middy(async (request: { repo?: unknown }) => {
-  const { tokens, tokenScopes } = deps();
-  const answer = await mintGitToken(request, tokens, tokenScopes);
-  logger.info('git token minted', { repo: typeof request?.repo === 'string' ? redactRepo(request.repo) : null });
+  const { tokens, tokenScopes, purpose } = deps();
+  const answer = await mintToken(request, tokens, tokenScopes, purpose);
+  logger.info('token minted', { purpose, repo: typeof request?.repo === 'string' ? redactRepo(request.repo) : null });
   return answer;
 })
   .use(captureLambdaHandler(tracer, { captureResponse: false }))

@@ -4,13 +4,14 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { LambdaClient } from '@aws-sdk/client-lambda';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import middy from '@middy/core';
 import type { EventBridgeEvent } from 'aws-lambda';
 import { GitHubClient, checkedGitHubApiUrl } from '../../lib/github/github-client.js';
-import { readGitHubApp, readGitHubToken } from '../../lib/github/github-token.js';
-import { GitHubAppTokens, appReportToken } from '../../lib/github/app-token.js';
+import { readGitHubToken } from '../../lib/github/github-token.js';
+import { invokeGitTokenMinter, reportTokenFromMinter } from '../../lib/github/git-token-minter.js';
 import { reportSession } from '../../lib/github/session-report.js';
 import type { SessionClosedDetail } from '../../lib/sessions/session-events.js';
 import { MilestoneRepository } from '../../lib/sessions/milestone-repository.js';
@@ -22,15 +23,17 @@ const logger = new Logger();
 const tracer = new Tracer();
 const documents = DynamoDBDocumentClient.from(tracer.captureAWSv3Client(new DynamoDBClient({})));
 const secrets = tracer.captureAWSv3Client(new SecretsManagerClient({}));
+const lambda = tracer.captureAWSv3Client(new LambdaClient({}));
 const deps = lazy(() => {
   const tableName = getStringFromEnv({ key: 'TABLE_NAME' });
   const repository = new SessionRepository(documents, tableName);
   const milestones = new MilestoneRepository(documents, tableName);
   const apiUrl = checkedGitHubApiUrl(process.env.GITHUB_API_URL, 'GITHUB_API_URL');
-  // A GitHub App's token per report, scoped to the session's repository (issues and pull requests write); else the deployment's token.
-  const appSecret = process.env.GITHUB_APP_SECRET_ARN;
-  const token = appSecret
-    ? appReportToken(new GitHubAppTokens(apiUrl, readGitHubApp(secrets, appSecret, 'githubAppSecretName'), 'githubAppSecretName'))
+  // A GitHub App's token per report, scoped to the session's repository (issues and pull requests write), from the
+  // report minter, which alone here holds the App's key; else the deployment's token.
+  const minter = process.env.REPORT_TOKEN_MINTER_ARN;
+  const token = minter
+    ? reportTokenFromMinter(invokeGitTokenMinter(lambda, minter, 'the report token minter'), apiUrl)
     : readGitHubToken(secrets, getStringFromEnv({ key: 'GITHUB_TOKEN_SECRET_ARN' }));
   return {
     github: new GitHubClient(apiUrl, token),

@@ -53,6 +53,12 @@ export function appPrivateKey(pem: string, setting: string): KeyObject {
   }
 }
 
+/** The host a GitHub's repositories are cloned from: its REST API's own (GitHub Enterprise Server), github.com for api.github.com. */
+export function gitHostOf(apiUrl: string): string {
+  const host = new URL(apiUrl).hostname.toLowerCase();
+  return host === 'api.github.com' ? 'github.com' : host;
+}
+
 const base64url = (value: string | Buffer) => Buffer.from(value).toString('base64url');
 
 /**
@@ -91,10 +97,9 @@ export class GitHubAppTokens {
     private readonly now: () => number = () => Date.now(),
   ) {}
 
-  /** The host the App's repositories are cloned from: the API's own (GitHub Enterprise Server), github.com for api.github.com. */
+  /** The host the App's repositories are cloned from (gitHostOf). */
   gitHost(): string {
-    const host = new URL(this.apiUrl).hostname.toLowerCase();
-    return host === 'api.github.com' ? 'github.com' : host;
+    return gitHostOf(this.apiUrl);
   }
 
   async token(repository: RepositoryName, permissions: InstallationPermissions): Promise<string> {
@@ -132,6 +137,11 @@ export class GitHubAppTokens {
 
 /** git's token for a repository URL: the App's, scoped to that repository, contents write. */
 export function appGitToken(tokens: GitHubAppTokens): (repo: string) => Promise<string | undefined> {
+  return appRepositoryToken(tokens, GIT_PERMISSIONS);
+}
+
+/** A token of the repository a URL names, with `permissions`: the App's, for a repository on its own host only. */
+export function appRepositoryToken(tokens: GitHubAppTokens, permissions: InstallationPermissions): (repo: string) => Promise<string> {
   return async (repo) => {
     const name = repositoryName(repo);
     if (!name) throw new GitHubAppError(`${repo} names no owner/repo an App token could be scoped to`);
@@ -139,7 +149,7 @@ export function appGitToken(tokens: GitHubAppTokens): (repo: string) => Promise<
     // gitTokenScopes let through (a scope left from a token of another host).
     const host = new URL(repo).hostname.toLowerCase();
     if (host !== tokens.gitHost()) throw new GitHubAppError(`${repo} is not on ${tokens.gitHost()}, the GitHub App's host (githubApiUrl): no App token is minted for it`);
-    return tokens.token(name, GIT_PERMISSIONS);
+    return tokens.token(name, permissions);
   };
 }
 
