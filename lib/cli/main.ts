@@ -526,7 +526,8 @@ type EngineGit = { token?: string; app?: import('../github/app-token.js').GitHub
 const APP_ID_VAR = 'CLAUDE_SESSIONS_GITHUB_APP_ID';
 const APP_KEY_VAR = 'CLAUDE_SESSIONS_GITHUB_APP_PRIVATE_KEY_FILE';
 
-async function gitTokenFromEnv(env: NodeJS.ProcessEnv): Promise<EngineGit | undefined> {
+/** `sessions`: what the engine's sessions may run, which decides where the App's key file must be out of their reach. */
+async function gitTokenFromEnv(env: NodeJS.ProcessEnv, sessions: { shellOnLambda?: boolean }): Promise<EngineGit | undefined> {
   const token = env.CLAUDE_SESSIONS_GIT_TOKEN;
   const appId = env[APP_ID_VAR];
   const keyFile = env[APP_KEY_VAR];
@@ -547,11 +548,13 @@ async function gitTokenFromEnv(env: NodeJS.ProcessEnv): Promise<EngineGit | unde
   if (token) return { token, tokenScopes };
   if (!/^\d+$/.test(appId!)) throw new UsageError(`${APP_ID_VAR} must be the App's numeric id (its settings page, "App ID")`);
   const { GitHubAppTokens, appPrivateKey } = await import('../github/app-token.js');
-  const { readFile } = await import('node:fs/promises');
+  const { readAppKeyFile, AppKeyReachError } = await import('../local/app-key-file.js');
+  // Read once, here: the engine holds the key in memory from now on.
   let pem: string;
   try {
-    pem = await readFile(keyFile!, 'utf8');
+    pem = await readAppKeyFile(keyFile!, APP_KEY_VAR, sessions);
   } catch (err) {
+    if (err instanceof AppKeyReachError) throw new UsageError(err.message);
     throw new UsageError(`${APP_KEY_VAR}: cannot read ${keyFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   let privateKey;
@@ -688,7 +691,7 @@ async function serveCommand(args: string[], io: CliIo, background: boolean): Pro
   } catch {
     throw new UsageError('--max-concurrent-sessions must be a whole number from 1');
   }
-  const git = await gitTokenFromEnv(io.env);
+  const git = await gitTokenFromEnv(io.env, policy);
   if (!background) await takeOverFromBackgroundEngine(io);
   const { startEngine } = await import('../local/local-engine.js');
   const running = await startEngine({
