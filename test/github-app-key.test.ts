@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import type { SessionRecord } from '../lib/sessions/session-item.js';
-import { cliEnvironment, runCli, startServe, stopEngine } from './support/cli-process.js';
+import { cliEnvironment, runCli, startServe, stopEngine, type CliResult } from './support/cli-process.js';
 import { git } from './support/git-remote.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -36,12 +36,24 @@ function appEngine(mode: number, extra: NodeJS.ProcessEnv = {}): { home: string;
   };
 }
 
+/** `serve` run to its exit; one still running after 30 s (it started: the key was not refused) is stopped, and its result says so. */
+async function serveUntilExit(env: NodeJS.ProcessEnv): Promise<CliResult> {
+  let child: ChildProcess | undefined;
+  const result = runCli(['serve', '--port', '0'], env, (started) => (child = started));
+  const stopped = setTimeout(() => child?.kill('SIGINT'), 30_000);
+  try {
+    return await result;
+  } finally {
+    clearTimeout(stopped);
+  }
+}
+
 describe('serve refuses a GitHub App key a session could read', () => {
   it('refuses a key file its group or others may read, naming the variable and chmod 600, before anything starts', async () => {
     // Prepare
     const { home, keyFile, env } = appEngine(0o644);
     // Act
-    const result = await runCli(['serve', '--port', '0'], env);
+    const result = await serveUntilExit(env);
     // Assess
     expect(result.code).toBe(2);
     expect(result.stderr).toContain(`CLAUDE_SESSIONS_GITHUB_APP_PRIVATE_KEY_FILE: ${keyFile} may be read by its group or others (mode 644)`);
@@ -55,7 +67,7 @@ describe('serve refuses a GitHub App key a session could read', () => {
     // Prepare
     const { home, env } = appEngine(0o600, { CLAUDE_SESSIONS_SHELL_ON_LAMBDA: 'true', CLAUDE_SESSIONS_ALLOWED_TOOLS: 'Read,Glob,Grep,Edit,Write,Bash' });
     // Act
-    const result = await runCli(['serve', '--port', '0'], env);
+    const result = await serveUntilExit(env);
     // Assess
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/CLAUDE_SESSIONS_GITHUB_APP_PRIVATE_KEY_FILE with CLAUDE_SESSIONS_SHELL_ON_LAMBDA=true: a lambda session's shell runs as you/);
