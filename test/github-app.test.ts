@@ -7,7 +7,7 @@ import { v4 as uuidv4 } from 'uuid';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_TOOLS } from '../lib/sessions/session-limits.js';
 import { GitHubAppTokens, appGitToken, appJwt, appPrivateKey, parseGitHubApp } from '../lib/github/app-token.js';
-import { mintToken } from '../lib/github/git-token-minter.js';
+import { mintToken, reportTokenFromMinter } from '../lib/github/git-token-minter.js';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import type { SessionRecord } from '../lib/sessions/session-item.js';
 import { cliEnvironment, startServe, stopEngine } from './support/cli-process.js';
@@ -227,6 +227,30 @@ describe('the App\'s key', () => {
     expect(github.minted.find((m) => m.token === minted.token)).toMatchObject({ repositories: ['acme/widgets'], permissions: { contents: 'write' } });
     expect(outOfScope).toMatchObject({ name: 'GitHubAppError', message: expect.stringMatching(/acme\/gadgets\.git is under none of gitTokenScopes/) });
     expect(nameless).toMatchObject({ name: 'GitHubAppError', message: expect.stringMatching(/names no repository/) });
+  });
+
+  it('the reporter\'s minter gives a token of the REST call\'s repository with issues and pull requests write only, under gitTokenScopes; its purpose is its own, never the request\'s', async () => {
+    // Prepare: the report minter's state as its function holds it, and the reporter's side of the Invoke
+    const tokens = new GitHubAppTokens(github.url, async () => parseGitHubApp(JSON.stringify({ appId: APP_ID, privateKey: appPem }), 'githubAppSecretName'), 'githubAppSecretName');
+    const scopes = [`https://127.0.0.1/acme/widgets`];
+    const asked: unknown[] = [];
+    const invoke = async (repo: string) => {
+      const request = { repo, permissions: { contents: 'write' } }; // a caller asking for more is not heard
+      asked.push(request);
+      return (await mintToken(request, tokens, scopes, 'report')).token;
+    };
+    const token = reportTokenFromMinter(invoke, github.url);
+    // Act
+    const first = await token({ owner: 'acme', repo: 'widgets' });
+    const again = await token({ owner: 'acme', repo: 'widgets' });
+    const outOfScope = await token({ owner: 'acme', repo: 'gadgets' }).catch((err: Error) => err);
+    const nameless = await token(undefined).catch((err: Error) => err);
+    // Assess: one mint for the report's calls, of its repository on the App's host, with the report's permissions
+    expect(again).toBe(first);
+    expect(asked).toEqual([{ repo: 'https://127.0.0.1/acme/widgets', permissions: { contents: 'write' } }, { repo: 'https://127.0.0.1/acme/gadgets', permissions: { contents: 'write' } }]);
+    expect(github.minted.find((m) => m.token === first)).toMatchObject({ repositories: ['acme/widgets'], permissions: { issues: 'write', pull_requests: 'write' } });
+    expect(outOfScope).toMatchObject({ name: 'GitHubAppError', message: expect.stringMatching(/acme\/gadgets is under none of gitTokenScopes/) });
+    expect(nameless).toMatchObject({ name: 'GitHubAppError', message: expect.stringMatching(/scoped to a repository, and this call names none/) });
   });
 
   it('names the setting for a secret that is not the App\'s JSON, an id that is no number, or a key that is no RSA PEM', () => {
