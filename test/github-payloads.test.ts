@@ -113,6 +113,12 @@ const closed = (projectId: string, sessionId: string) => waitFor(async () => {
 /** The pull request the reporter opened from `branch` of acme/<name>, once it has. */
 const pullRequestOf = (name: string, branch: string) => waitFor(async () => (github.pulls.get(`acme/${name}`) ?? []).find((p) => p.head === branch), `the pull request of ${branch}`, 60_000);
 
+/** Once the reporter has recorded `number` on the milestone (it does so after opening it): only then is it the milestone's pull request. */
+const recorded = (name: string, milestoneId: string, number: number) => waitFor(async () => {
+  const response = await fetch(`${url}/projects/${name}/milestones/${milestoneId}`);
+  return response.ok && ((await response.json()) as MilestoneView).pullRequest?.number === number ? true : undefined;
+}, `the milestone to record pull request #${number}`, 60_000);
+
 async function milestoneOf(projectId: string, milestoneId: string): Promise<MilestoneView> {
   const response = await fetch(`${url}/projects/${projectId}/milestones/${milestoneId}`);
   expect(response.status).toBe(200);
@@ -167,8 +173,10 @@ describe('GitHub\'s recorded payloads start, continue and close sessions', () =>
     const started = await deliver('issue_comment', comment);
     const session = await closed('widgets', started.body.sessionId!);
     const pull = await pullRequestOf('widgets', issueBranch(issue));
+    await recorded('widgets', started.body.milestoneId!, pull.number);
     // GitHub's pull_request closed (not merged), of that pull request
     const close = inRepository(example('pull_request', 'closed', (p) => p.pull_request.merged === false), 'widgets');
+    close.pull_request.number = pull.number; // the pull request the reporter opened and recorded on the milestone
     close.pull_request.body = pull.body; // the body the reporter wrote: its marker says the product opened it
     close.pull_request.head.ref = pull.head; // the branch the reporter opened it from
     close.pull_request.closed_at = new Date().toISOString(); // a closing of 2019 is stale
@@ -198,6 +206,7 @@ describe('GitHub\'s recorded payloads start, continue and close sessions', () =>
     const started = await deliver('issues', labelled);
     const first = await closed('gadgets', started.body.sessionId!);
     const pull = await pullRequestOf('gadgets', issueBranch(issue));
+    await recorded('gadgets', started.body.milestoneId!, pull.number);
     anthropic.respondWith({ kind: 'text', text: 'Looked again: nothing more to change.' });
     // GitHub has no recorded issue_comment on a pull request: its recorded comment, on an issue that
     // is a pull request (the issue object GitHub sends for one, recorded with issues milestoned).
@@ -210,6 +219,7 @@ describe('GitHub\'s recorded payloads start, continue and close sessions', () =>
     const continued = await deliver('issue_comment', pullComment);
     const second = await closed('gadgets', continued.body.sessionId!);
     const merge = inRepository(example('pull_request', 'closed'), 'gadgets');
+    merge.pull_request.number = pull.number; // the pull request the reporter recorded
     merge.pull_request.body = pull.body; // the marker
     merge.pull_request.head.ref = pull.head; // the issue's branch
     merge.pull_request.closed_at = new Date().toISOString(); // not stale
