@@ -161,8 +161,8 @@ describe('claude-sessions totals backfill', () => {
       expect(first.stderr).toBe('');
       const day = a1.startedAt.slice(0, 10);
       expect(JSON.parse(first.stdout)).toEqual([
-        { projectId: 'tb-a', sessions: 3, rewritten: ['ALL', day].sort(), runningMarked: 0, passes: 1 },
-        { projectId: 'tb-b', sessions: 1, rewritten: ['ALL', running.startedAt.slice(0, 10)].sort(), runningMarked: 1, passes: 1 },
+        { projectId: 'tb-a', sessions: 3, rewritten: ['ALL', day, 'no milestone'].sort(), runningMarked: 0, passes: 1 },
+        { projectId: 'tb-b', sessions: 1, rewritten: ['ALL', running.startedAt.slice(0, 10), 'no milestone'].sort(), runningMarked: 1, passes: 1 },
       ]);
       expect(second).toMatchObject({ code: 0, stdout: 'tb-a: the totals already held its 3 session(s)\ntb-b: the totals already held its 1 session(s)\n' });
       expect(check).toMatchObject({ code: 0, stdout: 'tb-a: the totals match its 3 session(s)\ntb-b: the totals match its 1 session(s)\n' });
