@@ -301,7 +301,7 @@ async function main() {
   log(`transitions: ${Object.entries(paths).map(([k, v]) => `${k} ${v.transitions}`).join(', ')}`);
   log(`DynamoDB per happy session: ${writes} writes (${writeUnitsPerSession} write units: ${happy.writeUnits!.table} table, ${happy.writeUnits!.indexes} indexes), ${reads} reads`);
   log(`orchestration per 1k sessions: $${result.costPer1kSessionsUsd.standardOrchestration} (Standard)`);
-  for (const c of scale) log(`scale ${c.sessions}: start ${c.startMs} ms (${c.startItemsRead} items), usage ${c.usageMs} ms (${c.usageItemsRead} items), list page ${c.listPageMs} ms`);
+  for (const c of scale) log(`scale ${c.sessions}: start ${c.startMs} ms (${c.startItemsRead} items), usage ${c.usageMs} ms (${c.usageItemsRead} items), list page ${c.listPageMs} ms, milestone view ${c.milestoneViewMs} ms (${c.milestoneViewItemsRead} items, ${c.milestoneTasks} tasks)`);
   for (const c of concurrency) log(`concurrency ${c.sessions}: ${c.wallMs} ms, ${c.sessionsPerSecond}/s, closed ${c.closed}, running ${c.running}`);
 }
 

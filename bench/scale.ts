@@ -6,6 +6,7 @@ import { synthesizeDefinition } from '../lib/local/workflow-definition.js';
 import { prepareSessionStart, type SessionStart } from '../lib/sessions/execution-input.js';
 import { monthStart } from '../lib/sessions/session-creation.js';
 import { RUNNING_PROJECT, SESSION_SK, closeValues, sessionPk, toSessionItem, type RunOutcome, type SessionItem } from '../lib/sessions/session-item.js';
+import { MilestoneRepository } from '../lib/sessions/milestone-repository.js';
 import { SessionRepository } from '../lib/sessions/session-repository.js';
 import { backfillTotals } from '../lib/sessions/totals-backfill.js';
 
@@ -19,6 +20,10 @@ export interface ScaleFigures {
   usageMs: number;
   usageItemsRead: number;
   listPageMs: number;
+  /** Every other session is a task of one milestone: its view (totals and a page of tasks) read with that many tasks. */
+  milestoneTasks: number;
+  milestoneViewMs: number;
+  milestoneViewItemsRead: number;
 }
 
 const REPLY = 'x'.repeat(2_000); // a stored reply at its cap, as the runner writes one
@@ -40,10 +45,11 @@ function closed(i: number, startedAt: string): RunOutcome {
   };
 }
 
-/** The i-th session's start: spread over the last DAYS days, each a distinct instant. */
-function startOf(i: number, projectId: string, now: number): SessionStart {
+/** The i-th session's start: spread over the last DAYS days, each a distinct instant; every odd one a task of the milestone. */
+function startOf(i: number, projectId: string, now: number, milestoneId: string): SessionStart {
   const at = new Date(now - (i % DAYS) * 86_400_000 - Math.floor(i / DAYS) * 10 - 60_000);
-  return prepareSessionStart({ prompt: 'p', projectId, sessionId: uuidv4() }, { executionArn: `arn:bench:${i}`, now: at }).session;
+  const task = i % 2 === 1 ? { mode: 'milestone' as const, milestoneId } : {};
+  return prepareSessionStart({ prompt: 'p', projectId, sessionId: uuidv4(), ...task }, { executionArn: `arn:bench:${i}`, now: at }).session;
 }
 
 /**
@@ -61,8 +67,9 @@ function closedItem(start: SessionStart, outcome: RunOutcome): SessionItem {
 }
 
 /**
- * Seeds one project with `size` closed sessions into an in-memory dynalite, then times what reads
- * grew with history before the totals: a start's budget check, `usage`, the first page of `list`.
+ * Seeds one project with `size` closed sessions into an in-memory dynalite, half of them tasks of one
+ * milestone, then times what reads grew with history before the totals: a start's budget check,
+ * `usage`, the first page of `list`, the milestone's view.
  * Seeding: CHECKED sessions through SessionRepository's create and close (the transactions a
  * deployed start and close make), each compared with `closedItem`; the rest as those same items by
  * BatchWriteItem; then the project's totals and registry item by `totals backfill` (lib/sessions/
@@ -79,12 +86,14 @@ export async function scaleFigures(size: number, log: (line: string) => void): P
     return answer;
   }, { step: 'initialize', name: 'benchItemsRead' });
   const repository = new SessionRepository(db.documentClient, db.tableName);
+  const milestones = new MilestoneRepository(db.documentClient, db.tableName);
   const projectId = 'scale';
   const now = Date.now();
   try {
+    const { milestoneId } = await milestones.open(projectId);
     const t0 = performance.now();
     for (let i = 0; i < Math.min(CHECKED, size); i++) {
-      const start = startOf(i, projectId, now);
+      const start = startOf(i, projectId, now, milestoneId);
       const outcome = closed(i, start.startedAt);
       await repository.create(start);
       await repository.close(start.sessionId, outcome);
@@ -100,7 +109,7 @@ export async function scaleFigures(size: number, log: (line: string) => void): P
         const to = (next = Math.min(size, next + 25));
         const items = [];
         for (let i = from; i < to; i++) {
-          const start = startOf(i, projectId, now);
+          const start = startOf(i, projectId, now, milestoneId);
           items.push({ PutRequest: { Item: closedItem(start, closed(i, start.startedAt)) } });
         }
         let request: Record<string, unknown[]> | undefined = { [db.tableName]: items };
@@ -135,9 +144,11 @@ export async function scaleFigures(size: number, log: (line: string) => void): P
     const start = await timed(() => repository.costSince(projectId, monthStart(new Date(now))));
     const usage = await timed(() => repository.usageTotals(projectId));
     const list = await timed(() => repository.listByProject(projectId, { limit: 50 }));
+    const view = await timed(() => milestones.view(milestoneId));
     return {
       sessions: size, seedMs: Math.round(seedMs), startMs: round(start.ms), startItemsRead: start.items,
       usageMs: round(usage.ms), usageItemsRead: usage.items, listPageMs: round(list.ms),
+      milestoneTasks: Math.floor(size / 2), milestoneViewMs: round(view.ms), milestoneViewItemsRead: view.items,
     };
   } finally {
     await db.close();

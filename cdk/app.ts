@@ -38,6 +38,8 @@ const props: ClaudeSessionsStackProps = {
   runnerArchitecture: context.tryGetContext('runnerArchitecture'),
   keepLegacyProjectIndex: booleanFlag(context.tryGetContext('keepLegacyProjectIndex'), 'keepLegacyProjectIndex'),
   withoutRunningIndex: booleanFlag(context.tryGetContext('withoutRunningIndex'), 'withoutRunningIndex'),
+  keepLegacyMilestoneIndex: booleanFlag(context.tryGetContext('keepLegacyMilestoneIndex'), 'keepLegacyMilestoneIndex'),
+  withoutMilestoneSummaryIndex: booleanFlag(context.tryGetContext('withoutMilestoneSummaryIndex'), 'withoutMilestoneSummaryIndex'),
   sessionRetentionDays: positiveInt(context.tryGetContext('sessionRetentionDays'), 'sessionRetentionDays', 36_500),
   // Checked by the stack with the runner's own schema, naming the context key.
   provider: context.tryGetContext('provider'),

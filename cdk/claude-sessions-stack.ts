@@ -160,6 +160,16 @@ export interface ClaudeSessionsStackProps extends StackProps {
    */
   readonly withoutRunningIndex?: boolean;
   /**
+   * Keep the `byMilestone` index tables deployed before `byMilestoneSummary` have, for the first of
+   * the two deploys an upgrade takes (docs/DEPLOYING.md#upgrading). Context `keepLegacyMilestoneIndex`. @default false
+   */
+  readonly keepLegacyMilestoneIndex?: boolean;
+  /**
+   * Leave out the `byMilestoneSummary` index, for the deploys of an upgrade that change another index
+   * first (docs/DEPLOYING.md#upgrading). Context `withoutMilestoneSummaryIndex`. @default false
+   */
+  readonly withoutMilestoneSummaryIndex?: boolean;
+  /**
    * Days after its start a closed session's item expires (DynamoDB TTL on `expiresAt`, set by its
    * close); a project's totals never expire, so `usage` and the budget still count it.
    * Context `sessionRetentionDays`. @default none: sessions are kept
@@ -237,7 +247,10 @@ export class ClaudeSessionsStack extends Stack {
         throw new Error(`schedule ${schedule.name}: ${(err as Error).message}`);
       }
     }
-    const sessions = new SessionTable(this, 'Sessions', { keepLegacyProjectIndex: props.keepLegacyProjectIndex, withoutRunningIndex: props.withoutRunningIndex });
+    const sessions = new SessionTable(this, 'Sessions', {
+      keepLegacyProjectIndex: props.keepLegacyProjectIndex, withoutRunningIndex: props.withoutRunningIndex,
+      keepLegacyMilestoneIndex: props.keepLegacyMilestoneIndex, withoutMilestoneSummaryIndex: props.withoutMilestoneSummaryIndex,
+    });
     const transcripts = new TranscriptBucket(this, 'Transcripts');
     const creator = (this.creator = new SessionCreator(this, 'SessionCreator', {
       maxConcurrentSessions: props.maxConcurrentSessions, monthlyBudgetUsd: props.monthlyBudgetUsd, sessions, allowedTools: props.allowedTools,

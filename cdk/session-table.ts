@@ -5,7 +5,7 @@ import { Construct } from 'constructs';
 import { EXPIRES_AT, LEGACY_PROJECT_INDEX, PROJECT_INDEX, RUNNING_INDEX, RUNNING_PROJECT, SESSION_SUMMARY_ATTRIBUTES, sessionPk } from '../lib/sessions/session-item.js';
 import { totalsPk } from '../lib/sessions/project-totals.js';
 import { PROJECT_REGISTRY_PK } from '../lib/sessions/project-registry.js';
-import { MILESTONE_INDEX, RECORD_PULL_REQUEST_ATTRIBUTES, milestonePk } from '../lib/sessions/milestone-item.js';
+import { LEGACY_MILESTONE_INDEX, MILESTONE_INDEX, RECORD_PULL_REQUEST_ATTRIBUTES, milestonePk } from '../lib/sessions/milestone-item.js';
 import { slotsPk } from '../lib/sessions/project-slots.js';
 
 export interface SessionTableProps {
@@ -23,6 +23,18 @@ export interface SessionTableProps {
    * query fails and only the reaper closes what an execution left open. @default false
    */
   readonly withoutRunningIndex?: boolean;
+  /**
+   * Keep the milestone index of every attribute (`byMilestone`) that tables deployed before
+   * `byMilestoneSummary` have, for the first of the two deploys an upgrade takes (one index per
+   * update; docs/DEPLOYING.md#upgrading). Nothing reads it. @default false
+   */
+  readonly keepLegacyMilestoneIndex?: boolean;
+  /**
+   * Leave out the milestone index `byMilestoneSummary`, for the deploys of an upgrade that change
+   * another index first (one index per update): until a deploy adds it, a milestone's view and a
+   * GitHub task's report fail (its totals item is kept all the same). @default false
+   */
+  readonly withoutMilestoneSummaryIndex?: boolean;
 }
 
 /**
@@ -71,12 +83,22 @@ export class SessionTable extends Construct {
         sortKey: { name: 'startedAt', type: AttributeType.STRING },
       });
     }
-    // A milestone's tasks in order; only milestone tasks carry milestoneId (a sparse index).
-    table.addGlobalSecondaryIndex({
+    // A milestone's tasks in order; only milestone tasks carry milestoneId (a sparse index). What a
+    // task row shows, not the reply: the view's totals are a totals item, so nothing here is summed.
+    if (!props.withoutMilestoneSummaryIndex) table.addGlobalSecondaryIndex({
       indexName: MILESTONE_INDEX,
       partitionKey: { name: 'milestoneId', type: AttributeType.STRING },
       sortKey: { name: 'startedAt', type: AttributeType.STRING },
+      projectionType: ProjectionType.INCLUDE,
+      nonKeyAttributes: ['projectId', ...SESSION_SUMMARY_ATTRIBUTES.filter((a) => a !== 'milestoneId')],
     });
+    if (props.keepLegacyMilestoneIndex) {
+      table.addGlobalSecondaryIndex({
+        indexName: LEGACY_MILESTONE_INDEX,
+        partitionKey: { name: 'milestoneId', type: AttributeType.STRING },
+        sortKey: { name: 'startedAt', type: AttributeType.STRING },
+      });
+    }
     this.table = table;
   }
 
@@ -185,13 +207,19 @@ export class SessionTable extends Construct {
   }
 
   /**
-   * A milestone and its tasks (MilestoneRepository.view: the GitHub reporter's running total): GetItem
-   * of MILESTONE# items and a Query of the milestone index, whose key is a milestone id.
+   * A milestone, its totals and its tasks (MilestoneRepository.view: the GitHub reporter's running
+   * total): GetItem of MILESTONE# items and of TOTALS# items (its totals item), and a Query of the
+   * milestone index, whose key is a milestone id.
    */
   grantViewMilestones(grantee: IGrantable): Grant {
     return this.grantGetMilestone(grantee).combine(
       Grant.addToPrincipal({ grantee, actions: ['dynamodb:Query'], resourceArns: [`${this.table.tableArn}/index/${MILESTONE_INDEX}`] }),
-    );
+    ).combine(Grant.addToPrincipal({
+      grantee,
+      actions: ['dynamodb:GetItem'],
+      resourceArns: [this.table.tableArn],
+      conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [totalsPk('*')] } },
+    }));
   }
 
   /**

@@ -8,7 +8,9 @@ import { LocalDynamoDb } from '../lib/local/local-dynamodb.js';
 import { PROJECT_ROOT } from '../lib/project-root.js';
 import { milestoneIdOfIssue } from '../lib/api/github-webhook.js';
 import { MILESTONE_SK, milestonePk, toMilestoneItem } from '../lib/sessions/milestone-item.js';
-import { toSessionItem } from '../lib/sessions/session-item.js';
+import { milestoneTotalsSk, totalsFigures, totalsPk } from '../lib/sessions/project-totals.js';
+import { toSessionItem, toSessionRecord } from '../lib/sessions/session-item.js';
+import { sumUsage } from '../lib/sessions/usage-totals.js';
 import { RecordingAwsEndpoint } from './support/aws-endpoint.js';
 import { deployedFunctions, invokeHandler, lambdaEnvironment, readAssembly, taskRoot } from './support/deployed-code.js';
 import { GitHubStandIn } from './support/github-stand-in.js';
@@ -64,13 +66,15 @@ describe('npx cdk synth with githubWebhookSecretName, githubTriggers, a git toke
       const milestoneId = randomUUID();
       const branch = 'claude-sessions/issue-7';
       await dynamodb.documentClient.send(new PutCommand({ TableName: dynamodb.tableName, Item: toMilestoneItem(milestoneId, 'widgets', new Date()) }));
+      const closed = {
+        ...toSessionItem({ sessionId, projectId: 'widgets', mode: 'milestone', milestoneId, trigger: 'github', runtime: 'lambda', startedAt: new Date().toISOString(), executionArn: 'arn', promptSha256: 'x', promptChars: 1, taskId: 'issue-7' } as never),
+        status: 'COMPLETED', endedAt: new Date().toISOString(), result: 'Fixed the widgets.', numTurns: 2, totalCostUsd: 0.0123,
+        workspace: { repo: 'https://github.example.com/acme/widgets', ref: null, baseCommit: 'abc', branch, commit: 'def', filesChanged: 1, insertions: 2, deletions: 0 },
+      };
+      await dynamodb.documentClient.send(new PutCommand({ TableName: dynamodb.tableName, Item: closed }));
+      // The milestone's totals item, as the transactions that created and closed the task leave it
       await dynamodb.documentClient.send(new PutCommand({
-        TableName: dynamodb.tableName,
-        Item: {
-          ...toSessionItem({ sessionId, projectId: 'widgets', mode: 'milestone', milestoneId, trigger: 'github', runtime: 'lambda', startedAt: new Date().toISOString(), executionArn: 'arn', promptSha256: 'x', promptChars: 1, taskId: 'issue-7' } as never),
-          status: 'COMPLETED', endedAt: new Date().toISOString(), result: 'Fixed the widgets.', numTurns: 2, totalCostUsd: 0.0123,
-          workspace: { repo: 'https://github.example.com/acme/widgets', ref: null, baseCommit: 'abc', branch, commit: 'def', filesChanged: 1, insertions: 2, deletions: 0 },
-        },
+        TableName: dynamodb.tableName, Item: { pk: totalsPk('widgets'), sk: milestoneTotalsSk(milestoneId), ...totalsFigures(sumUsage([toSessionRecord(closed)])) },
       }));
       const environment = Object.fromEntries(Object.entries(reporter.environment).map(([k, v]) => [k, String(resolver.resolve(v))]));
       const task = taskRoot(reporter.codeDir, 'aws-sdk');
@@ -84,8 +88,9 @@ describe('npx cdk synth with githubWebhookSecretName, githubTriggers, a git toke
       expect(github.writes).toEqual(['POST /repos/acme/widgets/pulls', 'POST /repos/acme/widgets/issues/7/comments']);
       expect(new Set(github.calls.map((c) => c.authorization))).toEqual(new Set(['Bearer ghs_deployed']));
       expect(github.comments.get('acme/widgets#7')?.[0]?.body).toContain('| conversation so far (1 task) |');
+      // The session, the milestone and its totals item by key; the tasks after this one by the milestone index;
       // …and the pull request it opened recorded on the milestone, whose comments it alone continues
-      expect(aws.calls.map((c) => `${c.service}:${c.action}`).sort()).toEqual(['dynamodb:GetItem', 'dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'secretsmanager:GetSecretValue']);
+      expect(aws.calls.map((c) => `${c.service}:${c.action}`).sort()).toEqual(['dynamodb:GetItem', 'dynamodb:GetItem', 'dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'secretsmanager:GetSecretValue']);
       const { Item: milestone } = await dynamodb.documentClient.send(new GetCommand({ TableName: dynamodb.tableName, Key: { pk: milestonePk(milestoneId), sk: MILESTONE_SK } }));
       expect(milestone).toMatchObject({ pullRequestNumber: github.pulls.get('acme/widgets')![0]!.number, pullRequestUrl: github.pulls.get('acme/widgets')![0]!.html_url });
       const { denied, unusedGrants } = await checkCalls(assembly.template, aws.calls);

@@ -6,7 +6,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { v4 as uuidv4 } from 'uuid';
 import { describe, expect, inject, it } from 'vitest';
-import { MILESTONE_SK, RECORD_PULL_REQUEST_CONDITION, RECORD_PULL_REQUEST_UPDATE, milestonePk } from '../lib/sessions/milestone-item.js';
+import { MILESTONE_INDEX, MILESTONE_SK, RECORD_PULL_REQUEST_CONDITION, RECORD_PULL_REQUEST_UPDATE, milestonePk } from '../lib/sessions/milestone-item.js';
+import { milestoneTotalsSk, totalsPk } from '../lib/sessions/project-totals.js';
 import { SESSION_SK, sessionPk } from '../lib/sessions/session-item.js';
 import { checkCalls, checkTrustPolicies, policiesOf, type AwsCall, type PolicyDocument, type PolicyStatement } from './support/iam-check.js';
 import { resolveTemplate, templateResolver, type CfnTemplate } from './support/template-resolver.js';
@@ -285,10 +286,12 @@ describe('the GitHub reporter\'s function: read a session, its milestone and the
     });
     const allowed = [
       itemCall(reporterRole!, 'GetItem', tableName, sessionPk(uuidv4()), SESSION_SK),
-      // MilestoneRepository.view: the milestone, then its tasks by the milestone index (the running total)
+      // MilestoneRepository.view: the milestone, its totals item, then the tasks after the reported one by the milestone index (the running total)
       itemCall(reporterRole!, 'GetItem', tableName, milestonePk(milestone), MILESTONE_SK),
+      itemCall(reporterRole!, 'GetItem', tableName, totalsPk('widgets'), milestoneTotalsSk(milestone)),
       call('dynamodb', 'Query', {
-        TableName: tableName, IndexName: 'byMilestone', KeyConditionExpression: 'milestoneId = :m', ExpressionAttributeValues: { ':m': { S: milestone } },
+        TableName: tableName, IndexName: MILESTONE_INDEX, KeyConditionExpression: 'milestoneId = :m AND startedAt > :after',
+        ExpressionAttributeValues: { ':m': { S: milestone }, ':after': { S: new Date().toISOString() } },
       }),
       recordPullRequest(milestonePk(milestone), MILESTONE_SK),
       call('secretsmanager', 'GetSecretValue', { SecretId: 'claude/git' }),

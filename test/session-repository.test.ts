@@ -3,6 +3,7 @@ import { v4 as uuidv4 } from 'uuid';
 import { LocalDynamoDb } from '../lib/local/local-dynamodb.js';
 import { loadWorkflowDefinition } from '../lib/local/workflow-definition.js';
 import { prepareSessionStart } from '../lib/sessions/execution-input.js';
+import { MILESTONE_INDEX } from '../lib/sessions/milestone-item.js';
 import { SessionAlreadyExists, SessionRepository } from '../lib/sessions/session-repository.js';
 import { PROJECT_INDEX, RUNNING_INDEX, RUNNING_PROJECT, SESSION_SK, sessionPk, toSessionItem, type RunOutcome } from '../lib/sessions/session-item.js';
 import { join } from 'node:path';
@@ -152,6 +153,8 @@ describe('SessionRepository on dynalite, with the table the stack defines', () =
     const old = structuredClone(definition.table);
     const index = (old.GlobalSecondaryIndexes as { IndexName: string; Projection: unknown }[]).find((i) => i.IndexName === PROJECT_INDEX)!;
     Object.assign(index, { IndexName: 'byProject', Projection: { ProjectionType: 'ALL' } });
+    const milestoneIndex = (old.GlobalSecondaryIndexes as { IndexName: string; Projection: unknown }[]).find((i) => i.IndexName === MILESTONE_INDEX)!;
+    Object.assign(milestoneIndex, { IndexName: 'byMilestone', Projection: { ProjectionType: 'ALL' } });
     const path = await mkdtemp(join(tmpdir(), 'claude-sessions-old-state-'));
     const s = start('r-migrated', 0);
     const before = await LocalDynamoDb.start({ path, table: old });
@@ -163,7 +166,7 @@ describe('SessionRepository on dynalite, with the table the stack defines', () =
       const migrated = new SessionRepository(after.documentClient, after.tableName);
       // Assess
       const { Table } = await after.client.send(new DescribeTableCommand({ TableName: after.tableName }));
-      expect(Table!.GlobalSecondaryIndexes!.map((i) => [i.IndexName, i.Projection?.ProjectionType]).sort()).toEqual([['byMilestone', 'ALL'], [RUNNING_INDEX, 'INCLUDE'], [PROJECT_INDEX, 'INCLUDE']]);
+      expect(Table!.GlobalSecondaryIndexes!.map((i) => [i.IndexName, i.Projection?.ProjectionType]).sort()).toEqual([[MILESTONE_INDEX, 'INCLUDE'], [RUNNING_INDEX, 'INCLUDE'], [PROJECT_INDEX, 'INCLUDE']]);
       expect(await migrated.projectIds()).toEqual(['r-migrated']);
       expect((await migrated.listByProject('r-migrated')).items).toEqual([expect.objectContaining({ sessionId: s.sessionId, status: 'COMPLETED' })]);
       expect(await migrated.get(s.sessionId)).toMatchObject({ result: 'kept' });

@@ -59,7 +59,7 @@ describe('sessionRetentionDays: a closed session item expires by TTL, its projec
     const registry = await item(PROJECT_REGISTRY_PK, 'PROJECT#retained-running');
     // Assess
     expect(running).toMatchObject({ status: 'RUNNING', expiresAt: undefined });
-    expect(totals.length).toBe(2); // ALL and the day
+    expect(totals.length).toBe(3); // ALL, the day and the project's sessions of no milestone
     for (const t of totals) expect(t).not.toHaveProperty('expiresAt');
     expect(registry).toMatchObject({ projectId: 'retained-running' });
     expect(registry).not.toHaveProperty('expiresAt');

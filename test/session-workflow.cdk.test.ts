@@ -64,19 +64,23 @@ describe('the rendered session workflow', () => {
     ]);
   });
 
-  it('closes only a RUNNING session, on both close paths, and counts the close in the project\'s totals in the same transaction', () => {
+  it('closes only a RUNNING session, on both close paths, and counts the close in the project\'s and its milestone\'s totals in the same transaction', () => {
     const totalsKeys = [
       { pk: { 'S.$': '$.totals.pk' }, sk: { S: 'ALL' } },
       { pk: { 'S.$': '$.totals.pk' }, sk: { 'S.$': '$.totals.day' } },
+      // The milestone's totals item, or the project's sessions of no milestone: one shape for every session
+      { pk: { 'S.$': '$.totals.pk' }, sk: { 'S.$': '$.totals.milestone' } },
     ];
-    for (const name of ['RecordUsage', 'RecordFailedRun', 'CloseFailed']) {
+    for (const name of ['RecordUsage', 'RecordFailedRun', 'RecordUsageBeforeRelease', 'RecordAttempt', 'CloseFailed']) {
       const items = (states[name]!.Parameters as any).TransactItems as any[];
       expect(states[name]!.Resource).toBe('arn:aws:states:::aws-sdk:dynamodb:transactWriteItems');
-      expect(items).toHaveLength(3);
+      expect(items).toHaveLength(4);
       expect(items[0].Update).toMatchObject({ ConditionExpression: expect.stringMatching(/^#status = :running( AND |$)/), ExpressionAttributeNames: { '#status': 'status' } });
       expect(items.slice(1).map((i) => i.Update.Key)).toEqual(totalsKeys);
       // The totals are only added to, never set: a write refused by the session's condition counts nothing.
       for (const item of items.slice(1)) expect(item.Update.ConditionExpression).toBeUndefined();
+      // The same ADD on each totals item
+      for (const item of items.slice(2)) expect({ ...item.Update, Key: null }).toEqual({ ...items[1].Update, Key: null });
     }
     expect((states.RecordUsage!.Parameters as any).TransactItems[0].Update).toMatchObject({
       ConditionExpression: '#status = :running AND attribute_not_exists(spendRecordedAfterStop)', 'ExpressionAttributeValues.$': '$.run.values',
@@ -228,12 +232,14 @@ describe('the rendered session workflow', () => {
           ],
           Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: Match.arrayWith(['projectId', 'status', 'executionArn']) },
         }),
+        // What a task row shows, not the reply: the view's totals are a totals item.
         Match.objectLike({
-          IndexName: 'byMilestone',
+          IndexName: 'byMilestoneSummary',
           KeySchema: [
             { AttributeName: 'milestoneId', KeyType: 'HASH' },
             { AttributeName: 'startedAt', KeyType: 'RANGE' },
           ],
+          Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: Match.arrayWith(['projectId', 'status', 'usage', 'totalCostUsd']) },
         }),
       ],
     });

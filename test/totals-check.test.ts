@@ -9,7 +9,8 @@ import { LocalDynamoDb } from '../lib/local/local-dynamodb.js';
 import { loadWorkflowDefinition, type WorkflowDefinition } from '../lib/local/workflow-definition.js';
 import { isAlive } from '../lib/local/state-lock.js';
 import { prepareSessionStart, type SessionStart } from '../lib/sessions/execution-input.js';
-import { totalsDaySk, totalsPk, TOTALS_ALL_SK } from '../lib/sessions/project-totals.js';
+import { milestoneTotalsSk, totalsDaySk, totalsPk, TOTALS_ALL_SK } from '../lib/sessions/project-totals.js';
+import { MilestoneRepository } from '../lib/sessions/milestone-repository.js';
 import { PROJECT_REGISTRY_PK, projectRegistrySk } from '../lib/sessions/project-registry.js';
 import { RUNNING_PROJECT, SESSION_SK, sessionPk, type RunOutcome } from '../lib/sessions/session-item.js';
 import { backfillTotals } from '../lib/sessions/totals-backfill.js';
@@ -161,8 +162,8 @@ describe('claude-sessions totals backfill', () => {
       expect(first.stderr).toBe('');
       const day = a1.startedAt.slice(0, 10);
       expect(JSON.parse(first.stdout)).toEqual([
-        { projectId: 'tb-a', sessions: 3, rewritten: ['ALL', day].sort(), runningMarked: 0, passes: 1 },
-        { projectId: 'tb-b', sessions: 1, rewritten: ['ALL', running.startedAt.slice(0, 10)].sort(), runningMarked: 1, passes: 1 },
+        { projectId: 'tb-a', sessions: 3, rewritten: ['ALL', day, 'no milestone'].sort(), runningMarked: 0, passes: 1 },
+        { projectId: 'tb-b', sessions: 1, rewritten: ['ALL', running.startedAt.slice(0, 10), 'no milestone'].sort(), runningMarked: 1, passes: 1 },
       ]);
       expect(second).toMatchObject({ code: 0, stdout: 'tb-a: the totals already held its 3 session(s)\ntb-b: the totals already held its 1 session(s)\n' });
       expect(check).toMatchObject({ code: 0, stdout: 'tb-a: the totals match its 3 session(s)\ntb-b: the totals match its 1 session(s)\n' });
@@ -267,5 +268,34 @@ describe('claude-sessions totals backfill', () => {
       await db.close();
     }
   });
-});
 
+  it('covers a milestone\'s totals: check names its item when it differs from its tasks, backfill makes it again from them', async () => {
+    // Prepare: a milestone of two closed tasks beside a session of no milestone, then one task too many on the milestone's item
+    const db = await LocalDynamoDb.start({ table: definition.table });
+    try {
+      const repository = new SessionRepository(db.documentClient, db.tableName);
+      const milestones = new MilestoneRepository(db.documentClient, db.tableName);
+      const milestone = await milestones.open('tb-milestone');
+      for (const milestoneId of [milestone.milestoneId, milestone.milestoneId, undefined]) {
+        const input = milestoneId ? { mode: 'milestone' as const, milestoneId } : {};
+        const { session } = prepareSessionStart({ prompt: 'p', projectId: 'tb-milestone', sessionId: uuidv4(), ...input }, { executionArn: `arn:test:${uuidv4()}` });
+        await repository.create(session);
+        await repository.close(session.sessionId, outcome(0.25));
+      }
+      await countOneMore(db, 'tb-milestone', milestoneTotalsSk(milestone.milestoneId));
+      // Act
+      const drift = await repository.totalsDrift('tb-milestone');
+      const [fixed] = await backfillTotals(db.documentClient, db.tableName, 'tb-milestone', { exact: true });
+      await forgetTotals(db, ['tb-milestone'], []);
+      const [remade] = await backfillTotals(db.documentClient, db.tableName, 'tb-milestone');
+      // Assess
+      expect(drift).toEqual([`milestone ${milestone.milestoneId} sessions: kept 3, derived 2`]);
+      expect(fixed).toMatchObject({ sessions: 3, rewritten: [`milestone ${milestone.milestoneId}`] });
+      expect(remade!.rewritten).toEqual(expect.arrayContaining([`milestone ${milestone.milestoneId}`, 'no milestone']));
+      expect(await repository.totalsDrift('tb-milestone')).toEqual([]);
+      expect(await milestones.totals('tb-milestone', milestone.milestoneId)).toMatchObject({ sessions: 2, byStatus: { COMPLETED: 2 }, totalCostUsd: 0.5 });
+    } finally {
+      await db.close();
+    }
+  });
+});

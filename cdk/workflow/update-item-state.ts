@@ -59,7 +59,7 @@ export function updateItemStates(scope: Construct, tableName: string): WriteStat
 /** The project's totals' change, as the runner marshalled it ($.run.totals) or fixed in the definition. */
 export type TotalsDeltaSpec = string | { update: string; names: Record<string, string>; values: Record<string, unknown> };
 
-/** A session write and the same ADD on the project's two totals items, in one transaction (docs/ARCHITECTURE.md#project-totals). */
+/** A session write and the same ADD on the project's three totals items, in one transaction (docs/ARCHITECTURE.md#project-totals). */
 export interface TransactSpec {
   readonly session: Pick<UpdateItemSpec, 'key' | 'update' | 'condition' | 'names' | 'values'>;
   readonly totals: TotalsDeltaSpec;
@@ -67,10 +67,14 @@ export interface TransactSpec {
   readonly endWith?: string;
 }
 
-/** Where the two totals items are: CreateSession put their keys at $.totals (PreparedSession). */
+/**
+ * Where the three totals items are: CreateSession put their keys at $.totals (PreparedSession). The
+ * third is the milestone's (or the project's sessions of no milestone, so the transaction has one shape).
+ */
 const TOTALS_KEYS = [
   { pk: { 'S.$': '$.totals.pk' }, sk: { S: TOTALS_ALL_SK } },
   { pk: { 'S.$': '$.totals.pk' }, sk: { 'S.$': '$.totals.day' } },
+  { pk: { 'S.$': '$.totals.pk' }, sk: { 'S.$': '$.totals.milestone' } },
 ];
 
 /**

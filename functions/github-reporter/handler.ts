@@ -37,7 +37,7 @@ const deps = lazy(() => {
     : readGitHubToken(secrets, getStringFromEnv({ key: 'GITHUB_TOKEN_SECRET_ARN' }));
   return {
     github: new GitHubClient(apiUrl, token),
-    session: (id: string) => repository.get(id), milestone: (id: string) => milestones.view(id),
+    session: (id: string) => repository.get(id), milestone: (id: string, tasksAfter: string) => milestones.view(id, { tasksAfter }),
     recordPullRequest: (id: string, projectId: string, pull: { number: number; url: string }) => milestones.recordPullRequest(id, projectId, pull),
   };
 });

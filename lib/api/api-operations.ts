@@ -76,9 +76,12 @@ export class ApiOperations {
     return { ...milestone, links: { self: milestonePath(projectId, milestone.milestoneId) } };
   }
 
-  async getMilestone(pathProjectId: string | undefined, milestoneId: string | undefined): Promise<MilestoneView> {
+  /** The milestone, its totals and a page of its tasks (`?limit=&nextToken=`, as a list of sessions pages). */
+  async getMilestone(pathProjectId: string | undefined, milestoneId: string | undefined, query: Record<string, string | undefined> | null = null): Promise<MilestoneView> {
     const projectId = projectIdOf(pathProjectId);
-    const view = await this.deps.milestones.view(milestoneIdOf(milestoneId));
+    const parsed = MilestoneTasksQuery.safeParse(query ?? {});
+    if (!parsed.success) throw new InvalidInputError(parsed.error.issues.map((i) => ({ field: i.path.join('.'), message: i.message })));
+    const view = await this.deps.milestones.view(milestoneIdOf(milestoneId), parsed.data);
     if (!view || view.projectId !== projectId) throw milestoneNotFound(milestoneId!, projectId);
     return view;
   }
@@ -123,5 +126,10 @@ const ListQuery = z.object({
     .optional()
     .transform((s) => s as SessionStatus | undefined),
   limit: z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(1).max(100).default(25),
+  nextToken: z.string().optional(),
+});
+
+const MilestoneTasksQuery = z.object({
+  limit: z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(1).max(100).default(50),
   nextToken: z.string().optional(),
 });

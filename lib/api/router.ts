@@ -43,7 +43,7 @@ export const ROUTES: readonly Route[] = [
   },
   {
     method: 'GET', path: '/projects/{projectId}/milestones/{id}',
-    handler: async (e, { api }) => json(200, await api.getMilestone(project(e), e.pathParameters?.id)),
+    handler: async (e, { api }) => json(200, await api.getMilestone(project(e), e.pathParameters?.id, e.queryStringParameters)),
   },
   {
     method: 'POST', path: '/projects/{projectId}/milestones/{id}/close', body: 'none',

@@ -122,7 +122,10 @@ export function formatMilestone(m: MilestoneView): string {
     ['Cost', formatUsd(t.totalCostUsd)],
   );
   const head = rows.map(([k, v]) => `${k.padEnd(10)} ${v}`).join('\n');
-  return m.tasks.length ? `${head}\n\n${formatSessionTable(m.tasks)}` : head;
+  if (!m.tasks.length) return head;
+  // A page of the tasks (the view reads one); the totals above count every task.
+  const more = m.nextToken ? `\n(the first ${m.tasks.length} tasks; the rest are in the API's next pages: GET …/milestones/${m.milestoneId}?nextToken=${m.nextToken})` : '';
+  return `${head}\n\n${formatSessionTable(m.tasks)}${more}`;
 }
 
 /** A row per project, and under it a row per model that served it (what the Bedrock bill splits by). */

@@ -1,6 +1,6 @@
 import type { MilestoneView } from '../sessions/milestone-repository.js';
 import type { SessionRecord } from '../sessions/session-item.js';
-import { sumUsage, type UsageSums } from '../sessions/usage-totals.js';
+import { subtractSession, type UsageSums } from '../sessions/usage-totals.js';
 import { repositoryName, type GitHubClient, type PullRequest, type RepositoryName } from './github-client.js';
 import { pullRequestMarker } from './pull-request-marker.js';
 
@@ -22,8 +22,11 @@ export interface ReportDeps {
   github: GitHubClient;
   /** The closed session, with Claude's reply (the event leaves it out). */
   session: (sessionId: string) => Promise<SessionRecord | undefined>;
-  /** A milestone task's milestone, with its tasks: the running total, and why a task was refused. */
-  milestone?: (milestoneId: string) => Promise<MilestoneView | undefined>;
+  /**
+   * A milestone task's milestone, with its totals and every task that started after `tasksAfter`
+   * (MilestoneRepository.view): the running total as of this task, and why a task was refused.
+   */
+  milestone?: (milestoneId: string, tasksAfter: string) => Promise<MilestoneView | undefined>;
   /**
    * Binds the pull request of an issue's branch to the issue's milestone (MilestoneRepository.recordPullRequest):
    * false when the milestone is another project's or has another pull request already.
@@ -49,7 +52,7 @@ export async function reportSession(closed: { sessionId: string; trigger: string
   if (session.status === 'RUNNING') throw new Error(`session ${session.sessionId} is still RUNNING: a close event came before its close was readable`);
   const task = taskOf(session.taskId);
   if (!task) return { reported: false, reason: `task ${JSON.stringify(session.taskId)} names no issue or pull request` };
-  const milestone = session.milestoneId ? await deps.milestone?.(session.milestoneId) : undefined;
+  const milestone = session.milestoneId ? await deps.milestone?.(session.milestoneId, session.startedAt) : undefined;
   // The repository is known only as a workspace, which the webhook gives only where the deployment's token goes: the
   // session's, else its milestone's (a task refused the lease, or one that failed before it cloned, has none of its own).
   const repo = session.workspace?.repo ?? milestone?.workspace?.repo;
@@ -151,11 +154,16 @@ export function commentBody(session: SessionRecord, kind: 'issue' | 'pr', pull: 
 }
 
 /**
- * The milestone's tasks up to this one (one runs at a time: those that started before it have
- * closed), so a report made late or retried after a later task still shows the total as of this task.
+ * The milestone's totals as of this task: its totals item (every task) less the tasks that started
+ * after this one, which the view lists (`tasksAfter`; none, when the report follows the close). So a
+ * report made late or retried after a later task still shows the total as of this task, and what it
+ * reads does not grow with the tasks before it (docs/ARCHITECTURE.md#project-totals).
  */
 export function runningTotal(session: SessionRecord, milestone: MilestoneView): UsageSums {
-  return sumUsage(milestone.tasks.filter((t) => t.sessionId === session.sessionId || t.startedAt < session.startedAt));
+  if (milestone.nextToken) throw new Error(`the running total of milestone ${milestone.milestoneId} needs every task after ${session.sessionId}: view it with tasksAfter`);
+  const total: UsageSums = structuredClone(milestone.totals);
+  for (const later of milestone.tasks) if (later.startedAt > session.startedAt && later.sessionId !== session.sessionId) subtractSession(total, later);
+  return total;
 }
 
 /** What the session spent, as its record has it, and the milestone's total with it. */

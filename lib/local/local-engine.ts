@@ -160,7 +160,7 @@ function githubReports(runtime: LocalRuntime, report: { apiUrl: string; token: G
   if (!report) return { settle: async () => {} };
   const deps = {
     github: new GitHubClient(report.apiUrl, report.token),
-    session: (id: string) => runtime.repository.get(id), milestone: (id: string) => runtime.milestones.view(id),
+    session: (id: string) => runtime.repository.get(id), milestone: (id: string, tasksAfter: string) => runtime.milestones.view(id, { tasksAfter }),
     recordPullRequest: (id: string, projectId: string, pull: { number: number; url: string }) => runtime.milestones.recordPullRequest(id, projectId, pull),
   };
   const log = (line: string) => process.stderr.write(`${line}\n`);

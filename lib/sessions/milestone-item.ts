@@ -2,11 +2,20 @@
  * The milestone item's layout (docs/ARCHITECTURE.md#data-model, #the-write-contract), shared by MilestoneRepository and
  * the workflow's direct DynamoDB states, like session-item.ts for sessions.
  *
- * A milestone holds no counters: its tasks and totals are derived from the session items
- * (GSI byMilestone), so a retried write can never count a task twice.
+ * A milestone item holds no counters: its totals are a totals item of its project
+ * (`TOTALS#<projectId>`, `MILESTONE#<id>`, project-totals.ts), moved by the transactions that write
+ * its tasks' session items, and its tasks are the session items carrying its id (MILESTONE_INDEX).
  */
 export const MILESTONE_SK = 'MILESTONE';
-export const MILESTONE_INDEX = 'byMilestone';
+/**
+ * A milestone's tasks in order, holding what a task row shows (`projectId` and
+ * SESSION_SUMMARY_ATTRIBUTES), not the reply. A new name: DynamoDB cannot change an index's
+ * projection, and CloudFormation adds or drops one index per update (LEGACY_MILESTONE_INDEX,
+ * docs/DEPLOYING.md#upgrading).
+ */
+export const MILESTONE_INDEX = 'byMilestoneSummary';
+/** The milestone index of every attribute, which tables deployed before byMilestoneSummary have. */
+export const LEGACY_MILESTONE_INDEX = 'byMilestone';
 
 export const MILESTONE_STATUSES = ['OPEN', 'CLOSED', 'BROKEN'] as const;
 export type MilestoneStatus = (typeof MILESTONE_STATUSES)[number];

@@ -1,6 +1,6 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { conditionalUpdate } from './conditional-update.js';
-import { GetCommand, PutCommand, UpdateCommand, paginateQuery, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, QueryCommand, UpdateCommand, paginateQuery, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { v4 as uuidv4 } from 'uuid';
 import {
   LEASE_CONDITION,
@@ -15,8 +15,10 @@ import {
   type MilestonePullRequest,
   type MilestoneRecord,
 } from './milestone-item.js';
-import { CREATE_CONDITION, toSessionRecord, type SessionRecord } from './session-item.js';
-import { sumUsage, type UsageSums } from './usage-totals.js';
+import { milestoneTotalsSk, sumsOfTotalsItem, totalsPk } from './project-totals.js';
+import { CREATE_CONDITION, toSessionSummary, type SessionSummary } from './session-item.js';
+import { decodePageToken, encodePageToken } from './session-repository.js';
+import type { UsageSums } from './usage-totals.js';
 
 /** Why a milestone takes no task now; `reason` decides the HTTP status (404, 409) and the CLI's words. */
 export class MilestoneUnavailableError extends Error {
@@ -31,10 +33,24 @@ export class MilestoneUnavailableError extends Error {
 }
 
 export interface MilestoneView extends MilestoneRecord {
-  /** Its tasks, oldest first. */
-  tasks: SessionRecord[];
+  /** A page of its tasks, oldest first (without their replies: `show` of a task has it); with `tasksAfter`, every task that started after it. */
+  tasks: SessionSummary[];
+  /** The next page of tasks, or null when `tasks` holds the last. */
+  nextToken: string | null;
+  /** Its tasks' totals, from its totals item: every task, whatever page `tasks` is. */
   totals: UsageSums;
 }
+
+/** Which tasks a view lists: a page (`limit`, `nextToken`), or every task started after an instant. */
+export interface MilestoneTasksQuery {
+  limit?: number;
+  nextToken?: string | null;
+  /** Every task that started after this `startedAt` (all pages): a report's total as of its task (lib/github/session-report.ts). */
+  tasksAfter?: string;
+}
+
+/** Tasks a view lists at once, as `list` shows a page of sessions. */
+const TASKS_PAGE = 50;
 
 /** Milestone items in the one table; tasks are the session items carrying its id. */
 export class MilestoneRepository {
@@ -56,17 +72,45 @@ export class MilestoneRepository {
     return Item ? toMilestoneRecord(Item) : undefined;
   }
 
-  /** The milestone with its tasks (oldest first) and their summed usage. */
-  async view(milestoneId: string): Promise<MilestoneView | undefined> {
+  /**
+   * The milestone with its totals (one item by key) and a page of its tasks, oldest first: what it
+   * reads does not grow with the number of tasks (docs/ARCHITECTURE.md#project-totals).
+   */
+  async view(milestoneId: string, query: MilestoneTasksQuery = {}): Promise<MilestoneView | undefined> {
     const milestone = await this.get(milestoneId);
     if (!milestone) return undefined;
-    const tasks: SessionRecord[] = [];
-    const pages = paginateQuery(
-      { client: this.client },
-      { TableName: this.tableName, IndexName: MILESTONE_INDEX, KeyConditionExpression: 'milestoneId = :m', ExpressionAttributeValues: { ':m': milestoneId } },
-    );
-    for await (const page of pages) tasks.push(...(page.Items ?? []).map(toSessionRecord));
-    return { ...milestone, tasks, totals: sumUsage(tasks) };
+    const [totals, page] = await Promise.all([this.totals(milestone.projectId, milestoneId), this.tasks(milestoneId, query)]);
+    return { ...milestone, ...page, totals };
+  }
+
+  /**
+   * A milestone's totals (its tasks in `projectId`): one item by key, whatever the number of tasks,
+   * moved by the transactions that write its tasks (docs/ARCHITECTURE.md#project-totals).
+   */
+  async totals(projectId: string, milestoneId: string): Promise<UsageSums> {
+    const { Item } = await this.client.send(new GetCommand({
+      TableName: this.tableName, Key: { pk: totalsPk(projectId), sk: milestoneTotalsSk(milestoneId) }, ConsistentRead: true,
+    }));
+    return sumsOfTotalsItem(Item);
+  }
+
+  private async tasks(milestoneId: string, query: MilestoneTasksQuery): Promise<{ tasks: SessionSummary[]; nextToken: string | null }> {
+    const after = query.tasksAfter !== undefined;
+    const request = {
+      TableName: this.tableName,
+      IndexName: MILESTONE_INDEX,
+      KeyConditionExpression: `milestoneId = :m${after ? ' AND startedAt > :after' : ''}`,
+      ExpressionAttributeValues: { ':m': milestoneId, ...(after ? { ':after': query.tasksAfter } : {}) },
+    };
+    if (after) {
+      const tasks: SessionSummary[] = [];
+      for await (const page of paginateQuery({ client: this.client }, request)) tasks.push(...(page.Items ?? []).map(toSessionSummary));
+      return { tasks, nextToken: null };
+    }
+    const { Items = [], LastEvaluatedKey } = await this.client.send(new QueryCommand({
+      ...request, Limit: query.limit ?? TASKS_PAGE, ExclusiveStartKey: query.nextToken ? decodePageToken(query.nextToken) : undefined,
+    }));
+    return { tasks: Items.map(toSessionSummary), nextToken: LastEvaluatedKey ? encodePageToken(LastEvaluatedKey) : null };
   }
 
   /**

@@ -3,14 +3,19 @@ import { addUsd, roundUsd, zeroUsage, type Usage, type UsageByModel } from './us
 import type { UsageSums } from './usage-totals.js';
 
 /**
- * A project's totals, kept as counters beside its sessions so a budget check and a `usage` read a
- * bounded number of items whatever the history (docs/ARCHITECTURE.md#project-totals). One item for
- * all time and one per UTC day a session started (`TOTALS#<projectId>`, `ALL` / `DAY#YYYY-MM-DD`).
+ * A project's totals, kept as counters beside its sessions so a budget check, a `usage` and a
+ * milestone's view read a bounded number of items whatever the history
+ * (docs/ARCHITECTURE.md#project-totals). One item for all time, one per UTC day a session started,
+ * and one per milestone (`TOTALS#<projectId>`, `ALL` / `DAY#YYYY-MM-DD` / `MILESTONE#<id>`, and
+ * `MILESTONE#NONE` for the sessions of no milestone, so every write moves the same three items).
  * Each counter moves only inside the transaction that writes the session item it counts, under that
  * write's condition: a session's create, each attempt's spend, its close.
  */
 export const TOTALS_ALL_SK = 'ALL';
 const DAY_PREFIX = 'DAY#';
+const MILESTONE_PREFIX = 'MILESTONE#';
+/** The totals item of a project's sessions that are no milestone's task (a milestone id is a UUID). */
+export const NO_MILESTONE_SK = `${MILESTONE_PREFIX}NONE`;
 
 export function totalsPk(projectId: string): string {
   return `TOTALS#${projectId}`;
@@ -20,14 +25,36 @@ export function totalsDaySk(startedAt: string): string {
   return `${DAY_PREFIX}${startedAt.slice(0, 10)}`;
 }
 
-/** The two totals items one session counts in: all time, and the UTC day it started. */
+/** The totals item of a milestone's tasks in their project, or of the project's sessions of no milestone. */
+export function milestoneTotalsSk(milestoneId: string | null | undefined): string {
+  return milestoneId ? `${MILESTONE_PREFIX}${milestoneId}` : NO_MILESTONE_SK;
+}
+
+export function isDaySk(sk: string): boolean {
+  return sk.startsWith(DAY_PREFIX);
+}
+
+/** How `totals check` and `backfill` name a totals item: `ALL`, the day, `milestone <id>` or `no milestone`. */
+export function totalsLabel(sk: string): string {
+  if (sk === NO_MILESTONE_SK) return 'no milestone';
+  if (sk.startsWith(MILESTONE_PREFIX)) return `milestone ${sk.slice(MILESTONE_PREFIX.length)}`;
+  return isDaySk(sk) ? dayOfTotalsSk(sk) : sk;
+}
+
+/** The three totals items one session counts in: all time, the UTC day it started, and its milestone's (or no milestone's). */
 export interface TotalsKeys {
   pk: string;
   day: string;
+  milestone: string;
 }
 
-export function totalsKeysOf(session: { projectId: string; startedAt: string }): TotalsKeys {
-  return { pk: totalsPk(session.projectId), day: totalsDaySk(session.startedAt) };
+export function totalsKeysOf(session: { projectId: string; startedAt: string; milestoneId?: string | null }): TotalsKeys {
+  return { pk: totalsPk(session.projectId), day: totalsDaySk(session.startedAt), milestone: milestoneTotalsSk(session.milestoneId) };
+}
+
+/** The sort keys of a session's three totals items, in the order the transactions write them. */
+export function totalsSks(keys: TotalsKeys): string[] {
+  return [TOTALS_ALL_SK, keys.day, keys.milestone];
 }
 
 /** What one attempt of a session spent (the session item keeps the sum of its attempts). */

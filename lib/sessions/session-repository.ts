@@ -1,7 +1,7 @@
 import { conditionalTransaction, conditionalUpdate } from './conditional-update.js';
 import { PROJECT_REGISTRY_PK, projectRegistryUpdate } from './project-registry.js';
 import {
-  TOTALS_ALL_SK, addSums, dayOfTotalsSk, daySkBounds, sumsOfTotalsItem, totalsDaySk, totalsDelta, totalsKeysOf, totalsPk,
+  TOTALS_ALL_SK, addSums, dayOfTotalsSk, daySkBounds, sumsOfTotalsItem, totalsDaySk, totalsDelta, totalsKeysOf, totalsLabel, totalsPk, totalsSks,
   type AttemptSpend, type TotalsDelta, type TotalsKeys,
 } from './project-totals.js';
 import {
@@ -189,7 +189,7 @@ export class SessionRepository {
    * another execution's or COMPLETED; a repeat finds it recorded and changes nothing.
    */
   async recordStoppedRun(
-    start: Pick<SessionStart, 'sessionId' | 'executionArn' | 'projectId' | 'startedAt'>,
+    start: Pick<SessionStart, 'sessionId' | 'executionArn' | 'projectId' | 'startedAt' | 'milestoneId'>,
     outcome: RunOutcome,
     attemptSpend: AttemptSpend = outcome,
   ): Promise<boolean> {
@@ -235,10 +235,10 @@ export class SessionRepository {
         ExpressionAttributeValues: { ':projectId': projectId, ...(options.status ? { ':status': options.status } : {}) },
         ScanIndexForward: false,
         Limit: options.limit ?? 50,
-        ExclusiveStartKey: options.nextToken ? decodeToken(options.nextToken) : undefined,
+        ExclusiveStartKey: options.nextToken ? decodePageToken(options.nextToken) : undefined,
       }),
     );
-    return { items: Items.map(toSessionSummary), nextToken: LastEvaluatedKey ? encodeToken(LastEvaluatedKey) : null };
+    return { items: Items.map(toSessionSummary), nextToken: LastEvaluatedKey ? encodePageToken(LastEvaluatedKey) : null };
   }
 
   /** Every session of a project, newest first, following pages. */
@@ -344,26 +344,29 @@ export class SessionRepository {
     return { projectId, ...roundCost(totals), daily: daily.map(({ sums: _sums, ...day }) => day) };
   }
 
-  /** The same figures derived from the session items (every one of the project's): what the totals are checked against. */
-  async derivedUsageTotals(projectId: string): Promise<UsageTotals & { days: Map<string, UsageSums> }> {
+  /**
+   * The same figures derived from the session items (every one of the project's): what the totals are
+   * checked against. `items` holds them by totals item: `ALL`, each day's, each milestone's.
+   */
+  async derivedUsageTotals(projectId: string): Promise<UsageTotals & { days: Map<string, UsageSums>; items: Map<string, UsageSums> }> {
     const totals = emptySums();
     const days = new Map<string, UsageSums>();
+    const items = new Map<string, UsageSums>([[TOTALS_ALL_SK, totals]]);
+    const into = (sk: string) => items.get(sk) ?? items.set(sk, emptySums()).get(sk)!;
     for await (const s of this.allByProject(projectId)) {
-      addSession(totals, s);
+      for (const sk of totalsSks(totalsKeysOf(s))) addSession(into(sk), s);
       const day = s.startedAt.slice(0, 10);
-      const d = days.get(day) ?? emptySums();
-      addSession(d, s);
-      days.set(day, d);
+      days.set(day, into(totalsDaySk(s.startedAt)));
     }
     const daily = [...days.entries()].sort(([a], [b]) => a.localeCompare(b))
       .map(([day, d]) => ({ day, sessions: d.sessions, inputTokens: d.usage.inputTokens, outputTokens: d.usage.outputTokens, totalCostUsd: roundUsd(d.totalCostUsd) }));
-    return { projectId, ...roundCost(totals), daily, days };
+    return { projectId, ...roundCost({ ...totals }), daily, days, items };
   }
 
   /**
    * The project's totals items set against the same figures derived from its session items: each
-   * figure that differs, as `<ALL or day> <figure>: kept <n>, derived <n>` (empty when lossless).
-   * Reads the whole history: a check to run now and then, never on a start.
+   * figure that differs, as `<ALL, day or milestone> <figure>: kept <n>, derived <n>` (empty when
+   * lossless). Reads the whole history: a check to run now and then, never on a start.
    */
   async totalsDrift(projectId: string): Promise<string[]> {
     return (await this.totalsCheck(projectId)).drift;
@@ -377,7 +380,7 @@ export class SessionRepository {
     for await (const page of paginateQuery({ client: this.client }, {
       TableName: this.tableName, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': pk }, ConsistentRead: true,
     })) {
-      for (const item of page.Items ?? []) kept.set(item.sk === TOTALS_ALL_SK ? TOTALS_ALL_SK : dayOfTotalsSk(String(item.sk)), sumsOfTotalsItem(item));
+      for (const item of page.Items ?? []) kept.set(String(item.sk), sumsOfTotalsItem(item));
     }
     const drift: string[] = [];
     const compare = (label: string, a: UsageSums | undefined, b: UsageSums | undefined) => {
@@ -388,10 +391,8 @@ export class SessionRepository {
         if ((ka[figure] ?? 0) !== (kb[figure] ?? 0)) drift.push(`${label} ${figure}: kept ${ka[figure] ?? 0}, derived ${kb[figure] ?? 0}`);
       }
     };
-    compare(TOTALS_ALL_SK, kept.get(TOTALS_ALL_SK), derived);
-    for (const day of new Set([...derived.days.keys(), ...[...kept.keys()].filter((k) => k !== TOTALS_ALL_SK)])) {
-      compare(day, kept.get(day), derived.days.get(day));
-    }
+    const sks = [...new Set([...derived.items.keys(), ...kept.keys()])];
+    for (const sk of [TOTALS_ALL_SK, ...sks.filter((k) => k !== TOTALS_ALL_SK).sort()]) compare(totalsLabel(sk), kept.get(sk), derived.items.get(sk));
     return { sessions: derived.sessions, drift };
   }
 
@@ -448,9 +449,9 @@ export class SessionRepository {
     };
   }
 
-  /** The same ADD on the project's all-time item and on its day's. */
+  /** The same ADD on the project's all-time item, its day's and its milestone's. */
   private totalsUpdates(keys: TotalsKeys, delta: TotalsDelta) {
-    return [TOTALS_ALL_SK, keys.day].map((sk) => ({
+    return totalsSks(keys).map((sk) => ({
       Update: { TableName: this.tableName, Key: { pk: keys.pk, sk }, UpdateExpression: delta.update, ExpressionAttributeNames: delta.names, ExpressionAttributeValues: delta.values },
     }));
   }
@@ -468,11 +469,12 @@ function flatSums(s: UsageSums): Record<string, number> {
   return Object.fromEntries(Object.entries(flat).filter(([, n]) => n !== 0));
 }
 
-function encodeToken(key: Record<string, unknown>): string {
+/** A page's LastEvaluatedKey as the opaque `nextToken` the API hands out (sessions, a milestone's tasks). */
+export function encodePageToken(key: Record<string, unknown>): string {
   return Buffer.from(JSON.stringify(key), 'utf8').toString('base64url');
 }
 
-function decodeToken(token: string): Record<string, unknown> {
+export function decodePageToken(token: string): Record<string, unknown> {
   try {
     const key = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as unknown;
     if (key && typeof key === 'object' && !Array.isArray(key)) return key as Record<string, unknown>;

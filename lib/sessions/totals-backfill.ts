@@ -2,7 +2,7 @@ import { ConditionalCheckFailedException, QueryCommand, UpdateItemCommand, type 
 import { GetCommand, UpdateCommand, paginateScan, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { conditionalUpdate } from './conditional-update.js';
 import { projectRegistryUpdate } from './project-registry.js';
-import { TOTALS_ALL_SK, dayOfTotalsSk, totalsDaySk, totalsFigures, totalsPk } from './project-totals.js';
+import { TOTALS_ALL_SK, totalsFigures, totalsKeysOf, totalsLabel, totalsPk, totalsSks } from './project-totals.js';
 import { PROJECT_INDEX, RUNNING_PROJECT, SESSION_SK, sessionPk, toSessionRecord, type SessionSummary } from './session-item.js';
 import { SessionRepository } from './session-repository.js';
 import { addSession, emptySums, type UsageSums } from './usage-totals.js';
@@ -13,7 +13,7 @@ export interface ProjectBackfill {
   projectId: string;
   /** Sessions its items hold: what the totals now count. */
   sessions: number;
-  /** Totals items written (`ALL` or a day), because they differed from what the sessions give; empty on a second run. */
+  /** Totals items written (`ALL`, a day, `milestone <id>` or `no milestone`), because they differed from what the sessions give; empty on a second run. */
   rewritten: string[];
   /** RUNNING sessions given their running-index key (created before the running index). */
   runningMarked: number;
@@ -71,10 +71,11 @@ async function backfillProject(client: DynamoDBDocumentClient, tableName: string
         session = toSessionRecord(Item);
         if (session.status === 'RUNNING' && !(RUNNING_PROJECT in Item) && (await markRunning(client, tableName, summary.sessionId, projectId))) runningMarked++;
       }
-      const day = totalsDaySk(session.startedAt);
-      if (!derived.has(day)) derived.set(day, emptySums());
-      addSession(derived.get(TOTALS_ALL_SK)!, session);
-      addSession(derived.get(day)!, session);
+      // All time, its day's and its milestone's (or no milestone's), as its writes' transactions count it.
+      for (const sk of totalsSks(totalsKeysOf(session))) {
+        if (!derived.has(sk)) derived.set(sk, emptySums());
+        addSession(derived.get(sk)!, session);
+      }
       if (!earliest || session.startedAt < earliest) earliest = session.startedAt;
     }
     if (earliest) await client.send(new UpdateCommand(projectRegistryUpdate(tableName, { projectId, startedAt: earliest })));
@@ -84,7 +85,7 @@ async function backfillProject(client: DynamoDBDocumentClient, tableName: string
       const derivedFigures = totalsFigures(derived.get(sk) ?? emptySums());
       const wanted = exact ? derivedFigures : atLeast(current?.figures ?? {}, derivedFigures);
       if (sameFigures(current?.figures ?? {}, wanted)) continue;
-      if (await writeIfUnchanged(client, tableName, totalsPk(projectId), sk, current, wanted)) rewritten.add(sk === TOTALS_ALL_SK ? sk : dayOfTotalsSk(sk));
+      if (await writeIfUnchanged(client, tableName, totalsPk(projectId), sk, current, wanted)) rewritten.add(totalsLabel(sk));
       else refused = true;
     }
     if (!refused) return { projectId, sessions: derived.get(TOTALS_ALL_SK)!.sessions, rewritten: [...rewritten].sort(), runningMarked, passes: pass };

@@ -375,7 +375,9 @@ async function showMilestone(milestoneId, projectId) {
     '<td class="num">' + usd(t.totalCostUsd) + '</td><td class="num">' + ms(t.durationMs) + '</td></tr>').join('');
   $('milestone').innerHTML = dl(rows) + '<div class="milestone-actions">' + close + '<span class="form-error" data-testid="milestone-error"></span></div>' + '<div class="scroll"><table><thead><tr><th>Started</th><th>Task</th><th>Session</th><th>Status</th>' +
     '<th class="num">In</th><th class="num">Out</th><th class="num">Cost</th><th class="num">Duration</th></tr></thead>' +
-    '<tbody data-testid="milestone-tasks">' + tasks + '</tbody></table></div>' + (m.tasks.length ? '' : '<div class="empty">No tasks yet.</div>');
+    '<tbody data-testid="milestone-tasks">' + tasks + '</tbody></table></div>' + (m.tasks.length ? '' : '<div class="empty">No tasks yet.</div>') +
+    // The view reads one page of tasks; the totals above count every task.
+    (m.nextToken ? '<div class="empty">The first ' + int(m.tasks.length) + ' of ' + int(m.totals.sessions) + ' tasks.</div>' : '');
   $('milestone-section').hidden = false;
   $('milestone-section').scrollIntoView({ block: 'nearest' });
 }
