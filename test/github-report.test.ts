@@ -404,6 +404,36 @@ describe('a pull request is a milestone', () => {
     expect((await milestoneOf(first.milestoneId)).tasks.map((t) => t.sessionId)).toEqual([first.session.sessionId, realSession.sessionId]);
   });
 
+  it('a pull request someone else opens from the issue\'s branch before its first report is not bound: the reporter records only one it opened, so closing that one closes nothing', async () => {
+    // Prepare: a new issue whose branch already has an open pull request by someone who may open one there (read access
+    // is enough), its body carrying the issue's marker; GitHub allows one open pull request per head and base
+    anthropic.respondWith(
+      { kind: 'tool_use', name: 'Write', input: { file_path: 'EARLY.md', content: 'early\n' } },
+      { kind: 'text', text: 'Wrote EARLY.md.' },
+    );
+    const event = commentEvent('/claude write EARLY.md');
+    const branch = issueBranch(event.issue.number);
+    const outsider = {
+      number: 9_000 + event.issue.number, html_url: `${repoUrl}/pull/${9_000 + event.issue.number}`, state: 'open', title: 'Mine now',
+      head: branch, base: 'main', body: `<!-- claude-sessions:issue=${event.issue.number} -->`,
+    };
+    github.pulls.set('acme/widgets', [...(github.pulls.get('acme/widgets') ?? []), outsider]);
+
+    // Act: the issue's session pushes its branch and is reported; then the outsider closes their pull request
+    const answer = await deliver(event);
+    const session = await closed(answer.body.sessionId!);
+    await reported(event.issue.number, session.sessionId);
+    const view = await milestoneOf(answer.body.milestoneId!);
+    const closing = await deliver(pullClosedEvent(outsider, branch), 'pull_request');
+
+    // Assess: pushed, nothing bound, nothing closed
+    expect(session, `${session.error}: ${session.cause}`).toMatchObject({ status: 'COMPLETED', workspace: { branch } });
+    expect(pullsOf(branch)).toEqual([outsider]);
+    expect(view.pullRequest).toBeNull();
+    expect(closing.body.closed).toBeUndefined();
+    expect((await milestoneOf(answer.body.milestoneId!)).status).toBe('OPEN');
+  });
+
   it('closing a pull request that copies an issue\'s marker, even from the issue\'s branch name, closes nothing; a comment on it once closed still starts a session as on any pull request', async () => {
     // Prepare
     const first = await issueWithPullRequest('KEEP.md', 'keep\n');

@@ -36,7 +36,7 @@ export interface ReportDeps {
 
 export type ReportOutcome =
   | { reported: false; reason: string }
-  | { reported: true; comment: string; pullRequest: string | null };
+  | { reported: true; comment: string; pullRequest: string | null; boundPullRequest?: number | null };
 
 /** What the session started from: `issue-<n>` or `pr-<n>` (lib/api/github-webhook.ts). */
 function taskOf(taskId: string | null): { kind: 'issue' | 'pr'; number: number } | undefined {
@@ -64,14 +64,18 @@ export async function reportSession(closed: { sessionId: string; trigger: string
   const earlier = comments.find((c) => c.body?.includes(marker));
   const branch = session.status === 'COMPLETED' ? session.workspace?.branch ?? null : null;
   // A pull request of an issue's change; a pull request's own session pushed to its branch, which is reported only.
-  const pull = task.kind === 'issue' && branch ? await openPullRequest(deps.github, repository, task.number, branch, session) : undefined;
-  // Bound before anyone is told of it: only the pull request the milestone records continues it, since the
-  // marker in its body is text anyone who opens a pull request can copy (lib/api/github-webhook.ts).
-  if (pull && session.milestoneId) await deps.recordPullRequest(session.milestoneId, session.projectId, { number: pull.number, url: pull.html_url });
-  if (earlier) return { reported: true, comment: earlier.html_url, pullRequest: pull?.html_url ?? null };
+  const opened = task.kind === 'issue' && branch ? await openPullRequest(deps.github, repository, task.number, branch, session) : undefined;
+  const pull = opened?.pull;
+  // Bound before anyone is told of it, and only a pull request the reporter opened itself: the marker in a body is
+  // text anyone can copy (lib/api/github-webhook.ts), and one found open from the branch is anyone's who opened it.
+  const bound = opened?.created && session.milestoneId
+    ? await deps.recordPullRequest(session.milestoneId, session.projectId, { number: opened.pull.number, url: opened.pull.html_url })
+    : undefined;
+  const boundPullRequest = bound === undefined ? {} : { boundPullRequest: bound ? opened!.pull.number : null };
+  if (earlier) return { reported: true, comment: earlier.html_url, pullRequest: pull?.html_url ?? null, ...boundPullRequest };
   const body = session.error === MILESTONE_UNAVAILABLE ? refusedBody(session, milestone) : commentBody(session, task.kind, pull, milestone);
   const comment = await deps.github.createIssueComment(repository, task.number, body);
-  return { reported: true, comment: comment.html_url, pullRequest: pull?.html_url ?? null };
+  return { reported: true, comment: comment.html_url, pullRequest: pull?.html_url ?? null, ...boundPullRequest };
 }
 
 /** The error the workflow gives a milestone task refused the lease (cdk/workflow/milestone-lease.ts). */
@@ -102,13 +106,13 @@ export function refusedBody(session: SessionRecord, milestone: MilestoneView | u
  * The branch's pull request: the one a previous try (or an earlier task of the milestone, on the same
  * branch) opened, else a new one into the session's base.
  */
-async function openPullRequest(github: GitHubClient, repository: RepositoryName, issue: number, branch: string, session: SessionRecord): Promise<PullRequest> {
+async function openPullRequest(github: GitHubClient, repository: RepositoryName, issue: number, branch: string, session: SessionRecord): Promise<{ pull: PullRequest; created: boolean }> {
   // Open only: an issue's later session continues its branch, and the pull request a merge closed is done with.
   const existing = (await github.pullRequestsFrom(repository, branch)).find((p) => p.state === 'open');
-  if (existing) return existing;
+  if (existing) return { pull: existing, created: false };
   const base = session.workspace?.ref ?? (await github.repository(repository)).default_branch;
   const { title } = await github.issue(repository, issue);
-  return github.createPullRequest(repository, { title: title.slice(0, 250), head: branch, base, body: pullRequestBody(session, issue) });
+  return { pull: await github.createPullRequest(repository, { title: title.slice(0, 250), head: branch, base, body: pullRequestBody(session, issue) }), created: true };
 }
 
 // GitHub refuses a body over 65,536 characters: Claude's reply is cut to leave room for the rest.
@@ -162,7 +166,10 @@ export function commentBody(session: SessionRecord, kind: 'issue' | 'pr', pull: 
 export function runningTotal(session: SessionRecord, milestone: MilestoneView): UsageSums {
   if (milestone.nextToken) throw new Error(`the running total of milestone ${milestone.milestoneId} needs every task after ${session.sessionId}: view it with tasksAfter`);
   const total: UsageSums = structuredClone(milestone.totals);
-  for (const later of milestone.tasks) if (later.startedAt > session.startedAt && later.sessionId !== session.sessionId) subtractSession(total, later);
+  // A session of another project may name the milestone (its lease refuses it): it was counted in that project's totals, not these.
+  for (const later of milestone.tasks) {
+    if (later.startedAt > session.startedAt && later.sessionId !== session.sessionId && later.projectId === milestone.projectId) subtractSession(total, later);
+  }
   return total;
 }
 
