@@ -193,6 +193,11 @@ describe('the HTTP API over real HTTP, with the real CLI behind it', () => {
     expect(res.status).toBe(400);
     expect(res.body.errors.map((e: { field: string }) => e.field).sort()).toEqual(['limit', 'status']);
     expect((await call('GET', '/projects/p/sessions?nextToken=garbage')).body).toMatchObject({ errors: [{ field: 'nextToken' }] });
+    // A well-formed token of another project's pages: DynamoDB would refuse its start key as a ValidationException
+    const otherProjects = Buffer.from(JSON.stringify({ pk: 'SESSION#x', sk: 'SESSION', projectId: 'other', startedAt: '2026-01-01T00:00:00.000Z' })).toString('base64url');
+    const foreign = await call('GET', `/projects/p/sessions?nextToken=${otherProjects}`);
+    expect(foreign.status).toBe(400);
+    expect(foreign.body).toMatchObject({ errors: [{ field: 'nextToken' }] });
   });
 });
 

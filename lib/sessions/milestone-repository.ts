@@ -108,7 +108,7 @@ export class MilestoneRepository {
       return { tasks, nextToken: null };
     }
     const { Items = [], LastEvaluatedKey } = await this.client.send(new QueryCommand({
-      ...request, Limit: query.limit ?? TASKS_PAGE, ExclusiveStartKey: query.nextToken ? decodePageToken(query.nextToken) : undefined,
+      ...request, Limit: query.limit ?? TASKS_PAGE, ExclusiveStartKey: query.nextToken ? decodePageToken(query.nextToken, { milestoneId }) : undefined,
     }));
     return { tasks: Items.map(toSessionSummary), nextToken: LastEvaluatedKey ? encodePageToken(LastEvaluatedKey) : null };
   }

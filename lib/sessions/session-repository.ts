@@ -235,7 +235,7 @@ export class SessionRepository {
         ExpressionAttributeValues: { ':projectId': projectId, ...(options.status ? { ':status': options.status } : {}) },
         ScanIndexForward: false,
         Limit: options.limit ?? 50,
-        ExclusiveStartKey: options.nextToken ? decodePageToken(options.nextToken) : undefined,
+        ExclusiveStartKey: options.nextToken ? decodePageToken(options.nextToken, { projectId }) : undefined,
       }),
     );
     return { items: Items.map(toSessionSummary), nextToken: LastEvaluatedKey ? encodePageToken(LastEvaluatedKey) : null };
@@ -474,10 +474,17 @@ export function encodePageToken(key: Record<string, unknown>): string {
   return Buffer.from(JSON.stringify(key), 'utf8').toString('base64url');
 }
 
-export function decodePageToken(token: string): Record<string, unknown> {
+/**
+ * The start key a `nextToken` holds. `of` names the query's partition (`{projectId}`, `{milestoneId}`):
+ * a token of another project's or milestone's pages is refused here, naming the field, where
+ * DynamoDB would answer a ValidationException the API could only call an internal error.
+ */
+export function decodePageToken(token: string, of: Record<string, string>): Record<string, unknown> {
   try {
     const key = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as unknown;
-    if (key && typeof key === 'object' && !Array.isArray(key)) return key as Record<string, unknown>;
+    if (key && typeof key === 'object' && !Array.isArray(key) && Object.entries(of).every(([k, v]) => (key as Record<string, unknown>)[k] === v)) {
+      return key as Record<string, unknown>;
+    }
   } catch {
     // fall through to the error below
   }
