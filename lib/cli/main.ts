@@ -584,7 +584,7 @@ async function githubApiUrlFromEnv(env: NodeJS.ProcessEnv): Promise<string> {
  */
 async function totalsCommand(args: string[], io: CliIo): Promise<number> {
   const [action, ...rest] = args;
-  if (action !== 'check' && action !== 'backfill') throw new UsageError('totals check|backfill [--project P] [--table T] [--json]');
+  if (action !== 'check' && action !== 'backfill') throw new UsageError('totals check|backfill [--project P] [--table T] [--json] (backfill: [--exact])');
   const { values } = parse(rest, { project: { type: 'string' }, table: { type: 'string' }, json: { type: 'boolean', default: false }, exact: { type: 'boolean', default: false } });
   if (values.project !== undefined) await checkProjectId(values.project);
   if (values.table !== undefined && !values.table) throw new UsageError('--table needs the table\'s name (the stack\'s SessionTableName output)');
@@ -661,9 +661,13 @@ async function githubWebhookFromEnv(
   }
   if (!git) return { secret, triggers };
   const apiUrl = await githubApiUrlFromEnv(env);
-  const { appReportToken } = await import('../github/app-token.js');
-  // With an App, each report's token is its own, scoped to the session's repository.
-  const token = git.app ? appReportToken(git.app) : async () => git.token!;
+  const { mintToken, reportTokenFromMinter } = await import('../github/git-token-minter.js');
+  // With an App, each report's token is minted as the deployed report minter mints it: the session's
+  // repository only, under gitTokenScopes, on the App's host.
+  const app = git.app;
+  const token = app
+    ? reportTokenFromMinter(async (repo) => (await mintToken({ repo }, app, git.tokenScopes, 'report')).token, apiUrl)
+    : async () => git.token!;
   return { secret, triggers, gitTokenScopes: git.tokenScopes, report: { apiUrl, token } };
 }
 
