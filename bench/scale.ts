@@ -78,13 +78,6 @@ function closedItem(start: SessionStart, outcome: RunOutcome): SessionItem {
 export async function scaleFigures(size: number, log: (line: string) => void): Promise<ScaleFigures> {
   const definition = await synthesizeDefinition();
   const db = await LocalDynamoDb.start({ table: definition.table });
-  let itemsRead = 0;
-  db.client.middlewareStack.add((next) => async (args) => {
-    const answer = await next(args);
-    const output = answer.output as { Count?: number; Item?: unknown };
-    itemsRead += typeof output.Count === 'number' ? output.Count : output.Item ? 1 : 0;
-    return answer;
-  }, { step: 'initialize', name: 'benchItemsRead' });
   const repository = new SessionRepository(db.documentClient, db.tableName);
   const milestones = new MilestoneRepository(db.documentClient, db.tableName);
   const projectId = 'scale';
@@ -133,11 +126,9 @@ export async function scaleFigures(size: number, log: (line: string) => void): P
       const ms: number[] = [];
       let items = 0;
       for (let r = 0; r < REPEATS; r++) {
-        itemsRead = 0;
         const started = performance.now();
-        await fn();
+        ({ items } = await db.countItemsRead(fn));
         ms.push(performance.now() - started);
-        items = itemsRead;
       }
       return { ms: ms.sort((a, b) => a - b)[Math.floor(REPEATS / 2)]!, items };
     };

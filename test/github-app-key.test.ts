@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import type { SessionRecord } from '../lib/sessions/session-item.js';
-import { cliEnvironment, runCli, startServe, stopEngine, type CliResult } from './support/cli-process.js';
+import { cliEnvironment, runCli, startServe, stopEngine, type CliResult, stopServe } from './support/cli-process.js';
 import { git } from './support/git-remote.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -89,9 +89,7 @@ describe('a local session\'s tools and the App key file', () => {
   }, 120_000);
 
   afterAll(async () => {
-    child?.kill('SIGINT');
-    await new Promise((resolve) => (child?.exitCode === null ? child.once('exit', resolve) : resolve(undefined)));
-    await stopEngine(engine.home);
+    await stopServe(child, engine.home);
     await anthropic?.close();
   });
 

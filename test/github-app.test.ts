@@ -10,7 +10,7 @@ import { GitHubAppTokens, appGitToken, appJwt, appPrivateKey, parseGitHubApp } f
 import { mintToken, reportTokenFromMinter } from '../lib/github/git-token-minter.js';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import type { SessionRecord } from '../lib/sessions/session-item.js';
-import { cliEnvironment, startServe, stopEngine } from './support/cli-process.js';
+import { cliEnvironment, startServe, stopServe } from './support/cli-process.js';
 import { git } from './support/git-remote.js';
 import { GitHubStandIn } from './support/github-stand-in.js';
 import { HttpsGitRemote } from './support/https-git-remote.js';
@@ -62,9 +62,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  child?.kill('SIGINT');
-  await new Promise((resolve) => (child?.exitCode === null ? child.once('exit', resolve) : resolve(undefined)));
-  await stopEngine(home);
+  await stopServe(child, home);
   delete process.env.GIT_SSL_CAINFO;
   await Promise.all([anthropic?.close(), github?.close(), remote?.close()]);
 });

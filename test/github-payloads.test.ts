@@ -11,7 +11,7 @@ import { issueBranch } from '../lib/api/github-webhook.js';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import type { MilestoneView } from '../lib/sessions/milestone-repository.js';
 import type { SessionRecord } from '../lib/sessions/session-item.js';
-import { cliEnvironment, startServe, stopEngine } from './support/cli-process.js';
+import { cliEnvironment, startServe, stopServe } from './support/cli-process.js';
 import { GitHubStandIn } from './support/github-stand-in.js';
 import { HttpsGitRemote } from './support/https-git-remote.js';
 import { waitFor } from './support/wait-for.js';
@@ -71,9 +71,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  child?.kill('SIGINT');
-  await new Promise((resolve) => (child?.exitCode === null ? child.once('exit', resolve) : resolve(undefined)));
-  await stopEngine(home);
+  await stopServe(child, home);
   await Promise.all([anthropic?.close(), github?.close(), remote?.close()]);
 });
 

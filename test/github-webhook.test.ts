@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseGitHubTriggers } from '../lib/api/github-webhook.js';
 import { AnthropicStandIn } from '../lib/local/anthropic-stand-in.js';
 import type { SessionRecord } from '../lib/sessions/session-item.js';
-import { cliEnvironment, startServe, stopEngine } from './support/cli-process.js';
+import { cliEnvironment, startServe, stopServe } from './support/cli-process.js';
 
 // POST /webhooks/github on the local engine, as `serve` runs it: signed deliveries in, sessions
 // of the real CLI (talking to the stand-in this file steers) out, read back through the API.
@@ -32,9 +32,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  child?.kill('SIGINT');
-  await new Promise((resolve) => (child?.exitCode === null ? child.once('exit', resolve) : resolve(undefined)));
-  await stopEngine(home);
+  await stopServe(child, home);
   await anthropic?.close();
 });
 

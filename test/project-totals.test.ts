@@ -6,7 +6,7 @@ import { runningTotal } from '../lib/github/session-report.js';
 import { LocalDynamoDb } from '../lib/local/local-dynamodb.js';
 import { loadWorkflowDefinition } from '../lib/local/workflow-definition.js';
 import { MilestoneRepository } from '../lib/sessions/milestone-repository.js';
-import { SessionRepository } from '../lib/sessions/session-repository.js';
+import { InvalidNextTokenError, SessionRepository } from '../lib/sessions/session-repository.js';
 import { SESSION_SK, sessionPk } from '../lib/sessions/session-item.js';
 import { prepareSessionStart } from '../lib/sessions/execution-input.js';
 import { assertWithinBudget, monthStart } from '../lib/sessions/session-creation.js';
@@ -188,18 +188,7 @@ describe('a milestone\'s view: what it reads does not grow with its tasks', () =
     // Prepare: one milestone of 3 tasks and one of 80, each created and closed by the repository's transactions; reads counted as bench/scale.ts counts them
     const definition = await loadWorkflowDefinition(join(process.cwd(), '.claude-sessions', 'cache'));
     const db = await LocalDynamoDb.start({ table: definition.table });
-    let itemsRead = 0;
-    db.client.middlewareStack.add((next) => async (args) => {
-      const answer = await next(args);
-      const output = answer.output as { Count?: number; Item?: unknown };
-      itemsRead += typeof output.Count === 'number' ? output.Count : output.Item ? 1 : 0;
-      return answer;
-    }, { step: 'initialize', name: 'viewItemsRead' });
-    const read = async <T>(fn: () => Promise<T>) => {
-      itemsRead = 0;
-      const value = await fn();
-      return { value, items: itemsRead };
-    };
+    const read = <T>(fn: () => Promise<T>) => db.countItemsRead(fn);
     try {
       const repository = new SessionRepository(db.documentClient, db.tableName);
       const milestones = new MilestoneRepository(db.documentClient, db.tableName);
@@ -236,6 +225,8 @@ describe('a milestone\'s view: what it reads does not grow with its tasks', () =
       expect(largeView.value!.tasks[0]).not.toHaveProperty('result');
       const nextPage = await milestones.view(large.milestoneId, { nextToken: largeView.value!.nextToken });
       expect(nextPage!.tasks.map((t) => t.sessionId)).toEqual(tasks.slice(50).map((t) => t.sessionId));
+      // A page token of another milestone is refused naming nextToken, not handed to the store
+      await expect(milestones.view(small.milestoneId, { nextToken: largeView.value!.nextToken })).rejects.toBeInstanceOf(InvalidNextTokenError);
       // A report made after two later tasks: the totals item less those two, read with them alone
       expect(reported.items).toBe(2 + 2);
       expect(comparable(runningTotal(asOf, reported.value!))).toEqual(comparable(sumUsage(tasks.slice(0, 78))));

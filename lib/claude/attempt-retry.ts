@@ -3,7 +3,7 @@ import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import type { SessionStart } from '../sessions/execution-input.js';
 import type { RunOutcome } from '../sessions/session-item.js';
 import { totalsDelta, type AttemptSpend } from '../sessions/project-totals.js';
-import { addUsage, addUsageByModel, addUsd, roundUsd, type Usage, type UsageByModel } from '../sessions/usage.js';
+import { addUsage, addUsageByModel, addUsd, roundUsd } from '../sessions/usage.js';
 import { isTransientFailure } from './claude-result.js';
 import type { ClaudeRun } from './run-claude.js';
 import { marshalledDelta, type MarshalledTotalsDelta } from './task-record.js';
@@ -13,13 +13,8 @@ import { marshalledDelta, type MarshalledTotalsDelta } from './task-record.js';
 // before spent rides in the execution's state, never added up in the table.
 
 /** What earlier attempts of one session spent, carried in the execution's state, never added in the table. */
-export interface Spent {
-  usage: Usage;
-  modelUsage: UsageByModel;
-  numTurns: number;
-  totalCostUsd: number;
-  durationMs: number;
-}
+/** What an attempt spent: the figures the totals add (project-totals.ts). */
+export type Spent = AttemptSpend;
 
 export interface RetryState {
   attempt: number;

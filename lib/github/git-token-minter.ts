@@ -11,7 +11,7 @@ import type { GitHubTokenSource } from './github-client.js';
 
 /** What a minter's tokens are for: git's clone and push (the runners), or a session's report (the reporter). */
 export type TokenPurpose = 'git' | 'report';
-export const TOKEN_PURPOSES: readonly TokenPurpose[] = ['git', 'report'];
+const TOKEN_PURPOSES: readonly TokenPurpose[] = ['git', 'report'];
 
 /** The permissions a minter of each purpose mints, and nothing else. */
 export const PURPOSE_PERMISSIONS: Readonly<Record<TokenPurpose, InstallationPermissions>> = { git: GIT_PERMISSIONS, report: REPORT_PERMISSIONS };

@@ -134,12 +134,14 @@ export function pullRequestBody(session: SessionRecord, issue: number): string {
 export function commentBody(session: SessionRecord, kind: 'issue' | 'pr', pull: PullRequest | undefined, milestone?: MilestoneView): string {
   const w = session.workspace;
   const change = w?.branch ? `${w.filesChanged} file(s) changed, +${w.insertions} −${w.deletions}` : '';
+  // This session opened the pull request (its body holds this session's reply), or an earlier one did.
+  const openedHere = pull !== undefined && pull.body?.includes(reportMarker(session.sessionId)) !== false;
   let outcome: string;
   if (session.status !== 'COMPLETED') {
     const why = [session.error, session.cause].filter(Boolean).join(': ').slice(0, 1_000) || 'no error was recorded';
     const kept = w?.branch && session.error !== 'WorkspacePushError' ? `; what it changed is on \`${w.branch}\`` : '';
     outcome = `The session ${session.status === 'FAILED' ? 'failed' : `ended ${session.status}`}: ${why}. No pull request was opened${kept}.`;
-  } else if (pull && pull.body?.includes(reportMarker(session.sessionId)) !== false) {
+  } else if (openedHere) {
     outcome = `Opened ${pull.html_url} from \`${w!.branch}\` (${change}).`;
   } else if (pull) {
     // An earlier session or task of the issue opened it: this one added to its branch.
@@ -151,7 +153,6 @@ export function commentBody(session: SessionRecord, kind: 'issue' | 'pr', pull: 
   }
   const parts = [outcome, ''];
   // The pull request's body holds the reply of the session that opened it; any later one's goes here.
-  const openedHere = pull !== undefined && pull.body?.includes(reportMarker(session.sessionId)) !== false;
   if (session.status === 'COMPLETED' && !openedHere) parts.push(reply(session), '');
   parts.push(usageLines(session, milestone && runningTotal(session, milestone)), '', reportMarker(session.sessionId));
   return parts.join('\n');

@@ -153,6 +153,27 @@ export class LocalDynamoDb {
     return items;
   }
 
+  private itemsRead: number | undefined;
+
+  /**
+   * What `fn` read through this store's clients, in items (a Query's Count, a GetItem's item): the
+   * figure the bench's scale section and the flat-read tests compare across history sizes. One
+   * count at a time: reads of anything else running meanwhile are counted too.
+   */
+  async countItemsRead<T>(fn: () => Promise<T>): Promise<{ value: T; items: number }> {
+    if (this.itemsRead === undefined) {
+      this.client.middlewareStack.add((next) => async (args) => {
+        const answer = await next(args);
+        const output = answer.output as { Count?: number; Item?: unknown };
+        this.itemsRead! += typeof output.Count === 'number' ? output.Count : output.Item ? 1 : 0;
+        return answer;
+      }, { step: 'initialize', name: 'countItemsRead' });
+    }
+    this.itemsRead = 0;
+    const value = await fn();
+    return { value, items: this.itemsRead };
+  }
+
   async close(): Promise<void> {
     this.documentClient.destroy();
     this.server.closeAllConnections?.();

@@ -15,7 +15,7 @@ export const TOTALS_ALL_SK = 'ALL';
 const DAY_PREFIX = 'DAY#';
 const MILESTONE_PREFIX = 'MILESTONE#';
 /** The totals item of a project's sessions that are no milestone's task (a milestone id is a UUID). */
-export const NO_MILESTONE_SK = `${MILESTONE_PREFIX}NONE`;
+const NO_MILESTONE_SK = `${MILESTONE_PREFIX}NONE`;
 
 export function totalsPk(projectId: string): string {
   return `TOTALS#${projectId}`;
@@ -30,7 +30,7 @@ export function milestoneTotalsSk(milestoneId: string | null | undefined): strin
   return milestoneId ? `${MILESTONE_PREFIX}${milestoneId}` : NO_MILESTONE_SK;
 }
 
-export function isDaySk(sk: string): boolean {
+function isDaySk(sk: string): boolean {
   return sk.startsWith(DAY_PREFIX);
 }
 

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isAlive } from '../../lib/local/state-lock.js';
@@ -50,6 +51,16 @@ export async function engineFile(home: string): Promise<{ pid: number; url: stri
 export async function stopEngine(home: string): Promise<void> {
   const engine = await engineFile(home);
   if (engine && isAlive(engine.pid)) process.kill(engine.pid, 'SIGTERM');
+}
+
+/** Stops a `serve` that startServe started (one already gone, by exit or signal, is not waited for), then its state folder's engine. */
+export async function stopServe(child: ChildProcess | undefined, home: string): Promise<void> {
+  if (child && child.exitCode === null && child.signalCode === null) {
+    const exited = once(child, 'exit');
+    child.kill('SIGINT');
+    await exited;
+  }
+  await stopEngine(home);
 }
 
 /** `serve` in the foreground with exactly `env`, resolved once it listens. */
