@@ -153,3 +153,10 @@ export function appRepositoryToken(tokens: GitHubAppTokens, permissions: Install
   };
 }
 
+/** The reporter's token for a REST call: the App's, scoped to the call's repository. */
+export function appReportToken(tokens: GitHubAppTokens): (repository: RepositoryName | undefined) => Promise<string> {
+  return async (repository) => {
+    if (!repository) throw new GitHubAppError('an App token is scoped to a repository, and this call names none');
+    return tokens.token(repository, REPORT_PERMISSIONS);
+  };
+}
