@@ -661,13 +661,9 @@ async function githubWebhookFromEnv(
   }
   if (!git) return { secret, triggers };
   const apiUrl = await githubApiUrlFromEnv(env);
-  const { mintToken, reportTokenFromMinter } = await import('../github/git-token-minter.js');
-  // With an App, each report's token is minted as the deployed report minter mints it: the session's
-  // repository only, under gitTokenScopes, on the App's host.
-  const app = git.app;
-  const token = app
-    ? reportTokenFromMinter(async (repo) => (await mintToken({ repo }, app, git.tokenScopes, 'report')).token, apiUrl)
-    : async () => git.token!;
+  const { appReportToken } = await import('../github/app-token.js');
+  // With an App, each report's token is its own, scoped to the session's repository.
+  const token = git.app ? appReportToken(git.app) : async () => git.token!;
   return { secret, triggers, gitTokenScopes: git.tokenScopes, report: { apiUrl, token } };
 }
 
